@@ -1,0 +1,434 @@
+"""Arraysets: named collections of tensors sharing a schema (reader and writer)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Iterable, Iterator, Mapping, Optional, Union
+
+import numpy as np
+
+from hangar.errors import ArraysetExistsError, ArraysetNotFoundError, SampleNotFoundError
+from hangar.records.keys import Key, decode_key, encode_key, sort_key, validate_arrayset_name, validate_key
+from hangar.records.pointer import SamplePointer
+from hangar.records.schema import BACKENDS, MAX_RANK, ArraysetSchema
+from hangar.session import CheckoutSession
+from hangar.store import sample_digest
+from hangar.store.digest import byte_view
+from hangar.store.codecs import CodecChooser
+
+
+def _is_key(value: object) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+class ArraysetDataReader:
+    """Read access to the samples of one arrayset at one commit."""
+
+    def __init__(self, session: CheckoutSession, schema: ArraysetSchema, table) -> None:  # noqa: ANN001
+        self._session = session
+        self._schema = schema
+        self._table = table  # SampleTable (commit) or StagedSamples (writer)
+        self._dtype = np.dtype(schema.dtype)
+
+    def __repr__(self) -> str:
+        s = self._schema
+        return (f"{type(self).__name__}(name={s.name!r}, dtype={self._dtype}, shape={s.shape}, "
+                f"variable_shape={s.variable_shape}, named_samples={s.named_samples})")
+
+    # ----------------------------------------------------------- properties
+    @property
+    def name(self) -> str:
+        """Name of the arrayset. Read-only attribute."""
+        return self._schema.name
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Datatype of the arrayset schema. Read-only attribute."""
+        return self._dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape (or max shape, when ``variable_shape``) of the samples. Read-only attribute."""
+        return self._schema.shape
+
+    @property
+    def variable_shape(self) -> bool:
+        """True when samples may be smaller than ``shape`` in any dimension."""
+        return self._schema.variable_shape
+
+    @property
+    def named_samples(self) -> bool:
+        """True when samples are given names by the user."""
+        return self._schema.named_samples
+
+    @property
+    def backend(self) -> str:
+        """How sample bytes are compressed in the store (``auto``, ``raw``, ``lz4``, ``zstd``)."""
+        return self._schema.backend
+
+    @property
+    def iswriteable(self) -> bool:
+        """True for arraysets of a write-enabled checkout."""
+        return False
+
+    # ------------------------------------------------------------ container
+    def __len__(self) -> int:
+        self._session.check()
+        return self._table.count()
+
+    def __contains__(self, key: object) -> bool:
+        self._session.check()
+        if not _is_key(key):
+            return False
+        return encode_key(key) in self._table  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Key]:
+        return self.keys()
+
+    def __getitem__(self, key: Key) -> np.ndarray:
+        return self.get(key)
+
+    def _pointer(self, key: object) -> SamplePointer:
+        ptr = self._table.pointer(encode_key(key)) if _is_key(key) else None  # type: ignore[arg-type]
+        if ptr is None:
+            raise SampleNotFoundError(f"arrayset {self.name!r} has no sample with key {key!r}")
+        return ptr
+
+    def get(self, name: Key) -> np.ndarray:
+        """Return the sample stored under ``name``.
+
+        Raises
+        ------
+        KeyError
+            If the arrayset has no sample with that name.
+        """
+        self._session.check()
+        ptr = self._pointer(name)
+        return self._session.store.read(ptr.digest, ptr.dtype, ptr.shape)
+
+    def get_batch(self, names: Iterable[Key], *, n_cpus: Optional[int] = None,
+                  start_method: str = "spawn") -> list[np.ndarray]:
+        """Return the samples named in ``names``, in order (``KeyError`` if one is missing)."""
+        self._session.check()
+        ptrs = [self._pointer(n) for n in names]
+        read = self._session.store.read
+        return [read(p.digest, p.dtype, p.shape) for p in ptrs]
+
+    def keys(self) -> Iterator[Key]:
+        """Yield every sample key (ints in numeric order, then strs in lexical order)."""
+        self._session.check()
+        keys = sorted((decode_key(n) for n in self._table.names()), key=sort_key)
+        yield from keys
+
+    def values(self) -> Iterator[np.ndarray]:
+        """Yield every sample array, in ``keys()`` order."""
+        for _, v in self.items():
+            yield v
+
+    def items(self) -> Iterator[tuple[Key, np.ndarray]]:
+        """Yield ``(key, array)`` for every sample, in ``keys()`` order."""
+        self._session.check()
+        ptrs = sorted(((decode_key(n), p) for n, p in self._table.pointers()), key=lambda kp: sort_key(kp[0]))
+        read = self._session.store.read
+        for k, p in ptrs:
+            self._session.check()
+            yield k, read(p.digest, p.dtype, p.shape)
+
+    # ------------------------------------------------------------- remotes
+    def _remote_keys(self) -> list[Key]:
+        store = self._session.store
+        return sorted((decode_key(n) for n, p in self._table.pointers() if p.digest not in store), key=sort_key)
+
+    @property
+    def contains_remote_references(self) -> bool:
+        """True when some samples' bytes are only on a remote (see ``fetch_data``)."""
+        self._session.check()
+        store = self._session.store
+        return any(p.digest not in store for _, p in self._table.pointers())
+
+    @property
+    def remote_reference_sample_keys(self) -> list[Key]:
+        """Keys of the samples whose bytes are only on a remote."""
+        self._session.check()
+        return self._remote_keys()
+
+
+class ArraysetDataWriter(ArraysetDataReader):
+    """Read and write access to one arrayset in the staging area."""
+
+    def __init__(self, session: CheckoutSession, schema: ArraysetSchema, table) -> None:  # noqa: ANN001
+        super().__init__(session, schema, table)
+        self._chooser = CodecChooser(schema.backend)
+
+    @property
+    def iswriteable(self) -> bool:
+        return True
+
+    def _check_data(self, data: object) -> np.ndarray:
+        s = self._schema
+        if not isinstance(data, np.ndarray):
+            raise ValueError(f"sample data must be a numpy.ndarray, not {type(data).__name__}")
+        if not data.flags.c_contiguous:
+            raise ValueError(
+                f"sample data must be C contiguous; pass np.ascontiguousarray(data) (shape {data.shape})")
+        if data.dtype != self._dtype:
+            raise ValueError(f"sample dtype {data.dtype} does not match arrayset {s.name!r} dtype {self._dtype}")
+        if data.ndim != len(s.shape):
+            raise ValueError(
+                f"sample rank {data.ndim} (shape {data.shape}) does not match arrayset {s.name!r} "
+                f"rank {len(s.shape)} (shape {s.shape})")
+        if s.variable_shape:
+            if any(d > m for d, m in zip(data.shape, s.shape)):
+                raise ValueError(
+                    f"sample shape {data.shape} exceeds the max shape {s.shape} of arrayset {s.name!r}")
+            if 0 in data.shape:
+                raise ValueError(f"sample shape {data.shape} has a zero-sized dimension")
+        elif data.shape != s.shape:
+            raise ValueError(f"sample shape {data.shape} does not match arrayset {s.name!r} shape {s.shape}")
+        return data
+
+    def _check_name(self, name: object) -> Key:
+        if name is None:
+            if self._schema.named_samples:
+                raise ValueError(f"arrayset {self.name!r} has named samples: add(data, name) needs a name")
+            return uuid.uuid4().hex
+        return validate_key(name)
+
+    def _prepare(self, data: object, name: object) -> tuple[Key, np.ndarray, memoryview, bytes]:
+        arr = self._check_data(data)
+        key = self._check_name(name)
+        raw = byte_view(arr)
+        return key, arr, raw, sample_digest(arr, raw)
+
+    def _write(self, key: Key, arr: np.ndarray, raw: memoryview, digest: bytes) -> Key:
+        self._session.store.put(digest, raw, self._chooser)
+        self._table.set(encode_key(key), SamplePointer(digest, self._schema.dtype, arr.shape))
+        return key
+
+    def add(self, data: np.ndarray, name: Optional[Key] = None, **kwargs) -> Key:  # noqa: ANN003
+        """Store ``data`` as the sample ``name`` (a generated name for unnamed arraysets).
+
+        Raises
+        ------
+        ValueError
+            If the name is missing or invalid, or ``data`` is not a C-contiguous ndarray of
+            the arrayset's dtype and (max) shape.
+        """
+        self._session.check()
+        if kwargs:
+            raise TypeError(f"add() got unexpected keyword arguments {sorted(kwargs)}")
+        return self._write(*self._prepare(data, name))
+
+    def __setitem__(self, key: Key, value: np.ndarray) -> Key:
+        return self.add(value, key)
+
+    def remove(self, name: Key) -> Key:
+        """Remove the sample ``name`` from the staging area (``KeyError`` if absent)."""
+        self._session.check()
+        if not _is_key(name) or not self._table.remove(encode_key(name)):  # type: ignore[arg-type]
+            raise SampleNotFoundError(f"arrayset {self.name!r} has no sample with key {name!r}")
+        return name
+
+    def __delitem__(self, key: Key) -> Key:
+        return self.remove(key)
+
+
+def _schema_from_args(name: object, shape: object, dtype: object, prototype: object,
+                      named_samples: bool, variable_shape: bool, backend: Optional[str]) -> ArraysetSchema:
+    name = validate_arrayset_name(name)
+    if prototype is not None:
+        if shape is not None or dtype is not None:
+            raise ValueError("give either prototype or shape and dtype, not both")
+        if not isinstance(prototype, np.ndarray):
+            raise ValueError(f"prototype must be a numpy.ndarray, not {type(prototype).__name__}")
+        if not prototype.flags.c_contiguous:
+            raise ValueError("prototype must be a C contiguous ndarray")
+        shape, dtype = prototype.shape, prototype.dtype
+    elif shape is None or dtype is None:
+        raise ValueError("init_arrayset needs shape and dtype when no prototype is given")
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (int(shape),)
+    if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
+        raise ValueError(f"shape {shape!r} must be an int or a tuple of ints")
+    shape = tuple(int(d) for d in shape)
+    if len(shape) > MAX_RANK:
+        raise ValueError(f"shape {shape} has rank {len(shape)}; the maximum rank is {MAX_RANK}")
+    if any(d <= 0 for d in shape):
+        raise ValueError(f"shape {shape} has a zero-sized or negative dimension")
+    try:
+        np_dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(f"dtype {dtype!r} is not a numpy dtype") from exc
+    if np_dtype.hasobject:
+        raise ValueError(f"dtype {np_dtype} holds python objects; only fixed-size dtypes can be stored")
+    if backend is None:
+        backend = "auto"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is not valid; choose one of {BACKENDS}")
+    if not isinstance(named_samples, bool) or not isinstance(variable_shape, bool):
+        raise ValueError("named_samples and variable_shape must be bool")
+    return ArraysetSchema(name=name, dtype=np_dtype.str, shape=shape, variable_shape=variable_shape,
+                          named_samples=named_samples, backend=backend)
+
+
+class Arraysets:
+    """The arraysets of a checkout: access, creation and removal."""
+
+    def __init__(self, session: CheckoutSession, source) -> None:  # noqa: ANN001
+        # source: Snapshot (reader) or StagingArea (writer)
+        self._session = session
+        self._source = source
+        self._cache: dict[str, ArraysetDataReader] = {}
+
+    def __repr__(self) -> str:
+        return f"Arraysets(writeable={self.iswriteable}, names={self.keys()})"
+
+    @property
+    def iswriteable(self) -> bool:
+        """True when the checkout is write-enabled."""
+        return self._session.writable
+
+    def _get(self, name: object) -> ArraysetDataReader:
+        self._session.check()
+        if isinstance(name, str):
+            aset = self._cache.get(name)
+            if aset is not None:
+                return aset
+            if self._session.writable:
+                table = self._source.arrayset(name)
+                if table is not None:
+                    aset = ArraysetDataWriter(self._session, table.schema, table)
+            else:
+                schema = self._source.schema(name)
+                if schema is not None:
+                    aset = ArraysetDataReader(self._session, schema, self._source.samples(name))
+            if aset is not None:
+                self._cache[name] = aset
+                return aset
+        raise ArraysetNotFoundError(f"no arrayset named {name!r}; arraysets: {self.keys()}")
+
+    def __getitem__(self, key: str) -> ArraysetDataReader:
+        return self._get(key)
+
+    def get(self, name: str) -> ArraysetDataReader:
+        """Return the arrayset ``name`` (``KeyError`` if there is none)."""
+        return self._get(name)
+
+    def __setitem__(self, key: str, value: object) -> None:
+        raise PermissionError("arraysets cannot be set by item; use init_arrayset()")
+
+    def __contains__(self, key: object) -> bool:
+        self._session.check()
+        return isinstance(key, str) and key in self._source.arrayset_names()
+
+    def __len__(self) -> int:
+        self._session.check()
+        return len(self._source.arrayset_names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def keys(self) -> list[str]:
+        """Names of the arraysets in the checkout."""
+        self._session.check()
+        return self._source.arrayset_names()
+
+    def values(self) -> Iterator[ArraysetDataReader]:
+        """Yield every arrayset object."""
+        for name in self.keys():
+            yield self._get(name)
+
+    def items(self) -> Iterator[tuple[str, ArraysetDataReader]]:
+        """Yield ``(name, arrayset)`` pairs."""
+        for name in self.keys():
+            yield name, self._get(name)
+
+    @property
+    def contains_remote_references(self) -> dict[str, bool]:
+        """For each arrayset, True when some sample bytes are only on a remote."""
+        return {name: aset.contains_remote_references for name, aset in self.items()}
+
+    @property
+    def remote_sample_keys(self) -> dict[str, list[Key]]:
+        """For each arrayset, the keys of samples whose bytes are only on a remote."""
+        return {name: aset.remote_reference_sample_keys for name, aset in self.items()}
+
+    # --------------------------------------------------------------- writing
+    def _require_write(self, what: str) -> None:
+        self._session.check()
+        if not self._session.writable:
+            raise PermissionError(f"{what} needs a write-enabled checkout: repo.checkout(write=True)")
+
+    def init_arrayset(self, name: str, shape: Union[int, tuple[int, ...], None] = None,
+                      dtype: Optional[np.dtype] = None, prototype: Optional[np.ndarray] = None,
+                      named_samples: bool = True, variable_shape: bool = False, *,
+                      backend: Optional[str] = None) -> ArraysetDataWriter:
+        """Create an arrayset and return its writer.
+
+        Parameters
+        ----------
+        name : str
+            ascii letters, digits, ``-``, ``.``, ``_``.
+        shape, dtype :
+            Sample shape (max shape when ``variable_shape``) and dtype; or give ``prototype``.
+        prototype : np.ndarray
+            An example sample whose shape and dtype are used.
+        named_samples : bool
+            False to let hangar generate sample names.
+        variable_shape : bool
+            Samples may be smaller than ``shape`` in any dimension (same rank).
+        backend : str
+            ``auto`` (compress where it pays, default), ``raw``, ``lz4`` or ``zstd``.
+
+        Raises
+        ------
+        ValueError
+            Bad name, missing shape/dtype, non-contiguous prototype, rank > 31, zero-sized
+            dimension, object dtype or unknown backend.
+        LookupError
+            If an arrayset with that name exists.
+        """
+        self._require_write("init_arrayset")
+        schema = _schema_from_args(name, shape, dtype, prototype, named_samples, variable_shape, backend)
+        if schema.name in self._source.arrayset_names():
+            raise ArraysetExistsError(f"arrayset {schema.name!r} already exists")
+        self._cache.pop(schema.name, None)
+        table = self._source.init_arrayset(schema)
+        aset = ArraysetDataWriter(self._session, schema, table)
+        self._cache[schema.name] = aset
+        return aset
+
+    def remove_aset(self, aset_name: str) -> str:
+        """Remove an arrayset and its samples from the staging area (``KeyError`` if absent)."""
+        self._require_write("remove_aset")
+        if aset_name not in self._source.arrayset_names():
+            raise ArraysetNotFoundError(f"no arrayset named {aset_name!r}; arraysets: {self.keys()}")
+        self._source.remove_arrayset(aset_name)
+        self._cache.pop(aset_name, None)
+        return aset_name
+
+    def __delitem__(self, key: str) -> str:
+        self._require_write("deleting an arrayset")
+        return self.remove_aset(key)
+
+    def multi_add(self, mapping: Mapping[str, np.ndarray]) -> str:
+        """Add one sample to each of several unnamed arraysets under one generated key.
+
+        Raises
+        ------
+        KeyError
+            If an arrayset named in ``mapping`` does not exist.
+        ValueError
+            If an arrayset has named samples or a sample is invalid; nothing is written.
+        """
+        self._require_write("multi_add")
+        asets = [(self._get(name), data) for name, data in mapping.items()]
+        for aset, _ in asets:
+            if aset.named_samples:
+                raise ValueError(f"multi_add needs arraysets without named samples; {aset.name!r} has them")
+        key = uuid.uuid4().hex
+        prepared = [(aset, aset._prepare(data, key)) for aset, data in asets]  # type: ignore[attr-defined]
+        for aset, args in prepared:
+            aset._write(*args)  # type: ignore[attr-defined]
+        return key

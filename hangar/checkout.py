@@ -1,0 +1,307 @@
+"""Checkouts: a reader at one commit, or the single writer over the staging area."""
+
+from __future__ import annotations
+
+import atexit
+import weakref
+from collections import namedtuple
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+
+from hangar.arrayset import Arraysets
+from hangar.diff import ReaderUserDiff, WriterUserDiff
+from hangar.errors import NothingToCommitError
+from hangar.metadata import MetadataReader, MetadataWriter
+from hangar.records.snapshot import Snapshot
+from hangar.records.staging import StagingArea, StagingState
+from hangar.session import CheckoutSession
+
+if TYPE_CHECKING:
+    from hangar.repository import Repository
+
+
+def _is_multi(value: object) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+class _CheckoutBase:
+    _arraysets: Arraysets
+    _metadata: MetadataReader
+    _diff: Any
+
+    def __init__(self, session: CheckoutSession) -> None:
+        self._session = session
+        self._finalizer: Optional[Callable[[], None]] = None
+
+    def _register_atexit(self) -> None:
+        self._finalizer = self.close
+        atexit.register(self._finalizer)
+
+    def __enter__(self):  # noqa: ANN204
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def arraysets(self) -> Arraysets:
+        """Weakref proxy to the :class:`~hangar.arrayset.Arraysets` of this checkout.
+
+        The proxy stops working (``ReferenceError``) once the checkout is closed.
+        """
+        self._session.check()
+        return weakref.proxy(self._arraysets)
+
+    @property
+    def metadata(self) -> MetadataReader:
+        """Weakref proxy to the metadata accessor of this checkout."""
+        self._session.check()
+        return weakref.proxy(self._metadata)
+
+    @property
+    def diff(self):  # noqa: ANN201
+        """Weakref proxy to the differ of this checkout."""
+        self._session.check()
+        return weakref.proxy(self._diff)
+
+    # ------------------------------------------------------- dict-style get
+    def _aset_names(self, spec: object) -> tuple[list[str], bool]:
+        if spec is Ellipsis or (isinstance(spec, slice) and spec == slice(None)):
+            return self._arraysets.keys(), True
+        if isinstance(spec, slice):
+            raise ValueError(f"arrayset selector {spec!r}: only ':' or '...' (all arraysets) is allowed")
+        if _is_multi(spec):
+            return list(spec), True  # type: ignore[arg-type]
+        return [spec], False  # type: ignore[list-item]
+
+    def _get(self, index: object, missing_ok: bool) -> Any:
+        self._session.check()
+        if not isinstance(index, tuple) or len(index) != 2:
+            if isinstance(index, str):
+                return self._arraysets[index]
+            if isinstance(index, tuple) and len(index) == 1:
+                return self._get(index[0], missing_ok)
+            raise ValueError(f"index {index!r}: use co[arrayset] or co[arraysets, samples]")
+        aset_spec, sample_spec = index
+        if isinstance(sample_spec, slice) or sample_spec is Ellipsis:
+            raise ValueError("slice syntax cannot be used to select samples")
+        names, multi_aset = self._aset_names(aset_spec)
+        asets = [self._arraysets[n] for n in names]
+        keys = list(sample_spec) if _is_multi(sample_spec) else [sample_spec]  # type: ignore[call-overload]
+
+        def one(aset, key):  # noqa: ANN001, ANN202
+            if missing_ok and key not in aset:
+                return None
+            return aset.get(key)
+
+        if multi_aset:
+            ArraysetData = namedtuple("ArraysetData", names, rename=True)  # noqa: PYI024
+            rows = [ArraysetData(*[one(a, k) for a in asets]) for k in keys]
+        else:
+            rows = [one(asets[0], k) for k in keys]
+        return rows if _is_multi(sample_spec) else rows[0]
+
+    def __getitem__(self, index: object) -> Any:
+        """Dict-style access: ``co['aset']``, ``co['aset', key]``, ``co[('a', 'b'), [k1, k2]]``,
+        ``co[:, key]`` / ``co[..., key]`` for all arraysets. Missing keys raise ``KeyError``."""
+        return self._get(index, missing_ok=False)
+
+    def get(self, arraysets: object, samples: object, *, except_missing: bool = False) -> Any:
+        """Like ``co[arraysets, samples]`` but a missing sample gives ``None``.
+
+        With ``except_missing=True`` a missing sample raises ``KeyError`` instead.
+        """
+        return self._get((arraysets, samples), missing_ok=not except_missing)
+
+    def _close_common(self) -> None:
+        if self._finalizer is not None:
+            atexit.unregister(self._finalizer)
+            self._finalizer = None
+        self._session.closed = True
+        # drop the objects the weakref proxies point at, so held proxies fail
+        for attr in ("_arraysets", "_metadata", "_diff"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+
+
+class ReaderCheckout(_CheckoutBase):
+    """Read-only view of the repository at one commit. Any number may be open."""
+
+    def __init__(self, repo: "Repository", commit: str) -> None:
+        super().__init__(CheckoutSession(repo._git, repo._store(), writable=False))
+        self._repo = repo
+        self._commit = commit
+        snapshot = Snapshot(repo._git, repo._git.commit_tree_id(commit))
+        self._snapshot = snapshot
+        self._arraysets = Arraysets(self._session, snapshot)
+        self._metadata = MetadataReader(self._session, lambda: snapshot.metadata)
+        self._diff = ReaderUserDiff(repo, self._session, commit)
+        self._register_atexit()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._session.closed else "open"
+        return f"ReaderCheckout(commit_hash={self._commit!r}, {state})"
+
+    @property
+    def commit_hash(self) -> str:
+        """Commit hash this checkout reads from."""
+        self._session.check()
+        return self._commit
+
+    def close(self) -> None:
+        """Close the checkout; its arraysets, metadata and diff stop working."""
+        if not self._session.closed:
+            self._close_common()
+
+
+class WriterCheckout(_CheckoutBase):
+    """The write-enabled checkout of a branch, staging changes for the next commit.
+
+    Only one may be open per repository (the writer lock); ``close()`` releases it.
+    """
+
+    def __init__(self, repo: "Repository", state: StagingState, lock_owner: str) -> None:
+        super().__init__(CheckoutSession(repo._git, repo._store(), writable=True))
+        self._repo = repo
+        self._state = state
+        self._lock_owner = lock_owner
+        self._staging = StagingArea(repo._git, state.tree)
+        self._arraysets = Arraysets(self._session, self._staging)
+        self._metadata = MetadataWriter(self._session, lambda: self._staging.metadata)
+        self._diff = WriterUserDiff(repo, self._session, self)
+        self._register_atexit()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._session.closed else "open"
+        return f"WriterCheckout(branch_name={self._state.branch!r}, commit_hash={self._state.base!r}, {state})"
+
+    @property
+    def branch_name(self) -> str:
+        """Branch whose HEAD the staging area is based on."""
+        self._session.check()
+        return self._state.branch
+
+    @property
+    def commit_hash(self) -> str:
+        """Commit the staging area is based on ('' before the first commit)."""
+        self._session.check()
+        return self._state.base or ""
+
+    # ------------------------------------------------------------- writing
+    def __setitem__(self, index: object, value: object) -> None:
+        """``co['aset', key] = arr``, ``co['aset', [k1, k2]] = [a1, a2]``,
+        ``co[['a', 'b'], key] = [a, b]``. Everything is validated before anything is written."""
+        self._session.check()
+        if not isinstance(index, tuple) or len(index) != 2:
+            raise ValueError(f"index {index!r}: use co[arrayset, key] = array")
+        aset_spec, key_spec = index
+        multi_aset, multi_key = _is_multi(aset_spec), _is_multi(key_spec)
+        if multi_aset and multi_key:
+            raise ValueError("set several samples of one arrayset, or one sample of several arraysets, not both")
+        if not (multi_aset or multi_key):
+            self._arraysets[aset_spec][key_spec] = value  # type: ignore[index]
+            return
+        if not _is_multi(value):
+            raise ValueError("several arraysets or keys need a list or tuple of arrays as the value")
+        n = len(aset_spec) if multi_aset else len(key_spec)  # type: ignore[arg-type]
+        if len(value) != n:  # type: ignore[arg-type]
+            raise ValueError(f"{n} targets but {len(value)} values")  # type: ignore[arg-type]
+        if multi_aset:
+            targets = [(self._arraysets[a], key_spec) for a in aset_spec]  # type: ignore[union-attr]
+        else:
+            aset = self._arraysets[aset_spec]  # type: ignore[index]
+            targets = [(aset, k) for k in key_spec]  # type: ignore[union-attr]
+        for aset, key in targets:
+            if key is None:
+                raise ValueError("a sample key is needed for dict-style setting")
+        prepared = [(aset, aset._prepare(v, key)) for (aset, key), v in zip(targets, value)]  # type: ignore
+        for aset, args in prepared:
+            aset._write(*args)
+
+    def _flush(self) -> str:
+        """Make the staging area durable: store bytes first, then records, then the state file."""
+        self._session.store.flush()
+        tree = self._staging.flush()
+        if tree != self._state.tree:
+            self._state.tree = tree
+            self._state.save(self._repo._hangar_dir)
+        return tree
+
+    def _base_tree(self) -> Optional[str]:
+        return self._repo._git.commit_tree_id(self._state.base) if self._state.base else None
+
+    def _is_clean(self) -> bool:
+        if self._staging.has_edits():
+            tree, _ = self._staging.build()
+        else:
+            tree = self._staging.snapshot.tree_id
+        base_tree = self._base_tree()
+        if base_tree is None:
+            return tree is None or tree == self._repo._empty_tree_id()
+        return tree == base_tree
+
+    def commit(self, commit_message: str) -> str:
+        """Commit the staging area to ``branch_name``; return the new commit hash.
+
+        Raises
+        ------
+        RuntimeError
+            If nothing changed since the base commit.
+        """
+        self._session.check()
+        if not isinstance(commit_message, str):
+            raise ValueError(f"commit message must be a str, not {type(commit_message).__name__}")
+        if self._is_clean():
+            raise NothingToCommitError("nothing to commit: the staging area has no changes")
+        git = self._repo._git
+        head = git.branch_head(self._state.branch)
+        if head != self._state.base:
+            raise RuntimeError(
+                f"branch {self._state.branch!r} moved to {head} since this checkout was based on "
+                f"{self._state.base}; close and check out again")
+        tree = self._flush()
+        name, email = self._repo._user()
+        parents = [self._state.base] if self._state.base else []
+        commit = git.create_commit(tree, parents, name, email, commit_message)
+        git.set_branch(self._state.branch, commit)
+        self._state.base = commit
+        self._state.save(self._repo._hangar_dir)
+        return commit
+
+    def reset_staging_area(self) -> str:
+        """Drop every staged change, close the checkout and return the base commit hash.
+
+        Raises
+        ------
+        RuntimeError
+            If the staging area has no changes.
+        """
+        self._session.check()
+        if self._is_clean():
+            raise NothingToCommitError("nothing to reset: the staging area has no changes")
+        self._session.store.discard()
+        self._state.tree = self._base_tree()
+        self._state.save(self._repo._hangar_dir)
+        self._staging = StagingArea(self._repo._git, self._state.tree)
+        base = self.commit_hash
+        self.close()
+        return base
+
+    def merge(self, message: str, dev_branch: str, **kwargs: Any) -> str:
+        """Merge ``dev_branch`` into this checkout's branch; return the new head commit."""
+        self._session.check()
+        from hangar.merge import merge_into_writer
+
+        return merge_into_writer(self, message, dev_branch, **kwargs)
+
+    def close(self) -> None:
+        """Make staged changes durable, release the writer lock and close the checkout."""
+        if self._session.closed:
+            return
+        try:
+            self._flush()
+        finally:
+            self._close_common()
+            self._repo._release_writer_lock(self._lock_owner)
+
+

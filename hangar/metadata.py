@@ -1,0 +1,122 @@
+"""Metadata: small ascii key/value labels recorded with each commit."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from hangar.errors import MetadataNotFoundError
+from hangar.records.keys import Key, decode_key, encode_key, sort_key, validate_key
+from hangar.session import CheckoutSession
+
+
+class MetadataReader:
+    """Read access to the metadata of a checkout."""
+
+    def __init__(self, session: CheckoutSession, table_of) -> None:  # noqa: ANN001
+        self._session = session
+        self._table_of = table_of  # () -> EntryTable / StagedEntries (re-read after a flush)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_keys={len(self)})"
+
+    @property
+    def iswriteable(self) -> bool:
+        """True for the metadata of a write-enabled checkout."""
+        return False
+
+    def _value(self, name: str):  # noqa: ANN202
+        table = self._table_of()
+        v = table.value(name) if hasattr(table, "value") else table.data(name)
+        if isinstance(v, bytes):
+            v = v.decode("ascii")
+        return v
+
+    def __len__(self) -> int:
+        self._session.check()
+        return self._table_of().count()
+
+    def __contains__(self, key: object) -> bool:
+        self._session.check()
+        try:
+            key = validate_key(key, "metadata key")
+        except ValueError:
+            return False
+        return encode_key(key) in self._table_of()
+
+    def __iter__(self) -> Iterator[Key]:
+        return self.keys()
+
+    def __getitem__(self, key: Key) -> str:
+        return self.get(key)
+
+    def get(self, key: Key) -> str:
+        """Return the value stored under ``key``.
+
+        Raises
+        ------
+        ValueError
+            If the key is not a valid metadata key.
+        KeyError
+            If no metadata is stored under the key.
+        """
+        self._session.check()
+        key = validate_key(key, "metadata key")
+        v = self._value(encode_key(key))
+        if v is None:
+            raise MetadataNotFoundError(f"no metadata with key {key!r}")
+        return v
+
+    def keys(self) -> Iterator[Key]:
+        """Yield every metadata key (ints first, then strs)."""
+        self._session.check()
+        yield from sorted((decode_key(n) for n in self._table_of().names()), key=sort_key)
+
+    def values(self) -> Iterator[str]:
+        """Yield every metadata value, in ``keys()`` order."""
+        for _, v in self.items():
+            yield v
+
+    def items(self) -> Iterator[tuple[Key, str]]:
+        """Yield ``(key, value)`` pairs, in ``keys()`` order."""
+        for k in list(self.keys()):
+            yield k, self._value(encode_key(k))
+
+
+class MetadataWriter(MetadataReader):
+    """Read and write access to the metadata of the staging area."""
+
+    @property
+    def iswriteable(self) -> bool:
+        return True
+
+    def add(self, key: Key, value: str) -> Key:
+        """Stage ``value`` under ``key``.
+
+        Raises
+        ------
+        ValueError
+            If the key has characters other than ascii letters, digits, ``-._`` (or is a
+            negative int), or the value is not an ascii str.
+        """
+        self._session.check()
+        key = validate_key(key, "metadata key")
+        if not isinstance(value, str):
+            raise ValueError(f"metadata value must be a str, not {type(value).__name__}")
+        if not value.isascii():
+            raise ValueError(f"metadata value {value[:40]!r} has non-ascii characters")
+        self._table_of().set(encode_key(key), value)
+        return key
+
+    def __setitem__(self, key: Key, value: str) -> Key:
+        return self.add(key, value)
+
+    def remove(self, key: Key) -> Key:
+        """Remove ``key`` from the staging area (``ValueError`` if invalid, ``KeyError`` if absent)."""
+        self._session.check()
+        key = validate_key(key, "metadata key")
+        if not self._table_of().remove(encode_key(key)):
+            raise MetadataNotFoundError(f"no metadata with key {key!r}")
+        return key
+
+    def __delitem__(self, key: Key) -> Key:
+        return self.remove(key)

@@ -1,0 +1,1 @@
+"""Generic git plumbing: bulk pack writing, tree editing, refs. Knows nothing of hangar."""

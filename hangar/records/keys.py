@@ -1,0 +1,87 @@
+"""Sample, metadata, arrayset and branch names: validation and tree-entry encoding.
+
+Sample keys are ``str`` or ``int``; the two types are distinct (``1 != '1'``), so
+the type is encoded in the git tree entry name: ``s:<name>`` or ``i:<int>``.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Union
+
+Key = Union[str, int]
+
+MAX_NAME_LENGTH = 64
+_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+_BRANCH_RE = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*\Z")
+_HEX = "0123456789abcdef"
+
+
+def _check_name(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} {value!r} must be a str, not {type(value).__name__}")
+    if not value or len(value) > MAX_NAME_LENGTH or not _NAME_RE.match(value) or value in (".", ".."):
+        raise ValueError(
+            f"{what} {value!r} is not valid; allowed: 1-{MAX_NAME_LENGTH} ascii letters, digits, "
+            "'-', '.', '_' (and not '.' or '..')"
+        )
+    return value
+
+
+def validate_key(key: object, what: str = "sample key") -> Key:
+    """Return ``key`` if it is a valid sample/metadata key, else raise ``ValueError``."""
+    if isinstance(key, bool):
+        raise ValueError(f"{what} {key!r} must be a str or a non-negative int, not bool")
+    if isinstance(key, int):
+        if key < 0:
+            raise ValueError(f"{what} {key!r} is negative; int keys must be >= 0")
+        return key
+    return _check_name(key, what)
+
+
+def validate_arrayset_name(name: object) -> str:
+    """Return ``name`` if it is a valid arrayset name, else raise ``ValueError``."""
+    return _check_name(name, "arrayset name")
+
+
+def validate_branch_name(name: object) -> str:
+    """Return ``name`` if it is a valid branch name, else raise ``ValueError``."""
+    if not isinstance(name, str) or not _BRANCH_RE.match(name) or len(name) > 255 or ".." in name \
+            or name.endswith(".lock") or name.startswith("-"):
+        raise ValueError(
+            f"branch name {name!r} is not valid; allowed: ascii letters, digits, '-', '.', '_' "
+            "and '/' between parts"
+        )
+    return name
+
+
+def encode_key(key: Key) -> str:
+    """Tree entry name of a (validated) key: ``i:<int>`` or ``s:<str>``."""
+    if isinstance(key, int):
+        return f"i:{key}"
+    return f"s:{key}"
+
+
+def decode_key(entry_name: str) -> Key:
+    """Inverse of :func:`encode_key`."""
+    if entry_name.startswith("i:"):
+        return int(entry_name[2:])
+    return entry_name[2:]
+
+
+_FAN_TABLES = [[tuple(_HEX[(h >> (4 * i)) & 15] for i in range(depth)) for h in range(16 ** depth)]
+               for depth in range(4)]
+
+
+def fan_path(entry_name: str, depth: int) -> tuple[str, ...]:
+    """Fan-out directories for an entry: ``depth`` hex digits of a stable hash (crc32) of the name."""
+    h = zlib.crc32(entry_name.encode())
+    if depth < len(_FAN_TABLES):
+        return _FAN_TABLES[depth][h & ((1 << (4 * depth)) - 1)]
+    return tuple(_HEX[(h >> (4 * i)) & 15] for i in range(depth))
+
+
+def sort_key(key: Key) -> tuple[int, Union[int, str]]:
+    """Deterministic order for mixed keys: ints (numerically) before strs."""
+    return (0, key) if isinstance(key, int) else (1, key)

@@ -1,0 +1,44 @@
+"""The pointer blob: the git record of one sample, naming its bytes by digest.
+
+Format (one line of ascii): ``blake3:<64 hex> <dtype.str> <dim,dim,...>``. Identical
+samples have identical pointers, so git stores them once.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+
+class SamplePointer(NamedTuple):
+    """Where a sample's bytes are (``digest``) and how to read them (dtype, shape)."""
+
+    digest: bytes
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@lru_cache(maxsize=4096)
+def _tail(dtype: str, shape: tuple[int, ...]) -> bytes:
+    return f" {dtype} {','.join(map(str, shape)) or '-'}\n".encode()
+
+
+def encode_pointer(ptr: SamplePointer) -> bytes:
+    """Bytes of the pointer blob."""
+    return b"blake3:" + ptr.digest.hex().encode() + _tail(ptr.dtype, ptr.shape)
+
+
+def decode_pointer(data: bytes) -> SamplePointer:
+    """Parse a pointer blob; raise ``ValueError`` when it is not one."""
+    try:
+        algo_digest, dtype, shape = data.decode("ascii").split()
+        algo, hexdigest = algo_digest.split(":")
+        if algo != "blake3":
+            raise ValueError(algo)
+        dims = () if shape == "-" else tuple(int(d) for d in shape.split(","))
+        np.dtype(dtype)
+        return SamplePointer(bytes.fromhex(hexdigest), dtype, dims)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a hangar sample pointer: {data[:120]!r}") from exc

@@ -1,0 +1,119 @@
+"""Read-only view of the records in one git tree (a commit or the staging area)."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+from hangar.plumbing.gitrepo import GitRepo, Tree
+from hangar.plumbing.trees import subtree, walk_blobs
+from hangar.records import layout
+from hangar.records.keys import fan_path
+from hangar.records.pointer import SamplePointer, decode_pointer
+from hangar.records.schema import ArraysetSchema
+
+
+class EntryTable:
+    """Entries (by encoded name) stored under a fanned-out tree, resolved lazily.
+
+    Leaf trees are cached, so a lookup is one in-memory binary search plus a blob read.
+    """
+
+    def __init__(self, git: GitRepo, root: Optional[Tree], depth: int) -> None:
+        self.git = git
+        self.root = root
+        self.depth = depth
+        self._leaves: dict[tuple[str, ...], Optional[Tree]] = {}
+        self._count: Optional[int] = None
+
+    def _leaf(self, fan: tuple[str, ...]) -> Optional[Tree]:
+        try:
+            return self._leaves[fan]
+        except KeyError:
+            leaf = subtree(self.git, self.root, "/".join(fan)) if fan else self.root
+            self._leaves[fan] = leaf
+            return leaf
+
+    def blob(self, name: str):  # noqa: ANN201 - pygit2 Blob or None
+        if self.root is None:
+            return None
+        leaf = self._leaf(fan_path(name, self.depth))
+        if leaf is None:
+            return None
+        try:
+            return leaf[name]
+        except KeyError:
+            return None
+
+    def data(self, name: str) -> Optional[bytes]:
+        b = self.blob(name)
+        return None if b is None else b.data
+
+    def __contains__(self, name: str) -> bool:
+        return self.blob(name) is not None
+
+    def blobs(self) -> Iterator:
+        if self.root is not None:
+            yield from walk_blobs(self.root, self.depth)
+
+    def names(self) -> Iterator[str]:
+        for b in self.blobs():
+            yield b.name
+
+    def count(self) -> int:
+        if self._count is None:
+            self._count = 0 if self.root is None else _count(self.root, self.depth)
+        return self._count
+
+
+def _count(tree: Tree, depth: int) -> int:
+    if depth == 0:
+        return len(tree)
+    return sum(_count(t, depth - 1) for t in tree if isinstance(t, Tree))
+
+
+class SampleTable(EntryTable):
+    """Pointers of one arrayset's samples."""
+
+    def pointer(self, name: str) -> Optional[SamplePointer]:
+        data = self.data(name)
+        return None if data is None else decode_pointer(data)
+
+    def pointers(self) -> Iterator[tuple[str, SamplePointer]]:
+        for b in self.blobs():
+            yield b.name, decode_pointer(b.data)
+
+
+class Snapshot:
+    """Arraysets, schemas, samples and metadata of one root tree."""
+
+    def __init__(self, git: GitRepo, root_tree_id: Optional[str]) -> None:
+        self.git = git
+        self.tree_id = root_tree_id
+        self.root = git.tree(root_tree_id)
+        self._asets_tree = subtree(git, self.root, layout.ARRAYSETS)
+        self._schemas: dict[str, ArraysetSchema] = {}
+        self._tables: dict[str, SampleTable] = {}
+        self.metadata = EntryTable(git, subtree(git, self.root, layout.METADATA), layout.METADATA_FANOUT_DEPTH)
+
+    def arrayset_names(self) -> list[str]:
+        if self._asets_tree is None:
+            return []
+        return sorted(e.name for e in self._asets_tree)
+
+    def aset_tree(self, name: str) -> Optional[Tree]:
+        return subtree(self.git, self._asets_tree, name)
+
+    def schema(self, name: str) -> Optional[ArraysetSchema]:
+        if name not in self._schemas:
+            t = self.aset_tree(name)
+            if t is None:
+                return None
+            self._schemas[name] = ArraysetSchema.from_json(t[layout.SCHEMA].data)
+        return self._schemas[name]
+
+    def samples(self, name: str) -> SampleTable:
+        if name not in self._tables:
+            schema = self.schema(name)
+            depth = schema.fanout_depth if schema else 0
+            self._tables[name] = SampleTable(self.git, subtree(self.git, self.aset_tree(name), layout.SAMPLES), depth)
+        return self._tables[name]

@@ -1,0 +1,232 @@
+"""The staging area: edits layered over a snapshot, built into git trees in bulk.
+
+The staging area is durable: ``flush`` writes its tree as a pack and records it in
+``staging.json`` (with the branch and base commit), so it survives close and restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterator, Optional
+
+from hangar.plumbing.gitrepo import GitRepo
+from hangar.plumbing.pack import OBJ_BLOB, ObjectBatch, fsync_dir
+from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, apply_edits, empty_tree_id
+from hangar.records import layout
+from hangar.records.keys import fan_path
+from hangar.records.pointer import SamplePointer, encode_pointer
+from hangar.records.schema import ArraysetSchema
+from hangar.records.snapshot import EntryTable, SampleTable, Snapshot
+
+STAGING_FILE = "staging.json"
+
+
+class StagingState:
+    """Branch, base commit and tree of the staging area (``.hangar/staging.json``)."""
+
+    def __init__(self, branch: str, base: Optional[str], tree: Optional[str]) -> None:
+        self.branch = branch
+        self.base = base
+        self.tree = tree
+
+    @classmethod
+    def load(cls, hangar_dir: str) -> Optional["StagingState"]:
+        try:
+            with open(os.path.join(hangar_dir, STAGING_FILE)) as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            return None
+        return cls(d["branch"], d["base"], d["tree"])
+
+    def save(self, hangar_dir: str) -> None:
+        path = os.path.join(hangar_dir, STAGING_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"branch": self.branch, "base": self.base, "tree": self.tree}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(hangar_dir)
+
+
+class StagedEntries:
+    """Edits (name -> value, ``None`` deletes) over a base table, with a live count."""
+
+    def __init__(self, base: EntryTable, tick: list[int]) -> None:
+        self.base = base
+        self.edits: dict[str, object] = {}
+        self.delta = 0
+        self.tick = tick  # shared edit counter of the staging area (invalidates built trees)
+
+    def value(self, name: str) -> object:
+        if name in self.edits:
+            return self.edits[name]
+        return self._base_value(name)
+
+    def _base_value(self, name: str) -> object:
+        return self.base.data(name)
+
+    def __contains__(self, name: str) -> bool:
+        if name in self.edits:
+            return self.edits[name] is not None
+        return name in self.base
+
+    def set(self, name: str, value: object) -> None:
+        if name not in self:
+            self.delta += 1
+        self.edits[name] = value
+        self.tick[0] += 1
+
+    def remove(self, name: str) -> bool:
+        if name not in self:
+            return False
+        self.edits[name] = None
+        self.delta -= 1
+        self.tick[0] += 1
+        return True
+
+    def count(self) -> int:
+        return self.base.count() + self.delta
+
+    def names(self) -> Iterator[str]:
+        edits = self.edits
+        for n in self.base.names():
+            if n not in edits:
+                yield n
+        for n, v in list(edits.items()):
+            if v is not None:
+                yield n
+
+    def nested_edits(self, depth: int, encode, batch: ObjectBatch) -> dict:  # noqa: ANN001
+        out: dict = {}
+        for name, value in self.edits.items():
+            d = out
+            for f in fan_path(name, depth):
+                d = d.setdefault(f, {})
+            d[name] = None if value is None else (MODE_BLOB, batch.add(OBJ_BLOB, encode(value)))
+        return out
+
+
+class StagedSamples(StagedEntries):
+    """Staged samples of one arrayset; values are ``SamplePointer``."""
+
+    def __init__(self, schema: ArraysetSchema, base: SampleTable, replaced: bool, tick: list[int]) -> None:
+        super().__init__(base, tick)
+        self.schema = schema
+        self.replaced = replaced
+
+    def _base_value(self, name: str) -> Optional[SamplePointer]:
+        return self.base.pointer(name)
+
+    def pointer(self, name: str) -> Optional[SamplePointer]:
+        return self.value(name)  # type: ignore[return-value]
+
+    def pointers(self) -> Iterator[tuple[str, SamplePointer]]:
+        edits = self.edits
+        for n, p in self.base.pointers():
+            if n not in edits:
+                yield n, p
+        for n, p in list(edits.items()):
+            if p is not None:
+                yield n, p  # type: ignore[misc]
+
+
+class StagingArea:
+    """All staged changes of a writer over the last flushed staging tree."""
+
+    def __init__(self, git: GitRepo, tree_id: Optional[str]) -> None:
+        self.git = git
+        self._tick = [0]
+        self._rebase(tree_id)
+
+    def _rebase(self, tree_id: Optional[str]) -> None:
+        self.snapshot = Snapshot(self.git, tree_id)
+        self.asets: dict[str, StagedSamples] = {}
+        self.removed: set[str] = set()
+        self.metadata = StagedEntries(self.snapshot.metadata, self._tick)
+        self._built: Optional[tuple[int, str, ObjectBatch]] = None
+        self._tick[0] += 1
+
+    # ------------------------------------------------------------- arraysets
+    def arrayset_names(self) -> list[str]:
+        names = (set(self.snapshot.arrayset_names()) - self.removed) | set(self.asets)
+        return sorted(names)
+
+    def arrayset(self, name: str) -> Optional[StagedSamples]:
+        st = self.asets.get(name)
+        if st is None and name not in self.removed:
+            schema = self.snapshot.schema(name)
+            if schema is None:
+                return None
+            st = self.asets[name] = StagedSamples(schema, self.snapshot.samples(name), False, self._tick)
+        return st
+
+    def init_arrayset(self, schema: ArraysetSchema) -> StagedSamples:
+        empty = SampleTable(self.git, None, schema.fanout_depth)
+        self.removed.discard(schema.name)
+        st = self.asets[schema.name] = StagedSamples(schema, empty, True, self._tick)
+        self._tick[0] += 1
+        return st
+
+    def remove_arrayset(self, name: str) -> None:
+        self.asets.pop(name, None)
+        if self.snapshot.schema(name) is not None:
+            self.removed.add(name)
+        self._tick[0] += 1
+
+    # ----------------------------------------------------------------- build
+    def build(self) -> tuple[str, ObjectBatch]:
+        """Tree id of the staged state, and the batch of new objects it needs (cached)."""
+        if self._built is not None and self._built[0] == self._tick[0]:
+            return self._built[1], self._built[2]
+        tree, batch = self._build()
+        self._built = (self._tick[0], tree, batch)
+        return tree, batch
+
+    def _build(self) -> tuple[str, ObjectBatch]:
+        batch = ObjectBatch()
+        aset_edits: dict = {name: None for name in self.removed}
+        for name, st in self.asets.items():
+            if not st.replaced and not st.edits:
+                continue
+            sub = {
+                layout.SCHEMA: (MODE_BLOB, batch.add(OBJ_BLOB, st.schema.to_json())),
+                layout.SAMPLES: st.nested_edits(st.schema.fanout_depth, encode_pointer, batch),
+            }
+            base = None if st.replaced else self.snapshot.aset_tree(name)
+            aset_edits[name] = (MODE_TREE, apply_edits(self.git.repo, base, sub, batch))
+        root_edits: dict = {}
+        if aset_edits:
+            root_edits[layout.ARRAYSETS] = aset_edits
+        if self.metadata.edits:
+            root_edits[layout.METADATA] = self.metadata.nested_edits(
+                layout.METADATA_FANOUT_DEPTH, lambda v: v.encode("ascii"), batch)
+        if not root_edits and self.snapshot.tree_id is not None:
+            return self.snapshot.tree_id, batch
+        root = apply_edits(self.git.repo, self.snapshot.root, root_edits, batch)
+        if root is None:
+            root = empty_tree_id(batch)
+        return root.hex(), batch
+
+    def has_edits(self) -> bool:
+        return bool(self.removed or self.metadata.edits or any(
+            st.replaced or st.edits for st in self.asets.values()))
+
+    def flush(self) -> str:
+        """Write the staged trees to git; return the staging tree id."""
+        tree, batch = self.build()
+        self.git.write_batch(batch)
+        self._rebase_keep_objects(tree)
+        return tree
+
+    def _rebase_keep_objects(self, tree: str) -> None:
+        old = self.asets
+        self._rebase(tree)
+        # keep accessor objects valid: re-point them at the flushed tree
+        for name, st in old.items():
+            st.base = self.snapshot.samples(name)
+            st.edits = {}
+            st.delta = 0
+            st.replaced = False
+            self.asets[name] = st

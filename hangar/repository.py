@@ -1,0 +1,385 @@
+"""The repository: entry point of every hangar operation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+import warnings
+from typing import Optional, Union
+
+from hangar import __version__
+from hangar.checkout import ReaderCheckout, WriterCheckout
+from hangar.errors import HangarError, WriterLockError
+from hangar.plumbing.gitrepo import GitRepo
+from hangar.plumbing.pack import ObjectBatch
+from hangar.plumbing.trees import empty_tree_id
+from hangar.records.keys import validate_branch_name
+from hangar.records.snapshot import Snapshot
+from hangar.records.staging import StagingState
+from hangar.store import TensorStore
+from hangar.store.packs import LocalPackStorage
+
+HANGAR_DIR = ".hangar"
+LOCK_FILE = "writer.lock"
+
+
+class RepositoryNotInitializedError(HangarError, RuntimeError):
+    """The directory holds no hangar repository yet: call ``init()``."""
+
+
+class Repository:
+    """Launching point for all user operations in a Hangar repository.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Existing directory holding (or to hold) the repository.
+    exists : bool
+        When True (default) a ``UserWarning`` is raised if no repository is there yet.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike], exists: bool = True) -> None:
+        path = os.path.abspath(os.fspath(path))
+        if not os.path.isdir(path):
+            raise NotADirectoryError(f"repository path {path!r} is not an existing directory")
+        self._path = path
+        self._hangar_dir = os.path.join(path, HANGAR_DIR)
+        self._git_repo: Optional[GitRepo] = None
+        self._store_obj: Optional[TensorStore] = None
+        self._remote = None
+        if not self.initialized and exists:
+            warnings.warn(f"no hangar repository at {path!r}; call Repository.init() to create one",
+                          UserWarning, stacklevel=2)
+
+    def __repr__(self) -> str:
+        return f"Repository(path={self._path!r}, initialized={self.initialized})"
+
+    # ------------------------------------------------------------ internals
+    @property
+    def _git(self) -> GitRepo:
+        if self._git_repo is None:
+            if not self.initialized:
+                raise RepositoryNotInitializedError(
+                    f"no hangar repository at {self._path!r}; call Repository.init() first")
+            self._git_repo = GitRepo(self._hangar_dir)
+        return self._git_repo
+
+    def _store(self) -> TensorStore:
+        if self._store_obj is None:
+            self._git  # noqa: B018 - raises when not initialized
+            self._store_obj = TensorStore(LocalPackStorage(os.path.join(self._hangar_dir, "data")))
+        return self._store_obj
+
+    def _user(self) -> tuple[str, str]:
+        return self._git.config_get("user.name", "") or "", self._git.config_get("user.email", "") or ""
+
+    def _empty_tree_id(self) -> str:
+        return empty_tree_id(ObjectBatch()).hex()
+
+    def _staging_state(self) -> Optional[StagingState]:
+        return StagingState.load(self._hangar_dir)
+
+    def _writer_branch(self) -> str:
+        state = self._staging_state()
+        return state.branch if state else "master"
+
+    # ------------------------------------------------------------ properties
+    @property
+    def path(self) -> str:
+        """Directory of the repository (without ``.hangar``). Read-only."""
+        return self._path
+
+    @property
+    def initialized(self) -> bool:
+        """True when a hangar repository exists at ``path``."""
+        return os.path.isfile(os.path.join(self._hangar_dir, "HEAD"))
+
+    @property
+    def version(self) -> str:
+        """Version of hangar that wrote the repository."""
+        return self._git.config_get("hangar.version", __version__) or __version__
+
+    @property
+    def writer_lock_held(self) -> bool:
+        """True when a writer checkout holds the repository's writer lock."""
+        self._git  # noqa: B018
+        return os.path.exists(os.path.join(self._hangar_dir, LOCK_FILE))
+
+    @property
+    def remote(self):  # noqa: ANN201
+        """Accessor for remote operations (:class:`hangar.remotes.Remotes`)."""
+        from hangar.remotes import Remotes
+
+        if self._remote is None:
+            self._remote = Remotes(self)
+        return self._remote
+
+    # ------------------------------------------------------------------ init
+    def init(self, user_name: str, user_email: str, *, remove_old: bool = False) -> str:
+        """Create a repository at ``path``; return the path of its ``.hangar`` directory.
+
+        Raises
+        ------
+        FileExistsError
+            If a repository exists and ``remove_old`` is False.
+        ValueError
+            If ``user_name`` or ``user_email`` is not a non-empty str.
+        """
+        for what, value in (("user_name", user_name), ("user_email", user_email)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{what} must be a non-empty str, not {value!r}")
+        if self.initialized:
+            if not remove_old:
+                raise FileExistsError(f"a hangar repository already exists at {self._hangar_dir!r}; "
+                                      "pass remove_old=True to replace it")
+            if self.writer_lock_held:
+                raise WriterLockError("cannot remove the repository while a writer checkout holds its lock")
+            shutil.rmtree(self._hangar_dir)
+        elif os.path.exists(self._hangar_dir):
+            shutil.rmtree(self._hangar_dir)
+        self._git_repo = None
+        self._store_obj = None
+        tmp = self._hangar_dir + f".init-{uuid.uuid4().hex[:8]}"
+        git = GitRepo.init(tmp)
+        git.config_set("user.name", user_name)
+        git.config_set("user.email", user_email)
+        git.config_set("hangar.version", __version__)
+        git.config_set("core.logallrefupdates", "false")
+        os.makedirs(os.path.join(tmp, "data"), exist_ok=True)
+        os.replace(tmp, self._hangar_dir)
+        return self._hangar_dir
+
+    # ----------------------------------------------------------- writer lock
+    def _acquire_writer_lock(self) -> str:
+        owner = f"{uuid.uuid4().hex}"
+        path = os.path.join(self._hangar_dir, LOCK_FILE)
+        info = {"owner": owner, "pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    held = json.load(f)
+                who = f"pid {held.get('pid')} on {held.get('host')}"
+            except (OSError, ValueError):
+                who = "another process"
+            raise WriterLockError(
+                f"the writer lock of {self._path!r} is held by {who}; close that writer checkout, or "
+                "if it is dead call repo.force_release_writer_lock()") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+        return owner
+
+    def _release_writer_lock(self, owner: str) -> None:
+        path = os.path.join(self._hangar_dir, LOCK_FILE)
+        try:
+            with open(path) as f:
+                held = json.load(f)
+        except (OSError, ValueError):
+            return
+        if held.get("owner") == owner:
+            os.unlink(path)
+
+    def force_release_writer_lock(self) -> bool:
+        """Remove the writer lock left behind by an unclosed writer. Never use it while a
+        writer is active. Returns True when the lock is released."""
+        path = os.path.join(self._hangar_dir, LOCK_FILE)
+        self._git  # noqa: B018
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return True
+
+    # -------------------------------------------------------------- checkout
+    def checkout(self, write: bool = False, *, branch: str = "master",
+                 commit: str = "") -> Union[ReaderCheckout, WriterCheckout]:
+        """Check out the repository for reading (any commit or branch) or writing (a branch).
+
+        Raises
+        ------
+        ValueError
+            If ``write`` is not a bool, or the branch or commit does not exist.
+        PermissionError
+            If ``write`` is True and another writer holds the lock.
+        """
+        if not isinstance(write, bool):
+            raise ValueError(f"write must be a bool, not {write!r}")
+        git = self._git
+        if not write:
+            if commit:
+                resolved = git.resolve_commit(commit)
+                if resolved is None:
+                    raise ValueError(f"no commit {commit!r} in the repository")
+                return ReaderCheckout(self, resolved)
+            head = git.branch_head(branch) if isinstance(branch, str) else None
+            if head is None:
+                if isinstance(branch, str) and branch in git.branches():
+                    raise ValueError(f"branch {branch!r} has no commits yet")
+                raise ValueError(f"no branch named {branch!r}; branches: {git.branches()}"
+                                 if git.branches() else "the repository has no commits yet")
+            return ReaderCheckout(self, head)
+        owner = self._acquire_writer_lock()
+        try:
+            state = self._writer_state(branch)
+            return WriterCheckout(self, state, owner)
+        except BaseException:
+            self._release_writer_lock(owner)
+            raise
+
+    def _writer_state(self, branch: str) -> StagingState:
+        git = self._git
+        validate_branch_name(branch)
+        head = git.branch_head(branch)
+        if head is None and git.branches():
+            raise ValueError(f"no branch named {branch!r}; branches: {git.branches()}")
+        state = self._staging_state()
+        if state is not None and (state.branch != branch or state.base != head):
+            base_tree = git.commit_tree_id(state.base) if state.base else None
+            clean = state.tree == base_tree or (state.base is None and state.tree in (None, self._empty_tree_id()))
+            if not clean:
+                raise ValueError(
+                    f"the staging area holds uncommitted changes on branch {state.branch!r}; commit or "
+                    f"reset them before checking out {branch!r} for writing")
+            state = None
+        if state is None:
+            state = StagingState(branch, head, git.commit_tree_id(head) if head else None)
+            state.save(self._hangar_dir)
+        return state
+
+    # --------------------------------------------------------------- branches
+    def create_branch(self, name: str, base_commit: Optional[str] = None) -> str:
+        """Create branch ``name`` at ``base_commit`` (default: the writer branch's head).
+
+        Raises
+        ------
+        ValueError
+            If the name is invalid or taken, or the base commit does not exist.
+        """
+        git = self._git
+        validate_branch_name(name)
+        if git.branch_head(name) is not None:
+            raise ValueError(f"branch {name!r} already exists")
+        if base_commit is None:
+            base = git.branch_head(self._writer_branch())
+            if base is None:
+                raise ValueError("the repository has no commits yet; commit before creating a branch")
+        else:
+            base = git.resolve_commit(base_commit)
+            if base is None:
+                raise ValueError(f"no commit {base_commit!r} in the repository")
+        git.set_branch(name, base)
+        return name
+
+    def list_branches(self) -> list[str]:
+        """Names of every branch in the repository."""
+        return self._git.branches()
+
+    def remove_branch(self, name: str, *, force_delete: bool = False) -> str:
+        """Delete branch ``name``; return its name.
+
+        Raises
+        ------
+        ValueError
+            If no such branch exists, or its commits are not merged into another branch
+            (pass ``force_delete=True`` to delete it anyway).
+        PermissionError
+            If it is the branch the staging area (writer) is based on.
+        """
+        git = self._git
+        head = git.branch_head(name) if isinstance(name, str) else None
+        if head is None:
+            raise ValueError(f"no branch named {name!r}")
+        if name == self._writer_branch():
+            raise PermissionError(f"branch {name!r} is the writer's branch; check out another branch "
+                                  "for writing before removing it")
+        if not force_delete:
+            others = [h for b, h in git.refs("refs/heads/").items() if b != name]
+            others += list(git.refs("refs/remotes/").values())
+            if not any(git.is_ancestor(head, h) for h in others):
+                raise ValueError(f"branch {name!r} has commits no other branch holds; merge it first "
+                                 "or pass force_delete=True")
+        git.delete_branch(name)
+        return name
+
+    # -------------------------------------------------------------------- log
+    def _start_commit(self, branch: Optional[str], commit: Optional[str]) -> Optional[str]:
+        git = self._git
+        if commit:
+            resolved = git.resolve_commit(commit)
+            if resolved is None:
+                raise ValueError(f"no commit {commit!r} in the repository")
+            return resolved
+        name = branch or self._writer_branch()
+        head = git.branch_head(name)
+        if head is None and branch:
+            raise ValueError(f"no branch named {branch!r}")
+        return head
+
+    def log(self, branch: Optional[str] = None, commit: Optional[str] = None, *,
+            return_contents: bool = False, show_time: bool = False, show_user: bool = False) -> Optional[dict]:
+        """Print the commit graph (like ``git log --graph --oneline``) from a branch or commit.
+
+        With ``return_contents=True`` return ``{'head', 'order', 'ancestors', 'specs'}`` instead.
+        """
+        from hangar.records.history import format_graph, history
+
+        start = self._start_commit(branch, commit)
+        if start is None:
+            contents = {"head": None, "order": [], "ancestors": {}, "specs": {}}
+            if return_contents:
+                return contents
+            print("(no commits)")
+            return None
+        contents = history(self._git, start)
+        if return_contents:
+            return contents
+        branch_heads: dict[str, list[str]] = {}
+        for b, h in self._git.refs("refs/heads/").items():
+            branch_heads.setdefault(h, []).append(b)
+        for b, h in self._git.refs("refs/remotes/").items():
+            branch_heads.setdefault(h, []).append(b)
+        print(format_graph(contents, branch_heads, show_time=show_time, show_user=show_user))
+        return None
+
+    def summary(self, *, branch: str = "", commit: str = "") -> None:
+        """Print a summary of the repository contents at a branch or commit."""
+        start = self._start_commit(branch or None, commit or None)
+        lines = [f"Repository: {self._path}", f"hangar version: {self.version}",
+                 f"branches: {', '.join(self.list_branches()) or '(none)'}"]
+        if start is None:
+            lines.append("(no commits)")
+            print("\n".join(lines))
+            return
+        info = self._git.commit_info(start)
+        snap = Snapshot(self._git, info.tree)
+        lines += [f"commit: {start}", f"  author: {info.author} <{info.email}>",
+                  f"  time: {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(info.time))} UTC",
+                  f"  message: {info.message}", f"arraysets: {len(snap.arrayset_names())}"]
+        for name in snap.arrayset_names():
+            s = snap.schema(name)
+            assert s is not None
+            lines.append(f"  {name}: {snap.samples(name).count()} samples, dtype {s.dtype}, "
+                         f"{'max ' if s.variable_shape else ''}shape {s.shape}, "
+                         f"named_samples={s.named_samples}, backend={s.backend}")
+        lines.append(f"metadata: {snap.metadata.count()} keys")
+        print("\n".join(lines))
+
+    # ------------------------------------------------------------------ merge
+    def merge(self, message: str, master_branch: str, dev_branch: str, **kwargs) -> str:  # noqa: ANN003
+        """Merge ``dev_branch`` into ``master_branch``; return the new head commit hash."""
+        from hangar.merge import merge_branches
+
+        return merge_branches(self, message, master_branch, dev_branch, **kwargs)
+
+    # ----------------------------------------------------------------- clone
+    def clone(self, user_name: str, user_email: str, remote_address: str, *,
+              remove_old: bool = False) -> str:
+        """Clone the repository served at ``remote_address`` (``IP:PORT``) into ``path``."""
+        from hangar.remotes import clone_into
+
+        return clone_into(self, user_name, user_email, remote_address, remove_old=remove_old)

@@ -1,0 +1,53 @@
+"""Per-sample compression with numcodecs, used only where it pays."""
+
+from __future__ import annotations
+
+import numcodecs
+import numpy as np
+
+RAW, LZ4, ZSTD = 0, 1, 2
+_CODECS = {LZ4: numcodecs.LZ4(acceleration=1), ZSTD: numcodecs.Zstd(level=1)}
+_BACKEND_CODEC = {"raw": RAW, "lz4": LZ4, "zstd": ZSTD}
+#: compress only when it saves at least this share of the bytes
+_WORTH_IT = 0.85
+_PROBE_EVERY = 64
+
+
+def encode(codec: int, raw: memoryview) -> bytes | memoryview:
+    """Stored form of ``raw`` bytes under ``codec``."""
+    if codec == RAW:
+        return raw
+    return _CODECS[codec].encode(raw)
+
+
+def decode_into(codec: int, stored: bytes, out: memoryview) -> None:
+    """Decode ``stored`` into the preallocated byte buffer ``out``."""
+    if codec == RAW:
+        out[:] = stored
+    else:
+        _CODECS[codec].decode(stored, out=np.frombuffer(out, dtype=np.uint8))
+
+
+class CodecChooser:
+    """Chooses a codec per sample for one arrayset backend.
+
+    ``auto`` probes LZ4 on one sample in every 64 and keeps compressing only while
+    it saves at least 15%; random data is stored raw at no cost.
+    """
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self._count = 0
+        self._auto_codec = RAW
+
+    def encode(self, raw: memoryview) -> tuple[int, bytes | memoryview]:
+        if self.backend != "auto":
+            codec = _BACKEND_CODEC[self.backend]
+            return codec, encode(codec, raw)
+        probe = self._count % _PROBE_EVERY == 0
+        self._count += 1
+        if probe:
+            packed = _CODECS[LZ4].encode(raw)
+            self._auto_codec = LZ4 if len(packed) <= _WORTH_IT * len(raw) else RAW
+            return (LZ4, packed) if self._auto_codec == LZ4 else (RAW, raw)
+        return self._auto_codec, encode(self._auto_codec, raw)

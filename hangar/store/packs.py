@@ -1,0 +1,253 @@
+"""Where sample packs live: a local directory (fast path) or any Zarr v3 store.
+
+A pack is a 1-D uint8 Zarr v3 array with one chunk, ``packs/<id>/c/0``, holding many
+samples back to back, plus ``packs/<id>/index``: one fixed-size record per sample
+(digest, offset, stored length, raw length, codec). The index is written last: a pack
+without an index is unfinished and ignored, so a crash never exposes half a pack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Protocol
+
+import numpy as np
+
+INDEX_DTYPE = np.dtype([("digest", "u1", (32,)), ("offset", "<u8"), ("length", "<u8"),
+                        ("rawlen", "<u8"), ("codec", "u1")])
+_GROUP_META = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}).encode()
+
+
+def array_metadata(nbytes: int) -> bytes:
+    """zarr.json of a pack: a 1-D uint8 array of ``nbytes`` in one chunk."""
+    return json.dumps({
+        "zarr_format": 3, "node_type": "array", "shape": [nbytes], "data_type": "uint8",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [max(nbytes, 1)]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0, "codecs": [{"name": "bytes"}],
+        "attributes": {"hangar": "content-addressed sample pack; see index"},
+    }).encode()
+
+
+def new_pack_id() -> str:
+    return f"{os.getpid():x}{uuid.uuid4().hex[:20]}"
+
+
+class PackWriter(Protocol):
+    def append(self, data: bytes | memoryview) -> int: ...
+    def read(self, offset: int, length: int) -> bytes: ...
+    def finish(self, index: bytes, nbytes: int) -> None: ...
+    def abort(self) -> None: ...
+
+
+class PackStorage(Protocol):
+    """Narrow interface the tensor store needs from where packs are kept."""
+
+    def list_packs(self) -> list[str]: ...
+    def read_index(self, pack_id: str) -> bytes: ...
+    def read_range(self, pack_id: str, offset: int, length: int) -> bytes: ...
+    def readinto(self, pack_id: str, offset: int, out: memoryview) -> None: ...
+    def open_writer(self, pack_id: str) -> PackWriter: ...
+    def close(self) -> None: ...
+
+
+def _fsync_file(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _LocalPackWriter:
+    _BUFFER = 4 << 20
+
+    def __init__(self, root: str, pack_id: str, durable: bool) -> None:
+        self.root = root
+        self.pack_id = pack_id
+        self.durable = durable
+        self.tmp_path = os.path.join(root, "packs", f"{pack_id}.partial")
+        self.fd = os.open(self.tmp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        self.buf = bytearray()
+        self.flushed = 0
+        self.size = 0
+
+    def append(self, data: bytes | memoryview) -> int:
+        off = self.size
+        n = len(data)
+        if n >= self._BUFFER:
+            self._drain()
+            os.pwrite(self.fd, data, self.flushed)
+            self.flushed += n
+        else:
+            self.buf += data
+            if len(self.buf) >= self._BUFFER:
+                self._drain()
+        self.size += n
+        return off
+
+    def _drain(self) -> None:
+        if self.buf:
+            os.pwrite(self.fd, self.buf, self.flushed)
+            self.flushed += len(self.buf)
+            self.buf = bytearray()
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset >= self.flushed:
+            start = offset - self.flushed
+            return bytes(self.buf[start:start + length])
+        self._drain()
+        return os.pread(self.fd, length, offset)
+
+    def finish(self, index: bytes, nbytes: int) -> None:
+        self._drain()
+        if self.durable:
+            os.fsync(self.fd)
+        os.close(self.fd)
+        pack_dir = os.path.join(self.root, "packs", self.pack_id)
+        os.makedirs(os.path.join(pack_dir, "c"), exist_ok=True)
+        os.replace(self.tmp_path, os.path.join(pack_dir, "c", "0"))
+        _fsync_file(os.path.join(pack_dir, "zarr.json"), array_metadata(nbytes))
+        # the index is the commit point of a pack: written (durably) last
+        _fsync_file(os.path.join(pack_dir, "index"), index)
+        if self.durable:
+            for d in (os.path.join(pack_dir, "c"), pack_dir, os.path.join(self.root, "packs")):
+                _fsync_dir(d)
+
+    def abort(self) -> None:
+        os.close(self.fd)
+        os.unlink(self.tmp_path)
+
+
+class LocalPackStorage:
+    """Packs in a local directory, read with ``pread`` (no Zarr call per sample)."""
+
+    def __init__(self, root: str, durable: bool = True) -> None:
+        self.root = root
+        self.durable = durable
+        os.makedirs(os.path.join(root, "packs"), exist_ok=True)
+        for meta in (os.path.join(root, "zarr.json"), os.path.join(root, "packs", "zarr.json")):
+            if not os.path.exists(meta):
+                _fsync_file(meta, _GROUP_META)
+        self._fds: dict[str, int] = {}
+
+    def list_packs(self) -> list[str]:
+        base = os.path.join(self.root, "packs")
+        return sorted(p for p in os.listdir(base) if os.path.exists(os.path.join(base, p, "index")))
+
+    def read_index(self, pack_id: str) -> bytes:
+        with open(os.path.join(self.root, "packs", pack_id, "index"), "rb") as f:
+            return f.read()
+
+    def _fd(self, pack_id: str) -> int:
+        fd = self._fds.get(pack_id)
+        if fd is None:
+            fd = os.open(os.path.join(self.root, "packs", pack_id, "c", "0"), os.O_RDONLY)
+            self._fds[pack_id] = fd
+        return fd
+
+    def read_range(self, pack_id: str, offset: int, length: int) -> bytes:
+        return os.pread(self._fd(pack_id), length, offset)
+
+    def readinto(self, pack_id: str, offset: int, out: memoryview) -> None:
+        n = os.preadv(self._fd(pack_id), [out], offset)
+        if n != len(out):
+            raise OSError(f"short read in pack {pack_id} at {offset}: {n} of {len(out)} bytes")
+
+    def open_writer(self, pack_id: str) -> _LocalPackWriter:
+        return _LocalPackWriter(self.root, pack_id, self.durable)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __getstate__(self) -> dict:
+        # worker processes reopen their own file descriptors
+        return {"root": self.root, "durable": self.durable, "_fds": {}}
+
+
+class _ZarrPackWriter:
+    def __init__(self, storage: "ZarrPackStorage", pack_id: str) -> None:
+        self.storage = storage
+        self.pack_id = pack_id
+        self.buf = bytearray()
+
+    def append(self, data: bytes | memoryview) -> int:
+        off = len(self.buf)
+        self.buf += data
+        return off
+
+    def read(self, offset: int, length: int) -> bytes:
+        return bytes(self.buf[offset:offset + length])
+
+    def finish(self, index: bytes, nbytes: int) -> None:
+        s = self.storage
+        s._set(f"packs/{self.pack_id}/c/0", bytes(self.buf))
+        s._set(f"packs/{self.pack_id}/zarr.json", array_metadata(nbytes))
+        s._set(f"packs/{self.pack_id}/index", index)
+
+    def abort(self) -> None:
+        self.buf = bytearray()
+
+
+class ZarrPackStorage:
+    """Packs in any ``zarr.abc.store.Store`` (memory, fsspec/S3, local) via Zarr's API."""
+
+    def __init__(self, store) -> None:  # noqa: ANN001 - any zarr Store
+        from zarr.core.buffer import default_buffer_prototype
+
+        self.store = store
+        self._proto = default_buffer_prototype()
+        self._set("zarr.json", _GROUP_META)
+
+    def _run(self, coro):  # noqa: ANN001, ANN202
+        from zarr.core.sync import sync
+
+        return sync(coro)
+
+    def _set(self, key: str, data: bytes) -> None:
+        self._run(self.store.set(key, self._proto.buffer.from_bytes(data)))
+
+    def _get(self, key: str, byte_range=None) -> bytes:  # noqa: ANN001
+        buf = self._run(self.store.get(key, self._proto, byte_range=byte_range))
+        if buf is None:
+            raise FileNotFoundError(key)
+        return buf.to_bytes()
+
+    def list_packs(self) -> list[str]:
+        async def collect() -> list[str]:
+            return [k async for k in self.store.list_prefix("packs/")]
+
+        keys = self._run(collect())
+        return sorted(k.split("/")[1] for k in keys if k.endswith("/index"))
+
+    def read_index(self, pack_id: str) -> bytes:
+        return self._get(f"packs/{pack_id}/index")
+
+    def read_range(self, pack_id: str, offset: int, length: int) -> bytes:
+        from zarr.abc.store import RangeByteRequest
+
+        return self._get(f"packs/{pack_id}/c/0", RangeByteRequest(offset, offset + length))
+
+    def readinto(self, pack_id: str, offset: int, out: memoryview) -> None:
+        out[:] = self.read_range(pack_id, offset, len(out))
+
+    def open_writer(self, pack_id: str) -> _ZarrPackWriter:
+        return _ZarrPackWriter(self, pack_id)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,211 @@
+"""Content-addressed tensor store: digest -> sample bytes, packed, append-only."""
+
+from __future__ import annotations
+
+from itertools import repeat
+from typing import Iterable, Iterator, NamedTuple
+
+import numpy as np
+
+from hangar.errors import CorruptDataError, RemoteDataError
+from hangar.store import codecs
+from hangar.store.digest import byte_view, digest_of_parts
+from hangar.store.packs import INDEX_DTYPE, PackStorage, PackWriter, new_pack_id
+
+#: finish the open pack once it holds this many bytes
+PACK_TARGET_BYTES = 1 << 30
+
+
+class Location(NamedTuple):
+    pack: str
+    offset: int
+    length: int
+    rawlen: int
+    codec: int
+
+
+class StoredSample(NamedTuple):
+    """A sample as kept in the store: what the remote protocol moves."""
+
+    digest: bytes
+    codec: int
+    rawlen: int
+    payload: bytes
+
+
+class TensorStore:
+    """Digest -> bytes, with dedup, compression where it pays and durable packs.
+
+    New samples go to one open pack; ``flush()`` finishes it (fsync, index written
+    last). Until then they are readable from this object but from no other.
+    """
+
+    def __init__(self, storage: PackStorage) -> None:
+        self.storage = storage
+        self._index: dict[bytes, Location] | None = None
+        self._writer: PackWriter | None = None
+        self._pending: dict[bytes, Location] = {}
+        self._pending_pack = ""
+        self._pending_bytes = 0
+
+    # ----------------------------------------------------------------- index
+    def _load_index(self) -> dict[bytes, Location]:
+        if self._index is None:
+            index: dict[bytes, Location] = {}
+            for pack in self.storage.list_packs():
+                self._add_index(index, pack, self.storage.read_index(pack))
+            self._index = index
+        return self._index
+
+    @staticmethod
+    def _add_index(index: dict[bytes, Location], pack: str, raw: bytes) -> None:
+        recs = np.frombuffer(raw, dtype=INDEX_DTYPE)
+        d = recs["digest"].tobytes()
+        keys = (d[i:i + 32] for i in range(0, len(d), 32))
+        vals = map(Location, repeat(pack), recs["offset"].tolist(), recs["length"].tolist(),
+                   recs["rawlen"].tolist(), recs["codec"].tolist())
+        for k, v in zip(keys, vals):
+            index.setdefault(k, v)
+
+    def refresh(self) -> None:
+        """Forget the cached index so packs written by other processes become visible."""
+        self._index = None
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._pending or digest in self._load_index()
+
+    def missing(self, digests: Iterable[bytes]) -> list[bytes]:
+        """The digests of ``digests`` that are not stored here (order kept, no repeats)."""
+        idx = self._load_index()
+        seen: set[bytes] = set()
+        out = []
+        for d in digests:
+            if d not in idx and d not in self._pending and d not in seen:
+                seen.add(d)
+                out.append(d)
+        return out
+
+    def digests(self) -> Iterator[bytes]:
+        yield from self._load_index()
+        yield from self._pending
+
+    def __len__(self) -> int:
+        return len(self._load_index()) + len(self._pending)
+
+    # ----------------------------------------------------------------- write
+    def _open_writer(self) -> PackWriter:
+        if self._writer is None:
+            self._pending_pack = new_pack_id()
+            self._writer = self.storage.open_writer(self._pending_pack)
+        return self._writer
+
+    def _append(self, digest: bytes, codec: int, rawlen: int, payload: bytes | memoryview) -> None:
+        writer = self._open_writer()
+        off = writer.append(payload)
+        self._pending[digest] = Location(self._pending_pack, off, len(payload), rawlen, codec)
+        self._pending_bytes += len(payload)
+        if self._pending_bytes >= PACK_TARGET_BYTES:
+            self.flush()
+
+    def put(self, digest: bytes, raw: memoryview, chooser: codecs.CodecChooser) -> bool:
+        """Store a sample's raw bytes (``byte_view(arr)``) under its digest; False if already stored."""
+        if digest in self._pending or digest in self._load_index():
+            return False
+        codec, payload = chooser.encode(raw)
+        self._append(digest, codec, len(raw), payload)
+        return True
+
+    def put_stored(self, sample: StoredSample, dtype: str, shape: tuple[int, ...]) -> bool:
+        """Store bytes received in stored form after re-hashing them; False if present.
+
+        Raises ``CorruptDataError`` (and stores nothing) when the digest does not match.
+        """
+        if sample.digest in self:
+            return False
+        raw = np.empty(sample.rawlen, dtype=np.uint8)
+        codecs.decode_into(sample.codec, sample.payload, memoryview(raw))
+        if digest_of_parts(memoryview(raw), dtype, shape) != sample.digest:
+            raise CorruptDataError(f"received bytes do not match digest {sample.digest.hex()}")
+        self._append(sample.digest, sample.codec, sample.rawlen, sample.payload)
+        return True
+
+    def flush(self) -> None:
+        """Make every sample written so far durable and visible to other processes."""
+        if self._writer is None:
+            return
+        recs = np.zeros(len(self._pending), dtype=INDEX_DTYPE)
+        if self._pending:
+            recs["digest"] = np.frombuffer(b"".join(self._pending), dtype=np.uint8).reshape(-1, 32)
+            locs = list(self._pending.values())
+            recs["offset"] = [loc.offset for loc in locs]
+            recs["length"] = [loc.length for loc in locs]
+            recs["rawlen"] = [loc.rawlen for loc in locs]
+            recs["codec"] = [loc.codec for loc in locs]
+        nbytes = max((loc.offset + loc.length for loc in self._pending.values()), default=0)
+        self._writer.finish(recs.tobytes(), nbytes)
+        if self._index is not None:
+            self._index.update(self._pending)
+        self._writer = None
+        self._pending = {}
+        self._pending_bytes = 0
+
+    def discard(self) -> None:
+        """Drop samples written since the last flush (a reset of the staging area)."""
+        if self._writer is not None:
+            self._writer.abort()
+        self._writer = None
+        self._pending = {}
+        self._pending_bytes = 0
+
+    # ------------------------------------------------------------------ read
+    def location(self, digest: bytes) -> Location:
+        loc = self._pending.get(digest)
+        if loc is None:
+            loc = self._load_index().get(digest)
+            if loc is None:
+                raise RemoteDataError(
+                    f"the bytes of sample digest {digest.hex()[:16]}... are not in this repository; "
+                    "use repo.remote.fetch_data(...) to retrieve them"
+                )
+        return loc
+
+    def _stored_bytes(self, loc: Location) -> bytes:
+        if loc.pack == self._pending_pack and self._writer is not None:
+            return self._writer.read(loc.offset, loc.length)
+        return self.storage.read_range(loc.pack, loc.offset, loc.length)
+
+    def read(self, digest: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The sample stored under ``digest``, as a new writeable array."""
+        loc = self.location(digest)
+        out = np.empty(shape, dtype=dtype)
+        buf = byte_view(out)
+        if len(buf) != loc.rawlen:
+            raise CorruptDataError(
+                f"sample digest {digest.hex()[:16]}... holds {loc.rawlen} bytes, pointer says "
+                f"{len(buf)} ({dtype} {shape})"
+            )
+        if loc.codec == codecs.RAW and not (loc.pack == self._pending_pack and self._writer is not None):
+            self.storage.readinto(loc.pack, loc.offset, buf)
+        else:
+            codecs.decode_into(loc.codec, self._stored_bytes(loc), buf)
+        return out
+
+    def read_stored(self, digest: bytes) -> StoredSample:
+        """The stored (possibly compressed) form of a sample, for transfer."""
+        loc = self.location(digest)
+        return StoredSample(digest, loc.codec, loc.rawlen, self._stored_bytes(loc))
+
+    def verify(self, digest: bytes, dtype: str, shape: tuple[int, ...]) -> bool:
+        """Re-hash a stored sample; True when its bytes match its digest."""
+        arr = self.read(digest, dtype, shape)
+        return digest_of_parts(byte_view(arr), dtype, shape) == digest
+
+    def close(self) -> None:
+        self.flush()
+        self.storage.close()
+
+    def __getstate__(self) -> dict:
+        if self._writer is not None:
+            raise TypeError("a TensorStore with unflushed writes cannot be pickled")
+        return {"storage": self.storage, "_index": None, "_writer": None, "_pending": {},
+                "_pending_pack": "", "_pending_bytes": 0}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up a virtual environment (first run only) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${HANGAR_VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e '.[test]'
+# torch: a local CPU wheel (fast); the loader tests skip what is not installed
+"$VENV/bin/python" -m pip install -q torch==2.13.0 || echo "torch not installed: torch loader tests will skip"
+"$VENV/bin/python" -m ruff check hangar tests scripts examples
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,54 @@
+"""Shared fixtures: hermetic git config, fresh repositories, repositories with data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from hangar import Repository
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_git(monkeypatch, tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+@pytest.fixture
+def repo(tmp_path) -> Repository:
+    """An initialized, empty repository."""
+    r = Repository(tmp_path, exists=False)
+    r.init(user_name="Test User", user_email="test@example.com")
+    return r
+
+
+@pytest.fixture
+def aset_repo(repo) -> Repository:
+    """A repository with one commit on master: arrayset 'foo' (int keys 0..9, shape (5,), int64)
+    and arrayset 'bar' (str keys '0'..'9', shape (2, 3), float32), metadata 'hello'='world'."""
+    co = repo.checkout(write=True)
+    foo = co.arraysets.init_arrayset("foo", shape=(5,), dtype=np.int64)
+    bar = co.arraysets.init_arrayset("bar", shape=(2, 3), dtype=np.float32)
+    for i in range(10):
+        foo[i] = np.arange(5, dtype=np.int64) + i
+        bar[str(i)] = np.full((2, 3), i, dtype=np.float32)
+    co.metadata["hello"] = "world"
+    co.commit("first commit")
+    co.close()
+    return repo
+
+
+def git(repo: Repository, *args: str) -> subprocess.CompletedProcess:
+    """Run the real git binary on the repository's git directory."""
+    return subprocess.run(["git", "--git-dir", os.path.join(repo.path, ".hangar"), *args],
+                          capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def run_git():
+    return git
