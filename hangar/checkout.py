@@ -128,7 +128,7 @@ class ReaderCheckout(_CheckoutBase):
     """Read-only view of the repository at one commit. Any number may be open."""
 
     def __init__(self, repo: "Repository", commit: str) -> None:
-        super().__init__(CheckoutSession(repo._git, repo._store(), writable=False))
+        super().__init__(CheckoutSession(repo._git, repo._store(), False, repo.path, commit))
         self._repo = repo
         self._commit = commit
         snapshot = Snapshot(repo._git, repo._git.commit_tree_id(commit))
@@ -161,7 +161,7 @@ class WriterCheckout(_CheckoutBase):
     """
 
     def __init__(self, repo: "Repository", state: StagingState, lock_owner: str) -> None:
-        super().__init__(CheckoutSession(repo._git, repo._store(), writable=True))
+        super().__init__(CheckoutSession(repo._git, repo._store(), True, repo.path, None))
         self._repo = repo
         self._state = state
         self._lock_owner = lock_owner

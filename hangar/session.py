@@ -14,10 +14,13 @@ if TYPE_CHECKING:
 class CheckoutSession:
     """Git repository, tensor store and open/closed state of one checkout."""
 
-    def __init__(self, git: "GitRepo", store: "TensorStore", writable: bool) -> None:
+    def __init__(self, git: "GitRepo", store: "TensorStore", writable: bool, repo_path: str,
+                 commit: str | None) -> None:
         self.git = git
         self.store = store
         self.writable = writable
+        self.repo_path = repo_path  # lets readers be re-opened in worker processes
+        self.commit = commit  # the commit a reader reads (None for the writer)
         self.closed = False
 
     def check(self) -> None:
