@@ -104,6 +104,14 @@ class Repository:
         return self._git.config_get("hangar.version", __version__) or __version__
 
     @property
+    def writer_branch(self) -> str:
+        """Branch the staging area (the next writer checkout) is based on; ``'master'`` at first.
+
+        The command line uses it as the "current branch", like git's ``HEAD``.
+        """
+        return self._writer_branch()
+
+    @property
     def writer_lock_held(self) -> bool:
         """True when a writer checkout holds the repository's writer lock."""
         self._git  # noqa: B018
