@@ -18,7 +18,7 @@ class ArraysetSchema:
     """Everything fixed about an arrayset at ``init_arrayset`` time."""
 
     name: str
-    dtype: str
+    dtype: object  # numpy descr: a str like '<f4', or a list of fields for structured dtypes
     shape: tuple[int, ...]
     variable_shape: bool
     named_samples: bool
@@ -39,4 +39,23 @@ class ArraysetSchema:
 
     @property
     def np_dtype(self) -> np.dtype:
-        return np.dtype(self.dtype)
+        return descr_to_dtype(self.dtype)
+
+
+def dtype_to_descr(dtype: np.dtype) -> object:
+    """JSON-able description of a dtype (keeps the fields of structured dtypes)."""
+    descr = np.lib.format.dtype_to_descr(dtype)
+    return descr if isinstance(descr, str) else json.loads(json.dumps(descr))
+
+
+def descr_to_dtype(descr: object) -> np.dtype:
+    if isinstance(descr, str):
+        return np.dtype(descr)
+    return np.dtype([tuple(_fields(f)) for f in descr])  # type: ignore[union-attr]
+
+
+def _fields(field: list) -> list:
+    # nested structured fields come back from JSON as lists of lists
+    if len(field) >= 2 and isinstance(field[1], list):
+        return [field[0], descr_to_dtype(field[1]), *field[2:]]
+    return [field[0], field[1], *(tuple(x) if isinstance(x, list) else x for x in field[2:])]

@@ -1,0 +1,232 @@
+"""Writer and reader checkouts: dict-style access, commit, reset, close, staging durability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hangar import Repository
+
+
+def test_writer_properties_and_status(aset_repo):
+    co = aset_repo.checkout(write=True)
+    head = aset_repo.log(return_contents=True)["head"]
+    assert co.branch_name == "master" and co.commit_hash == head
+    assert co.diff.status() == "CLEAN"
+    co["foo", 50] = np.ones(5, dtype=np.int64)
+    assert co.diff.status() == "DIRTY"
+    co.close()
+
+
+def test_commit_without_changes_raises_runtime_error(aset_repo, repo):
+    co = aset_repo.checkout(write=True)
+    with pytest.raises(RuntimeError, match="nothing to commit"):
+        co.commit("nothing")
+    co.close()
+
+
+def test_commit_in_empty_repository_without_changes_raises(repo):
+    co = repo.checkout(write=True)
+    assert co.commit_hash == ""
+    with pytest.raises(RuntimeError):
+        co.commit("empty")
+    co.close()
+
+
+def test_add_then_remove_is_clean(aset_repo):
+    co = aset_repo.checkout(write=True)
+    co["foo", 99] = np.ones(5, dtype=np.int64)
+    del co.arraysets["foo"][99]
+    assert co.diff.status() == "CLEAN"
+    with pytest.raises(RuntimeError):
+        co.commit("no net change")
+    co.close()
+
+
+def test_commit_returns_hash_and_moves_branch(aset_repo):
+    co = aset_repo.checkout(write=True)
+    co["foo", 11] = np.full(5, 11, dtype=np.int64)
+    c = co.commit("add 11")
+    assert co.commit_hash == c and co.diff.status() == "CLEAN"
+    co.close()
+    r = aset_repo.checkout()
+    assert r.commit_hash == c
+    np.testing.assert_array_equal(r["foo", 11], np.full(5, 11))
+    r.close()
+
+
+def test_getitem_forms(aset_repo):
+    co = aset_repo.checkout()
+    assert co["foo"].name == "foo"
+    np.testing.assert_array_equal(co["foo", 3], np.arange(5) + 3)
+    two = co["foo", [1, 2]]
+    assert isinstance(two, list) and len(two) == 2
+    np.testing.assert_array_equal(two[1], np.arange(5) + 2)
+    with pytest.raises(KeyError):
+        co[("foo", "bar"), 0]  # bar has str keys: int 0 is not '0'
+    co.close()
+
+
+def test_getitem_multi_arrayset_namedtuple(repo):
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("a", shape=(1,), dtype=np.int32)
+    co.arraysets.init_arrayset("b", shape=(1,), dtype=np.int32)
+    co[["a", "b"], "k1"] = [np.array([1], np.int32), np.array([11], np.int32)]
+    co[["a", "b"], "k2"] = [np.array([2], np.int32), np.array([22], np.int32)]
+    co.commit("two arraysets")
+    co.close()
+    r = repo.checkout()
+    one = r[("a", "b"), "k1"]
+    assert type(one).__name__ == "ArraysetData" and one._fields == ("a", "b")
+    assert one.a[0] == 1 and one.b[0] == 11
+    many = r[("a", "b"), ("k1", "k2")]
+    assert [m.b[0] for m in many] == [11, 22]
+    assert r[:, "k2"].a[0] == 2 and r[..., "k2"].b[0] == 22
+    assert [x.a[0] for x in r[:, ["k2", "k1"]]] == [2, 1]
+    with pytest.raises(KeyError):
+        r[:, "missing"]
+    with pytest.raises(ValueError):
+        r[slice(1, 2), "k1"]
+    with pytest.raises(ValueError):
+        r["a", slice(None)]
+    r.close()
+
+
+def test_get_missing_returns_none_or_raises(aset_repo):
+    co = aset_repo.checkout()
+    out = co.get("foo", [1, 12345])
+    assert out[1] is None
+    np.testing.assert_array_equal(out[0], np.arange(5) + 1)
+    assert co.get("foo", 12345) is None
+    with pytest.raises(KeyError):
+        co.get("foo", 12345, except_missing=True)
+    with pytest.raises(KeyError):
+        co["foo", 12345]
+    with pytest.raises(KeyError):
+        co["nope", 1]
+    co.close()
+
+
+def test_setitem_multiple_keys_one_arrayset(aset_repo):
+    co = aset_repo.checkout(write=True)
+    co["foo", [20, 21]] = [np.full(5, 20, np.int64), np.full(5, 21, np.int64)]
+    assert co["foo", 21][0] == 21
+    co.close()
+
+
+def test_setitem_rejects_bad_forms_and_writes_nothing(aset_repo):
+    co = aset_repo.checkout(write=True)
+    with pytest.raises(ValueError, match="not both"):
+        co[["foo", "bar"], [1, 2]] = [np.zeros(5, np.int64)] * 2
+    with pytest.raises(ValueError, match="2 targets but 1 values"):
+        co["foo", [30, 31]] = [np.zeros(5, np.int64)]
+    # second value is invalid: the first must not be written either
+    with pytest.raises(ValueError, match="dtype"):
+        co["foo", [30, 31]] = [np.zeros(5, np.int64), np.zeros(5, np.float32)]
+    assert 30 not in co.arraysets["foo"]
+    assert co.diff.status() == "CLEAN"
+    co.close()
+
+
+def test_reset_staging_area_restores_head_and_closes(aset_repo):
+    co = aset_repo.checkout(write=True)
+    head = co.commit_hash
+    co["foo", 0] = np.zeros(5, dtype=np.int64)
+    co.arraysets.init_arrayset("new", shape=(1,), dtype=np.uint8)
+    co.metadata["hello"] = "changed"
+    assert co.reset_staging_area() == head
+    with pytest.raises(ReferenceError):
+        co.commit_hash
+    co = aset_repo.checkout(write=True)
+    assert co.diff.status() == "CLEAN"
+    assert "new" not in co.arraysets and co.metadata["hello"] == "world"
+    np.testing.assert_array_equal(co["foo", 0], np.arange(5))
+    with pytest.raises(RuntimeError, match="nothing to reset"):
+        co.reset_staging_area()
+    co.close()
+
+
+def test_staging_area_survives_close_and_new_process(aset_repo):
+    co = aset_repo.checkout(write=True)
+    co["foo", 77] = np.full(5, 77, np.int64)
+    co.metadata["staged"] = "yes"
+    co.close()
+    again = Repository(aset_repo.path).checkout(write=True)
+    assert again.diff.status() == "DIRTY"
+    assert again["foo", 77][0] == 77 and again.metadata["staged"] == "yes"
+    c = again.commit("from the durable staging area")
+    again.close()
+    r = aset_repo.checkout(commit=c)
+    assert r["foo", 77][0] == 77
+    r.close()
+
+
+def test_readers_do_not_see_staged_changes(aset_repo):
+    co = aset_repo.checkout(write=True)
+    co["foo", 88] = np.full(5, 88, np.int64)
+    r = aset_repo.checkout()
+    assert 88 not in r.arraysets["foo"]
+    co.commit("now")
+    assert 88 not in r.arraysets["foo"]  # a reader stays at its commit
+    r.close()
+    co.close()
+
+
+def test_writer_on_other_branch_refused_while_dirty(aset_repo):
+    aset_repo.create_branch("dev")
+    co = aset_repo.checkout(write=True)
+    co.metadata["x"] = "y"
+    co.close()
+    with pytest.raises(ValueError, match="uncommitted changes"):
+        aset_repo.checkout(write=True, branch="dev")
+    assert not aset_repo.writer_lock_held
+    co = aset_repo.checkout(write=True)
+    co.commit("commit it")
+    co.close()
+    co = aset_repo.checkout(write=True, branch="dev")
+    assert co.branch_name == "dev" and "x" not in co.metadata
+    co.close()
+
+
+def test_writer_checkout_unknown_branch(aset_repo):
+    with pytest.raises(ValueError, match="nope"):
+        aset_repo.checkout(write=True, branch="nope")
+    assert not aset_repo.writer_lock_held
+
+
+def test_handles_unusable_after_close(aset_repo):
+    co = aset_repo.checkout(write=True)
+    asets, meta, diff = co.arraysets, co.metadata, co.diff
+    foo = co.arraysets["foo"]
+    co.close()
+    for thunk in (lambda: asets.keys(), lambda: meta["hello"], lambda: diff.status(),
+                  lambda: foo[1], lambda: co["foo", 1], lambda: co.commit("x"), lambda: co.branch_name):
+        with pytest.raises(ReferenceError):
+            thunk()
+    co.close()  # closing twice is harmless
+    r = aset_repo.checkout()
+    rfoo = r.arraysets["foo"]
+    r.close()
+    with pytest.raises(ReferenceError):
+        rfoo[1]
+    with pytest.raises(ReferenceError):
+        r.commit_hash
+
+
+def test_context_manager_closes(aset_repo):
+    with aset_repo.checkout(write=True) as co:
+        co.metadata["ctx"] = "1"
+    assert not aset_repo.writer_lock_held
+
+
+def test_commit_after_branch_moved_elsewhere_is_refused(aset_repo):
+    co = aset_repo.checkout(write=True)
+    co.metadata["m"] = "1"
+    # move master behind the writer's back
+    git = aset_repo._git
+    other = git.create_commit(git.commit_tree_id(co.commit_hash), [co.commit_hash], "x", "x@y", "elsewhere")
+    git.set_branch("master", other)
+    with pytest.raises(RuntimeError, match="moved"):
+        co.commit("stale")
+    assert git.branch_head("master") == other
+    co.close()
