@@ -7,7 +7,6 @@ import weakref
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-
 from hangar.arrayset import Arraysets
 from hangar.diff import ReaderUserDiff, WriterUserDiff
 from hangar.errors import NothingToCommitError
@@ -211,7 +210,7 @@ class WriterCheckout(_CheckoutBase):
         else:
             aset = self._arraysets[aset_spec]  # type: ignore[index]
             targets = [(aset, k) for k in key_spec]  # type: ignore[union-attr]
-        for aset, key in targets:
+        for _, key in targets:
             if key is None:
                 raise ValueError("a sample key is needed for dict-style setting")
         prepared = [(aset, aset._prepare(v, key)) for (aset, key), v in zip(targets, value)]  # type: ignore

@@ -265,8 +265,8 @@ def test_compressible_data_is_compressed_and_round_trips(repo, tmp_path):
     co.commit("compressible")
     co.close()
     import os
-    data_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(repo.path, ".hangar", "data"))
-                     for f in fs)
+    data_dir = os.path.join(repo.path, ".hangar", "data")
+    data_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data_dir) for f in fs)
     assert data_bytes < 20 * 256 * 256 / 10
     r = repo.checkout()
     assert (r["z", 7] == 7).all()

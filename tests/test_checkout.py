@@ -63,7 +63,7 @@ def test_getitem_forms(aset_repo):
     assert isinstance(two, list) and len(two) == 2
     np.testing.assert_array_equal(two[1], np.arange(5) + 2)
     with pytest.raises(KeyError):
-        co[("foo", "bar"), 0]  # bar has str keys: int 0 is not '0'
+        _ = co[("foo", "bar"), 0]  # bar has str keys: int 0 is not '0'
     co.close()
 
 
@@ -84,7 +84,7 @@ def test_getitem_multi_arrayset_namedtuple(repo):
     assert r[:, "k2"].a[0] == 2 and r[..., "k2"].b[0] == 22
     assert [x.a[0] for x in r[:, ["k2", "k1"]]] == [2, 1]
     with pytest.raises(KeyError):
-        r[:, "missing"]
+        _ = r[:, "missing"]
     with pytest.raises(ValueError):
         r[slice(1, 2), "k1"]
     with pytest.raises(ValueError):
@@ -136,7 +136,7 @@ def test_reset_staging_area_restores_head_and_closes(aset_repo):
     co.metadata["hello"] = "changed"
     assert co.reset_staging_area() == head
     with pytest.raises(ReferenceError):
-        co.commit_hash
+        _ = co.commit_hash
     co = aset_repo.checkout(write=True)
     assert co.diff.status() == "CLEAN"
     assert "new" not in co.arraysets and co.metadata["hello"] == "world"
@@ -210,7 +210,7 @@ def test_handles_unusable_after_close(aset_repo):
     with pytest.raises(ReferenceError):
         rfoo[1]
     with pytest.raises(ReferenceError):
-        r.commit_hash
+        _ = r.commit_hash
 
 
 def test_context_manager_closes(aset_repo):

@@ -112,8 +112,9 @@ def test_second_writer_is_refused_and_lock_reported(aset_repo):
 
 
 def test_force_release_writer_lock_after_dead_process(aset_repo):
-    code = ("from hangar import Repository; import os; r = Repository(%r); co = r.checkout(write=True); "
-            "os._exit(0)") % aset_repo.path
+    code = (f"from hangar import Repository; import os; r = Repository({aset_repo.path!r}); "
+            "co = r.checkout(write=True); "
+            "os._exit(0)")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert aset_repo.writer_lock_held
     with pytest.raises(PermissionError):
@@ -124,7 +125,7 @@ def test_force_release_writer_lock_after_dead_process(aset_repo):
 
 
 def test_atexit_releases_writer_lock(aset_repo):
-    code = "from hangar import Repository; r = Repository(%r); co = r.checkout(write=True)" % aset_repo.path
+    code = f"from hangar import Repository; r = Repository({aset_repo.path!r}); co = r.checkout(write=True)"
     subprocess.run([sys.executable, "-c", code], check=True)
     assert not aset_repo.writer_lock_held
 

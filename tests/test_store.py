@@ -1,0 +1,152 @@
+"""Tensor store contract: the same suite on local disk and on a Zarr MemoryStore."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+from zarr.storage import MemoryStore
+
+from hangar.errors import CorruptDataError, RemoteDataError
+from hangar.store import TensorStore, sample_digest
+from hangar.store.codecs import CodecChooser
+from hangar.store.digest import byte_view
+from hangar.store.packs import LocalPackStorage, ZarrPackStorage
+
+
+@pytest.fixture(params=["local", "zarr-memory"])
+def storage_factory(request, tmp_path):
+    if request.param == "local":
+        return lambda: LocalPackStorage(str(tmp_path / "data"))
+    mem = MemoryStore()
+    return lambda: ZarrPackStorage(mem)
+
+
+def put(store, arr, backend="auto"):
+    d = sample_digest(arr)
+    store.put(d, byte_view(arr), CodecChooser(backend))
+    return d
+
+
+def test_put_read_before_and_after_flush(storage_factory):
+    s = TensorStore(storage_factory())
+    a = np.random.default_rng(0).random((3, 4))
+    d = put(s, a)
+    np.testing.assert_array_equal(s.read(d, a.dtype, a.shape), a)
+    s.flush()
+    np.testing.assert_array_equal(s.read(d, a.dtype, a.shape), a)
+    fresh = TensorStore(storage_factory())
+    assert d in fresh and len(fresh) == 1
+    np.testing.assert_array_equal(fresh.read(d, a.dtype, a.shape), a)
+
+
+def test_unflushed_writes_are_invisible_to_other_stores(storage_factory):
+    s = TensorStore(storage_factory())
+    d = put(s, np.zeros(4))
+    assert d not in TensorStore(storage_factory())
+    s.discard()
+    assert d not in s
+
+
+def test_dedup_by_digest(storage_factory):
+    s = TensorStore(storage_factory())
+    a = np.arange(10)
+    assert s.put(sample_digest(a), byte_view(a), CodecChooser("auto")) is True
+    assert s.put(sample_digest(a), byte_view(a), CodecChooser("auto")) is False
+    s.flush()
+    assert s.put(sample_digest(a), byte_view(a), CodecChooser("auto")) is False
+    assert len(s) == 1
+
+
+def test_digest_depends_on_dtype_and_shape():
+    a = np.arange(16, dtype=np.uint8)
+    assert sample_digest(a) != sample_digest(a.reshape(4, 4))
+    assert sample_digest(a) != sample_digest(a.view(np.int8))
+    assert sample_digest(a) == sample_digest(a.copy())
+
+
+def test_missing_reports_absent_digests_in_order(storage_factory):
+    s = TensorStore(storage_factory())
+    d1 = put(s, np.ones(3))
+    s.flush()
+    other = [bytes([i]) * 32 for i in range(3)]
+    assert s.missing([other[2], d1, other[0], other[2]]) == [other[2], other[0]]
+
+
+def test_read_of_absent_digest_names_fetch_data(storage_factory):
+    s = TensorStore(storage_factory())
+    with pytest.raises(RemoteDataError, match="fetch_data"):
+        s.read(b"\x01" * 32, np.dtype("f8"), (3,))
+
+
+@pytest.mark.parametrize("backend", ["raw", "lz4", "zstd"])
+def test_stored_form_transfer_verifies_digest(storage_factory, backend):
+    src = TensorStore(storage_factory())
+    a = np.tile(np.arange(100, dtype=np.int32), 10)
+    d = put(src, a, backend)
+    src.flush()
+    sample = src.read_stored(d)
+    dst = TensorStore(ZarrPackStorage(MemoryStore()))
+    assert dst.put_stored(sample, a.dtype.str, a.shape) is True
+    dst.flush()
+    np.testing.assert_array_equal(dst.read(d, a.dtype, a.shape), a)
+    bad = sample._replace(digest=b"\x00" * 32)
+    with pytest.raises(CorruptDataError):
+        dst.put_stored(bad, a.dtype.str, a.shape)
+    assert b"\x00" * 32 not in dst
+
+
+def test_verify_detects_corrupted_bytes_on_disk(tmp_path):
+    s = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    a = np.random.default_rng(1).integers(0, 255, 4096, dtype=np.uint8)
+    d = put(s, a, "raw")
+    s.flush()
+    assert s.verify(d, a.dtype, a.shape)
+    pack = s.storage.list_packs()[0]
+    chunk = tmp_path / "data" / "packs" / pack / "c" / "0"
+    os.chmod(chunk, 0o644)
+    raw = bytearray(chunk.read_bytes())
+    raw[10] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    fresh = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    assert not fresh.verify(d, a.dtype, a.shape)
+
+
+def test_packs_are_readable_zarr_arrays(tmp_path):
+    s = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    a = np.arange(1000, dtype=np.uint8)
+    d = put(s, a, "raw")
+    s.flush()
+    loc = s.location(d)
+    z = zarr.open_array(str(tmp_path / "data" / "packs" / loc.pack), mode="r")
+    assert z.dtype == np.uint8
+    np.testing.assert_array_equal(z[loc.offset:loc.offset + loc.length], a)
+    root = zarr.open_group(str(tmp_path / "data"), mode="r")
+    assert "packs" in root
+
+
+def test_unfinished_pack_is_ignored(tmp_path):
+    s = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    put(s, np.ones(100))
+    s._writer._drain()  # bytes are on disk, but the pack has no index yet
+    assert TensorStore(LocalPackStorage(str(tmp_path / "data"))).storage.list_packs() == []
+
+
+def test_many_small_samples_make_few_files(tmp_path):
+    s = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    rng = np.random.default_rng(2)
+    for _ in range(5000):
+        put(s, rng.integers(0, 255, (28, 28), dtype=np.uint8))
+    s.flush()
+    files = sum(len(f) for _, _, f in os.walk(tmp_path / "data"))
+    assert files <= 6 and len(s) == 5000
+
+
+def test_random_data_stored_raw_and_compressible_data_compressed(tmp_path):
+    s = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    rnd = np.random.default_rng(3).integers(0, 255, 100_000, dtype=np.uint8)
+    zeros = np.zeros(100_000, dtype=np.uint8)
+    assert s.location(put(s, rnd)).length == 100_000
+    assert s.location(put(s, zeros)).length < 2_000
