@@ -1,0 +1,271 @@
+"""What every loader shares: argument checks, sample selection and a picklable sample reader.
+
+A loader resolves its samples once, in the calling process: key -> pointer (git) ->
+location in the tensor store (pack, offset, length, codec). Reading a sample afterwards
+touches neither git nor Zarr, only ``pread`` on the pack files, so a loader object can be
+pickled to spawned workers (they reopen their own file handles) and is safe in forked ones.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import warnings
+from collections import namedtuple
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from hangar.arrayset import ArraysetDataReader
+from hangar.errors import RemoteDataError, SampleNotFoundError
+from hangar.records.keys import Key, decode_key, encode_key, sort_key
+from hangar.store import codecs
+from hangar.store.digest import byte_view
+
+__all__ = ["SampleSource", "GroupedSamples", "batch_tuple"]
+
+_FETCH_HINT = ("fetch them first with repo.remote.fetch_data(remote, branch=..., arrayset_names=[...]) "
+               "or pick local samples with keys=")
+
+
+class SampleSource:
+    """Reads a fixed, ordered list of samples of one arrayset straight from the pack storage.
+
+    Holds no git objects and no open files when pickled (the pack storage reopens its
+    file descriptors lazily in the receiving process).
+    """
+
+    def __init__(self, name: str, storage, dtype: np.dtype, shape: tuple[int, ...],  # noqa: ANN001
+                 variable_shape: bool, locations: list, shapes: list) -> None:
+        self.name = name
+        self.storage = storage
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(shape)
+        self.variable_shape = variable_shape
+        packs: dict[str, int] = {}
+        self.packs: list[str] = []
+        n = len(locations)
+        self.pack_idx = np.empty(n, dtype=np.int32)
+        self.offsets = np.empty(n, dtype=np.uint64)
+        self.lengths = np.empty(n, dtype=np.uint64)
+        self.codecs = np.empty(n, dtype=np.uint8)
+        for i, loc in enumerate(locations):
+            idx = packs.get(loc.pack)
+            if idx is None:
+                idx = packs[loc.pack] = len(self.packs)
+                self.packs.append(loc.pack)
+            self.pack_idx[i] = idx
+            self.offsets[i] = loc.offset
+            self.lengths[i] = loc.length
+            self.codecs[i] = loc.codec
+        # per-sample shapes are kept only when they can differ
+        self.shapes: Optional[list[tuple[int, ...]]] = list(shapes) if variable_shape else None
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def sample_shape(self, i: int) -> tuple[int, ...]:
+        return self.shapes[i] if self.shapes is not None else self.shape
+
+    def read(self, i: int) -> np.ndarray:
+        """Sample ``i`` (position in the source's order) as a new writeable array."""
+        out = np.empty(self.sample_shape(i), dtype=self.dtype)
+        self.read_into(i, out)
+        return out
+
+    def read_into(self, i: int, out: np.ndarray) -> None:
+        """Read sample ``i`` into the C-contiguous array ``out`` of its shape and dtype."""
+        buf = byte_view(out)
+        pack = self.packs[self.pack_idx[i]]
+        offset = int(self.offsets[i])
+        codec = int(self.codecs[i])
+        if codec == codecs.RAW:
+            self.storage.readinto(pack, offset, buf)
+        else:
+            codecs.decode_into(codec, self.storage.read_range(pack, offset, int(self.lengths[i])), buf)
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``start:stop`` stacked into one array (fixed-shape sources only)."""
+        out = np.empty((stop - start, *self.shape), dtype=self.dtype)
+        for j, i in enumerate(range(start, stop)):
+            self.read_into(i, out[j])
+        return out
+
+
+# ------------------------------------------------------------------ namedtuples
+_TUPLE_PREFIX = "BatchTuple_"
+_TUPLES: dict[str, type] = {}
+
+
+def batch_tuple(field_names: Sequence[str]) -> type:
+    """The namedtuple class ``BatchTuple`` with ``field_names``, picklable across processes.
+
+    The class is registered in this module under a name that encodes its fields, so a
+    worker process (spawned or forked) and the main process resolve it to the same class.
+    """
+    qualname = _TUPLE_PREFIX + ",".join(field_names).encode().hex()
+    cls = _TUPLES.get(qualname)
+    if cls is None:
+        cls = namedtuple("BatchTuple", list(field_names))  # noqa: PYI024
+        cls.__qualname__ = qualname
+        cls.__module__ = __name__
+        _TUPLES[qualname] = cls
+    return cls
+
+
+def __getattr__(name: str) -> type:
+    # lets pickle find a BatchTuple class in a process that has not built it yet
+    if name.startswith(_TUPLE_PREFIX):
+        try:
+            fields = bytes.fromhex(name[len(_TUPLE_PREFIX):]).decode().split(",")
+        except ValueError:
+            pass
+        else:
+            return batch_tuple(fields)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _default_field(name: str) -> str:
+    field = re.sub(r"\W", "_", name)
+    return field
+
+
+def field_names_for(asets: list[ArraysetDataReader], field_names: Optional[Sequence[str]]) -> list[str]:
+    """Field names of the returned namedtuples (arrayset names by default), checked."""
+    if field_names is None:
+        names = [_default_field(a.name) for a in asets]
+        given = False
+    else:
+        if isinstance(field_names, str) or not isinstance(field_names, (list, tuple)):
+            raise TypeError(f"field_names must be a list or tuple of str, not {field_names!r}")
+        names = list(field_names)
+        given = True
+        if len(names) != len(asets):
+            raise ValueError(f"field_names {names!r} has {len(names)} names for {len(asets)} arraysets "
+                             f"{[a.name for a in asets]}")
+    for n in names:
+        if not isinstance(n, str) or not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_"):
+            what = "field name" if given else "arrayset name (pass field_names=)"
+            raise ValueError(f"{what} {n!r} is not a valid namedtuple field name: use a python identifier "
+                             "that does not start with '_'")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        hint = "" if given else " (arraysets of the same name; pass field_names=)"
+        raise ValueError(f"duplicate field names {dup}{hint}")
+    return names
+
+
+# -------------------------------------------------------------- sample choice
+def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
+    """Check the ``arraysets`` argument: one read-only arrayset or a non-empty list/tuple of them."""
+    if isinstance(arraysets, ArraysetDataReader):
+        asets = [arraysets]
+    elif isinstance(arraysets, (list, tuple)):
+        asets = list(arraysets)
+    else:
+        raise TypeError(f"arraysets must be an arrayset or a list/tuple of arraysets, not "
+                        f"{type(arraysets).__name__}")
+    if not asets:
+        raise ValueError("arraysets is empty: pass at least one arrayset")
+    for a in asets:
+        if not isinstance(a, ArraysetDataReader):
+            raise TypeError(f"arraysets must hold arrayset objects, not {type(a).__name__} ({a!r})")
+        a._session.check()
+        if a.iswriteable:
+            raise ValueError(f"arrayset {a.name!r} is write-enabled; loaders read committed data: commit, then "
+                             "use the arraysets of a read checkout (repo.checkout())")
+    return asets
+
+
+def _all_pointers(aset: ArraysetDataReader) -> dict[Key, object]:
+    return {decode_key(n): p for n, p in aset._table.pointers()}
+
+
+class GroupedSamples:
+    """The samples a loader yields: one ``SampleSource`` per arrayset over the same keys.
+
+    Parameters
+    ----------
+    arraysets :
+        One read-only arrayset or a non-empty list/tuple of them.
+    keys : Sequence[Union[str, int]], optional
+        Sample names to yield, in this order; every arrayset must hold each (``KeyError``).
+    index_range : slice, optional
+        Slice of the sorted common sample names; ignored when ``keys`` is given.
+
+    When ``keys`` is not given and the arraysets do not hold the same sample names, only the
+    names all of them hold are used and a ``UserWarning`` says how many were left out.
+    """
+
+    def __init__(self, arraysets: object, keys: Optional[Iterable[Key]] = None,
+                 index_range: Optional[slice] = None) -> None:
+        asets = as_arrayset_list(arraysets)
+        self.arraysets = asets
+        if keys is not None:
+            if isinstance(keys, (str, int)) or not isinstance(keys, Iterable):
+                raise TypeError(f"keys must be a sequence of sample names, not {keys!r}")
+            chosen = list(keys)
+            if not chosen:
+                raise ValueError("keys is empty: pass sample names, or keys=None for all samples")
+            ptrs = []
+            for a in asets:
+                col = []
+                for k in chosen:
+                    ptr = a._table.pointer(encode_key(k)) if isinstance(k, (str, int)) and not isinstance(
+                        k, bool) else None
+                    if ptr is None:
+                        raise SampleNotFoundError(f"arrayset {a.name!r} has no sample with key {k!r}")
+                    col.append(ptr)
+                ptrs.append(col)
+        else:
+            if index_range is not None and not isinstance(index_range, slice):
+                raise TypeError(f"index_range must be a slice, not {index_range!r}")
+            tables = [_all_pointers(a) for a in asets]
+            common = set(tables[0])
+            for t in tables[1:]:
+                common &= t.keys()
+            largest = max(len(t) for t in tables)
+            if not common:
+                raise ValueError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
+            if len(common) < largest:
+                warnings.warn(
+                    f"the arraysets {[a.name for a in asets]} do not hold the same samples "
+                    f"(sizes {[len(t) for t in tables]}); using the {len(common)} sample names they share",
+                    UserWarning, stacklevel=3)
+            chosen = sorted(common, key=sort_key)
+            if index_range is not None:
+                chosen = chosen[index_range]
+                if not chosen:
+                    raise ValueError(f"index_range {index_range!r} selects no samples out of {len(common)}")
+            ptrs = [[t[k] for k in chosen] for t in tables]
+        self.keys: list[Key] = chosen
+        self.sources = [self._source(a, col) for a, col in zip(asets, ptrs)]
+
+    @staticmethod
+    def _source(aset: ArraysetDataReader, ptrs: list) -> SampleSource:
+        store = aset._session.store
+        locs = []
+        missing = 0
+        for p in ptrs:
+            try:
+                locs.append(store.location(p.digest))
+            except RemoteDataError:
+                missing += 1
+        if missing:
+            raise ValueError(f"{missing} of the {len(ptrs)} chosen samples of arrayset {aset.name!r} are remote "
+                             f"references (their bytes are not in this repository); {_FETCH_HINT}")
+        return SampleSource(aset.name, store.storage, aset.dtype, aset.shape, aset.variable_shape,
+                            locs, [p.shape for p in ptrs])
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def check_index(i: Union[int, np.integer], n: int) -> int:
+    """Position ``i`` (negative counts from the end) in a sequence of ``n``; ``IndexError`` outside."""
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+        raise TypeError(f"index must be an int, not {type(i).__name__}")
+    j = int(i) + n if i < 0 else int(i)
+    if not 0 <= j < n:
+        raise IndexError(f"index {int(i)} is out of range for {n} samples")
+    return j
