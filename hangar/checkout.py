@@ -130,6 +130,7 @@ class ReaderCheckout(_CheckoutBase):
         super().__init__(CheckoutSession(repo._git, repo._store(), False, repo.path, commit))
         self._repo = repo
         self._commit = commit
+        self._session.store.refresh()
         snapshot = Snapshot(repo._git, repo._git.commit_tree_id(commit))
         self._snapshot = snapshot
         self._arraysets = Arraysets(self._session, snapshot)

@@ -230,3 +230,18 @@ def test_commit_after_branch_moved_elsewhere_is_refused(aset_repo):
         co.commit("stale")
     assert git.branch_head("master") == other
     co.close()
+
+
+def test_reader_sees_data_committed_by_another_process_later(aset_repo):
+    import subprocess
+    import sys
+
+    r = aset_repo.checkout()  # loads the store index now
+    r.close()
+    code = (f"import numpy as np; from hangar import Repository; co = Repository({aset_repo.path!r})"
+            ".checkout(write=True); co['foo', 500] = np.full(5, 500, np.int64); "
+            "co.commit('from another process'); co.close()")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    r = aset_repo.checkout()
+    assert r["foo", 500][0] == 500 and r.arraysets["foo"].contains_remote_references is False
+    r.close()

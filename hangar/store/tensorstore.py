@@ -43,6 +43,7 @@ class TensorStore:
     def __init__(self, storage: PackStorage) -> None:
         self.storage = storage
         self._index: dict[bytes, Location] | None = None
+        self._loaded_packs: set[str] = set()
         self._writer: PackWriter | None = None
         self._pending: dict[bytes, Location] = {}
         self._pending_pack = ""
@@ -51,11 +52,18 @@ class TensorStore:
     # ----------------------------------------------------------------- index
     def _load_index(self) -> dict[bytes, Location]:
         if self._index is None:
-            index: dict[bytes, Location] = {}
-            for pack in self.storage.list_packs():
-                self._add_index(index, pack, self.storage.read_index(pack))
-            self._index = index
+            self._index = {}
+            self._loaded_packs = set()
+            self._load_new_packs()
         return self._index
+
+    def _load_new_packs(self) -> bool:
+        assert self._index is not None
+        new = [p for p in self.storage.list_packs() if p not in self._loaded_packs]
+        for pack in new:
+            self._add_index(self._index, pack, self.storage.read_index(pack))
+            self._loaded_packs.add(pack)
+        return bool(new)
 
     @staticmethod
     def _add_index(index: dict[bytes, Location], pack: str, raw: bytes) -> None:
@@ -68,8 +76,9 @@ class TensorStore:
             index.setdefault(k, v)
 
     def refresh(self) -> None:
-        """Forget the cached index so packs written by other processes become visible."""
-        self._index = None
+        """Load the indexes of packs written (by any process) since the index was loaded."""
+        if self._index is not None:
+            self._load_new_packs()
 
     def __contains__(self, digest: bytes) -> bool:
         return digest in self._pending or digest in self._load_index()
@@ -145,6 +154,7 @@ class TensorStore:
         self._writer.finish(recs.tobytes(), nbytes)
         if self._index is not None:
             self._index.update(self._pending)
+            self._loaded_packs.add(self._pending_pack)
         self._writer = None
         self._pending = {}
         self._pending_bytes = 0
@@ -162,6 +172,8 @@ class TensorStore:
         loc = self._pending.get(digest)
         if loc is None:
             loc = self._load_index().get(digest)
+            if loc is None and self._load_new_packs():  # written by another process since we loaded
+                loc = self._index.get(digest)  # type: ignore[union-attr]
             if loc is None:
                 raise RemoteDataError(
                     f"the bytes of sample digest {digest.hex()[:16]}... are not in this repository; "
@@ -207,5 +219,5 @@ class TensorStore:
     def __getstate__(self) -> dict:
         if self._writer is not None:
             raise TypeError("a TensorStore with unflushed writes cannot be pickled")
-        return {"storage": self.storage, "_index": None, "_writer": None, "_pending": {},
+        return {"storage": self.storage, "_index": None, "_loaded_packs": set(), "_writer": None, "_pending": {},
                 "_pending_pack": "", "_pending_bytes": 0}
