@@ -1,0 +1,420 @@
+"""Client side of a hangar server: git history through libgit2, sample bytes over HTTP.
+
+:class:`DataClient` speaks the data-sync endpoints of :mod:`hangar.remote.protocol` over one
+keep-alive connection. The ``git_*`` functions move history with pygit2 over git smart HTTP
+and keep remotes as real git remotes (``remote.<name>.url``) in ``.hangar/config``, so
+``git --git-dir .hangar fetch <name>`` works too.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import re
+import sys
+import time
+from typing import Iterable, Iterator, Optional
+
+import pygit2
+
+from hangar.errors import RemoteDataError
+from hangar.plumbing.gitrepo import GitRepo
+from hangar.records import layout
+from hangar.records.pointer import SamplePointer, decode_pointer
+from hangar.remote import protocol
+from hangar.store import TensorStore
+
+_ADDRESS = re.compile(r"^(?:http://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})/?$")
+_REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of an ``IP:PORT`` address; ``ValueError`` naming it otherwise."""
+    m = _ADDRESS.match(address) if isinstance(address, str) else None
+    if m is None or not 0 < int(m["port"]) < 65536:
+        raise ValueError(f"remote address {address!r} is not of the form IP:PORT (e.g. '127.0.0.1:50051')")
+    return m["host"], int(m["port"])
+
+
+def address_url(address: str) -> str:
+    host, port = parse_address(address)
+    return f"http://{host}:{port}/"
+
+
+def url_address(url: str) -> str:
+    host, port = parse_address(url)
+    return f"{host}:{port}"
+
+
+def validate_remote_name(name: str) -> None:
+    if not isinstance(name, str) or not _REMOTE_NAME.match(name) or name.endswith((".lock", ".")) or ".." in name:
+        raise ValueError(f"remote name {name!r} is not valid; use letters, digits, '.', '_' and '-'")
+
+
+# ------------------------------------------------------------------ progress
+@contextlib.contextmanager
+def progress(description: str, total: int, unit_bytes: bool = True) -> Iterator:
+    """A rich progress bar on a terminal; a silent counter elsewhere. Yields ``advance(n)``."""
+    if not sys.stderr.isatty() or total <= 0:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    cols = [TextColumn("{task.description}"), BarColumn()]
+    cols += [DownloadColumn(), TransferSpeedColumn()] if unit_bytes else [MofNCompleteColumn()]
+    with Progress(*cols, TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+# --------------------------------------------------------------- data client
+class DataClient:
+    """Data-sync requests to the hangar server at ``address`` over one keep-alive connection."""
+
+    def __init__(self, address: str, timeout: float = 120.0) -> None:
+        self.address = address
+        self.host, self.port = parse_address(address)
+        self.timeout = timeout
+        self._conn: Optional[http.client.HTTPConnection] = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "DataClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _unreachable(self, exc: BaseException) -> ConnectionError:
+        self.close()
+        return ConnectionError(f"hangar server at {self.address} could not be reached or dropped the "
+                               f"connection ({type(exc).__name__}: {exc})")
+
+    def _request(self, method: str, path: str, body: object = None, headers: Optional[dict] = None,
+                 retry: bool = True) -> http.client.HTTPResponse:
+        hdrs = {"Content-Type": "application/octet-stream", **(headers or {})}
+        for attempt in (0, 1):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
+                                                        blocksize=1 << 20)
+            try:
+                self._conn.request(method, path, body=body, headers=hdrs)
+                return self._conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                # a kept-alive connection the server has closed: one fresh try when it is safe
+                if attempt or not retry:
+                    raise self._unreachable(exc) from exc
+                self.close()
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._unreachable(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _read(self, resp: http.client.HTTPResponse) -> bytes:
+        try:
+            return resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from exc
+
+    def _fail(self, resp: http.client.HTTPResponse, what: str) -> Exception:
+        text = self._read(resp).decode("utf-8", "replace").strip()
+        if resp.status == 401:
+            return PermissionError(f"the hangar server at {self.address} refused the credentials for {what}: "
+                                   "give the username and password it was started with")
+        if resp.status == 404 and what == "download":
+            return RemoteDataError(f"the hangar server at {self.address} lacks requested data: {text}")
+        return ConnectionError(f"{what} at hangar server {self.address} failed: {resp.status} {resp.reason}: {text}")
+
+    def ping(self) -> dict:
+        resp = self._request("GET", protocol.PING)
+        if resp.status != 200:
+            raise self._fail(resp, "ping")
+        try:
+            return json.loads(self._read(resp))
+        except ValueError as exc:
+            raise ConnectionError(f"{self.address} answered ping but is not a hangar server") from exc
+
+    @staticmethod
+    def _auth_header(username: str, password: str) -> dict:
+        if not username and not password:
+            return {}
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def check_push_auth(self, username: str, password: str) -> None:
+        """Raise ``PermissionError`` unless these credentials may push."""
+        resp = self._request("POST", protocol.AUTH, b"", self._auth_header(username, password))
+        if resp.status != 204:
+            raise self._fail(resp, "push")
+        self._read(resp)
+
+    def have(self, digests: list[bytes]) -> list[bool]:
+        """For each digest, whether the server stores its bytes."""
+        out: list[bool] = []
+        step = protocol.MAX_DIGESTS_PER_REQUEST
+        for i in range(0, len(digests), step):
+            resp = self._request("POST", protocol.HAVE, b"".join(digests[i:i + step]))
+            if resp.status != 200:
+                raise self._fail(resp, "have")
+            out += [b == 1 for b in self._read(resp)]
+        return out
+
+    def download(self, digests: list[bytes]) -> Iterator[protocol.WireSample]:
+        """Stream the stored form of every digest, in order (``RemoteDataError`` if one is missing)."""
+        resp = self._request("POST", protocol.DOWNLOAD, b"".join(digests))
+        if resp.status != 200:
+            raise self._fail(resp, "download")
+        reader = protocol.RecordReader(resp)
+        n = 0
+        try:
+            for s in reader.downloads():
+                n += 1
+                yield s
+        except (OSError, http.client.HTTPException, protocol.ProtocolError) as exc:
+            raise self._unreachable(exc) from exc
+        if n != len(digests):
+            self.close()
+            raise ConnectionError(f"hangar server at {self.address} sent {n} of {len(digests)} samples")
+
+    def upload(self, records: list[tuple[protocol.WireSample, int]], username: str, password: str) -> dict:
+        """Send ``(sample, record size)`` pairs in one request; the server verifies every digest."""
+        total = sum(size for _, size in records)
+
+        def body() -> Iterator[bytes]:
+            parts, size = [], 0
+            for s, _ in records:
+                parts += [protocol.upload_header(s), s.payload]
+                size += len(s.payload)
+                if size >= 1 << 20:
+                    yield b"".join(parts)
+                    parts, size = [], 0
+            if parts:
+                yield b"".join(parts)
+
+        headers = {"Content-Length": str(total), **self._auth_header(username, password)}
+        resp = self._request("POST", protocol.UPLOAD, body(), headers, retry=False)
+        if resp.status != 200:
+            if resp.status == 422:
+                from hangar.errors import CorruptDataError
+
+                raise CorruptDataError(self._read(resp).decode("utf-8", "replace").strip())
+            raise self._fail(resp, "upload")
+        return json.loads(self._read(resp))
+
+
+# ---------------------------------------------------------------- git side
+def _fail_git(exc: pygit2.GitError, address: str, what: str) -> Exception:
+    msg = str(exc)
+    low = msg.lower()
+    if "401" in low or "authentication" in low or "credentials" in low:
+        return PermissionError(f"{what}: the hangar server at {address} refused the credentials ({msg})")
+    if "couldn't find remote ref" in low or "not found" in low and "ref" in low:
+        return ValueError(f"{what}: {msg}")
+    return ConnectionError(f"{what} with the hangar server at {address} failed: {msg}")
+
+
+def remote_names(git: GitRepo) -> list[str]:
+    return list(git.repo.remotes.names())
+
+
+def remote_url(git: GitRepo, name: str) -> Optional[str]:
+    try:
+        return git.repo.remotes[name].url
+    except (KeyError, ValueError):
+        return None
+
+
+def add_remote(git: GitRepo, name: str, address: str) -> None:
+    git.repo.remotes.create(name, address_url(address))
+
+
+def delete_remote(git: GitRepo, name: str) -> None:
+    """Remove the remote and its remote-tracking branches."""
+    git.repo.remotes.delete(name)
+
+
+class _Callbacks(pygit2.RemoteCallbacks):
+    def __init__(self, username: str = "", password: str = "") -> None:
+        super().__init__()
+        self._creds = (username, password)
+        self._tries = 0
+        self.rejected: dict[str, str] = {}
+
+    def credentials(self, url, username_from_url, allowed_types):  # noqa: ANN001, ANN201
+        self._tries += 1
+        if self._tries > 1 or not (allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT):
+            raise PermissionError(f"the hangar server at {url} refused the credentials for push")
+        return pygit2.UserPass(*self._creds)
+
+    def push_update_reference(self, refname: str, message: Optional[str]) -> None:
+        if message:
+            self.rejected[refname] = message
+
+
+def list_remote_heads(git: GitRepo, name: str, address: str) -> dict[str, str]:
+    """Branch name -> head commit on the server."""
+    try:
+        heads = git.repo.remotes[name].list_heads(callbacks=_Callbacks())
+    except pygit2.GitError as exc:
+        raise _fail_git(exc, address, "listing branches") from exc
+    return {h.name[len("refs/heads/"):]: str(h.oid) for h in heads if h.name.startswith("refs/heads/")}
+
+
+def fetch_branches(git: GitRepo, name: str, address: str, branches: Optional[list[str]] = None) -> None:
+    """Fetch the records (git history) of ``branches`` (all when None) into ``refs/remotes/<name>/``."""
+    if branches is None:
+        specs = [f"+refs/heads/*:refs/remotes/{name}/*"]
+    else:
+        specs = [f"+refs/heads/{b}:refs/remotes/{name}/{b}" for b in branches]
+    try:
+        git.repo.remotes[name].fetch(specs, callbacks=_Callbacks(), prune=pygit2.enums.FetchPrune.NO_PRUNE)
+    except pygit2.GitError as exc:
+        raise _fail_git(exc, address, "fetch") from exc
+
+
+def push_branch(git: GitRepo, name: str, address: str, branch: str, username: str, password: str) -> None:
+    """Fast-forward (or create) ``branch`` on the server; ``ValueError`` when the server refuses it."""
+    cb = _Callbacks(username, password)
+    try:
+        git.repo.remotes[name].push([f"refs/heads/{branch}:refs/heads/{branch}"], callbacks=cb)
+    except pygit2.GitError as exc:
+        raise _fail_git(exc, address, "push") from exc
+    if cb.rejected:
+        ref, why = next(iter(cb.rejected.items()))
+        raise ValueError(f"the hangar server refused to update {ref}: {why}; fetch and merge, then push again")
+
+
+def new_commits(git: GitRepo, head: str, exclude: Iterable[str]) -> list[str]:
+    """Commits reachable from ``head`` but from none of ``exclude`` (those must exist locally)."""
+    walker = git.repo.walk(head, pygit2.enums.SortMode.TOPOLOGICAL)
+    for h in exclude:
+        walker.hide(h)
+    return [str(c.id) for c in walker]
+
+
+def commit_pointers(git: GitRepo, commits: Iterable[str],
+                    arrayset_names: Optional[set[str]] = None) -> dict[bytes, SamplePointer]:
+    """Pointers (digest -> pointer) of every sample in ``commits``, each subtree read once."""
+    repo = git.repo
+    seen: set = set()
+    out: dict[bytes, SamplePointer] = {}
+
+    def walk(tree: pygit2.Tree) -> None:
+        for e in tree:
+            if e.id in seen:
+                continue
+            seen.add(e.id)
+            if e.type == pygit2.enums.ObjectType.TREE:
+                walk(e)
+            else:
+                p = decode_pointer(e.data)
+                out.setdefault(p.digest, p)
+
+    for c in commits:
+        root = repo[c].tree
+        try:
+            asets = root[layout.ARRAYSETS]
+        except KeyError:
+            continue
+        for aset in asets:
+            if arrayset_names is not None and aset.name not in arrayset_names:
+                continue
+            try:
+                samples = aset[layout.SAMPLES]
+            except KeyError:
+                continue
+            if samples.id not in seen:
+                seen.add(samples.id)
+                walk(samples)
+    return out
+
+
+# --------------------------------------------------------------- transfers
+#: most raw bytes asked for in one download request (each batch is made durable after it)
+DOWNLOAD_BATCH_BYTES = 256 << 20
+#: most stored bytes sent in one upload request (the server makes each one durable)
+UPLOAD_BATCH_BYTES = 128 << 20
+
+
+def _batches(items: list, size_of, limit: int) -> Iterator[list]:  # noqa: ANN001
+    batch: list = []
+    size = 0
+    for it in items:
+        n = size_of(it)
+        if batch and (size + n > limit or len(batch) >= protocol.MAX_DIGESTS_PER_REQUEST):
+            yield batch
+            batch, size = [], 0
+        batch.append(it)
+        size += n
+    if batch:
+        yield batch
+
+
+def raw_nbytes(p: SamplePointer) -> int:
+    import numpy as np
+
+    n = np.dtype(p.dtype).itemsize
+    for d in p.shape:
+        n *= d
+    return n
+
+
+def download_into(store: TensorStore, client: DataClient, pointers: list[SamplePointer]) -> int:
+    """Download, verify and store the samples of ``pointers``; return the bytes received."""
+    total = sum(raw_nbytes(p) for p in pointers)
+    received = 0
+    with progress("fetching data", total) as advance:
+        for batch in _batches(pointers, raw_nbytes, DOWNLOAD_BATCH_BYTES):
+            try:
+                ptrs = iter(batch)
+                for s in client.download([p.digest for p in batch]):
+                    p = next(ptrs)
+                    if s.digest != p.digest:
+                        raise ConnectionError(f"hangar server at {client.address} sent sample "
+                                              f"{s.digest.hex()[:16]}... out of order")
+                    store.put_stored(protocol.to_stored(s), p.dtype, p.shape)
+                    received += len(s.payload)
+                    advance(s.rawlen)
+                store.flush()
+            except BaseException:
+                store.discard()
+                raise
+    return received
+
+
+def upload_from(store: TensorStore, client: DataClient, pointers: list[SamplePointer], username: str,
+                password: str) -> int:
+    """Send the stored form of ``pointers``' samples to the server; return how many it stored."""
+    def record(p: SamplePointer) -> tuple[protocol.WireSample, int]:
+        st = store.read_stored(p.digest)
+        s = protocol.WireSample(st.digest, st.codec, st.rawlen, st.payload, p.dtype, p.shape)
+        return s, protocol.upload_record_size(len(st.payload), p.dtype, len(p.shape))
+
+    locs = {p.digest: store.location(p.digest).length for p in pointers}
+    stored = 0
+    with progress("pushing data", sum(locs.values())) as advance:
+        for batch in _batches(pointers, lambda p: locs[p.digest], UPLOAD_BATCH_BYTES):
+            records = [record(p) for p in batch]
+            stored += client.upload(records, username, password)["stored"]
+            advance(sum(locs[p.digest] for p in batch))
+    return stored
+
+
+def timed_ping(client: DataClient) -> float:
+    """Seconds for one ping round trip once the connection is open."""
+    client.ping()  # opens the connection
+    start = time.perf_counter()
+    client.ping()
+    return time.perf_counter() - start

@@ -1,0 +1,156 @@
+"""Wire format of hangar's data-sync endpoints (served beside git smart HTTP).
+
+Endpoints (all under ``/hangar/v1/``):
+
+``GET ping``
+    JSON ``{"hangar": <version>, "push_auth": <bool>}``.
+``POST auth``
+    Empty body, HTTP Basic credentials; ``204`` when they allow pushing, ``401`` otherwise.
+``POST have``
+    Body: N digests of 32 bytes. Answer: N bytes, ``1`` where the server stores the digest.
+``POST download``
+    Body: N digests. Answer: a stream of N *download records* in request order
+    (``404`` before any byte is streamed when the server lacks one of them).
+``POST upload``
+    Body: a stream of *upload records*; HTTP Basic credentials when the server restricts
+    push. The server re-hashes every sample; one mismatch rejects the whole request
+    (``422``) and nothing of it is stored. Answer: JSON ``{"stored": n, "present": m}``.
+
+A download record is ``<digest:32><codec:u8><rawlen:u64><length:u64>`` then ``length``
+payload bytes (the sample as stored: ``codec`` says how it is compressed). An upload
+record adds what the receiver needs to re-hash the sample: ``<dtype_len:u8><ndim:u8>``
+after the fixed header, then the ascii dtype string, ``ndim`` little-endian int64 dims,
+then the payload. All integers are little-endian.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import BinaryIO, Iterator, NamedTuple
+
+from hangar.store.tensorstore import StoredSample
+
+PREFIX = "/hangar/v1/"
+PING = PREFIX + "ping"
+AUTH = PREFIX + "auth"
+HAVE = PREFIX + "have"
+DOWNLOAD = PREFIX + "download"
+UPLOAD = PREFIX + "upload"
+
+DIGEST_LEN = 32
+#: most digests one have/download request may name (32 MiB of digests)
+MAX_DIGESTS_PER_REQUEST = 1 << 20
+#: largest upload request body the server accepts
+MAX_UPLOAD_BYTES = 1 << 30
+
+_DOWN = struct.Struct("<32sBQQ")
+_UP = struct.Struct("<32sBQQBB")
+_DIM = struct.Struct("<q")
+
+
+class ProtocolError(ValueError):
+    """A request or answer does not follow the wire format."""
+
+
+class WireSample(NamedTuple):
+    """One sample on the wire: its stored form, plus dtype and shape on upload."""
+
+    digest: bytes
+    codec: int
+    rawlen: int
+    payload: bytes | memoryview
+    dtype: str = ""
+    shape: tuple[int, ...] = ()
+
+
+DOWNLOAD_HEADER_SIZE = _DOWN.size
+
+
+def to_stored(s: "WireSample") -> StoredSample:
+    return StoredSample(bytes(s.digest), s.codec, s.rawlen, s.payload)  # type: ignore[arg-type]
+
+
+def split_digests(body: bytes) -> list[bytes]:
+    """The digests of a have/download request body."""
+    if len(body) % DIGEST_LEN:
+        raise ProtocolError(f"request body of {len(body)} bytes is not a whole number of 32-byte digests")
+    n = len(body) // DIGEST_LEN
+    if n > MAX_DIGESTS_PER_REQUEST:
+        raise ProtocolError(f"{n} digests in one request; at most {MAX_DIGESTS_PER_REQUEST} allowed")
+    return [body[i:i + DIGEST_LEN] for i in range(0, len(body), DIGEST_LEN)]
+
+
+def download_header(digest: bytes, codec: int, rawlen: int, length: int) -> bytes:
+    return _DOWN.pack(digest, codec, rawlen, length)
+
+
+def upload_header(s: WireSample) -> bytes:
+    dtype = s.dtype.encode("ascii")
+    return (_UP.pack(s.digest, s.codec, s.rawlen, len(s.payload), len(dtype), len(s.shape)) + dtype
+            + b"".join(_DIM.pack(d) for d in s.shape))
+
+
+def upload_record_size(payload_len: int, dtype: str, ndim: int) -> int:
+    return _UP.size + len(dtype) + _DIM.size * ndim + payload_len
+
+
+class RecordReader:
+    """Parses records from a byte stream, reading it in large blocks."""
+
+    def __init__(self, stream: BinaryIO, block: int = 4 << 20) -> None:
+        self.stream = stream
+        self.block = block
+        self.buf = b""
+        self.pos = 0
+        self.bytes_read = 0
+
+    def _need(self, n: int) -> memoryview | None:
+        """The next ``n`` bytes (None at a clean end of stream)."""
+        avail = len(self.buf) - self.pos
+        if avail < n:
+            parts = [self.buf[self.pos:]]
+            have = avail
+            while have < n:
+                chunk = self.stream.read(max(self.block, n - have))
+                if not chunk:
+                    if have == 0:
+                        return None
+                    raise ProtocolError(f"stream ended inside a record ({have} of {n} bytes)")
+                parts.append(chunk)
+                have += len(chunk)
+                self.bytes_read += len(chunk)
+            self.buf = b"".join(parts)
+            self.pos = 0
+        view = memoryview(self.buf)[self.pos:self.pos + n]
+        self.pos += n
+        return view
+
+    def _exact(self, n: int) -> memoryview:
+        view = self._need(n)
+        if view is None:
+            if n == 0:
+                return memoryview(b"")
+            raise ProtocolError("stream ended inside a record")
+        return view
+
+    def downloads(self) -> Iterator[WireSample]:
+        while True:
+            head = self._need(_DOWN.size)
+            if head is None:
+                return
+            digest, codec, rawlen, length = _DOWN.unpack(head)
+            yield WireSample(digest, codec, rawlen, self._exact(length))
+
+    def uploads(self) -> Iterator[WireSample]:
+        while True:
+            head = self._need(_UP.size)
+            if head is None:
+                return
+            digest, codec, rawlen, length, dlen, ndim = _UP.unpack(head)
+            try:
+                dtype = bytes(self._exact(dlen)).decode("ascii")
+            except UnicodeDecodeError as exc:
+                raise ProtocolError("dtype of an upload record is not ascii") from exc
+            dims = bytes(self._exact(_DIM.size * ndim))
+            shape = tuple(_DIM.unpack_from(dims, i * _DIM.size)[0] for i in range(ndim))
+            yield WireSample(digest, codec, rawlen, self._exact(length), dtype, shape)

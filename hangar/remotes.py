@@ -1,0 +1,329 @@
+"""Remotes: talk to a ``hangar server`` (clone, fetch, fetch_data, push).
+
+History moves with git (smart HTTP, through libgit2), so remotes are real git remotes in
+``.hangar/config`` and remote branches are ``refs/remotes/<remote>/<branch>``. Sample bytes
+move separately: ``fetch``/``clone`` bring records only, and samples whose bytes are not
+local are *remote references* until :meth:`Remotes.fetch_data` brings them. ``push`` sends
+the bytes the server lacks first and moves the server's branch only once they are durable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
+
+from hangar.errors import HangarError, RemoteDataError
+from hangar.remote import client as _client
+
+if TYPE_CHECKING:
+    from hangar.repository import Repository
+
+
+class RemoteInfo(NamedTuple):
+    """Name and ``IP:PORT`` address of a remote."""
+
+    name: str
+    address: str
+
+
+class DivergedHistoryError(HangarError, ValueError):
+    """The server's branch holds commits the local branch does not: fetch and merge first."""
+
+
+class Remotes:
+    """Class which governs access to remote interactor objects (``repo.remote``)."""
+
+    def __init__(self, repo: "Repository") -> None:
+        self._repo = repo
+
+    def __repr__(self) -> str:
+        return f"Remotes({self.list_all()!r})"
+
+    @property
+    def _git(self):  # noqa: ANN202
+        return self._repo._git
+
+    def _address(self, name: str) -> str:
+        url = _client.remote_url(self._git, name) if isinstance(name, str) else None
+        if url is None:
+            raise ValueError(f"no remote named {name!r}; remotes: {[r.name for r in self.list_all()]}")
+        return _client.url_address(url)
+
+    # ------------------------------------------------------------- registry
+    def add(self, name: str, address: str) -> RemoteInfo:
+        """Add a remote to the repository accessible by ``name`` at ``address``.
+
+        Parameters
+        ----------
+        name : str
+            Name used to refer to the remote server (e.g. ``'origin'``).
+        address : str
+            ``IP:PORT`` where the hangar server runs.
+
+        Returns
+        -------
+        RemoteInfo
+            ``(name, address)`` of the remote added.
+
+        Raises
+        ------
+        ValueError
+            If a remote with that name exists already (remove it first to change its
+            address), or the name or address is malformed.
+        """
+        _client.validate_remote_name(name)
+        _client.parse_address(address)
+        if name in _client.remote_names(self._git):
+            raise ValueError(f"a remote named {name!r} already exists at {self._address(name)}; "
+                             "remove it first to change its address")
+        _client.add_remote(self._git, name, address)
+        return RemoteInfo(name, self._address(name))
+
+    def remove(self, name: str) -> RemoteInfo:
+        """Remove the remote ``name`` (and its remote branches); return what was removed.
+
+        Raises
+        ------
+        ValueError
+            If no remote with that name exists.
+        """
+        info = RemoteInfo(name, self._address(name))
+        _client.delete_remote(self._git, name)
+        return info
+
+    def list_all(self) -> List[RemoteInfo]:
+        """Every remote recorded in the repository, as ``RemoteInfo(name, address)``."""
+        out = []
+        for name in _client.remote_names(self._git):
+            url = _client.remote_url(self._git, name)
+            try:
+                out.append(RemoteInfo(name, _client.url_address(url or "")))
+            except ValueError:  # a git remote that is no hangar server (added by hand)
+                continue
+        return out
+
+    def ping(self, name: str) -> float:
+        """Round trip time in seconds of one request to the remote's server.
+
+        Raises
+        ------
+        KeyError
+            If no remote with that name is recorded.
+        ConnectionError
+            If the server could not be reached.
+        """
+        try:
+            address = self._address(name)
+        except ValueError as exc:
+            raise KeyError(str(exc)) from None
+        with _client.DataClient(address, timeout=10) as dc:
+            return _client.timed_ping(dc)
+
+    # --------------------------------------------------------------- fetch
+    def fetch(self, remote: str, branch: str) -> str:
+        """Retrieve the commits (records only) of ``branch`` on ``remote``.
+
+        They land on the remote branch ``'<remote>/<branch>'``; merge it into a local branch
+        to unify histories. Sample bytes are not fetched (see :meth:`fetch_data`).
+
+        Returns
+        -------
+        str
+            Name of the remote branch holding the fetched commits, ``'<remote>/<branch>'``.
+
+        Raises
+        ------
+        ValueError
+            If the remote is unknown or the server has no such branch.
+        ConnectionError
+            If the server could not be reached.
+        """
+        address = self._address(remote)
+        if not isinstance(branch, str) or not branch:
+            raise ValueError(f"branch must be a non-empty str, not {branch!r}")
+        heads = _client.list_remote_heads(self._git, remote, address)
+        if branch not in heads:
+            raise ValueError(f"remote {remote!r} has no branch {branch!r}; its branches: {sorted(heads)}")
+        _client.fetch_branches(self._git, remote, address, [branch])
+        return f"{remote}/{branch}"
+
+    def _resolve_start(self, branch: Optional[str], commit: Optional[str]) -> str:
+        git = self._git
+        if branch and commit:
+            raise ValueError(f"give a branch or a commit, not both (branch={branch!r}, commit={commit!r})")
+        if commit:
+            resolved = git.resolve_commit(commit)
+            if resolved is None:
+                raise ValueError(f"no commit {commit!r} in the repository; fetch it first")
+            return resolved
+        if branch:
+            head = git.branch_head(branch) if isinstance(branch, str) else None
+            if head is None and isinstance(branch, str):
+                head = git.refs("refs/remotes/").get(branch)
+            if head is None:
+                raise ValueError(f"no branch {branch!r} in the repository (local or remote, e.g. 'origin/master')")
+            return head
+        raise ValueError("give the branch (e.g. 'origin/master') or the commit whose data to fetch")
+
+    def fetch_data(self, remote: str, branch: Optional[str] = None, commit: Optional[str] = None, *,
+                   arrayset_names: Optional[Sequence[str]] = None, max_num_bytes: Optional[int] = None,
+                   retrieve_all_history: bool = False) -> List[str]:
+        """Retrieve the sample bytes of a commit whose samples are remote references.
+
+        Parameters
+        ----------
+        remote : str
+            Name of the remote to pull the data from.
+        branch : str, optional
+            Branch (local, or remote such as ``'origin/master'``) whose head is the fetch point.
+        commit : str, optional
+            Commit whose data to fetch (instead of ``branch``).
+        arrayset_names : Sequence[str], optional
+            Only fetch samples of these arraysets (default: all).
+        max_num_bytes : int, optional
+            Fetch at most this many bytes of sample data (counted as uncompressed bytes);
+            samples are taken in commit order until the next would exceed the budget.
+        retrieve_all_history : bool
+            Also fetch the data of every ancestor of the fetch point.
+
+        Returns
+        -------
+        List[str]
+            Hashes of the commits whose data was fetched (newest first).
+
+        Raises
+        ------
+        ValueError
+            If both or neither of ``branch`` and ``commit`` are given, the commit or branch
+            does not exist, the remote is unknown, or ``max_num_bytes`` is not a positive int.
+        ConnectionError
+            If the server could not be reached.
+        hangar.errors.CorruptDataError
+            If received bytes do not match their digest (nothing of that batch is stored).
+        """
+        address = self._address(remote)
+        start = self._resolve_start(branch, commit)
+        if max_num_bytes is not None and (not isinstance(max_num_bytes, int) or isinstance(max_num_bytes, bool)
+                                          or max_num_bytes <= 0):
+            raise ValueError(f"max_num_bytes must be a positive int, not {max_num_bytes!r}")
+        names: Optional[set[str]] = None
+        if arrayset_names is not None:
+            names = {arrayset_names} if isinstance(arrayset_names, str) else set(arrayset_names)
+            if not all(isinstance(n, str) for n in names):
+                raise ValueError(f"arrayset_names must be a sequence of str, not {arrayset_names!r}")
+        git = self._git
+        commits = [c.id for c in git.walk([start])] if retrieve_all_history else [start]
+        pointers = _client.commit_pointers(git, commits, names)
+        store = self._repo._store()
+        store.refresh()
+        missing = store.missing(pointers)
+        wanted = [pointers[d] for d in missing]
+        if max_num_bytes is not None:
+            budget, chosen = max_num_bytes, []
+            for p in wanted:
+                n = _client.raw_nbytes(p)
+                if n > budget:
+                    break
+                budget -= n
+                chosen.append(p)
+            wanted = chosen
+        if wanted:
+            with _client.DataClient(address) as dc:
+                _client.download_into(store, dc, wanted)
+        return commits
+
+    # ----------------------------------------------------------------- push
+    def push(self, remote: str, branch: str, *, username: str = "", password: str = "") -> str:
+        """Push ``branch`` (its commits and the sample bytes they need) to ``remote``.
+
+        Sample bytes the server lacks are uploaded first (the server verifies and stores
+        them durably), then the server's branch is created or fast-forwarded.
+
+        Returns
+        -------
+        str
+            Name of the branch pushed.
+
+        Raises
+        ------
+        ValueError
+            If the remote or branch is unknown.
+        DivergedHistoryError
+            (a ``ValueError``) If the server's branch holds commits the local branch lacks:
+            ``fetch`` and merge them, then push again. Nothing on the server changes.
+        PermissionError
+            If the server restricts push and the credentials are wrong.
+        hangar.errors.RemoteDataError
+            If the server lacks the bytes of a sample that is only a remote reference here.
+        ConnectionError
+            If the server could not be reached or dropped the connection.
+        """
+        git = self._git
+        address = self._address(remote)
+        head = git.branch_head(branch) if isinstance(branch, str) else None
+        if head is None:
+            raise ValueError(f"no local branch named {branch!r}; branches: {git.branches()}")
+        with _client.DataClient(address) as dc:
+            dc.check_push_auth(username, password)
+            heads = _client.list_remote_heads(git, remote, address)
+            theirs = heads.get(branch)
+            if theirs is not None and not (git.has_object(theirs) and git.is_ancestor(theirs, head)):
+                raise DivergedHistoryError(
+                    f"branch {branch!r} on remote {remote!r} ({theirs[:10]}) holds commits not in the local "
+                    f"branch ({head[:10]}); fetch it (repo.remote.fetch({remote!r}, {branch!r})), merge, "
+                    "then push again")
+            if theirs == head:
+                git.set_ref(f"refs/remotes/{remote}/{branch}", head)
+                return branch
+            known = [h for h in heads.values() if git.has_object(h)]
+            commits = _client.new_commits(git, head, known)
+            pointers = list(_client.commit_pointers(git, commits).values())
+            on_server = dc.have([p.digest for p in pointers])
+            to_send = [p for p, has in zip(pointers, on_server) if not has]
+            store = self._repo._store()
+            store.refresh()
+            lacking = store.missing(p.digest for p in to_send)
+            if lacking:
+                raise RemoteDataError(
+                    f"{len(lacking)} samples of branch {branch!r} are remote references here and remote "
+                    f"{remote!r} lacks their bytes (e.g. {lacking[0].hex()[:16]}...); fetch_data them first")
+            if to_send:
+                _client.upload_from(store, dc, to_send, username, password)
+        _client.push_branch(git, remote, address, branch, username, password)
+        git.set_ref(f"refs/remotes/{remote}/{branch}", head)
+        return branch
+
+
+def clone_into(repo: "Repository", user_name: str, user_email: str, remote_address: str, *,
+               remove_old: bool = False) -> str:
+    """Initialize ``repo`` and fill it with the records of the server at ``remote_address``.
+
+    Adds remote ``origin``, fetches every branch as ``origin/<branch>`` and creates local
+    ``master`` from ``origin/master``. No sample bytes are fetched: they are remote
+    references until ``repo.remote.fetch_data('origin', ...)`` brings them.
+
+    Raises
+    ------
+    ValueError
+        If ``remote_address`` is not ``IP:PORT`` (or the user name/email are invalid).
+    FileExistsError
+        If a repository exists there and ``remove_old`` is False.
+    ConnectionError
+        If the server cannot be reached (nothing is created then).
+    """
+    from hangar.records.staging import StagingState
+
+    _client.parse_address(remote_address)
+    if repo.initialized and not remove_old:
+        raise FileExistsError(f"a hangar repository already exists at {repo.path!r}; "
+                              "pass remove_old=True to replace it")
+    with _client.DataClient(remote_address, timeout=10) as dc:
+        dc.ping()
+    repo.init(user_name, user_email, remove_old=remove_old)
+    git = repo._git
+    repo.remote.add("origin", remote_address)
+    _client.fetch_branches(git, "origin", remote_address)
+    head = git.refs("refs/remotes/").get("origin/master")
+    if head is not None:
+        git.set_branch("master", head)
+        StagingState("master", head, git.commit_tree_id(head)).save(repo._hangar_dir)
+    return "master"
