@@ -1,13 +1,204 @@
-"""Merging branches (fast-forward and 3-way)."""
+"""Merging branches: fast-forward when possible, else a 3-way merge commit.
+
+A merge works from the records alone (git trees and pointer blobs); it never needs
+the tensor bytes, so branches fetched without their data merge too. A merge that
+meets conflicts changes nothing: no objects referenced, no ref moved, the staging
+area as it was. See ``docs/diff-merge.md``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Optional
+
+from hangar.diff import Conflicts, conflicts_from_merge
+from hangar.errors import HangarError, MergeConflictError
+from hangar.plumbing.gitrepo import GitRepo
+from hangar.records.staging import StagingState
+from hangar.records.treediff import STRATEGIES, TreeReader, three_way, write_merge_tree
+
+if TYPE_CHECKING:
+    from hangar.checkout import WriterCheckout
+    from hangar.repository import Repository
+
+_CLASS_TEXT = {
+    "t1": "added on both sides with different values",
+    "t21": "removed in master, mutated in dev",
+    "t22": "mutated in master, removed in dev",
+    "t3": "mutated on both sides to different values",
+}
+_MAX_LISTED = 20
 
 
-def merge_into_writer(checkout: Any, message: str, dev_branch: str, **kwargs: Any) -> str:
-    raise NotImplementedError("merge is not implemented yet")
+class DirtyStagingAreaError(HangarError, ValueError, RuntimeError):
+    """The staging area of the branch to merge into holds uncommitted changes."""
 
 
-def merge_branches(repo: Any, message: str, master_branch: str, dev_branch: str, **kwargs: Any) -> str:
-    raise NotImplementedError("merge is not implemented yet")
+def _check_args(message: object, strategy: object) -> None:
+    if not isinstance(message, str):
+        raise ValueError(f"merge message must be a str, not {type(message).__name__}")
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ValueError(f"merge strategy {strategy!r} is not valid; choose None (stop on conflicts), "
+                         f"'ours' (keep the master side) or 'theirs' (take the dev side)")
+
+
+def _branch_head(git: GitRepo, name: object, what: str) -> str:
+    head = git.branch_head(name) if isinstance(name, str) and name else None
+    if head is None:
+        raise ValueError(f"{what} {name!r} is not a branch with commits; branches: {git.branches()}")
+    return head
+
+
+def _list(items: list) -> str:
+    shown = ", ".join(repr(i) for i in items[:_MAX_LISTED])
+    more = f", ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    return f"[{shown}{more}]"
+
+
+def conflict_message(conflicts: Conflicts, master: str, dev: str) -> str:
+    """Human-readable list of ``conflicts`` for a merge of ``dev`` into ``master``."""
+    lines = [f"cannot merge {dev!r} into {master!r}: conflicting changes"]
+    for cls in ("t1", "t21", "t22", "t3"):
+        recs = getattr(conflicts, cls)
+        for kind, label in (("schema", "arraysets"), ("samples", "samples (arrayset, key)"),
+                            ("metadata", "metadata keys")):
+            items = getattr(recs, kind)
+            if items:
+                lines.append(f"  {cls} ({_CLASS_TEXT[cls]}): {label} {_list(items)}")
+    lines.append("nothing was changed; make the changes agree on one branch and merge again, "
+                 "or pass strategy='ours' (keep master's side) or strategy='theirs' (take dev's side)")
+    return "\n".join(lines)
+
+
+def merge_commits(git: GitRepo, message: str, master: Optional[str], dev: str, user: tuple[str, str],
+                  strategy: Optional[str] = None, names: tuple[str, str] = ("master", "dev")) -> str:
+    """Merge commit ``dev`` into commit ``master``; return the resulting head (no ref is moved).
+
+    Fast-forward (``dev``) when ``master`` is an ancestor of ``dev``; ``master`` itself when
+    ``dev`` is already contained in it; otherwise a new 3-way merge commit with parents
+    ``[master, dev]``, found through the merge base.
+
+    Raises
+    ------
+    MergeConflictError
+        (a ``ValueError``) listing the conflicts, when there are any and no ``strategy``.
+    """
+    if master is None or git.is_ancestor(master, dev):
+        return dev
+    if git.is_ancestor(dev, master):
+        return master
+    base = git.merge_base(master, dev)
+
+    def tree(commit: Optional[str]) -> Optional[bytes]:
+        return bytes.fromhex(git.commit_tree_id(commit)) if commit else None
+
+    m_tree = tree(master)
+    plan = three_way(TreeReader(git), tree(base), m_tree, tree(dev), strategy)
+    if plan.conflicts:
+        raise MergeConflictError(conflict_message(conflicts_from_merge(plan.conflicts), *names))
+    root = write_merge_tree(git, m_tree, plan)
+    return git.create_commit(root, [master, dev], user[0], user[1], message)
+
+
+def _staging_clean(repo: "Repository", state: StagingState) -> bool:
+    git = repo._git
+    base_tree = git.commit_tree_id(state.base) if state.base else None
+    return state.tree == base_tree or (state.base is None and state.tree in (None, repo._empty_tree_id()))
+
+
+def merge_branches(repo: "Repository", message: str, master_branch: str, dev_branch: str, *,
+                   strategy: Optional[str] = None) -> str:
+    """Merge ``dev_branch`` into ``master_branch`` (see :meth:`hangar.repository.Repository.merge`).
+
+    Parameters
+    ----------
+    message : str
+        Message of the merge commit (ignored for a fast-forward).
+    master_branch, dev_branch : str
+        Branch to merge into, and branch to merge.
+    strategy : {None, 'ours', 'theirs'}
+        How conflicts are resolved: ``None`` raises on any conflict; ``'ours'`` keeps
+        ``master_branch``'s side of every conflict; ``'theirs'`` takes ``dev_branch``'s.
+
+    Returns
+    -------
+    str
+        The new head commit of ``master_branch``.
+
+    Raises
+    ------
+    ValueError
+        If a branch does not exist, the strategy is unknown, the staging area of
+        ``master_branch`` holds uncommitted changes, or the merge conflicts.
+    PermissionError
+        If a writer checkout holds the writer lock.
+    """
+    _check_args(message, strategy)
+    git = repo._git
+    _branch_head(git, master_branch, "master_branch")
+    _branch_head(git, dev_branch, "dev_branch")
+    owner = repo._acquire_writer_lock()
+    try:
+        state = repo._staging_state()
+        if state is not None and state.branch == master_branch and not _staging_clean(repo, state):
+            raise DirtyStagingAreaError(
+                f"the staging area of branch {master_branch!r} holds uncommitted changes; commit or reset "
+                "them before merging into it")
+        master_head = _branch_head(git, master_branch, "master_branch")
+        dev_head = _branch_head(git, dev_branch, "dev_branch")
+        new = merge_commits(git, message, master_head, dev_head, repo._user(), strategy,
+                            (master_branch, dev_branch))
+        if new != master_head:
+            git.set_branch(master_branch, new)
+            if state is not None and state.branch == master_branch:
+                StagingState(master_branch, new, git.commit_tree_id(new)).save(repo._hangar_dir)
+        return new
+    finally:
+        repo._release_writer_lock(owner)
+
+
+def merge_into_writer(checkout: "WriterCheckout", message: str, dev_branch: str, *,
+                      strategy: Optional[str] = None) -> str:
+    """Merge ``dev_branch`` into the writer checkout's branch (see ``WriterCheckout.merge``).
+
+    The staging area must be clean; afterwards it is based on the new head, and the
+    checkout's arrayset and metadata objects read the merged records.
+
+    Raises
+    ------
+    ValueError
+        If ``dev_branch`` does not exist, the strategy is unknown, the staging area holds
+        uncommitted changes (also a ``RuntimeError``), or the merge conflicts.
+    """
+    _check_args(message, strategy)
+    repo = checkout._repo
+    git = repo._git
+    dev_head = _branch_head(git, dev_branch, "dev_branch")
+    if not checkout._is_clean():
+        raise DirtyStagingAreaError(
+            f"the staging area of branch {checkout._state.branch!r} holds uncommitted changes; commit or "
+            "reset them before merging")
+    branch = checkout._state.branch
+    head = git.branch_head(branch)
+    if head != checkout._state.base:
+        raise RuntimeError(f"branch {branch!r} moved to {head} since this checkout was based on "
+                           f"{checkout._state.base}; close and check out again")
+    new = merge_commits(git, message, head, dev_head, repo._user(), strategy, (branch, dev_branch))
+    if new != head:
+        git.set_branch(branch, new)
+        _rebase_writer(checkout, new)
+    return new
+
+
+def _rebase_writer(checkout: "WriterCheckout", commit: str) -> None:
+    """Base the writer's (clean) staging area on ``commit``, keeping its accessor objects valid."""
+    tree = checkout._repo._git.commit_tree_id(commit)
+    checkout._state.base = commit
+    checkout._state.tree = tree
+    checkout._state.save(checkout._repo._hangar_dir)
+    staging = checkout._staging
+    staging._rebase_keep_objects(tree)
+    snapshot = staging.snapshot
+    for name, staged in list(staging.asets.items()):
+        if snapshot.schema(name) != staged.schema:  # removed or re-created by the merge
+            del staging.asets[name]
+            checkout._arraysets._cache.pop(name, None)

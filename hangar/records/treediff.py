@@ -1,0 +1,304 @@
+"""Record-level diff and 3-way merge classification over hangar's commit tree layout.
+
+Both walks descend only where subtree ids differ: every unchanged subtree (an
+unchanged arrayset, an unchanged fan-out directory) is skipped by comparing 20-byte
+ids, so cost grows with what changed, not with the repository. At 1,000,000
+samples this is far faster than libgit2's ``diff_to_tree`` / ``merge_trees``, which
+open unchanged subtrees (see ARCHITECTURE.md, "Diff/merge").
+
+Tree objects are parsed from their raw bytes (one regex pass per tree), which is
+cheaper than building one Python object per entry. An optional ``ObjectBatch``
+overlay makes trees that were built but not yet written (the writer's staging
+area) readable too.
+
+Results speak in tree-entry names (``i:3``, ``s:cat``) and raw object ids; the
+porcelain decodes keys for users.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple, Optional
+
+from hangar.plumbing.gitrepo import GitRepo
+from hangar.plumbing.pack import OBJ_TREE, ObjectBatch, object_id
+from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, apply_edits, empty_tree_id
+from hangar.records import layout
+from hangar.records.keys import fan_path
+from hangar.records.schema import ArraysetSchema
+
+Oid = Optional[bytes]
+#: entry name -> (old id, new id); ``None`` where the entry is absent
+EntryChanges = dict[str, tuple[Oid, Oid]]
+
+_ENTRY = re.compile(rb"[0-7]+ ([^\x00]+)\x00(.{20})", re.S)
+_ARRAYSETS = layout.ARRAYSETS.encode()
+_METADATA = layout.METADATA.encode()
+_SCHEMA = layout.SCHEMA.encode()
+_SAMPLES = layout.SAMPLES.encode()
+_EMPTY_TREE = object_id(OBJ_TREE, b"")
+
+#: conflict classes, as in Hangar: t1 added on both sides with different values,
+#: t21 removed in master and mutated in dev, t22 mutated in master and removed in dev,
+#: t3 mutated on both sides to different values
+CONFLICT_CLASSES = ("t1", "t21", "t22", "t3")
+STRATEGIES = ("ours", "theirs")
+
+
+class TreeReader:
+    """Raw tree and blob reads by raw id, with an optional overlay of unwritten objects."""
+
+    def __init__(self, git: GitRepo, overlay: Optional[ObjectBatch] = None) -> None:
+        self.git = git
+        self._overlay = overlay.objects if overlay is not None else {}
+        self._schemas: dict[bytes, ArraysetSchema] = {}
+
+    def raw(self, oid: bytes) -> bytes:
+        obj = self._overlay.get(oid)
+        if obj is not None:
+            return obj[1]
+        if oid == _EMPTY_TREE:
+            return b""
+        return self.git.tree(oid).read_raw()
+
+    def pairs(self, oid: Oid) -> list[tuple[bytes, bytes]]:
+        """``(name, raw id)`` of every entry of tree ``oid`` (empty for ``None``)."""
+        if oid is None:
+            return []
+        return _ENTRY.findall(self.raw(oid))
+
+    def entries(self, oid: Oid) -> dict[bytes, bytes]:
+        return dict(self.pairs(oid))
+
+    def child(self, oid: Oid, name: bytes) -> Oid:
+        if oid is None:
+            return None
+        return self.entries(oid).get(name)
+
+    def schema(self, oid: bytes) -> ArraysetSchema:
+        s = self._schemas.get(oid)
+        if s is None:
+            s = self._schemas[oid] = ArraysetSchema.from_json(self.raw(oid))
+        return s
+
+
+def fan_changes(reader: TreeReader, a: Oid, b: Oid, depth: int, out: Optional[EntryChanges] = None) -> EntryChanges:
+    """Entries that differ between two fanned-out tables ``depth`` levels deep.
+
+    Only directories whose ids differ are opened; within one tree, entries are compared
+    as ``(name, id)`` sets, so equal entries cost one hash each.
+    """
+    if out is None:
+        out = {}
+    if a == b:
+        return out
+    sa, sb = set(reader.pairs(a)), set(reader.pairs(b))
+    da, db = dict(sa - sb), dict(sb - sa)
+    if depth == 0:
+        for n in da.keys() | db.keys():
+            out[n.decode()] = (da.get(n), db.get(n))
+    else:
+        for n in da.keys() | db.keys():
+            fan_changes(reader, da.get(n), db.get(n), depth - 1, out)
+    return out
+
+
+def _table_changes(reader: TreeReader, a: Oid, a_depth: int, b: Oid, b_depth: int) -> EntryChanges:
+    if a_depth == b_depth or a is None or b is None:
+        depth = b_depth if a is None else a_depth
+        return fan_changes(reader, a, b, depth)
+    # fan-out depth changed with the schema: compare flat listings
+    old = fan_changes(reader, a, None, a_depth)
+    new = fan_changes(reader, None, b, b_depth)
+    out: EntryChanges = {}
+    for n in old.keys() | new.keys():
+        o, w = old.get(n, (None, None))[0], new.get(n, (None, None))[1]
+        if o != w:
+            out[n] = (o, w)
+    return out
+
+
+class ArraysetIds(NamedTuple):
+    """Ids of one arrayset's tree, schema blob and samples tree (``None`` when absent)."""
+
+    tree: Oid
+    schema: Oid
+    samples: Oid
+
+
+_NO_ASET = ArraysetIds(None, None, None)
+
+
+def _arrayset_ids(reader: TreeReader, tree: Oid) -> ArraysetIds:
+    if tree is None:
+        return _NO_ASET
+    e = reader.entries(tree)
+    return ArraysetIds(tree, e.get(_SCHEMA), e.get(_SAMPLES))
+
+
+class RootIds(NamedTuple):
+    arraysets: dict[str, bytes]
+    metadata: Oid
+
+
+def _root_ids(reader: TreeReader, root: Oid) -> RootIds:
+    e = reader.entries(root)
+    asets = {n.decode(): oid for n, oid in reader.pairs(e.get(_ARRAYSETS))}
+    return RootIds(asets, e.get(_METADATA))
+
+
+def _depth(reader: TreeReader, ids: ArraysetIds) -> int:
+    return reader.schema(ids.schema).fanout_depth if ids.schema is not None else 0
+
+
+# --------------------------------------------------------------- two-tree diff
+class ArraysetChange(NamedTuple):
+    """How one arrayset differs between two trees."""
+
+    old_schema: Oid
+    new_schema: Oid
+    samples: EntryChanges
+
+
+class TreeDiff(NamedTuple):
+    """Changes from tree ``a`` to tree ``b``, by arrayset (name -> change) and metadata entry."""
+
+    arraysets: dict[str, ArraysetChange]
+    metadata: EntryChanges
+
+
+def diff_trees(reader: TreeReader, a_root: Oid, b_root: Oid) -> TreeDiff:
+    """Record changes from root tree ``a_root`` to ``b_root`` (raw ids, ``None`` = empty)."""
+    if a_root == b_root:
+        return TreeDiff({}, {})
+    ra, rb = _root_ids(reader, a_root), _root_ids(reader, b_root)
+    asets: dict[str, ArraysetChange] = {}
+    for name in ra.arraysets.keys() | rb.arraysets.keys():
+        ta, tb = ra.arraysets.get(name), rb.arraysets.get(name)
+        if ta == tb:
+            continue
+        ia, ib = _arrayset_ids(reader, ta), _arrayset_ids(reader, tb)
+        samples = _table_changes(reader, ia.samples, _depth(reader, ia), ib.samples, _depth(reader, ib))
+        asets[name] = ArraysetChange(ia.schema, ib.schema, samples)
+    meta = fan_changes(reader, ra.metadata, rb.metadata, layout.METADATA_FANOUT_DEPTH)
+    return TreeDiff(asets, meta)
+
+
+# ------------------------------------------------------------- 3-way merge
+class MergeConflicts:
+    """Conflicts found by :func:`three_way`, by class and kind of record."""
+
+    def __init__(self) -> None:
+        self.by_class: dict[str, dict[str, list]] = {
+            c: {"schema": [], "samples": [], "metadata": []} for c in CONFLICT_CLASSES}
+
+    def add(self, cls: str, kind: str, item: object) -> None:
+        self.by_class[cls][kind].append(item)
+
+    def __bool__(self) -> bool:
+        return any(v for kinds in self.by_class.values() for v in kinds.values())
+
+
+class MergePlan(NamedTuple):
+    """Edits (``trees.apply_edits`` form) that turn the master tree into the merge result,
+    and the conflicts met on the way (the edits are only valid when there are none, or
+    when a strategy resolved them)."""
+
+    edits: dict
+    conflicts: MergeConflicts
+
+
+def _conflict_class(base: object, ours: object, theirs: object) -> str:
+    if base is None:
+        return "t1"
+    if ours is None:
+        return "t21"
+    if theirs is None:
+        return "t22"
+    return "t3"
+
+
+def _merge_entries(reader: TreeReader, a: Oid, m: Oid, d: Oid, depth: int, strategy: Optional[str],
+                   conflicts: MergeConflicts, kind: str, label: Optional[str]) -> dict:
+    """Nested edits bringing dev's entry changes into master's table; conflicts recorded."""
+    if d == a or m == d:
+        return {}
+    theirs = fan_changes(reader, a, d, depth)
+    ours = fan_changes(reader, a, m, depth) if m != a else {}
+    edits: dict = {}
+    for name, (old, new) in theirs.items():
+        mine = ours[name][1] if name in ours else old
+        if mine == new:
+            continue
+        if mine != old:  # both sides changed this entry, differently
+            if strategy == "ours":
+                continue
+            if strategy is None:
+                conflicts.add(_conflict_class(old, mine, new), kind, name if label is None else (label, name))
+                continue
+        node = edits
+        for f in fan_path(name, depth):
+            node = node.setdefault(f, {})
+        node[name] = None if new is None else (MODE_BLOB, new)
+    return edits
+
+
+def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: Oid,
+              strategy: Optional[str] = None) -> MergePlan:
+    """Classify the changes of ``ours`` (master) and ``theirs`` (dev) since ``base``.
+
+    Per sample, metadata key and arrayset schema: a change on one side only is taken;
+    the same change on both sides (or removal on both) is no conflict; anything else
+    is a conflict of class t1/t21/t22/t3, resolved by ``strategy`` ('ours' keeps
+    master's side, 'theirs' takes dev's) or, with no strategy, recorded. An arrayset
+    whose schema conflicts (changed differently on both sides; changed on one side
+    while its schema or samples changed on the other; removed on one side and changed
+    on the other; added on both with different schemas) is resolved as a whole.
+    """
+    conflicts = MergeConflicts()
+    rb, rm, rd = _root_ids(reader, base_root), _root_ids(reader, ours_root), _root_ids(reader, theirs_root)
+    aset_edits: dict = {}
+    for name in sorted(rb.arraysets.keys() | rm.arraysets.keys() | rd.arraysets.keys()):
+        at, mt, dt = rb.arraysets.get(name), rm.arraysets.get(name), rd.arraysets.get(name)
+        if dt == at or mt == dt:
+            continue
+        if mt == at:
+            aset_edits[name] = None if dt is None else (MODE_TREE, dt)
+            continue
+        ia, im, id_ = _arrayset_ids(reader, at), _arrayset_ids(reader, mt), _arrayset_ids(reader, dt)
+        same_schema = im.schema == id_.schema and (mt is not None and dt is not None)
+        if same_schema:
+            base_samples = ia.samples
+            if at is None or _depth(reader, ia) != _depth(reader, im):
+                base_samples = None  # added on both sides, or re-created: no common samples
+            sub = _merge_entries(reader, base_samples, im.samples, id_.samples, _depth(reader, im), strategy,
+                                 conflicts, "samples", name)
+            if sub:
+                aset_edits[name] = {layout.SAMPLES: sub}
+            continue
+        if strategy == "ours":
+            continue
+        if strategy == "theirs":
+            aset_edits[name] = None if dt is None else (MODE_TREE, dt)
+            continue
+        conflicts.add(_conflict_class(at, mt, dt), "schema", name)
+    edits: dict = {}
+    if aset_edits:
+        edits[layout.ARRAYSETS] = aset_edits
+    meta = _merge_entries(reader, rb.metadata, rm.metadata, rd.metadata, layout.METADATA_FANOUT_DEPTH,
+                          strategy, conflicts, "metadata", None)
+    if meta:
+        edits[layout.METADATA] = meta
+    return MergePlan(edits, conflicts)
+
+
+def write_merge_tree(git: GitRepo, ours_root: Oid, plan: MergePlan) -> str:
+    """Apply ``plan`` to the master tree, write the new trees (one pack); return the tree id."""
+    batch = ObjectBatch()
+    if not plan.edits and ours_root is not None:
+        return ours_root.hex()
+    root = apply_edits(git.repo, git.tree(ours_root), plan.edits, batch)
+    if root is None:
+        root = empty_tree_id(batch)
+    git.write_batch(batch)
+    return root.hex()
