@@ -1,13 +1,73 @@
-"""Top-level typer app; verbs live in sibling modules."""
+"""Top-level typer app: global options, error reporting; verbs live in sibling modules.
+
+Every verb runs inside :class:`HangarGroup.invoke`, which turns an exception into one
+``error: <message>`` line on stderr and exit status 1 (the traceback only with ``--debug``),
+so the behaviour is the same under typer's test runner and as a real process.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
-app = typer.Typer(help="hangar: version control for tensor data, built on real git.",
-                  no_args_is_help=True, add_completion=False)
+# Exceptions typer uses for control flow (usage errors, exit, abort): they pass through.
+_CONTROL_FLOW = (typer.Exit, typer.Abort, typer.exceptions.TyperException)
+
+
+@dataclass
+class CliState:
+    """Global options, set by the root callback, read by every verb."""
+
+    path: str = "."
+    debug: bool = False
+
+
+_state = CliState()
+
+
+def current_state() -> CliState:
+    """Global options of the running command (set by the root callback)."""
+    return _state
+
+
+def error_message(exc: BaseException) -> str:
+    """Text describing ``exc`` for the user (KeyError's quotes are dropped)."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        text = exc.args[0]
+    else:
+        text = str(exc)
+    return text.strip() or type(exc).__name__
+
+
+class HangarGroup(TyperGroup):
+    """Root command group reporting errors as ``error: <message>`` and exit status 1."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return sorted(super().list_commands(ctx))
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _CONTROL_FLOW:
+            raise
+        except BrokenPipeError:
+            raise  # the reader went away (``hangar log | head``): main() exits quietly
+        except Exception as exc:
+            if _state.debug:
+                raise
+            # one ``error:`` line; details some errors carry (merge conflicts) follow as is
+            typer.echo(f"error: {error_message(exc)}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=HangarGroup, help="hangar: version control for tensor data, built on real git.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)
 
 
 def _version_callback(value: bool) -> None:
@@ -19,10 +79,28 @@ def _version_callback(value: bool) -> None:
 
 
 @app.callback()
-def root(version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback,
-                                                 is_eager=True, help="Print the version and exit.")) -> None:
-    """hangar: version control for tensor data, built on real git."""
+def root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback,
+                                           is_eager=True, help="Print the version and exit."),
+    path: str = typer.Option(".", "-C", metavar="PATH",
+                             help="Run as if hangar was started in PATH (like git -C)."),
+    debug: bool = typer.Option(False, "--debug", envvar="HANGAR_DEBUG",
+                               help="Show the full traceback when a command fails."),
+) -> None:
+    """hangar: version control for tensor data, built on real git.
+
+    Example: hangar init --name "Ann" --email ann@example.com
+    """
+    global _state
+    _state = CliState(path=path, debug=debug)
 
 
 def main() -> None:
-    app()
+    """Entry point of the ``hangar`` console script and ``python -m hangar``."""
+    try:
+        app(prog_name="hangar")
+    except BrokenPipeError:
+        # stdout was closed early; point it at devnull so the interpreter's final flush is quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

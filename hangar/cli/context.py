@@ -1,0 +1,145 @@
+"""What a verb needs from its surroundings: the repository, checkouts, parsed arguments.
+
+Only the command line reads the working directory and the terminal; everything else goes
+through the public Python API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Optional, Union
+
+from hangar.cli.app import CliState, current_state
+
+if TYPE_CHECKING:
+    from hangar import Repository
+    from hangar.checkout import ReaderCheckout, WriterCheckout
+
+
+class CliError(Exception):
+    """A user error found by the command line itself (reported as ``error: <message>``)."""
+
+
+def state() -> CliState:
+    """Global options of the running command."""
+    return current_state()
+
+
+def start_dir() -> str:
+    """Absolute directory the command acts on (``-C PATH`` or the working directory)."""
+    path = os.path.abspath(state().path)
+    if not os.path.isdir(path):
+        raise CliError(f"cannot change to {path!r}: no such directory")
+    return path
+
+
+def open_repo() -> "Repository":
+    """The repository at the start directory or its nearest parent holding one (like git)."""
+    from hangar import Repository
+
+    start = start_dir()
+    path = start
+    while True:
+        repo = Repository(path, exists=False)
+        if repo.initialized:
+            return repo
+        parent = os.path.dirname(path)
+        if parent == path:
+            raise CliError(f"not a hangar repository (or any parent up to /): {start}; "
+                           "create one with: hangar init --name NAME --email EMAIL")
+        path = parent
+
+
+@contextmanager
+def writer(repo: "Repository", branch: Optional[str] = None) -> Iterator["WriterCheckout"]:
+    """The write-enabled checkout of ``branch`` (default: the current branch), always closed."""
+    from hangar.errors import WriterLockError
+
+    try:
+        co = repo.checkout(write=True, branch=branch or repo.writer_branch)
+    except WriterLockError as exc:
+        raise CliError(f"{exc}; from the command line: hangar writer-lock --force-release") from exc
+    try:
+        yield co
+    finally:
+        co.close()
+
+
+@contextmanager
+def reader(repo: "Repository", branch: Optional[str] = None,
+           commit: Optional[str] = None) -> Iterator["ReaderCheckout"]:
+    """A read-only checkout of ``commit`` or the head of ``branch`` (default: current branch)."""
+    if commit and branch:
+        raise CliError("give a branch or --commit, not both")
+    if commit:
+        co = repo.checkout(commit=commit)
+    else:
+        co = repo.checkout(branch=branch or repo.writer_branch)
+    try:
+        yield co
+    finally:
+        co.close()
+
+
+def branch_head(repo: "Repository", branch: str) -> Optional[str]:
+    """Head commit of ``branch`` (None when it does not exist or has no commits yet)."""
+    try:
+        co = repo.checkout(branch=branch)
+    except ValueError:
+        return None
+    try:
+        return co.commit_hash
+    finally:
+        co.close()
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``'28,28'`` / ``'28x28'`` / ``'(28, 28)'`` -> ``(28, 28)``."""
+    parts = [p for p in re.split(r"[,x\s]+", text.strip().strip("()[]")) if p]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise CliError(f"shape {text!r} is not a list of integers; example: --shape 28,28") from None
+    if not shape:
+        raise CliError(f"shape {text!r} is empty; example: --shape 28,28")
+    return shape
+
+
+def format_shape(shape: tuple[int, ...]) -> str:
+    """Inverse of :func:`parse_shape`: ``(28, 28)`` -> ``'28,28'``."""
+    return ",".join(str(d) for d in shape)
+
+
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\Z", re.IGNORECASE)
+_SIZE_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(text: str) -> int:
+    """``'10MB'`` -> 10_000_000, ``'1MiB'`` -> 1_048_576, ``'512'`` -> 512 bytes."""
+    match = _SIZE_RE.match(text.strip())
+    if not match:
+        raise CliError(f"size {text!r} is not understood; examples: 512, 10KB, 10MB, 1GiB")
+    number, unit, binary = match.groups()
+    base = 1024 if binary else 1000
+    if binary and not unit:
+        raise CliError(f"size {text!r} is not understood; examples: 512, 10KB, 10MB, 1GiB")
+    return int(float(number) * base ** _SIZE_POWERS[unit.lower()])
+
+
+def parse_key(aset: object, text: str) -> Union[str, int]:
+    """The sample key named on the command line.
+
+    ``i:3`` and ``s:3`` say the type outright; otherwise a str key of that name wins, then
+    an int key when ``text`` is all digits.
+    """
+    if text.startswith("i:") and text[2:].isdigit():
+        return int(text[2:])
+    if text.startswith("s:"):
+        return text[2:]
+    if text in aset:  # type: ignore[operator]
+        return text
+    if text.isdigit() and int(text) in aset:  # type: ignore[operator]
+        return int(text)
+    return text

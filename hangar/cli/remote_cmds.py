@@ -1,0 +1,138 @@
+"""Remote verbs: ``hangar remote add|remove|list|ping``, ``clone``, ``fetch``, ``fetch-data``, ``push``.
+
+(``hangar server`` lives in :mod:`hangar.cli.server_cmd`.)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+
+from hangar.cli.app import app
+from hangar.cli.context import CliError, open_repo, parse_size, state
+
+remote_app = typer.Typer(help="Manage the remotes (hangar servers) this repository talks to.",
+                         no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(remote_app, name="remote")
+
+
+@remote_app.command("add")
+def remote_add(
+    name: str = typer.Argument(..., metavar="NAME", help="Name for the remote, e.g. origin."),
+    address: str = typer.Argument(..., metavar="ADDRESS", help="IP:PORT where hangar server runs."),
+) -> None:
+    """Record a remote under NAME.
+
+    Example: hangar remote add origin 127.0.0.1:50051
+    """
+    info = open_repo().remote.add(name, address)
+    typer.echo(f"added remote {info.name}\t{info.address}")
+
+
+@remote_app.command("remove")
+def remote_remove(name: str = typer.Argument(..., help="Remote to forget.")) -> None:
+    """Forget the remote NAME.
+
+    Example: hangar remote remove origin
+    """
+    open_repo().remote.remove(name)
+    typer.echo(f"removed remote {name}")
+
+
+@remote_app.command("list")
+def remote_list() -> None:
+    """List remotes: name and address, tab-separated.
+
+    Example: hangar remote list
+    """
+    for info in sorted(open_repo().remote.list_all(), key=lambda r: r.name):
+        typer.echo(f"{info.name}\t{info.address}")
+
+
+@remote_app.command("ping")
+def remote_ping(name: str = typer.Argument(..., help="Remote to ping.")) -> None:
+    """Check that a remote answers and print the round trip time in seconds.
+
+    Example: hangar remote ping origin
+    """
+    seconds = open_repo().remote.ping(name)
+    typer.echo(f"{name}\t{seconds:.4f}")
+
+
+@app.command("clone")
+def clone(
+    address: str = typer.Argument(..., metavar="ADDRESS", help="IP:PORT where hangar server runs."),
+    path: Optional[str] = typer.Argument(None, metavar="PATH",
+                                         help="Directory to clone into (default: current, created)."),
+    name: str = typer.Option(..., "--name", metavar="NAME", help="Your name, recorded in every commit."),
+    email: str = typer.Option(..., "--email", metavar="EMAIL", help="Your email, recorded in every commit."),
+) -> None:
+    """Copy a remote repository's history and master branch data into PATH.
+
+    Example: hangar clone 127.0.0.1:50051 ./mnist --name "Ann Lee" --email ann@example.com
+    """
+    from hangar import Repository
+
+    base = os.path.abspath(state().path)
+    target = os.path.join(base, path) if path else base
+    os.makedirs(target, exist_ok=True)
+    repo = Repository(target, exists=False)
+    if repo.initialized:
+        raise CliError(f"a hangar repository already exists in {target}; clone into an empty directory")
+    branch = repo.clone(name, email, address)
+    typer.echo(f"cloned {address} into {target} (branch {branch})")
+
+
+@app.command("fetch")
+def fetch(
+    remote: str = typer.Argument(..., metavar="REMOTE", help="Remote to fetch from."),
+    branch: str = typer.Argument(..., metavar="BRANCH", help="Remote branch whose new commits to fetch."),
+) -> None:
+    """Fetch a remote branch's new commits (records only) into REMOTE/BRANCH.
+
+    Example: hangar fetch origin master
+    """
+    local = open_repo().remote.fetch(remote, branch)
+    typer.echo(f"{remote} {branch} -> {local}")
+
+
+@app.command("fetch-data")
+def fetch_data(
+    remote: str = typer.Argument(..., metavar="REMOTE", help="Remote to fetch the data from."),
+    branch: Optional[str] = typer.Argument(None, metavar="BRANCH", help="Branch whose head's data to fetch."),
+    commit: Optional[str] = typer.Option(None, "--commit", metavar="COMMIT", help="Commit whose data to fetch."),
+    arraysets: Optional[list[str]] = typer.Option(None, "--arrayset", metavar="NAME",
+                                                  help="Only this arrayset (repeatable)."),
+    max_bytes: Optional[str] = typer.Option(None, "--max-bytes", metavar="SIZE",
+                                            help="Stop after about this much, e.g. 10MB."),
+    all_history: bool = typer.Option(False, "--all-history", help="Also fetch data of every ancestor commit."),
+) -> None:
+    """Download the tensor data of a fetched branch or commit; prints the commits served.
+
+    Example: hangar fetch-data origin origin/master --arrayset digits --max-bytes 100MB
+    """
+    if bool(branch) == bool(commit):
+        raise CliError("give exactly one of BRANCH or --commit")
+    limit = parse_size(max_bytes) if max_bytes is not None else None
+    commits = open_repo().remote.fetch_data(remote, branch=branch, commit=commit, arrayset_names=arraysets or None,
+                                            max_num_bytes=limit, retrieve_all_history=all_history)
+    for c in commits:
+        typer.echo(c)
+
+
+@app.command("push")
+def push(
+    remote: str = typer.Argument(..., metavar="REMOTE", help="Remote to push to."),
+    branch: str = typer.Argument(..., metavar="BRANCH", help="Local branch to push (created on the remote if new)."),
+    username: str = typer.Option("", "--username", metavar="USER", help="User, if the server requires one."),
+    password: str = typer.Option("", "--password", envvar="HANGAR_PASSWORD",
+                                 help="Password (or set HANGAR_PASSWORD to keep it off the command line)."),
+) -> None:
+    """Send a branch's commits and data to a remote.
+
+    Example: hangar push origin master --username ann
+    """
+    open_repo().remote.push(remote, branch, username=username, password=password)
+    typer.echo(f"pushed {branch} to {remote}")
