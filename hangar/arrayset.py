@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import uuid
 from typing import Iterable, Iterator, Mapping, Optional, Union
 
@@ -108,11 +110,68 @@ class ArraysetDataReader:
 
     def get_batch(self, names: Iterable[Key], *, n_cpus: Optional[int] = None,
                   start_method: str = "spawn") -> list[np.ndarray]:
-        """Return the samples named in ``names``, in order (``KeyError`` if one is missing)."""
+        """Return the samples named in ``names``, in the order given.
+
+        Reads run in a process pool (each worker opens its own file handles) when
+        ``n_cpus`` is greater than 1. With ``n_cpus=None`` a pool of ``os.cpu_count() // 2``
+        (at least 2) workers is used only for batches of at least 64 MiB, since starting a
+        pool costs about a second with ``spawn``; smaller batches are read in this process.
+        Write-enabled arraysets always read in this process.
+
+        Parameters
+        ----------
+        names : Iterable[Union[str, int]]
+            Sample names to read.
+        n_cpus : int, kwarg-only
+            Number of worker processes; 1 reads in this process. Default None (see above).
+        start_method : str, kwarg-only
+            ``'spawn'``, ``'fork'`` or ``'forkserver'`` (as offered by the platform).
+
+        Returns
+        -------
+        List[np.ndarray]
+            One array per name, in the order of ``names``.
+
+        Raises
+        ------
+        KeyError
+            If the arrayset does not contain a sample with one of the names (checked before
+            anything is read).
+        ValueError
+            If ``n_cpus`` is not a positive int or ``start_method`` is not available.
+        FileNotFoundError
+            (``RemoteDataError``) if a sample's bytes are only on a remote (``fetch_data``).
+        """
         self._session.check()
+        if n_cpus is not None and (not isinstance(n_cpus, int) or isinstance(n_cpus, bool) or n_cpus < 1):
+            raise ValueError(f"n_cpus must be a positive int or None, not {n_cpus!r}")
+        if start_method not in multiprocessing.get_all_start_methods():
+            raise ValueError(f"start_method {start_method!r} is not available; choose one of "
+                             f"{multiprocessing.get_all_start_methods()}")
         ptrs = [self._pointer(n) for n in names]
-        read = self._session.store.read
-        return [read(p.digest, p.dtype, p.shape) for p in ptrs]
+        store, dtype = self._session.store, self._dtype
+        if self.iswriteable or n_cpus == 1 or len(ptrs) < 2:
+            return [store.read(p.digest, dtype, p.shape) for p in ptrs]
+        if n_cpus is None:
+            nbytes = sum(dtype.itemsize * int(np.prod(p.shape)) for p in ptrs)
+            if nbytes < _POOL_MIN_BYTES:
+                return [store.read(p.digest, dtype, p.shape) for p in ptrs]
+            n_cpus = max(2, (os.cpu_count() or 2) // 2)
+        for p in ptrs:  # fail before starting workers
+            store.location(p.digest)
+        n_jobs = min(n_cpus, len(ptrs))
+        size = -(-len(ptrs) // (n_jobs * 4))
+        chunks = [(dtype, ptrs[i:i + size]) for i in range(0, len(ptrs), size)]
+        ctx = multiprocessing.get_context(start_method)
+        with ctx.Pool(n_jobs, initializer=_init_batch_worker, initargs=(store,)) as pool:
+            parts = pool.map(_read_batch_chunk, chunks, chunksize=1)
+        return [arr for part in parts for arr in part]
+
+    def __reduce__(self):  # noqa: ANN204
+        # a reader pickles as (repository path, commit, arrayset name); the receiving process
+        # opens its own checkout (and so its own file handles) on first use, once per process
+        self._session.check()
+        return _open_reader, (self._session.repo_path, self._session.commit, self.name)
 
     def keys(self) -> Iterator[Key]:
         """Yield every sample key (ints in numeric order, then strs in lexical order)."""
@@ -153,8 +212,40 @@ class ArraysetDataReader:
         return self._remote_keys()
 
 
+#: with n_cpus=None, get_batch starts a process pool only for batches at least this large
+_POOL_MIN_BYTES = 64 << 20
+_worker_store = None
+_reopened: dict[tuple[str, str], object] = {}
+
+
+def _init_batch_worker(store) -> None:  # noqa: ANN001
+    global _worker_store
+    _worker_store = store
+
+
+def _read_batch_chunk(chunk: tuple[np.dtype, list[SamplePointer]]) -> list[np.ndarray]:
+    dtype, ptrs = chunk
+    read = _worker_store.read  # type: ignore[union-attr]
+    return [read(p.digest, dtype, p.shape) for p in ptrs]
+
+
+def _open_reader(repo_path: str, commit: str, name: str) -> ArraysetDataReader:
+    """Unpickle a reader: the arrayset ``name`` at ``commit``; one checkout per process and commit."""
+    co = _reopened.get((repo_path, commit))
+    if co is None or co._session.closed:  # type: ignore[attr-defined]
+        from hangar.repository import Repository  # deferred: the porcelain sits above this module
+
+        co = Repository(repo_path).checkout(commit=commit)
+        _reopened[(repo_path, commit)] = co
+    return co.arraysets[name]  # type: ignore[attr-defined]
+
+
 class ArraysetDataWriter(ArraysetDataReader):
     """Read and write access to one arrayset in the staging area."""
+
+    def __reduce__(self):  # noqa: ANN204
+        raise TypeError(f"the write-enabled arrayset {self.name!r} cannot be pickled; commit and pickle the "
+                        "arrayset of a read checkout (repo.checkout()) instead")
 
     def __init__(self, session: CheckoutSession, schema: ArraysetSchema, table) -> None:  # noqa: ANN001
         super().__init__(session, schema, table)
