@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, NamedTuple, Optional
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
 from hangar.records.keys import Key, decode_key, sort_key
-from hangar.records.treediff import MergeConflicts, TreeDiff, TreeReader, diff_trees, three_way
+from hangar.records.treediff import (
+    MergeConflicts,
+    TreeDiff,
+    TreeReader,
+    diff_trees,
+    diff_trees_via_base,
+    three_way,
+)
 from hangar.session import CheckoutSession
 
 if TYPE_CHECKING:
@@ -132,13 +139,14 @@ def diff_commits(git: GitRepo, master: Optional[str], dev: str) -> DiffAndConfli
     reader = TreeReader(git)
     m_tree = bytes.fromhex(git.commit_tree_id(master)) if master else None
     d_tree = bytes.fromhex(git.commit_tree_id(dev))
-    changes = changes_from_tree_diff(diff_trees(reader, m_tree, d_tree))
-    mc = None
-    if master and not git.is_ancestor(master, dev) and not git.is_ancestor(dev, master):
-        base = git.merge_base(master, dev)
-        b_tree = bytes.fromhex(git.commit_tree_id(base)) if base else None
-        mc = three_way(reader, b_tree, m_tree, d_tree).conflicts
-    return DiffAndConflicts(changes, conflicts_from_merge(mc))
+    if not master or git.is_ancestor(master, dev) or git.is_ancestor(dev, master):
+        td = diff_trees(reader, m_tree, d_tree)
+        return DiffAndConflicts(changes_from_tree_diff(td), conflicts_from_merge(None))
+    base = git.merge_base(master, dev)
+    b_tree = bytes.fromhex(git.commit_tree_id(base)) if base else None
+    mc = three_way(reader, b_tree, m_tree, d_tree).conflicts
+    td = diff_trees_via_base(reader, b_tree, m_tree, d_tree)
+    return DiffAndConflicts(changes_from_tree_diff(td), conflicts_from_merge(mc))
 
 
 def _resolve_branch(git: GitRepo, dev_branch: object) -> str:

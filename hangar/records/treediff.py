@@ -37,6 +37,7 @@ _METADATA = layout.METADATA.encode()
 _SCHEMA = layout.SCHEMA.encode()
 _SAMPLES = layout.SAMPLES.encode()
 _EMPTY_TREE = object_id(OBJ_TREE, b"")
+_ZERO = bytes(20)
 
 #: conflict classes, as in Hangar: t1 added on both sides with different values,
 #: t21 removed in master and mutated in dev, t22 mutated in master and removed in dev,
@@ -52,6 +53,15 @@ class TreeReader:
         self.git = git
         self._overlay = overlay.objects if overlay is not None else {}
         self._schemas: dict[bytes, ArraysetSchema] = {}
+        self._tables: dict[tuple[Oid, Oid, int], EntryChanges] = {}
+
+    def table_changes(self, a: Oid, b: Oid, depth: int) -> EntryChanges:
+        """:func:`fan_changes` of two tables, remembered (a diff and a 3-way share them)."""
+        key = (a, b, depth)
+        out = self._tables.get(key)
+        if out is None:
+            out = self._tables[key] = fan_changes(self, a, b, depth)
+        return out
 
     def raw(self, oid: bytes) -> bytes:
         obj = self._overlay.get(oid)
@@ -60,6 +70,19 @@ class TreeReader:
         if oid == _EMPTY_TREE:
             return b""
         return self.git.tree(oid).read_raw()
+
+    def stored(self, oid: bytes) -> bool:
+        """False for objects only in the overlay (not written to git)."""
+        return oid not in self._overlay
+
+    def leaf_changes(self, a: bytes, b: bytes, out: EntryChanges) -> None:
+        """Entries that differ between two stored trees, by libgit2's tree diff (a C merge-join
+        over the sorted entries; only the changed entries reach Python)."""
+        git = self.git
+        for delta in git.tree(a).diff_to_tree(git.tree(b)).deltas:
+            old, new = delta.old_file, delta.new_file
+            o, n = old.id.raw, new.id.raw
+            out[new.path or old.path] = (None if o == _ZERO else o, None if n == _ZERO else n)
 
     def pairs(self, oid: Oid) -> list[tuple[bytes, bytes]]:
         """``(name, raw id)`` of every entry of tree ``oid`` (empty for ``None``)."""
@@ -91,6 +114,9 @@ def fan_changes(reader: TreeReader, a: Oid, b: Oid, depth: int, out: Optional[En
     if out is None:
         out = {}
     if a == b:
+        return out
+    if depth == 0 and a is not None and b is not None and reader.stored(a) and reader.stored(b):
+        reader.leaf_changes(a, b, out)
         return out
     sa, sb = set(reader.pairs(a)), set(reader.pairs(b))
     da, db = dict(sa - sb), dict(sb - sa)
@@ -184,6 +210,44 @@ def diff_trees(reader: TreeReader, a_root: Oid, b_root: Oid) -> TreeDiff:
     return TreeDiff(asets, meta)
 
 
+def _via_base(reader: TreeReader, a: Oid, m: Oid, d: Oid, depth: int) -> EntryChanges:
+    """Changes from table ``m`` to table ``d``, from the changes of each since base ``a``."""
+    ours = reader.table_changes(a, m, depth)
+    theirs = reader.table_changes(a, d, depth)
+    out: EntryChanges = {}
+    for n in ours.keys() | theirs.keys():
+        o, t = ours.get(n), theirs.get(n)
+        base = o[0] if o is not None else t[0]  # type: ignore[index]
+        mine = o[1] if o is not None else base
+        new = t[1] if t is not None else base
+        if mine != new:
+            out[n] = (mine, new)
+    return out
+
+
+def diff_trees_via_base(reader: TreeReader, base_root: Oid, a_root: Oid, b_root: Oid) -> TreeDiff:
+    """Same result as ``diff_trees(reader, a_root, b_root)``, computed from the changes of
+    each side since their merge base, which a 3-way merge classification needs anyway
+    (with ``reader.table_changes`` remembering them, diff plus conflicts cost two walks)."""
+    if a_root == b_root:
+        return TreeDiff({}, {})
+    r0, ra, rb = _root_ids(reader, base_root), _root_ids(reader, a_root), _root_ids(reader, b_root)
+    asets: dict[str, ArraysetChange] = {}
+    for name in ra.arraysets.keys() | rb.arraysets.keys():
+        t0, ta, tb = r0.arraysets.get(name), ra.arraysets.get(name), rb.arraysets.get(name)
+        if ta == tb:
+            continue
+        i0, ia, ib = _arrayset_ids(reader, t0), _arrayset_ids(reader, ta), _arrayset_ids(reader, tb)
+        depths = {_depth(reader, i) for i in (i0, ia, ib) if i.tree is not None}
+        if len(depths) == 1:
+            samples = _via_base(reader, i0.samples, ia.samples, ib.samples, depths.pop())
+        else:
+            samples = _table_changes(reader, ia.samples, _depth(reader, ia), ib.samples, _depth(reader, ib))
+        asets[name] = ArraysetChange(ia.schema, ib.schema, samples)
+    meta = _via_base(reader, r0.metadata, ra.metadata, rb.metadata, layout.METADATA_FANOUT_DEPTH)
+    return TreeDiff(asets, meta)
+
+
 # ------------------------------------------------------------- 3-way merge
 class MergeConflicts:
     """Conflicts found by :func:`three_way`, by class and kind of record."""
@@ -223,8 +287,8 @@ def _merge_entries(reader: TreeReader, a: Oid, m: Oid, d: Oid, depth: int, strat
     """Nested edits bringing dev's entry changes into master's table; conflicts recorded."""
     if d == a or m == d:
         return {}
-    theirs = fan_changes(reader, a, d, depth)
-    ours = fan_changes(reader, a, m, depth) if m != a else {}
+    theirs = reader.table_changes(a, d, depth)
+    ours = reader.table_changes(a, m, depth) if m != a else {}
     edits: dict = {}
     for name, (old, new) in theirs.items():
         mine = ours[name][1] if name in ours else old
