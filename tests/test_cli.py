@@ -469,3 +469,12 @@ def test_parse_size_rejects_nonsense(text):
 def test_parse_shape_accepts_common_spellings():
     assert parse_shape("28,28") == parse_shape("28x28") == parse_shape("(28, 28)") == (28, 28)
     assert parse_shape("7") == (7,)
+
+
+def test_error_messages_naming_python_calls_get_the_command_line_way_out():
+    from hangar.cli.app import error_message
+    from hangar.errors import RemoteDataError, WriterLockError
+
+    assert error_message(RemoteDataError("bytes of 'x' are remote")).endswith("hangar fetch-data REMOTE BRANCH")
+    assert "hangar writer-lock --force-release" in error_message(WriterLockError("lock held"))
+    assert error_message(KeyError("no arrayset named 'x'")) == "no arrayset named 'x'"

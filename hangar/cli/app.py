@@ -35,13 +35,29 @@ def current_state() -> CliState:
     return _state
 
 
+def _hint(exc: BaseException) -> str:
+    """The command-line way out of errors whose messages name a Python call."""
+    from hangar.errors import RemoteDataError, WriterLockError
+
+    if isinstance(exc, WriterLockError):
+        return "from the command line: hangar writer-lock --force-release"
+    if isinstance(exc, RemoteDataError):
+        return "from the command line: hangar fetch-data REMOTE BRANCH"
+    return ""
+
+
 def error_message(exc: BaseException) -> str:
     """Text describing ``exc`` for the user (KeyError's quotes are dropped)."""
     if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
         text = exc.args[0]
     else:
         text = str(exc)
-    return text.strip() or type(exc).__name__
+    text = text.strip() or type(exc).__name__
+    hint = _hint(exc)
+    if hint:
+        first, sep, rest = text.partition("\n")
+        text = f"{first}; {hint}{sep}{rest}"
+    return text
 
 
 class HangarGroup(TyperGroup):

@@ -55,12 +55,7 @@ def open_repo() -> "Repository":
 @contextmanager
 def writer(repo: "Repository", branch: Optional[str] = None) -> Iterator["WriterCheckout"]:
     """The write-enabled checkout of ``branch`` (default: the current branch), always closed."""
-    from hangar.errors import WriterLockError
-
-    try:
-        co = repo.checkout(write=True, branch=branch or repo.writer_branch)
-    except WriterLockError as exc:
-        raise CliError(f"{exc}; from the command line: hangar writer-lock --force-release") from exc
+    co = repo.checkout(write=True, branch=branch or repo.writer_branch)
     try:
         yield co
     finally:
