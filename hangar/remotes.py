@@ -9,10 +9,13 @@ the bytes the server lacks first and moves the server's branch only once they ar
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
 
 from hangar.errors import HangarError, RemoteDataError
 from hangar.remote import client as _client
+from hangar.store import TensorStore
+from hangar.store.packs import LocalPackStorage
 
 if TYPE_CHECKING:
     from hangar.repository import Repository
@@ -213,9 +216,9 @@ class Remotes:
         git = self._git
         commits = [c.id for c in git.walk([start])] if retrieve_all_history else [start]
         pointers = _client.commit_pointers(git, commits, names)
-        store = self._repo._store()
-        store.refresh()
-        missing = store.missing(pointers)
+        local = self._repo._store()
+        local.refresh()
+        missing = local.missing(pointers)
         wanted = [pointers[d] for d in missing]
         if max_num_bytes is not None:
             budget, chosen = max_num_bytes, []
@@ -227,8 +230,15 @@ class Remotes:
                 chosen.append(p)
             wanted = chosen
         if wanted:
-            with _client.DataClient(address) as dc:
-                _client.download_into(store, dc, wanted)
+            # a store of its own: a failed transfer discards only its own unflushed bytes,
+            # never what a writer checkout of this repository has staged
+            store = TensorStore(LocalPackStorage(os.path.join(self._repo.path, ".hangar", "data")))
+            try:
+                with _client.DataClient(address) as dc:
+                    _client.download_into(store, dc, wanted)
+            finally:
+                store.close()
+                local.refresh()
         return commits
 
     # ----------------------------------------------------------------- push

@@ -225,6 +225,8 @@ class Repository:
                     raise ValueError(f"no commit {commit!r} in the repository")
                 return ReaderCheckout(self, resolved)
             head = git.branch_head(branch) if isinstance(branch, str) else None
+            if head is None and isinstance(branch, str):  # a remote branch, e.g. 'origin/master'
+                head = git.refs("refs/remotes/").get(branch)
             if head is None:
                 if isinstance(branch, str) and branch in git.branches():
                     raise ValueError(f"branch {branch!r} has no commits yet")

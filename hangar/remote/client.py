@@ -25,6 +25,7 @@ from hangar.records import layout
 from hangar.records.pointer import SamplePointer, decode_pointer
 from hangar.remote import protocol
 from hangar.store import TensorStore
+from hangar.store.tensorstore import StoredSample
 
 _ADDRESS = re.compile(r"^(?:http://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})/?$")
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
@@ -171,22 +172,19 @@ class DataClient:
             out += [b == 1 for b in self._read(resp)]
         return out
 
-    def download(self, digests: list[bytes]) -> Iterator[protocol.WireSample]:
-        """Stream the stored form of every digest, in order (``RemoteDataError`` if one is missing)."""
+    def download(self, digests: list[bytes]) -> Iterator[StoredSample]:
+        """Stream the stored form of every digest (``RemoteDataError`` if the server lacks one).
+
+        Samples arrive in the server's order; each names its digest.
+        """
         resp = self._request("POST", protocol.DOWNLOAD, b"".join(digests))
         if resp.status != 200:
             raise self._fail(resp, "download")
         reader = protocol.RecordReader(resp)
-        n = 0
         try:
-            for s in reader.downloads():
-                n += 1
-                yield s
+            yield from reader.downloads()
         except (OSError, http.client.HTTPException, protocol.ProtocolError) as exc:
             raise self._unreachable(exc) from exc
-        if n != len(digests):
-            self.close()
-            raise ConnectionError(f"hangar server at {self.address} sent {n} of {len(digests)} samples")
 
     def upload(self, records: list[tuple[protocol.WireSample, int]], username: str, password: str) -> dict:
         """Send ``(sample, record size)`` pairs in one request; the server verifies every digest."""
@@ -377,16 +375,20 @@ def download_into(store: TensorStore, client: DataClient, pointers: list[SampleP
     received = 0
     with progress("fetching data", total) as advance:
         for batch in _batches(pointers, raw_nbytes, DOWNLOAD_BATCH_BYTES):
+            wanted = {p.digest: p for p in batch}
             try:
-                ptrs = iter(batch)
-                for s in client.download([p.digest for p in batch]):
-                    p = next(ptrs)
-                    if s.digest != p.digest:
+                put = store.put_stored
+                for s in client.download(list(wanted)):
+                    p = wanted.pop(s.digest, None)
+                    if p is None:
                         raise ConnectionError(f"hangar server at {client.address} sent sample "
-                                              f"{s.digest.hex()[:16]}... out of order")
-                    store.put_stored(protocol.to_stored(s), p.dtype, p.shape)
+                                              f"{s.digest.hex()[:16]}... which was not asked for (or twice)")
+                    put(s, p.dtype, p.shape)
                     received += len(s.payload)
                     advance(s.rawlen)
+                if wanted:
+                    raise ConnectionError(f"hangar server at {client.address} sent {len(batch) - len(wanted)} "
+                                          f"of {len(batch)} samples")
                 store.flush()
             except BaseException:
                 store.discard()

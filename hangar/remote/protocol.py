@@ -9,8 +9,9 @@ Endpoints (all under ``/hangar/v1/``):
 ``POST have``
     Body: N digests of 32 bytes. Answer: N bytes, ``1`` where the server stores the digest.
 ``POST download``
-    Body: N digests. Answer: a stream of N *download records* in request order
-    (``404`` before any byte is streamed when the server lacks one of them).
+    Body: N digests. Answer: a stream of N *download records*, in the order the server
+    reads them best (by storage location), each naming its digest (``404`` before any
+    byte is streamed when the server lacks one of them).
 ``POST upload``
     Body: a stream of *upload records*; HTTP Basic credentials when the server restricts
     push. The server re-hashes every sample; one mismatch rejects the whole request
@@ -95,62 +96,91 @@ def upload_record_size(payload_len: int, dtype: str, ndim: int) -> int:
 
 
 class RecordReader:
-    """Parses records from a byte stream, reading it in large blocks."""
+    """Parses records from a byte stream, reading it in large blocks.
+
+    Small records are sliced out of one block; a payload larger than a quarter block is
+    read straight into its own buffer (one copy from the socket).
+    """
 
     def __init__(self, stream: BinaryIO, block: int = 4 << 20) -> None:
         self.stream = stream
         self.block = block
-        self.buf = b""
+        self.buf: bytes | bytearray = b""
+        self.view = memoryview(self.buf)
         self.pos = 0
         self.bytes_read = 0
 
-    def _need(self, n: int) -> memoryview | None:
-        """The next ``n`` bytes (None at a clean end of stream)."""
+    def _fill(self, n: int) -> bool:
+        """Make ``n`` bytes available at ``pos``; False at a clean end of stream."""
         avail = len(self.buf) - self.pos
-        if avail < n:
-            parts = [self.buf[self.pos:]]
+        if n > self.block // 4:
+            buf = bytearray(n)
+            buf[:avail] = self.view[self.pos:]
+            have = avail
+            mv = memoryview(buf)
+            while have < n:
+                got = self.stream.readinto(mv[have:])
+                if not got:
+                    raise ProtocolError(f"stream ended inside a record ({have} of {n} bytes)")
+                have += got
+                self.bytes_read += got
+        else:
+            parts = [bytes(self.view[self.pos:])] if avail else []
             have = avail
             while have < n:
-                chunk = self.stream.read(max(self.block, n - have))
+                chunk = self.stream.read(self.block)
                 if not chunk:
                     if have == 0:
-                        return None
+                        return False
                     raise ProtocolError(f"stream ended inside a record ({have} of {n} bytes)")
                 parts.append(chunk)
                 have += len(chunk)
                 self.bytes_read += len(chunk)
-            self.buf = b"".join(parts)
-            self.pos = 0
-        view = memoryview(self.buf)[self.pos:self.pos + n]
+            buf = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.buf = buf
+        self.view = memoryview(buf)
+        self.pos = 0
+        return True
+
+    def _take(self, n: int) -> memoryview | None:
+        if len(self.buf) - self.pos < n and not self._fill(n):
+            return None
+        view = self.view[self.pos:self.pos + n]
         self.pos += n
         return view
 
     def _exact(self, n: int) -> memoryview:
-        view = self._need(n)
+        view = self._take(n)
         if view is None:
-            if n == 0:
-                return memoryview(b"")
             raise ProtocolError("stream ended inside a record")
         return view
 
-    def downloads(self) -> Iterator[WireSample]:
+    def downloads(self) -> Iterator[StoredSample]:
+        """Download records as the store's ``StoredSample`` (payload is a memoryview)."""
+        unpack = _DOWN.unpack_from
+        size = _DOWN.size
         while True:
-            head = self._need(_DOWN.size)
-            if head is None:
+            if len(self.buf) - self.pos < size and not self._fill(size):
                 return
-            digest, codec, rawlen, length = _DOWN.unpack(head)
-            yield WireSample(digest, codec, rawlen, self._exact(length))
+            digest, codec, rawlen, length = unpack(self.buf, self.pos)
+            self.pos += size
+            if len(self.buf) - self.pos >= length:
+                payload = self.view[self.pos:self.pos + length]
+                self.pos += length
+            else:
+                payload = self._exact(length)
+            yield StoredSample(digest, codec, rawlen, payload)  # type: ignore[arg-type]
 
     def uploads(self) -> Iterator[WireSample]:
         while True:
-            head = self._need(_UP.size)
+            head = self._take(_UP.size)
             if head is None:
                 return
             digest, codec, rawlen, length, dlen, ndim = _UP.unpack(head)
             try:
-                dtype = bytes(self._exact(dlen)).decode("ascii")
+                dtype = bytes(self._exact(dlen)).decode("ascii") if dlen else ""
             except UnicodeDecodeError as exc:
                 raise ProtocolError("dtype of an upload record is not ascii") from exc
-            dims = bytes(self._exact(_DIM.size * ndim))
+            dims = bytes(self._exact(_DIM.size * ndim)) if ndim else b""
             shape = tuple(_DIM.unpack_from(dims, i * _DIM.size)[0] for i in range(ndim))
-            yield WireSample(digest, codec, rawlen, self._exact(length), dtype, shape)
+            yield WireSample(digest, codec, rawlen, self._exact(length) if length else memoryview(b""), dtype, shape)

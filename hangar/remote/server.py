@@ -34,6 +34,8 @@ log = logging.getLogger("hangar.server")
 
 StartResponse = Callable[..., object]
 _CHUNK = 1 << 20
+_GAP = 64 << 10  # coalesce reads of samples at most this far apart
+_RUN = 8 << 20  # into reads of at most this many bytes
 
 
 def _read_body(environ: dict, limit: int) -> bytes:
@@ -284,18 +286,30 @@ class HangarServer:
 
     @staticmethod
     def _stream(store: TensorStore, digests: list[bytes], locs: list) -> Iterator[bytes]:
-        parts: list[bytes] = []
-        size = 0
+        # read in storage order, neighbours coalesced into one read: a pack is read
+        # sequentially in large blocks instead of one small read per sample
+        order = sorted(range(len(digests)), key=lambda i: (locs[i].pack, locs[i].offset))
         read = store.storage.read_range
-        for d, loc in zip(digests, locs):
-            parts.append(protocol.download_header(d, loc.codec, loc.rawlen, loc.length))
-            parts.append(read(loc.pack, loc.offset, loc.length))
-            size += loc.length
-            if size >= _CHUNK:
-                yield b"".join(parts)
-                parts, size = [], 0
-        if parts:
+        header = protocol.download_header
+        i = 0
+        while i < len(order):
+            first = locs[order[i]]
+            j, end = i + 1, first.offset + first.length
+            while j < len(order):
+                nxt = locs[order[j]]
+                if nxt.pack != first.pack or nxt.offset < end or nxt.offset - end > _GAP \
+                        or nxt.offset + nxt.length - first.offset > _RUN:
+                    break
+                end = nxt.offset + nxt.length
+                j += 1
+            block = memoryview(read(first.pack, first.offset, end - first.offset))
+            parts: list = []
+            for k in order[i:j]:
+                loc = locs[k]
+                start = loc.offset - first.offset
+                parts += [header(digests[k], loc.codec, loc.rawlen, loc.length), block[start:start + loc.length]]
             yield b"".join(parts)
+            i = j
 
     def _upload(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         length = environ.get("CONTENT_LENGTH") or ""

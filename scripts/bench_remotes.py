@@ -1,0 +1,131 @@
+"""Benchmark: clone + fetch_data from a real ``hangar server`` over loopback.
+
+Usage: python scripts/bench_remotes.py [--images N] [--mnist N] [--keep DIR]
+
+Builds a server repository with N random uint8 (224, 224, 3) images and one with N
+(28, 28) uint8 MNIST-like samples, starts ``python -m hangar server`` on each, then times
+``Repository.clone`` + ``repo.remote.fetch_data('origin', 'master')`` into a fresh
+directory. Targets: images >= 300 MB/s, MNIST >= 30,000 samples/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from hangar import Repository
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build(path: str, n: int, shape: tuple[int, ...], rng: np.random.Generator) -> int:
+    repo = Repository(path, exists=False)
+    repo.init("bench", "bench@example.com")
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset("data", shape=shape, dtype=np.uint8)
+    nbytes = 0
+    for i in range(n):
+        if len(shape) == 3:
+            arr = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        else:  # MNIST-like: mostly zeros with a blob of ink, compressible like the real thing
+            arr = np.zeros(shape, dtype=np.uint8)
+            r, c = rng.integers(4, 20, size=2)
+            arr[r:r + 8, c:c + 6] = rng.integers(1, 256, size=(8, 6), dtype=np.uint8)
+        aset[i] = arr
+        nbytes += arr.nbytes
+    co.commit(f"{n} samples of {shape}")
+    co.close()
+    return nbytes
+
+
+def wait_ready(repo: Repository, deadline: float) -> None:
+    while True:
+        try:
+            repo.remote.ping("origin")
+            return
+        except ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def run(name: str, n: int, shape: tuple[int, ...], workdir: str) -> dict:
+    rng = np.random.default_rng(0)
+    src = os.path.join(workdir, f"{name}-server")
+    os.makedirs(src)
+    t = time.perf_counter()
+    nbytes = build(src, n, shape, rng)
+    print(f"[{name}] built {n} samples ({nbytes / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s", flush=True)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "hangar", "server", "--ip", "127.0.0.1", "--port", str(port),
+                             "--path", src], stderr=subprocess.DEVNULL)
+    try:
+        probe_dir = os.path.join(workdir, f"{name}-probe")
+        os.makedirs(probe_dir)
+        probe = Repository(probe_dir, exists=False)
+        probe.init("p", "p@example.com")
+        probe.remote.add("origin", f"127.0.0.1:{port}")
+        wait_ready(probe, time.monotonic() + 30)
+
+        dst = os.path.join(workdir, f"{name}-clone")
+        os.makedirs(dst)
+        repo = Repository(dst, exists=False)
+        t0 = time.perf_counter()
+        repo.clone("bench", "bench@example.com", f"127.0.0.1:{port}")
+        t1 = time.perf_counter()
+        repo.remote.fetch_data("origin", "master")
+        t2 = time.perf_counter()
+        co = repo.checkout()
+        aset = co.arraysets["data"]
+        assert not aset.contains_remote_references
+        assert len(aset) == n
+        co.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    total = t2 - t0
+    res = {"name": name, "samples": n, "mb": nbytes / 1e6, "clone_s": t1 - t0, "fetch_data_s": t2 - t1,
+           "total_s": total, "mb_per_s": nbytes / 1e6 / total, "samples_per_s": n / total}
+    print(f"[{name}] clone {res['clone_s']:.2f}s + fetch_data {res['fetch_data_s']:.2f}s = {total:.2f}s: "
+          f"{res['mb_per_s']:.0f} MB/s, {res['samples_per_s']:,.0f} samples/s", flush=True)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--mnist", type=int, default=60000)
+    ap.add_argument("--keep", default=None, help="work in this directory and keep it")
+    args = ap.parse_args()
+    workdir = args.keep or tempfile.mkdtemp(prefix="hangar-bench-remotes-")
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        results = []
+        if args.images:
+            results.append(run("images", args.images, (224, 224, 3), workdir))
+        if args.mnist:
+            results.append(run("mnist", args.mnist, (28, 28), workdir))
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    for r in results:
+        target = "MB/s >= 300" if r["name"] == "images" else "samples/s >= 30,000"
+        ok = r["mb_per_s"] >= 300 if r["name"] == "images" else r["samples_per_s"] >= 30000
+        print(f"{r['name']}: {r['mb_per_s']:.0f} MB/s, {r['samples_per_s']:,.0f} samples/s "
+              f"(target {target}: {'met' if ok else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Real ``hangar server`` processes for the remote tests (no mocks: a subprocess on a free port)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Optional
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``python -m hangar server`` serving ``path`` on 127.0.0.1:``port``."""
+
+    def __init__(self, path: str, username: Optional[str] = None, password: Optional[str] = None,
+                 port: Optional[int] = None) -> None:
+        self.path = str(path)
+        self.port = port or free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "hangar", "server", "--ip", "127.0.0.1", "--port", str(self.port),
+               "--path", self.path]
+        if username is not None:
+            cmd += ["--username", username, "--password", password or ""]
+        self.log_path = os.path.join(os.path.dirname(self.path.rstrip("/")) or ".",
+                                     f"server-{self.port}.log")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/hangar/v1/ping")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server on port {self.port} did not answer within {timeout}s: {self.log()}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        self._log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        finally:
+            self._log.close()
+        return rc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        self._log.close()
+
+
+@pytest.fixture
+def start_server(tmp_path_factory):
+    """Factory: ``start_server(path=None, username=None, password=None) -> ServerProcess``."""
+    started: list[ServerProcess] = []
+
+    def start(path: Optional[str] = None, **kw) -> ServerProcess:  # noqa: ANN003
+        path = path or str(tmp_path_factory.mktemp("server") / "repo")
+        srv = ServerProcess(path, **kw)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        if srv.proc.poll() is None:
+            srv.stop()
