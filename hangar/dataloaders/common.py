@@ -60,29 +60,55 @@ class SampleSource:
             self.codecs[i] = loc.codec
         # per-sample shapes are kept only when they can differ
         self.shapes: Optional[list[tuple[int, ...]]] = list(shapes) if variable_shape else None
+        self._rows: Optional[list[tuple[str, int, int, int]]] = None
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_rows"] = None  # rebuilt on first read in the receiving process
+        return state
+
+    def _build_rows(self) -> list[tuple[str, int, int, int]]:
+        packs = self.packs
+        self._rows = list(zip([packs[j] for j in self.pack_idx.tolist()], self.offsets.tolist(),
+                              self.lengths.tolist(), self.codecs.tolist()))
+        return self._rows
 
     def sample_shape(self, i: int) -> tuple[int, ...]:
         return self.shapes[i] if self.shapes is not None else self.shape
 
     def read(self, i: int) -> np.ndarray:
         """Sample ``i`` (position in the source's order) as a new writeable array."""
-        out = np.empty(self.sample_shape(i), dtype=self.dtype)
+        out = np.empty(self.shapes[i] if self.shapes is not None else self.shape, dtype=self.dtype)
         self.read_into(i, out)
         return out
 
     def read_into(self, i: int, out: np.ndarray) -> None:
         """Read sample ``i`` into the C-contiguous array ``out`` of its shape and dtype."""
-        buf = byte_view(out)
-        pack = self.packs[self.pack_idx[i]]
-        offset = int(self.offsets[i])
-        codec = int(self.codecs[i])
+        pack, offset, length, codec = (self._rows or self._build_rows())[i]
         if codec == codecs.RAW:
-            self.storage.readinto(pack, offset, buf)
-        else:
-            codecs.decode_into(codec, self.storage.read_range(pack, offset, int(self.lengths[i])), buf)
+            self.storage.readinto(pack, offset, byte_view(out))
+            return
+        codecs.decode_into(codec, self.storage.read_range(pack, offset, length), byte_view(out))
+
+    def read_many(self, positions: list[int]) -> list[np.ndarray]:
+        """Samples at ``positions`` (checked by the caller), each a new writeable array."""
+        rows = self._rows or self._build_rows()
+        readinto, read_range = self.storage.readinto, self.storage.read_range
+        decode, raw = codecs.decode_into, codecs.RAW
+        empty, dtype, shape, shapes = np.empty, self.dtype, self.shape, self.shapes
+        out = []
+        for i in positions:
+            arr = empty(shape if shapes is None else shapes[i], dtype=dtype)
+            pack, offset, length, codec = rows[i]
+            if codec == raw:
+                readinto(pack, offset, byte_view(arr))
+            else:
+                decode(codec, read_range(pack, offset, length), byte_view(arr))
+            out.append(arr)
+        return out
 
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Samples ``start:stop`` stacked into one array (fixed-shape sources only)."""

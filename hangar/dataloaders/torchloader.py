@@ -58,6 +58,13 @@ class TorchDataset(torch.utils.data.Dataset):
         i = check_index(index, len(self._keys))
         return self._cls(*[s.read(i) for s in self._sources])
 
+    def __getitems__(self, indices: list[int]) -> list:
+        """Items at ``indices`` (what ``DataLoader`` asks for, one batch at a time)."""
+        n = len(self._keys)
+        positions = [check_index(i, n) for i in indices]
+        cls = self._cls
+        return [cls(*row) for row in zip(*[s.read_many(positions) for s in self._sources])]
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_cls")  # rebuilt from the field names (pickle finds it by name as well)
