@@ -356,7 +356,7 @@ def make_server(app: HangarServer, ip: str, port: int):  # noqa: ANN201 - a wait
     return create_server(app, host=ip, port=port, threads=8, ident="hangar",
                          max_request_body_size=protocol.MAX_UPLOAD_BYTES + (1 << 20),
                          outbuf_overflow=64 << 20, outbuf_high_watermark=64 << 20,
-                         inbuf_overflow=64 << 20, send_bytes=1 << 18, recv_bytes=1 << 18,
+                         inbuf_overflow=64 << 20, recv_bytes=1 << 18,
                          channel_timeout=600, connection_limit=200)
 
 
