@@ -150,3 +150,44 @@ def test_random_data_stored_raw_and_compressible_data_compressed(tmp_path):
     zeros = np.zeros(100_000, dtype=np.uint8)
     assert s.location(put(s, rnd)).length == 100_000
     assert s.location(put(s, zeros)).length < 2_000
+
+
+def _records(digests, pack_offset=0):
+    from hangar.store.packs import INDEX_DTYPE
+
+    recs = np.zeros(len(digests), dtype=INDEX_DTYPE)
+    recs["digest"] = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)
+    recs["offset"] = np.arange(len(digests)) * 10 + pack_offset
+    recs["length"] = 10
+    recs["rawlen"] = 10
+    return recs.tobytes()
+
+
+def test_digest_index_over_large_small_and_recent_packs():
+    from hangar.store import index as index_mod
+    from hangar.store.index import DigestIndex, Location
+
+    rng = np.random.default_rng(5)
+    big = [rng.bytes(32) for _ in range(5000)]
+    big[1] = big[0][:8] + rng.bytes(24)  # two digests sharing the 64-bit prefix
+    small = [rng.bytes(32) for _ in range(10)]
+    idx = DigestIndex()
+    idx.add_pack("big", _records(big))
+    idx.add_pack("small", _records(small, 7))
+    recent = {rng.bytes(32): Location("new", 1, 2, 3, 0) for _ in range(5)}
+    idx.update(recent)
+    assert idx.get(big[1]) == Location("big", 10, 10, 10, 0)
+    assert idx.get(big[0]) == Location("big", 0, 10, 10, 0)
+    assert idx.get(big[4999]).offset == 49990
+    assert idx.get(small[3]) == Location("small", 37, 10, 10, 0)
+    assert all(d in idx for d in recent) and rng.bytes(32) not in idx
+    assert len(idx) == 5015 and set(idx) == set(big) | set(small) | set(recent)
+    # folding the recent dict into the sorted arrays keeps every answer
+    old = index_mod._MERGE_AT
+    index_mod._MERGE_AT = 3
+    try:
+        idx.update({rng.bytes(32): Location("newer", 5, 5, 5, 1)})
+    finally:
+        index_mod._MERGE_AT = old
+    assert idx.get(small[3]) == Location("small", 37, 10, 10, 0)
+    assert all(idx.get(d) == v for d, v in recent.items()) and len(idx) == 5016

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import repeat
 from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -10,18 +9,11 @@ import numpy as np
 from hangar.errors import CorruptDataError, RemoteDataError
 from hangar.store import codecs
 from hangar.store.digest import byte_view, digest_of_parts
+from hangar.store.index import DigestIndex, Location
 from hangar.store.packs import INDEX_DTYPE, PackStorage, PackWriter, new_pack_id
 
 #: finish the open pack once it holds this many bytes
 PACK_TARGET_BYTES = 1 << 30
-
-
-class Location(NamedTuple):
-    pack: str
-    offset: int
-    length: int
-    rawlen: int
-    codec: int
 
 
 class StoredSample(NamedTuple):
@@ -42,7 +34,7 @@ class TensorStore:
 
     def __init__(self, storage: PackStorage) -> None:
         self.storage = storage
-        self._index: dict[bytes, Location] | None = None
+        self._index: DigestIndex | None = None
         self._loaded_packs: set[str] = set()
         self._writer: PackWriter | None = None
         self._pending: dict[bytes, Location] = {}
@@ -50,9 +42,9 @@ class TensorStore:
         self._pending_bytes = 0
 
     # ----------------------------------------------------------------- index
-    def _load_index(self) -> dict[bytes, Location]:
+    def _load_index(self) -> DigestIndex:
         if self._index is None:
-            self._index = {}
+            self._index = DigestIndex()
             self._loaded_packs = set()
             self._load_new_packs()
         return self._index
@@ -61,19 +53,9 @@ class TensorStore:
         assert self._index is not None
         new = [p for p in self.storage.list_packs() if p not in self._loaded_packs]
         for pack in new:
-            self._add_index(self._index, pack, self.storage.read_index(pack))
+            self._index.add_pack(pack, self.storage.read_index(pack))
             self._loaded_packs.add(pack)
         return bool(new)
-
-    @staticmethod
-    def _add_index(index: dict[bytes, Location], pack: str, raw: bytes) -> None:
-        recs = np.frombuffer(raw, dtype=INDEX_DTYPE)
-        d = recs["digest"].tobytes()
-        keys = (d[i:i + 32] for i in range(0, len(d), 32))
-        vals = map(Location, repeat(pack), recs["offset"].tolist(), recs["length"].tolist(),
-                   recs["rawlen"].tolist(), recs["codec"].tolist())
-        for k, v in zip(keys, vals):
-            index.setdefault(k, v)
 
     def refresh(self) -> None:
         """Load the indexes of packs written (by any process) since the index was loaded."""
