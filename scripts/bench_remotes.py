@@ -50,6 +50,16 @@ def build(path: str, n: int, shape: tuple[int, ...], rng: np.random.Generator) -
     return nbytes
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process and its waited-for children have used (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_ready(repo: Repository, deadline: float) -> None:
     while True:
         try:
@@ -82,11 +92,13 @@ def run(name: str, n: int, shape: tuple[int, ...], workdir: str) -> dict:
         dst = os.path.join(workdir, f"{name}-clone")
         os.makedirs(dst)
         repo = Repository(dst, exists=False)
+        server_cpu0, client_cpu0 = proc_cpu(proc.pid), time.process_time()
         t0 = time.perf_counter()
         repo.clone("bench", "bench@example.com", f"127.0.0.1:{port}")
         t1 = time.perf_counter()
         repo.remote.fetch_data("origin", "master")
         t2 = time.perf_counter()
+        server_cpu, client_cpu = proc_cpu(proc.pid) - server_cpu0, time.process_time() - client_cpu0
         co = repo.checkout()
         aset = co.arraysets["data"]
         assert not aset.contains_remote_references
@@ -97,9 +109,12 @@ def run(name: str, n: int, shape: tuple[int, ...], workdir: str) -> dict:
         proc.wait(timeout=30)
     total = t2 - t0
     res = {"name": name, "samples": n, "mb": nbytes / 1e6, "clone_s": t1 - t0, "fetch_data_s": t2 - t1,
-           "total_s": total, "mb_per_s": nbytes / 1e6 / total, "samples_per_s": n / total}
+           "total_s": total, "mb_per_s": nbytes / 1e6 / total, "samples_per_s": n / total,
+           "client_cpu_s": client_cpu, "server_cpu_s": server_cpu}
     print(f"[{name}] clone {res['clone_s']:.2f}s + fetch_data {res['fetch_data_s']:.2f}s = {total:.2f}s: "
-          f"{res['mb_per_s']:.0f} MB/s, {res['samples_per_s']:,.0f} samples/s", flush=True)
+          f"{res['mb_per_s']:.0f} MB/s, {res['samples_per_s']:,.0f} samples/s "
+          f"(cpu: client {client_cpu:.2f}s, server {server_cpu:.2f}s; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
     return res
 
 

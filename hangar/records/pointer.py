@@ -30,6 +30,13 @@ def encode_pointer(ptr: SamplePointer) -> bytes:
     return b"blake3:" + ptr.digest.hex().encode() + _tail(ptr.dtype, ptr.shape)
 
 
+@lru_cache(maxsize=4096)
+def _parse_tail(dtype: str, shape: str) -> tuple[str, tuple[int, ...]]:
+    dims = () if shape == "-" else tuple(int(d) for d in shape.split(","))
+    np.dtype(dtype)
+    return dtype, dims
+
+
 def decode_pointer(data: bytes) -> SamplePointer:
     """Parse a pointer blob; raise ``ValueError`` when it is not one."""
     try:
@@ -37,8 +44,6 @@ def decode_pointer(data: bytes) -> SamplePointer:
         algo, hexdigest = algo_digest.split(":")
         if algo != "blake3":
             raise ValueError(algo)
-        dims = () if shape == "-" else tuple(int(d) for d in shape.split(","))
-        np.dtype(dtype)
-        return SamplePointer(bytes.fromhex(hexdigest), dtype, dims)
+        return SamplePointer(bytes.fromhex(hexdigest), *_parse_tail(dtype, shape))
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a hangar sample pointer: {data[:120]!r}") from exc
