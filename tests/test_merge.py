@@ -133,6 +133,18 @@ def test_writer_three_way_merge_rebases_staging(diverged):
     assert json.loads(staging_json(diverged))["base"] == merged
 
 
+def test_writer_merge_that_removes_an_accessed_arrayset_drops_it(diverged):
+    commit_on(diverged, "master", set_meta("m", "1"))
+    commit_on(diverged, "dev", _remove_foo)
+    co = diverged.checkout(write=True)
+    assert len(co.arraysets["foo"]) == 10
+    co.merge("merge", "dev")
+    assert "foo" not in co.arraysets
+    with pytest.raises(KeyError):
+        co.arraysets["foo"]
+    co.close()
+
+
 def test_merge_needs_no_tensor_bytes(diverged):
     commit_on(diverged, "master", set_sample(0, 100))
     commit_on(diverged, "dev", set_sample(1, 200))
