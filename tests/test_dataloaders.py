@@ -65,6 +65,11 @@ def test_torch_dataset_items_are_namedtuples_in_sorted_key_order(reader):
     assert dset[-1].labels.tolist() == [N - 1]
     with pytest.raises(IndexError):
         dset[N]
+    many = dset.__getitems__([2, -1, 2])  # the batched path DataLoader takes
+    assert [m.labels.item() for m in many] == [2, N - 1, 2]
+    np.testing.assert_array_equal(many[1].images, _image(N - 1))
+    with pytest.raises(IndexError):
+        dset.__getitems__([0, N])
 
 
 def test_torch_dataloader_batches_stack_each_field(reader):

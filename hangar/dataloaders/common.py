@@ -2,13 +2,16 @@
 
 A loader resolves its samples once, in the calling process: key -> pointer (git) ->
 location in the tensor store (pack, offset, length, codec). Reading a sample afterwards
-touches neither git nor Zarr, only ``pread`` on the pack files, so a loader object can be
-pickled to spawned workers (they reopen their own file handles) and is safe in forked ones.
+touches neither git nor Zarr, only the pack files (``preadv``, or a read-only memory map for
+small samples), so a loader object can be pickled to spawned workers (they reopen their own
+file handles and maps) and is safe in forked ones (finished packs never change).
 """
 
 from __future__ import annotations
 
 import keyword
+import mmap
+import os
 import re
 import warnings
 from collections import namedtuple
@@ -21,8 +24,12 @@ from hangar.errors import RemoteDataError, SampleNotFoundError
 from hangar.records.keys import Key, decode_key, encode_key, sort_key
 from hangar.store import codecs
 from hangar.store.digest import byte_view
+from hangar.store.packs import LocalPackStorage
 
 __all__ = ["SampleSource", "GroupedSamples", "batch_tuple"]
+
+#: samples stored in fewer bytes than this are read through a memory map of their pack
+_MMAP_BELOW = 64 << 10
 
 _FETCH_HINT = ("fetch them first with repo.remote.fetch_data(remote, branch=..., arrayset_names=[...]) "
                "or pick local samples with keys=")
@@ -31,8 +38,8 @@ _FETCH_HINT = ("fetch them first with repo.remote.fetch_data(remote, branch=...,
 class SampleSource:
     """Reads a fixed, ordered list of samples of one arrayset straight from the pack storage.
 
-    Holds no git objects and no open files when pickled (the pack storage reopens its
-    file descriptors lazily in the receiving process).
+    Holds no git objects, open files or memory maps when pickled (the receiving process
+    opens its own, lazily).
     """
 
     def __init__(self, name: str, storage, dtype: np.dtype, shape: tuple[int, ...],  # noqa: ANN001
@@ -61,6 +68,7 @@ class SampleSource:
         # per-sample shapes are kept only when they can differ
         self.shapes: Optional[list[tuple[int, ...]]] = list(shapes) if variable_shape else None
         self._rows: Optional[list[tuple[str, int, int, int]]] = None
+        self._maps: dict[str, Optional[memoryview]] = {}
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -68,6 +76,7 @@ class SampleSource:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_rows"] = None  # rebuilt on first read in the receiving process
+        state["_maps"] = {}  # memory maps are per process
         return state
 
     def _build_rows(self) -> list[tuple[str, int, int, int]]:
@@ -81,21 +90,34 @@ class SampleSource:
 
     def read(self, i: int) -> np.ndarray:
         """Sample ``i`` (position in the source's order) as a new writeable array."""
-        out = np.empty(self.shapes[i] if self.shapes is not None else self.shape, dtype=self.dtype)
-        self.read_into(i, out)
-        return out
+        return self.read_many([i])[0]
 
     def read_into(self, i: int, out: np.ndarray) -> None:
         """Read sample ``i`` into the C-contiguous array ``out`` of its shape and dtype."""
         pack, offset, length, codec = (self._rows or self._build_rows())[i]
         if codec == codecs.RAW:
             self.storage.readinto(pack, offset, byte_view(out))
-            return
-        codecs.decode_into(codec, self.storage.read_range(pack, offset, length), byte_view(out))
+        else:
+            codecs.decode_into(codec, self.storage.read_range(pack, offset, length), byte_view(out))
+
+    def _map(self, pack: str) -> Optional[memoryview]:
+        """Read-only memory map of a finished (immutable) local pack; None for other storages."""
+        if pack not in self._maps:
+            view = None
+            if isinstance(self.storage, LocalPackStorage):
+                with open(os.path.join(self.storage.root, "packs", pack, "c", "0"), "rb") as f:
+                    view = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            self._maps[pack] = view
+        return self._maps[pack]
 
     def read_many(self, positions: list[int]) -> list[np.ndarray]:
-        """Samples at ``positions`` (checked by the caller), each a new writeable array."""
+        """Samples at ``positions`` (checked by the caller), each a new writeable array.
+
+        Small samples are copied out of a memory map of their pack (no system call per
+        sample); large ones are read with ``preadv`` straight into their array.
+        """
         rows = self._rows or self._build_rows()
+        maps = self._maps
         readinto, read_range = self.storage.readinto, self.storage.read_range
         decode, raw = codecs.decode_into, codecs.RAW
         empty, dtype, shape, shapes = np.empty, self.dtype, self.shape, self.shapes
@@ -103,7 +125,13 @@ class SampleSource:
         for i in positions:
             arr = empty(shape if shapes is None else shapes[i], dtype=dtype)
             pack, offset, length, codec = rows[i]
-            if codec == raw:
+            view = (maps[pack] if pack in maps else self._map(pack)) if length < _MMAP_BELOW else None
+            if view is not None:
+                if codec == raw:
+                    byte_view(arr)[:] = view[offset:offset + length]
+                else:
+                    decode(codec, view[offset:offset + length], byte_view(arr))
+            elif codec == raw:
                 readinto(pack, offset, byte_view(arr))
             else:
                 decode(codec, read_range(pack, offset, length), byte_view(arr))
@@ -295,3 +323,10 @@ def check_index(i: Union[int, np.integer], n: int) -> int:
     if not 0 <= j < n:
         raise IndexError(f"index {int(i)} is out of range for {n} samples")
     return j
+
+
+def check_positions(indices: list, n: int) -> list[int]:
+    """``check_index`` for a whole batch of positions; fast when all are plain ints in range."""
+    if indices and all(type(i) is int for i in indices) and min(indices) >= 0 and max(indices) < n:
+        return indices
+    return [check_index(i, n) for i in indices]

@@ -16,7 +16,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       ) from exc
 
 from hangar.arrayset import ArraysetDataReader
-from hangar.dataloaders.common import GroupedSamples, as_arrayset_list, batch_tuple, check_index, field_names_for
+from hangar.dataloaders.common import (
+    GroupedSamples,
+    as_arrayset_list,
+    batch_tuple,
+    check_index,
+    check_positions,
+    field_names_for,
+)
 from hangar.records.keys import Key
 
 __all__ = ["TorchDataset", "make_torch_dataset"]
@@ -61,7 +68,7 @@ class TorchDataset(torch.utils.data.Dataset):
     def __getitems__(self, indices: list[int]) -> list:
         """Items at ``indices`` (what ``DataLoader`` asks for, one batch at a time)."""
         n = len(self._keys)
-        positions = [check_index(i, n) for i in indices]
+        positions = check_positions(indices, n)
         cls = self._cls
         return [cls(*row) for row in zip(*[s.read_many(positions) for s in self._sources])]
 
