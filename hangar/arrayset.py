@@ -12,11 +12,11 @@ import numpy as np
 from hangar.errors import ArraysetExistsError, ArraysetNotFoundError, SampleNotFoundError
 from hangar.records.keys import Key, decode_key, encode_key, sort_key, validate_arrayset_name, validate_key
 from hangar.records.pointer import SamplePointer
-from hangar.records.schema import BACKENDS, MAX_RANK, ArraysetSchema
+from hangar.records.schema import BACKENDS, MAX_RANK, ArraysetSchema, dtype_to_descr
 from hangar.session import CheckoutSession
 from hangar.store import sample_digest
-from hangar.store.digest import byte_view
 from hangar.store.codecs import CodecChooser
+from hangar.store.digest import byte_view
 
 
 def _is_key(value: object) -> bool:
@@ -30,7 +30,7 @@ class ArraysetDataReader:
         self._session = session
         self._schema = schema
         self._table = table  # SampleTable (commit) or StagedSamples (writer)
-        self._dtype = np.dtype(schema.dtype)
+        self._dtype = schema.np_dtype
 
     def __repr__(self) -> str:
         s = self._schema
@@ -106,7 +106,7 @@ class ArraysetDataReader:
         """
         self._session.check()
         ptr = self._pointer(name)
-        return self._session.store.read(ptr.digest, ptr.dtype, ptr.shape)
+        return self._session.store.read(ptr.digest, self._dtype, ptr.shape)
 
     def get_batch(self, names: Iterable[Key], *, n_cpus: Optional[int] = None,
                   start_method: str = "spawn") -> list[np.ndarray]:
@@ -191,7 +191,7 @@ class ArraysetDataReader:
         read = self._session.store.read
         for k, p in ptrs:
             self._session.check()
-            yield k, read(p.digest, p.dtype, p.shape)
+            yield k, read(p.digest, self._dtype, p.shape)
 
     # ------------------------------------------------------------- remotes
     def _remote_keys(self) -> list[Key]:
@@ -293,7 +293,7 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     def _write(self, key: Key, arr: np.ndarray, raw: memoryview, digest: bytes) -> Key:
         self._session.store.put(digest, raw, self._chooser)
-        self._table.set(encode_key(key), SamplePointer(digest, self._schema.dtype, arr.shape))
+        self._table.set(encode_key(key), SamplePointer(digest, arr.dtype.str, arr.shape))
         return key
 
     def add(self, data: np.ndarray, name: Optional[Key] = None, **kwargs) -> Key:  # noqa: ANN003
@@ -359,7 +359,7 @@ def _schema_from_args(name: object, shape: object, dtype: object, prototype: obj
         raise ValueError(f"backend {backend!r} is not valid; choose one of {BACKENDS}")
     if not isinstance(named_samples, bool) or not isinstance(variable_shape, bool):
         raise ValueError("named_samples and variable_shape must be bool")
-    return ArraysetSchema(name=name, dtype=np_dtype.str, shape=shape, variable_shape=variable_shape,
+    return ArraysetSchema(name=name, dtype=dtype_to_descr(np_dtype), shape=shape, variable_shape=variable_shape,
                           named_samples=named_samples, backend=backend)
 
 
