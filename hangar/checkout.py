@@ -288,7 +288,12 @@ class WriterCheckout(_CheckoutBase):
         return base
 
     def merge(self, message: str, dev_branch: str, **kwargs: Any) -> str:
-        """Merge ``dev_branch`` into this checkout's branch; return the new head commit."""
+        """Merge ``dev_branch`` into this checkout's branch; return the new head commit.
+
+        Fast-forwards when possible (``message`` unused), else writes a 3-way merge commit.
+        Needs a clean staging area. ``strategy='ours'|'theirs'`` (keyword) settles conflicts
+        instead of refusing; see :meth:`hangar.repository.Repository.merge`.
+        """
         self._session.check()
         from hangar.merge import merge_into_writer
 

@@ -381,7 +381,29 @@ class Repository:
 
     # ------------------------------------------------------------------ merge
     def merge(self, message: str, master_branch: str, dev_branch: str, **kwargs) -> str:  # noqa: ANN003
-        """Merge ``dev_branch`` into ``master_branch``; return the new head commit hash."""
+        """Merge ``dev_branch`` into ``master_branch``; return the new head commit hash.
+
+        Fast-forwards when possible (``message`` is then unused); otherwise writes a 3-way merge
+        commit with both heads as parents. Works from records alone (no tensor bytes needed).
+
+        Parameters
+        ----------
+        message : str
+            Message of the merge commit.
+        master_branch, dev_branch : str
+            Branch to merge into, and branch to merge.
+        strategy : {None, 'ours', 'theirs'}, keyword-only
+            How to settle conflicts: None (default) refuses a conflicting merge; 'ours' keeps
+            master's side of each conflict, 'theirs' takes dev's.
+
+        Raises
+        ------
+        ValueError
+            Unknown branch, uncommitted changes on ``master_branch``, or conflicts (the
+            message lists them; nothing changes).
+        PermissionError
+            If a writer checkout holds the writer lock.
+        """
         from hangar.merge import merge_branches
 
         return merge_branches(self, message, master_branch, dev_branch, **kwargs)
