@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -277,7 +279,7 @@ def test_tf_loader_refuses_writer_and_empty_arraysets(loader_repo, tf):
 @pytest.fixture(scope="module")
 def dask_array():
     pytest.importorskip("dask.array", reason="dask is not installed (pip install 'dask[array]')")
-    from hangar.dataloaders.daskarray import dask_array
+    from hangar.dataloaders import dask_array
 
     return dask_array
 
@@ -303,3 +305,10 @@ def test_dask_array_keys_and_errors(reader, dask_array):
         dask_array(reader.arraysets["var-len"])
     with pytest.raises(ValueError, match="chunk_rows"):
         dask_array(reader.arraysets["labels"], chunk_rows=0)
+
+
+def test_frameworks_are_imported_only_when_a_loader_is_used():
+    code = ("import sys, hangar, hangar.dataloaders; "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'dask') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
