@@ -218,8 +218,8 @@ class Remotes:
         pointers = _client.commit_pointers(git, commits, names)
         local = self._repo._store()
         local.refresh()
-        missing = local.missing(pointers)
-        wanted = [pointers[d] for d in missing]
+        digests = list(pointers)
+        wanted = [pointers[d] for d, loc in zip(digests, local.locations(digests)) if loc is None]
         if max_num_bytes is not None:
             budget, chosen = max_num_bytes, []
             for p in wanted:
@@ -291,7 +291,8 @@ class Remotes:
             to_send = [p for p, has in zip(pointers, on_server) if not has]
             store = self._repo._store()
             store.refresh()
-            lacking = store.missing(p.digest for p in to_send)
+            lacking = [p.digest for p, loc in zip(to_send, store.locations([p.digest for p in to_send]))
+                       if loc is None]
             if lacking:
                 raise RemoteDataError(
                     f"{len(lacking)} samples of branch {branch!r} are remote references here and remote "

@@ -219,6 +219,27 @@ def test_fetch_unknown_remote_raises_value_error(repo):
 
 
 # ----------------------------------------------------------------- fetch_data
+def test_store_locations_agrees_with_location_across_packs(tmp_path):
+    from hangar.store import codecs, sample_digest
+    from hangar.store.digest import byte_view
+
+    store = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    arrs = [np.full(50, i, dtype=np.int32) for i in range(5000)]
+    chooser = codecs.CodecChooser("raw")
+    for i, a in enumerate(arrs):
+        store.put(sample_digest(a), byte_view(a), chooser)
+        if i in (10, 3000):  # a small pack, a large pack, then unflushed samples
+            store.flush()
+    fresh = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    store.flush()
+    digests = [sample_digest(a) for a in arrs] + [b"\x01" * 32]
+    fresh.refresh()
+    for s in (store, fresh):
+        locs = s.locations(digests)
+        assert locs[-1] is None
+        assert locs[:-1] == [s.location(d) for d in digests[:-1]]
+
+
 def local_digests(repo: Repository) -> set[bytes]:
     return set(TensorStore(LocalPackStorage(os.path.join(repo.path, ".hangar", "data"))).digests())
 

@@ -262,8 +262,8 @@ class HangarServer:
         if path == protocol.HAVE:
             digests = protocol.split_digests(_read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * 32))
             self._reader.refresh()
-            return _reply(start_response, "200 OK", bytes(d in self._reader for d in digests),
-                          "application/octet-stream")
+            have = bytes(loc is not None for loc in self._reader.locations(digests))
+            return _reply(start_response, "200 OK", have, "application/octet-stream")
         if path == protocol.DOWNLOAD:
             return self._download(environ, start_response)
         if path == protocol.UPLOAD:
@@ -276,10 +276,11 @@ class HangarServer:
         digests = protocol.split_digests(_read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * 32))
         store = self._reader
         store.refresh()
-        try:
-            locs = [store.location(d) for d in digests]
-        except FileNotFoundError as exc:
-            return _reply(start_response, "404 Not Found", f"{exc}\n".encode())
+        locs = store.locations(digests)
+        if None in locs:
+            lacking = [d.hex() for d, loc in zip(digests, locs) if loc is None]
+            msg = f"{len(lacking)} requested samples are not stored here, e.g. digest {lacking[0]}\n"
+            return _reply(start_response, "404 Not Found", msg.encode())
         total = sum(protocol.DOWNLOAD_HEADER_SIZE + loc.length for loc in locs)
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))])
         return self._stream(store, digests, locs)

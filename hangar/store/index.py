@@ -109,6 +109,29 @@ class DigestIndex:
             i += 1
         return None
 
+    def get_many(self, digests: list[bytes]) -> list[Optional[Location]]:
+        """``get`` for many digests at once: one vectorised search instead of one per digest."""
+        out = [self._recent.get(d) for d in digests]
+        if self._unsorted:
+            self._sort()
+        todo = [i for i, loc in enumerate(out) if loc is None]
+        n = len(self._prefix)
+        if not todo or not n:
+            return out
+        want = np.frombuffer(b"".join(digests[i] for i in todo), dtype=np.uint8).reshape(-1, 32)
+        prefix = want[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+        pos = np.minimum(self._prefix.searchsorted(prefix), n - 1)
+        same_prefix = self._prefix[pos] == prefix
+        hit = same_prefix & (self._digests[pos] == want).all(axis=1)
+        rows = pos[hit]
+        cols = [c[rows].tolist() for c in self._cols]
+        packs = [self._packs[k] for k in self._pack_col[rows].tolist()]
+        for j, loc in zip(np.flatnonzero(hit).tolist(), map(Location, packs, *cols)):
+            out[todo[j]] = loc
+        for j in np.flatnonzero(same_prefix & ~hit).tolist():  # 64-bit prefix shared by other digests
+            out[todo[j]] = self.get(digests[todo[j]])
+        return out
+
     def __contains__(self, digest: bytes) -> bool:
         return self.get(digest) is not None
 

@@ -166,6 +166,15 @@ class TensorStore:
                 )
         return loc
 
+    def locations(self, digests: list[bytes]) -> list[Location | None]:
+        """``location`` of many digests at once (``None`` where not stored here), vectorised."""
+        out = self._load_index().get_many(digests)
+        if None in out and self._load_new_packs():
+            out = self._index.get_many(digests)  # type: ignore[union-attr]
+        if self._pending:
+            out = [self._pending.get(d, loc) for d, loc in zip(digests, out)]
+        return out
+
     def _stored_bytes(self, loc: Location) -> bytes:
         if loc.pack == self._pending_pack and self._writer is not None:
             return self._writer.read(loc.offset, loc.length)
