@@ -301,6 +301,9 @@ def test_dask_array_keys_and_errors(reader, dask_array):
     assert arr.compute().ravel().tolist() == [5, 2]
     assert dask_array(reader.arraysets["labels"], index_range=slice(20, None)).compute().ravel().tolist() == [
         20, 21, 22, 23]
+    a, b = dask_array(reader.arraysets["labels"], chunk_rows=4), dask_array(reader.arraysets["labels"], chunk_rows=5)
+    assert a.name != b.name  # distinct graphs: safe to combine
+    assert (a + b).sum().compute() == 2 * sum(range(N))
     with pytest.raises(ValueError, match="variable_shape"):
         dask_array(reader.arraysets["var-len"])
     with pytest.raises(ValueError, match="chunk_rows"):

@@ -107,7 +107,7 @@ def dask_array(aset: ArraysetDataReader, keys: Optional[Sequence[Key]] = None,
         raise ValueError(f"chunk_rows must be a positive int, not {chunk_rows!r}")
     token = hashlib.blake2b(digest_size=16)
     token.update(f"{aset._session.repo_path}\0{aset._session.commit}\0{aset.name}\0".encode())
-    token.update(repr(grouped.keys).encode())
+    token.update(f"{chunk_rows}\0{grouped.keys!r}".encode())
     reader = _RowReader(source)
     return da.from_array(reader, chunks=(chunk_rows, *source.shape), name=f"hangar-{aset.name}-{token.hexdigest()}",
                          lock=False, asarray=False, fancy=False, meta=np.empty((0,) * reader.ndim, dtype=source.dtype))
