@@ -36,6 +36,7 @@ StartResponse = Callable[..., object]
 _CHUNK = 1 << 20
 _GAP = 64 << 10  # coalesce reads of samples at most this far apart
 _RUN = 8 << 20  # into reads of at most this many bytes
+_BIG = 64 << 10  # payloads this large are sent without copying them into a joined block
 
 
 def _read_body(environ: dict, limit: int) -> bytes:
@@ -286,12 +287,16 @@ class HangarServer:
         return self._stream(store, digests, locs)
 
     @staticmethod
-    def _stream(store: TensorStore, digests: list[bytes], locs: list) -> Iterator[bytes]:
-        # read in storage order, neighbours coalesced into one read: a pack is read
-        # sequentially in large blocks instead of one small read per sample
+    def _stream(store: TensorStore, digests: list[bytes], locs: list) -> Iterator[bytes | memoryview]:
+        # Read in storage order, neighbours coalesced into one read into a reused buffer:
+        # a pack is read sequentially in large blocks instead of one small read per sample.
+        # Reusing the buffer is safe because the WSGI server has written (or copied) a
+        # yielded block before it asks for the next one. Large payloads are yielded as
+        # views; small records are joined so there is one write per ~MiB, not per sample.
         order = sorted(range(len(digests)), key=lambda i: (locs[i].pack, locs[i].offset))
-        read = store.storage.read_range
+        readinto = store.storage.readinto
         header = protocol.download_header
+        buf = memoryview(bytearray(_RUN))
         i = 0
         while i < len(order):
             first = locs[order[i]]
@@ -303,13 +308,22 @@ class HangarServer:
                     break
                 end = nxt.offset + nxt.length
                 j += 1
-            block = memoryview(read(first.pack, first.offset, end - first.offset))
+            size = end - first.offset
+            block = buf[:size] if size <= _RUN else memoryview(bytearray(size))
+            readinto(first.pack, first.offset, block)
             parts: list = []
             for k in order[i:j]:
                 loc = locs[k]
                 start = loc.offset - first.offset
-                parts += [header(digests[k], loc.codec, loc.rawlen, loc.length), block[start:start + loc.length]]
-            yield b"".join(parts)
+                parts.append(header(digests[k], loc.codec, loc.rawlen, loc.length))
+                if loc.length >= _BIG:
+                    yield b"".join(parts)
+                    parts = []
+                    yield block[start:start + loc.length]
+                else:
+                    parts.append(block[start:start + loc.length])
+            if parts:
+                yield b"".join(parts)
             i = j
 
     def _upload(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
