@@ -8,7 +8,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e '.[test]'
-# torch: a local CPU wheel (fast); the loader tests skip what is not installed
-"$VENV/bin/python" -m pip install -q torch==2.13.0 || echo "torch not installed: torch loader tests will skip"
+# optional extras the loader tests exercise: torch (a local CPU wheel, fast), tensorflow-cpu and dask
+"$VENV/bin/python" -m pip install -q torch==2.13.0 || echo "WARNING: torch not installed: torch loader tests will skip"
+"$VENV/bin/python" -m pip install -q tensorflow-cpu "dask[array]" \
+  || echo "WARNING: tensorflow-cpu/dask not installed: their loader tests will skip"
 "$VENV/bin/python" -m ruff check hangar tests scripts examples
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
