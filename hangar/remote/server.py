@@ -36,7 +36,6 @@ StartResponse = Callable[..., object]
 _CHUNK = 1 << 20
 _GAP = 64 << 10  # coalesce reads of samples at most this far apart
 _RUN = 8 << 20  # into reads of at most this many bytes
-_BIG = 64 << 10  # payloads this large are sent without copying them into a joined block
 
 
 def _read_body(environ: dict, limit: int) -> bytes:
@@ -287,12 +286,11 @@ class HangarServer:
         return self._stream(store, digests, locs)
 
     @staticmethod
-    def _stream(store: TensorStore, digests: list[bytes], locs: list) -> Iterator[bytes | memoryview]:
+    def _stream(store: TensorStore, digests: list[bytes], locs: list) -> Iterator[bytes]:
         # Read in storage order, neighbours coalesced into one read into a reused buffer:
         # a pack is read sequentially in large blocks instead of one small read per sample.
-        # Reusing the buffer is safe because the WSGI server has written (or copied) a
-        # yielded block before it asks for the next one. Large payloads are yielded as
-        # views; small records are joined so there is one write per ~MiB, not per sample.
+        # Each run is sent as one bytes object (waitress compares and buffers what it is
+        # given; bytes are its fast path), so the buffer is free again at the next read.
         order = sorted(range(len(digests)), key=lambda i: (locs[i].pack, locs[i].offset))
         readinto = store.storage.readinto
         header = protocol.download_header
@@ -315,15 +313,8 @@ class HangarServer:
             for k in order[i:j]:
                 loc = locs[k]
                 start = loc.offset - first.offset
-                parts.append(header(digests[k], loc.codec, loc.rawlen, loc.length))
-                if loc.length >= _BIG:
-                    yield b"".join(parts)
-                    parts = []
-                    yield block[start:start + loc.length]
-                else:
-                    parts.append(block[start:start + loc.length])
-            if parts:
-                yield b"".join(parts)
+                parts += [header(digests[k], loc.codec, loc.rawlen, loc.length), block[start:start + loc.length]]
+            yield b"".join(parts)
             i = j
 
     def _upload(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
