@@ -1,0 +1,74 @@
+"""CLI remote verbs (``remote add|list|ping|remove``, ``clone``, ``fetch``, ``fetch-data``, ``push``)
+against a real ``hangar server`` process."""
+
+from __future__ import annotations
+
+import numpy as np
+from typer.testing import CliRunner
+
+from hangar import Repository
+from hangar.cli import app
+from tests import remote_fixtures
+
+start_server = remote_fixtures.start_server
+runner = CliRunner()
+
+
+def hangar(path, *args: str):
+    return runner.invoke(app, ["-C", str(path), *args])
+
+
+def ok(path, *args: str) -> str:
+    result = hangar(path, *args)
+    assert result.exit_code == 0, (args, result.stdout, result.stderr, result.exception)
+    return result.stdout
+
+
+def fails(path, *args: str) -> str:
+    result = hangar(path, *args)
+    assert result.exit_code == 1, (args, result.stdout, result.stderr)
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+def test_remote_add_list_ping_remove(aset_repo, start_server):
+    srv = start_server()
+    path = aset_repo.path
+    assert ok(path, "remote", "add", "origin", srv.address).strip() == f"added remote origin\t{srv.address}"
+    assert ok(path, "remote", "list").splitlines() == [f"origin\t{srv.address}"]
+    name, seconds = ok(path, "remote", "ping", "origin").split()
+    assert name == "origin" and 0 < float(seconds) < 5
+    assert "already exists" in fails(path, "remote", "add", "origin", srv.address)
+    ok(path, "remote", "remove", "origin")
+    assert ok(path, "remote", "list") == ""
+    assert "nope" in fails(path, "remote", "remove", "nope")
+
+
+def test_push_clone_fetch_data_round_trip(aset_repo, start_server, tmp_path):
+    srv = start_server(username="ann", password="pw")
+    path = aset_repo.path
+    ok(path, "remote", "add", "origin", srv.address)
+    assert "credentials" in fails(path, "push", "origin", "master", "--username", "ann", "--password", "bad")
+    assert Repository(srv.path).list_branches() == []
+    assert "pushed master to origin" in ok(path, "push", "origin", "master", "--username", "ann", "--password", "pw")
+
+    dst = tmp_path / "dst"
+    ok(tmp_path, "clone", srv.address, "dst", "--name", "B", "--email", "b@example.com")
+    clone = Repository(dst)
+    co = clone.checkout()
+    assert co.arraysets["foo"].contains_remote_references
+    co.close()
+    commits = ok(dst, "fetch-data", "origin", "master", "--arrayset", "foo").split()
+    assert commits == [clone.log(return_contents=True)["head"]]
+    co = clone.checkout()
+    assert co.arraysets.contains_remote_references == {"foo": False, "bar": True}
+    np.testing.assert_array_equal(co.arraysets["foo"][2], np.arange(5, dtype=np.int64) + 2)
+    co.close()
+    assert "origin master -> origin/master" in ok(dst, "fetch", "origin", "master")
+
+
+def test_ping_of_stopped_server_fails_with_one_error_line(aset_repo, start_server):
+    srv = start_server()
+    ok(aset_repo.path, "remote", "add", "origin", srv.address)
+    srv.stop()
+    assert "could not be reached" in fails(aset_repo.path, "remote", "ping", "origin")
