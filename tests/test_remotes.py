@@ -575,3 +575,49 @@ def test_push_interrupted_by_server_kill_leaves_only_whole_verified_data_and_ret
         np.testing.assert_array_equal(r.arraysets["big"][i], s.arraysets["big"][i])
     r.close()
     s.close()
+
+
+# ------------------------------------------------------------------- progress
+PROGRESS_SCRIPT = """
+import sys
+from hangar import Repository
+r = Repository(sys.argv[1], exists=False)
+r.clone("T", "t@example.com", sys.argv[2])
+r.remote.fetch_data("origin", "master")
+print("done")
+"""
+
+
+def run_with_stderr(tmp_path, address: str, tty: bool) -> bytes:
+    import pty
+    import subprocess
+    import sys
+
+    dst = tmp_path / ("tty" if tty else "pipe")
+    dst.mkdir()
+    cmd = [sys.executable, "-c", PROGRESS_SCRIPT, str(dst), address]
+    if not tty:
+        out = subprocess.run(cmd, capture_output=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == b"done", out.stderr
+        return out.stderr
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 1 << 16)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(120) == 0 and proc.stdout.read().strip() == b"done"
+    return b"".join(chunks)
+
+
+def test_transfers_show_progress_on_a_terminal_and_stay_silent_otherwise(tmp_path, origin):
+    address = origin["server"].address
+    assert b"fetching data" in run_with_stderr(tmp_path, address, tty=True)
+    assert run_with_stderr(tmp_path, address, tty=False) == b""

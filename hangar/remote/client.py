@@ -57,10 +57,14 @@ def validate_remote_name(name: str) -> None:
 # ------------------------------------------------------------------ progress
 @contextlib.contextmanager
 def progress(description: str, total: int, unit_bytes: bool = True) -> Iterator:
-    """A rich progress bar on a terminal; a silent counter elsewhere. Yields ``advance(n)``."""
+    """A rich progress bar when stderr is a terminal, silent otherwise.
+
+    Yields ``advance(n, total=None)`` (``total`` updates the expected amount).
+    """
     if not sys.stderr.isatty() or total <= 0:
-        yield lambda n: None
+        yield lambda n, total=None: None
         return
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -73,9 +77,15 @@ def progress(description: str, total: int, unit_bytes: bool = True) -> Iterator:
 
     cols = [TextColumn("{task.description}"), BarColumn()]
     cols += [DownloadColumn(), TransferSpeedColumn()] if unit_bytes else [MofNCompleteColumn()]
-    with Progress(*cols, TimeRemainingColumn(), transient=True) as bar:
+    with Progress(*cols, TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+
+        def advance(n: int, new_total: Optional[int] = None) -> None:
+            if new_total is not None:
+                bar.update(task, total=new_total)
+            bar.advance(task, n)
+
+        yield advance
 
 
 # --------------------------------------------------------------- data client
@@ -244,11 +254,18 @@ def delete_remote(git: GitRepo, name: str) -> None:
 
 
 class _Callbacks(pygit2.RemoteCallbacks):
-    def __init__(self, username: str = "", password: str = "") -> None:
+    def __init__(self, username: str = "", password: str = "", advance=None) -> None:  # noqa: ANN001
         super().__init__()
         self._creds = (username, password)
         self._tries = 0
+        self._advance = advance
+        self._seen = 0
         self.rejected: dict[str, str] = {}
+
+    def transfer_progress(self, stats) -> None:  # noqa: ANN001
+        if self._advance is not None:
+            self._advance(stats.indexed_objects - self._seen, stats.total_objects)
+            self._seen = stats.indexed_objects
 
     def credentials(self, url, username_from_url, allowed_types):  # noqa: ANN001, ANN201
         self._tries += 1
@@ -276,10 +293,15 @@ def fetch_branches(git: GitRepo, name: str, address: str, branches: Optional[lis
         specs = [f"+refs/heads/*:refs/remotes/{name}/*"]
     else:
         specs = [f"+refs/heads/{b}:refs/remotes/{name}/{b}" for b in branches]
-    try:
-        git.repo.remotes[name].fetch(specs, callbacks=_Callbacks(), prune=pygit2.enums.FetchPrune.NO_PRUNE)
-    except pygit2.GitError as exc:
-        raise _fail_git(exc, address, "fetch") from exc
+    with progress("fetching records", 1, unit_bytes=False) as advance:
+        def step(n: int, total: int) -> None:
+            advance(n, total)
+
+        try:
+            git.repo.remotes[name].fetch(specs, callbacks=_Callbacks(advance=step),
+                                         prune=pygit2.enums.FetchPrune.NO_PRUNE)
+        except pygit2.GitError as exc:
+            raise _fail_git(exc, address, "fetch") from exc
 
 
 def push_branch(git: GitRepo, name: str, address: str, branch: str, username: str, password: str) -> None:

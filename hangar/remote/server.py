@@ -199,6 +199,7 @@ class HangarServer:
         self._reader = TensorStore(LocalPackStorage(data))
         self._writer = TensorStore(LocalPackStorage(data))
         self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
         git = shutil.which("git")
         if git_backend not in ("auto", "git", "dulwich"):
             raise ValueError(f"git_backend must be 'auto', 'git' or 'dulwich', not {git_backend!r}")
@@ -261,8 +262,7 @@ class HangarServer:
             return _reply(start_response, "204 No Content")
         if path == protocol.HAVE:
             digests = protocol.split_digests(_read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * 32))
-            self._reader.refresh()
-            have = bytes(loc is not None for loc in self._reader.locations(digests))
+            have = bytes(loc is not None for loc in self._locate(digests))
             return _reply(start_response, "200 OK", have, "application/octet-stream")
         if path == protocol.DOWNLOAD:
             return self._download(environ, start_response)
@@ -272,11 +272,16 @@ class HangarServer:
             return self._upload(environ, start_response)
         return _reply(start_response, "404 Not Found", f"no endpoint {path}\n".encode())
 
+    def _locate(self, digests: list[bytes]) -> list:
+        # the index is rebuilt in place on refresh: one request thread at a time
+        with self._read_lock:
+            self._reader.refresh()
+            return self._reader.locations(digests)
+
     def _download(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         digests = protocol.split_digests(_read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * 32))
         store = self._reader
-        store.refresh()
-        locs = store.locations(digests)
+        locs = self._locate(digests)
         if None in locs:
             lacking = [d.hex() for d, loc in zip(digests, locs) if loc is None]
             msg = f"{len(lacking)} requested samples are not stored here, e.g. digest {lacking[0]}\n"
