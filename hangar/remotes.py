@@ -299,7 +299,10 @@ class Remotes:
                     f"{remote!r} lacks their bytes (e.g. {lacking[0].hex()[:16]}...); fetch_data them first")
             if to_send:
                 _client.upload_from(store, dc, to_send, username, password)
-        _client.push_branch(git, remote, address, branch, username, password)
+        refused = _client.push_branch(git, remote, address, branch, username, password)
+        if refused:  # the branch moved on the server since we looked
+            raise DivergedHistoryError(f"remote {remote!r} refused to update branch {branch!r} ({refused}); "
+                                       f"fetch it (repo.remote.fetch({remote!r}, {branch!r})), merge, then push again")
         git.set_ref(f"refs/remotes/{remote}/{branch}", head)
         return branch
 

@@ -412,6 +412,23 @@ def test_push_diverged_history_is_refused_and_server_unchanged(tmp_path, origin)
     assert probe.log(return_contents=True)["head"] == theirs
 
 
+def test_server_refuses_non_fast_forward_ref_update_that_skips_the_client_check(tmp_path, origin):
+    # the race where the branch moves between push's check and its ref update: the git
+    # transport refuses the non-fast-forward, and push_branch reports it (ref not moved)
+    from hangar.remote import client as remote_client
+
+    srv, src = origin["server"], origin["src"]
+    r = clone(tmp_path / "dst", srv.address)
+    write(r, foo={500: foo_value(500)}, message="mine")
+    theirs = write(src, foo={600: foo_value(600)}, message="theirs")
+    src.remote.push("origin", "master")
+    assert remote_client.push_branch(r._git, "origin", srv.address, "master", "", "")  # libgit2 refuses
+    r.remote.fetch("origin", "master")  # now their commit is known here, but still not an ancestor
+    assert remote_client.push_branch(r._git, "origin", srv.address, "master", "", "")  # not a fast-forward
+    probe = clone(tmp_path / "probe", srv.address)
+    assert probe.log(return_contents=True)["head"] == theirs
+
+
 def test_push_after_fetch_and_merge_succeeds(tmp_path, origin):
     srv, src = origin["server"], origin["src"]
     r = clone(tmp_path / "dst", srv.address)

@@ -304,16 +304,16 @@ def fetch_branches(git: GitRepo, name: str, address: str, branches: Optional[lis
             raise _fail_git(exc, address, "fetch") from exc
 
 
-def push_branch(git: GitRepo, name: str, address: str, branch: str, username: str, password: str) -> None:
-    """Fast-forward (or create) ``branch`` on the server; ``ValueError`` when the server refuses it."""
+def push_branch(git: GitRepo, name: str, address: str, branch: str, username: str, password: str) -> Optional[str]:
+    """Fast-forward (or create) ``branch`` on the server; the server's reason when it refuses."""
     cb = _Callbacks(username, password)
     try:
         git.repo.remotes[name].push([f"refs/heads/{branch}:refs/heads/{branch}"], callbacks=cb)
     except pygit2.GitError as exc:
+        if any(s in str(exc) for s in ("not present locally", "fast-forward", "fastforward")):  # libgit2 refused
+            return str(exc)
         raise _fail_git(exc, address, "push") from exc
-    if cb.rejected:
-        ref, why = next(iter(cb.rejected.items()))
-        raise ValueError(f"the hangar server refused to update {ref}: {why}; fetch and merge, then push again")
+    return next(iter(cb.rejected.values()), None)
 
 
 def new_commits(git: GitRepo, head: str, exclude: Iterable[str]) -> list[str]:
