@@ -476,11 +476,12 @@ def test_push_with_right_credentials_succeeds_and_reads_stay_open(tmp_path, star
 
 # -------------------------------------------------------- interrupted transfer
 class CuttingProxy:
-    """TCP proxy that forwards until ``limit`` bytes went client -> server once armed,
-    then signals ``tripped`` and holds the rest back (the test then kills the server)."""
+    """TCP proxy that forwards until ``limit`` bytes went client -> server (or server -> client)
+    once armed, then signals ``tripped`` and holds the rest back (the test then kills the server)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, count_upstream: bool = True) -> None:
         self.target_port = target_port
+        self.count_upstream = count_upstream
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -510,7 +511,7 @@ class CuttingProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
         try:
             while data := src.recv(1 << 16):
-                if upstream:
+                if upstream == self.count_upstream:
                     with self.lock:
                         if self.limit is not None:
                             room = self.limit - self.sent
@@ -638,3 +639,59 @@ def test_transfers_show_progress_on_a_terminal_and_stay_silent_otherwise(tmp_pat
     address = origin["server"].address
     assert b"fetching data" in run_with_stderr(tmp_path, address, tty=True)
     assert run_with_stderr(tmp_path, address, tty=False) == b""
+
+
+def test_fetch_data_interrupted_by_server_kill_keeps_only_whole_verified_data_and_retry_completes(
+        tmp_path, start_server, monkeypatch):
+    from hangar.remote import client as remote_client
+
+    monkeypatch.setattr(remote_client, "DOWNLOAD_BATCH_BYTES", 200_000)
+    src = new_repo(tmp_path / "src")
+    rng = np.random.default_rng(1)
+    co = src.checkout(write=True)
+    big = co.arraysets.init_arrayset("big", shape=(100, 100), dtype=np.float64)
+    for i in range(30):
+        big[i] = rng.random((100, 100))
+    co.commit("big data")
+    co.close()
+    srv = start_server()
+    src.remote.add("origin", srv.address)
+    src.remote.push("origin", "master")
+
+    proxy = CuttingProxy(srv.port, count_upstream=False)
+    dst = clone(tmp_path / "dst", f"127.0.0.1:{proxy.port}")
+    proxy.arm(1_000_000)  # server -> client: past the first download batches, before the last
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            dst.remote.fetch_data("origin", "master")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    t = threading.Thread(target=fetch)
+    t.start()
+    assert proxy.tripped.wait(60), "the download never reached the cut-off point"
+    srv.kill()
+    proxy.close()
+    t.join(60)
+    assert len(errors) == 1 and isinstance(errors[0], ConnectionError), errors
+
+    store = TensorStore(LocalPackStorage(os.path.join(dst.path, ".hangar", "data")))
+    stored = set(store.digests())
+    assert 0 < len(stored) < 30
+    for d in stored:
+        assert store.verify(d, "<f8", (100, 100))
+    packs_dir = os.path.join(dst.path, ".hangar", "data", "packs")
+    assert not [p for p in os.listdir(packs_dir) if p.endswith(".partial")]
+
+    srv2 = start_server(path=srv.path)
+    dst.remote.remove("origin")
+    dst.remote.add("origin", srv2.address)
+    dst.remote.fetch_data("origin", "master")
+    r, s = dst.checkout(), src.checkout()
+    assert not r.arraysets["big"].contains_remote_references
+    for i in range(30):
+        np.testing.assert_array_equal(r.arraysets["big"][i], s.arraysets["big"][i])
+    r.close()
+    s.close()
