@@ -331,14 +331,19 @@ def commit_pointers(git: GitRepo, commits: Iterable[str],
     seen: set = set()
     out: dict[bytes, SamplePointer] = {}
 
+    tree_type = pygit2.enums.ObjectType.TREE
+
     def walk(tree: pygit2.Tree) -> None:
-        for e in tree:
-            if e.id in seen:
-                continue
-            seen.add(e.id)
-            if e.type == pygit2.enums.ObjectType.TREE:
-                walk(e)
-            else:
+        # fan-out trees hold only trees, leaf trees only pointer blobs; a subtree seen in
+        # another commit (or arrayset) is skipped whole
+        entries = list(tree)
+        if entries and entries[0].type == tree_type:
+            for e in entries:
+                if e.id not in seen:
+                    seen.add(e.id)
+                    walk(e)
+        else:
+            for e in entries:
                 p = decode_pointer(e.data)
                 out.setdefault(p.digest, p)
 
