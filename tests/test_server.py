@@ -251,3 +251,37 @@ def test_dulwich_backend_serves_clone_and_git_binary(aset_repo, tmp_path):
     finally:
         server.close()
         app.close()
+
+
+# ------------------------------------------------------------------ protocol
+class Trickle(io.RawIOBase):
+    """A stream that hands out at most ``step`` bytes per read, like a slow socket."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.pos, self.step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # noqa: ANN001
+        n = min(len(b), self.step, len(self.data) - self.pos)
+        b[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+
+@pytest.mark.parametrize("block, step", [(64, 7), (64, 1000), (4096, 13), (1 << 20, 1 << 20)])
+def test_record_reader_parses_records_across_block_boundaries_and_oversized_records(block, step):
+    rng = np.random.default_rng(3)
+    payloads = [rng.bytes(int(n)) for n in (0, 1, 40, 63, 64, 65, 200, 5000, 3)]
+    body = b"".join(protocol.download_header(bytes([i]) * 32, i % 3, len(p) * 2, len(p)) + p
+                    for i, p in enumerate(payloads))
+    got = [(s.digest, s.codec, s.rawlen, bytes(s.payload))
+           for s in protocol.RecordReader(Trickle(body, step), block=block).downloads()]
+    assert got == [(bytes([i]) * 32, i % 3, len(p) * 2, p) for i, p in enumerate(payloads)]
+
+
+def test_record_reader_rejects_a_stream_cut_inside_a_record():
+    body = protocol.download_header(b"\x01" * 32, 0, 10, 10) + b"12345"
+    with pytest.raises(protocol.ProtocolError, match="ended inside"):
+        list(protocol.RecordReader(io.BytesIO(body), block=16).downloads())

@@ -96,54 +96,54 @@ def upload_record_size(payload_len: int, dtype: str, ndim: int) -> int:
 
 
 class RecordReader:
-    """Parses records from a byte stream, reading it in large blocks.
+    """Parses records from a byte stream, reading it in large blocks into one reused buffer.
 
-    Small records are sliced out of one block; a payload larger than a quarter block is
-    read straight into its own buffer (one copy from the socket).
+    A yielded record's payload is a view into that buffer: it is valid until the next
+    record is requested (consumers store or copy it at once). A record larger than the
+    buffer gets a buffer of its own.
     """
 
     def __init__(self, stream: BinaryIO, block: int = 4 << 20) -> None:
         self.stream = stream
-        self.block = block
-        self.buf: bytes | bytearray = b""
-        self.view = memoryview(self.buf)
+        self._ring = bytearray(block)
+        self.buf: bytearray = self._ring
+        self.view = memoryview(self._ring)
         self.pos = 0
+        self.end = 0
         self.bytes_read = 0
+
+    def _readinto(self, view: memoryview) -> int:
+        readinto = getattr(self.stream, "readinto", None)
+        if readinto is not None:
+            return readinto(view) or 0
+        chunk = self.stream.read(len(view))
+        view[:len(chunk)] = chunk
+        return len(chunk)
 
     def _fill(self, n: int) -> bool:
         """Make ``n`` bytes available at ``pos``; False at a clean end of stream."""
-        avail = len(self.buf) - self.pos
-        if n > self.block // 4:
+        avail = self.end - self.pos
+        if n > len(self._ring):
             buf = bytearray(n)
-            buf[:avail] = self.view[self.pos:]
-            have = avail
-            mv = memoryview(buf)
-            while have < n:
-                got = self.stream.readinto(mv[have:])
-                if not got:
-                    raise ProtocolError(f"stream ended inside a record ({have} of {n} bytes)")
-                have += got
-                self.bytes_read += got
         else:
-            parts = [bytes(self.view[self.pos:])] if avail else []
-            have = avail
-            while have < n:
-                chunk = self.stream.read(self.block)
-                if not chunk:
-                    if have == 0:
-                        return False
-                    raise ProtocolError(f"stream ended inside a record ({have} of {n} bytes)")
-                parts.append(chunk)
-                have += len(chunk)
-                self.bytes_read += len(chunk)
-            buf = parts[0] if len(parts) == 1 else b"".join(parts)
-        self.buf = buf
-        self.view = memoryview(buf)
-        self.pos = 0
+            buf = self._ring
+        view = memoryview(buf)
+        if avail:  # the start of the record, moved to the front (less than one record)
+            buf[:avail] = bytes(self.view[self.pos:self.end])
+        have = avail
+        while have < n:
+            got = self._readinto(view[have:])
+            if not got:
+                if have == 0:
+                    return False
+                raise ProtocolError(f"stream ended inside a record ({have} of {n} bytes)")
+            have += got
+            self.bytes_read += got
+        self.buf, self.view, self.pos, self.end = buf, view, 0, have
         return True
 
     def _take(self, n: int) -> memoryview | None:
-        if len(self.buf) - self.pos < n and not self._fill(n):
+        if self.end - self.pos < n and not self._fill(n):
             return None
         view = self.view[self.pos:self.pos + n]
         self.pos += n
@@ -160,11 +160,11 @@ class RecordReader:
         unpack = _DOWN.unpack_from
         size = _DOWN.size
         while True:
-            if len(self.buf) - self.pos < size and not self._fill(size):
+            if self.end - self.pos < size and not self._fill(size):
                 return
             digest, codec, rawlen, length = unpack(self.buf, self.pos)
             self.pos += size
-            if len(self.buf) - self.pos >= length:
+            if self.end - self.pos >= length:
                 payload = self.view[self.pos:self.pos + length]
                 self.pos += length
             else:
