@@ -71,6 +71,7 @@ class ServerProcess:
         return rc
 
     def kill(self) -> None:
+        """SIGKILL: the server gets no chance to clean up (a crash)."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=30)
@@ -91,4 +92,7 @@ def start_server(tmp_path_factory):
     yield start
     for srv in started:
         if srv.proc.poll() is None:
-            srv.stop()
+            try:
+                srv.stop()
+            except subprocess.TimeoutExpired:
+                srv.kill()
