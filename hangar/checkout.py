@@ -7,6 +7,7 @@ import weakref
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from hangar._faults import crash_point
 from hangar.arrayset import Arraysets
 from hangar.diff import ReaderUserDiff, WriterUserDiff
 from hangar.errors import NothingToCommitError
@@ -263,7 +264,9 @@ class WriterCheckout(_CheckoutBase):
         name, email = self._repo._user()
         parents = [self._state.base] if self._state.base else []
         commit = git.create_commit(tree, parents, name, email, commit_message)
+        crash_point("commit.before_ref")
         git.set_branch(self._state.branch, commit)
+        crash_point("commit.after_ref")
         self._state.base = commit
         self._state.save(self._repo._hangar_dir)
         return commit

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+from hangar._faults import crash_point
 from hangar.diff import Conflicts, conflicts_from_merge
 from hangar.errors import HangarError, MergeConflictError
 from hangar.plumbing.gitrepo import GitRepo
@@ -149,6 +150,7 @@ def merge_branches(repo: "Repository", message: str, master_branch: str, dev_bra
                             (master_branch, dev_branch))
         if new != master_head:
             git.set_branch(master_branch, new)
+            crash_point("merge.after_ref")
             if state is not None and state.branch == master_branch:
                 StagingState(master_branch, new, git.commit_tree_id(new)).save(repo._hangar_dir)
         return new

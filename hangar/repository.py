@@ -162,7 +162,18 @@ class Repository:
         return self._hangar_dir
 
     # ----------------------------------------------------------- writer lock
-    def _acquire_writer_lock(self) -> str:
+    def _acquire_writer_lock(self, timeout: Optional[float] = None) -> str:
+        if timeout:
+            deadline = time.monotonic() + timeout
+            delay = 0.005
+            while True:
+                try:
+                    return self._acquire_writer_lock()
+                except WriterLockError:
+                    if time.monotonic() >= deadline:
+                        raise
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 0.1)
         owner = f"{uuid.uuid4().hex}"
         path = os.path.join(self._hangar_dir, LOCK_FILE)
         info = {"owner": owner, "pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
@@ -205,18 +216,28 @@ class Repository:
 
     # -------------------------------------------------------------- checkout
     def checkout(self, write: bool = False, *, branch: str = "master",
-                 commit: str = "") -> Union[ReaderCheckout, WriterCheckout]:
+                 commit: str = "", timeout: Optional[float] = None) -> Union[ReaderCheckout, WriterCheckout]:
         """Check out the repository for reading (any commit or branch) or writing (a branch).
+
+        Parameters
+        ----------
+        timeout : float, optional, keyword-only
+            With ``write=True``: seconds to wait for another writer to release the lock
+            (polled); default ``None`` fails at once if the lock is held.
 
         Raises
         ------
         ValueError
-            If ``write`` is not a bool, or the branch or commit does not exist.
+            If ``write`` is not a bool, the branch or commit does not exist, or ``timeout``
+            is not a non-negative number.
         PermissionError
-            If ``write`` is True and another writer holds the lock.
+            If ``write`` is True and another writer holds the lock (past ``timeout``).
         """
         if not isinstance(write, bool):
             raise ValueError(f"write must be a bool, not {write!r}")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not timeout >= 0):
+            raise ValueError(f"timeout must be a non-negative number of seconds or None, not {timeout!r}")
         git = self._git
         if not write:
             if commit:
@@ -233,7 +254,7 @@ class Repository:
                 raise ValueError(f"no branch named {branch!r}; branches: {git.branches()}"
                                  if git.branches() else "the repository has no commits yet")
             return ReaderCheckout(self, head)
-        owner = self._acquire_writer_lock()
+        owner = self._acquire_writer_lock(timeout)
         try:
             state = self._writer_state(branch)
             return WriterCheckout(self, state, owner)
@@ -378,6 +399,47 @@ class Repository:
                          f"named_samples={s.named_samples}, backend={s.backend}")
         lines.append(f"metadata: {snap.metadata.count()} keys")
         print("\n".join(lines))
+
+    # ------------------------------------------------------------- integrity
+    def verify(self):  # noqa: ANN201 - hangar.integrity.VerifyReport
+        """Check every record and re-hash every sample reachable from any ref or the staging area.
+
+        Reads every git object of every commit (libgit2 re-hashes each), parses every
+        schema and pointer, and re-hashes each distinct sample's bytes once.
+
+        Returns
+        -------
+        hangar.integrity.VerifyReport
+            ``ok`` is True when nothing is wrong; ``corrupt``, ``missing`` and ``records``
+            list each problem by arrayset, key and commit.
+        """
+        from hangar.integrity import verify
+
+        return verify(self)
+
+    def gc(self, *, dry_run: bool = False):  # noqa: ANN201 - hangar.integrity.GcReport
+        """Remove git objects and sample bytes that no branch, remote branch or the staging area reaches.
+
+        Reachable data is first rewritten into new packs (durably), then old packs are removed.
+        Do not run it while a ``fetch``/``fetch_data``/``clone`` into this repository runs.
+
+        Parameters
+        ----------
+        dry_run : bool, keyword-only
+            Only count what would be removed.
+
+        Returns
+        -------
+        hangar.integrity.GcReport
+
+        Raises
+        ------
+        PermissionError
+            If a writer checkout holds the writer lock.
+        """
+        from hangar.integrity import gc
+
+        return gc(self, dry_run=dry_run)
 
     # ------------------------------------------------------------------ merge
     def merge(self, message: str, master_branch: str, dev_branch: str, **kwargs) -> str:  # noqa: ANN003

@@ -13,6 +13,8 @@ import struct
 import zlib
 from typing import Iterable
 
+from hangar._faults import crash_point
+
 OBJ_COMMIT, OBJ_TREE, OBJ_BLOB = 1, 2, 3
 _TYPE_NAMES = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
 
@@ -152,7 +154,9 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]]) -> str | 
     tmp_idx = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}.idx")
     _fsync_write(tmp_pack, [body])
     _fsync_write(tmp_idx, [idx])
+    crash_point("gitpack.tmp_written")
     os.replace(tmp_pack, final_pack)
+    crash_point("gitpack.pack_renamed")
     os.replace(tmp_idx, final_idx)
     fsync_dir(pack_dir)
     return name

@@ -10,6 +10,7 @@ import json
 import os
 from typing import Iterator, Optional
 
+from hangar._faults import crash_point
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_BLOB, ObjectBatch, fsync_dir
 from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, apply_edits, empty_tree_id
@@ -46,6 +47,7 @@ class StagingState:
             json.dump({"branch": self.branch, "base": self.base, "tree": self.tree}, f)
             f.flush()
             os.fsync(f.fileno())
+        crash_point("staging.before_replace")
         os.replace(tmp, path)
         fsync_dir(hangar_dir)
 

@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from hangar._faults import crash_point
+
 INDEX_DTYPE = np.dtype([("digest", "u1", (32,)), ("offset", "<u8"), ("length", "<u8"),
                         ("rawlen", "<u8"), ("codec", "u1")])
 _GROUP_META = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}).encode()
@@ -177,6 +179,7 @@ class _LocalPackWriter:
         os.makedirs(os.path.join(pack_dir, "c"), exist_ok=True)
         os.replace(self.tmp_path, os.path.join(pack_dir, "c", "0"))
         _fsync_file(os.path.join(pack_dir, "zarr.json"), array_metadata(nbytes))
+        crash_point("datapack.before_index")
         # the index is the commit point of a pack: written (durably) last
         _fsync_file(os.path.join(pack_dir, "index"), index)
         if self.durable:

@@ -1,0 +1,251 @@
+"""Repository checks and garbage collection: ``Repository.verify()`` and ``Repository.gc()``.
+
+``verify`` walks every commit reachable from any ref (branches, remote branches) plus the
+staging area, reads every git object on the way (libgit2 re-hashes each object it reads),
+parses every schema and pointer blob, and re-hashes every distinct sample's bytes once.
+Problems are reported by arrayset and key, never raised.
+
+``gc`` takes the writer lock, finds what is reachable from every ref and the staging area
+(base commit and tree), writes the reachable git objects into one new pack and the reachable
+sample bytes of partly-dead tensor packs into a new tensor pack, durably, and only then
+deletes the old packs and loose objects. See ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+from hangar.errors import RemoteDataError
+from hangar.plumbing.gc import Reachable, collect_git_garbage, ref_heads, walk_reachable
+from hangar.records import layout
+from hangar.records.keys import decode_key
+from hangar.records.pointer import decode_pointer
+from hangar.records.schema import ArraysetSchema
+from hangar.store.compact import compact_store
+from hangar.store.digest import byte_view, digest_of_parts
+
+if TYPE_CHECKING:
+    from hangar.repository import Repository
+
+#: per digest, how many (arrayset, key, commit) places are remembered for the report
+_MAX_PLACES = 5
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of :func:`verify`: what is wrong, and where (arrayset and key when known)."""
+
+    kind: str  #: ``'corrupt'`` (bytes do not match), ``'missing'`` (bytes not stored), ``'record'``
+    arrayset: Optional[str]
+    key: object
+    commit: Optional[str]
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"arrayset {self.arrayset!r} key {self.key!r}" if self.arrayset is not None else "records"
+        at = f" (commit {self.commit[:12]})" if self.commit else " (staging area)"
+        return f"{self.kind}: {where}{at}: {self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    """Result of :func:`verify`.
+
+    Attributes
+    ----------
+    commits, trees, samples : int
+        Commits walked, distinct trees read, sample pointers checked.
+    digests, nbytes : int
+        Distinct sample digests re-hashed, and their bytes.
+    corrupt : list of Problem
+        Samples whose stored bytes do not hash to their digest (or cannot be decoded).
+    missing : list of Problem
+        Samples whose bytes are not in the local store (after a ``fetch`` without
+        ``fetch_data`` these are remote references, not damage).
+    records : list of Problem
+        Unreadable or missing git objects, malformed schema or pointer blobs.
+    """
+
+    commits: int = 0
+    trees: int = 0
+    samples: int = 0
+    digests: int = 0
+    nbytes: int = 0
+    corrupt: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    records: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is corrupt, missing or malformed."""
+        return not (self.corrupt or self.missing or self.records)
+
+    def problems(self) -> list[Problem]:
+        return [*self.records, *self.corrupt, *self.missing]
+
+    def __str__(self) -> str:
+        head = (f"checked {self.commits} commits, {self.trees} trees, {self.samples} sample records, "
+                f"{self.digests} distinct samples ({self.nbytes} bytes re-hashed)")
+        if self.ok:
+            return head + "\nok: no problems found"
+        lines = [head, f"{len(self.corrupt)} corrupt, {len(self.missing)} missing, "
+                       f"{len(self.records)} record problems"]
+        lines += [str(p) for p in self.problems()]
+        return "\n".join(lines)
+
+
+@dataclass
+class GcReport:
+    """Result of :func:`gc` (with ``dry_run`` the counts say what would be removed)."""
+
+    dry_run: bool
+    reachable_objects: int = 0
+    removed_objects: int = 0
+    removed_git_files: int = 0
+    reachable_samples: int = 0
+    removed_samples: int = 0
+    removed_sample_bytes: int = 0
+    removed_packs: int = 0
+    removed_temp_files: int = 0
+
+    def __str__(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return (f"git: {self.reachable_objects} reachable objects kept, {verb} {self.removed_objects} "
+                f"unreachable objects ({self.removed_git_files} files)\n"
+                f"data: {self.reachable_samples} reachable samples kept, {verb} {self.removed_samples} "
+                f"unreachable samples ({self.removed_sample_bytes} bytes, {self.removed_packs} packs)\n"
+                f"temporary files of interrupted writes: {verb} {self.removed_temp_files}")
+
+
+# ---------------------------------------------------------------- reachability
+class _Collector:
+    """Interprets the blobs of a reachability walk: schemas, sample pointers, metadata."""
+
+    def __init__(self, report: Optional[VerifyReport]) -> None:
+        self.report = report
+        # digest -> (dtype, shape, places [(arrayset, key, commit)])
+        self.digests: dict[bytes, tuple[str, tuple[int, ...], list]] = {}
+        self.samples = 0
+
+    def problem(self, commit: Optional[str], detail: str, arrayset: Optional[str] = None,
+                key: object = None) -> None:
+        if self.report is None:
+            raise RuntimeError(f"cannot collect garbage: {detail}; run `hangar fsck` for details")
+        self.report.records.append(Problem("record", arrayset, key, commit, detail))
+
+    def blob(self, path: tuple, data: bytes, commit: Optional[str]) -> None:
+        if len(path) < 3 or path[0] != layout.ARRAYSETS:
+            return
+        aset = path[1]
+        if path[2] == layout.SCHEMA and len(path) == 3:
+            try:
+                ArraysetSchema.from_json(data)
+            except (ValueError, TypeError, KeyError) as exc:
+                self.problem(commit, f"schema blob is malformed: {exc}", aset)
+            return
+        if path[2] != layout.SAMPLES:
+            return
+        self.samples += 1
+        key = _key(path[-1])
+        try:
+            ptr = decode_pointer(data)
+        except ValueError as exc:
+            self.problem(commit, str(exc), aset, key)
+            return
+        entry = self.digests.get(ptr.digest)
+        if entry is None:
+            entry = self.digests[ptr.digest] = (ptr.dtype, ptr.shape, [])
+        if len(entry[2]) < _MAX_PLACES:
+            entry[2].append((aset, key, commit))
+
+
+def _key(entry_name: str) -> object:
+    try:
+        return decode_key(entry_name)
+    except ValueError:
+        return entry_name
+
+
+def _walk(repo: "Repository", report: Optional[VerifyReport]) -> tuple[_Collector, Reachable]:
+    """Walk everything reachable from every ref and the staging area (base commit and tree)."""
+    git = repo._git
+    heads = ref_heads(git)
+    trees = []
+    state = repo._staging_state()
+    if state is not None:
+        if state.base:
+            heads.append(state.base)
+        if state.tree:
+            trees.append(state.tree)
+    col = _Collector(report)
+    found = walk_reachable(git, sorted(set(heads)), trees, col.blob, col.problem)
+    return col, found
+
+
+# ---------------------------------------------------------------------- verify
+def verify(repo: "Repository") -> VerifyReport:
+    """Check every record and re-hash every sample reachable in ``repo``; see :class:`VerifyReport`."""
+    report = VerifyReport()
+    col, found = _walk(repo, report)
+    report.commits, report.trees, report.samples = found.commits, found.trees, col.samples
+    store = repo._store()
+    store.refresh()
+    for digest, (dtype, shape, places) in col.digests.items():
+        aset, key, commit = places[0]
+        more = f" (also {len(places) - 1} more places)" if len(places) > 1 else ""
+        try:
+            store.location(digest)
+        except RemoteDataError:
+            report.missing.append(Problem("missing", aset, key, commit,
+                                          f"bytes of digest {digest.hex()[:16]}... not stored here{more}"))
+            continue
+        try:
+            arr = store.read(digest, dtype, shape, check=False)
+            good = digest_of_parts(byte_view(arr), dtype, shape) == digest
+            detail = "stored bytes do not match the digest"
+        except Exception as exc:  # noqa: BLE001 - any failure to decode is damage to report
+            good, detail = False, f"stored bytes cannot be read: {type(exc).__name__}: {exc}"
+        report.digests += 1
+        if good:
+            report.nbytes += arr.nbytes
+        else:
+            report.corrupt.append(Problem("corrupt", aset, key, commit,
+                                          f"{detail} (digest {digest.hex()[:16]}...){more}"))
+    return report
+
+
+# -------------------------------------------------------------------------- gc
+def gc(repo: "Repository", *, dry_run: bool = False, temp_age: float = 3600.0) -> GcReport:
+    """Remove git objects and sample bytes no ref, remote ref or staging area reaches.
+
+    Holds the writer lock throughout (raises ``PermissionError`` while a writer is open).
+    Temporary files of interrupted writes are removed once older than ``temp_age`` seconds.
+    """
+    if not isinstance(dry_run, bool):
+        raise ValueError(f"dry_run must be a bool, not {dry_run!r}")
+    owner = repo._acquire_writer_lock()
+    try:
+        col, found = _walk(repo, None)
+        report = GcReport(dry_run=dry_run)
+        git_stats = collect_git_garbage(repo._git, found.seen, dry_run=dry_run, temp_age=temp_age)
+        report.reachable_objects = len(found.seen)
+        report.removed_objects = git_stats.removed_objects
+        report.removed_git_files = git_stats.removed_files
+        report.removed_temp_files += git_stats.removed_temp
+        store = repo._store()
+        store.flush()
+        data_stats = compact_store(store.storage, set(col.digests), dry_run=dry_run, temp_age=temp_age)
+        report.reachable_samples = len(col.digests)
+        report.removed_samples = data_stats.removed_samples
+        report.removed_sample_bytes = data_stats.removed_bytes
+        report.removed_packs = data_stats.removed_packs
+        report.removed_temp_files += data_stats.removed_temp
+        if not dry_run:
+            # drop cached handles of the packs just removed; the next use reopens them
+            repo._git_repo = None
+            store.storage.close()
+            repo._store_obj = None
+        return report
+    finally:
+        repo._release_writer_lock(owner)
