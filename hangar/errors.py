@@ -53,3 +53,7 @@ class CorruptDataError(HangarError, OSError):
 
 class MergeConflictError(HangarError, ValueError):
     """A merge found conflicting changes and was not performed."""
+
+
+class DivergedHistoryError(HangarError, ValueError):
+    """The server's branch holds commits the local branch does not: fetch and merge first."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
 
-from hangar.errors import HangarError, RemoteDataError
+from hangar.errors import DivergedHistoryError, RemoteDataError
 from hangar.remote import client as _client
 from hangar.store import TensorStore
 from hangar.store.packs import LocalPackStorage
@@ -26,10 +26,6 @@ class RemoteInfo(NamedTuple):
 
     name: str
     address: str
-
-
-class DivergedHistoryError(HangarError, ValueError):
-    """The server's branch holds commits the local branch does not: fetch and merge first."""
 
 
 class Remotes:
