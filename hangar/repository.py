@@ -205,13 +205,25 @@ class Repository:
 
     def force_release_writer_lock(self) -> bool:
         """Remove the writer lock left behind by an unclosed writer. Never use it while a
-        writer is active. Returns True when the lock is released."""
+        writer is active. Returns True when the lock is released.
+
+        Branch ref lock files (``refs/heads/*.lock``) a writer killed mid-update left behind
+        are removed too: only the writer moves branches, so with its lock gone they are stale.
+        """
         path = os.path.join(self._hangar_dir, LOCK_FILE)
         self._git  # noqa: B018
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
+        stale = [os.path.join(self._hangar_dir, n) for n in ("HEAD.lock", "packed-refs.lock")]
+        for top, _, files in os.walk(os.path.join(self._hangar_dir, "refs", "heads")):
+            stale += [os.path.join(top, f) for f in files if f.endswith(".lock")]
+        for p in stale:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
         return True
 
     # -------------------------------------------------------------- checkout
@@ -272,6 +284,9 @@ class Repository:
         if state is not None and (state.branch != branch or state.base != head):
             base_tree = git.commit_tree_id(state.base) if state.base else None
             clean = state.tree == base_tree or (state.base is None and state.tree in (None, self._empty_tree_id()))
+            if not clean:  # a commit that moved its branch but died before saving the staging state
+                moved = git.branch_head(state.branch)
+                clean = moved is not None and state.tree == git.commit_tree_id(moved)
             if not clean:
                 raise ValueError(
                     f"the staging area holds uncommitted changes on branch {state.branch!r}; commit or "

@@ -150,8 +150,9 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]]) -> str | 
     final_idx = os.path.join(pack_dir, name + ".idx")
     if os.path.exists(final_idx):
         return name
-    tmp_pack = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}.pack")
-    tmp_idx = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}.idx")
+    # temporary names must not end in .idx/.pack: git and libgit2 would load a half-written one
+    tmp_pack = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_pack")
+    tmp_idx = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_idx")
     _fsync_write(tmp_pack, [body])
     _fsync_write(tmp_idx, [idx])
     crash_point("gitpack.tmp_written")
