@@ -1,0 +1,174 @@
+"""One writer and many readers in separate processes; the writer lock between writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from hangar import Repository
+from hangar.errors import WriterLockError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPE = (64, 256)  # 64 KiB float32 samples: a torn read would show
+
+
+def spawn(code: str, *args: str, stdin: bool = False) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT,
+                            stdin=subprocess.PIPE if stdin else None, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+
+
+HOLDER = """
+    import sys
+    from hangar import Repository
+    co = Repository(sys.argv[1]).checkout(write=True)
+    print("locked", flush=True)
+    sys.stdin.readline()
+    co.close()
+    print("released", flush=True)
+"""
+
+
+@pytest.fixture
+def lock_holder(aset_repo):
+    proc = spawn(HOLDER, aset_repo.path, stdin=True)
+    assert proc.stdout.readline().strip() == "locked", proc.stderr.read()
+    yield proc
+    if proc.poll() is None:
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(timeout=30)
+
+
+def test_second_writer_gets_permission_error_naming_pid_and_host(aset_repo, lock_holder):
+    with pytest.raises(PermissionError) as err:
+        aset_repo.checkout(write=True)
+    assert isinstance(err.value, WriterLockError)
+    assert f"pid {lock_holder.pid} on {socket.gethostname()}" in str(err.value)
+
+
+def test_writer_timeout_gives_up_after_the_deadline(aset_repo, lock_holder):
+    t0 = time.monotonic()
+    with pytest.raises(PermissionError, match=f"pid {lock_holder.pid}"):
+        aset_repo.checkout(write=True, timeout=0.3)
+    assert time.monotonic() - t0 >= 0.3
+
+
+def test_writer_timeout_waits_for_the_lock_to_be_released(aset_repo, lock_holder):
+    lock_holder.stdin.write("\n")
+    lock_holder.stdin.flush()
+    co = aset_repo.checkout(write=True, timeout=30)
+    try:
+        assert co.branch_name == "master"
+    finally:
+        co.close()
+    assert lock_holder.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("bad", [-1, "1", True, float("nan")])
+def test_writer_timeout_must_be_a_non_negative_number(aset_repo, bad):
+    with pytest.raises(ValueError, match="timeout"):
+        aset_repo.checkout(write=True, timeout=bad)
+    assert not aset_repo.writer_lock_held
+
+
+WRITER = """
+    import sys, numpy as np
+    from hangar import Repository
+    repo = Repository(sys.argv[1])
+    for k in range(1, int(sys.argv[2]) + 1):
+        co = repo.checkout(write=True)
+        a = co.arraysets["big"]
+        for i in range(8):
+            a[i] = np.full((64, 256), k * 100 + i, dtype=np.float32)
+        co.metadata["k"] = str(k)
+        co.commit(f"k={k}")
+        co.close()
+    open(sys.argv[3], "w").close()
+"""
+
+READER = """
+    import json, os, sys, numpy as np
+    from hangar import Repository
+    repo = Repository(sys.argv[1])
+    seen, reads = set(), 0
+    while True:
+        done = os.path.exists(sys.argv[2])
+        co = repo.checkout(branch="master")
+        k = int(co.metadata["k"])
+        a = co.arraysets["big"]
+        assert sorted(a.keys()) == list(range(8)), sorted(a.keys())
+        for i in range(8):
+            arr = a[i]
+            if not (arr == k * 100 + i).all():
+                raise SystemExit(f"commit k={k} sample {i} holds {np.unique(arr)[:5]}")
+        co.close()
+        seen.add(k)
+        reads += 1
+        if done:
+            break
+    print(json.dumps({"seen": sorted(seen), "reads": reads}))
+"""
+
+
+def test_readers_in_other_processes_see_only_whole_committed_states(aset_repo, tmp_path):
+    co = aset_repo.checkout(write=True)
+    big = co.arraysets.init_arrayset("big", shape=SHAPE, dtype=np.float32, backend="raw")
+    for i in range(8):
+        big[i] = np.full(SHAPE, i, dtype=np.float32)
+    co.metadata["k"] = "0"
+    co.commit("k=0")
+    co.close()
+    done = str(tmp_path / "writer-done")
+    commits = 25
+    readers = [spawn(READER, aset_repo.path, done) for _ in range(3)]
+    writer = spawn(WRITER, aset_repo.path, str(commits), done)
+    _, werr = writer.communicate(timeout=240)
+    assert writer.returncode == 0, werr
+    seen: set[int] = set()
+    for r in readers:
+        out, err = r.communicate(timeout=240)
+        assert r.returncode == 0, err
+        got = json.loads(out)
+        assert got["reads"] >= 1
+        seen.update(got["seen"])
+    assert seen <= set(range(commits + 1))
+    assert commits in seen  # the last read of each reader comes after the writer finished
+    assert len(seen) >= 2  # readers ran while the writer committed
+
+
+def test_a_reader_keeps_its_commit_while_the_writer_moves_on(aset_repo):
+    old = aset_repo.checkout(branch="master")
+    before = {k: v.copy() for k, v in old.arraysets["foo"].items()}
+    w = spawn(textwrap.dedent("""
+        import sys, numpy as np
+        from hangar import Repository
+        co = Repository(sys.argv[1]).checkout(write=True)
+        for i in range(10):
+            co.arraysets["foo"][i] = np.full(5, -i, dtype=np.int64)
+        co.arraysets["foo"][77] = np.zeros(5, dtype=np.int64)
+        co.commit("overwrite")
+        co.close()
+    """), aset_repo.path)
+    _, err = w.communicate(timeout=120)
+    assert w.returncode == 0, err
+    try:
+        assert {k: v for k, v in old.arraysets["foo"].items()}.keys() == before.keys()
+        for k, v in old.arraysets["foo"].items():
+            np.testing.assert_array_equal(v, before[k])
+    finally:
+        old.close()
+    new = Repository(aset_repo.path).checkout(branch="master")
+    try:
+        np.testing.assert_array_equal(new.arraysets["foo"][3], np.full(5, -3, dtype=np.int64))
+        assert 77 in new.arraysets["foo"]
+    finally:
+        new.close()
