@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from math import prod
 from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -193,13 +194,14 @@ class TensorStore:
         raises ``CorruptDataError`` instead of returning wrong data.
         """
         loc = self.location(digest)
-        out = np.empty(shape, dtype=dtype)
-        buf = byte_view(out)
-        if len(buf) != loc.rawlen:
+        nbytes = np.dtype(dtype).itemsize * prod(shape)
+        if nbytes != loc.rawlen:  # checked before allocating: a hostile pointer may claim any shape
             raise CorruptDataError(
                 f"sample digest {digest.hex()[:16]}... holds {loc.rawlen} bytes, pointer says "
-                f"{len(buf)} ({dtype} {shape})"
+                f"{nbytes} ({dtype} {shape})"
             )
+        out = np.empty(shape, dtype=dtype)
+        buf = byte_view(out)
         if loc.codec == codecs.RAW and not (loc.pack == self._pending_pack and self._writer is not None):
             self.storage.readinto(loc.pack, loc.offset, buf)
         else:
