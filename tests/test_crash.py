@@ -103,11 +103,20 @@ def _write(co, seed: int, step: int, ops: list, meta: dict) -> None:  # noqa: AN
         co.metadata[k] = v
 
 
-def child(path: str, seed: int) -> None:
-    """Run the workload on the repository at ``path`` (already initialized)."""
+def child(path: str, seed: int, remote: Optional[str] = None) -> None:
+    """Run the workload on the repository at ``path`` (already initialized).
+
+    With ``remote`` (an address) master is pushed to it after every commit and merge.
+    """
     from hangar import Repository
 
     repo = Repository(path)
+    if remote:
+        repo.remote.add("origin", remote)
+
+    def push() -> None:
+        if remote:
+            repo.remote.push("origin", "master")
     co = repo.checkout(write=True)
     co.arraysets.init_arrayset("vec", shape=(300,), dtype=np.float32, variable_shape=True)
     co.arraysets.init_arrayset("img", shape=(32, 32, 3), dtype=np.uint8)
@@ -120,6 +129,7 @@ def child(path: str, seed: int) -> None:
             _write(co, seed, s, p["ops"], {"step": str(s)})
             co.commit(f"c{s}")
             co.close()
+            push()
             continue
         repo.create_branch(f"dev{s}")
         co = repo.checkout(write=True, branch=f"dev{s}")
@@ -131,18 +141,21 @@ def child(path: str, seed: int) -> None:
         co.commit(f"c{s}")
         co.close()
         repo.merge(f"m{s}", "master", f"dev{s}")
+        push()
     print("done", flush=True)
 
 
 # --------------------------------------------------------------------- checks
-def run_child(path: str, seed: int, crash_at: Optional[str] = None, kill_after: Optional[float] = None) -> int:
+def run_child(path: str, seed: int, crash_at: Optional[str] = None, kill_after: Optional[float] = None,
+              remote: Optional[str] = None) -> int:
     """Run the workload in a subprocess; kill it ``kill_after`` seconds after it is ready."""
     env = dict(os.environ)
     env.pop("HANGAR_CRASH_AT", None)
     if crash_at:
         env["HANGAR_CRASH_AT"] = crash_at
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", path, str(seed)],
+    extra = [remote] if remote else []
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", path, str(seed), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     if kill_after is not None:
         line = proc.stdout.readline()
@@ -252,6 +265,41 @@ def test_writer_killed_at_a_random_moment_leaves_a_consistent_repository(tmp_pat
     crash_and_check(str(tmp_path), seed=seed, kill_after=delay)
 
 
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_pusher_killed_mid_push_leaves_client_and_server_consistent(tmp_path, seed):
+    from hangar import Repository
+    from tests.remote_fixtures import ServerProcess
+
+    srv = ServerProcess(str(tmp_path / "server"))
+    try:
+        path = str(tmp_path / "client")
+        init_repo(path)
+        run_child(path, seed, kill_after=random.Random(seed).uniform(0.2, 1.2), remote=srv.address)
+        check_repository(path, seed)
+        server = Repository(srv.path)
+        fsck = subprocess.run(["git", "--git-dir", os.path.join(srv.path, ".hangar"), "fsck", "--strict"],
+                              capture_output=True, text=True)
+        assert fsck.returncode == 0, fsck.stderr
+        report = server.verify()
+        assert report.ok, str(report)
+        head = server._git.branch_head("master")
+        if head is not None:  # what the server accepted is a whole commit of the workload
+            want = model(seed)[server._git.commit_info(head).message]
+            co = server.checkout(branch="master")
+            try:
+                for aset in ("vec", "img"):
+                    assert {k: v.tobytes() for k, v in co.arraysets[aset].items()} == \
+                        {k: v.tobytes() for k, v in want[aset].items()}
+            finally:
+                co.close()
+        client = Repository(path)
+        client.remote.push("origin", "master")  # the interrupted push completes
+        assert server._git.branch_head("master") == client._git.branch_head("master")
+        assert Repository(srv.path).verify().ok
+    finally:
+        srv.stop()
+
+
 # ------------------------------------------------------------------ soak run
 def soak(seeds: int, max_delay: float) -> None:
     import tempfile
@@ -285,7 +333,7 @@ def soak(seeds: int, max_delay: float) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "--child":
-        child(sys.argv[2], int(sys.argv[3]))
+        child(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)
     else:
         import argparse
 
