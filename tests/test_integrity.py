@@ -283,3 +283,27 @@ def test_gc_killed_midway_loses_nothing_reachable_and_can_run_again(aset_repo, r
     repo.gc()
     fsck_clean(repo, run_git)
     assert repo.verify().ok and all_contents(repo, "b") == keep
+
+
+def test_a_long_lived_repository_object_reads_samples_moved_by_gc_in_another_process(aset_repo):
+    co = aset_repo.checkout(write=True)
+    co.arraysets["foo"][70] = np.full(5, 70, dtype=np.int64)
+    co.arraysets["foo"][71] = np.full(5, 71, dtype=np.int64)
+    co.close()
+    co = aset_repo.checkout(write=True)
+    del co.arraysets["foo"][71]
+    co.commit("keep 70 only")  # 70 and the dropped 71 share one data pack
+    co.close()
+    reader = aset_repo.checkout()
+    reader.close()  # the store index of aset_repo now knows the old pack
+    code = "import sys; from hangar import Repository; print(Repository(sys.argv[1]).gc().removed_packs)"
+    r = subprocess.run([sys.executable, "-c", code, aset_repo.path], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": ROOT})
+    assert r.returncode == 0 and int(r.stdout) >= 1, r.stderr
+    co = aset_repo.checkout()
+    try:
+        np.testing.assert_array_equal(co.arraysets["foo"][70], np.full(5, 70, dtype=np.int64))
+        for i in range(10):
+            np.testing.assert_array_equal(co.arraysets["foo"][i], np.arange(5, dtype=np.int64) + i)
+    finally:
+        co.close()

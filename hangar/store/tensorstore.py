@@ -193,6 +193,17 @@ class TensorStore:
         With ``check`` (default: ``self.verify_reads``) the bytes are re-hashed and a mismatch
         raises ``CorruptDataError`` instead of returning wrong data.
         """
+        try:
+            return self._read(digest, dtype, shape, check)
+        except RemoteDataError:
+            raise
+        except FileNotFoundError:  # its pack was compacted away (gc): reload the index once
+            if self._index is None:
+                raise
+            self._index = None
+            return self._read(digest, dtype, shape, check)
+
+    def _read(self, digest: bytes, dtype: str, shape: tuple[int, ...], check: bool | None) -> np.ndarray:
         loc = self.location(digest)
         nbytes = np.dtype(dtype).itemsize * prod(shape)
         if nbytes != loc.rawlen:  # checked before allocating: a hostile pointer may claim any shape
