@@ -42,8 +42,9 @@ def _check_args(message: object, strategy: object) -> None:
                          f"'ours' (keep the master side) or 'theirs' (take the dev side)")
 
 
-def _branch_head(git: GitRepo, name: object, what: str) -> str:
-    head = git.branch_head(name) if isinstance(name, str) and name else None
+def _branch_head(git: GitRepo, name: object, what: str, remote_ok: bool = False) -> str:
+    ok = isinstance(name, str) and name
+    head = (git.branch_or_remote_head(name) if remote_ok else git.branch_head(name)) if ok else None  # type: ignore
     if head is None:
         raise ValueError(f"{what} {name!r} is not a branch with commits; branches: {git.branches()}")
     return head
@@ -136,7 +137,7 @@ def merge_branches(repo: "Repository", message: str, master_branch: str, dev_bra
     _check_args(message, strategy)
     git = repo._git
     _branch_head(git, master_branch, "master_branch")
-    _branch_head(git, dev_branch, "dev_branch")
+    _branch_head(git, dev_branch, "dev_branch", remote_ok=True)
     owner = repo._acquire_writer_lock()
     try:
         state = repo._staging_state()
@@ -145,7 +146,7 @@ def merge_branches(repo: "Repository", message: str, master_branch: str, dev_bra
                 f"the staging area of branch {master_branch!r} holds uncommitted changes; commit or reset "
                 "them before merging into it")
         master_head = _branch_head(git, master_branch, "master_branch")
-        dev_head = _branch_head(git, dev_branch, "dev_branch")
+        dev_head = _branch_head(git, dev_branch, "dev_branch", remote_ok=True)
         new = merge_commits(git, message, master_head, dev_head, repo._user(), strategy,
                             (master_branch, dev_branch))
         if new != master_head:
@@ -174,7 +175,7 @@ def merge_into_writer(checkout: "WriterCheckout", message: str, dev_branch: str,
     _check_args(message, strategy)
     repo = checkout._repo
     git = repo._git
-    dev_head = _branch_head(git, dev_branch, "dev_branch")
+    dev_head = _branch_head(git, dev_branch, "dev_branch", remote_ok=True)
     if not checkout._is_clean():
         raise DirtyStagingAreaError(
             f"the staging area of branch {checkout._state.branch!r} holds uncommitted changes; commit or "

@@ -496,3 +496,20 @@ def test_random_edits_merge_as_the_dict_model_predicts(plan, strategy):
         assert repo._git.commit_info(merged).parents == [m_head, d_head]
         assert foo_values(repo) == exp_samples
         assert meta_values(repo) == {k: str(v) for k, v in exp_meta.items()}
+
+
+def test_merge_accepts_a_fetched_remote_branch_name(aset_repo):
+    """fetch() names what it brings '<remote>/<branch>'; merging that name unifies the histories."""
+    import numpy as np
+
+    git = aset_repo._git
+    aset_repo.create_branch("tmp")
+    co = aset_repo.checkout(write=True, branch="tmp")
+    co["foo", 42] = np.full(5, 42, np.int64)
+    fetched = co.commit("work that arrived by fetch")
+    co.close()
+    git.set_ref("refs/remotes/origin/master", fetched)  # what Remotes.fetch records
+    assert aset_repo.merge("unify", "master", "origin/master") == fetched  # fast-forward
+    co = aset_repo.checkout(write=True)
+    assert co["foo", 42][0] == 42
+    co.close()

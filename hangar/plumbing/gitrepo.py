@@ -140,6 +140,14 @@ class GitRepo:
         ref = self.repo.references.get(f"refs/heads/{name}")
         return str(ref.target) if ref is not None else None
 
+    def branch_or_remote_head(self, name: str) -> Optional[str]:
+        """Head of local branch ``name``, else of remote branch ``name`` (e.g. ``origin/master``)."""
+        head = self.branch_head(name)
+        if head is None:
+            ref = self.repo.references.get(f"refs/remotes/{name}")
+            head = str(ref.resolve().target) if ref is not None else None
+        return head
+
     def set_branch(self, name: str, commit: str) -> None:
         """Point ``refs/heads/<name>`` at ``commit`` (atomic: lockfile + rename)."""
         self.repo.references.create(f"refs/heads/{name}", pygit2.Oid(hex=commit), force=True)
