@@ -211,6 +211,18 @@ class ArraysetDataReader:
         self._session.check()
         return self._remote_keys()
 
+    def to_dask(self, keys: Optional[Iterable[Key]] = None, index_range: Optional[slice] = None,
+                chunk_rows: Optional[int] = None):  # noqa: ANN201 - dask.array.Array (optional dependency)
+        """A lazy ``dask.array`` of shape ``(n_samples, *shape)`` over this fixed-shape arrayset.
+
+        Same as :func:`hangar.dataloaders.dask_array` (needs ``pip install hangar[dask]``);
+        nothing is read until it is computed.
+        """
+        from hangar.dataloaders.daskarray import dask_array
+
+        return dask_array(self, keys=None if keys is None else list(keys), index_range=index_range,
+                          chunk_rows=chunk_rows)
+
 
 #: with n_cpus=None, get_batch starts a process pool only for batches at least this large
 _POOL_MIN_BYTES = 64 << 20

@@ -315,3 +315,14 @@ def test_frameworks_are_imported_only_when_a_loader_is_used():
             "print(sorted(m for m in ('torch', 'tensorflow', 'dask') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_to_dask_method_matches_the_arrayset(aset_repo):
+    pytest.importorskip("dask.array")
+    r = aset_repo.checkout()
+    foo = r.arraysets["foo"]
+    arr = foo.to_dask(chunk_rows=3)
+    assert arr.shape == (10, 5) and arr.numblocks[0] == 4
+    np.testing.assert_array_equal(arr.compute(), np.stack([foo[k] for k in foo.keys()]))
+    np.testing.assert_array_equal(foo.to_dask(keys=[3, 1]).compute(), np.stack([foo[3], foo[1]]))
+    r.close()
