@@ -188,10 +188,10 @@ class ArraysetDataReader:
         """Yield ``(key, array)`` for every sample, in ``keys()`` order."""
         self._session.check()
         ptrs = sorted(((decode_key(n), p) for n, p in self._table.pointers()), key=lambda kp: sort_key(kp[0]))
-        read = self._session.store.read
-        for k, p in ptrs:
+        arrays = self._session.store.read_many(((p.digest, p.shape) for _, p in ptrs), self._dtype)
+        for (k, _), arr in zip(ptrs, arrays):
             self._session.check()
-            yield k, read(p.digest, self._dtype, p.shape)
+            yield k, arr
 
     # ------------------------------------------------------------- remotes
     def _remote_keys(self) -> list[Key]:

@@ -191,3 +191,16 @@ def test_digest_index_over_large_small_and_recent_packs():
         index_mod._MERGE_AT = old
     assert idx.get(small[3]) == Location("small", 37, 10, 10, 0)
     assert all(idx.get(d) == v for d, v in recent.items()) and len(idx) == 5016
+
+
+def test_read_many_matches_read_across_batches_and_reports_missing(storage_factory):
+    s = TensorStore(storage_factory())
+    rng = np.random.default_rng(7)
+    arrays = [rng.integers(0, 255, (i % 4 + 1, 3), dtype=np.uint8) for i in range(25)]
+    digests = [put(s, a, "raw") for a in arrays[:10]]
+    s.flush()
+    digests += [put(s, a) for a in arrays[10:]]  # some still pending in the open pack
+    got = list(s.read_many(((d, a.shape) for d, a in zip(digests, arrays)), np.dtype(np.uint8), batch=4))
+    assert len(got) == 25 and all((g == a).all() for g, a in zip(got, arrays))
+    with pytest.raises(RemoteDataError, match="fetch_data"):
+        list(s.read_many([(digests[0], (1, 3)), (b"\x09" * 32, (1, 3))], np.dtype(np.uint8)))

@@ -203,8 +203,38 @@ class TensorStore:
             self._index = None
             return self._read(digest, dtype, shape, check)
 
-    def _read(self, digest: bytes, dtype: str, shape: tuple[int, ...], check: bool | None) -> np.ndarray:
-        loc = self.location(digest)
+    def read_many(self, items: Iterable[tuple[bytes, tuple[int, ...]]], dtype: str,
+                  check: bool | None = None, batch: int = 4096) -> Iterator[np.ndarray]:
+        """Yield the samples named by ``(digest, shape)`` pairs, in order.
+
+        Locations are looked up in vectorised batches, which makes reading a whole arrayset
+        about twice as fast as one :meth:`read` per sample.
+        """
+        chunk: list[tuple[bytes, tuple[int, ...]]] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == batch:
+                yield from self._read_chunk(chunk, dtype, check)
+                chunk = []
+        if chunk:
+            yield from self._read_chunk(chunk, dtype, check)
+
+    def _read_chunk(self, chunk: list[tuple[bytes, tuple[int, ...]]], dtype: str,
+                    check: bool | None) -> Iterator[np.ndarray]:
+        locs = self.locations([d for d, _ in chunk])
+        for (digest, shape), loc in zip(chunk, locs):
+            if loc is None:  # raises the usual RemoteDataError
+                yield self.read(digest, dtype, shape, check)
+                continue
+            try:
+                yield self._read(digest, dtype, shape, check, loc)
+            except FileNotFoundError:  # pack compacted away meanwhile: the slow path reloads
+                yield self.read(digest, dtype, shape, check)
+
+    def _read(self, digest: bytes, dtype: str, shape: tuple[int, ...], check: bool | None,
+              loc: Location | None = None) -> np.ndarray:
+        if loc is None:
+            loc = self.location(digest)
         nbytes = np.dtype(dtype).itemsize * prod(shape)
         if nbytes != loc.rawlen:  # checked before allocating: a hostile pointer may claim any shape
             raise CorruptDataError(
