@@ -6,33 +6,11 @@ import os
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from hangar import Repository, __version__
 from hangar.cli import app
 from hangar.cli.context import CliError, parse_shape, parse_size
-
-runner = CliRunner()
-
-
-def hangar(path, *args: str):
-    """Run ``hangar -C path args...`` in-process."""
-    return runner.invoke(app, ["-C", str(path), *args])
-
-
-def ok(path, *args: str) -> str:
-    result = hangar(path, *args)
-    assert result.exit_code == 0, (args, result.stdout, result.stderr, result.exception)
-    return result.stdout
-
-
-def fails(path, *args: str) -> str:
-    """Run a command that must fail; return its stderr after checking it is one ``error:`` line."""
-    result = hangar(path, *args)
-    assert result.exit_code == 1, (args, result.stdout, result.stderr)
-    assert result.stderr.startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return result.stderr
+from tests.cli_helpers import fails, hangar, ok, runner
 
 
 def all_commands():

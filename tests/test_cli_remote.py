@@ -4,31 +4,12 @@ against a real ``hangar server`` process."""
 from __future__ import annotations
 
 import numpy as np
-from typer.testing import CliRunner
 
 from hangar import Repository
-from hangar.cli import app
 from tests import remote_fixtures
+from tests.cli_helpers import fails, ok
 
 start_server = remote_fixtures.start_server
-runner = CliRunner()
-
-
-def hangar(path, *args: str):
-    return runner.invoke(app, ["-C", str(path), *args])
-
-
-def ok(path, *args: str) -> str:
-    result = hangar(path, *args)
-    assert result.exit_code == 0, (args, result.stdout, result.stderr, result.exception)
-    return result.stdout
-
-
-def fails(path, *args: str) -> str:
-    result = hangar(path, *args)
-    assert result.exit_code == 1, (args, result.stdout, result.stderr)
-    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    return result.stderr
 
 
 def test_remote_add_list_ping_remove(aset_repo, start_server):
