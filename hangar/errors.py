@@ -57,3 +57,7 @@ class MergeConflictError(HangarError, ValueError):
 
 class DivergedHistoryError(HangarError, ValueError):
     """The server's branch holds commits the local branch does not: fetch and merge first."""
+
+
+class TransferInProgressError(HangarError, RuntimeError):
+    """A fetch or clone is writing into the repository; garbage collection must wait."""

@@ -16,14 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
-from hangar.errors import RemoteDataError
-from hangar.plumbing.gc import Reachable, collect_git_garbage, ref_heads, walk_reachable
+from hangar.errors import RemoteDataError, TransferInProgressError
+from hangar.plumbing.gc import Reachable, collect_git_garbage, list_git_files, ref_heads, walk_reachable
 from hangar.records import layout
 from hangar.records.keys import decode_key
 from hangar.records.pointer import decode_pointer
 from hangar.records.schema import ArraysetSchema
 from hangar.store.compact import compact_store
 from hangar.store.digest import byte_view, digest_of_parts
+from hangar.transfers import active_transfers
 
 if TYPE_CHECKING:
     from hangar.repository import Repository
@@ -226,9 +227,18 @@ def gc(repo: "Repository", *, dry_run: bool = False, temp_age: float = 3600.0) -
         raise ValueError(f"dry_run must be a bool, not {dry_run!r}")
     owner = repo._acquire_writer_lock()
     try:
+        # order matters (see hangar.transfers): list what may go, then make sure no fetch is
+        # between writing objects and moving its refs, then walk what is reachable
+        files = list_git_files(repo._git)
+        busy = active_transfers(repo._hangar_dir)
+        if busy:
+            raise TransferInProgressError(
+                f"{len(busy)} transfer(s) are writing into the repository now ("
+                + ", ".join(f"{b.get('what')} by pid {b.get('pid')}" for b in busy)
+                + "); run gc again when they have finished")
         col, found = _walk(repo, None)
         report = GcReport(dry_run=dry_run)
-        git_stats = collect_git_garbage(repo._git, found.seen, dry_run=dry_run, temp_age=temp_age)
+        git_stats = collect_git_garbage(repo._git, found.seen, files, dry_run=dry_run, temp_age=temp_age)
         report.reachable_objects = len(found.seen)
         report.removed_objects = git_stats.removed_objects
         report.removed_git_files = git_stats.removed_files

@@ -16,6 +16,7 @@ from hangar.errors import DivergedHistoryError, RemoteDataError
 from hangar.remote import client as _client
 from hangar.store import TensorStore
 from hangar.store.packs import LocalPackStorage
+from hangar.transfers import transfer_marker
 
 if TYPE_CHECKING:
     from hangar.repository import Repository
@@ -142,7 +143,8 @@ class Remotes:
         heads = _client.list_remote_heads(self._git, remote, address)
         if branch not in heads:
             raise ValueError(f"remote {remote!r} has no branch {branch!r}; its branches: {sorted(heads)}")
-        _client.fetch_branches(self._git, remote, address, [branch])
+        with transfer_marker(self._repo._hangar_dir, f"fetch {remote}/{branch}"):
+            _client.fetch_branches(self._git, remote, address, [branch])
         return f"{remote}/{branch}"
 
     def _resolve_start(self, branch: Optional[str], commit: Optional[str]) -> str:
@@ -331,9 +333,10 @@ def clone_into(repo: "Repository", user_name: str, user_email: str, remote_addre
     repo.init(user_name, user_email, remove_old=remove_old)
     git = repo._git
     repo.remote.add("origin", remote_address)
-    _client.fetch_branches(git, "origin", remote_address)
-    head = git.refs("refs/remotes/").get("origin/master")
-    if head is not None:
-        git.set_branch("master", head)
-        StagingState("master", head, git.commit_tree_id(head)).save(repo._hangar_dir)
+    with transfer_marker(repo._hangar_dir, f"clone {remote_address}"):
+        _client.fetch_branches(git, "origin", remote_address)
+        head = git.refs("refs/remotes/").get("origin/master")
+        if head is not None:
+            git.set_branch("master", head)
+            StagingState("master", head, git.commit_tree_id(head)).save(repo._hangar_dir)
     return "master"

@@ -171,18 +171,30 @@ def _unlink(path: str) -> bool:
         return False
 
 
-def collect_git_garbage(git: GitRepo, reachable: set[bytes], *, dry_run: bool = False,
+@dataclass
+class GitFiles:
+    """The packs and loose objects gc may delete, listed before the reachability walk."""
+
+    packs: list[str]
+    loose: list[tuple[str, bytes]]
+
+
+def list_git_files(git: GitRepo) -> GitFiles:
+    """List the packs and loose objects that exist now (anything written later is kept)."""
+    return GitFiles(_packs(git.pack_dir), _loose_objects(os.path.join(git.git_dir, "objects")))
+
+
+def collect_git_garbage(git: GitRepo, reachable: set[bytes], files: GitFiles, *, dry_run: bool = False,
                         temp_age: float = 3600.0) -> GitGcStats:
     """Keep exactly the objects whose raw ids are in ``reachable``; return what went.
 
-    Every id in ``reachable`` must be readable (the caller walked them); the caller holds
-    the writer lock so no hangar writer adds objects meanwhile.
+    Only the packs and loose objects in ``files`` (listed before ``reachable`` was walked)
+    are deleted. Every id in ``reachable`` must be readable (the caller walked them); the
+    caller holds the writer lock so no hangar writer adds objects meanwhile.
     """
     repo = git.repo
-    objects_dir = os.path.join(git.git_dir, "objects")
     pack_dir = git.pack_dir
-    old_packs = _packs(pack_dir)
-    loose = _loose_objects(objects_dir)
+    old_packs, loose = files.packs, files.loose
     stats = GitGcStats()
     stored = {oid.raw for oid in repo.odb}
     stats.removed_objects = len(stored - reachable)

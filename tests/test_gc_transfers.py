@@ -1,0 +1,80 @@
+"""gc and in-flight transfers: objects a fetch wrote before moving its refs are never collected."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hangar.errors import TransferInProgressError
+from hangar.plumbing.gc import collect_git_garbage, list_git_files
+from hangar.plumbing.pack import OBJ_BLOB, ObjectBatch
+from hangar.transfers import MARKER_DIR, active_transfers, transfer_marker
+
+
+def _unreferenced_commit(repo) -> str:
+    """What a fetch has done before it moves its ref: objects written, no ref to them yet."""
+    git = repo._git
+    batch = ObjectBatch()
+    batch.add(OBJ_BLOB, b"fetched but not yet referenced\n")
+    git.write_batch(batch)
+    head = git.branch_head("master")
+    return git.create_commit(git.commit_tree_id(head), [head], "x", "x@y", "fetched")
+
+
+def _pack_files(repo) -> set[str]:
+    return set(os.listdir(os.path.join(repo.path, ".hangar", "objects", "pack")))
+
+
+def test_gc_refuses_while_a_transfer_is_in_flight_and_deletes_nothing(aset_repo):
+    with transfer_marker(aset_repo._hangar_dir, "fetch origin/dev"):
+        commit = _unreferenced_commit(aset_repo)
+        before = _pack_files(aset_repo)
+        with pytest.raises(TransferInProgressError, match="fetch origin/dev") as info:
+            aset_repo.gc()
+        assert isinstance(info.value, RuntimeError)
+        assert _pack_files(aset_repo) == before and not aset_repo.writer_lock_held
+        aset_repo._git.set_ref("refs/remotes/origin/dev", commit)  # the fetch finishes
+    assert active_transfers(aset_repo._hangar_dir) == []
+    aset_repo.gc()
+    r = aset_repo.checkout(branch="origin/dev")
+    assert r.commit_hash == commit and r["foo", 3][0] == 3
+    r.close()
+    assert aset_repo.verify().ok
+
+
+def test_marker_of_a_dead_process_is_ignored_and_removed(aset_repo):
+    d = os.path.join(aset_repo._hangar_dir, MARKER_DIR)
+    os.makedirs(d, exist_ok=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    pid = int(dead.stdout)
+    with open(os.path.join(d, f"{pid}-stale.json"), "w") as f:
+        json.dump({"what": "fetch", "pid": pid, "host": os.uname().nodename, "since": 0}, f)
+    assert active_transfers(aset_repo._hangar_dir) == []
+    assert os.listdir(d) == []
+    report = aset_repo.gc()
+    assert report.reachable_samples == 20
+
+
+def test_packs_written_after_gc_listed_its_files_are_kept(aset_repo):
+    from hangar.integrity import _walk
+
+    git = aset_repo._git
+    files = list_git_files(git)  # gc's first step
+    _, found = _walk(aset_repo, None)  # ... and its walk, before the new commit exists
+    co = aset_repo.checkout(write=True)
+    co["foo", 77] = np.full(5, 77, np.int64)
+    c = co.commit("written while gc was walking")  # new objects in a new pack, after the listing
+    co.close()
+    collect_git_garbage(git, found.seen, files)
+    r = aset_repo.checkout(commit=c)
+    assert r["foo", 77][0] == 77
+    r.close()
+    fsck = subprocess.run(["git", "--git-dir", aset_repo._hangar_dir, "fsck", "--strict"], capture_output=True,
+                          text=True)
+    assert fsck.returncode == 0, fsck.stderr
