@@ -75,10 +75,12 @@ class ArraysetDataReader:
 
     # ------------------------------------------------------------ container
     def __len__(self) -> int:
+        """Number of samples in the arrayset."""
         self._session.check()
         return self._table.count()
 
     def __contains__(self, key: object) -> bool:
+        """True when ``key`` (a str or int) names a sample of the arrayset; False otherwise."""
         self._session.check()
         if not _is_key(key):
             return False
@@ -88,6 +90,7 @@ class ArraysetDataReader:
         return self.keys()
 
     def __getitem__(self, key: Key) -> np.ndarray:
+        """Return the sample ``key`` (dict-style :meth:`get`; ``KeyError`` if absent)."""
         return self.get(key)
 
     def _pointer(self, key: object) -> SamplePointer:
@@ -121,7 +124,7 @@ class ArraysetDataReader:
         Parameters
         ----------
         names : Iterable[Union[str, int]]
-            Sample names to read.
+            Sample names to read (or one sample name).
         n_cpus : int, kwarg-only
             Number of worker processes; 1 reads in this process. Default None (see above).
         start_method : str, kwarg-only
@@ -130,7 +133,8 @@ class ArraysetDataReader:
         Returns
         -------
         List[np.ndarray]
-            One array per name, in the order of ``names``.
+            One array per name, in the order of ``names``. If ``names`` is a single sample
+            name (a str or int) instead, that sample's array.
 
         Raises
         ------
@@ -148,6 +152,8 @@ class ArraysetDataReader:
         if start_method not in multiprocessing.get_all_start_methods():
             raise ValueError(f"start_method {start_method!r} is not available; choose one of "
                              f"{multiprocessing.get_all_start_methods()}")
+        if _is_key(names):
+            return self.get(names)  # type: ignore[arg-type,return-value]
         ptrs = [self._pointer(n) for n in names]
         store, dtype = self._session.store, self._dtype
         if self.iswriteable or n_cpus == 1 or len(ptrs) < 2:
@@ -265,6 +271,7 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     @property
     def iswriteable(self) -> bool:
+        """True: this arrayset belongs to the write-enabled checkout."""
         return True
 
     def _check_data(self, data: object) -> np.ndarray:
@@ -323,16 +330,26 @@ class ArraysetDataWriter(ArraysetDataReader):
         return self._write(*self._prepare(data, name))
 
     def __setitem__(self, key: Key, value: np.ndarray) -> Key:
+        """Store ``value`` as the sample ``key`` (dict-style :meth:`add`); return the key."""
         return self.add(value, key)
 
     def remove(self, name: Key) -> Key:
-        """Remove the sample ``name`` from the staging area (``KeyError`` if absent)."""
+        """Remove the sample ``name`` from the staging area; return ``name``.
+
+        Committed data is never deleted: earlier commits still hold it.
+
+        Raises
+        ------
+        KeyError
+            If the arrayset has no sample with that name.
+        """
         self._session.check()
         if not _is_key(name) or not self._table.remove(encode_key(name)):  # type: ignore[arg-type]
             raise SampleNotFoundError(f"arrayset {self.name!r} has no sample with key {name!r}")
         return name
 
     def __delitem__(self, key: Key) -> Key:
+        """Remove the sample ``key`` (dict-style :meth:`remove`); return the key."""
         return self.remove(key)
 
 
@@ -341,36 +358,41 @@ def _schema_from_args(name: object, shape: object, dtype: object, prototype: obj
     name = validate_arrayset_name(name)
     if prototype is not None:
         if shape is not None or dtype is not None:
-            raise ValueError("give either prototype or shape and dtype, not both")
+            raise ValueError(f"arrayset {name!r}: give either prototype or shape and dtype, not both "
+                             f"(got shape={shape!r}, dtype={dtype!r} with a prototype)")
         if not isinstance(prototype, np.ndarray):
             raise ValueError(f"prototype must be a numpy.ndarray, not {type(prototype).__name__}")
         if not prototype.flags.c_contiguous:
-            raise ValueError("prototype must be a C contiguous ndarray")
+            raise ValueError(f"prototype of arrayset {name!r} must be a C contiguous ndarray (shape "
+                             f"{prototype.shape}, strides {prototype.strides}); pass np.ascontiguousarray(...)")
         shape, dtype = prototype.shape, prototype.dtype
     elif shape is None or dtype is None:
-        raise ValueError("init_arrayset needs shape and dtype when no prototype is given")
+        raise ValueError(f"arrayset {name!r} needs shape and dtype when no prototype is given "
+                         f"(got shape={shape!r}, dtype={dtype!r})")
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
     if not isinstance(shape, (tuple, list)) or not all(
             isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
-        raise ValueError(f"shape {shape!r} must be an int or a tuple of ints")
+        raise ValueError(f"arrayset {name!r}: shape {shape!r} must be an int or a tuple of ints")
     shape = tuple(int(d) for d in shape)
     if len(shape) > MAX_RANK:
-        raise ValueError(f"shape {shape} has rank {len(shape)}; the maximum rank is {MAX_RANK}")
+        raise ValueError(f"arrayset {name!r}: shape {shape} has rank {len(shape)}; the maximum rank is {MAX_RANK}")
     if any(d <= 0 for d in shape):
-        raise ValueError(f"shape {shape} has a zero-sized or negative dimension")
+        raise ValueError(f"arrayset {name!r}: shape {shape} has a zero-sized or negative dimension")
     try:
         np_dtype = np.dtype(dtype)
     except TypeError as exc:
-        raise ValueError(f"dtype {dtype!r} is not a numpy dtype") from exc
+        raise ValueError(f"arrayset {name!r}: dtype {dtype!r} is not a numpy dtype") from exc
     if np_dtype.hasobject:
-        raise ValueError(f"dtype {np_dtype} holds python objects; only fixed-size dtypes can be stored")
+        raise ValueError(f"arrayset {name!r}: dtype {np_dtype} holds python objects; only fixed-size dtypes "
+                         "can be stored")
     if backend is None:
         backend = "auto"
     if backend not in BACKENDS:
-        raise ValueError(f"backend {backend!r} is not valid; choose one of {BACKENDS}")
+        raise ValueError(f"arrayset {name!r}: backend {backend!r} is not valid; choose one of {BACKENDS}")
     if not isinstance(named_samples, bool) or not isinstance(variable_shape, bool):
-        raise ValueError("named_samples and variable_shape must be bool")
+        raise ValueError(f"named_samples and variable_shape must be bool, not {named_samples!r} and "
+                         f"{variable_shape!r}")
     return ArraysetSchema(name=name, dtype=dtype_to_descr(np_dtype), shape=shape, variable_shape=variable_shape,
                           named_samples=named_samples, backend=backend)
 
@@ -412,20 +434,42 @@ class Arraysets:
         raise ArraysetNotFoundError(f"no arrayset named {name!r}; arraysets: {self.keys()}")
 
     def __getitem__(self, key: str) -> ArraysetDataReader:
+        """Return the arrayset ``key``: a writer in a write-enabled checkout, else a reader.
+
+        Raises
+        ------
+        KeyError
+            If no arrayset with that name exists in the checkout.
+        """
         return self._get(key)
 
     def get(self, name: str) -> ArraysetDataReader:
-        """Return the arrayset ``name`` (``KeyError`` if there is none)."""
+        """Return the arrayset ``name`` (same as ``arraysets[name]``).
+
+        Raises
+        ------
+        KeyError
+            If no arrayset with that name exists in the checkout.
+        """
         return self._get(name)
 
     def __setitem__(self, key: str, value: object) -> None:
+        """Always refused: create arraysets with :meth:`init_arrayset`.
+
+        Raises
+        ------
+        PermissionError
+            In every case.
+        """
         raise PermissionError("arraysets cannot be set by item; use init_arrayset()")
 
     def __contains__(self, key: object) -> bool:
+        """True when an arrayset named ``key`` exists in the checkout."""
         self._session.check()
         return isinstance(key, str) and key in self._source.arrayset_names()
 
     def __len__(self) -> int:
+        """Number of arraysets in the checkout."""
         self._session.check()
         return len(self._source.arrayset_names())
 
@@ -503,7 +547,17 @@ class Arraysets:
         return aset
 
     def remove_aset(self, aset_name: str) -> str:
-        """Remove an arrayset and its samples from the staging area (``KeyError`` if absent)."""
+        """Remove an arrayset and its samples from the staging area; return its name.
+
+        Earlier commits keep the arrayset and its data.
+
+        Raises
+        ------
+        KeyError
+            If no arrayset with that name exists.
+        PermissionError
+            In a read-only checkout.
+        """
         self._require_write("remove_aset")
         if aset_name not in self._source.arrayset_names():
             raise ArraysetNotFoundError(f"no arrayset named {aset_name!r}; arraysets: {self.keys()}")
@@ -512,6 +566,15 @@ class Arraysets:
         return aset_name
 
     def __delitem__(self, key: str) -> str:
+        """Remove the arrayset ``key`` (dict-style :meth:`remove_aset`); return its name.
+
+        Raises
+        ------
+        PermissionError
+            In a read-only checkout.
+        KeyError
+            If no arrayset with that name exists.
+        """
         self._require_write("deleting an arrayset")
         return self.remove_aset(key)
 

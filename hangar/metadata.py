@@ -32,10 +32,12 @@ class MetadataReader:
         return v
 
     def __len__(self) -> int:
+        """Number of metadata key/value pairs in the checkout."""
         self._session.check()
         return self._table_of().count()
 
     def __contains__(self, key: object) -> bool:
+        """True when metadata is stored under ``key``; False otherwise (also for invalid keys)."""
         self._session.check()
         try:
             key = validate_key(key, "metadata key")
@@ -47,6 +49,7 @@ class MetadataReader:
         return self.keys()
 
     def __getitem__(self, key: Key) -> str:
+        """Return the value stored under ``key`` (dict-style :meth:`get`)."""
         return self.get(key)
 
     def get(self, key: Key) -> str:
@@ -77,9 +80,15 @@ class MetadataReader:
             yield v
 
     def items(self) -> Iterator[tuple[Key, str]]:
-        """Yield ``(key, value)`` pairs, in ``keys()`` order."""
+        """Yield ``(key, value)`` pairs, in ``keys()`` order.
+
+        The key list is copied before the first pair is yielded, so metadata may be added or
+        removed while iterating; a key removed before its turn is skipped.
+        """
         for k in list(self.keys()):
-            yield k, self._value(encode_key(k))
+            v = self._value(encode_key(k))
+            if v is not None:
+                yield k, v
 
 
 class MetadataWriter(MetadataReader):
@@ -87,6 +96,7 @@ class MetadataWriter(MetadataReader):
 
     @property
     def iswriteable(self) -> bool:
+        """True: this metadata belongs to the write-enabled checkout."""
         return True
 
     def add(self, key: Key, value: str) -> Key:
@@ -108,10 +118,19 @@ class MetadataWriter(MetadataReader):
         return key
 
     def __setitem__(self, key: Key, value: str) -> Key:
+        """Stage ``value`` under ``key`` (dict-style :meth:`add`); return the key."""
         return self.add(key, value)
 
     def remove(self, key: Key) -> Key:
-        """Remove ``key`` from the staging area (``ValueError`` if invalid, ``KeyError`` if absent)."""
+        """Remove ``key`` from the staging area; return it.
+
+        Raises
+        ------
+        ValueError
+            If the key is not a valid metadata key.
+        KeyError
+            If no metadata is stored under the key.
+        """
         self._session.check()
         key = validate_key(key, "metadata key")
         if not self._table_of().remove(encode_key(key)):
@@ -119,4 +138,5 @@ class MetadataWriter(MetadataReader):
         return key
 
     def __delitem__(self, key: Key) -> Key:
+        """Remove ``key`` (dict-style :meth:`remove`); return it."""
         return self.remove(key)

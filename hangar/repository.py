@@ -130,35 +130,71 @@ class Repository:
     def init(self, user_name: str, user_email: str, *, remove_old: bool = False) -> str:
         """Create a repository at ``path``; return the path of its ``.hangar`` directory.
 
+        The new repository is built in a temporary directory and moved into place only
+        when complete, so a failed ``init`` leaves no ``.hangar`` (and, with
+        ``remove_old=True``, leaves the old repository as it was).
+
+        Parameters
+        ----------
+        user_name : str
+            Name recorded as the author of every commit.
+        user_email : str
+            Email address recorded with it.
+        remove_old : bool, keyword-only
+            DEVELOPER USE ONLY: replace an existing repository at ``path``. Default False.
+
+        Returns
+        -------
+        str
+            Path of the ``.hangar`` directory created.
+
         Raises
         ------
         FileExistsError
             If a repository exists and ``remove_old`` is False.
         ValueError
-            If ``user_name`` or ``user_email`` is not a non-empty str.
+            If ``user_name`` or ``user_email`` is not a non-empty str, or contains control
+            characters, ``<`` or ``>`` (git cannot record them in a commit).
+        PermissionError
+            If ``remove_old`` is True and a writer checkout holds the writer lock.
         """
         for what, value in (("user_name", user_name), ("user_email", user_email)):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{what} must be a non-empty str, not {value!r}")
+            bad = sorted({c for c in value if c in "<>" or ord(c) < 32 or ord(c) == 127})
+            if bad:  # git cannot record them in a commit signature (a newline corrupts every commit)
+                raise ValueError(f"{what} {value!r} contains {bad}; control characters, '<' and '>' "
+                                 "cannot appear in a commit author")
         if self.initialized:
             if not remove_old:
                 raise FileExistsError(f"a hangar repository already exists at {self._hangar_dir!r}; "
                                       "pass remove_old=True to replace it")
             if self.writer_lock_held:
                 raise WriterLockError("cannot remove the repository while a writer checkout holds its lock")
-            shutil.rmtree(self._hangar_dir)
-        elif os.path.exists(self._hangar_dir):
-            shutil.rmtree(self._hangar_dir)
         self._git_repo = None
         self._store_obj = None
+        # build the new repository aside; the old one (if any) is removed only once it is complete
         tmp = self._hangar_dir + f".init-{uuid.uuid4().hex[:8]}"
-        git = GitRepo.init(tmp)
-        git.config_set("user.name", user_name)
-        git.config_set("user.email", user_email)
-        git.config_set("hangar.version", __version__)
-        git.config_set("core.logallrefupdates", "false")
-        os.makedirs(os.path.join(tmp, "data"), exist_ok=True)
-        os.replace(tmp, self._hangar_dir)
+        try:
+            git = GitRepo.init(tmp)
+            git.config_set("user.name", user_name)
+            git.config_set("user.email", user_email)
+            git.config_set("hangar.version", __version__)
+            git.config_set("core.logallrefupdates", "false")
+            os.makedirs(os.path.join(tmp, "data"), exist_ok=True)
+            trash = None
+            if os.path.lexists(self._hangar_dir):
+                trash = self._hangar_dir + f".old-{uuid.uuid4().hex[:8]}"
+                os.replace(self._hangar_dir, trash)
+            os.replace(tmp, self._hangar_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if trash is not None:
+            if os.path.isdir(trash) and not os.path.islink(trash):
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.unlink(trash)
         return self._hangar_dir
 
     # ----------------------------------------------------------- writer lock
