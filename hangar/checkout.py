@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import weakref
 from collections import namedtuple
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from hangar._faults import crash_point
 from hangar.arrayset import Arraysets
@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 def _is_multi(value: object) -> bool:
     return isinstance(value, (list, tuple))
+
+
+def _is_selection(value: object) -> bool:
+    """True for a collection of names/keys (any iterable but a str or bytes, e.g. a range or generator)."""
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes))
 
 
 class _CheckoutBase:
@@ -70,8 +75,8 @@ class _CheckoutBase:
             return self._arraysets.keys(), True
         if isinstance(spec, slice):
             raise ValueError(f"arrayset selector {spec!r}: only ':' or '...' (all arraysets) is allowed")
-        if _is_multi(spec):
-            return list(spec), True  # type: ignore[arg-type]
+        if _is_selection(spec):
+            return list(spec), True  # type: ignore[call-overload]
         return [spec], False  # type: ignore[list-item]
 
     def _get(self, index: object, missing_ok: bool) -> Any:
@@ -87,7 +92,8 @@ class _CheckoutBase:
             raise ValueError("slice syntax cannot be used to select samples")
         names, multi_aset = self._aset_names(aset_spec)
         asets = [self._arraysets[n] for n in names]
-        keys = list(sample_spec) if _is_multi(sample_spec) else [sample_spec]  # type: ignore[call-overload]
+        multi_key = _is_selection(sample_spec)
+        keys = list(sample_spec) if multi_key else [sample_spec]  # type: ignore[call-overload]
 
         def one(aset, key):  # noqa: ANN001, ANN202
             if missing_ok and key not in aset:
@@ -99,17 +105,53 @@ class _CheckoutBase:
             rows = [ArraysetData(*[one(a, k) for a in asets]) for k in keys]
         else:
             rows = [one(asets[0], k) for k in keys]
-        return rows if _is_multi(sample_spec) else rows[0]
+        return rows if multi_key else rows[0]
 
     def __getitem__(self, index: object) -> Any:
-        """Dict-style access: ``co['aset']``, ``co['aset', key]``, ``co[('a', 'b'), [k1, k2]]``,
-        ``co[:, key]`` / ``co[..., key]`` for all arraysets. Missing keys raise ``KeyError``."""
+        """Dict-style access to arraysets and samples.
+
+        ``co['aset']`` is the arrayset; ``co['aset', key]`` one array; ``co['aset', [k1, k2]]``
+        a list of arrays; ``co[('a', 'b'), key]`` an ``ArraysetData`` namedtuple (one field per
+        arrayset); ``co[('a', 'b'), [k1, k2]]`` a list of them; ``co[:, ...]`` or ``co[..., ...]``
+        selects every arrayset.
+
+        Parameters
+        ----------
+        index
+            An arrayset name, or ``(arraysets, samples)``: ``arraysets`` a name, an iterable of
+            names, ``...`` or ``:``; ``samples`` a key or an iterable of keys (any iterable but a
+            str, e.g. a list, tuple, range or generator), in the order results are returned.
+
+        Returns
+        -------
+        ArraysetDataReader or ArraysetDataWriter, np.ndarray, List[np.ndarray], ArraysetData
+        or List[ArraysetData]
+
+        Raises
+        ------
+        KeyError
+            If an arrayset, or a sample in any selected arrayset, does not exist.
+        ValueError
+            If slice syntax is used for samples, or a slice other than ``:`` for arraysets.
+        """
         return self._get(index, missing_ok=False)
 
     def get(self, arraysets: object, samples: object, *, except_missing: bool = False) -> Any:
-        """Like ``co[arraysets, samples]`` but a missing sample gives ``None``.
+        """Like ``co[arraysets, samples]`` (see :meth:`__getitem__`) but a missing sample gives ``None``.
 
-        With ``except_missing=True`` a missing sample raises ``KeyError`` instead.
+        Parameters
+        ----------
+        arraysets : str, Iterable[str], Ellipsis or slice(None)
+            Name(s) of the arraysets to read; ``...`` or ``:`` for all.
+        samples : str, int or Iterable of them
+            Sample key(s) to read.
+        except_missing : bool, keyword-only
+            If True a missing sample raises ``KeyError`` instead of giving ``None``.
+
+        Returns
+        -------
+        np.ndarray, List[np.ndarray], ArraysetData or List[ArraysetData]
+            As :meth:`__getitem__`, with ``None`` in place of missing samples.
         """
         return self._get((arraysets, samples), missing_ok=not except_missing)
 

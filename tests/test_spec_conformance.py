@@ -441,3 +441,35 @@ def test_error_messages_name_the_bad_value(aset_repo, call, needle):
         call(co)
     assert needle in str(info.value)
     co.close()
+
+
+# ------------------------------------------------------------ checkout views
+def test_checkout_selectors_accept_any_iterable_of_keys_and_names(aset_repo):
+    # spec: samples may be an Iterable; a range or generator used to be taken as one (missing) key,
+    # so get() silently returned None
+    co = aset_repo.checkout()
+    got = co["foo", range(2)]
+    assert isinstance(got, list) and [a.tolist() for a in got] == [[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]]
+    got = co.get("foo", (k for k in (3, 99)))
+    assert got[0].tolist() == [3, 4, 5, 6, 7] and got[1] is None
+    row = co.get((n for n in ("foo", "bar")), "1")
+    assert type(row).__name__ == "ArraysetData" and row._fields == ("foo", "bar")
+    assert row.foo is None and row.bar.shape == (2, 3)
+    co.close()
+
+
+def test_checkout_getitem_return_shapes(aset_repo):
+    co = aset_repo.checkout()
+    assert isinstance(co["foo"], ArraysetDataReader)
+    assert isinstance(co["bar", "2"], np.ndarray)
+    assert isinstance(co["bar", ["2", "3"]], list)
+    row = co[("bar",), "1"]
+    assert type(row).__name__ == "ArraysetData" and row._fields == ("bar",)
+    rows = co[["bar"], ["1", "2"]]
+    assert [r.bar[0, 0] for r in rows] == [1.0, 2.0]
+    with pytest.raises(KeyError):
+        co[:, "1"]  # 'foo' has int keys only: every selected arrayset must hold the key
+    for every in (..., slice(None)):
+        row = co.get(every, "1")
+        assert row._fields == ("bar", "foo") and row.foo is None and row.bar[0, 0] == 1.0
+    co.close()
