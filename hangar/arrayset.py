@@ -318,6 +318,20 @@ class ArraysetDataWriter(ArraysetDataReader):
     def add(self, data: np.ndarray, name: Optional[Key] = None, **kwargs) -> Key:  # noqa: ANN003
         """Store ``data`` as the sample ``name`` (a generated name for unnamed arraysets).
 
+        Parameters
+        ----------
+        data : np.ndarray
+            C-contiguous array of the arrayset's dtype and shape (for variable-shape
+            arraysets: same rank, each dimension at most the max shape).
+        name : Union[str, int], optional
+            Sample name: a str of ascii letters, digits, ``-._``, or an int >= 0. Required
+            for arraysets with named samples; generated when omitted otherwise.
+
+        Returns
+        -------
+        Union[str, int]
+            Name the sample is stored under.
+
         Raises
         ------
         ValueError

@@ -286,10 +286,25 @@ class WriterCheckout(_CheckoutBase):
     def commit(self, commit_message: str) -> str:
         """Commit the staging area to ``branch_name``; return the new commit hash.
 
+        Sample bytes are made durable before the records, and the branch moves last.
+
+        Parameters
+        ----------
+        commit_message : str
+            Message recorded with the commit.
+
+        Returns
+        -------
+        str
+            Hash of the new commit.
+
         Raises
         ------
         RuntimeError
-            If nothing changed since the base commit.
+            If nothing changed since the base commit, or the branch moved since this
+            checkout was opened.
+        ValueError
+            If ``commit_message`` is not a str.
         """
         self._session.check()
         if not isinstance(commit_message, str):

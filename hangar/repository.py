@@ -267,11 +267,26 @@ class Repository:
                  commit: str = "", timeout: Optional[float] = None) -> Union[ReaderCheckout, WriterCheckout]:
         """Check out the repository for reading (any commit or branch) or writing (a branch).
 
+        Any number of readers may be open; only one writer (it holds the writer lock until
+        ``close()``). The writer's staging area is based on the head of ``branch``.
+
         Parameters
         ----------
+        write : bool
+            True for the write-enabled checkout; default False (read-only).
+        branch : str, keyword-only
+            Branch whose head to check out; default ``'master'``. Readers also accept a
+            fetched remote branch such as ``'origin/master'``.
+        commit : str, keyword-only
+            Commit (full or abbreviated hash) to read; takes precedence over ``branch``.
+            Used only by read-only checkouts.
         timeout : float, optional, keyword-only
             With ``write=True``: seconds to wait for another writer to release the lock
             (polled); default ``None`` fails at once if the lock is held.
+
+        Returns
+        -------
+        ReaderCheckout or WriterCheckout
 
         Raises
         ------
@@ -337,6 +352,20 @@ class Repository:
     def create_branch(self, name: str, base_commit: Optional[str] = None) -> str:
         """Create branch ``name`` at ``base_commit`` (default: the writer branch's head).
 
+        Creating a branch checks nothing out; use :meth:`checkout` to work on it.
+
+        Parameters
+        ----------
+        name : str
+            Name of the new branch (ascii letters, digits, ``-._``, ``/`` between parts).
+        base_commit : str, optional
+            Commit (full or abbreviated hash) the branch starts at.
+
+        Returns
+        -------
+        str
+            Name of the branch created.
+
         Raises
         ------
         ValueError
@@ -358,7 +387,13 @@ class Repository:
         return name
 
     def list_branches(self) -> list[str]:
-        """Names of every branch in the repository."""
+        """Names of every branch in the repository.
+
+        Returns
+        -------
+        List[str]
+            Local branch names (fetched remote branches are not included).
+        """
         return self._git.branches()
 
     def remove_branch(self, name: str, *, force_delete: bool = False) -> str:
@@ -406,7 +441,28 @@ class Repository:
             return_contents: bool = False, show_time: bool = False, show_user: bool = False) -> Optional[dict]:
         """Print the commit graph (like ``git log --graph --oneline``) from a branch or commit.
 
-        With ``return_contents=True`` return ``{'head', 'order', 'ancestors', 'specs'}`` instead.
+        Parameters
+        ----------
+        branch : str, optional
+            Branch whose head starts the log; default: the writer branch.
+        commit : str, optional
+            Commit that starts the log (takes precedence over ``branch``).
+        return_contents : bool, keyword-only
+            Return the graph instead of printing it.
+        show_time, show_user : bool, keyword-only
+            When printing, show each commit's time / author.
+
+        Returns
+        -------
+        dict or None
+            With ``return_contents=True``: ``{'head', 'order', 'ancestors', 'specs'}`` (commit
+            order newest first, each commit's parents, and each commit's message, time, user
+            and email); otherwise None.
+
+        Raises
+        ------
+        ValueError
+            If the branch or commit does not exist.
         """
         from hangar.records.history import format_graph, history
 
@@ -429,7 +485,20 @@ class Repository:
         return None
 
     def summary(self, *, branch: str = "", commit: str = "") -> None:
-        """Print a summary of the repository contents at a branch or commit."""
+        """Print a summary of the repository contents at a branch or commit.
+
+        Parameters
+        ----------
+        branch : str, keyword-only
+            Branch whose head to summarize; default: the writer branch.
+        commit : str, keyword-only
+            Commit to summarize (takes precedence over ``branch``).
+
+        Raises
+        ------
+        ValueError
+            If the branch or commit does not exist.
+        """
         start = self._start_commit(branch or None, commit or None)
         lines = [f"Repository: {self._path}", f"hangar version: {self.version}",
                  f"branches: {', '.join(self.list_branches()) or '(none)'}"]
@@ -524,7 +593,35 @@ class Repository:
     # ----------------------------------------------------------------- clone
     def clone(self, user_name: str, user_email: str, remote_address: str, *,
               remove_old: bool = False) -> str:
-        """Clone the repository served at ``remote_address`` (``IP:PORT``) into ``path``."""
+        """Clone the repository served at ``remote_address`` (``IP:PORT``) into ``path``.
+
+        Brings every commit (records only) of every branch, as remote branches
+        ``origin/<branch>``, and creates local ``master`` from ``origin/master``. Sample bytes
+        stay on the server (remote references) until ``repo.remote.fetch_data`` brings them.
+
+        Parameters
+        ----------
+        user_name, user_email : str
+            Author recorded in the commits made in the clone.
+        remote_address : str
+            ``IP:PORT`` of a running ``hangar server``.
+        remove_old : bool, keyword-only
+            DEVELOPER USE ONLY: replace a repository existing at ``path``. Default False.
+
+        Returns
+        -------
+        str
+            Name of the master branch of the clone (``'master'``).
+
+        Raises
+        ------
+        FileExistsError
+            If a repository exists at ``path`` and ``remove_old`` is False.
+        ValueError
+            If ``remote_address`` is not ``IP:PORT`` or the user is invalid.
+        ConnectionError
+            If the server cannot be reached (nothing is created then).
+        """
         from hangar.remotes import clone_into
 
         return clone_into(self, user_name, user_email, remote_address, remove_old=remove_old)
