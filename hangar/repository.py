@@ -171,6 +171,9 @@ class Repository:
                                       "pass remove_old=True to replace it")
             if self.writer_lock_held:
                 raise WriterLockError("cannot remove the repository while a writer checkout holds its lock")
+        elif os.path.lexists(self._hangar_dir) and not remove_old:
+            raise FileExistsError(f"{self._hangar_dir!r} exists but holds no hangar repository; move it away "
+                                  "or pass remove_old=True to replace it")
         self._git_repo = None
         self._store_obj = None
         # build the new repository aside; the old one (if any) is removed only once it is complete

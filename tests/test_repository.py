@@ -221,3 +221,15 @@ def test_summary_prints_arraysets_and_counts(aset_repo, capsys):
 
 def test_path_is_repository_directory(repo, tmp_path):
     assert repo.path == str(tmp_path)
+
+
+def test_init_refuses_a_foreign_hangar_directory_unless_remove_old(tmp_path):
+    foreign = tmp_path / ".hangar"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not ours")
+    r = Repository(tmp_path, exists=False)
+    with pytest.raises(FileExistsError, match="holds no hangar repository"):
+        r.init("A", "a@b.c")
+    assert (foreign / "notes.txt").read_text() == "not ours" and not r.initialized
+    r.init("A", "a@b.c", remove_old=True)
+    assert r.initialized and not (foreign / "notes.txt").exists()
