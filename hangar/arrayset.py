@@ -10,7 +10,15 @@ from typing import Iterable, Iterator, Mapping, Optional, Union
 import numpy as np
 
 from hangar.errors import ArraysetExistsError, ArraysetNotFoundError, SampleNotFoundError
-from hangar.records.keys import Key, decode_key, encode_key, sort_key, validate_arrayset_name, validate_key
+from hangar.records.keys import (
+    Key,
+    decode_key,
+    encode_key,
+    is_key_type,
+    sort_key,
+    validate_arrayset_name,
+    validate_key,
+)
 from hangar.records.pointer import SamplePointer
 from hangar.records.schema import BACKENDS, MAX_RANK, ArraysetSchema, dtype_to_descr
 from hangar.session import CheckoutSession
@@ -18,9 +26,7 @@ from hangar.store import sample_digest
 from hangar.store.codecs import CodecChooser
 from hangar.store.digest import byte_view
 
-
-def _is_key(value: object) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool)
+_is_key = is_key_type
 
 
 class ArraysetDataReader:

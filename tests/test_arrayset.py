@@ -294,3 +294,17 @@ def test_get_batch_preserves_order_and_raises_for_missing(aset_repo):
     with pytest.raises(KeyError):
         r.arraysets["foo"].get_batch([1, 99], n_cpus=1)
     r.close()
+
+
+def test_numpy_integer_keys_are_int_keys(wco):
+    a = wco.arraysets.init_arrayset("n", shape=(1,), dtype=np.int64)
+    for i in np.arange(3):
+        assert a.add(np.array([i]), i) == int(i) and type(a.add(np.array([i]), i)) is int
+    assert np.int32(2) in a and a[np.uint8(1)][0] == 1 and 1 in a
+    del a[np.int16(0)]
+    wco.commit("numpy keys")
+    assert list(a.keys()) == [1, 2] and all(type(k) is int for k in a.keys())
+    with pytest.raises(ValueError, match="negative"):
+        a[np.int64(-1)] = np.array([0])
+    with pytest.raises(ValueError, match="bool"):
+        a[np.bool_(True)] = np.array([0])

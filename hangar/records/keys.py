@@ -6,6 +6,7 @@ the type is encoded in the git tree entry name: ``s:<name>`` or ``i:<int>``.
 
 from __future__ import annotations
 
+import numbers
 import re
 import zlib
 from typing import Union
@@ -33,11 +34,16 @@ def validate_key(key: object, what: str = "sample key") -> Key:
     """Return ``key`` if it is a valid sample/metadata key, else raise ``ValueError``."""
     if isinstance(key, bool):
         raise ValueError(f"{what} {key!r} must be a str or a non-negative int, not bool")
-    if isinstance(key, int):
+    if isinstance(key, numbers.Integral):  # int, and numpy integers (np.arange loops)
         if key < 0:
             raise ValueError(f"{what} {key!r} is negative; int keys must be >= 0")
-        return key
+        return int(key)
     return _check_name(key, what)
+
+
+def is_key_type(value: object) -> bool:
+    """True for the types a key can have: str, or an int (numpy integers included), not bool."""
+    return isinstance(value, (str, numbers.Integral)) and not isinstance(value, bool)
 
 
 def validate_arrayset_name(name: object) -> str:
@@ -58,8 +64,8 @@ def validate_branch_name(name: object) -> str:
 
 def encode_key(key: Key) -> str:
     """Tree entry name of a (validated) key: ``i:<int>`` or ``s:<str>``."""
-    if isinstance(key, int):
-        return f"i:{key}"
+    if isinstance(key, numbers.Integral):
+        return f"i:{int(key)}"
     return f"s:{key}"
 
 
