@@ -207,15 +207,15 @@ class ArraysetDataReader:
 
     # ------------------------------------------------------------- remotes
     def _remote_keys(self) -> list[Key]:
-        store = self._session.store
-        return sorted((decode_key(n) for n, p in self._table.pointers() if p.digest not in store), key=sort_key)
+        named = list(self._table.pointers())
+        missing = set(self._session.store.missing(p.digest for _, p in named))
+        return sorted((decode_key(n) for n, p in named if p.digest in missing), key=sort_key)
 
     @property
     def contains_remote_references(self) -> bool:
         """True when some samples' bytes are only on a remote (see ``fetch_data``)."""
         self._session.check()
-        store = self._session.store
-        return any(p.digest not in store for _, p in self._table.pointers())
+        return bool(self._session.store.missing(p.digest for _, p in self._table.pointers()))
 
     @property
     def remote_reference_sample_keys(self) -> list[Key]:

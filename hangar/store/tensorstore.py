@@ -74,14 +74,8 @@ class TensorStore:
 
     def missing(self, digests: Iterable[bytes]) -> list[bytes]:
         """The digests of ``digests`` that are not stored here (order kept, no repeats)."""
-        idx = self._load_index()
-        seen: set[bytes] = set()
-        out = []
-        for d in digests:
-            if d not in idx and d not in self._pending and d not in seen:
-                seen.add(d)
-                out.append(d)
-        return out
+        unique = list(dict.fromkeys(digests))
+        return [d for d, loc in zip(unique, self.locations(unique)) if loc is None]
 
     def digests(self) -> Iterator[bytes]:
         yield from self._load_index()
