@@ -97,15 +97,17 @@ class DigestIndex:
         if self._unsorted:
             self._sort()
         prefix = self._prefix
-        if not len(prefix):
+        n = len(prefix)
+        if not n:
             return None
         p = int.from_bytes(digest[:8], "big")
         i = int(prefix.searchsorted(np.uint64(p)))
-        n = len(prefix)
-        while i < n and prefix[i] == p:
-            if self._digests[i].tobytes() == digest:
-                off, ln, raw, codec = (int(c[i]) for c in self._cols)
-                return Location(self._packs[self._pack_col[i]], off, ln, raw, codec)
+        digests, (offs, lens, raws, codecs) = self._digests, self._cols
+        # .item() and bytes comparison keep this at ~2 us (numpy scalars cost more than the search)
+        while i < n and prefix.item(i) == p:
+            if digests[i].tobytes() == digest:
+                return Location(self._packs[self._pack_col.item(i)], offs.item(i), lens.item(i), raws.item(i),
+                                codecs.item(i))
             i += 1
         return None
 
