@@ -326,3 +326,19 @@ def test_to_dask_method_matches_the_arrayset(aset_repo):
     np.testing.assert_array_equal(arr.compute(), np.stack([foo[k] for k in foo.keys()]))
     np.testing.assert_array_equal(foo.to_dask(keys=[3, 1]).compute(), np.stack([foo[3], foo[1]]))
     r.close()
+
+
+def test_pad_collate_pads_variable_shape_samples_to_the_batch_maximum(reader):
+    from hangar.dataloaders import pad_collate
+
+    dset = make_torch_dataset([reader.arraysets["var-len"], reader.arraysets["labels"]])
+    batch = next(iter(DataLoader(dset, batch_size=4, collate_fn=pad_collate)))  # keys 0..3: lengths 1..4
+    assert batch._fields == ("var_len", "labels")
+    assert tuple(batch.var_len.shape) == (4, 4) and tuple(batch.labels.shape) == (4, 1)
+    for i in range(4):
+        np.testing.assert_array_equal(batch.var_len[i, :i + 1].numpy(), _var(i))
+        assert (batch.var_len[i, i + 1:] == 0).all()
+    padded = pad_collate([dset[5], dset[0]], pad_value=-1)
+    assert padded.var_len[1, 1:].tolist() == [-1.0] * 5
+    with pytest.raises(ValueError, match="non-empty"):
+        pad_collate([])

@@ -12,6 +12,7 @@ from __future__ import annotations
 _LAZY = {
     "make_torch_dataset": "hangar.dataloaders.torchloader",
     "TorchDataset": "hangar.dataloaders.torchloader",
+    "pad_collate": "hangar.dataloaders.torchloader",
     "make_tf_dataset": "hangar.dataloaders.tfloader",
     "dask_array": "hangar.dataloaders.daskarray",
 }

@@ -26,7 +26,7 @@ from hangar.dataloaders.common import (
 )
 from hangar.records.keys import Key
 
-__all__ = ["TorchDataset", "make_torch_dataset"]
+__all__ = ["TorchDataset", "make_torch_dataset", "pad_collate"]
 
 
 class TorchDataset(torch.utils.data.Dataset):
@@ -136,3 +136,24 @@ def make_torch_dataset(arraysets: Union[ArraysetDataReader, Sequence[ArraysetDat
     fields = field_names_for(asets, field_names)
     grouped = GroupedSamples(asets, keys, index_range)
     return TorchDataset(grouped, fields)
+
+
+def pad_collate(batch: list, pad_value: float = 0):  # noqa: ANN201 - a namedtuple of torch tensors
+    """``collate_fn`` for variable-shape arraysets: pads each field to the batch's largest shape.
+
+    ``DataLoader(dset, batch_size=32, collate_fn=pad_collate)`` yields namedtuples (the
+    dataset's field names) of tensors shaped ``(batch, *max_shape_in_batch)``; samples are
+    placed at the origin and the rest is filled with ``pad_value``.
+    """
+    if not batch:
+        raise ValueError("pad_collate needs a non-empty batch")
+    first = batch[0]
+    fields = []
+    for f in range(len(first)):
+        arrays = [np.asarray(sample[f]) for sample in batch]
+        shape = tuple(max(dims) for dims in zip(*(a.shape for a in arrays)))
+        out = np.full((len(arrays), *shape), pad_value, dtype=arrays[0].dtype)
+        for i, a in enumerate(arrays):
+            out[(i, *(slice(0, d) for d in a.shape))] = a
+        fields.append(torch.from_numpy(out))
+    return type(first)(*fields)
