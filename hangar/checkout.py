@@ -208,6 +208,7 @@ class WriterCheckout(_CheckoutBase):
         self._repo = repo
         self._state = state
         self._lock_owner = lock_owner
+        self._session.store.refresh()  # packs removed by a gc elsewhere must not be deduplicated against
         self._staging = StagingArea(repo._git, state.tree)
         self._arraysets = Arraysets(self._session, self._staging)
         self._metadata = MetadataWriter(self._session, lambda: self._staging.metadata)

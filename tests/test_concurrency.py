@@ -172,3 +172,55 @@ def test_a_reader_keeps_its_commit_while_the_writer_moves_on(aset_repo):
         assert 77 in new.arraysets["foo"]
     finally:
         new.close()
+
+
+def test_sample_readded_after_gc_elsewhere_is_stored_again(aset_repo):
+    """A process whose store index predates a gc must not dedup against bytes gc removed."""
+    x = np.arange(5, dtype=np.int64) * 1000
+    co = aset_repo.checkout(write=True)
+    co["foo", 900] = x
+    co.close()  # x's bytes are flushed into a pack
+    co = aset_repo.checkout(write=True)
+    co.reset_staging_area()  # ... and now unreachable
+    Repository(aset_repo.path).gc()  # another process/object removes them
+    co = aset_repo.checkout(write=True)
+    co["foo", 900] = x
+    c = co.commit("re-add after gc")
+    co.close()
+    r = Repository(aset_repo.path).checkout(commit=c)
+    np.testing.assert_array_equal(r["foo", 900], x)
+    r.close()
+    assert Repository(aset_repo.path).verify().ok
+
+
+def _read_every_97th(aset, offset, start, errors, wrong):
+    start.wait()
+    try:
+        for k in range(offset, 5000, 97):
+            if aset[k][0] != k:
+                wrong.append(k)
+    except Exception as exc:  # noqa: BLE001 - collected and asserted by the caller
+        errors.append(repr(exc))
+
+
+def test_threads_reading_a_fresh_checkout_all_get_their_samples(repo):
+    import threading
+
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("t", shape=(4,), dtype=np.int64)
+    for i in range(5000):  # one pack large enough for the sorted (not dict) index path
+        a[i] = np.full(4, i, np.int64)
+    co.commit("5000")
+    co.close()
+    for _ in range(3):
+        r = Repository(repo.path).checkout()  # fresh store: the index is built lazily
+        errors, wrong = [], []
+        start = threading.Barrier(4)
+        threads = [threading.Thread(target=_read_every_97th, args=(r.arraysets["t"], o, start, errors, wrong))
+                   for o in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        r.close()
+        assert errors == [] and wrong == []

@@ -2,11 +2,17 @@
 
 Loading a million-entry index into a dict of tuples costs seconds; this keeps pack
 indexes as numpy arrays sorted by a 64-bit digest prefix (one ``searchsorted`` per
-lookup, ~0.1 s to load a million entries) plus a small dict of recent entries.
+lookup, ~0.5 s to load a million entries) plus a small dict of recent entries.
+
+Thread safety: readers of a read-only checkout may look up from several threads while
+another thread adds packs. Mutations take a lock; the sorted arrays are published as one
+immutable tuple with a single assignment (never one array at a time), and an entry always
+stays findable in the dict or the pending list until the new sorted state is published.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
@@ -27,18 +33,30 @@ class Location(NamedTuple):
     codec: int
 
 
+class _Sorted(NamedTuple):
+    prefix: np.ndarray  # uint64, sorted
+    digests: np.ndarray  # (n, 32) uint8, same order
+    pack_col: np.ndarray  # int32 pack numbers
+    offsets: np.ndarray
+    lengths: np.ndarray
+    rawlens: np.ndarray
+    codecs: np.ndarray
+
+
+def _empty_sorted() -> _Sorted:
+    u64 = np.empty(0, dtype=np.uint64)
+    return _Sorted(u64, np.empty((0, 32), dtype=np.uint8), np.empty(0, dtype=np.int32), u64, u64, u64,
+                   np.empty(0, dtype=np.uint8))
+
+
 class DigestIndex:
     """Membership and location lookups by 32-byte digest."""
 
     def __init__(self) -> None:
+        self._lock = threading.RLock()
         self._packs: list[str] = []
         self._pack_no: dict[str, int] = {}
-        self._prefix = np.empty(0, dtype=np.uint64)
-        self._digests = np.empty((0, 32), dtype=np.uint8)
-        # per-record columns, kept as plain native arrays (gathering a packed
-        # structured array of a million records takes ~1 s, these ~20 ms)
-        self._cols = [np.empty(0, dtype=np.uint64) for _ in range(3)] + [np.empty(0, dtype=np.uint8)]
-        self._pack_col = np.empty(0, dtype=np.int32)
+        self._sorted = _empty_sorted()
         self._unsorted: list[tuple[np.ndarray, np.ndarray]] = []
         self._recent: dict[bytes, Location] = {}
 
@@ -52,19 +70,22 @@ class DigestIndex:
     def add_pack(self, pack: str, raw_index: bytes) -> None:
         """Add the records of one pack's ``index`` file."""
         recs = np.frombuffer(raw_index, dtype=INDEX_DTYPE)
-        if len(recs) < _SMALL_PACK:
-            d = recs["digest"].tobytes()
-            for i, (off, ln, raw, codec) in enumerate(zip(recs["offset"].tolist(), recs["length"].tolist(),
-                                                          recs["rawlen"].tolist(), recs["codec"].tolist())):
-                self._recent.setdefault(d[32 * i:32 * i + 32], Location(pack, off, ln, raw, codec))
-        else:
-            self._unsorted.append((recs, np.full(len(recs), self._number(pack), dtype=np.int32)))
+        with self._lock:
+            if len(recs) < _SMALL_PACK:
+                d = recs["digest"].tobytes()
+                cols = zip(recs["offset"].tolist(), recs["length"].tolist(), recs["rawlen"].tolist(),
+                           recs["codec"].tolist())
+                for i, (off, ln, raw, codec) in enumerate(cols):
+                    self._recent.setdefault(d[32 * i:32 * i + 32], Location(pack, off, ln, raw, codec))
+            else:
+                self._unsorted.append((recs, np.full(len(recs), self._number(pack), dtype=np.int32)))
 
     def update(self, entries: dict[bytes, Location]) -> None:
         """Add entries just written by this process."""
-        self._recent.update(entries)
-        if len(self._recent) > _MERGE_AT:
-            self._fold_recent()
+        with self._lock:
+            self._recent.update(entries)
+            if len(self._recent) > _MERGE_AT:
+                self._fold_recent()
 
     def _fold_recent(self) -> None:
         items = list(self._recent.items())
@@ -75,20 +96,23 @@ class DigestIndex:
         recs["rawlen"] = [v.rawlen for _, v in items]
         recs["codec"] = [v.codec for _, v in items]
         packs = np.array([self._number(v.pack) for _, v in items], dtype=np.int32)
-        self._unsorted.append((recs, packs))
+        self._unsorted.append((recs, packs))  # findable there before the dict is dropped
         self._recent = {}
 
     def _sort(self) -> None:
-        parts = self._unsorted
-        self._unsorted = []
-        digests = np.concatenate([self._digests, *(np.ascontiguousarray(r["digest"]) for r, _ in parts)])
-        cols = [np.concatenate([self._cols[i], *(r[f].astype(self._cols[i].dtype) for r, _ in parts)])
-                for i, f in enumerate(("offset", "length", "rawlen", "codec"))]
-        packs = np.concatenate([self._pack_col, *(p for _, p in parts)])
-        prefix = digests[:, :8].copy().view(">u8").ravel().astype(np.uint64)
-        order = np.argsort(prefix, kind="stable")
-        self._digests, self._prefix, self._pack_col = digests[order], prefix[order], packs[order]
-        self._cols = [c[order] for c in cols]
+        with self._lock:
+            parts = list(self._unsorted)
+            if not parts:
+                return
+            old = self._sorted
+            digests = np.concatenate([old.digests, *(np.ascontiguousarray(r["digest"]) for r, _ in parts)])
+            cols = [np.concatenate([col, *(r[f].astype(col.dtype) for r, _ in parts)])
+                    for col, f in zip(old[3:], ("offset", "length", "rawlen", "codec"))]
+            packs = np.concatenate([old.pack_col, *(p for _, p in parts)])
+            prefix = digests[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+            order = np.argsort(prefix, kind="stable")
+            self._sorted = _Sorted(prefix[order], digests[order], packs[order], *(c[order] for c in cols))
+            del self._unsorted[:len(parts)]  # only after the new state is published
 
     def get(self, digest: bytes) -> Optional[Location]:
         loc = self._recent.get(digest)
@@ -96,38 +120,39 @@ class DigestIndex:
             return loc
         if self._unsorted:
             self._sort()
-        prefix = self._prefix
-        n = len(prefix)
+        s = self._sorted
+        n = len(s.prefix)
         if not n:
             return None
         p = int.from_bytes(digest[:8], "big")
-        i = int(prefix.searchsorted(np.uint64(p)))
-        digests, (offs, lens, raws, codecs) = self._digests, self._cols
-        # .item() and bytes comparison keep this at ~2 us (numpy scalars cost more than the search)
-        while i < n and prefix.item(i) == p:
-            if digests[i].tobytes() == digest:
-                return Location(self._packs[self._pack_col.item(i)], offs.item(i), lens.item(i), raws.item(i),
-                                codecs.item(i))
+        i = int(s.prefix.searchsorted(np.uint64(p)))
+        # .item() and bytes comparison keep this at ~3 us (numpy scalars cost more than the search)
+        while i < n and s.prefix.item(i) == p:
+            if s.digests[i].tobytes() == digest:
+                return Location(self._packs[s.pack_col.item(i)], s.offsets.item(i), s.lengths.item(i),
+                                s.rawlens.item(i), s.codecs.item(i))
             i += 1
         return None
 
     def get_many(self, digests: list[bytes]) -> list[Optional[Location]]:
         """``get`` for many digests at once: one vectorised search instead of one per digest."""
-        out = [self._recent.get(d) for d in digests]
+        recent = self._recent
+        out = [recent.get(d) for d in digests]
         if self._unsorted:
             self._sort()
+        s = self._sorted
         todo = [i for i, loc in enumerate(out) if loc is None]
-        n = len(self._prefix)
+        n = len(s.prefix)
         if not todo or not n:
             return out
         want = np.frombuffer(b"".join(digests[i] for i in todo), dtype=np.uint8).reshape(-1, 32)
         prefix = want[:, :8].copy().view(">u8").ravel().astype(np.uint64)
-        pos = np.minimum(self._prefix.searchsorted(prefix), n - 1)
-        same_prefix = self._prefix[pos] == prefix
-        hit = same_prefix & (self._digests[pos] == want).all(axis=1)
+        pos = np.minimum(s.prefix.searchsorted(prefix), n - 1)
+        same_prefix = s.prefix[pos] == prefix
+        hit = same_prefix & (s.digests[pos] == want).all(axis=1)
         rows = pos[hit]
-        cols = [c[rows].tolist() for c in self._cols]
-        packs = [self._packs[k] for k in self._pack_col[rows].tolist()]
+        cols = [c[rows].tolist() for c in (s.offsets, s.lengths, s.rawlens, s.codecs)]
+        packs = [self._packs[k] for k in s.pack_col[rows].tolist()]
         for j, loc in zip(np.flatnonzero(hit).tolist(), map(Location, packs, *cols)):
             out[todo[j]] = loc
         for j in np.flatnonzero(same_prefix & ~hit).tolist():  # 64-bit prefix shared by other digests
@@ -139,12 +164,13 @@ class DigestIndex:
 
     def __len__(self) -> int:
         # a digest stored in two packs counts once per pack; rare (concurrent writers)
-        return len(self._recent) + len(self._prefix) + sum(len(r) for r, _ in self._unsorted)
+        with self._lock:
+            return len(self._recent) + len(self._sorted.prefix) + sum(len(r) for r, _ in self._unsorted)
 
     def __iter__(self) -> Iterator[bytes]:
         if self._unsorted:
             self._sort()
-        yield from self._recent
-        d = self._digests.tobytes()
-        for i in range(len(self._digests)):
+        yield from list(self._recent)
+        d = self._sorted.digests.tobytes()
+        for i in range(len(d) // 32):
             yield d[32 * i:32 * i + 32]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from math import prod
 from typing import Iterable, Iterator, NamedTuple
 
@@ -43,6 +44,7 @@ class TensorStore:
         self.storage = storage
         self._index: DigestIndex | None = None
         self._loaded_packs: set[str] = set()
+        self._index_lock = threading.RLock()  # readers may share a store across threads
         self._writer: PackWriter | None = None
         self._pending: dict[bytes, Location] = {}
         self._pending_pack = ""
@@ -50,22 +52,39 @@ class TensorStore:
 
     # ----------------------------------------------------------------- index
     def _load_index(self) -> DigestIndex:
-        if self._index is None:
-            self._index = DigestIndex()
-            self._loaded_packs = set()
-            self._load_new_packs()
-        return self._index
+        index = self._index
+        if index is None:
+            with self._index_lock:
+                if self._index is None:
+                    fresh, loaded = DigestIndex(), set()
+                    for pack in self.storage.list_packs():
+                        fresh.add_pack(pack, self.storage.read_index(pack))
+                        loaded.add(pack)
+                    self._loaded_packs = loaded
+                    self._index = fresh  # published only once complete
+                index = self._index
+        return index
 
     def _load_new_packs(self) -> bool:
-        assert self._index is not None
-        new = [p for p in self.storage.list_packs() if p not in self._loaded_packs]
-        for pack in new:
-            self._index.add_pack(pack, self.storage.read_index(pack))
-            self._loaded_packs.add(pack)
-        return bool(new)
+        """Pick up packs other processes wrote; rebuild when some vanished (gc compacted them)."""
+        with self._index_lock:
+            index = self._load_index()
+            packs = self.storage.list_packs()
+            open_pack = {self._pending_pack} if self._writer is not None else set()
+            if not self._loaded_packs <= set(packs) | open_pack:
+                # a gc elsewhere removed packs: digests we think we have may be gone, so an add
+                # must not be deduplicated against them
+                self._index = None
+                self._load_index()
+                return True
+            new = [p for p in packs if p not in self._loaded_packs]
+            for pack in new:
+                index.add_pack(pack, self.storage.read_index(pack))
+                self._loaded_packs.add(pack)
+            return bool(new)
 
     def refresh(self) -> None:
-        """Load the indexes of packs written (by any process) since the index was loaded."""
+        """Catch up with packs written or removed (by any process) since the index was loaded."""
         if self._index is not None:
             self._load_new_packs()
 
@@ -265,3 +284,7 @@ class TensorStore:
             raise TypeError("a TensorStore with unflushed writes cannot be pickled")
         return {"storage": self.storage, "_index": None, "_loaded_packs": set(), "_writer": None, "_pending": {},
                 "_pending_pack": "", "_pending_bytes": 0}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._index_lock = threading.RLock()
