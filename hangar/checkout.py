@@ -208,6 +208,8 @@ class WriterCheckout(_CheckoutBase):
         self._repo = repo
         self._state = state
         self._lock_owner = lock_owner
+        if self._session.store.failed is not None:  # an earlier writer's pack write failed: unflushed,
+            self._session.store.discard()  # so nothing in staging.json points at those bytes
         self._session.store.refresh()  # packs removed by a gc elsewhere must not be deduplicated against
         self._staging = StagingArea(repo._git, state.tree)
         self._arraysets = Arraysets(self._session, self._staging)

@@ -204,3 +204,23 @@ def test_read_many_matches_read_across_batches_and_reports_missing(storage_facto
     assert len(got) == 25 and all((g == a).all() for g, a in zip(got, arrays))
     with pytest.raises(RemoteDataError, match="fetch_data"):
         list(s.read_many([(digests[0], (1, 3)), (b"\x09" * 32, (1, 3))], np.dtype(np.uint8)))
+
+
+def test_failed_pack_finish_is_never_retried_and_discard_recovers(tmp_path):
+    s = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    d1 = put(s, np.arange(10))
+    blocker = tmp_path / "data" / "packs" / s._pending_pack
+    blocker.write_text("a file where the pack directory must go")  # makes finish() fail
+    with pytest.raises(OSError):
+        s.flush()
+    assert s.failed is not None
+    with pytest.raises(OSError, match="earlier write"):
+        s.flush()  # not retried: a second fsync may falsely report success
+    with pytest.raises(OSError, match="earlier write"):
+        put(s, np.arange(11))
+    s.discard()
+    blocker.unlink()
+    d2 = put(s, np.arange(12))
+    s.flush()
+    fresh = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    assert d2 in fresh and d1 not in fresh

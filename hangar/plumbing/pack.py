@@ -79,6 +79,8 @@ def _fsync_write(path: str, chunks: Iterable[bytes]) -> None:
             view = memoryview(c)
             while view:
                 n = os.write(fd, view)
+                if n <= 0:
+                    raise OSError(f"no progress writing {path}")
                 view = view[n:]
         os.fsync(fd)
     finally:

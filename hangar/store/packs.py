@@ -56,11 +56,26 @@ class PackStorage(Protocol):
     def close(self) -> None: ...
 
 
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset``: a short write (disk full) is retried, no progress raises.
+
+    Callers advance their own offsets only after this returns, so a failed write leaves
+    their state as it was (the next write covers the same range again).
+    """
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(f"no progress writing {len(view)} bytes at offset {offset}")
+        view = view[n:]
+        offset += n
+
+
 def _fsync_file(path: str, data: bytes) -> None:
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
+        _pwrite_all(fd, data, 0)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -130,11 +145,8 @@ class _LocalPackWriter:
         n = len(data)
         if n >= self._DIRECT:
             self._drain()
-            view = memoryview(data)
-            while view:
-                k = os.pwrite(self.fd, view, self.flushed)
-                self.flushed += k
-                view = view[k:]
+            _pwrite_all(self.fd, data, self.flushed)
+            self.flushed += n
             self._maybe_sync()
         else:
             self.buf += data
@@ -145,7 +157,7 @@ class _LocalPackWriter:
 
     def _drain(self) -> None:
         if self.buf:
-            os.pwrite(self.fd, self.buf, self.flushed)
+            _pwrite_all(self.fd, self.buf, self.flushed)
             self.flushed += len(self.buf)
             self.buf = bytearray()
             self._maybe_sync()

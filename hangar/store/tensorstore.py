@@ -45,6 +45,9 @@ class TensorStore:
         self._index: DigestIndex | None = None
         self._loaded_packs: set[str] = set()
         self._index_lock = threading.RLock()  # readers may share a store across threads
+        #: a failed pack write or fsync: the open pack's samples may not be durable, so nothing
+        #: more is written or flushed into it until ``discard()``
+        self.failed: BaseException | None = None
         self._writer: PackWriter | None = None
         self._pending: dict[bytes, Location] = {}
         self._pending_pack = ""
@@ -110,7 +113,13 @@ class TensorStore:
             self._writer = self.storage.open_writer(self._pending_pack)
         return self._writer
 
+    def _check_failed(self) -> None:
+        if self.failed is not None:
+            raise OSError(f"an earlier write to the tensor store failed ({self.failed!r}); the samples "
+                          "staged since the last commit were not saved: reset the staging area") from self.failed
+
     def _append(self, digest: bytes, codec: int, rawlen: int, payload: bytes | memoryview) -> None:
+        self._check_failed()
         writer = self._open_writer()
         off = writer.append(payload)
         self._pending[digest] = Location(self._pending_pack, off, len(payload), rawlen, codec)
@@ -147,6 +156,7 @@ class TensorStore:
         """Make every sample written so far durable and visible to other processes."""
         if self._writer is None:
             return
+        self._check_failed()
         recs = np.zeros(len(self._pending), dtype=INDEX_DTYPE)
         if self._pending:
             recs["digest"] = np.frombuffer(b"".join(self._pending), dtype=np.uint8).reshape(-1, 32)
@@ -156,7 +166,12 @@ class TensorStore:
             recs["rawlen"] = [loc.rawlen for loc in locs]
             recs["codec"] = [loc.codec for loc in locs]
         nbytes = max((loc.offset + loc.length for loc in self._pending.values()), default=0)
-        self._writer.finish(recs.tobytes(), nbytes)
+        try:
+            self._writer.finish(recs.tobytes(), nbytes)
+        except BaseException as exc:
+            # never retry: after a failed fsync the kernel may report success for lost pages
+            self.failed = exc
+            raise
         if self._index is not None:
             self._index.update(self._pending)
             self._loaded_packs.add(self._pending_pack)
@@ -167,7 +182,12 @@ class TensorStore:
     def discard(self) -> None:
         """Drop samples written since the last flush (a reset of the staging area)."""
         if self._writer is not None:
-            self._writer.abort()
+            try:
+                self._writer.abort()
+            except OSError:
+                if self.failed is None:
+                    raise
+        self.failed = None
         self._writer = None
         self._pending = {}
         self._pending_bytes = 0
