@@ -124,6 +124,22 @@ def test_git_push_with_credentials_in_url_is_accepted(start_server, aset_repo, r
     assert Repository(srv.path).list_branches() == ["master"]
 
 
+def test_git_force_push_and_branch_deletion_are_refused(start_server, aset_repo, run_git):
+    srv = start_server()
+    url = f"http://127.0.0.1:{srv.port}/"
+    first = aset_repo.log(return_contents=True)["head"]
+    co = aset_repo.checkout(write=True)
+    co.metadata["more"] = "history"
+    second = co.commit("second")
+    co.close()
+    assert run_git(aset_repo, "push", url, "master").returncode == 0
+    forced = run_git(aset_repo, "push", "--force", url, f"{first}:refs/heads/master")
+    assert forced.returncode != 0
+    deleted = run_git(aset_repo, "push", url, ":master")
+    assert deleted.returncode != 0
+    assert Repository(srv.path)._git.branch_head("master") == second
+
+
 # -------------------------------------------------------------- data endpoints
 def upload_body(samples: list[tuple[bytes, np.ndarray]]) -> bytes:
     parts = []

@@ -84,8 +84,11 @@ class GitHttpBackend:
             "PATH_INFO": environ.get("PATH_INFO", "/"), "REQUEST_METHOD": environ["REQUEST_METHOD"],
             "QUERY_STRING": environ.get("QUERY_STRING", ""), "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
             "REMOTE_ADDR": environ.get("REMOTE_ADDR", ""), "SERVER_PROTOCOL": environ.get("SERVER_PROTOCOL", ""),
-            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.receivepack",
+            "GIT_CONFIG_COUNT": "3", "GIT_CONFIG_KEY_0": "http.receivepack",
             "GIT_CONFIG_VALUE_0": "true" if allow_push else "false",
+            # committed history on the server is never rewritten or dropped by a push
+            "GIT_CONFIG_KEY_1": "receive.denyNonFastForwards", "GIT_CONFIG_VALUE_1": "true",
+            "GIT_CONFIG_KEY_2": "receive.denyDeletes", "GIT_CONFIG_VALUE_2": "true",
         })
         if allow_push:
             env["REMOTE_USER"] = user
