@@ -237,6 +237,21 @@ def test_oversized_request_is_rejected(start_server):
     conn.close()
 
 
+def test_records_claiming_huge_sizes_are_rejected_before_allocating(start_server):
+    """Small bodies whose records claim 8 GiB payloads or 1 TiB raw sizes get 413/422, not a MemoryError."""
+    srv = start_server()
+    digest = b"\x01" * 32
+    huge_payload = protocol._UP.pack(digest, 0, 8 << 30, 8 << 30, 3, 1) + b"|u1" + protocol._DIM.pack(8 << 30)
+    status, body = post(srv.port, protocol.UPLOAD, huge_payload + b"x" * 16)
+    assert status == 413 and b"nothing was stored" in body
+    bomb = protocol.WireSample(digest, codecs.ZSTD, 1 << 40, b"\x00" * 16, "|u1", (4,))
+    status, body = post(srv.port, protocol.UPLOAD, protocol.upload_header(bomb) + bomb.payload)
+    assert status == 422 and b"claims" in body
+    status, _ = get(srv.port, "/hangar/v1/ping")
+    assert status == 200
+    assert len(TensorStore(LocalPackStorage(os.path.join(srv.path, ".hangar", "data")))) == 0
+
+
 def test_unknown_data_endpoint_is_404(start_server):
     srv = start_server()
     assert post(srv.port, protocol.PREFIX + "nope", b"")[0] == 404

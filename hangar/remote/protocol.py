@@ -53,6 +53,10 @@ class ProtocolError(ValueError):
     """A request or answer does not follow the wire format."""
 
 
+class RecordTooLarge(ProtocolError):
+    """A record claims more bytes than the request may carry (checked before reading them)."""
+
+
 class WireSample(NamedTuple):
     """One sample on the wire: its stored form, plus dtype and shape on upload."""
 
@@ -103,8 +107,9 @@ class RecordReader:
     buffer gets a buffer of its own.
     """
 
-    def __init__(self, stream: BinaryIO, block: int = 4 << 20) -> None:
+    def __init__(self, stream: BinaryIO, block: int = 4 << 20, limit: int | None = None) -> None:
         self.stream = stream
+        self.limit = limit  # most bytes a stream may carry; record sizes are checked against it
         self._ring = bytearray(block)
         self.buf: bytearray = self._ring
         self.view = memoryview(self._ring)
@@ -177,6 +182,10 @@ class RecordReader:
             if head is None:
                 return
             digest, codec, rawlen, length, dlen, ndim = _UP.unpack(head)
+            if ndim > 64 or dlen > 4096:
+                raise ProtocolError(f"upload record with {ndim} dims / a {dlen}-byte dtype is not a sample")
+            if self.limit is not None and length > self.limit - self.bytes_read + (self.end - self.pos):
+                raise RecordTooLarge(f"upload record claims {length} bytes; at most {self.limit} per request")
             try:
                 dtype = bytes(self._exact(dlen)).decode("ascii") if dlen else ""
             except UnicodeDecodeError as exc:

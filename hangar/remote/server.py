@@ -329,7 +329,7 @@ class HangarServer:
         length = environ.get("CONTENT_LENGTH") or ""
         if length.isdigit() and int(length) > protocol.MAX_UPLOAD_BYTES:
             raise _TooLarge(int(length))
-        reader = protocol.RecordReader(environ["wsgi.input"])
+        reader = protocol.RecordReader(environ["wsgi.input"], limit=protocol.MAX_UPLOAD_BYTES)
         stored = present = 0
         with self._write_lock:
             store = self._writer
@@ -347,6 +347,10 @@ class HangarServer:
             except CorruptDataError as exc:
                 store.discard()
                 return _reply(start_response, "422 Unprocessable Entity", f"{exc}; nothing was stored\n".encode())
+            except protocol.RecordTooLarge as exc:
+                store.discard()
+                return _reply(start_response, "413 Request Entity Too Large",
+                              f"{exc}; nothing was stored\n".encode())
             except (protocol.ProtocolError, ValueError, TypeError) as exc:
                 store.discard()
                 return _reply(start_response, "400 Bad Request", f"{exc}; nothing was stored\n".encode())

@@ -142,6 +142,14 @@ class TensorStore:
         """
         if sample.digest in self:
             return False
+        try:
+            expected = np.dtype(dtype).itemsize * prod(shape)
+        except TypeError as exc:
+            raise CorruptDataError(f"received sample has an invalid dtype {dtype!r}") from exc
+        if sample.rawlen != expected or sample.codec not in (codecs.RAW, codecs.LZ4, codecs.ZSTD):
+            # checked before allocating anything: a hostile record may claim any size
+            raise CorruptDataError(f"received sample {sample.digest.hex()[:16]}... claims {sample.rawlen} raw bytes "
+                                   f"(codec {sample.codec}), its dtype {dtype} and shape {shape} make {expected}")
         if sample.codec == codecs.RAW:  # hash the payload itself: no copy
             raw = memoryview(sample.payload) if len(sample.payload) == sample.rawlen else None
         else:
