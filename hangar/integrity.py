@@ -230,6 +230,9 @@ def gc(repo: "Repository", *, dry_run: bool = False, temp_age: float = 3600.0) -
         # order matters (see hangar.transfers): list what may go, then make sure no fetch is
         # between writing objects and moving its refs, then walk what is reachable
         files = list_git_files(repo._git)
+        store = repo._store()
+        store.flush()
+        data_packs = store.storage.list_packs()
         busy = active_transfers(repo._hangar_dir)
         if busy:
             raise TransferInProgressError(
@@ -243,9 +246,7 @@ def gc(repo: "Repository", *, dry_run: bool = False, temp_age: float = 3600.0) -
         report.removed_objects = git_stats.removed_objects
         report.removed_git_files = git_stats.removed_files
         report.removed_temp_files += git_stats.removed_temp
-        store = repo._store()
-        store.flush()
-        data_stats = compact_store(store.storage, set(col.digests), dry_run=dry_run, temp_age=temp_age)
+        data_stats = compact_store(store.storage, set(col.digests), data_packs, dry_run=dry_run, temp_age=temp_age)
         report.reachable_samples = len(col.digests)
         report.removed_samples = data_stats.removed_samples
         report.removed_sample_bytes = data_stats.removed_bytes

@@ -217,7 +217,8 @@ class Remotes:
         local = self._repo._store()
         local.refresh()
         digests = list(pointers)
-        wanted = [pointers[d] for d, loc in zip(digests, local.locations(digests)) if loc is None]
+        # unflushed bytes of a writer may still be discarded (reset): only durable ones count
+        wanted = [pointers[d] for d, loc in zip(digests, local.locations(digests, durable_only=True)) if loc is None]
         if max_num_bytes is not None:
             budget, chosen = max_num_bytes, []
             for p in wanted:
@@ -232,8 +233,10 @@ class Remotes:
             # never what a writer checkout of this repository has staged
             store = TensorStore(LocalPackStorage(os.path.join(self._repo.path, ".hangar", "data")))
             try:
-                with _client.DataClient(address) as dc:
+                with transfer_marker(self._repo._hangar_dir, f"fetch_data {remote}"), \
+                        _client.DataClient(address) as dc:
                     _client.download_into(store, dc, wanted)
+                    store.flush()
             finally:
                 store.close()
                 local.refresh()

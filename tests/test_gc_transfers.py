@@ -14,6 +14,9 @@ from hangar.errors import TransferInProgressError
 from hangar.plumbing.gc import collect_git_garbage, list_git_files
 from hangar.plumbing.pack import OBJ_BLOB, ObjectBatch
 from hangar.transfers import MARKER_DIR, active_transfers, transfer_marker
+from tests import remote_fixtures
+
+start_server = remote_fixtures.start_server
 
 
 def _unreferenced_commit(repo) -> str:
@@ -78,3 +81,17 @@ def test_packs_written_after_gc_listed_its_files_are_kept(aset_repo):
     fsck = subprocess.run(["git", "--git-dir", aset_repo._hangar_dir, "fsck", "--strict"], capture_output=True,
                           text=True)
     assert fsck.returncode == 0, fsck.stderr
+
+
+def test_gc_refuses_on_a_repository_a_server_is_serving(start_server, aset_repo):
+    from hangar import Repository
+
+    srv = start_server()
+    aset_repo.remote.add("origin", srv.address)
+    aset_repo.remote.push("origin", "master")
+    served = Repository(srv.path)
+    with pytest.raises(TransferInProgressError, match="hangar server"):
+        served.gc()
+    srv.stop()  # a clean stop removes the marker
+    report = served.gc()
+    assert report.reachable_samples == 20 and served.verify().ok

@@ -29,6 +29,7 @@ from hangar.errors import CorruptDataError
 from hangar.remote import protocol
 from hangar.store import TensorStore
 from hangar.store.packs import LocalPackStorage
+from hangar.transfers import transfer_marker
 
 log = logging.getLogger("hangar.server")
 
@@ -203,6 +204,10 @@ class HangarServer:
         self._writer = TensorStore(LocalPackStorage(data))
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        # a push uploads bytes and moves refs in separate requests: while a server runs, gc on
+        # its repository would see uploaded-but-unreferenced data as garbage, so it refuses
+        self._serving = transfer_marker(self.git_dir, "hangar server")
+        self._serving.__enter__()
         git = shutil.which("git")
         if git_backend not in ("auto", "git", "dulwich"):
             raise ValueError(f"git_backend must be 'auto', 'git' or 'dulwich', not {git_backend!r}")
@@ -361,6 +366,7 @@ class HangarServer:
         return _json(start_response, "200 OK", {"stored": stored, "present": present})
 
     def close(self) -> None:
+        self._serving.__exit__(None, None, None)
         self._reader.close()
         with self._write_lock:
             self._writer.discard()

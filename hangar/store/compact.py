@@ -61,15 +61,19 @@ def _remove(path: str) -> None:
             pass
 
 
-def compact_store(storage: LocalPackStorage, reachable: set[bytes], *, dry_run: bool = False,
+def compact_store(storage: LocalPackStorage, reachable: set[bytes], packs: list[str], *, dry_run: bool = False,
                   temp_age: float = 3600.0) -> CompactStats:
-    """Keep exactly the samples whose digests are in ``reachable``; return what went."""
+    """Keep exactly the samples whose digests are in ``reachable``; return what went.
+
+    Only ``packs`` (listed before ``reachable`` was walked) are considered: a pack written
+    after the listing, e.g. by a transfer, is kept whatever it holds.
+    """
     if not isinstance(storage, LocalPackStorage):
         raise NotImplementedError(f"compaction of {type(storage).__name__} is not supported")
     stats = CompactStats()
     kept: set[bytes] = set()
     rewrite: list[tuple[str, np.ndarray]] = []  # (pack, records to copy)
-    for pack in storage.list_packs():
+    for pack in packs:
         recs = np.frombuffer(storage.read_index(pack), dtype=INDEX_DTYPE)
         keep = np.zeros(len(recs), dtype=bool)
         raw = recs["digest"].tobytes()

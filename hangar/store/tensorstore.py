@@ -214,12 +214,15 @@ class TensorStore:
                 )
         return loc
 
-    def locations(self, digests: list[bytes]) -> list[Location | None]:
-        """``location`` of many digests at once (``None`` where not stored here), vectorised."""
+    def locations(self, digests: list[bytes], durable_only: bool = False) -> list[Location | None]:
+        """``location`` of many digests at once (``None`` where not stored here), vectorised.
+
+        With ``durable_only``, samples written but not yet flushed count as absent.
+        """
         out = self._load_index().get_many(digests)
         if None in out and self._load_new_packs():
             out = self._index.get_many(digests)  # type: ignore[union-attr]
-        if self._pending:
+        if self._pending and not durable_only:
             out = [self._pending.get(d, loc) for d, loc in zip(digests, out)]
         return out
 
