@@ -9,7 +9,7 @@ from typing import Iterable, Iterator, Mapping, Optional, Union
 
 import numpy as np
 
-from hangar.errors import ArraysetExistsError, ArraysetNotFoundError, SampleNotFoundError
+from hangar.errors import ArraysetExistsError, ArraysetNotFoundError, CheckoutClosedError, SampleNotFoundError
 from hangar.records.keys import (
     Key,
     decode_key,
@@ -32,11 +32,19 @@ _is_key = is_key_type
 class ArraysetDataReader:
     """Read access to the samples of one arrayset at one commit."""
 
+    _detached = False  # set when the arrayset is removed from (or re-created in) the checkout
+
     def __init__(self, session: CheckoutSession, schema: ArraysetSchema, table) -> None:  # noqa: ANN001
         self._session = session
         self._schema = schema
         self._table = table  # SampleTable (commit) or StagedSamples (writer)
         self._dtype = schema.np_dtype
+
+    def _check(self) -> None:
+        self._session.check()
+        if self._detached:
+            raise CheckoutClosedError(f"arrayset {self.name!r} was removed from this checkout; writes through this "
+                                      "handle would be lost: get it again from co.arraysets")
 
     def __repr__(self) -> str:
         s = self._schema
@@ -82,12 +90,12 @@ class ArraysetDataReader:
     # ------------------------------------------------------------ container
     def __len__(self) -> int:
         """Number of samples in the arrayset."""
-        self._session.check()
+        self._check()
         return self._table.count()
 
     def __contains__(self, key: object) -> bool:
         """True when ``key`` (a str or int) names a sample of the arrayset; False otherwise."""
-        self._session.check()
+        self._check()
         if not _is_key(key):
             return False
         return encode_key(key) in self._table  # type: ignore[arg-type]
@@ -113,7 +121,7 @@ class ArraysetDataReader:
         KeyError
             If the arrayset has no sample with that name.
         """
-        self._session.check()
+        self._check()
         ptr = self._pointer(name)
         return self._session.store.read(ptr.digest, self._dtype, ptr.shape)
 
@@ -152,7 +160,7 @@ class ArraysetDataReader:
         FileNotFoundError
             (``RemoteDataError``) if a sample's bytes are only on a remote (``fetch_data``).
         """
-        self._session.check()
+        self._check()
         if n_cpus is not None and (not isinstance(n_cpus, int) or isinstance(n_cpus, bool) or n_cpus < 1):
             raise ValueError(f"n_cpus must be a positive int or None, not {n_cpus!r}")
         if start_method not in multiprocessing.get_all_start_methods():
@@ -182,12 +190,12 @@ class ArraysetDataReader:
     def __reduce__(self):  # noqa: ANN204
         # a reader pickles as (repository path, commit, arrayset name); the receiving process
         # opens its own checkout (and so its own file handles) on first use, once per process
-        self._session.check()
+        self._check()
         return _open_reader, (self._session.repo_path, self._session.commit, self.name)
 
     def keys(self) -> Iterator[Key]:
         """Yield every sample key (ints in numeric order, then strs in lexical order)."""
-        self._session.check()
+        self._check()
         keys = sorted((decode_key(n) for n in self._table.names()), key=sort_key)
         yield from keys
 
@@ -198,11 +206,11 @@ class ArraysetDataReader:
 
     def items(self) -> Iterator[tuple[Key, np.ndarray]]:
         """Yield ``(key, array)`` for every sample, in ``keys()`` order."""
-        self._session.check()
+        self._check()
         ptrs = sorted(((decode_key(n), p) for n, p in self._table.pointers()), key=lambda kp: sort_key(kp[0]))
         arrays = self._session.store.read_many(((p.digest, p.shape) for _, p in ptrs), self._dtype)
         for (k, _), arr in zip(ptrs, arrays):
-            self._session.check()
+            self._check()
             yield k, arr
 
     # ------------------------------------------------------------- remotes
@@ -214,13 +222,13 @@ class ArraysetDataReader:
     @property
     def contains_remote_references(self) -> bool:
         """True when some samples' bytes are only on a remote (see ``fetch_data``)."""
-        self._session.check()
+        self._check()
         return bool(self._session.store.missing(p.digest for _, p in self._table.pointers()))
 
     @property
     def remote_reference_sample_keys(self) -> list[Key]:
         """Keys of the samples whose bytes are only on a remote."""
-        self._session.check()
+        self._check()
         return self._remote_keys()
 
     def to_dask(self, keys: Optional[Iterable[Key]] = None, index_range: Optional[slice] = None,
@@ -344,7 +352,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             If the name is missing or invalid, or ``data`` is not a C-contiguous ndarray of
             the arrayset's dtype and (max) shape.
         """
-        self._session.check()
+        self._check()
         if kwargs:
             raise TypeError(f"add() got unexpected keyword arguments {sorted(kwargs)}")
         return self._write(*self._prepare(data, name))
@@ -363,7 +371,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         KeyError
             If the arrayset has no sample with that name.
         """
-        self._session.check()
+        self._check()
         if not _is_key(name) or not self._table.remove(encode_key(name)):  # type: ignore[arg-type]
             raise SampleNotFoundError(f"arrayset {self.name!r} has no sample with key {name!r}")
         return name
@@ -428,6 +436,12 @@ class Arraysets:
 
     def __repr__(self) -> str:
         return f"Arraysets(writeable={self.iswriteable}, names={self.keys()})"
+
+    def _detach(self, name: str) -> None:
+        """Forget the accessor of an arrayset that was removed (or replaced): held handles stop working."""
+        aset = self._cache.pop(name, None)
+        if aset is not None:
+            aset._detached = True
 
     @property
     def iswriteable(self) -> bool:
@@ -560,7 +574,7 @@ class Arraysets:
         schema = _schema_from_args(name, shape, dtype, prototype, named_samples, variable_shape, backend)
         if schema.name in self._source.arrayset_names():
             raise ArraysetExistsError(f"arrayset {schema.name!r} already exists")
-        self._cache.pop(schema.name, None)
+        self._detach(schema.name)
         table = self._source.init_arrayset(schema)
         aset = ArraysetDataWriter(self._session, schema, table)
         self._cache[schema.name] = aset
@@ -582,7 +596,7 @@ class Arraysets:
         if aset_name not in self._source.arrayset_names():
             raise ArraysetNotFoundError(f"no arrayset named {aset_name!r}; arraysets: {self.keys()}")
         self._source.remove_arrayset(aset_name)
-        self._cache.pop(aset_name, None)
+        self._detach(aset_name)
         return aset_name
 
     def __delitem__(self, key: str) -> str:

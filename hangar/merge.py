@@ -204,4 +204,4 @@ def _rebase_writer(checkout: "WriterCheckout", commit: str) -> None:
     for name, staged in list(staging.asets.items()):
         if snapshot.schema(name) != staged.schema:  # removed or re-created by the merge
             del staging.asets[name]
-            checkout._arraysets._cache.pop(name, None)
+            checkout._arraysets._detach(name)

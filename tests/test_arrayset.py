@@ -308,3 +308,19 @@ def test_numpy_integer_keys_are_int_keys(wco):
         a[np.int64(-1)] = np.array([0])
     with pytest.raises(ValueError, match="bool"):
         a[np.bool_(True)] = np.array([0])
+
+
+def test_handle_of_a_removed_arrayset_refuses_instead_of_dropping_writes(aset_repo):
+    co = aset_repo.checkout(write=True)
+    old = co.arraysets["foo"]
+    co.arraysets.remove_aset("foo")
+    with pytest.raises(ReferenceError, match="removed"):
+        old[50] = np.zeros(5, np.int64)
+    with pytest.raises(ReferenceError, match="removed"):
+        len(old)
+    new = co.arraysets.init_arrayset("foo", shape=(2,), dtype=np.uint8)
+    new[0] = np.zeros(2, np.uint8)
+    with pytest.raises(ReferenceError):
+        old[1]
+    assert co.arraysets["foo"] is new and len(new) == 1
+    co.close()
