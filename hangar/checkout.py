@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import warnings
 import weakref
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
@@ -329,6 +330,11 @@ class WriterCheckout(_CheckoutBase):
         crash_point("commit.after_ref")
         self._state.base = commit
         self._state.save(self._repo._hangar_dir)
+        try:
+            git.consolidate_packs()
+        except OSError as exc:  # the commit is done and durable; merging packs can wait for the next one
+            warnings.warn(f"could not merge git packs after commit {commit[:8]}: {exc}", RuntimeWarning,
+                          stacklevel=2)
         return commit
 
     def reset_staging_area(self) -> str:

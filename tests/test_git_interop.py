@@ -102,3 +102,27 @@ def test_pack_writer_output_is_accepted_by_git(tmp_path):
     fsck = subprocess.run(["git", "fsck", "--strict", "--full", "--unreachable"], env=env, capture_output=True,
                           text=True)
     assert fsck.returncode == 0, fsck.stderr
+
+
+def test_many_commits_keep_few_packs_and_file_descriptors(repo, run_git):
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(2,), dtype=np.int64)
+    for i in range(200):
+        a[i] = np.full(2, i, np.int64)
+        co.commit(f"commit {i}")
+    co.close()
+    pack_dir = os.path.join(repo.path, ".hangar", "objects", "pack")
+    assert len([p for p in os.listdir(pack_dir) if p.endswith(".idx")]) <= 65
+    fsck = run_git(repo, "fsck", "--strict", "--full")
+    assert fsck.returncode == 0, fsck.stderr
+    r = repo.checkout()
+    assert [r["a", i][0] for i in range(200)] == list(range(200))  # 200 data packs, at most 64 open
+    assert len(repo.log(return_contents=True)["order"]) == 200
+    r.close()
+    ours = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            ours += os.readlink(f"/proc/self/fd/{fd}").startswith(repo.path)
+        except OSError:
+            pass
+    assert ours <= 64 + 64 + 8  # data packs are one per commit too: at most 64 of each kind stay open

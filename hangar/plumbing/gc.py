@@ -16,7 +16,7 @@ import pygit2
 
 from hangar._faults import crash_point
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import fsync_dir, write_pack
+from hangar.plumbing.pack import fsync_dir, list_pack_names, write_pack
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -144,8 +144,7 @@ def _loose_objects(objects_dir: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def _packs(pack_dir: str) -> list[str]:
-    return sorted(n[:-4] for n in os.listdir(pack_dir) if n.startswith("pack-") and n.endswith(".idx"))
+_packs = list_pack_names
 
 
 def _old_temp_files(pack_dir: str, temp_age: float) -> list[str]:

@@ -12,12 +12,14 @@ from typing import Iterator, Optional
 
 import pygit2
 
-from hangar.plumbing.pack import ObjectBatch, write_pack
+from hangar.plumbing.pack import ObjectBatch, fsync_dir, list_pack_names, pack_object_ids, remove_pack, write_pack
 
 # tree objects over 4 KiB are not cached by default (850 µs -> 13 µs per lookup)
 pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 1 << 20)
 pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.BLOB, 4096)
 pygit2.settings.cache_max_size(512 << 20)
+# one pack per commit: bound the pack files libgit2 keeps open
+pygit2.settings.mwindow_file_limit = 64
 pygit2.settings.enable_fsync_gitdir(True)
 
 Tree = pygit2.Tree
@@ -85,6 +87,34 @@ class GitRepo:
         if batch.objects:
             write_pack(self.pack_dir, batch.objects)
         batch.objects.clear()
+
+    def consolidate_packs(self, max_packs: int = 64) -> bool:
+        """Merge the small packs into one when there are more than ``max_packs``.
+
+        Every commit writes a pack; libgit2 searches each pack's index on a lookup, so they
+        are merged now and then. The largest pack (usually the first big import) is left as
+        it is, so the work is bounded by what the recent commits wrote. The merged pack is
+        durable before any old pack is deleted; objects are copied whether reachable or not
+        (dropping garbage is ``gc``'s job). Returns True when packs were merged.
+        """
+        names = list_pack_names(self.pack_dir)
+        if len(names) <= max_packs:
+            return False
+        names.sort(key=lambda n: os.path.getsize(os.path.join(self.pack_dir, n + ".pack")))
+        small = names[:-1]
+        objects: dict[bytes, tuple[int, bytes]] = {}
+        read = self.repo.odb.read
+        for name in small:
+            for oid in pack_object_ids(os.path.join(self.pack_dir, name + ".idx")):
+                if oid not in objects:
+                    obj_type, data = read(pygit2.Oid(raw=oid))
+                    objects[oid] = (int(obj_type), bytes(data))
+        merged = write_pack(self.pack_dir, objects)
+        for name in small:
+            if name != merged:
+                remove_pack(self.pack_dir, name)
+        fsync_dir(self.pack_dir)
+        return True
 
     def has_object(self, hexid: str) -> bool:
         try:

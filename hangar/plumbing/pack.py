@@ -163,3 +163,29 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]]) -> str | 
     os.replace(tmp_idx, final_idx)
     fsync_dir(pack_dir)
     return name
+
+
+def list_pack_names(pack_dir: str) -> list[str]:
+    """Names (``pack-<sha>``) of the complete packs in ``pack_dir`` (those with an index)."""
+    return sorted(n[:-4] for n in os.listdir(pack_dir) if n.startswith("pack-") and n.endswith(".idx"))
+
+
+def pack_object_ids(idx_path: str) -> list[bytes]:
+    """Raw ids of the objects in a pack, read from its v2 index."""
+    with open(idx_path, "rb") as f:
+        head = f.read(8 + 1024)
+        if head[:8] != b"\xfftOc" + struct.pack(">I", 2):
+            raise ValueError(f"{idx_path} is not a version 2 pack index")
+        n = struct.unpack_from(">I", head, 8 + 1020)[0]
+        ids = f.read(20 * n)
+    return [ids[20 * i:20 * i + 20] for i in range(n)]
+
+
+def remove_pack(pack_dir: str, name: str) -> None:
+    """Delete a pack, its index first (a pack without an index is invisible to git)."""
+    base = os.path.join(pack_dir, name)
+    for ext in (".idx", ".pack", ".rev", ".keep", ".bitmap", ".promisor", ".mtimes"):
+        try:
+            os.unlink(base + ext)
+        except FileNotFoundError:
+            pass

@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from typing import Protocol
 
 import numpy as np
@@ -214,7 +215,17 @@ class LocalPackStorage:
         for meta in (os.path.join(root, "zarr.json"), os.path.join(root, "packs", "zarr.json")):
             if not os.path.exists(meta):
                 _fsync_file(meta, _GROUP_META)
-        self._fds: dict[str, int] = {}
+        self._init_fds()
+
+    #: most pack files held open at once (one pack per commit: a long-lived process would
+    #: otherwise run out of file descriptors)
+    MAX_OPEN = 64
+
+    def _init_fds(self) -> None:
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._fd_lock = threading.Lock()
+        self._in_flight = 0
+        self._to_close: list[int] = []  # evicted fds, closed once no read is using any fd
 
     def list_packs(self) -> list[str]:
         base = os.path.join(self.root, "packs")
@@ -224,18 +235,41 @@ class LocalPackStorage:
         with open(os.path.join(self.root, "packs", pack_id, "index"), "rb") as f:
             return f.read()
 
-    def _fd(self, pack_id: str) -> int:
-        fd = self._fds.get(pack_id)
-        if fd is None:
-            fd = os.open(os.path.join(self.root, "packs", pack_id, "c", "0"), os.O_RDONLY)
-            self._fds[pack_id] = fd
-        return fd
+    def _acquire(self, pack_id: str) -> int:
+        with self._fd_lock:
+            fd = self._fds.get(pack_id)
+            if fd is None:
+                fd = os.open(os.path.join(self.root, "packs", pack_id, "c", "0"), os.O_RDONLY)
+                self._fds[pack_id] = fd
+                while len(self._fds) > self.MAX_OPEN:
+                    self._to_close.append(self._fds.popitem(last=False)[1])
+            else:
+                self._fds.move_to_end(pack_id)
+            self._in_flight += 1
+            return fd
+
+    def _release(self) -> None:
+        with self._fd_lock:
+            self._in_flight -= 1
+            if not self._in_flight and self._to_close:
+                # no read holds any fd now: an evicted number cannot be reused under a reader
+                for fd in self._to_close:
+                    os.close(fd)
+                self._to_close.clear()
 
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes:
-        return os.pread(self._fd(pack_id), length, offset)
+        fd = self._acquire(pack_id)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            self._release()
 
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None:
-        n = os.preadv(self._fd(pack_id), [out], offset)
+        fd = self._acquire(pack_id)
+        try:
+            n = os.preadv(fd, [out], offset)
+        finally:
+            self._release()
         if n != len(out):
             raise OSError(f"short read in pack {pack_id} at {offset}: {n} of {len(out)} bytes")
 
@@ -243,13 +277,22 @@ class LocalPackStorage:
         return _LocalPackWriter(self.root, pack_id, self.durable)
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        """Close the open pack files (at once if no read is running, else when the last one ends)."""
+        with self._fd_lock:
+            self._to_close.extend(self._fds.values())
+            self._fds.clear()
+            if not self._in_flight:
+                for fd in self._to_close:
+                    os.close(fd)
+                self._to_close.clear()
 
     def __getstate__(self) -> dict:
         # worker processes reopen their own file descriptors
-        return {"root": self.root, "durable": self.durable, "_fds": {}}
+        return {"root": self.root, "durable": self.durable}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_fds()
 
 
 class _ZarrPackWriter:
