@@ -287,7 +287,8 @@ class Remotes:
                 return branch
             known = [h for h in heads.values() if git.has_object(h)]
             commits = _client.new_commits(git, head, known)
-            pointers = list(_client.commit_pointers(git, commits).values())
+            # samples in subtrees the server's commits already hold are not even looked at
+            pointers = list(_client.commit_pointers(git, commits, known=known).values())
             on_server = dc.have([p.digest for p in pointers])
             to_send = [p for p, has in zip(pointers, on_server) if not has]
             store = self._repo._store()

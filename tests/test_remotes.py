@@ -695,3 +695,27 @@ def test_fetch_data_interrupted_by_server_kill_keeps_only_whole_verified_data_an
         np.testing.assert_array_equal(r.arraysets["big"][i], s.arraysets["big"][i])
     r.close()
     s.close()
+
+
+def test_push_looks_only_at_samples_the_server_cannot_have(repo):
+    """commit_pointers skips sample subtrees of commits the server has: work follows the change."""
+    from hangar.remote.client import commit_pointers
+    from hangar.store import sample_digest
+
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(1,), dtype=np.int64)
+    for i in range(3000):
+        a[i] = np.array([i])
+    base = co.commit("3000 samples")
+    a[7] = np.array([-7])
+    a[3000] = np.array([3000])
+    head = co.commit("one changed, one added")
+    co.close()
+    git = repo._git
+    everything = commit_pointers(git, [head])
+    changed = commit_pointers(git, [head], known=[base])
+    assert len(everything) == 3001
+    assert 2 <= len(changed) <= 3001 // 16  # only the touched leaf trees were read
+    r = repo.checkout(commit=head)
+    assert sample_digest(r["a", 7]) in changed and sample_digest(r["a", 3000]) in changed
+    r.close()

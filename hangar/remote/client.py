@@ -324,14 +324,48 @@ def new_commits(git: GitRepo, head: str, exclude: Iterable[str]) -> list[str]:
     return [str(c.id) for c in walker]
 
 
-def commit_pointers(git: GitRepo, commits: Iterable[str],
-                    arrayset_names: Optional[set[str]] = None) -> dict[bytes, SamplePointer]:
-    """Pointers (digest -> pointer) of every sample in ``commits``, each subtree read once."""
+def _sample_trees(repo: pygit2.Repository, commit: str, arrayset_names: Optional[set[str]]) -> list:
+    root = repo[commit].tree
+    try:
+        asets = root[layout.ARRAYSETS]
+    except KeyError:
+        return []
+    out = []
+    for aset in asets:
+        if arrayset_names is not None and aset.name not in arrayset_names:
+            continue
+        try:
+            out.append(aset[layout.SAMPLES])
+        except KeyError:
+            pass
+    return out
+
+
+def commit_pointers(git: GitRepo, commits: Iterable[str], arrayset_names: Optional[set[str]] = None,
+                    known: Iterable[str] = ()) -> dict[bytes, SamplePointer]:
+    """Pointers (digest -> pointer) of every sample in ``commits``, each subtree read once.
+
+    Sample subtrees that also appear in the ``known`` commits (e.g. those a server already
+    has) are skipped whole, so the work follows what changed, not the repository's size.
+    """
     repo = git.repo
     seen: set = set()
     out: dict[bytes, SamplePointer] = {}
 
     tree_type = pygit2.enums.ObjectType.TREE
+
+    def mark(tree: pygit2.Tree) -> None:
+        # record the ids of a known commit's sample trees without reading any pointer blob
+        for e in tree:
+            if e.type == tree_type and e.id not in seen:
+                seen.add(e.id)
+                mark(e)
+
+    for c in known:
+        for samples in _sample_trees(repo, c, arrayset_names):
+            if samples.id not in seen:
+                seen.add(samples.id)
+                mark(samples)
 
     def walk(tree: pygit2.Tree) -> None:
         # fan-out trees hold only trees, leaf trees only pointer blobs; a subtree seen in
@@ -348,18 +382,7 @@ def commit_pointers(git: GitRepo, commits: Iterable[str],
                 out.setdefault(p.digest, p)
 
     for c in commits:
-        root = repo[c].tree
-        try:
-            asets = root[layout.ARRAYSETS]
-        except KeyError:
-            continue
-        for aset in asets:
-            if arrayset_names is not None and aset.name not in arrayset_names:
-                continue
-            try:
-                samples = aset[layout.SAMPLES]
-            except KeyError:
-                continue
+        for samples in _sample_trees(repo, c, arrayset_names):
             if samples.id not in seen:
                 seen.add(samples.id)
                 walk(samples)
