@@ -103,17 +103,23 @@ class GitHttpBackend:
         feeder = threading.Thread(target=self._feed, args=(environ, proc), daemon=True)
         feeder.start()
         assert proc.stdout is not None
-        status, headers = "200 OK", []
-        while True:
-            line = proc.stdout.readline()
-            if not line or line in (b"\r\n", b"\n"):
-                break
-            name, _, value = line.decode("latin-1").rstrip("\r\n").partition(":")
-            if name.lower() == "status":
-                status = value.strip()
-            else:
-                headers.append((name.strip(), value.strip()))
-        start_response(status, headers)
+        try:
+            status, headers = "200 OK", []
+            while True:
+                line = proc.stdout.readline()
+                if not line or line in (b"\r\n", b"\n"):
+                    break
+                name, _, value = line.decode("latin-1").rstrip("\r\n").partition(":")
+                if name.lower() == "status":
+                    status = value.strip()
+                else:
+                    headers.append((name.strip(), value.strip()))
+            start_response(status, headers)
+        except BaseException:  # never leave the CGI process and its pipes behind
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            raise
         return self._drain(proc, feeder)
 
     @staticmethod
