@@ -32,9 +32,11 @@ def _check_name(value: object, what: str) -> str:
 
 def validate_key(key: object, what: str = "sample key") -> Key:
     """Return ``key`` if it is a valid sample/metadata key, else raise ``ValueError``."""
+    if type(key) is str:  # the common cases first: an ABC isinstance check costs ~1 us
+        return _check_name(key, what)
     if isinstance(key, bool):
         raise ValueError(f"{what} {key!r} must be a str or a non-negative int, not bool")
-    if isinstance(key, numbers.Integral):  # int, and numpy integers (np.arange loops)
+    if type(key) is int or isinstance(key, numbers.Integral):  # int, and numpy integers (np.arange loops)
         if key < 0:
             raise ValueError(f"{what} {key!r} is negative; int keys must be >= 0")
         return int(key)
@@ -43,7 +45,10 @@ def validate_key(key: object, what: str = "sample key") -> Key:
 
 def is_key_type(value: object) -> bool:
     """True for the types a key can have: str, or an int (numpy integers included), not bool."""
-    return isinstance(value, (str, numbers.Integral)) and not isinstance(value, bool)
+    t = type(value)
+    if t is str or t is int:
+        return True
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def validate_arrayset_name(name: object) -> str:
@@ -64,7 +69,10 @@ def validate_branch_name(name: object) -> str:
 
 def encode_key(key: Key) -> str:
     """Tree entry name of a (validated) key: ``i:<int>`` or ``s:<str>``."""
-    if isinstance(key, numbers.Integral):
+    t = type(key)
+    if t is str:
+        return "s:" + key
+    if t is int or isinstance(key, numbers.Integral):
         return f"i:{int(key)}"
     return f"s:{key}"
 
