@@ -10,6 +10,7 @@ the bytes the server lacks first and moves the server's branch only once they ar
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
 
 from hangar.errors import DivergedHistoryError, RemoteDataError
@@ -302,6 +303,19 @@ class Remotes:
             if to_send:
                 _client.upload_from(store, dc, to_send, username, password)
         refused = _client.push_branch(git, remote, address, branch, username, password)
+        for wait in (0.05, 0.2, 0.8, 2.0):
+            if not refused:
+                break
+            # the server may still be finishing an earlier push of these commits (an interrupted
+            # client's receive-pack runs to its end), or hold the branch's lock for a moment
+            now = _client.list_remote_heads(git, remote, address).get(branch)
+            if now == head:
+                refused = None
+                break
+            if now is not None and not (git.has_object(now) and git.is_ancestor(now, head)):
+                break  # really diverged
+            time.sleep(wait)
+            refused = _client.push_branch(git, remote, address, branch, username, password)
         if refused:  # the branch moved on the server since we looked
             raise DivergedHistoryError(f"remote {remote!r} refused to update branch {branch!r} ({refused}); "
                                        f"fetch it (repo.remote.fetch({remote!r}, {branch!r})), merge, then push again")

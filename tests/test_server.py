@@ -119,9 +119,28 @@ def test_git_push_without_credentials_is_refused_when_push_is_restricted(start_s
 
 def test_git_push_with_credentials_in_url_is_accepted(start_server, aset_repo, run_git):
     srv = start_server(username="alice", password="pw")
-    out = run_git(aset_repo, "push", f"http://alice:pw@127.0.0.1:{srv.port}/", "master")
+    aset_repo.remote.add("origin", srv.address)
+    aset_repo.remote.push("origin", "master", username="alice", password="pw")  # the bytes go first
+    aset_repo.create_branch("copy")
+    out = run_git(aset_repo, "push", f"http://alice:pw@127.0.0.1:{srv.port}/", "copy")
     assert out.returncode == 0, out.stderr
-    assert Repository(srv.path).list_branches() == ["master"]
+    assert Repository(srv.path).list_branches() == ["copy", "master"]
+
+
+def test_plain_git_push_of_commits_without_uploaded_bytes_is_refused(start_server, aset_repo, run_git):
+    srv = start_server()
+    out = run_git(aset_repo, "push", f"http://127.0.0.1:{srv.port}/", "master")
+    assert out.returncode != 0 and "20 samples of the pushed commits have no bytes here" in out.stderr
+    assert Repository(srv.path).list_branches() == []
+    aset_repo.remote.add("origin", srv.address)
+    aset_repo.remote.push("origin", "master")  # hangar push uploads first, so the hook lets it through
+    co = aset_repo.checkout(write=True)
+    co["foo", 77] = np.full(5, 77, np.int64)
+    co.commit("one more sample")
+    co.close()
+    out = run_git(aset_repo, "push", f"http://127.0.0.1:{srv.port}/", "master")
+    assert out.returncode != 0 and "1 samples of the pushed commits" in out.stderr
+    assert Repository(srv.path)._git.branch_head("master") != aset_repo._git.branch_head("master")
 
 
 def test_git_force_push_and_branch_deletion_are_refused(start_server, aset_repo, run_git):
@@ -132,7 +151,8 @@ def test_git_force_push_and_branch_deletion_are_refused(start_server, aset_repo,
     co.metadata["more"] = "history"
     second = co.commit("second")
     co.close()
-    assert run_git(aset_repo, "push", url, "master").returncode == 0
+    aset_repo.remote.add("origin", srv.address)
+    aset_repo.remote.push("origin", "master")
     forced = run_git(aset_repo, "push", "--force", url, f"{first}:refs/heads/master")
     assert forced.returncode != 0
     deleted = run_git(aset_repo, "push", url, ":master")

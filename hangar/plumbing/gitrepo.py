@@ -45,9 +45,12 @@ class CommitInfo:
 class GitRepo:
     """Bare git directory with bulk object writing."""
 
-    def __init__(self, git_dir: str) -> None:
+    def __init__(self, git_dir: str, *, from_env: bool = False) -> None:
         self.git_dir = git_dir
-        self.repo = pygit2.Repository(git_dir)
+        # from_env: honour GIT_OBJECT_DIRECTORY / GIT_ALTERNATE_OBJECT_DIRECTORIES, as set for hooks
+        # (a pre-receive hook sees the pushed objects only in git's quarantine directory)
+        flags = pygit2.enums.RepositoryOpenFlag.FROM_ENV if from_env else 0
+        self.repo = pygit2.Repository(git_dir, flags)
         self.pack_dir = os.path.join(git_dir, "objects", "pack")
 
     @classmethod

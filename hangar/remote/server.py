@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -76,6 +77,13 @@ class GitHttpBackend:
     def __init__(self, git_dir: str, git: str) -> None:
         self.git_dir = git_dir
         self.git = git
+        self.hooks_dir = os.path.join(git_dir, "hangar-hooks")
+        os.makedirs(self.hooks_dir, exist_ok=True)
+        hook = os.path.join(self.hooks_dir, "pre-receive")
+        with open(hook + ".tmp", "w") as f:
+            f.write(f'#!/bin/sh\nexec "{sys.executable}" -m hangar.remote.prereceive\n')
+        os.chmod(hook + ".tmp", 0o755)
+        os.replace(hook + ".tmp", hook)
 
     def __call__(self, environ: dict, start_response: StartResponse, allow_push: bool,
                  user: str) -> Iterable[bytes]:
@@ -85,11 +93,13 @@ class GitHttpBackend:
             "PATH_INFO": environ.get("PATH_INFO", "/"), "REQUEST_METHOD": environ["REQUEST_METHOD"],
             "QUERY_STRING": environ.get("QUERY_STRING", ""), "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
             "REMOTE_ADDR": environ.get("REMOTE_ADDR", ""), "SERVER_PROTOCOL": environ.get("SERVER_PROTOCOL", ""),
-            "GIT_CONFIG_COUNT": "3", "GIT_CONFIG_KEY_0": "http.receivepack",
+            "GIT_CONFIG_COUNT": "4", "GIT_CONFIG_KEY_0": "http.receivepack",
             "GIT_CONFIG_VALUE_0": "true" if allow_push else "false",
             # committed history on the server is never rewritten or dropped by a push
             "GIT_CONFIG_KEY_1": "receive.denyNonFastForwards", "GIT_CONFIG_VALUE_1": "true",
             "GIT_CONFIG_KEY_2": "receive.denyDeletes", "GIT_CONFIG_VALUE_2": "true",
+            # refuse commits whose sample bytes were not uploaded first (a plain `git push`)
+            "GIT_CONFIG_KEY_3": "core.hooksPath", "GIT_CONFIG_VALUE_3": self.hooks_dir,
         })
         if allow_push:
             env["REMOTE_USER"] = user
@@ -151,6 +161,10 @@ class GitHttpBackend:
             while chunk := proc.stdout.read1(_CHUNK):
                 yield chunk
         finally:
+            # the client may be gone: still read git's output to the end, so a receive-pack that
+            # is updating refs finishes (a SIGPIPE there could leave a stale refs/heads/*.lock)
+            while proc.stdout.read1(_CHUNK):
+                pass
             proc.stdout.close()
             feeder.join()
             proc.wait()
