@@ -101,12 +101,6 @@ def merge_commits(git: GitRepo, message: str, master: Optional[str], dev: str, u
     return git.create_commit(root, [master, dev], user[0], user[1], message)
 
 
-def _staging_clean(repo: "Repository", state: StagingState) -> bool:
-    git = repo._git
-    base_tree = git.commit_tree_id(state.base) if state.base else None
-    return state.tree == base_tree or (state.base is None and state.tree in (None, repo._empty_tree_id()))
-
-
 def merge_branches(repo: "Repository", message: str, master_branch: str, dev_branch: str, *,
                    strategy: Optional[str] = None) -> str:
     """Merge ``dev_branch`` into ``master_branch`` (see :meth:`hangar.repository.Repository.merge`).
@@ -141,7 +135,7 @@ def merge_branches(repo: "Repository", message: str, master_branch: str, dev_bra
     owner = repo._acquire_writer_lock()
     try:
         state = repo._staging_state()
-        if state is not None and state.branch == master_branch and not _staging_clean(repo, state):
+        if state is not None and state.branch == master_branch and not state.is_clean(git):
             raise DirtyStagingAreaError(
                 f"the staging area of branch {master_branch!r} holds uncommitted changes; commit or reset "
                 "them before merging into it")

@@ -158,9 +158,7 @@ class Remotes:
                 raise ValueError(f"no commit {commit!r} in the repository; fetch it first")
             return resolved
         if branch:
-            head = git.branch_head(branch) if isinstance(branch, str) else None
-            if head is None and isinstance(branch, str):
-                head = git.refs("refs/remotes/").get(branch)
+            head = git.branch_or_remote_head(branch) if isinstance(branch, str) else None
             if head is None:
                 raise ValueError(f"no branch {branch!r} in the repository (local or remote, e.g. 'origin/master')")
             return head

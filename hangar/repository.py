@@ -311,9 +311,8 @@ class Repository:
                 if resolved is None:
                     raise ValueError(f"no commit {commit!r} in the repository")
                 return ReaderCheckout(self, resolved)
-            head = git.branch_head(branch) if isinstance(branch, str) else None
-            if head is None and isinstance(branch, str):  # a remote branch, e.g. 'origin/master'
-                head = git.refs("refs/remotes/").get(branch)
+            # a local branch, else a remote one such as 'origin/master'
+            head = git.branch_or_remote_head(branch) if isinstance(branch, str) else None
             if head is None:
                 if isinstance(branch, str) and branch in git.branches():
                     raise ValueError(f"branch {branch!r} has no commits yet")
@@ -336,8 +335,7 @@ class Repository:
             raise ValueError(f"no branch named {branch!r}; branches: {git.branches()}")
         state = self._staging_state()
         if state is not None and (state.branch != branch or state.base != head):
-            base_tree = git.commit_tree_id(state.base) if state.base else None
-            clean = state.tree == base_tree or (state.base is None and state.tree in (None, self._empty_tree_id()))
+            clean = state.is_clean(git)
             if not clean:  # a commit that moved its branch but died before saving the staging state
                 moved = git.branch_head(state.branch)
                 clean = moved is not None and state.tree == git.commit_tree_id(moved)

@@ -40,6 +40,12 @@ class StagingState:
             return None
         return cls(d["branch"], d["base"], d["tree"])
 
+    def is_clean(self, git: GitRepo) -> bool:
+        """True when the flushed staging tree equals its base commit's tree (nothing staged)."""
+        if self.base is None:
+            return self.tree in (None, empty_tree_id(ObjectBatch()).hex())
+        return self.tree == git.commit_tree_id(self.base)
+
     def save(self, hangar_dir: str) -> None:
         path = os.path.join(hangar_dir, STAGING_FILE)
         tmp = path + ".tmp"
