@@ -282,10 +282,13 @@ def test_pusher_killed_mid_push_leaves_client_and_server_consistent(tmp_path, se
         assert fsck.returncode == 0, fsck.stderr
         report = server.verify()
         assert report.ok, str(report)
+        # The push the kill interrupted may still be landing on the server (the pack was sent,
+        # the server's receive-pack is still checking it), so master can move under us: read
+        # the head once and check that exact commit, not whatever master is a moment later.
         head = server._git.branch_head("master")
         if head is not None:  # what the server accepted is a whole commit of the workload
             want = model(seed)[server._git.commit_info(head).message]
-            co = server.checkout(branch="master")
+            co = server.checkout(commit=head)
             try:
                 for aset in ("vec", "img"):
                     assert {k: v.tobytes() for k, v in co.arraysets[aset].items()} == \
