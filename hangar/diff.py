@@ -150,9 +150,10 @@ def diff_commits(git: GitRepo, master: Optional[str], dev: str) -> DiffAndConfli
 
 
 def _resolve_branch(git: GitRepo, dev_branch: object) -> str:
-    head = git.branch_head(dev_branch) if isinstance(dev_branch, str) and dev_branch else None
+    # a local branch, else a fetched remote one such as 'origin/master'
+    head = git.branch_or_remote_head(dev_branch) if isinstance(dev_branch, str) and dev_branch else None
     if head is None:
-        raise ValueError(f"no branch named {dev_branch!r}; branches: {git.branches()}")
+        raise ValueError(f"no branch named {dev_branch!r}; branches: {git.branches() + git.remote_branches()}")
     return head
 
 

@@ -316,8 +316,8 @@ class Repository:
             if head is None:
                 if isinstance(branch, str) and branch in git.branches():
                     raise ValueError(f"branch {branch!r} has no commits yet")
-                raise ValueError(f"no branch named {branch!r}; branches: {git.branches()}"
-                                 if git.branches() else "the repository has no commits yet")
+                raise ValueError(f"no branch named {branch!r}; branches: {self.list_branches()}"
+                                 if self.list_branches() else "the repository has no commits yet")
             return ReaderCheckout(self, head)
         owner = self._acquire_writer_lock(timeout)
         try:
@@ -376,6 +376,9 @@ class Repository:
         validate_branch_name(name)
         if git.branch_head(name) is not None:
             raise ValueError(f"branch {name!r} already exists")
+        if name in git.remote_branches():
+            raise ValueError(f"branch name {name!r} is taken by a fetched remote branch; pick another name "
+                             f"(e.g. create_branch({name.split('/', 1)[1]!r}, base_commit=...))")
         if base_commit is None:
             base = git.branch_head(self._writer_branch())
             if base is None:
@@ -393,9 +396,11 @@ class Repository:
         Returns
         -------
         List[str]
-            Local branch names (fetched remote branches are not included).
+            Local branch names, sorted, then the fetched remote branches as
+            ``'<remote>/<branch>'`` (what ``repo.remote.fetch`` returns), sorted. Remote
+            branches can be read, logged, diffed and merged from, but not written to.
         """
-        return self._git.branches()
+        return self._git.branches() + self._git.remote_branches()
 
     def remove_branch(self, name: str, *, force_delete: bool = False) -> str:
         """Delete branch ``name``; return its name.
@@ -410,8 +415,10 @@ class Repository:
         """
         git = self._git
         head = git.branch_head(name) if isinstance(name, str) else None
+        if head is None and isinstance(name, str) and name in git.remote_branches():
+            return self._remove_remote_branch(name, force_delete)
         if head is None:
-            raise ValueError(f"no branch named {name!r}")
+            raise ValueError(f"no branch named {name!r}; branches: {self.list_branches()}")
         if name == self._writer_branch():
             raise PermissionError(f"branch {name!r} is the writer's branch; check out another branch "
                                   "for writing before removing it")
@@ -424,6 +431,20 @@ class Repository:
         git.delete_branch(name)
         return name
 
+    def _remove_remote_branch(self, name: str, force_delete: bool) -> str:
+        """Forget fetched remote branch ``name`` (``origin/dev``); the server is not touched."""
+        git = self._git
+        ref = f"refs/remotes/{name}"
+        head = git.refs("refs/remotes/")[name]
+        if not force_delete:
+            others = list(git.refs("refs/heads/").values())
+            others += [h for b, h in git.refs("refs/remotes/").items() if b != name]
+            if not any(git.is_ancestor(head, h) for h in others):
+                raise ValueError(f"remote branch {name!r} has commits no other branch holds; merge it "
+                                 "first or pass force_delete=True")
+        git.repo.references.delete(ref)
+        return name
+
     # -------------------------------------------------------------------- log
     def _start_commit(self, branch: Optional[str], commit: Optional[str]) -> Optional[str]:
         git = self._git
@@ -433,7 +454,7 @@ class Repository:
                 raise ValueError(f"no commit {commit!r} in the repository")
             return resolved
         name = branch or self._writer_branch()
-        head = git.branch_head(name)
+        head = git.branch_or_remote_head(name) if isinstance(name, str) else None
         if head is None and branch:
             raise ValueError(f"no branch named {branch!r}")
         return head

@@ -134,7 +134,7 @@ def test_ping_unknown_remote_raises_key_error(repo):
 # ---------------------------------------------------------------------- clone
 def test_clone_linear_history_brings_records_as_remote_references(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
-    assert r.list_branches() == ["master"]
+    assert r.list_branches() == ["master", "origin/dev", "origin/master"]
     log = r.log(return_contents=True)
     assert log["order"] == [origin["second"], origin["first"]]
     co = r.checkout()
@@ -205,6 +205,31 @@ def test_fetch_second_branch_returns_remote_branch_name(tmp_path, origin):
     assert co.commit_hash == newer
     assert 200 in co.arraysets["foo"]
     co.close()
+
+
+def test_fetched_remote_branches_are_listed_logged_diffed_and_removable(tmp_path, origin):
+    src, srv = origin["src"], origin["server"]
+    r = clone(tmp_path / "dst", srv.address)
+    newer = write(src, "dev", foo={200: foo_value(200)}, message="dev again")
+    src.remote.push("origin", "dev")
+    r.remote.fetch("origin", "dev")
+    assert r.list_branches() == ["master", "origin/dev", "origin/master"]
+    assert r.log(branch="origin/dev", return_contents=True)["order"] == [newer, origin["dev"], origin["first"]]
+    co = r.checkout(write=True)
+    try:
+        added = co.diff.branch("origin/dev").diff.added.samples
+        assert set(added) >= {("foo", 100), ("foo", 200)}
+    finally:
+        co.close()
+    with pytest.raises(ValueError, match="origin/dev"):
+        r.create_branch("origin/dev")
+    with pytest.raises(ValueError, match="force_delete"):  # dev's commits are on no other branch
+        r.remove_branch("origin/dev")
+    assert r.remove_branch("origin/dev", force_delete=True) == "origin/dev"
+    assert r.list_branches() == ["master", "origin/master"]
+    assert r.remove_branch("origin/master") == "origin/master"  # master holds its commits
+    assert r.list_branches() == ["master"]
+    assert Repository(srv.path).list_branches() == ["dev", "master"]  # the server is untouched
 
 
 def test_fetch_unknown_branch_raises_value_error(tmp_path, origin):

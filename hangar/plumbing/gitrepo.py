@@ -191,6 +191,11 @@ class GitRepo:
     def branches(self) -> list[str]:
         return sorted(r[len("refs/heads/"):] for r in self.repo.references if r.startswith("refs/heads/"))
 
+    def remote_branches(self) -> list[str]:
+        """Fetched remote branches as ``<remote>/<branch>`` (``refs/remotes/*``), sorted."""
+        return sorted(r[len("refs/remotes/"):] for r in self.repo.references
+                      if r.startswith("refs/remotes/") and not r.endswith("/HEAD"))
+
     def refs(self, prefix: str) -> dict[str, str]:
         out = {}
         for r in self.repo.references:
