@@ -90,12 +90,50 @@ def epoch_rate(dset: Dataset, workers: int, start_method: str, epochs: int) -> t
     return best, seen
 
 
+def evict_packs(path: str) -> int:
+    """Drop the repository's pack files from the page cache (POSIX_FADV_DONTNEED); bytes evicted."""
+    total = 0
+    for root, _, files in os.walk(os.path.join(path, ".hangar", "data", "packs")):
+        for f in files:
+            if f == "0":  # a pack's byte chunk (c/0); index and zarr.json stay cached
+                fd = os.open(os.path.join(root, f), os.O_RDONLY)
+                try:
+                    os.fsync(fd)  # only clean pages can be dropped
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    total += os.fstat(fd).st_size
+                finally:
+                    os.close(fd)
+    return total
+
+
+def cold_rates(path: str, dset: Dataset, workers: int, start_method: str, epochs: int) -> tuple[float, float]:
+    """samples/s of shuffle=True vs BlockShuffleSampler with the packs evicted before each epoch."""
+    from hangar.dataloaders import BlockShuffleSampler
+
+    rates = []
+    for sampler in (None, BlockShuffleSampler(dset, block_size=64)):
+        best = 0.0
+        for epoch in range(epochs):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            loader = DataLoader(dset, batch_size=BATCH, shuffle=sampler is None, sampler=sampler,
+                                num_workers=workers, multiprocessing_context=start_method if workers else None)
+            evict_packs(path)
+            t0 = time.perf_counter()
+            seen = sum(int(batch[0].shape[0]) for batch in loader)
+            best = max(best, seen / (time.perf_counter() - t0))
+        rates.append(best)
+    return rates[0], rates[1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--path", help="directory for the benchmark repository (default: a temporary one)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--start-method", default="fork", choices=["fork", "spawn", "forkserver"])
+    ap.add_argument("--cold", action="store_true",
+                    help="also read with the packs evicted from the page cache: shuffle=True vs BlockShuffleSampler")
     args = ap.parse_args()
     torch.set_num_threads(1)
     targets = {"mnist": 50_000, "imagenet": 5_000}
@@ -105,7 +143,7 @@ def main() -> int:
         os.makedirs(path, exist_ok=True)
         cases = build(path, rng)
         co = Repository(path).checkout()
-        rows = []
+        rows, cold = [], []
         for name, (x, y) in cases.items():
             t0 = time.perf_counter()
             hdset = make_torch_dataset([co.arraysets[f"{name}_x"], co.arraysets[f"{name}_y"]])
@@ -114,6 +152,8 @@ def main() -> int:
             n_rate, n_seen = epoch_rate(NumpyDataset(x, y), args.workers, args.start_method, args.epochs)
             assert h_seen == n_seen == len(x)
             rows.append((name, f"{len(x)} x {x.shape[1:]}", setup, h_rate, n_rate, targets[name]))
+            if args.cold:
+                cold.append((name, *cold_rates(path, hdset, args.workers, args.start_method, args.epochs)))
         co.close()
     print(f"\nDataLoader(batch_size={BATCH}, num_workers={args.workers}, shuffle=True, "
           f"{args.start_method}); best of {args.epochs} epochs, worker start-up included")
@@ -127,6 +167,11 @@ def main() -> int:
         ok &= passed
         print(f"{name:<10} {shape:<22} {setup:>8.2f} {h:>10,.0f} {n:>10,.0f} {h / n:>6.2f} {target:>9,}  "
               f"{'yes' if passed else 'NO'}")
+    if cold:
+        print("\ncold page cache (packs evicted with POSIX_FADV_DONTNEED before each epoch), hangar only")
+        print(f"{'case':<10} {'shuffle=True/s':>15} {'BlockShuffleSampler/s':>22} {'ratio':>6}")
+        for name, plain, block in cold:
+            print(f"{name:<10} {plain:>15,.0f} {block:>22,.0f} {block / plain:>6.2f}")
     return 0 if ok else 1
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 _LAZY = {
     "make_torch_dataset": "hangar.dataloaders.torchloader",
+    "BlockShuffleSampler": "hangar.dataloaders.torchloader",
     "TorchDataset": "hangar.dataloaders.torchloader",
     "pad_collate": "hangar.dataloaders.torchloader",
     "make_tf_dataset": "hangar.dataloaders.tfloader",

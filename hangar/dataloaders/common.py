@@ -88,6 +88,12 @@ class SampleSource:
     def sample_shape(self, i: int) -> tuple[int, ...]:
         return self.shapes[i] if self.shapes is not None else self.shape
 
+    def storage_order(self) -> np.ndarray:
+        """Positions sorted by where their bytes lie (pack, then offset): the cheapest read order."""
+        names = np.asarray(self.packs, dtype=object)
+        pack_rank = np.argsort(np.argsort(names))[self.pack_idx] if len(self.packs) else self.pack_idx
+        return np.lexsort((self.offsets, pack_rank)).astype(np.int64)
+
     def read(self, i: int) -> np.ndarray:
         """Sample ``i`` (position in the source's order) as a new writeable array."""
         return self.read_many([i])[0]

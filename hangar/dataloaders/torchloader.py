@@ -26,7 +26,7 @@ from hangar.dataloaders.common import (
 )
 from hangar.records.keys import Key
 
-__all__ = ["TorchDataset", "make_torch_dataset", "pad_collate"]
+__all__ = ["BlockShuffleSampler", "TorchDataset", "make_torch_dataset", "pad_collate"]
 
 
 class TorchDataset(torch.utils.data.Dataset):
@@ -71,6 +71,10 @@ class TorchDataset(torch.utils.data.Dataset):
         positions = check_positions(indices, n)
         cls = self._cls
         return [cls(*row) for row in zip(*[s.read_many(positions) for s in self._sources])]
+
+    def storage_order(self) -> np.ndarray:
+        """Item positions sorted by where the first field's bytes lie on disk (pack, offset)."""
+        return self._sources[0].storage_order()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -157,3 +161,98 @@ def pad_collate(batch: list, pad_value: float = 0):  # noqa: ANN201 - a namedtup
             out[(i, *(slice(0, d) for d in a.shape))] = a
         fields.append(torch.from_numpy(out))
     return type(first)(*fields)
+
+
+class BlockShuffleSampler(torch.utils.data.Sampler):
+    """A shuffling sampler that reads in storage order, for one process or ``DistributedDataParallel``.
+
+    Item positions are sorted by where their bytes lie in the packs and cut into blocks of
+    ``block_size`` neighbours. Each epoch the blocks are put in a random order and each block
+    is shuffled inside, so every read touches a few neighbouring pages (cold caches, network
+    disks) while batches still mix samples from far-apart parts of the dataset. With
+    ``num_replicas > 1`` every rank computes the same permutation (seeded by ``seed`` and the
+    epoch) and takes its own contiguous share of it, as ``DistributedSampler`` does: the
+    shares are disjoint and together cover every item (padded with repeats to equal length,
+    or trimmed with ``drop_last``).
+
+    Parameters
+    ----------
+    dataset : TorchDataset
+        What ``make_torch_dataset`` returned.
+    num_replicas, rank : int, optional
+        Number of processes and this one's rank; default: from ``torch.distributed`` when it
+        is initialized, else 1 and 0.
+    shuffle : bool
+        False yields the storage order itself (split between ranks).
+    seed : int
+        Base seed; the permutation of epoch ``e`` depends on ``(seed, e)`` only.
+    block_size : int
+        Neighbouring samples kept together; 1 is a plain shuffle.
+    drop_last : bool
+        Drop the tail so that ranks get equal shares without repeats.
+
+    Call :meth:`set_epoch` at the start of each epoch, as with ``DistributedSampler``.
+
+    Examples
+    --------
+    >>> dset = make_torch_dataset(co.arraysets['images'])
+    >>> sampler = BlockShuffleSampler(dset, block_size=64)
+    >>> loader = DataLoader(dset, batch_size=256, sampler=sampler, num_workers=2)
+    >>> for epoch in range(10):
+    ...     sampler.set_epoch(epoch)
+    ...     for batch in loader: ...
+    """
+
+    def __init__(self, dataset: TorchDataset, *, num_replicas: Optional[int] = None, rank: Optional[int] = None,
+                 shuffle: bool = True, seed: int = 0, block_size: int = 64, drop_last: bool = False) -> None:
+        if not isinstance(dataset, TorchDataset):
+            raise TypeError(f"dataset must be what make_torch_dataset returned, not {type(dataset).__name__}")
+        if num_replicas is None or rank is None:
+            dist = torch.distributed
+            initialized = dist.is_available() and dist.is_initialized()
+            if num_replicas is None:
+                num_replicas = dist.get_world_size() if initialized else 1
+            if rank is None:
+                rank = dist.get_rank() if initialized else 0
+        for name, value, low in (("num_replicas", num_replicas, 1), ("block_size", block_size, 1),
+                                 ("rank", rank, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, not {value!r}")
+        if rank >= num_replicas:
+            raise ValueError(f"rank {rank!r} is out of range for num_replicas={num_replicas}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an int, not {seed!r}")
+        n = len(dataset)
+        if drop_last and n < num_replicas:
+            raise ValueError(f"drop_last with {n} samples and {num_replicas} replicas leaves every rank nothing")
+        self._order = dataset.storage_order()
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.shuffle, self.seed, self.block_size, self.drop_last = bool(shuffle), int(seed), int(block_size), \
+            bool(drop_last)
+        self.epoch = 0
+        self.num_samples = n // self.num_replicas if drop_last else -(-n // self.num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the permutation of ``epoch`` (every rank must pass the same value)."""
+        self.epoch = int(epoch)
+
+    def permutation(self) -> np.ndarray:
+        """Every item position in this epoch's order, before it is split between ranks."""
+        order = self._order
+        if not self.shuffle:
+            return order.copy()
+        rng = np.random.default_rng([self.seed, self.epoch])
+        bs = self.block_size
+        blocks = [order[i:i + bs] for i in range(0, len(order), bs)]
+        return np.concatenate([rng.permutation(blocks[b]) for b in rng.permutation(len(blocks))])
+
+    def __iter__(self):  # noqa: ANN204 - Iterator[int]
+        perm = self.permutation()
+        total = self.num_samples * self.num_replicas
+        if total > len(perm):  # pad with repeats from the start, as DistributedSampler does
+            perm = np.resize(perm, total)
+        share = perm[self.rank * self.num_samples:(self.rank + 1) * self.num_samples]
+        return iter(share.tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
