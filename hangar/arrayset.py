@@ -16,6 +16,7 @@ from hangar.records.keys import (
     encode_key,
     is_key_type,
     sort_key,
+    sorted_keys,
     validate_arrayset_name,
     validate_key,
 )
@@ -196,7 +197,7 @@ class ArraysetDataReader:
     def keys(self) -> Iterator[Key]:
         """Yield every sample key (ints in numeric order, then strs in lexical order)."""
         self._check()
-        keys = sorted((decode_key(n) for n in self._table.names()), key=sort_key)
+        keys = sorted_keys(decode_key(n) for n in self._table.names())
         yield from keys
 
     def values(self) -> Iterator[np.ndarray]:
@@ -217,7 +218,7 @@ class ArraysetDataReader:
     def _remote_keys(self) -> list[Key]:
         named = list(self._table.pointers())
         missing = set(self._session.store.missing(p.digest for _, p in named))
-        return sorted((decode_key(n) for n, p in named if p.digest in missing), key=sort_key)
+        return sorted_keys(decode_key(n) for n, p in named if p.digest in missing)
 
     @property
     def contains_remote_references(self) -> bool:

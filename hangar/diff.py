@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
-from hangar.records.keys import Key, decode_key, sort_key
+from hangar.records.keys import Key, decode_key, sort_key, sorted_keys
 from hangar.records.treediff import (
     MergeConflicts,
     TreeDiff,
@@ -95,7 +95,7 @@ class DiffAndConflicts(NamedTuple):
 
 # ---------------------------------------------------------------- conversion
 def _keys(names) -> list[Key]:  # noqa: ANN001
-    return sorted((decode_key(n) for n in names), key=sort_key)
+    return sorted_keys(decode_key(n) for n in names)
 
 
 def _sample_list(pairs) -> list[tuple[str, Key]]:  # noqa: ANN001

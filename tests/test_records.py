@@ -67,7 +67,11 @@ def test_pointer_round_trips(digest, dtype, shape):
     assert decode_pointer(data) == ptr
 
 
-@pytest.mark.parametrize("bad", [b"", b"hello", b"sha1:00 <f4 1", b"blake3:zz <f4 1", b"blake3:00 notdtype 1"])
+@pytest.mark.parametrize("bad", [b"", b"hello", b"sha1:00 <f4 1", b"blake3:zz <f4 1", b"blake3:00 notdtype 1",
+                                 b"blake3:" + b"ab" * 31 + b" <f4 1",  # a digest of 31 bytes
+                                 b"blake3:" + b"zz" * 32 + b" <f4 1",  # the exact layout, not hex
+                                 b"blake3:" + b"ab" * 32 + b" <f4 1 2",  # three fields
+                                 b"blake3:" + b"ab" * 32 + b" <f4 1,x"])
 def test_decode_pointer_rejects_garbage(bad):
     with pytest.raises(ValueError):
         decode_pointer(bad)

@@ -20,8 +20,8 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 
 from hangar.arrayset import ArraysetDataReader
-from hangar.errors import RemoteDataError, SampleNotFoundError
-from hangar.records.keys import Key, decode_key, encode_key, sort_key
+from hangar.errors import SampleNotFoundError
+from hangar.records.keys import Key, decode_key, encode_key, sorted_keys
 from hangar.store import codecs
 from hangar.store.digest import byte_view
 from hangar.store.packs import LocalPackStorage
@@ -292,7 +292,7 @@ class GroupedSamples:
                     f"the arraysets {[a.name for a in asets]} do not hold the same samples "
                     f"(sizes {[len(t) for t in tables]}); using the {len(common)} sample names they share",
                     UserWarning, stacklevel=3)
-            chosen = sorted(common, key=sort_key)
+            chosen = sorted_keys(common)
             if index_range is not None:
                 chosen = chosen[index_range]
                 if not chosen:
@@ -304,13 +304,8 @@ class GroupedSamples:
     @staticmethod
     def _source(aset: ArraysetDataReader, ptrs: list) -> SampleSource:
         store = aset._session.store
-        locs = []
-        missing = 0
-        for p in ptrs:
-            try:
-                locs.append(store.location(p.digest))
-            except RemoteDataError:
-                missing += 1
+        locs = store.locations([p.digest for p in ptrs])  # one vectorised index search
+        missing = locs.count(None)
         if missing:
             raise ValueError(f"{missing} of the {len(ptrs)} chosen samples of arrayset {aset.name!r} are remote "
                              f"references (their bytes are not in this repository); {_FETCH_HINT}")

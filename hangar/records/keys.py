@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 import re
 import zlib
-from typing import Union
+from typing import Iterable, Union
 
 Key = Union[str, int]
 
@@ -99,3 +99,13 @@ def fan_path(entry_name: str, depth: int) -> tuple[str, ...]:
 def sort_key(key: Key) -> tuple[int, Union[int, str]]:
     """Deterministic order for mixed keys: ints (numerically) before strs."""
     return (0, key) if isinstance(key, int) else (1, key)
+
+
+def sorted_keys(keys: Iterable[Key]) -> list[Key]:
+    """``sorted(keys, key=sort_key)``, without a tuple per key (ints numerically, then strs)."""
+    ints, strs = [], []
+    for k in keys:
+        (ints if isinstance(k, int) else strs).append(k)
+    ints.sort()
+    strs.sort()
+    return ints + strs

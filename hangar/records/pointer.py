@@ -6,6 +6,7 @@ samples have identical pointers, so git stores them once.
 
 from __future__ import annotations
 
+from binascii import unhexlify
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -37,13 +38,22 @@ def _parse_tail(dtype: str, shape: str) -> tuple[str, tuple[int, ...]]:
     return dtype, dims
 
 
+@lru_cache(maxsize=4096)
+def _parse_tail_bytes(tail: bytes) -> tuple[str, tuple[int, ...]]:
+    dtype, shape = tail.decode("ascii").split()
+    return _parse_tail(dtype, shape)
+
+
 def decode_pointer(data: bytes) -> SamplePointer:
     """Parse a pointer blob; raise ``ValueError`` when it is not one."""
     try:
+        if data[:7] == b"blake3:" and data[71:72] == b" ":  # the form encode_pointer writes
+            return SamplePointer(unhexlify(data[7:71]), *_parse_tail_bytes(data[72:]))
         algo_digest, dtype, shape = data.decode("ascii").split()
         algo, hexdigest = algo_digest.split(":")
-        if algo != "blake3":
-            raise ValueError(algo)
-        return SamplePointer(bytes.fromhex(hexdigest), *_parse_tail(dtype, shape))
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        digest = bytes.fromhex(hexdigest)
+        if algo != "blake3" or len(digest) != 32:
+            raise ValueError(algo_digest)
+        return SamplePointer(digest, *_parse_tail(dtype, shape))
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
         raise ValueError(f"not a hangar sample pointer: {data[:120]!r}") from exc
