@@ -422,28 +422,27 @@ class Repository:
         if name == self._writer_branch():
             raise PermissionError(f"branch {name!r} is the writer's branch; check out another branch "
                                   "for writing before removing it")
-        if not force_delete:
-            others = [h for b, h in git.refs("refs/heads/").items() if b != name]
-            others += list(git.refs("refs/remotes/").values())
-            if not any(git.is_ancestor(head, h) for h in others):
-                raise ValueError(f"branch {name!r} has commits no other branch holds; merge it first "
-                                 "or pass force_delete=True")
-        git.delete_branch(name)
+        if not force_delete and not self._held_elsewhere(f"refs/heads/{name}", head):
+            raise ValueError(f"branch {name!r} has commits no other branch holds; merge it first "
+                             "or pass force_delete=True")
+        git.delete_ref(f"refs/heads/{name}")
         return name
 
     def _remove_remote_branch(self, name: str, force_delete: bool) -> str:
         """Forget fetched remote branch ``name`` (``origin/dev``); the server is not touched."""
-        git = self._git
         ref = f"refs/remotes/{name}"
-        head = git.refs("refs/remotes/")[name]
-        if not force_delete:
-            others = list(git.refs("refs/heads/").values())
-            others += [h for b, h in git.refs("refs/remotes/").items() if b != name]
-            if not any(git.is_ancestor(head, h) for h in others):
-                raise ValueError(f"remote branch {name!r} has commits no other branch holds; merge it "
-                                 "first or pass force_delete=True")
-        git.repo.references.delete(ref)
+        if not force_delete and not self._held_elsewhere(ref, self._git.refs("refs/remotes/")[name]):
+            raise ValueError(f"remote branch {name!r} has commits no other branch holds; merge it "
+                             "first or pass force_delete=True")
+        self._git.delete_ref(ref)
         return name
+
+    def _held_elsewhere(self, ref: str, head: str) -> bool:
+        """Whether a branch other than ``ref`` (local or fetched remote) contains commit ``head``."""
+        git = self._git
+        others = [h for prefix in ("refs/heads/", "refs/remotes/")
+                  for b, h in git.refs(prefix).items() if prefix + b != ref]
+        return any(git.is_ancestor(head, h) for h in others)
 
     # -------------------------------------------------------------------- log
     def _start_commit(self, branch: Optional[str], commit: Optional[str]) -> Optional[str]:

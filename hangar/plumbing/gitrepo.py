@@ -185,8 +185,9 @@ class GitRepo:
         """Point ``refs/heads/<name>`` at ``commit`` (atomic: lockfile + rename)."""
         self.repo.references.create(f"refs/heads/{name}", pygit2.Oid(hex=commit), force=True)
 
-    def delete_branch(self, name: str) -> None:
-        self.repo.references.delete(f"refs/heads/{name}")
+    def delete_ref(self, ref: str) -> None:
+        """Delete ``ref`` (a full name: ``refs/heads/dev``, ``refs/remotes/origin/dev``)."""
+        self.repo.references.delete(ref)
 
     def branches(self) -> list[str]:
         return sorted(r[len("refs/heads/"):] for r in self.repo.references if r.startswith("refs/heads/"))
