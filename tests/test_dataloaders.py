@@ -158,7 +158,7 @@ def test_distributed_sampler_splits_the_dataset_between_ranks(reader):
 @pytest.fixture
 def scrambled(repo):
     """'x' ((2,) int64 = [key, key]) with keys 0..99 written in a shuffled order, in two commits
-    (so two packs); returns (repo, write order of the first commit, of the second)."""
+    (so two packs); yields (torch dataset over 'x', write order of the first commit, of the second)."""
     order = np.random.default_rng(5).permutation(100).tolist()
     for part in (order[:60], order[60:]):
         co = repo.checkout(write=True)
@@ -167,76 +167,63 @@ def scrambled(repo):
             x[k] = np.array([k, k], dtype=np.int64)
         co.commit(f"{len(part)} samples")
         co.close()
-    return repo, order[:60], order[60:]
+    co = repo.checkout()
+    yield make_torch_dataset(co.arraysets["x"]), order[:60], order[60:]
+    co.close()
 
 
 def test_storage_order_follows_where_the_bytes_were_written(scrambled):
-    repo, first, second = scrambled
-    co = repo.checkout()
-    try:
-        dset = make_torch_dataset(co.arraysets["x"])
-        assert dset.keys == list(range(100))
-        by_storage = [dset.keys[i] for i in dset.storage_order()]
-        assert by_storage in (first + second, second + first)  # each pack read front to back
-    finally:
-        co.close()
+    dset, first, second = scrambled
+    assert dset.keys == list(range(100))
+    by_storage = [dset.keys[i] for i in dset.storage_order()]
+    assert by_storage in (first + second, second + first)  # each pack read front to back
 
 
 def test_block_shuffle_sampler_keeps_storage_neighbours_together_and_covers_every_item(scrambled):
     from hangar.dataloaders import BlockShuffleSampler
 
-    repo, _, _ = scrambled
-    co = repo.checkout()
-    try:
-        dset = make_torch_dataset(co.arraysets["x"])
-        order = dset.storage_order().tolist()
-        assert list(BlockShuffleSampler(dset, shuffle=False)) == order
-        sampler = BlockShuffleSampler(dset, block_size=8, seed=3)
-        epochs = []
-        for epoch in range(3):
-            sampler.set_epoch(epoch)
-            perm = list(sampler)
-            assert sorted(perm) == list(range(100)) and len(sampler) == 100
-            where = {p: j for j, p in enumerate(perm)}
-            for b in range(0, 100, 8):  # each block of 8 storage neighbours is one run
-                spots = [where[p] for p in order[b:b + 8]]
-                assert max(spots) - min(spots) == len(spots) - 1
-            assert perm != order
-            epochs.append(perm)
-        assert epochs[0] != epochs[1] != epochs[2]
-        sampler.set_epoch(1)
-        assert list(sampler) == epochs[1]  # a pure function of (seed, epoch)
-        again = BlockShuffleSampler(dset, block_size=8, seed=3)
-        again.set_epoch(1)
-        assert list(again) == epochs[1]
-        got = [b.x[:, 0].tolist() for b in DataLoader(dset, batch_size=16, sampler=sampler)]
-        assert sorted(sum(got, [])) == list(range(100))
-    finally:
-        co.close()
+    dset, _, _ = scrambled
+    order = dset.storage_order().tolist()
+    assert list(BlockShuffleSampler(dset, shuffle=False)) == order
+    sampler = BlockShuffleSampler(dset, block_size=8, seed=3)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        perm = list(sampler)
+        assert sorted(perm) == list(range(100)) and len(sampler) == 100
+        where = {p: j for j, p in enumerate(perm)}
+        for b in range(0, 100, 8):  # each block of 8 storage neighbours is one run
+            spots = [where[p] for p in order[b:b + 8]]
+            assert max(spots) - min(spots) == len(spots) - 1
+        assert perm != order
+        epochs.append(perm)
+    assert epochs[0] != epochs[1] != epochs[2]
+    sampler.set_epoch(1)
+    assert list(sampler) == epochs[1]  # a pure function of (seed, epoch)
+    again = BlockShuffleSampler(dset, block_size=8, seed=3)
+    again.set_epoch(1)
+    assert list(again) == epochs[1]
+    got = [b.x[:, 0].tolist() for b in DataLoader(dset, batch_size=16, sampler=sampler)]
+    assert sorted(sum(got, [])) == list(range(100))
 
 
 def test_block_shuffle_sampler_splits_between_ranks_like_distributed_sampler(scrambled):
     from hangar.dataloaders import BlockShuffleSampler
 
-    repo, _, _ = scrambled
-    co = repo.checkout()
-    try:
-        dset = make_torch_dataset(co.arraysets["x"])
-        shares = [list(BlockShuffleSampler(dset, num_replicas=3, rank=r, seed=1)) for r in range(3)]
-        assert [len(s) for s in shares] == [34, 34, 34]  # 100 padded to 102 with 2 repeats
-        flat = sum(shares, [])
-        assert sorted(set(flat)) == list(range(100)) and len(flat) - len(set(flat)) == 2
-        trimmed = [list(BlockShuffleSampler(dset, num_replicas=3, rank=r, seed=1, drop_last=True)) for r in range(3)]
-        assert [len(s) for s in trimmed] == [33, 33, 33]
-        assert len(set(sum(trimmed, []))) == 99  # disjoint, nothing repeated
-        for kwargs, match in (({"num_replicas": 2, "rank": 2}, "rank"), ({"block_size": 0}, "block_size"),
-                              ({"num_replicas": 0, "rank": 0}, "num_replicas"), ({"seed": "x"}, "seed")):
-            with pytest.raises(ValueError, match=match):
-                BlockShuffleSampler(dset, **kwargs)
-        with pytest.raises(TypeError, match="make_torch_dataset"):
-            BlockShuffleSampler(list(range(5)))
-    finally:
-        co.close()
+    dset, _, _ = scrambled
+    shares = [list(BlockShuffleSampler(dset, num_replicas=3, rank=r, seed=1)) for r in range(3)]
+    assert [len(s) for s in shares] == [34, 34, 34]  # 100 padded to 102 with 2 repeats
+    flat = sum(shares, [])
+    assert sorted(set(flat)) == list(range(100)) and len(flat) - len(set(flat)) == 2
+    trimmed = [list(BlockShuffleSampler(dset, num_replicas=3, rank=r, seed=1, drop_last=True)) for r in range(3)]
+    assert [len(s) for s in trimmed] == [33, 33, 33]
+    assert len(set(sum(trimmed, []))) == 99  # disjoint, nothing repeated
+    for kwargs, match in (({"num_replicas": 2, "rank": 2}, "rank"), ({"block_size": 0}, "block_size"),
+                          ({"num_replicas": 0, "rank": 0}, "num_replicas"), ({"seed": "x"}, "seed")):
+        with pytest.raises(ValueError, match=match):
+            BlockShuffleSampler(dset, **kwargs)
+    with pytest.raises(TypeError, match="make_torch_dataset"):
+        BlockShuffleSampler(list(range(5)))
 
 
 def test_unequal_sample_sets_use_the_intersection_with_a_warning(reader):
