@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Benchmark: hangar against the versioned-array peers it aims to beat (Icechunk, Deep Lake).
+
+Each system runs the same workload on 60,000 random uint8 (28, 28) samples, in one process,
+on fresh directories under --tmp, ``--repeat`` times (the median is shown):
+
+* ingest + commit: hangar adds sample by sample (its API); Icechunk and Deep Lake get the
+  whole (60000, 28, 28) array in one call (their fastest path, which hangar does not have);
+* random read of 5,000 single samples by index/key, after opening the committed version;
+* 1% update: 600 random samples rewritten one by one, then commit;
+* branch: create a branch at the head and open it for writing;
+* diff: between main and a branch whose commit changed those 600 samples;
+* merge: that branch into main after main changed 600 other samples (a 3-way merge);
+* disk use / raw bytes after the ingest.
+
+Peers are optional: a system whose package is missing is skipped (``pip install icechunk
+deeplake``). Icechunk stores the array in chunks of ``--chunk`` samples (default 256; one
+sample per chunk would make 60,000 objects); Deep Lake chooses its own layout. Icechunk has no
+branch merge and Deep Lake no diff: those cells say n/a.
+
+    python3 scripts/bench_peers.py [--repeat 3] [--n 60000] [--chunk 256] [--tmp /tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+SHAPE = (28, 28)
+N_RANDOM = 5_000
+OPS = ["ingest + commit", "random read 5,000", "1% update + commit", "branch + open for write",
+       "diff (600 changed)", "3-way merge", "disk / raw"]
+
+
+def disk_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------- hangar
+def run_hangar(path: str, data: np.ndarray, keys: np.ndarray, upd: np.ndarray, upd2: np.ndarray,
+               new: np.ndarray, chunk: int) -> dict[str, Optional[float]]:
+    from hangar import Repository
+
+    out: dict[str, Optional[float]] = {}
+    repo = Repository(path, exists=False)
+    repo.init("bench", "bench@example.com")
+
+    def ingest() -> None:
+        co = repo.checkout(write=True)
+        x = co.arraysets.init_arrayset("x", shape=SHAPE, dtype=np.uint8)
+        for i in range(len(data)):
+            x[i] = data[i]
+        co.commit("ingest")
+        co.close()
+
+    out["ingest + commit"] = timed(ingest)
+    out["disk / raw"] = disk_bytes(path) / data.nbytes
+    co = repo.checkout()
+    x = co.arraysets["x"]
+    out["random read 5,000"] = timed(lambda: [x[int(k)] for k in keys])
+    co.close()
+
+    def update(branch: str, which: np.ndarray, values: np.ndarray = new) -> None:
+        w = repo.checkout(write=True, branch=branch)
+        a = w.arraysets["x"]
+        for k, v in zip(which.tolist(), values):
+            a[k] = v
+        w.commit(f"update on {branch}")
+        w.close()
+
+    out["1% update + commit"] = timed(lambda: update("master", upd))
+
+    def branch() -> None:
+        repo.create_branch("dev")
+        repo.checkout(write=True, branch="dev").close()
+
+    out["branch + open for write"] = timed(branch)
+    update("dev", upd2)
+
+    reader = repo.checkout(branch="master")
+    out["diff (600 changed)"] = timed(lambda: reader.diff.branch("dev"))
+    reader.close()
+    update("master", upd, new[::-1])  # main moves on too: the merge is a 3-way one
+    out["3-way merge"] = timed(lambda: repo.merge("merge dev", "master", "dev"))
+    return out
+
+
+# -------------------------------------------------------------------- icechunk
+def run_icechunk(path: str, data: np.ndarray, keys: np.ndarray, upd: np.ndarray, upd2: np.ndarray,
+                 new: np.ndarray, chunk: int) -> dict[str, Optional[float]]:
+    import icechunk
+    import zarr
+
+    out: dict[str, Optional[float]] = {}
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(path))
+
+    def ingest() -> None:
+        s = repo.writable_session("main")
+        root = zarr.group(store=s.store)
+        arr = root.create_array("x", shape=data.shape, chunks=(chunk, *SHAPE), dtype="uint8")
+        arr[:] = data
+        s.commit("ingest")
+
+    out["ingest + commit"] = timed(ingest)
+    out["disk / raw"] = disk_bytes(path) / data.nbytes
+    arr = zarr.open_array(repo.readonly_session(branch="main").store, path="x", mode="r")
+    out["random read 5,000"] = timed(lambda: [arr[int(k)] for k in keys])
+
+    def update(branch: str, which: np.ndarray) -> None:
+        s = repo.writable_session(branch)
+        a = zarr.open_array(s.store, path="x")
+        for k, v in zip(which.tolist(), new):
+            a[k] = v
+        s.commit(f"update on {branch}")
+
+    out["1% update + commit"] = timed(lambda: update("main", upd))
+
+    def branch() -> None:
+        repo.create_branch("dev", snapshot_id=repo.lookup_branch("main"))
+        repo.writable_session("dev")
+
+    out["branch + open for write"] = timed(branch)
+    update("dev", upd2)
+    out["diff (600 changed)"] = timed(lambda: repo.diff(from_branch="main", to_branch="dev"))
+    out["3-way merge"] = None  # no branch merge in Icechunk
+    return out
+
+
+# -------------------------------------------------------------------- deeplake
+def run_deeplake(path: str, data: np.ndarray, keys: np.ndarray, upd: np.ndarray, upd2: np.ndarray,
+                 new: np.ndarray, chunk: int) -> dict[str, Optional[float]]:
+    import deeplake
+
+    out: dict[str, Optional[float]] = {}
+    url = f"file://{path}"
+
+    def ingest() -> None:
+        ds = deeplake.create(url)
+        ds.add_column("x", deeplake.types.Array("uint8", shape=list(SHAPE)))
+        ds.append({"x": data})
+        ds.commit("ingest")
+
+    out["ingest + commit"] = timed(ingest)
+    out["disk / raw"] = disk_bytes(path) / data.nbytes
+    ro = deeplake.open_read_only(url)  # a column needs its dataset alive
+    col = ro["x"]
+    out["random read 5,000"] = timed(lambda: [np.asarray(col[int(k)]) for k in keys])
+    ds = deeplake.open(url)
+
+    def update(target, which: np.ndarray, values: np.ndarray = new) -> None:  # noqa: ANN001 - a Dataset
+        for k, v in zip(which.tolist(), values):
+            target["x"][k] = v
+        target.commit("update")
+
+    out["1% update + commit"] = timed(lambda: update(ds, upd))
+    opened = {}
+    out["branch + open for write"] = timed(lambda: opened.setdefault("dev", ds.branch("dev").open()))
+    update(opened["dev"], upd2)
+    out["diff (600 changed)"] = None  # no diff in Deep Lake
+    update(ds, upd, new[::-1])
+    out["3-way merge"] = timed(lambda: ds.merge("dev"))
+    return out
+
+
+SYSTEMS = {"hangar": run_hangar, "icechunk": run_icechunk, "deeplake": run_deeplake}
+
+
+def available(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--n", type=int, default=60_000)
+    ap.add_argument("--chunk", type=int, default=256, help="Icechunk chunk length in samples")
+    ap.add_argument("--tmp", default=None, help="parent of the temporary directories")
+    args = ap.parse_args()
+    logging.disable(logging.WARNING)
+    os.environ.setdefault("RUST_LOG", "error")  # icechunk's warning about local storage and concurrency
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, size=(args.n, *SHAPE), dtype=np.uint8)
+    keys = rng.choice(args.n, size=min(N_RANDOM, args.n), replace=False)
+    n_upd = max(1, args.n // 100)
+    upd, upd2 = np.split(rng.choice(args.n, size=2 * n_upd, replace=False), 2)
+    new = rng.integers(0, 256, size=(n_upd, *SHAPE), dtype=np.uint8)
+    systems = [s for s in SYSTEMS if s == "hangar" or available(s)]
+    skipped = [s for s in SYSTEMS if s not in systems]
+    results: dict[str, dict[str, list[float]]] = {s: {op: [] for op in OPS} for s in systems}
+    for r in range(args.repeat):
+        for s in systems:
+            tmp = tempfile.mkdtemp(prefix=f"bench-{s}-", dir=args.tmp)
+            try:
+                got = SYSTEMS[s](tmp, data, keys, upd, upd2, new, args.chunk)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            for op, v in got.items():
+                if v is not None:
+                    results[s][op].append(v)
+            print(f"run {r + 1}/{args.repeat} {s}: " + ", ".join(
+                f"{op} {v:.3f}" for op, v in got.items() if v is not None), flush=True)
+    med = {s: {op: (statistics.median(v) if v else None) for op, v in ops.items()} for s, ops in results.items()}
+    peers = [s for s in systems if s != "hangar"]
+    print(f"\n{args.n:,} x {SHAPE} uint8 random samples; median of {args.repeat}; seconds unless noted; "
+          "ratio = peer / hangar (> 1: hangar faster or smaller)")
+    header = f"{'operation':<26}{'hangar':>10}" + "".join(f"{p:>12}{'ratio':>8}" for p in peers)
+    print(header)
+    print("-" * len(header))
+    for op in OPS:
+        h = med["hangar"][op]
+        row = f"{op:<26}{h:>10.4f}"
+        for p in peers:
+            v = med[p][op]
+            row += f"{'n/a':>12}{'':>8}" if v is None else f"{v:>12.4f}{v / h:>8.2f}"
+        print(row)
+    if skipped:
+        print(f"\nskipped (not installed): {', '.join(skipped)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
