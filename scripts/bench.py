@@ -474,7 +474,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is shown (default 3)")
     p.add_argument("--markdown", action="store_true", help="also print the table as markdown")
     p.add_argument("--all", action="store_true",
-                   help="afterwards run scripts/bench_diffmerge.py, bench_loaders.py, bench_remotes.py, bench_peers.py (if present)")
+                   help="afterwards run scripts/bench_{diffmerge,loaders,remotes,peers}.py (if present)")
     p.add_argument("--seed", type=int, default=0, help="seed of np.random.default_rng (default 0)")
     p.add_argument("--tmp", default="/tmp", help="parent of the temp directory (default /tmp; not /dev/shm)")
     args = p.parse_args(argv)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: hangar against the versioned-array peers it aims to beat (Icechunk, Deep Lake).
+"""Benchmark: hangar against the versioned-array peers it aims to beat (original Hangar, Icechunk, Deep Lake).
 
 Each system runs the same workload on 60,000 random uint8 (28, 28) samples, in one process,
 on fresh directories under --tmp, ``--repeat`` times (the median is shown):
@@ -14,20 +14,26 @@ on fresh directories under --tmp, ``--repeat`` times (the median is shown):
 * disk use / raw bytes after the ingest.
 
 Peers are optional: a system whose package is missing is skipped (``pip install icechunk
-deeplake``). Icechunk stores the array in chunks of ``--chunk`` samples (default 256; one
+deeplake``). The original Hangar 0.5.2 is also a package named ``hangar``, so it runs in a child
+process of its own virtual environment, given by ``--original-hangar-python`` (see
+``scripts/bench_peers_original_hangar.py``; it gets the per-sample path with its transactions
+held open, ``with column:``). Icechunk stores the array in chunks of ``--chunk`` samples (default 256; one
 sample per chunk would make 60,000 objects); Deep Lake chooses its own layout. Icechunk has no
 branch merge and Deep Lake no diff: those cells say n/a.
 
     python3 scripts/bench_peers.py [--repeat 3] [--n 60000] [--chunk 256] [--tmp /tmp]
+                                   [--original-hangar-python /tmp/hv/bin/python]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -184,7 +190,22 @@ def run_deeplake(path: str, data: np.ndarray, keys: np.ndarray, upd: np.ndarray,
     return out
 
 
-SYSTEMS = {"hangar": run_hangar, "icechunk": run_icechunk, "deeplake": run_deeplake}
+def run_original_hangar(python: str, path: str, data: np.ndarray, keys: np.ndarray, upd: np.ndarray,
+                        upd2: np.ndarray, new: np.ndarray) -> dict[str, Optional[float]]:
+    """The original Hangar, in a child process of its own interpreter (its package is also ``hangar``)."""
+    workload = os.path.join(path, "workload.npz")
+    np.savez(workload, data=data, keys=keys, upd=upd, upd2=upd2, new=new)
+    repo = os.path.join(path, "repo")
+    os.makedirs(repo)
+    proc = subprocess.run([python, os.path.join(ROOT, "scripts", "bench_peers_original_hangar.py"), repo, workload],
+                          capture_output=True, text=True, cwd=path, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"original Hangar run failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+SYSTEMS = {"hangar": run_hangar, "icechunk": run_icechunk, "deeplake": run_deeplake,
+           "hangar-0.5": None}  # the original, run by run_original_hangar when --original-hangar-python is given
 
 
 def available(name: str) -> bool:
@@ -201,6 +222,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=60_000)
     ap.add_argument("--chunk", type=int, default=256, help="Icechunk chunk length in samples")
     ap.add_argument("--tmp", default=None, help="parent of the temporary directories")
+    ap.add_argument("--original-hangar-python", default=os.environ.get("HANGAR_ORIGINAL_PYTHON"),
+                    help="python of a virtual environment with the original Hangar installed "
+                         "(pip install hangar==0.5.2 'protobuf<3.21'); also env HANGAR_ORIGINAL_PYTHON")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     os.environ.setdefault("RUST_LOG", "error")  # icechunk's warning about local storage and concurrency
@@ -210,14 +234,18 @@ def main() -> int:
     n_upd = max(1, args.n // 100)
     upd, upd2 = np.split(rng.choice(args.n, size=2 * n_upd, replace=False), 2)
     new = rng.integers(0, 256, size=(n_upd, *SHAPE), dtype=np.uint8)
-    systems = [s for s in SYSTEMS if s == "hangar" or available(s)]
+    systems = [s for s in SYSTEMS if s == "hangar" or (s == "hangar-0.5" and args.original_hangar_python)
+               or (SYSTEMS[s] is not None and available(s))]
     skipped = [s for s in SYSTEMS if s not in systems]
     results: dict[str, dict[str, list[float]]] = {s: {op: [] for op in OPS} for s in systems}
     for r in range(args.repeat):
         for s in systems:
             tmp = tempfile.mkdtemp(prefix=f"bench-{s}-", dir=args.tmp)
             try:
-                got = SYSTEMS[s](tmp, data, keys, upd, upd2, new, args.chunk)
+                if s == "hangar-0.5":
+                    got = run_original_hangar(args.original_hangar_python, tmp, data, keys, upd, upd2, new)
+                else:
+                    got = SYSTEMS[s](tmp, data, keys, upd, upd2, new, args.chunk)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             for op, v in got.items():
@@ -240,7 +268,7 @@ def main() -> int:
             row += f"{'n/a':>12}{'':>8}" if v is None else f"{v:>12.4f}{v / h:>8.2f}"
         print(row)
     if skipped:
-        print(f"\nskipped (not installed): {', '.join(skipped)}")
+        print(f"\nskipped (not installed, or no --original-hangar-python): {', '.join(skipped)}")
     return 0
 
 
