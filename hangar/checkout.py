@@ -8,6 +8,8 @@ import weakref
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
+import numpy as np
+
 from hangar._faults import crash_point
 from hangar.arrayset import Arraysets
 from hangar.diff import ReaderUserDiff, WriterUserDiff
@@ -236,8 +238,22 @@ class WriterCheckout(_CheckoutBase):
 
     # ------------------------------------------------------------- writing
     def __setitem__(self, index: object, value: object) -> None:
-        """``co['aset', key] = arr``, ``co['aset', [k1, k2]] = [a1, a2]``,
-        ``co[['a', 'b'], key] = [a, b]``. Everything is validated before anything is written."""
+        """Store samples dict-style; everything is validated before anything is written.
+
+        ``co['aset', key] = arr`` stores one sample; ``co[['a', 'b'], key] = [arr_a, arr_b]``
+        one sample in each of several arraysets; ``co['aset', [k1, k2, ...]] = [arr1, arr2, ...]``
+        several samples of one arrayset. For the last form the value may also be one stacked
+        array whose first axis runs over the keys (``co['images', list(range(n))] = batch``
+        with ``batch.shape == (n, 28, 28)``): the fastest way to add many samples.
+
+        Raises
+        ------
+        ValueError
+            If the form is not one of these, the numbers of keys and values differ, a key is
+            invalid or a sample does not fit its arrayset (dtype, shape, C order).
+        KeyError
+            If an arrayset does not exist.
+        """
         self._session.check()
         if not isinstance(index, tuple) or len(index) != 2:
             raise ValueError(f"index {index!r}: use co[arrayset, key] = array")
@@ -248,22 +264,35 @@ class WriterCheckout(_CheckoutBase):
         if not (multi_aset or multi_key):
             self._arraysets[aset_spec][key_spec] = value  # type: ignore[index]
             return
+        if multi_key:
+            self._set_samples(aset_spec, key_spec, value)  # type: ignore[arg-type]
+            return
         if not _is_multi(value):
-            raise ValueError("several arraysets or keys need a list or tuple of arrays as the value")
-        n = len(aset_spec) if multi_aset else len(key_spec)  # type: ignore[arg-type]
-        if len(value) != n:  # type: ignore[arg-type]
-            raise ValueError(f"{n} targets but {len(value)} values")  # type: ignore[arg-type]
-        if multi_aset:
-            targets = [(self._arraysets[a], key_spec) for a in aset_spec]  # type: ignore[union-attr]
-        else:
-            aset = self._arraysets[aset_spec]  # type: ignore[index]
-            targets = [(aset, k) for k in key_spec]  # type: ignore[union-attr]
-        for _, key in targets:
-            if key is None:
-                raise ValueError("a sample key is needed for dict-style setting")
-        prepared = [(aset, aset._prepare(v, key)) for (aset, key), v in zip(targets, value)]  # type: ignore
+            raise ValueError("several arraysets need a list or tuple of arrays as the value")
+        if len(value) != len(aset_spec):  # type: ignore[arg-type]
+            raise ValueError(f"{len(aset_spec)} targets but {len(value)} values")  # type: ignore[arg-type]
+        if key_spec is None:
+            raise ValueError("a sample key is needed for dict-style setting")
+        asets = [self._arraysets[a] for a in aset_spec]  # type: ignore[union-attr]
+        prepared = [(aset, aset._prepare(v, key_spec)) for aset, v in zip(asets, value)]  # type: ignore
         for aset, args in prepared:
             aset._write(*args)
+
+    def _set_samples(self, aset_name: str, keys: list, values: object) -> None:
+        """``co[aset, [k1, k2, ...]] = values``: validate everything, then store in bulk."""
+        aset = self._arraysets[aset_name]
+        if any(k is None for k in keys):
+            raise ValueError("a sample key is needed for dict-style setting")
+        if isinstance(values, np.ndarray):
+            stack = aset._check_stack(values, len(keys))  # type: ignore[attr-defined]
+            aset._write_stack([aset._check_name(k) for k in keys], stack)  # type: ignore[attr-defined]
+            return
+        if not _is_multi(values):
+            raise ValueError("several keys need a list or tuple of arrays (or one stacked array) as the value")
+        if len(values) != len(keys):  # type: ignore[arg-type]
+            raise ValueError(f"{len(keys)} targets but {len(values)} values")  # type: ignore[arg-type]
+        arrays = [aset._check_data(v) for v in values]  # type: ignore[attr-defined, union-attr]
+        aset._write_many([aset._check_name(k) for k in keys], arrays)  # type: ignore[attr-defined]
 
     def _flush(self) -> str:
         """Make the staging area durable: store bytes first, then records, then the state file."""

@@ -114,6 +114,64 @@ def test_setitem_multiple_keys_one_arrayset(aset_repo):
     co.close()
 
 
+def test_setitem_stacked_array_stores_each_row_under_its_key(aset_repo):
+    import gc
+
+    stack = np.arange(1000, 1040, dtype=np.int64).reshape(8, 5)  # none stored yet
+    stack[7] = stack[6]  # a sample repeated within the batch is stored once
+    co = aset_repo.checkout(write=True)
+    store = co._session.store
+    before = len(store)
+    co["foo", [100, 101, 102, 103, 104, 105, 106, 0]] = stack
+    assert gc.isenabled()  # the bulk write pauses the collector and restores it
+    gc.disable()
+    try:  # ... to the state it found
+        co["foo", [107]] = stack[:1] + 1
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert len(store) == before + 8
+    co.commit("stacked")
+    co.close()
+    co = aset_repo.checkout()
+    foo = co.arraysets["foo"]
+    for key, row in zip([100, 101, 102, 103, 104, 105, 106, 0], stack):
+        np.testing.assert_array_equal(foo[key], row)
+    assert len(foo) == 18  # 0 was replaced, 100..107 are new
+    co.close()
+
+
+def test_setitem_stacked_array_with_str_keys_and_variable_shape(repo):
+    co = repo.checkout(write=True)
+    var = co.arraysets.init_arrayset("var", shape=(4, 4), dtype=np.float32, variable_shape=True)
+    co["var", ["a", "b", "c"]] = np.ones((3, 2, 3), dtype=np.float32) * np.arange(3, dtype=np.float32)[:, None, None]
+    assert var["b"].shape == (2, 3) and float(var["c"][0, 0]) == 2.0
+    with pytest.raises(ValueError, match="max shape"):
+        co["var", ["d", "e"]] = np.zeros((2, 5, 1), dtype=np.float32)
+    assert "d" not in var
+    co.close()
+
+
+def test_setitem_stacked_array_refuses_bad_stacks_and_writes_nothing(aset_repo):
+    co = aset_repo.checkout(write=True)
+    store = co._session.store
+    before = len(store)
+    for bad, match in ((np.zeros((3, 5), np.int64), "2 targets but the stacked array holds 3"),
+                       (np.zeros((2, 5), np.int32), "dtype"),
+                       (np.zeros((2, 6), np.int64), "shape"),
+                       (np.zeros((5, 2), np.int64).T, "C contiguous"),
+                       (np.int64(3), "stacked array"), (np.array(3), "2 targets")):
+        with pytest.raises(ValueError, match=match):
+            co["foo", [40, 41]] = bad
+    with pytest.raises(ValueError, match="key"):  # an invalid key: nothing is written either
+        co["foo", [40, "a b"]] = np.zeros((2, 5), np.int64)
+    with pytest.raises(ValueError, match="key is needed"):
+        co["foo", [40, None]] = np.zeros((2, 5), np.int64)
+    assert 40 not in co.arraysets["foo"] and len(store) == before
+    assert co.diff.status() == "CLEAN"
+    co.close()
+
+
 def test_setitem_rejects_bad_forms_and_writes_nothing(aset_repo):
     co = aset_repo.checkout(write=True)
     with pytest.raises(ValueError, match="not both"):

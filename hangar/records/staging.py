@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 from hangar._faults import crash_point
 from hangar.plumbing.gitrepo import GitRepo
@@ -81,9 +81,15 @@ class StagedEntries:
         return name in self.base
 
     def set(self, name: str, value: object) -> None:
-        if name not in self:
-            self.delta += 1
-        self.edits[name] = value
+        self.set_many(((name, value),))
+
+    def set_many(self, items: Iterable[tuple[str, object]]) -> None:
+        """``set`` each ``(name, value)`` in order (a later value for the same name wins)."""
+        edits = self.edits
+        for name, value in items:
+            if name not in self:
+                self.delta += 1
+            edits[name] = value
         self.tick[0] += 1
 
     def remove(self, name: str) -> bool:

@@ -23,21 +23,26 @@ def _suffix(dtype: str, shape: tuple[int, ...]) -> bytes:
     return f"|{dtype}|{','.join(map(str, shape))}".encode()
 
 
+def _digest(data: bytes | memoryview, suffix: bytes) -> bytes:
+    h = blake3.blake3(data, max_threads=blake3.blake3.AUTO) if len(data) > _THREADED_ABOVE else blake3.blake3(data)
+    return h.update(suffix).digest()
+
+
 def sample_digest(arr: np.ndarray, data: memoryview | None = None) -> bytes:
     """blake3 over the sample bytes plus its dtype and shape (32 bytes).
 
     Equal bytes with another dtype or shape are another sample. ``data`` may pass
     ``byte_view(arr)`` when the caller has it already.
     """
-    if data is None:
-        data = byte_view(arr)
-    h = blake3.blake3(data, max_threads=blake3.blake3.AUTO) if len(data) > _THREADED_ABOVE else blake3.blake3(data)
-    h.update(_suffix(arr.dtype.str, arr.shape))
-    return h.digest()
+    return _digest(byte_view(arr) if data is None else data, _suffix(arr.dtype.str, arr.shape))
 
 
 def digest_of_parts(raw: bytes | memoryview, dtype: str, shape: tuple[int, ...]) -> bytes:
     """Digest of a sample given as raw bytes (used to verify bytes received or read)."""
-    h = blake3.blake3(raw, max_threads=blake3.blake3.AUTO) if len(raw) > _THREADED_ABOVE else blake3.blake3(raw)
-    h.update(_suffix(np.dtype(dtype).str, tuple(shape)))
-    return h.digest()
+    return _digest(raw, _suffix(np.dtype(dtype).str, tuple(shape)))
+
+
+def digests_of_parts(raws: list[memoryview], dtype: str, shape: tuple[int, ...]) -> list[bytes]:
+    """:func:`digest_of_parts` of many samples that share one dtype and shape."""
+    suffix = _suffix(np.dtype(dtype).str, tuple(shape))
+    return [_digest(raw, suffix) for raw in raws]

@@ -135,6 +135,16 @@ class TensorStore:
         self._append(digest, codec, len(raw), payload)
         return True
 
+    def put_many(self, digests: list[bytes], raws: list[memoryview], chooser: codecs.CodecChooser) -> int:
+        """:meth:`put` for many samples with one vectorised index search; returns how many were new."""
+        seen: set[bytes] = set()  # a digest repeated within the batch is stored once
+        for digest, raw, loc in zip(digests, raws, self.locations(digests)):
+            if loc is None and digest not in seen:
+                seen.add(digest)
+                codec, payload = chooser.encode(raw)
+                self._append(digest, codec, len(raw), payload)
+        return len(seen)
+
     def put_stored(self, sample: StoredSample, dtype: str, shape: tuple[int, ...]) -> bool:
         """Store bytes received in stored form after re-hashing them; False if present.
 
