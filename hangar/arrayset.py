@@ -354,8 +354,9 @@ class ArraysetDataWriter(ArraysetDataReader):
         if data.ndim == 0 or len(data) != n:
             raise ValueError(f"{n} targets but the stacked array holds {len(data) if data.ndim else 0} samples "
                              f"(shape {data.shape})")
-        if n:
-            self._check_data(data[0])  # every row has the same dtype and shape
+        # every row has the stack's dtype and shape: check one (``data[0, ...]`` is always an
+        # ndarray, also for 0-d rows and object stacks; an empty stack checks a blank row)
+        self._check_data(data[0, ...] if n else np.empty(data.shape[1:], dtype=data.dtype))
         if not data.flags.c_contiguous:
             raise ValueError(f"stacked sample data must be C contiguous; pass np.ascontiguousarray(data) "
                              f"(shape {data.shape})")
@@ -375,12 +376,13 @@ class ArraysetDataWriter(ArraysetDataReader):
         digest suffix are worked out once, and rows are slices of one buffer."""
         dtype, shape = stack.dtype.str, stack.shape[1:]
         flat = byte_view(stack)
-        size = len(flat) // len(stack) if len(stack) else 0
+        size = stack[0, ...].nbytes if len(stack) else 0
         with _gc_paused():
-            raws = [flat[i:i + size] for i in range(0, len(flat), size)] if size else []
+            raws = [flat[i * size:(i + 1) * size] for i in range(len(stack))]
             digests = digests_of_parts(raws, dtype, shape)
             self._session.store.put_many(digests, raws, self._chooser)
-            self._table.set_many([(encode_key(k), SamplePointer(d, dtype, shape)) for k, d in zip(keys, digests)])
+            self._table.set_many([(encode_key(k), SamplePointer(d, dtype, shape))
+                                  for k, d in zip(keys, digests, strict=True)])
 
     def add(self, data: np.ndarray, name: Optional[Key] = None, **kwargs) -> Key:  # noqa: ANN003
         """Store ``data`` as the sample ``name`` (a generated name for unnamed arraysets).

@@ -398,9 +398,13 @@ class Repository:
         List[str]
             Local branch names, sorted, then the fetched remote branches as
             ``'<remote>/<branch>'`` (what ``repo.remote.fetch`` returns), sorted. Remote
-            branches can be read, logged, diffed and merged from, but not written to.
+            branches can be read, logged, diffed and merged from, but not written to. A
+            local branch with the same name as a remote one (created before the fetch)
+            shadows it and is listed once.
         """
-        return self._git.branches() + self._git.remote_branches()
+        local = self._git.branches()
+        taken = set(local)
+        return local + [b for b in self._git.remote_branches() if b not in taken]
 
     def remove_branch(self, name: str, *, force_delete: bool = False) -> str:
         """Delete branch ``name``; return its name.

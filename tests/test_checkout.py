@@ -172,6 +172,29 @@ def test_setitem_stacked_array_refuses_bad_stacks_and_writes_nothing(aset_repo):
     co.close()
 
 
+def test_setitem_stacked_array_of_scalars_and_zero_itemsize_samples(repo):
+    co = repo.checkout(write=True)
+    sc = co.arraysets.init_arrayset("sc", shape=(), dtype=np.float32)
+    co["sc", [1, 2, 3]] = np.arange(3, dtype=np.float32)  # rows are 0-d samples
+    assert [float(sc[k]) for k in (1, 2, 3)] == [0.0, 1.0, 2.0] and sc[2].shape == ()
+    empty = co.arraysets.init_arrayset("empty", shape=(2,), dtype=np.dtype([]))
+    co["empty", [0, 1, 2]] = np.zeros((3, 2), np.dtype([]))  # samples of zero bytes still get keys
+    assert sorted(empty.keys()) == [0, 1, 2]
+    co.close()
+
+
+def test_setitem_stacked_object_or_mistyped_empty_stack_is_refused(aset_repo):
+    co = aset_repo.checkout(write=True)
+    objs = np.empty(2, dtype=object)
+    objs[0], objs[1] = np.arange(5), np.arange(5) + 10  # each element is a valid sample, the stack is not
+    with pytest.raises(ValueError, match="dtype"):
+        co["foo", [50, 51]] = objs
+    with pytest.raises(ValueError, match="dtype"):
+        co["foo", []] = np.zeros((0, 7), np.float32)
+    assert 50 not in co.arraysets["foo"] and co.diff.status() == "CLEAN"
+    co.close()
+
+
 def test_setitem_rejects_bad_forms_and_writes_nothing(aset_repo):
     co = aset_repo.checkout(write=True)
     with pytest.raises(ValueError, match="not both"):

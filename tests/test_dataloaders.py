@@ -222,6 +222,10 @@ def test_block_shuffle_sampler_splits_between_ranks_like_distributed_sampler(scr
                           ({"num_replicas": 0, "rank": 0}, "num_replicas"), ({"seed": "x"}, "seed")):
         with pytest.raises(ValueError, match=match):
             BlockShuffleSampler(dset, **kwargs)
+    with pytest.raises(ValueError, match="seed"):
+        BlockShuffleSampler(dset, seed=-1)
+    with pytest.raises(ValueError, match="epoch"):
+        BlockShuffleSampler(dset).set_epoch(-1)
     with pytest.raises(TypeError, match="make_torch_dataset"):
         BlockShuffleSampler(list(range(5)))
 

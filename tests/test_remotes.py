@@ -232,6 +232,15 @@ def test_fetched_remote_branches_are_listed_logged_diffed_and_removable(tmp_path
     assert Repository(srv.path).list_branches() == ["dev", "master"]  # the server is untouched
 
 
+def test_local_branch_named_like_a_remote_one_shadows_it_and_is_listed_once(tmp_path, origin):
+    r = clone(tmp_path / "dst", origin["server"].address)
+    r.remove_branch("origin/dev", force_delete=True)
+    r.create_branch("origin/dev", origin["first"])  # allowed: no remote branch of that name now
+    assert r.remote.fetch("origin", "dev") == "origin/dev"
+    assert r.list_branches() == ["master", "origin/dev", "origin/master"]
+    assert r.log(branch="origin/dev", return_contents=True)["head"] == origin["first"]  # the local one
+
+
 def test_fetch_unknown_branch_raises_value_error(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     with pytest.raises(ValueError, match="nope"):

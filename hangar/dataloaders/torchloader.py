@@ -220,8 +220,8 @@ class BlockShuffleSampler(torch.utils.data.Sampler):
                 raise ValueError(f"{name} must be an int >= {low}, not {value!r}")
         if rank >= num_replicas:
             raise ValueError(f"rank {rank!r} is out of range for num_replicas={num_replicas}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an int, not {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0, not {seed!r}")
         n = len(dataset)
         if drop_last and n < num_replicas:
             raise ValueError(f"drop_last with {n} samples and {num_replicas} replicas leaves every rank nothing")
@@ -233,7 +233,9 @@ class BlockShuffleSampler(torch.utils.data.Sampler):
         self.num_samples = n // self.num_replicas if drop_last else -(-n // self.num_replicas)
 
     def set_epoch(self, epoch: int) -> None:
-        """Use the permutation of ``epoch`` (every rank must pass the same value)."""
+        """Use the permutation of ``epoch`` (an int >= 0; every rank must pass the same value)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, not {epoch!r}")
         self.epoch = int(epoch)
 
     def permutation(self) -> np.ndarray:

@@ -48,7 +48,7 @@ def decode_pointer(data: bytes) -> SamplePointer:
     """Parse a pointer blob; raise ``ValueError`` when it is not one."""
     try:
         if data[:7] == b"blake3:" and data[71:72] == b" ":  # the form encode_pointer writes
-            return SamplePointer(unhexlify(data[7:71]), *_parse_tail_bytes(data[72:]))
+            return SamplePointer(unhexlify(data[7:71]), *_parse_tail_bytes(bytes(data[72:])))
         algo_digest, dtype, shape = data.decode("ascii").split()
         algo, hexdigest = algo_digest.split(":")
         digest = bytes.fromhex(hexdigest)
