@@ -6,6 +6,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,14 +25,17 @@ class ServerProcess:
     """``python -m hangar server`` serving ``path`` on 127.0.0.1:``port``."""
 
     def __init__(self, path: str, username: Optional[str] = None, password: Optional[str] = None,
-                 port: Optional[int] = None) -> None:
+                 port: Optional[int] = None, tls: Optional[tuple[str, str]] = None) -> None:
         self.path = str(path)
         self.port = port or free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.tls = tls  # (certificate, key) PEM paths: serve HTTPS
+        self.address = f"{'https://' if tls else ''}127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "hangar", "server", "--ip", "127.0.0.1", "--port", str(self.port),
                "--path", self.path]
         if username is not None:
             cmd += ["--username", username, "--password", password or ""]
+        if tls is not None:
+            cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         self.log_path = os.path.join(os.path.dirname(self.path.rstrip("/")) or ".",
                                      f"server-{self.port}.log")
         self._log = open(self.log_path, "wb")
@@ -44,7 +48,11 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                if self.tls:
+                    ctx = ssl.create_default_context(cafile=self.tls[0])
+                    conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=2, context=ctx)
+                else:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/hangar/v1/ping")
                 if conn.getresponse().status == 200:
                     conn.close()

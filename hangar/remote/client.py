@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import json
 import re
+import ssl
 import sys
 import time
 from typing import Iterable, Iterator, Optional
@@ -27,26 +28,34 @@ from hangar.remote import protocol
 from hangar.store import TensorStore
 from hangar.store.tensorstore import StoredSample
 
-_ADDRESS = re.compile(r"^(?:http://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})/?$")
+_ADDRESS = re.compile(r"^(?:(?P<scheme>https?)://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})/?$")
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """``(host, port)`` of an ``IP:PORT`` address; ``ValueError`` naming it otherwise."""
+    """``(host, port)`` of an ``IP:PORT`` (or ``https://IP:PORT``) address; ``ValueError`` naming it otherwise."""
     m = _ADDRESS.match(address) if isinstance(address, str) else None
     if m is None or not 0 < int(m["port"]) < 65536:
-        raise ValueError(f"remote address {address!r} is not of the form IP:PORT (e.g. '127.0.0.1:50051')")
+        raise ValueError(f"remote address {address!r} is not of the form IP:PORT (e.g. '127.0.0.1:50051'), "
+                         "or https://IP:PORT for a server with TLS")
     return m["host"], int(m["port"])
+
+
+def uses_tls(address: str) -> bool:
+    """True for an ``https://`` address (the server runs with ``--tls-cert``)."""
+    parse_address(address)
+    return address.startswith("https://")
 
 
 def address_url(address: str) -> str:
     host, port = parse_address(address)
-    return f"http://{host}:{port}/"
+    return f"{'https' if uses_tls(address) else 'http'}://{host}:{port}/"
 
 
 def url_address(url: str) -> str:
+    """The address of a git remote URL: ``IP:PORT``, or ``https://IP:PORT`` when it uses TLS."""
     host, port = parse_address(url)
-    return f"{host}:{port}"
+    return f"https://{host}:{port}" if uses_tls(url) else f"{host}:{port}"
 
 
 def validate_remote_name(name: str) -> None:
@@ -95,6 +104,7 @@ class DataClient:
     def __init__(self, address: str, timeout: float = 120.0) -> None:
         self.address = address
         self.host, self.port = parse_address(address)
+        self.tls = uses_tls(address)
         self.timeout = timeout
         self._conn: Optional[http.client.HTTPConnection] = None
 
@@ -111,16 +121,25 @@ class DataClient:
 
     def _unreachable(self, exc: BaseException) -> ConnectionError:
         self.close()
+        hint = ""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            hint = "; its TLS certificate is not trusted here: add its CA to the system store or set SSL_CERT_FILE"
+        elif not self.tls and isinstance(exc, http.client.RemoteDisconnected):
+            hint = "; if the server runs with --tls-cert, use the address https://IP:PORT"
         return ConnectionError(f"hangar server at {self.address} could not be reached or dropped the "
-                               f"connection ({type(exc).__name__}: {exc})")
+                               f"connection ({type(exc).__name__}: {exc}){hint}")
 
     def _request(self, method: str, path: str, body: object = None, headers: Optional[dict] = None,
                  retry: bool = True) -> http.client.HTTPResponse:
         hdrs = {"Content-Type": "application/octet-stream", **(headers or {})}
         for attempt in (0, 1):
             if self._conn is None:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
-                                                        blocksize=1 << 20)
+                if self.tls:  # the system's trust store (OpenSSL honours SSL_CERT_FILE), host name checked
+                    self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                             blocksize=1 << 20, context=ssl.create_default_context())
+                else:
+                    self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
+                                                            blocksize=1 << 20)
             try:
                 self._conn.request(method, path, body=body, headers=hdrs)
                 return self._conn.getresponse()
@@ -230,6 +249,9 @@ def _fail_git(exc: pygit2.GitError, address: str, what: str) -> Exception:
         return PermissionError(f"{what}: the hangar server at {address} refused the credentials ({msg})")
     if "couldn't find remote ref" in low or "not found" in low and "ref" in low:
         return ValueError(f"{what}: {msg}")
+    if "certificate" in low:
+        return ConnectionError(f"{what} with the hangar server at {address} failed: its TLS certificate is not "
+                               f"trusted here ({msg}); add its CA to the system store or set SSL_CERT_FILE")
     return ConnectionError(f"{what} with the hangar server at {address} failed: {msg}")
 
 
@@ -254,8 +276,15 @@ def delete_remote(git: GitRepo, name: str) -> None:
 
 
 class _Callbacks(pygit2.RemoteCallbacks):
-    def __init__(self, username: str = "", password: str = "", advance=None) -> None:  # noqa: ANN001
+    """libgit2 callbacks for one git transfer with the server at ``address``."""
+
+    def __init__(self, address: str, username: str = "", password: str = "", advance=None) -> None:  # noqa: ANN001
         super().__init__()
+        if uses_tls(address):
+            # libgit2 has its own OpenSSL, set up once at import: point it at the CAs Python's
+            # ssl trusts now (SSL_CERT_FILE / SSL_CERT_DIR honoured) so git and data requests agree
+            paths = ssl.get_default_verify_paths()
+            pygit2.settings.set_ssl_cert_locations(paths.cafile, paths.capath)
         self._creds = (username, password)
         self._tries = 0
         self._advance = advance
@@ -281,7 +310,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
 def list_remote_heads(git: GitRepo, name: str, address: str) -> dict[str, str]:
     """Branch name -> head commit on the server."""
     try:
-        heads = git.repo.remotes[name].list_heads(callbacks=_Callbacks())
+        heads = git.repo.remotes[name].list_heads(callbacks=_Callbacks(address))
     except pygit2.GitError as exc:
         raise _fail_git(exc, address, "listing branches") from exc
     return {h.name[len("refs/heads/"):]: str(h.oid) for h in heads if h.name.startswith("refs/heads/")}
@@ -298,7 +327,7 @@ def fetch_branches(git: GitRepo, name: str, address: str, branches: Optional[lis
             advance(n, total)
 
         try:
-            git.repo.remotes[name].fetch(specs, callbacks=_Callbacks(advance=step),
+            git.repo.remotes[name].fetch(specs, callbacks=_Callbacks(address, advance=step),
                                          prune=pygit2.enums.FetchPrune.NO_PRUNE)
         except pygit2.GitError as exc:
             raise _fail_git(exc, address, "fetch") from exc
@@ -306,7 +335,7 @@ def fetch_branches(git: GitRepo, name: str, address: str, branches: Optional[lis
 
 def push_branch(git: GitRepo, name: str, address: str, branch: str, username: str, password: str) -> Optional[str]:
     """Fast-forward (or create) ``branch`` on the server; the server's reason when it refuses."""
-    cb = _Callbacks(username, password)
+    cb = _Callbacks(address, username, password)
     try:
         git.repo.remotes[name].push([f"refs/heads/{branch}:refs/heads/{branch}"], callbacks=cb)
     except pygit2.GitError as exc:

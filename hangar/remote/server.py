@@ -405,24 +405,40 @@ def make_server(app: HangarServer, ip: str, port: int):  # noqa: ANN201 - a wait
 
 
 def run_server(path: str, ip: str = "127.0.0.1", port: int = 50051, username: Optional[str] = None,
-               password: Optional[str] = None) -> None:
+               password: Optional[str] = None, tls_cert: Optional[str] = None, tls_key: Optional[str] = None) -> None:
     """Serve the repository at ``path`` on ``ip:port`` until SIGINT or SIGTERM.
 
     Creates an empty repository at ``path`` when none exists. Logs the address it listens
     on to stderr. On SIGINT/SIGTERM it stops accepting requests, closes the tensor store
-    (every acknowledged upload is already durable) and returns.
+    (every acknowledged upload is already durable) and returns. With ``tls_cert`` and
+    ``tls_key`` (PEM files) it serves HTTPS: clients use the address ``https://IP:PORT``.
+
+    Raises
+    ------
+    ValueError
+        If only one of ``tls_cert``/``tls_key`` is given, or they cannot be loaded.
     """
+    from hangar.remote.tls import TLSFrontend, server_context
+
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("HTTPS needs both a certificate and its key (tls_cert and tls_key)")
+    context = server_context(tls_cert, tls_key) if tls_cert is not None else None  # type: ignore[arg-type]
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = HangarServer(os.path.abspath(path), username=username, password=password)
-    server = make_server(app, ip, port)
+    # behind TLS the WSGI server only takes the frontend's relays, on a loopback port
+    server = make_server(app, "127.0.0.1", 0) if context else make_server(app, ip, port)
+    frontend = None
+    if context is not None:
+        frontend = TLSFrontend(ip, port, server.effective_port, context)
+        frontend.start()
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    log.info("hangar server for %s listening on http://%s:%s/ (git: %s, push %s)", app.path,
-             server.effective_host, server.effective_port, app.git_backend,
+    where = f"https://{ip}:{frontend.port}/" if frontend else f"http://{server.effective_host}:{server.effective_port}/"
+    log.info("hangar server for %s listening on %s (git: %s, push %s)", app.path, where, app.git_backend,
              "requires credentials" if username is not None else "open")
     try:
         server.run()
@@ -431,6 +447,8 @@ def run_server(path: str, ip: str = "127.0.0.1", port: int = 50051, username: Op
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        if frontend is not None:
+            frontend.close()
         server.close()
         app.close()
         log.info("hangar server stopped")
