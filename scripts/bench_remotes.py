@@ -1,11 +1,13 @@
 """Benchmark: clone + fetch_data from a real ``hangar server`` over loopback.
 
-Usage: python scripts/bench_remotes.py [--images N] [--mnist N] [--keep DIR]
+Usage: python scripts/bench_remotes.py [--images N] [--mnist N] [--keep DIR] [--tls]
 
 Builds a server repository with N random uint8 (224, 224, 3) images and one with N
 (28, 28) uint8 MNIST-like samples, starts ``python -m hangar server`` on each, then times
 ``Repository.clone`` + ``repo.remote.fetch_data('origin', 'master')`` into a fresh
-directory. Targets: images >= 300 MB/s, MNIST >= 30,000 samples/s.
+directory. Targets: images >= 300 MB/s, MNIST >= 30,000 samples/s (plain HTTP). With
+``--tls`` the server runs with a self-signed certificate made for the run (needs
+``cryptography``) and the client trusts it through ``SSL_CERT_FILE``: the cost of HTTPS.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -71,7 +74,7 @@ def wait_ready(repo: Repository, deadline: float) -> None:
             time.sleep(0.05)
 
 
-def run(name: str, n: int, shape: tuple[int, ...], workdir: str) -> dict:
+def run(name: str, n: int, shape: tuple[int, ...], workdir: str, tls: Optional[tuple[str, str]] = None) -> dict:
     rng = np.random.default_rng(0)
     src = os.path.join(workdir, f"{name}-server")
     os.makedirs(src)
@@ -79,14 +82,16 @@ def run(name: str, n: int, shape: tuple[int, ...], workdir: str) -> dict:
     nbytes = build(src, n, shape, rng)
     print(f"[{name}] built {n} samples ({nbytes / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s", flush=True)
     port = free_port()
+    address = f"https://127.0.0.1:{port}" if tls else f"127.0.0.1:{port}"
+    extra = ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else []
     proc = subprocess.Popen([sys.executable, "-m", "hangar", "server", "--ip", "127.0.0.1", "--port", str(port),
-                             "--path", src], stderr=subprocess.DEVNULL)
+                             "--path", src, *extra], stderr=subprocess.DEVNULL)
     try:
         probe_dir = os.path.join(workdir, f"{name}-probe")
         os.makedirs(probe_dir)
         probe = Repository(probe_dir, exists=False)
         probe.init("p", "p@example.com")
-        probe.remote.add("origin", f"127.0.0.1:{port}")
+        probe.remote.add("origin", address)
         wait_ready(probe, time.monotonic() + 30)
 
         dst = os.path.join(workdir, f"{name}-clone")
@@ -94,7 +99,7 @@ def run(name: str, n: int, shape: tuple[int, ...], workdir: str) -> dict:
         repo = Repository(dst, exists=False)
         server_cpu0, client_cpu0 = proc_cpu(proc.pid), time.process_time()
         t0 = time.perf_counter()
-        repo.clone("bench", "bench@example.com", f"127.0.0.1:{port}")
+        repo.clone("bench", "bench@example.com", address)
         t1 = time.perf_counter()
         repo.remote.fetch_data("origin", "master")
         t2 = time.perf_counter()
@@ -123,15 +128,23 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--mnist", type=int, default=60000)
     ap.add_argument("--keep", default=None, help="work in this directory and keep it")
+    ap.add_argument("--tls", action="store_true", help="serve HTTPS with a self-signed certificate")
     args = ap.parse_args()
     workdir = args.keep or tempfile.mkdtemp(prefix="hangar-bench-remotes-")
     os.makedirs(workdir, exist_ok=True)
+    tls = None
+    if args.tls:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from tests.remote_fixtures import make_certificate
+
+        tls = make_certificate(workdir, "bench")
+        os.environ["SSL_CERT_FILE"] = tls[0]  # this process trusts the run's certificate
     try:
         results = []
         if args.images:
-            results.append(run("images", args.images, (224, 224, 3), workdir))
+            results.append(run("images", args.images, (224, 224, 3), workdir, tls))
         if args.mnist:
-            results.append(run("mnist", args.mnist, (28, 28), workdir))
+            results.append(run("mnist", args.mnist, (28, 28), workdir, tls))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

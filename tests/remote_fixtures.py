@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import http.client
+import ipaddress
 import os
 import signal
 import socket
@@ -10,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from typing import Optional
 
 import pytest
@@ -19,6 +22,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def make_certificate(directory: str, name: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files; returns their paths."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    # a unique subject: libgit2's OpenSSL store keeps every CA it was pointed at in this process,
+    # and finds issuers by subject name
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}-{uuid.uuid4().hex}")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
 
 
 class ServerProcess:
