@@ -132,6 +132,19 @@ def test_status_lists_staged_samples_and_metadata_by_kind(aset_repo):
     assert "mutated: 1 metadata key" in lines
 
 
+def test_status_while_another_writer_holds_the_lock_reports_unknown(aset_repo):
+    head = aset_repo.log(return_contents=True)["head"]
+    co = aset_repo.checkout(write=True)  # e.g. a notebook writing
+    try:
+        co["foo", 0] = np.zeros(5, dtype=np.int64)
+        lines = ok(aset_repo.path, "status").splitlines()
+    finally:
+        co.close()
+    assert lines[:3] == ["branch: master", f"head: {head}", "status: UNKNOWN"]
+    assert lines[3].startswith("note: the staging area is in use") and "lock" in lines[3]
+    assert "status: DIRTY" in ok(aset_repo.path, "status").splitlines()  # once released, the change shows
+
+
 def test_commit_without_staged_changes_fails(aset_repo):
     err = fails(aset_repo.path, "commit", "-m", "nothing")
     assert "nothing to commit" in err

@@ -107,12 +107,17 @@ def status() -> None:
     Example: hangar status
     """
     repo = open_repo()
-    with writer(repo) as co:
-        lines = [f"branch: {co.branch_name}", f"head: {co.commit_hash or '(no commits yet)'}"]
-        st = co.diff.status()
-        lines.append(f"status: {st}")
-        if st == "DIRTY" and hasattr(co.diff, "staged"):
-            lines += _summary_lines(co.diff.staged())
+    try:
+        with writer(repo) as co:
+            lines = [f"branch: {co.branch_name}", f"head: {co.commit_hash or '(no commits yet)'}"]
+            st = co.diff.status()
+            lines.append(f"status: {st}")
+            if st == "DIRTY" and hasattr(co.diff, "staged"):
+                lines += _summary_lines(co.diff.staged())
+    except PermissionError as exc:  # another process is writing: its staged changes are its own for now
+        current = repo.writer_branch
+        lines = [f"branch: {current}", f"head: {branch_head(repo, current) or '(no commits yet)'}",
+                 "status: UNKNOWN", f"note: the staging area is in use ({exc})"]
     typer.echo("\n".join(lines))
 
 
