@@ -145,6 +145,20 @@ def test_status_while_another_writer_holds_the_lock_reports_unknown(aset_repo):
     assert "status: DIRTY" in ok(aset_repo.path, "status").splitlines()  # once released, the change shows
 
 
+def test_arrayset_list_while_another_writer_holds_the_lock_lists_the_head(aset_repo):
+    co = aset_repo.checkout(write=True)
+    try:
+        co.arraysets.init_arrayset("staged_only", shape=(1,), dtype=np.uint8)
+        result = hangar(aset_repo.path, "arrayset", "list")
+    finally:
+        co.close()
+    assert result.exit_code == 0
+    assert [row.split("\t")[0] for row in result.stdout.splitlines()] == ["bar", "foo"]  # committed ones
+    assert "listing the head of master" in result.stderr
+    names = [row.split("\t")[0] for row in ok(aset_repo.path, "arrayset", "list").splitlines()]
+    assert names == ["bar", "foo", "staged_only"]
+
+
 def test_commit_without_staged_changes_fails(aset_repo):
     err = fails(aset_repo.path, "commit", "-m", "nothing")
     assert "nothing to commit" in err

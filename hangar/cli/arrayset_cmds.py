@@ -8,7 +8,17 @@ from typing import Optional
 import typer
 
 from hangar.cli.app import app
-from hangar.cli.context import CliError, format_shape, open_repo, parse_key, parse_shape, reader, start_dir, writer
+from hangar.cli.context import (
+    CliError,
+    branch_head,
+    format_shape,
+    open_repo,
+    parse_key,
+    parse_shape,
+    reader,
+    start_dir,
+    writer,
+)
 
 arrayset_app = typer.Typer(help="Create, remove and list arraysets (staged; commit with hangar commit).",
                            no_args_is_help=True, rich_markup_mode=None)
@@ -67,18 +77,31 @@ def list_(
     """
     repo = open_repo()
     if branch or commit:
-        context = reader(repo, branch, commit)
+        with reader(repo, branch, commit) as co:
+            rows = _arrayset_rows(co)
     else:
-        context = writer(repo)
-    with context as co:
-        rows = []
-        for name in sorted(co.arraysets.keys()):
-            aset = co.arraysets[name]
-            rows.append("\t".join([name, str(len(aset)), str(aset.dtype), format_shape(aset.shape),
-                                   "variable" if aset.variable_shape else "fixed",
-                                   "named" if aset.named_samples else "unnamed"]))
+        try:
+            with writer(repo) as co:
+                rows = _arrayset_rows(co)
+        except PermissionError as exc:  # another process is writing: list what is committed
+            current = repo.writer_branch
+            if branch_head(repo, current) is None:
+                raise
+            typer.echo(f"note: the staging area is in use ({exc}); listing the head of {current}", err=True)
+            with reader(repo, current) as co:
+                rows = _arrayset_rows(co)
     for row in rows:
         typer.echo(row)
+
+
+def _arrayset_rows(co) -> list[str]:  # noqa: ANN001 - a reader or writer checkout
+    rows = []
+    for name in sorted(co.arraysets.keys()):
+        aset = co.arraysets[name]
+        rows.append("\t".join([name, str(len(aset)), str(aset.dtype), format_shape(aset.shape),
+                               "variable" if aset.variable_shape else "fixed",
+                               "named" if aset.named_samples else "unnamed"]))
+    return rows
 
 
 def _stats(arr) -> list[str]:  # noqa: ANN001
