@@ -431,7 +431,12 @@ def run_server(path: str, ip: str = "127.0.0.1", port: int = 50051, username: Op
     frontend = None
     if context is not None:
         frontend = TLSFrontend(ip, port, server.effective_port, context)
-        frontend.start()
+        try:
+            frontend.start()
+        except BaseException:  # e.g. the port is taken: leave nothing running or open
+            server.close()
+            app.close()
+            raise
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)
