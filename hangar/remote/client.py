@@ -124,7 +124,8 @@ class DataClient:
         hint = ""
         if isinstance(exc, ssl.SSLCertVerificationError):
             hint = "; its TLS certificate is not trusted here: add its CA to the system store or set SSL_CERT_FILE"
-        elif not self.tls and isinstance(exc, http.client.RemoteDisconnected):
+        elif not self.tls and isinstance(exc, (http.client.BadStatusLine, ConnectionResetError)):
+            # what a TLS port does to a plain HTTP request (RemoteDisconnected is both)
             hint = "; if the server runs with --tls-cert, use the address https://IP:PORT"
         return ConnectionError(f"hangar server at {self.address} could not be reached or dropped the "
                                f"connection ({type(exc).__name__}: {exc}){hint}")
