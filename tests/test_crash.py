@@ -94,11 +94,23 @@ def model(seed: int, steps: int = STEPS) -> dict[str, dict]:
 
 
 def _write(co, seed: int, step: int, ops: list, meta: dict) -> None:  # noqa: ANN001
-    for op, aset, key in ops:
+    """Apply ``ops`` in order. Odd seeds write each run of puts to one arrayset with one bulk
+    ``co[aset, keys] = [arrays]`` call (a later value for a repeated key wins, as in order)."""
+    i = 0
+    while i < len(ops):
+        op, aset, key = ops[i]
+        if op == "put" and seed % 2:
+            run = [key]
+            while i + len(run) < len(ops) and ops[i + len(run)][:2] == ("put", aset):
+                run.append(ops[i + len(run)][2])
+            co[aset, run] = [_arr(seed, step, aset if aset == "img" else "vec", k) for k in run]
+            i += len(run)
+            continue
         if op == "put":
             co.arraysets[aset][key] = _arr(seed, step, aset if aset == "img" else "vec", key)
         elif key in co.arraysets[aset]:
             del co.arraysets[aset][key]
+        i += 1
     for k, v in meta.items():
         co.metadata[k] = v
 
