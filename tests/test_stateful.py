@@ -124,6 +124,17 @@ class RepositoryMachine(RuleBasedStateMachine):
         self.co.arraysets[aset][key] = arr
         self.staged[aset][key] = _sig(arr)
 
+    @rule(aset=st.sampled_from(sorted(ASETS)), items=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=5),
+          stacked=st.booleans())
+    def add_many(self, aset: str, items: list, stacked: bool) -> None:
+        """The bulk form ``co[aset, keys] = values`` (a list, or one stacked array): a later
+        value for a repeated key wins, as if the samples were set one by one."""
+        arrays = [make(aset, v) for _, v in items]
+        stacked = stacked and len({a.shape for a in arrays}) == 1  # a stack needs one shape
+        self.co[aset, [k for k, _ in items]] = np.stack(arrays) if stacked else arrays
+        for (key, _), arr in zip(items, arrays):
+            self.staged[aset][key] = _sig(arr)
+
     @rule(aset=st.sampled_from(sorted(ASETS)), key=KEYS)
     def remove(self, aset: str, key: object) -> None:
         if key in self.staged[aset]:
