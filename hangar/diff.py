@@ -153,7 +153,7 @@ def _resolve_branch(git: GitRepo, dev_branch: object) -> str:
     # a local branch, else a fetched remote one such as 'origin/master'
     head = git.branch_or_remote_head(dev_branch) if isinstance(dev_branch, str) and dev_branch else None
     if head is None:
-        raise ValueError(f"no branch named {dev_branch!r}; branches: {git.branches() + git.remote_branches()}")
+        raise ValueError(f"no branch named {dev_branch!r}; branches: {git.all_branches()}")
     return head
 
 

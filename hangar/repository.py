@@ -316,8 +316,9 @@ class Repository:
             if head is None:
                 if isinstance(branch, str) and branch in git.branches():
                     raise ValueError(f"branch {branch!r} has no commits yet")
-                raise ValueError(f"no branch named {branch!r}; branches: {self.list_branches()}"
-                                 if self.list_branches() else "the repository has no commits yet")
+                names = self.list_branches()
+                raise ValueError(f"no branch named {branch!r}; branches: {names}"
+                                 if names else "the repository has no commits yet")
             return ReaderCheckout(self, head)
         owner = self._acquire_writer_lock(timeout)
         try:
@@ -402,9 +403,7 @@ class Repository:
             local branch with the same name as a remote one (created before the fetch)
             shadows it and is listed once.
         """
-        local = self._git.branches()
-        taken = set(local)
-        return local + [b for b in self._git.remote_branches() if b not in taken]
+        return self._git.all_branches()
 
     def remove_branch(self, name: str, *, force_delete: bool = False) -> str:
         """Delete branch ``name``; return its name.

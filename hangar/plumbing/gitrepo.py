@@ -197,6 +197,12 @@ class GitRepo:
         return sorted(r[len("refs/remotes/"):] for r in self.repo.references
                       if r.startswith("refs/remotes/") and not r.endswith("/HEAD"))
 
+    def all_branches(self) -> list[str]:
+        """Local branches, sorted, then fetched remote ones a local branch does not shadow."""
+        local = self.branches()
+        taken = set(local)
+        return local + [b for b in self.remote_branches() if b not in taken]
+
     def refs(self, prefix: str) -> dict[str, str]:
         out = {}
         for r in self.repo.references:

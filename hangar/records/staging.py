@@ -81,16 +81,15 @@ class StagedEntries:
         return name in self.base
 
     def set(self, name: str, value: object) -> None:
-        self.set_many(((name, value),))
+        if name not in self:
+            self.delta += 1
+        self.edits[name] = value
+        self.tick[0] += 1
 
     def set_many(self, items: Iterable[tuple[str, object]]) -> None:
         """``set`` each ``(name, value)`` in order (a later value for the same name wins)."""
-        edits = self.edits
         for name, value in items:
-            if name not in self:
-                self.delta += 1
-            edits[name] = value
-        self.tick[0] += 1
+            self.set(name, value)
 
     def remove(self, name: str) -> bool:
         if name not in self:
