@@ -15,6 +15,7 @@ from hangar.errors import (
     ArraysetExistsError,
     ArraysetNotFoundError,
     HandleClosedError,
+    IndexFormError,
     ReadOnlyCheckoutError,
     SampleNotFoundError,
 )
@@ -433,8 +434,8 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     def _check_stack(self, data: np.ndarray, n: int) -> np.ndarray:
         """A stacked array of ``n`` samples (first axis = samples), validated as a whole."""
-        if data.ndim == 0 or len(data) != n:
-            raise ValueError(f"{n} targets but the stacked array holds {len(data) if data.ndim else 0} samples "
+        if data.ndim == 0 or len(data) != n:  # e.g. one sample given for n keys: Hangar 0.3 said TypeError
+            raise IndexFormError(f"{n} targets but the stacked array holds {len(data) if data.ndim else 0} samples "
                              f"(shape {data.shape})")
         # every row has the stack's dtype and shape: check one (``data[0, ...]`` is always an
         # ndarray, also for 0-d rows and object stacks; an empty stack checks a blank row)

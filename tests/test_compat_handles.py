@@ -496,3 +496,14 @@ def test_hangar03_private_names_read_by_its_users(aset_repo):
             assert m._is_conman is True
     assert r._is_conman is False
     r.close()
+
+
+def test_value_of_wrong_form_raises_type_error_too(wco):
+    for op in (lambda: wco.__setitem__((["foo", "bar"], "k"), np.zeros(5, np.int64)),
+               lambda: wco.__setitem__(("foo", list(range(10))), np.zeros(5, np.int64)),
+               lambda: wco.__setitem__(("foo", [1, 2]), {1: np.zeros(5, np.int64)}),
+               lambda: wco[5]):
+        with pytest.raises(TypeError) as err:
+            op()
+        assert isinstance(err.value, ValueError)  # what it raised before issue 10
+    assert "k" not in wco.arraysets["foo"] and wco.diff.status() == "CLEAN"
