@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hangar.arrayset as arrayset_module
 from hangar import Repository
@@ -507,3 +509,59 @@ def test_value_of_wrong_form_raises_type_error_too(wco):
             op()
         assert isinstance(err.value, ValueError)  # what it raised before issue 10
     assert "k" not in wco.arraysets["foo"] and wco.diff.status() == "CLEAN"
+
+
+# --------------------------------------------------------------- batches against a dict model
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 5), st.integers(0, 9)),
+    st.tuples(st.just("remove"), st.integers(0, 5)),
+    st.tuples(st.just("contains"), st.integers(0, 5)),
+    st.tuples(st.just("get"), st.integers(0, 5)),
+    st.tuples(st.just("len"),),
+    st.tuples(st.just("bulk"), st.lists(st.integers(0, 5), min_size=1, max_size=3), st.integers(0, 9)),
+    st.tuples(st.just("nest"),),
+), max_size=25)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS, variable=st.booleans(), bound=st.sampled_from([2, 3, 16384]))
+def test_batched_writes_match_a_dict_model(aset_repo, monkeypatch, ops, variable, bound):
+    monkeypatch.setattr(arrayset_module, "HOLD_MAX_SAMPLES", bound)
+
+    def sample(v: int) -> np.ndarray:
+        return np.arange(1 + v % 3 if variable else 3, dtype=np.int64) + 10 * v
+
+    co = aset_repo.checkout(write=True)
+    try:
+        aset = co.arraysets.init_arrayset("m", shape=(3,), dtype=np.int64, variable_shape=variable)
+        model: dict[int, np.ndarray] = {}
+        with aset:
+            for op in ops:
+                if op[0] == "add":
+                    aset[op[1]] = sample(op[2])
+                    model[op[1]] = sample(op[2])
+                elif op[0] == "remove":
+                    if op[1] in model:
+                        del aset[op[1]]
+                        del model[op[1]]
+                    else:
+                        with pytest.raises(KeyError):
+                            aset.remove(op[1])
+                elif op[0] == "contains":
+                    assert (op[1] in aset) == (op[1] in model)
+                elif op[0] == "get" and op[1] in model:
+                    np.testing.assert_array_equal(aset[op[1]], model[op[1]])
+                elif op[0] == "len":
+                    assert len(aset) == len(model)
+                elif op[0] == "bulk" and not variable:
+                    co["m", op[1]] = [sample(op[2])] * len(op[1])
+                    model.update({k: sample(op[2]) for k in op[1]})
+                elif op[0] == "nest":
+                    with co, co.arraysets:
+                        aset[0] = sample(7)
+                        model[0] = sample(7)
+        assert sorted(aset.keys()) == sorted(model)
+        for k, v in model.items():
+            np.testing.assert_array_equal(aset[k], v)
+    finally:
+        co.reset_staging_area() if co.diff.status() == "DIRTY" else co.close()
