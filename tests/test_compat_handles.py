@@ -565,3 +565,15 @@ def test_batched_writes_match_a_dict_model(aset_repo, monkeypatch, ops, variable
             np.testing.assert_array_equal(aset[k], v)
     finally:
         co.reset_staging_area() if co.diff.status() == "DIRTY" else co.close()
+
+
+def test_membership_test_inside_block_keeps_samples_held(wco):
+    with wco.arraysets["foo"] as foo:
+        foo[1700] = np.zeros(5, np.int64)
+        assert 1700 in foo and np.int64(1700) in foo and 1 in foo and 1701 not in foo and "x y" not in foo
+        foo[1701] = np.ones(5, np.int64)
+        assert 1701 in foo
+        assert foo._held is not None and foo._held.keys == [1700, 1701]  # nothing stored yet
+        del foo[1700]
+        assert 1700 not in foo and 1701 in foo
+    assert 1700 not in foo and foo[1701][0] == 1
