@@ -1,0 +1,122 @@
+"""The first ten minutes of a new user (issue 11): flows that must not strand or confuse."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.cli_helpers import fails, hangar, ok
+
+
+# ------------------------------------------------------------------- import
+def test_import_commits_the_changes_staged_before_it_like_git_commit(repo, tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((2, 2), np.uint8))
+    ok(repo.path, "arrayset", "create", "images", "--shape", "2,2", "--dtype", "uint8")
+    out = ok(repo.path, "import", "images", str(tmp_path / "a.npy"), "-m", "first")
+    assert out.startswith("[master ") and "(with the changes staged before)" in out
+    assert "status: CLEAN" in ok(repo.path, "status")
+    assert ok(repo.path, "arrayset", "list", "--branch", "master").splitlines() == [
+        "images\t1\tuint8\t2,2\tfixed\tnamed"]
+    assert len(repo.log(return_contents=True)["order"]) == 1
+
+
+def test_a_failed_import_keeps_the_changes_staged_before_it(aset_repo, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    np.save(src / "0.npy", np.full(5, 7, np.int64))  # a str key '0' next to int key 0
+    np.save(src / "a_new.npy", np.ones(5, np.int64))
+    np.save(src / "b_bad.npy", np.zeros(6, np.int64))
+    co = aset_repo.checkout(write=True)
+    co.metadata["note"] = "staged"
+    co.arraysets["foo"]["x"] = np.full(5, 3, np.int64)
+    co.close()
+    head = aset_repo.log(return_contents=True)["head"]
+    err = fails(aset_repo.path, "import", "foo", str(src))
+    assert "b_bad.npy" in err
+    assert aset_repo.log(return_contents=True)["head"] == head
+    status = ok(aset_repo.path, "status")
+    assert "added: 1 sample in foo" in status and "added: 1 metadata key" in status
+    co = aset_repo.checkout(write=True)
+    try:
+        assert "a_new" not in co.arraysets["foo"] and "0" not in co.arraysets["foo"]
+        np.testing.assert_array_equal(co.arraysets["foo"]["x"], np.full(5, 3, np.int64))
+    finally:
+        co.close()
+
+
+def test_a_failed_import_restores_samples_it_overwrote(aset_repo, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    np.save(src / "a_x.npy", np.ones(5, np.int64))
+    np.save(src / "b_bad.npy", np.zeros(6, np.int64))
+    co = aset_repo.checkout(write=True)
+    co.arraysets["foo"]["a_x"] = np.full(5, 3, np.int64)
+    co.close()
+    fails(aset_repo.path, "import", "foo", str(src))
+    co = aset_repo.checkout(write=True)
+    try:
+        np.testing.assert_array_equal(co.arraysets["foo"]["a_x"], np.full(5, 3, np.int64))
+    finally:
+        co.close()
+
+
+def test_a_failed_import_with_create_over_staged_changes_removes_only_its_arrayset(aset_repo, tmp_path):
+    np.save(tmp_path / "good.npy", np.zeros(3, np.int8))
+    (tmp_path / "bad.npy").write_bytes(b"not an npy file")
+    co = aset_repo.checkout(write=True)
+    co.metadata["note"] = "staged"
+    co.close()
+    fails(aset_repo.path, "import", "fresh", str(tmp_path / "good.npy"), str(tmp_path / "bad.npy"), "--create")
+    lines = ok(aset_repo.path, "status").splitlines()
+    assert lines[2:] == ["status: DIRTY", "added: 1 metadata key"]
+
+
+def test_import_lists_every_invalid_file_name_in_one_error(repo, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("cat photo", "dog", "bird!"):
+        np.save(src / f"{name}.npy", np.zeros(2, np.int8))
+    ok(repo.path, "arrayset", "create", "a", "--shape", "2", "--dtype", "int8")
+    err = fails(repo.path, "import", "a", str(src))
+    assert "2 file names are not a valid sample name" in err
+    assert "'cat photo.npy'" in err and "'bird!.npy'" in err and "--key-from sanitized" in err
+    assert "status: DIRTY" in ok(repo.path, "status")  # the staged arrayset stays staged
+    assert "added: arrayset a" in ok(repo.path, "status")
+
+
+def test_import_key_from_sanitized_maps_file_names_to_valid_keys_and_reports_them(repo, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("cat photo", "dog"):
+        np.save(src / f"{name}.npy", np.zeros(2, np.int8))
+    ok(repo.path, "arrayset", "create", "a", "--shape", "2", "--dtype", "int8")
+    out = ok(repo.path, "import", "a", str(src), "--key-from", "sanitized")
+    assert "renamed: 'cat photo.npy' -> cat_photo" in out
+    co = repo.checkout()
+    try:
+        assert sorted(co.arraysets["a"].keys()) == ["cat_photo", "dog"]
+    finally:
+        co.close()
+    assert "--key-from" in fails(repo.path, "import", "a", str(src), "--key-from", "bogus")
+
+
+def test_import_of_a_directory_skips_hidden_directories(repo):
+    np.save(repo.path + "/one.npy", np.zeros(2, np.int8))
+    out = ok(repo.path, "import", "a", ".", "--create")
+    assert "imported 1 sample from 1 file into a" in out
+
+
+def test_keyboard_interrupt_during_import_says_nothing_was_committed(aset_repo, tmp_path, monkeypatch):
+    import hangar.cli.io_cmds as io_cmds
+
+    np.save(tmp_path / "s.npy", np.zeros(5, np.int64))
+
+    def interrupted(path, shape):  # noqa: ANN001, ANN202 - what Ctrl-C does in the middle of reading
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io_cmds, "read_samples", interrupted)
+    head = aset_repo.log(return_contents=True)["head"]
+    result = hangar(aset_repo.path, "import", "foo", str(tmp_path / "s.npy"))
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "interrupted: nothing was committed"
+    assert aset_repo.log(return_contents=True)["head"] == head
+    assert "status: CLEAN" in ok(aset_repo.path, "status")
