@@ -538,7 +538,7 @@ class Repository:
         for name in snap.arrayset_names():
             s = snap.schema(name)
             assert s is not None
-            lines.append(f"  {name}: {snap.samples(name).count()} samples, dtype {s.dtype}, "
+            lines.append(f"  {name}: {snap.samples(name).count()} samples, dtype {s.np_dtype}, "
                          f"{'max ' if s.variable_shape else ''}shape {s.shape}, "
                          f"named_samples={s.named_samples}, backend={s.backend}")
         lines.append(f"metadata: {snap.metadata.count()} keys")

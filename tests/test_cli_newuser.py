@@ -120,3 +120,10 @@ def test_keyboard_interrupt_during_import_says_nothing_was_committed(aset_repo, 
     assert result.stderr.strip() == "interrupted: nothing was committed"
     assert aset_repo.log(return_contents=True)["head"] == head
     assert "status: CLEAN" in ok(aset_repo.path, "status")
+
+
+# ---------------------------------------------------------------- set-up polish
+def test_summary_prints_dtypes_as_the_other_verbs_do(aset_repo):
+    out = ok(aset_repo.path, "summary")
+    assert "foo: 10 samples, dtype int64," in out and "bar: 10 samples, dtype float32," in out
+    assert "<i8" not in out and "|u1" not in out

@@ -53,12 +53,12 @@ def remote_list() -> None:
 
 @remote_app.command("ping")
 def remote_ping(name: str = typer.Argument(..., help="Remote to ping.")) -> None:
-    """Check that a remote answers and print the round trip time in seconds.
+    """Check that a remote answers and print the round trip time (NAME<TAB>1.2 ms).
 
     Example: hangar remote ping origin
     """
     seconds = open_repo().remote.ping(name)
-    typer.echo(f"{name}\t{seconds:.4f}")
+    typer.echo(f"{name}\t{seconds * 1000:.1f} ms")
 
 
 @app.command("clone")
