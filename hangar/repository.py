@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 from hangar import __version__
 from hangar.checkout import ReaderCheckout, WriterCheckout
-from hangar.errors import HangarError, WriterLockError
+from hangar.errors import HangarError, NothingToCommitError, StagingBaseMovedError, WriterLockError
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
 from hangar.plumbing.trees import empty_tree_id
@@ -265,6 +265,38 @@ class Repository:
                 pass
         return True
 
+    def reset_staging_area(self) -> str:
+        """Drop every staged change, whatever commit they are based on; return the new base.
+
+        Unlike :meth:`hangar.checkout.WriterCheckout.reset_staging_area` this needs no writer
+        checkout, so it also works when none can be opened because the staging area is based
+        on a commit its branch no longer points at (``StagingBaseMovedError``). The staging
+        area is then based on the branch's current head.
+
+        Returns
+        -------
+        str
+            The commit the staging area is now based on ('' before the first commit).
+
+        Raises
+        ------
+        RuntimeError
+            (``NothingToCommitError``) If nothing is staged.
+        PermissionError
+            If a writer checkout holds the writer lock.
+        """
+        git = self._git
+        owner = self._acquire_writer_lock()
+        try:
+            state = self._staging_state()
+            head = git.branch_head(state.branch) if state is not None else None
+            if state is None or state.is_clean(git) or (head is not None and state.tree == git.commit_tree_id(head)):
+                raise NothingToCommitError("nothing to reset: the staging area has no changes")
+            StagingState(state.branch, head, git.commit_tree_id(head) if head else None).save(self._hangar_dir)
+            return head or ""
+        finally:
+            self._release_writer_lock(owner)
+
     # -------------------------------------------------------------- checkout
     def checkout(self, write: bool = False, *, branch: str = "master",
                  commit: str = "", timeout: Optional[float] = None) -> Union[ReaderCheckout, WriterCheckout]:
@@ -340,6 +372,13 @@ class Repository:
             if not clean:  # a commit that moved its branch but died before saving the staging state
                 moved = git.branch_head(state.branch)
                 clean = moved is not None and state.tree == git.commit_tree_id(moved)
+            if not clean and state.branch == branch:
+                moved = git.branch_head(branch)
+                raise StagingBaseMovedError(
+                    f"the staging area holds changes based on commit {(state.base or '(none)')[:10]} of branch "
+                    f"{branch!r}, which has moved to {(moved or '(none)')[:10]} since (a push or fetch into this "
+                    "repository): they cannot be committed on the new head; drop them with "
+                    "repo.reset_staging_area(), then redo them")
             if not clean:
                 raise ValueError(
                     f"the staging area holds uncommitted changes on branch {state.branch!r}; commit or "

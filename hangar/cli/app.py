@@ -37,8 +37,10 @@ def current_state() -> CliState:
 
 def _hint(exc: BaseException) -> str:
     """The command-line way out of errors whose messages name a Python call."""
-    from hangar.errors import RemoteDataError, WriterLockError
+    from hangar.errors import RemoteDataError, StagingBaseMovedError, WriterLockError
 
+    if isinstance(exc, StagingBaseMovedError):
+        return "from the command line: hangar reset"
     if isinstance(exc, WriterLockError):
         return "from the command line: hangar writer-lock --force-release"
     if isinstance(exc, RemoteDataError):

@@ -8,8 +8,9 @@ from typing import Any, Iterable, Iterator, Optional
 
 import typer
 
-from hangar.cli.app import app
+from hangar.cli.app import app, error_message
 from hangar.cli.context import CliError, branch_head, open_repo, reader, state, writer
+from hangar.errors import StagingBaseMovedError
 
 _CODES = {"added": "A", "deleted": "D", "mutated": "M"}
 _WORDS = {"added": "added", "deleted": "removed", "mutated": "mutated"}
@@ -118,6 +119,10 @@ def status() -> None:
         current = repo.writer_branch
         lines = [f"branch: {current}", f"head: {branch_head(repo, current) or '(no commits yet)'}",
                  "status: UNKNOWN", f"note: the staging area is in use ({exc})"]
+    except StagingBaseMovedError as exc:  # the branch moved under staged changes: say how out
+        current = repo.writer_branch
+        lines = [f"branch: {current}", f"head: {branch_head(repo, current) or '(no commits yet)'}",
+                 "status: STALE", f"note: {error_message(exc)}"]
     typer.echo("\n".join(lines))
 
 
@@ -282,12 +287,14 @@ def reset() -> None:
 
     Example: hangar reset
     """
+    from hangar.errors import NothingToCommitError
+
     repo = open_repo()
-    with writer(repo) as co:
-        if co.diff.status() == "CLEAN":
-            typer.echo("nothing to reset: the staging area is clean")
-            return
-        base = co.reset_staging_area()
+    try:
+        base = repo.reset_staging_area()  # also when the branch moved under the staged changes
+    except NothingToCommitError:
+        typer.echo("nothing to reset: the staging area is clean")
+        return
     typer.echo(f"staging area reset to {base or '(no commits yet)'}")
 
 
