@@ -219,15 +219,24 @@ class Repository:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            try:
-                with open(path) as f:
-                    held = json.load(f)
-                who = f"pid {held.get('pid')} on {held.get('host')}"
-            except (OSError, ValueError):
-                who = "another process"
-            raise WriterLockError(
-                f"the writer lock of {self._path!r} is held by {who}; close that writer checkout, or "
-                "if it is dead call repo.force_release_writer_lock()") from None
+            holder = self.writer_lock_holder
+            who = f"pid {holder['pid']} on {holder['host']}" if holder else "another process"
+            alive = holder.get("alive") if holder else None
+            if alive is False:
+                err = WriterLockError(
+                    f"the writer lock of {self._path!r} is held by {who}, which is no longer running (it died "
+                    "without closing its writer checkout): release the stale lock with "
+                    "repo.force_release_writer_lock()")
+            elif alive:
+                err = WriterLockError(
+                    f"the writer lock of {self._path!r} is held by {who}, which is running: close that writer "
+                    "checkout (or wait for it: repo.checkout(write=True, timeout=SECONDS))")
+            else:
+                err = WriterLockError(
+                    f"the writer lock of {self._path!r} is held by {who}; close that writer checkout, or if it "
+                    "is dead call repo.force_release_writer_lock()")
+            err.holder_alive = alive  # type: ignore[attr-defined]
+            raise err from None
         with os.fdopen(fd, "w") as f:
             json.dump(info, f)
         return owner
@@ -242,9 +251,39 @@ class Repository:
         if held.get("owner") == owner:
             os.unlink(path)
 
+    @property
+    def writer_lock_holder(self) -> Optional[dict]:
+        """Who holds the writer lock: ``{'pid', 'host', 'since', 'alive'}``, or None when it is free.
+
+        ``alive`` is True or False when the holder runs on this host (its pid is checked), and
+        None when that cannot be told (another host, or an unreadable lock file).
+        """
+        self._git  # noqa: B018
+        path = os.path.join(self._hangar_dir, LOCK_FILE)
+        try:
+            with open(path) as f:
+                held = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"pid": None, "host": None, "since": None, "alive": None}
+        pid, host = held.get("pid"), held.get("host")
+        alive: Optional[bool] = None
+        if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
+            try:
+                os.kill(pid, 0)  # signal 0: only asks whether the process exists
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:  # exists, owned by another user
+                alive = True
+        return {"pid": pid, "host": host, "since": held.get("since"), "alive": alive}
+
     def force_release_writer_lock(self) -> bool:
         """Remove the writer lock left behind by an unclosed writer. Never use it while a
         writer is active. Returns True when the lock is released.
+
+        Warns ``ResourceWarning`` (as Hangar 0.3 did): whoever held the lock loses it.
 
         Branch ref lock files (``refs/heads/*.lock``) a writer killed mid-update left behind
         are removed too: only the writer moves branches, so with its lock gone they are stale.
@@ -263,6 +302,7 @@ class Repository:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+        warnings.warn("the writer lock was force-released", ResourceWarning, stacklevel=2)
         return True
 
     def reset_staging_area(self) -> str:

@@ -440,9 +440,11 @@ def test_writer_lock_shows_state_and_force_release_frees_it(aset_repo):
     assert ok(aset_repo.path, "writer-lock").strip() == "writer lock: free"
     co = aset_repo.checkout(write=True)
     try:
-        assert ok(aset_repo.path, "writer-lock").strip() == "writer lock: held"
-        assert "hangar writer-lock --force-release" in fails(aset_repo.path, "commit", "-m", "x")
-        assert ok(aset_repo.path, "writer-lock", "--force-release").strip() == "writer lock: released"
+        # issue 11: the holder is named, and a running holder needs --force to be released
+        assert ok(aset_repo.path, "writer-lock").strip().startswith(f"writer lock: held by pid {os.getpid()}")
+        assert "hangar writer-lock shows the holder" in fails(aset_repo.path, "commit", "-m", "x")
+        assert "--force" in fails(aset_repo.path, "writer-lock", "--force-release")
+        assert ok(aset_repo.path, "writer-lock", "--force-release", "--force").startswith("writer lock: released")
         assert not aset_repo.writer_lock_held
     finally:
         co.close()
@@ -479,5 +481,5 @@ def test_error_messages_naming_python_calls_get_the_command_line_way_out():
     from hangar.errors import RemoteDataError, WriterLockError
 
     assert error_message(RemoteDataError("bytes of 'x' are remote")).endswith("hangar fetch-data REMOTE BRANCH")
-    assert "hangar writer-lock --force-release" in error_message(WriterLockError("lock held"))
+    assert "--force-release --force if it is dead" in error_message(WriterLockError("lock held"))
     assert error_message(KeyError("no arrayset named 'x'")) == "no arrayset named 'x'"

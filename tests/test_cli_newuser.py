@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 
 from tests.cli_helpers import fails, hangar, ok
 
@@ -127,3 +133,47 @@ def test_summary_prints_dtypes_as_the_other_verbs_do(aset_repo):
     out = ok(aset_repo.path, "summary")
     assert "foo: 10 samples, dtype int64," in out and "bar: 10 samples, dtype float32," in out
     assert "<i8" not in out and "|u1" not in out
+
+
+# -------------------------------------------------------------------- locks
+def _writer_killed_by_sigkill(repo) -> None:
+    code = (f"from hangar import Repository; import os, signal; r = Repository({repo.path!r}); "
+            "co = r.checkout(write=True); os.kill(os.getpid(), signal.SIGKILL)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
+
+
+def test_a_lock_of_a_writer_killed_with_sigkill_is_reported_stale_and_released_without_force(aset_repo):
+    _writer_killed_by_sigkill(aset_repo)
+    holder = aset_repo.writer_lock_holder
+    assert holder["alive"] is False and holder["host"] == socket.gethostname()
+    with pytest.raises(PermissionError, match="no longer running"):
+        aset_repo.checkout(write=True)
+    err = fails(aset_repo.path, "commit", "-m", "x")
+    assert "no longer running" in err and "hangar writer-lock --force-release" in err
+    assert "(not running: stale" in ok(aset_repo.path, "writer-lock")
+    assert ok(aset_repo.path, "writer-lock", "--force-release").startswith("writer lock: released")
+    assert not aset_repo.writer_lock_held
+    aset_repo.checkout(write=True).close()
+
+
+def test_force_release_of_a_running_writer_is_refused_unless_forced_twice(aset_repo):
+    co = aset_repo.checkout(write=True)
+    try:
+        assert aset_repo.writer_lock_holder["alive"] is True
+        with pytest.raises(PermissionError) as info:
+            aset_repo.checkout(write=True)
+        assert "which is running" in str(info.value) and "force_release_writer_lock" not in str(info.value)
+        err = fails(aset_repo.path, "writer-lock", "--force-release")
+        assert "is running" in err and "--force-release --force" in err
+        assert aset_repo.writer_lock_held
+        assert ok(aset_repo.path, "writer-lock", "--force-release", "--force").startswith("writer lock: released")
+        assert not aset_repo.writer_lock_held
+    finally:
+        co.close()
+
+
+def test_force_release_writer_lock_warns_resource_warning_as_hangar_0_3(aset_repo):
+    co = aset_repo.checkout(write=True)
+    with pytest.warns(ResourceWarning, match="force-released"):
+        assert aset_repo.force_release_writer_lock() is True
+    co.close()

@@ -42,7 +42,12 @@ def _hint(exc: BaseException) -> str:
     if isinstance(exc, StagingBaseMovedError):
         return "from the command line: hangar reset"
     if isinstance(exc, WriterLockError):
-        return "from the command line: hangar writer-lock --force-release"
+        alive = getattr(exc, "holder_alive", None)
+        if alive:
+            return "from the command line: hangar writer-lock shows the holder"
+        if alive is False:
+            return "from the command line: hangar writer-lock --force-release"
+        return "from the command line: hangar writer-lock shows the holder; --force-release --force if it is dead"
     if isinstance(exc, RemoteDataError):
         return "from the command line: hangar fetch-data REMOTE BRANCH"
     return ""

@@ -301,16 +301,41 @@ def reset() -> None:
 @app.command("writer-lock")
 def writer_lock(
     force_release: bool = typer.Option(False, "--force-release",
-                                       help="Remove a lock left by a dead writer. Never while a writer runs."),
+                                       help="Remove a lock left by a dead writer (refused for a running one)."),
+    force: bool = typer.Option(False, "--force",
+                               help="With --force-release: release even a lock whose holder runs or cannot be "
+                                    "checked (its uncommitted work may be lost)."),
 ) -> None:
-    """Show whether the writer lock is held, or force-release a stale one.
+    """Show who holds the writer lock, or release a stale one.
 
     Example: hangar writer-lock --force-release
     """
+    import warnings
+
     repo = open_repo()
-    if force_release:
-        held = repo.writer_lock_held
-        repo.force_release_writer_lock()
-        typer.echo("writer lock: released" if held else "writer lock: free (nothing to release)")
+    holder = repo.writer_lock_holder
+    if not force_release:
+        typer.echo(f"writer lock: {_holder_text(holder)}")
         return
-    typer.echo(f"writer lock: {'held' if repo.writer_lock_held else 'free'}")
+    if holder is None:
+        typer.echo("writer lock: free (nothing to release)")
+        return
+    if holder["alive"] is not False and not force:
+        state = "is running" if holder["alive"] else "may be running (it cannot be checked from here)"
+        raise CliError(f"the writer lock is held by pid {holder['pid']} on {holder['host']}, which {state}; "
+                       "releasing it would let two writers change the staging area at once. Close that "
+                       "writer (or wait for it); if you are sure it is gone, pass --force-release --force")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the line below says it
+        repo.force_release_writer_lock()
+    typer.echo(f"writer lock: released (was held by pid {holder['pid']} on {holder['host']})")
+
+
+def _holder_text(holder: Optional[dict]) -> str:
+    if holder is None:
+        return "free"
+    if holder["pid"] is None:
+        return "held (the lock file cannot be read)"
+    state = {True: "running", False: "not running: stale, release it with hangar writer-lock --force-release",
+             None: "cannot be checked from this host"}[holder["alive"]]
+    return f"held by pid {holder['pid']} on {holder['host']} ({state})"
