@@ -69,3 +69,7 @@ class PushRefusedError(HangarError, PermissionError):
 
 class StagingBaseMovedError(HangarError, ValueError):
     """The staging area holds changes based on a commit its branch no longer points at."""
+
+
+class BranchSwitchWarning(UserWarning):
+    """A writer checkout moved the staging area (the command line's current branch) to another branch."""

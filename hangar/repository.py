@@ -13,7 +13,13 @@ from typing import Optional, Union
 
 from hangar import __version__
 from hangar.checkout import ReaderCheckout, WriterCheckout
-from hangar.errors import HangarError, NothingToCommitError, StagingBaseMovedError, WriterLockError
+from hangar.errors import (
+    BranchSwitchWarning,
+    HangarError,
+    NothingToCommitError,
+    StagingBaseMovedError,
+    WriterLockError,
+)
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
 from hangar.plumbing.trees import empty_tree_id
@@ -423,6 +429,12 @@ class Repository:
                 raise ValueError(
                     f"the staging area holds uncommitted changes on branch {state.branch!r}; commit or "
                     f"reset them before checking out {branch!r} for writing")
+            if state.branch != branch:
+                warnings.warn(
+                    f"the writer checkout moves the staging area from branch {state.branch!r} to {branch!r}: "
+                    f"commits go to {branch!r}, and {branch!r} becomes the current branch of the hangar "
+                    f"command line (pass branch={state.branch!r} to stay on it)", BranchSwitchWarning,
+                    stacklevel=4)
             state = None
         if state is None:
             state = StagingState(branch, head, git.commit_tree_id(head) if head else None)
@@ -502,8 +514,9 @@ class Repository:
         if head is None:
             raise ValueError(f"no branch named {name!r}; branches: {self.list_branches()}")
         if name == self._writer_branch():
-            raise PermissionError(f"branch {name!r} is the writer's branch; check out another branch "
-                                  "for writing before removing it")
+            raise PermissionError(f"branch {name!r} is the current branch (the staging area and the next commit "
+                                  "are based on it); make another branch current first: "
+                                  "repo.checkout(write=True, branch=OTHER)")
         if not force_delete and not self._held_elsewhere(f"refs/heads/{name}", head):
             raise ValueError(f"branch {name!r} has commits no other branch holds; merge it first "
                              "or pass force_delete=True")

@@ -87,7 +87,8 @@ def test_repository_is_found_from_a_subdirectory(aset_repo):
 # --------------------------------------------------- staging and commits
 def test_arrayset_create_then_commit_moves_status_from_dirty_to_clean(repo):
     out = ok(repo.path, "status")
-    assert out.splitlines() == ["branch: master", "head: (no commits yet)", "status: CLEAN"]
+    assert out.splitlines() == ["branch: master", "head: (no commits yet)", "status: CLEAN",
+                                "next commit: on branch master"]  # issue 11 added the last line
     out = ok(repo.path, "arrayset", "create", "digits", "--shape", "28,28", "--dtype", "uint8")
     assert out.startswith("created arrayset digits: dtype uint8, shape 28,28")
     out = ok(repo.path, "status")
@@ -97,7 +98,8 @@ def test_arrayset_create_then_commit_moves_status_from_dirty_to_clean(repo):
     out = ok(repo.path, "commit", "-m", "add digits")
     head = repo.log(return_contents=True)["head"]
     assert out.strip() == f"[master {head}] add digits"
-    assert ok(repo.path, "status").splitlines() == ["branch: master", f"head: {head}", "status: CLEAN"]
+    assert ok(repo.path, "status").splitlines() == ["branch: master", f"head: {head}", "status: CLEAN",
+                                                    "next commit: on branch master"]
     co = repo.checkout()
     try:
         assert co.arraysets["digits"].shape == (28, 28)

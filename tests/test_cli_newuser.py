@@ -73,7 +73,7 @@ def test_a_failed_import_with_create_over_staged_changes_removes_only_its_arrays
     co.close()
     fails(aset_repo.path, "import", "fresh", str(tmp_path / "good.npy"), str(tmp_path / "bad.npy"), "--create")
     lines = ok(aset_repo.path, "status").splitlines()
-    assert lines[2:] == ["status: DIRTY", "added: 1 metadata key"]
+    assert lines[2:] == ["status: DIRTY", "added: 1 metadata key", "next commit: on branch master"]
 
 
 def test_import_lists_every_invalid_file_name_in_one_error(repo, tmp_path):
@@ -177,3 +177,28 @@ def test_force_release_writer_lock_warns_resource_warning_as_hangar_0_3(aset_rep
     with pytest.warns(ResourceWarning, match="force-released"):
         assert aset_repo.force_release_writer_lock() is True
     co.close()
+
+
+# ------------------------------------------------------------ current branch
+def test_a_python_writer_checkout_moving_the_cli_current_branch_warns_and_status_says_so(aset_repo):
+    from hangar.errors import BranchSwitchWarning
+
+    ok(aset_repo.path, "checkout", "-b", "augment")  # the CLI's own move does not warn
+    assert "next commit: on branch augment" in ok(aset_repo.path, "status")
+    with pytest.warns(BranchSwitchWarning, match="from branch 'augment' to 'master'"):
+        co = aset_repo.checkout(write=True)  # the spec's default branch
+    co.close()
+    assert ok(aset_repo.path, "status").splitlines()[0] == "branch: master"
+    assert "next commit: on branch master" in ok(aset_repo.path, "status")
+    assert ok(aset_repo.path, "branch", "-d", "augment").strip() == "deleted branch augment"
+    err = fails(aset_repo.path, "branch", "-d", "master")
+    assert "is the current branch" in err and "hangar checkout OTHER" in err
+
+
+def test_a_writer_checkout_of_the_current_branch_does_not_warn(aset_repo):
+    import warnings
+
+    ok(aset_repo.path, "checkout", "-b", "augment")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aset_repo.checkout(write=True, branch="augment").close()

@@ -39,6 +39,8 @@ def _hint(exc: BaseException) -> str:
     """The command-line way out of errors whose messages name a Python call."""
     from hangar.errors import RemoteDataError, StagingBaseMovedError, WriterLockError
 
+    if isinstance(exc, PermissionError) and "is the current branch" in str(exc):
+        return "from the command line: hangar checkout OTHER"
     if isinstance(exc, StagingBaseMovedError):
         return "from the command line: hangar reset"
     if isinstance(exc, WriterLockError):

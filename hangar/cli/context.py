@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Optional, Union
 
@@ -54,8 +55,16 @@ def open_repo() -> "Repository":
 
 @contextmanager
 def writer(repo: "Repository", branch: Optional[str] = None) -> Iterator["WriterCheckout"]:
-    """The write-enabled checkout of ``branch`` (default: the current branch), always closed."""
-    co = repo.checkout(write=True, branch=branch or repo.writer_branch)
+    """The write-enabled checkout of ``branch`` (default: the current branch), always closed.
+
+    Moving to another branch is what the verbs that name one (``checkout``, ``import
+    --branch``) mean to do: the Python API's warning about it is not shown.
+    """
+    from hangar.errors import BranchSwitchWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BranchSwitchWarning)
+        co = repo.checkout(write=True, branch=branch or repo.writer_branch)
     try:
         yield co
     finally:

@@ -115,6 +115,7 @@ def status() -> None:
             lines.append(f"status: {st}")
             if st == "DIRTY" and hasattr(co.diff, "staged"):
                 lines += _summary_lines(co.diff.staged())
+            lines.append(f"next commit: on branch {co.branch_name}")
     except PermissionError as exc:  # another process is writing: its staged changes are its own for now
         current = repo.writer_branch
         lines = [f"branch: {current}", f"head: {branch_head(repo, current) or '(no commits yet)'}",
