@@ -202,3 +202,22 @@ def test_a_writer_checkout_of_the_current_branch_does_not_warn(aset_repo):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         aset_repo.checkout(write=True, branch="augment").close()
+
+
+# ---------------------------------------------------- failed commands leave nothing
+def test_checkout_b_with_staged_changes_fails_and_creates_no_branch(aset_repo):
+    ok(aset_repo.path, "arrayset", "create", "tmp", "--shape", "1", "--dtype", "int8")
+    assert "uncommitted changes" in fails(aset_repo.path, "checkout", "-b", "dev")
+    assert aset_repo.list_branches() == ["master"]
+
+
+def test_a_failed_clone_removes_the_folder_it_created(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    err = fails(tmp_path, "clone", f"127.0.0.1:{port}", "dst", "--name", "B", "--email", "b@example.com")
+    assert "127.0.0.1" in err
+    assert not (tmp_path / "dst").exists()
+    (tmp_path / "mine").mkdir()
+    fails(tmp_path, "clone", f"127.0.0.1:{port}", "mine", "--name", "B", "--email", "b@example.com")
+    assert (tmp_path / "mine").is_dir() and list((tmp_path / "mine").iterdir()) == []  # not ours to remove

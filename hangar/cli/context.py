@@ -147,3 +147,13 @@ def parse_key(aset: object, text: str) -> Union[str, int]:
     if text.isdigit() and int(text) in aset:  # type: ignore[operator]
         return int(text)
     return text
+
+
+def not_fetched(repo: "Repository", what: str, arrayset: str, branch: Optional[str],
+                commit: Optional[str]) -> CliError:
+    """The error for reading sample bytes a partial clone does not hold yet, naming the command."""
+    remotes = sorted(r.name for r in repo.remote.list_all())
+    remote = remotes[0] if len(remotes) == 1 else "REMOTE"
+    where = f"--commit {commit}" if commit else (branch or repo.writer_branch)
+    return CliError(f"{what} of arrayset {arrayset!r} is not fetched yet (this repository holds its record, the "
+                    f"remote its bytes); bring it with: hangar fetch-data {remote} {where} --arrayset {arrayset}")

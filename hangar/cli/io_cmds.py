@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterator, Optional
 import typer
 
 from hangar.cli.app import app
-from hangar.cli.context import CliError, open_repo, reader, start_dir, writer
+from hangar.cli.context import CliError, not_fetched, open_repo, reader, start_dir, writer
 from hangar.cli.images import IMAGE_SUFFIXES
 from hangar.cli.progress import progress
 from hangar.records.keys import MAX_NAME_LENGTH, validate_key
@@ -241,11 +241,15 @@ def export(
 
     if fmt not in ("npy", "png"):
         raise CliError(f"format {fmt!r} is not known; choose npy or png")
+
     repo = open_repo()
     target = _resolve(outdir)
     with reader(repo, branch, commit) as co:
         aset = co.arraysets[arrayset]
         keys = list(aset.keys())
+        remote = len(aset.remote_reference_sample_keys)
+        if remote:  # checked first: nothing is written when the export cannot finish
+            raise not_fetched(repo, f"{remote} of {len(keys)} samples", arrayset, branch, commit)
         names: dict[str, object] = {}
         for k in keys:
             if str(k) in names:

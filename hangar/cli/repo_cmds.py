@@ -209,8 +209,13 @@ def checkout(
     repo = open_repo()
     if create:
         repo.create_branch(name)
-    with writer(repo, name) as co:
-        head = co.commit_hash
+    try:
+        with writer(repo, name) as co:
+            head = co.commit_hash
+    except BaseException:
+        if create:  # a failed checkout -b leaves no branch behind
+            repo.remove_branch(name, force_delete=True)
+        raise
     typer.echo(f"switched to branch {name} at {head or '(no commits yet)'}")
 
 
