@@ -221,3 +221,61 @@ def test_a_failed_clone_removes_the_folder_it_created(tmp_path):
     (tmp_path / "mine").mkdir()
     fails(tmp_path, "clone", f"127.0.0.1:{port}", "mine", "--name", "B", "--email", "b@example.com")
     assert (tmp_path / "mine").is_dir() and list((tmp_path / "mine").iterdir()) == []  # not ours to remove
+
+
+# ----------------------------------------------------------- errors speak CLI
+def test_cli_errors_name_flags_and_verbs_not_python_calls(aset_repo):
+    aset_repo.create_branch("dev")
+    co = aset_repo.checkout(write=True, branch="dev")
+    co["foo", 77] = np.zeros(5, np.int64)
+    co.commit("dev only")
+    co.close()
+    ok(aset_repo.path, "checkout", "master")
+    err = fails(aset_repo.path, "branch", "-d", "dev")
+    assert "pass -D" in err and "force_delete" not in err
+    _commit_on_both(aset_repo)
+    err = hangar(aset_repo.path, "merge", "dev").stderr
+    assert "--strategy ours" in err and "--strategy theirs" in err and "strategy='" not in err
+
+
+def _commit_on_both(repo):
+    for branch, value in (("dev", "d"), ("master", "m")):
+        co = repo.checkout(write=True, branch=branch)
+        co.metadata["hello"] = value
+        co.commit(f"hello on {branch}")
+        co.close()
+
+
+def test_error_translation_covers_the_python_calls_messages_name():
+    from hangar.cli.app import cli_words
+
+    assert cli_words("fetch it (repo.remote.fetch('origin', 'master')), merge") == \
+        "fetch it (hangar fetch origin master), merge"
+    assert cli_words("max_num_bytes must be a positive int") == "--max-bytes must be a positive int"
+    assert cli_words("use repo.remote.fetch_data(...) to retrieve them") == \
+        "hangar fetch-data REMOTE BRANCH to retrieve them"
+
+
+def test_head_head_n_short_hashes_and_remote_branches_are_accepted_where_a_commit_is_expected(aset_repo):
+    first = aset_repo.log(return_contents=True)["head"]
+    co = aset_repo.checkout(write=True)
+    co["foo", 50] = np.zeros(5, np.int64)
+    co.commit("second")
+    co.close()
+    second = aset_repo.log(return_contents=True)["head"]
+    assert "foo\t10\t" in ok(aset_repo.path, "arrayset", "list", "--commit", "HEAD~1")
+    assert "foo\t11\t" in ok(aset_repo.path, "arrayset", "list", "--commit", "HEAD")
+    assert "foo\t10\t" in ok(aset_repo.path, "arrayset", "list", "--commit", "HEAD^")
+    assert "foo\t10\t" in ok(aset_repo.path, "arrayset", "list", "--commit", first[:8])
+    assert f"commit: {first}" in ok(aset_repo.path, "summary", "HEAD~1")
+    assert f"commit: {first}" in ok(aset_repo.path, "summary", "--commit", "master~")
+    assert ok(aset_repo.path, "branch", "old", "HEAD~1").strip() == f"created branch old at {first}"
+    assert "A\tsample\tfoo\t50" in ok(aset_repo.path, "diff", "HEAD~1") or \
+        "D\tsample\tfoo\t50" in ok(aset_repo.path, "diff", "HEAD~1")
+    assert "dtype: int64" in ok(aset_repo.path, "view", "foo", "50", "--commit", "HEAD")
+    aset_repo._git.set_ref("refs/remotes/origin/master", second)  # what a fetch leaves
+    assert f"commit: {second}" in ok(aset_repo.path, "summary", "--commit", "origin/master")
+    err = fails(aset_repo.path, "summary", "--commit", "HEAD~5")
+    assert "has no parent" in err
+    err = fails(aset_repo.path, "log", "--commit", "nonsense")
+    assert "names no commit" in err and "HEAD" in err

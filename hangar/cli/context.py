@@ -71,6 +71,44 @@ def writer(repo: "Repository", branch: Optional[str] = None) -> Iterator["Writer
         co.close()
 
 
+_REV_RE = re.compile(r"(?P<base>.*?)(?P<ops>(?:~\d*|\^)*)\Z")
+
+
+def resolve_commit(repo: "Repository", text: str) -> str:
+    """The full hash of a commit named as git users name them.
+
+    ``HEAD`` (the current branch's head), a branch (``dev``, ``origin/dev``), a full or
+    abbreviated hash, each optionally followed by ``~N`` / ``~`` / ``^`` (N-th first parent).
+    """
+    match = _REV_RE.match(text.strip())
+    base, ops = (match["base"], match["ops"]) if match and match["base"] else (text, "")
+    if base == "HEAD":
+        start = branch_head(repo, repo.writer_branch)
+        if start is None:
+            raise CliError(f"HEAD: branch {repo.writer_branch!r} has no commits yet")
+    elif base in repo.list_branches():
+        start = branch_head(repo, base)
+        if start is None:
+            raise CliError(f"branch {base!r} has no commits yet")
+    else:
+        try:
+            start = repo.log(commit=base, return_contents=True)["head"]  # type: ignore[index]
+        except ValueError:
+            raise CliError(f"{text!r} names no commit: give a commit hash (or its first 7+ characters), a "
+                           "branch (dev, origin/dev) or HEAD, optionally with ~N (N commits back)") from None
+    steps = sum(int(op[1:] or 1) if op.startswith("~") else 1 for op in re.findall(r"~\d*|\^", ops))
+    if not steps:
+        return start
+    ancestors = repo.log(commit=start, return_contents=True)["ancestors"]  # type: ignore[index]
+    current = start
+    for n in range(steps):
+        parents = ancestors.get(current) or []
+        if not parents:
+            raise CliError(f"{text!r}: commit {current[:12]} has no parent ({n} of {steps} steps back)")
+        current = parents[0]
+    return current
+
+
 @contextmanager
 def reader(repo: "Repository", branch: Optional[str] = None,
            commit: Optional[str] = None) -> Iterator["ReaderCheckout"]:
@@ -78,7 +116,7 @@ def reader(repo: "Repository", branch: Optional[str] = None,
     if commit and branch:
         raise CliError("give a branch or --commit, not both")
     if commit:
-        co = repo.checkout(commit=commit)
+        co = repo.checkout(commit=resolve_commit(repo, commit))
     else:
         co = repo.checkout(branch=branch or repo.writer_branch)
     try:

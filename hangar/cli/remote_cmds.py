@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from hangar.cli.app import app
-from hangar.cli.context import CliError, open_repo, parse_size, state
+from hangar.cli.context import CliError, open_repo, parse_size, resolve_commit, state
 
 remote_app = typer.Typer(help="Manage the remotes (hangar servers) this repository talks to.",
                          no_args_is_help=True, rich_markup_mode=None)
@@ -126,6 +126,8 @@ def fetch_data(
         raise CliError("give exactly one of BRANCH or --commit")
     limit = parse_size(max_bytes) if max_bytes is not None else None
     repo = open_repo()
+    if commit:
+        commit = resolve_commit(repo, commit)
     data_dir = os.path.join(repo.path, ".hangar", "data")
     remote_before, size_before = _remote_only(repo, branch, commit), _tree_size(data_dir)
     commits = repo.remote.fetch_data(remote, branch=branch, commit=commit, arrayset_names=arraysets or None,

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator, Optional
 import typer
 
 from hangar.cli.app import app, error_message
-from hangar.cli.context import CliError, branch_head, open_repo, reader, state, writer
+from hangar.cli.context import CliError, branch_head, open_repo, reader, resolve_commit, state, writer
 from hangar.errors import StagingBaseMovedError
 
 _CODES = {"added": "A", "deleted": "D", "mutated": "M"}
@@ -142,7 +142,15 @@ def log(
     if branch and commit:
         raise CliError("give a branch or --commit, not both")
     repo = open_repo()
+    branch, commit = _branch_or_commit(repo, branch, commit)
     repo.log(branch=branch, commit=commit, show_time=show_time, show_user=show_user)
+
+
+def _branch_or_commit(repo, branch: Optional[str], commit: Optional[str]) -> tuple:  # noqa: ANN001
+    """``(branch, full commit)``: a BRANCH argument that names no branch may name a commit (HEAD~2)."""
+    if branch is not None and branch not in repo.list_branches():
+        return None, resolve_commit(repo, branch)
+    return branch, resolve_commit(repo, commit) if commit else None
 
 
 @app.command("summary")
@@ -158,6 +166,7 @@ def summary(
     if branch and commit:
         raise CliError("give a branch or --commit, not both")
     repo = open_repo()
+    branch, commit = _branch_or_commit(repo, branch, commit)
     repo.summary(branch=branch or "", commit=commit or "")
 
 
@@ -188,11 +197,7 @@ def branch(
         if current not in names:
             typer.echo(f"* {current} (no commits yet)")
         return
-    base_commit = None
-    if base is not None:
-        base_commit = branch_head(repo, base) if base in repo.list_branches() else base
-        if base_commit is None:
-            raise CliError(f"branch {base!r} has no commits yet")
+    base_commit = resolve_commit(repo, base) if base is not None else None
     repo.create_branch(name, base_commit)
     typer.echo(f"created branch {name} at {branch_head(repo, name)}")
 
@@ -240,7 +245,7 @@ def diff(
             if target in repo.list_branches():
                 result = co.diff.branch(target)
             else:
-                result = co.diff.commit(target)
+                result = co.diff.commit(resolve_commit(repo, target))
     for line in diff_lines(result):
         typer.echo(line)
 
