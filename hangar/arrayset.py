@@ -12,6 +12,7 @@ from typing import Iterable, Iterator, Mapping, Optional, Union
 import numpy as np
 
 from hangar.errors import ArraysetExistsError, ArraysetNotFoundError, CheckoutClosedError, SampleNotFoundError
+from hangar.processes import pool_start_method
 from hangar.records.keys import (
     Key,
     decode_key,
@@ -202,7 +203,7 @@ class ArraysetDataReader:
         n_jobs = min(n_cpus, len(ptrs))
         size = -(-len(ptrs) // (n_jobs * 4))
         chunks = [(dtype, ptrs[i:i + size]) for i in range(0, len(ptrs), size)]
-        ctx = multiprocessing.get_context(start_method)
+        ctx = multiprocessing.get_context(pool_start_method(start_method))  # an unguarded script: fork
         with ctx.Pool(n_jobs, initializer=_init_batch_worker, initargs=(store,)) as pool:
             parts = pool.map(_read_batch_chunk, chunks, chunksize=1)
         return [arr for part in parts for arr in part]
