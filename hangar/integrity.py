@@ -197,6 +197,20 @@ def _walk(repo: "Repository", report: Optional[VerifyReport]) -> tuple[_Collecto
     return col, found
 
 
+def _remote_digests(repo: "Repository") -> set:
+    """Digests of every sample the fetched remote branches (``refs/remotes/*``) reach.
+
+    A walk of its own: the full walk reads each shared subtree once, under whichever commit
+    it met first, so its places cannot tell whether a remote branch holds a sample.
+    """
+    heads = sorted(set(repo._git.refs("refs/remotes/").values()))
+    if not heads:
+        return set()
+    col = _Collector(VerifyReport())  # record problems were reported by the full walk already
+    walk_reachable(repo._git, heads, [], col.blob, col.problem)
+    return set(col.digests)
+
+
 # ---------------------------------------------------------------------- verify
 def verify(repo: "Repository") -> VerifyReport:
     """Check every record and re-hash every sample reachable in ``repo``; see :class:`VerifyReport`."""
@@ -205,15 +219,16 @@ def verify(repo: "Repository") -> VerifyReport:
     report.commits, report.trees, report.samples = found.commits, found.trees, col.samples
     store = repo._store()
     store.refresh()
-    remote_heads = sorted(set(repo._git.refs("refs/remotes/").values()))
-    on_remote = {c.id for c in repo._git.walk(remote_heads)} if remote_heads else set()
+    on_remote: Optional[set] = None  # digests a fetched remote branch reaches (walked when first needed)
     for digest, (dtype, shape, places) in col.digests.items():
         aset, key, commit = places[0]
         more = f" (also {len(places) - 1} more places)" if len(places) > 1 else ""
         try:
             store.location(digest)
         except RemoteDataError:
-            if any(c in on_remote for _, _, c in places):  # a remote branch holds it: not fetched yet
+            if on_remote is None:
+                on_remote = _remote_digests(repo)
+            if digest in on_remote:  # a remote branch holds it: not fetched yet
                 report.remote_only.append(Problem("remote", aset, key, commit, "not fetched yet"))
             else:
                 report.missing.append(Problem("missing", aset, key, commit,

@@ -434,7 +434,7 @@ class Repository:
                     f"the writer checkout moves the staging area from branch {state.branch!r} to {branch!r}: "
                     f"commits go to {branch!r}, and {branch!r} becomes the current branch of the hangar "
                     f"command line (pass branch={state.branch!r} to stay on it)", BranchSwitchWarning,
-                    stacklevel=4)
+                    stacklevel=3)
             state = None
         if state is None:
             state = StagingState(branch, head, git.commit_tree_id(head) if head else None)
