@@ -514,8 +514,8 @@ class Repository:
         if head is None:
             raise ValueError(f"no branch named {name!r}; branches: {self.list_branches()}")
         if name == self._writer_branch():
-            raise PermissionError(f"branch {name!r} is the current branch (the staging area and the next commit "
-                                  "are based on it); make another branch current first: "
+            raise PermissionError(f"branch {name!r} is the current branch (the writer's branch: the staging area "
+                                  "and the next commit are based on it); make another branch current first: "
                                   "repo.checkout(write=True, branch=OTHER)")
         if not force_delete and not self._held_elsewhere(f"refs/heads/{name}", head):
             raise ValueError(f"branch {name!r} has commits no other branch holds; merge it first "
