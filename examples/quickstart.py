@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,5 +52,20 @@ def main(path: str) -> None:
     print("plain git sees:\n" + out.stdout.strip())
 
 
+def run(argv: list[str]) -> None:
+    """Run in WORKDIR (kept) when given, else in a temporary directory removed at the end."""
+    if argv:
+        print(f"working in {argv[0]} (kept)")
+        main(argv[0])
+        return
+    workdir = tempfile.mkdtemp(prefix="hangar-quickstart-")
+    print(f"working in {workdir} (removed at the end; pass a directory to keep the files)")
+    try:
+        main(workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"removed {workdir}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="hangar-quickstart-"))
+    run(sys.argv[1:])

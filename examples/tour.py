@@ -7,6 +7,7 @@ and load a commit into PyTorch. Everything happens in a temporary directory; run
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -129,5 +130,20 @@ def main(workdir: str) -> None:
     print("\ntour complete")
 
 
+def run(argv: list[str]) -> None:
+    """Run in WORKDIR (kept) when given, else in a temporary directory removed at the end."""
+    if argv:
+        print(f"working in {argv[0]} (kept)")
+        main(argv[0])
+        return
+    workdir = tempfile.mkdtemp(prefix="hangar-tour-")
+    print(f"working in {workdir} (removed at the end; pass a directory to keep the files)")
+    try:
+        main(workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"removed {workdir}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="hangar-tour-"))
+    run(sys.argv[1:])

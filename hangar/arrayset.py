@@ -19,6 +19,7 @@ from hangar.errors import (
     ReadOnlyCheckoutError,
     SampleNotFoundError,
 )
+from hangar.processes import pool_start_method
 from hangar.records.keys import (
     Key,
     decode_key,
@@ -252,7 +253,7 @@ class ArraysetDataReader(CheckoutHandle):
         n_jobs = min(n_cpus, len(ptrs))
         size = -(-len(ptrs) // (n_jobs * 4))
         chunks = [(dtype, ptrs[i:i + size]) for i in range(0, len(ptrs), size)]
-        ctx = multiprocessing.get_context(start_method)
+        ctx = multiprocessing.get_context(pool_start_method(start_method))  # an unguarded script: fork
         with ctx.Pool(n_jobs, initializer=_init_batch_worker, initargs=(store,)) as pool:
             parts = pool.map(_read_batch_chunk, chunks, chunksize=1)
         return [arr for part in parts for arr in part]

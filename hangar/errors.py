@@ -102,3 +102,15 @@ class DivergedHistoryError(HangarError, ValueError):
 
 class TransferInProgressError(HangarError, RuntimeError):
     """A fetch or clone is writing into the repository; garbage collection must wait."""
+
+
+class PushRefusedError(HangarError, PermissionError):
+    """The server refused to move its branch (e.g. it has staged work on it); the message says why."""
+
+
+class StagingBaseMovedError(HangarError, ValueError):
+    """The staging area holds changes based on a commit its branch no longer points at."""
+
+
+class BranchSwitchWarning(UserWarning):
+    """A writer checkout moved the staging area (the command line's current branch) to another branch."""

@@ -62,8 +62,12 @@ class VerifyReport:
     corrupt : list of Problem
         Samples whose stored bytes do not hash to their digest (or cannot be decoded).
     missing : list of Problem
-        Samples whose bytes are not in the local store (after a ``fetch`` without
-        ``fetch_data`` these are remote references, not damage).
+        Samples whose bytes are not in the local store, in commits no remote branch holds:
+        lost data.
+    remote_only : list of Problem
+        Samples whose bytes are not here yet but on a remote: those of commits a fetched
+        remote branch holds (a clone, or a ``fetch`` without ``fetch_data``). Not damage:
+        ``ok`` ignores them; ``fetch_data`` brings them.
     records : list of Problem
         Unreadable or missing git objects, malformed schema or pointer blobs.
     """
@@ -76,10 +80,11 @@ class VerifyReport:
     corrupt: list = field(default_factory=list)
     missing: list = field(default_factory=list)
     records: list = field(default_factory=list)
+    remote_only: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing is corrupt, missing or malformed."""
+        """True when nothing is corrupt, missing or malformed (remote-only samples are fine)."""
         return not (self.corrupt or self.missing or self.records)
 
     def problems(self) -> list[Problem]:
@@ -88,10 +93,18 @@ class VerifyReport:
     def __str__(self) -> str:
         head = (f"checked {self.commits} commits, {self.trees} trees, {self.samples} sample records, "
                 f"{self.digests} distinct samples ({self.nbytes} bytes re-hashed)")
+        fetchable = []
+        if self.remote_only:
+            by_aset: dict = {}
+            for p in self.remote_only:
+                by_aset[p.arrayset] = by_aset.get(p.arrayset, 0) + 1
+            counts = ", ".join(f"{n} in {a}" for a, n in sorted(by_aset.items(), key=lambda x: str(x[0])))
+            fetchable = [f"not fetched yet: {len(self.remote_only)} samples ({counts}) are on the remote only "
+                         "(partial clone, not damage); fetch_data / hangar fetch-data REMOTE BRANCH brings them"]
         if self.ok:
-            return head + "\nok: no problems found"
+            return "\n".join([head, *fetchable, "ok: no problems found"])
         lines = [head, f"{len(self.corrupt)} corrupt, {len(self.missing)} missing, "
-                       f"{len(self.records)} record problems"]
+                       f"{len(self.records)} record problems", *fetchable]
         lines += [str(p) for p in self.problems()]
         return "\n".join(lines)
 
@@ -184,6 +197,20 @@ def _walk(repo: "Repository", report: Optional[VerifyReport]) -> tuple[_Collecto
     return col, found
 
 
+def _remote_digests(repo: "Repository") -> set:
+    """Digests of every sample the fetched remote branches (``refs/remotes/*``) reach.
+
+    A walk of its own: the full walk reads each shared subtree once, under whichever commit
+    it met first, so its places cannot tell whether a remote branch holds a sample.
+    """
+    heads = sorted(set(repo._git.refs("refs/remotes/").values()))
+    if not heads:
+        return set()
+    col = _Collector(VerifyReport())  # record problems were reported by the full walk already
+    walk_reachable(repo._git, heads, [], col.blob, col.problem)
+    return set(col.digests)
+
+
 # ---------------------------------------------------------------------- verify
 def verify(repo: "Repository") -> VerifyReport:
     """Check every record and re-hash every sample reachable in ``repo``; see :class:`VerifyReport`."""
@@ -192,14 +219,20 @@ def verify(repo: "Repository") -> VerifyReport:
     report.commits, report.trees, report.samples = found.commits, found.trees, col.samples
     store = repo._store()
     store.refresh()
+    on_remote: Optional[set] = None  # digests a fetched remote branch reaches (walked when first needed)
     for digest, (dtype, shape, places) in col.digests.items():
         aset, key, commit = places[0]
         more = f" (also {len(places) - 1} more places)" if len(places) > 1 else ""
         try:
             store.location(digest)
         except RemoteDataError:
-            report.missing.append(Problem("missing", aset, key, commit,
-                                          f"bytes of digest {digest.hex()[:16]}... not stored here{more}"))
+            if on_remote is None:
+                on_remote = _remote_digests(repo)
+            if digest in on_remote:  # a remote branch holds it: not fetched yet
+                report.remote_only.append(Problem("remote", aset, key, commit, "not fetched yet"))
+            else:
+                report.missing.append(Problem("missing", aset, key, commit,
+                                              f"bytes of digest {digest.hex()[:16]}... not stored here{more}"))
             continue
         try:
             arr = store.read(digest, dtype, shape, check=False)

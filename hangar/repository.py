@@ -13,7 +13,14 @@ from typing import Optional, Union
 
 from hangar import __version__
 from hangar.checkout import ReaderCheckout, WriterCheckout
-from hangar.errors import HangarError, NoCommitsYetError, WriterLockError
+from hangar.errors import (
+    BranchSwitchWarning,
+    HangarError,
+    NoCommitsYetError,
+    NothingToCommitError,
+    StagingBaseMovedError,
+    WriterLockError,
+)
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
 from hangar.plumbing.trees import empty_tree_id
@@ -219,15 +226,24 @@ class Repository:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            try:
-                with open(path) as f:
-                    held = json.load(f)
-                who = f"pid {held.get('pid')} on {held.get('host')}"
-            except (OSError, ValueError):
-                who = "another process"
-            raise WriterLockError(
-                f"the writer lock of {self._path!r} is held by {who}; close that writer checkout, or "
-                "if it is dead call repo.force_release_writer_lock()") from None
+            holder = self.writer_lock_holder
+            who = f"pid {holder['pid']} on {holder['host']}" if holder else "another process"
+            alive = holder.get("alive") if holder else None
+            if alive is False:
+                err = WriterLockError(
+                    f"the writer lock of {self._path!r} is held by {who}, which is no longer running (it died "
+                    "without closing its writer checkout): release the stale lock with "
+                    "repo.force_release_writer_lock()")
+            elif alive:
+                err = WriterLockError(
+                    f"the writer lock of {self._path!r} is held by {who}, which is running: close that writer "
+                    "checkout (or wait for it: repo.checkout(write=True, timeout=SECONDS))")
+            else:
+                err = WriterLockError(
+                    f"the writer lock of {self._path!r} is held by {who}; close that writer checkout, or if it "
+                    "is dead call repo.force_release_writer_lock()")
+            err.holder_alive = alive  # type: ignore[attr-defined]
+            raise err from None
         with os.fdopen(fd, "w") as f:
             json.dump(info, f)
         return owner
@@ -242,9 +258,39 @@ class Repository:
         if held.get("owner") == owner:
             os.unlink(path)
 
+    @property
+    def writer_lock_holder(self) -> Optional[dict]:
+        """Who holds the writer lock: ``{'pid', 'host', 'since', 'alive'}``, or None when it is free.
+
+        ``alive`` is True or False when the holder runs on this host (its pid is checked), and
+        None when that cannot be told (another host, or an unreadable lock file).
+        """
+        self._git  # noqa: B018
+        path = os.path.join(self._hangar_dir, LOCK_FILE)
+        try:
+            with open(path) as f:
+                held = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"pid": None, "host": None, "since": None, "alive": None}
+        pid, host = held.get("pid"), held.get("host")
+        alive: Optional[bool] = None
+        if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
+            try:
+                os.kill(pid, 0)  # signal 0: only asks whether the process exists
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:  # exists, owned by another user
+                alive = True
+        return {"pid": pid, "host": host, "since": held.get("since"), "alive": alive}
+
     def force_release_writer_lock(self) -> bool:
         """Remove the writer lock left behind by an unclosed writer. Never use it while a
         writer is active. Returns True when the lock is released.
+
+        Warns ``ResourceWarning`` (as Hangar 0.3 did): whoever held the lock loses it.
 
         Branch ref lock files (``refs/heads/*.lock``) a writer killed mid-update left behind
         are removed too: only the writer moves branches, so with its lock gone they are stale.
@@ -263,7 +309,40 @@ class Repository:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+        warnings.warn("the writer lock was force-released", ResourceWarning, stacklevel=2)
         return True
+
+    def reset_staging_area(self) -> str:
+        """Drop every staged change, whatever commit they are based on; return the new base.
+
+        Unlike :meth:`hangar.checkout.WriterCheckout.reset_staging_area` this needs no writer
+        checkout, so it also works when none can be opened because the staging area is based
+        on a commit its branch no longer points at (``StagingBaseMovedError``). The staging
+        area is then based on the branch's current head.
+
+        Returns
+        -------
+        str
+            The commit the staging area is now based on ('' before the first commit).
+
+        Raises
+        ------
+        RuntimeError
+            (``NothingToCommitError``) If nothing is staged.
+        PermissionError
+            If a writer checkout holds the writer lock.
+        """
+        git = self._git
+        owner = self._acquire_writer_lock()
+        try:
+            state = self._staging_state()
+            head = git.branch_head(state.branch) if state is not None else None
+            if state is None or state.is_clean(git) or (head is not None and state.tree == git.commit_tree_id(head)):
+                raise NothingToCommitError("nothing to reset: the staging area has no changes")
+            StagingState(state.branch, head, git.commit_tree_id(head) if head else None).save(self._hangar_dir)
+            return head or ""
+        finally:
+            self._release_writer_lock(owner)
 
     # -------------------------------------------------------------- checkout
     def checkout(self, write: bool = False, *, branch: str = "master",
@@ -341,10 +420,23 @@ class Repository:
             if not clean:  # a commit that moved its branch but died before saving the staging state
                 moved = git.branch_head(state.branch)
                 clean = moved is not None and state.tree == git.commit_tree_id(moved)
+            if not clean and state.branch == branch:
+                moved = git.branch_head(branch)
+                raise StagingBaseMovedError(
+                    f"the staging area holds changes based on commit {(state.base or '(none)')[:10]} of branch "
+                    f"{branch!r}, which has moved to {(moved or '(none)')[:10]} since (a push or fetch into this "
+                    "repository): they cannot be committed on the new head; drop them with "
+                    "repo.reset_staging_area(), then redo them")
             if not clean:
                 raise ValueError(
                     f"the staging area holds uncommitted changes on branch {state.branch!r}; commit or "
                     f"reset them before checking out {branch!r} for writing")
+            if state.branch != branch:
+                warnings.warn(
+                    f"the writer checkout moves the staging area from branch {state.branch!r} to {branch!r}: "
+                    f"commits go to {branch!r}, and {branch!r} becomes the current branch of the hangar "
+                    f"command line (pass branch={state.branch!r} to stay on it)", BranchSwitchWarning,
+                    stacklevel=3)
             state = None
         if state is None:
             state = StagingState(branch, head, git.commit_tree_id(head) if head else None)
@@ -435,8 +527,9 @@ class Repository:
         if head is None:
             raise ValueError(f"no branch named {name!r}; branches: {self.list_branches()}")
         if name == self._writer_branch():
-            raise PermissionError(f"branch {name!r} is the writer's branch; check out another branch "
-                                  "for writing before removing it")
+            raise PermissionError(f"branch {name!r} is the current branch (the writer's branch: the staging area "
+                                  "and the next commit are based on it); make another branch current first: "
+                                  "repo.checkout(write=True, branch=OTHER)")
         if not force_delete and not self._held_elsewhere(f"refs/heads/{name}", head):
             raise ValueError(f"branch {name!r} has commits no other branch holds; merge it first "
                              "or pass force_delete=True")
@@ -550,7 +643,7 @@ class Repository:
         for name in snap.arrayset_names():
             s = snap.schema(name)
             assert s is not None
-            lines.append(f"  {name}: {snap.samples(name).count()} samples, dtype {s.dtype}, "
+            lines.append(f"  {name}: {snap.samples(name).count()} samples, dtype {s.np_dtype}, "
                          f"{'max ' if s.variable_shape else ''}shape {s.shape}, "
                          f"named_samples={s.named_samples}, backend={s.backend}")
         lines.append(f"metadata: {snap.metadata.count()} keys")

@@ -6,6 +6,9 @@ VENV=${HANGAR_VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
+# the console-script tests run `hangar` itself: the venv's bin comes first on PATH
+PATH="$(cd "$VENV/bin" && pwd):$PATH"
+export PATH
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e '.[test]'
 # optional extras the loader tests exercise: torch (a local CPU wheel, fast), tensorflow-cpu and dask

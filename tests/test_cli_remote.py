@@ -17,8 +17,8 @@ def test_remote_add_list_ping_remove(aset_repo, start_server):
     path = aset_repo.path
     assert ok(path, "remote", "add", "origin", srv.address).strip() == f"added remote origin\t{srv.address}"
     assert ok(path, "remote", "list").splitlines() == [f"origin\t{srv.address}"]
-    name, seconds = ok(path, "remote", "ping", "origin").split()
-    assert name == "origin" and 0 < float(seconds) < 5
+    name, millis, unit = ok(path, "remote", "ping", "origin").split()  # issue 11: the unit is printed
+    assert name == "origin" and 0 < float(millis) < 5000 and unit == "ms"
     assert "already exists" in fails(path, "remote", "add", "origin", srv.address)
     ok(path, "remote", "remove", "origin")
     assert ok(path, "remote", "list") == ""

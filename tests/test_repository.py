@@ -214,8 +214,8 @@ def test_log_unknown_branch_raises(aset_repo):
 def test_summary_prints_arraysets_and_counts(aset_repo, capsys):
     aset_repo.summary()
     out = capsys.readouterr().out
-    assert "foo: 10 samples, dtype <i8, shape (5,)" in out
-    assert "bar: 10 samples, dtype <f4, shape (2, 3)" in out
+    assert "foo: 10 samples, dtype int64, shape (5,)" in out  # issue 11: numpy names, as other verbs
+    assert "bar: 10 samples, dtype float32, shape (2, 3)" in out
     assert "metadata: 1 keys" in out and "first commit" in out
 
 

@@ -8,6 +8,7 @@ so the behaviour is the same under typer's test runner and as a real process.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -37,23 +38,55 @@ def current_state() -> CliState:
 
 def _hint(exc: BaseException) -> str:
     """The command-line way out of errors whose messages name a Python call."""
-    from hangar.errors import RemoteDataError, WriterLockError
+    from hangar.errors import RemoteDataError, StagingBaseMovedError, WriterLockError
 
+    if isinstance(exc, StagingBaseMovedError):
+        return "from the command line: hangar reset"
     if isinstance(exc, WriterLockError):
-        return "from the command line: hangar writer-lock --force-release"
+        alive = getattr(exc, "holder_alive", None)
+        if alive:
+            return "from the command line: hangar writer-lock shows the holder"
+        if alive is False:
+            return "from the command line: hangar writer-lock --force-release"
+        return "from the command line: hangar writer-lock shows the holder; --force-release --force if it is dead"
     if isinstance(exc, RemoteDataError):
         return "from the command line: hangar fetch-data REMOTE BRANCH"
     return ""
 
 
+# Python API phrases in error messages -> what a command-line user types instead.
+_CLI_WORDS = [
+    (re.compile(r"pass force_delete=True"), "pass -D (hangar branch -D NAME)"),
+    (re.compile(r"strategy='(ours|theirs)'"), r"--strategy \1"),
+    (re.compile(r"repo\.remote\.fetch\('([^']*)', '([^']*)'\)"), r"hangar fetch \1 \2"),
+    (re.compile(r"(?:use |with )?repo\.remote\.fetch_data\([^)]*\)"), "hangar fetch-data REMOTE BRANCH"),
+    (re.compile(r"fetch_data them first"), "bring them first with hangar fetch-data REMOTE BRANCH"),
+    (re.compile(r"max_num_bytes"), "--max-bytes"),
+    (re.compile(r"repo\.force_release_writer_lock\(\)"), "hangar writer-lock --force-release"),
+    (re.compile(r"repo\.reset_staging_area\(\)"), "hangar reset"),
+    (re.compile(r"repo\.checkout\(write=True, timeout=SECONDS\)"), "run the command again when it is done"),
+    (re.compile(r"repo\.checkout\(write=True, branch=OTHER\)"), "hangar checkout OTHER"),
+]
+
+
+def cli_words(text: str) -> str:
+    """``text`` with the Python calls it names replaced by the matching command-line words."""
+    for pattern, words in _CLI_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
 def error_message(exc: BaseException) -> str:
-    """Text describing ``exc`` for the user (KeyError's quotes are dropped)."""
+    """Text describing ``exc`` for the user (KeyError's quotes are dropped), in command-line words."""
     if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
         text = exc.args[0]
     else:
         text = str(exc)
     text = text.strip() or type(exc).__name__
+    text = cli_words(text)
     hint = _hint(exc)
+    if hint and hint.partition(": ")[2].split(";")[0] in text:
+        hint = ""  # the message already names the command
     if hint:
         first, sep, rest = text.partition("\n")
         text = f"{first}; {hint}{sep}{rest}"

@@ -12,6 +12,7 @@ from hangar.cli.context import (
     CliError,
     branch_head,
     format_shape,
+    not_fetched,
     open_repo,
     parse_key,
     parse_shape,
@@ -133,11 +134,16 @@ def view(
 
     Example: hangar view digits 7 --png seven.png
     """
+    from hangar.errors import RemoteDataError
+
     repo = open_repo()
     with reader(repo, branch, commit) as co:
         aset = co.arraysets[arrayset]
         sample_key = parse_key(aset, key)
-        arr = aset[sample_key]
+        try:
+            arr = aset[sample_key]
+        except RemoteDataError:
+            raise not_fetched(repo, f"sample {sample_key!r}", arrayset, branch, commit) from None
     lines = [f"arrayset: {arrayset}", f"key: {sample_key!r}", f"dtype: {arr.dtype}",
              f"shape: {format_shape(arr.shape)}", *_stats(arr)]
     if png:

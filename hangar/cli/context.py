@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Optional, Union
 
@@ -54,12 +55,58 @@ def open_repo() -> "Repository":
 
 @contextmanager
 def writer(repo: "Repository", branch: Optional[str] = None) -> Iterator["WriterCheckout"]:
-    """The write-enabled checkout of ``branch`` (default: the current branch), always closed."""
-    co = repo.checkout(write=True, branch=branch or repo.writer_branch)
+    """The write-enabled checkout of ``branch`` (default: the current branch), always closed.
+
+    Moving to another branch is what the verbs that name one (``checkout``, ``import
+    --branch``) mean to do: the Python API's warning about it is not shown.
+    """
+    from hangar.errors import BranchSwitchWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BranchSwitchWarning)
+        co = repo.checkout(write=True, branch=branch or repo.writer_branch)
     try:
         yield co
     finally:
         co.close()
+
+
+_REV_RE = re.compile(r"(?P<base>.*?)(?P<ops>(?:~\d*|\^)*)\Z")
+
+
+def resolve_commit(repo: "Repository", text: str) -> str:
+    """The full hash of a commit named as git users name them.
+
+    ``HEAD`` (the current branch's head), a branch (``dev``, ``origin/dev``), a full or
+    abbreviated hash, each optionally followed by ``~N`` / ``~`` / ``^`` (N-th first parent).
+    """
+    match = _REV_RE.match(text.strip())
+    base, ops = (match["base"], match["ops"]) if match and match["base"] else (text, "")
+    if base == "HEAD":
+        start = branch_head(repo, repo.writer_branch)
+        if start is None:
+            raise CliError(f"HEAD: branch {repo.writer_branch!r} has no commits yet")
+    elif base in repo.list_branches():
+        start = branch_head(repo, base)
+        if start is None:
+            raise CliError(f"branch {base!r} has no commits yet")
+    else:
+        try:
+            start = repo.log(commit=base, return_contents=True)["head"]  # type: ignore[index]
+        except ValueError:
+            raise CliError(f"{text!r} names no commit: give a commit hash (or its first 7+ characters), a "
+                           "branch (dev, origin/dev) or HEAD, optionally with ~N (N commits back)") from None
+    steps = sum(int(op[1:] or 1) if op.startswith("~") else 1 for op in re.findall(r"~\d*|\^", ops))
+    if not steps:
+        return start
+    ancestors = repo.log(commit=start, return_contents=True)["ancestors"]  # type: ignore[index]
+    current = start
+    for n in range(steps):
+        parents = ancestors.get(current) or []
+        if not parents:
+            raise CliError(f"{text!r}: commit {current[:12]} has no parent ({n} of {steps} steps back)")
+        current = parents[0]
+    return current
 
 
 @contextmanager
@@ -69,7 +116,7 @@ def reader(repo: "Repository", branch: Optional[str] = None,
     if commit and branch:
         raise CliError("give a branch or --commit, not both")
     if commit:
-        co = repo.checkout(commit=commit)
+        co = repo.checkout(commit=resolve_commit(repo, commit))
     else:
         co = repo.checkout(branch=branch or repo.writer_branch)
     try:
@@ -138,3 +185,13 @@ def parse_key(aset: object, text: str) -> Union[str, int]:
     if text.isdigit() and int(text) in aset:  # type: ignore[operator]
         return int(text)
     return text
+
+
+def not_fetched(repo: "Repository", what: str, arrayset: str, branch: Optional[str],
+                commit: Optional[str]) -> CliError:
+    """The error for reading sample bytes a partial clone does not hold yet, naming the command."""
+    remotes = sorted(r.name for r in repo.remote.list_all())
+    remote = remotes[0] if len(remotes) == 1 else "REMOTE"
+    where = f"--commit {commit}" if commit else (branch or repo.writer_branch)
+    return CliError(f"{what} of arrayset {arrayset!r} is not fetched yet (this repository holds its record, the "
+                    f"remote its bytes); bring it with: hangar fetch-data {remote} {where} --arrayset {arrayset}")

@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Optional
 
 import typer
 
 from hangar.cli.app import app
-from hangar.cli.context import CliError, open_repo, parse_size, state
+from hangar.cli.context import CliError, open_repo, parse_size, resolve_commit, state
 
 remote_app = typer.Typer(help="Manage the remotes (hangar servers) this repository talks to.",
                          no_args_is_help=True, rich_markup_mode=None)
@@ -53,12 +54,12 @@ def remote_list() -> None:
 
 @remote_app.command("ping")
 def remote_ping(name: str = typer.Argument(..., help="Remote to ping.")) -> None:
-    """Check that a remote answers and print the round trip time in seconds.
+    """Check that a remote answers and print the round trip time (NAME<TAB>1.2 ms).
 
     Example: hangar remote ping origin
     """
     seconds = open_repo().remote.ping(name)
-    typer.echo(f"{name}\t{seconds:.4f}")
+    typer.echo(f"{name}\t{seconds * 1000:.1f} ms")
 
 
 @app.command("clone")
@@ -69,7 +70,7 @@ def clone(
     name: str = typer.Option(..., "--name", metavar="NAME", help="Your name, recorded in every commit."),
     email: str = typer.Option(..., "--email", metavar="EMAIL", help="Your email, recorded in every commit."),
 ) -> None:
-    """Copy a remote repository's history and master branch data into PATH.
+    """Copy a remote repository's history (records only) into PATH; fetch-data brings sample bytes.
 
     Example: hangar clone 127.0.0.1:50051 ./mnist --name "Ann Lee" --email ann@example.com
     """
@@ -77,11 +78,17 @@ def clone(
 
     base = os.path.abspath(state().path)
     target = os.path.join(base, path) if path else base
+    created = not os.path.exists(target)
     os.makedirs(target, exist_ok=True)
-    repo = Repository(target, exists=False)
-    if repo.initialized:
-        raise CliError(f"a hangar repository already exists in {target}; clone into an empty directory")
-    branch = repo.clone(name, email, address)
+    try:
+        repo = Repository(target, exists=False)
+        if repo.initialized:
+            raise CliError(f"a hangar repository already exists in {target}; clone into an empty directory")
+        branch = repo.clone(name, email, address)
+    except BaseException:
+        if created:  # a failed clone leaves no folder behind that it made
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     typer.echo(f"cloned {address} into {target} (branch {branch})")
 
 
@@ -111,15 +118,58 @@ def fetch_data(
 ) -> None:
     """Download the tensor data of a fetched branch or commit; prints the commits served.
 
+    A summary line on stderr says how many samples of the commit were fetched and the bytes stored.
+
     Example: hangar fetch-data origin origin/master --arrayset digits --max-bytes 100MB
     """
     if bool(branch) == bool(commit):
         raise CliError("give exactly one of BRANCH or --commit")
     limit = parse_size(max_bytes) if max_bytes is not None else None
-    commits = open_repo().remote.fetch_data(remote, branch=branch, commit=commit, arrayset_names=arraysets or None,
-                                            max_num_bytes=limit, retrieve_all_history=all_history)
+    repo = open_repo()
+    if commit:
+        commit = resolve_commit(repo, commit)
+    data_dir = os.path.join(repo.path, ".hangar", "data")
+    remote_before, size_before = _remote_only(repo, branch, commit), _tree_size(data_dir)
+    commits = repo.remote.fetch_data(remote, branch=branch, commit=commit, arrayset_names=arraysets or None,
+                                     max_num_bytes=limit, retrieve_all_history=all_history)
+    remote_after, size_after = _remote_only(repo, branch, commit), _tree_size(data_dir)
     for c in commits:
         typer.echo(c)
+    fetched = remote_before - remote_after
+    left = f"; {remote_after} still on the remote only" if remote_after else ""
+    typer.echo(f"fetched {fetched} sample{'s' if fetched != 1 else ''} of {(commits or ['?'])[0][:12]} "
+               f"({_human(size_after - size_before)} stored){left}", err=True)
+
+
+def _remote_only(repo, branch: Optional[str], commit: Optional[str]) -> int:  # noqa: ANN001
+    """Samples of the commit (or branch head) whose bytes are not local."""
+    try:
+        co = repo.checkout(commit=commit) if commit else repo.checkout(branch=branch)
+    except ValueError:
+        return 0
+    try:
+        return sum(len(co.arraysets[n].remote_reference_sample_keys) for n in co.arraysets.keys())
+    finally:
+        co.close()
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:  # removed meanwhile (a temporary file)
+                pass
+    return total
+
+
+def _human(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} bytes"
 
 
 @app.command("push")

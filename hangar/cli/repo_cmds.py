@@ -8,8 +8,9 @@ from typing import Any, Iterable, Iterator, Optional
 
 import typer
 
-from hangar.cli.app import app
-from hangar.cli.context import CliError, branch_head, open_repo, reader, state, writer
+from hangar.cli.app import app, error_message
+from hangar.cli.context import CliError, branch_head, open_repo, reader, resolve_commit, state, writer
+from hangar.errors import StagingBaseMovedError
 
 _CODES = {"added": "A", "deleted": "D", "mutated": "M"}
 _WORDS = {"added": "added", "deleted": "removed", "mutated": "mutated"}
@@ -114,10 +115,15 @@ def status() -> None:
             lines.append(f"status: {st}")
             if st == "DIRTY" and hasattr(co.diff, "staged"):
                 lines += _summary_lines(co.diff.staged())
+            lines.append(f"next commit: on branch {co.branch_name}")
     except PermissionError as exc:  # another process is writing: its staged changes are its own for now
         current = repo.writer_branch
         lines = [f"branch: {current}", f"head: {branch_head(repo, current) or '(no commits yet)'}",
                  "status: UNKNOWN", f"note: the staging area is in use ({exc})"]
+    except StagingBaseMovedError as exc:  # the branch moved under staged changes: say how out
+        current = repo.writer_branch
+        lines = [f"branch: {current}", f"head: {branch_head(repo, current) or '(no commits yet)'}",
+                 "status: STALE", f"note: {error_message(exc)}"]
     typer.echo("\n".join(lines))
 
 
@@ -136,7 +142,15 @@ def log(
     if branch and commit:
         raise CliError("give a branch or --commit, not both")
     repo = open_repo()
+    branch, commit = _branch_or_commit(repo, branch, commit)
     repo.log(branch=branch, commit=commit, show_time=show_time, show_user=show_user)
+
+
+def _branch_or_commit(repo, branch: Optional[str], commit: Optional[str]) -> tuple:  # noqa: ANN001
+    """``(branch, full commit)``: a BRANCH argument that names no branch may name a commit (HEAD~2)."""
+    if branch is not None and branch not in repo.list_branches():
+        return None, resolve_commit(repo, branch)
+    return branch, resolve_commit(repo, commit) if commit else None
 
 
 @app.command("summary")
@@ -152,6 +166,7 @@ def summary(
     if branch and commit:
         raise CliError("give a branch or --commit, not both")
     repo = open_repo()
+    branch, commit = _branch_or_commit(repo, branch, commit)
     repo.summary(branch=branch or "", commit=commit or "")
 
 
@@ -182,11 +197,7 @@ def branch(
         if current not in names:
             typer.echo(f"* {current} (no commits yet)")
         return
-    base_commit = None
-    if base is not None:
-        base_commit = branch_head(repo, base) if base in repo.list_branches() else base
-        if base_commit is None:
-            raise CliError(f"branch {base!r} has no commits yet")
+    base_commit = resolve_commit(repo, base) if base is not None else None
     repo.create_branch(name, base_commit)
     typer.echo(f"created branch {name} at {branch_head(repo, name)}")
 
@@ -203,8 +214,13 @@ def checkout(
     repo = open_repo()
     if create:
         repo.create_branch(name)
-    with writer(repo, name) as co:
-        head = co.commit_hash
+    try:
+        with writer(repo, name) as co:
+            head = co.commit_hash
+    except BaseException:
+        if create:  # a failed checkout -b leaves no branch behind
+            repo.remove_branch(name, force_delete=True)
+        raise
     typer.echo(f"switched to branch {name} at {head or '(no commits yet)'}")
 
 
@@ -229,7 +245,7 @@ def diff(
             if target in repo.list_branches():
                 result = co.diff.branch(target)
             else:
-                result = co.diff.commit(target)
+                result = co.diff.commit(resolve_commit(repo, target))
     for line in diff_lines(result):
         typer.echo(line)
 
@@ -282,28 +298,55 @@ def reset() -> None:
 
     Example: hangar reset
     """
+    from hangar.errors import NothingToCommitError
+
     repo = open_repo()
-    with writer(repo) as co:
-        if co.diff.status() == "CLEAN":
-            typer.echo("nothing to reset: the staging area is clean")
-            return
-        base = co.reset_staging_area()
+    try:
+        base = repo.reset_staging_area()  # also when the branch moved under the staged changes
+    except NothingToCommitError:
+        typer.echo("nothing to reset: the staging area is clean")
+        return
     typer.echo(f"staging area reset to {base or '(no commits yet)'}")
 
 
 @app.command("writer-lock")
 def writer_lock(
     force_release: bool = typer.Option(False, "--force-release",
-                                       help="Remove a lock left by a dead writer. Never while a writer runs."),
+                                       help="Remove a lock left by a dead writer (refused for a running one)."),
+    force: bool = typer.Option(False, "--force",
+                               help="With --force-release: release even a lock whose holder runs or cannot be "
+                                    "checked (its uncommitted work may be lost)."),
 ) -> None:
-    """Show whether the writer lock is held, or force-release a stale one.
+    """Show who holds the writer lock, or release a stale one.
 
     Example: hangar writer-lock --force-release
     """
+    import warnings
+
     repo = open_repo()
-    if force_release:
-        held = repo.writer_lock_held
-        repo.force_release_writer_lock()
-        typer.echo("writer lock: released" if held else "writer lock: free (nothing to release)")
+    holder = repo.writer_lock_holder
+    if not force_release:
+        typer.echo(f"writer lock: {_holder_text(holder)}")
         return
-    typer.echo(f"writer lock: {'held' if repo.writer_lock_held else 'free'}")
+    if holder is None:
+        typer.echo("writer lock: free (nothing to release)")
+        return
+    if holder["alive"] is not False and not force:
+        state = "is running" if holder["alive"] else "may be running (it cannot be checked from here)"
+        raise CliError(f"the writer lock is held by pid {holder['pid']} on {holder['host']}, which {state}; "
+                       "releasing it would let two writers change the staging area at once. Close that "
+                       "writer (or wait for it); if you are sure it is gone, pass --force-release --force")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the line below says it
+        repo.force_release_writer_lock()
+    typer.echo(f"writer lock: released (was held by pid {holder['pid']} on {holder['host']})")
+
+
+def _holder_text(holder: Optional[dict]) -> str:
+    if holder is None:
+        return "free"
+    if holder["pid"] is None:
+        return "held (the lock file cannot be read)"
+    state = {True: "running", False: "not running: stale, release it with hangar writer-lock --force-release",
+             None: "cannot be checked from this host"}[holder["alive"]]
+    return f"held by pid {holder['pid']} on {holder['host']} ({state})"

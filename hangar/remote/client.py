@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Optional
 
 import pygit2
 
-from hangar.errors import RemoteDataError
+from hangar.errors import PushRefusedError, RemoteDataError
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.records import layout
 from hangar.records.pointer import SamplePointer, decode_pointer
@@ -291,6 +291,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self._advance = advance
         self._seen = 0
         self.rejected: dict[str, str] = {}
+        self.server_messages: list[str] = []  # what the server's hooks wrote (git's "remote:" lines)
 
     def transfer_progress(self, stats) -> None:  # noqa: ANN001
         if self._advance is not None:
@@ -306,6 +307,9 @@ class _Callbacks(pygit2.RemoteCallbacks):
     def push_update_reference(self, refname: str, message: Optional[str]) -> None:
         if message:
             self.rejected[refname] = message
+
+    def sideband_progress(self, string: str) -> None:
+        self.server_messages.append(string)
 
 
 def list_remote_heads(git: GitRepo, name: str, address: str) -> dict[str, str]:
@@ -343,7 +347,12 @@ def push_branch(git: GitRepo, name: str, address: str, branch: str, username: st
         if any(s in str(exc) for s in ("not present locally", "fast-forward", "fastforward")):  # libgit2 refused
             return str(exc)
         raise _fail_git(exc, address, "push") from exc
-    return next(iter(cb.rejected.values()), None)
+    refused = next(iter(cb.rejected.values()), None)
+    if refused and "hook declined" in refused:  # our pre-receive hook: its reason is final, do not retry
+        said = "".join(cb.server_messages).strip()
+        reason = said.partition("hangar server: refused: ")[2].strip() or said or refused
+        raise PushRefusedError(f"the hangar server at {address} refused to update branch {branch!r}: {reason}")
+    return refused
 
 
 def new_commits(git: GitRepo, head: str, exclude: Iterable[str]) -> list[str]:
