@@ -2,7 +2,9 @@
 
 ``hangar push`` uploads sample bytes before it moves refs; a plain ``git push`` carries no
 bytes. The hook refuses a push whose new commits point at samples the server does not
-store, so the server never holds a commit without its data. It reads ``<old> <new> <ref>``
+store, so the server never holds a commit without its data; it also refuses refs outside
+``refs/heads/``, deletions and non-fast-forward updates (:data:`REF_CHECKS`). The dulwich
+fallback runs the same :func:`refusals` for each ref it is asked to move. It reads ``<old> <new> <ref>``
 lines on stdin (git's protocol) and exits non-zero to refuse; git shows our stderr.
 """
 
@@ -10,6 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Callable, Optional
+
+import pygit2
 
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.remote.client import commit_pointers, new_commits
@@ -38,15 +43,55 @@ def missing_samples(git_dir: str, updates: list[tuple[str, str, str]]) -> int:
         store.storage.close()
 
 
+def _outside_heads(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
+    if not ref.startswith("refs/heads/") or ref == "refs/heads/":
+        return f"{ref}: only branches (refs/heads/*) can be pushed here"
+    return None
+
+
+def _deletion(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
+    if new == _ZERO:
+        return f"{ref}: deleting a branch on the server is refused (committed history is never dropped)"
+    return None
+
+
+def _non_fast_forward(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
+    if old == _ZERO or new == _ZERO or old == new:
+        return None
+    try:
+        ok = git.repo.descendant_of(new, old)
+    except (KeyError, ValueError, pygit2.GitError):
+        ok = False
+    if not ok:
+        return (f"{ref}: {new[:12]} does not descend from the server's {old[:12]} (a non-fast-forward "
+                "push rewrites history and is refused; fetch and merge first)")
+    return None
+
+
+#: refusals of single ref updates, ``check(git, old, new, ref) -> message or None``; both
+#: transports (``git http-backend``'s pre-receive hook, dulwich's update hook) run every one
+REF_CHECKS: list[Callable[[GitRepo, str, str, str], Optional[str]]] = [_outside_heads, _deletion, _non_fast_forward]
+
+
+def refusals(git_dir: str, updates: list[tuple[str, str, str]]) -> list[str]:
+    """Why the push of ``updates`` (``(old, new, ref)`` hex/hex/name) is refused; empty when it is not."""
+    git = GitRepo(git_dir, from_env=True)
+    out = [msg for old, new, ref in updates for check in REF_CHECKS if (msg := check(git, old, new, ref))]
+    if not out:
+        missing = missing_samples(git_dir, updates)
+        if missing:
+            out.append(f"{missing} samples of the pushed commits have no bytes here; push with `hangar push` / "
+                       "repo.remote.push(...), which uploads the data before the commits")
+    return out
+
+
 def main() -> int:
     git_dir = os.path.abspath(os.environ.get("GIT_DIR", "."))
     updates = [tuple(line.split()) for line in sys.stdin.read().splitlines() if line.strip()]
-    missing = missing_samples(git_dir, updates)  # type: ignore[arg-type]
-    if missing:
-        sys.stderr.write(f"hangar server: {missing} samples of the pushed commits have no bytes here; push with "
-                         "`hangar push` / repo.remote.push(...), which uploads the data before the commits\n")
-        return 1
-    return 0
+    refused = refusals(git_dir, updates)  # type: ignore[arg-type]
+    for msg in refused:
+        sys.stderr.write(f"hangar server: {msg}\n")
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":
