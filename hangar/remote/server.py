@@ -39,7 +39,7 @@ log = logging.getLogger("hangar.server")
 StartResponse = Callable[..., object]
 _CHUNK = 1 << 20
 _GAP = 64 << 10  # coalesce reads of samples at most this far apart
-_RUN = 8 << 20  # into reads of at most this many bytes
+_RUN = 1 << 20  # into reads of at most this many bytes
 
 
 def _read_body(environ: dict, limit: int) -> bytes:
@@ -263,6 +263,54 @@ def _writer_gone(partial_name: str) -> bool:
     return False
 
 
+class _LazyFile:
+    """A read-only, seekable file over an iterator of byte chunks of known total size.
+
+    For ``wsgi.file_wrapper``: waitress reads a block, then reads the part it sent again
+    after seeking back (never further back than the current chunk), and seeks to the end
+    once to learn the size. Chunks are produced only as reads reach them.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+        self._chunks, self._size = chunks, size
+        self._buf = memoryview(b"")
+        self._start = 0  # offset of _buf in the stream
+        self._pos = 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = self._size + pos if whence == 2 else self._pos + pos if whence == 1 else pos
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes | memoryview:
+        if self._pos < self._start:
+            raise OSError(f"cannot seek back before offset {self._start} of a streamed answer")
+        while self._pos >= self._start + len(self._buf):
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._start += len(self._buf)
+            self._buf = memoryview(chunk)
+        at = self._pos - self._start
+        out = self._buf[at:] if n is None or n < 0 else self._buf[at:at + n]
+        self._pos += len(out)
+        return out
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(_CHUNK):
+            yield bytes(chunk)
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
 class TransferGate:
     """The server's gc marker (:func:`hangar.transfers.transfer_marker`), held only while needed.
 
@@ -482,21 +530,33 @@ class HangarServer:
                    f"{protocol.MAX_DOWNLOAD_BYTES} (ask for fewer samples per request)\n")
             return _reply(start_response, "413 Payload Too Large", msg.encode())
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))])
-        return self._stream(store, digests, locs)
+        stream = _LazyFile(self._stream(store, digests, locs), total)
+        wrapper = environ.get("wsgi.file_wrapper")
+        # waitress sends a file_wrapper from its main loop, reading it as the client takes
+        # bytes: the task thread is free at once, and a client that stops reading holds
+        # no thread (eight such clients blocked every worker when the thread wrote the answer)
+        return wrapper(stream) if wrapper is not None else iter(stream)
 
     @staticmethod
     def _stream(store: TensorStore, digests: list[bytes], locs: list) -> Iterator[bytes]:
-        # Read in storage order, neighbours coalesced into one read into a reused buffer:
-        # a pack is read sequentially in large blocks instead of one small read per sample.
-        # Each run is sent as one bytes object (waitress compares and buffers what it is
-        # given; bytes are its fast path), so the buffer is free again at the next read.
+        # Read in storage order, neighbours coalesced into one read: a pack is read
+        # sequentially in blocks instead of one small read per sample. Every piece is at
+        # most _RUN bytes (a larger sample is read in _RUN pieces), so an answer the client
+        # is slow to take holds one piece in memory, whatever the sample sizes.
         order = sorted(range(len(digests)), key=lambda i: (locs[i].pack, locs[i].offset))
         readinto = store.storage.readinto
         header = protocol.download_header
-        buf = memoryview(bytearray(_RUN))
         i = 0
         while i < len(order):
             first = locs[order[i]]
+            if first.length > _RUN:
+                yield header(digests[order[i]], first.codec, first.rawlen, first.length)
+                for off in range(0, first.length, _RUN):
+                    piece = bytearray(min(_RUN, first.length - off))
+                    readinto(first.pack, first.offset + off, memoryview(piece))
+                    yield bytes(piece)
+                i += 1
+                continue
             j, end = i + 1, first.offset + first.length
             while j < len(order):
                 nxt = locs[order[j]]
@@ -505,8 +565,7 @@ class HangarServer:
                     break
                 end = nxt.offset + nxt.length
                 j += 1
-            size = end - first.offset
-            block = buf[:size] if size <= _RUN else memoryview(bytearray(size))
+            block = memoryview(bytearray(end - first.offset))
             readinto(first.pack, first.offset, block)
             parts: list = []
             for k in order[i:j]:
