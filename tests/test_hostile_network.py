@@ -205,6 +205,24 @@ def test_a_push_without_credentials_is_refused_before_its_body_is_sent(start_ser
         assert answer.startswith(b"HTTP/1.1 401") and b"www-authenticate: basic" in answer.lower(), answer[:200]
 
 
+def test_anonymous_git_fetch_bodies_may_be_chunked_but_data_requests_may_not(start_server):
+    srv = start_server()
+    chunked = {"Transfer-Encoding": "chunked", "Content-Type": "application/x-git-upload-pack-request"}
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:  # git sends a fetch negotiation over 1 MiB chunked: the guard must let it through
+        conn.request("POST", "/git-upload-pack", body=iter([b"0000"]), headers=chunked, encode_chunked=True)
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        conn.request("POST", protocol.HAVE, body=iter([b"\x00" * 32]), headers={"Transfer-Encoding": "chunked"},
+                     encode_chunked=True)
+        assert conn.getresponse().status == 413
+    finally:
+        conn.close()
+
+
 # ------------------------------------------------------------- 6 and 9: pushes in both transports
 def without_git_env(tmp_path) -> dict:
     """The environment with a PATH that has no ``git`` (the server then serves with dulwich)."""

@@ -73,14 +73,18 @@ class Screen:
 
     ``needs_push_auth(path, query)``: whether the request pushes; ``authorized(header)``:
     whether the ``Authorization`` header allows pushing; ``body_limit(path)``: most body
-    bytes the endpoint takes without credentials, or None for no limit below the global one.
+    bytes the endpoint takes without credentials, or None for no limit below the global one;
+    ``chunked_ok(path)``: whether a body of unannounced length (chunked) is accepted there
+    (git sends fetch negotiations over 1 MiB chunked; such a body is bounded by the global
+    limit and :data:`REQUEST_TIMEOUT` only).
     """
 
     def __init__(self, needs_push_auth: Callable[[str, str], bool], authorized: Callable[[str], bool],
-                 body_limit: Callable[[str], Optional[int]]) -> None:
+                 body_limit: Callable[[str], Optional[int]], chunked_ok: Callable[[str], bool]) -> None:
         self.needs_push_auth = needs_push_auth
         self.authorized = authorized
         self.body_limit = body_limit
+        self.chunked_ok = chunked_ok
 
 
 def _parser_class(screen: Screen) -> type:
@@ -109,9 +113,10 @@ def _parser_class(screen: Screen) -> type:
                 self.trusted = True
                 return None
             limit = screen.body_limit(path)
-            if limit is not None and (self.chunked or self.content_length > limit):
-                return self._refuse(RequestEntityTooLarge(
-                    f"{path} takes at most {limit} body bytes, sent with a Content-Length"))
+            if self.chunked and not screen.chunked_ok(path):
+                return self._refuse(RequestEntityTooLarge(f"{path} takes a body with a Content-Length only"))
+            if limit is not None and self.content_length > limit:
+                return self._refuse(RequestEntityTooLarge(f"{path} takes at most {limit} body bytes"))
             return None
 
     return Parser

@@ -457,7 +457,8 @@ class HangarServer:
     # ------------------------------------------------------------- dispatch
     def screen(self) -> guard.Screen:
         """What :mod:`hangar.remote.guard` checks from a request's head, before its body."""
-        return guard.Screen(is_push, lambda header: self.user_for(header) is not None, _body_limit)
+        return guard.Screen(is_push, lambda header: self.user_for(header) is not None, _body_limit,
+                            lambda path: not path.startswith(protocol.PREFIX))
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
