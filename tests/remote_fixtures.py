@@ -56,21 +56,41 @@ class ServerProcess:
     """``python -m hangar server`` serving ``path`` on 127.0.0.1:``port``."""
 
     def __init__(self, path: str, username: Optional[str] = None, password: Optional[str] = None,
-                 port: Optional[int] = None, tls: Optional[tuple[str, str]] = None) -> None:
+                 port: Optional[int] = None, tls: Optional[tuple[str, str]] = None, env: Optional[dict] = None,
+                 password_via: str = "arg", rlimit_as: Optional[int] = None) -> None:
+        """``password_via``: 'arg' (--password), 'env' (HANGAR_SERVER_PASSWORD) or 'file'
+        (--password-file); ``env``: the server's whole environment; ``rlimit_as``: its
+        address-space limit in bytes (a test that could make it allocate GBs)."""
         self.path = str(path)
         self.port = port or free_port()
         self.tls = tls  # (certificate, key) PEM paths: serve HTTPS
         self.address = f"{'https://' if tls else ''}127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "hangar", "server", "--ip", "127.0.0.1", "--port", str(self.port),
                "--path", self.path]
+        env = dict(os.environ if env is None else env)
         if username is not None:
-            cmd += ["--username", username, "--password", password or ""]
+            cmd += ["--username", username]
+            if password_via == "arg":
+                cmd += ["--password", password or ""]
+            elif password_via == "env":
+                env["HANGAR_SERVER_PASSWORD"] = password or ""
+            else:
+                pw_file = os.path.join(os.path.dirname(self.path.rstrip("/")) or ".", f"pw-{self.port}")
+                with open(pw_file, "w") as f:
+                    f.write((password or "") + "\n")
+                cmd += ["--password-file", pw_file]
         if tls is not None:
             cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         self.log_path = os.path.join(os.path.dirname(self.path.rstrip("/")) or ".",
                                      f"server-{self.port}.log")
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        def limit() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (rlimit_as, rlimit_as))
+
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=limit if rlimit_as else None)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -93,6 +113,14 @@ class ServerProcess:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server on port {self.port} did not answer within {timeout}s: {self.log()}")
             time.sleep(0.05)
+
+    def status(self, field: str) -> int:
+        """A kB figure of the server's /proc/PID/status, e.g. 'VmRSS' or 'VmHWM' (peak RSS), in bytes."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+        raise KeyError(field)
 
     def log(self) -> str:
         if not self._log.closed:

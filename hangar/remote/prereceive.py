@@ -1,22 +1,23 @@
 """The ``pre-receive`` hook a hangar server installs for ``git http-backend``.
 
-It refuses two kinds of push (reads ``<old> <new> <ref>`` lines on stdin, git's protocol,
-and exits non-zero to refuse; git relays our stderr to the pusher):
-
-- a push to a branch on which the served repository has work in progress (staged changes,
-  or an open writer checkout): moving the branch under them would leave the staging area
-  based on an old commit, unable to commit (git's ``receive.denyCurrentBranch``, for the
-  same reason);
-- a push whose new commits point at samples the server does not store: ``hangar push``
-  uploads sample bytes before it moves refs, a plain ``git push`` carries none, and the
-  server never holds a commit without its data.
+``hangar push`` uploads sample bytes before it moves refs; a plain ``git push`` carries no
+bytes. The hook refuses a push whose new commits point at samples the server does not
+store, so the server never holds a commit without its data; it also refuses refs outside
+``refs/heads/``, deletions, non-fast-forward updates, and a push to the branch on which the
+served repository has work in progress (staged changes or an open writer checkout: moving the
+branch under them would strand them, git's ``receive.denyCurrentBranch`` for the same reason)
+(:data:`REF_CHECKS`). The dulwich
+fallback runs the same :func:`refusals` for each ref it is asked to move. It reads ``<old> <new> <ref>``
+lines on stdin (git's protocol) and exits non-zero to refuse; git shows our stderr.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import Callable, Optional
+
+import pygit2
 
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.records.staging import StagingState
@@ -46,46 +47,84 @@ def missing_samples(git_dir: str, updates: list[tuple[str, str, str]]) -> int:
         store.storage.close()
 
 
+def _outside_heads(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
+    if not ref.startswith("refs/heads/") or ref == "refs/heads/":
+        return f"{ref}: only branches (refs/heads/*) can be pushed here"
+    return None
+
+
+def _deletion(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
+    if new == _ZERO:
+        return f"{ref}: deleting a branch on the server is refused (committed history is never dropped)"
+    return None
+
+
+def _non_fast_forward(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
+    if old == _ZERO or new == _ZERO or old == new:
+        return None
+    try:
+        ok = git.repo.descendant_of(new, old)
+    except (KeyError, ValueError, pygit2.GitError):
+        ok = False
+    if not ok:
+        return (f"{ref}: {new[:12]} does not descend from the server's {old[:12]} (a non-fast-forward "
+                "push rewrites history and is refused; fetch and merge first)")
+    return None
+
+
 WRITER_LOCK_FILE = "writer.lock"  # hangar.repository.LOCK_FILE (the hook may not import the porcelain)
 
 
-def work_in_progress(git_dir: str, updates: list[tuple[str, str, str]]) -> Optional[str]:
-    """Why a push of ``updates`` would strand work in progress in the served repository, or None.
+def _work_in_progress(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
+    """Why moving ``ref`` would strand work in progress in the served repository, or None.
 
     The staging area is based on the head of one branch; moving that branch while changes
     are staged (or a writer checkout is open on it, whose changes may not be saved yet) leaves
     them based on a commit the branch no longer points at.
     """
+    git_dir = git.git_dir
     state = StagingState.load(git_dir)
-    if state is None or not any(ref == f"refs/heads/{state.branch}" for _, _, ref in updates):
+    if state is None or ref != f"refs/heads/{state.branch}":
         return None
     path = os.path.dirname(git_dir.rstrip(os.sep))
     if os.path.exists(os.path.join(git_dir, WRITER_LOCK_FILE)):
         what = "a writer checkout is open on it"
-    elif not state.is_clean(GitRepo(git_dir, from_env=True)):
+    elif not state.is_clean(git):
         what = "it has changes staged but not committed"
     else:
         return None
-    return (f"branch {state.branch!r} is the current branch of the served repository {path} and {what}; "
+    return (f"refused: branch {state.branch!r} is the current branch of the served repository {path} and {what}; "
             f"the push would move the branch under that work (git refuses to update a checked-out branch "
             f"for the same reason). In {path}: commit the work (hangar commit -m MSG) or drop it "
             f"(hangar reset), then push again; or push to another branch (hangar push REMOTE BRANCH) "
             "and merge it there")
 
 
+#: refusals of single ref updates, ``check(git, old, new, ref) -> message or None``; both
+#: transports (``git http-backend``'s pre-receive hook, dulwich's update hook) run every one
+REF_CHECKS: list[Callable[[GitRepo, str, str, str], Optional[str]]] = [
+    _outside_heads, _deletion, _non_fast_forward, _work_in_progress]
+
+
+def refusals(git_dir: str, updates: list[tuple[str, str, str]]) -> list[str]:
+    """Why the push of ``updates`` (``(old, new, ref)`` hex/hex/name) is refused; empty when it is not."""
+    git = GitRepo(git_dir, from_env=True)
+    out = [msg for old, new, ref in updates for check in REF_CHECKS if (msg := check(git, old, new, ref))]
+    if not out:
+        missing = missing_samples(git_dir, updates)
+        if missing:
+            out.append(f"{missing} samples of the pushed commits have no bytes here; push with `hangar push` / "
+                       "repo.remote.push(...), which uploads the data before the commits")
+    return out
+
+
 def main() -> int:
     git_dir = os.path.abspath(os.environ.get("GIT_DIR", "."))
     updates = [tuple(line.split()) for line in sys.stdin.read().splitlines() if line.strip()]
-    busy = work_in_progress(git_dir, updates)  # type: ignore[arg-type]
-    if busy:
-        sys.stderr.write(f"hangar server: refused: {busy}\n")
-        return 1
-    missing = missing_samples(git_dir, updates)  # type: ignore[arg-type]
-    if missing:
-        sys.stderr.write(f"hangar server: {missing} samples of the pushed commits have no bytes here; push with "
-                         "`hangar push` / repo.remote.push(...), which uploads the data before the commits\n")
-        return 1
-    return 0
+    refused = refusals(git_dir, updates)  # type: ignore[arg-type]
+    for msg in refused:
+        sys.stderr.write(f"hangar server: {msg}\n")
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":

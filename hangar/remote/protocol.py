@@ -39,10 +39,15 @@ DOWNLOAD = PREFIX + "download"
 UPLOAD = PREFIX + "upload"
 
 DIGEST_LEN = 32
-#: most digests one have/download request may name (32 MiB of digests)
-MAX_DIGESTS_PER_REQUEST = 1 << 20
+#: most digests one have/download request may name (2 MiB of digests): the server reads a
+#: request body whole before answering, so this bounds what an anonymous request makes it hold
+MAX_DIGESTS_PER_REQUEST = 1 << 16
 #: largest upload request body the server accepts
 MAX_UPLOAD_BYTES = 1 << 30
+#: most stored bytes one download answer may carry (a request for a single larger sample is
+#: still answered): clients ask for at most 256 MiB of raw bytes per request, so this only
+#: stops a request from turning a few bytes of digests into an unbounded answer
+MAX_DOWNLOAD_BYTES = 1 << 30
 
 _DOWN = struct.Struct("<32sBQQ")
 _UP = struct.Struct("<32sBQQBB")
@@ -76,7 +81,7 @@ def to_stored(s: "WireSample") -> StoredSample:
 
 
 def split_digests(body: bytes) -> list[bytes]:
-    """The digests of a have/download request body."""
+    """The digests of a have/download request body, in order (repeats kept)."""
     if len(body) % DIGEST_LEN:
         raise ProtocolError(f"request body of {len(body)} bytes is not a whole number of 32-byte digests")
     n = len(body) // DIGEST_LEN
@@ -126,25 +131,33 @@ class RecordReader:
         return len(chunk)
 
     def _fill(self, n: int) -> bool:
-        """Make ``n`` bytes available at ``pos``; False at a clean end of stream."""
+        """Make ``n`` bytes available at ``pos``; False at a clean end of stream.
+
+        A record larger than the ring buffer gets a buffer that grows (doubling) as its
+        bytes arrive: a header claiming a huge length costs memory only in proportion to
+        what the peer really sent (a 162-byte upload claiming 1 GiB allocated 1 GiB).
+        """
         avail = self.end - self.pos
-        if n > len(self._ring):
-            buf = bytearray(n)
+        big = n > len(self._ring)
+        if big:
+            buf = bytearray(max(len(self._ring), 2 * avail))
         else:
             buf = self._ring
-        view = memoryview(buf)
         if avail:  # the start of the record, moved to the front (less than one record)
             buf[:avail] = bytes(self.view[self.pos:self.end])
         have = avail
         while have < n:
-            got = self._readinto(view[have:])
+            if have == len(buf):
+                buf.extend(bytes(min(n, 2 * len(buf)) - len(buf)))
+            with memoryview(buf) as view:
+                got = self._readinto(view[have:min(len(buf), n if big else len(buf))])
             if not got:
                 if have == 0:
                     return False
                 raise ProtocolError(f"stream ended inside a record ({have} of {n} bytes)")
             have += got
             self.bytes_read += got
-        self.buf, self.view, self.pos, self.end = buf, view, 0, have
+        self.buf, self.view, self.pos, self.end = buf, memoryview(buf), 0, have
         return True
 
     def _take(self, n: int) -> memoryview | None:

@@ -23,11 +23,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Callable, Iterable, Iterator, Optional
+from urllib.parse import parse_qs
 
 from hangar import __version__
 from hangar.errors import CorruptDataError
-from hangar.remote import protocol
+from hangar.remote import guard, prereceive, protocol
 from hangar.store import TensorStore
 from hangar.store.packs import LocalPackStorage
 from hangar.transfers import transfer_marker
@@ -37,7 +39,7 @@ log = logging.getLogger("hangar.server")
 StartResponse = Callable[..., object]
 _CHUNK = 1 << 20
 _GAP = 64 << 10  # coalesce reads of samples at most this far apart
-_RUN = 8 << 20  # into reads of at most this many bytes
+_RUN = 1 << 20  # into reads of at most this many bytes
 
 
 def _read_body(environ: dict, limit: int) -> bytes:
@@ -171,14 +173,31 @@ class GitHttpBackend:
 
 
 class DulwichBackend:
-    """Fallback git smart HTTP through dulwich's WSGI app (used without a ``git`` binary)."""
+    """Fallback git smart HTTP through dulwich's WSGI app (used without a ``git`` binary).
+
+    Pushes get the refusals of :mod:`hangar.remote.prereceive` (the checks ``git
+    http-backend`` runs in its pre-receive hook), applied to each ref before it moves.
+    """
 
     def __init__(self, git_dir: str) -> None:
         from dulwich.repo import Repo
-        from dulwich.server import DictBackend
+        from dulwich.server import DEFAULT_HANDLERS, DictBackend, ReceivePackHandler
         from dulwich.web import make_wsgi_chain
 
-        self._app = make_wsgi_chain(DictBackend({"/": Repo(git_dir)}))
+        class Receive(ReceivePackHandler):
+            def capabilities(self) -> list[bytes]:  # deletions are refused: do not offer them
+                return [c for c in super().capabilities() if c != b"delete-refs"]
+
+            def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> Optional[bytes]:
+                update = (old_sha.decode("ascii"), new_sha.decode("ascii"), ref_name.decode("utf-8", "replace"))
+                refused = prereceive.refusals(git_dir, [update])
+                if refused:
+                    log.info("refused a push: %s", "; ".join(refused))
+                    return "; ".join(refused).encode("utf-8", "replace")
+                return super()._on_update(ref_name, old_sha, new_sha)
+
+        handlers = {**DEFAULT_HANDLERS, b"git-receive-pack": Receive}
+        self._app = make_wsgi_chain(DictBackend({"/": Repo(git_dir)}), handlers=handlers)
 
     def __call__(self, environ: dict, start_response: StartResponse, allow_push: bool,
                  user: str) -> Iterable[bytes]:
@@ -187,9 +206,179 @@ class DulwichBackend:
         return self._app(environ, start_response)
 
 
+def is_push(path: str, query: str) -> bool:
+    """Whether a request to ``path?query`` pushes (data upload or git receive-pack).
+
+    The query is decoded the way git and dulwich decode it: ``service=git%2Dreceive-pack``
+    is receive-pack too.
+    """
+    if path == protocol.UPLOAD or path.rstrip("/").endswith("git-receive-pack"):
+        return True
+    try:
+        services = parse_qs(query, keep_blank_values=True).get("service", [])
+    except ValueError:
+        return True  # unreadable: treat as the stricter kind
+    return any(s.strip().endswith("git-receive-pack") for s in services)
+
+
 def _is_receive_pack(environ: dict) -> bool:
-    return (environ.get("PATH_INFO", "").endswith("git-receive-pack")
-            or "service=git-receive-pack" in environ.get("QUERY_STRING", ""))
+    path = environ.get("PATH_INFO", "")
+    return path != protocol.UPLOAD and is_push(path, environ.get("QUERY_STRING", ""))
+
+
+def _body_limit(path: str) -> Optional[int]:
+    """Most body bytes an anonymous request to ``path`` may send (None: the global limit)."""
+    if path in (protocol.HAVE, protocol.DOWNLOAD):
+        return protocol.MAX_DIGESTS_PER_REQUEST * protocol.DIGEST_LEN
+    if path.startswith(protocol.PREFIX):
+        return 0
+    return MAX_ANONYMOUS_GIT_BODY
+
+
+#: most body bytes of a git request that does not push (fetch negotiation: want/have lines)
+MAX_ANONYMOUS_GIT_BODY = 64 << 20
+#: seconds the server keeps its gc marker after the last upload or git push ended: a
+#: ``hangar push`` uploads bytes, then moves refs in a second request, and gc in between
+#: would take the uploaded bytes for garbage
+TRANSFER_GRACE = 120.0
+#: ``*.partial`` pack files (an interrupted write) untouched this long are removed
+PARTIAL_AGE = 3600.0
+
+
+def _writer_gone(partial_name: str) -> bool:
+    """Whether the process that wrote pack ``<pid hex><20 hex>.partial`` no longer runs here."""
+    stem = partial_name[:-len(".partial")]
+    try:
+        pid = int(stem[:-20], 16)
+    except ValueError:
+        return False
+    if pid <= 0 or pid > 1 << 22:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class _LazyFile:
+    """A read-only, seekable file over an iterator of byte chunks of known total size.
+
+    For ``wsgi.file_wrapper``: waitress reads a block, then reads the part it sent again
+    after seeking back (never further back than the current chunk), and seeks to the end
+    once to learn the size. Chunks are produced only as reads reach them.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+        self._chunks, self._size = chunks, size
+        self._buf = memoryview(b"")
+        self._start = 0  # offset of _buf in the stream
+        self._pos = 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = self._size + pos if whence == 2 else self._pos + pos if whence == 1 else pos
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes | memoryview:
+        if self._pos < self._start:
+            raise OSError(f"cannot seek back before offset {self._start} of a streamed answer")
+        while self._pos >= self._start + len(self._buf):
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._start += len(self._buf)
+            self._buf = memoryview(chunk)
+        at = self._pos - self._start
+        out = self._buf[at:] if n is None or n < 0 else self._buf[at:at + n]
+        self._pos += len(out)
+        return out
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(_CHUNK):
+            yield bytes(chunk)
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
+class TransferGate:
+    """The server's gc marker (:func:`hangar.transfers.transfer_marker`), held only while needed.
+
+    Held from the start of the first of any overlapping uploads or git pushes until
+    ``grace`` seconds after the last one ends, so ``hangar gc`` on a served repository runs
+    when the server is idle, but not between a push's upload and its ref update.
+    """
+
+    def __init__(self, git_dir: str, grace: float) -> None:
+        self.git_dir, self.grace = git_dir, grace
+        self._lock = threading.Lock()
+        self._count = 0
+        self._marker = None
+        self._timer: Optional[threading.Timer] = None
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._count += 1
+            if self._marker is None:
+                self._marker = transfer_marker(self.git_dir, "hangar server (a push is in progress)")
+                self._marker.__enter__()
+
+    def exit(self) -> None:
+        with self._lock:
+            self._count -= 1
+            if self._count == 0 and self._marker is not None:
+                self._timer = threading.Timer(self.grace, self._release)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._count == 0 and self._marker is not None:
+                self._marker.__exit__(None, None, None)
+                self._marker = None
+            self._timer = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._marker is not None:
+                self._marker.__exit__(None, None, None)
+                self._marker = None
+
+
+class _Holding:
+    """An answer's iterable that calls ``done`` once when the server is finished with it."""
+
+    def __init__(self, out: Iterable[bytes], done: Callable[[], None]) -> None:
+        self._out, self._done = out, done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._out)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._out, "close", None)
+            if close is not None:
+                close()
+        finally:
+            done, self._done = self._done, None
+            if done is not None:
+                done()
 
 
 class HangarServer:
@@ -224,10 +413,11 @@ class HangarServer:
         self._writer = TensorStore(LocalPackStorage(data))
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
-        # a push uploads bytes and moves refs in separate requests: while a server runs, gc on
-        # its repository would see uploaded-but-unreferenced data as garbage, so it refuses
-        self._serving = transfer_marker(self.git_dir, "hangar server")
-        self._serving.__enter__()
+        self._transfers = TransferGate(self.git_dir, TRANSFER_GRACE)
+        self.remove_stale_partials()
+        self._stop = threading.Event()
+        self._sweeper = threading.Thread(target=self._sweep, name="hangar-partials", daemon=True)
+        self._sweeper.start()
         git = shutil.which("git")
         if git_backend not in ("auto", "git", "dulwich"):
             raise ValueError(f"git_backend must be 'auto', 'git' or 'dulwich', not {git_backend!r}")
@@ -243,9 +433,12 @@ class HangarServer:
     # ------------------------------------------------------------------ auth
     def _user(self, environ: dict) -> Optional[str]:
         """Who may push with this request's credentials, or None when they do not allow it."""
+        return self.user_for(environ.get("HTTP_AUTHORIZATION", ""))
+
+    def user_for(self, header: str) -> Optional[str]:
+        """Who may push with the ``Authorization`` header ``header``; None when it does not allow it."""
         if self._creds is None:
             return "anonymous"
-        header = environ.get("HTTP_AUTHORIZATION", "")
         if not header.startswith("Basic "):
             return None
         try:
@@ -262,15 +455,31 @@ class HangarServer:
                       extra=[("WWW-Authenticate", 'Basic realm="hangar"')])
 
     # ------------------------------------------------------------- dispatch
+    def screen(self) -> guard.Screen:
+        """What :mod:`hangar.remote.guard` checks from a request's head, before its body."""
+        return guard.Screen(is_push, lambda header: self.user_for(header) is not None, _body_limit,
+                            lambda path: not path.startswith(protocol.PREFIX))
+
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         try:
+            if "\x00" in path or "\x00" in environ.get("QUERY_STRING", ""):
+                return _reply(start_response, "400 Bad Request", b"a NUL byte in the request path\n")
             if path.startswith(protocol.PREFIX):
                 return self._data(path, method, environ, start_response)
             user = self._user(environ)
-            if _is_receive_pack(environ) and user is None:
-                return self._unauthorized(start_response)
+            if _is_receive_pack(environ):
+                if user is None:
+                    return self._unauthorized(start_response)
+                if method == "POST":  # moves refs: gc must not run meanwhile (see TRANSFER_GRACE)
+                    self._transfers.enter()
+                    try:
+                        out = self.git_app(environ, start_response, True, user)
+                    except BaseException:
+                        self._transfers.exit()
+                        raise
+                    return _Holding(out, self._transfers.exit)
             return self.git_app(environ, start_response, user is not None, user or "")
         except _TooLarge as exc:
             msg = f"request body of {exc} bytes is too large\n"
@@ -290,7 +499,7 @@ class HangarServer:
             return _reply(start_response, "204 No Content")
         if path == protocol.HAVE:
             digests = protocol.split_digests(_read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * 32))
-            have = bytes(loc is not None for loc in self._locate(digests))
+            have = bytes(loc is not None for loc in self._locate(digests))  # one byte per digest asked
             return _reply(start_response, "200 OK", have, "application/octet-stream")
         if path == protocol.DOWNLOAD:
             return self._download(environ, start_response)
@@ -307,7 +516,9 @@ class HangarServer:
             return self._reader.locations(digests)
 
     def _download(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        digests = protocol.split_digests(_read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * 32))
+        # each sample once: a request repeating one digest 2**20 times asked for a 1 TiB answer
+        digests = list(dict.fromkeys(protocol.split_digests(
+            _read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * protocol.DIGEST_LEN))))
         store = self._reader
         locs = self._locate(digests)
         if None in locs:
@@ -315,22 +526,38 @@ class HangarServer:
             msg = f"{len(lacking)} requested samples are not stored here, e.g. digest {lacking[0]}\n"
             return _reply(start_response, "404 Not Found", msg.encode())
         total = sum(protocol.DOWNLOAD_HEADER_SIZE + loc.length for loc in locs)
+        if total > protocol.MAX_DOWNLOAD_BYTES and len(digests) > 1:
+            msg = (f"the {len(digests)} requested samples take {total} bytes; one answer carries at most "
+                   f"{protocol.MAX_DOWNLOAD_BYTES} (ask for fewer samples per request)\n")
+            return _reply(start_response, "413 Payload Too Large", msg.encode())
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))])
-        return self._stream(store, digests, locs)
+        stream = _LazyFile(self._stream(store, digests, locs), total)
+        wrapper = environ.get("wsgi.file_wrapper")
+        # waitress sends a file_wrapper from its main loop, reading it as the client takes
+        # bytes: the task thread is free at once, and a client that stops reading holds
+        # no thread (eight such clients blocked every worker when the thread wrote the answer)
+        return wrapper(stream) if wrapper is not None else iter(stream)
 
     @staticmethod
     def _stream(store: TensorStore, digests: list[bytes], locs: list) -> Iterator[bytes]:
-        # Read in storage order, neighbours coalesced into one read into a reused buffer:
-        # a pack is read sequentially in large blocks instead of one small read per sample.
-        # Each run is sent as one bytes object (waitress compares and buffers what it is
-        # given; bytes are its fast path), so the buffer is free again at the next read.
+        # Read in storage order, neighbours coalesced into one read: a pack is read
+        # sequentially in blocks instead of one small read per sample. Every piece is at
+        # most _RUN bytes (a larger sample is read in _RUN pieces), so an answer the client
+        # is slow to take holds one piece in memory, whatever the sample sizes.
         order = sorted(range(len(digests)), key=lambda i: (locs[i].pack, locs[i].offset))
         readinto = store.storage.readinto
         header = protocol.download_header
-        buf = memoryview(bytearray(_RUN))
         i = 0
         while i < len(order):
             first = locs[order[i]]
+            if first.length > _RUN:
+                yield header(digests[order[i]], first.codec, first.rawlen, first.length)
+                for off in range(0, first.length, _RUN):
+                    piece = bytearray(min(_RUN, first.length - off))
+                    readinto(first.pack, first.offset + off, memoryview(piece))
+                    yield bytes(piece)
+                i += 1
+                continue
             j, end = i + 1, first.offset + first.length
             while j < len(order):
                 nxt = locs[order[j]]
@@ -339,8 +566,7 @@ class HangarServer:
                     break
                 end = nxt.offset + nxt.length
                 j += 1
-            size = end - first.offset
-            block = buf[:size] if size <= _RUN else memoryview(bytearray(size))
+            block = memoryview(bytearray(end - first.offset))
             readinto(first.pack, first.offset, block)
             parts: list = []
             for k in order[i:j]:
@@ -354,7 +580,17 @@ class HangarServer:
         length = environ.get("CONTENT_LENGTH") or ""
         if length.isdigit() and int(length) > protocol.MAX_UPLOAD_BYTES:
             raise _TooLarge(int(length))
-        reader = protocol.RecordReader(environ["wsgi.input"], limit=protocol.MAX_UPLOAD_BYTES)
+        # records are checked against the bytes this request really carries
+        limit = int(length) if length.isdigit() else protocol.MAX_UPLOAD_BYTES
+        reader = protocol.RecordReader(environ["wsgi.input"], limit=limit)
+        self.remove_stale_partials()
+        self._transfers.enter()
+        try:
+            return self._store_upload(reader, start_response)
+        finally:
+            self._transfers.exit()
+
+    def _store_upload(self, reader: protocol.RecordReader, start_response: StartResponse) -> Iterable[bytes]:
         stored = present = 0
         with self._write_lock:
             store = self._writer
@@ -385,23 +621,73 @@ class HangarServer:
         log.info("stored %d uploaded samples (%d already present)", stored, present)
         return _json(start_response, "200 OK", {"stored": stored, "present": present})
 
+    def remove_stale_partials(self, age: float = PARTIAL_AGE) -> int:
+        """Remove ``*.partial`` pack files of interrupted writes; return how many went.
+
+        A file goes when the process that wrote it is gone (a pack id starts with its
+        writer's pid, in hex) or when nobody touched it for ``age`` seconds. Runs at
+        start-up, before each upload and every ``age / 4`` seconds: a server killed
+        mid-upload leaves one, and before this nothing removed it while a server ran.
+        """
+        packs = os.path.join(self.git_dir, "data", "packs")
+        cutoff = time.time() - age
+        removed = 0
+        with self._write_lock:  # our own writer's file is never older than one upload
+            try:
+                names = os.listdir(packs)
+            except FileNotFoundError:
+                return 0
+            for n in names:
+                p = os.path.join(packs, n)
+                if not n.endswith(".partial"):
+                    continue
+                try:
+                    st = os.lstat(p)
+                    if not os.path.isdir(p) and (st.st_mtime < cutoff or _writer_gone(n)):
+                        os.unlink(p)
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+        if removed:
+            log.info("removed %d stale .partial pack file(s) of interrupted writes", removed)
+        return removed
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(PARTIAL_AGE / 4):
+            try:
+                self.remove_stale_partials()
+            except OSError as exc:  # a sweep that fails is retried next time
+                log.warning("could not remove stale .partial files: %s", exc)
+
     def close(self) -> None:
-        self._serving.__exit__(None, None, None)
+        self._stop.set()
+        self._transfers.close()
         self._reader.close()
         with self._write_lock:
             self._writer.discard()
             self._writer.close()
 
 
-def make_server(app: HangarServer, ip: str, port: int):  # noqa: ANN201 - a waitress server
-    """A waitress server for ``app`` (not started)."""
-    from waitress import create_server
+def make_server(app: HangarServer, ip: str, port: int) -> guard.GuardedServer:
+    """A waitress server for ``app`` with the limits of :mod:`hangar.remote.guard` (not started)."""
+    return guard.make_server(app, app.screen(), ip, port, max_body=protocol.MAX_UPLOAD_BYTES + (1 << 20))
 
-    return create_server(app, host=ip, port=port, threads=8, ident="hangar",
-                         max_request_body_size=protocol.MAX_UPLOAD_BYTES + (1 << 20),
-                         outbuf_overflow=64 << 20, outbuf_high_watermark=64 << 20,
-                         inbuf_overflow=64 << 20, recv_bytes=1 << 18,
-                         channel_timeout=600, connection_limit=200)
+
+def read_password_file(path: str) -> str:
+    """The push password stored in the first line of ``path`` (its line ending dropped).
+
+    Raises
+    ------
+    ValueError
+        If that line is empty (a server meant to be protected would accept an empty password).
+    OSError
+        If the file cannot be read.
+    """
+    with open(path, encoding="utf-8") as f:
+        line = f.readline().rstrip("\r\n")
+    if not line:
+        raise ValueError(f"the password file {path!r} has an empty first line; write the password there")
+    return line
 
 
 def run_server(path: str, ip: str = "127.0.0.1", port: int = 50051, username: Optional[str] = None,

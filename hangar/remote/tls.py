@@ -18,6 +18,11 @@ from typing import Optional
 log = logging.getLogger("hangar.server")
 
 _CHUNK = 1 << 18
+#: seconds a relay waits for its peer to take bytes before dropping the connection: a client
+#: that stops reading would otherwise hold its relay, and the server behind it, for good
+WRITE_TIMEOUT = 30.0
+#: seconds a client has to complete the TLS handshake
+HANDSHAKE_TIMEOUT = 10.0
 
 
 def server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -35,7 +40,9 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     try:
         while data := await reader.read(_CHUNK):
             writer.write(data)
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+    except TimeoutError:  # the peer stopped reading: drop it, which ends the other pump too
+        writer.transport.abort()
     except (ConnectionError, ssl.SSLError, OSError):
         pass
     finally:
@@ -74,7 +81,7 @@ class TLSFrontend:
     def start(self) -> None:
         async def listen() -> asyncio.base_events.Server:
             return await asyncio.start_server(self._relay, self.ip, self.port, ssl=self._context,
-                                              ssl_handshake_timeout=30, limit=_CHUNK)
+                                              ssl_handshake_timeout=HANDSHAKE_TIMEOUT, limit=_CHUNK)
 
         self._server = self._loop.run_until_complete(listen())
         self.port = self._server.sockets[0].getsockname()[1]
