@@ -82,6 +82,15 @@ class SampleTable(EntryTable):
         for b in self.blobs():
             yield b.name, decode_pointer(b.data)
 
+    def tree_key(self) -> str:
+        """Hex id of the samples tree (``"empty"`` without samples): names a location table."""
+        return "empty" if self.root is None else str(self.root.id)
+
+    def entries(self) -> Iterator[tuple[str, bytes, tuple[int, ...]]]:
+        """``(entry name, digest, shape)`` of every sample, for a location table."""
+        for name, p in self.pointers():
+            yield name, p.digest, p.shape
+
 
 class Snapshot:
     """Arraysets, schemas, samples and metadata of one root tree."""
