@@ -165,8 +165,32 @@ class ArraysetDataReader:
         table = self.__dict__.get("_loc_table")
         if table is None:
             src = self._table
-            table = self._loc_table = self._session.store.location_table(src.tree_key(), src.entries)
+            table = self._loc_table = self._session.store.location_table(src.tree_key(), src.entries,
+                                                                         self._derive_locations)
         return table
+
+    def _derive_locations(self):  # noqa: ANN202 - LocationTable or None
+        """The parent commit's table of this arrayset plus the changes since (O(changed)), when the
+        parent's table is cached and the schema is the same; else None (build from scratch)."""
+        from hangar.records.snapshot import Snapshot  # the reader's records view of the parent
+
+        git, store, commit = self._session.git, self._session.store, self._session.commit
+        if commit is None:
+            return None
+        parents = git.commit_info(commit).parents
+        if not parents:
+            return None
+        snap = Snapshot(git, git.commit_tree_id(parents[0]))
+        if snap.schema(self.name) != self._schema:
+            return None
+        base = snap.samples(self.name)
+        base_table = store.cached_table(base.tree_key())
+        if base_table is None:
+            return None
+        changes = self._table.changes_since(base)
+        if len(changes) > max(1024, len(base_table) // 4):  # reading every pointer costs about the same
+            return None
+        return base_table.derive(changes, store.locate_durable)
 
     def _drop_locations(self) -> None:
         table = self.__dict__.pop("_loc_table", None)

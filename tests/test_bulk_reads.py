@@ -201,3 +201,48 @@ def test_batch_read_with_digest_check_raises_on_a_flipped_byte(img_repo):
         with pytest.raises(CorruptDataError, match="do not match"):
             co.arraysets["img"][123]
         co.arraysets["img"].get_batch(list(range(100, 120)))  # the healthy samples still read
+
+
+def test_the_table_of_a_child_commit_is_derived_from_the_parents_and_equals_a_full_build(img_repo):
+    with img_repo.checkout() as co:
+        co.arraysets["img"][0]  # the parent's table is now cached
+    co = img_repo.checkout(write=True)
+    img = co.arraysets["img"]
+    img[5] = np.full((6, 5), 55, dtype=np.uint8)  # mutated
+    del img[7]  # removed
+    del img["cat"]
+    img[1000] = np.full((6, 5), 100, dtype=np.uint8)  # added beyond the dense range
+    img["ant"] = np.full((6, 5), 3, dtype=np.uint8)
+    co.commit("child")
+    co.close()
+    repo = Repository(img_repo.path)
+    store = repo._store()
+    calls = []
+    real_build = type(store).location_table
+
+    def spy(self, key, entries, derive=None):  # noqa: ANN001, ANN202
+        def counted():  # noqa: ANN202
+            calls.append(key)
+            return entries()
+        return real_build(self, key, counted, derive)
+
+    with repo.checkout() as co:
+        a = co.arraysets["img"]
+        type(store).location_table = spy
+        try:
+            got = a.get_batch([5, 1000, "ant", "dog", 0, 299])
+        finally:
+            type(store).location_table = real_build
+        assert calls == []  # derived: no full walk of the pointers
+        assert [int(g[0, 0]) for g in got[:3]] == [55, 100, 3]
+        derived = a._locations()
+        full = type(derived).build(a._table.entries(), store.locate_durable)
+        assert derived.ikeys.tolist() == full.ikeys.tolist() and derived.snames == full.snames
+        for col in ("digests", "shapes", "offsets", "lengths", "rawlens", "codecs"):
+            np.testing.assert_array_equal(getattr(derived, col), getattr(full, col))
+        assert [derived.packs[i] for i in derived.pack_col] == [full.packs[i] for i in full.pack_col]
+        with pytest.raises(KeyError):
+            a[7]
+        with pytest.raises(KeyError):
+            a["cat"]
+        assert not derived.dense and derived.row(1000) == 299  # 0..299 without 7, then 1000

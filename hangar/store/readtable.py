@@ -104,6 +104,46 @@ class LocationTable:
         return cls(ikeys, [s for s, _, _ in strs], digests, shapes, packs, pack_col, offsets, lengths, rawlens,
                    codec_col)
 
+    def derive(self, changes: list[tuple[str, Optional[bytes], tuple[int, ...]]], locate) -> "LocationTable":  # noqa: ANN001
+        """This table with ``changes`` applied: ``(entry name, digest or None (removed), shape)``.
+
+        Costs one vectorised pass over the rows plus a lookup of the changed samples, where
+        :meth:`build` reads every pointer (a 1% update of 60,000 samples: ~10 ms against ~0.7 s).
+        """
+        n_old, n_int = len(self), len(self.ikeys)
+        keep = np.ones(n_old, dtype=bool)
+        for name, _, _ in changes:
+            r = self.row(int(name[2:]) if name.startswith("i:") else name[2:])
+            if r >= 0:
+                keep[r] = False
+        new = LocationTable.build([c for c in changes if c[1] is not None], locate)
+        if not len(new):
+            new.shapes = np.empty((0, self.shapes.shape[1]), dtype=np.int64)
+        packs = list(self.packs)
+        for p in new.packs:
+            if p not in packs:
+                packs.append(p)
+        remap = np.array([packs.index(p) for p in new.packs] + [_NO_PACK], dtype=np.int32)
+        kept = np.flatnonzero(keep)
+        k_int, k_str = kept[kept < n_int], kept[kept >= n_int]
+        new_int = len(new.ikeys)
+        int_keys = np.concatenate([self.ikeys[k_int], new.ikeys])
+        int_src = np.concatenate([k_int, n_old + np.arange(new_int, dtype=np.int64)])
+        o = np.argsort(int_keys, kind="stable")
+        names = [self.snames[i - n_int] for i in k_str.tolist()] + new.snames
+        str_src = k_str.tolist() + [n_old + new_int + j for j in range(len(new.snames))]
+        so = sorted(range(len(names)), key=names.__getitem__)
+        src = np.concatenate([int_src[o], np.array([str_src[j] for j in so], dtype=np.int64)]).astype(np.int64)
+
+        def cat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.concatenate([a, b])[src]
+
+        pack_col = np.concatenate([self.pack_col, remap[new.pack_col]])[src]  # -1 stays -1 (last entry)
+        return LocationTable(int_keys[o], [names[j] for j in so], cat(self.digests, new.digests),
+                             cat(self.shapes, new.shapes), packs, pack_col, cat(self.offsets, new.offsets),
+                             cat(self.lengths, new.lengths), cat(self.rawlens, new.rawlens),
+                             cat(self.codecs, new.codecs))
+
     # -------------------------------------------------------------- lookups
     def row(self, key: object) -> int:
         """Row of sample ``key`` (an int or str); -1 when absent (or not a key type)."""

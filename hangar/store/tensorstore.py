@@ -321,22 +321,38 @@ class TensorStore:
                                    f"(pack {pack}); run `hangar fsck` to list the damage")
 
     # ------------------------------------------------------- location tables
-    def location_table(self, key: str, entries: Callable[[], Iterable[tuple[str, bytes, tuple[int, ...]]]]
-                       ) -> LocationTable:
-        """The :class:`LocationTable` named ``key`` (a samples tree id): from memory, else from the
-        on-disk cache (when the storage has a ``cache_dir`` and the table still matches the packs),
-        else built from ``entries()`` (``(entry name, digest, shape)`` of every sample) and cached."""
+    def cached_table(self, key: str) -> LocationTable | None:
+        """The table named ``key`` if in memory or validly cached on disk; never builds one."""
         table = self._tables.get(key)
         if table is not None:
             return table
         cache_dir = getattr(self.storage, "cache_dir", None)
+        if not cache_dir:
+            return None
+        table = LocationTable.load(os.path.join(cache_dir, "readtables", key + ".tbl"))
+        if table is not None and not self._table_matches_packs(table):
+            return None
+        return table
+
+    def locate_durable(self, digests: list[bytes]) -> list[Location | None]:
+        """:meth:`locations` of flushed samples only (what a commit's readers may use)."""
+        return self.locations(digests, durable_only=True)
+
+    def location_table(self, key: str, entries: Callable[[], Iterable[tuple[str, bytes, tuple[int, ...]]]],
+                       derive: Callable[[], LocationTable | None] | None = None) -> LocationTable:
+        """The :class:`LocationTable` named ``key`` (a samples tree id): from memory, else from the
+        on-disk cache (when the storage has a ``cache_dir`` and the table still matches the packs),
+        else from ``derive()`` (e.g. the parent commit's table plus the changes) when it gives one,
+        else built from ``entries()`` (``(entry name, digest, shape)`` of every sample); then cached."""
+        table = self.cached_table(key)
+        if table is not None:
+            self._tables[key] = table
+            return table
+        cache_dir = getattr(self.storage, "cache_dir", None)
         path = os.path.join(cache_dir, "readtables", key + ".tbl") if cache_dir else None
-        if path is not None:
-            table = LocationTable.load(path)
-            if table is not None and not self._table_matches_packs(table):
-                table = None
+        table = derive() if derive is not None else None
         if table is None:
-            table = LocationTable.build(entries(), lambda ds: self.locations(ds, durable_only=True))
+            table = LocationTable.build(entries(), self.locate_durable)
             if path is not None and table.complete:
                 try:  # a cache: failing to write it costs the next open a rebuild, nothing else
                     table.save(path)
