@@ -331,6 +331,20 @@ class _TableMerge:
         self.label = label
         self.batch = batch
 
+    def classify(self, a: Oid, m: Oid, d: Oid, depth: int) -> None:
+        """Record the conflicts only, from the full changes of each side since ``a`` (which
+        :func:`diff_trees_via_base` needs anyway: the reader remembers them for it)."""
+        if d == a or m == d or self.strategy is not None:
+            return
+        reader = self.reader
+        theirs = reader.table_changes(a, d, depth)
+        ours = reader.table_changes(a, m, depth) if m != a else {}
+        for name, (old, new) in theirs.items():
+            mine = ours[name][1] if name in ours else old
+            if mine != new and mine != old:  # both sides changed this entry, differently
+                self.conflicts.add(_conflict_class(old, mine, new), self.kind,
+                                   name if self.label is None else (self.label, name))
+
     def merge(self, a: Oid, m: Oid, d: Oid, depth: int) -> Oid:
         """Id of the merged table (``None``: empty); ``m`` itself when dev brings nothing."""
         if d == a or m == d:
@@ -375,7 +389,7 @@ class _TableMerge:
 
 
 def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: Oid,
-              strategy: Optional[str] = None) -> MergePlan:
+              strategy: Optional[str] = None, build: bool = True) -> MergePlan:
     """Classify the changes of ``ours`` (master) and ``theirs`` (dev) since ``base``.
 
     Per sample, metadata key and arrayset schema: a change on one side only is taken;
@@ -385,6 +399,9 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
     whose schema conflicts (changed differently on both sides; changed on one side
     while its schema or samples changed on the other; removed on one side and changed
     on the other; added on both with different schemas) is resolved as a whole.
+
+    With ``build=False`` only the conflicts are found (no merged trees; sample and metadata
+    edits are left out), from the per-side changes a diff via the base computes anyway.
     """
     conflicts = MergeConflicts()
     batch = ObjectBatch()
@@ -403,8 +420,11 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
             base_samples = ia.samples
             if at is None or _depth(reader, ia) != _depth(reader, im):
                 base_samples = None  # added on both sides, or re-created: no common samples
-            merged = _TableMerge(reader, strategy, conflicts, "samples", name, batch).merge(
-                base_samples, im.samples, id_.samples, _depth(reader, im))
+            tm = _TableMerge(reader, strategy, conflicts, "samples", name, batch)
+            if not build:
+                tm.classify(base_samples, im.samples, id_.samples, _depth(reader, im))
+                continue
+            merged = tm.merge(base_samples, im.samples, id_.samples, _depth(reader, im))
             if merged != im.samples:
                 aset_edits[name] = {layout.SAMPLES: None if merged is None else (MODE_TREE, merged)}
             continue
@@ -417,8 +437,11 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
     edits: dict = {}
     if aset_edits:
         edits[layout.ARRAYSETS] = aset_edits
-    meta = _TableMerge(reader, strategy, conflicts, "metadata", None, batch).merge(
-        rb.metadata, rm.metadata, rd.metadata, layout.METADATA_FANOUT_DEPTH)
+    tm = _TableMerge(reader, strategy, conflicts, "metadata", None, batch)
+    if not build:
+        tm.classify(rb.metadata, rm.metadata, rd.metadata, layout.METADATA_FANOUT_DEPTH)
+        return MergePlan(edits, conflicts, None)
+    meta = tm.merge(rb.metadata, rm.metadata, rd.metadata, layout.METADATA_FANOUT_DEPTH)
     if meta != rm.metadata:
         edits[layout.METADATA] = None if meta is None else (MODE_TREE, meta)
     return MergePlan(edits, conflicts, batch)
