@@ -34,6 +34,7 @@ _ENTRY = re.compile(rb"[0-7]+ ([^\x00]+)\x00(.{20})", re.S)
 _MODED = re.compile(rb"([0-7]+) ([^\x00]+)\x00(.{20})", re.S)
 #: bytes of one fan-out directory entry: b"40000 " + one hex digit + NUL + 20-byte id
 _FAN_ENTRY = 28
+_ZERO = bytes(20)
 _FAN_PREFIX = [bytes([c]) for c in b"40000 "]
 _ARRAYSETS = layout.ARRAYSETS.encode()
 _METADATA = layout.METADATA.encode()
@@ -89,6 +90,16 @@ class TreeReader:
         """False for objects only in the overlay (not written to git)."""
         return oid not in self._overlay
 
+    def leaf_changes(self, a: bytes, b: bytes, out: EntryChanges) -> None:
+        """Entries that differ between two stored leaf trees, by libgit2's tree diff (a C merge-join
+        over the sorted entries; only the changed entries reach Python). At 244 entries a leaf
+        (1,000,000 samples) parsing both in Python cost ~10x more."""
+        git = self.git
+        for delta in git.tree(a).diff_to_tree(git.tree(b)).deltas:
+            old, new = delta.old_file, delta.new_file
+            o, n = old.id.raw, new.id.raw
+            out[new.path or old.path] = (None if o == _ZERO else o, None if n == _ZERO else n)
+
     def pairs(self, oid: Oid) -> list[tuple[bytes, bytes]]:
         """``(name, raw id)`` of every entry of tree ``oid`` (empty for ``None``)."""
         if oid is None:
@@ -139,6 +150,9 @@ def fan_changes(reader: TreeReader, a: Oid, b: Oid, depth: int, out: Optional[En
     if out is None:
         out = {}
     if a == b:
+        return out
+    if depth == 0 and a is not None and b is not None and reader.stored(a) and reader.stored(b):
+        reader.leaf_changes(a, b, out)
         return out
     sa, sb = set(reader.pairs(a)), set(reader.pairs(b))
     da, db = dict(sa - sb), dict(sb - sa)
