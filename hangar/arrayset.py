@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import os
 import uuid
 from contextlib import contextmanager
 from typing import Iterable, Iterator, Mapping, Optional, Union
@@ -157,16 +156,32 @@ class ArraysetDataReader:
         ptr = self._pointer(name)
         return self._session.store.read(ptr.digest, self._dtype, ptr.shape)
 
-    def _locations(self):  # noqa: ANN202 - LocationTable or None
-        """The name -> location table of a commit's arrayset (built, or loaded from its on-disk
-        cache, on first use); ``None`` for write-enabled arraysets, whose samples change."""
+    def _locations(self, reads: int = 1):  # noqa: ANN202 - LocationTable or None
+        """The name -> location table of a commit's arrayset, for a read of ``reads`` samples;
+        ``None`` (read by pointer) for write-enabled arraysets, whose samples change.
+
+        A table in memory, cached on disk or derived from the parent commit's is used at once.
+        Building one from scratch reads every pointer (~12 us a sample), so it is built only
+        once the reads asked of this object add up to the arrayset's size (and 4,096): a
+        fresh process reading a few thousand samples of a 60,000-sample commit nobody has
+        opened yet reads them by pointer instead of spending ~0.75 s on the table.
+        """
         if self.iswriteable:
             return None
         table = self.__dict__.get("_loc_table")
-        if table is None:
-            src = self._table
-            table = self._loc_table = self._session.store.location_table(src.tree_key(), src.entries,
-                                                                         self._derive_locations)
+        if table is not None:
+            return table
+        src, store = self._table, self._session.store
+        if not self.__dict__.get("_loc_probed"):
+            self._loc_probed = True
+            table = store.location_table(src.tree_key(), src.entries, self._derive_locations, build=False)
+            if table is not None:
+                self._loc_table = table
+                return table
+        asked = self._loc_asked = self.__dict__.get("_loc_asked", 0) + reads
+        if asked < _BUILD_TABLE_AFTER or (_BUILD_TABLE_SHARE and asked < _BUILD_TABLE_SHARE * src.count()):
+            return None
+        table = self._loc_table = store.location_table(src.tree_key(), src.entries)
         return table
 
     def _derive_locations(self):  # noqa: ANN202 - LocationTable or None
@@ -194,13 +209,14 @@ class ArraysetDataReader:
 
     def _drop_locations(self) -> None:
         table = self.__dict__.pop("_loc_table", None)
+        self.__dict__.pop("_loc_probed", None)
         if table is not None:
             self._session.store.drop_table(self._table.tree_key())
 
     def _read_located(self, names: list, out: Optional[np.ndarray]) -> Optional[list]:
         """get_batch through the location table: one vectorised lookup, coalesced reads into one
         array. ``None`` when the table cannot serve the batch (writer, or a pack removed by gc)."""
-        table = self._locations()
+        table = self._locations(len(names))
         if table is None:
             return None
         rows = table.rows(names)
@@ -243,16 +259,16 @@ class ArraysetDataReader:
 
         Samples of a read checkout are located with one vectorised lookup and read with a few
         large reads, sorted by pack and offset, into one array (the returned arrays are rows
-        of it). Reads run in a process pool (each worker opens its own file handles) only
-        when ``n_cpus`` is greater than 1; with ``n_cpus=None`` a write-enabled arrayset's
-        batches of at least 64 MiB use a pool of ``os.cpu_count() // 2`` (at least 2) workers.
+        of it): at page-cache speed in this process. Reads run in a process pool (each worker
+        opens its own file handles) only when ``n_cpus`` is greater than 1 (and never for a
+        write-enabled arrayset); starting one costs about a second with ``spawn``.
 
         Parameters
         ----------
         names : Iterable[Union[str, int]]
             Sample names to read (or one sample name).
         n_cpus : int, kwarg-only
-            Number of worker processes; 1 reads in this process. Default None (see above).
+            Number of worker processes; None (default) or 1 reads in this process.
         start_method : str, kwarg-only
             ``'spawn'``, ``'fork'`` or ``'forkserver'`` (as offered by the platform).
         out : np.ndarray, kwarg-only
@@ -306,13 +322,8 @@ class ArraysetDataReader:
     def _get_batch_by_pointer(self, names: list, n_cpus: Optional[int], start_method: str) -> list[np.ndarray]:
         ptrs = [self._pointer(n) for n in names]
         store, dtype = self._session.store, self._dtype
-        if self.iswriteable or n_cpus == 1 or len(ptrs) < 2:
-            return [store.read(p.digest, dtype, p.shape) for p in ptrs]
-        if n_cpus is None:
-            nbytes = sum(dtype.itemsize * int(np.prod(p.shape)) for p in ptrs)
-            if nbytes < _POOL_MIN_BYTES:
-                return [store.read(p.digest, dtype, p.shape) for p in ptrs]
-            n_cpus = max(2, (os.cpu_count() or 2) // 2)
+        if self.iswriteable or n_cpus is None or n_cpus == 1 or len(ptrs) < 2:
+            return list(store.read_many(((p.digest, p.shape) for p in ptrs), dtype))
         for p in ptrs:  # fail before starting workers
             store.location(p.digest)
         n_jobs = min(n_cpus, len(ptrs))
@@ -380,8 +391,10 @@ class ArraysetDataReader:
                           chunk_rows=chunk_rows)
 
 
-#: with n_cpus=None, get_batch starts a process pool only for batches at least this large
-_POOL_MIN_BYTES = 64 << 20
+#: a reader builds its location table from scratch only once the samples asked of it reach this
+#: many and this share of the arrayset's size (a build costs about one read by pointer a sample)
+_BUILD_TABLE_AFTER = 4096
+_BUILD_TABLE_SHARE = 1.0
 _worker_store = None
 _reopened: dict[tuple[str, str], object] = {}
 

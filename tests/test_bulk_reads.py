@@ -9,11 +9,20 @@ import sys
 import numpy as np
 import pytest
 
+import hangar.arrayset
 from hangar import Repository
 from hangar.errors import CorruptDataError
 from hangar.store import sample_digest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def build_tables_at_once(monkeypatch):
+    """These arraysets are small: build a location table on the first read instead of after
+    4,096 (see test_a_table_is_built_only_once_the_reads_add_up_to_the_arrayset)."""
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_AFTER", 0)
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_SHARE", 0)
 
 
 def _cache_files(repo: Repository) -> list[str]:
@@ -220,11 +229,11 @@ def test_the_table_of_a_child_commit_is_derived_from_the_parents_and_equals_a_fu
     calls = []
     real_build = type(store).location_table
 
-    def spy(self, key, entries, derive=None):  # noqa: ANN001, ANN202
+    def spy(self, key, entries, derive=None, build=True):  # noqa: ANN001, ANN202
         def counted():  # noqa: ANN202
             calls.append(key)
             return entries()
-        return real_build(self, key, counted, derive)
+        return real_build(self, key, counted, derive, build)
 
     with repo.checkout() as co:
         a = co.arraysets["img"]
@@ -246,3 +255,23 @@ def test_the_table_of_a_child_commit_is_derived_from_the_parents_and_equals_a_fu
         with pytest.raises(KeyError):
             a["cat"]
         assert not derived.dense and derived.row(1000) == 299  # 0..299 without 7, then 1000
+
+
+def test_a_table_is_built_only_once_the_reads_add_up_to_the_arrayset(img_repo, monkeypatch):
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_AFTER", 100)
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_SHARE", 1.0)
+    keys = list(range(300)) + ["cat", "dog"]  # 302 samples
+    want = _expected(img_repo, "img", keys)
+    with Repository(img_repo.path).checkout() as co:
+        img = co.arraysets["img"]
+        for k, w in zip(keys[:150], want):  # read by pointer: no table yet
+            np.testing.assert_array_equal(img[k], w)
+        assert _cache_files(img_repo) == []
+        got = img.get_batch(keys[150:301])  # 301 asked: still by pointer
+        assert _cache_files(img_repo) == []
+        np.testing.assert_array_equal(np.stack(got), np.stack(want[150:301]))
+        np.testing.assert_array_equal(img["dog"], want[301])  # 302 asked: built and cached
+        assert len(_cache_files(img_repo)) == 1
+    with Repository(img_repo.path).checkout() as co:  # a cached table is used from the first read
+        np.testing.assert_array_equal(co.arraysets["img"].get_batch([299, 0])[1], want[0])
+        assert co.arraysets["img"]._loc_table is not None

@@ -339,11 +339,13 @@ class TensorStore:
         return self.locations(digests, durable_only=True)
 
     def location_table(self, key: str, entries: Callable[[], Iterable[tuple[str, bytes, tuple[int, ...]]]],
-                       derive: Callable[[], LocationTable | None] | None = None) -> LocationTable:
+                       derive: Callable[[], LocationTable | None] | None = None, build: bool = True
+                       ) -> LocationTable | None:
         """The :class:`LocationTable` named ``key`` (a samples tree id): from memory, else from the
         on-disk cache (when the storage has a ``cache_dir`` and the table still matches the packs),
         else from ``derive()`` (e.g. the parent commit's table plus the changes) when it gives one,
-        else built from ``entries()`` (``(entry name, digest, shape)`` of every sample); then cached."""
+        else built from ``entries()`` (``(entry name, digest, shape)`` of every sample); then cached.
+        With ``build=False``: ``None`` instead of a build from scratch."""
         table = self.cached_table(key)
         if table is not None:
             self._tables[key] = table
@@ -352,6 +354,8 @@ class TensorStore:
         path = os.path.join(cache_dir, "readtables", key + ".tbl") if cache_dir else None
         table = derive() if derive is not None else None
         if table is None:
+            if not build:
+                return None
             table = LocationTable.build(entries(), self.locate_durable)
             if path is not None and table.complete:
                 try:  # a cache: failing to write it costs the next open a rebuild, nothing else
