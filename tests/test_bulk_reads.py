@@ -275,3 +275,28 @@ def test_a_table_is_built_only_once_the_reads_add_up_to_the_arrayset(img_repo, m
     with Repository(img_repo.path).checkout() as co:  # a cached table is used from the first read
         np.testing.assert_array_equal(co.arraysets["img"].get_batch([299, 0])[1], want[0])
         assert co.arraysets["img"]._loc_table is not None
+
+
+def test_loader_samples_resolved_through_tables_match_reads_by_pointer(img_repo):
+    from hangar.dataloaders.common import GroupedSamples
+
+    keys = [299, "dog", 0, 150, 150]
+    want = _expected(img_repo, "img", keys)
+    with img_repo.checkout() as co:
+        img = co.arraysets["img"]
+        chosen = GroupedSamples(img, keys=keys)
+        assert img._loc_table is not None  # resolved through the table
+        assert chosen.keys == keys
+        for i, w in enumerate(want):
+            np.testing.assert_array_equal(chosen.sources[0].read(i), w)
+        every = GroupedSamples([img, img], index_range=slice(295, None))
+        assert every.keys == [295, 296, 297, 298, 299, "cat", "dog"]
+        np.testing.assert_array_equal(every.sources[1].read(5), np.full((6, 5), 7, dtype=np.uint8))
+        var = GroupedSamples(co.arraysets["var"], keys=[3, 0])
+        assert [var.sources[0].read(i).shape for i in range(2)] == [(4, 4), (1, 4)]
+        with pytest.raises(KeyError, match="'nope'"):
+            GroupedSamples(img, keys=[1, "nope"])
+        with pytest.raises(KeyError, match="True"):
+            GroupedSamples(img, keys=[1, True])
+        with pytest.raises(KeyError):
+            GroupedSamples(img, keys=[np.int64(1)])  # as on the pointer path: keys are str or int
