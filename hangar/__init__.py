@@ -3,9 +3,23 @@
 >>> from hangar import Repository, make_torch_dataset, make_tf_dataset
 """
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from hangar.repository import Repository  # noqa: E402
+if TYPE_CHECKING:
+    from hangar.repository import Repository
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    # Repository (numpy, pygit2: ~0.2 s) is imported on first use, so ``import hangar`` and the
+    # CLI's ``hangar --help`` stay fast (PEP 562)
+    if name == "Repository":
+        from hangar.repository import Repository
+
+        globals()["Repository"] = Repository
+        return Repository
+    raise AttributeError(f"module 'hangar' has no attribute {name!r}")
 
 
 def make_torch_dataset(arraysets, keys=None, index_range=None, field_names=None):  # noqa: ANN001, ANN201

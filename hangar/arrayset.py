@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import os
 import uuid
 from contextlib import contextmanager
 from typing import Iterable, Iterator, Mapping, Optional, Union
@@ -193,33 +192,145 @@ class ArraysetDataReader(CheckoutHandle):
             If the arrayset has no sample with that name.
         """
         self._check()
+        table = self._locations()
+        if table is not None:
+            row = table.row(name)
+            if row < 0:
+                raise SampleNotFoundError(f"arrayset {self.name!r} has no sample with key {name!r}")
+            try:
+                arr = self._session.store.read_row(table, row, self._dtype)
+            except FileNotFoundError:  # its pack was compacted away (gc): the path by digest reloads
+                self._drop_locations()
+                arr = None
+            if arr is not None:
+                return arr
         ptr = self._pointer(name)
         return self._session.store.read(ptr.digest, self._dtype, ptr.shape)
 
+    def _locations(self, reads: int = 1):  # noqa: ANN202 - LocationTable or None
+        """The name -> location table of a commit's arrayset, for a read of ``reads`` samples;
+        ``None`` (read by pointer) for write-enabled arraysets, whose samples change.
+
+        A table in memory, cached on disk or derived from the parent commit's is used at once.
+        Building one from scratch reads every pointer (~12 us a sample), so it is built only
+        once the reads asked of this object add up to the arrayset's size (and 4,096): a
+        fresh process reading a few thousand samples of a 60,000-sample commit nobody has
+        opened yet reads them by pointer instead of spending ~0.75 s on the table.
+        """
+        if self.iswriteable:
+            return None
+        table = self.__dict__.get("_loc_table")
+        if table is not None:
+            return table
+        src, store = self._table, self._session.store
+        if not self.__dict__.get("_loc_probed"):
+            self._loc_probed = True
+            table = store.location_table(src.tree_key(), src.entries, self._derive_locations, build=False)
+            if table is not None:
+                self._loc_table = table
+                return table
+        asked = self._loc_asked = self.__dict__.get("_loc_asked", 0) + reads
+        if asked < _BUILD_TABLE_AFTER or (_BUILD_TABLE_SHARE and asked < _BUILD_TABLE_SHARE * src.count()):
+            return None
+        table = self._loc_table = store.location_table(src.tree_key(), src.entries)
+        return table
+
+    def _derive_locations(self):  # noqa: ANN202 - LocationTable or None
+        """The parent commit's table of this arrayset plus the changes since (O(changed)), when the
+        parent's table is cached and the schema is the same; else None (build from scratch)."""
+        from hangar.records.snapshot import Snapshot  # the reader's records view of the parent
+
+        git, store, commit = self._session.git, self._session.store, self._session.commit
+        if commit is None:
+            return None
+        parents = git.commit_info(commit).parents
+        if not parents:
+            return None
+        snap = Snapshot(git, git.commit_tree_id(parents[0]))
+        if snap.schema(self.name) != self._schema:
+            return None
+        base = snap.samples(self.name)
+        base_table = store.cached_table(base.tree_key())
+        if base_table is None:
+            return None
+        changes = self._table.changes_since(base)
+        if len(changes) > max(1024, len(base_table) // 4):  # reading every pointer costs about the same
+            return None
+        return base_table.derive(changes, store.locate_durable)
+
+    def _drop_locations(self) -> None:
+        table = self.__dict__.pop("_loc_table", None)
+        self.__dict__.pop("_loc_probed", None)
+        if table is not None:
+            self._session.store.drop_table(self._table.tree_key())
+
+    def _read_located(self, names: list, out: Optional[np.ndarray]) -> Optional[list]:
+        """get_batch through the location table: one vectorised lookup, coalesced reads into one
+        array. ``None`` when the table cannot serve the batch (writer, or a pack removed by gc)."""
+        table = self._locations(len(names))
+        if table is None:
+            return None
+        rows = table.rows(names)
+        missing = np.flatnonzero(rows < 0)
+        if len(missing):
+            raise SampleNotFoundError(f"arrayset {self.name!r} has no sample with key {names[int(missing[0])]!r}")
+        store, dtype, shape = self._session.store, self._dtype, self.shape
+        try:
+            if (not self.variable_shape and bool((table.pack_col[rows] >= 0).all())
+                    and bool((table.shapes[rows] == shape).all())):
+                dest = np.empty((len(rows), *shape), dtype=dtype) if out is None else out
+                store.read_rows_into(table, rows, dest)
+                return dest if out is not None else list(dest)
+            arrays = []
+            for r in rows.tolist():
+                arr = store.read_row(table, r, dtype)
+                if arr is None:  # bytes not here (yet): by digest, which raises the usual RemoteDataError
+                    arr = store.read(table.digests[r].tobytes(), dtype, tuple(table.shapes[r].tolist()))
+                arrays.append(arr)
+            return arrays
+        except FileNotFoundError:
+            self._drop_locations()
+            return None
+
+    def _check_out(self, out: object, n: int) -> np.ndarray:
+        want = (n, *self.shape)
+        if not isinstance(out, np.ndarray) or out.dtype != self._dtype or out.shape != want \
+                or not out.flags.c_contiguous or not out.flags.writeable:
+            got = (f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}"
+                   if isinstance(out, np.ndarray) else type(out).__name__)
+            raise ValueError(f"out must be a writeable C-contiguous numpy array of dtype {self._dtype} and shape "
+                             f"{want} (one row per name) for arrayset {self.name!r}; got {got}")
+        if self.variable_shape:
+            raise ValueError(f"out= needs a fixed-shape arrayset; {self.name!r} has variable_shape=True")
+        return out
+
     def get_batch(self, names: Iterable[Key], *, n_cpus: Optional[int] = None,
-                  start_method: str = "spawn") -> list[np.ndarray]:
+                  start_method: str = "spawn", out: Optional[np.ndarray] = None) -> list[np.ndarray]:
         """Return the samples named in ``names``, in the order given.
 
-        Reads run in a process pool (each worker opens its own file handles) when
-        ``n_cpus`` is greater than 1. With ``n_cpus=None`` a pool of ``os.cpu_count() // 2``
-        (at least 2) workers is used only for batches of at least 64 MiB, since starting a
-        pool costs about a second with ``spawn``; smaller batches are read in this process.
-        Write-enabled arraysets always read in this process.
+        Samples of a read checkout are located with one vectorised lookup and read with a few
+        large reads, sorted by pack and offset, into one array (the returned arrays are rows
+        of it): at page-cache speed in this process. Reads run in a process pool (each worker
+        opens its own file handles) only when ``n_cpus`` is greater than 1 (and never for a
+        write-enabled arrayset); starting one costs about a second with ``spawn``.
 
         Parameters
         ----------
         names : Iterable[Union[str, int]]
             Sample names to read (or one sample name).
         n_cpus : int, kwarg-only
-            Number of worker processes; 1 reads in this process. Default None (see above).
+            Number of worker processes; None (default) or 1 reads in this process.
         start_method : str, kwarg-only
             ``'spawn'``, ``'fork'`` or ``'forkserver'`` (as offered by the platform).
+        out : np.ndarray, kwarg-only
+            A C-contiguous array of shape ``(len(names), *shape)`` and the arrayset's dtype
+            (fixed-shape arraysets only) to read into, for callers that reuse one buffer.
 
         Returns
         -------
         List[np.ndarray]
             One array per name, in the order of ``names``. If ``names`` is a single sample
-            name (a str or int) instead, that sample's array.
+            name (a str or int) instead, that sample's array. With ``out``: ``out`` itself.
 
         Raises
         ------
@@ -227,7 +338,8 @@ class ArraysetDataReader(CheckoutHandle):
             If the arrayset does not contain a sample with one of the names (checked before
             anything is read).
         ValueError
-            If ``n_cpus`` is not a positive int or ``start_method`` is not available.
+            If ``n_cpus`` is not a positive int, ``start_method`` is not available or
+            ``out`` does not fit.
         FileNotFoundError
             (``RemoteDataError``) if a sample's bytes are only on a remote (``fetch_data``).
         """
@@ -238,16 +350,31 @@ class ArraysetDataReader(CheckoutHandle):
             raise ValueError(f"start_method {start_method!r} is not available; choose one of "
                              f"{multiprocessing.get_all_start_methods()}")
         if _is_key(names):
+            if out is not None:
+                raise ValueError("out= needs a list of names, not a single sample name")
             return self.get(names)  # type: ignore[arg-type,return-value]
+        if not isinstance(names, np.ndarray):
+            names = list(names)
+        if out is not None:
+            out = self._check_out(out, len(names))
+        if n_cpus is None or n_cpus == 1:
+            # coalesced reads run at page-cache speed in this process (W1: ~1 GB/s), where a
+            # spawned pool costs about a second to start
+            got = self._read_located(names, out)  # type: ignore[arg-type]
+            if got is not None:
+                return got
+        result = self._get_batch_by_pointer(list(names), n_cpus, start_method)
+        if out is None:
+            return result
+        for dst, arr in zip(out, result):
+            dst[...] = arr
+        return out  # type: ignore[return-value]
+
+    def _get_batch_by_pointer(self, names: list, n_cpus: Optional[int], start_method: str) -> list[np.ndarray]:
         ptrs = [self._pointer(n) for n in names]
         store, dtype = self._session.store, self._dtype
-        if self.iswriteable or n_cpus == 1 or len(ptrs) < 2:
-            return [store.read(p.digest, dtype, p.shape) for p in ptrs]
-        if n_cpus is None:
-            nbytes = sum(dtype.itemsize * int(np.prod(p.shape)) for p in ptrs)
-            if nbytes < _POOL_MIN_BYTES:
-                return [store.read(p.digest, dtype, p.shape) for p in ptrs]
-            n_cpus = max(2, (os.cpu_count() or 2) // 2)
+        if self.iswriteable or n_cpus is None or n_cpus == 1 or len(ptrs) < 2:
+            return list(store.read_many(((p.digest, p.shape) for p in ptrs), dtype))
         for p in ptrs:  # fail before starting workers
             store.location(p.digest)
         n_jobs = min(n_cpus, len(ptrs))
@@ -320,8 +447,10 @@ class ArraysetDataReader(CheckoutHandle):
                           chunk_rows=chunk_rows)
 
 
-#: with n_cpus=None, get_batch starts a process pool only for batches at least this large
-_POOL_MIN_BYTES = 64 << 20
+#: a reader builds its location table from scratch only once the samples asked of it reach this
+#: many and this share of the arrayset's size (a build costs about one read by pointer a sample)
+_BUILD_TABLE_AFTER = 4096
+_BUILD_TABLE_SHARE = 1.0
 _worker_store = None
 _reopened: dict[tuple[str, str], object] = {}
 

@@ -144,7 +144,7 @@ def diff_commits(git: GitRepo, master: Optional[str], dev: str) -> DiffAndConfli
         return DiffAndConflicts(changes_from_tree_diff(td), conflicts_from_merge(None))
     base = git.merge_base(master, dev)
     b_tree = bytes.fromhex(git.commit_tree_id(base)) if base else None
-    mc = three_way(reader, b_tree, m_tree, d_tree).conflicts
+    mc = three_way(reader, b_tree, m_tree, d_tree, build=False).conflicts
     td = diff_trees_via_base(reader, b_tree, m_tree, d_tree)
     return DiffAndConflicts(changes_from_tree_diff(td), conflicts_from_merge(mc))
 

@@ -78,7 +78,8 @@ class Repository:
     def _store(self) -> TensorStore:
         if self._store_obj is None:
             self._git  # noqa: B018 - raises when not initialized
-            self._store_obj = TensorStore(LocalPackStorage(os.path.join(self._hangar_dir, "data")))
+            self._store_obj = TensorStore(LocalPackStorage(os.path.join(self._hangar_dir, "data"),
+                                                              cache_dir=os.path.join(self._hangar_dir, "cache")))
         return self._store_obj
 
     def _user(self) -> tuple[str, str]:

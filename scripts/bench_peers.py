@@ -14,6 +14,12 @@ on fresh directories under --tmp, ``--repeat`` times (the median is shown):
 * merge: that branch into main after main changed 600 other samples (a 3-way merge);
 * disk use / raw bytes after the ingest.
 
+Then (``--only reads`` for these alone) the issue-14 read and start-up rows, against Deep Lake and
+lmdb: W1 and W2r = 2,000 x uint8 (224, 224, 3) bulk reads with ``get_batch`` in 64 MiB batches
+(first and second pass over the data: hangar builds its location table in the first), W1 5,000
+random single-sample reads in a fresh process including the open (before and after any other read
+of the commit), ``import hangar``, ``from hangar import Repository`` and ``hangar --help``.
+
 Peers are optional: a system whose package is missing is skipped (``pip install icechunk
 deeplake``). The original Hangar 0.5.2 is also a package named ``hangar``, so it runs in a child
 process of its own virtual environment, given by ``--original-hangar-python`` (see
@@ -216,6 +222,220 @@ def available(name: str) -> bool:
     return True
 
 
+# ----------------------------------------------- issue 14: reads, diff/merge, start-up (own rows)
+# W1 = 60,000 x uint8 (28, 28) and W2r = 2,000 x uint8 (224, 224, 3), both random; every row
+# is the median of --repeat runs, peers in the same run, ratio = hangar / peer for rates
+# (> 1: hangar faster) and peer / hangar for times.
+W2R_SHAPE = (224, 224, 3)
+BATCH_BYTES = 64 << 20
+_CHILD_ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+_FRESH_HANGAR = """
+import sys, time
+t0 = time.perf_counter()
+import numpy as np
+from hangar import Repository
+t1 = time.perf_counter()
+keys = np.load(sys.argv[2]).tolist()
+t2 = time.perf_counter()
+x = Repository(sys.argv[1]).checkout().arraysets["x"]
+x[keys[0]]
+t3 = time.perf_counter()
+for k in keys:
+    x[k]
+t4 = time.perf_counter()
+print(t4 - t2, t3 - t2, t1 - t0)
+"""
+_FRESH_DEEPLAKE = """
+import sys, time
+import numpy as np
+import deeplake
+keys = np.load(sys.argv[2]).tolist()
+t2 = time.perf_counter()
+ds = deeplake.open_read_only("file://" + sys.argv[1])
+col = ds["x"]
+np.asarray(col[keys[0]])
+t3 = time.perf_counter()
+for k in keys:
+    np.asarray(col[k])
+t4 = time.perf_counter()
+print(t4 - t2, t3 - t2, 0)
+"""
+_FRESH_LMDB = """
+import sys, time
+import numpy as np
+import lmdb
+keys = np.load(sys.argv[2]).tolist()
+t2 = time.perf_counter()
+env = lmdb.open(sys.argv[1], readonly=True, lock=False)
+txn = env.begin()
+txn.get(b"%08d" % keys[0])
+t3 = time.perf_counter()
+for k in keys:
+    np.frombuffer(txn.get(b"%08d" % k), dtype=np.uint8).reshape(28, 28)
+t4 = time.perf_counter()
+print(t4 - t2, t3 - t2, 0)
+"""
+
+
+def _fresh(code: str, path: str, keys_file: str) -> tuple[float, float]:
+    """(seconds for open + reads, seconds for open + first read) measured inside a new interpreter,
+    after its imports (``import hangar`` is its own row)."""
+    out = subprocess.run([sys.executable, "-c", code, path, keys_file], capture_output=True, text=True,
+                         env=_CHILD_ENV, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    total, opened, _ = (float(v) for v in out.stdout.split())
+    return total, opened
+
+
+def _hangar_repo(path: str, data: np.ndarray) -> None:
+    from hangar import Repository
+
+    os.makedirs(path)
+    repo = Repository(path, exists=False)
+    repo.init("bench", "bench@example.com")
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("x", shape=data.shape[1:], dtype=np.uint8)
+    co["x", list(range(len(data)))] = data
+    co.commit("ingest")
+    co.close()
+
+
+def _deeplake_ds(path: str, data: np.ndarray) -> None:
+    import deeplake
+
+    ds = deeplake.create(f"file://{path}")
+    ds.add_column("x", deeplake.types.Array("uint8", shape=list(data.shape[1:])))
+    ds.append({"x": data})
+    ds.commit("ingest")
+
+
+def _bulk_hangar(path: str, n: int, per_batch: int) -> tuple[float, float]:
+    """Seconds for the first and the second pass (epoch) over all samples, one repository object."""
+    from hangar import Repository
+
+    co = Repository(path).checkout()
+    x = co.arraysets["x"]
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for a in range(0, n, per_batch):
+            x.get_batch(list(range(a, min(n, a + per_batch))))
+        times.append(time.perf_counter() - t0)
+    co.close()
+    return times[0], times[1]
+
+
+def _bulk_deeplake(path: str, n: int, per_batch: int) -> tuple[float, float]:
+    import deeplake
+
+    ds = deeplake.open_read_only(f"file://{path}")  # a column needs its dataset alive
+    col = ds["x"]
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for a in range(0, n, per_batch):
+            np.asarray(col[a:min(n, a + per_batch)])
+        times.append(time.perf_counter() - t0)
+    return times[0], times[1]
+
+
+def _cmd_seconds(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, capture_output=True, env=_CHILD_ENV, check=True)
+    return time.perf_counter() - t0
+
+
+def read_rows(args: argparse.Namespace) -> list[tuple[str, str, float, dict[str, float]]]:
+    """Issue 14 read/start-up rows: (label, unit, hangar median, {peer: median})."""
+    have_dl, have_lmdb = available("deeplake"), available("lmdb")
+    rng = np.random.default_rng(1)
+    w1 = rng.integers(0, 256, size=(args.n, *SHAPE), dtype=np.uint8)
+    w2 = rng.integers(0, 256, size=(args.n_w2r, *W2R_SHAPE), dtype=np.uint8)
+    keys = rng.choice(args.n, size=min(N_RANDOM, args.n), replace=False)
+    res: dict[str, dict[str, list[float]]] = {}
+
+    def add(row: str, system: str, value: float) -> None:
+        res.setdefault(row, {}).setdefault(system, []).append(value)
+
+    for r in range(args.repeat):
+        root = tempfile.mkdtemp(prefix="bench-reads-", dir=args.tmp)
+        try:
+            keys_file = os.path.join(root, "keys.npy")
+            np.save(keys_file, keys)
+            for name, data in (("w1", w1), ("w2r", w2)):
+                per_batch = max(1, BATCH_BYTES // data[0].nbytes)
+                bulk = f"{name.upper()} bulk read get_batch (64 MiB batches)"
+                for system, make, fresh_code, bulk_fn in (
+                        ("hangar", _hangar_repo, _FRESH_HANGAR, _bulk_hangar),
+                        ("deeplake", _deeplake_ds, _FRESH_DEEPLAKE, _bulk_deeplake)):
+                    if system == "deeplake" and not have_dl:
+                        continue
+                    p = os.path.join(root, f"{system}-{name}")
+                    make(p, data)
+                    if name == "w1":  # a fresh process before any other read of the commit
+                        total, opened = _fresh(fresh_code, p, keys_file)
+                        add("W1 random read, fresh process, first open", system, len(keys) / total)
+                        add("W1 open + 1st read, fresh process, first open", system, opened)
+                    first, later = bulk_fn(p, len(data), per_batch)
+                    add(bulk + ", 1st epoch", system, data.nbytes / first / 1e9)
+                    add(bulk + ", 2nd epoch", system, data.nbytes / later / 1e9)
+                    if name == "w1":  # and after one (hangar: its location table is cached by now)
+                        total, opened = _fresh(fresh_code, p, keys_file)
+                        add("W1 random read, fresh process incl. open", system, len(keys) / total)
+                        add("W1 open + 1st read, fresh process", system, opened)
+                    shutil.rmtree(p, ignore_errors=True)
+            if have_lmdb:
+                import lmdb
+
+                lp = os.path.join(root, "lmdb-w1")
+                env = lmdb.open(lp, map_size=4 * w1.nbytes + (64 << 20))
+                with env.begin(write=True) as txn:
+                    for i in range(len(w1)):
+                        txn.put(b"%08d" % i, w1[i].tobytes())
+                env.close()
+                total, opened = _fresh(_FRESH_LMDB, lp, keys_file)
+                for row in ("W1 random read, fresh process incl. open", "W1 random read, fresh process, first open"):
+                    add(row, "lmdb", len(keys) / total)
+                for row in ("W1 open + 1st read, fresh process", "W1 open + 1st read, fresh process, first open"):
+                    add(row, "lmdb", opened)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        py = [sys.executable]
+        add("python -c 'import hangar'", "hangar", _cmd_seconds(py + ["-c", "import hangar"]))
+        add("python -c 'from hangar import Repository'", "hangar",
+            _cmd_seconds(py + ["-c", "from hangar import Repository"]))
+        add("hangar --help", "hangar", _cmd_seconds(py + ["-c", "from hangar.cli import main; main()", "--help"]))
+        add("python -c 'pass' (interpreter start)", "hangar", _cmd_seconds(py + ["-c", "pass"]))
+        print(f"reads run {r + 1}/{args.repeat} done", flush=True)
+    units = {"bulk read": "GB/s", "random read": "samples/s"}
+    rows = []
+    for row, by in res.items():
+        unit = next((u for k, u in units.items() if k in row), "s")
+        med = {s: statistics.median(v) for s, v in by.items()}
+        rows.append((row, unit, med.pop("hangar"), med))
+    return rows
+
+
+def print_read_rows(rows: list[tuple[str, str, float, dict[str, float]]], repeat: int) -> None:
+    print(f"\nissue 14 reads / start-up; median of {repeat}; ratio = hangar/peer for rates, peer/hangar for "
+          "seconds (> 1: hangar better)")
+    header = f"{'figure':<48}{'unit':>10}{'hangar':>11}{'deeplake':>11}{'ratio':>7}{'lmdb':>11}{'ratio':>7}"
+    print(header)
+    print("-" * len(header))
+    for row, unit, h, peers in rows:
+        line = f"{row:<48}{unit:>10}{h:>11.4g}"
+        for p in ("deeplake", "lmdb"):
+            v = peers.get(p)
+            if v is None:
+                line += f"{'':>11}{'':>7}"
+            else:
+                ratio = h / v if unit != "s" else v / h
+                line += f"{v:>11.4g}{ratio:>7.2f}"
+        print(line)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
@@ -225,9 +445,15 @@ def main() -> int:
     ap.add_argument("--original-hangar-python", default=os.environ.get("HANGAR_ORIGINAL_PYTHON"),
                     help="python of a virtual environment with the original Hangar installed "
                          "(pip install hangar==0.5.2 'protobuf<3.21'); also env HANGAR_ORIGINAL_PYTHON")
+    ap.add_argument("--n-w2r", type=int, default=2_000, help="W2r samples of (224, 224, 3) for the bulk read row")
+    ap.add_argument("--only", choices=["all", "table", "reads"], default="all",
+                    help="run only the operations table or only the issue-14 read/start-up rows")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     os.environ.setdefault("RUST_LOG", "error")  # icechunk's warning about local storage and concurrency
+    if args.only == "reads":
+        print_read_rows(read_rows(args), args.repeat)
+        return 0
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, size=(args.n, *SHAPE), dtype=np.uint8)
     keys = rng.choice(args.n, size=min(N_RANDOM, args.n), replace=False)
@@ -269,6 +495,8 @@ def main() -> int:
         print(row)
     if skipped:
         print(f"\nskipped (not installed, or no --original-hangar-python): {', '.join(skipped)}")
+    if args.only == "all":
+        print_read_rows(read_rows(args), args.repeat)
     return 0
 
 

@@ -114,6 +114,7 @@ EXTRA_KEYWORDS = {
     "Repository.remove_branch": {"force_delete"},
     "Repository.merge": {"kwargs"},  # strategy=
     "WriterCheckout.merge": {"kwargs"},  # strategy=
+    "ArraysetDataReader.get_batch": {"out"},  # issue 14: read into a caller's reused buffer
 }
 
 SPEC_PROPERTIES = {

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Optional
 
 from hangar.cli.context import CliError
+
+if TYPE_CHECKING:  # numpy is imported by the functions that use it: `hangar --help` stays fast
+    import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _MODE_FOR_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -27,6 +28,8 @@ def read_image(path: str, shape: Optional[tuple[int, ...]] = None) -> np.ndarray
     Rank 2 -> grayscale ``(H, W)``; rank 3 with 1/3/4 channels -> ``(H, W, C)`` as L/RGB/RGBA.
     Without ``shape`` the image keeps its own mode (palette images become RGB or RGBA).
     """
+    import numpy as np
+
     image_mod = _pillow()
     with image_mod.open(path) as img:
         channels = None
@@ -48,6 +51,8 @@ def read_image(path: str, shape: Optional[tuple[int, ...]] = None) -> np.ndarray
 
 def write_image(arr: np.ndarray, path: str) -> None:
     """Write ``arr`` as a PNG: uint8 ``(H, W)``, ``(H, W, 1|3|4)``, uint16 ``(H, W)``, or bool ``(H, W)``."""
+    import numpy as np
+
     image_mod = _pillow()
     data = arr
     if data.ndim == 3 and data.shape[-1] == 1:

@@ -75,6 +75,20 @@ class SampleSource:
         self._rows: Optional[list[tuple[str, int, int, int]]] = None
         self._maps: dict[str, Optional[memoryview]] = {}
 
+    @classmethod
+    def from_table(cls, name: str, storage, dtype: np.dtype, shape: tuple[int, ...],  # noqa: ANN001
+                   variable_shape: bool, table, rows: np.ndarray) -> "SampleSource":  # noqa: ANN001
+        """The samples ``rows`` of a location table (all located): columns taken as arrays."""
+        src = cls(name, storage, dtype, shape, variable_shape, [], [])
+        src.packs = list(table.packs)
+        src.pack_idx = table.pack_col[rows].astype(np.int32)
+        src.offsets = table.offsets[rows]
+        src.lengths = table.lengths[rows]
+        src.codecs = table.codecs[rows]
+        if variable_shape:
+            src.shapes = [tuple(s) for s in table.shapes[rows].tolist()]
+        return src
+
     def __len__(self) -> int:
         return len(self.offsets)
 
@@ -281,6 +295,9 @@ class GroupedSamples:
             chosen = list(keys)
             if not chosen:
                 raise ValueError("keys is empty: pass sample names, or keys=None for all samples")
+        if self._from_tables(asets, chosen if keys is not None else None, index_range):
+            return
+        if keys is not None:
             ptrs = []
             for a in asets:
                 col = []
@@ -318,6 +335,55 @@ class GroupedSamples:
             ptrs = [[t[k] for k in chosen] for t in tables]
         self.keys: list[Key] = chosen
         self.sources = [self._source(a, col) for a, col in zip(asets, ptrs)]
+
+    def _from_tables(self, asets: list[ArraysetDataReader], chosen: Optional[list],
+                     index_range: Optional[slice]) -> bool:
+        """Resolve the samples through the arraysets' location tables (one vectorised lookup, no
+        pointer reads: 60,000 samples in ~10 ms instead of ~0.7 s); False when an arrayset has none.
+
+        A loader reads every sample it chooses, so it asks for that many reads: a table is
+        built (and cached for the next run) when that pays, as ``get_batch`` does.
+        """
+        if index_range is not None and not isinstance(index_range, slice):
+            return False  # the pointer path raises the TypeError
+        tables = [a._locations(len(chosen) if chosen is not None else 1 << 62) for a in asets]
+        if any(t is None for t in tables):
+            return False
+        if chosen is None:
+            names = [t.ikeys.tolist() + t.snames for t in tables]  # each already in sorted_keys order
+            common = set(names[0]).intersection(*names[1:]) if len(names) > 1 else None
+            largest = max(len(n) for n in names)
+            if common is not None and len(common) < largest:
+                if not common:
+                    raise ValueError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
+                warnings.warn(
+                    f"the arraysets {[a.name for a in asets]} do not hold the same samples "
+                    f"(sizes {[len(n) for n in names]}); using the {len(common)} sample names they share",
+                    UserWarning, stacklevel=4)
+            chosen = sorted_keys(common) if common is not None else names[0]
+            if not chosen:
+                raise ValueError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
+            if index_range is not None:
+                total = len(chosen)
+                chosen = chosen[index_range]
+                if not chosen:
+                    raise ValueError(f"index_range {index_range!r} selects no samples out of {total}")
+        probe = [k if isinstance(k, (str, int)) and not isinstance(k, bool) else None for k in chosen]
+        sources = []
+        for a, t in zip(asets, tables):
+            rows = t.rows(probe)  # None (no str or int: as on the pointer path) is never found
+            bad = np.flatnonzero(rows < 0)
+            if len(bad):
+                raise SampleNotFoundError(f"arrayset {a.name!r} has no sample with key {chosen[int(bad[0])]!r}")
+            missing = int((t.pack_col[rows] < 0).sum())
+            if missing:
+                raise ValueError(f"{missing} of the {len(rows)} chosen samples of arrayset {a.name!r} are remote "
+                                 f"references (their bytes are not in this repository); {_FETCH_HINT}")
+            sources.append(SampleSource.from_table(a.name, a._session.store.storage, a.dtype, a.shape,
+                                                   a.variable_shape, t, rows))
+        self.keys = chosen
+        self.sources = sources
+        return True
 
     @staticmethod
     def _source(aset: ArraysetDataReader, ptrs: list) -> SampleSource:

@@ -81,6 +81,11 @@ class GitRepo:
         o = pygit2.Oid(raw=oid) if isinstance(oid, bytes) else pygit2.Oid(hex=oid)
         return self.repo.get(o)
 
+    def read_raw(self, oid: bytes) -> bytes:
+        """The content of object ``oid`` (raw id), without building a pygit2 object (~7 us
+        instead of ~12 us for a tree: diff and merge read hundreds)."""
+        return self.repo.odb.read(pygit2.Oid(raw=oid))[1]
+
     def write_batch(self, batch: ObjectBatch) -> None:
         """Write the objects of ``batch`` as one pack.
 

@@ -82,6 +82,31 @@ class SampleTable(EntryTable):
         for b in self.blobs():
             yield b.name, decode_pointer(b.data)
 
+    def tree_key(self) -> str:
+        """Hex id of the samples tree (``"empty"`` without samples): names a location table."""
+        return "empty" if self.root is None else str(self.root.id)
+
+    def changes_since(self, base: "SampleTable") -> list[tuple[str, Optional[bytes], tuple[int, ...]]]:
+        """``(entry name, digest or None (removed), shape)`` of the samples that differ from
+        ``base`` (same fan-out depth), found by comparing subtree ids: O(changed)."""
+        from hangar.records.treediff import TreeReader, fan_changes
+
+        a = None if base.root is None else base.root.id.raw
+        b = None if self.root is None else self.root.id.raw
+        out: list[tuple[str, Optional[bytes], tuple[int, ...]]] = []
+        for name, (_, new) in fan_changes(TreeReader(self.git), a, b, self.depth).items():
+            if new is None:
+                out.append((name, None, ()))
+            else:
+                p = decode_pointer(self.git.read_raw(new))
+                out.append((name, p.digest, p.shape))
+        return out
+
+    def entries(self) -> Iterator[tuple[str, bytes, tuple[int, ...]]]:
+        """``(entry name, digest, shape)`` of every sample, for a location table."""
+        for name, p in self.pointers():
+            yield name, p.digest, p.shape
+
 
 class Snapshot:
     """Arraysets, schemas, samples and metadata of one root tree."""

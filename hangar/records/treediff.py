@@ -22,9 +22,8 @@ from typing import NamedTuple, Optional
 
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_TREE, ObjectBatch, object_id
-from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, apply_edits, empty_tree_id
+from hangar.plumbing.trees import MODE_TREE, apply_edits, empty_tree_id
 from hangar.records import layout
-from hangar.records.keys import fan_path
 from hangar.records.schema import ArraysetSchema
 
 Oid = Optional[bytes]
@@ -32,18 +31,29 @@ Oid = Optional[bytes]
 EntryChanges = dict[str, tuple[Oid, Oid]]
 
 _ENTRY = re.compile(rb"[0-7]+ ([^\x00]+)\x00(.{20})", re.S)
+_MODED = re.compile(rb"([0-7]+) ([^\x00]+)\x00(.{20})", re.S)
+#: bytes of one fan-out directory entry: b"40000 " + one hex digit + NUL + 20-byte id
+_FAN_ENTRY = 28
+_ZERO = bytes(20)
+_FAN_PREFIX = [bytes([c]) for c in b"40000 "]
 _ARRAYSETS = layout.ARRAYSETS.encode()
 _METADATA = layout.METADATA.encode()
 _SCHEMA = layout.SCHEMA.encode()
 _SAMPLES = layout.SAMPLES.encode()
 _EMPTY_TREE = object_id(OBJ_TREE, b"")
-_ZERO = bytes(20)
 
 #: conflict classes, as in Hangar: t1 added on both sides with different values,
 #: t21 removed in master and mutated in dev, t22 mutated in master and removed in dev,
 #: t3 mutated on both sides to different values
 CONFLICT_CLASSES = ("t1", "t21", "t22", "t3")
 STRATEGIES = ("ours", "theirs")
+
+
+def _is_fan_dir(raw: bytes) -> bool:
+    """True when every entry of tree ``raw`` is ``40000 <one byte>\\0<id>`` (checked by strided slices)."""
+    k, rest = divmod(len(raw), _FAN_ENTRY)
+    return bool(k) and not rest and all(raw[i::_FAN_ENTRY] == c * k for i, c in enumerate(_FAN_PREFIX)) \
+        and raw[7::_FAN_ENTRY] == bytes(k)
 
 
 class TreeReader:
@@ -54,6 +64,8 @@ class TreeReader:
         self._overlay = overlay.objects if overlay is not None else {}
         self._schemas: dict[bytes, ArraysetSchema] = {}
         self._tables: dict[tuple[Oid, Oid, int], EntryChanges] = {}
+        self._raw: dict[bytes, bytes] = {}
+        self._pairs: dict[bytes, list[tuple[bytes, bytes]]] = {}
 
     def table_changes(self, a: Oid, b: Oid, depth: int) -> EntryChanges:
         """:func:`fan_changes` of two tables, remembered (a diff and a 3-way share them)."""
@@ -69,15 +81,19 @@ class TreeReader:
             return obj[1]
         if oid == _EMPTY_TREE:
             return b""
-        return self.git.tree(oid).read_raw()
+        data = self._raw.get(oid)
+        if data is None:  # remembered: a 3-way diff reads the base trees for both sides
+            data = self._raw[oid] = self.git.read_raw(oid)
+        return data
 
     def stored(self, oid: bytes) -> bool:
         """False for objects only in the overlay (not written to git)."""
         return oid not in self._overlay
 
     def leaf_changes(self, a: bytes, b: bytes, out: EntryChanges) -> None:
-        """Entries that differ between two stored trees, by libgit2's tree diff (a C merge-join
-        over the sorted entries; only the changed entries reach Python)."""
+        """Entries that differ between two stored leaf trees, by libgit2's tree diff (a C merge-join
+        over the sorted entries; only the changed entries reach Python). At 244 entries a leaf
+        (1,000,000 samples) parsing both in Python cost ~10x more."""
         git = self.git
         for delta in git.tree(a).diff_to_tree(git.tree(b)).deltas:
             old, new = delta.old_file, delta.new_file
@@ -88,10 +104,30 @@ class TreeReader:
         """``(name, raw id)`` of every entry of tree ``oid`` (empty for ``None``)."""
         if oid is None:
             return []
-        return _ENTRY.findall(self.raw(oid))
+        got = self._pairs.get(oid)
+        if got is None:  # remembered: a 3-way diff compares the base trees with both sides
+            got = self._pairs[oid] = self._parse(self.raw(oid))
+        return got
+
+    @staticmethod
+    def _parse(raw: bytes) -> list[tuple[bytes, bytes]]:
+        if _is_fan_dir(raw):
+            # entries "40000 <one hex digit>\0<id>" of fixed size, sliced without a regex
+            # (3x faster, and a merge reads hundreds of fan-out directories)
+            return [(raw[i + 6:i + 7], raw[i + 8:i + _FAN_ENTRY]) for i in range(0, len(raw), _FAN_ENTRY)]
+        return _ENTRY.findall(raw)
 
     def entries(self, oid: Oid) -> dict[bytes, bytes]:
         return dict(self.pairs(oid))
+
+    def moded(self, oid: Oid) -> dict[bytes, tuple[bytes, bytes]]:
+        """``{name: (mode, raw id)}`` of tree ``oid`` (empty for ``None``)."""
+        if oid is None:
+            return {}
+        raw = self.raw(oid)
+        if _is_fan_dir(raw):
+            return {name: (b"40000", i) for name, i in self.pairs(oid)}
+        return {name: (mode, i) for mode, name, i in _MODED.findall(raw)}
 
     def child(self, oid: Oid, name: bytes) -> Oid:
         if oid is None:
@@ -266,10 +302,12 @@ class MergeConflicts:
 class MergePlan(NamedTuple):
     """Edits (``trees.apply_edits`` form) that turn the master tree into the merge result,
     and the conflicts met on the way (the edits are only valid when there are none, or
-    when a strategy resolved them)."""
+    when a strategy resolved them). Merged sample and metadata tables are edits to whole
+    subtree ids; the new trees they name are in ``batch`` (written with the merge commit)."""
 
     edits: dict
     conflicts: MergeConflicts
+    batch: Optional[ObjectBatch] = None
 
 
 def _conflict_class(base: object, ours: object, theirs: object) -> str:
@@ -282,33 +320,90 @@ def _conflict_class(base: object, ours: object, theirs: object) -> str:
     return "t3"
 
 
-def _merge_entries(reader: TreeReader, a: Oid, m: Oid, d: Oid, depth: int, strategy: Optional[str],
-                   conflicts: MergeConflicts, kind: str, label: Optional[str]) -> dict:
-    """Nested edits bringing dev's entry changes into master's table; conflicts recorded."""
-    if d == a or m == d:
-        return {}
-    theirs = reader.table_changes(a, d, depth)
-    ours = reader.table_changes(a, m, depth) if m != a else {}
-    edits: dict = {}
-    for name, (old, new) in theirs.items():
-        mine = ours[name][1] if name in ours else old
-        if mine == new:
-            continue
-        if mine != old:  # both sides changed this entry, differently
-            if strategy == "ours":
+def _serialize(entries: dict[bytes, tuple[bytes, bytes]]) -> bytes:
+    """Git tree bytes of ``{name: (mode, raw id)}`` (git order: a tree's name sorts as name + '/')."""
+    items = sorted(entries.items(), key=lambda kv: kv[0] + b"/" if kv[1][0] == b"40000" else kv[0])
+    return b"".join(b"%s %s\x00%s" % (mode, name, oid) for name, (mode, oid) in items)
+
+
+class _TableMerge:
+    """3-way merge of fanned-out tables by subtree ids.
+
+    A directory changed on one side only is taken whole, by id; only directories changed
+    on both sides are opened, and only leaves changed on both sides are merged entry by
+    entry. New trees go to one ``ObjectBatch`` (one pack). At 600 + 600 changes in 60,000
+    samples this opens ~300 trees of master, dev and base, where comparing every changed
+    leaf of both sides entry by entry opened ~1,700 and rewrote ~800.
+    """
+
+    def __init__(self, reader: TreeReader, strategy: Optional[str], conflicts: MergeConflicts,
+                 kind: str, label: Optional[str], batch: ObjectBatch) -> None:
+        self.reader = reader
+        self.strategy = strategy
+        self.conflicts = conflicts
+        self.kind = kind
+        self.label = label
+        self.batch = batch
+
+    def classify(self, a: Oid, m: Oid, d: Oid, depth: int) -> None:
+        """Record the conflicts only, from the full changes of each side since ``a`` (which
+        :func:`diff_trees_via_base` needs anyway: the reader remembers them for it)."""
+        if d == a or m == d or self.strategy is not None:
+            return
+        reader = self.reader
+        theirs = reader.table_changes(a, d, depth)
+        ours = reader.table_changes(a, m, depth) if m != a else {}
+        for name, (old, new) in theirs.items():
+            mine = ours[name][1] if name in ours else old
+            if mine != new and mine != old:  # both sides changed this entry, differently
+                self.conflicts.add(_conflict_class(old, mine, new), self.kind,
+                                   name if self.label is None else (self.label, name))
+
+    def merge(self, a: Oid, m: Oid, d: Oid, depth: int) -> Oid:
+        """Id of the merged table (``None``: empty); ``m`` itself when dev brings nothing."""
+        if d == a or m == d:
+            return m
+        if m == a:
+            return d
+        reader = self.reader
+        ea, em, ed = reader.moded(a), reader.moded(m), reader.moded(d)
+        out = dict(em)
+        changed = False
+        for name in sorted({n for n, _ in ea.items() ^ ed.items()}):
+            va, vm, vd = ea.get(name), em.get(name), ed.get(name)
+            if vm == vd:
                 continue
-            if strategy is None:
-                conflicts.add(_conflict_class(old, mine, new), kind, name if label is None else (label, name))
-                continue
-        node = edits
-        for f in fan_path(name, depth):
-            node = node.setdefault(f, {})
-        node[name] = None if new is None else (MODE_BLOB, new)
-    return edits
+            if vm == va:  # only dev changed this entry (or directory): take it
+                new = vd
+            elif depth > 0:  # a directory changed on both sides: merge inside it
+                sub = self.merge(None if va is None else va[1], None if vm is None else vm[1],
+                                 None if vd is None else vd[1], depth - 1)
+                new = None if sub is None else (b"40000", sub)
+                if new == vm:
+                    continue
+            else:  # both sides changed this entry, differently
+                if self.strategy == "ours":
+                    continue
+                if self.strategy is None:
+                    key = name.decode()
+                    self.conflicts.add(_conflict_class(va, vm, vd), self.kind,
+                                       key if self.label is None else (self.label, key))
+                    continue
+                new = vd
+            if new is None:
+                out.pop(name, None)
+            else:
+                out[name] = new
+            changed = True
+        if not changed:
+            return m
+        if not out:
+            return None
+        return self.batch.add(OBJ_TREE, _serialize(out))
 
 
 def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: Oid,
-              strategy: Optional[str] = None) -> MergePlan:
+              strategy: Optional[str] = None, build: bool = True) -> MergePlan:
     """Classify the changes of ``ours`` (master) and ``theirs`` (dev) since ``base``.
 
     Per sample, metadata key and arrayset schema: a change on one side only is taken;
@@ -318,8 +413,12 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
     whose schema conflicts (changed differently on both sides; changed on one side
     while its schema or samples changed on the other; removed on one side and changed
     on the other; added on both with different schemas) is resolved as a whole.
+
+    With ``build=False`` only the conflicts are found (no merged trees; sample and metadata
+    edits are left out), from the per-side changes a diff via the base computes anyway.
     """
     conflicts = MergeConflicts()
+    batch = ObjectBatch()
     rb, rm, rd = _root_ids(reader, base_root), _root_ids(reader, ours_root), _root_ids(reader, theirs_root)
     aset_edits: dict = {}
     for name in sorted(rb.arraysets.keys() | rm.arraysets.keys() | rd.arraysets.keys()):
@@ -335,10 +434,13 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
             base_samples = ia.samples
             if at is None or _depth(reader, ia) != _depth(reader, im):
                 base_samples = None  # added on both sides, or re-created: no common samples
-            sub = _merge_entries(reader, base_samples, im.samples, id_.samples, _depth(reader, im), strategy,
-                                 conflicts, "samples", name)
-            if sub:
-                aset_edits[name] = {layout.SAMPLES: sub}
+            tm = _TableMerge(reader, strategy, conflicts, "samples", name, batch)
+            if not build:
+                tm.classify(base_samples, im.samples, id_.samples, _depth(reader, im))
+                continue
+            merged = tm.merge(base_samples, im.samples, id_.samples, _depth(reader, im))
+            if merged != im.samples:
+                aset_edits[name] = {layout.SAMPLES: None if merged is None else (MODE_TREE, merged)}
             continue
         if strategy == "ours":
             continue
@@ -349,16 +451,19 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
     edits: dict = {}
     if aset_edits:
         edits[layout.ARRAYSETS] = aset_edits
-    meta = _merge_entries(reader, rb.metadata, rm.metadata, rd.metadata, layout.METADATA_FANOUT_DEPTH,
-                          strategy, conflicts, "metadata", None)
-    if meta:
-        edits[layout.METADATA] = meta
-    return MergePlan(edits, conflicts)
+    tm = _TableMerge(reader, strategy, conflicts, "metadata", None, batch)
+    if not build:
+        tm.classify(rb.metadata, rm.metadata, rd.metadata, layout.METADATA_FANOUT_DEPTH)
+        return MergePlan(edits, conflicts, None)
+    meta = tm.merge(rb.metadata, rm.metadata, rd.metadata, layout.METADATA_FANOUT_DEPTH)
+    if meta != rm.metadata:
+        edits[layout.METADATA] = None if meta is None else (MODE_TREE, meta)
+    return MergePlan(edits, conflicts, batch)
 
 
 def write_merge_tree(git: GitRepo, ours_root: Oid, plan: MergePlan) -> str:
     """Apply ``plan`` to the master tree, write the new trees (one pack); return the tree id."""
-    batch = ObjectBatch()
+    batch = plan.batch if plan.batch is not None else ObjectBatch()
     if not plan.edits and ours_root is not None:
         return ours_root.hex()
     root = apply_edits(git.repo, git.tree(ours_root), plan.edits, batch)

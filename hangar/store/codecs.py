@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
-import numcodecs
-import numcodecs.lz4
-import numcodecs.zstd
+from typing import Any, Callable
+
 import numpy as np
 
 RAW, LZ4, ZSTD = 0, 1, 2
-_CODECS = {LZ4: numcodecs.LZ4(acceleration=1), ZSTD: numcodecs.Zstd(level=1)}
 _BACKEND_CODEC = {"raw": RAW, "lz4": LZ4, "zstd": ZSTD}
 #: compress only when it saves at least this share of the bytes
 _WORTH_IT = 0.85
 _PROBE_EVERY = 64
-_DECOMPRESS = {LZ4: numcodecs.lz4.decompress, ZSTD: numcodecs.zstd.decompress}
 _COPY_BELOW = 64 << 10
+# numcodecs is imported on first use: importing it (and the entry points its registry scans)
+# took ~60 ms of the ~0.4 s of ``import hangar``, and raw samples never need it
+_CODECS: dict[int, Any] = {}
+_DECOMPRESS: dict[int, Callable[[bytes], bytes]] = {}
+
+
+def _load() -> None:
+    import numcodecs.lz4
+    import numcodecs.zstd
+
+    _DECOMPRESS.update({LZ4: numcodecs.lz4.decompress, ZSTD: numcodecs.zstd.decompress})
+    _CODECS.update({LZ4: numcodecs.lz4.LZ4(acceleration=1), ZSTD: numcodecs.zstd.Zstd(level=1)})
+
+
+def _codec(codec: int) -> Any:  # noqa: ANN401 - a numcodecs Codec
+    if not _CODECS:
+        _load()
+    return _CODECS[codec]
 
 
 def encode(codec: int, raw: memoryview) -> bytes | memoryview:
     """Stored form of ``raw`` bytes under ``codec``."""
     if codec == RAW:
         return raw
-    return _CODECS[codec].encode(raw)
+    return _codec(codec).encode(raw)
 
 
 def decode_into(codec: int, stored: bytes, out: memoryview) -> None:
@@ -31,9 +46,11 @@ def decode_into(codec: int, stored: bytes, out: memoryview) -> None:
     elif len(out) <= _COPY_BELOW:
         # small samples: the module-level decompressor plus a copy takes ~0.5 us, the
         # Codec object's decode(out=...) ~4 us of argument checks (a loader's hot path)
+        if not _DECOMPRESS:
+            _load()
         out[:] = _DECOMPRESS[codec](stored)
     else:
-        _CODECS[codec].decode(stored, out=np.frombuffer(out, dtype=np.uint8))
+        _codec(codec).decode(stored, out=np.frombuffer(out, dtype=np.uint8))
 
 
 class CodecChooser:
@@ -55,7 +72,7 @@ class CodecChooser:
         probe = self._count % _PROBE_EVERY == 0
         self._count += 1
         if probe:
-            packed = _CODECS[LZ4].encode(raw)
+            packed = _codec(LZ4).encode(raw)
             self._auto_codec = LZ4 if len(packed) <= _WORTH_IT * len(raw) else RAW
             return (LZ4, packed) if self._auto_codec == LZ4 else (RAW, raw)
         return self._auto_codec, encode(self._auto_codec, raw)

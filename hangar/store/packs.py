@@ -208,9 +208,11 @@ class _LocalPackWriter:
 class LocalPackStorage:
     """Packs in a local directory, read with ``pread`` (no Zarr call per sample)."""
 
-    def __init__(self, root: str, durable: bool = True) -> None:
+    def __init__(self, root: str, durable: bool = True, cache_dir: str | None = None) -> None:
         self.root = root
         self.durable = durable
+        #: where derived, deletable read caches (location tables) are kept; None: none kept
+        self.cache_dir = cache_dir
         os.makedirs(os.path.join(root, "packs"), exist_ok=True)
         for meta in (os.path.join(root, "zarr.json"), os.path.join(root, "packs", "zarr.json")):
             if not os.path.exists(meta):
@@ -257,6 +259,15 @@ class LocalPackStorage:
                     os.close(fd)
                 self._to_close.clear()
 
+    def pack_size(self, pack_id: str) -> int | None:
+        """Bytes in a finished pack; ``None`` when there is no such pack (never written, or removed by gc)."""
+        base = os.path.join(self.root, "packs", pack_id)
+        try:
+            size = os.stat(os.path.join(base, "c", "0")).st_size
+        except OSError:
+            return None
+        return size if os.path.exists(os.path.join(base, "index")) else None
+
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes:
         fd = self._acquire(pack_id)
         try:
@@ -288,7 +299,7 @@ class LocalPackStorage:
 
     def __getstate__(self) -> dict:
         # worker processes reopen their own file descriptors
-        return {"root": self.root, "durable": self.durable}
+        return {"root": self.root, "durable": self.durable, "cache_dir": self.cache_dir}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

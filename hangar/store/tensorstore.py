@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from math import prod
-from typing import Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -14,11 +14,18 @@ from hangar.store import codecs
 from hangar.store.digest import byte_view, digest_of_parts
 from hangar.store.index import DigestIndex, Location
 from hangar.store.packs import INDEX_DTYPE, PackStorage, PackWriter, new_pack_id
+from hangar.store.readtable import LocationTable, prune_cache
 
 #: finish the open pack once it holds this many bytes
 PACK_TARGET_BYTES = 1 << 30
 #: re-hash every sample read (costs 2-3x a page-cache read: blake3 ~3 us per 784 B, ~40 us per 256 KiB)
 VERIFY_READS = os.environ.get("HANGAR_VERIFY_READS", "") not in ("", "0")
+#: location tables kept in memory per store (one per arrayset and samples tree read)
+_TABLES_IN_MEMORY = 16
+#: a batch read coalesces samples whose pack ranges are at most this far apart into one read
+_GAP = 64 << 10
+#: and reads at most this much in one call
+_SPAN = 16 << 20
 
 
 class StoredSample(NamedTuple):
@@ -52,6 +59,7 @@ class TensorStore:
         self._pending: dict[bytes, Location] = {}
         self._pending_pack = ""
         self._pending_bytes = 0
+        self._tables: dict[str, LocationTable] = {}
 
     # ----------------------------------------------------------------- index
     def _load_index(self) -> DigestIndex:
@@ -301,10 +309,168 @@ class TensorStore:
             self.storage.readinto(loc.pack, loc.offset, buf)
         else:
             codecs.decode_into(loc.codec, self._stored_bytes(loc), buf)
-        if (self.verify_reads if check is None else check) and digest_of_parts(buf, out.dtype.str, shape) != digest:
-            raise CorruptDataError(f"stored bytes of sample digest {digest.hex()[:16]}... do not match the digest "
-                                   f"(pack {loc.pack}); run `hangar fsck` to list the damage")
+        self.check_sample(digest, buf, out.dtype.str, shape, loc.pack, check)
         return out
+
+    def check_sample(self, digest: bytes, buf: memoryview, dtype: str, shape: tuple[int, ...], pack: str,
+                     check: bool | None = None) -> None:
+        """The one check every sample read passes (single and batch reads alike): with ``check``
+        (default: ``self.verify_reads``) re-hash ``buf`` and raise ``CorruptDataError`` on a mismatch."""
+        if (self.verify_reads if check is None else check) and digest_of_parts(buf, dtype, shape) != digest:
+            raise CorruptDataError(f"stored bytes of sample digest {digest.hex()[:16]}... do not match the digest "
+                                   f"(pack {pack}); run `hangar fsck` to list the damage")
+
+    # ------------------------------------------------------- location tables
+    def cached_table(self, key: str) -> LocationTable | None:
+        """The table named ``key`` if in memory or validly cached on disk; never builds one."""
+        table = self._tables.get(key)
+        if table is not None:
+            return table
+        cache_dir = getattr(self.storage, "cache_dir", None)
+        if not cache_dir:
+            return None
+        table = LocationTable.load(os.path.join(cache_dir, "readtables", key + ".tbl"))
+        if table is not None and not self._table_matches_packs(table):
+            return None
+        return table
+
+    def locate_durable(self, digests: list[bytes]) -> list[Location | None]:
+        """:meth:`locations` of flushed samples only (what a commit's readers may use)."""
+        return self.locations(digests, durable_only=True)
+
+    def location_table(self, key: str, entries: Callable[[], Iterable[tuple[str, bytes, tuple[int, ...]]]],
+                       derive: Callable[[], LocationTable | None] | None = None, build: bool = True
+                       ) -> LocationTable | None:
+        """The :class:`LocationTable` named ``key`` (a samples tree id): from memory, else from the
+        on-disk cache (when the storage has a ``cache_dir`` and the table still matches the packs),
+        else from ``derive()`` (e.g. the parent commit's table plus the changes) when it gives one,
+        else built from ``entries()`` (``(entry name, digest, shape)`` of every sample); then cached.
+        With ``build=False``: ``None`` instead of a build from scratch."""
+        table = self.cached_table(key)
+        if table is not None:
+            self._tables[key] = table
+            return table
+        cache_dir = getattr(self.storage, "cache_dir", None)
+        path = os.path.join(cache_dir, "readtables", key + ".tbl") if cache_dir else None
+        table = derive() if derive is not None else None
+        if table is None:
+            if not build:
+                return None
+            table = LocationTable.build(entries(), self.locate_durable)
+            if path is not None and table.complete:
+                try:  # a cache: failing to write it costs the next open a rebuild, nothing else
+                    table.save(path)
+                    prune_cache(os.path.dirname(path))
+                except OSError:
+                    pass
+        while len(self._tables) >= _TABLES_IN_MEMORY:
+            self._tables.pop(next(iter(self._tables)), None)
+        self._tables[key] = table
+        return table
+
+    def _table_matches_packs(self, table: LocationTable) -> bool:
+        size_of = getattr(self.storage, "pack_size", None)
+        if size_of is None:
+            return False
+        for pack, end in table.extents().items():
+            size = size_of(pack)
+            if size is None or size < end:
+                return False
+        return True
+
+    def drop_table(self, key: str) -> None:
+        """Forget a table (its packs were compacted away): the next ``location_table`` rebuilds it."""
+        self._tables.pop(key, None)
+        cache_dir = getattr(self.storage, "cache_dir", None)
+        if cache_dir:
+            try:
+                os.unlink(os.path.join(cache_dir, "readtables", key + ".tbl"))
+            except OSError:
+                pass
+
+    def read_row(self, table: LocationTable, row: int, dtype: np.dtype, check: bool | None = None
+                 ) -> np.ndarray | None:
+        """Sample ``row`` of ``table``: one lookup and one ``pread``; ``None`` when its bytes are
+        not located in the table (read it by digest instead)."""
+        p = table.pack_col.item(row)
+        if p < 0:
+            return None
+        shape = tuple(table.shapes[row].tolist())
+        raw = table.rawlens.item(row)
+        if dtype.itemsize * prod(shape) != raw:
+            raise CorruptDataError(f"sample digest {table.digests[row].tobytes().hex()[:16]}... holds {raw} bytes, "
+                                   f"pointer says {dtype.itemsize * prod(shape)} ({dtype} {shape})")
+        out = np.empty(shape, dtype=dtype)
+        buf = byte_view(out)
+        pack, codec = table.packs[p], table.codecs.item(row)
+        if codec == codecs.RAW:
+            self.storage.readinto(pack, table.offsets.item(row), buf)
+        else:
+            codecs.decode_into(codec, self.storage.read_range(pack, table.offsets.item(row),
+                                                              table.lengths.item(row)), buf)
+        if check or (check is None and self.verify_reads):
+            self.check_sample(table.digests[row].tobytes(), buf, out.dtype.str, shape, pack, check)
+        return out
+
+    def read_rows_into(self, table: LocationTable, rows: np.ndarray, out: np.ndarray,
+                       check: bool | None = None) -> None:
+        """Read samples ``rows`` of ``table`` (all located, all of ``out``'s sample shape) into
+        ``out[i]``, in order: reads sorted by pack and offset and coalesced into a few large
+        ``pread`` calls (straight into ``out`` where the rows are consecutive in both)."""
+        n = len(rows)
+        if not n:
+            return
+        shape = out.shape[1:]
+        dtype = out.dtype
+        size = dtype.itemsize * prod(shape)
+        flat = np.frombuffer(byte_view(out), dtype=np.uint8).reshape(n, size)
+        raws = table.rawlens[rows]
+        bad = np.flatnonzero(raws != size)
+        if len(bad):
+            r = int(rows[bad[0]])
+            raise CorruptDataError(f"sample digest {table.digests[r].tobytes().hex()[:16]}... holds "
+                                   f"{int(raws[bad[0]])} bytes, pointer says {size} ({dtype} {shape})")
+        pc = table.pack_col[rows]
+        offs = table.offsets[rows].astype(np.int64)
+        lens = table.lengths[rows].astype(np.int64)
+        raw_codec = table.codecs[rows] == codecs.RAW
+        order = np.lexsort((offs, pc))
+        so, sl, sp, sraw = offs[order], lens[order], pc[order], raw_codec[order]
+        ends = so + sl
+        brk = np.ones(n, dtype=bool)  # True where a new read starts
+        brk[1:] = (sp[1:] != sp[:-1]) | (so[1:] - ends[:-1] > _GAP) | ~sraw[1:] | ~sraw[:-1]
+        seg = np.cumsum(brk) - 1
+        seg_start = so[brk]
+        brk[1:] |= ((so[1:] - seg_start[seg[1:]]) // _SPAN) != ((so[:-1] - seg_start[seg[:-1]]) // _SPAN)
+        starts = np.flatnonzero(brk).tolist() + [n]
+        for a, b in zip(starts[:-1], starts[1:]):
+            pack = table.packs[int(sp[a])]
+            dest = order[a:b]
+            if not sraw[a]:
+                for j in range(a, b):
+                    i = int(order[j])
+                    codecs.decode_into(int(table.codecs[rows[i]]),
+                                       self.storage.read_range(pack, int(so[j]), int(sl[j])), memoryview(flat[i]))
+                continue
+            lo, hi = int(so[a]), int(ends[b - 1])
+            packed = hi - lo == (b - a) * size and bool((so[a:b] == lo + size * np.arange(b - a)).all())
+            d0 = int(dest[0])
+            if packed and int(dest[-1]) - d0 == b - a - 1 and bool((np.diff(dest) == 1).all()):
+                self.storage.readinto(pack, lo, memoryview(flat[d0:d0 + b - a]).cast("B"))
+                continue
+            scratch = np.empty(hi - lo, dtype=np.uint8)
+            self.storage.readinto(pack, lo, memoryview(scratch))
+            if packed:
+                flat[dest] = scratch.reshape(b - a, size)
+            else:
+                for j, i in zip(range(a, b), dest.tolist()):
+                    rel = int(so[j]) - lo
+                    flat[i] = scratch[rel:rel + size]
+        if check or (check is None and self.verify_reads):
+            dstr = dtype.str
+            for i, r in enumerate(rows.tolist()):
+                self.check_sample(table.digests[r].tobytes(), memoryview(flat[i]), dstr, shape,
+                                  table.packs[table.pack_col[r]], check)
 
     def read_stored(self, digest: bytes) -> StoredSample:
         """The stored (possibly compressed) form of a sample, for transfer."""
@@ -329,3 +495,4 @@ class TensorStore:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._index_lock = threading.RLock()
+        self._tables = {}

@@ -1,0 +1,273 @@
+"""Name -> location table of one arrayset at one samples tree: reads without git or index lookups.
+
+Reading a sample of a commit needs its pointer (a git blob: ~9 us through pygit2) and the
+location of its digest (the store index, loaded from every pack index on first use: ~25 ms
+at 60,000 samples). A :class:`LocationTable` resolves both for a whole arrayset once, into
+flat numpy columns, so ``aset[key]`` costs one lookup and one ``pread`` and a batch read is
+a few vectorised operations.
+
+The table is a pure function of the samples tree id (names and pointers) and of where the
+packs hold each digest, so it is cached on disk, named by that tree id. The cache is
+written atomically (temporary file, fsync, rename), checked when loaded (header, sizes,
+every pack it names still present and large enough) and safe to delete at any time. Packs
+are immutable; only a gc compaction moves samples, by writing new packs and removing old
+ones, and a table naming a removed pack is rebuilt.
+
+Rows are ordered int keys first (ascending), then str keys (sorted), so for the common
+keys ``0..n-1`` the row of int key ``k`` is ``k`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import uuid
+from typing import Iterable, Optional
+
+import numpy as np
+
+_MAGIC = b"HGRT0001"
+#: cached tables kept on disk (oldest by modification time removed beyond this)
+MAX_CACHED = 32
+_NO_PACK = -1
+
+
+class LocationTable:
+    """Columns of one arrayset's samples: names, digests, shapes and store locations."""
+
+    def __init__(self, ikeys: np.ndarray, snames: list[str], digests: np.ndarray, shapes: np.ndarray,
+                 packs: list[str], pack_col: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
+                 rawlens: np.ndarray, codecs: np.ndarray) -> None:
+        self.ikeys = ikeys  # int64, sorted: keys of rows 0 .. len(ikeys) - 1
+        self.snames = snames  # str keys (sorted) of the rows after them
+        self.digests = digests  # (n, 32) uint8
+        self.shapes = shapes  # (n, rank) int64
+        self.packs = packs
+        self.pack_col = pack_col  # int32 index into packs, -1: bytes not stored here
+        self.offsets = offsets
+        self.lengths = lengths
+        self.rawlens = rawlens
+        self.codecs = codecs
+        n_int = len(ikeys)
+        #: int keys are exactly 0 .. n_int - 1: the row of key k is k
+        self.dense = bool(n_int == 0 or (int(ikeys[0]) == 0 and int(ikeys[-1]) == n_int - 1))
+        self._idict: Optional[dict[int, int]] = None
+        self._sdict: Optional[dict[str, int]] = None
+        self.complete = bool((pack_col >= 0).all())
+
+    def __len__(self) -> int:
+        return len(self.pack_col)
+
+    # ------------------------------------------------------------- building
+    @classmethod
+    def build(cls, entries: Iterable[tuple[str, bytes, tuple[int, ...]]], locate) -> "LocationTable":  # noqa: ANN001
+        """From ``(entry name, digest, shape)`` triples (entry names ``i:<int>`` / ``s:<str>``)
+        and ``locate(digests) -> [Location | None]`` (the store's vectorised lookup)."""
+        ints: list[tuple[int, bytes, tuple[int, ...]]] = []
+        strs: list[tuple[str, bytes, tuple[int, ...]]] = []
+        for name, digest, shape in entries:
+            if name.startswith("i:"):
+                ints.append((int(name[2:]), digest, shape))
+            else:
+                strs.append((name[2:], digest, shape))
+        ints.sort(key=lambda t: t[0])
+        strs.sort(key=lambda t: t[0])
+        rows = ints + strs  # type: ignore[operator]
+        n = len(rows)
+        digest_list = [d for _, d, _ in rows]
+        digests = np.frombuffer(b"".join(digest_list), dtype=np.uint8).reshape(n, 32)
+        rank = len(rows[0][2]) if rows else 0
+        shapes = np.array([s for _, _, s in rows], dtype=np.int64).reshape(n, rank)
+        locs = locate(digest_list) if n else []
+        packs: list[str] = []
+        pack_no: dict[str, int] = {}
+        pack_col = np.full(n, _NO_PACK, dtype=np.int32)
+        offsets = np.zeros(n, dtype=np.uint64)
+        lengths = np.zeros(n, dtype=np.uint64)
+        rawlens = np.zeros(n, dtype=np.uint64)
+        codec_col = np.zeros(n, dtype=np.uint8)
+        have = [i for i, loc in enumerate(locs) if loc is not None]
+        if have:
+            got = [locs[i] for i in have]
+            for loc in got:
+                if loc.pack not in pack_no:
+                    pack_no[loc.pack] = len(packs)
+                    packs.append(loc.pack)
+            idx = np.array(have, dtype=np.int64)
+            pack_col[idx] = [pack_no[loc.pack] for loc in got]
+            offsets[idx] = [loc.offset for loc in got]
+            lengths[idx] = [loc.length for loc in got]
+            rawlens[idx] = [loc.rawlen for loc in got]
+            codec_col[idx] = [loc.codec for loc in got]
+        ikeys = np.array([k for k, _, _ in ints], dtype=np.int64)
+        return cls(ikeys, [s for s, _, _ in strs], digests, shapes, packs, pack_col, offsets, lengths, rawlens,
+                   codec_col)
+
+    def derive(self, changes: list[tuple[str, Optional[bytes], tuple[int, ...]]], locate) -> "LocationTable":  # noqa: ANN001
+        """This table with ``changes`` applied: ``(entry name, digest or None (removed), shape)``.
+
+        Costs one vectorised pass over the rows plus a lookup of the changed samples, where
+        :meth:`build` reads every pointer (a 1% update of 60,000 samples: ~10 ms against ~0.7 s).
+        """
+        n_old, n_int = len(self), len(self.ikeys)
+        keep = np.ones(n_old, dtype=bool)
+        for name, _, _ in changes:
+            r = self.row(int(name[2:]) if name.startswith("i:") else name[2:])
+            if r >= 0:
+                keep[r] = False
+        new = LocationTable.build([c for c in changes if c[1] is not None], locate)
+        if not len(new):
+            new.shapes = np.empty((0, self.shapes.shape[1]), dtype=np.int64)
+        packs = list(self.packs)
+        for p in new.packs:
+            if p not in packs:
+                packs.append(p)
+        remap = np.array([packs.index(p) for p in new.packs] + [_NO_PACK], dtype=np.int32)
+        kept = np.flatnonzero(keep)
+        k_int, k_str = kept[kept < n_int], kept[kept >= n_int]
+        new_int = len(new.ikeys)
+        int_keys = np.concatenate([self.ikeys[k_int], new.ikeys])
+        int_src = np.concatenate([k_int, n_old + np.arange(new_int, dtype=np.int64)])
+        o = np.argsort(int_keys, kind="stable")
+        names = [self.snames[i - n_int] for i in k_str.tolist()] + new.snames
+        str_src = k_str.tolist() + [n_old + new_int + j for j in range(len(new.snames))]
+        so = sorted(range(len(names)), key=names.__getitem__)
+        src = np.concatenate([int_src[o], np.array([str_src[j] for j in so], dtype=np.int64)]).astype(np.int64)
+
+        def cat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.concatenate([a, b])[src]
+
+        pack_col = np.concatenate([self.pack_col, remap[new.pack_col]])[src]  # -1 stays -1 (last entry)
+        return LocationTable(int_keys[o], [names[j] for j in so], cat(self.digests, new.digests),
+                             cat(self.shapes, new.shapes), packs, pack_col, cat(self.offsets, new.offsets),
+                             cat(self.lengths, new.lengths), cat(self.rawlens, new.rawlens),
+                             cat(self.codecs, new.codecs))
+
+    # -------------------------------------------------------------- lookups
+    def row(self, key: object) -> int:
+        """Row of sample ``key`` (an int or str); -1 when absent (or not a key type)."""
+        t = type(key)
+        if t is str:
+            d = self._sdict
+            if d is None:
+                d = self._sdict = {s: i for i, s in enumerate(self.snames, len(self.ikeys))}
+            return d.get(key, -1)  # type: ignore[arg-type]
+        if t is not int and (not isinstance(key, numbers.Integral) or isinstance(key, (bool, np.bool_))):
+            return -1
+        k = int(key)  # type: ignore[call-overload]
+        if self.dense:
+            return k if 0 <= k < len(self.ikeys) else -1
+        d2 = self._idict
+        if d2 is None:
+            d2 = self._idict = dict(zip(self.ikeys.tolist(), range(len(self.ikeys))))
+        return d2.get(k, -1)
+
+    def rows(self, keys: list | np.ndarray) -> np.ndarray:
+        """Rows of many keys (int64 array, -1 where absent); vectorised when all keys are ints."""
+        if isinstance(keys, np.ndarray):
+            arr = keys
+        elif not len(keys) or type(keys[0]) is str or bool in set(map(type, keys)):
+            arr = None  # bools are no keys (np.asarray would make them ints)
+        else:
+            arr = np.asarray(keys)
+        if arr is not None and arr.ndim == 1 and arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64, copy=False)
+            n_int = len(self.ikeys)
+            if self.dense:
+                return np.where((arr >= 0) & (arr < n_int), arr, -1)
+            pos = np.minimum(self.ikeys.searchsorted(arr), max(n_int - 1, 0))
+            hit = self.ikeys[pos] == arr if n_int else np.zeros(len(arr), dtype=bool)
+            return np.where(hit, pos, -1)
+        return np.fromiter((self.row(k) for k in keys), dtype=np.int64, count=len(keys))
+
+    # ---------------------------------------------------------------- cache
+    def save(self, path: str) -> None:
+        """Write the table to ``path`` atomically (temporary file, fsync, rename)."""
+        sblob = "\n".join(self.snames).encode()
+        pblob = "\n".join(self.packs).encode()
+        cols = [self.ikeys, self.digests, self.shapes, self.pack_col, self.offsets, self.lengths, self.rawlens,
+                self.codecs]
+        header = json.dumps({"n": len(self), "n_int": len(self.ikeys), "rank": self.shapes.shape[1],
+                             "sblob": len(sblob), "pblob": len(pblob),
+                             "cols": [int(c.nbytes) for c in cols]}).encode()
+        parts = [_MAGIC, len(header).to_bytes(4, "little"), header, sblob, pblob, *(c.tobytes() for c in cols)]
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(b"".join(parts))
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> Optional["LocationTable"]:
+        """The table saved at ``path``; ``None`` when absent or not a well-formed table."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        try:
+            if data[:8] != _MAGIC:
+                return None
+            hlen = int.from_bytes(data[8:12], "little")
+            h = json.loads(data[12:12 + hlen])
+            n, n_int, rank = int(h["n"]), int(h["n_int"]), int(h["rank"])
+            pos = 12 + hlen
+            sblob = data[pos:pos + h["sblob"]].decode()
+            pos += h["sblob"]
+            pblob = data[pos:pos + h["pblob"]].decode()
+            pos += h["pblob"]
+            specs = [(np.int64, (n_int,)), (np.uint8, (n, 32)), (np.int64, (n, rank)), (np.int32, (n,)),
+                     (np.uint64, (n,)), (np.uint64, (n,)), (np.uint64, (n,)), (np.uint8, (n,))]
+            cols = []
+            for (dt, shape), nbytes in zip(specs, h["cols"], strict=True):
+                if nbytes != np.dtype(dt).itemsize * int(np.prod(shape)):
+                    return None
+                cols.append(np.frombuffer(data, dtype=dt, count=int(np.prod(shape)), offset=pos).reshape(shape))
+                pos += nbytes
+            if pos != len(data):
+                return None
+            snames = sblob.split("\n") if sblob else []
+            packs = pblob.split("\n") if pblob else []
+            if len(snames) != n - n_int:
+                return None
+            pack_col = cols[3]
+            if len(pack_col) and (pack_col.max() >= len(packs) or pack_col.min() < _NO_PACK):
+                return None
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return None
+        ikeys, digests, shapes, pack_col, offsets, lengths, rawlens, codec_col = cols
+        return cls(ikeys, snames, digests, shapes, packs, pack_col, offsets, lengths, rawlens, codec_col)
+
+    def extents(self) -> dict[str, int]:
+        """For each pack named, the end of the last byte range the table reads from it."""
+        out: dict[str, int] = {}
+        if not len(self.packs):
+            return out
+        mask = self.pack_col >= 0
+        ends = np.zeros(len(self.packs), dtype=np.uint64)
+        np.maximum.at(ends, self.pack_col[mask], self.offsets[mask] + self.lengths[mask])
+        return dict(zip(self.packs, ends.tolist()))
+
+
+def prune_cache(directory: str, keep: int = MAX_CACHED) -> None:
+    """Remove all but the ``keep`` most recently written tables of ``directory``."""
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(".tbl")]
+    except OSError:
+        return
+    if len(names) <= keep:
+        return
+    paths = [os.path.join(directory, n) for n in names]
+    paths.sort(key=lambda p: os.path.getmtime(p) if os.path.exists(p) else 0)
+    for p in paths[:-keep]:
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
