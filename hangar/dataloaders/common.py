@@ -261,6 +261,17 @@ def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
     return asets
 
 
+def _warn_unshared(asets: list, sizes: list[int], shared: int, stacklevel: int) -> None:
+    """Warn that the arraysets do not hold the same sample names and only ``shared`` are used."""
+    # Hangar 0.3 warned "Arraysets do not contain equal number of samples"; code filtering
+    # on that text keeps working where it is true
+    unequal = "Arraysets do not contain equal number of samples: " if len(set(sizes)) > 1 else ""
+    warnings.warn(
+        f"{unequal}the arraysets {[a.name for a in asets]} do not hold the same samples "
+        f"(sizes {sizes}); using the {shared} sample names they share",
+        UserWarning, stacklevel=stacklevel)
+
+
 def _all_pointers(aset: ArraysetDataReader) -> dict[Key, object]:
     return {decode_key(n): p for n, p in aset._table.pointers()}
 
@@ -319,14 +330,7 @@ class GroupedSamples:
             if not common:
                 raise ValueError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
             if len(common) < largest:
-                sizes = [len(t) for t in tables]
-                # Hangar 0.3 warned "Arraysets do not contain equal number of samples"; code filtering
-                # on that text keeps working where it is true
-                unequal = "Arraysets do not contain equal number of samples: " if len(set(sizes)) > 1 else ""
-                warnings.warn(
-                    f"{unequal}the arraysets {[a.name for a in asets]} do not hold the same samples "
-                    f"(sizes {sizes}); using the {len(common)} sample names they share",
-                    UserWarning, stacklevel=3)
+                _warn_unshared(asets, [len(t) for t in tables], len(common), stacklevel=4)
             chosen = sorted_keys(common)
             if index_range is not None:
                 chosen = chosen[index_range]
@@ -356,10 +360,7 @@ class GroupedSamples:
             if common is not None and len(common) < largest:
                 if not common:
                     raise ValueError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
-                warnings.warn(
-                    f"the arraysets {[a.name for a in asets]} do not hold the same samples "
-                    f"(sizes {[len(n) for n in names]}); using the {len(common)} sample names they share",
-                    UserWarning, stacklevel=4)
+                _warn_unshared(asets, [len(n) for n in names], len(common), stacklevel=5)
             chosen = sorted_keys(common) if common is not None else names[0]
             if not chosen:
                 raise ValueError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
