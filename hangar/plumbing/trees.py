@@ -1,12 +1,13 @@
 """Build and edit git trees in bulk, reading the old trees through pygit2.
 
-An edit set is a nested dict: ``{name: subedits_dict | (mode, oid) | None}``; ``None``
-deletes the entry. Only the trees on the paths of the edits are read and rewritten;
+An edit set is a nested dict: ``{name: subedits_dict | LeafEdits | (mode, oid) | None}``;
+``None`` deletes the entry. Only the trees on the paths of the edits are read and rewritten;
 every untouched subtree is reused by id, so cost grows with the change, not the tree.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 import pygit2
@@ -32,6 +33,40 @@ def serialize_tree(entries: dict[str, tuple[int, bytes]]) -> bytes:
     return b"".join(out)
 
 
+_RAW_ENTRY = re.compile(rb"([0-7]+) ([^\x00]+)\x00.{20}", re.S)
+_TREE_MODE = b"%o" % MODE_TREE
+
+
+class LeafEdits:
+    """Blob entries to set (raw id) or delete (``None``) in one tree, by name (bytes, sorted).
+
+    The bulk form of an edit set's innermost level: the tree's bytes are built with one
+    join over its sorted entries instead of a dict and a sort key per entry.
+    """
+
+    __slots__ = ("names", "oids")
+
+    def __init__(self, names: list[bytes], oids: list[Optional[bytes]]) -> None:
+        self.names = names
+        self.oids = oids
+
+    def apply(self, base_raw: Optional[bytes]) -> bytes:
+        """Bytes of the tree ``base_raw`` (raw tree data; ``None``: empty) with these edits."""
+        if not base_raw and None not in self.oids:  # a new tree: the names are in git's order already
+            return b"".join([b"100644 %s\x00%s" % entry for entry in zip(self.names, self.oids)])
+        entries: dict[bytes, bytes] = {}  # git sort key (a tree's name + "/") -> entry bytes
+        for m in _RAW_ENTRY.finditer(base_raw or b""):
+            mode, name = m.group(1), m.group(2)
+            entries[name + b"/" if mode == _TREE_MODE else name] = m.group(0)
+        for name, oid in zip(self.names, self.oids):
+            entries.pop(name + b"/", None)
+            if oid is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = b"100644 %s\x00%s" % (name, oid)
+        return b"".join([entries[k] for k in sorted(entries)])
+
+
 def tree_entries(repo: pygit2.Repository, tree: Optional[pygit2.Tree]) -> dict[str, tuple[int, bytes]]:
     """``{name: (mode, raw oid)}`` of a tree (empty for ``None``)."""
     if tree is None:
@@ -47,7 +82,15 @@ def apply_edits(repo: pygit2.Repository, base: Optional[pygit2.Tree], edits: dic
     """
     entries = tree_entries(repo, base)
     for name, edit in edits.items():
-        if isinstance(edit, dict):
+        if isinstance(edit, LeafEdits):
+            old = entries.get(name)
+            raw = repo[pygit2.Oid(raw=old[1])].read_raw() if old is not None and old[0] == MODE_TREE else None
+            data = edit.apply(raw)
+            if data:
+                entries[name] = (MODE_TREE, batch.add(OBJ_TREE, data))
+            else:
+                entries.pop(name, None)
+        elif isinstance(edit, dict):
             sub = None
             old = entries.get(name)
             if old is not None and old[0] == MODE_TREE:

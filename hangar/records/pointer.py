@@ -31,6 +31,25 @@ def encode_pointer(ptr: SamplePointer) -> bytes:
     return b"blake3:" + ptr.digest.hex().encode() + _tail(ptr.dtype, ptr.shape)
 
 
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_PREFIX = np.frombuffer(b"blake3:", dtype=np.uint8)
+
+
+def encode_pointers(digests: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """:func:`encode_pointer` of many samples sharing a dtype and shape, as rows of a uint8 array.
+
+    ``digests`` is an (n, 32) uint8 array; row ``i`` of the result holds the same bytes as
+    ``encode_pointer(SamplePointer(bytes(digests[i]), dtype, shape))``.
+    """
+    tail = np.frombuffer(_tail(dtype, tuple(shape)), dtype=np.uint8)
+    out = np.empty((len(digests), 71 + len(tail)), dtype=np.uint8)
+    out[:, :7] = _PREFIX
+    out[:, 7:71:2] = _HEX_DIGITS[digests >> 4]
+    out[:, 8:71:2] = _HEX_DIGITS[digests & 15]
+    out[:, 71:] = tail
+    return out
+
+
 @lru_cache(maxsize=4096)
 def _parse_tail(dtype: str, shape: str) -> tuple[str, tuple[int, ...]]:
     dims = () if shape == "-" else tuple(int(d) for d in shape.split(","))
