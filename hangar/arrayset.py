@@ -16,6 +16,7 @@ from hangar.records.keys import (
     Key,
     decode_key,
     encode_key,
+    encode_keys,
     is_key_type,
     sort_key,
     sorted_keys,
@@ -381,8 +382,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             raws = [flat[i * size:(i + 1) * size] for i in range(len(stack))]
             digests = digests_of_parts(raws, dtype, shape)
             self._session.store.put_many(digests, raws, self._chooser)
-            self._table.set_many([(encode_key(k), SamplePointer(d, dtype, shape))
-                                  for k, d in zip(keys, digests, strict=True)])
+            self._table.set_many(zip(encode_keys(keys), SamplePointer.many(digests, dtype, shape), strict=True))
 
     def add(self, data: np.ndarray, name: Optional[Key] = None, **kwargs) -> Key:  # noqa: ANN003
         """Store ``data`` as the sample ``name`` (a generated name for unnamed arraysets).
