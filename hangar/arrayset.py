@@ -28,7 +28,7 @@ from hangar.records.schema import BACKENDS, MAX_RANK, ArraysetSchema, dtype_to_d
 from hangar.session import CheckoutSession
 from hangar.store import sample_digest
 from hangar.store.codecs import CodecChooser
-from hangar.store.digest import byte_view, digests_of_parts
+from hangar.store.digest import byte_view
 
 _is_key = is_key_type
 
@@ -380,8 +380,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         size = stack[0, ...].nbytes if len(stack) else 0
         with _gc_paused():
             raws = [flat[i * size:(i + 1) * size] for i in range(len(stack))]
-            digests = digests_of_parts(raws, dtype, shape)
-            self._session.store.put_many(digests, raws, self._chooser)
+            digests = self._session.store.put_rows(raws, dtype, shape, self._chooser)
             self._table.set_many(zip(encode_keys(keys), SamplePointer.many(digests, dtype, shape), strict=True))
 
     def add(self, data: np.ndarray, name: Optional[Key] = None, **kwargs) -> Key:  # noqa: ANN003

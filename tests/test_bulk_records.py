@@ -130,3 +130,23 @@ def test_bulk_trees_at_other_fanout_depths(repo, depth):
     st.schema = dataclasses.replace(st.schema, fanout_depth=depth)
     assert _aset_tree(co, "x", True) == _aset_tree(co, "x", False)
     co.close()
+
+
+def test_stacked_large_samples_hashed_ahead_are_stored_once_each(repo):
+    # 256 KiB samples: put_rows hashes 64-sample chunks in a thread while writing the last
+    rng = np.random.default_rng(5)
+    stack = rng.integers(0, 256, size=(150, 256, 1024), dtype=np.uint8)
+    stack[3] = stack[100] = stack[149]  # repeats inside a chunk and across chunks
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("big", shape=(256, 1024), dtype=np.uint8)
+    store = co._session.store
+    before = len(store)
+    co["big", list(range(150))] = stack
+    assert len(store) - before == 148
+    co.commit("large")
+    co.close()
+    r = repo.checkout()
+    for i in (0, 3, 63, 64, 100, 128, 149):
+        assert np.array_equal(r["big", i], stack[i])
+    assert r.arraysets["big"]._pointer(3).digest == r.arraysets["big"]._pointer(149).digest
+    r.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 from math import prod
 from operator import itemgetter
@@ -13,7 +14,7 @@ import numpy as np
 
 from hangar.errors import CorruptDataError, RemoteDataError
 from hangar.store import codecs
-from hangar.store.digest import byte_view, digest_of_parts
+from hangar.store.digest import byte_view, digest_of_parts, digests_of_parts
 from hangar.store.index import DigestIndex, Location
 from hangar.store.packs import INDEX_DTYPE, PackStorage, PackWriter, new_pack_id
 
@@ -166,6 +167,35 @@ class TensorStore:
         if new:
             self._append_many(new, payloads, rawlens, codec_ids)
         return len(seen)
+
+    def put_rows(self, raws: list[memoryview], dtype: str, shape: tuple[int, ...],
+                 chooser: codecs.CodecChooser) -> list[bytes]:
+        """Digest and :meth:`put_many` samples of one dtype and shape; returns their digests.
+
+        Large samples are hashed a chunk ahead in a second thread (blake3 releases the GIL)
+        while this one writes the previous chunk, so hashing hides behind the disk writes.
+        """
+        size = len(raws[0]) if raws else 0
+        per = max(1, self._BATCH_BYTES // max(size, 1))
+        if size < self._OVERLAP_FROM or len(raws) <= per:
+            digests = digests_of_parts(raws, dtype, shape)
+            self.put_many(digests, raws, chooser)
+            return digests
+        chunks = [raws[i:i + per] for i in range(0, len(raws), per)]
+        out: list[bytes] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="hangar-hash") as pool:
+            ahead = pool.submit(digests_of_parts, chunks[0], dtype, shape)
+            for k, chunk in enumerate(chunks):
+                digests = ahead.result()
+                if k + 1 < len(chunks):
+                    ahead = pool.submit(digests_of_parts, chunks[k + 1], dtype, shape)
+                self.put_many(digests, chunk, chooser)
+                out += digests
+        return out
+
+    #: put_rows overlaps hashing with writing for samples at least this large (below it the
+    #: per-chunk thread hand-off costs more than it hides)
+    _OVERLAP_FROM = 64 << 10
 
     #: put_many hands the pack writer this many bytes at a time (large samples are written
     #: without a copy by the writer anyway; small ones are joined into writes of this size)
