@@ -150,3 +150,22 @@ def test_stacked_large_samples_hashed_ahead_are_stored_once_each(repo):
         assert np.array_equal(r["big", i], stack[i])
     assert r.arraysets["big"]._pointer(3).digest == r.arraysets["big"]._pointer(149).digest
     r.close()
+
+
+@pytest.mark.parametrize("backend", ["auto", "raw", "lz4", "zstd"])
+def test_encode_many_chooses_as_encode_one_by_one(backend):
+    from hangar.store.codecs import CodecChooser
+
+    rng = np.random.default_rng(7)
+    # runs of compressible and random samples, so the auto probes switch codec on the way
+    samples = [memoryview(np.zeros(512, np.uint8) if (i // 50) % 2 else rng.integers(0, 256, 512, np.uint8))
+               for i in range(300)]
+    one, many = CodecChooser(backend), CodecChooser(backend)
+    for c in (one, many):
+        c.encode(samples[0])  # start between two probes
+    expect = [one.encode(s) for s in samples[1:200]] + [one.encode(s) for s in samples[200:]]
+    codecs_a, payloads_a = many.encode_many(samples[1:200])
+    codecs_b, payloads_b = many.encode_many(samples[200:])
+    assert [c for c, _ in expect] == codecs_a + codecs_b
+    assert [bytes(p) for _, p in expect] == [bytes(p) for p in payloads_a + payloads_b]
+    assert backend != "auto" or len(set(codecs_a + codecs_b)) == 2

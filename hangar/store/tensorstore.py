@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from itertools import repeat
+from itertools import compress, repeat
 from math import prod
-from operator import itemgetter
+from operator import itemgetter, not_
 from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -142,31 +142,23 @@ class TensorStore:
     def put_many(self, digests: list[bytes], raws: list[memoryview], chooser: codecs.CodecChooser) -> int:
         """:meth:`put` for many samples with one vectorised index search; returns how many were new.
 
-        Small stored forms are joined and appended as one write, and their locations entered
-        in one ``dict.update``: ~1 µs per sample less than a :meth:`put` each.
+        The new samples are found, encoded (:meth:`CodecChooser.encode_many`) and appended in
+        chunks of ~16 MiB as one joined write each, their locations entered with one
+        ``dict.update``: ~2 µs per small sample less than a :meth:`put` each.
         """
-        seen: set[bytes] = set()  # a digest repeated within the batch is stored once
-        new: list[bytes] = []
-        payloads: list[bytes | memoryview] = []
-        rawlens: list[int] = []
-        codec_ids: list[int] = []
-        pending = 0
-        encode = chooser.encode
-        for digest, raw, loc in zip(digests, raws, self.locations(digests)):
-            if loc is None and digest not in seen:
-                seen.add(digest)
-                codec, payload = encode(raw)
-                new.append(digest)
-                payloads.append(payload)
-                rawlens.append(len(raw))
-                codec_ids.append(codec)
-                pending += len(payload)
-                if pending >= self._BATCH_BYTES:
-                    self._append_many(new, payloads, rawlens, codec_ids)
-                    new, payloads, rawlens, codec_ids, pending = [], [], [], [], 0
-        if new:
-            self._append_many(new, payloads, rawlens, codec_ids)
-        return len(seen)
+        missing = list(compress(range(len(digests)), map(not_, self.locations(digests))))
+        # a digest repeated within the batch is stored once: keep each one's first row
+        first = dict(zip(map(digests.__getitem__, reversed(missing)), reversed(missing)))
+        rows = missing if len(first) == len(missing) else sorted(first.values())
+        if not rows:
+            return 0
+        per = max(1, self._BATCH_BYTES // max(len(raws[rows[0]]), 1))
+        for start in range(0, len(rows), per):
+            chunk = rows[start:start + per]
+            chosen = list(map(raws.__getitem__, chunk))
+            codec_ids, payloads = chooser.encode_many(chosen)
+            self._append_many(list(map(digests.__getitem__, chunk)), payloads, list(map(len, chosen)), codec_ids)
+        return len(rows)
 
     def put_rows(self, raws: list[memoryview], dtype: str, shape: tuple[int, ...],
                  chooser: codecs.CodecChooser) -> list[bytes]:
@@ -211,8 +203,9 @@ class TensorStore:
         else:
             start = writer.append(b"".join(payloads))
             offsets = np.cumsum([start, *lengths[:-1]]).tolist()
-        self._pending.update(zip(digests, map(Location, repeat(self._pending_pack), offsets, lengths, rawlens,
-                                              codec_ids)))
+        # Locations built by tuple.__new__ in C (the NamedTuple constructor is a Python function)
+        self._pending.update(zip(digests, map(tuple.__new__, repeat(Location), zip(
+            repeat(self._pending_pack), offsets, lengths, rawlens, codec_ids))))
         self._pending_bytes += sum(lengths)
         if self._pending_bytes >= PACK_TARGET_BYTES:
             self.flush()
