@@ -37,8 +37,9 @@ def encode_pointer(ptr: SamplePointer) -> bytes:
     return b"blake3:" + ptr.digest.hex().encode() + _tail(ptr.dtype, ptr.shape)
 
 
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _PREFIX = np.frombuffer(b"blake3:", dtype=np.uint8)
+#: the two hex digits of each byte value, as one uint16 in memory order: one lookup per byte
+_HEX_PAIRS = np.frombuffer(b"".join(b"%02x" % v for v in range(256)), dtype=np.uint16)
 
 
 def encode_pointers(digests: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -50,8 +51,7 @@ def encode_pointers(digests: np.ndarray, dtype: str, shape: tuple[int, ...]) -> 
     tail = np.frombuffer(_tail(dtype, tuple(shape)), dtype=np.uint8)
     out = np.empty((len(digests), 71 + len(tail)), dtype=np.uint8)
     out[:, :7] = _PREFIX
-    out[:, 7:71:2] = _HEX_DIGITS[digests >> 4]
-    out[:, 8:71:2] = _HEX_DIGITS[digests & 15]
+    out[:, 7:71] = _HEX_PAIRS[digests].view(np.uint8).reshape(len(digests), 64)
     out[:, 71:] = tail
     return out
 

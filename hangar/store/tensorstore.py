@@ -258,7 +258,9 @@ class TensorStore:
             self.failed = exc
             raise
         if self._index is not None:
-            self._index.update(self._pending)
+            # the index learns the pack from the records just written, as another process would
+            # (a big pack as one array: folding 1,000,000 Locations from the dict took ~5 s)
+            self._index.add_pack(self._pending_pack, recs.tobytes())
             self._loaded_packs.add(self._pending_pack)
         self._writer = None
         self._pending = {}
