@@ -17,7 +17,7 @@ import numpy as np
 from hangar._faults import crash_point
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_BLOB, ObjectBatch, blob_block, fsync_dir
-from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, LeafEdits, apply_edits, empty_tree_id
+from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, LeafEdits, apply_edits, blob_entries, empty_tree_id
 from hangar.records import layout
 from hangar.records.keys import fan_path
 from hangar.records.pointer import SamplePointer, encode_pointers
@@ -191,25 +191,36 @@ class StagedSamples(StagedEntries):
         # leaf of each name: its fan_path digits, low nibble first, as one number
         fan = np.fromiter(map(zlib.crc32, names), dtype=np.uint64, count=len(names))
         fan &= np.uint64((1 << min(4 * depth, 32)) - 1)
-        order = np.lexsort((np.array(names), fan))
-        fan_sorted = fan[order]
-        cuts = (np.flatnonzero(np.diff(fan_sorted)) + 1).tolist()
-        ranked_ids = oids[order].tobytes()
-        sorted_names = [names[i] for i in order.tolist()]
-        sorted_oids: list[Optional[bytes]] = [ranked_ids[j:j + 20] for j in range(0, len(ranked_ids), 20)]
-        if live is not None:
-            for j in np.flatnonzero(~live[order]).tolist():
-                sorted_oids[j] = None
+        ranked = np.array(names)
+        order = np.lexsort((ranked, fan))
+        ranked, fan, oids = ranked[order], fan[order], oids[order]
+        bounds = [0, *(np.flatnonzero(np.diff(fan)) + 1).tolist(), len(names)]
+        if live is None:
+            entries, starts = blob_entries(ranked, oids)
+            set_at = bounds
+            dead: dict[int, list[bytes]] = {}
+        else:  # deletions: out of the entries, listed per leaf
+            keep = live[order]
+            entries, starts = blob_entries(ranked[keep], oids[keep])
+            set_before = np.concatenate([[0], np.cumsum(keep)])
+            set_at = set_before[bounds].tolist()
+            leaf_of = np.searchsorted(bounds, np.flatnonzero(~keep), side="right") - 1
+            dead = {}
+            for leaf, name in zip(leaf_of.tolist(), ranked[~keep].tolist()):
+                dead.setdefault(leaf, []).append(name)
+        offsets = starts.tolist()
+        leaves = [LeafEdits(entries[offsets[set_at[k]]:offsets[set_at[k + 1]]].tobytes(), dead.get(k, []))
+                  for k in range(len(bounds) - 1)]
         if depth == 0:
-            return LeafEdits(sorted_names, sorted_oids)
+            return leaves[0]
         out: dict = {}
         hexd = "0123456789abcdef"
-        for a, b in zip([0, *cuts], [*cuts, len(names)]):
-            f = int(fan_sorted[a])
+        for leaf, a in zip(leaves, bounds):
+            f = int(fan[a])
             d = out
             for level in range(depth - 1):
                 d = d.setdefault(hexd[(f >> (4 * level)) & 15], {})
-            d[hexd[(f >> (4 * (depth - 1))) & 15]] = LeafEdits(sorted_names[a:b], sorted_oids[a:b])
+            d[hexd[(f >> (4 * (depth - 1))) & 15]] = leaf
         return out
 
     def pointers(self) -> Iterator[tuple[str, SamplePointer]]:
