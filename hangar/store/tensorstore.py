@@ -126,7 +126,8 @@ class TensorStore:
         self._check_failed()
         writer = self._open_writer()
         off = writer.append(payload)
-        self._pending[digest] = Location(self._pending_pack, off, len(payload), rawlen, codec)
+        # tuple.__new__ builds the Location in C (its NamedTuple constructor is a Python function)
+        self._pending[digest] = tuple.__new__(Location, (self._pending_pack, off, len(payload), rawlen, codec))
         self._pending_bytes += len(payload)
         if self._pending_bytes >= PACK_TARGET_BYTES:
             self.flush()
