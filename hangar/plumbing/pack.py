@@ -200,7 +200,10 @@ def _select_blocks(objects: dict[bytes, tuple[int, bytes]], blocks: Sequence[Blo
     for b in blocks:
         k = keep[start:start + len(b.oids)]
         start += len(b.oids)
-        out.append(b if k.all() else BlobBlock(b.oids[k], b.entries[k], b.crcs[k]))
+        if k.all():
+            out.append(b)
+        elif k.any():
+            out.append(BlobBlock(b.oids[k], b.entries[k], b.crcs[k]))
     return out
 
 
