@@ -157,8 +157,9 @@ class StagedSamples(StagedEntries):
         """The edits of the samples tree, its pointer blobs added to ``batch`` in bulk.
 
         Pointers are built, hashed and packed per (dtype, shape) group with array operations
-        (:func:`encode_pointers`, :func:`blob_block`), and each leaf tree gets its entries in
-        git order from one sort: a commit of 60,000 new samples costs ~0.1 s, not ~0.6 s.
+        (:func:`encode_pointers`, :func:`blob_block`), and the leaf trees get their entries in
+        git order from one sort (:func:`blob_entries`): a commit of 60,000 new samples took
+        0.25 s of CPU instead of 0.58 s (W1, same loaded 2-core box and run).
         """
         depth = self.schema.fanout_depth
         if not self.edits:
