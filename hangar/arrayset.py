@@ -23,6 +23,7 @@ from hangar.records.keys import (
     Key,
     decode_key,
     encode_key,
+    encode_keys,
     is_key_type,
     sort_key,
     sorted_keys,
@@ -42,7 +43,7 @@ from hangar.records.schema import (
 from hangar.session import CheckoutHandle, CheckoutSession
 from hangar.store import sample_digest
 from hangar.store.codecs import CodecChooser
-from hangar.store.digest import byte_view, digests_of_parts
+from hangar.store.digest import byte_view
 
 _is_key = is_key_type
 
@@ -605,10 +606,8 @@ class ArraysetDataWriter(ArraysetDataReader):
         size = stack[0, ...].nbytes if len(stack) else 0
         with _gc_paused():
             raws = [flat[i * size:(i + 1) * size] for i in range(len(stack))]
-            digests = digests_of_parts(raws, dtype, shape)
-            self._session.store.put_many(digests, raws, self._chooser)
-            self._table.set_many([(encode_key(k), SamplePointer(d, dtype, shape))
-                                  for k, d in zip(keys, digests, strict=True)])
+            digests = self._session.store.put_rows(raws, dtype, shape, self._chooser)
+            self._table.set_many(zip(encode_keys(keys), SamplePointer.many(digests, dtype, shape), strict=True))
 
     def add(self, data: np.ndarray, name: Optional[Key] = None, **kwargs) -> Key:  # noqa: ANN003
         """Store ``data`` as the sample ``name`` (a generated name for unnamed arraysets).

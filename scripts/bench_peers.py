@@ -210,6 +210,139 @@ def run_original_hangar(python: str, path: str, data: np.ndarray, keys: np.ndarr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# ---------------------------------------------------------------- write rows
+# Ingest + commit throughput of each system's fastest write path, per workload (issue 14):
+# W1 = --n x uint8 (28, 28), W2r = 2,000 x uint8 (224, 224, 3), W3 = 64 x float32 (1024, 1024),
+# all random. Shown beside the disk's durable sequential write speed (dd ... conv=fdatasync):
+# hangar fsyncs its data before the commit; Deep Lake and Icechunk do not, lmdb syncs on commit.
+WRITE_WORKLOADS = {"W1": (None, (28, 28), "uint8"), "W2r": (2_000, (224, 224, 3), "uint8"),
+                   "W3": (64, (1024, 1024), "float32")}
+
+
+def write_hangar(path: str, data: np.ndarray, loop: bool = False) -> None:
+    from hangar import Repository
+
+    repo = Repository(path, exists=False)
+    repo.init("bench", "bench@example.com")
+    co = repo.checkout(write=True)
+    x = co.arraysets.init_arrayset("x", shape=data.shape[1:], dtype=data.dtype)
+    if loop:
+        for i in range(len(data)):
+            x[i] = data[i]
+    else:
+        co["x", list(range(len(data)))] = data
+    co.commit("ingest")
+    co.close()
+
+
+def write_deeplake(path: str, data: np.ndarray) -> None:
+    import deeplake
+
+    ds = deeplake.create(f"file://{path}")
+    ds.add_column("x", deeplake.types.Array(str(data.dtype), shape=list(data.shape[1:])))
+    ds.append({"x": data})
+    ds.commit("ingest")
+
+
+def write_icechunk(path: str, data: np.ndarray) -> None:
+    import icechunk
+    import zarr
+
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(path))
+    s = repo.writable_session("main")
+    rows = max(1, (4 << 20) // data[0].nbytes)  # chunks of ~4 MiB
+    arr = zarr.group(store=s.store).create_array("x", shape=data.shape, chunks=(rows, *data.shape[1:]),
+                                                 dtype=data.dtype)
+    arr[:] = data
+    s.commit("ingest")
+
+
+def write_lmdb(path: str, data: np.ndarray) -> None:
+    import lmdb
+
+    env = lmdb.open(path, map_size=max(1 << 30, 2 * data.nbytes))  # syncs on commit (default)
+    with env.begin(write=True) as txn:  # one transaction
+        for i in range(len(data)):
+            txn.put(i.to_bytes(8, "big"), data[i])
+    env.close()
+
+
+WRITERS = {"hangar": write_hangar, "deeplake": write_deeplake, "icechunk": write_icechunk, "lmdb": write_lmdb}
+
+
+def dd_bandwidth(tmp: Optional[str], mib: int) -> Optional[float]:
+    """Durable sequential write speed of the disk under ``tmp`` in bytes/s (dd conv=fdatasync)."""
+    d = tempfile.mkdtemp(prefix="bench-dd-", dir=tmp)
+    try:
+        t0 = time.perf_counter()
+        proc = subprocess.run(["dd", "if=/dev/zero", f"of={os.path.join(d, 'f')}", "bs=1M", f"count={mib}",
+                               "conv=fdatasync"], capture_output=True, text=True)
+        elapsed = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return mib * (1 << 20) / elapsed if proc.returncode == 0 else None
+
+
+def run_writes(args: argparse.Namespace) -> None:
+    """Median write+commit throughput per workload and system, with ratios, in one run."""
+    systems = [s for s in WRITERS if s == "hangar" or available(s)]
+    rng = np.random.default_rng(1)
+    rows: list[tuple[str, str, dict[str, Optional[float]]]] = []  # (label, unit, system -> per second)
+    dd = [dd_bandwidth(args.tmp, args.dd_mib) for _ in range(args.repeat)]
+    dd_med = statistics.median([v for v in dd if v is not None]) if any(v is not None for v in dd) else None
+    for name, (n, shape, dtype) in WRITE_WORKLOADS.items():
+        n = args.n if n is None else n
+        if dtype == "uint8":
+            data = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+        else:
+            data = rng.random(size=(n, *shape), dtype=np.float32)
+        variants = [(s, WRITERS[s], {}) for s in systems]
+        if name == "W1":
+            variants.insert(1, ("hangar loop", write_hangar, {"loop": True}))
+        got: dict[str, list[float]] = {v[0]: [] for v in variants}
+        for _, fn, kw in variants:  # untimed warm-up: imports, first-use setup
+            tmp = tempfile.mkdtemp(prefix="bench-w-warm-", dir=args.tmp)
+            try:
+                fn(tmp, data[:4], **kw)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        for r in range(args.repeat):
+            for label, fn, kw in variants:
+                tmp = tempfile.mkdtemp(prefix=f"bench-w-{label.replace(' ', '-')}-", dir=args.tmp)
+                try:
+                    t0 = time.perf_counter()
+                    fn(tmp, data, **kw)
+                    got[label].append(time.perf_counter() - t0)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            print(f"write run {r + 1}/{args.repeat} {name}: " + ", ".join(
+                f"{k} {v[-1]:.3f}s" for k, v in got.items()), flush=True)
+        med = {k: statistics.median(v) for k, v in got.items()}
+        if name == "W1":
+            per_s = {k: n / v for k, v in med.items() if k != "hangar loop"}
+            rows.append(("W1 write+commit, stacked", "samples/s", per_s))
+            rows.append(("W1 write+commit, loop", "samples/s", {"hangar": n / med["hangar loop"]}))
+        else:
+            rows.append((f"{name} write+commit", "MB/s", {k: data.nbytes / 1e6 / v for k, v in med.items()}))
+    peers = [s for s in systems if s != "hangar"]
+    dd_text = "n/a" if dd_med is None else f"{dd_med / 1e6:,.0f} MB/s"
+    print(f"\nwrite + commit throughput, median of {args.repeat}; ratio = hangar / peer (> 1: hangar faster); "
+          f"durable disk write (dd {args.dd_mib} MiB conv=fdatasync): {dd_text}")
+    header = f"{'workload':<28}{'unit':>10}{'hangar':>12}" + "".join(f"{p:>12}{'ratio':>8}" for p in peers)
+    header += f"{'hangar/dd':>11}"
+    print(header)
+    print("-" * len(header))
+    for label, unit, vals in rows:
+        h = vals["hangar"]
+        line = f"{label:<28}{unit:>10}{h:>12,.0f}"
+        for p in peers:
+            v = vals.get(p)
+            line += f"{'':>12}{'':>8}" if v is None else f"{v:>12,.0f}{h / v:>8.2f}"
+        if unit == "MB/s" and dd_med:
+            line += f"{h * 1e6 / dd_med:>11.2f}"
+        print(line)
+
+
 SYSTEMS = {"hangar": run_hangar, "icechunk": run_icechunk, "deeplake": run_deeplake,
            "hangar-0.5": None}  # the original, run by run_original_hangar when --original-hangar-python is given
 
@@ -448,6 +581,9 @@ def main() -> int:
     ap.add_argument("--n-w2r", type=int, default=2_000, help="W2r samples of (224, 224, 3) for the bulk read row")
     ap.add_argument("--only", choices=["all", "table", "reads"], default="all",
                     help="run only the operations table or only the issue-14 read/start-up rows")
+    ap.add_argument("--writes", choices=["yes", "no", "only"], default="yes",
+                    help="the write+commit throughput rows (W1 stacked and loop, W2r, W3 beside dd)")
+    ap.add_argument("--dd-mib", type=int, default=1024, help="size of the dd durable-write probe")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     os.environ.setdefault("RUST_LOG", "error")  # icechunk's warning about local storage and concurrency
@@ -460,6 +596,9 @@ def main() -> int:
     n_upd = max(1, args.n // 100)
     upd, upd2 = np.split(rng.choice(args.n, size=2 * n_upd, replace=False), 2)
     new = rng.integers(0, 256, size=(n_upd, *SHAPE), dtype=np.uint8)
+    if args.writes == "only":
+        run_writes(args)
+        return 0
     systems = [s for s in SYSTEMS if s == "hangar" or (s == "hangar-0.5" and args.original_hangar_python)
                or (SYSTEMS[s] is not None and available(s))]
     skipped = [s for s in SYSTEMS if s not in systems]
@@ -497,6 +636,8 @@ def main() -> int:
         print(f"\nskipped (not installed, or no --original-hangar-python): {', '.join(skipped)}")
     if args.only == "all":
         print_read_rows(read_rows(args), args.repeat)
+    if args.writes == "yes":
+        run_writes(args)
     return 0
 
 

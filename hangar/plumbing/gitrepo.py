@@ -92,9 +92,9 @@ class GitRepo:
         Objects already stored are not filtered out: a duplicate in a second pack is
         harmless to git and checking costs more (~10 µs each) than writing it.
         """
-        if batch.objects:
-            write_pack(self.pack_dir, batch.objects)
-        batch.objects.clear()
+        if batch.objects or batch.blocks:
+            write_pack(self.pack_dir, batch.objects, batch.blocks)
+        batch.clear()
 
     def consolidate_packs(self, max_packs: int = 64) -> bool:
         """Merge the small packs into one when there are more than ``max_packs``.

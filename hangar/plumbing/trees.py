@@ -1,14 +1,16 @@
 """Build and edit git trees in bulk, reading the old trees through pygit2.
 
-An edit set is a nested dict: ``{name: subedits_dict | (mode, oid) | None}``; ``None``
-deletes the entry. Only the trees on the paths of the edits are read and rewritten;
+An edit set is a nested dict: ``{name: subedits_dict | LeafEdits | (mode, oid) | None}``;
+``None`` deletes the entry. Only the trees on the paths of the edits are read and rewritten;
 every untouched subtree is reused by id, so cost grows with the change, not the tree.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
+import numpy as np
 import pygit2
 
 from hangar.plumbing.pack import OBJ_TREE, ObjectBatch
@@ -32,6 +34,77 @@ def serialize_tree(entries: dict[str, tuple[int, bytes]]) -> bytes:
     return b"".join(out)
 
 
+_RAW_ENTRY = re.compile(rb"([0-7]+) ([^\x00]+)\x00.{20}", re.S)
+_TREE_MODE = b"%o" % MODE_TREE
+
+
+class LeafEdits:
+    """Blob entries set and deleted in one tree: the bulk form of an edit set's innermost level.
+
+    ``entries`` holds the new entries' bytes (``100644 <name>\\0<raw id>``) back to back in git
+    order (from :func:`blob_entries`), ``deleted`` the names to remove. A new tree is just
+    ``entries``; one with a base merges the two sorted lists of entries.
+    """
+
+    __slots__ = ("entries", "deleted")
+
+    def __init__(self, entries: bytes, deleted: list[bytes]) -> None:
+        self.entries = entries
+        self.deleted = deleted
+
+    def apply(self, base_raw: Optional[bytes]) -> bytes:
+        """Bytes of the tree ``base_raw`` (raw tree data; ``None``: empty) with these edits."""
+        if not base_raw and not self.deleted:
+            return self.entries
+        entries: dict[bytes, bytes] = {}  # git sort key (a tree's name + "/") -> entry bytes
+        for m in _RAW_ENTRY.finditer(base_raw or b""):
+            mode, name = m.group(1), m.group(2)
+            entries[name + b"/" if mode == _TREE_MODE else name] = m.group(0)
+        for name in self.deleted:
+            entries.pop(name + b"/", None)
+            entries.pop(name, None)
+        for m in _RAW_ENTRY.finditer(self.entries):
+            name = m.group(2)
+            entries.pop(name + b"/", None)
+            entries[name] = m.group(0)
+        return b"".join([entries[k] for k in sorted(entries)])
+
+
+_BLOB_MODE = np.frombuffer(b"%o " % MODE_BLOB, dtype=np.uint8)
+
+
+def blob_entries(names: np.ndarray, oids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tree entries ``100644 <name>\\0<raw id>`` of blobs, back to back in one uint8 array.
+
+    ``names`` is a bytes (``S``) array without NUL bytes, ``oids`` an (n, 20) uint8 array;
+    returns the array and the n + 1 offsets where the entries start (and the last ends).
+    Built column by column (~30 array operations in all), not entry by entry.
+    """
+    n = len(names)
+    width = names.dtype.itemsize
+    lens = np.strings.str_len(names).astype(np.int64) if n else np.zeros(0, np.int64)
+    starts = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lens + len(_BLOB_MODE) + 21, out=starts[1:])
+    out = np.empty(int(starts[-1]), dtype=np.uint8)
+    at = starts[:-1]
+    for k, c in enumerate(_BLOB_MODE.tolist()):
+        out[at + k] = c
+    chars = names.view(np.uint8).reshape(n, width)
+    at = at + len(_BLOB_MODE)
+    shortest = int(lens.min()) if n else 0
+    for c in range(width):
+        if c < shortest:
+            out[at + c] = chars[:, c]
+        else:
+            rows = lens > c
+            out[at[rows] + c] = chars[rows, c]
+    at = at + lens
+    out[at] = 0
+    for c in range(20):
+        out[at + 1 + c] = oids[:, c]
+    return out, starts
+
+
 def tree_entries(repo: pygit2.Repository, tree: Optional[pygit2.Tree]) -> dict[str, tuple[int, bytes]]:
     """``{name: (mode, raw oid)}`` of a tree (empty for ``None``)."""
     if tree is None:
@@ -47,7 +120,15 @@ def apply_edits(repo: pygit2.Repository, base: Optional[pygit2.Tree], edits: dic
     """
     entries = tree_entries(repo, base)
     for name, edit in edits.items():
-        if isinstance(edit, dict):
+        if isinstance(edit, LeafEdits):
+            old = entries.get(name)
+            raw = repo[pygit2.Oid(raw=old[1])].read_raw() if old is not None and old[0] == MODE_TREE else None
+            data = edit.apply(raw)
+            if data:
+                entries[name] = (MODE_TREE, batch.add(OBJ_TREE, data))
+            else:
+                entries.pop(name, None)
+        elif isinstance(edit, dict):
             sub = None
             old = entries.get(name)
             if old is not None and old[0] == MODE_TREE:

