@@ -22,6 +22,7 @@ from hangar.records import layout
 from hangar.records.keys import decode_key
 from hangar.records.pointer import decode_pointer
 from hangar.records.schema import ArraysetSchema
+from hangar.records.snapshot import decode_metadata
 from hangar.store.compact import compact_store
 from hangar.store.digest import byte_view, digest_of_parts
 from hangar.transfers import active_transfers
@@ -136,13 +137,19 @@ class _Collector:
         self.report.records.append(Problem("record", arrayset, key, commit, detail))
 
     def blob(self, path: tuple, data: bytes, commit: Optional[str]) -> None:
+        if len(path) >= 2 and path[0] == layout.METADATA:
+            try:
+                decode_metadata(path[-1], data)
+            except ValueError as exc:
+                self.problem(commit, str(exc), None, _key(path[-1]))
+            return
         if len(path) < 3 or path[0] != layout.ARRAYSETS:
             return
         aset = path[1]
         if path[2] == layout.SCHEMA and len(path) == 3:
             try:
-                ArraysetSchema.from_json(data)
-            except (ValueError, TypeError, KeyError) as exc:
+                ArraysetSchema.from_json(data, f"schema record of arrayset {aset!r}")
+            except ValueError as exc:
                 self.problem(commit, f"schema blob is malformed: {exc}", aset)
             return
         if path[2] != layout.SAMPLES:
