@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
+from hangar.errors import InvalidRecordError
 from hangar.plumbing.gitrepo import GitRepo, Tree
 from hangar.plumbing.trees import subtree, walk_blobs
 from hangar.records import layout
-from hangar.records.keys import fan_path
-from hangar.errors import InvalidRecordError
-from hangar.records.keys import decode_key, validate_key
+from hangar.records.keys import decode_key, fan_path, validate_key
 from hangar.records.pointer import SamplePointer, decode_pointer, validate_pointer_for
 from hangar.records.schema import ArraysetSchema
 
