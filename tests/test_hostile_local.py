@@ -152,3 +152,237 @@ def test_non_ascii_metadata_written_with_git_is_refused_and_listed(aset_repo):
         co.close()
     assert any("metadata" in p.detail for p in repo.verify().records)
     assert isinstance(InvalidRecordError("x"), CorruptDataError) and isinstance(InvalidRecordError("x"), ValueError)
+
+
+# ------------------------------------------------------------ stored data: crafted packs
+def two_pack_repo(repo: Repository, backend: str = "raw", n: int = 8192) -> Repository:
+    """Arrayset 'a' (commit 1, pack 1) and 'b' (commit 2, pack 2): shape (n,) int64, keys 0..3."""
+    for name in ("a", "b"):
+        co = repo.checkout(write=True)
+        aset = co.arraysets.init_arrayset(name, shape=(n,), dtype=np.int64, backend=backend)
+        for i in range(4):
+            aset[i] = np.arange(n, dtype=np.int64) * (i + 1) + ord(name)  # distinct: no dedup across packs
+        co.commit(f"add {name}")
+        co.close()
+    return repo
+
+
+def location(repo: Repository, aset: str, key: int):
+    co = repo.checkout()
+    try:
+        ptr = co.arraysets[aset]._pointer(key)
+        loc = co._session.store.location(ptr.digest)
+    finally:
+        co.close()
+    pack_dir = os.path.join(repo.path, ".hangar", "data", "packs", loc.pack)
+    return loc, pack_dir
+
+
+def read_in_child(repo: Repository, aset: str, key: int, other: str = "a", limit: int = CHILD_AS):
+    """Read a sample in a bounded child; print what it raised, then a sample of ``other``."""
+    return child(f"""
+        import time, resource
+        from hangar import Repository
+        co = Repository({repo.path!r}).checkout()
+        t = time.perf_counter()
+        try:
+            arr = co.arraysets[{aset!r}][{key}]
+            print("returned", arr.nbytes, "bytes")
+        except BaseException as exc:
+            print("raised", type(exc).__name__, str(exc)[:1000])
+        print("seconds %.3f" % (time.perf_counter() - t))
+        print("maxrss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        print("other", int(co.arraysets[{other!r}][1][5]))
+        """, limit=limit)
+
+
+def rewrite_record(pack_dir: str, at: int, **fields) -> None:
+    """Change fields of the index record at offset ``at`` (format 2), as a repository author could."""
+    from hangar.store.packs import encode_index, parse_index
+
+    path = os.path.join(pack_dir, "index")
+    recs = parse_index(open(path, "rb").read(), path).copy()
+    i = int(np.flatnonzero(recs["offset"] == at)[0])
+    for k, v in fields.items():
+        recs[k][i] = v
+    os.chmod(path, 0o644)
+    with open(path, "wb") as f:
+        f.write(encode_index(recs))
+
+
+def zstd_rle_frame(total: int, declare: bool = True, max_blocks: int | None = None) -> bytes:
+    """A zstd frame of ``total`` zero bytes in RLE blocks: 4 bytes per 128 KiB (a bomb: 2 GiB in 64 KiB)."""
+    import struct
+
+    head = b"\x28\xb5\x2f\xfd" + (b"\xe0" + struct.pack("<Q", total) if declare else b"\x00\x58")
+    out, left, blocks = [head], total, 0
+    while left and (max_blocks is None or blocks < max_blocks):
+        n = min(128 << 10, left)
+        left -= n
+        blocks += 1
+        out.append((n << 3 | 2 | (0 if left else 1)).to_bytes(3, "little") + b"\x00")
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("declare", [True, False], ids=["declares-2GiB", "no-declared-size"])
+def test_a_decompression_bomb_in_a_pack_raises_without_allocating(repo, declare):
+    from hangar.store.packs import stored_check
+
+    two_pack_repo(repo, backend="zstd")
+    loc, pack_dir = location(repo, "b", 2)
+    bomb = zstd_rle_frame(2 << 30, declare)  # 64 KiB; fits the 65,536-byte sample's stored-size bound
+    chunk = os.path.join(pack_dir, "c", "0")
+    os.chmod(chunk, 0o644)
+    with open(chunk, "r+b") as f:  # appended: the record points at it with its own (valid) checksum
+        end = f.seek(0, 2)
+        f.write(bomb)
+    rewrite_record(pack_dir, loc.offset, offset=end, length=len(bomb), check=stored_check(bomb))
+    r = read_in_child(repo, "b", 2)
+    # before: MemoryError under a 1 GiB cap (2.1 GB RSS uncapped) / streaming 2 GiB for ~79 s
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "raised CorruptDataError" in r.stdout and "declares" in r.stdout, r.stdout
+    assert float(r.stdout.split("seconds ")[1].split()[0]) < 5
+    assert "other 107" in r.stdout
+
+
+def test_put_stored_refuses_a_bomb_before_allocating(tmp_path):
+    """The path of fetch_data and of the server's upload: bounded by the pointer's dtype x shape."""
+    from hangar.store.tensorstore import StoredSample
+
+    r = child(f"""
+        import resource, time, numpy as np
+        from hangar.errors import CorruptDataError
+        from hangar.store import TensorStore, sample_digest
+        from hangar.store.packs import LocalPackStorage
+        from tests.test_hostile_local import zstd_rle_frame
+        from hangar.store.tensorstore import StoredSample
+        s = TensorStore(LocalPackStorage({str(tmp_path)!r}))
+        d = sample_digest(np.zeros(8192, np.int64))
+        for declare in (True, False):
+            t = time.perf_counter()
+            try:
+                s.put_stored(StoredSample(d, 2, 65536, zstd_rle_frame(2 << 30, declare)), "<i8", (8192,))
+            except CorruptDataError as exc:
+                print("refused", round(time.perf_counter() - t, 3), exc)
+        print("maxrss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        """)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("refused") == 2, r.stdout
+    assert StoredSample  # the record type the protocol moves
+
+
+@pytest.mark.parametrize("target", ["index", "chunk"])
+def test_pack_files_that_are_symlinks_out_of_the_repository_are_refused(repo, target, tmp_path):
+    two_pack_repo(repo)
+    loc, pack_dir = location(repo, "b", 2)
+    path = os.path.join(pack_dir, "index" if target == "index" else "c/0")
+    os.unlink(path)
+    os.symlink("/dev/zero" if target == "index" else "/etc/passwd", path)
+    r = read_in_child(repo, "b", 2)
+    # before: index -> /dev/zero read until MemoryError; chunk -> /etc/passwd returned as the sample
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "returned" not in r.stdout and "raised" in r.stdout, r.stdout
+    assert "leads outside the repository" in r.stdout or "cannot be opened" in r.stdout, r.stdout
+    assert "other 107" in r.stdout
+    report = Repository(repo.path).verify()
+    assert any("outside the repository" in p.detail or "cannot be opened" in p.detail
+               for p in report.corrupt), str(report)
+
+
+@pytest.mark.parametrize("target", ["index", "chunk"])
+def test_a_fifo_in_place_of_a_pack_file_neither_hangs_read_nor_fsck(repo, target):
+    two_pack_repo(repo)
+    loc, pack_dir = location(repo, "b", 2)
+    path = os.path.join(pack_dir, "index" if target == "index" else "c/0")
+    os.unlink(path)
+    os.mkfifo(path)
+    r = read_in_child(repo, "b", 2)  # before: open() blocks for ever (TimeoutExpired here)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "raised" in r.stdout and "not a regular file" in r.stdout, r.stdout
+    assert "other 107" in r.stdout
+    r = child(f"""
+        from hangar import Repository
+        print(Repository({repo.path!r}).verify())
+        """)
+    assert r.returncode == 0 and "not a regular file" in r.stdout, (r.stdout, r.stderr[-2000:])
+
+
+def test_an_index_record_beyond_its_pack_or_codec_bound_is_refused(repo):
+    two_pack_repo(repo, backend="zstd")
+    loc, pack_dir = location(repo, "b", 2)
+    rewrite_record(pack_dir, loc.offset, length=3 << 30)  # a read would pread 3 GiB
+    r = read_in_child(repo, "b", 3)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "raised RemoteDataError" in r.stdout and "damaged" in r.stdout and "does not fit" in r.stdout, r.stdout
+    assert "other 107" in r.stdout
+
+
+def test_a_truncated_pack_index_is_named_and_the_rest_stays_readable(repo):
+    two_pack_repo(repo)
+    loc, pack_dir = location(repo, "b", 2)
+    index = os.path.join(pack_dir, "index")
+    os.chmod(index, 0o644)
+    os.truncate(index, os.path.getsize(index) - 3)
+    co = Repository(repo.path).checkout()
+    try:
+        with pytest.raises(FileNotFoundError, match="pack index .*index is damaged"):
+            co.arraysets["b"][2]  # before: numpy's 'buffer size must be a multiple of element size'
+        assert int(co.arraysets["a"][1][5]) == 107
+    finally:
+        co.close()
+    report = Repository(repo.path).verify()
+    assert any(index in p.detail and "whole number" in p.detail for p in report.corrupt), str(report)
+    assert len(report.missing) == 4  # the samples of the skipped pack
+
+
+# ------------------------------------------------------------ 8. checksums on plain reads
+def flip_stored_byte(repo: Repository, aset: str, key: int) -> None:
+    loc, pack_dir = location(repo, aset, key)
+    chunk = os.path.join(pack_dir, "c", "0")
+    os.chmod(chunk, 0o644)
+    with open(chunk, "r+b") as f:
+        f.seek(loc.offset + loc.length // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x10]))
+
+
+@pytest.mark.parametrize("backend", ["raw", "lz4"])
+def test_a_flipped_byte_in_a_pack_fails_a_plain_read(repo, backend, monkeypatch):
+    monkeypatch.delenv("HANGAR_VERIFY_READS", raising=False)
+    two_pack_repo(repo, backend=backend, n=4096)
+    flip_stored_byte(repo, "b", 2)
+    co = Repository(repo.path).checkout()
+    try:
+        assert not co._session.store.verify_reads
+        with pytest.raises(CorruptDataError, match="do not match their checksum"):
+            co.arraysets["b"][2]  # before: returned the wrong bytes, exit 0
+        with pytest.raises(CorruptDataError):
+            list(co.arraysets["b"].values())  # the bulk path checks too
+        np.testing.assert_array_equal(co.arraysets["b"][1], np.arange(4096) * 2 + 98)
+    finally:
+        co.close()
+
+
+def test_format_1_pack_indexes_stay_readable(repo):
+    from hangar.store.packs import INDEX_DTYPE_V1, parse_index
+
+    two_pack_repo(repo, n=64)
+    for name in ("a", "b"):
+        loc, pack_dir = location(repo, name, 0)
+        path = os.path.join(pack_dir, "index")
+        recs = parse_index(open(path, "rb").read(), path)
+        old = np.zeros(len(recs), dtype=INDEX_DTYPE_V1)
+        for f in INDEX_DTYPE_V1.names:
+            old[f] = recs[f]
+        os.chmod(path, 0o644)
+        with open(path, "wb") as f:
+            f.write(old.tobytes())
+    repo = Repository(repo.path)
+    co = repo.checkout()
+    try:
+        np.testing.assert_array_equal(co.arraysets["b"][3], np.arange(64) * 4 + 98)
+        assert co._session.store.location(co.arraysets["b"]._pointer(3).digest).check == 0
+    finally:
+        co.close()
+    assert repo.verify().ok

@@ -13,12 +13,32 @@ from hangar.errors import CorruptDataError, RemoteDataError
 from hangar.store import codecs
 from hangar.store.digest import byte_view, digest_of_parts
 from hangar.store.index import DigestIndex, Location
-from hangar.store.packs import INDEX_DTYPE, PackStorage, PackWriter, new_pack_id
+from hangar.store.packs import (
+    INDEX_DTYPE,
+    PackStorage,
+    PackWriter,
+    encode_index,
+    new_pack_id,
+    parse_index,
+    stored_check,
+)
 
 #: finish the open pack once it holds this many bytes
 PACK_TARGET_BYTES = 1 << 30
 #: re-hash every sample read (costs 2-3x a page-cache read: blake3 ~3 us per 784 B, ~40 us per 256 KiB)
 VERIFY_READS = os.environ.get("HANGAR_VERIFY_READS", "") not in ("", "0")
+
+
+def check_stored(loc: Location, data: bytes | memoryview | np.ndarray, digest: bytes) -> None:
+    """Raise ``CorruptDataError`` unless ``data`` (a sample's stored bytes) match the checksum of ``loc``.
+
+    The one check every read path makes (single reads, bulk reads, transfers): a flipped bit in a
+    pack is an error, never returned as data. Records of format-1 packs carry no checksum.
+    """
+    if loc.check and stored_check(data) != loc.check:
+        raise CorruptDataError(
+            f"stored bytes of sample digest {digest.hex()[:16]}... do not match their checksum (damaged, in pack "
+            f"{loc.pack} at offset {loc.offset}); run `hangar fsck --repair` to fetch them again from a remote")
 
 
 class StoredSample(NamedTuple):
@@ -45,6 +65,8 @@ class TensorStore:
         self._index: DigestIndex | None = None
         self._loaded_packs: set[str] = set()
         self._index_lock = threading.RLock()  # readers may share a store across threads
+        #: pack id -> why its index was skipped (damaged, not a regular file): fsck reports these
+        self.damaged_packs: dict[str, str] = {}
         #: a failed pack write or fsync: the open pack's samples may not be durable, so nothing
         #: more is written or flushed into it until ``discard()``
         self.failed: BaseException | None = None
@@ -60,8 +82,9 @@ class TensorStore:
             with self._index_lock:
                 if self._index is None:
                     fresh, loaded = DigestIndex(), set()
+                    self.damaged_packs = {}
                     for pack in self.storage.list_packs():
-                        fresh.add_pack(pack, self.storage.read_index(pack))
+                        self._add_pack(fresh, pack)
                         loaded.add(pack)
                     self._loaded_packs = loaded
                     self._index = fresh  # published only once complete
@@ -82,9 +105,53 @@ class TensorStore:
                 return True
             new = [p for p in packs if p not in self._loaded_packs]
             for pack in new:
-                index.add_pack(pack, self.storage.read_index(pack))
+                self._add_pack(index, pack)
                 self._loaded_packs.add(pack)
             return bool(new)
+
+    def _add_pack(self, index: DigestIndex, pack: str) -> None:
+        """Load one pack's index, checked; a damaged one is skipped (and listed) so the rest stays readable."""
+        where = getattr(self.storage, "index_path", lambda p: p)(pack)
+        try:
+            recs = parse_index(self.storage.read_index(pack), where, self.storage.pack_size(pack))
+        except FileNotFoundError:
+            return  # removed by a gc since listed
+        except CorruptDataError as exc:
+            self.damaged_packs[pack] = str(exc)
+            return
+        index.add_pack(pack, recs)
+
+    def damaged(self) -> dict[str, str]:
+        """Pack id -> why its index was skipped (not a regular file, records outside the pack, ...)."""
+        self._load_index()
+        self.refresh()
+        return dict(self.damaged_packs)
+
+    def forget(self, digests: Iterable[bytes]) -> int:
+        """Drop the index records of ``digests`` (damaged bytes) so they count as not stored; return how many.
+
+        Each pack index holding one is replaced atomically without it (the pack's data file is
+        untouched); a later ``fetch_data`` or ``put_stored`` then stores good bytes anew.
+        """
+        drop = set(digests)
+        if not drop:
+            return 0
+        dropped = 0
+        with self._index_lock:
+            for pack in self.storage.list_packs():
+                if pack in self.damaged_packs:
+                    continue
+                try:
+                    recs = parse_index(self.storage.read_index(pack), pack)
+                except (FileNotFoundError, CorruptDataError):
+                    continue
+                raw = recs["digest"].tobytes()
+                gone = np.fromiter((raw[i:i + 32] in drop for i in range(0, len(raw), 32)), bool, len(recs))
+                if gone.any():
+                    self.storage.replace_index(pack, encode_index(recs[~gone]))
+                    dropped += int(gone.sum())
+            self._index = None  # reloaded without them on next use
+        return dropped
 
     def refresh(self) -> None:
         """Catch up with packs written or removed (by any process) since the index was loaded."""
@@ -122,7 +189,7 @@ class TensorStore:
         self._check_failed()
         writer = self._open_writer()
         off = writer.append(payload)
-        self._pending[digest] = Location(self._pending_pack, off, len(payload), rawlen, codec)
+        self._pending[digest] = Location(self._pending_pack, off, len(payload), rawlen, codec, stored_check(payload))
         self._pending_bytes += len(payload)
         if self._pending_bytes >= PACK_TARGET_BYTES:
             self.flush()
@@ -183,9 +250,10 @@ class TensorStore:
             recs["length"] = [loc.length for loc in locs]
             recs["rawlen"] = [loc.rawlen for loc in locs]
             recs["codec"] = [loc.codec for loc in locs]
+            recs["check"] = [loc.check for loc in locs]
         nbytes = max((loc.offset + loc.length for loc in self._pending.values()), default=0)
         try:
-            self._writer.finish(recs.tobytes(), nbytes)
+            self._writer.finish(encode_index(recs), nbytes)
         except BaseException as exc:
             # never retry: after a failed fsync the kernel may report success for lost pages
             self.failed = exc
@@ -218,9 +286,13 @@ class TensorStore:
             if loc is None and self._load_new_packs():  # written by another process since we loaded
                 loc = self._index.get(digest)  # type: ignore[union-attr]
             if loc is None:
+                damaged = ""
+                if self.damaged_packs:
+                    damaged = (f" ({len(self.damaged_packs)} pack index(es) are damaged and skipped: "
+                               f"{next(iter(self.damaged_packs.values()))}; run `hangar fsck`)")
                 raise RemoteDataError(
                     f"the bytes of sample digest {digest.hex()[:16]}... are not in this repository; "
-                    "use repo.remote.fetch_data(...) to retrieve them"
+                    f"use repo.remote.fetch_data(...) to retrieve them{damaged}"
                 )
         return loc
 
@@ -299,8 +371,11 @@ class TensorStore:
         buf = byte_view(out)
         if loc.codec == codecs.RAW and not (loc.pack == self._pending_pack and self._writer is not None):
             self.storage.readinto(loc.pack, loc.offset, buf)
+            check_stored(loc, buf, digest)
         else:
-            codecs.decode_into(loc.codec, self._stored_bytes(loc), buf)
+            stored = self._stored_bytes(loc)
+            check_stored(loc, stored, digest)
+            codecs.decode_into(loc.codec, stored, buf)
         if (self.verify_reads if check is None else check) and digest_of_parts(buf, out.dtype.str, shape) != digest:
             raise CorruptDataError(f"stored bytes of sample digest {digest.hex()[:16]}... do not match the digest "
                                    f"(pack {loc.pack}); run `hangar fsck` to list the damage")
@@ -309,11 +384,16 @@ class TensorStore:
     def read_stored(self, digest: bytes) -> StoredSample:
         """The stored (possibly compressed) form of a sample, for transfer."""
         loc = self.location(digest)
-        return StoredSample(digest, loc.codec, loc.rawlen, self._stored_bytes(loc))
+        stored = self._stored_bytes(loc)
+        check_stored(loc, stored, digest)
+        return StoredSample(digest, loc.codec, loc.rawlen, stored)
 
     def verify(self, digest: bytes, dtype: str, shape: tuple[int, ...]) -> bool:
         """Re-hash a stored sample; True when its bytes match its digest."""
-        arr = self.read(digest, dtype, shape, check=False)
+        try:
+            arr = self.read(digest, dtype, shape, check=False)
+        except CorruptDataError:  # checksum mismatch, or the stored form does not decode
+            return False
         return digest_of_parts(byte_view(arr), dtype, shape) == digest
 
     def close(self) -> None:
@@ -323,8 +403,8 @@ class TensorStore:
     def __getstate__(self) -> dict:
         if self._writer is not None:
             raise TypeError("a TensorStore with unflushed writes cannot be pickled")
-        return {"storage": self.storage, "_index": None, "_loaded_packs": set(), "_writer": None, "_pending": {},
-                "_pending_pack": "", "_pending_bytes": 0}
+        return {"storage": self.storage, "_index": None, "_loaded_packs": set(), "damaged_packs": {}, "_writer": None,
+                "_pending": {}, "_pending_pack": "", "_pending_bytes": 0}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
