@@ -17,7 +17,10 @@ import pytest
 
 from hangar import Repository
 from hangar.errors import CorruptDataError, InvalidRecordError
+from tests import remote_fixtures
 from tests.conftest import git
+
+start_server = remote_fixtures.start_server
 
 #: address-space cap of the child processes that read hostile data (python + numpy + zarr fit in it)
 CHILD_AS = 1 << 30
@@ -386,3 +389,174 @@ def test_format_1_pack_indexes_stay_readable(repo):
     finally:
         co.close()
     assert repo.verify().ok
+
+
+# ------------------------------------------------------------ 4. a hostile server's answers
+@pytest.fixture
+def lying_server():
+    """A real HTTP server on 127.0.0.1 whose download answer is 149 bytes claiming a 3 GiB payload."""
+    import http.server
+    import struct
+    import threading
+
+    from hangar.remote import protocol
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == protocol.DOWNLOAD:
+                answer = struct.pack("<32sBQQ", body[:32], 2, 65536, 3 << 30) + b"\0" * 100
+            else:
+                answer = b"\1" * (4 << 20)  # a 'have' answer far longer than asked for
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_download_answer_claiming_gigabytes_is_refused_before_allocating(lying_server, tmp_path):
+    r = child(f"""
+        import resource, numpy as np
+        from hangar.records.pointer import SamplePointer
+        from hangar.remote.client import DataClient, download_into
+        from hangar.store import TensorStore, sample_digest
+        from hangar.store.packs import LocalPackStorage
+        store = TensorStore(LocalPackStorage({str(tmp_path)!r}))
+        ptr = SamplePointer(sample_digest(np.zeros(8192, np.int64)), "<i8", (8192,))
+        with DataClient({lying_server!r}) as client:
+            try:
+                download_into(store, client, [ptr])
+            except BaseException as exc:
+                print("download raised", type(exc).__name__, exc)
+            try:
+                client.have([ptr.digest])
+            except BaseException as exc:
+                print("have raised", type(exc).__name__, exc)
+        print("maxrss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        print("stored", len(store))
+        """, limit=2 << 30)
+    # before: bytearray(3 GiB) for the payload (3.2 GB RSS uncapped; MemoryError under this cap)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "download raised ConnectionError" in r.stdout and "claims 3221225472 payload bytes" in r.stdout, r.stdout
+    assert "have raised ConnectionError" in r.stdout and "more than 1 bytes" in r.stdout, r.stdout
+    assert int(r.stdout.split("maxrss_mb ")[1].split()[0]) < 300
+    assert "stored 0" in r.stdout
+
+
+# ------------------------------------------------------------ 9. smaller local ones
+def test_log_on_a_terminal_shows_escape_sequences_escaped(aset_repo):
+    import pty
+    import select
+
+    git_edit(aset_repo, "master", {"x": b"1"}, "retitle \x1b]0;pwned\x07 and clear \x1b[2J\x1b[3J done")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "hangar", "-C", aset_repo.path, "log"], stdout=slave,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    os.close(slave)
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    os.close(master)
+    assert b"\x1b" not in out and b"\x07" not in out, out  # before: written raw to the terminal
+    assert b"retitle \\x1b]0;pwned\\x07 and clear \\x1b[2J\\x1b[3J done" in out, out
+    # not a terminal: the message as committed (scripts and pipes get the exact bytes)
+    piped = subprocess.run([sys.executable, "-m", "hangar", "-C", aset_repo.path, "log"], capture_output=True,
+                           env={**os.environ, "PYTHONPATH": os.getcwd()}, check=True).stdout
+    assert b"\x1b]0;pwned\x07" in piped
+
+
+def test_a_branch_named_head_is_refused(aset_repo):
+    from tests.cli_helpers import fails
+
+    with pytest.raises(ValueError, match="'HEAD' is reserved"):
+        aset_repo.create_branch("HEAD")
+    assert "reserved" in fails(aset_repo.path, "branch", "HEAD")
+    assert aset_repo.list_branches() == ["master"]
+    assert "refs/heads/HEAD" not in git(aset_repo, "for-each-ref").stdout
+
+
+def test_partial_pack_files_of_a_killed_fetch_are_removed_by_the_next_one(tmp_path, lying_server):
+    import signal
+
+    from hangar.remote.client import DataClient, download_into
+    from hangar.store import TensorStore
+    from hangar.store.packs import LocalPackStorage
+
+    root = str(tmp_path / "data")
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, numpy as np
+        from hangar.store import TensorStore, sample_digest
+        from hangar.store.codecs import CodecChooser
+        from hangar.store.digest import byte_view
+        from hangar.store.packs import LocalPackStorage
+        s = TensorStore(LocalPackStorage({root!r}))
+        a = np.arange(1000)
+        s.put(sample_digest(a), byte_view(a), CodecChooser("raw"))
+        print("written", flush=True)
+        sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.stdout.readline() == b"written\n"
+    partial = [n for n in os.listdir(os.path.join(root, "packs")) if n.endswith(".partial")]
+    assert len(partial) == 1
+    store = TensorStore(LocalPackStorage(root))
+    with DataClient(lying_server) as client:
+        download_into(store, client, [])
+        assert len([n for n in os.listdir(os.path.join(root, "packs")) if n.endswith(".partial")]) == 1  # alive
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        path = os.path.join(root, "packs", partial[0])
+        os.utime(path, (os.stat(path).st_atime, os.stat(path).st_mtime - 120))
+        download_into(store, client, [])
+    assert not [n for n in os.listdir(os.path.join(root, "packs")) if n.endswith(".partial")]  # before: kept
+
+
+# ------------------------------------------------------------ 8. repair from a remote
+def test_fsck_repair_replaces_damaged_samples_from_a_remote(aset_repo, start_server, tmp_path):
+    from tests.cli_helpers import hangar as run_cli
+
+    srv = start_server(aset_repo.path)
+    os.makedirs(tmp_path / "clone")
+    clone = Repository(tmp_path / "clone", exists=False)
+    clone.clone("Test User", "test@example.com", srv.address)
+    clone.remote.fetch_data("origin", branch="master")
+    flip_stored_byte(clone, "foo", 4)
+    co = clone.checkout()
+    try:
+        with pytest.raises(CorruptDataError):
+            co.arraysets["foo"][4]
+    finally:
+        co.close()
+    # a fetch_data of the same commit does not help: the damaged bytes still count as present
+    clone.remote.fetch_data("origin", branch="master")
+    assert not Repository(clone.path).verify().ok
+    first = run_cli(clone.path, "fsck")
+    assert first.exit_code == 1 and "arrayset 'foo' key 4" in first.stdout
+    fixed = run_cli(clone.path, "fsck", "--repair", "--remote", "origin")
+    assert fixed.exit_code == 0, (fixed.stdout, fixed.stderr)
+    assert "replaced 1 damaged sample record(s)" in fixed.stdout and fixed.stdout.rstrip().endswith("no problems found")
+    co = Repository(clone.path).checkout()
+    try:
+        np.testing.assert_array_equal(co.arraysets["foo"][4], np.arange(5) + 4)
+    finally:
+        co.close()
+    assert "no remote named 'nope'" in run_cli(clone.path, "fsck", "--repair", "--remote", "nope").stderr

@@ -21,16 +21,15 @@ def fsck(
     Example: hangar fsck --repair --remote origin
     """
     repo = open_repo()
+    addresses = {r.name: r.address for r in repo.remote.list_all()} if repair else {}
+    if repair and remote not in addresses:
+        raise CliError(f"no remote named {remote!r} to repair from (remotes: {sorted(addresses)}); "
+                       "add one with `hangar remote add NAME ADDRESS`")
     report = repo.verify()
     typer.echo(str(report))
     if repair and report.damaged:
         from hangar import integrity
         from hangar.remote.client import DataClient, download_into
-
-        addresses = {r.name: r.address for r in repo.remote.list_all()}
-        if remote not in addresses:
-            raise CliError(f"no remote named {remote!r} to repair from (remotes: {sorted(addresses)}); "
-                             "add one with `hangar remote add NAME ADDRESS`")
 
         def fetch(store, pointers) -> None:  # noqa: ANN001
             with DataClient(addresses[remote]) as client:

@@ -20,6 +20,7 @@ import os
 import stat
 import struct
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from typing import Optional, Protocol
@@ -152,7 +153,18 @@ def array_metadata(nbytes: int) -> bytes:
 
 
 def new_pack_id() -> str:
+    # the writer's pid first: remove_dead_partials tells an abandoned .partial from a live one by it
     return f"{os.getpid():x}{uuid.uuid4().hex[:20]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 class PackWriter(Protocol):
@@ -169,6 +181,7 @@ class PackStorage(Protocol):
     def read_index(self, pack_id: str) -> bytes: ...
     def pack_size(self, pack_id: str) -> Optional[int]: ...
     def replace_index(self, pack_id: str, index: bytes) -> None: ...
+    def remove_dead_partials(self, min_age: float = 60.0) -> int: ...
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes: ...
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None: ...
     def open_writer(self, pack_id: str) -> PackWriter: ...
@@ -355,6 +368,31 @@ class LocalPackStorage:
     def read_index(self, pack_id: str) -> bytes:
         return read_regular(self.index_path(pack_id), self.root)
 
+    def remove_dead_partials(self, min_age: float = 60.0) -> int:
+        """Remove ``*.partial`` pack data left by killed writers on this machine (a killed fetch); return how many.
+
+        Only files whose writer pid (the start of the pack id) is no longer running and that were
+        not modified for ``min_age`` seconds: a live writer's file, or one from a pid this machine
+        cannot see, is kept (``hangar gc`` removes those after an hour).
+        """
+        base = os.path.join(self.root, "packs")
+        removed = 0
+        now = time.time()
+        for name in os.listdir(base):
+            pack_id = name[:-len(".partial")]
+            if not name.endswith(".partial") or len(pack_id) <= 20:
+                continue
+            try:
+                pid = int(pack_id[:-20], 16)
+                path = os.path.join(base, name)
+                if _pid_alive(pid) or now - os.lstat(path).st_mtime < min_age:
+                    continue
+                os.unlink(path)
+                removed += 1
+            except (ValueError, FileNotFoundError):
+                continue
+        return removed
+
     def replace_index(self, pack_id: str, index: bytes) -> None:
         """Atomically and durably replace an existing pack's index (dropping damaged records)."""
         if not os.path.exists(self.index_path(pack_id)):
@@ -502,6 +540,9 @@ class ZarrPackStorage:
 
     def replace_index(self, pack_id: str, index: bytes) -> None:
         self._set(f"packs/{pack_id}/index", index)
+
+    def remove_dead_partials(self, min_age: float = 60.0) -> int:
+        return 0  # unfinished packs are kept in memory until finished
 
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes:
         from zarr.abc.store import RangeByteRequest
