@@ -37,9 +37,11 @@ def run_child(tree: str, code: str, limit: int, timeout: float) -> dict:
         import resource, sys, time, json
         resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
         sys.path.insert(0, {tree!r})
+        def peak_rss_mb():  # VmHWM restarts at exec (ru_maxrss keeps the forked parent's peak)
+            return [int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0] // 1024
         def report(outcome):
             print(json.dumps({{"outcome": outcome[:160], "s": round(time.perf_counter() - t0, 3),
-                              "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}}))
+                              "rss_mb": peak_rss_mb()}}))
         t0 = time.perf_counter()
         """)
     body = textwrap.dedent(code)
