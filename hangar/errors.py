@@ -92,6 +92,14 @@ class CorruptDataError(HangarError, OSError):
     """Stored bytes do not match the digest that names them."""
 
 
+class InvalidRecordError(CorruptDataError, ValueError):
+    """A record read from git (schema, sample pointer, metadata) breaks the rules its writer enforces.
+
+    Such records come only from outside the API (plain git, a hostile remote); ``hangar fsck``
+    lists them. Also a ``ValueError``, the type record parsing always raised.
+    """
+
+
 class MergeConflictError(HangarError, ValueError):
     """A merge found conflicting changes and was not performed."""
 

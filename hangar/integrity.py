@@ -14,14 +14,15 @@ deletes the old packs and loose objects. See ``docs/reliability.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from hangar.errors import RemoteDataError, TransferInProgressError
 from hangar.plumbing.gc import Reachable, collect_git_garbage, list_git_files, ref_heads, walk_reachable
 from hangar.records import layout
 from hangar.records.keys import decode_key
-from hangar.records.pointer import decode_pointer
+from hangar.records.pointer import SamplePointer, decode_pointer
 from hangar.records.schema import ArraysetSchema
+from hangar.records.snapshot import decode_metadata
 from hangar.store.compact import compact_store
 from hangar.store.digest import byte_view, digest_of_parts
 from hangar.transfers import active_transfers
@@ -46,6 +47,8 @@ class Problem:
     def __str__(self) -> str:
         where = f"arrayset {self.arrayset!r} key {self.key!r}" if self.arrayset is not None else "records"
         at = f" (commit {self.commit[:12]})" if self.commit else " (staging area)"
+        if self.kind == "corrupt" and self.arrayset is None:  # a damaged pack file: not in any commit
+            where, at = "data", ""
         return f"{self.kind}: {where}{at}: {self.detail}"
 
 
@@ -69,7 +72,10 @@ class VerifyReport:
         remote branch holds (a clone, or a ``fetch`` without ``fetch_data``). Not damage:
         ``ok`` ignores them; ``fetch_data`` brings them.
     records : list of Problem
-        Unreadable or missing git objects, malformed schema or pointer blobs.
+        Unreadable or missing git objects, malformed schema, pointer or metadata blobs.
+    damaged : dict
+        digest -> (dtype, shape) of every corrupt sample: what ``hangar fsck --repair``
+        fetches again from a remote.
     """
 
     commits: int = 0
@@ -81,6 +87,7 @@ class VerifyReport:
     missing: list = field(default_factory=list)
     records: list = field(default_factory=list)
     remote_only: list = field(default_factory=list)
+    damaged: dict = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -149,13 +156,19 @@ class _Collector:
         self.report.records.append(Problem("record", arrayset, key, commit, detail))
 
     def blob(self, path: tuple, data: bytes, commit: Optional[str]) -> None:
+        if len(path) >= 2 and path[0] == layout.METADATA:
+            try:
+                decode_metadata(path[-1], data)
+            except ValueError as exc:
+                self.problem(commit, str(exc), None, _key(path[-1]))
+            return
         if len(path) < 3 or path[0] != layout.ARRAYSETS:
             return
         aset = path[1]
         if path[2] == layout.SCHEMA and len(path) == 3:
             try:
-                ArraysetSchema.from_json(data)
-            except (ValueError, TypeError, KeyError) as exc:
+                ArraysetSchema.from_json(data, f"schema record of arrayset {aset!r}")
+            except ValueError as exc:
                 self.problem(commit, f"schema blob is malformed: {exc}", aset)
             return
         if path[2] != layout.SAMPLES:
@@ -219,6 +232,9 @@ def verify(repo: "Repository") -> VerifyReport:
     report.commits, report.trees, report.samples = found.commits, found.trees, col.samples
     store = repo._store()
     store.refresh()
+    for pack, why in sorted(store.damaged().items()):
+        # skipped when loaded, so the rest of the repository stays readable; its samples show as missing
+        report.corrupt.append(Problem("corrupt", None, None, None, f"pack {pack} skipped: {why}"))
     on_remote: Optional[set] = None  # digests a fetched remote branch reaches (walked when first needed)
     for digest, (dtype, shape, places) in col.digests.items():
         aset, key, commit = places[0]
@@ -244,9 +260,31 @@ def verify(repo: "Repository") -> VerifyReport:
         if good:
             report.nbytes += arr.nbytes
         else:
+            report.damaged[digest] = (dtype, shape)
             report.corrupt.append(Problem("corrupt", aset, key, commit,
                                           f"{detail} (digest {digest.hex()[:16]}...){more}"))
     return report
+
+
+def repair(repo: "Repository", report: VerifyReport, fetch: Callable[[object, list], object]) -> int:
+    """Replace the damaged samples of ``report`` with good bytes; return how many were dropped.
+
+    Under the writer lock: the index records of the damaged samples are dropped (their packs'
+    data are untouched; the bytes are already wrong), then ``fetch(store, pointers)`` stores
+    them anew (``hangar.remote.client.download_into`` with a remote's client: it verifies every
+    digest). A sample the remote lacks stays a remote reference (``missing``), never wrong data.
+    """
+    if not report.damaged:
+        return 0
+    owner = repo._acquire_writer_lock()
+    try:
+        store = repo._store()
+        dropped = store.forget(report.damaged)
+        pointers = [SamplePointer(d, dtype, tuple(shape)) for d, (dtype, shape) in report.damaged.items()]
+        fetch(store, pointers)
+        return dropped
+    finally:
+        repo._release_writer_lock(owner)
 
 
 # -------------------------------------------------------------------------- gc

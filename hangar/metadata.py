@@ -6,6 +6,7 @@ from typing import Iterator
 
 from hangar.errors import MetadataNotFoundError
 from hangar.records.keys import Key, decode_key, encode_key, sort_key, validate_key
+from hangar.records.snapshot import validate_metadata_value
 from hangar.session import CheckoutHandle, CheckoutSession
 
 
@@ -125,10 +126,7 @@ class MetadataWriter(MetadataReader):
         """
         self._session.check()
         key = validate_key(key, "metadata key")
-        if not isinstance(value, str):
-            raise ValueError(f"metadata value must be a str, not {type(value).__name__}")
-        if not value.isascii():
-            raise ValueError(f"metadata value {value[:40]!r} has non-ascii characters")
+        validate_metadata_value(value)
         self._table_of().set(encode_key(key), value)
         return key
 

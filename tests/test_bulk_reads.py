@@ -300,3 +300,31 @@ def test_loader_samples_resolved_through_tables_match_reads_by_pointer(img_repo)
             GroupedSamples(img, keys=[1, True])
         with pytest.raises(KeyError):
             GroupedSamples(img, keys=[np.int64(1)])  # as on the pointer path: keys are str or int
+
+
+@pytest.mark.parametrize("name, key", [("img", 123), ("z", 5)])
+def test_table_reads_check_the_stored_checksum_without_verify_reads(img_repo, name, key):
+    """The table paths (one row, and a coalesced batch) check each sample's stored checksum as
+    the read by digest does: a flipped byte is an error, never data, with HANGAR_VERIFY_READS off."""
+    with img_repo.checkout() as co:
+        arr = co.arraysets[name][key].copy()
+        ints = [k for k in co.arraysets[name].keys() if isinstance(k, int)]
+    store = img_repo._store()
+    store.refresh()
+    loc = store.location(sample_digest(arr))
+    path = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(loc.offset + loc.length - 1)
+        b = f.read(1)
+        f.seek(loc.offset + loc.length - 1)
+        f.write(bytes([b[0] ^ 0xFF]))
+    with Repository(img_repo.path).checkout() as co:
+        co._session.store.verify_reads = False
+        aset = co.arraysets[name]
+        aset.get_batch([k for k in ints if k != key] * 2)  # builds the table (reads >= arrayset size)
+        assert aset._locations() is not None
+        with pytest.raises(CorruptDataError, match="do not match their checksum"):
+            aset.get_batch(ints)
+        with pytest.raises(CorruptDataError, match="do not match their checksum"):
+            aset[key]

@@ -160,7 +160,7 @@ def _records(digests, pack_offset=0):
     recs["offset"] = np.arange(len(digests)) * 10 + pack_offset
     recs["length"] = 10
     recs["rawlen"] = 10
-    return recs.tobytes()
+    return recs  # add_pack takes parsed records (packs.parse_index) since the index has a header
 
 
 def test_digest_index_over_large_small_and_recent_packs():

@@ -5,18 +5,40 @@ from __future__ import annotations
 import typer
 
 from hangar.cli.app import app
-from hangar.cli.context import open_repo
+from hangar.cli.context import CliError, open_repo
 
 
 @app.command("fsck")
-def fsck() -> None:
+def fsck(
+    repair: bool = typer.Option(False, "--repair", help="Fetch damaged samples again from --remote."),
+    remote: str = typer.Option("origin", "--remote", help="Remote that --repair fetches from."),
+) -> None:
     """Check every commit, record and sample; re-hash all stored bytes. Exit status 1 on damage.
 
     Problems are listed by arrayset and key (corrupt or missing bytes, unreadable records).
-    Example: hangar fsck
+    With --repair, samples whose stored bytes are damaged are fetched again from a remote
+    (verified against their digests) and the repository is checked again.
+    Example: hangar fsck --repair --remote origin
     """
-    report = open_repo().verify()
+    repo = open_repo()
+    addresses = {r.name: r.address for r in repo.remote.list_all()} if repair else {}
+    if repair and remote not in addresses:
+        raise CliError(f"no remote named {remote!r} to repair from (remotes: {sorted(addresses)}); "
+                       "add one with `hangar remote add NAME ADDRESS`")
+    report = repo.verify()
     typer.echo(str(report))
+    if repair and report.damaged:
+        from hangar import integrity
+        from hangar.remote.client import DataClient, download_into
+
+        def fetch(store, pointers) -> None:  # noqa: ANN001
+            with DataClient(addresses[remote]) as client:
+                download_into(store, client, pointers)
+
+        dropped = integrity.repair(repo, report, fetch)
+        typer.echo(f"repair: replaced {dropped} damaged sample record(s) with bytes from {remote!r}; checking again")
+        report = repo.verify()
+        typer.echo(str(report))
     if not report.ok:
         raise typer.Exit(1)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 from collections import Counter
 from typing import Any, Iterable, Iterator, Optional
 
@@ -143,7 +146,20 @@ def log(
         raise CliError("give a branch or --commit, not both")
     repo = open_repo()
     branch, commit = _branch_or_commit(repo, branch, commit)
-    repo.log(branch=branch, commit=commit, show_time=show_time, show_user=show_user)
+    if not sys.stdout.isatty():
+        repo.log(branch=branch, commit=commit, show_time=show_time, show_user=show_user)
+        return
+    # commit messages and author names come from anyone who can push: on a terminal, control
+    # characters (escape sequences that retitle, clear or remap it) are shown escaped, not obeyed
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        repo.log(branch=branch, commit=commit, show_time=show_time, show_user=show_user)
+    typer.echo(visible(buf.getvalue()), nl=False)
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character but newline written as a Python escape (``\\x1b``)."""
+    return "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _branch_or_commit(repo, branch: Optional[str], commit: Optional[str]) -> tuple:  # noqa: ANN001

@@ -64,6 +64,8 @@ def validate_branch_name(name: object) -> str:
             f"branch name {name!r} is not valid; allowed: ascii letters, digits, '-', '.', '_' "
             "and '/' between parts"
         )
+    if name == "HEAD":  # git's name for the current commit: refs/heads/HEAD makes 'HEAD' ambiguous
+        raise ValueError("branch name 'HEAD' is reserved by git (it names the current commit); choose another name")
     return name
 
 

@@ -13,6 +13,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hangar.errors import InvalidRecordError
+from hangar.records.schema import MAX_RANK, ArraysetSchema, validate_dtype
+
 
 class SamplePointer(NamedTuple):
     """Where a sample's bytes are (``digest``) and how to read them (dtype, shape)."""
@@ -59,8 +62,39 @@ def encode_pointers(digests: np.ndarray, dtype: str, shape: tuple[int, ...]) -> 
 @lru_cache(maxsize=4096)
 def _parse_tail(dtype: str, shape: str) -> tuple[str, tuple[int, ...]]:
     dims = () if shape == "-" else tuple(int(d) for d in shape.split(","))
-    np.dtype(dtype)
+    validate_pointer_parts(dtype, dims)
     return dtype, dims
+
+
+def validate_pointer_parts(dtype: str, shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless ``dtype`` and ``shape`` are what a stored sample can have.
+
+    The rules of ``add``: a fixed-size dtype (no python objects), positive dims, rank at
+    most ``MAX_RANK``. Cached with the pointer tail parse, so it costs nothing per read.
+    """
+    validate_dtype(dtype, "sample pointer")
+    if len(shape) > MAX_RANK or any(d <= 0 for d in shape):
+        raise ValueError(f"sample pointer shape {shape} must have 0-{MAX_RANK} positive dims")
+
+
+def validate_pointer_for(ptr: SamplePointer, schema: ArraysetSchema, where: str) -> SamplePointer:
+    """``ptr`` if a sample of it could have been added to ``schema``'s arrayset, else ``InvalidRecordError``.
+
+    The same rules as ``add`` (dtype equal, shape equal or within the max shape).
+    """
+    shape = ptr.shape
+    if ptr.dtype != schema.np_dtype.str:
+        bad = f"dtype {ptr.dtype} differs from the arrayset dtype {schema.np_dtype.str}"
+    elif len(shape) != len(schema.shape):
+        bad = f"shape {shape} has another rank than the arrayset shape {schema.shape}"
+    elif schema.variable_shape and any(d > m for d, m in zip(shape, schema.shape)):
+        bad = f"shape {shape} exceeds the max shape {schema.shape}"
+    elif not schema.variable_shape and shape != schema.shape:
+        bad = f"shape {shape} differs from the arrayset shape {schema.shape}"
+    else:
+        return ptr
+    raise InvalidRecordError(f"{where}: pointer says {bad}; the repository (or the remote it came from) holds a record "
+                             "the hangar API never writes")
 
 
 @lru_cache(maxsize=4096)
@@ -70,7 +104,7 @@ def _parse_tail_bytes(tail: bytes) -> tuple[str, tuple[int, ...]]:
 
 
 def decode_pointer(data: bytes) -> SamplePointer:
-    """Parse a pointer blob; raise ``ValueError`` when it is not one."""
+    """Parse and validate a pointer blob; raise ``InvalidRecordError`` (a ``ValueError``) when it is not one."""
     try:
         if data[:7] == b"blake3:" and data[71:72] == b" ":  # the form encode_pointer writes
             return SamplePointer(unhexlify(data[7:71]), *_parse_tail_bytes(bytes(data[72:])))
@@ -81,4 +115,4 @@ def decode_pointer(data: bytes) -> SamplePointer:
             raise ValueError(algo_digest)
         return SamplePointer(digest, *_parse_tail(dtype, shape))
     except (ValueError, TypeError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
-        raise ValueError(f"not a hangar sample pointer: {data[:120]!r}") from exc
+        raise InvalidRecordError(f"not a hangar sample pointer: {data[:120]!r} ({exc})") from exc

@@ -4,12 +4,31 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
+from hangar.errors import InvalidRecordError
 from hangar.plumbing.gitrepo import GitRepo, Tree
 from hangar.plumbing.trees import subtree, walk_blobs
 from hangar.records import layout
-from hangar.records.keys import fan_path
-from hangar.records.pointer import SamplePointer, decode_pointer
+from hangar.records.keys import decode_key, fan_path, validate_key
+from hangar.records.pointer import SamplePointer, decode_pointer, validate_pointer_for
 from hangar.records.schema import ArraysetSchema
+
+
+def validate_metadata_value(value: object) -> str:
+    """``value`` if it is a metadata value ``add`` accepts (an ascii str), else ``ValueError``."""
+    if not isinstance(value, str):
+        raise ValueError(f"metadata value must be a str, not {type(value).__name__}")
+    if not value.isascii():
+        raise ValueError(f"metadata value {value[:40]!r} has non-ascii characters")
+    return value
+
+
+def decode_metadata(name: str, data: bytes) -> str:
+    """A metadata blob as its str value, validated like ``add`` (``InvalidRecordError`` if not)."""
+    try:
+        validate_key(decode_key(name), "metadata key")
+        return validate_metadata_value(data.decode("ascii"))
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise InvalidRecordError(f"metadata record {name!r} is invalid: {exc}") from exc
 
 
 class EntryTable:
@@ -71,16 +90,38 @@ def _count(tree: Tree, depth: int) -> int:
     return sum(_count(t, depth - 1) for t in tree if isinstance(t, Tree))
 
 
+class MetadataTable(EntryTable):
+    """Metadata values of one tree, validated as they are read."""
+
+    def data(self, name: str) -> Optional[bytes]:
+        data = super().data(name)
+        if data is not None:
+            decode_metadata(name, data)
+        return data
+
+
 class SampleTable(EntryTable):
-    """Pointers of one arrayset's samples."""
+    """Pointers of one arrayset's samples, checked against its schema as they are read."""
+
+    def __init__(self, git: GitRepo, root: Optional[Tree], depth: int,
+                 schema: Optional[ArraysetSchema] = None) -> None:
+        super().__init__(git, root, depth)
+        self.schema = schema
+        self._valid: set[tuple[str, tuple[int, ...]]] = set()  # (dtype, shape) pairs checked already
+
+    def _checked(self, name: str, ptr: SamplePointer) -> SamplePointer:
+        if self.schema is not None and (ptr.dtype, ptr.shape) not in self._valid:
+            validate_pointer_for(ptr, self.schema, f"arrayset {self.schema.name!r} sample record {name!r}")
+            self._valid.add((ptr.dtype, ptr.shape))
+        return ptr
 
     def pointer(self, name: str) -> Optional[SamplePointer]:
         data = self.data(name)
-        return None if data is None else decode_pointer(data)
+        return None if data is None else self._checked(name, decode_pointer(data))
 
     def pointers(self) -> Iterator[tuple[str, SamplePointer]]:
         for b in self.blobs():
-            yield b.name, decode_pointer(b.data)
+            yield b.name, self._checked(b.name, decode_pointer(b.data))
 
     def tree_key(self) -> str:
         """Hex id of the samples tree (``"empty"`` without samples): names a location table."""
@@ -118,7 +159,7 @@ class Snapshot:
         self._asets_tree = subtree(git, self.root, layout.ARRAYSETS)
         self._schemas: dict[str, ArraysetSchema] = {}
         self._tables: dict[str, SampleTable] = {}
-        self.metadata = EntryTable(git, subtree(git, self.root, layout.METADATA), layout.METADATA_FANOUT_DEPTH)
+        self.metadata = MetadataTable(git, subtree(git, self.root, layout.METADATA), layout.METADATA_FANOUT_DEPTH)
 
     def arrayset_names(self) -> list[str]:
         if self._asets_tree is None:
@@ -133,12 +174,20 @@ class Snapshot:
             t = self.aset_tree(name)
             if t is None:
                 return None
-            self._schemas[name] = ArraysetSchema.from_json(t[layout.SCHEMA].data)
+            try:
+                blob = t[layout.SCHEMA]
+            except KeyError:
+                raise InvalidRecordError(f"arrayset {name!r} has no schema record") from None
+            schema = ArraysetSchema.from_json(blob.data, f"schema record of arrayset {name!r}")
+            if schema.name != name:
+                raise InvalidRecordError(f"schema record of arrayset {name!r} names arrayset {schema.name!r}")
+            self._schemas[name] = schema
         return self._schemas[name]
 
     def samples(self, name: str) -> SampleTable:
         if name not in self._tables:
             schema = self.schema(name)
             depth = schema.fanout_depth if schema else 0
-            self._tables[name] = SampleTable(self.git, subtree(self.git, self.aset_tree(name), layout.SAMPLES), depth)
+            self._tables[name] = SampleTable(self.git, subtree(self.git, self.aset_tree(name), layout.SAMPLES), depth,
+                                             schema)
         return self._tables[name]

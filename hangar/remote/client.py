@@ -26,10 +26,13 @@ from hangar.records import layout
 from hangar.records.pointer import SamplePointer, decode_pointer
 from hangar.remote import protocol
 from hangar.store import TensorStore
+from hangar.store.codecs import max_stored_length
 from hangar.store.tensorstore import StoredSample
 
 _ADDRESS = re.compile(r"^(?:(?P<scheme>https?)://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})/?$")
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+#: most bytes of a ping / auth / error / upload answer (a hostile server could send gigabytes)
+_MAX_SMALL_ANSWER = 1 << 20
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -153,11 +156,17 @@ class DataClient:
                 raise self._unreachable(exc) from exc
         raise AssertionError("unreachable")
 
-    def _read(self, resp: http.client.HTTPResponse) -> bytes:
+    def _read(self, resp: http.client.HTTPResponse, limit: int = _MAX_SMALL_ANSWER) -> bytes:
+        """The body of a small answer, at most ``limit`` bytes (a server cannot make us buffer more)."""
         try:
-            return resp.read()
+            data = resp.read(limit + 1)
         except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from exc
+        if len(data) > limit:
+            self.close()
+            raise ConnectionError(f"hangar server at {self.address} answered with more than {limit} bytes where "
+                                  f"at most {limit} were expected")
+        return data
 
     def _fail(self, resp: http.client.HTTPResponse, what: str) -> Exception:
         text = self._read(resp).decode("utf-8", "replace").strip()
@@ -199,20 +208,27 @@ class DataClient:
             resp = self._request("POST", protocol.HAVE, b"".join(digests[i:i + step]))
             if resp.status != 200:
                 raise self._fail(resp, "have")
-            out += [b == 1 for b in self._read(resp)]
+            out += [b == 1 for b in self._read(resp, len(digests[i:i + step]))]
         return out
 
-    def download(self, digests: list[bytes]) -> Iterator[StoredSample]:
+    def download(self, digests: list[bytes],
+                 rawlens: Optional[dict[bytes, int]] = None) -> Iterator[StoredSample]:
         """Stream the stored form of every digest (``RemoteDataError`` if the server lacks one).
 
-        Samples arrive in the server's order; each names its digest.
+        Samples arrive in the server's order; each names its digest. With ``rawlens`` (digest ->
+        expected raw bytes) a record claiming more payload than its codec can produce from that
+        size, or naming another digest, is refused before any buffer is allocated for it.
         """
         resp = self._request("POST", protocol.DOWNLOAD, b"".join(digests))
         if resp.status != 200:
             raise self._fail(resp, "download")
         reader = protocol.RecordReader(resp)
+
+        def bound(digest: bytes, codec: int) -> int:
+            return max_stored_length(codec, rawlens.get(digest, 0))  # type: ignore[union-attr]
+
         try:
-            yield from reader.downloads()
+            yield from reader.downloads(bound if rawlens is not None else None)
         except (OSError, http.client.HTTPException, protocol.ProtocolError) as exc:
             raise self._unreachable(exc) from exc
 
@@ -460,6 +476,7 @@ def raw_nbytes(p: SamplePointer) -> int:
 
 def download_into(store: TensorStore, client: DataClient, pointers: list[SamplePointer]) -> int:
     """Download, verify and store the samples of ``pointers``; return the bytes received."""
+    store.storage.remove_dead_partials()  # what an earlier, killed fetch left behind
     total = sum(raw_nbytes(p) for p in pointers)
     received = 0
     with progress("fetching data", total) as advance:
@@ -467,7 +484,7 @@ def download_into(store: TensorStore, client: DataClient, pointers: list[SampleP
             wanted = {p.digest: p for p in batch}
             try:
                 put = store.put_stored
-                for s in client.download(list(wanted)):
+                for s in client.download(list(wanted), {d: raw_nbytes(p) for d, p in wanted.items()}):
                     p = wanted.pop(s.digest, None)
                     if p is None:
                         raise ConnectionError(f"hangar server at {client.address} sent sample "

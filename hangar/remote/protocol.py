@@ -27,7 +27,7 @@ then the payload. All integers are little-endian.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import BinaryIO, Callable, Iterator, NamedTuple
 
 from hangar.store.tensorstore import StoredSample
 
@@ -173,8 +173,12 @@ class RecordReader:
             raise ProtocolError("stream ended inside a record")
         return view
 
-    def downloads(self) -> Iterator[StoredSample]:
-        """Download records as the store's ``StoredSample`` (payload is a memoryview)."""
+    def downloads(self, bound: Callable[[bytes, int], int] | None = None) -> Iterator[StoredSample]:
+        """Download records as the store's ``StoredSample`` (payload is a memoryview).
+
+        ``bound(digest, codec)`` is the most payload bytes the reader expects for that record;
+        a record claiming more raises ``RecordTooLarge`` before its buffer is allocated.
+        """
         unpack = _DOWN.unpack_from
         size = _DOWN.size
         while True:
@@ -182,6 +186,9 @@ class RecordReader:
                 return
             digest, codec, rawlen, length = unpack(self.buf, self.pos)
             self.pos += size
+            if bound is not None and length > bound(digest, codec):
+                raise RecordTooLarge(f"download record of {digest.hex()[:16]}... claims {length} payload bytes; "
+                                     f"at most {bound(digest, codec)} were expected for it")
             if self.end - self.pos >= length:
                 payload = self.view[self.pos:self.pos + length]
                 self.pos += length

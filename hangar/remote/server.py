@@ -31,7 +31,8 @@ from hangar import __version__
 from hangar.errors import CorruptDataError
 from hangar.remote import guard, prereceive, protocol
 from hangar.store import TensorStore
-from hangar.store.packs import LocalPackStorage
+from hangar.store.packs import LocalPackStorage, StoredCheck
+from hangar.store.tensorstore import check_stored, damaged_sample
 from hangar.transfers import transfer_marker
 
 log = logging.getLogger("hangar.server")
@@ -552,9 +553,14 @@ class HangarServer:
             first = locs[order[i]]
             if first.length > _RUN:
                 yield header(digests[order[i]], first.codec, first.rawlen, first.length)
+                check = StoredCheck()
                 for off in range(0, first.length, _RUN):
                     piece = bytearray(min(_RUN, first.length - off))
                     readinto(first.pack, first.offset + off, memoryview(piece))
+                    check.update(piece)
+                    if off + _RUN >= first.length and first.check and check.value() != first.check:
+                        # damaged bytes are never served: the answer breaks off short, the client fails
+                        raise damaged_sample(digests[order[i]], first.pack, first.offset)
                     yield bytes(piece)
                 i += 1
                 continue
@@ -572,7 +578,9 @@ class HangarServer:
             for k in order[i:j]:
                 loc = locs[k]
                 start = loc.offset - first.offset
-                parts += [header(digests[k], loc.codec, loc.rawlen, loc.length), block[start:start + loc.length]]
+                stored = block[start:start + loc.length]
+                check_stored(loc, stored, digests[k])  # damaged bytes are never served
+                parts += [header(digests[k], loc.codec, loc.rawlen, loc.length), stored]
             yield b"".join(parts)
             i = j
 

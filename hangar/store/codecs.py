@@ -1,10 +1,17 @@
-"""Per-sample compression with numcodecs, used only where it pays."""
+"""Per-sample compression with numcodecs, used only where it pays.
+
+Decoding is bounded by the sample's expected raw size: a stored frame that declares another
+size (a decompression bomb: 64 KiB of zstd RLE blocks declaring 2 GiB) is refused before
+anything is allocated, and every decoder error is a ``CorruptDataError``.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
 import numpy as np
+
+from hangar.errors import CorruptDataError
 
 RAW, LZ4, ZSTD = 0, 1, 2
 _BACKEND_CODEC = {"raw": RAW, "lz4": LZ4, "zstd": ZSTD}
@@ -32,6 +39,50 @@ def _codec(codec: int) -> Any:  # noqa: ANN401 - a numcodecs Codec
     return _CODECS[codec]
 
 
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def max_stored_length(codec: int, rawlen: int) -> int:
+    """Most bytes a sample of ``rawlen`` raw bytes can take stored under ``codec``.
+
+    Over-approximates LZ4_compressBound (+ numcodecs' 4-byte size header) and ZSTD_compressBound;
+    a stored length above it is damage, refused before reading that many bytes.
+    """
+    if codec == RAW:
+        return rawlen
+    return rawlen + (rawlen >> 7) + 1024
+
+
+def zstd_content_size(stored: bytes | memoryview) -> int:
+    """The content size a zstd frame header declares (-1 when it declares none)."""
+    head = bytes(stored[:18])
+    if head[:4] != _ZSTD_MAGIC or len(head) < 6:
+        raise CorruptDataError(f"stored sample is not a zstd frame (starts {head[:8].hex()})")
+    fhd = head[4]
+    fcs_flag, single, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag]
+    size = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    if not size:
+        return -1
+    if len(head) < pos + size:
+        raise CorruptDataError("stored zstd frame header is truncated")
+    value = int.from_bytes(head[pos:pos + size], "little")
+    return value + 256 if size == 2 else value
+
+
+def declared_size(codec: int, stored: bytes | memoryview) -> int:
+    """Raw size the stored form says it decodes to (-1: not declared)."""
+    if codec == RAW:
+        return len(stored)
+    if codec == LZ4:
+        if len(stored) < 4:
+            raise CorruptDataError(f"stored lz4 sample of {len(stored)} bytes has no size header")
+        return int.from_bytes(bytes(stored[:4]), "little", signed=True)
+    if codec == ZSTD:
+        return zstd_content_size(stored)
+    raise CorruptDataError(f"unknown codec {codec} (known: {RAW} raw, {LZ4} lz4, {ZSTD} zstd)")
+
+
 def encode(codec: int, raw: memoryview) -> bytes | memoryview:
     """Stored form of ``raw`` bytes under ``codec``."""
     if codec == RAW:
@@ -39,18 +90,37 @@ def encode(codec: int, raw: memoryview) -> bytes | memoryview:
     return _codec(codec).encode(raw)
 
 
-def decode_into(codec: int, stored: bytes, out: memoryview) -> None:
-    """Decode ``stored`` into the preallocated byte buffer ``out``."""
-    if codec == RAW:
-        out[:] = stored
-    elif len(out) <= _COPY_BELOW:
-        # small samples: the module-level decompressor plus a copy takes ~0.5 us, the
-        # Codec object's decode(out=...) ~4 us of argument checks (a loader's hot path)
-        if not _DECOMPRESS:
-            _load()
-        out[:] = _DECOMPRESS[codec](stored)
-    else:
-        _codec(codec).decode(stored, out=np.frombuffer(out, dtype=np.uint8))
+def decode_into(codec: int, stored: bytes | memoryview, out: memoryview) -> None:
+    """Decode ``stored`` into the preallocated byte buffer ``out``, allocating at most ``len(out)``.
+
+    Raises ``CorruptDataError`` when the stored form declares another size than ``len(out)``
+    (checked from its header before decoding) or does not decode.
+    """
+    n = len(out)
+    declared = declared_size(codec, stored)
+    if declared != n:
+        # every frame hangar writes declares its size (numcodecs' lz4 header, zstd's content size)
+        raise CorruptDataError(f"stored sample declares {declared} raw bytes (codec {codec}), its record says {n}"
+                               + ("; a frame without a declared size is not one hangar writes" if declared < 0 else ""))
+    if codec != RAW and not _DECOMPRESS:
+        _load()
+    try:
+        if codec == RAW:
+            out[:] = stored
+        elif codec == LZ4 and n <= _COPY_BELOW:
+            # small samples: the module-level decompressor plus a copy takes ~0.5 us, the
+            # Codec object's decode(out=...) ~4 us of argument checks (a loader's hot path);
+            # the allocation is the header's size, checked equal to len(out) above
+            out[:] = _DECOMPRESS[LZ4](stored)
+        elif codec == ZSTD:
+            # into ``out`` directly: as fast as decompress-and-copy, and zstd stops at its end
+            _DECOMPRESS[ZSTD](stored, out)
+        else:
+            _codec(codec).decode(stored, out=np.frombuffer(out, dtype=np.uint8))
+    except CorruptDataError:
+        raise
+    except (ValueError, RuntimeError, TypeError, MemoryError) as exc:
+        raise CorruptDataError(f"stored sample does not decode (codec {codec}, {n} raw bytes): {exc}") from exc
 
 
 class CodecChooser:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hangar._faults import crash_point
-from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, new_pack_id
+from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, encode_index, new_pack_id, parse_index
 
 
 @dataclass
@@ -74,7 +74,7 @@ def compact_store(storage: LocalPackStorage, reachable: set[bytes], packs: list[
     kept: set[bytes] = set()
     rewrite: list[tuple[str, np.ndarray]] = []  # (pack, records to copy)
     for pack in packs:
-        recs = np.frombuffer(storage.read_index(pack), dtype=INDEX_DTYPE)
+        recs = parse_index(storage.read_index(pack), storage.index_path(pack), storage.pack_size(pack))
         keep = np.zeros(len(recs), dtype=bool)
         raw = recs["digest"].tobytes()
         for i in range(len(recs)):
@@ -111,7 +111,7 @@ def compact_store(storage: LocalPackStorage, reachable: set[bytes], packs: list[
         except BaseException:
             writer.abort()
             raise
-        writer.finish(index.tobytes(), nbytes)  # durable before anything is deleted
+        writer.finish(encode_index(index), nbytes)  # durable before anything is deleted
         crash_point("gc.data_pack_written")
     storage.close()
     base = os.path.join(storage.root, "packs")

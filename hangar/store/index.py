@@ -31,6 +31,7 @@ class Location(NamedTuple):
     length: int
     rawlen: int
     codec: int
+    check: int = 0  #: xxh3-64 of the stored bytes (0: not recorded, a format-1 pack)
 
 
 class _Sorted(NamedTuple):
@@ -41,12 +42,13 @@ class _Sorted(NamedTuple):
     lengths: np.ndarray
     rawlens: np.ndarray
     codecs: np.ndarray
+    checks: np.ndarray
 
 
 def _empty_sorted() -> _Sorted:
     u64 = np.empty(0, dtype=np.uint64)
     return _Sorted(u64, np.empty((0, 32), dtype=np.uint8), np.empty(0, dtype=np.int32), u64, u64, u64,
-                   np.empty(0, dtype=np.uint8))
+                   np.empty(0, dtype=np.uint8), u64)
 
 
 class DigestIndex:
@@ -67,16 +69,15 @@ class DigestIndex:
             self._packs.append(pack)
         return n
 
-    def add_pack(self, pack: str, raw_index: bytes) -> None:
-        """Add the records of one pack's ``index`` file."""
-        recs = np.frombuffer(raw_index, dtype=INDEX_DTYPE)
+    def add_pack(self, pack: str, recs: np.ndarray) -> None:
+        """Add the records of one pack's index (``INDEX_DTYPE``, as ``packs.parse_index`` returns them)."""
         with self._lock:
             if len(recs) < _SMALL_PACK:
                 d = recs["digest"].tobytes()
                 cols = zip(recs["offset"].tolist(), recs["length"].tolist(), recs["rawlen"].tolist(),
-                           recs["codec"].tolist())
-                for i, (off, ln, raw, codec) in enumerate(cols):
-                    self._recent.setdefault(d[32 * i:32 * i + 32], Location(pack, off, ln, raw, codec))
+                           recs["codec"].tolist(), recs["check"].tolist())
+                for i, (off, ln, raw, codec, check) in enumerate(cols):
+                    self._recent.setdefault(d[32 * i:32 * i + 32], Location(pack, off, ln, raw, codec, check))
             else:
                 self._unsorted.append((recs, np.full(len(recs), self._number(pack), dtype=np.int32)))
 
@@ -95,6 +96,7 @@ class DigestIndex:
         recs["length"] = [v.length for _, v in items]
         recs["rawlen"] = [v.rawlen for _, v in items]
         recs["codec"] = [v.codec for _, v in items]
+        recs["check"] = [v.check for _, v in items]
         packs = np.array([self._number(v.pack) for _, v in items], dtype=np.int32)
         self._unsorted.append((recs, packs))  # findable there before the dict is dropped
         self._recent = {}
@@ -107,7 +109,7 @@ class DigestIndex:
             old = self._sorted
             digests = np.concatenate([old.digests, *(np.ascontiguousarray(r["digest"]) for r, _ in parts)])
             cols = [np.concatenate([col, *(r[f].astype(col.dtype) for r, _ in parts)])
-                    for col, f in zip(old[3:], ("offset", "length", "rawlen", "codec"))]
+                    for col, f in zip(old[3:], ("offset", "length", "rawlen", "codec", "check"))]
             packs = np.concatenate([old.pack_col, *(p for _, p in parts)])
             prefix = digests[:, :8].copy().view(">u8").ravel().astype(np.uint64)
             order = np.argsort(prefix, kind="stable")
@@ -130,7 +132,7 @@ class DigestIndex:
         while i < n and s.prefix.item(i) == p:
             if s.digests[i].tobytes() == digest:
                 return Location(self._packs[s.pack_col.item(i)], s.offsets.item(i), s.lengths.item(i),
-                                s.rawlens.item(i), s.codecs.item(i))
+                                s.rawlens.item(i), s.codecs.item(i), s.checks.item(i))
             i += 1
         return None
 
@@ -151,7 +153,7 @@ class DigestIndex:
         same_prefix = s.prefix[pos] == prefix
         hit = same_prefix & (s.digests[pos] == want).all(axis=1)
         rows = pos[hit]
-        cols = [c[rows].tolist() for c in (s.offsets, s.lengths, s.rawlens, s.codecs)]
+        cols = [c[rows].tolist() for c in (s.offsets, s.lengths, s.rawlens, s.codecs, s.checks)]
         packs = [self._packs[k] for k in s.pack_col[rows].tolist()]
         for j, loc in zip(np.flatnonzero(hit).tolist(), map(Location, packs, *cols)):
             out[todo[j]] = loc

@@ -27,7 +27,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-_MAGIC = b"HGRT0001"
+_MAGIC = b"HGRT0002"  # 0002: the checks column (tables of 0001 are rebuilt)
 #: cached tables kept on disk (oldest by modification time removed beyond this)
 MAX_CACHED = 32
 _NO_PACK = -1
@@ -38,7 +38,7 @@ class LocationTable:
 
     def __init__(self, ikeys: np.ndarray, snames: list[str], digests: np.ndarray, shapes: np.ndarray,
                  packs: list[str], pack_col: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
-                 rawlens: np.ndarray, codecs: np.ndarray) -> None:
+                 rawlens: np.ndarray, codecs: np.ndarray, checks: np.ndarray) -> None:
         self.ikeys = ikeys  # int64, sorted: keys of rows 0 .. len(ikeys) - 1
         self.snames = snames  # str keys (sorted) of the rows after them
         self.digests = digests  # (n, 32) uint8
@@ -49,6 +49,7 @@ class LocationTable:
         self.lengths = lengths
         self.rawlens = rawlens
         self.codecs = codecs
+        self.checks = checks  # uint64 checksum of the stored bytes (packs.stored_check); 0: none recorded
         n_int = len(ikeys)
         #: int keys are exactly 0 .. n_int - 1: the row of key k is k
         self.dense = bool(n_int == 0 or (int(ikeys[0]) == 0 and int(ikeys[-1]) == n_int - 1))
@@ -87,6 +88,7 @@ class LocationTable:
         lengths = np.zeros(n, dtype=np.uint64)
         rawlens = np.zeros(n, dtype=np.uint64)
         codec_col = np.zeros(n, dtype=np.uint8)
+        check_col = np.zeros(n, dtype=np.uint64)
         have = [i for i, loc in enumerate(locs) if loc is not None]
         if have:
             got = [locs[i] for i in have]
@@ -100,9 +102,10 @@ class LocationTable:
             lengths[idx] = [loc.length for loc in got]
             rawlens[idx] = [loc.rawlen for loc in got]
             codec_col[idx] = [loc.codec for loc in got]
+            check_col[idx] = [loc.check for loc in got]
         ikeys = np.array([k for k, _, _ in ints], dtype=np.int64)
         return cls(ikeys, [s for s, _, _ in strs], digests, shapes, packs, pack_col, offsets, lengths, rawlens,
-                   codec_col)
+                   codec_col, check_col)
 
     def derive(self, changes: list[tuple[str, Optional[bytes], tuple[int, ...]]], locate) -> "LocationTable":  # noqa: ANN001
         """This table with ``changes`` applied: ``(entry name, digest or None (removed), shape)``.
@@ -142,7 +145,7 @@ class LocationTable:
         return LocationTable(int_keys[o], [names[j] for j in so], cat(self.digests, new.digests),
                              cat(self.shapes, new.shapes), packs, pack_col, cat(self.offsets, new.offsets),
                              cat(self.lengths, new.lengths), cat(self.rawlens, new.rawlens),
-                             cat(self.codecs, new.codecs))
+                             cat(self.codecs, new.codecs), cat(self.checks, new.checks))
 
     # -------------------------------------------------------------- lookups
     def row(self, key: object) -> int:
@@ -187,7 +190,7 @@ class LocationTable:
         sblob = "\n".join(self.snames).encode()
         pblob = "\n".join(self.packs).encode()
         cols = [self.ikeys, self.digests, self.shapes, self.pack_col, self.offsets, self.lengths, self.rawlens,
-                self.codecs]
+                self.codecs, self.checks]
         header = json.dumps({"n": len(self), "n_int": len(self.ikeys), "rank": self.shapes.shape[1],
                              "sblob": len(sblob), "pblob": len(pblob),
                              "cols": [int(c.nbytes) for c in cols]}).encode()
@@ -224,7 +227,7 @@ class LocationTable:
             pblob = data[pos:pos + h["pblob"]].decode()
             pos += h["pblob"]
             specs = [(np.int64, (n_int,)), (np.uint8, (n, 32)), (np.int64, (n, rank)), (np.int32, (n,)),
-                     (np.uint64, (n,)), (np.uint64, (n,)), (np.uint64, (n,)), (np.uint8, (n,))]
+                     (np.uint64, (n,)), (np.uint64, (n,)), (np.uint64, (n,)), (np.uint8, (n,)), (np.uint64, (n,))]
             cols = []
             for (dt, shape), nbytes in zip(specs, h["cols"], strict=True):
                 if nbytes != np.dtype(dt).itemsize * int(np.prod(shape)):
@@ -242,8 +245,8 @@ class LocationTable:
                 return None
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             return None
-        ikeys, digests, shapes, pack_col, offsets, lengths, rawlens, codec_col = cols
-        return cls(ikeys, snames, digests, shapes, packs, pack_col, offsets, lengths, rawlens, codec_col)
+        ikeys, digests, shapes, pack_col, offsets, lengths, rawlens, codec_col, check_col = cols
+        return cls(ikeys, snames, digests, shapes, packs, pack_col, offsets, lengths, rawlens, codec_col, check_col)
 
     def extents(self) -> dict[str, int]:
         """For each pack named, the end of the last byte range the table reads from it."""

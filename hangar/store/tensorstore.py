@@ -11,12 +11,21 @@ from operator import itemgetter, not_
 from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
+from xxhash import xxh3_64_intdigest as _xxh3
 
 from hangar.errors import CorruptDataError, RemoteDataError
 from hangar.store import codecs
 from hangar.store.digest import byte_view, digest_of_parts, digests_of_parts
 from hangar.store.index import DigestIndex, Location
-from hangar.store.packs import INDEX_DTYPE, PackStorage, PackWriter, new_pack_id
+from hangar.store.packs import (
+    INDEX_DTYPE,
+    PackStorage,
+    PackWriter,
+    encode_index,
+    new_pack_id,
+    parse_index,
+    stored_check,
+)
 from hangar.store.readtable import LocationTable, prune_cache
 
 _LOCATION_FIELD = {f: itemgetter(Location._fields.index(f)) for f in Location._fields}
@@ -30,6 +39,24 @@ _TABLES_IN_MEMORY = 16
 _GAP = 64 << 10
 #: and reads at most this much in one call
 _SPAN = 16 << 20
+
+
+def check_stored(loc: Location, data: bytes | memoryview | np.ndarray, digest: bytes) -> None:
+    """Raise ``CorruptDataError`` unless ``data`` (a sample's stored bytes) match the checksum of ``loc``.
+
+    The one check every read path makes (single reads, bulk reads, transfers): a flipped bit in a
+    pack is an error, never returned as data. Records of format-1 packs carry no checksum.
+    """
+    check = loc.check
+    if check and (_xxh3(data) or 1) != check:  # stored_check, inlined: this runs once per sample read
+        raise damaged_sample(digest, loc.pack, loc.offset)
+
+
+def damaged_sample(digest: bytes, pack: str, offset: int) -> CorruptDataError:
+    """The error of stored bytes that do not match their recorded checksum."""
+    return CorruptDataError(
+        f"stored bytes of sample digest {digest.hex()[:16]}... do not match their checksum (damaged, in pack "
+        f"{pack} at offset {offset}); run `hangar fsck --repair` to fetch them again from a remote")
 
 
 class StoredSample(NamedTuple):
@@ -56,6 +83,8 @@ class TensorStore:
         self._index: DigestIndex | None = None
         self._loaded_packs: set[str] = set()
         self._index_lock = threading.RLock()  # readers may share a store across threads
+        #: pack id -> why its index was skipped (damaged, not a regular file): fsck reports these
+        self.damaged_packs: dict[str, str] = {}
         #: a failed pack write or fsync: the open pack's samples may not be durable, so nothing
         #: more is written or flushed into it until ``discard()``
         self.failed: BaseException | None = None
@@ -72,8 +101,9 @@ class TensorStore:
             with self._index_lock:
                 if self._index is None:
                     fresh, loaded = DigestIndex(), set()
+                    self.damaged_packs = {}
                     for pack in self.storage.list_packs():
-                        fresh.add_pack(pack, self.storage.read_index(pack))
+                        self._add_pack(fresh, pack)
                         loaded.add(pack)
                     self._loaded_packs = loaded
                     self._index = fresh  # published only once complete
@@ -94,9 +124,53 @@ class TensorStore:
                 return True
             new = [p for p in packs if p not in self._loaded_packs]
             for pack in new:
-                index.add_pack(pack, self.storage.read_index(pack))
+                self._add_pack(index, pack)
                 self._loaded_packs.add(pack)
             return bool(new)
+
+    def _add_pack(self, index: DigestIndex, pack: str) -> None:
+        """Load one pack's index, checked; a damaged one is skipped (and listed) so the rest stays readable."""
+        where = getattr(self.storage, "index_path", lambda p: p)(pack)
+        try:
+            recs = parse_index(self.storage.read_index(pack), where, self.storage.pack_size(pack))
+        except FileNotFoundError:
+            return  # removed by a gc since listed
+        except CorruptDataError as exc:
+            self.damaged_packs[pack] = str(exc)
+            return
+        index.add_pack(pack, recs)
+
+    def damaged(self) -> dict[str, str]:
+        """Pack id -> why its index was skipped (not a regular file, records outside the pack, ...)."""
+        self._load_index()
+        self.refresh()
+        return dict(self.damaged_packs)
+
+    def forget(self, digests: Iterable[bytes]) -> int:
+        """Drop the index records of ``digests`` (damaged bytes) so they count as not stored; return how many.
+
+        Each pack index holding one is replaced atomically without it (the pack's data file is
+        untouched); a later ``fetch_data`` or ``put_stored`` then stores good bytes anew.
+        """
+        drop = set(digests)
+        if not drop:
+            return 0
+        dropped = 0
+        with self._index_lock:
+            for pack in self.storage.list_packs():
+                if pack in self.damaged_packs:
+                    continue
+                try:
+                    recs = parse_index(self.storage.read_index(pack), pack)
+                except (FileNotFoundError, CorruptDataError):
+                    continue
+                raw = recs["digest"].tobytes()
+                gone = np.fromiter((raw[i:i + 32] in drop for i in range(0, len(raw), 32)), bool, len(recs))
+                if gone.any():
+                    self.storage.replace_index(pack, encode_index(recs[~gone]))
+                    dropped += int(gone.sum())
+            self._index = None  # reloaded without them on next use
+        return dropped
 
     def refresh(self) -> None:
         """Catch up with packs written or removed (by any process) since the index was loaded."""
@@ -135,7 +209,8 @@ class TensorStore:
         writer = self._open_writer()
         off = writer.append(payload)
         # tuple.__new__ builds the Location in C (its NamedTuple constructor is a Python function)
-        self._pending[digest] = tuple.__new__(Location, (self._pending_pack, off, len(payload), rawlen, codec))
+        self._pending[digest] = tuple.__new__(
+            Location, (self._pending_pack, off, len(payload), rawlen, codec, stored_check(payload)))
         self._pending_bytes += len(payload)
         if self._pending_bytes >= PACK_TARGET_BYTES:
             self.flush()
@@ -214,7 +289,7 @@ class TensorStore:
             offsets = np.cumsum([start, *lengths[:-1]]).tolist()
         # Locations built by tuple.__new__ in C (the NamedTuple constructor is a Python function)
         self._pending.update(zip(digests, map(tuple.__new__, repeat(Location), zip(
-            repeat(self._pending_pack), offsets, lengths, rawlens, codec_ids))))
+            repeat(self._pending_pack), offsets, lengths, rawlens, codec_ids, map(stored_check, payloads)))))
         self._pending_bytes += sum(lengths)
         if self._pending_bytes >= PACK_TARGET_BYTES:
             self.flush()
@@ -257,11 +332,12 @@ class TensorStore:
         if self._pending:
             recs["digest"] = np.frombuffer(b"".join(self._pending), dtype=np.uint8).reshape(-1, 32)
             locs = self._pending.values()
-            for field in ("offset", "length", "rawlen", "codec"):  # C loops: 3x faster than list-building
-                recs[field] = np.fromiter(map(_LOCATION_FIELD[field], locs), dtype=np.int64, count=len(locs))
+            for field in ("offset", "length", "rawlen", "codec", "check"):  # C loops: 3x faster than list-building
+                recs[field] = np.fromiter(map(_LOCATION_FIELD[field], locs), dtype=recs.dtype[field],
+                                          count=len(locs))
             nbytes = int((recs["offset"] + recs["length"]).max())
         try:
-            self._writer.finish(recs.tobytes(), nbytes)
+            self._writer.finish(encode_index(recs), nbytes)
         except BaseException as exc:
             # never retry: after a failed fsync the kernel may report success for lost pages
             self.failed = exc
@@ -269,7 +345,7 @@ class TensorStore:
         if self._index is not None:
             # the index learns the pack from the records just written, as another process would
             # (a big pack as one array: folding 1,000,000 Locations from the dict took ~5 s)
-            self._index.add_pack(self._pending_pack, recs.tobytes())
+            self._index.add_pack(self._pending_pack, recs)
             self._loaded_packs.add(self._pending_pack)
         self._writer = None
         self._pending = {}
@@ -296,9 +372,13 @@ class TensorStore:
             if loc is None and self._load_new_packs():  # written by another process since we loaded
                 loc = self._index.get(digest)  # type: ignore[union-attr]
             if loc is None:
+                damaged = ""
+                if self.damaged_packs:
+                    damaged = (f" ({len(self.damaged_packs)} pack index(es) are damaged and skipped: "
+                               f"{next(iter(self.damaged_packs.values()))}; run `hangar fsck`)")
                 raise RemoteDataError(
                     f"the bytes of sample digest {digest.hex()[:16]}... are not in this repository; "
-                    "use repo.remote.fetch_data(...) to retrieve them"
+                    f"use repo.remote.fetch_data(...) to retrieve them{damaged}"
                 )
         return loc
 
@@ -377,8 +457,11 @@ class TensorStore:
         buf = byte_view(out)
         if loc.codec == codecs.RAW and not (loc.pack == self._pending_pack and self._writer is not None):
             self.storage.readinto(loc.pack, loc.offset, buf)
+            check_stored(loc, buf, digest)
         else:
-            codecs.decode_into(loc.codec, self._stored_bytes(loc), buf)
+            stored = self._stored_bytes(loc)
+            check_stored(loc, stored, digest)
+            codecs.decode_into(loc.codec, stored, buf)
         self.check_sample(digest, buf, out.dtype.str, shape, loc.pack, check)
         return out
 
@@ -443,7 +526,10 @@ class TensorStore:
         if size_of is None:
             return False
         for pack, end in table.extents().items():
-            size = size_of(pack)
+            try:
+                size = size_of(pack)
+            except CorruptDataError:  # not a regular file: the read by digest reports it
+                return False
             if size is None or size < end:
                 return False
         return True
@@ -472,12 +558,17 @@ class TensorStore:
                                    f"pointer says {dtype.itemsize * prod(shape)} ({dtype} {shape})")
         out = np.empty(shape, dtype=dtype)
         buf = byte_view(out)
-        pack, codec = table.packs[p], table.codecs.item(row)
+        pack, codec, offset, check = table.packs[p], table.codecs.item(row), table.offsets.item(row), \
+            table.checks.item(row)
         if codec == codecs.RAW:
-            self.storage.readinto(pack, table.offsets.item(row), buf)
+            self.storage.readinto(pack, offset, buf)
+            stored = buf
         else:
-            codecs.decode_into(codec, self.storage.read_range(pack, table.offsets.item(row),
-                                                              table.lengths.item(row)), buf)
+            stored = self.storage.read_range(pack, offset, table.lengths.item(row))
+        if check and (_xxh3(stored) or 1) != check:  # check_stored, on a table row
+            raise damaged_sample(table.digests[row].tobytes(), pack, offset)
+        if codec != codecs.RAW:
+            codecs.decode_into(codec, stored, buf)
         if check or (check is None and self.verify_reads):
             self.check_sample(table.digests[row].tobytes(), buf, out.dtype.str, shape, pack, check)
         return out
@@ -519,8 +610,12 @@ class TensorStore:
             if not sraw[a]:
                 for j in range(a, b):
                     i = int(order[j])
-                    codecs.decode_into(int(table.codecs[rows[i]]),
-                                       self.storage.read_range(pack, int(so[j]), int(sl[j])), memoryview(flat[i]))
+                    r = int(rows[i])
+                    stored = self.storage.read_range(pack, int(so[j]), int(sl[j]))
+                    check = table.checks.item(r)
+                    if check and (_xxh3(stored) or 1) != check:  # check_stored, on a table row
+                        raise damaged_sample(table.digests[r].tobytes(), pack, int(so[j]))
+                    codecs.decode_into(int(table.codecs[r]), stored, memoryview(flat[i]))
                 continue
             lo, hi = int(so[a]), int(ends[b - 1])
             packed = hi - lo == (b - a) * size and bool((so[a:b] == lo + size * np.arange(b - a)).all())
@@ -536,6 +631,13 @@ class TensorStore:
                 for j, i in zip(range(a, b), dest.tolist()):
                     rel = int(so[j]) - lo
                     flat[i] = scratch[rel:rel + size]
+        # the stored checksum of every raw sample (compressed ones were checked before decoding)
+        checks = table.checks[rows]
+        for i in np.flatnonzero(raw_codec & (checks != 0)).tolist():
+            if (_xxh3(flat[i]) or 1) != checks.item(i):
+                r = int(rows[i])
+                raise damaged_sample(table.digests[r].tobytes(), table.packs[table.pack_col[r]],
+                                     table.offsets.item(r))
         if check or (check is None and self.verify_reads):
             dstr = dtype.str
             for i, r in enumerate(rows.tolist()):
@@ -545,11 +647,16 @@ class TensorStore:
     def read_stored(self, digest: bytes) -> StoredSample:
         """The stored (possibly compressed) form of a sample, for transfer."""
         loc = self.location(digest)
-        return StoredSample(digest, loc.codec, loc.rawlen, self._stored_bytes(loc))
+        stored = self._stored_bytes(loc)
+        check_stored(loc, stored, digest)
+        return StoredSample(digest, loc.codec, loc.rawlen, stored)
 
     def verify(self, digest: bytes, dtype: str, shape: tuple[int, ...]) -> bool:
         """Re-hash a stored sample; True when its bytes match its digest."""
-        arr = self.read(digest, dtype, shape, check=False)
+        try:
+            arr = self.read(digest, dtype, shape, check=False)
+        except CorruptDataError:  # checksum mismatch, or the stored form does not decode
+            return False
         return digest_of_parts(byte_view(arr), dtype, shape) == digest
 
     def close(self) -> None:
@@ -559,8 +666,8 @@ class TensorStore:
     def __getstate__(self) -> dict:
         if self._writer is not None:
             raise TypeError("a TensorStore with unflushed writes cannot be pickled")
-        return {"storage": self.storage, "_index": None, "_loaded_packs": set(), "_writer": None, "_pending": {},
-                "_pending_pack": "", "_pending_bytes": 0}
+        return {"storage": self.storage, "_index": None, "_loaded_packs": set(), "damaged_packs": {}, "_writer": None,
+                "_pending": {}, "_pending_pack": "", "_pending_bytes": 0}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

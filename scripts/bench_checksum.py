@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Cost of the per-sample checksum (xxh3-64 of the stored bytes) and record validation on reads.
+
+Writes the two datasets of ``scripts/bench.py`` (random uint8, 60,000 x (28, 28) and
+2,000 x (224, 224, 3); ``--quick``: a tenth), copies the repository and rewrites the copy's
+pack indexes in format 1 (no checksums: reads skip the check), then times the read rows of
+``scripts/bench.py``, each in a fresh child process (only the read loop is timed), rotating
+the variants so all see the same machine load:
+
+* sequential read: ``repo.checkout()`` + ``aset.values()`` (the bulk path),
+* random read: ``aset[k]`` for 5,000 (2,000) random keys (the single-sample path).
+
+Variants: ``checked`` (this code, format-2 packs), ``unchecked`` (this code, format-1 copy)
+and, with ``--baseline DIR`` (a source tree of an earlier hangar, e.g. ``git archive`` of
+main), ``baseline`` (that code reading the format-1 copy). The table shows the minimum and
+the median of ``--repeat`` runs and ratios ``other / checked`` of the minima (1.0: free;
+0.97: checked is 3% slower). Minima, because other processes on a shared machine only ever
+add time.
+
+Usage::
+
+    python3 scripts/bench_checksum.py [--quick] [--repeat 15] [--baseline /tmp/hangar-main]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from hangar import Repository  # noqa: E402
+from hangar.store.packs import INDEX_DTYPE_V1, parse_index  # noqa: E402
+
+
+def make_repo(path: str, data: np.ndarray) -> None:
+    os.makedirs(path)
+    repo = Repository(path, exists=False)
+    repo.init(user_name="bench", user_email="bench@example.com")
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("x", prototype=data[0])
+    co["x", list(range(len(data)))] = data
+    co.commit("data")
+    co.close()
+
+
+def to_format_1(path: str) -> None:
+    packs = os.path.join(path, ".hangar", "data", "packs")
+    for p in os.listdir(packs):
+        index = os.path.join(packs, p, "index")
+        if not os.path.isfile(index):
+            continue
+        recs = parse_index(open(index, "rb").read(), index)
+        old = np.zeros(len(recs), dtype=INDEX_DTYPE_V1)
+        for f in INDEX_DTYPE_V1.names:
+            old[f] = recs[f]
+        os.chmod(index, 0o644)
+        with open(index, "wb") as f:
+            f.write(old.tobytes())
+
+
+_CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from hangar import Repository
+op, path, n, keys = sys.argv[2], sys.argv[3], int(sys.argv[4]), json.loads(sys.argv[5])
+co = Repository(path).checkout()
+aset = co.arraysets["x"]
+if op == "seq":
+    t = time.perf_counter()
+    count = sum(1 for _ in aset.values())
+    dt = time.perf_counter() - t
+    assert count == n, count
+else:
+    aset[keys[0]]
+    t = time.perf_counter()
+    for k in keys:
+        aset[k]
+    dt = time.perf_counter() - t
+co.close()
+print(dt)
+"""
+
+
+def timed_in_child(tree: str, op: str, path: str, n: int, keys: list[int]) -> float:
+    out = subprocess.run([sys.executable, "-c", _CHILD, tree, op, path, str(n), json.dumps(keys)],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": tree})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--repeat", type=int, default=15)
+    p.add_argument("--tmp", default="/tmp")
+    p.add_argument("--baseline", help="source tree of an earlier hangar to time on the format-1 copy")
+    args = p.parse_args()
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    variants = [("checked", here, "checked"), ("unchecked", here, "unchecked")]
+    if args.baseline:
+        variants.append(("baseline", os.path.abspath(args.baseline), "unchecked"))
+    rng = np.random.default_rng(0)
+    scale = 10 if args.quick else 1
+    sets = [(f"{60_000 // scale:,} x (28,28)", (60_000 // scale, 28, 28), 5_000),
+            (f"{2_000 // scale:,} x (224,224,3)", (2_000 // scale, 224, 224, 3), 2_000 // scale)]
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.tmp, prefix="hangar-bench-checksum-") as tmp:
+        for name, shape, nkeys in sets:
+            data = rng.integers(0, 256, shape, dtype=np.uint8)
+            checked, unchecked = os.path.join(tmp, "checked"), os.path.join(tmp, "unchecked")
+            make_repo(checked, data)
+            shutil.copytree(checked, unchecked)
+            to_format_1(unchecked)
+            keys = rng.integers(0, shape[0], nkeys).tolist()
+            times: dict = {(op, v[0]): [] for op in ("seq", "rand") for v in variants}
+            for r in range(args.repeat):
+                for v, tree, copy in variants[r % len(variants):] + variants[:r % len(variants)]:
+                    path = checked if copy == "checked" else unchecked
+                    for op in ("seq", "rand"):
+                        times[op, v].append(timed_in_child(tree, op, path, shape[0], keys))
+            for op, label in (("seq", "sequential read (values())"), ("rand", f"random read {nkeys:,} keys")):
+                base = min(times[op, "checked"])
+                for v, _, _ in variants:
+                    ts = times[op, v]
+                    rows.append((name, label, v, min(ts), statistics.median(ts), min(ts) / base))
+            shutil.rmtree(checked)
+            shutil.rmtree(unchecked)
+    print(f"reads with and without the per-sample check: {args.repeat} rotating runs, {os.cpu_count()} cpus")
+    print(f"{'dataset':<20} {'operation':<28} {'variant':<10} {'min s':>8} {'median s':>9} {'min/checked':>12}")
+    for name, label, v, lo, med, ratio in rows:
+        print(f"{name:<20} {label:<28} {v:<10} {lo:>8.4f} {med:>9.4f} {ratio:>12.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
