@@ -61,3 +61,7 @@ class DivergedHistoryError(HangarError, ValueError):
 
 class TransferInProgressError(HangarError, RuntimeError):
     """A fetch or clone is writing into the repository; garbage collection must wait."""
+
+
+class RemoteAddressError(HangarError, ValueError):
+    """A remote's recorded address is not one hangar can connect to (``IP:PORT``, ``https://IP:PORT``)."""

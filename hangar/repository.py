@@ -397,11 +397,11 @@ class Repository:
         Returns
         -------
         List[str]
-            Local branch names, sorted, then the fetched remote branches as
-            ``'<remote>/<branch>'`` (what ``repo.remote.fetch`` returns), sorted. Remote
-            branches can be read, logged, diffed and merged from, but not written to. A
-            local branch with the same name as a remote one (created before the fetch)
-            shadows it and is listed once.
+            Local branch names and the fetched remote branches (as ``'<remote>/<branch>'``,
+            what ``repo.remote.fetch`` returns), sorted by name together, as in Hangar 0.3:
+            ``['master', 'origin/master', 'testbranch']``. Remote branches can be read,
+            logged, diffed and merged from, but not written to. A local branch with the same
+            name as a remote one (created before the fetch) shadows it and is listed once.
         """
         return self._git.all_branches()
 
