@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from hangar.errors import MetadataNotFoundError
-from hangar.records.keys import Key, decode_key, encode_key, sort_key, validate_key
+from hangar.records.keys import Key, decode_key, encode_key, sorted_keys, validate_key, writer_order
 from hangar.session import CheckoutSession
 
 
@@ -69,10 +69,14 @@ class MetadataReader:
             raise MetadataNotFoundError(f"no metadata with key {key!r}")
         return v
 
+    def _key_list(self) -> list[Key]:
+        return sorted_keys(decode_key(n) for n in self._table_of().names())
+
     def keys(self) -> Iterator[Key]:
-        """Yield every metadata key (ints first, then strs)."""
+        """Yield every metadata key: ints first, then strs (as Hangar 0.3 listed a commit's keys);
+        in a writer, keys added since it opened follow in the order they were added."""
         self._session.check()
-        yield from sorted((decode_key(n) for n in self._table_of().names()), key=sort_key)
+        yield from self._key_list()
 
     def values(self) -> Iterator[str]:
         """Yield every metadata value, in ``keys()`` order."""
@@ -94,6 +98,13 @@ class MetadataReader:
 class MetadataWriter(MetadataReader):
     """Read and write access to the metadata of the staging area."""
 
+    def __init__(self, session: CheckoutSession, table_of) -> None:  # noqa: ANN001
+        super().__init__(session, table_of)
+        self._added: dict[str, None] = {}  # keys new in this writer, in the order added (Hangar 0.3)
+
+    def _key_list(self) -> list[Key]:
+        return writer_order(self._table_of().names(), self._added)
+
     @property
     def iswriteable(self) -> bool:
         """True: this metadata belongs to the write-enabled checkout."""
@@ -114,7 +125,11 @@ class MetadataWriter(MetadataReader):
             raise ValueError(f"metadata value must be a str, not {type(value).__name__}")
         if not value.isascii():
             raise ValueError(f"metadata value {value[:40]!r} has non-ascii characters")
-        self._table_of().set(encode_key(key), value)
+        name, table = encode_key(key), self._table_of()
+        if name not in table:
+            self._added.pop(name, None)
+            self._added[name] = None
+        table.set(name, value)
         return key
 
     def __setitem__(self, key: Key, value: str) -> Key:
@@ -133,8 +148,10 @@ class MetadataWriter(MetadataReader):
         """
         self._session.check()
         key = validate_key(key, "metadata key")
-        if not self._table_of().remove(encode_key(key)):
+        name = encode_key(key)
+        if not self._table_of().remove(name):
             raise MetadataNotFoundError(f"no metadata with key {key!r}")
+        self._added.pop(name, None)
         return key
 
     def __delitem__(self, key: Key) -> Key:
