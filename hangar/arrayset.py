@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, Mapping, Optional, Union
 
 import numpy as np
 
-from hangar.errors import ArraysetExistsError, ArraysetNotFoundError, CheckoutClosedError, SampleNotFoundError
+from hangar.errors import ArraysetExistsError, ArraysetNotFoundError, HandleClosedError, SampleNotFoundError
 from hangar.records.keys import (
     Key,
     decode_key,
@@ -60,11 +60,40 @@ class ArraysetDataReader:
         self._table = table  # SampleTable (commit) or StagedSamples (writer)
         self._dtype = schema.np_dtype
 
-    def _check(self) -> None:
+    def _check_alive(self) -> None:
+        """Raise ``HandleClosedError`` (a ``ReferenceError``) once this handle is no longer valid."""
         self._session.check()
         if self._detached:
-            raise CheckoutClosedError(f"arrayset {self.name!r} was removed from this checkout; writes through this "
-                                      "handle would be lost: get it again from co.arraysets")
+            raise HandleClosedError(f"arrayset {self.name!r} was removed from this checkout; writes through this "
+                                    "handle would be lost: get it again from co.arraysets")
+
+    def _check(self) -> None:
+        """:meth:`_check_alive`, then store writes a ``with`` block holds back, so reads see them."""
+        self._check_alive()
+        self._session.sync()
+
+    def _guarded(self, items: Iterable) -> Iterator:  # noqa: ANN401
+        """Yield ``items`` while the handle stays valid; ``ReferenceError`` on the next step after."""
+        check = self._check_alive
+        for item in items:
+            check()
+            yield item
+
+    def __enter__(self):  # noqa: ANN204
+        """``with aset:`` batches the samples added inside the block (Hangar 0.3's form).
+
+        Leaving the block closes nothing; in a write-enabled checkout it stores every sample
+        added inside at once through the bulk path (see :class:`hangar.session.WriteBatch`),
+        also when the block ends with an exception. Reads inside the block see the samples.
+        """
+        self._check_alive()
+        if self._session.writable:
+            self._session.batch.begin()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._session.writable:
+            self._session.batch.end()
 
     def __repr__(self) -> str:
         s = self._schema
@@ -214,23 +243,28 @@ class ArraysetDataReader:
         return _open_reader, (self._session.repo_path, self._session.commit, self.name)
 
     def keys(self) -> Iterator[Key]:
-        """Yield every sample key (ints in numeric order, then strs in lexical order)."""
+        """Iterator over every sample key (ints in numeric order, then strs in lexical order).
+
+        The keys are listed when ``keys()`` is called; the iterator raises ``ReferenceError``
+        once the checkout is closed.
+        """
         self._check()
-        keys = sorted_keys(decode_key(n) for n in self._table.names())
-        yield from keys
+        return self._guarded(sorted_keys(decode_key(n) for n in self._table.names()))
 
     def values(self) -> Iterator[np.ndarray]:
-        """Yield every sample array, in ``keys()`` order."""
-        for _, v in self.items():
-            yield v
+        """Iterator over every sample array, in ``keys()`` order."""
+        return (v for _, v in self.items())
 
     def items(self) -> Iterator[tuple[Key, np.ndarray]]:
-        """Yield ``(key, array)`` for every sample, in ``keys()`` order."""
+        """Iterator over ``(key, array)`` for every sample, in ``keys()`` order."""
         self._check()
+        return self._items()
+
+    def _items(self) -> Iterator[tuple[Key, np.ndarray]]:
         ptrs = sorted(((decode_key(n), p) for n, p in self._table.pointers()), key=lambda kp: sort_key(kp[0]))
         arrays = self._session.store.read_many(((p.digest, p.shape) for _, p in ptrs), self._dtype)
         for (k, _), arr in zip(ptrs, arrays):
-            self._check()
+            self._check_alive()
             yield k, arr
 
     # ------------------------------------------------------------- remotes
@@ -302,6 +336,34 @@ class ArraysetDataWriter(ArraysetDataReader):
     def __init__(self, session: CheckoutSession, schema: ArraysetSchema, table) -> None:  # noqa: ANN001
         super().__init__(session, schema, table)
         self._chooser = CodecChooser(schema.backend)
+        self._held: Optional[_HeldSamples] = None  # samples a ``with`` block holds back
+
+    # -------------------------------------------------------------- batching
+    def _stage(self, key: Key, arr: np.ndarray) -> Key:
+        """Store one validated sample now, or hold it back while a ``with`` block is open."""
+        if not self._session.batch.open:
+            raw = byte_view(arr)
+            return self._write(key, arr, raw, sample_digest(arr, raw))
+        held = self._held
+        if held is None:
+            held = self._held = _HeldSamples(self._schema, self._dtype)
+            self._session.batch.hold(self)
+        if held.append(key, arr):
+            self.flush_pending()
+        return key
+
+    def flush_pending(self) -> None:
+        """Store the samples held back by a ``with`` block (one bulk write); no-op if none.
+
+        Called by the checkout's :class:`~hangar.session.WriteBatch`; users never need it.
+        """
+        held, self._held = self._held, None
+        if held is None or not held.keys:
+            return
+        if held.stack is not None:
+            self._write_stack(held.keys, held.stack[:len(held.keys)])
+        else:
+            self._write_many(held.keys, held.arrays)
 
     @property
     def iswriteable(self) -> bool:
@@ -338,11 +400,10 @@ class ArraysetDataWriter(ArraysetDataReader):
             return uuid.uuid4().hex
         return validate_key(name)
 
-    def _prepare(self, data: object, name: object) -> tuple[Key, np.ndarray, memoryview, bytes]:
+    def _validate(self, data: object, name: object) -> tuple[Key, np.ndarray]:
+        """``(key, array)`` of a sample checked against the schema, ready for ``_stage``."""
         arr = self._check_data(data)
-        key = self._check_name(name)
-        raw = byte_view(arr)
-        return key, arr, raw, sample_digest(arr, raw)
+        return self._check_name(name), arr
 
     def _write(self, key: Key, arr: np.ndarray, raw: memoryview, digest: bytes) -> Key:
         self._session.store.put(digest, raw, self._chooser)
@@ -407,10 +468,11 @@ class ArraysetDataWriter(ArraysetDataReader):
             If the name is missing or invalid, or ``data`` is not a C-contiguous ndarray of
             the arrayset's dtype and (max) shape.
         """
-        self._check()
+        self._check_alive()
         if kwargs:
             raise TypeError(f"add() got unexpected keyword arguments {sorted(kwargs)}")
-        return self._write(*self._prepare(data, name))
+        arr = self._check_data(data)
+        return self._stage(self._check_name(name), arr)
 
     def __setitem__(self, key: Key, value: np.ndarray) -> Key:
         """Store ``value`` as the sample ``key`` (dict-style :meth:`add`); return the key."""
@@ -434,6 +496,45 @@ class ArraysetDataWriter(ArraysetDataReader):
     def __delitem__(self, key: Key) -> Key:
         """Remove the sample ``key`` (dict-style :meth:`remove`); return the key."""
         return self.remove(key)
+
+
+#: a ``with`` block stores the samples it holds back once they reach this many bytes or
+#: this many samples (whichever comes first), bounding the memory of a long loop. From
+#: scripts/bench_compat.py (60,000 x (28, 28) uint8): the per-sample cost of the bulk write
+#: is flat from 4,096 samples per chunk upwards; 16 MiB keeps large samples few per chunk.
+HOLD_MAX_BYTES = 16 << 20
+HOLD_MAX_SAMPLES = 16384
+
+
+class _HeldSamples:
+    """Validated samples of one arrayset held back by a ``with`` block, copied (the caller may
+    reuse its array as soon as ``add`` returns, as when nothing is held back).
+
+    Fixed-shape samples are copied into rows of one stacked array, written with
+    ``_write_stack``; variable-shape ones are kept as copies for ``_write_many``.
+    """
+
+    def __init__(self, schema: ArraysetSchema, dtype: np.dtype) -> None:
+        self.keys: list[Key] = []
+        self.arrays: list[np.ndarray] = []
+        self.stack: Optional[np.ndarray] = None
+        self.nbytes = 0
+        if not schema.variable_shape:
+            row = dtype.itemsize * int(np.prod(schema.shape))
+            rows = max(1, min(HOLD_MAX_SAMPLES, HOLD_MAX_BYTES // max(row, 1)))
+            self.stack = np.empty((rows, *schema.shape), dtype=dtype)
+
+    def append(self, key: Key, arr: np.ndarray) -> bool:
+        """Hold a copy of ``arr`` under ``key``; True when the bound is reached (store now)."""
+        n = len(self.keys)
+        if self.stack is not None:
+            self.stack[n] = arr
+            self.keys.append(key)
+            return n + 1 >= len(self.stack)
+        self.arrays.append(arr.copy())
+        self.keys.append(key)
+        self.nbytes += arr.nbytes
+        return n + 1 >= HOLD_MAX_SAMPLES or self.nbytes >= HOLD_MAX_BYTES
 
 
 def _schema_from_args(name: object, shape: object, dtype: object, prototype: object,
@@ -571,14 +672,12 @@ class Arraysets:
         return self._source.arrayset_names()
 
     def values(self) -> Iterator[ArraysetDataReader]:
-        """Yield every arrayset object."""
-        for name in self.keys():
-            yield self._get(name)
+        """Iterator over every arrayset object (``ReferenceError`` once the checkout is closed)."""
+        return (self._get(name) for name in self.keys())
 
     def items(self) -> Iterator[tuple[str, ArraysetDataReader]]:
-        """Yield ``(name, arrayset)`` pairs."""
-        for name in self.keys():
-            yield name, self._get(name)
+        """Iterator over ``(name, arrayset)`` pairs (``ReferenceError`` once the checkout is closed)."""
+        return ((name, self._get(name)) for name in self.keys())
 
     @property
     def contains_remote_references(self) -> dict[str, bool]:
@@ -595,6 +694,20 @@ class Arraysets:
         self._session.check()
         if not self._session.writable:
             raise PermissionError(f"{what} needs a write-enabled checkout: repo.checkout(write=True)")
+
+    def __enter__(self):  # noqa: ANN204
+        """``with co.arraysets as asets:`` batches the samples added inside the block.
+
+        As ``with aset:`` (see :meth:`ArraysetDataReader.__enter__`), for every arrayset.
+        """
+        self._session.check()
+        if self._session.writable:
+            self._session.batch.begin()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._session.writable:
+            self._session.batch.end()
 
     def init_arrayset(self, name: str, shape: Union[int, tuple[int, ...], None] = None,
                       dtype: Optional[np.dtype] = None, prototype: Optional[np.ndarray] = None,
@@ -626,6 +739,7 @@ class Arraysets:
             If an arrayset with that name exists.
         """
         self._require_write("init_arrayset")
+        self._session.sync()
         schema = _schema_from_args(name, shape, dtype, prototype, named_samples, variable_shape, backend)
         if schema.name in self._source.arrayset_names():
             raise ArraysetExistsError(f"arrayset {schema.name!r} already exists")
@@ -648,6 +762,7 @@ class Arraysets:
             In a read-only checkout.
         """
         self._require_write("remove_aset")
+        self._session.sync()
         if aset_name not in self._source.arrayset_names():
             raise ArraysetNotFoundError(f"no arrayset named {aset_name!r}; arraysets: {self.keys()}")
         self._source.remove_arrayset(aset_name)
@@ -665,6 +780,7 @@ class Arraysets:
             If no arrayset with that name exists.
         """
         self._require_write("deleting an arrayset")
+        self._session.sync()
         return self.remove_aset(key)
 
     def multi_add(self, mapping: Mapping[str, np.ndarray]) -> str:
@@ -683,7 +799,7 @@ class Arraysets:
             if aset.named_samples:
                 raise ValueError(f"multi_add needs arraysets without named samples; {aset.name!r} has them")
         key = uuid.uuid4().hex
-        prepared = [(aset, aset._prepare(data, key)) for aset, data in asets]  # type: ignore[attr-defined]
+        prepared = [(aset, aset._validate(data, key)) for aset, data in asets]  # type: ignore[attr-defined]
         for aset, args in prepared:
-            aset._write(*args)  # type: ignore[attr-defined]
+            aset._stage(*args)  # type: ignore[attr-defined]
         return key

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import warnings
-import weakref
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
@@ -13,7 +12,7 @@ import numpy as np
 from hangar._faults import crash_point
 from hangar.arrayset import Arraysets
 from hangar.diff import ReaderUserDiff, WriterUserDiff
-from hangar.errors import NothingToCommitError
+from hangar.errors import CheckoutClosedError, NothingToCommitError
 from hangar.metadata import MetadataReader, MetadataWriter
 from hangar.records.snapshot import Snapshot
 from hangar.records.staging import StagingArea, StagingState
@@ -45,32 +44,59 @@ class _CheckoutBase:
         self._finalizer = self.close
         atexit.register(self._finalizer)
 
+    def _check(self) -> None:
+        """Raise ``CheckoutClosedError`` (a ``PermissionError``, as in Hangar 0.3) once closed."""
+        if self._session.closed:
+            raise CheckoutClosedError("this checkout was closed; no operation occurred. Open a new one with "
+                                      "repo.checkout()")
+
     def __enter__(self):  # noqa: ANN204
+        """``with co:`` (Hangar 0.3's form). Leaving the block does not close the checkout.
+
+        In a write-enabled checkout the block is a batch: samples added inside it are held
+        back and stored together through the bulk path when the outermost ``with`` block
+        ends (or when a read needs them, or the held bytes reach a bound), so a per-sample
+        loop costs about what one stacked ``co[aset, keys] = array`` costs. Reads inside
+        the block see every sample added. When the block ends with an exception, the
+        samples added before it are kept (each was validated when it was added).
+
+        Raises
+        ------
+        PermissionError
+            (``CheckoutClosedError``) if the checkout was closed.
+        """
+        self._check()
+        if self._session.writable:
+            self._session.batch.begin()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        if self._session.writable:
+            self._session.batch.end()
 
     @property
     def arraysets(self) -> Arraysets:
-        """Weakref proxy to the :class:`~hangar.arrayset.Arraysets` of this checkout.
+        """The :class:`~hangar.arrayset.Arraysets` of this checkout (also a context manager).
 
-        The proxy stops working (``ReferenceError``) once the checkout is closed.
+        The handle raises ``ReferenceError`` (``HandleClosedError``) once the checkout is closed.
         """
-        self._session.check()
-        return weakref.proxy(self._arraysets)
+        self._check()
+        return self._arraysets
 
     @property
     def metadata(self) -> MetadataReader:
-        """Weakref proxy to the metadata accessor of this checkout."""
-        self._session.check()
-        return weakref.proxy(self._metadata)
+        """The metadata accessor of this checkout (also a context manager).
+
+        The handle raises ``ReferenceError`` (``HandleClosedError``) once the checkout is closed.
+        """
+        self._check()
+        return self._metadata
 
     @property
     def diff(self):  # noqa: ANN201
-        """Weakref proxy to the differ of this checkout."""
-        self._session.check()
-        return weakref.proxy(self._diff)
+        """The differ of this checkout; raises ``ReferenceError`` once the checkout is closed."""
+        self._check()
+        return self._diff
 
     # ------------------------------------------------------- dict-style get
     def _aset_names(self, spec: object) -> tuple[list[str], bool]:
@@ -83,7 +109,7 @@ class _CheckoutBase:
         return [spec], False  # type: ignore[list-item]
 
     def _get(self, index: object, missing_ok: bool) -> Any:
-        self._session.check()
+        self._check()
         if not isinstance(index, tuple) or len(index) != 2:
             if isinstance(index, str):
                 return self._arraysets[index]
@@ -163,7 +189,7 @@ class _CheckoutBase:
             atexit.unregister(self._finalizer)
             self._finalizer = None
         self._session.closed = True
-        # drop the objects the weakref proxies point at, so held proxies fail
+        # handles check the session; dropping them here frees their caches
         for attr in ("_arraysets", "_metadata", "_diff"):
             if hasattr(self, attr):
                 delattr(self, attr)
@@ -191,7 +217,7 @@ class ReaderCheckout(_CheckoutBase):
     @property
     def commit_hash(self) -> str:
         """Commit hash this checkout reads from."""
-        self._session.check()
+        self._check()
         return self._commit
 
     def close(self) -> None:
@@ -216,7 +242,7 @@ class WriterCheckout(_CheckoutBase):
         self._session.store.refresh()  # packs removed by a gc elsewhere must not be deduplicated against
         self._staging = StagingArea(repo._git, state.tree)
         self._arraysets = Arraysets(self._session, self._staging)
-        self._metadata = MetadataWriter(self._session, lambda: self._staging.metadata)
+        self._metadata = MetadataWriter(self._session, lambda: self._staging_area.metadata)
         self._diff = WriterUserDiff(repo, self._session, self)
         self._register_atexit()
 
@@ -227,13 +253,13 @@ class WriterCheckout(_CheckoutBase):
     @property
     def branch_name(self) -> str:
         """Branch whose HEAD the staging area is based on."""
-        self._session.check()
+        self._check()
         return self._state.branch
 
     @property
     def commit_hash(self) -> str:
         """Commit the staging area is based on ('' before the first commit)."""
-        self._session.check()
+        self._check()
         return self._state.base or ""
 
     # ------------------------------------------------------------- writing
@@ -253,8 +279,10 @@ class WriterCheckout(_CheckoutBase):
             invalid or a sample does not fit its arrayset (dtype, shape, C order).
         KeyError
             If an arrayset does not exist.
+        PermissionError
+            If the checkout was closed.
         """
-        self._session.check()
+        self._check()
         if not isinstance(index, tuple) or len(index) != 2:
             raise ValueError(f"index {index!r}: use co[arrayset, key] = array")
         aset_spec, key_spec = index
@@ -274,9 +302,9 @@ class WriterCheckout(_CheckoutBase):
         if key_spec is None:
             raise ValueError("a sample key is needed for dict-style setting")
         asets = [self._arraysets[a] for a in aset_spec]  # type: ignore[union-attr]
-        prepared = [(aset, aset._prepare(v, key_spec)) for aset, v in zip(asets, value)]  # type: ignore
+        prepared = [(aset, aset._validate(v, key_spec)) for aset, v in zip(asets, value)]  # type: ignore
         for aset, args in prepared:
-            aset._write(*args)
+            aset._stage(*args)
 
     def _set_samples(self, aset_name: str, keys: list, values: object) -> None:
         """``co[aset, [k1, k2, ...]] = values``: validate everything, then store in bulk."""
@@ -285,19 +313,34 @@ class WriterCheckout(_CheckoutBase):
             raise ValueError("a sample key is needed for dict-style setting")
         if isinstance(values, np.ndarray):
             stack = aset._check_stack(values, len(keys))  # type: ignore[attr-defined]
-            aset._write_stack([aset._check_name(k) for k in keys], stack)  # type: ignore[attr-defined]
+            names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]
+            self._session.sync()  # samples held back by a ``with`` block were added earlier: store them first
+            aset._write_stack(names, stack)  # type: ignore[attr-defined]
             return
         if not _is_multi(values):
             raise ValueError("several keys need a list or tuple of arrays (or one stacked array) as the value")
         if len(values) != len(keys):  # type: ignore[arg-type]
             raise ValueError(f"{len(keys)} targets but {len(values)} values")  # type: ignore[arg-type]
         arrays = [aset._check_data(v) for v in values]  # type: ignore[attr-defined, union-attr]
-        aset._write_many([aset._check_name(k) for k in keys], arrays)  # type: ignore[attr-defined]
+        names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]
+        self._session.sync()
+        aset._write_many(names, arrays)  # type: ignore[attr-defined]
+
+    @property
+    def _staging(self) -> StagingArea:
+        """The staging area, with every sample a ``with`` block holds back stored in it."""
+        self._session.sync()
+        return self._staging_area
+
+    @_staging.setter
+    def _staging(self, area: StagingArea) -> None:
+        self._staging_area = area
 
     def _flush(self) -> str:
         """Make the staging area durable: store bytes first, then records, then the state file."""
+        staging = self._staging  # stores held-back samples first
         self._session.store.flush()
-        tree = self._staging.flush()
+        tree = staging.flush()
         if tree != self._state.tree:
             self._state.tree = tree
             self._state.save(self._repo._hangar_dir)
@@ -307,10 +350,11 @@ class WriterCheckout(_CheckoutBase):
         return self._repo._git.commit_tree_id(self._state.base) if self._state.base else None
 
     def _is_clean(self) -> bool:
-        if self._staging.has_edits():
-            tree, _ = self._staging.build()
+        staging = self._staging
+        if staging.has_edits():
+            tree, _ = staging.build()
         else:
-            tree = self._staging.snapshot.tree_id
+            tree = staging.snapshot.tree_id
         base_tree = self._base_tree()
         if base_tree is None:
             return tree is None or tree == self._repo._empty_tree_id()
@@ -338,8 +382,10 @@ class WriterCheckout(_CheckoutBase):
             checkout was opened.
         ValueError
             If ``commit_message`` is not a str.
+        PermissionError
+            If the checkout was closed.
         """
-        self._session.check()
+        self._check()
         if not isinstance(commit_message, str):
             raise ValueError(f"commit message must be a str, not {type(commit_message).__name__}")
         if self._is_clean():
@@ -369,12 +415,17 @@ class WriterCheckout(_CheckoutBase):
     def reset_staging_area(self) -> str:
         """Drop every staged change, close the checkout and return the base commit hash.
 
+        Every handle obtained from the checkout stops working (``ReferenceError``), as after
+        :meth:`close`.
+
         Raises
         ------
         RuntimeError
             If the staging area has no changes.
+        PermissionError
+            If the checkout was closed.
         """
-        self._session.check()
+        self._check()
         if self._is_clean():
             raise NothingToCommitError("nothing to reset: the staging area has no changes")
         self._session.store.discard()
@@ -392,7 +443,8 @@ class WriterCheckout(_CheckoutBase):
         Needs a clean staging area. ``strategy='ours'|'theirs'`` (keyword) settles conflicts
         instead of refusing; see :meth:`hangar.repository.Repository.merge`.
         """
-        self._session.check()
+        self._check()
+        self._session.sync()
         from hangar.merge import merge_into_writer
 
         return merge_into_writer(self, message, dev_branch, **kwargs)

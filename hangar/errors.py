@@ -19,8 +19,18 @@ class WriterLockError(HangarError, PermissionError):
     """The writer lock is held by another checkout."""
 
 
-class CheckoutClosedError(HangarError, ReferenceError):
-    """A checkout (or an object obtained from it) was used after ``close()``."""
+class CheckoutClosedError(HangarError, PermissionError, ReferenceError):
+    """A checkout was used after ``close()`` (or after ``reset_staging_area()``).
+
+    A ``PermissionError`` as in Hangar 0.3, and still a ``ReferenceError`` as before.
+    """
+
+
+class HandleClosedError(CheckoutClosedError):
+    """A handle obtained from a checkout (arraysets, an arrayset, metadata, diff, or an
+    iterator over keys/values/items) was used after its checkout was closed, or an
+    arrayset handle after the arrayset was removed. A ``ReferenceError``, as a dead
+    ``weakref.proxy`` in Hangar 0.3."""
 
 
 class SampleNotFoundError(HangarError, KeyError):
@@ -37,6 +47,20 @@ class ArraysetExistsError(HangarError, LookupError):
 
 class MetadataNotFoundError(HangarError, KeyError):
     """No metadata with the requested key exists."""
+
+
+class WriteEnabledArraysetError(HangarError, TypeError, ValueError):
+    """A write-enabled arrayset was given where committed data is read (the loaders).
+
+    A ``TypeError`` as in Hangar 0.3, and still the ``ValueError`` it was before.
+    """
+
+
+class NoCommitsYetError(HangarError, RuntimeError, ValueError):
+    """A branch was requested before the repository has its first commit.
+
+    A ``RuntimeError`` as in Hangar 0.3, and still the ``ValueError`` it was before.
+    """
 
 
 class NothingToCommitError(HangarError, RuntimeError):

@@ -24,6 +24,27 @@ class MetadataReader:
         """True for the metadata of a write-enabled checkout."""
         return False
 
+    def __enter__(self):  # noqa: ANN204
+        """``with co.metadata as m:`` (Hangar 0.3's form); leaving the block closes nothing.
+
+        In a write-enabled checkout the block is a batch like ``with co:``: samples added to
+        arraysets inside it are stored together when it ends.
+        """
+        self._session.check()
+        if self._session.writable:
+            self._session.batch.begin()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._session.writable:
+            self._session.batch.end()
+
+    def _guarded(self, items: Iterator) -> Iterator:
+        check = self._session.check
+        for item in items:
+            check()
+            yield item
+
     def _value(self, name: str):  # noqa: ANN202
         table = self._table_of()
         v = table.value(name) if hasattr(table, "value") else table.data(name)
@@ -73,23 +94,31 @@ class MetadataReader:
         return sorted_keys(decode_key(n) for n in self._table_of().names())
 
     def keys(self) -> Iterator[Key]:
-        """Yield every metadata key: ints first, then strs (as Hangar 0.3 listed a commit's keys);
-        in a writer, keys added since it opened follow in the order they were added."""
+        """Iterator over every metadata key: ints first, then strs (as Hangar 0.3 listed a
+        commit's keys); in a writer, keys added since it opened follow in the order they were
+        added (as in Hangar 0.3).
+
+        The keys are listed when ``keys()`` is called; the iterator raises ``ReferenceError``
+        once the checkout is closed.
+        """
         self._session.check()
-        yield from self._key_list()
+        return self._guarded(self._key_list())
 
     def values(self) -> Iterator[str]:
-        """Yield every metadata value, in ``keys()`` order."""
-        for _, v in self.items():
-            yield v
+        """Iterator over every metadata value, in ``keys()`` order."""
+        return (v for _, v in self.items())
 
     def items(self) -> Iterator[tuple[Key, str]]:
-        """Yield ``(key, value)`` pairs, in ``keys()`` order.
+        """Iterator over ``(key, value)`` pairs, in ``keys()`` order.
 
-        The key list is copied before the first pair is yielded, so metadata may be added or
+        The key list is copied when ``items()`` is called, so metadata may be added or
         removed while iterating; a key removed before its turn is skipped.
         """
-        for k in list(self.keys()):
+        return self._items(list(self.keys()))
+
+    def _items(self, keys: list[Key]) -> Iterator[tuple[Key, str]]:
+        for k in keys:
+            self._session.check()
             v = self._value(encode_key(k))
             if v is not None:
                 yield k, v

@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 from hangar import __version__
 from hangar.checkout import ReaderCheckout, WriterCheckout
-from hangar.errors import HangarError, WriterLockError
+from hangar.errors import HangarError, NoCommitsYetError, WriterLockError
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
 from hangar.plumbing.trees import empty_tree_id
@@ -314,9 +314,10 @@ class Repository:
             # a local branch, else a remote one such as 'origin/master'
             head = git.branch_or_remote_head(branch) if isinstance(branch, str) else None
             if head is None:
-                if isinstance(branch, str) and branch in git.branches():
-                    raise ValueError(f"branch {branch!r} has no commits yet")
-                names = self.list_branches()
+                if isinstance(branch, str) and branch in self.list_branches():  # unborn: listed, no commit
+                    raise NoCommitsYetError(f"branch {branch!r} has no commits yet; nothing to read until "
+                                            "the first commit")
+                names = git.all_branches()
                 raise ValueError(f"no branch named {branch!r}; branches: {names}"
                                  if names else "the repository has no commits yet")
             return ReaderCheckout(self, head)
@@ -372,6 +373,9 @@ class Repository:
         ------
         ValueError
             If the name is invalid or taken, or the base commit does not exist.
+        RuntimeError
+            (``NoCommitsYetError``, also a ``ValueError``) if the repository has no commits
+            yet and no ``base_commit`` is given.
         """
         git = self._git
         validate_branch_name(name)
@@ -383,7 +387,8 @@ class Repository:
         if base_commit is None:
             base = git.branch_head(self._writer_branch())
             if base is None:
-                raise ValueError("the repository has no commits yet; commit before creating a branch")
+                raise NoCommitsYetError(f"cannot create branch {name!r}: the repository has no commits yet; "
+                                        "commit first (repo.checkout(write=True) ... co.commit(message))")
         else:
             base = git.resolve_commit(base_commit)
             if base is None:
@@ -402,8 +407,15 @@ class Repository:
             ``['master', 'origin/master', 'testbranch']``. Remote branches can be read,
             logged, diffed and merged from, but not written to. A local branch with the same
             name as a remote one (created before the fetch) shadows it and is listed once.
+            Before the first commit the writer branch (``'master'`` after ``init``) is listed
+            although git holds no ref for it yet, as in Hangar 0.3.
         """
-        return self._git.all_branches()
+        branches = self._git.all_branches()
+        writer_branch = self._writer_branch()
+        if writer_branch not in branches and self._git.branch_head(writer_branch) is None:
+            # an unborn branch: no local branch can exist before the first commit
+            branches = sorted([*branches, writer_branch])
+        return branches
 
     def remove_branch(self, name: str, *, force_delete: bool = False) -> str:
         """Delete branch ``name``; return its name.

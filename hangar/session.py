@@ -2,17 +2,74 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from hangar.errors import CheckoutClosedError
+from hangar.errors import HandleClosedError
 
 if TYPE_CHECKING:
     from hangar.plumbing.gitrepo import GitRepo
     from hangar.store import TensorStore
 
 
+class PendingWrites(Protocol):
+    """Something holding validated writes that a :class:`WriteBatch` stores on ``flush``."""
+
+    def flush_pending(self) -> None: ...
+
+
+class WriteBatch:
+    """The open ``with`` blocks of one writer checkout and the writes they hold back.
+
+    ``with co:``, ``with co.arraysets:`` and ``with aset:`` each ``begin()`` on entry and
+    ``end()`` on exit; nested blocks share one batch, which is stored when the outermost
+    block ends (the count returns to 0). While the batch is open, arrayset writers keep
+    validated samples in memory and register here; ``flush()`` makes them store their
+    samples through the bulk path. Every read and every operation other than adding a
+    sample flushes first, so nothing ever sees the staging area without the batch.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self._holders: dict[int, PendingWrites] = {}
+
+    @property
+    def open(self) -> bool:
+        """True while at least one ``with`` block is open."""
+        return self.depth > 0
+
+    @property
+    def pending(self) -> bool:
+        """True when some writes are held back."""
+        return bool(self._holders)
+
+    def begin(self) -> None:
+        self.depth += 1
+
+    def end(self) -> None:
+        """Close one block; the last one stores everything held back (also after an exception:
+        every held write was validated when it was made, as Hangar 0.3 kept them)."""
+        self.depth = max(0, self.depth - 1)
+        if self.depth == 0:
+            self.flush()
+
+    def hold(self, holder: PendingWrites) -> None:
+        """Register ``holder`` until the next :meth:`flush`."""
+        self._holders[id(holder)] = holder
+
+    def flush(self) -> None:
+        """Store every held-back write now."""
+        while self._holders:
+            _, holder = self._holders.popitem()
+            holder.flush_pending()
+
+    def drop(self) -> None:
+        """Forget held-back writes without storing them (the staging area is being reset)."""
+        self._holders.clear()
+        self.depth = 0
+
+
 class CheckoutSession:
-    """Git repository, tensor store and open/closed state of one checkout."""
+    """Git repository, tensor store, open/closed state and write batch of one checkout."""
 
     def __init__(self, git: "GitRepo", store: "TensorStore", writable: bool, repo_path: str,
                  commit: str | None) -> None:
@@ -22,9 +79,21 @@ class CheckoutSession:
         self.repo_path = repo_path  # lets readers be re-opened in worker processes
         self.commit = commit  # the commit a reader reads (None for the writer)
         self.closed = False
+        self.batch = WriteBatch()
 
     def check(self) -> None:
-        """Raise ``CheckoutClosedError`` (a ``ReferenceError``) once the checkout is closed."""
+        """Raise ``HandleClosedError`` (a ``ReferenceError``) once the checkout is closed.
+
+        Called by the handles a checkout hands out (arraysets, metadata, diff, iterators).
+        """
         if self.closed:
-            raise CheckoutClosedError(
-                "this checkout was closed; open a new one with repo.checkout()")
+            raise HandleClosedError(
+                "this handle belongs to a checkout that was closed; open a new checkout with "
+                "repo.checkout() and get the handle from it again")
+
+    def sync(self) -> None:
+        """:meth:`check`, then store any writes a ``with`` block holds back, so a read sees them."""
+        if self.closed:
+            self.check()
+        if self.batch.pending:
+            self.batch.flush()

@@ -294,9 +294,12 @@ def test_handles_unusable_after_close(aset_repo):
         _ = r.commit_hash
 
 
-def test_context_manager_closes(aset_repo):
+def test_leaving_with_block_keeps_checkout_open(aset_repo):
+    # issue 10: as in Hangar 0.3, ``with co:`` ends a batch; only close() releases the lock
     with aset_repo.checkout(write=True) as co:
         co.metadata["ctx"] = "1"
+    assert aset_repo.writer_lock_held and co.metadata["ctx"] == "1"
+    co.close()
     assert not aset_repo.writer_lock_held
 
 

@@ -257,7 +257,7 @@ def test_loader_argument_errors(loader_repo, reader):
         make_torch_dataset([labels, "images"])
     w = loader_repo.checkout(write=True)
     try:
-        with pytest.raises(ValueError, match="'labels' is write-enabled"):
+        with pytest.raises(TypeError, match="'labels' is write-enabled"):
             make_torch_dataset(w.arraysets["labels"])
     finally:
         w.close()
@@ -342,7 +342,7 @@ def test_tf_loader_refuses_writer_and_empty_arraysets(loader_repo, tf):
 
     w = loader_repo.checkout(write=True)
     try:
-        with pytest.raises(ValueError, match="write-enabled"):
+        with pytest.raises(TypeError, match="write-enabled"):
             make_tf_dataset(w.arraysets["images"])
     finally:
         w.close()

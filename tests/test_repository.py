@@ -45,7 +45,7 @@ def test_init_twice_refuses_without_remove_old(repo):
 def test_init_remove_old_replaces_repository(aset_repo):
     assert aset_repo.list_branches() == ["master"]
     aset_repo.init("New", "new@x.y", remove_old=True)
-    assert aset_repo.list_branches() == []
+    assert aset_repo.list_branches() == ["master"] and aset_repo.log(return_contents=True)["order"] == []
 
 
 @pytest.mark.parametrize("name,email", [("", "a@b.c"), ("A", ""), (None, "a@b.c")])

@@ -215,7 +215,7 @@ def test_init_remove_old_leaves_only_the_new_hangar_directory(aset_repo):
     path = aset_repo.init("Other", "other@example.com", remove_old=True)
     assert path == os.path.join(aset_repo.path, ".hangar")
     assert os.listdir(aset_repo.path) == [".hangar"]
-    assert aset_repo.list_branches() == []
+    assert aset_repo.list_branches() == ["master"]  # unborn, as right after init
     assert aset_repo.log(return_contents=True)["order"] == []
 
 

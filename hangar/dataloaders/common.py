@@ -20,7 +20,7 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 
 from hangar.arrayset import ArraysetDataReader
-from hangar.errors import SampleNotFoundError
+from hangar.errors import SampleNotFoundError, WriteEnabledArraysetError
 from hangar.records.keys import Key, decode_key, encode_key, sorted_keys
 from hangar.store import codecs
 from hangar.store.digest import byte_view
@@ -232,8 +232,9 @@ def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
             raise TypeError(f"arraysets must hold arrayset objects, not {type(a).__name__} ({a!r})")
         a._session.check()
         if a.iswriteable:
-            raise ValueError(f"arrayset {a.name!r} is write-enabled; loaders read committed data: commit, then "
-                             "use the arraysets of a read checkout (repo.checkout())")
+            raise WriteEnabledArraysetError(
+                f"arrayset {a.name!r} is write-enabled; loaders read committed data: commit, then "
+                "use the arraysets of a read checkout (repo.checkout())")
     return asets
 
 
@@ -261,6 +262,10 @@ class GroupedSamples:
                  index_range: Optional[slice] = None) -> None:
         asets = as_arrayset_list(arraysets)
         self.arraysets = asets
+        for arg, value in (("keys", keys), ("index_range", index_range)):
+            if isinstance(value, ArraysetDataReader):  # Hangar 0.3 code passing arraysets positionally
+                raise TypeError(f"arrayset {value.name!r} was passed as {arg}: pass several arraysets as one list "
+                                "or tuple in the first argument (e.g. [images, labels]), not as separate arguments")
         if keys is not None:
             if isinstance(keys, (str, int)) or not isinstance(keys, Iterable):
                 raise TypeError(f"keys must be a sequence of sample names, not {keys!r}")

@@ -1,0 +1,367 @@
+"""Hangar-0.3-style code runs unchanged (issue 10, part A): context managers and write
+batches, backend codes, handle lifetimes, fresh repositories, loader argument errors.
+
+Written from Hangar 0.3's documented behaviour, not from its test suite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hangar.arrayset as arrayset_module
+from hangar import Repository
+from hangar.errors import CheckoutClosedError, HandleClosedError, NoCommitsYetError
+
+
+def _digits(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+
+
+@pytest.fixture
+def wco(aset_repo):
+    co = aset_repo.checkout(write=True)
+    yield co
+    co.close()
+
+
+# --------------------------------------------------------------- context managers
+def test_with_checkout_returns_it_and_leaves_it_open(aset_repo):
+    co = aset_repo.checkout(write=True)
+    with co as c:
+        assert c is co
+        c["foo", 100] = np.full(5, 100, np.int64)
+    assert co["foo", 100][0] == 100 and aset_repo.writer_lock_held
+    co.commit("after the block")
+    co.close()
+    r = aset_repo.checkout()
+    with r as rc:
+        assert rc is r and rc["foo", 100][0] == 100
+    assert r.commit_hash  # still open
+    r.close()
+
+
+def test_every_handle_is_a_context_manager(wco):
+    with wco.arraysets as asets:
+        with asets["foo"] as foo:
+            foo[200] = np.full(5, 200, np.int64)
+        with wco.metadata as m:
+            m["k"] = "v"
+    assert wco["foo", 200][0] == 200 and wco.metadata["k"] == "v"
+
+
+def test_reader_handles_are_context_managers(aset_repo):
+    r = aset_repo.checkout()
+    with r.arraysets as asets, asets["bar"] as bar, r.metadata as m:
+        assert bar["3"][0, 0] == 3 and m["hello"] == "world" and len(asets) == 2
+    r.close()
+
+
+def test_samples_added_in_with_block_are_held_until_block_ends(wco):
+    foo = wco.arraysets["foo"]
+    with foo:
+        foo[300] = np.full(5, 300, np.int64)
+        assert foo._held is not None and foo._held.keys == [300]  # held back, not yet stored
+    assert foo._held is None
+    assert wco["foo", 300][0] == 300
+
+
+def test_reads_inside_block_see_held_samples(wco):
+    with wco.arraysets["foo"] as foo:
+        foo[400] = np.full(5, 400, np.int64)
+        assert 400 in foo
+        foo[401] = np.full(5, 401, np.int64)
+        assert len(foo) == 12
+        foo[402] = np.full(5, 402, np.int64)
+        assert wco["foo", 402][0] == 402
+        foo[403] = np.full(5, 403, np.int64)
+        assert 403 in list(foo.keys())
+        foo[404] = np.full(5, 404, np.int64)
+        assert dict(foo.items())[404][0] == 404
+        foo[405] = np.full(5, 405, np.int64)
+        assert wco.diff.status() == "DIRTY"
+        foo[406] = np.full(5, 406, np.int64)
+        assert "406" in repr(wco.diff.staged())
+
+
+def test_caller_may_reuse_its_array_after_add_in_a_block(wco):
+    buf = np.zeros(5, np.int64)
+    with wco.arraysets["foo"] as foo:
+        for i in range(500, 510):
+            buf[:] = i
+            foo[i] = buf
+    assert [wco["foo", i][0] for i in range(500, 510)] == list(range(500, 510))
+
+
+def test_later_add_of_same_key_wins_inside_block(wco):
+    with wco.arraysets["foo"] as foo:
+        foo[600] = np.full(5, 1, np.int64)
+        foo[600] = np.full(5, 2, np.int64)
+    assert wco["foo", 600][0] == 2
+
+
+def test_order_kept_between_held_samples_and_a_bulk_set(wco):
+    with wco:
+        wco["foo", 700] = np.full(5, 1, np.int64)  # held back
+        wco["foo", [700, 701]] = np.full((2, 5), 2, np.int64)  # bulk form, written now, later
+    assert wco["foo", 700][0] == 2 and wco["foo", 701][0] == 2
+
+
+def test_remove_inside_block_sees_held_sample(wco):
+    with wco.arraysets["foo"] as foo:
+        foo[800] = np.full(5, 8, np.int64)
+        del foo[800]
+    assert 800 not in wco.arraysets["foo"]
+
+
+def test_invalid_sample_raises_at_the_add_call(wco):
+    with wco.arraysets["foo"] as foo:
+        with pytest.raises(ValueError, match="dtype"):
+            foo[900] = np.zeros(5, np.float32)
+        with pytest.raises(ValueError, match="shape"):
+            foo[901] = np.zeros(4, np.int64)
+        with pytest.raises(ValueError, match="space|allowed|key"):
+            foo["a b"] = np.zeros(5, np.int64)
+        foo[902] = np.zeros(5, np.int64)
+    assert 902 in wco.arraysets["foo"] and 900 not in wco.arraysets["foo"]
+
+
+def test_exception_in_block_keeps_samples_added_before_it(wco):
+    with pytest.raises(ZeroDivisionError):
+        with wco.arraysets["foo"] as foo:
+            for i in range(1000, 1010):
+                foo[i] = np.full(5, i, np.int64)
+            1 / 0  # noqa: B018
+    foo = wco.arraysets["foo"]
+    assert all(i in foo for i in range(1000, 1010)) and len(foo) == 20
+    wco.commit("kept")
+    assert wco.diff.status() == "CLEAN"
+
+
+def test_nested_blocks_store_when_outermost_ends(wco):
+    with wco:
+        with wco.arraysets as asets:
+            with asets["foo"] as foo:
+                foo[1100] = np.full(5, 11, np.int64)
+            assert foo._held is not None  # inner block ended, outer still open: still held
+        assert foo._held is not None
+    assert foo._held is None and wco["foo", 1100][0] == 11
+
+
+def test_commit_inside_block_includes_held_samples(aset_repo):
+    co = aset_repo.checkout(write=True)
+    with co.arraysets["foo"] as foo:
+        foo[1200] = np.full(5, 12, np.int64)
+        head = co.commit("from inside the block")
+        foo[1201] = np.full(5, 13, np.int64)
+    co.commit("second")
+    co.close()
+    r = aset_repo.checkout(commit=head)
+    assert r["foo", 1200][0] == 12 and 1201 not in r.arraysets["foo"]
+    r.close()
+
+
+def test_close_inside_block_stores_held_samples(aset_repo):
+    co = aset_repo.checkout(write=True)
+    with co.arraysets["bar"] as bar:
+        bar["new"] = np.ones((2, 3), np.float32)
+        co.close()
+    co = aset_repo.checkout(write=True)
+    assert co["bar", "new"][0, 0] == 1.0
+    co.close()
+
+
+def test_hold_back_bound_stores_early(wco, monkeypatch):
+    monkeypatch.setattr(arrayset_module, "HOLD_MAX_SAMPLES", 4)
+    with wco.arraysets["foo"] as foo:
+        for i in range(1300, 1306):
+            foo[i] = np.full(5, i, np.int64)
+        assert foo._held is not None and foo._held.keys == [1304, 1305]  # 4 stored, 2 held
+    assert all(i in foo for i in range(1300, 1306))
+
+
+def test_variable_shape_samples_batched(wco):
+    v = wco.arraysets.init_arrayset("v", shape=(10,), dtype=np.uint8, variable_shape=True)
+    buf = np.arange(10, dtype=np.uint8)
+    with v:
+        for n in range(1, 6):
+            v[n] = buf[:n]
+        buf[:] = 0
+    assert [v[n].tolist() for n in range(1, 6)] == [list(range(n)) for n in range(1, 6)]
+
+
+def test_multi_add_and_multi_arrayset_set_in_block(wco):
+    a = wco.arraysets.init_arrayset("a", shape=(2,), dtype=np.uint8, named_samples=False)
+    b = wco.arraysets.init_arrayset("b", shape=(3,), dtype=np.uint8, named_samples=False)
+    with wco:
+        key = wco.arraysets.multi_add({"a": np.ones(2, np.uint8), "b": np.ones(3, np.uint8)})
+        wco[["foo", "bar"], "k"] = [np.zeros(5, np.int64), np.zeros((2, 3), np.float32)]
+        with pytest.raises(ValueError):  # second value invalid: neither is written
+            wco[["foo", "bar"], "bad"] = [np.zeros(5, np.int64), np.zeros(3, np.float32)]
+    assert key in a and key in b and "k" in wco.arraysets["bar"]
+    assert "bad" not in wco.arraysets["foo"]
+
+
+def test_with_block_loop_matches_bulk_form(aset_repo, tmp_path):
+    data = _digits(300)
+    co = aset_repo.checkout(write=True)
+    co.arraysets.init_arrayset("loop", shape=(28, 28), dtype=np.uint8)
+    co.arraysets.init_arrayset("bulk", shape=(28, 28), dtype=np.uint8)
+    with co.arraysets["loop"] as loop:
+        for i in range(len(data)):
+            loop[i] = data[i]
+    co["bulk", list(range(len(data)))] = data
+    head = co.commit("both")
+    co.close()
+    r = aset_repo.checkout(commit=head)
+    assert list(r.arraysets["loop"].keys()) == list(range(300))
+    for i in (0, 150, 299):
+        np.testing.assert_array_equal(r["loop", i], data[i])
+    assert [r["loop", i].tobytes() for i in range(300)] == [r["bulk", i].tobytes() for i in range(300)]
+    r.close()
+
+
+# --------------------------------------------------------------- handle lifetimes
+@pytest.mark.parametrize("write", [False, True])
+def test_closed_checkout_raises_permission_error(aset_repo, write):
+    co = aset_repo.checkout(write=write)
+    co.close()
+    ops = [lambda: co.arraysets, lambda: co.metadata, lambda: co.diff, lambda: co["foo", 1],
+           lambda: co.get("foo", 1), lambda: co.commit_hash, lambda: co.__enter__()]
+    if write:
+        ops += [lambda: co.commit("x"), lambda: co.branch_name, lambda: co.reset_staging_area(),
+                lambda: co.__setitem__(("foo", 1), np.zeros(5, np.int64)),
+                lambda: co.merge("m", "master")]
+    for op in ops:
+        with pytest.raises(PermissionError) as err:
+            op()
+        assert isinstance(err.value, CheckoutClosedError)
+
+
+@pytest.mark.parametrize("write", [False, True])
+def test_handles_of_closed_checkout_raise_reference_error(aset_repo, write):
+    co = aset_repo.checkout(write=write)
+    asets, meta, foo = co.arraysets, co.metadata, co.arraysets["foo"]
+    keys, values, items = foo.keys(), foo.values(), foo.items()
+    akeys, avalues, aitems = asets.keys(), asets.values(), asets.items()
+    mkeys, mvalues, mitems = meta.keys(), meta.values(), meta.items()
+    assert next(keys) == 0  # an iterator part-way through stops too
+    co.close()
+    ops = [lambda: len(asets), lambda: asets["foo"], lambda: "foo" in asets, lambda: asets.keys(),
+           lambda: meta["hello"], lambda: len(meta), lambda: meta.keys(),
+           lambda: foo[1], lambda: len(foo), lambda: 1 in foo, lambda: foo.keys(),
+           lambda: next(keys), lambda: next(values), lambda: next(items),
+           lambda: next(avalues), lambda: next(aitems), lambda: next(mkeys), lambda: next(mvalues),
+           lambda: next(mitems), lambda: foo.__enter__(), lambda: asets.__enter__(),
+           lambda: meta.__enter__()]
+    if write:
+        ops += [lambda: foo.add(np.zeros(5, np.int64), 1), lambda: meta.add("a", "b"),
+                lambda: asets.init_arrayset("n", shape=(1,), dtype=np.uint8)]
+    for op in ops:
+        with pytest.raises(ReferenceError) as err:
+            op()
+        assert isinstance(err.value, HandleClosedError)
+    assert list(akeys) == ["bar", "foo"]  # Arraysets.keys() is a list, taken before close
+
+
+def test_reset_staging_area_invalidates_writer_handles(aset_repo):
+    co = aset_repo.checkout(write=True)
+    foo, meta, asets = co.arraysets["foo"], co.metadata, co.arraysets
+    foo[1400] = np.zeros(5, np.int64)
+    co.reset_staging_area()
+    for op in (lambda: foo[0], lambda: meta["hello"], lambda: len(asets)):
+        with pytest.raises(ReferenceError):
+            op()
+    with pytest.raises(PermissionError):
+        co.arraysets  # noqa: B018
+
+
+def test_handles_survive_commit(aset_repo):
+    co = aset_repo.checkout(write=True)
+    foo, meta, asets = co.arraysets["foo"], co.metadata, co.arraysets
+    foo[1500] = np.zeros(5, np.int64)
+    co.commit("one")
+    foo[1501] = np.ones(5, np.int64)
+    meta["after"] = "commit"
+    assert len(asets) == 2 and 1500 in foo
+    co.commit("two")
+    assert foo[1501][0] == 1 and meta["after"] == "commit"
+    co.close()
+
+
+def test_closing_writer_leaves_reader_working_and_vice_versa(aset_repo):
+    r = aset_repo.checkout()
+    rfoo = r.arraysets["foo"]
+    co = aset_repo.checkout(write=True)
+    wfoo = co.arraysets["foo"]
+    co.close()
+    assert rfoo[1][0] == 1 and r.metadata["hello"] == "world"
+    co = aset_repo.checkout(write=True)
+    wfoo = co.arraysets["foo"]
+    r.close()
+    wfoo[1600] = np.zeros(5, np.int64)
+    assert len(wfoo) == 11 and co.metadata["hello"] == "world"
+    co.close()
+    r2 = aset_repo.checkout()
+    r3 = aset_repo.checkout()
+    r2.close()
+    assert r3.arraysets["foo"][2][0] == 2
+    r3.close()
+
+
+# --------------------------------------------------------------- fresh repositories
+def test_fresh_repository_lists_master(tmp_path):
+    repo = Repository(tmp_path, exists=False)
+    repo.init(user_name="A", user_email="a@b.c")
+    assert repo.list_branches() == ["master"]
+
+
+def test_create_branch_before_first_commit_raises_runtime_error(repo):
+    with pytest.raises(RuntimeError, match="no commits yet") as err:
+        repo.create_branch("dev")
+    assert isinstance(err.value, ValueError) and isinstance(err.value, NoCommitsYetError)
+    assert repo.list_branches() == ["master"]
+
+
+def test_reader_checkout_before_first_commit_names_the_unborn_branch(repo):
+    with pytest.raises(RuntimeError, match="'master' has no commits yet"):
+        repo.checkout()
+
+
+# --------------------------------------------------------------- loaders
+def _loaders():
+    out = []
+    for mod, name in (("torch", "make_torch_dataset"), ("tensorflow", "make_tf_dataset"), ("dask", "dask_array")):
+        out.append(pytest.param(name, marks=pytest.mark.skipif(
+            __import__("importlib").util.find_spec(mod) is None, reason=f"{mod} not installed")))
+    return out
+
+
+@pytest.mark.parametrize("loader", _loaders())
+def test_loader_refuses_write_enabled_arrayset_with_type_error(aset_repo, loader):
+    import hangar.dataloaders as dataloaders
+
+    make = getattr(dataloaders, loader)
+    co = aset_repo.checkout(write=True)
+    try:
+        with pytest.raises(TypeError, match="'foo' is write-enabled") as err:
+            make(co.arraysets["foo"])
+        assert isinstance(err.value, ValueError)  # what it raised before issue 10
+    finally:
+        co.close()
+
+
+@pytest.mark.parametrize("loader", _loaders())
+def test_loader_refuses_arraysets_passed_positionally(aset_repo, loader):
+    import hangar.dataloaders as dataloaders
+
+    make = getattr(dataloaders, loader)
+    r = aset_repo.checkout()
+    try:
+        foo, bar = r.arraysets["foo"], r.arraysets["bar"]
+        with pytest.raises(TypeError, match="'bar' was passed as keys"):
+            make(foo, bar)
+        with pytest.raises(TypeError, match="'bar' was passed as index_range"):
+            make(foo, None, bar)
+    finally:
+        r.close()
