@@ -23,7 +23,15 @@ from hangar.records.keys import (
     validate_key,
 )
 from hangar.records.pointer import SamplePointer
-from hangar.records.schema import BACKENDS, MAX_RANK, ArraysetSchema, dtype_to_descr
+from hangar.records.schema import (
+    BACKEND_ALIASES,
+    BACKENDS,
+    MAX_RANK,
+    ArraysetSchema,
+    codec_backend,
+    dtype_to_descr,
+    valid_backends_text,
+)
 from hangar.session import CheckoutSession
 from hangar.store import sample_digest
 from hangar.store.codecs import CodecChooser
@@ -128,7 +136,11 @@ class ArraysetDataReader:
 
     @property
     def backend(self) -> str:
-        """How sample bytes are compressed in the store (``auto``, ``raw``, ``lz4``, ``zstd``)."""
+        """How sample bytes are compressed in the store, as given to ``init_arrayset``.
+
+        ``auto``, ``raw``, ``lz4`` or ``zstd``; or one of Hangar 0.3's codes, reported as
+        given: ``'00'`` (stored as ``lz4``), ``'01'`` (``zstd``), ``'10'`` (``raw``).
+        """
         return self._schema.backend
 
     @property
@@ -335,7 +347,7 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     def __init__(self, session: CheckoutSession, schema: ArraysetSchema, table) -> None:  # noqa: ANN001
         super().__init__(session, schema, table)
-        self._chooser = CodecChooser(schema.backend)
+        self._chooser = CodecChooser(codec_backend(schema.backend))
         self._held: Optional[_HeldSamples] = None  # samples a ``with`` block holds back
 
     # -------------------------------------------------------------- batching
@@ -499,9 +511,11 @@ class ArraysetDataWriter(ArraysetDataReader):
 
 
 #: a ``with`` block stores the samples it holds back once they reach this many bytes or
-#: this many samples (whichever comes first), bounding the memory of a long loop. From
-#: scripts/bench_compat.py (60,000 x (28, 28) uint8): the per-sample cost of the bulk write
-#: is flat from 4,096 samples per chunk upwards; 16 MiB keeps large samples few per chunk.
+#: this many samples (whichever comes first), bounding the memory of a long loop. Measured
+#: with scripts/bench_compat.py --chunks (60,000 x (28, 28) uint8, write phase): 512 to
+#: 65,536 samples per bulk write all took 1.2-2.0 s, within the noise of a shared machine,
+#: so the bound only caps memory; each bulk write does one vectorised index lookup, which
+#: favours the larger chunks in repositories with big indexes.
 HOLD_MAX_BYTES = 16 << 20
 HOLD_MAX_SAMPLES = 16384
 
@@ -572,8 +586,8 @@ def _schema_from_args(name: object, shape: object, dtype: object, prototype: obj
                          "can be stored")
     if backend is None:
         backend = "auto"
-    if backend not in BACKENDS:
-        raise ValueError(f"arrayset {name!r}: backend {backend!r} is not valid; choose one of {BACKENDS}")
+    if not isinstance(backend, str) or (backend not in BACKENDS and backend not in BACKEND_ALIASES):
+        raise ValueError(f"arrayset {name!r}: backend {backend!r} is not valid; choose {valid_backends_text()}")
     if not isinstance(named_samples, bool) or not isinstance(variable_shape, bool):
         raise ValueError(f"named_samples and variable_shape must be bool, not {named_samples!r} and "
                          f"{variable_shape!r}")
@@ -728,7 +742,9 @@ class Arraysets:
         variable_shape : bool
             Samples may be smaller than ``shape`` in any dimension (same rank).
         backend : str
-            ``auto`` (compress where it pays, default), ``raw``, ``lz4`` or ``zstd``.
+            ``auto`` (compress where it pays, default), ``raw``, ``lz4`` or ``zstd``; Hangar
+            0.3's codes are accepted as aliases: ``'00'`` = ``lz4``, ``'01'`` = ``zstd``,
+            ``'10'`` = ``raw`` (``aset.backend`` reports the code given).
 
         Raises
         ------

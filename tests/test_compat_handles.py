@@ -6,6 +6,8 @@ Written from Hangar 0.3's documented behaviour, not from its test suite.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -219,6 +221,40 @@ def test_with_block_loop_matches_bulk_form(aset_repo, tmp_path):
         np.testing.assert_array_equal(r["loop", i], data[i])
     assert [r["loop", i].tobytes() for i in range(300)] == [r["bulk", i].tobytes() for i in range(300)]
     r.close()
+
+
+# --------------------------------------------------------------- backend codes
+def _data_bytes(repo: Repository) -> int:
+    data_dir = os.path.join(repo.path, ".hangar", "data")
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data_dir) for f in fs)
+
+
+@pytest.mark.parametrize(("code", "compressed"), [("00", True), ("01", True), ("10", False)])
+def test_hangar03_backend_codes_are_aliases(tmp_path, code, compressed):
+    repo = Repository(tmp_path, exists=False)
+    repo.init(user_name="A", user_email="a@b.c")
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("z", shape=(256, 256), dtype=np.uint8, backend=code)
+    assert a.backend == code
+    with a:
+        for i in range(10):
+            a[i] = np.full((256, 256), i, np.uint8)
+    co.commit(f"backend {code}")
+    co.close()
+    raw = 10 * 256 * 256
+    assert (_data_bytes(repo) < raw / 10) if compressed else (_data_bytes(repo) >= raw)
+    r = repo.checkout()
+    assert r.arraysets["z"].backend == code and (r["z", 7] == 7).all()
+    r.close()
+
+
+@pytest.mark.parametrize("bad", ["50", "20", "hdf5", "0", "", 10])
+def test_unknown_backend_names_every_valid_one(wco, bad):
+    with pytest.raises(ValueError, match="backend") as err:
+        wco.arraysets.init_arrayset("b", shape=(1,), dtype=np.uint8, backend=bad)
+    for name in ("'auto'", "'raw'", "'lz4'", "'zstd'", "'00'", "'01'", "'10'"):
+        assert name in str(err.value)
+    assert "b" not in wco.arraysets
 
 
 # --------------------------------------------------------------- handle lifetimes

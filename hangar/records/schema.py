@@ -10,6 +10,12 @@ import numpy as np
 MAX_RANK = 31
 #: backend -> how sample bytes are compressed in the tensor store
 BACKENDS = ("auto", "raw", "lz4", "zstd")
+#: Hangar 0.3's backend codes, accepted as aliases of ours (the schema keeps the code given,
+#: so ``aset.backend`` reads back what Hangar 0.3 code passed): '00' was blosc-compressed
+#: HDF5 -> lz4; '01' (Hangar 0.4's second, compressed HDF5 layout) -> zstd; '10' was
+#: uncompressed numpy memmap files -> raw. '50' (a remote placeholder, never chosen by a
+#: user) and the reserved '20'/'60' have no meaning here and are refused.
+BACKEND_ALIASES = {"00": "lz4", "01": "zstd", "10": "raw"}
 SAMPLE_FANOUT_DEPTH = 3
 
 
@@ -59,3 +65,14 @@ def _fields(field: list) -> list:
     if len(field) >= 2 and isinstance(field[1], list):
         return [field[0], descr_to_dtype(field[1]), *field[2:]]
     return [field[0], field[1], *(tuple(x) if isinstance(x, list) else x for x in field[2:])]
+
+
+def codec_backend(backend: str) -> str:
+    """Our backend name for ``backend``, which may be one of Hangar 0.3's codes."""
+    return BACKEND_ALIASES.get(backend, backend)
+
+
+def valid_backends_text() -> str:
+    """The backends ``init_arrayset`` accepts, for error messages."""
+    aliases = ", ".join(f"{code!r} (= {ours!r})" for code, ours in BACKEND_ALIASES.items())
+    return f"one of {', '.join(repr(b) for b in BACKENDS)}, or a Hangar 0.3 code: {aliases}"
