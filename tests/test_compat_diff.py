@@ -181,3 +181,20 @@ def test_schema_conflict_is_keyed_by_arrayset_name(aset_repo):
     with aset_repo.checkout() as co:
         t1 = co.diff.branch("dev").conflict.t1
     assert list(t1.schema) == ["x"] and t1.schema["x"].schema_max_shape == (3,)
+
+
+def test_writer_conflicts_count_staged_changes(aset_repo):
+    # Hangar 0.3 classified conflicts between the staging area and dev
+    aset_repo.create_branch("dev")
+    _commit_on(aset_repo, "master", lambda co: co.metadata.__setitem__("m", "1"))  # diverge
+    _commit_on(aset_repo, "dev", lambda co: co.arraysets["foo"].__setitem__(0, np.full(5, 2, np.int64)))
+    co = aset_repo.checkout(write=True)
+    try:
+        assert co.diff.branch("dev").conflict.conflict is False
+        co["foo", 0] = np.full(5, 1, np.int64)  # staged, not committed
+        res = co.diff.branch("dev")
+        _assert_shape(res)
+        assert list(res.conflict.t3.samples) == [SampleKey("foo", 0)]
+        assert co.diff.status() == "DIRTY"  # nothing was written to find it
+    finally:
+        co.close()
