@@ -198,3 +198,15 @@ def test_writer_conflicts_count_staged_changes(aset_repo):
         assert co.diff.status() == "DIRTY"  # nothing was written to find it
     finally:
         co.close()
+
+
+def test_hangar03_record_type_names_import_from_records_parsing(aset_repo):
+    # Hangar 0.3's own tests built expected keys with hangar.records.parsing.MetadataRecordKey
+    from hangar.records.parsing import MetadataRecordKey, RawDataRecordKey
+
+    aset_repo.create_branch("dev")
+    _commit_on(aset_repo, "dev", _edit_dev)
+    with aset_repo.checkout() as co:
+        diff = co.diff.branch("dev").diff
+    assert MetadataRecordKey("hello") in diff.mutated.metadata
+    assert RawDataRecordKey(aset_name="foo", data_name=1) in diff.mutated.samples
