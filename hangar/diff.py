@@ -192,7 +192,6 @@ def _record_id(reader: TreeReader, root: Oid, kind: str, item: object) -> Oid:
     return _child_path(reader, aset_tree, (layout.SAMPLES, *fan_path(name, depth), name))
 
 
-
 def conflicts_from_merge(mc: Optional[MergeConflicts], reader: Optional[TreeReader] = None,
                          master_root: Oid = None, dev_root: Oid = None) -> Conflicts:
     """User-facing :class:`Conflicts` of the records' merge classification (``None``: no conflicts).
