@@ -152,3 +152,25 @@ def test_fetch_with_new_commits_returns_the_remote_branch_without_warning(pushed
     # the remote branch is now at the server's head and there is no local 'testbranch'
     with pytest.warns(UserWarning, match="changed nothing"):
         assert clone.remote.fetch("origin", "testbranch") == "origin/testbranch"
+
+
+def test_cli_push_and_fetch_with_nothing_to_do_print_a_note_and_succeed(pushed):
+    from tests.cli_helpers import hangar
+
+    src, _ = pushed
+    pushed_again = hangar(src.path, "push", "origin", "master")
+    assert pushed_again.exit_code == 0, pushed_again.stderr
+    assert pushed_again.stdout.strip() == "master on origin is up to date"
+    assert pushed_again.stderr.startswith("note: push changed nothing")
+    fetched = hangar(src.path, "fetch", "origin", "testbranch")
+    assert fetched.exit_code == 0, fetched.stderr
+    assert fetched.stdout.strip() == "origin testbranch -> testbranch (up to date)"
+    assert "note: fetch changed nothing" in fetched.stderr
+
+
+def test_cli_remote_add_takes_any_address_and_ping_names_the_forms(repo):
+    from tests.cli_helpers import fails, ok
+
+    ok(repo.path, "remote", "add", "origin", "localhost")
+    assert ok(repo.path, "remote", "list").split() == ["origin", "localhost"]
+    assert "IP:PORT" in fails(repo.path, "remote", "ping", "origin")
