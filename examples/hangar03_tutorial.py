@@ -260,14 +260,17 @@ def tutorial_003(workdir: str, n_test: int, n_train: int) -> None:
         os.makedirs(clone_dir)
         clone = Repository(clone_dir, exists=False)
         assert clone.clone("test user", "test@foo.com", address, remove_old=True) == "master"
-        # clone fetches the records of every branch (0.3 fetched only master)
+        # the clone brings the "master" branch only; fetch the other one
+        assert clone.list_branches() == ["master", "origin/master"]
+        assert clone.remote.fetch("origin", "add-train") == "origin/add-train"
         assert clone.list_branches() == ["master", "origin/add-train", "origin/master"]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            assert clone.remote.fetch("origin", "add-train") == "origin/add-train"  # nothing new
-        assert any("changed nothing" in str(w.message) for w in caught)
+        assert clone.log(branch="origin/add-train", return_contents=True)["head"] == train_head
         assert clone.create_branch("add-train", train_head) == "add-train"
         assert clone.list_branches() == ["add-train", "master", "origin/add-train", "origin/master"]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert clone.remote.fetch("origin", "add-train") == "add-train"  # nothing new: warns
+        assert any("changed nothing" in str(w.message) for w in caught)
 
         with clone.checkout(branch="master") as pco:  # a partial clone: records only
             assert pco.arraysets.contains_remote_references == {"test": True}

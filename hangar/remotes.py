@@ -384,9 +384,11 @@ def clone_into(repo: "Repository", user_name: str, user_email: str, remote_addre
                remove_old: bool = False) -> str:
     """Initialize ``repo`` and fill it with the records of the server at ``remote_address``.
 
-    Adds remote ``origin``, fetches every branch as ``origin/<branch>`` and creates local
-    ``master`` from ``origin/master``. No sample bytes are fetched: they are remote
-    references until ``repo.remote.fetch_data('origin', ...)`` brings them.
+    Adds remote ``origin``, fetches the server's ``master`` branch as ``origin/master`` (its
+    commits and their history: as the spec and Hangar 0.3 say, other branches are fetched
+    with ``repo.remote.fetch``) and creates local ``master`` from it. No sample bytes are
+    fetched: they are remote references until ``repo.remote.fetch_data('origin', ...)``
+    brings them.
 
     Raises
     ------
@@ -409,8 +411,9 @@ def clone_into(repo: "Repository", user_name: str, user_email: str, remote_addre
     git = repo._git
     repo.remote.add("origin", remote_address)
     with transfer_marker(repo._hangar_dir, f"clone {remote_address}"):
-        _client.fetch_branches(git, "origin", remote_address)
-        head = git.refs("refs/remotes/").get("origin/master")
+        if "master" in _client.list_remote_heads(git, "origin", remote_address):
+            _client.fetch_branches(git, "origin", remote_address, ["master"])
+        head = git.remote_branch_head("origin/master")
         if head is not None:
             git.set_branch("master", head)
             StagingState("master", head, git.commit_tree_id(head)).save(repo._hangar_dir)

@@ -631,8 +631,9 @@ class Repository:
               remove_old: bool = False) -> str:
         """Clone the repository served at ``remote_address`` (``IP:PORT``) into ``path``.
 
-        Brings every commit (records only) of every branch, as remote branches
-        ``origin/<branch>``, and creates local ``master`` from ``origin/master``. Sample bytes
+        Brings the commits (records only) of the server's ``master`` branch and their
+        history, as remote branch ``origin/master``, and creates local ``master`` from it
+        (as Hangar 0.3 did: fetch other branches with ``repo.remote.fetch``). Sample bytes
         stay on the server (remote references) until ``repo.remote.fetch_data`` brings them.
 
         Parameters

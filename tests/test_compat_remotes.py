@@ -62,6 +62,8 @@ def test_list_branches_sorts_local_and_fetched_remote_branches_together(pushed, 
     os.makedirs(tmp_path / "clone")
     clone = Repository(tmp_path / "clone", exists=False)
     clone.clone(*USER, srv.address)
+    assert clone.list_branches() == ["master", "origin/master"]  # clone brings master only (0.3, spec)
+    assert clone.remote.fetch("origin", "testbranch") == "origin/testbranch"
     clone.create_branch("testbranch", clone.log(branch="origin/testbranch", return_contents=True)["head"])
     assert clone.list_branches() == ["master", "origin/master", "origin/testbranch", "testbranch"]
     clone.create_branch("aaa")

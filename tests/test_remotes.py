@@ -137,7 +137,8 @@ def test_ping_unknown_remote_raises_key_error(repo):
 # ---------------------------------------------------------------------- clone
 def test_clone_linear_history_brings_records_as_remote_references(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
-    assert r.list_branches() == ["master", "origin/dev", "origin/master"]
+    # clone brings master only, as the spec and Hangar 0.3 say (issue 10; all branches before)
+    assert r.list_branches() == ["master", "origin/master"]
     log = r.log(return_contents=True)
     assert log["order"] == [origin["second"], origin["first"]]
     co = r.checkout()
@@ -152,8 +153,12 @@ def test_clone_linear_history_brings_records_as_remote_references(tmp_path, orig
     co.close()
 
 
-def test_clone_branched_history_fetches_every_branch_as_remote_branch(tmp_path, origin, run_git):
+def test_clone_branched_history_fetches_master_then_fetch_brings_another_branch(tmp_path, origin, run_git):
+    # clone fetched every branch before issue 10; now master only (spec, Hangar 0.3), then fetch
     r = clone(tmp_path / "dst", origin["server"].address)
+    refs = run_git(r, "for-each-ref", "--format=%(refname) %(objectname)").stdout.split("\n")
+    assert not any(ref.startswith("refs/remotes/origin/dev ") for ref in refs)
+    assert r.remote.fetch("origin", "dev") == "origin/dev"
     refs = run_git(r, "for-each-ref", "--format=%(refname) %(objectname)").stdout.split("\n")
     assert f"refs/remotes/origin/dev {origin['dev']}" in refs
     assert f"refs/remotes/origin/master {origin['second']}" in refs
@@ -237,6 +242,7 @@ def test_fetched_remote_branches_are_listed_logged_diffed_and_removable(tmp_path
 
 def test_local_branch_named_like_a_remote_one_shadows_it_and_is_listed_once(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
+    r.remote.fetch("origin", "dev")
     r.remove_branch("origin/dev", force_delete=True)
     r.create_branch("origin/dev", origin["first"])  # allowed: no remote branch of that name now
     assert r.remote.fetch("origin", "dev") == "origin/dev"
@@ -295,6 +301,7 @@ def test_fetch_data_branch_replaces_remote_references_with_local_data(tmp_path, 
 
 def test_fetch_data_remote_branch_name(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
+    r.remote.fetch("origin", "dev")
     assert r.remote.fetch_data("origin", "origin/dev") == [origin["dev"]]
     co = r.checkout(commit=origin["dev"])
     assert not co.arraysets["foo"].contains_remote_references
@@ -340,6 +347,7 @@ def test_fetch_data_max_num_bytes_never_exceeds_budget(tmp_path, origin):
 
 def test_fetch_data_retrieve_all_history_walks_ancestors(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
+    r.remote.fetch("origin", "dev")
     got = r.remote.fetch_data("origin", "origin/dev", retrieve_all_history=True)
     assert got == [origin["dev"], origin["first"]]
     for commit in (origin["dev"], origin["first"]):
@@ -402,8 +410,7 @@ def test_push_new_branch_creates_it_on_server(tmp_path, origin):
     head = write(r, "feature", bar={"new": bar_value(42)}, message="feature work")
     assert r.remote.push("origin", "feature") == "feature"
     other = clone(tmp_path / "other", srv.address)
-    with pytest.warns(UserWarning, match="changed nothing"):  # clone fetched every branch already
-        assert other.remote.fetch("origin", "feature") == "origin/feature"
+    assert other.remote.fetch("origin", "feature") == "origin/feature"
     other.remote.fetch_data("origin", "origin/feature")
     co = other.checkout(branch="origin/feature")
     assert co.commit_hash == head
