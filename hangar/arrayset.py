@@ -11,7 +11,13 @@ from typing import Iterable, Iterator, Mapping, Optional, Union
 
 import numpy as np
 
-from hangar.errors import ArraysetExistsError, ArraysetNotFoundError, HandleClosedError, SampleNotFoundError
+from hangar.errors import (
+    ArraysetExistsError,
+    ArraysetNotFoundError,
+    HandleClosedError,
+    ReadOnlyCheckoutError,
+    SampleNotFoundError,
+)
 from hangar.records.keys import (
     Key,
     decode_key,
@@ -32,7 +38,7 @@ from hangar.records.schema import (
     dtype_to_descr,
     valid_backends_text,
 )
-from hangar.session import CheckoutSession
+from hangar.session import CheckoutHandle, CheckoutSession
 from hangar.store import sample_digest
 from hangar.store.codecs import CodecChooser
 from hangar.store.digest import byte_view, digests_of_parts
@@ -57,7 +63,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class ArraysetDataReader:
+class ArraysetDataReader(CheckoutHandle):
     """Read access to the samples of one arrayset at one commit."""
 
     _detached = False  # set when the arrayset is removed from (or re-created in) the checkout
@@ -72,8 +78,8 @@ class ArraysetDataReader:
         """Raise ``HandleClosedError`` (a ``ReferenceError``) once this handle is no longer valid."""
         self._session.check()
         if self._detached:
-            raise HandleClosedError(f"arrayset {self.name!r} was removed from this checkout; writes through this "
-                                    "handle would be lost: get it again from co.arraysets")
+            raise HandleClosedError(f"arrayset {self._schema.name!r} was removed from this checkout; writes "
+                                    "through this handle would be lost: get it again from co.arraysets")
 
     def _check(self) -> None:
         """:meth:`_check_alive`, then store writes a ``with`` block holds back, so reads see them."""
@@ -87,21 +93,6 @@ class ArraysetDataReader:
             check()
             yield item
 
-    def __enter__(self):  # noqa: ANN204
-        """``with aset:`` batches the samples added inside the block (Hangar 0.3's form).
-
-        Leaving the block closes nothing; in a write-enabled checkout it stores every sample
-        added inside at once through the bulk path (see :class:`hangar.session.WriteBatch`),
-        also when the block ends with an exception. Reads inside the block see the samples.
-        """
-        self._check_alive()
-        if self._session.writable:
-            self._session.batch.begin()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._session.writable:
-            self._session.batch.end()
 
     def __repr__(self) -> str:
         s = self._schema
@@ -112,26 +103,31 @@ class ArraysetDataReader:
     @property
     def name(self) -> str:
         """Name of the arrayset. Read-only attribute."""
+        self._check_alive()
         return self._schema.name
 
     @property
     def dtype(self) -> np.dtype:
         """Datatype of the arrayset schema. Read-only attribute."""
+        self._check_alive()
         return self._dtype
 
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape (or max shape, when ``variable_shape``) of the samples. Read-only attribute."""
+        self._check_alive()
         return self._schema.shape
 
     @property
     def variable_shape(self) -> bool:
         """True when samples may be smaller than ``shape`` in any dimension."""
+        self._check_alive()
         return self._schema.variable_shape
 
     @property
     def named_samples(self) -> bool:
         """True when samples are given names by the user."""
+        self._check_alive()
         return self._schema.named_samples
 
     @property
@@ -141,11 +137,23 @@ class ArraysetDataReader:
         ``auto``, ``raw``, ``lz4`` or ``zstd``; or one of Hangar 0.3's codes, reported as
         given: ``'00'`` (stored as ``lz4``), ``'01'`` (``zstd``), ``'10'`` (``raw``).
         """
+        self._check_alive()
         return self._schema.backend
+
+    @property
+    def _backend(self) -> str:
+        # Hangar 0.3's name for backend, read by code written against it
+        return self.backend
+
+    @property
+    def _asetn(self) -> str:
+        # Hangar 0.3's name for name, read by code written against it
+        return self.name
 
     @property
     def iswriteable(self) -> bool:
         """True for arraysets of a write-enabled checkout."""
+        self._check_alive()
         return False
 
     # ------------------------------------------------------------ container
@@ -380,6 +388,7 @@ class ArraysetDataWriter(ArraysetDataReader):
     @property
     def iswriteable(self) -> bool:
         """True: this arrayset belongs to the write-enabled checkout."""
+        self._check_alive()
         return True
 
     def _check_data(self, data: object) -> np.ndarray:
@@ -525,30 +534,40 @@ class _HeldSamples:
     reuse its array as soon as ``add`` returns, as when nothing is held back).
 
     Fixed-shape samples are copied into rows of one stacked array, written with
-    ``_write_stack``; variable-shape ones are kept as copies for ``_write_many``.
+    ``_write_stack``; variable-shape ones are kept as copies for ``_write_many``. The stack
+    starts small and doubles up to the bound, so a block that adds a sample and reads
+    (which stores it) in turn does not allocate the full bound each time.
     """
+
+    _FIRST_ROWS = 64
 
     def __init__(self, schema: ArraysetSchema, dtype: np.dtype) -> None:
         self.keys: list[Key] = []
         self.arrays: list[np.ndarray] = []
         self.stack: Optional[np.ndarray] = None
         self.nbytes = 0
+        self.max_rows = HOLD_MAX_SAMPLES
         if not schema.variable_shape:
             row = dtype.itemsize * int(np.prod(schema.shape))
-            rows = max(1, min(HOLD_MAX_SAMPLES, HOLD_MAX_BYTES // max(row, 1)))
-            self.stack = np.empty((rows, *schema.shape), dtype=dtype)
+            self.max_rows = max(1, min(HOLD_MAX_SAMPLES, HOLD_MAX_BYTES // max(row, 1)))
+            self.stack = np.empty((min(self._FIRST_ROWS, self.max_rows), *schema.shape), dtype=dtype)
 
     def append(self, key: Key, arr: np.ndarray) -> bool:
         """Hold a copy of ``arr`` under ``key``; True when the bound is reached (store now)."""
         n = len(self.keys)
-        if self.stack is not None:
-            self.stack[n] = arr
+        stack = self.stack
+        if stack is not None:
+            if n == len(stack):
+                grown = np.empty((min(2 * n, self.max_rows), *stack.shape[1:]), dtype=stack.dtype)
+                grown[:n] = stack
+                self.stack = stack = grown
+            stack[n] = arr
             self.keys.append(key)
-            return n + 1 >= len(self.stack)
+            return n + 1 >= self.max_rows
         self.arrays.append(arr.copy())
         self.keys.append(key)
         self.nbytes += arr.nbytes
-        return n + 1 >= HOLD_MAX_SAMPLES or self.nbytes >= HOLD_MAX_BYTES
+        return n + 1 >= self.max_rows or self.nbytes >= HOLD_MAX_BYTES
 
 
 def _schema_from_args(name: object, shape: object, dtype: object, prototype: object,
@@ -595,7 +614,7 @@ def _schema_from_args(name: object, shape: object, dtype: object, prototype: obj
                           named_samples=named_samples, backend=backend)
 
 
-class Arraysets:
+class Arraysets(CheckoutHandle):
     """The arraysets of a checkout: access, creation and removal."""
 
     def __init__(self, session: CheckoutSession, source) -> None:  # noqa: ANN001
@@ -616,6 +635,7 @@ class Arraysets:
     @property
     def iswriteable(self) -> bool:
         """True when the checkout is write-enabled."""
+        self._session.check()
         return self._session.writable
 
     def _get(self, name: object) -> ArraysetDataReader:
@@ -707,21 +727,8 @@ class Arraysets:
     def _require_write(self, what: str) -> None:
         self._session.check()
         if not self._session.writable:
-            raise PermissionError(f"{what} needs a write-enabled checkout: repo.checkout(write=True)")
+            raise ReadOnlyCheckoutError(f"{what} needs a write-enabled checkout: repo.checkout(write=True)")
 
-    def __enter__(self):  # noqa: ANN204
-        """``with co.arraysets as asets:`` batches the samples added inside the block.
-
-        As ``with aset:`` (see :meth:`ArraysetDataReader.__enter__`), for every arrayset.
-        """
-        self._session.check()
-        if self._session.writable:
-            self._session.batch.begin()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._session.writable:
-            self._session.batch.end()
 
     def init_arrayset(self, name: str, shape: Union[int, tuple[int, ...], None] = None,
                       dtype: Optional[np.dtype] = None, prototype: Optional[np.ndarray] = None,

@@ -31,7 +31,16 @@ def _is_selection(value: object) -> bool:
     return isinstance(value, Iterable) and not isinstance(value, (str, bytes))
 
 
+class _ClosedSession:
+    """What ``_session`` reads as once ``close()`` has emptied a checkout's ``__dict__``."""
+
+    closed = True
+
+
 class _CheckoutBase:
+    # a closed checkout holds nothing (its __dict__ is emptied, as in Hangar 0.3, so the
+    # repository, store and staging area can be freed); this class-level value answers then
+    _session: Any = _ClosedSession()
     _arraysets: Arraysets
     _metadata: MetadataReader
     _diff: Any
@@ -66,13 +75,18 @@ class _CheckoutBase:
             (``CheckoutClosedError``) if the checkout was closed.
         """
         self._check()
-        if self._session.writable:
-            self._session.batch.begin()
+        self._session.batch.begin()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._session.writable:
+        if not self._session.closed:
             self._session.batch.end()
+
+    @property
+    def _is_conman(self) -> bool:
+        # Hangar 0.3's flag, read by code written against it: inside a ``with`` block
+        self._check()
+        return self._session.batch.open
 
     @property
     def arraysets(self) -> Arraysets:
@@ -188,11 +202,8 @@ class _CheckoutBase:
         if self._finalizer is not None:
             atexit.unregister(self._finalizer)
             self._finalizer = None
-        self._session.closed = True
-        # handles check the session; dropping them here frees their caches
-        for attr in ("_arraysets", "_metadata", "_diff"):
-            if hasattr(self, attr):
-                delattr(self, attr)
+        self._session.closed = True  # every handle holds the session: they raise ReferenceError now
+        vars(self).clear()
 
 
 class ReaderCheckout(_CheckoutBase):
@@ -211,8 +222,8 @@ class ReaderCheckout(_CheckoutBase):
         self._register_atexit()
 
     def __repr__(self) -> str:
-        state = "closed" if self._session.closed else "open"
-        return f"ReaderCheckout(commit_hash={self._commit!r}, {state})"
+        self._check()  # Hangar 0.3: every operation on a closed checkout is a PermissionError
+        return f"ReaderCheckout(commit_hash={self._commit!r})"
 
     @property
     def commit_hash(self) -> str:
@@ -247,14 +258,19 @@ class WriterCheckout(_CheckoutBase):
         self._register_atexit()
 
     def __repr__(self) -> str:
-        state = "closed" if self._session.closed else "open"
-        return f"WriterCheckout(branch_name={self._state.branch!r}, commit_hash={self._state.base!r}, {state})"
+        self._check()  # Hangar 0.3: every operation on a closed checkout is a PermissionError
+        return f"WriterCheckout(branch_name={self._state.branch!r}, commit_hash={self._state.base!r})"
 
     @property
     def branch_name(self) -> str:
         """Branch whose HEAD the staging area is based on."""
         self._check()
         return self._state.branch
+
+    @property
+    def _branch_name(self) -> str:
+        # Hangar 0.3's name for branch_name, read by code written against it
+        return self.branch_name
 
     @property
     def commit_hash(self) -> str:
@@ -453,10 +469,11 @@ class WriterCheckout(_CheckoutBase):
         """Make staged changes durable, release the writer lock and close the checkout."""
         if self._session.closed:
             return
+        repo, owner = self._repo, self._lock_owner
         try:
             self._flush()
         finally:
             self._close_common()
-            self._repo._release_writer_lock(self._lock_owner)
+            repo._release_writer_lock(owner)
 
 

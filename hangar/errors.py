@@ -49,11 +49,22 @@ class MetadataNotFoundError(HangarError, KeyError):
     """No metadata with the requested key exists."""
 
 
+class ReadOnlyCheckoutError(HangarError, PermissionError, TypeError):
+    """A write operation (``init_arrayset``, ``remove_aset``, ``multi_add``) on the handles of a
+    read-only checkout. A ``TypeError`` too, as Hangar 0.3's reader arraysets raised."""
+
+
 class WriteEnabledArraysetError(HangarError, TypeError, ValueError):
     """A write-enabled arrayset was given where committed data is read (the loaders).
 
     A ``TypeError`` as in Hangar 0.3, and still the ``ValueError`` it was before.
     """
+
+
+class ClosedArraysetArgumentError(HandleClosedError, TypeError):
+    """An arrayset of a closed checkout was passed to a loader: a ``ReferenceError`` like
+    every closed handle, and a ``TypeError`` as in Hangar 0.3 (whose loaders saw a dead
+    proxy where an arrayset belonged)."""
 
 
 class NoCommitsYetError(HangarError, RuntimeError, ValueError):

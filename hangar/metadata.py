@@ -6,10 +6,10 @@ from typing import Iterator
 
 from hangar.errors import MetadataNotFoundError
 from hangar.records.keys import Key, decode_key, encode_key, sorted_keys, validate_key, writer_order
-from hangar.session import CheckoutSession
+from hangar.session import CheckoutHandle, CheckoutSession
 
 
-class MetadataReader:
+class MetadataReader(CheckoutHandle):
     """Read access to the metadata of a checkout."""
 
     def __init__(self, session: CheckoutSession, table_of) -> None:  # noqa: ANN001
@@ -22,22 +22,8 @@ class MetadataReader:
     @property
     def iswriteable(self) -> bool:
         """True for the metadata of a write-enabled checkout."""
-        return False
-
-    def __enter__(self):  # noqa: ANN204
-        """``with co.metadata as m:`` (Hangar 0.3's form); leaving the block closes nothing.
-
-        In a write-enabled checkout the block is a batch like ``with co:``: samples added to
-        arraysets inside it are stored together when it ends.
-        """
         self._session.check()
-        if self._session.writable:
-            self._session.batch.begin()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._session.writable:
-            self._session.batch.end()
+        return False
 
     def _guarded(self, items: Iterator) -> Iterator:
         check = self._session.check
@@ -137,6 +123,7 @@ class MetadataWriter(MetadataReader):
     @property
     def iswriteable(self) -> bool:
         """True: this metadata belongs to the write-enabled checkout."""
+        self._session.check()
         return True
 
     def add(self, key: Key, value: str) -> Key:

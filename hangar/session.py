@@ -18,7 +18,7 @@ class PendingWrites(Protocol):
 
 
 class WriteBatch:
-    """The open ``with`` blocks of one writer checkout and the writes they hold back.
+    """The open ``with`` blocks of one checkout and the writes they hold back (writer only).
 
     ``with co:``, ``with co.arraysets:`` and ``with aset:`` each ``begin()`` on entry and
     ``end()`` on exit; nested blocks share one batch, which is stored when the outermost
@@ -66,6 +66,57 @@ class WriteBatch:
         """Forget held-back writes without storing them (the staging area is being reset)."""
         self._holders.clear()
         self.depth = 0
+
+
+class _InstanceDict:
+    """Owner of the instance ``__dict__`` descriptor that :class:`CheckoutHandle` shadows."""
+
+
+_INSTANCE_DICT = _InstanceDict.__dict__["__dict__"]
+
+
+class CheckoutHandle(_InstanceDict):
+    """Base of the objects a checkout hands out (arraysets, an arrayset, metadata).
+
+    A handle is the object itself, not a ``weakref.proxy`` (which cannot be used in a
+    ``with`` statement), and behaves like Hangar 0.3's proxies once its checkout is closed:
+    its methods, properties and even ``__dict__`` raise ``HandleClosedError`` (a
+    ``ReferenceError``). Shadowing ``__dict__`` costs nothing on attribute access, which
+    goes through the instance dict slot, not this property. In a write-enabled checkout a
+    ``with`` block on a handle is a write batch (see :class:`WriteBatch`).
+    """
+
+    _session: "CheckoutSession"
+
+    def _check_alive(self) -> None:
+        self._session.check()
+
+    @property
+    def __dict__(self) -> dict:  # type: ignore[override]
+        self._check_alive()
+        return _INSTANCE_DICT.__get__(self)
+
+    def __enter__(self):  # noqa: ANN204
+        """Start a write batch (writer) or nothing (reader); leaving the block closes nothing.
+
+        In a write-enabled checkout the samples added inside the block are held back and
+        stored together through the bulk path when the outermost block ends (also when it
+        ends with an exception: each sample was validated when it was added). Reads inside
+        the block see them.
+        """
+        self._check_alive()
+        self._session.batch.begin()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._session.closed:
+            self._session.batch.end()
+
+    @property
+    def _is_conman(self) -> bool:
+        # Hangar 0.3's flag, read by code written against it: inside a ``with`` block
+        self._check_alive()
+        return self._session.batch.open
 
 
 class CheckoutSession:

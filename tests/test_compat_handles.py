@@ -300,6 +300,49 @@ def test_handles_of_closed_checkout_raise_reference_error(aset_repo, write):
     assert list(akeys) == ["bar", "foo"]  # Arraysets.keys() is a list, taken before close
 
 
+@pytest.mark.parametrize("write", [False, True])
+def test_closed_handles_refuse_attribute_access_like_dead_proxies(aset_repo, write):
+    co = aset_repo.checkout(write=write)
+    asets, meta, foo = co.arraysets, co.metadata, co.arraysets["foo"]
+    values = list(asets.values())
+    assert foo.name == "foo" and foo.iswriteable is write and meta.iswriteable is write
+    assert isinstance(foo.__dict__, dict) and vars(meta)
+    co.close()
+    for handle in (asets, meta, foo, *values):
+        with pytest.raises(ReferenceError):
+            handle.__dict__  # noqa: B018
+    for op in (lambda: foo.name, lambda: foo.dtype, lambda: foo.shape, lambda: foo.backend,
+               lambda: foo.named_samples, lambda: foo.variable_shape, lambda: foo.iswriteable,
+               lambda: asets.iswriteable, lambda: meta.iswriteable):
+        with pytest.raises(ReferenceError):
+            op()
+
+
+def test_closed_checkout_holds_nothing_and_refuses_repr(aset_repo):
+    co = aset_repo.checkout(write=True)
+    assert "master" in repr(co)
+    co.close()
+    assert co.__dict__ == {}
+    with pytest.raises(PermissionError):
+        repr(co)
+    co.close()  # closing twice is harmless
+    assert not aset_repo.writer_lock_held
+
+
+def test_write_operations_on_reader_raise_type_error_too(aset_repo):
+    r = aset_repo.checkout()
+    try:
+        for op in (lambda: r.arraysets.init_arrayset("n", shape=(1,), dtype=np.uint8),
+                   lambda: r.arraysets.remove_aset("foo"), lambda: r.arraysets.multi_add({"foo": np.zeros(5)})):
+            with pytest.raises(TypeError) as err:
+                op()
+            assert isinstance(err.value, PermissionError)  # what it raised before issue 10
+        with pytest.raises(AttributeError):
+            r.metadata.add("a", "b")
+    finally:
+        r.close()
+
+
 def test_reset_staging_area_invalidates_writer_handles(aset_repo):
     co = aset_repo.checkout(write=True)
     foo, meta, asets = co.arraysets["foo"], co.metadata, co.arraysets
@@ -401,3 +444,55 @@ def test_loader_refuses_arraysets_passed_positionally(aset_repo, loader):
             make(foo, None, bar)
     finally:
         r.close()
+
+
+@pytest.mark.parametrize("loader", _loaders())
+def test_loader_refuses_arrayset_of_closed_checkout_with_type_error(aset_repo, loader):
+    import hangar.dataloaders as dataloaders
+
+    make = getattr(dataloaders, loader)
+    r = aset_repo.checkout()
+    foo = r.arraysets["foo"]
+    r.close()
+    with pytest.raises(TypeError, match="closed") as err:
+        make(foo)
+    assert isinstance(err.value, ReferenceError)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("torch") is None, reason="torch not installed")
+def test_loader_warning_keeps_hangar03_wording_when_sizes_differ(aset_repo):
+    from hangar.dataloaders import make_torch_dataset
+
+    co = aset_repo.checkout(write=True)
+    co.arraysets.init_arrayset("few", shape=(5,), dtype=np.int64)
+    co["few", [1, 2]] = np.zeros((2, 5), np.int64)
+    co.commit("fewer samples")
+    co.close()
+    r = aset_repo.checkout()
+    try:
+        with pytest.warns(UserWarning, match="Arraysets do not contain equal number of samples"):
+            dset = make_torch_dataset([r.arraysets["foo"], r.arraysets["few"]])
+        assert len(dset) == 2
+    finally:
+        r.close()
+
+
+# --------------------------------------------------------------- Hangar 0.3 names
+def test_hangar03_private_names_read_by_its_users(aset_repo):
+    co = aset_repo.checkout(write=True)
+    assert co._is_conman is False and co._branch_name == "master"
+    with co:
+        assert co._is_conman is True
+    assert co._is_conman is False
+    a = co.arraysets.init_arrayset("b", shape=(2,), dtype=np.uint8, backend="10")
+    with a as d:
+        assert d._is_conman is True and d._backend == "10" and d._asetn == "b"
+    assert d._is_conman is False
+    co.close()
+    r = aset_repo.checkout()
+    with r:
+        assert r._is_conman is True
+        with r.metadata as m:
+            assert m._is_conman is True
+    assert r._is_conman is False
+    r.close()

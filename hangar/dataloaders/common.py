@@ -20,7 +20,12 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 
 from hangar.arrayset import ArraysetDataReader
-from hangar.errors import SampleNotFoundError, WriteEnabledArraysetError
+from hangar.errors import (
+    ClosedArraysetArgumentError,
+    HandleClosedError,
+    SampleNotFoundError,
+    WriteEnabledArraysetError,
+)
 from hangar.records.keys import Key, decode_key, encode_key, sorted_keys
 from hangar.store import codecs
 from hangar.store.digest import byte_view
@@ -230,8 +235,12 @@ def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
     for a in asets:
         if not isinstance(a, ArraysetDataReader):
             raise TypeError(f"arraysets must hold arrayset objects, not {type(a).__name__} ({a!r})")
-        a._session.check()
-        if a.iswriteable:
+        try:
+            writeable = a.iswriteable
+        except HandleClosedError as exc:  # a TypeError too: Hangar 0.3 saw a dead proxy, not an arrayset
+            raise ClosedArraysetArgumentError(
+                f"{exc} (an arrayset passed to a loader must belong to an open read checkout)") from None
+        if writeable:
             raise WriteEnabledArraysetError(
                 f"arrayset {a.name!r} is write-enabled; loaders read committed data: commit, then "
                 "use the arraysets of a read checkout (repo.checkout())")
@@ -293,9 +302,13 @@ class GroupedSamples:
             if not common:
                 raise ValueError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
             if len(common) < largest:
+                sizes = [len(t) for t in tables]
+                # Hangar 0.3 warned "Arraysets do not contain equal number of samples"; code filtering
+                # on that text keeps working where it is true
+                unequal = "Arraysets do not contain equal number of samples: " if len(set(sizes)) > 1 else ""
                 warnings.warn(
-                    f"the arraysets {[a.name for a in asets]} do not hold the same samples "
-                    f"(sizes {[len(t) for t in tables]}); using the {len(common)} sample names they share",
+                    f"{unequal}the arraysets {[a.name for a in asets]} do not hold the same samples "
+                    f"(sizes {sizes}); using the {len(common)} sample names they share",
                     UserWarning, stacklevel=3)
             chosen = sorted_keys(common)
             if index_range is not None:
