@@ -117,13 +117,21 @@ def _raw_id(hexid: Optional[str]) -> Oid:
 
 
 class _RecordValues:
-    """Record values by raw object id, each id decoded once (equal samples share one blob)."""
+    """Record values by raw object id.
 
-    def __init__(self, reader: TreeReader) -> None:
+    Sample values read from git are deferred (read when first used); with ``eager`` they are
+    read now, each id once: a staged diff's objects live only in memory, in a batch that a
+    reset drops.
+    """
+
+    def __init__(self, reader: TreeReader, eager: bool = False) -> None:
         self.reader = reader
+        self.eager = eager
         self._samples: dict[bytes, SampleVal] = {}
 
     def sample(self, oid: bytes) -> SampleVal:
+        if not self.eager:
+            return SampleVal.deferred(oid, self.reader.raw)
         v = self._samples.get(oid)
         if v is None:
             p = decode_pointer(self.reader.raw(oid))
@@ -151,20 +159,22 @@ def _sorted_entries(entries: dict) -> list[tuple[Key, Oid, Oid]]:
     return out
 
 
-def changes_from_tree_diff(td: TreeDiff, reader: TreeReader) -> DiffOut:
+def changes_from_tree_diff(td: TreeDiff, reader: TreeReader, eager: bool = False) -> DiffOut:
     """User-facing :class:`DiffOut` of a record-level :class:`~hangar.records.treediff.TreeDiff`.
 
-    ``reader`` reads the record values (it must see both trees' objects).
+    ``reader`` reads the record values (it must see both trees' objects); ``eager``: read
+    sample values now (needed when ``reader`` holds unwritten objects).
     """
-    values = _RecordValues(reader)
+    values = _RecordValues(reader, eager)
     parts = [Changes({}, {}, {}) for _ in _KINDS]
     for aset in sorted(td.arraysets):
         ch = td.arraysets[aset]
         if ch.old_schema != ch.new_schema:
             k = _kind(ch.old_schema, ch.new_schema)
             parts[k].schema[aset] = values.schema(ch.new_schema or ch.old_schema)  # type: ignore[arg-type]
+        sample, make_key = values.sample, tuple.__new__  # the hot loop: one entry per changed sample
         for key, old, new in _sorted_entries(ch.samples):
-            parts[_kind(old, new)].samples[SampleKey(aset, key)] = values.sample(new or old)  # type: ignore
+            parts[_kind(old, new)].samples[make_key(SampleKey, (aset, key))] = sample(new or old)  # type: ignore
     for key, old, new in _sorted_entries(td.metadata):
         parts[_kind(old, new)].metadata[MetadataKey(key)] = values.metadata(new or old)  # type: ignore
     return DiffOut(*parts)
@@ -193,7 +203,7 @@ def _record_id(reader: TreeReader, root: Oid, kind: str, item: object) -> Oid:
 
 
 def conflicts_from_merge(mc: Optional[MergeConflicts], reader: Optional[TreeReader] = None,
-                         master_root: Oid = None, dev_root: Oid = None) -> Conflicts:
+                         master_root: Oid = None, dev_root: Oid = None, eager: bool = False) -> Conflicts:
     """User-facing :class:`Conflicts` of the records' merge classification (``None``: no conflicts).
 
     Values are read from ``dev_root`` (from ``master_root`` where dev removed the record).
@@ -201,7 +211,7 @@ def conflicts_from_merge(mc: Optional[MergeConflicts], reader: Optional[TreeRead
     if not mc:
         return Conflicts(*(Changes({}, {}, {}) for _ in CONFLICT_CLASSES), conflict=False)
     assert reader is not None
-    values = _RecordValues(reader)
+    values = _RecordValues(reader, eager)
     decode = {"schema": values.schema, "samples": values.sample, "metadata": values.metadata}
     parts = []
     for cls in CONFLICT_CLASSES:
@@ -235,6 +245,7 @@ def diff_commits(git: GitRepo, master: Optional[str], dev: str, *, master_tree: 
     writer's staging tree, based on commit ``master``.
     """
     reader = TreeReader(git, overlay)
+    eager = overlay is not None
     if master_tree is not None:
         m_tree = _raw_id(master_tree)
     else:
@@ -243,14 +254,15 @@ def diff_commits(git: GitRepo, master: Optional[str], dev: str, *, master_tree: 
     no_conflicts = conflicts_from_merge(None)
     if master and git.is_ancestor(dev, master):  # dev is older (or the same commit)
         td = diff_trees(reader, d_tree, m_tree)
-        return DiffAndConflicts(changes_from_tree_diff(td, reader), no_conflicts)
+        return DiffAndConflicts(changes_from_tree_diff(td, reader, eager), no_conflicts)
     if not master or git.is_ancestor(master, dev):
         td = diff_trees(reader, m_tree, d_tree)
-        return DiffAndConflicts(changes_from_tree_diff(td, reader), no_conflicts)
+        return DiffAndConflicts(changes_from_tree_diff(td, reader, eager), no_conflicts)
     b_tree = _raw_id(git.commit_tree_id(base)) if (base := git.merge_base(master, dev)) else None
     mc = three_way(reader, b_tree, m_tree, d_tree).conflicts
     td = diff_trees_via_base(reader, b_tree, m_tree, d_tree)
-    return DiffAndConflicts(changes_from_tree_diff(td, reader), conflicts_from_merge(mc, reader, m_tree, d_tree))
+    return DiffAndConflicts(changes_from_tree_diff(td, reader, eager),
+                            conflicts_from_merge(mc, reader, m_tree, d_tree, eager))
 
 
 def _resolve_branch(git: GitRepo, dev_branch: object) -> str:
@@ -348,7 +360,7 @@ class WriterUserDiff:
         base = self._checkout._state.base
         if tree is None:  # nothing ever staged on a fresh branch: the empty tree
             return diff_commits(self._repo._git, base, dev)
-        return diff_commits(self._repo._git, base, dev, master_tree=tree, overlay=batch)
+        return diff_commits(self._repo._git, base, dev, master_tree=tree, overlay=batch if batch.objects else None)
 
     def branch(self, dev_branch: str) -> DiffAndConflicts:
         """Diff between the staging area and the head of ``dev_branch``.
@@ -382,4 +394,4 @@ class WriterUserDiff:
         base = self._checkout._base_tree()
         reader = TreeReader(self._repo._git, batch)
         td = diff_trees(reader, _raw_id(base), _raw_id(tree))
-        return DiffAndConflicts(changes_from_tree_diff(td, reader), conflicts_from_merge(None))
+        return DiffAndConflicts(changes_from_tree_diff(td, reader, eager=True), conflicts_from_merge(None))

@@ -210,3 +210,25 @@ def test_hangar03_record_type_names_import_from_records_parsing(aset_repo):
         diff = co.diff.branch("dev").diff
     assert MetadataRecordKey("hello") in diff.mutated.metadata
     assert RawDataRecordKey(aset_name="foo", data_name=1) in diff.mutated.samples
+
+
+def test_sample_values_read_on_demand_behave_as_tuples(aset_repo):
+    import pickle
+
+    aset_repo.create_branch("dev")
+    _commit_on(aset_repo, "dev", _edit_dev)
+    with aset_repo.checkout() as co:
+        mutated = co.diff.branch("dev").diff.mutated.samples
+    with aset_repo.checkout(branch="dev") as co:
+        again = co.diff.branch("master").diff.mutated.samples
+    val = mutated[SampleKey("foo", 1)]
+    assert val == again[SampleKey("foo", 1)]  # same blob: equal without reading it
+    new1 = np.full(5, 100, np.int64)
+    expected = (digest_array(new1).hex(), "<i8", (5,))
+    data_hash, dtype, shape = val
+    assert (data_hash, dtype, shape) == expected and val == expected and val[2] == (5,)
+    assert val == SampleVal(*expected) and hash(val) == hash(SampleVal(*expected)) == hash(expected)
+    assert val._asdict() == dict(zip(("data_hash", "dtype", "shape"), expected))
+    assert pickle.loads(pickle.dumps(val)) == val
+    assert repr(val) == f"SampleVal(data_hash={expected[0]!r}, dtype='<i8', shape=(5,))"
+    assert val != SampleVal("0" * 64, "<i8", (5,))
