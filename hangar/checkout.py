@@ -12,7 +12,7 @@ import numpy as np
 from hangar._faults import crash_point
 from hangar.arrayset import Arraysets
 from hangar.diff import ReaderUserDiff, WriterUserDiff
-from hangar.errors import CheckoutClosedError, NothingToCommitError
+from hangar.errors import CheckoutClosedError, IndexFormError, NothingToCommitError
 from hangar.metadata import MetadataReader, MetadataWriter
 from hangar.records.snapshot import Snapshot
 from hangar.records.staging import StagingArea, StagingState
@@ -129,7 +129,7 @@ class _CheckoutBase:
                 return self._arraysets[index]
             if isinstance(index, tuple) and len(index) == 1:
                 return self._get(index[0], missing_ok)
-            raise ValueError(f"index {index!r}: use co[arrayset] or co[arraysets, samples]")
+            raise IndexFormError(f"index {index!r}: use co[arrayset] or co[arraysets, samples]")
         aset_spec, sample_spec = index
         if isinstance(sample_spec, slice) or sample_spec is Ellipsis:
             raise ValueError("slice syntax cannot be used to select samples")
@@ -312,7 +312,8 @@ class WriterCheckout(_CheckoutBase):
             self._set_samples(aset_spec, key_spec, value)  # type: ignore[arg-type]
             return
         if not _is_multi(value):
-            raise ValueError("several arraysets need a list or tuple of arrays as the value")
+            raise IndexFormError(f"several arraysets need a list or tuple of arrays as the value, not "
+                                 f"{type(value).__name__}")
         if len(value) != len(aset_spec):  # type: ignore[arg-type]
             raise ValueError(f"{len(aset_spec)} targets but {len(value)} values")  # type: ignore[arg-type]
         if key_spec is None:
@@ -334,7 +335,8 @@ class WriterCheckout(_CheckoutBase):
             aset._write_stack(names, stack)  # type: ignore[attr-defined]
             return
         if not _is_multi(values):
-            raise ValueError("several keys need a list or tuple of arrays (or one stacked array) as the value")
+            raise IndexFormError(f"several keys need a list or tuple of arrays (or one stacked array) as the value, "
+                                 f"not {type(values).__name__}")
         if len(values) != len(keys):  # type: ignore[arg-type]
             raise ValueError(f"{len(keys)} targets but {len(values)} values")  # type: ignore[arg-type]
         arrays = [aset._check_data(v) for v in values]  # type: ignore[attr-defined, union-attr]

@@ -67,6 +67,12 @@ class ClosedArraysetArgumentError(HandleClosedError, TypeError):
     proxy where an arrayset belonged)."""
 
 
+class IndexFormError(HangarError, TypeError, ValueError):
+    """``co[index]`` or ``co[index] = value`` got an index or value of a form it does not take
+    (e.g. one array where a list of arrays is needed). A ``TypeError`` as in Hangar 0.3, and
+    still the ``ValueError`` it was before."""
+
+
 class NoCommitsYetError(HangarError, RuntimeError, ValueError):
     """A branch was requested before the repository has its first commit.
 

@@ -11,7 +11,8 @@ fresh repository, then ``co.commit()`` + ``co.close()``, three ways, in one run:
   (one store lookup and one staging update per sample).
 
 Each timing covers init_arrayset .. close (not Repository.init) and runs ``--repeat`` times
-(default 3) in fresh directories under /tmp; the medians are printed with the ratios
+(default 3, the three forms interleaved) in fresh directories under /tmp; the medians are
+printed with the ratios
 ``time / stacked bulk`` (1.0 = as fast as the bulk form). ``--chunks`` also times the
 ``with`` loop for several hold-back bounds (samples per bulk write), which is how
 ``hangar.arrayset.HOLD_MAX_SAMPLES`` was chosen.
@@ -73,15 +74,17 @@ def write_plain_loop(repo: Repository, data: np.ndarray) -> None:
     co.close()
 
 
+def once(fn: Callable[[Repository, np.ndarray], None], tmp: str, data: np.ndarray) -> float:
+    repo = _fresh(tmp, fn.__name__)
+    t0 = time.perf_counter()
+    fn(repo, data)
+    elapsed = time.perf_counter() - t0
+    shutil.rmtree(repo.path, ignore_errors=True)
+    return elapsed
+
+
 def timed(fn: Callable[[Repository, np.ndarray], None], tmp: str, data: np.ndarray, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        repo = _fresh(tmp, fn.__name__)
-        t0 = time.perf_counter()
-        fn(repo, data)
-        times.append(time.perf_counter() - t0)
-        shutil.rmtree(repo.path, ignore_errors=True)
-    return statistics.median(times)
+    return statistics.median(once(fn, tmp, data) for _ in range(repeat))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,10 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     data = np.random.default_rng(0).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
     print(f"{n} x (28, 28) uint8, write + commit + close, median of {args.repeat}")
     with tempfile.TemporaryDirectory(prefix="bench_compat-", dir="/tmp") as tmp:
-        bulk = timed(write_stacked, tmp, data, args.repeat)
-        rows = [("stacked bulk co['x', keys] = stack", bulk),
-                ("per-sample loop inside `with aset:`", timed(write_with_block, tmp, data, args.repeat)),
-                ("per-sample loop, no `with`", timed(write_plain_loop, tmp, data, args.repeat))]
+        forms = [("stacked bulk co['x', keys] = stack", write_stacked),
+                 ("per-sample loop inside `with aset:`", write_with_block),
+                 ("per-sample loop, no `with`", write_plain_loop)]
+        times: dict[str, list[float]] = {label: [] for label, _ in forms}
+        for _ in range(args.repeat):  # interleaved, so a change in machine load hits every form alike
+            for label, fn in forms:
+                times[label].append(once(fn, tmp, data))
+        rows = [(label, statistics.median(ts)) for label, ts in times.items()]
+        bulk = rows[0][1]
         for label, t in rows:
             print(f"  {label:<40} {t:8.3f} s  {n / t:>10,.0f} samples/s  ratio to bulk {t / bulk:5.2f}")
         if args.chunks:

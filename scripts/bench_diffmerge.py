@@ -99,8 +99,11 @@ def main() -> None:
         rows.append(("diff: reader.diff.branch (3-way, with conflict check)", first, med, "<= 50 ms"))
 
         def diff_open(_: int) -> None:
-            with repo.checkout(branch="master") as co:
+            co = repo.checkout(branch="master")  # leaving ``with co:`` would not close it (Hangar 0.3)
+            try:
                 co.diff.branch("dev")
+            finally:
+                co.close()
 
         first, med = _timed(diff_open, args.repeat)
         rows.append(("diff: open reader + diff.branch + close", first, med, ""))

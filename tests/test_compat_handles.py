@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hangar.arrayset as arrayset_module
 from hangar import Repository
@@ -496,3 +498,82 @@ def test_hangar03_private_names_read_by_its_users(aset_repo):
             assert m._is_conman is True
     assert r._is_conman is False
     r.close()
+
+
+def test_value_of_wrong_form_raises_type_error_too(wco):
+    for op in (lambda: wco.__setitem__((["foo", "bar"], "k"), np.zeros(5, np.int64)),
+               lambda: wco.__setitem__(("foo", list(range(10))), np.zeros(5, np.int64)),
+               lambda: wco.__setitem__(("foo", [1, 2]), {1: np.zeros(5, np.int64)}),
+               lambda: wco[5]):
+        with pytest.raises(TypeError) as err:
+            op()
+        assert isinstance(err.value, ValueError)  # what it raised before issue 10
+    assert "k" not in wco.arraysets["foo"] and wco.diff.status() == "CLEAN"
+
+
+# --------------------------------------------------------------- batches against a dict model
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 5), st.integers(0, 9)),
+    st.tuples(st.just("remove"), st.integers(0, 5)),
+    st.tuples(st.just("contains"), st.integers(0, 5)),
+    st.tuples(st.just("get"), st.integers(0, 5)),
+    st.tuples(st.just("len"),),
+    st.tuples(st.just("bulk"), st.lists(st.integers(0, 5), min_size=1, max_size=3), st.integers(0, 9)),
+    st.tuples(st.just("nest"),),
+), max_size=25)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS, variable=st.booleans(), bound=st.sampled_from([2, 3, 16384]))
+def test_batched_writes_match_a_dict_model(aset_repo, monkeypatch, ops, variable, bound):
+    monkeypatch.setattr(arrayset_module, "HOLD_MAX_SAMPLES", bound)
+
+    def sample(v: int) -> np.ndarray:
+        return np.arange(1 + v % 3 if variable else 3, dtype=np.int64) + 10 * v
+
+    co = aset_repo.checkout(write=True)
+    try:
+        aset = co.arraysets.init_arrayset("m", shape=(3,), dtype=np.int64, variable_shape=variable)
+        model: dict[int, np.ndarray] = {}
+        with aset:
+            for op in ops:
+                if op[0] == "add":
+                    aset[op[1]] = sample(op[2])
+                    model[op[1]] = sample(op[2])
+                elif op[0] == "remove":
+                    if op[1] in model:
+                        del aset[op[1]]
+                        del model[op[1]]
+                    else:
+                        with pytest.raises(KeyError):
+                            aset.remove(op[1])
+                elif op[0] == "contains":
+                    assert (op[1] in aset) == (op[1] in model)
+                elif op[0] == "get" and op[1] in model:
+                    np.testing.assert_array_equal(aset[op[1]], model[op[1]])
+                elif op[0] == "len":
+                    assert len(aset) == len(model)
+                elif op[0] == "bulk" and not variable:
+                    co["m", op[1]] = [sample(op[2])] * len(op[1])
+                    model.update({k: sample(op[2]) for k in op[1]})
+                elif op[0] == "nest":
+                    with co, co.arraysets:
+                        aset[0] = sample(7)
+                        model[0] = sample(7)
+        assert sorted(aset.keys()) == sorted(model)
+        for k, v in model.items():
+            np.testing.assert_array_equal(aset[k], v)
+    finally:
+        co.reset_staging_area() if co.diff.status() == "DIRTY" else co.close()
+
+
+def test_membership_test_inside_block_keeps_samples_held(wco):
+    with wco.arraysets["foo"] as foo:
+        foo[1700] = np.zeros(5, np.int64)
+        assert 1700 in foo and np.int64(1700) in foo and 1 in foo and 1701 not in foo and "x y" not in foo
+        foo[1701] = np.ones(5, np.int64)
+        assert 1701 in foo
+        assert foo._held is not None and foo._held.keys == [1700, 1701]  # nothing stored yet
+        del foo[1700]
+        assert 1700 not in foo and 1701 in foo
+    assert 1700 not in foo and foo[1701][0] == 1
