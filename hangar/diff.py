@@ -1,9 +1,20 @@
 """Diffs between commits, branches and the staging area.
 
-Every diff returns :class:`DiffAndConflicts`: ``diff`` lists what is added, deleted
-and mutated going from the checkout's ``HEAD`` to the other side, and ``conflict``
-lists what would conflict if the two were merged "right now" (only non-empty when a
-3-way merge would be needed). See ``docs/diff-merge.md``.
+Every diff returns :class:`DiffAndConflicts`, shaped as in Hangar 0.3::
+
+    DiffAndConflicts(diff=DiffOut(added, deleted, mutated),
+                     conflict=Conflicts(t1, t21, t22, t3, conflict))
+
+where ``added``, ``deleted``, ``mutated`` and ``t1`` .. ``t3`` are each
+``Changes(schema, samples, metadata)``, three dicts: arrayset name ->
+:class:`ArraysetSchemaVal`, :class:`SampleKey` -> :class:`SampleVal`, and
+:class:`MetadataKey` -> :class:`MetadataVal`. Dicts are filled in a stable order
+(arraysets by name, then keys: ints numerically before strs).
+
+Direction: between a commit and its descendant (a linear history) the diff lists the
+changes from the older to the newer commit, whichever side the checkout is on. When
+the histories diverged, it lists the changes from the checkout's side to the other
+side, and ``conflict`` holds what a merge would meet. See ``docs/diff-merge.md``.
 """
 
 from __future__ import annotations
@@ -12,9 +23,20 @@ from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
-from hangar.records.keys import Key, decode_key, sort_key, sorted_keys
+from hangar.records import layout
+from hangar.records.keys import Key, decode_key, fan_path, sort_key
+from hangar.records.parsing import (  # the record types diffs report (also importable from here)
+    ArraysetSchemaVal,
+    MetadataKey,
+    MetadataVal,
+    SampleKey,
+    SampleVal,
+)
+from hangar.records.pointer import decode_pointer
 from hangar.records.treediff import (
+    CONFLICT_CLASSES,
     MergeConflicts,
+    Oid,
     TreeDiff,
     TreeReader,
     diff_trees,
@@ -28,125 +50,218 @@ if TYPE_CHECKING:
     from hangar.repository import Repository
 
 
-class DiffOut(NamedTuple):
-    """Records of one kind of change.
+class Changes(NamedTuple):
+    """Records of one kind of change (or of one conflict class).
 
     Attributes
     ----------
-    schema : list of str
-        Arrayset names whose schema (the arrayset itself) changed this way.
-    samples : list of (str, key)
-        ``(arrayset name, sample key)`` pairs, sorted by arrayset then key.
-    metadata : list of key
-        Metadata keys (ints first, then strs).
+    schema : dict
+        Arrayset name -> :class:`ArraysetSchemaVal`.
+    samples : dict
+        :class:`SampleKey` ``(aset_name, data_name)`` -> :class:`SampleVal`.
+    metadata : dict
+        :class:`MetadataKey` ``(meta_name,)`` -> :class:`MetadataVal`.
+
+    The value is the record on the newer side (for ``deleted``, the record removed); for
+    a conflict, the record on the dev side (for ``t22``, where dev removed it, master's).
     """
 
-    schema: list
-    samples: list
-    metadata: list
+    schema: dict
+    samples: dict
+    metadata: dict
 
 
-class Changes(NamedTuple):
-    """``added``, ``deleted`` and ``mutated`` records, each a :class:`DiffOut`."""
+class DiffOut(NamedTuple):
+    """``added``, ``deleted`` and ``mutated`` records, each a :class:`Changes`."""
 
-    added: DiffOut
-    deleted: DiffOut
-    mutated: DiffOut
-
-
-class ConflictRecords(NamedTuple):
-    """Records of one conflict class: arrayset names, ``(arrayset, key)`` pairs, metadata keys."""
-
-    schema: list
-    samples: list
-    metadata: list
+    added: Changes
+    deleted: Changes
+    mutated: Changes
 
 
 class Conflicts(NamedTuple):
-    """The four classes of merge conflict.
+    """The four classes of merge conflict, each a :class:`Changes`.
 
     Attributes
     ----------
-    t1 : ConflictRecords
+    t1 : Changes
         Added in master AND dev with different values.
-    t21 : ConflictRecords
+    t21 : Changes
         Removed in master, mutated in dev.
-    t22 : ConflictRecords
+    t22 : Changes
         Mutated in master, removed in dev.
-    t3 : ConflictRecords
+    t3 : Changes
         Mutated in master AND dev to different values.
     conflict : bool
         True when any class holds a record.
     """
 
-    t1: ConflictRecords
-    t21: ConflictRecords
-    t22: ConflictRecords
-    t3: ConflictRecords
+    t1: Changes
+    t21: Changes
+    t22: Changes
+    t3: Changes
     conflict: bool
 
 
 class DiffAndConflicts(NamedTuple):
-    """Two-tuple of ``diff`` (:class:`Changes`) and ``conflict`` (:class:`Conflicts`)."""
+    """Two-tuple of ``diff`` (:class:`DiffOut`) and ``conflict`` (:class:`Conflicts`)."""
 
-    diff: Changes
+    diff: DiffOut
     conflict: Conflicts
 
 
 # ---------------------------------------------------------------- conversion
-def _keys(names) -> list[Key]:  # noqa: ANN001
-    return sorted_keys(decode_key(n) for n in names)
+def _raw_id(hexid: Optional[str]) -> Oid:
+    return bytes.fromhex(hexid) if hexid else None
 
 
-def _sample_list(pairs) -> list[tuple[str, Key]]:  # noqa: ANN001
-    out = [(aset, decode_key(n)) for aset, n in pairs]
-    out.sort(key=lambda ak: (ak[0], sort_key(ak[1])))
+class _RecordValues:
+    """Record values by raw object id.
+
+    Sample values read from git are deferred (read when first used); with ``eager`` they are
+    read now, each id once: a staged diff's objects live only in memory, in a batch that a
+    reset drops.
+    """
+
+    def __init__(self, reader: TreeReader, eager: bool = False) -> None:
+        self.reader = reader
+        self.eager = eager
+        self._samples: dict[bytes, SampleVal] = {}
+
+    def sample(self, oid: bytes) -> SampleVal:
+        if not self.eager:
+            return SampleVal.deferred(oid, self.reader.raw)
+        v = self._samples.get(oid)
+        if v is None:
+            p = decode_pointer(self.reader.raw(oid))
+            v = self._samples[oid] = SampleVal(p.digest.hex(), p.dtype, p.shape)
+        return v
+
+    def metadata(self, oid: bytes) -> MetadataVal:
+        return MetadataVal(oid.hex(), self.reader.raw(oid).decode("ascii"))
+
+    def schema(self, oid: bytes) -> ArraysetSchemaVal:
+        s = self.reader.schema(oid)
+        return ArraysetSchemaVal(oid.hex(), s.dtype, s.variable_shape, tuple(s.shape), s.named_samples, s.backend)
+
+
+_KINDS = ("added", "deleted", "mutated")
+
+
+def _kind(old: Oid, new: Oid) -> int:
+    return 0 if old is None else 1 if new is None else 2
+
+
+def _sorted_entries(entries: dict) -> list[tuple[Key, Oid, Oid]]:
+    out = [(decode_key(n), old, new) for n, (old, new) in entries.items()]
+    out.sort(key=lambda e: sort_key(e[0]))
     return out
 
 
-def changes_from_tree_diff(td: TreeDiff) -> Changes:
-    """User-facing :class:`Changes` of a record-level :class:`~hangar.records.treediff.TreeDiff`."""
-    schema: dict[str, list[str]] = {"added": [], "deleted": [], "mutated": []}
-    samples: dict[str, list] = {"added": [], "deleted": [], "mutated": []}
-    meta: dict[str, list] = {"added": [], "deleted": [], "mutated": []}
+def changes_from_tree_diff(td: TreeDiff, reader: TreeReader, eager: bool = False) -> DiffOut:
+    """User-facing :class:`DiffOut` of a record-level :class:`~hangar.records.treediff.TreeDiff`.
 
-    def kind(old: object, new: object) -> str:
-        return "added" if old is None else "deleted" if new is None else "mutated"
-
-    for aset, ch in td.arraysets.items():
+    ``reader`` reads the record values (it must see both trees' objects); ``eager``: read
+    sample values now (needed when ``reader`` holds unwritten objects).
+    """
+    values = _RecordValues(reader, eager)
+    parts = [Changes({}, {}, {}) for _ in _KINDS]
+    for aset in sorted(td.arraysets):
+        ch = td.arraysets[aset]
         if ch.old_schema != ch.new_schema:
-            schema[kind(ch.old_schema, ch.new_schema)].append(aset)
-        for n, (old, new) in ch.samples.items():
-            samples[kind(old, new)].append((aset, n))
-    for n, (old, new) in td.metadata.items():
-        meta[kind(old, new)].append(n)
-    return Changes(*(DiffOut(sorted(schema[k]), _sample_list(samples[k]), _keys(meta[k]))
-                     for k in ("added", "deleted", "mutated")))
+            k = _kind(ch.old_schema, ch.new_schema)
+            parts[k].schema[aset] = values.schema(ch.new_schema or ch.old_schema)  # type: ignore[arg-type]
+        sample, make_key = values.sample, tuple.__new__  # the hot loop: one entry per changed sample
+        for key, old, new in _sorted_entries(ch.samples):
+            parts[_kind(old, new)].samples[make_key(SampleKey, (aset, key))] = sample(new or old)  # type: ignore
+    for key, old, new in _sorted_entries(td.metadata):
+        parts[_kind(old, new)].metadata[MetadataKey(key)] = values.metadata(new or old)  # type: ignore
+    return DiffOut(*parts)
 
 
-def conflicts_from_merge(mc: Optional[MergeConflicts]) -> Conflicts:
-    """User-facing :class:`Conflicts` of the records' merge classification (``None``: no conflicts)."""
-    if mc is None:
-        mc = MergeConflicts()
-    parts = [ConflictRecords(sorted(d["schema"]), _sample_list(d["samples"]), _keys(d["metadata"]))
-             for d in mc.by_class.values()]
-    return Conflicts(*parts, conflict=bool(mc))
+def _child_path(reader: TreeReader, oid: Oid, path: tuple[str, ...]) -> Oid:
+    for part in path:
+        oid = reader.child(oid, part.encode())
+        if oid is None:
+            return None
+    return oid
 
 
-def diff_commits(git: GitRepo, master: Optional[str], dev: str) -> DiffAndConflicts:
-    """Diff from commit ``master`` (``None``: no commit yet) to commit ``dev``, with the
-    conflicts a merge of ``dev`` into ``master`` would meet."""
-    reader = TreeReader(git)
-    m_tree = bytes.fromhex(git.commit_tree_id(master)) if master else None
-    d_tree = bytes.fromhex(git.commit_tree_id(dev))
-    if not master or git.is_ancestor(master, dev) or git.is_ancestor(dev, master):
+def _record_id(reader: TreeReader, root: Oid, kind: str, item: object) -> Oid:
+    """Object id of one record (``kind`` as in ``MergeConflicts``) in root tree ``root``."""
+    if kind == "metadata":
+        name = str(item)
+        return _child_path(reader, root, (layout.METADATA, *fan_path(name, layout.METADATA_FANOUT_DEPTH), name))
+    aset_tree = _child_path(reader, root, (layout.ARRAYSETS, item if kind == "schema" else item[0]))  # type: ignore
+    schema = reader.child(aset_tree, layout.SCHEMA.encode())
+    if kind == "schema" or schema is None:
+        return schema
+    name = item[1]  # type: ignore[index]
+    depth = reader.schema(schema).fanout_depth
+    return _child_path(reader, aset_tree, (layout.SAMPLES, *fan_path(name, depth), name))
+
+
+def conflicts_from_merge(mc: Optional[MergeConflicts], reader: Optional[TreeReader] = None,
+                         master_root: Oid = None, dev_root: Oid = None, eager: bool = False) -> Conflicts:
+    """User-facing :class:`Conflicts` of the records' merge classification (``None``: no conflicts).
+
+    Values are read from ``dev_root`` (from ``master_root`` where dev removed the record).
+    """
+    if not mc:
+        return Conflicts(*(Changes({}, {}, {}) for _ in CONFLICT_CLASSES), conflict=False)
+    assert reader is not None
+    values = _RecordValues(reader, eager)
+    decode = {"schema": values.schema, "samples": values.sample, "metadata": values.metadata}
+    parts = []
+    for cls in CONFLICT_CLASSES:
+        out = Changes({}, {}, {})
+        by_kind = mc.by_class[cls]
+        for kind in ("schema", "samples", "metadata"):
+            items = by_kind[kind]
+            if kind == "schema":
+                keyed = [(name, name) for name in sorted(items)]
+            elif kind == "samples":
+                keyed = sorted(((SampleKey(a, decode_key(n)), (a, n)) for a, n in items),
+                               key=lambda e: (e[0].aset_name, sort_key(e[0].data_name)))
+            else:
+                keyed = sorted(((MetadataKey(decode_key(n)), n) for n in items), key=lambda e: sort_key(e[0].meta_name))
+            target = getattr(out, kind)
+            for key, item in keyed:
+                oid = _record_id(reader, dev_root, kind, item) or _record_id(reader, master_root, kind, item)
+                target[key] = decode[kind](oid) if oid is not None else None
+        parts.append(out)
+    return Conflicts(*parts, conflict=True)
+
+
+def diff_commits(git: GitRepo, master: Optional[str], dev: str, *, master_tree: Optional[str] = None,
+                 overlay: Optional[ObjectBatch] = None) -> DiffAndConflicts:
+    """Diff between commit ``master`` (``None``: no commit yet) and commit ``dev``, with the
+    conflicts a merge of ``dev`` into ``master`` would meet.
+
+    Linear history: the changes from the older commit to the newer one, whichever is
+    ``master``. Diverged: the changes from ``master`` to ``dev``. ``master_tree`` (with the
+    unwritten objects in ``overlay``) stands for ``master``'s contents when given: a
+    writer's staging tree, based on commit ``master``.
+    """
+    reader = TreeReader(git, overlay)
+    eager = overlay is not None
+    if master_tree is not None:
+        m_tree = _raw_id(master_tree)
+    else:
+        m_tree = _raw_id(git.commit_tree_id(master)) if master else None
+    d_tree = _raw_id(git.commit_tree_id(dev))
+    no_conflicts = conflicts_from_merge(None)
+    if master and git.is_ancestor(dev, master):  # dev is older (or the same commit)
+        td = diff_trees(reader, d_tree, m_tree)
+        return DiffAndConflicts(changes_from_tree_diff(td, reader, eager), no_conflicts)
+    if not master or git.is_ancestor(master, dev):
         td = diff_trees(reader, m_tree, d_tree)
-        return DiffAndConflicts(changes_from_tree_diff(td), conflicts_from_merge(None))
-    base = git.merge_base(master, dev)
-    b_tree = bytes.fromhex(git.commit_tree_id(base)) if base else None
+        return DiffAndConflicts(changes_from_tree_diff(td, reader, eager), no_conflicts)
+    b_tree = _raw_id(git.commit_tree_id(base)) if (base := git.merge_base(master, dev)) else None
     mc = three_way(reader, b_tree, m_tree, d_tree, build=False).conflicts
     td = diff_trees_via_base(reader, b_tree, m_tree, d_tree)
-    return DiffAndConflicts(changes_from_tree_diff(td), conflicts_from_merge(mc))
+    return DiffAndConflicts(changes_from_tree_diff(td, reader, eager),
+                            conflicts_from_merge(mc, reader, m_tree, d_tree, eager))
 
 
 def _resolve_branch(git: GitRepo, dev_branch: object) -> str:
@@ -168,8 +283,10 @@ def _resolve_commit(git: GitRepo, dev_commit_hash: object) -> str:
 class ReaderUserDiff:
     """Diff methods of a read-only checkout: compare its commit to a branch or commit.
 
-    When the history between the checkout's commit and the other side is not linear
-    (a 3-way merge would be needed), ``conflict`` holds the conflicts a merge would meet.
+    Between a commit and its descendant the result lists the changes from the older to
+    the newer one, from either side. When the histories diverged (a 3-way merge would be
+    needed), it lists the changes from this checkout's commit to the other side, and
+    ``conflict`` holds the conflicts a merge would meet.
     """
 
     def __init__(self, repo: "Repository", session: CheckoutSession, commit: str) -> None:
@@ -178,7 +295,12 @@ class ReaderUserDiff:
         self._commit = commit
 
     def branch(self, dev_branch: str) -> DiffAndConflicts:
-        """Diff from this checkout's commit to the head of ``dev_branch``.
+        """Diff between this checkout's commit and the head of ``dev_branch``.
+
+        Parameters
+        ----------
+        dev_branch : str
+            A local branch, or a fetched remote one such as ``'origin/master'``.
 
         Returns
         -------
@@ -195,7 +317,7 @@ class ReaderUserDiff:
         return diff_commits(git, self._commit, _resolve_branch(git, dev_branch))
 
     def commit(self, dev_commit_hash: str) -> DiffAndConflicts:
-        """Diff from this checkout's commit to commit ``dev_commit_hash`` (full or abbreviated).
+        """Diff between this checkout's commit and commit ``dev_commit_hash`` (full or abbreviated).
 
         Raises
         ------
@@ -210,9 +332,10 @@ class ReaderUserDiff:
 class WriterUserDiff:
     """Diff methods of the write-enabled checkout, aware of staged changes.
 
-    ``branch()`` and ``commit()`` compare the staging area's base commit (the branch
-    ``HEAD``) to another branch or commit; ``staged()`` compares the staging area to
-    its base commit; ``status()`` says whether anything is staged.
+    ``branch()`` and ``commit()`` compare the staging area (its contents, on top of its
+    base commit, the branch ``HEAD``) with another branch or commit; ``staged()``
+    compares the staging area with its base commit; ``status()`` says whether anything
+    is staged. Nothing is written to build these.
     """
 
     def __init__(self, repo: "Repository", session: CheckoutSession, checkout: "WriterCheckout") -> None:
@@ -225,8 +348,21 @@ class WriterUserDiff:
         self._session.check()
         return "CLEAN" if self._checkout._is_clean() else "DIRTY"
 
+    def _staged_tree(self) -> tuple[Optional[str], ObjectBatch]:
+        staging = self._checkout._staging
+        if staging.has_edits():
+            return staging.build()
+        return staging.snapshot.tree_id, ObjectBatch()
+
+    def _diff_to(self, dev: str) -> DiffAndConflicts:
+        tree, batch = self._staged_tree()
+        base = self._checkout._state.base
+        if tree is None:  # nothing ever staged on a fresh branch: the empty tree
+            return diff_commits(self._repo._git, base, dev)
+        return diff_commits(self._repo._git, base, dev, master_tree=tree, overlay=batch if batch.objects else None)
+
     def branch(self, dev_branch: str) -> DiffAndConflicts:
-        """Diff from the staging area's base commit to the head of ``dev_branch``.
+        """Diff between the staging area and the head of ``dev_branch``.
 
         Raises
         ------
@@ -234,11 +370,10 @@ class WriterUserDiff:
             If ``dev_branch`` does not exist.
         """
         self._session.check()
-        git = self._repo._git
-        return diff_commits(git, self._checkout._state.base, _resolve_branch(git, dev_branch))
+        return self._diff_to(_resolve_branch(self._repo._git, dev_branch))
 
     def commit(self, dev_commit_hash: str) -> DiffAndConflicts:
-        """Diff from the staging area's base commit to commit ``dev_commit_hash``.
+        """Diff between the staging area and commit ``dev_commit_hash``.
 
         Raises
         ------
@@ -246,8 +381,7 @@ class WriterUserDiff:
             If ``dev_commit_hash`` is not a commit of the repository.
         """
         self._session.check()
-        git = self._repo._git
-        return diff_commits(git, self._checkout._state.base, _resolve_commit(git, dev_commit_hash))
+        return self._diff_to(_resolve_commit(self._repo._git, dev_commit_hash))
 
     def staged(self) -> DiffAndConflicts:
         """Diff from the base commit to the staging area (nothing is written to build it).
@@ -255,13 +389,8 @@ class WriterUserDiff:
         ``conflict`` is always empty.
         """
         self._session.check()
-        git = self._repo._git
-        staging = self._checkout._staging
-        if staging.has_edits():
-            tree, batch = staging.build()
-        else:
-            tree, batch = staging.snapshot.tree_id, ObjectBatch()
+        tree, batch = self._staged_tree()
         base = self._checkout._base_tree()
-        reader = TreeReader(git, batch)
-        td = diff_trees(reader, bytes.fromhex(base) if base else None, bytes.fromhex(tree) if tree else None)
-        return DiffAndConflicts(changes_from_tree_diff(td), conflicts_from_merge(None))
+        reader = TreeReader(self._repo._git, batch)
+        td = diff_trees(reader, _raw_id(base), _raw_id(tree))
+        return DiffAndConflicts(changes_from_tree_diff(td, reader, eager=True), conflicts_from_merge(None))

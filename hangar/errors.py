@@ -122,3 +122,7 @@ class StagingBaseMovedError(HangarError, ValueError):
 
 class BranchSwitchWarning(UserWarning):
     """A writer checkout moved the staging area (the command line's current branch) to another branch."""
+
+
+class RemoteAddressError(HangarError, ValueError):
+    """A remote's recorded address is not one hangar can connect to (``IP:PORT``, ``https://IP:PORT``)."""

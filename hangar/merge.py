@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from hangar._faults import crash_point
-from hangar.diff import Conflicts, conflicts_from_merge
+from hangar.diff import Conflicts, MetadataKey, SampleKey, conflicts_from_merge
 from hangar.errors import HangarError, MergeConflictError
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.records.staging import StagingState
@@ -50,8 +50,18 @@ def _branch_head(git: GitRepo, name: object, what: str, remote_ok: bool = False)
     return head
 
 
-def _list(items: list) -> str:
-    shown = ", ".join(repr(i) for i in items[:_MAX_LISTED])
+def _plain(key: object) -> object:
+    """A record key as the message shows it: ``('foo', 3)`` for a sample, ``'hello'`` for metadata."""
+    if isinstance(key, SampleKey):
+        return tuple(key)
+    if isinstance(key, MetadataKey):
+        return key.meta_name
+    return key
+
+
+def _list(records: dict) -> str:
+    items = list(records)
+    shown = ", ".join(repr(_plain(i)) for i in items[:_MAX_LISTED])
     more = f", ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
     return f"[{shown}{more}]"
 
@@ -93,10 +103,12 @@ def merge_commits(git: GitRepo, message: str, master: Optional[str], dev: str, u
     def tree(commit: Optional[str]) -> Optional[bytes]:
         return bytes.fromhex(git.commit_tree_id(commit)) if commit else None
 
-    m_tree = tree(master)
-    plan = three_way(TreeReader(git), tree(base), m_tree, tree(dev), strategy)
+    m_tree, d_tree = tree(master), tree(dev)
+    reader = TreeReader(git)
+    plan = three_way(reader, tree(base), m_tree, d_tree, strategy)
     if plan.conflicts:
-        raise MergeConflictError(conflict_message(conflicts_from_merge(plan.conflicts), *names))
+        conflicts = conflicts_from_merge(plan.conflicts, reader, m_tree, d_tree)
+        raise MergeConflictError(conflict_message(conflicts, *names))
     root = write_merge_tree(git, m_tree, plan)
     return git.create_commit(root, [master, dev], user[0], user[1], message)
 

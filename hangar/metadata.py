@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from hangar.errors import MetadataNotFoundError
-from hangar.records.keys import Key, decode_key, encode_key, sort_key, validate_key
+from hangar.records.keys import Key, decode_key, encode_key, sorted_keys, validate_key, writer_order
 from hangar.records.snapshot import validate_metadata_value
 from hangar.session import CheckoutHandle, CheckoutSession
 
@@ -77,14 +77,19 @@ class MetadataReader(CheckoutHandle):
             raise MetadataNotFoundError(f"no metadata with key {key!r}")
         return v
 
+    def _key_list(self) -> list[Key]:
+        return sorted_keys(decode_key(n) for n in self._table_of().names())
+
     def keys(self) -> Iterator[Key]:
-        """Iterator over every metadata key (ints first, then strs).
+        """Iterator over every metadata key: ints first, then strs (as Hangar 0.3 listed a
+        commit's keys); in a writer, keys added since it opened follow in the order they were
+        added (as in Hangar 0.3).
 
         The keys are listed when ``keys()`` is called; the iterator raises ``ReferenceError``
         once the checkout is closed.
         """
         self._session.check()
-        return self._guarded(sorted((decode_key(n) for n in self._table_of().names()), key=sort_key))
+        return self._guarded(self._key_list())
 
     def values(self) -> Iterator[str]:
         """Iterator over every metadata value, in ``keys()`` order."""
@@ -109,6 +114,13 @@ class MetadataReader(CheckoutHandle):
 class MetadataWriter(MetadataReader):
     """Read and write access to the metadata of the staging area."""
 
+    def __init__(self, session: CheckoutSession, table_of) -> None:  # noqa: ANN001
+        super().__init__(session, table_of)
+        self._added: dict[str, None] = {}  # keys new in this writer, in the order added (Hangar 0.3)
+
+    def _key_list(self) -> list[Key]:
+        return writer_order(self._table_of().names(), self._added)
+
     @property
     def iswriteable(self) -> bool:
         """True: this metadata belongs to the write-enabled checkout."""
@@ -127,7 +139,11 @@ class MetadataWriter(MetadataReader):
         self._session.check()
         key = validate_key(key, "metadata key")
         validate_metadata_value(value)
-        self._table_of().set(encode_key(key), value)
+        name, table = encode_key(key), self._table_of()
+        if name not in table:
+            self._added.pop(name, None)
+            self._added[name] = None
+        table.set(name, value)
         return key
 
     def __setitem__(self, key: Key, value: str) -> Key:
@@ -146,8 +162,10 @@ class MetadataWriter(MetadataReader):
         """
         self._session.check()
         key = validate_key(key, "metadata key")
-        if not self._table_of().remove(encode_key(key)):
+        name = encode_key(key)
+        if not self._table_of().remove(name):
             raise MetadataNotFoundError(f"no metadata with key {key!r}")
+        self._added.pop(name, None)
         return key
 
     def __delitem__(self, key: Key) -> Key:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
 
-from hangar.errors import DivergedHistoryError, RemoteDataError
+from hangar.errors import DivergedHistoryError, RemoteAddressError, RemoteDataError
 from hangar.remote import client as _client
 from hangar.store import TensorStore
 from hangar.store.packs import LocalPackStorage
@@ -23,8 +24,11 @@ if TYPE_CHECKING:
     from hangar.repository import Repository
 
 
+_ADDRESS_FORMS = "IP:PORT (e.g. '127.0.0.1:50051'), or https://IP:PORT for a server with TLS"
+
+
 class RemoteInfo(NamedTuple):
-    """Name and ``IP:PORT`` address of a remote."""
+    """Name and address (``IP:PORT``, ``https://IP:PORT``, or whatever was added) of a remote."""
 
     name: str
     address: str
@@ -43,11 +47,23 @@ class Remotes:
     def _git(self):  # noqa: ANN202
         return self._repo._git
 
-    def _address(self, name: str) -> str:
+    def _recorded_address(self, name: str) -> str:
+        """The address remote ``name`` was added with (``ValueError`` if there is no such remote)."""
         url = _client.remote_url(self._git, name) if isinstance(name, str) else None
         if url is None:
             raise ValueError(f"no remote named {name!r}; remotes: {[r.name for r in self.list_all()]}")
-        return _client.url_address(url)
+        return _as_address(url)
+
+    def _address(self, name: str) -> str:
+        """The address of remote ``name``, checked for use: a malformed one fails here, at first use."""
+        address = self._recorded_address(name)
+        try:
+            _client.parse_address(address)
+        except ValueError:
+            raise RemoteAddressError(
+                f"remote {name!r} has address {address!r}, which is not of the form {_ADDRESS_FORMS}; "
+                f"remove it (repo.remote.remove({name!r})) and add it again with one of those forms") from None
+        return address
 
     # ------------------------------------------------------------- registry
     def add(self, name: str, address: str) -> RemoteInfo:
@@ -58,7 +74,10 @@ class Remotes:
         name : str
             Name used to refer to the remote server (e.g. ``'origin'``).
         address : str
-            ``IP:PORT`` where the hangar server runs.
+            ``IP:PORT`` (or ``https://IP:PORT``) where the hangar server runs. Any other
+            non-empty string is recorded as given, as ``git remote add`` does (and Hangar
+            0.3 did); it fails at first use (``ping``, ``fetch``, ``fetch_data``, ``push``)
+            with a :class:`~hangar.errors.RemoteAddressError` naming the expected forms.
 
         Returns
         -------
@@ -69,15 +88,20 @@ class Remotes:
         ------
         ValueError
             If a remote with that name exists already (remove it first to change its
-            address), or the name or address is malformed.
+            address), the name is malformed, or the address is not a non-empty str.
         """
         _client.validate_remote_name(name)
-        _client.parse_address(address)
+        if not isinstance(address, str) or not address:
+            raise ValueError(f"remote address {address!r} is not a non-empty str; use {_ADDRESS_FORMS}")
         if name in _client.remote_names(self._git):
-            raise ValueError(f"a remote named {name!r} already exists at {self._address(name)}; "
+            raise ValueError(f"a remote named {name!r} already exists at {self._recorded_address(name)}; "
                              "remove it first to change its address")
-        _client.add_remote(self._git, name, address)
-        return RemoteInfo(name, self._address(name))
+        try:
+            url = _client.address_url(address)
+        except ValueError:  # not one hangar can reach: kept verbatim, refused at first use
+            url = address
+        self._git.add_remote(name, url)
+        return RemoteInfo(name, self._recorded_address(name))
 
     def remove(self, name: str) -> RemoteInfo:
         """Remove the remote ``name`` (and its remote branches); return what was removed.
@@ -87,20 +111,18 @@ class Remotes:
         ValueError
             If no remote with that name exists.
         """
-        info = RemoteInfo(name, self._address(name))
+        info = RemoteInfo(name, self._recorded_address(name))
         _client.delete_remote(self._git, name)
         return info
 
     def list_all(self) -> List[RemoteInfo]:
-        """Every remote recorded in the repository, as ``RemoteInfo(name, address)``."""
-        out = []
-        for name in _client.remote_names(self._git):
-            url = _client.remote_url(self._git, name)
-            try:
-                out.append(RemoteInfo(name, _client.url_address(url or "")))
-            except ValueError:  # a git remote that is no hangar server (added by hand)
-                continue
-        return out
+        """Every remote recorded in the repository, as ``RemoteInfo(name, address)``.
+
+        Remotes whose address hangar cannot use (added as any string, or by hand with git)
+        are listed too, with the address as recorded.
+        """
+        return [RemoteInfo(name, _as_address(_client.remote_url(self._git, name) or ""))
+                for name in _client.remote_names(self._git)]
 
     def ping(self, name: str) -> float:
         """Round trip time in seconds of one request to the remote's server.
@@ -109,13 +131,16 @@ class Remotes:
         ------
         KeyError
             If no remote with that name is recorded.
+        hangar.errors.RemoteAddressError
+            (a ``ValueError``) If the remote's address is not ``IP:PORT`` / ``https://IP:PORT``.
         ConnectionError
             If the server could not be reached.
         """
         try:
-            address = self._address(name)
+            self._recorded_address(name)
         except ValueError as exc:
             raise KeyError(str(exc)) from None
+        address = self._address(name)
         with _client.DataClient(address, timeout=10) as dc:
             return _client.timed_ping(dc)
 
@@ -130,20 +155,37 @@ class Remotes:
         -------
         str
             Name of the remote branch holding the fetched commits, ``'<remote>/<branch>'``.
+            A fetch that has nothing to bring (the server's head is already in local branch
+            ``branch``, or already the remote branch's head) changes nothing, warns
+            ``UserWarning`` and returns the name of the branch that holds that head:
+            ``branch`` itself (as Hangar 0.3 did), else ``'<remote>/<branch>'``.
 
         Raises
         ------
         ValueError
             If the remote is unknown or the server has no such branch.
+        hangar.errors.RemoteAddressError
+            (a ``ValueError``) If the remote's address is not ``IP:PORT`` / ``https://IP:PORT``.
         ConnectionError
             If the server could not be reached.
         """
         address = self._address(remote)
         if not isinstance(branch, str) or not branch:
             raise ValueError(f"branch must be a non-empty str, not {branch!r}")
-        heads = _client.list_remote_heads(self._git, remote, address)
+        git = self._git
+        heads = _client.list_remote_heads(git, remote, address)
         if branch not in heads:
             raise ValueError(f"remote {remote!r} has no branch {branch!r}; its branches: {sorted(heads)}")
+        theirs = heads[branch]
+        local = git.branch_head(branch)
+        if local is not None and git.has_object(theirs) and git.is_ancestor(theirs, local):
+            warnings.warn(f"fetch changed nothing: the head {theirs[:10]} of branch {branch!r} on remote "
+                          f"{remote!r} is already in local branch {branch!r}", UserWarning, stacklevel=2)
+            return branch
+        if git.remote_branch_head(f"{remote}/{branch}") == theirs:
+            warnings.warn(f"fetch changed nothing: remote branch '{remote}/{branch}' is already at the "
+                          f"server's head {theirs[:10]}", UserWarning, stacklevel=2)
+            return f"{remote}/{branch}"
         with transfer_marker(self._repo._hangar_dir, f"fetch {remote}/{branch}"):
             _client.fetch_branches(self._git, remote, address, [branch])
         return f"{remote}/{branch}"
@@ -195,6 +237,8 @@ class Remotes:
         ValueError
             If both or neither of ``branch`` and ``commit`` are given, the commit or branch
             does not exist, the remote is unknown, or ``max_num_bytes`` is not a positive int.
+        hangar.errors.RemoteAddressError
+            (a ``ValueError``) If the remote's address is not ``IP:PORT`` / ``https://IP:PORT``.
         ConnectionError
             If the server could not be reached.
         hangar.errors.CorruptDataError
@@ -251,12 +295,16 @@ class Remotes:
         Returns
         -------
         str
-            Name of the branch pushed.
+            Name of the branch pushed. A push that changes nothing (the server's branch
+            is already at the local head) warns ``UserWarning`` and returns it too, as
+            Hangar 0.3 did.
 
         Raises
         ------
         ValueError
             If the remote or branch is unknown.
+        hangar.errors.RemoteAddressError
+            (a ``ValueError``) If the remote's address is not ``IP:PORT`` / ``https://IP:PORT``.
         DivergedHistoryError
             (a ``ValueError``) If the server's branch holds commits the local branch lacks:
             ``fetch`` and merge them, then push again. Nothing on the server changes.
@@ -283,6 +331,8 @@ class Remotes:
                     "then push again")
             if theirs == head:
                 git.set_ref(f"refs/remotes/{remote}/{branch}", head)
+                warnings.warn(f"push changed nothing: branch {branch!r} on remote {remote!r} is already at "
+                              f"{head[:10]}", UserWarning, stacklevel=2)
                 return branch
             known = [h for h in heads.values() if git.has_object(h)]
             commits = _client.new_commits(git, head, known)
@@ -321,13 +371,24 @@ class Remotes:
         return branch
 
 
+def _as_address(url: str) -> str:
+    """The address a git remote URL was added with: ``IP:PORT`` / ``https://IP:PORT`` for the
+    URLs hangar records, else the URL itself (an address added as any string)."""
+    try:
+        return _client.url_address(url)
+    except ValueError:
+        return url
+
+
 def clone_into(repo: "Repository", user_name: str, user_email: str, remote_address: str, *,
                remove_old: bool = False) -> str:
     """Initialize ``repo`` and fill it with the records of the server at ``remote_address``.
 
-    Adds remote ``origin``, fetches every branch as ``origin/<branch>`` and creates local
-    ``master`` from ``origin/master``. No sample bytes are fetched: they are remote
-    references until ``repo.remote.fetch_data('origin', ...)`` brings them.
+    Adds remote ``origin``, fetches the server's ``master`` branch as ``origin/master`` (its
+    commits and their history: as the spec and Hangar 0.3 say, other branches are fetched
+    with ``repo.remote.fetch``) and creates local ``master`` from it. No sample bytes are
+    fetched: they are remote references until ``repo.remote.fetch_data('origin', ...)``
+    brings them.
 
     Raises
     ------
@@ -350,8 +411,9 @@ def clone_into(repo: "Repository", user_name: str, user_email: str, remote_addre
     git = repo._git
     repo.remote.add("origin", remote_address)
     with transfer_marker(repo._hangar_dir, f"clone {remote_address}"):
-        _client.fetch_branches(git, "origin", remote_address)
-        head = git.refs("refs/remotes/").get("origin/master")
+        if "master" in _client.list_remote_heads(git, "origin", remote_address):
+            _client.fetch_branches(git, "origin", remote_address, ["master"])
+        head = git.remote_branch_head("origin/master")
         if head is not None:
             git.set_branch("master", head)
             StagingState("master", head, git.commit_tree_id(head)).save(repo._hangar_dir)

@@ -495,19 +495,19 @@ class Repository:
         Returns
         -------
         List[str]
-            Local branch names, sorted, then the fetched remote branches as
-            ``'<remote>/<branch>'`` (what ``repo.remote.fetch`` returns), sorted. Remote
-            branches can be read, logged, diffed and merged from, but not written to. A
-            local branch with the same name as a remote one (created before the fetch)
-            shadows it and is listed once. Before the first commit the writer branch
-            (``'master'`` after ``init``) is listed although git holds no ref for it yet,
-            as in Hangar 0.3.
+            Local branch names and the fetched remote branches (as ``'<remote>/<branch>'``,
+            what ``repo.remote.fetch`` returns), sorted by name together, as in Hangar 0.3:
+            ``['master', 'origin/master', 'testbranch']``. Remote branches can be read,
+            logged, diffed and merged from, but not written to. A local branch with the same
+            name as a remote one (created before the fetch) shadows it and is listed once.
+            Before the first commit the writer branch (``'master'`` after ``init``) is listed
+            although git holds no ref for it yet, as in Hangar 0.3.
         """
         branches = self._git.all_branches()
         writer_branch = self._writer_branch()
         if writer_branch not in branches and self._git.branch_head(writer_branch) is None:
             # an unborn branch: no local branch can exist before the first commit
-            branches.insert(0, writer_branch)
+            branches = sorted([*branches, writer_branch])
         return branches
 
     def remove_branch(self, name: str, *, force_delete: bool = False) -> str:
@@ -725,8 +725,9 @@ class Repository:
               remove_old: bool = False) -> str:
         """Clone the repository served at ``remote_address`` (``IP:PORT``) into ``path``.
 
-        Brings every commit (records only) of every branch, as remote branches
-        ``origin/<branch>``, and creates local ``master`` from ``origin/master``. Sample bytes
+        Brings the commits (records only) of the server's ``master`` branch and their
+        history, as remote branch ``origin/master``, and creates local ``master`` from it
+        (as Hangar 0.3 did: fetch other branches with ``repo.remote.fetch``). Sample bytes
         stay on the server (remote references) until ``repo.remote.fetch_data`` brings them.
 
         Parameters

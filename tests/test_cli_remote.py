@@ -45,7 +45,8 @@ def test_push_clone_fetch_data_round_trip(aset_repo, start_server, tmp_path):
     assert co.arraysets.contains_remote_references == {"foo": False, "bar": True}
     np.testing.assert_array_equal(co.arraysets["foo"][2], np.arange(5, dtype=np.int64) + 2)
     co.close()
-    assert "origin master -> origin/master" in ok(dst, "fetch", "origin", "master")
+    # issue 10: a fetch with nothing new returns the local branch holding the head (Hangar 0.3)
+    assert "origin master -> master (up to date)" in ok(dst, "fetch", "origin", "master")
 
 
 def test_ping_of_stopped_server_fails_with_one_error_line(aset_repo, start_server):

@@ -7,9 +7,14 @@ import os
 import numpy as np
 import pytest
 
-from hangar.diff import Changes, ConflictRecords, Conflicts, DiffAndConflicts, DiffOut
+from hangar.diff import Changes, Conflicts, DiffAndConflicts, DiffOut, MetadataKey, SampleKey
 
-EMPTY = DiffOut([], [], [])
+EMPTY = Changes({}, {}, {})
+
+
+def names(changes: Changes) -> tuple[list, list, list]:
+    """The keys of one ``Changes`` as plain lists: arrayset names, ``(aset, key)`` pairs, metadata keys."""
+    return (list(changes.schema), [tuple(k) for k in changes.samples], [k.meta_name for k in changes.metadata])
 
 
 def _commit_on(repo, branch, fn, message="edit"):  # noqa: ANN001, ANN202
@@ -33,7 +38,7 @@ def test_staged_on_fresh_writer_lists_everything_as_added(repo):
     co.metadata["m"] = "v"
     res = co.diff.staged()
     assert isinstance(res, DiffAndConflicts)
-    assert res.diff.added == DiffOut(["foo"], [("foo", 1), ("foo", "x")], ["m"])
+    assert names(res.diff.added) == (["foo"], [("foo", 1), ("foo", "x")], ["m"])
     assert res.diff.deleted == EMPTY and res.diff.mutated == EMPTY
     assert res.conflict.conflict is False
     co.close()
@@ -48,11 +53,12 @@ def test_staged_reports_added_deleted_mutated_with_key_types_kept(aset_repo):
     co.metadata["hello"] = "there"
     co.metadata["new"] = "1"
     res = co.diff.staged()
-    assert res.diff.added == DiffOut([], [("foo", 10)], ["new"])
-    assert res.diff.deleted == DiffOut([], [("foo", 1)], [])
-    assert res.diff.mutated == DiffOut([], [("bar", "3"), ("foo", 0)], ["hello"])
-    assert isinstance(res.diff.mutated.samples[1][1], int)
-    assert isinstance(res.diff.mutated.samples[0][1], str)
+    assert names(res.diff.added) == ([], [("foo", 10)], ["new"])
+    assert names(res.diff.deleted) == ([], [("foo", 1)], [])
+    assert names(res.diff.mutated) == ([], [("bar", "3"), ("foo", 0)], ["hello"])
+    mutated = list(res.diff.mutated.samples)
+    assert isinstance(mutated[1].data_name, int)
+    assert isinstance(mutated[0].data_name, str)
     co.close()
 
 
@@ -61,7 +67,7 @@ def test_staged_builds_without_writing_git_objects(aset_repo):
     co["foo", 42] = np.zeros(5, np.int64)
     before = _pack_files(aset_repo)
     res = co.diff.staged()
-    assert res.diff.added.samples == [("foo", 42)]
+    assert list(res.diff.added.samples) == [SampleKey("foo", 42)]
     assert _pack_files(aset_repo) == before
     co.close()
 
@@ -70,8 +76,8 @@ def test_staged_removed_arrayset_lists_schema_and_samples_deleted(aset_repo):
     co = aset_repo.checkout(write=True)
     co.arraysets.remove_aset("bar")
     res = co.diff.staged()
-    assert res.diff.deleted.schema == ["bar"]
-    assert res.diff.deleted.samples == [("bar", str(i)) for i in range(10)]
+    assert list(res.diff.deleted.schema) == ["bar"]
+    assert list(res.diff.deleted.samples) == [("bar", str(i)) for i in range(10)]
     assert res.diff.added == EMPTY
     co.close()
 
@@ -80,7 +86,7 @@ def test_staged_is_empty_and_status_clean_without_changes(aset_repo):
     co = aset_repo.checkout(write=True)
     assert co.diff.status() == "CLEAN"
     res = co.diff.staged()
-    assert res.diff == Changes(EMPTY, EMPTY, EMPTY)
+    assert res.diff == DiffOut(EMPTY, EMPTY, EMPTY)
     co["foo", 0] = np.full(5, 7, np.int64)
     assert co.diff.status() == "DIRTY"
     co.close()
@@ -91,8 +97,8 @@ def test_recreated_arrayset_with_new_schema_is_schema_mutation(aset_repo):
     co.arraysets.remove_aset("foo")
     co.arraysets.init_arrayset("foo", shape=(5,), dtype=np.int32)
     res = co.diff.staged()
-    assert res.diff.mutated.schema == ["foo"]
-    assert res.diff.deleted.samples == [("foo", i) for i in range(10)]
+    assert list(res.diff.mutated.schema) == ["foo"]
+    assert list(res.diff.deleted.samples) == [("foo", i) for i in range(10)]
     co.close()
 
 
@@ -101,8 +107,8 @@ def test_branch_diff_fast_forward_has_no_conflicts(aset_repo):
     _commit_on(aset_repo, "dev", lambda co: co.metadata.__setitem__("hello", "dev"))
     with aset_repo.checkout() as co:
         res = co.diff.branch("dev")
-    assert res.diff.mutated == DiffOut([], [], ["hello"])
-    assert res.conflict == Conflicts(*(ConflictRecords([], [], []),) * 4, conflict=False)
+    assert names(res.diff.mutated) == ([], [], ["hello"])
+    assert res.conflict == Conflicts(*(EMPTY,) * 4, conflict=False)
 
 
 def test_diff_between_diverged_branches_reports_conflicts(aset_repo):
@@ -112,10 +118,10 @@ def test_diff_between_diverged_branches_reports_conflicts(aset_repo):
     with aset_repo.checkout() as co:
         res = co.diff.branch("dev")
     assert res.conflict.conflict is True
-    assert res.conflict.t3.samples == [("foo", 0)]
-    assert res.diff.mutated.samples == [("foo", 0)]
+    assert list(res.conflict.t3.samples) == [("foo", 0)]
+    assert list(res.diff.mutated.samples) == [("foo", 0)]
     co = aset_repo.checkout(write=True)
-    assert co.diff.branch("dev").conflict.t3.samples == [("foo", 0)]
+    assert list(co.diff.branch("dev").conflict.t3.samples) == [("foo", 0)]
     co.close()
 
 
@@ -126,20 +132,22 @@ def test_diff_3way_lists_changes_from_head_to_dev(aset_repo):
     with aset_repo.checkout() as co:
         res = co.diff.branch("dev")
     # dev lacks master's new sample and adds a metadata key
-    assert res.diff.deleted.samples == [("foo", 20)]
-    assert res.diff.added.metadata == ["d"]
+    assert list(res.diff.deleted.samples) == [("foo", 20)]
+    assert list(res.diff.added.metadata) == [MetadataKey("d")]
     assert res.conflict.conflict is False
 
 
-def test_commit_diff_accepts_abbreviated_hash_and_is_mirror_of_reverse(aset_repo):
+def test_commit_diff_accepts_abbreviated_hash_and_is_the_same_from_either_side(aset_repo):
+    # issue 10 (Hangar 0.3): a linear history diffs from the older to the newer commit,
+    # whichever side the checkout is on (this test pinned the mirror image before)
     first = aset_repo.log(return_contents=True)["head"]
     second = _commit_on(aset_repo, "master", lambda co: co.arraysets["foo"].remove(3))
     with aset_repo.checkout(commit=first) as co:
         fwd = co.diff.commit(second[:10])
     with aset_repo.checkout(commit=second) as co:
         back = co.diff.commit(first)
-    assert fwd.diff.deleted.samples == [("foo", 3)]
-    assert back.diff.added.samples == [("foo", 3)]
+    assert list(fwd.diff.deleted.samples) == [("foo", 3)]
+    assert back == fwd
 
 
 @pytest.mark.parametrize("bad", ["nope", "", None, 3])
@@ -178,4 +186,4 @@ def test_diff_of_a_commit_with_itself_is_empty(repo):
     head = co.commit("one")
     co.close()
     with repo.checkout() as rco:
-        assert rco.diff.commit(head).diff == Changes(EMPTY, EMPTY, EMPTY)
+        assert rco.diff.commit(head).diff == DiffOut(EMPTY, EMPTY, EMPTY)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Optional
+import warnings
+from typing import Callable, Optional, TypeVar
 
 import typer
 
@@ -18,11 +19,32 @@ remote_app = typer.Typer(help="Manage the remotes (hangar servers) this reposito
                          no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(remote_app, name="remote")
 
+_T = TypeVar("_T")
+
+
+def _noting_no_op(call: Callable[[], _T]) -> tuple[_T, bool]:
+    """Run a push/fetch; a "changed nothing" UserWarning becomes a ``note:`` line on stderr.
+
+    Returns the call's result and whether it changed nothing.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = call()
+    no_op = False
+    for w in caught:
+        if issubclass(w.category, UserWarning) and "changed nothing" in str(w.message):
+            typer.echo(f"note: {w.message}", err=True)
+            no_op = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result, no_op
+
 
 @remote_app.command("add")
 def remote_add(
     name: str = typer.Argument(..., metavar="NAME", help="Name for the remote, e.g. origin."),
-    address: str = typer.Argument(..., metavar="ADDRESS", help="IP:PORT where hangar server runs."),
+    address: str = typer.Argument(..., metavar="ADDRESS",
+                                  help="IP:PORT (or https://IP:PORT) where hangar server runs."),
 ) -> None:
     """Record a remote under NAME.
 
@@ -64,7 +86,8 @@ def remote_ping(name: str = typer.Argument(..., help="Remote to ping.")) -> None
 
 @app.command("clone")
 def clone(
-    address: str = typer.Argument(..., metavar="ADDRESS", help="IP:PORT where hangar server runs."),
+    address: str = typer.Argument(..., metavar="ADDRESS",
+                                  help="IP:PORT (or https://IP:PORT) where hangar server runs."),
     path: Optional[str] = typer.Argument(None, metavar="PATH",
                                          help="Directory to clone into (default: current, created)."),
     name: str = typer.Option(..., "--name", metavar="NAME", help="Your name, recorded in every commit."),
@@ -101,8 +124,9 @@ def fetch(
 
     Example: hangar fetch origin master
     """
-    local = open_repo().remote.fetch(remote, branch)
-    typer.echo(f"{remote} {branch} -> {local}")
+    repo = open_repo()
+    local, no_op = _noting_no_op(lambda: repo.remote.fetch(remote, branch))
+    typer.echo(f"{remote} {branch} -> {local}" + (" (up to date)" if no_op else ""))
 
 
 @app.command("fetch-data")
@@ -184,5 +208,6 @@ def push(
 
     Example: hangar push origin master --username ann
     """
-    open_repo().remote.push(remote, branch, username=username, password=password)
-    typer.echo(f"pushed {branch} to {remote}")
+    repo = open_repo()
+    _, no_op = _noting_no_op(lambda: repo.remote.push(remote, branch, username=username, password=password))
+    typer.echo(f"{branch} on {remote} is up to date" if no_op else f"pushed {branch} to {remote}")

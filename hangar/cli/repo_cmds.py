@@ -22,14 +22,15 @@ _KINDS = {"schema": "arrayset", "samples": "sample", "metadata": "metadata"}
 
 # ------------------------------------------------------------------ diff records
 def _fields(item: Any) -> list[str]:
-    """Name parts of one diff record: ``('foo', 3)`` -> ``['foo', '3']``, ``'hello'`` -> ``['hello']``."""
+    """Name parts of one diff record key: ``SampleKey('foo', 3)`` -> ``['foo', '3']``,
+    ``MetadataKey('hello')`` -> ``['hello']``, arrayset ``'foo'`` -> ``['foo']``."""
     if isinstance(item, tuple):
         return [str(x) for x in item]
     return [str(item)]
 
 
 def _changes(changes: Any) -> Iterator[tuple[str, list[str]]]:
-    """``(kind, name parts)`` for every record of one ``Changes(schema, samples, metadata)``."""
+    """``(kind, name parts)`` for every record (dict key) of one ``Changes(schema, samples, metadata)``."""
     for field, kind in _KINDS.items():
         records = getattr(changes, field, None)
         if records is None:

@@ -203,10 +203,20 @@ class GitRepo:
                       if r.startswith("refs/remotes/") and not r.endswith("/HEAD"))
 
     def all_branches(self) -> list[str]:
-        """Local branches, sorted, then fetched remote ones a local branch does not shadow."""
+        """Local branches and the fetched remote ones a local branch does not shadow, sorted by
+        name together (``['master', 'origin/master', 'testbranch']``, as Hangar 0.3 listed them)."""
         local = self.branches()
         taken = set(local)
-        return local + [b for b in self.remote_branches() if b not in taken]
+        return sorted(local + [b for b in self.remote_branches() if b not in taken])
+
+    def remote_branch_head(self, name: str) -> Optional[str]:
+        """Head of the fetched remote branch ``name`` (``'origin/master'``), or ``None``."""
+        ref = self.repo.references.get(f"refs/remotes/{name}")
+        return str(ref.resolve().target) if ref is not None else None
+
+    def add_remote(self, name: str, url: str) -> None:
+        """Record remote ``name`` at ``url`` (any non-empty string, as ``git remote add`` takes)."""
+        self.repo.remotes.create(name, url)
 
     def refs(self, prefix: str) -> dict[str, str]:
         out = {}

@@ -118,3 +118,17 @@ def sorted_keys(keys: Iterable[Key]) -> list[Key]:
     ints.sort()
     strs.sort()
     return ints + strs
+
+
+def writer_order(names: Iterable[str], added: dict[str, None]) -> list[Key]:
+    """Keys of the entry ``names`` in the order a Hangar 0.3 writer listed them.
+
+    Keys present before the writer's session (``names`` not in ``added``) come first, sorted
+    (ints numerically, then strs); then the keys ``added`` during the session, in the order
+    they were first added (``added`` is insertion-ordered; an overwritten key keeps its
+    place, a key removed and added again goes last).
+    """
+    names = list(names)
+    present = set(names)
+    before = sorted_keys(decode_key(n) for n in names if n not in added)
+    return before + [decode_key(n) for n in added if n in present]
