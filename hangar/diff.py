@@ -359,7 +359,7 @@ class WriterUserDiff:
         base = self._checkout._state.base
         if tree is None:  # nothing ever staged on a fresh branch: the empty tree
             return diff_commits(self._repo._git, base, dev)
-        return diff_commits(self._repo._git, base, dev, master_tree=tree, overlay=batch if batch.objects else None)
+        return diff_commits(self._repo._git, base, dev, master_tree=tree, overlay=batch if len(batch) else None)
 
     def branch(self, dev_branch: str) -> DiffAndConflicts:
         """Diff between the staging area and the head of ``dev_branch``.

@@ -32,6 +32,8 @@ from hangar.store.packs import LocalPackStorage
 
 HANGAR_DIR = ".hangar"
 LOCK_FILE = "writer.lock"
+#: the branch the command line last worked on (``hangar checkout``); see :meth:`Repository.remember_cli_branch`
+CLI_BRANCH_FILE = "cli_branch"
 
 
 class RepositoryNotInitializedError(HangarError, RuntimeError):
@@ -118,6 +120,26 @@ class Repository:
         The command line uses it as the "current branch", like git's ``HEAD``.
         """
         return self._writer_branch()
+
+    def remember_cli_branch(self, branch: str) -> None:
+        """Record ``branch`` as the command line's current branch (the ``hangar`` CLI calls this).
+
+        A writer checkout that later moves the staging area away from that branch warns
+        ``BranchSwitchWarning``. Scripts that never use the command line get no warning:
+        moving the writer's branch is the Python API's documented behaviour (as in Hangar 0.3).
+        """
+        path = os.path.join(self._hangar_dir, CLI_BRANCH_FILE)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(branch)
+        os.replace(tmp, path)
+
+    def _cli_branch(self) -> Optional[str]:
+        try:
+            with open(os.path.join(self._hangar_dir, CLI_BRANCH_FILE)) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
 
     @property
     def writer_lock_held(self) -> bool:
@@ -432,7 +454,7 @@ class Repository:
                 raise ValueError(
                     f"the staging area holds uncommitted changes on branch {state.branch!r}; commit or "
                     f"reset them before checking out {branch!r} for writing")
-            if state.branch != branch:
+            if state.branch != branch and state.branch == self._cli_branch():
                 warnings.warn(
                     f"the writer checkout moves the staging area from branch {state.branch!r} to {branch!r}: "
                     f"commits go to {branch!r}, and {branch!r} becomes the current branch of the hangar "

@@ -180,6 +180,17 @@ def test_force_release_writer_lock_warns_resource_warning_as_hangar_0_3(aset_rep
 
 
 # ------------------------------------------------------------ current branch
+def test_python_only_branch_switches_do_not_warn_as_in_hangar03(aset_repo):
+    """Scripts that never used the command line move the writer's branch silently (Hangar 0.3)."""
+    import warnings
+
+    aset_repo.create_branch("dev")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aset_repo.checkout(write=True, branch="dev").close()
+        aset_repo.checkout(write=True).close()
+
+
 def test_a_python_writer_checkout_moving_the_cli_current_branch_warns_and_status_says_so(aset_repo):
     from hangar.errors import BranchSwitchWarning
 
@@ -224,6 +235,7 @@ def test_a_failed_clone_removes_the_folder_it_created(tmp_path):
 
 
 # ----------------------------------------------------------- errors speak CLI
+@pytest.mark.filterwarnings("ignore::hangar.errors.BranchSwitchWarning")  # Python and CLI mixed on purpose
 def test_cli_errors_name_flags_and_verbs_not_python_calls(aset_repo):
     aset_repo.create_branch("dev")
     co = aset_repo.checkout(write=True, branch="dev")

@@ -58,13 +58,15 @@ def writer(repo: "Repository", branch: Optional[str] = None) -> Iterator["Writer
     """The write-enabled checkout of ``branch`` (default: the current branch), always closed.
 
     Moving to another branch is what the verbs that name one (``checkout``, ``import
-    --branch``) mean to do: the Python API's warning about it is not shown.
+    --branch``) mean to do: the Python API's warning about it is not shown. The branch is
+    remembered as the command line's current one (a Python writer moving it away warns).
     """
     from hangar.errors import BranchSwitchWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BranchSwitchWarning)
         co = repo.checkout(write=True, branch=branch or repo.writer_branch)
+    repo.remember_cli_branch(co.branch_name)
     try:
         yield co
     finally:

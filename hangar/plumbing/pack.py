@@ -11,7 +11,7 @@ import hashlib
 import os
 import struct
 import zlib
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -95,6 +95,8 @@ class ObjectBatch:
     def __init__(self) -> None:
         self.objects: dict[bytes, tuple[int, bytes]] = {}
         self.blocks: list[BlobBlock] = []
+        self._block_rows: dict[bytes, tuple[int, int]] = {}  # oid -> (block, row), built by get()
+        self._indexed_blocks = 0
 
     def add(self, obj_type: int, data: bytes) -> bytes:
         oid = object_id(obj_type, data)
@@ -105,12 +107,45 @@ class ObjectBatch:
         if len(block.oids):
             self.blocks.append(block)
 
+    def get(self, oid: bytes) -> Optional[tuple[int, bytes]]:
+        """``(type, data)`` of object ``oid`` (raw id) if this batch holds it, blobs of blocks included.
+
+        A staged diff reads the pointer blobs of samples not written to git yet; the first
+        lookup that reaches the blocks indexes their ids (one dict entry per blob).
+        """
+        obj = self.objects.get(oid)
+        if obj is not None or not self.blocks:
+            return obj
+        rows = self._block_rows
+        for b in range(self._indexed_blocks, len(self.blocks)):
+            for r, row_oid in enumerate(_rows(self.blocks[b].oids)):
+                rows.setdefault(row_oid, (b, r))
+        self._indexed_blocks = len(self.blocks)
+        hit = rows.get(oid)
+        if hit is None:
+            return None
+        return OBJ_BLOB, block_blob(self.blocks[hit[0]], hit[1])
+
     def clear(self) -> None:
         self.objects.clear()
         self.blocks.clear()
+        self._block_rows.clear()
+        self._indexed_blocks = 0
 
     def __len__(self) -> int:
         return len(self.objects) + sum(len(b.oids) for b in self.blocks)
+
+
+def block_blob(block: BlobBlock, row: int) -> bytes:
+    """The content of blob ``row`` of ``block`` (its pack entry: header, a 7-byte stored-block
+    zlib prefix, the content, a 4-byte adler32)."""
+    entry = block.entries[row].tobytes()
+    total = len(entry) - 11
+    for head_len in (1, 2, 3):  # the entry header's length depends on the content size
+        size = total - head_len
+        if len(_entry_header(OBJ_BLOB, size)) == head_len:
+            return entry[head_len + 7:head_len + 7 + size]
+    raise ValueError(f"blob block entry of {len(entry)} bytes has no valid header")
 
 
 def _entry_header(obj_type: int, size: int) -> bytes:

@@ -61,7 +61,7 @@ class TreeReader:
 
     def __init__(self, git: GitRepo, overlay: Optional[ObjectBatch] = None) -> None:
         self.git = git
-        self._overlay = overlay.objects if overlay is not None else {}
+        self._overlay = overlay
         self._schemas: dict[bytes, ArraysetSchema] = {}
         self._tables: dict[tuple[Oid, Oid, int], EntryChanges] = {}
         self._raw: dict[bytes, bytes] = {}
@@ -76,7 +76,7 @@ class TreeReader:
         return out
 
     def raw(self, oid: bytes) -> bytes:
-        obj = self._overlay.get(oid)
+        obj = self._overlay.get(oid) if self._overlay is not None else None
         if obj is not None:
             return obj[1]
         if oid == _EMPTY_TREE:
@@ -88,7 +88,7 @@ class TreeReader:
 
     def stored(self, oid: bytes) -> bool:
         """False for objects only in the overlay (not written to git)."""
-        return oid not in self._overlay
+        return self._overlay is None or self._overlay.get(oid) is None
 
     def leaf_changes(self, a: bytes, b: bytes, out: EntryChanges) -> None:
         """Entries that differ between two stored leaf trees, by libgit2's tree diff (a C merge-join
