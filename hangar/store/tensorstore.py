@@ -558,14 +558,15 @@ class TensorStore:
                                    f"pointer says {dtype.itemsize * prod(shape)} ({dtype} {shape})")
         out = np.empty(shape, dtype=dtype)
         buf = byte_view(out)
-        pack, codec, offset, check = table.packs[p], table.codecs.item(row), table.offsets.item(row), \
+        # ``sum_`` is not ``check``: that names the re-hash asked for (verify_reads), a different check
+        pack, codec, offset, sum_ = table.packs[p], table.codecs.item(row), table.offsets.item(row), \
             table.checks.item(row)
         if codec == codecs.RAW:
             self.storage.readinto(pack, offset, buf)
             stored = buf
         else:
             stored = self.storage.read_range(pack, offset, table.lengths.item(row))
-        if check and (_xxh3(stored) or 1) != check:  # check_stored, on a table row
+        if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
             raise damaged_sample(table.digests[row].tobytes(), pack, offset)
         if codec != codecs.RAW:
             codecs.decode_into(codec, stored, buf)
@@ -612,8 +613,8 @@ class TensorStore:
                     i = int(order[j])
                     r = int(rows[i])
                     stored = self.storage.read_range(pack, int(so[j]), int(sl[j]))
-                    check = table.checks.item(r)
-                    if check and (_xxh3(stored) or 1) != check:  # check_stored, on a table row
+                    sum_ = table.checks.item(r)  # not ``check``: the re-hash asked for, checked below
+                    if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
                         raise damaged_sample(table.digests[r].tobytes(), pack, int(so[j]))
                     codecs.decode_into(int(table.codecs[r]), stored, memoryview(flat[i]))
                 continue
