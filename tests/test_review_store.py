@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hangar.arrayset
-from hangar import Repository
+from hangar import Repository, integrity
 from hangar.errors import CorruptDataError
 from hangar.store import sample_digest
 from hangar.store.packs import INDEX_DTYPE_V1, parse_index
@@ -92,3 +92,28 @@ def test_verify_reads_rehashes_format1_samples_on_the_table_paths(small_repo, na
             aset[key]
         with pytest.raises(CorruptDataError):
             aset.get_batch(list(aset.keys()))
+
+
+def test_fsck_repair_makes_the_cached_location_table_read_the_repaired_bytes(small_repo, tmp_path):
+    """After ``repair`` replaced a damaged sample, reads through the location table cached before
+    (on disk, and in the store's memory) must return the good bytes, not the damaged record."""
+    good = tmp_path / "good"
+    shutil.copytree(small_repo.path, good)
+    with small_repo.checkout() as co:
+        arr = co.arraysets["img"][13].copy()
+        co.arraysets["img"].get_batch(list(range(40)))  # the table is cached on disk
+    _flip_last_byte(small_repo, arr)
+    report = integrity.verify(small_repo)
+    assert len(report.damaged) == 1
+    source = Repository(str(good))._store()
+
+    def fetch(store, pointers):  # noqa: ANN001, ANN202 - what download_into does, from a good copy
+        for p in pointers:
+            store.put_stored(source.read_stored(p.digest), p.dtype, p.shape)
+        store.flush()
+
+    assert integrity.repair(small_repo, report, fetch) == 1
+    assert integrity.verify(small_repo).ok
+    with Repository(small_repo.path).checkout() as co:
+        np.testing.assert_array_equal(co.arraysets["img"][13], arr)
+        np.testing.assert_array_equal(co.arraysets["img"].get_batch([12, 13])[1], arr)

@@ -170,6 +170,8 @@ class TensorStore:
                     self.storage.replace_index(pack, encode_index(recs[~gone]))
                     dropped += int(gone.sum())
             self._index = None  # reloaded without them on next use
+            if dropped:
+                self.drop_tables()  # they locate the dropped (damaged) records, in packs still present
         return dropped
 
     def refresh(self) -> None:
@@ -543,6 +545,23 @@ class TensorStore:
                 os.unlink(os.path.join(cache_dir, "readtables", key + ".tbl"))
             except OSError:
                 pass
+
+    def drop_tables(self) -> None:
+        """Forget every location table, in memory and cached on disk (records were dropped from packs)."""
+        self._tables.clear()
+        cache_dir = getattr(self.storage, "cache_dir", None)
+        if cache_dir:
+            d = os.path.join(cache_dir, "readtables")
+            try:
+                names = os.listdir(d)
+            except OSError:
+                return
+            for n in names:
+                if n.endswith(".tbl"):
+                    try:
+                        os.unlink(os.path.join(d, n))
+                    except OSError:
+                        pass
 
     def read_row(self, table: LocationTable, row: int, dtype: np.dtype, check: bool | None = None
                  ) -> np.ndarray | None:
