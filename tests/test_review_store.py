@@ -117,3 +117,31 @@ def test_fsck_repair_makes_the_cached_location_table_read_the_repaired_bytes(sma
     with Repository(small_repo.path).checkout() as co:
         np.testing.assert_array_equal(co.arraysets["img"][13], arr)
         np.testing.assert_array_equal(co.arraysets["img"].get_batch([12, 13])[1], arr)
+
+
+@pytest.mark.parametrize("name, key", [("img", 13), ("z", 5)])
+@pytest.mark.parametrize("tables", [True, False])
+def test_loaders_check_the_stored_checksum(small_repo, monkeypatch, name, key, tables):
+    """The loaders (torch dataset, dask array) read packs themselves: a damaged sample is an error
+    there too, as for ``get``/``get_batch``, never returned as data (through a location table or not)."""
+    torch = pytest.importorskip("torch")  # noqa: F841 - the loader needs it
+    pytest.importorskip("dask.array")
+    from hangar.dataloaders import dask_array, make_torch_dataset
+
+    if not tables:
+        monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_AFTER", 1 << 30)
+    with small_repo.checkout() as co:
+        arr = co.arraysets[name][key].copy()
+    shutil.rmtree(os.path.join(small_repo.path, ".hangar", "cache"), ignore_errors=True)
+    _flip_last_byte(small_repo, arr)
+    with Repository(small_repo.path).checkout() as co:
+        aset = co.arraysets[name]
+        assert (aset._locations() is not None) == tables
+        ds = make_torch_dataset(aset, keys=[key, key + 1])
+        with pytest.raises(CorruptDataError, match="checksum"):
+            ds[0]
+        ds[1]  # a healthy sample still reads
+        with pytest.raises(CorruptDataError, match="checksum"):
+            dask_array(aset, keys=[key + 1, key]).compute()
+        with pytest.raises(CorruptDataError, match="checksum"):
+            dask_array(aset, keys=[key + 1, key])[1].compute()
