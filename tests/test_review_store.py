@@ -145,3 +145,33 @@ def test_loaders_check_the_stored_checksum(small_repo, monkeypatch, name, key, t
             dask_array(aset, keys=[key + 1, key]).compute()
         with pytest.raises(CorruptDataError, match="checksum"):
             dask_array(aset, keys=[key + 1, key])[1].compute()
+
+
+@pytest.mark.parametrize("variable, bad_shape", [(False, (2, 2)), (True, (8,))])
+def test_a_table_derived_from_the_parents_checks_pointers_against_the_schema(repo, variable, bad_shape):
+    """A pointer record the API never writes (another rank, or beyond the max shape: e.g. from a
+    hostile remote) is an ``InvalidRecordError`` on every read path: also when the commit's location
+    table is derived from its parent's (``changes_since``), as on the pointer path and a full build."""
+    from hangar.errors import InvalidRecordError
+    from hangar.records.keys import encode_key
+    from hangar.records.pointer import SamplePointer
+
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(4,), dtype=np.int32, variable_shape=variable)
+    b = co.arraysets.init_arrayset("b", shape=bad_shape, dtype=np.int32)
+    for i in range(10):
+        a[i] = np.full(4, i, dtype=np.int32)
+    b[0] = np.arange(int(np.prod(bad_shape)), dtype=np.int32).reshape(bad_shape)
+    co.commit("first")
+    with repo.checkout() as rco:
+        rco.arraysets["a"].get_batch(list(range(10)))  # the parent's table is cached
+    # the record a hostile remote could send: a's key 7 pointing at b's sample
+    a._table.set(encode_key(7), SamplePointer(sample_digest(b[0]), "<i4", bad_shape))
+    co.commit("second")
+    co.close()
+    with repo.checkout() as rco:
+        aset = rco.arraysets["a"]
+        with pytest.raises(InvalidRecordError):
+            aset[7]
+        with pytest.raises(InvalidRecordError):
+            aset.get_batch([6, 7])
