@@ -13,6 +13,9 @@ from hangar import Repository, integrity
 from hangar.errors import CorruptDataError
 from hangar.store import sample_digest
 from hangar.store.packs import INDEX_DTYPE_V1, parse_index
+from tests import remote_fixtures
+
+start_server = remote_fixtures.start_server
 
 
 @pytest.fixture(autouse=True)
@@ -175,3 +178,33 @@ def test_a_table_derived_from_the_parents_checks_pointers_against_the_schema(rep
             aset[7]
         with pytest.raises(InvalidRecordError):
             aset.get_batch([6, 7])
+
+
+def test_loaders_see_samples_fetched_after_a_location_table_was_built(tmp_path, repo, start_server):
+    """A partial clone reads (a location table is built with the remote references unlocated), then
+    ``fetch_data`` brings the bytes: a loader made afterwards in the same process (same checkout, or
+    a new one) must read them, not refuse them as remote references."""
+    pytest.importorskip("torch")
+    from hangar.dataloaders import make_torch_dataset
+
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("a", shape=(4,), dtype=np.int32)
+    co["a", list(range(6))] = np.arange(24, dtype=np.int32).reshape(6, 4)
+    co.commit("first")
+    co.close()
+    srv = start_server()
+    repo.remote.add("origin", srv.address)
+    repo.remote.push("origin", "master")
+    os.makedirs(tmp_path / "dst")
+    dst = Repository(tmp_path / "dst", exists=False)
+    dst.clone("Test User", "test@example.com", srv.address)
+    co = dst.checkout()
+    aset = co.arraysets["a"]
+    assert aset._locations() is not None  # built with every row a remote reference
+    with pytest.raises(ValueError, match="remote references"):
+        make_torch_dataset(aset)
+    dst.remote.fetch_data("origin", "master")
+    np.testing.assert_array_equal(make_torch_dataset(aset)[5][0], np.arange(20, 24, dtype=np.int32))
+    co.close()
+    with dst.checkout() as co2:
+        np.testing.assert_array_equal(make_torch_dataset(co2.arraysets["a"])[3][0], np.arange(12, 16, dtype=np.int32))

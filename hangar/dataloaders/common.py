@@ -394,6 +394,9 @@ class GroupedSamples:
             if len(bad):
                 raise SampleNotFoundError(f"arrayset {a.name!r} has no sample with key {chosen[int(bad[0])]!r}")
             missing = int((t.pack_col[rows] < 0).sum())
+            if missing:  # fetched since the table was built?
+                t = a._located_now(t)
+                missing = int((t.pack_col[rows] < 0).sum())
             if missing:
                 raise ValueError(f"{missing} of the {len(rows)} chosen samples of arrayset {a.name!r} are remote "
                                  f"references (their bytes are not in this repository); {_FETCH_HINT}")

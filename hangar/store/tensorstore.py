@@ -523,6 +523,27 @@ class TensorStore:
         self._tables[key] = table
         return table
 
+    def complete_table(self, key: str, table: LocationTable) -> LocationTable:
+        """``table`` (named ``key``) with its rows that were not stored when it was built located now
+        (their bytes fetched since, by this process or another); ``table`` itself when none are."""
+        if table.complete:
+            return table
+        self.refresh()
+        missing = np.flatnonzero(table.pack_col < 0).tolist()
+        found = [(r, loc) for r, loc in zip(missing, self.locate_durable([table.digests[r].tobytes() for r in missing]))
+                 if loc is not None]
+        if not found:
+            return table
+        table = table.located([r for r, _ in found], [loc for _, loc in found])
+        self._tables[key] = table
+        cache_dir = getattr(self.storage, "cache_dir", None)
+        if cache_dir and table.complete:
+            try:  # a cache, as in location_table
+                table.save(os.path.join(cache_dir, "readtables", key + ".tbl"))
+            except OSError:
+                pass
+        return table
+
     def _table_matches_packs(self, table: LocationTable) -> bool:
         size_of = getattr(self.storage, "pack_size", None)
         if size_of is None:
