@@ -208,3 +208,39 @@ def test_loaders_see_samples_fetched_after_a_location_table_was_built(tmp_path, 
     co.close()
     with dst.checkout() as co2:
         np.testing.assert_array_equal(make_torch_dataset(co2.arraysets["a"])[3][0], np.arange(12, 16, dtype=np.int32))
+
+
+@pytest.mark.parametrize("tables", [True, False])
+def test_loaders_of_an_open_checkout_read_after_a_gc_compacted_its_packs(repo, monkeypatch, tables):
+    """``hangar gc`` may run while a read checkout is open (it only needs the writer lock). A loader
+    made on that checkout afterwards must read from the packs gc wrote, as ``get`` does, not fail with
+    FileNotFoundError on a removed pack (named by a stale location table or a stale store index)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("dask.array")
+    from hangar.dataloaders import dask_array, make_torch_dataset
+
+    if not tables:
+        monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_AFTER", 1 << 30)
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("a", shape=(4,), dtype=np.int32)
+    co.commit("init")
+    co.close()
+    repo.create_branch("tmp")
+    with pytest.warns(UserWarning, match="moves the staging area"):
+        co = repo.checkout(write=True, branch="tmp")
+    co["a", list(range(10))] = np.repeat(np.arange(10, dtype=np.int32), 4).reshape(10, 4)
+    co.commit("samples 0..9, one pack")
+    co.close()
+    with pytest.warns(UserWarning, match="moves the staging area"):
+        co = repo.checkout(write=True, branch="master")
+    co["a", list(range(5))] = np.repeat(np.arange(5, dtype=np.int32), 4).reshape(5, 4)  # the same bytes
+    co.commit("samples 0..4")
+    co.close()
+    with repo.checkout(branch="master") as reader:
+        aset = reader.arraysets["a"]
+        aset.get_batch([0, 1])
+        assert (aset._locations() is not None) == tables
+        repo.remove_branch("tmp", force_delete=True)
+        assert integrity.gc(repo).removed_packs == 1  # samples 5..9 dropped: the pack rewritten
+        np.testing.assert_array_equal(make_torch_dataset(aset)[3][0], np.full(4, 3, dtype=np.int32))
+        np.testing.assert_array_equal(dask_array(aset).compute()[4], np.full(4, 4, dtype=np.int32))

@@ -323,6 +323,10 @@ class GroupedSamples:
             chosen = list(keys)
             if not chosen:
                 raise ValueError("keys is empty: pass sample names, or keys=None for all samples")
+        for a in asets:
+            # a loader reads packs itself, without the reload on a missing pack that ``get`` makes:
+            # catch up with a gc that compacted packs away since the checkout's store loaded them
+            a._session.store.refresh()
         if self._from_tables(asets, chosen if keys is not None else None, index_range):
             return
         if keys is not None:
@@ -367,7 +371,12 @@ class GroupedSamples:
         """
         if index_range is not None and not isinstance(index_range, slice):
             return False  # the pointer path raises the TypeError
-        tables = [a._locations(len(chosen) if chosen is not None else 1 << 62) for a in asets]
+        reads = len(chosen) if chosen is not None else 1 << 62
+        tables = [a._locations(reads) for a in asets]
+        for i, (a, t) in enumerate(zip(asets, tables)):
+            if t is not None and not a._session.store.holds_packs(t.packs):  # a gc removed one: rebuilt
+                a._drop_locations()
+                tables[i] = a._locations(reads)
         if any(t is None for t in tables):
             return False
         if chosen is None:

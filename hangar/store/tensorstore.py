@@ -121,6 +121,7 @@ class TensorStore:
                 # must not be deduplicated against them
                 self._index = None
                 self._load_index()
+                self._tables.clear()  # and tables in memory may name the removed packs
                 return True
             new = [p for p in packs if p not in self._loaded_packs]
             for pack in new:
@@ -543,6 +544,12 @@ class TensorStore:
             except OSError:
                 pass
         return table
+
+    def holds_packs(self, packs: Iterable[str]) -> bool:
+        """True when every pack of ``packs`` is still in the store as last refreshed (:meth:`refresh`);
+        a gc compaction removes packs."""
+        self._load_index()
+        return set(packs) <= self._loaded_packs | ({self._pending_pack} if self._writer is not None else set())
 
     def _table_matches_packs(self, table: LocationTable) -> bool:
         size_of = getattr(self.storage, "pack_size", None)
