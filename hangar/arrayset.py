@@ -259,6 +259,12 @@ class ArraysetDataReader(CheckoutHandle):
             return None
         return base_table.derive(changes, store.locate_durable)
 
+    def _located_now(self, table):  # noqa: ANN001, ANN202 - LocationTable
+        """``table`` (this arrayset's) with the samples fetched since it was built located: what a
+        loader asks before it refuses samples as remote references."""
+        table = self._loc_table = self._session.store.complete_table(self._table.tree_key(), table)
+        return table
+
     def _drop_locations(self) -> None:
         table = self.__dict__.pop("_loc_table", None)
         self.__dict__.pop("_loc_probed", None)

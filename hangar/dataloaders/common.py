@@ -22,6 +22,7 @@ import numpy as np
 from hangar.arrayset import ArraysetDataReader
 from hangar.errors import (
     ClosedArraysetArgumentError,
+    CorruptDataError,
     HandleClosedError,
     SampleNotFoundError,
     WriteEnabledArraysetError,
@@ -29,7 +30,7 @@ from hangar.errors import (
 from hangar.records.keys import Key, decode_key, encode_key, sorted_keys
 from hangar.store import codecs
 from hangar.store.digest import byte_view
-from hangar.store.packs import LocalPackStorage
+from hangar.store.packs import LocalPackStorage, stored_check
 
 __all__ = ["SampleSource", "GroupedSamples", "batch_tuple"]
 
@@ -61,6 +62,8 @@ class SampleSource:
         self.offsets = np.empty(n, dtype=np.uint64)
         self.lengths = np.empty(n, dtype=np.uint64)
         self.codecs = np.empty(n, dtype=np.uint8)
+        #: checksum of each sample's stored bytes (0: none recorded): checked on every read, as by ``get``
+        self.checks = np.empty(n, dtype=np.uint64)
         for i, loc in enumerate(locations):
             idx = packs.get(loc.pack)
             if idx is None:
@@ -70,9 +73,10 @@ class SampleSource:
             self.offsets[i] = loc.offset
             self.lengths[i] = loc.length
             self.codecs[i] = loc.codec
+            self.checks[i] = loc.check
         # per-sample shapes are kept only when they can differ
         self.shapes: Optional[list[tuple[int, ...]]] = list(shapes) if variable_shape else None
-        self._rows: Optional[list[tuple[str, int, int, int]]] = None
+        self._rows: Optional[list[tuple[str, int, int, int, int]]] = None
         self._maps: dict[str, Optional[memoryview]] = {}
 
     @classmethod
@@ -85,6 +89,7 @@ class SampleSource:
         src.offsets = table.offsets[rows]
         src.lengths = table.lengths[rows]
         src.codecs = table.codecs[rows]
+        src.checks = table.checks[rows]
         if variable_shape:
             src.shapes = [tuple(s) for s in table.shapes[rows].tolist()]
         return src
@@ -98,11 +103,18 @@ class SampleSource:
         state["_maps"] = {}  # memory maps are per process
         return state
 
-    def _build_rows(self) -> list[tuple[str, int, int, int]]:
+    def _build_rows(self) -> list[tuple[str, int, int, int, int]]:
         packs = self.packs
         self._rows = list(zip([packs[j] for j in self.pack_idx.tolist()], self.offsets.tolist(),
-                              self.lengths.tolist(), self.codecs.tolist()))
+                              self.lengths.tolist(), self.codecs.tolist(), self.checks.tolist()))
         return self._rows
+
+    def _check(self, i: int, stored: bytes | memoryview | np.ndarray, pack: str, offset: int, check: int) -> None:
+        """Raise ``CorruptDataError`` unless sample ``i``'s stored bytes match their checksum (as ``get`` does)."""
+        if check and stored_check(stored) != check:
+            raise CorruptDataError(
+                f"stored bytes of sample {i} of the loader over arrayset {self.name!r} do not match their checksum "
+                f"(damaged, in pack {pack} at offset {offset}); run `hangar fsck --repair` to fetch them again")
 
     def sample_shape(self, i: int) -> tuple[int, ...]:
         return self.shapes[i] if self.shapes is not None else self.shape
@@ -119,11 +131,14 @@ class SampleSource:
 
     def read_into(self, i: int, out: np.ndarray) -> None:
         """Read sample ``i`` into the C-contiguous array ``out`` of its shape and dtype."""
-        pack, offset, length, codec = (self._rows or self._build_rows())[i]
+        pack, offset, length, codec, check = (self._rows or self._build_rows())[i]
         if codec == codecs.RAW:
             self.storage.readinto(pack, offset, byte_view(out))
+            self._check(i, byte_view(out), pack, offset, check)
         else:
-            codecs.decode_into(codec, self.storage.read_range(pack, offset, length), byte_view(out))
+            stored = self.storage.read_range(pack, offset, length)
+            self._check(i, stored, pack, offset, check)
+            codecs.decode_into(codec, stored, byte_view(out))
 
     def _map(self, pack: str) -> Optional[memoryview]:
         """Read-only memory map of a finished (immutable) local pack; None for other storages."""
@@ -146,20 +161,22 @@ class SampleSource:
         readinto, read_range = self.storage.readinto, self.storage.read_range
         decode, raw = codecs.decode_into, codecs.RAW
         empty, dtype, shape, shapes = np.empty, self.dtype, self.shape, self.shapes
+        checked = self._check
         out = []
         for i in positions:
             arr = empty(shape if shapes is None else shapes[i], dtype=dtype)
-            pack, offset, length, codec = rows[i]
+            pack, offset, length, codec, check = rows[i]
             view = (maps[pack] if pack in maps else self._map(pack)) if length < _MMAP_BELOW else None
-            if view is not None:
-                if codec == raw:
+            if codec == raw:
+                if view is not None:
                     byte_view(arr)[:] = view[offset:offset + length]
                 else:
-                    decode(codec, view[offset:offset + length], byte_view(arr))
-            elif codec == raw:
-                readinto(pack, offset, byte_view(arr))
+                    readinto(pack, offset, byte_view(arr))
+                checked(i, byte_view(arr), pack, offset, check)
             else:
-                decode(codec, read_range(pack, offset, length), byte_view(arr))
+                stored = view[offset:offset + length] if view is not None else read_range(pack, offset, length)
+                checked(i, stored, pack, offset, check)
+                decode(codec, stored, byte_view(arr))
             out.append(arr)
         return out
 
@@ -306,6 +323,10 @@ class GroupedSamples:
             chosen = list(keys)
             if not chosen:
                 raise ValueError("keys is empty: pass sample names, or keys=None for all samples")
+        for a in asets:
+            # a loader reads packs itself, without the reload on a missing pack that ``get`` makes:
+            # catch up with a gc that compacted packs away since the checkout's store loaded them
+            a._session.store.refresh()
         if self._from_tables(asets, chosen if keys is not None else None, index_range):
             return
         if keys is not None:
@@ -350,7 +371,12 @@ class GroupedSamples:
         """
         if index_range is not None and not isinstance(index_range, slice):
             return False  # the pointer path raises the TypeError
-        tables = [a._locations(len(chosen) if chosen is not None else 1 << 62) for a in asets]
+        reads = len(chosen) if chosen is not None else 1 << 62
+        tables = [a._locations(reads) for a in asets]
+        for i, (a, t) in enumerate(zip(asets, tables)):
+            if t is not None and not a._session.store.holds_packs(t.packs):  # a gc removed one: rebuilt
+                a._drop_locations()
+                tables[i] = a._locations(reads)
         if any(t is None for t in tables):
             return False
         if chosen is None:
@@ -377,6 +403,9 @@ class GroupedSamples:
             if len(bad):
                 raise SampleNotFoundError(f"arrayset {a.name!r} has no sample with key {chosen[int(bad[0])]!r}")
             missing = int((t.pack_col[rows] < 0).sum())
+            if missing:  # fetched since the table was built?
+                t = a._located_now(t)
+                missing = int((t.pack_col[rows] < 0).sum())
             if missing:
                 raise ValueError(f"{missing} of the {len(rows)} chosen samples of arrayset {a.name!r} are remote "
                                  f"references (their bytes are not in this repository); {_FETCH_HINT}")

@@ -139,7 +139,8 @@ class SampleTable(EntryTable):
             if new is None:
                 out.append((name, None, ()))
             else:
-                p = decode_pointer(self.git.read_raw(new))
+                # checked like every pointer read (a derived location table is a read path too)
+                p = self._checked(name, decode_pointer(self.git.read_raw(new)))
                 out.append((name, p.digest, p.shape))
         return out
 

@@ -147,6 +147,21 @@ class LocationTable:
                              cat(self.lengths, new.lengths), cat(self.rawlens, new.rawlens),
                              cat(self.codecs, new.codecs), cat(self.checks, new.checks))
 
+    def located(self, rows: list[int], locs: list) -> "LocationTable":
+        """This table with ``rows`` (not located when it was built) at the store locations ``locs``."""
+        packs = list(self.packs)
+        for loc in locs:
+            if loc.pack not in packs:
+                packs.append(loc.pack)
+        pack_no = {p: i for i, p in enumerate(packs)}
+        cols = [c.copy() for c in (self.pack_col, self.offsets, self.lengths, self.rawlens, self.codecs, self.checks)]
+        idx = np.array(rows, dtype=np.int64)
+        for col, values in zip(cols, ([pack_no[loc.pack] for loc in locs], [loc.offset for loc in locs],
+                                      [loc.length for loc in locs], [loc.rawlen for loc in locs],
+                                      [loc.codec for loc in locs], [loc.check for loc in locs])):
+            col[idx] = values
+        return LocationTable(self.ikeys, self.snames, self.digests, self.shapes, packs, *cols)
+
     # -------------------------------------------------------------- lookups
     def row(self, key: object) -> int:
         """Row of sample ``key`` (an int or str); -1 when absent (or not a key type)."""

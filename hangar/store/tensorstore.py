@@ -121,6 +121,7 @@ class TensorStore:
                 # must not be deduplicated against them
                 self._index = None
                 self._load_index()
+                self._tables.clear()  # and tables in memory may name the removed packs
                 return True
             new = [p for p in packs if p not in self._loaded_packs]
             for pack in new:
@@ -170,6 +171,8 @@ class TensorStore:
                     self.storage.replace_index(pack, encode_index(recs[~gone]))
                     dropped += int(gone.sum())
             self._index = None  # reloaded without them on next use
+            if dropped:
+                self.drop_tables()  # they locate the dropped (damaged) records, in packs still present
         return dropped
 
     def refresh(self) -> None:
@@ -521,6 +524,33 @@ class TensorStore:
         self._tables[key] = table
         return table
 
+    def complete_table(self, key: str, table: LocationTable) -> LocationTable:
+        """``table`` (named ``key``) with its rows that were not stored when it was built located now
+        (their bytes fetched since, by this process or another); ``table`` itself when none are."""
+        if table.complete:
+            return table
+        self.refresh()
+        missing = np.flatnonzero(table.pack_col < 0).tolist()
+        found = [(r, loc) for r, loc in zip(missing, self.locate_durable([table.digests[r].tobytes() for r in missing]))
+                 if loc is not None]
+        if not found:
+            return table
+        table = table.located([r for r, _ in found], [loc for _, loc in found])
+        self._tables[key] = table
+        cache_dir = getattr(self.storage, "cache_dir", None)
+        if cache_dir and table.complete:
+            try:  # a cache, as in location_table
+                table.save(os.path.join(cache_dir, "readtables", key + ".tbl"))
+            except OSError:
+                pass
+        return table
+
+    def holds_packs(self, packs: Iterable[str]) -> bool:
+        """True when every pack of ``packs`` is still in the store as last refreshed (:meth:`refresh`);
+        a gc compaction removes packs."""
+        self._load_index()
+        return set(packs) <= self._loaded_packs | ({self._pending_pack} if self._writer is not None else set())
+
     def _table_matches_packs(self, table: LocationTable) -> bool:
         size_of = getattr(self.storage, "pack_size", None)
         if size_of is None:
@@ -544,6 +574,23 @@ class TensorStore:
             except OSError:
                 pass
 
+    def drop_tables(self) -> None:
+        """Forget every location table, in memory and cached on disk (records were dropped from packs)."""
+        self._tables.clear()
+        cache_dir = getattr(self.storage, "cache_dir", None)
+        if cache_dir:
+            d = os.path.join(cache_dir, "readtables")
+            try:
+                names = os.listdir(d)
+            except OSError:
+                return
+            for n in names:
+                if n.endswith(".tbl"):
+                    try:
+                        os.unlink(os.path.join(d, n))
+                    except OSError:
+                        pass
+
     def read_row(self, table: LocationTable, row: int, dtype: np.dtype, check: bool | None = None
                  ) -> np.ndarray | None:
         """Sample ``row`` of ``table``: one lookup and one ``pread``; ``None`` when its bytes are
@@ -558,14 +605,15 @@ class TensorStore:
                                    f"pointer says {dtype.itemsize * prod(shape)} ({dtype} {shape})")
         out = np.empty(shape, dtype=dtype)
         buf = byte_view(out)
-        pack, codec, offset, check = table.packs[p], table.codecs.item(row), table.offsets.item(row), \
+        # ``sum_`` is not ``check``: that names the re-hash asked for (verify_reads), a different check
+        pack, codec, offset, sum_ = table.packs[p], table.codecs.item(row), table.offsets.item(row), \
             table.checks.item(row)
         if codec == codecs.RAW:
             self.storage.readinto(pack, offset, buf)
             stored = buf
         else:
             stored = self.storage.read_range(pack, offset, table.lengths.item(row))
-        if check and (_xxh3(stored) or 1) != check:  # check_stored, on a table row
+        if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
             raise damaged_sample(table.digests[row].tobytes(), pack, offset)
         if codec != codecs.RAW:
             codecs.decode_into(codec, stored, buf)
@@ -612,8 +660,8 @@ class TensorStore:
                     i = int(order[j])
                     r = int(rows[i])
                     stored = self.storage.read_range(pack, int(so[j]), int(sl[j]))
-                    check = table.checks.item(r)
-                    if check and (_xxh3(stored) or 1) != check:  # check_stored, on a table row
+                    sum_ = table.checks.item(r)  # not ``check``: the re-hash asked for, checked below
+                    if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
                         raise damaged_sample(table.digests[r].tobytes(), pack, int(so[j]))
                     codecs.decode_into(int(table.codecs[r]), stored, memoryview(flat[i]))
                 continue
