@@ -454,7 +454,7 @@ class WriterCheckout(_CheckoutBase):
         self.close()
         return base
 
-    def merge(self, message: str, dev_branch: str, **kwargs: Any) -> str:
+    def merge(self, message: str, dev_branch: str, *, strategy: Optional[str] = None) -> str:
         """Merge ``dev_branch`` into this checkout's branch; return the new head commit.
 
         Fast-forwards when possible (``message`` unused), else writes a 3-way merge commit.
@@ -465,7 +465,7 @@ class WriterCheckout(_CheckoutBase):
         self._session.sync()
         from hangar.merge import merge_into_writer
 
-        return merge_into_writer(self, message, dev_branch, **kwargs)
+        return merge_into_writer(self, message, dev_branch, strategy=strategy)
 
     def close(self) -> None:
         """Make staged changes durable, release the writer lock and close the checkout."""

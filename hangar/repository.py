@@ -714,7 +714,7 @@ class Repository:
         return gc(self, dry_run=dry_run)
 
     # ------------------------------------------------------------------ merge
-    def merge(self, message: str, master_branch: str, dev_branch: str, **kwargs) -> str:  # noqa: ANN003
+    def merge(self, message: str, master_branch: str, dev_branch: str, *, strategy: Optional[str] = None) -> str:
         """Merge ``dev_branch`` into ``master_branch``; return the new head commit hash.
 
         Fast-forwards when possible (``message`` is then unused); otherwise writes a 3-way merge
@@ -740,7 +740,7 @@ class Repository:
         """
         from hangar.merge import merge_branches
 
-        return merge_branches(self, message, master_branch, dev_branch, **kwargs)
+        return merge_branches(self, message, master_branch, dev_branch, strategy=strategy)
 
     # ----------------------------------------------------------------- clone
     def clone(self, user_name: str, user_email: str, remote_address: str, *,

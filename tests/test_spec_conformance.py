@@ -112,8 +112,8 @@ SPEC_SIGNATURES = [
 EXTRA_KEYWORDS = {
     "Repository.checkout": {"timeout"},
     "Repository.remove_branch": {"force_delete"},
-    "Repository.merge": {"kwargs"},  # strategy=
-    "WriterCheckout.merge": {"kwargs"},  # strategy=
+    "Repository.merge": {"strategy"},
+    "WriterCheckout.merge": {"strategy"},
     "ArraysetDataReader.get_batch": {"out"},  # issue 14: read into a caller's reused buffer
 }
 
@@ -476,3 +476,21 @@ def test_checkout_getitem_return_shapes(aset_repo):
         row = co.get(every, "1")
         assert row._fields == ("bar", "foo") and row.foo is None and row.bar[0, 0] == 1.0
     co.close()
+
+
+def test_docs_state_the_real_merge_signatures():
+    """docs/diff-merge.md once showed a merge signature the code did not have (issue 11, point 10)."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "diff-merge.md").read_text()
+    for name, fn in (("Repository.merge", Repository.merge), ("WriterCheckout.merge", WriterCheckout.merge)):
+        parts, star = [], False
+        for p in list(inspect.signature(fn).parameters.values())[1:]:
+            if p.kind is inspect.Parameter.KEYWORD_ONLY:
+                parts += [] if star else ["*"]
+                star = True
+                parts.append(f"{p.name}={p.default!r}")
+            else:
+                parts.append(p.name)
+        shown = ", ".join(parts)
+        assert f"`{name}({shown})`" in text, (name, shown)
