@@ -38,6 +38,14 @@ class RepositoryNotInitializedError(HangarError, RuntimeError):
     """The directory holds no hangar repository yet: call ``init()``."""
 
 
+def _pid_namespace() -> Optional[str]:
+    """This process's pid namespace (``pid:[inode]``), or None where /proc does not say (not Linux)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 class Repository:
     """Launching point for all user operations in a Hangar repository.
 
@@ -223,7 +231,8 @@ class Repository:
                 delay = min(delay * 2, 0.1)
         owner = f"{uuid.uuid4().hex}"
         path = os.path.join(self._hangar_dir, LOCK_FILE)
-        info = {"owner": owner, "pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        info = {"owner": owner, "pid": os.getpid(), "host": socket.gethostname(), "pidns": _pid_namespace(),
+                "since": time.time()}
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -277,7 +286,10 @@ class Repository:
             return {"pid": None, "host": None, "since": None, "alive": None}
         pid, host = held.get("pid"), held.get("host")
         alive: Optional[bool] = None
-        if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
+        # a pid names a process only in its pid namespace: a container with the host's hostname
+        # (docker --network host) has its own, where os.kill would call a running writer dead
+        if (host == socket.gethostname() and held.get("pidns") == _pid_namespace() and isinstance(pid, int)
+                and pid > 0):
             try:
                 os.kill(pid, 0)  # signal 0: only asks whether the process exists
                 alive = True

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 from hangar import Repository
 from hangar.errors import PushRefusedError
 from tests import remote_fixtures
+from tests.cli_helpers import fails
 
 start_server = remote_fixtures.start_server
 
@@ -38,3 +43,40 @@ def test_push_refused_for_staged_work_is_push_refused_error_in_both_transports(b
     co.close()
     with pytest.raises(PushRefusedError, match="changes staged but not committed"):
         clone.remote.push("origin", "master")
+
+
+_HOLD_WRITER = """
+import sys
+from hangar import Repository
+co = Repository(sys.argv[1]).checkout(write=True)
+print("ready", flush=True)
+sys.stdin.read()
+co.close()
+"""
+
+
+def test_force_release_refuses_a_live_writer_in_another_pid_namespace_on_the_same_host(aset_repo, tmp_path):
+    # containers run with the host's hostname (docker --network host) and their own pid
+    # namespace: the holder's pid means nothing here, and os.kill said "not running", so
+    # `hangar writer-lock --force-release` (no --force) took the lock of a running writer
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "--pid", "--fork", "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare --pid (root or user namespaces)")
+    script = tmp_path / "hold.py"
+    script.write_text(_HOLD_WRITER)
+    # a pid far above this host's pid_max inside the namespace: no process here has it
+    cmd = (f"echo 3999000 > /proc/sys/kernel/ns_last_pid 2>/dev/null; "
+           f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} {shlex.quote(aset_repo.path)}")
+    proc = subprocess.Popen([unshare, "--pid", "--fork", "--mount-proc", "sh", "-c", cmd],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        holder = aset_repo.writer_lock_holder
+        assert holder is not None and holder["alive"] is not False, holder
+        assert "--force" in fails(aset_repo.path, "writer-lock", "--force-release")
+        assert aset_repo.writer_lock_holder is not None  # still held by the running writer
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    assert aset_repo.writer_lock_holder is None
