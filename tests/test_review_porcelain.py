@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from hangar import Repository
@@ -80,3 +81,20 @@ def test_force_release_refuses_a_live_writer_in_another_pid_namespace_on_the_sam
         proc.wait(timeout=60)
     assert proc.returncode == 0
     assert aset_repo.writer_lock_holder is None
+
+
+@pytest.mark.parametrize("code", ["00", "01", "10"])
+def test_hangar03_backend_codes_survive_the_records_validation(repo, code):
+    # integ2 merged the backend aliases (issue 10) with the validation of records loaded from
+    # git (issue 12): the validation knew only our names, so init_arrayset(backend='00') raised
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset("z", shape=(4,), dtype=np.uint8, backend=code)
+    aset[1] = np.arange(4, dtype=np.uint8)
+    co.commit("a Hangar 0.3 backend code")
+    co.close()
+    co = repo.checkout()
+    try:
+        assert co.arraysets["z"].backend == code
+        assert co["z", 1].tolist() == [0, 1, 2, 3]
+    finally:
+        co.close()
