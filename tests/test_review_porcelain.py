@@ -98,3 +98,25 @@ def test_hangar03_backend_codes_survive_the_records_validation(repo, code):
         assert co["z", 1].tolist() == [0, 1, 2, 3]
     finally:
         co.close()
+
+
+_UNGUARDED_MODULE = """
+from hangar import Repository
+co = Repository({path!r}).checkout()
+batch = co.arraysets["foo"].get_batch(list(range(10)), n_cpus=2, start_method="spawn")
+print("sum", int(sum(a.sum() for a in batch)))
+co.close()
+"""
+
+
+def test_get_batch_in_a_module_run_with_python_m_without_main_guard_works(aset_repo, tmp_path):
+    # spawn re-runs a module started with `python -m NAME` too (as __mp_main__): only a
+    # package's __main__ is skipped. The guard detection took every -m run for safe, so the
+    # workers ran the module's get_batch again and died with multiprocessing's bootstrapping error
+    (tmp_path / "train_mod.py").write_text(_UNGUARDED_MODULE.format(path=aset_repo.path))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "train_mod"], capture_output=True, text=True, timeout=45,
+                          cwd=tmp_path, env=env)  # unfixed, the pool restarts dying workers forever
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = sum(int((np.arange(5) + i).sum()) for i in range(10))
+    assert proc.stdout.split() == ["sum", str(expected)]  # printed once: the module ran once
