@@ -120,3 +120,37 @@ def test_get_batch_in_a_module_run_with_python_m_without_main_guard_works(aset_r
     assert proc.returncode == 0, proc.stderr[-2000:]
     expected = sum(int((np.arange(5) + i).sum()) for i in range(10))
     assert proc.stdout.split() == ["sum", str(expected)]  # printed once: the module ran once
+
+
+def test_a_writer_whose_lock_was_force_released_cannot_overwrite_the_next_writers_staged_work(aset_repo):
+    # force_release_writer_lock let a second writer stage work; the first writer, still open,
+    # then committed and saved its staging state over it: the second writer's sample was lost
+    # without a word (Hangar 0.3 refused every operation of a writer that lost its lock)
+    first = aset_repo.checkout(write=True)
+    with pytest.warns(ResourceWarning):
+        aset_repo.force_release_writer_lock()
+    second = aset_repo.checkout(write=True)
+    second["foo", 100] = np.full(5, 100, np.int64)
+    second.close()
+    first["foo", 200] = np.full(5, 200, np.int64)
+    with pytest.raises(PermissionError, match="force-released"):
+        first.commit("from the writer that lost its lock")
+    with pytest.raises(PermissionError, match="force-released"):
+        first.close()
+    co = aset_repo.checkout(write=True)
+    try:
+        assert co["foo", 100].tolist() == [100] * 5  # the second writer's staged work is there
+        assert 200 not in co["foo"]
+    finally:
+        co.close()
+
+
+def test_a_writer_whose_lock_was_force_released_and_left_free_keeps_working(aset_repo):
+    co = aset_repo.checkout(write=True)
+    with pytest.warns(ResourceWarning):
+        aset_repo.force_release_writer_lock()
+    co["foo", 300] = np.full(5, 3, np.int64)
+    co.commit("nobody else wrote: the lock is taken again")
+    assert aset_repo.writer_lock_held
+    co.close()
+    assert not aset_repo.writer_lock_held
