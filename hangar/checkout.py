@@ -356,6 +356,7 @@ class WriterCheckout(_CheckoutBase):
 
     def _flush(self) -> str:
         """Make the staging area durable: store bytes first, then records, then the state file."""
+        self._repo._check_writer_lock(self._lock_owner, self._state)  # a force-released lock taken by another writer
         staging = self._staging  # stores held-back samples first
         self._session.store.flush()
         tree = staging.flush()
@@ -444,6 +445,7 @@ class WriterCheckout(_CheckoutBase):
             If the checkout was closed.
         """
         self._check()
+        self._repo._check_writer_lock(self._lock_owner, self._state)
         if self._is_clean():
             raise NothingToCommitError("nothing to reset: the staging area has no changes")
         self._session.store.discard()
@@ -462,6 +464,7 @@ class WriterCheckout(_CheckoutBase):
         instead of refusing; see :meth:`hangar.repository.Repository.merge`.
         """
         self._check()
+        self._repo._check_writer_lock(self._lock_owner, self._state)
         self._session.sync()
         from hangar.merge import merge_into_writer
 

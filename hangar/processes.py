@@ -36,12 +36,16 @@ def unguarded_main_script() -> Optional[str]:
     """Path of the main script when it has no top-level ``__main__`` guard, else None.
 
     None too when there is no script file (an interactive session, ``python -c``, a
-    notebook) or ``python -m`` ran a module: nothing is re-run by ``spawn`` then.
+    notebook) or ``python -m`` ran a package's ``__main__``: nothing is re-run by ``spawn``
+    then. A plain module run with ``python -m NAME`` is re-run (as ``__mp_main__``) and is
+    checked like a script.
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     spec = getattr(main, "__spec__", None)
-    if not path or spec is not None or not str(path).endswith(".py"):
+    if spec is not None and (spec.name == "__main__" or spec.name.endswith(".__main__")):
+        return None  # multiprocessing skips these when it prepares a spawned worker
+    if not path or not str(path).endswith(".py"):
         return None
     try:
         with open(path, encoding="utf-8") as f:

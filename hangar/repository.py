@@ -40,6 +40,14 @@ class RepositoryNotInitializedError(HangarError, RuntimeError):
     """The directory holds no hangar repository yet: call ``init()``."""
 
 
+def _pid_namespace() -> Optional[str]:
+    """This process's pid namespace (``pid:[inode]``), or None where /proc does not say (not Linux)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 class Repository:
     """Launching point for all user operations in a Hangar repository.
 
@@ -231,7 +239,7 @@ class Repository:
         return self._hangar_dir
 
     # ----------------------------------------------------------- writer lock
-    def _acquire_writer_lock(self, timeout: Optional[float] = None) -> str:
+    def _acquire_writer_lock(self, timeout: Optional[float] = None, owner: Optional[str] = None) -> str:
         if timeout:
             deadline = time.monotonic() + timeout
             delay = 0.005
@@ -243,9 +251,10 @@ class Repository:
                         raise
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 0.1)
-        owner = f"{uuid.uuid4().hex}"
+        owner = owner or f"{uuid.uuid4().hex}"
         path = os.path.join(self._hangar_dir, LOCK_FILE)
-        info = {"owner": owner, "pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        info = {"owner": owner, "pid": os.getpid(), "host": socket.gethostname(), "pidns": _pid_namespace(),
+                "since": time.time()}
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -270,6 +279,33 @@ class Repository:
         with os.fdopen(fd, "w") as f:
             json.dump(info, f)
         return owner
+
+    def _check_writer_lock(self, owner: str, state: StagingState) -> None:
+        """Raise ``WriterLockError`` unless the writer checkout ``owner`` still holds the writer lock.
+
+        A lock force-released while its checkout stayed open is taken again when it is free
+        and no other writer saved a staging state meanwhile (``state`` is the one the checkout
+        last saved); else the old checkout must not save its staging state or move a branch
+        over that writer's work, which it does not see.
+        """
+        path = os.path.join(self._hangar_dir, LOCK_FILE)
+        try:
+            with open(path) as f:
+                held = json.load(f)
+        except FileNotFoundError:
+            self._acquire_writer_lock(owner=owner)
+            now = self._staging_state()
+            if now is not None and (now.branch, now.base, now.tree) == (state.branch, state.base, state.tree):
+                return
+            self._release_writer_lock(owner)
+            held = {}
+        except (OSError, ValueError):  # being written by a new holder
+            held = {}
+        if held.get("owner") != owner:
+            raise WriterLockError(
+                f"the writer lock of {self._path!r} was force-released while this writer checkout was open and "
+                "another writer holds it or has used it; nothing was written (this checkout's staged changes are not "
+                "saved). Close this checkout and open a new one when the other writer is done")
 
     def _release_writer_lock(self, owner: str) -> None:
         path = os.path.join(self._hangar_dir, LOCK_FILE)
@@ -299,7 +335,10 @@ class Repository:
             return {"pid": None, "host": None, "since": None, "alive": None}
         pid, host = held.get("pid"), held.get("host")
         alive: Optional[bool] = None
-        if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
+        # a pid names a process only in its pid namespace: a container with the host's hostname
+        # (docker --network host) has its own, where os.kill would call a running writer dead
+        if (host == socket.gethostname() and held.get("pidns") == _pid_namespace() and isinstance(pid, int)
+                and pid > 0):
             try:
                 os.kill(pid, 0)  # signal 0: only asks whether the process exists
                 alive = True

@@ -113,7 +113,8 @@ def validate_schema(schema: "ArraysetSchema") -> None:
     validate_shape(schema.shape, what)
     if not isinstance(schema.shape, tuple):
         raise ValueError(f"{what}: shape {schema.shape!r} must be a tuple")
-    if schema.backend not in BACKENDS and schema.backend not in BACKEND_ALIASES:
+    if not isinstance(schema.backend, str) or (schema.backend not in BACKENDS
+                                               and schema.backend not in BACKEND_ALIASES):
         raise ValueError(f"{what}: backend {schema.backend!r} is not valid; choose {valid_backends_text()}")
     if not isinstance(schema.named_samples, bool) or not isinstance(schema.variable_shape, bool):
         raise ValueError(f"named_samples and variable_shape must be bool, not {schema.named_samples!r} and "

@@ -364,8 +364,9 @@ def push_branch(git: GitRepo, name: str, address: str, branch: str, username: st
             return str(exc)
         raise _fail_git(exc, address, "push") from exc
     refused = next(iter(cb.rejected.values()), None)
-    if refused and "hook declined" in refused:  # our pre-receive hook: its reason is final, do not retry
-        said = "".join(cb.server_messages).strip()
+    hooked = refused is not None and "hook declined" in refused  # our pre-receive hook (git http-backend)
+    if refused and (hooked or refused.startswith("hangar server: ")):  # or dulwich's: final, do not retry
+        said = "".join(cb.server_messages).strip() if hooked else refused
         reason = said.partition("hangar server: refused: ")[2].strip() or said or refused
         raise PushRefusedError(f"the hangar server at {address} refused to update branch {branch!r}: {reason}")
     return refused

@@ -194,7 +194,8 @@ class DulwichBackend:
                 refused = prereceive.refusals(git_dir, [update])
                 if refused:
                     log.info("refused a push: %s", "; ".join(refused))
-                    return "; ".join(refused).encode("utf-8", "replace")
+                    # the prefix the git hook writes too: the client knows the refusal as final by it
+                    return ("hangar server: " + "; ".join(refused)).encode("utf-8", "replace")
                 return super()._on_update(ref_name, old_sha, new_sha)
 
         handlers = {**DEFAULT_HANDLERS, b"git-receive-pack": Receive}
