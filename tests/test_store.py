@@ -224,3 +224,26 @@ def test_failed_pack_finish_is_never_retried_and_discard_recovers(tmp_path):
     s.flush()
     fresh = TensorStore(LocalPackStorage(str(tmp_path / "data")))
     assert d2 in fresh and d1 not in fresh
+
+
+def test_a_failed_background_flush_fails_the_pack_instead_of_publishing_it(tmp_path):
+    """fdatasync errors are reported once per open file on Linux: one the background flush thread
+    swallowed would let the final fsync succeed over lost pages. The writer raises it and never
+    writes the pack's index (the commit point). A pipe makes fdatasync fail for real (EINVAL)."""
+    from hangar.store.packs import _BackgroundSync
+
+    storage = LocalPackStorage(str(tmp_path / "data"))
+    writer = storage.open_writer("deadbeef")
+    writer.append(b"x" * 1024)
+    r, w = os.pipe()
+    try:
+        writer._syncer = _BackgroundSync(w)
+        writer._syncer.request()
+        with pytest.raises(OSError):
+            writer.finish(b"", 1024)
+        assert not os.path.exists(tmp_path / "data" / "packs" / "deadbeef" / "index")
+        assert "deadbeef" not in storage.list_packs()
+        writer.abort()
+    finally:
+        os.close(r)
+        os.close(w)

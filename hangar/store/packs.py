@@ -246,6 +246,9 @@ class _BackgroundSync:
         self.fd = fd
         self.wake = threading.Event()
         self.stop = False
+        #: the error of a failed fdatasync: Linux reports a write-back error once per open file, so
+        #: one this thread swallowed would let the final fsync succeed over lost pages
+        self.error: OSError | None = None
         self.thread = threading.Thread(target=self._run, name="hangar-pack-sync", daemon=True)
         self.thread.start()
 
@@ -255,15 +258,21 @@ class _BackgroundSync:
             self.wake.clear()
             if self.stop:
                 return
-            os.fdatasync(self.fd)
+            try:
+                os.fdatasync(self.fd)
+            except OSError as exc:
+                self.error = exc
+                return
 
     def request(self) -> None:
         self.wake.set()
 
-    def close(self) -> None:
+    def close(self) -> OSError | None:
+        """Stop the thread; return the error of a failed background flush (None if none failed)."""
         self.stop = True
         self.wake.set()
         self.thread.join()
+        return self.error
 
 
 class _LocalPackWriter:
@@ -314,10 +323,9 @@ class _LocalPackWriter:
                 self._syncer = _BackgroundSync(self.fd)
             self._syncer.request()
 
-    def _stop_syncer(self) -> None:
-        if self._syncer is not None:
-            self._syncer.close()
-            self._syncer = None
+    def _stop_syncer(self) -> OSError | None:
+        syncer, self._syncer = self._syncer, None
+        return syncer.close() if syncer is not None else None
 
     def read(self, offset: int, length: int) -> bytes:
         if offset >= self.flushed:
@@ -328,7 +336,9 @@ class _LocalPackWriter:
 
     def finish(self, index: bytes, nbytes: int) -> None:
         self._drain()
-        self._stop_syncer()
+        failed = self._stop_syncer()
+        if failed is not None:
+            raise failed  # the pack's bytes may not be on disk: never publish its index
         if self.durable:
             os.fsync(self.fd)
         os.close(self.fd)
