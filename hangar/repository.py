@@ -23,6 +23,7 @@ from hangar.errors import (
 )
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
+from hangar.plumbing.pids import pid_alive
 from hangar.plumbing.trees import empty_tree_id
 from hangar.records.keys import validate_branch_name
 from hangar.records.snapshot import Snapshot
@@ -339,13 +340,7 @@ class Repository:
         # (docker --network host) has its own, where os.kill would call a running writer dead
         if (host == socket.gethostname() and held.get("pidns") == _pid_namespace() and isinstance(pid, int)
                 and pid > 0):
-            try:
-                os.kill(pid, 0)  # signal 0: only asks whether the process exists
-                alive = True
-            except ProcessLookupError:
-                alive = False
-            except PermissionError:  # exists, owned by another user
-                alive = True
+            alive = pid_alive(pid)
         return {"pid": pid, "host": host, "since": held.get("since"), "alive": alive}
 
     def force_release_writer_lock(self) -> bool:

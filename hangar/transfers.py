@@ -17,6 +17,8 @@ import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
+from hangar.plumbing.pids import pid_alive
+
 MARKER_DIR = "transfers"
 
 
@@ -37,16 +39,6 @@ def transfer_marker(hangar_dir: str, what: str) -> Iterator[None]:
             pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def active_transfers(hangar_dir: str) -> list[dict]:
     """Live transfer markers; markers of dead processes on this host are removed."""
     d = os.path.join(hangar_dir, MARKER_DIR)
@@ -62,7 +54,7 @@ def active_transfers(hangar_dir: str) -> list[dict]:
                 info = json.load(f)
         except (OSError, ValueError):
             continue  # being written or removed right now
-        if info.get("host") == socket.gethostname() and not _alive(int(info.get("pid", -1))):
+        if info.get("host") == socket.gethostname() and not pid_alive(int(info.get("pid", -1))):
             try:
                 os.unlink(path)
             except FileNotFoundError:

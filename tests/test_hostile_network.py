@@ -20,6 +20,7 @@ import pytest
 
 from hangar import Repository
 from hangar.errors import TransferInProgressError
+from hangar.plumbing.pids import pid_alive
 from hangar.remote import guard, protocol
 from hangar.store import sample_digest
 from tests import remote_fixtures
@@ -364,21 +365,11 @@ def test_partial_files_of_dead_writers_are_removed_at_start_and_while_serving(st
         p.write_bytes(b"x" * 100)
     os.utime(live_old, (time.time() - 7200, time.time() - 7200))
     srv = start_server(path=str(path))
-    assert not stale.exists() or _pid_alive(0x3fffff)
+    assert not stale.exists() or pid_alive(0x3fffff)
     assert live_fresh.exists() and not live_old.exists()
     later = packs / f"{0x3ffffe:x}{'d' * 20}.partial"  # a writer killed while the server runs
     later.write_bytes(b"y")
     arr = np.arange(7, dtype=np.int64)
     assert request(srv.port, "POST", protocol.UPLOAD, upload_body([arr]))[0] == 200
-    assert not later.exists() or _pid_alive(0x3ffffe)
+    assert not later.exists() or pid_alive(0x3ffffe)
     assert live_fresh.exists()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

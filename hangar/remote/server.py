@@ -29,6 +29,7 @@ from urllib.parse import parse_qs
 
 from hangar import __version__
 from hangar.errors import CorruptDataError
+from hangar.plumbing.pids import pid_alive
 from hangar.remote import guard, prereceive, protocol
 from hangar.store import TensorStore
 from hangar.store.packs import LocalPackStorage, StoredCheck
@@ -256,13 +257,7 @@ def _writer_gone(partial_name: str) -> bool:
         return False
     if pid <= 0 or pid > 1 << 22:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not pid_alive(pid)
 
 
 class _LazyFile:

@@ -30,6 +30,7 @@ import xxhash
 
 from hangar._faults import crash_point
 from hangar.errors import CorruptDataError
+from hangar.plumbing.pids import pid_alive
 from hangar.store.codecs import LZ4, RAW, ZSTD, max_stored_length
 
 #: format 1 records (no checksum): read, never written
@@ -168,16 +169,6 @@ def array_metadata(nbytes: int) -> bytes:
 def new_pack_id() -> str:
     # the writer's pid first: remove_dead_partials tells an abandoned .partial from a live one by it
     return f"{os.getpid():x}{uuid.uuid4().hex[:20]}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 class PackWriter(Protocol):
@@ -410,7 +401,7 @@ class LocalPackStorage:
             try:
                 pid = int(pack_id[:-20], 16)
                 path = os.path.join(base, name)
-                if _pid_alive(pid) or now - os.lstat(path).st_mtime < min_age:
+                if pid_alive(pid) or now - os.lstat(path).st_mtime < min_age:
                     continue
                 os.unlink(path)
                 removed += 1
