@@ -16,7 +16,7 @@ from hangar.errors import CheckoutClosedError, IndexFormError, NothingToCommitEr
 from hangar.metadata import MetadataReader, MetadataWriter
 from hangar.records.snapshot import Snapshot
 from hangar.records.staging import StagingArea, StagingState
-from hangar.session import CheckoutSession
+from hangar.session import BatchBlock, CheckoutSession
 
 if TYPE_CHECKING:
     from hangar.repository import Repository
@@ -37,7 +37,7 @@ class _ClosedSession:
     closed = True
 
 
-class _CheckoutBase:
+class _CheckoutBase(BatchBlock):
     # a closed checkout holds nothing (its __dict__ is emptied, as in Hangar 0.3, so the
     # repository, store and staging area can be freed); this class-level value answers then
     _session: Any = _ClosedSession()
@@ -59,34 +59,7 @@ class _CheckoutBase:
             raise CheckoutClosedError("this checkout was closed; no operation occurred. Open a new one with "
                                       "repo.checkout()")
 
-    def __enter__(self):  # noqa: ANN204
-        """``with co:`` (Hangar 0.3's form). Leaving the block does not close the checkout.
-
-        In a write-enabled checkout the block is a batch: samples added inside it are held
-        back and stored together through the bulk path when the outermost ``with`` block
-        ends (or when a read needs them, or the held bytes reach a bound), so a per-sample
-        loop costs about what one stacked ``co[aset, keys] = array`` costs. Reads inside
-        the block see every sample added. When the block ends with an exception, the
-        samples added before it are kept (each was validated when it was added).
-
-        Raises
-        ------
-        PermissionError
-            (``CheckoutClosedError``) if the checkout was closed.
-        """
-        self._check()
-        self._session.batch.begin()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self._session.closed:
-            self._session.batch.end()
-
-    @property
-    def _is_conman(self) -> bool:
-        # Hangar 0.3's flag, read by code written against it: inside a ``with`` block
-        self._check()
-        return self._session.batch.open
+    _check_alive = _check  # what BatchBlock's ``with`` support checks
 
     @property
     def arraysets(self) -> Arraysets:

@@ -75,7 +75,50 @@ class _InstanceDict:
 _INSTANCE_DICT = _InstanceDict.__dict__["__dict__"]
 
 
-class CheckoutHandle(_InstanceDict):
+class BatchBlock:
+    """``with`` support shared by checkouts and their handles: a block is a write batch.
+
+    Subclasses provide ``_session`` and ``_check_alive()`` (which raises once the checkout
+    is closed: ``CheckoutClosedError`` on a checkout, ``HandleClosedError`` on a handle).
+    """
+
+    _session: "CheckoutSession"
+
+    def _check_alive(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # noqa: ANN204
+        """Start a write batch (writer) or nothing (reader); leaving the block closes nothing.
+
+        ``with co:``, ``with co.arraysets:``, ``with aset:``, ``with co.metadata:`` (Hangar
+        0.3's forms). In a write-enabled checkout the samples added inside the block are held
+        back and stored together through the bulk path when the outermost block ends (or when
+        a read needs them, or the held bytes reach a bound), so a per-sample loop costs about
+        what one stacked ``co[aset, keys] = array`` costs. Reads inside the block see every
+        sample added. When the block ends with an exception, the samples added before it are
+        kept (each was validated when it was added).
+
+        Raises
+        ------
+        PermissionError, ReferenceError
+            (``CheckoutClosedError`` / ``HandleClosedError``) if the checkout was closed.
+        """
+        self._check_alive()
+        self._session.batch.begin()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._session.closed:
+            self._session.batch.end()
+
+    @property
+    def _is_conman(self) -> bool:
+        # Hangar 0.3's flag, read by code written against it: inside a ``with`` block
+        self._check_alive()
+        return self._session.batch.open
+
+
+class CheckoutHandle(BatchBlock, _InstanceDict):
     """Base of the objects a checkout hands out (arraysets, an arrayset, metadata).
 
     A handle is the object itself, not a ``weakref.proxy`` (which cannot be used in a
@@ -95,28 +138,6 @@ class CheckoutHandle(_InstanceDict):
     def __dict__(self) -> dict:  # type: ignore[override]
         self._check_alive()
         return _INSTANCE_DICT.__get__(self)
-
-    def __enter__(self):  # noqa: ANN204
-        """Start a write batch (writer) or nothing (reader); leaving the block closes nothing.
-
-        In a write-enabled checkout the samples added inside the block are held back and
-        stored together through the bulk path when the outermost block ends (also when it
-        ends with an exception: each sample was validated when it was added). Reads inside
-        the block see them.
-        """
-        self._check_alive()
-        self._session.batch.begin()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self._session.closed:
-            self._session.batch.end()
-
-    @property
-    def _is_conman(self) -> bool:
-        # Hangar 0.3's flag, read by code written against it: inside a ``with`` block
-        self._check_alive()
-        return self._session.batch.open
 
 
 class CheckoutSession:
