@@ -11,6 +11,8 @@ import re
 import zlib
 from typing import Iterable, Union
 
+from hangar.errors import InvalidNameError
+
 Key = Union[str, int]
 
 MAX_NAME_LENGTH = 64
@@ -21,9 +23,9 @@ _HEX = "0123456789abcdef"
 
 def _check_name(value: object, what: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{what} {value!r} must be a str, not {type(value).__name__}")
+        raise InvalidNameError(f"{what} {value!r} must be a str, not {type(value).__name__}")
     if not value or len(value) > MAX_NAME_LENGTH or not _NAME_RE.match(value) or value in (".", ".."):
-        raise ValueError(
+        raise InvalidNameError(
             f"{what} {value!r} is not valid; allowed: 1-{MAX_NAME_LENGTH} ascii letters, digits, "
             "'-', '.', '_' (and not '.' or '..')"
         )
@@ -35,10 +37,10 @@ def validate_key(key: object, what: str = "sample key") -> Key:
     if type(key) is str:  # the common cases first: an ABC isinstance check costs ~1 us
         return _check_name(key, what)
     if isinstance(key, bool):
-        raise ValueError(f"{what} {key!r} must be a str or a non-negative int, not bool")
+        raise InvalidNameError(f"{what} {key!r} must be a str or a non-negative int, not bool")
     if type(key) is int or isinstance(key, numbers.Integral):  # int, and numpy integers (np.arange loops)
         if key < 0:
-            raise ValueError(f"{what} {key!r} is negative; int keys must be >= 0")
+            raise InvalidNameError(f"{what} {key!r} is negative; int keys must be >= 0")
         return int(key)
     return _check_name(key, what)
 
@@ -60,12 +62,13 @@ def validate_branch_name(name: object) -> str:
     """Return ``name`` if it is a valid branch name, else raise ``ValueError``."""
     if not isinstance(name, str) or not _BRANCH_RE.match(name) or len(name) > 255 or ".." in name \
             or name.endswith(".lock") or name.startswith("-"):
-        raise ValueError(
+        raise InvalidNameError(
             f"branch name {name!r} is not valid; allowed: ascii letters, digits, '-', '.', '_' "
             "and '/' between parts"
         )
     if name == "HEAD":  # git's name for the current commit: refs/heads/HEAD makes 'HEAD' ambiguous
-        raise ValueError("branch name 'HEAD' is reserved by git (it names the current commit); choose another name")
+        raise InvalidNameError(
+            "branch name 'HEAD' is reserved by git (it names the current commit); choose another name")
     return name
 
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hangar.errors import InvalidRecordError
+from hangar.errors import InvalidRecordError, InvalidSchemaError
 from hangar.records.schema import MAX_RANK, ArraysetSchema, validate_dtype
 
 
@@ -74,7 +74,7 @@ def validate_pointer_parts(dtype: str, shape: tuple[int, ...]) -> None:
     """
     validate_dtype(dtype, "sample pointer")
     if len(shape) > MAX_RANK or any(d <= 0 for d in shape):
-        raise ValueError(f"sample pointer shape {shape} must have 0-{MAX_RANK} positive dims")
+        raise InvalidSchemaError(f"sample pointer shape {shape} must have 0-{MAX_RANK} positive dims")
 
 
 def validate_pointer_for(ptr: SamplePointer, schema: ArraysetSchema, where: str) -> SamplePointer:
@@ -112,7 +112,7 @@ def decode_pointer(data: bytes) -> SamplePointer:
         algo, hexdigest = algo_digest.split(":")
         digest = bytes.fromhex(hexdigest)
         if algo != "blake3" or len(digest) != 32:
-            raise ValueError(algo_digest)
+            raise InvalidRecordError(algo_digest)
         return SamplePointer(digest, *_parse_tail(dtype, shape))
     except (ValueError, TypeError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
         raise InvalidRecordError(f"not a hangar sample pointer: {data[:120]!r} ({exc})") from exc

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from hangar.errors import InvalidRecordError
+from hangar.errors import InvalidRecordError, InvalidSchemaError
 from hangar.records.keys import validate_arrayset_name
 
 MAX_RANK = 31
@@ -54,12 +54,12 @@ class ArraysetSchema:
         try:
             d = json.loads(data)
             if not isinstance(d, dict):
-                raise ValueError(f"a schema is a JSON object, not {type(d).__name__}")
+                raise InvalidSchemaError(f"a schema is a JSON object, not {type(d).__name__}")
             unknown = set(d) - {f.name for f in fields(cls)}
             if unknown:
-                raise ValueError(f"unknown schema fields {sorted(unknown)}")
+                raise InvalidSchemaError(f"unknown schema fields {sorted(unknown)}")
             if not isinstance(d.get("shape"), list):
-                raise ValueError(f"shape {d.get('shape')!r} must be a list of ints")
+                raise InvalidSchemaError(f"shape {d.get('shape')!r} must be a list of ints")
             d["shape"] = tuple(d["shape"])
             return cls(**d)
         except InvalidRecordError:
@@ -85,21 +85,21 @@ def validate_dtype(dtype: object, what: str) -> np.dtype:
     try:
         np_dtype = descr_to_dtype(dtype) if isinstance(dtype, (str, list)) else np.dtype(dtype)  # type: ignore
     except (TypeError, ValueError, IndexError, KeyError, RecursionError) as exc:
-        raise ValueError(f"{what}: dtype {dtype!r} is not a numpy dtype") from exc
+        raise InvalidSchemaError(f"{what}: dtype {dtype!r} is not a numpy dtype") from exc
     if np_dtype.hasobject:
-        raise ValueError(f"{what}: dtype {np_dtype} holds python objects; only fixed-size dtypes can be stored")
+        raise InvalidSchemaError(f"{what}: dtype {np_dtype} holds python objects; only fixed-size dtypes can be stored")
     return np_dtype
 
 
 def validate_shape(shape: object, what: str) -> tuple[int, ...]:
     """``shape`` as a tuple of positive ints of rank at most ``MAX_RANK`` (else ``ValueError``)."""
     if not isinstance(shape, (tuple, list)) or not all(_is_int(d) for d in shape):
-        raise ValueError(f"{what}: shape {shape!r} must be an int or a tuple of ints")
+        raise InvalidSchemaError(f"{what}: shape {shape!r} must be an int or a tuple of ints")
     shape = tuple(int(d) for d in shape)
     if len(shape) > MAX_RANK:
-        raise ValueError(f"{what}: shape {shape} has rank {len(shape)}; the maximum rank is {MAX_RANK}")
+        raise InvalidSchemaError(f"{what}: shape {shape} has rank {len(shape)}; the maximum rank is {MAX_RANK}")
     if any(d <= 0 for d in shape):
-        raise ValueError(f"{what}: shape {shape} has a zero-sized or negative dimension")
+        raise InvalidSchemaError(f"{what}: shape {shape} has a zero-sized or negative dimension")
     return shape
 
 
@@ -109,18 +109,19 @@ def validate_schema(schema: "ArraysetSchema") -> None:
     what = f"arrayset {name!r}"
     validate_dtype(schema.dtype, what)
     if not isinstance(schema.dtype, (str, list)):
-        raise ValueError(f"{what}: dtype {schema.dtype!r} must be a numpy descr (str or list of fields)")
+        raise InvalidSchemaError(f"{what}: dtype {schema.dtype!r} must be a numpy descr (str or list of fields)")
     validate_shape(schema.shape, what)
     if not isinstance(schema.shape, tuple):
-        raise ValueError(f"{what}: shape {schema.shape!r} must be a tuple")
+        raise InvalidSchemaError(f"{what}: shape {schema.shape!r} must be a tuple")
     if not isinstance(schema.backend, str) or (schema.backend not in BACKENDS
                                                and schema.backend not in BACKEND_ALIASES):
-        raise ValueError(f"{what}: backend {schema.backend!r} is not valid; choose {valid_backends_text()}")
+        raise InvalidSchemaError(f"{what}: backend {schema.backend!r} is not valid; choose {valid_backends_text()}")
     if not isinstance(schema.named_samples, bool) or not isinstance(schema.variable_shape, bool):
-        raise ValueError(f"named_samples and variable_shape must be bool, not {schema.named_samples!r} and "
-                         f"{schema.variable_shape!r}")
+        raise InvalidSchemaError(f"named_samples and variable_shape must be bool, not {schema.named_samples!r} and "
+                                 f"{schema.variable_shape!r}")
     if not _is_int(schema.fanout_depth) or not 0 <= schema.fanout_depth <= MAX_FANOUT_DEPTH:
-        raise ValueError(f"{what}: fanout_depth {schema.fanout_depth!r} must be an int in 0..{MAX_FANOUT_DEPTH}")
+        raise InvalidSchemaError(
+            f"{what}: fanout_depth {schema.fanout_depth!r} must be an int in 0..{MAX_FANOUT_DEPTH}")
 
 
 def dtype_to_descr(dtype: np.dtype) -> object:

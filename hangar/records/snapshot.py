@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from hangar.errors import InvalidRecordError
+from hangar.errors import InvalidMetadataError, InvalidRecordError
 from hangar.plumbing.gitrepo import GitRepo, Tree
 from hangar.plumbing.trees import subtree, walk_blobs
 from hangar.records import layout
@@ -16,9 +16,9 @@ from hangar.records.schema import ArraysetSchema
 def validate_metadata_value(value: object) -> str:
     """``value`` if it is a metadata value ``add`` accepts (an ascii str), else ``ValueError``."""
     if not isinstance(value, str):
-        raise ValueError(f"metadata value must be a str, not {type(value).__name__}")
+        raise InvalidMetadataError(f"metadata value must be a str, not {type(value).__name__}")
     if not value.isascii():
-        raise ValueError(f"metadata value {value[:40]!r} has non-ascii characters")
+        raise InvalidMetadataError(f"metadata value {value[:40]!r} has non-ascii characters")
     return value
 
 
