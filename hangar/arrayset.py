@@ -11,12 +11,19 @@ from typing import Iterable, Iterator, Mapping, Optional, Union
 import numpy as np
 
 from hangar.errors import (
+    ArgumentTypeError,
     ArraysetExistsError,
     ArraysetNotFoundError,
     HandleClosedError,
     IndexFormError,
+    InvalidArgumentError,
+    InvalidNameError,
+    InvalidSchemaError,
+    NotPicklableError,
     ReadOnlyCheckoutError,
     SampleNotFoundError,
+    SchemaMismatchError,
+    UnsupportedOperationError,
 )
 from hangar.processes import pool_start_method
 from hangar.records.keys import (
@@ -305,10 +312,11 @@ class ArraysetDataReader(CheckoutHandle):
                 or not out.flags.c_contiguous or not out.flags.writeable:
             got = (f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}"
                    if isinstance(out, np.ndarray) else type(out).__name__)
-            raise ValueError(f"out must be a writeable C-contiguous numpy array of dtype {self._dtype} and shape "
-                             f"{want} (one row per name) for arrayset {self.name!r}; got {got}")
+            raise InvalidArgumentError(
+                f"out must be a writeable C-contiguous numpy array of dtype {self._dtype} and shape "
+                f"{want} (one row per name) for arrayset {self.name!r}; got {got}")
         if self.variable_shape:
-            raise ValueError(f"out= needs a fixed-shape arrayset; {self.name!r} has variable_shape=True")
+            raise InvalidArgumentError(f"out= needs a fixed-shape arrayset; {self.name!r} has variable_shape=True")
         return out
 
     def get_batch(self, names: Iterable[Key], *, n_cpus: Optional[int] = None,
@@ -352,13 +360,13 @@ class ArraysetDataReader(CheckoutHandle):
         """
         self._check()
         if n_cpus is not None and (not isinstance(n_cpus, int) or isinstance(n_cpus, bool) or n_cpus < 1):
-            raise ValueError(f"n_cpus must be a positive int or None, not {n_cpus!r}")
+            raise InvalidArgumentError(f"n_cpus must be a positive int or None, not {n_cpus!r}")
         if start_method not in multiprocessing.get_all_start_methods():
-            raise ValueError(f"start_method {start_method!r} is not available; choose one of "
-                             f"{multiprocessing.get_all_start_methods()}")
+            raise InvalidArgumentError(f"start_method {start_method!r} is not available; choose one of "
+                                       f"{multiprocessing.get_all_start_methods()}")
         if _is_key(names):
             if out is not None:
-                raise ValueError("out= needs a list of names, not a single sample name")
+                raise InvalidArgumentError("out= needs a list of names, not a single sample name")
             return self.get(names)  # type: ignore[arg-type,return-value]
         if not isinstance(names, np.ndarray):
             names = list(names)
@@ -488,8 +496,8 @@ class ArraysetDataWriter(ArraysetDataReader):
     """Read and write access to one arrayset in the staging area."""
 
     def __reduce__(self):  # noqa: ANN204
-        raise TypeError(f"the write-enabled arrayset {self.name!r} cannot be pickled; commit and pickle the "
-                        "arrayset of a read checkout (repo.checkout()) instead")
+        raise NotPicklableError(f"the write-enabled arrayset {self.name!r} cannot be pickled; commit and pickle the "
+                                "arrayset of a read checkout (repo.checkout()) instead")
 
     def __init__(self, session: CheckoutSession, schema: ArraysetSchema, table) -> None:  # noqa: ANN001
         super().__init__(session, schema, table)
@@ -545,30 +553,31 @@ class ArraysetDataWriter(ArraysetDataReader):
     def _check_data(self, data: object) -> np.ndarray:
         s = self._schema
         if not isinstance(data, np.ndarray):
-            raise ValueError(f"sample data must be a numpy.ndarray, not {type(data).__name__}")
+            raise SchemaMismatchError(f"sample data must be a numpy.ndarray, not {type(data).__name__}")
         if not data.flags.c_contiguous:
-            raise ValueError(
+            raise SchemaMismatchError(
                 f"sample data must be C contiguous; pass np.ascontiguousarray(data) (shape {data.shape})")
         if data.dtype != self._dtype:
-            raise ValueError(f"sample dtype {data.dtype} does not match arrayset {s.name!r} dtype {self._dtype}")
+            raise SchemaMismatchError(
+                f"sample dtype {data.dtype} does not match arrayset {s.name!r} dtype {self._dtype}")
         if data.ndim != len(s.shape):
-            raise ValueError(
+            raise SchemaMismatchError(
                 f"sample rank {data.ndim} (shape {data.shape}) does not match arrayset {s.name!r} "
                 f"rank {len(s.shape)} (shape {s.shape})")
         if s.variable_shape:
             if any(d > m for d, m in zip(data.shape, s.shape)):
-                raise ValueError(
+                raise SchemaMismatchError(
                     f"sample shape {data.shape} exceeds the max shape {s.shape} of arrayset {s.name!r}")
             if 0 in data.shape:
-                raise ValueError(f"sample shape {data.shape} has a zero-sized dimension")
+                raise SchemaMismatchError(f"sample shape {data.shape} has a zero-sized dimension")
         elif data.shape != s.shape:
-            raise ValueError(f"sample shape {data.shape} does not match arrayset {s.name!r} shape {s.shape}")
+            raise SchemaMismatchError(f"sample shape {data.shape} does not match arrayset {s.name!r} shape {s.shape}")
         return data
 
     def _check_name(self, name: object) -> Key:
         if name is None:
             if self._schema.named_samples:
-                raise ValueError(f"arrayset {self.name!r} has named samples: add(data, name) needs a name")
+                raise InvalidNameError(f"arrayset {self.name!r} has named samples: add(data, name) needs a name")
             return uuid.uuid4().hex
         return validate_key(name)
 
@@ -591,8 +600,8 @@ class ArraysetDataWriter(ArraysetDataReader):
         # ndarray, also for 0-d rows and object stacks; an empty stack checks a blank row)
         self._check_data(data[0, ...] if n else np.empty(data.shape[1:], dtype=data.dtype))
         if not data.flags.c_contiguous:
-            raise ValueError(f"stacked sample data must be C contiguous; pass np.ascontiguousarray(data) "
-                             f"(shape {data.shape})")
+            raise SchemaMismatchError(f"stacked sample data must be C contiguous; pass np.ascontiguousarray(data) "
+                                      f"(shape {data.shape})")
         return data
 
     def _write_many(self, keys: list[Key], arrays: list[np.ndarray]) -> None:
@@ -640,7 +649,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         """
         self._check_alive()
         if kwargs:
-            raise TypeError(f"add() got unexpected keyword arguments {sorted(kwargs)}")
+            raise ArgumentTypeError(f"add() got unexpected keyword arguments {sorted(kwargs)}")
         arr = self._check_data(data)
         return self._stage(self._check_name(name), arr)
 
@@ -733,41 +742,42 @@ def _schema_from_args(name: object, shape: object, dtype: object, prototype: obj
     name = validate_arrayset_name(name)
     if prototype is not None:
         if shape is not None or dtype is not None:
-            raise ValueError(f"arrayset {name!r}: give either prototype or shape and dtype, not both "
-                             f"(got shape={shape!r}, dtype={dtype!r} with a prototype)")
+            raise InvalidSchemaError(f"arrayset {name!r}: give either prototype or shape and dtype, not both "
+                                     f"(got shape={shape!r}, dtype={dtype!r} with a prototype)")
         if not isinstance(prototype, np.ndarray):
-            raise ValueError(f"prototype must be a numpy.ndarray, not {type(prototype).__name__}")
+            raise InvalidSchemaError(f"prototype must be a numpy.ndarray, not {type(prototype).__name__}")
         if not prototype.flags.c_contiguous:
-            raise ValueError(f"prototype of arrayset {name!r} must be a C contiguous ndarray (shape "
-                             f"{prototype.shape}, strides {prototype.strides}); pass np.ascontiguousarray(...)")
+            raise InvalidSchemaError(f"prototype of arrayset {name!r} must be a C contiguous ndarray (shape "
+                                     f"{prototype.shape}, strides {prototype.strides}); pass np.ascontiguousarray(...)")
         shape, dtype = prototype.shape, prototype.dtype
     elif shape is None or dtype is None:
-        raise ValueError(f"arrayset {name!r} needs shape and dtype when no prototype is given "
-                         f"(got shape={shape!r}, dtype={dtype!r})")
+        raise InvalidSchemaError(f"arrayset {name!r} needs shape and dtype when no prototype is given "
+                                 f"(got shape={shape!r}, dtype={dtype!r})")
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
     if not isinstance(shape, (tuple, list)) or not all(
             isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
-        raise ValueError(f"arrayset {name!r}: shape {shape!r} must be an int or a tuple of ints")
+        raise InvalidSchemaError(f"arrayset {name!r}: shape {shape!r} must be an int or a tuple of ints")
     shape = tuple(int(d) for d in shape)
     if len(shape) > MAX_RANK:
-        raise ValueError(f"arrayset {name!r}: shape {shape} has rank {len(shape)}; the maximum rank is {MAX_RANK}")
+        raise InvalidSchemaError(
+            f"arrayset {name!r}: shape {shape} has rank {len(shape)}; the maximum rank is {MAX_RANK}")
     if any(d <= 0 for d in shape):
-        raise ValueError(f"arrayset {name!r}: shape {shape} has a zero-sized or negative dimension")
+        raise InvalidSchemaError(f"arrayset {name!r}: shape {shape} has a zero-sized or negative dimension")
     try:
         np_dtype = np.dtype(dtype)
     except TypeError as exc:
-        raise ValueError(f"arrayset {name!r}: dtype {dtype!r} is not a numpy dtype") from exc
+        raise InvalidSchemaError(f"arrayset {name!r}: dtype {dtype!r} is not a numpy dtype") from exc
     if np_dtype.hasobject:
-        raise ValueError(f"arrayset {name!r}: dtype {np_dtype} holds python objects; only fixed-size dtypes "
-                         "can be stored")
+        raise InvalidSchemaError(f"arrayset {name!r}: dtype {np_dtype} holds python objects; only fixed-size dtypes "
+                                 "can be stored")
     if backend is None:
         backend = "auto"
     if not isinstance(backend, str) or (backend not in BACKENDS and backend not in BACKEND_ALIASES):
-        raise ValueError(f"arrayset {name!r}: backend {backend!r} is not valid; choose {valid_backends_text()}")
+        raise InvalidSchemaError(f"arrayset {name!r}: backend {backend!r} is not valid; choose {valid_backends_text()}")
     if not isinstance(named_samples, bool) or not isinstance(variable_shape, bool):
-        raise ValueError(f"named_samples and variable_shape must be bool, not {named_samples!r} and "
-                         f"{variable_shape!r}")
+        raise InvalidSchemaError(f"named_samples and variable_shape must be bool, not {named_samples!r} and "
+                                 f"{variable_shape!r}")
     return ArraysetSchema(name=name, dtype=dtype_to_descr(np_dtype), shape=shape, variable_shape=variable_shape,
                           named_samples=named_samples, backend=backend)
 
@@ -843,7 +853,7 @@ class Arraysets(CheckoutHandle):
         PermissionError
             In every case.
         """
-        raise PermissionError("arraysets cannot be set by item; use init_arrayset()")
+        raise UnsupportedOperationError("arraysets cannot be set by item; use init_arrayset()")
 
     def __contains__(self, key: object) -> bool:
         """True when an arrayset named ``key`` exists in the checkout."""
@@ -978,7 +988,7 @@ class Arraysets(CheckoutHandle):
         asets = [(self._get(name), data) for name, data in mapping.items()]
         for aset, _ in asets:
             if aset.named_samples:
-                raise ValueError(f"multi_add needs arraysets without named samples; {aset.name!r} has them")
+                raise InvalidArgumentError(f"multi_add needs arraysets without named samples; {aset.name!r} has them")
         key = uuid.uuid4().hex
         prepared = [(aset, aset._validate(data, key)) for aset, data in asets]  # type: ignore[attr-defined]
         for aset, args in prepared:
