@@ -12,7 +12,14 @@ import numpy as np
 from hangar._faults import crash_point
 from hangar.arrayset import Arraysets
 from hangar.diff import ReaderUserDiff, WriterUserDiff
-from hangar.errors import CheckoutClosedError, IndexFormError, NothingToCommitError
+from hangar.errors import (
+    CheckoutBaseMovedError,
+    CheckoutClosedError,
+    IndexFormError,
+    InvalidArgumentError,
+    InvalidSelectionError,
+    NothingToCommitError,
+)
 from hangar.metadata import MetadataReader, MetadataWriter
 from hangar.records.snapshot import Snapshot
 from hangar.records.staging import StagingArea, StagingState
@@ -90,7 +97,7 @@ class _CheckoutBase(BatchBlock):
         if spec is Ellipsis or (isinstance(spec, slice) and spec == slice(None)):
             return self._arraysets.keys(), True
         if isinstance(spec, slice):
-            raise ValueError(f"arrayset selector {spec!r}: only ':' or '...' (all arraysets) is allowed")
+            raise InvalidSelectionError(f"arrayset selector {spec!r}: only ':' or '...' (all arraysets) is allowed")
         if _is_selection(spec):
             return list(spec), True  # type: ignore[call-overload]
         return [spec], False  # type: ignore[list-item]
@@ -105,7 +112,7 @@ class _CheckoutBase(BatchBlock):
             raise IndexFormError(f"index {index!r}: use co[arrayset] or co[arraysets, samples]")
         aset_spec, sample_spec = index
         if isinstance(sample_spec, slice) or sample_spec is Ellipsis:
-            raise ValueError("slice syntax cannot be used to select samples")
+            raise InvalidSelectionError("slice syntax cannot be used to select samples")
         names, multi_aset = self._aset_names(aset_spec)
         asets = [self._arraysets[n] for n in names]
         multi_key = _is_selection(sample_spec)
@@ -273,11 +280,12 @@ class WriterCheckout(_CheckoutBase):
         """
         self._check()
         if not isinstance(index, tuple) or len(index) != 2:
-            raise ValueError(f"index {index!r}: use co[arrayset, key] = array")
+            raise InvalidSelectionError(f"index {index!r}: use co[arrayset, key] = array")
         aset_spec, key_spec = index
         multi_aset, multi_key = _is_multi(aset_spec), _is_multi(key_spec)
         if multi_aset and multi_key:
-            raise ValueError("set several samples of one arrayset, or one sample of several arraysets, not both")
+            raise InvalidSelectionError(
+                "set several samples of one arrayset, or one sample of several arraysets, not both")
         if not (multi_aset or multi_key):
             self._arraysets[aset_spec][key_spec] = value  # type: ignore[index]
             return
@@ -288,9 +296,9 @@ class WriterCheckout(_CheckoutBase):
             raise IndexFormError(f"several arraysets need a list or tuple of arrays as the value, not "
                                  f"{type(value).__name__}")
         if len(value) != len(aset_spec):  # type: ignore[arg-type]
-            raise ValueError(f"{len(aset_spec)} targets but {len(value)} values")  # type: ignore[arg-type]
+            raise InvalidSelectionError(f"{len(aset_spec)} targets but {len(value)} values")  # type: ignore[arg-type]
         if key_spec is None:
-            raise ValueError("a sample key is needed for dict-style setting")
+            raise InvalidSelectionError("a sample key is needed for dict-style setting")
         asets = [self._arraysets[a] for a in aset_spec]  # type: ignore[union-attr]
         prepared = [(aset, aset._validate(v, key_spec)) for aset, v in zip(asets, value)]  # type: ignore
         for aset, args in prepared:
@@ -300,7 +308,7 @@ class WriterCheckout(_CheckoutBase):
         """``co[aset, [k1, k2, ...]] = values``: validate everything, then store in bulk."""
         aset = self._arraysets[aset_name]
         if any(k is None for k in keys):
-            raise ValueError("a sample key is needed for dict-style setting")
+            raise InvalidSelectionError("a sample key is needed for dict-style setting")
         if isinstance(values, np.ndarray):
             stack = aset._check_stack(values, len(keys))  # type: ignore[attr-defined]
             names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]
@@ -311,7 +319,7 @@ class WriterCheckout(_CheckoutBase):
             raise IndexFormError(f"several keys need a list or tuple of arrays (or one stacked array) as the value, "
                                  f"not {type(values).__name__}")
         if len(values) != len(keys):  # type: ignore[arg-type]
-            raise ValueError(f"{len(keys)} targets but {len(values)} values")  # type: ignore[arg-type]
+            raise InvalidSelectionError(f"{len(keys)} targets but {len(values)} values")  # type: ignore[arg-type]
         arrays = [aset._check_data(v) for v in values]  # type: ignore[attr-defined, union-attr]
         names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]
         self._session.sync()
@@ -379,13 +387,13 @@ class WriterCheckout(_CheckoutBase):
         """
         self._check()
         if not isinstance(commit_message, str):
-            raise ValueError(f"commit message must be a str, not {type(commit_message).__name__}")
+            raise InvalidArgumentError(f"commit message must be a str, not {type(commit_message).__name__}")
         if self._is_clean():
             raise NothingToCommitError("nothing to commit: the staging area has no changes")
         git = self._repo._git
         head = git.branch_head(self._state.branch)
         if head != self._state.base:
-            raise RuntimeError(
+            raise CheckoutBaseMovedError(
                 f"branch {self._state.branch!r} moved to {head} since this checkout was based on "
                 f"{self._state.base}; close and check out again")
         tree = self._flush()
