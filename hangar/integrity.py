@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
-from hangar.errors import RemoteDataError, TransferInProgressError
+from hangar.errors import InvalidArgumentError, RemoteDataError, TransferInProgressError, UnsafeToCollectError
 from hangar.plumbing.gc import Reachable, collect_git_garbage, list_git_files, ref_heads, walk_reachable
 from hangar.records import layout
 from hangar.records.keys import decode_key
@@ -152,7 +152,7 @@ class _Collector:
     def problem(self, commit: Optional[str], detail: str, arrayset: Optional[str] = None,
                 key: object = None) -> None:
         if self.report is None:
-            raise RuntimeError(f"cannot collect garbage: {detail}; run `hangar fsck` for details")
+            raise UnsafeToCollectError(f"cannot collect garbage: {detail}; run `hangar fsck` for details")
         self.report.records.append(Problem("record", arrayset, key, commit, detail))
 
     def blob(self, path: tuple, data: bytes, commit: Optional[str]) -> None:
@@ -295,7 +295,7 @@ def gc(repo: "Repository", *, dry_run: bool = False, temp_age: float = 3600.0) -
     Temporary files of interrupted writes are removed once older than ``temp_age`` seconds.
     """
     if not isinstance(dry_run, bool):
-        raise ValueError(f"dry_run must be a bool, not {dry_run!r}")
+        raise InvalidArgumentError(f"dry_run must be a bool, not {dry_run!r}")
     owner = repo._acquire_writer_lock()
     try:
         # order matters (see hangar.transfers): list what may go, then make sure no fetch is
