@@ -14,11 +14,20 @@ from typing import Optional, Union
 from hangar import __version__
 from hangar.checkout import ReaderCheckout, WriterCheckout
 from hangar.errors import (
+    BranchExistsError,
+    BranchNotFoundError,
     BranchSwitchWarning,
-    HangarError,
+    CommitNotFoundError,
+    CurrentBranchError,
+    DirtyStagingAreaError,
+    InvalidArgumentError,
     NoCommitsYetError,
     NothingToCommitError,
+    RepositoryExistsError,
+    RepositoryNotFoundError,
+    RepositoryNotInitializedError,
     StagingBaseMovedError,
+    UnmergedBranchError,
     WriterLockError,
 )
 from hangar.plumbing.gitrepo import GitRepo
@@ -35,10 +44,6 @@ HANGAR_DIR = ".hangar"
 LOCK_FILE = "writer.lock"
 #: the branch the command line last worked on (``hangar checkout``); see :meth:`Repository.remember_cli_branch`
 CLI_BRANCH_FILE = "cli_branch"
-
-
-class RepositoryNotInitializedError(HangarError, RuntimeError):
-    """The directory holds no hangar repository yet: call ``init()``."""
 
 
 def _pid_namespace() -> Optional[str]:
@@ -63,7 +68,7 @@ class Repository:
     def __init__(self, path: Union[str, os.PathLike], exists: bool = True) -> None:
         path = os.path.abspath(os.fspath(path))
         if not os.path.isdir(path):
-            raise NotADirectoryError(f"repository path {path!r} is not an existing directory")
+            raise RepositoryNotFoundError(f"repository path {path!r} is not an existing directory")
         self._path = path
         self._hangar_dir = os.path.join(path, HANGAR_DIR)
         self._git_repo: Optional[GitRepo] = None
@@ -199,20 +204,20 @@ class Repository:
         """
         for what, value in (("user_name", user_name), ("user_email", user_email)):
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{what} must be a non-empty str, not {value!r}")
+                raise InvalidArgumentError(f"{what} must be a non-empty str, not {value!r}")
             bad = sorted({c for c in value if c in "<>" or ord(c) < 32 or ord(c) == 127})
             if bad:  # git cannot record them in a commit signature (a newline corrupts every commit)
-                raise ValueError(f"{what} {value!r} contains {bad}; control characters, '<' and '>' "
-                                 "cannot appear in a commit author")
+                raise InvalidArgumentError(f"{what} {value!r} contains {bad}; control characters, '<' and '>' "
+                                           "cannot appear in a commit author")
         if self.initialized:
             if not remove_old:
-                raise FileExistsError(f"a hangar repository already exists at {self._hangar_dir!r}; "
-                                      "pass remove_old=True to replace it")
+                raise RepositoryExistsError(f"a hangar repository already exists at {self._hangar_dir!r}; "
+                                            "pass remove_old=True to replace it")
             if self.writer_lock_held:
                 raise WriterLockError("cannot remove the repository while a writer checkout holds its lock")
         elif os.path.lexists(self._hangar_dir) and not remove_old:
-            raise FileExistsError(f"{self._hangar_dir!r} exists but holds no hangar repository; move it away "
-                                  "or pass remove_old=True to replace it")
+            raise RepositoryExistsError(f"{self._hangar_dir!r} exists but holds no hangar repository; move it away "
+                                        "or pass remove_old=True to replace it")
         self._git_repo = None
         self._store_obj = None
         # build the new repository aside; the old one (if any) is removed only once it is complete
@@ -436,16 +441,16 @@ class Repository:
             If ``write`` is True and another writer holds the lock (past ``timeout``).
         """
         if not isinstance(write, bool):
-            raise ValueError(f"write must be a bool, not {write!r}")
+            raise InvalidArgumentError(f"write must be a bool, not {write!r}")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not timeout >= 0):
-            raise ValueError(f"timeout must be a non-negative number of seconds or None, not {timeout!r}")
+            raise InvalidArgumentError(f"timeout must be a non-negative number of seconds or None, not {timeout!r}")
         git = self._git
         if not write:
             if commit:
                 resolved = git.resolve_commit(commit)
                 if resolved is None:
-                    raise ValueError(f"no commit {commit!r} in the repository")
+                    raise CommitNotFoundError(f"no commit {commit!r} in the repository")
                 return ReaderCheckout(self, resolved)
             # a local branch, else a remote one such as 'origin/master'
             head = git.branch_or_remote_head(branch) if isinstance(branch, str) else None
@@ -454,8 +459,8 @@ class Repository:
                     raise NoCommitsYetError(f"branch {branch!r} has no commits yet; nothing to read until "
                                             "the first commit")
                 names = git.all_branches()
-                raise ValueError(f"no branch named {branch!r}; branches: {names}"
-                                 if names else "the repository has no commits yet")
+                raise BranchNotFoundError(f"no branch named {branch!r}; branches: {names}"
+                                          if names else "the repository has no commits yet")
             return ReaderCheckout(self, head)
         owner = self._acquire_writer_lock(timeout)
         try:
@@ -470,7 +475,7 @@ class Repository:
         validate_branch_name(branch)
         head = git.branch_head(branch)
         if head is None and git.branches():
-            raise ValueError(f"no branch named {branch!r}; branches: {git.branches()}")
+            raise BranchNotFoundError(f"no branch named {branch!r}; branches: {git.branches()}")
         state = self._staging_state()
         if state is not None and (state.branch != branch or state.base != head):
             clean = state.is_clean(git)
@@ -485,7 +490,7 @@ class Repository:
                     "repository): they cannot be committed on the new head; drop them with "
                     "repo.reset_staging_area(), then redo them")
             if not clean:
-                raise ValueError(
+                raise DirtyStagingAreaError(
                     f"the staging area holds uncommitted changes on branch {state.branch!r}; commit or "
                     f"reset them before checking out {branch!r} for writing")
             if state.branch != branch and state.branch == self._cli_branch():
@@ -529,10 +534,10 @@ class Repository:
         git = self._git
         validate_branch_name(name)
         if git.branch_head(name) is not None:
-            raise ValueError(f"branch {name!r} already exists")
+            raise BranchExistsError(f"branch {name!r} already exists")
         if name in git.remote_branches():
-            raise ValueError(f"branch name {name!r} is taken by a fetched remote branch; pick another name "
-                             f"(e.g. create_branch({name.split('/', 1)[1]!r}, base_commit=...))")
+            raise BranchExistsError(f"branch name {name!r} is taken by a fetched remote branch; pick another name "
+                                    f"(e.g. create_branch({name.split('/', 1)[1]!r}, base_commit=...))")
         if base_commit is None:
             base = git.branch_head(self._writer_branch())
             if base is None:
@@ -541,7 +546,7 @@ class Repository:
         else:
             base = git.resolve_commit(base_commit)
             if base is None:
-                raise ValueError(f"no commit {base_commit!r} in the repository")
+                raise CommitNotFoundError(f"no commit {base_commit!r} in the repository")
         git.set_branch(name, base)
         return name
 
@@ -582,14 +587,14 @@ class Repository:
         if head is None and isinstance(name, str) and name in git.remote_branches():
             return self._remove_remote_branch(name, force_delete)
         if head is None:
-            raise ValueError(f"no branch named {name!r}; branches: {self.list_branches()}")
+            raise BranchNotFoundError(f"no branch named {name!r}; branches: {self.list_branches()}")
         if name == self._writer_branch():
-            raise PermissionError(f"branch {name!r} is the current branch (the writer's branch: the staging area "
-                                  "and the next commit are based on it); make another branch current first: "
-                                  "repo.checkout(write=True, branch=OTHER)")
+            raise CurrentBranchError(f"branch {name!r} is the current branch (the writer's branch: the staging area "
+                                     "and the next commit are based on it); make another branch current first: "
+                                     "repo.checkout(write=True, branch=OTHER)")
         if not force_delete and not self._held_elsewhere(f"refs/heads/{name}", head):
-            raise ValueError(f"branch {name!r} has commits no other branch holds; merge it first "
-                             "or pass force_delete=True")
+            raise UnmergedBranchError(f"branch {name!r} has commits no other branch holds; merge it first "
+                                      "or pass force_delete=True")
         git.delete_ref(f"refs/heads/{name}")
         return name
 
@@ -597,8 +602,8 @@ class Repository:
         """Forget fetched remote branch ``name`` (``origin/dev``); the server is not touched."""
         ref = f"refs/remotes/{name}"
         if not force_delete and not self._held_elsewhere(ref, self._git.refs("refs/remotes/")[name]):
-            raise ValueError(f"remote branch {name!r} has commits no other branch holds; merge it "
-                             "first or pass force_delete=True")
+            raise UnmergedBranchError(f"remote branch {name!r} has commits no other branch holds; merge it "
+                                      "first or pass force_delete=True")
         self._git.delete_ref(ref)
         return name
 
@@ -615,12 +620,12 @@ class Repository:
         if commit:
             resolved = git.resolve_commit(commit)
             if resolved is None:
-                raise ValueError(f"no commit {commit!r} in the repository")
+                raise CommitNotFoundError(f"no commit {commit!r} in the repository")
             return resolved
         name = branch or self._writer_branch()
         head = git.branch_or_remote_head(name) if isinstance(name, str) else None
         if head is None and branch:
-            raise ValueError(f"no branch named {branch!r}")
+            raise BranchNotFoundError(f"no branch named {branch!r}")
         return head
 
     def log(self, branch: Optional[str] = None, commit: Optional[str] = None, *,
