@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Optional
 
 from hangar._faults import crash_point
 from hangar.diff import Conflicts, MetadataKey, SampleKey, conflicts_from_merge
-from hangar.errors import HangarError, MergeConflictError
+from hangar.errors import (
+    BranchNotFoundError,
+    CheckoutBaseMovedError,
+    DirtyStagingAreaError,
+    InvalidArgumentError,
+    MergeConflictError,
+)
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.records.staging import StagingState
 from hangar.records.treediff import STRATEGIES, TreeReader, three_way, write_merge_tree
@@ -30,23 +36,19 @@ _CLASS_TEXT = {
 _MAX_LISTED = 20
 
 
-class DirtyStagingAreaError(HangarError, ValueError, RuntimeError):
-    """The staging area of the branch to merge into holds uncommitted changes."""
-
-
 def _check_args(message: object, strategy: object) -> None:
     if not isinstance(message, str):
-        raise ValueError(f"merge message must be a str, not {type(message).__name__}")
+        raise InvalidArgumentError(f"merge message must be a str, not {type(message).__name__}")
     if strategy is not None and strategy not in STRATEGIES:
-        raise ValueError(f"merge strategy {strategy!r} is not valid; choose None (stop on conflicts), "
-                         f"'ours' (keep the master side) or 'theirs' (take the dev side)")
+        raise InvalidArgumentError(f"merge strategy {strategy!r} is not valid; choose None (stop on conflicts), "
+                                   f"'ours' (keep the master side) or 'theirs' (take the dev side)")
 
 
 def _branch_head(git: GitRepo, name: object, what: str, remote_ok: bool = False) -> str:
     ok = isinstance(name, str) and name
     head = (git.branch_or_remote_head(name) if remote_ok else git.branch_head(name)) if ok else None  # type: ignore
     if head is None:
-        raise ValueError(f"{what} {name!r} is not a branch with commits; branches: {git.branches()}")
+        raise BranchNotFoundError(f"{what} {name!r} is not a branch with commits; branches: {git.branches()}")
     return head
 
 
@@ -189,8 +191,8 @@ def merge_into_writer(checkout: "WriterCheckout", message: str, dev_branch: str,
     branch = checkout._state.branch
     head = git.branch_head(branch)
     if head != checkout._state.base:
-        raise RuntimeError(f"branch {branch!r} moved to {head} since this checkout was based on "
-                           f"{checkout._state.base}; close and check out again")
+        raise CheckoutBaseMovedError(f"branch {branch!r} moved to {head} since this checkout was based on "
+                                     f"{checkout._state.base}; close and check out again")
     new = merge_commits(git, message, head, dev_head, repo._user(), strategy, (branch, dev_branch))
     if new != head:
         git.set_branch(branch, new)
