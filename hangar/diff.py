@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
+from hangar.errors import BranchNotFoundError, CommitNotFoundError
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
 from hangar.records import layout
@@ -268,14 +269,14 @@ def _resolve_branch(git: GitRepo, dev_branch: object) -> str:
     # a local branch, else a fetched remote one such as 'origin/master'
     head = git.branch_or_remote_head(dev_branch) if isinstance(dev_branch, str) and dev_branch else None
     if head is None:
-        raise ValueError(f"no branch named {dev_branch!r}; branches: {git.all_branches()}")
+        raise BranchNotFoundError(f"no branch named {dev_branch!r}; branches: {git.all_branches()}")
     return head
 
 
 def _resolve_commit(git: GitRepo, dev_commit_hash: object) -> str:
     commit = git.resolve_commit(dev_commit_hash) if isinstance(dev_commit_hash, str) else None
     if commit is None:
-        raise ValueError(f"no commit {dev_commit_hash!r} in the repository")
+        raise CommitNotFoundError(f"no commit {dev_commit_hash!r} in the repository")
     return commit
 
 
