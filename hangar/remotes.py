@@ -14,7 +14,18 @@ import time
 import warnings
 from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
 
-from hangar.errors import DivergedHistoryError, RemoteAddressError, RemoteDataError
+from hangar.errors import (
+    BranchNotFoundError,
+    CommitNotFoundError,
+    DivergedHistoryError,
+    InvalidArgumentError,
+    RemoteAddressError,
+    RemoteDataError,
+    RemoteExistsError,
+    RemoteNotFoundError,
+    RemoteNotFoundKeyError,
+    RepositoryExistsError,
+)
 from hangar.remote import client as _client
 from hangar.store import TensorStore
 from hangar.store.packs import LocalPackStorage
@@ -51,7 +62,7 @@ class Remotes:
         """The address remote ``name`` was added with (``ValueError`` if there is no such remote)."""
         url = _client.remote_url(self._git, name) if isinstance(name, str) else None
         if url is None:
-            raise ValueError(f"no remote named {name!r}; remotes: {[r.name for r in self.list_all()]}")
+            raise RemoteNotFoundError(f"no remote named {name!r}; remotes: {[r.name for r in self.list_all()]}")
         return _as_address(url)
 
     def _address(self, name: str) -> str:
@@ -92,10 +103,10 @@ class Remotes:
         """
         _client.validate_remote_name(name)
         if not isinstance(address, str) or not address:
-            raise ValueError(f"remote address {address!r} is not a non-empty str; use {_ADDRESS_FORMS}")
+            raise RemoteAddressError(f"remote address {address!r} is not a non-empty str; use {_ADDRESS_FORMS}")
         if name in _client.remote_names(self._git):
-            raise ValueError(f"a remote named {name!r} already exists at {self._recorded_address(name)}; "
-                             "remove it first to change its address")
+            raise RemoteExistsError(f"a remote named {name!r} already exists at {self._recorded_address(name)}; "
+                                    "remove it first to change its address")
         try:
             url = _client.address_url(address)
         except ValueError:  # not one hangar can reach: kept verbatim, refused at first use
@@ -139,7 +150,7 @@ class Remotes:
         try:
             self._recorded_address(name)
         except ValueError as exc:
-            raise KeyError(str(exc)) from None
+            raise RemoteNotFoundKeyError(str(exc)) from None
         address = self._address(name)
         with _client.DataClient(address, timeout=10) as dc:
             return _client.timed_ping(dc)
@@ -171,11 +182,11 @@ class Remotes:
         """
         address = self._address(remote)
         if not isinstance(branch, str) or not branch:
-            raise ValueError(f"branch must be a non-empty str, not {branch!r}")
+            raise InvalidArgumentError(f"branch must be a non-empty str, not {branch!r}")
         git = self._git
         heads = _client.list_remote_heads(git, remote, address)
         if branch not in heads:
-            raise ValueError(f"remote {remote!r} has no branch {branch!r}; its branches: {sorted(heads)}")
+            raise BranchNotFoundError(f"remote {remote!r} has no branch {branch!r}; its branches: {sorted(heads)}")
         theirs = heads[branch]
         local = git.branch_head(branch)
         if local is not None and git.has_object(theirs) and git.is_ancestor(theirs, local):
@@ -193,18 +204,19 @@ class Remotes:
     def _resolve_start(self, branch: Optional[str], commit: Optional[str]) -> str:
         git = self._git
         if branch and commit:
-            raise ValueError(f"give a branch or a commit, not both (branch={branch!r}, commit={commit!r})")
+            raise InvalidArgumentError(f"give a branch or a commit, not both (branch={branch!r}, commit={commit!r})")
         if commit:
             resolved = git.resolve_commit(commit)
             if resolved is None:
-                raise ValueError(f"no commit {commit!r} in the repository; fetch it first")
+                raise CommitNotFoundError(f"no commit {commit!r} in the repository; fetch it first")
             return resolved
         if branch:
             head = git.branch_or_remote_head(branch) if isinstance(branch, str) else None
             if head is None:
-                raise ValueError(f"no branch {branch!r} in the repository (local or remote, e.g. 'origin/master')")
+                raise BranchNotFoundError(
+                    f"no branch {branch!r} in the repository (local or remote, e.g. 'origin/master')")
             return head
-        raise ValueError("give the branch (e.g. 'origin/master') or the commit whose data to fetch")
+        raise InvalidArgumentError("give the branch (e.g. 'origin/master') or the commit whose data to fetch")
 
     def fetch_data(self, remote: str, branch: Optional[str] = None, commit: Optional[str] = None, *,
                    arrayset_names: Optional[Sequence[str]] = None, max_num_bytes: Optional[int] = None,
@@ -248,12 +260,12 @@ class Remotes:
         start = self._resolve_start(branch, commit)
         if max_num_bytes is not None and (not isinstance(max_num_bytes, int) or isinstance(max_num_bytes, bool)
                                           or max_num_bytes <= 0):
-            raise ValueError(f"max_num_bytes must be a positive int, not {max_num_bytes!r}")
+            raise InvalidArgumentError(f"max_num_bytes must be a positive int, not {max_num_bytes!r}")
         names: Optional[set[str]] = None
         if arrayset_names is not None:
             names = {arrayset_names} if isinstance(arrayset_names, str) else set(arrayset_names)
             if not all(isinstance(n, str) for n in names):
-                raise ValueError(f"arrayset_names must be a sequence of str, not {arrayset_names!r}")
+                raise InvalidArgumentError(f"arrayset_names must be a sequence of str, not {arrayset_names!r}")
         git = self._git
         commits = [c.id for c in git.walk([start])] if retrieve_all_history else [start]
         pointers = _client.commit_pointers(git, commits, names)
@@ -319,7 +331,7 @@ class Remotes:
         address = self._address(remote)
         head = git.branch_head(branch) if isinstance(branch, str) else None
         if head is None:
-            raise ValueError(f"no local branch named {branch!r}; branches: {git.branches()}")
+            raise BranchNotFoundError(f"no local branch named {branch!r}; branches: {git.branches()}")
         with _client.DataClient(address) as dc:
             dc.check_push_auth(username, password)
             heads = _client.list_remote_heads(git, remote, address)
@@ -403,8 +415,8 @@ def clone_into(repo: "Repository", user_name: str, user_email: str, remote_addre
 
     _client.parse_address(remote_address)
     if repo.initialized and not remove_old:
-        raise FileExistsError(f"a hangar repository already exists at {repo.path!r}; "
-                              "pass remove_old=True to replace it")
+        raise RepositoryExistsError(f"a hangar repository already exists at {repo.path!r}; "
+                                    "pass remove_old=True to replace it")
     with _client.DataClient(remote_address, timeout=10) as dc:
         dc.ping()
     repo.init(user_name, user_email, remove_old=remove_old)
