@@ -21,9 +21,13 @@ import numpy as np
 
 from hangar.arrayset import ArraysetDataReader
 from hangar.errors import (
+    ArgumentTypeError,
     ClosedArraysetArgumentError,
     CorruptDataError,
     HandleClosedError,
+    InvalidArgumentError,
+    LoaderRemoteDataError,
+    SampleIndexError,
     SampleNotFoundError,
     WriteEnabledArraysetError,
 )
@@ -233,21 +237,21 @@ def field_names_for(asets: list[ArraysetDataReader], field_names: Optional[Seque
         given = False
     else:
         if isinstance(field_names, str) or not isinstance(field_names, (list, tuple)):
-            raise TypeError(f"field_names must be a list or tuple of str, not {field_names!r}")
+            raise ArgumentTypeError(f"field_names must be a list or tuple of str, not {field_names!r}")
         names = list(field_names)
         given = True
         if len(names) != len(asets):
-            raise ValueError(f"field_names {names!r} has {len(names)} names for {len(asets)} arraysets "
-                             f"{[a.name for a in asets]}")
+            raise InvalidArgumentError(f"field_names {names!r} has {len(names)} names for {len(asets)} arraysets "
+                                       f"{[a.name for a in asets]}")
     for n in names:
         if not isinstance(n, str) or not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_"):
             what = "field name" if given else "arrayset name (pass field_names=)"
-            raise ValueError(f"{what} {n!r} is not a valid namedtuple field name: use a python identifier "
-                             "that does not start with '_'")
+            raise InvalidArgumentError(f"{what} {n!r} is not a valid namedtuple field name: use a python identifier "
+                                       "that does not start with '_'")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         hint = "" if given else " (arraysets of the same name; pass field_names=)"
-        raise ValueError(f"duplicate field names {dup}{hint}")
+        raise InvalidArgumentError(f"duplicate field names {dup}{hint}")
     return names
 
 
@@ -259,13 +263,13 @@ def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
     elif isinstance(arraysets, (list, tuple)):
         asets = list(arraysets)
     else:
-        raise TypeError(f"arraysets must be an arrayset or a list/tuple of arraysets, not "
-                        f"{type(arraysets).__name__}")
+        raise ArgumentTypeError(f"arraysets must be an arrayset or a list/tuple of arraysets, not "
+                                f"{type(arraysets).__name__}")
     if not asets:
-        raise ValueError("arraysets is empty: pass at least one arrayset")
+        raise InvalidArgumentError("arraysets is empty: pass at least one arrayset")
     for a in asets:
         if not isinstance(a, ArraysetDataReader):
-            raise TypeError(f"arraysets must hold arrayset objects, not {type(a).__name__} ({a!r})")
+            raise ArgumentTypeError(f"arraysets must hold arrayset objects, not {type(a).__name__} ({a!r})")
         try:
             writeable = a.iswriteable
         except HandleClosedError as exc:  # a TypeError too: Hangar 0.3 saw a dead proxy, not an arrayset
@@ -315,14 +319,15 @@ class GroupedSamples:
         self.arraysets = asets
         for arg, value in (("keys", keys), ("index_range", index_range)):
             if isinstance(value, ArraysetDataReader):  # Hangar 0.3 code passing arraysets positionally
-                raise TypeError(f"arrayset {value.name!r} was passed as {arg}: pass several arraysets as one list "
-                                "or tuple in the first argument (e.g. [images, labels]), not as separate arguments")
+                raise ArgumentTypeError(
+                    f"arrayset {value.name!r} was passed as {arg}: pass several arraysets as one list "
+                    "or tuple in the first argument (e.g. [images, labels]), not as separate arguments")
         if keys is not None:
             if isinstance(keys, (str, int)) or not isinstance(keys, Iterable):
-                raise TypeError(f"keys must be a sequence of sample names, not {keys!r}")
+                raise ArgumentTypeError(f"keys must be a sequence of sample names, not {keys!r}")
             chosen = list(keys)
             if not chosen:
-                raise ValueError("keys is empty: pass sample names, or keys=None for all samples")
+                raise InvalidArgumentError("keys is empty: pass sample names, or keys=None for all samples")
         for a in asets:
             # a loader reads packs itself, without the reload on a missing pack that ``get`` makes:
             # catch up with a gc that compacted packs away since the checkout's store loaded them
@@ -342,21 +347,21 @@ class GroupedSamples:
                 ptrs.append(col)
         else:
             if index_range is not None and not isinstance(index_range, slice):
-                raise TypeError(f"index_range must be a slice, not {index_range!r}")
+                raise ArgumentTypeError(f"index_range must be a slice, not {index_range!r}")
             tables = [_all_pointers(a) for a in asets]
             common = set(tables[0])
             for t in tables[1:]:
                 common &= t.keys()
             largest = max(len(t) for t in tables)
             if not common:
-                raise ValueError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
+                raise InvalidArgumentError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
             if len(common) < largest:
                 _warn_unshared(asets, [len(t) for t in tables], len(common), stacklevel=4)
             chosen = sorted_keys(common)
             if index_range is not None:
                 chosen = chosen[index_range]
                 if not chosen:
-                    raise ValueError(f"index_range {index_range!r} selects no samples out of {len(common)}")
+                    raise InvalidArgumentError(f"index_range {index_range!r} selects no samples out of {len(common)}")
             ptrs = [[t[k] for k in chosen] for t in tables]
         self.keys: list[Key] = chosen
         self.sources = [self._source(a, col) for a, col in zip(asets, ptrs)]
@@ -385,16 +390,17 @@ class GroupedSamples:
             largest = max(len(n) for n in names)
             if common is not None and len(common) < largest:
                 if not common:
-                    raise ValueError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
+                    raise InvalidArgumentError(
+                        f"the arraysets {[a.name for a in asets]} have no sample names in common")
                 _warn_unshared(asets, [len(n) for n in names], len(common), stacklevel=5)
             chosen = sorted_keys(common) if common is not None else names[0]
             if not chosen:
-                raise ValueError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
+                raise InvalidArgumentError(f"the arraysets {[a.name for a in asets]} have no sample names in common")
             if index_range is not None:
                 total = len(chosen)
                 chosen = chosen[index_range]
                 if not chosen:
-                    raise ValueError(f"index_range {index_range!r} selects no samples out of {total}")
+                    raise InvalidArgumentError(f"index_range {index_range!r} selects no samples out of {total}")
         probe = [k if isinstance(k, (str, int)) and not isinstance(k, bool) else None for k in chosen]
         sources = []
         for a, t in zip(asets, tables):
@@ -407,8 +413,9 @@ class GroupedSamples:
                 t = a._located_now(t)
                 missing = int((t.pack_col[rows] < 0).sum())
             if missing:
-                raise ValueError(f"{missing} of the {len(rows)} chosen samples of arrayset {a.name!r} are remote "
-                                 f"references (their bytes are not in this repository); {_FETCH_HINT}")
+                raise LoaderRemoteDataError(
+                    f"{missing} of the {len(rows)} chosen samples of arrayset {a.name!r} are remote "
+                    f"references (their bytes are not in this repository); {_FETCH_HINT}")
             sources.append(SampleSource.from_table(a.name, a._session.store.storage, a.dtype, a.shape,
                                                    a.variable_shape, t, rows))
         self.keys = chosen
@@ -421,8 +428,9 @@ class GroupedSamples:
         locs = store.locations([p.digest for p in ptrs])  # one vectorised index search
         missing = locs.count(None)
         if missing:
-            raise ValueError(f"{missing} of the {len(ptrs)} chosen samples of arrayset {aset.name!r} are remote "
-                             f"references (their bytes are not in this repository); {_FETCH_HINT}")
+            raise LoaderRemoteDataError(
+                f"{missing} of the {len(ptrs)} chosen samples of arrayset {aset.name!r} are remote "
+                f"references (their bytes are not in this repository); {_FETCH_HINT}")
         return SampleSource(aset.name, store.storage, aset.dtype, aset.shape, aset.variable_shape,
                             locs, [p.shape for p in ptrs])
 
@@ -433,10 +441,10 @@ class GroupedSamples:
 def check_index(i: Union[int, np.integer], n: int) -> int:
     """Position ``i`` (negative counts from the end) in a sequence of ``n``; ``IndexError`` outside."""
     if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-        raise TypeError(f"index must be an int, not {type(i).__name__}")
+        raise ArgumentTypeError(f"index must be an int, not {type(i).__name__}")
     j = int(i) + n if i < 0 else int(i)
     if not 0 <= j < n:
-        raise IndexError(f"index {int(i)} is out of range for {n} samples")
+        raise SampleIndexError(f"index {int(i)} is out of range for {n} samples")
     return j
 
 

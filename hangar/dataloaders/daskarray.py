@@ -10,11 +10,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from hangar.errors import ArgumentTypeError, InvalidArgumentError, MissingDependencyError
+
 try:
     import dask.array as da
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("hangar's dask loader needs dask: pip install 'hangar[dask]' (or pip install 'dask[array]')"
-                      ) from exc
+    raise MissingDependencyError(
+        "hangar's dask loader needs dask: pip install 'hangar[dask]' (or pip install 'dask[array]')") from exc
 
 from hangar.arrayset import ArraysetDataReader
 from hangar.dataloaders.common import GroupedSamples, SampleSource
@@ -95,16 +97,16 @@ def dask_array(aset: ArraysetDataReader, keys: Optional[Sequence[Key]] = None,
     >>> images.mean(axis=0).compute()
     """
     if isinstance(aset, (list, tuple)):
-        raise TypeError("dask_array takes one arrayset; call it once per arrayset")
+        raise ArgumentTypeError("dask_array takes one arrayset; call it once per arrayset")
     grouped = GroupedSamples(aset, keys, index_range)
     source = grouped.sources[0]
     if source.variable_shape:
-        raise ValueError(f"arrayset {aset.name!r} has variable_shape samples; dask_array needs a fixed shape")
+        raise InvalidArgumentError(f"arrayset {aset.name!r} has variable_shape samples; dask_array needs a fixed shape")
     if chunk_rows is None:
         per_row = max(1, source.dtype.itemsize * int(np.prod(source.shape)))
         chunk_rows = max(1, _CHUNK_BYTES // per_row)
     elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be a positive int, not {chunk_rows!r}")
+        raise InvalidArgumentError(f"chunk_rows must be a positive int, not {chunk_rows!r}")
     token = hashlib.blake2b(digest_size=16)
     token.update(f"{aset._session.repo_path}\0{aset._session.commit}\0{aset.name}\0".encode())
     token.update(f"{chunk_rows}\0{grouped.keys!r}".encode())

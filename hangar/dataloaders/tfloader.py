@@ -9,11 +9,13 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from hangar.errors import ArgumentTypeError, MissingDependencyError
+
 try:
     import tensorflow as tf
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("hangar's tensorflow loader needs TensorFlow: pip install 'hangar[tensorflow]' "
-                      "(or pip install tensorflow-cpu)") from exc
+    raise MissingDependencyError("hangar's tensorflow loader needs TensorFlow: pip install 'hangar[tensorflow]' "
+                                 "(or pip install tensorflow-cpu)") from exc
 
 from hangar.arrayset import ArraysetDataReader
 from hangar.dataloaders.common import GroupedSamples
@@ -78,7 +80,7 @@ def make_tf_dataset(arraysets: Union[ArraysetDataReader, Sequence[ArraysetDataRe
     ...     print(bdata.shape, btarget.shape)
     """
     if not isinstance(shuffle, bool):
-        raise TypeError(f"shuffle must be a bool, not {shuffle!r}")
+        raise ArgumentTypeError(f"shuffle must be a bool, not {shuffle!r}")
     grouped = GroupedSamples(arraysets, keys, index_range)
     sources = grouped.sources
     n = len(grouped)

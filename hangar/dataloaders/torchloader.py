@@ -9,11 +9,13 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from hangar.errors import ArgumentTypeError, InvalidArgumentError, MissingDependencyError
+
 try:
     import torch.utils.data
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("hangar's torch loader needs PyTorch: pip install 'hangar[torch]' (or pip install torch)"
-                      ) from exc
+    raise MissingDependencyError(
+        "hangar's torch loader needs PyTorch: pip install 'hangar[torch]' (or pip install torch)") from exc
 
 from hangar.arrayset import ArraysetDataReader
 from hangar.dataloaders.common import (
@@ -150,7 +152,7 @@ def pad_collate(batch: list, pad_value: float = 0):  # noqa: ANN201 - a namedtup
     placed at the origin and the rest is filled with ``pad_value``.
     """
     if not batch:
-        raise ValueError("pad_collate needs a non-empty batch")
+        raise InvalidArgumentError("pad_collate needs a non-empty batch")
     first = batch[0]
     fields = []
     for f in range(len(first)):
@@ -206,7 +208,7 @@ class BlockShuffleSampler(torch.utils.data.Sampler):
     def __init__(self, dataset: TorchDataset, *, num_replicas: Optional[int] = None, rank: Optional[int] = None,
                  shuffle: bool = True, seed: int = 0, block_size: int = 64, drop_last: bool = False) -> None:
         if not isinstance(dataset, TorchDataset):
-            raise TypeError(f"dataset must be what make_torch_dataset returned, not {type(dataset).__name__}")
+            raise ArgumentTypeError(f"dataset must be what make_torch_dataset returned, not {type(dataset).__name__}")
         if num_replicas is None or rank is None:
             dist = torch.distributed
             initialized = dist.is_available() and dist.is_initialized()
@@ -217,14 +219,15 @@ class BlockShuffleSampler(torch.utils.data.Sampler):
         for name, value, low in (("num_replicas", num_replicas, 1), ("block_size", block_size, 1),
                                  ("rank", rank, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, not {value!r}")
+                raise InvalidArgumentError(f"{name} must be an int >= {low}, not {value!r}")
         if rank >= num_replicas:
-            raise ValueError(f"rank {rank!r} is out of range for num_replicas={num_replicas}")
+            raise InvalidArgumentError(f"rank {rank!r} is out of range for num_replicas={num_replicas}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be an int >= 0, not {seed!r}")
+            raise InvalidArgumentError(f"seed must be an int >= 0, not {seed!r}")
         n = len(dataset)
         if drop_last and n < num_replicas:
-            raise ValueError(f"drop_last with {n} samples and {num_replicas} replicas leaves every rank nothing")
+            raise InvalidArgumentError(
+                f"drop_last with {n} samples and {num_replicas} replicas leaves every rank nothing")
         self._order = dataset.storage_order()
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.shuffle, self.seed, self.block_size, self.drop_last = bool(shuffle), int(seed), int(block_size), \
@@ -235,7 +238,7 @@ class BlockShuffleSampler(torch.utils.data.Sampler):
     def set_epoch(self, epoch: int) -> None:
         """Use the permutation of ``epoch`` (an int >= 0; every rank must pass the same value)."""
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, not {epoch!r}")
+            raise InvalidArgumentError(f"epoch must be an int >= 0, not {epoch!r}")
         self.epoch = int(epoch)
 
     def permutation(self) -> np.ndarray:
