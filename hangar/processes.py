@@ -15,11 +15,7 @@ import multiprocessing
 import sys
 from typing import Optional
 
-from hangar.errors import HangarError
-
-
-class MainGuardError(HangarError, RuntimeError):
-    """Worker processes would re-run a main script that has no ``__main__`` guard."""
+from hangar.errors import MainGuardError
 
 
 def _is_main_guard(node: ast.stmt) -> bool:

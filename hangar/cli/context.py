@@ -13,14 +13,11 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Optional, Union
 
 from hangar.cli.app import CliState, current_state
+from hangar.errors import CliError
 
 if TYPE_CHECKING:
     from hangar import Repository
     from hangar.checkout import ReaderCheckout, WriterCheckout
-
-
-class CliError(Exception):
-    """A user error found by the command line itself (reported as ``error: <message>``)."""
 
 
 def state() -> CliState:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import struct
 from typing import BinaryIO, Callable, Iterator, NamedTuple
 
+from hangar.errors import ProtocolError, RecordTooLarge
 from hangar.store.tensorstore import StoredSample
 
 PREFIX = "/hangar/v1/"
@@ -52,14 +53,6 @@ MAX_DOWNLOAD_BYTES = 1 << 30
 _DOWN = struct.Struct("<32sBQQ")
 _UP = struct.Struct("<32sBQQBB")
 _DIM = struct.Struct("<q")
-
-
-class ProtocolError(ValueError):
-    """A request or answer does not follow the wire format."""
-
-
-class RecordTooLarge(ProtocolError):
-    """A record claims more bytes than the request may carry (checked before reading them)."""
 
 
 class WireSample(NamedTuple):

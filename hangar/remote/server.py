@@ -28,7 +28,13 @@ from typing import Callable, Iterable, Iterator, Optional
 from urllib.parse import parse_qs
 
 from hangar import __version__
-from hangar.errors import CorruptDataError
+from hangar.errors import (
+    CorruptDataError,
+    GitNotFoundError,
+    RequestTooLargeError,
+    ServerConfigError,
+    UnseekableStreamError,
+)
 from hangar.plumbing.pids import pid_alive
 from hangar.remote import guard, prereceive, protocol
 from hangar.store import TensorStore
@@ -50,19 +56,15 @@ def _read_body(environ: dict, limit: int) -> bytes:
     if length.isdigit():
         n = int(length)
         if n > limit:
-            raise _TooLarge(n)
+            raise RequestTooLargeError(n)
         return stream.read(n)
     parts, total = [], 0
     while chunk := stream.read(_CHUNK):
         total += len(chunk)
         if total > limit:
-            raise _TooLarge(total)
+            raise RequestTooLargeError(total)
         parts.append(chunk)
     return b"".join(parts)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _reply(start_response: StartResponse, status: str, body: bytes = b"",
@@ -286,7 +288,7 @@ class _LazyFile:
 
     def read(self, n: int = -1) -> bytes | memoryview:
         if self._pos < self._start:
-            raise OSError(f"cannot seek back before offset {self._start} of a streamed answer")
+            raise UnseekableStreamError(f"cannot seek back before offset {self._start} of a streamed answer")
         while self._pos >= self._start + len(self._buf):
             chunk = next(self._chunks, None)
             if chunk is None:
@@ -403,7 +405,7 @@ class HangarServer:
         self.path = repo.path
         self.git_dir = os.path.join(self.path, ".hangar")
         if (username is None) != (password is None):
-            raise ValueError("give both username and password to restrict push, or neither")
+            raise ServerConfigError("give both username and password to restrict push, or neither")
         self._creds = (username, password) if username is not None else None
         data = os.path.join(self.git_dir, "data")
         self._reader = TensorStore(LocalPackStorage(data))
@@ -417,13 +419,13 @@ class HangarServer:
         self._sweeper.start()
         git = shutil.which("git")
         if git_backend not in ("auto", "git", "dulwich"):
-            raise ValueError(f"git_backend must be 'auto', 'git' or 'dulwich', not {git_backend!r}")
+            raise ServerConfigError(f"git_backend must be 'auto', 'git' or 'dulwich', not {git_backend!r}")
         if git_backend == "dulwich" or (git_backend == "auto" and git is None):
             self.git_app: Callable[..., Iterable[bytes]] = DulwichBackend(self.git_dir)
             self.git_backend = "dulwich"
         else:
             if git is None:
-                raise FileNotFoundError("git_backend='git' needs the git binary on PATH")
+                raise GitNotFoundError("git_backend='git' needs the git binary on PATH")
             self.git_app = GitHttpBackend(self.git_dir, git)
             self.git_backend = "git"
 
@@ -478,7 +480,7 @@ class HangarServer:
                         raise
                     return _Holding(out, self._transfers.exit)
             return self.git_app(environ, start_response, user is not None, user or "")
-        except _TooLarge as exc:
+        except RequestTooLargeError as exc:
             msg = f"request body of {exc} bytes is too large\n"
             return _reply(start_response, "413 Payload Too Large", msg.encode())
         except protocol.ProtocolError as exc:
@@ -583,7 +585,7 @@ class HangarServer:
     def _upload(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         length = environ.get("CONTENT_LENGTH") or ""
         if length.isdigit() and int(length) > protocol.MAX_UPLOAD_BYTES:
-            raise _TooLarge(int(length))
+            raise RequestTooLargeError(int(length))
         # records are checked against the bytes this request really carries
         limit = int(length) if length.isdigit() else protocol.MAX_UPLOAD_BYTES
         reader = protocol.RecordReader(environ["wsgi.input"], limit=limit)
@@ -602,7 +604,7 @@ class HangarServer:
             try:
                 for s in reader.uploads():
                     if reader.bytes_read > protocol.MAX_UPLOAD_BYTES:
-                        raise _TooLarge(reader.bytes_read)
+                        raise RequestTooLargeError(reader.bytes_read)
                     sample = protocol.to_stored(s)
                     if store.put_stored(sample, s.dtype, s.shape):
                         stored += 1
@@ -690,7 +692,7 @@ def read_password_file(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         line = f.readline().rstrip("\r\n")
     if not line:
-        raise ValueError(f"the password file {path!r} has an empty first line; write the password there")
+        raise ServerConfigError(f"the password file {path!r} has an empty first line; write the password there")
     return line
 
 
@@ -711,7 +713,7 @@ def run_server(path: str, ip: str = "127.0.0.1", port: int = 50051, username: Op
     from hangar.remote.tls import TLSFrontend, server_context
 
     if (tls_cert is None) != (tls_key is None):
-        raise ValueError("HTTPS needs both a certificate and its key (tls_cert and tls_key)")
+        raise ServerConfigError("HTTPS needs both a certificate and its key (tls_cert and tls_key)")
     context = server_context(tls_cert, tls_key) if tls_cert is not None else None  # type: ignore[arg-type]
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -15,6 +15,8 @@ import ssl
 import threading
 from typing import Optional
 
+from hangar.errors import ServerConfigError
+
 log = logging.getLogger("hangar.server")
 
 _CHUNK = 1 << 18
@@ -32,7 +34,7 @@ def server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     try:
         ctx.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot load the TLS certificate {certfile!r} / key {keyfile!r}: {exc}") from exc
+        raise ServerConfigError(f"cannot load the TLS certificate {certfile!r} / key {keyfile!r}: {exc}") from exc
     return ctx
 
 
