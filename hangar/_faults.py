@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from hangar.errors import InvalidArgumentError
+
 CRASH_EXIT_CODE = 77
 _SPEC = os.environ.get("HANGAR_CRASH_AT", "")
 _hits: dict[str, int] = {}
@@ -17,7 +19,7 @@ _hits: dict[str, int] = {}
 def _parse(spec: str) -> tuple[str, int]:
     name, _, count = spec.rpartition(":")
     if not name or not count.isdigit() or int(count) < 1:
-        raise ValueError(f"HANGAR_CRASH_AT={spec!r}: expected NAME:N with N >= 1")
+        raise InvalidArgumentError(f"HANGAR_CRASH_AT={spec!r}: expected NAME:N with N >= 1")
     return name, int(count)
 
 

@@ -16,6 +16,7 @@ from typing import Iterable, NamedTuple, Optional, Sequence
 import numpy as np
 
 from hangar._faults import crash_point
+from hangar.errors import IncompleteIOError, InvalidArgumentError, MalformedPackError
 
 OBJ_COMMIT, OBJ_TREE, OBJ_BLOB = 1, 2, 3
 _TYPE_NAMES = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
@@ -59,7 +60,7 @@ def blob_block(data: np.ndarray) -> BlobBlock:
     """
     n, size = data.shape
     if size >= 0xFFFF:
-        raise ValueError(f"blob blocks hold blobs under 64 KiB, not {size} bytes")
+        raise InvalidArgumentError(f"blob blocks hold blobs under 64 KiB, not {size} bytes")
     head = b"blob %d\x00" % size
     obj = np.empty((n, len(head) + size), dtype=np.uint8)
     obj[:, :len(head)] = np.frombuffer(head, dtype=np.uint8)
@@ -145,7 +146,7 @@ def block_blob(block: BlobBlock, row: int) -> bytes:
         size = total - head_len
         if len(_entry_header(OBJ_BLOB, size)) == head_len:
             return entry[head_len + 7:head_len + 7 + size]
-    raise ValueError(f"blob block entry of {len(entry)} bytes has no valid header")
+    raise MalformedPackError(f"blob block entry of {len(entry)} bytes has no valid header")
 
 
 def _entry_header(obj_type: int, size: int) -> bytes:
@@ -189,7 +190,7 @@ def _fsync_write(path: str, chunks: Iterable[bytes | bytearray | np.ndarray]) ->
             while view:
                 n = os.write(fd, view)
                 if n <= 0:
-                    raise OSError(f"no progress writing {path}")
+                    raise IncompleteIOError(f"no progress writing {path}")
                 view = view[n:]
         os.fsync(fd)
     finally:
@@ -332,7 +333,7 @@ def pack_object_ids(idx_path: str) -> list[bytes]:
     with open(idx_path, "rb") as f:
         head = f.read(8 + 1024)
         if head[:8] != b"\xfftOc" + struct.pack(">I", 2):
-            raise ValueError(f"{idx_path} is not a version 2 pack index")
+            raise MalformedPackError(f"{idx_path} is not a version 2 pack index")
         n = struct.unpack_from(">I", head, 8 + 1020)[0]
         ids = f.read(20 * n)
     return [ids[20 * i:20 * i + 20] for i in range(n)]

@@ -20,7 +20,16 @@ from typing import Iterable, Iterator, Optional
 
 import pygit2
 
-from hangar.errors import PushRefusedError, RemoteDataError
+from hangar.errors import (
+    BranchNotFoundError,
+    InvalidNameError,
+    PushAuthenticationError,
+    PushRefusedError,
+    RemoteAddressError,
+    RemoteDataError,
+    ServerResponseError,
+    ServerUnreachableError,
+)
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.records import layout
 from hangar.records.pointer import SamplePointer, decode_pointer
@@ -39,8 +48,8 @@ def parse_address(address: str) -> tuple[str, int]:
     """``(host, port)`` of an ``IP:PORT`` (or ``https://IP:PORT``) address; ``ValueError`` naming it otherwise."""
     m = _ADDRESS.match(address) if isinstance(address, str) else None
     if m is None or not 0 < int(m["port"]) < 65536:
-        raise ValueError(f"remote address {address!r} is not of the form IP:PORT (e.g. '127.0.0.1:50051'), "
-                         "or https://IP:PORT for a server with TLS")
+        raise RemoteAddressError(f"remote address {address!r} is not of the form IP:PORT (e.g. '127.0.0.1:50051'), "
+                                 "or https://IP:PORT for a server with TLS")
     return m["host"], int(m["port"])
 
 
@@ -63,7 +72,7 @@ def url_address(url: str) -> str:
 
 def validate_remote_name(name: str) -> None:
     if not isinstance(name, str) or not _REMOTE_NAME.match(name) or name.endswith((".lock", ".")) or ".." in name:
-        raise ValueError(f"remote name {name!r} is not valid; use letters, digits, '.', '_' and '-'")
+        raise InvalidNameError(f"remote name {name!r} is not valid; use letters, digits, '.', '_' and '-'")
 
 
 # ------------------------------------------------------------------ progress
@@ -130,8 +139,8 @@ class DataClient:
         elif not self.tls and isinstance(exc, (http.client.BadStatusLine, ConnectionResetError)):
             # what a TLS port does to a plain HTTP request (RemoteDisconnected is both)
             hint = "; if the server runs with --tls-cert, use the address https://IP:PORT"
-        return ConnectionError(f"hangar server at {self.address} could not be reached or dropped the "
-                               f"connection ({type(exc).__name__}: {exc}){hint}")
+        return ServerUnreachableError(f"hangar server at {self.address} could not be reached or dropped the "
+                                      f"connection ({type(exc).__name__}: {exc}){hint}")
 
     def _request(self, method: str, path: str, body: object = None, headers: Optional[dict] = None,
                  retry: bool = True) -> http.client.HTTPResponse:
@@ -164,18 +173,19 @@ class DataClient:
             raise self._unreachable(exc) from exc
         if len(data) > limit:
             self.close()
-            raise ConnectionError(f"hangar server at {self.address} answered with more than {limit} bytes where "
-                                  f"at most {limit} were expected")
+            raise ServerResponseError(f"hangar server at {self.address} answered with more than {limit} bytes where "
+                                      f"at most {limit} were expected")
         return data
 
     def _fail(self, resp: http.client.HTTPResponse, what: str) -> Exception:
         text = self._read(resp).decode("utf-8", "replace").strip()
         if resp.status == 401:
-            return PermissionError(f"the hangar server at {self.address} refused the credentials for {what}: "
-                                   "give the username and password it was started with")
+            return PushAuthenticationError(f"the hangar server at {self.address} refused the credentials for "
+                                           f"{what}: give the username and password it was started with")
         if resp.status == 404 and what == "download":
             return RemoteDataError(f"the hangar server at {self.address} lacks requested data: {text}")
-        return ConnectionError(f"{what} at hangar server {self.address} failed: {resp.status} {resp.reason}: {text}")
+        return ServerResponseError(
+            f"{what} at hangar server {self.address} failed: {resp.status} {resp.reason}: {text}")
 
     def ping(self) -> dict:
         resp = self._request("GET", protocol.PING)
@@ -184,7 +194,7 @@ class DataClient:
         try:
             return json.loads(self._read(resp))
         except ValueError as exc:
-            raise ConnectionError(f"{self.address} answered ping but is not a hangar server") from exc
+            raise ServerResponseError(f"{self.address} answered ping but is not a hangar server") from exc
 
     @staticmethod
     def _auth_header(username: str, password: str) -> dict:
@@ -263,13 +273,14 @@ def _fail_git(exc: pygit2.GitError, address: str, what: str) -> Exception:
     msg = str(exc)
     low = msg.lower()
     if "401" in low or "authentication" in low or "credentials" in low:
-        return PermissionError(f"{what}: the hangar server at {address} refused the credentials ({msg})")
+        return PushAuthenticationError(f"{what}: the hangar server at {address} refused the credentials ({msg})")
     if "couldn't find remote ref" in low or "not found" in low and "ref" in low:
-        return ValueError(f"{what}: {msg}")
+        return BranchNotFoundError(f"{what}: {msg}")
     if "certificate" in low:
-        return ConnectionError(f"{what} with the hangar server at {address} failed: its TLS certificate is not "
-                               f"trusted here ({msg}); add its CA to the system store or set SSL_CERT_FILE")
-    return ConnectionError(f"{what} with the hangar server at {address} failed: {msg}")
+        return ServerUnreachableError(f"{what} with the hangar server at {address} failed: its TLS certificate "
+                                      f"is not trusted here ({msg}); add its CA to the system store or set "
+                                      "SSL_CERT_FILE")
+    return ServerUnreachableError(f"{what} with the hangar server at {address} failed: {msg}")
 
 
 def remote_names(git: GitRepo) -> list[str]:
@@ -317,7 +328,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
     def credentials(self, url, username_from_url, allowed_types):  # noqa: ANN001, ANN201
         self._tries += 1
         if self._tries > 1 or not (allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT):
-            raise PermissionError(f"the hangar server at {url} refused the credentials for push")
+            raise PushAuthenticationError(f"the hangar server at {url} refused the credentials for push")
         return pygit2.UserPass(*self._creds)
 
     def push_update_reference(self, refname: str, message: Optional[str]) -> None:
@@ -488,14 +499,14 @@ def download_into(store: TensorStore, client: DataClient, pointers: list[SampleP
                 for s in client.download(list(wanted), {d: raw_nbytes(p) for d, p in wanted.items()}):
                     p = wanted.pop(s.digest, None)
                     if p is None:
-                        raise ConnectionError(f"hangar server at {client.address} sent sample "
-                                              f"{s.digest.hex()[:16]}... which was not asked for (or twice)")
+                        raise ServerResponseError(f"hangar server at {client.address} sent sample "
+                                                  f"{s.digest.hex()[:16]}... which was not asked for (or twice)")
                     put(s, p.dtype, p.shape)
                     received += len(s.payload)
                     advance(s.rawlen)
                 if wanted:
-                    raise ConnectionError(f"hangar server at {client.address} sent {len(batch) - len(wanted)} "
-                                          f"of {len(batch)} samples")
+                    raise ServerResponseError(f"hangar server at {client.address} sent {len(batch) - len(wanted)} "
+                                              f"of {len(batch)} samples")
                 store.flush()
             except BaseException:
                 store.discard()

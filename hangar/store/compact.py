@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hangar._faults import crash_point
+from hangar.errors import IncompleteIOError, UnsupportedStorageError
 from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, encode_index, new_pack_id, parse_index
 
 
@@ -69,7 +70,7 @@ def compact_store(storage: LocalPackStorage, reachable: set[bytes], packs: list[
     after the listing, e.g. by a transfer, is kept whatever it holds.
     """
     if not isinstance(storage, LocalPackStorage):
-        raise NotImplementedError(f"compaction of {type(storage).__name__} is not supported")
+        raise UnsupportedStorageError(f"compaction of {type(storage).__name__} is not supported")
     stats = CompactStats()
     kept: set[bytes] = set()
     rewrite: list[tuple[str, np.ndarray]] = []  # (pack, records to copy)
@@ -102,7 +103,7 @@ def compact_store(storage: LocalPackStorage, reachable: set[bytes], packs: list[
                 for rec in recs:
                     payload = storage.read_range(pack, int(rec["offset"]), int(rec["length"]))
                     if len(payload) != int(rec["length"]):
-                        raise OSError(f"short read in pack {pack}: cannot compact it safely")
+                        raise IncompleteIOError(f"short read in pack {pack}: cannot compact it safely")
                     new = rec.copy()
                     new["offset"] = writer.append(payload)
                     out.append(new)

@@ -29,7 +29,7 @@ import numpy as np
 import xxhash
 
 from hangar._faults import crash_point
-from hangar.errors import CorruptDataError
+from hangar.errors import CorruptDataError, IncompleteIOError, PackNotFoundError
 from hangar.plumbing.pids import pid_alive
 from hangar.store.codecs import LZ4, RAW, ZSTD, max_stored_length
 
@@ -202,7 +202,7 @@ def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> N
     while view:
         n = os.pwrite(fd, view, offset)
         if n <= 0:
-            raise OSError(f"no progress writing {len(view)} bytes at offset {offset}")
+            raise IncompleteIOError(f"no progress writing {len(view)} bytes at offset {offset}")
         view = view[n:]
         offset += n
 
@@ -412,7 +412,7 @@ class LocalPackStorage:
     def replace_index(self, pack_id: str, index: bytes) -> None:
         """Atomically and durably replace an existing pack's index (dropping damaged records)."""
         if not os.path.exists(self.index_path(pack_id)):
-            raise FileNotFoundError(self.index_path(pack_id))
+            raise PackNotFoundError(self.index_path(pack_id))
         _fsync_file(self.index_path(pack_id), index)
         _fsync_dir(os.path.dirname(self.index_path(pack_id)))
 
@@ -538,7 +538,7 @@ class ZarrPackStorage:
     def _get(self, key: str, byte_range=None) -> bytes:  # noqa: ANN001
         buf = self._run(self.store.get(key, self._proto, byte_range=byte_range))
         if buf is None:
-            raise FileNotFoundError(key)
+            raise PackNotFoundError(key)
         return buf.to_bytes()
 
     def list_packs(self) -> list[str]:

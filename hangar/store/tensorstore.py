@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 from xxhash import xxh3_64_intdigest as _xxh3
 
-from hangar.errors import CorruptDataError, RemoteDataError
+from hangar.errors import CorruptDataError, NotPicklableError, RemoteDataError, StoreFailedError
 from hangar.store import codecs
 from hangar.store.digest import byte_view, digest_of_parts, digests_of_parts
 from hangar.store.index import DigestIndex, Location
@@ -204,8 +204,9 @@ class TensorStore:
 
     def _check_failed(self) -> None:
         if self.failed is not None:
-            raise OSError(f"an earlier write to the tensor store failed ({self.failed!r}); the samples "
-                          "staged since the last commit were not saved: reset the staging area") from self.failed
+            raise StoreFailedError(
+                f"an earlier write to the tensor store failed ({self.failed!r}); the samples "
+                "staged since the last commit were not saved: reset the staging area") from self.failed
 
     def _append(self, digest: bytes, codec: int, rawlen: int, payload: bytes | memoryview) -> None:
         self._check_failed()
@@ -713,7 +714,7 @@ class TensorStore:
 
     def __getstate__(self) -> dict:
         if self._writer is not None:
-            raise TypeError("a TensorStore with unflushed writes cannot be pickled")
+            raise NotPicklableError("a TensorStore with unflushed writes cannot be pickled")
         return {"storage": self.storage, "_index": None, "_loaded_packs": set(), "damaged_packs": {}, "_writer": None,
                 "_pending": {}, "_pending_pack": "", "_pending_bytes": 0}
 
