@@ -15,8 +15,9 @@ from typing import Callable, Optional
 import pygit2
 
 from hangar._faults import crash_point
+from hangar.plumbing.durable import fsync_dir
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import fsync_dir, list_pack_names, write_pack
+from hangar.plumbing.pack import list_pack_names, write_pack
 
 _HEX = frozenset("0123456789abcdef")
 

@@ -12,7 +12,8 @@ from typing import Iterator, Optional
 
 import pygit2
 
-from hangar.plumbing.pack import ObjectBatch, fsync_dir, list_pack_names, pack_object_ids, remove_pack, write_pack
+from hangar.plumbing.durable import fsync_dir
+from hangar.plumbing.pack import ObjectBatch, list_pack_names, pack_object_ids, remove_pack, write_pack
 
 # tree objects over 4 KiB are not cached by default (850 µs -> 13 µs per lookup)
 pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 1 << 20)

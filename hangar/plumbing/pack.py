@@ -11,12 +11,13 @@ import hashlib
 import os
 import struct
 import zlib
-from typing import Iterable, NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from hangar._faults import crash_point
-from hangar.errors import IncompleteIOError, InvalidArgumentError, MalformedPackError
+from hangar.errors import InvalidArgumentError, MalformedPackError
+from hangar.plumbing.durable import fsync_dir, write_synced
 
 OBJ_COMMIT, OBJ_TREE, OBJ_BLOB = 1, 2, 3
 _TYPE_NAMES = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
@@ -182,30 +183,6 @@ def stored_deflate(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def _fsync_write(path: str, chunks: Iterable[bytes | bytearray | np.ndarray]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-    try:
-        for c in chunks:
-            view = memoryview(c).cast("B")
-            while view:
-                n = os.write(fd, view)
-                if n <= 0:
-                    raise IncompleteIOError(f"no progress writing {path}")
-                view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: str) -> None:
-    """fsync a directory so a rename inside it is durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _id_order(oids: np.ndarray) -> np.ndarray:
     """Stable order that sorts the (n, 20) raw ids bytewise (by their first 8 bytes where
     those differ: a sort of integers, not of 20-byte strings)."""
@@ -313,8 +290,8 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
     # temporary names must not end in .idx/.pack: git and libgit2 would load a half-written one
     tmp_pack = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_pack")
     tmp_idx = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_idx")
-    _fsync_write(tmp_pack, chunks)
-    _fsync_write(tmp_idx, [idx])
+    write_synced(tmp_pack, chunks, mode=0o444)
+    write_synced(tmp_idx, [idx], mode=0o444)
     crash_point("gitpack.tmp_written")
     os.replace(tmp_pack, final_pack)
     crash_point("gitpack.pack_renamed")

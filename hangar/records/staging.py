@@ -14,9 +14,9 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from hangar._faults import crash_point
+from hangar.plumbing.durable import replace_file_durably
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import OBJ_BLOB, ObjectBatch, blob_block, fsync_dir
+from hangar.plumbing.pack import OBJ_BLOB, ObjectBatch, blob_block
 from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, LeafEdits, apply_edits, blob_entries, empty_tree_id
 from hangar.records import layout
 from hangar.records.keys import fan_path
@@ -53,14 +53,8 @@ class StagingState:
 
     def save(self, hangar_dir: str) -> None:
         path = os.path.join(hangar_dir, STAGING_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"branch": self.branch, "base": self.base, "tree": self.tree}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        crash_point("staging.before_replace")
-        os.replace(tmp, path)
-        fsync_dir(hangar_dir)
+        state = json.dumps({"branch": self.branch, "base": self.base, "tree": self.tree}).encode()
+        replace_file_durably(path, [state], fault="staging.before_replace")
 
 
 class StagedEntries:

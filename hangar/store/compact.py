@@ -18,6 +18,7 @@ import numpy as np
 
 from hangar._faults import crash_point
 from hangar.errors import IncompleteIOError, UnsupportedStorageError
+from hangar.plumbing.durable import fsync_dir
 from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, encode_index, new_pack_id, parse_index
 
 
@@ -124,9 +125,5 @@ def compact_store(storage: LocalPackStorage, reachable: set[bytes], packs: list[
     for p in temps:
         _remove(p)
     if rewrite or temps:
-        fd = os.open(base, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(base)
     return stats

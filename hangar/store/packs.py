@@ -29,7 +29,8 @@ import numpy as np
 import xxhash
 
 from hangar._faults import crash_point
-from hangar.errors import CorruptDataError, IncompleteIOError, PackNotFoundError
+from hangar.errors import CorruptDataError, PackNotFoundError
+from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably
 from hangar.plumbing.pids import pid_alive
 from hangar.store.codecs import LZ4, RAW, ZSTD, max_stored_length
 
@@ -192,40 +193,6 @@ class PackStorage(Protocol):
     def close(self) -> None: ...
 
 
-def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
-    """Write all of ``data`` at ``offset``: a short write (disk full) is retried, no progress raises.
-
-    Callers advance their own offsets only after this returns, so a failed write leaves
-    their state as it was (the next write covers the same range again).
-    """
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        if n <= 0:
-            raise IncompleteIOError(f"no progress writing {len(view)} bytes at offset {offset}")
-        view = view[n:]
-        offset += n
-
-
-def _fsync_file(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _pwrite_all(fd, data, 0)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _BackgroundSync:
     """fdatasync a file in a thread while it is still being written.
 
@@ -290,7 +257,7 @@ class _LocalPackWriter:
         n = len(data)
         if n >= self._DIRECT:
             self._drain()
-            _pwrite_all(self.fd, data, self.flushed)
+            pwrite_all(self.fd, data, self.flushed)
             self.flushed += n
             self._maybe_sync()
         else:
@@ -302,7 +269,7 @@ class _LocalPackWriter:
 
     def _drain(self) -> None:
         if self.buf:
-            _pwrite_all(self.fd, self.buf, self.flushed)
+            pwrite_all(self.fd, self.buf, self.flushed)
             self.flushed += len(self.buf)
             self.buf = bytearray()
             self._maybe_sync()
@@ -336,13 +303,13 @@ class _LocalPackWriter:
         pack_dir = os.path.join(self.root, "packs", self.pack_id)
         os.makedirs(os.path.join(pack_dir, "c"), exist_ok=True)
         os.replace(self.tmp_path, os.path.join(pack_dir, "c", "0"))
-        _fsync_file(os.path.join(pack_dir, "zarr.json"), array_metadata(nbytes))
+        replace_file(os.path.join(pack_dir, "zarr.json"), [array_metadata(nbytes)])
         crash_point("datapack.before_index")
         # the index is the commit point of a pack: written (durably) last
-        _fsync_file(os.path.join(pack_dir, "index"), index)
+        replace_file(os.path.join(pack_dir, "index"), [index])
         if self.durable:
             for d in (os.path.join(pack_dir, "c"), pack_dir, os.path.join(self.root, "packs")):
-                _fsync_dir(d)
+                fsync_dir(d)
 
     def abort(self) -> None:
         self._stop_syncer()
@@ -361,7 +328,7 @@ class LocalPackStorage:
         os.makedirs(os.path.join(root, "packs"), exist_ok=True)
         for meta in (os.path.join(root, "zarr.json"), os.path.join(root, "packs", "zarr.json")):
             if not os.path.exists(meta):
-                _fsync_file(meta, _GROUP_META)
+                replace_file(meta, [_GROUP_META])
         self._init_fds()
 
     #: most pack files held open at once (one pack per commit: a long-lived process would
@@ -413,8 +380,7 @@ class LocalPackStorage:
         """Atomically and durably replace an existing pack's index (dropping damaged records)."""
         if not os.path.exists(self.index_path(pack_id)):
             raise PackNotFoundError(self.index_path(pack_id))
-        _fsync_file(self.index_path(pack_id), index)
-        _fsync_dir(os.path.dirname(self.index_path(pack_id)))
+        replace_file_durably(self.index_path(pack_id), [index])
 
     def pack_size(self, pack_id: str) -> Optional[int]:
         """Bytes in a finished pack's data file; ``None`` when there is no such pack (never written,

@@ -1,0 +1,118 @@
+"""Durable file writes: the one implementation of "temp file, write, fsync, rename, fsync dir".
+
+A file replaced through :func:`replace_file_durably` holds either its old or its new content
+after a crash or power loss, never a mix, and the rename itself survives (its directory is
+fsynced). Every durable write in hangar goes through here: git packs (``plumbing.pack``),
+data packs and their indexes (``store.packs``, ``store.compact``) and the staging state
+(``records.staging``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional, Union
+
+import numpy as np
+
+from hangar._faults import crash_point
+from hangar.errors import IncompleteIOError
+
+Chunk = Union[bytes, bytearray, memoryview, np.ndarray]
+
+#: suffix of the temporary file :func:`replace_file` writes next to its target (the store's
+#: sweep of interrupted writes removes leftovers by it)
+TMP_SUFFIX = ".tmp"
+
+
+def pwrite_all(fd: int, data: Chunk, offset: int) -> None:
+    """Write all of ``data`` at ``offset``: a short write (disk full) is retried, no progress raises.
+
+    Callers advance their own offsets only after this returns, so a failed write leaves
+    their state as it was (the next write covers the same range again).
+
+    Raises
+    ------
+    hangar.errors.IncompleteIOError
+        (an ``OSError``) If a write makes no progress.
+    """
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise IncompleteIOError(f"no progress writing {len(view)} bytes at offset {offset}")
+        view = view[n:]
+        offset += n
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory so a rename (or a removal) inside it is durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_synced(path: str, chunks: Iterable[Chunk], mode: int = 0o644) -> None:
+    """Create (or truncate) ``path``, write ``chunks`` to it and fsync it.
+
+    On any failure the partly written file is removed, so no half-written file is left under
+    ``path``; the caller renames it into place.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        offset = 0
+        for chunk in chunks:
+            view = memoryview(chunk).cast("B")
+            pwrite_all(fd, view, offset)
+            offset += len(view)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(path)
+        raise
+    os.close(fd)
+
+
+def replace_file(path: str, chunks: Iterable[Chunk], mode: int = 0o644, fault: Optional[str] = None) -> None:
+    """Atomically replace ``path`` with ``chunks``: write and fsync ``path + '.tmp'``, rename it over ``path``.
+
+    Readers see the old or the new content, never a mix, and the new content is on disk before
+    the rename. The rename itself is durable only once the directory is fsynced: see
+    :func:`replace_file_durably` (or call :func:`fsync_dir` after several replacements in one
+    directory). On failure before the rename the temporary file is removed and ``path`` keeps
+    its old content.
+
+    Parameters
+    ----------
+    path : str
+        The file to write.
+    chunks : iterable of bytes-like
+        Its new content.
+    mode : int
+        Permission bits of a newly created file.
+    fault : str, optional
+        Name of a crash point (``hangar._faults``) between the fsync and the rename, for crash tests.
+    """
+    tmp = path + TMP_SUFFIX
+    write_synced(tmp, chunks, mode)
+    try:
+        if fault is not None:
+            crash_point(fault)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def replace_file_durably(path: str, chunks: Iterable[Chunk], mode: int = 0o644, fault: Optional[str] = None) -> None:
+    """:func:`replace_file`, then fsync the directory so the replacement survives a crash."""
+    replace_file(path, chunks, mode, fault)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,101 @@
+"""hangar.plumbing.durable: the one temp-write-fsync-rename(-fsync dir) implementation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably, write_synced
+
+
+def _chunks_then_fail(*chunks: bytes):
+    yield from chunks
+    raise RuntimeError("producer failed mid-write")
+
+
+def test_replace_file_durably_replaces_content_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"old")
+    replace_file_durably(str(path), [b"ne", bytearray(b"w "), np.frombuffer(b"data", np.uint8), memoryview(b"!")])
+    assert path.read_bytes() == b"new data!"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_replace_file_creates_a_new_file_with_the_given_mode(tmp_path):
+    path = tmp_path / "new"
+    old = os.umask(0)
+    try:
+        replace_file(str(path), [b"x"], mode=0o600)
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == b"x"
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_a_failing_producer_leaves_the_old_file_intact_and_no_temp_file(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"old content")
+    with pytest.raises(RuntimeError, match="producer failed"):
+        replace_file_durably(str(path), _chunks_then_fail(b"new ", b"partial"))
+    assert path.read_bytes() == b"old content"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_write_synced_removes_its_partial_file_on_failure(tmp_path):
+    path = tmp_path / "p"
+    with pytest.raises(TypeError):
+        write_synced(str(path), [b"ok", object()])  # type: ignore[list-item]
+    assert not path.exists()
+
+
+def test_a_failed_rename_removes_the_temp_file(tmp_path):
+    target = tmp_path / "dir"
+    target.mkdir()
+    (target / "inside").write_bytes(b"keep")  # os.replace cannot put a file over a non-empty directory
+    with pytest.raises(OSError):
+        replace_file(str(target), [b"x"])
+    assert sorted(os.listdir(tmp_path)) == ["dir"]
+    assert (target / "inside").read_bytes() == b"keep"
+
+
+def test_a_full_disk_leaves_the_old_file_intact_and_no_temp_file(tmp_path):
+    """A real write failure: the file size limit (RLIMIT_FSIZE) makes the kernel refuse the write."""
+    path = tmp_path / "f"
+    path.write_bytes(b"old content")
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        from hangar.plumbing.durable import replace_file_durably
+        try:
+            replace_file_durably({str(path)!r}, [b"n" * 3000, b"m" * 3000])
+        except OSError as exc:
+            print(type(exc).__name__, exc.errno)
+            sys.exit(3)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert path.read_bytes() == b"old content"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_pwrite_all_writes_at_the_offset(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        pwrite_all(fd, np.frombuffer(b"abc", np.uint8), 4)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"0123abc789"
+
+
+def test_fsync_dir_of_a_missing_directory_raises(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fsync_dir(str(tmp_path / "missing"))
+
