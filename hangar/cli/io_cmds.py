@@ -11,7 +11,7 @@ import typer
 from hangar.cli.app import app
 from hangar.cli.context import CliError, not_fetched, open_repo, reader, start_dir, writer
 from hangar.cli.images import IMAGE_SUFFIXES
-from hangar.cli.progress import progress
+from hangar.progress import progress
 from hangar.records.keys import MAX_NAME_LENGTH, validate_key
 
 if TYPE_CHECKING:

@@ -9,12 +9,10 @@ and keep remotes as real git remotes (``remote.<name>.url``) in ``.hangar/config
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import json
 import re
 import ssl
-import sys
 import time
 from typing import Iterable, Iterator, Optional
 
@@ -31,6 +29,7 @@ from hangar.errors import (
     ServerUnreachableError,
 )
 from hangar.plumbing.gitrepo import GitRepo
+from hangar.progress import progress_bar
 from hangar.records import layout
 from hangar.records.pointer import SamplePointer, decode_pointer
 from hangar.remote import protocol
@@ -75,40 +74,6 @@ def validate_remote_name(name: str) -> None:
         raise InvalidNameError(f"remote name {name!r} is not valid; use letters, digits, '.', '_' and '-'")
 
 
-# ------------------------------------------------------------------ progress
-@contextlib.contextmanager
-def progress(description: str, total: int, unit_bytes: bool = True) -> Iterator:
-    """A rich progress bar when stderr is a terminal, silent otherwise.
-
-    Yields ``advance(n, total=None)`` (``total`` updates the expected amount).
-    """
-    if not sys.stderr.isatty() or total <= 0:
-        yield lambda n, total=None: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    cols = [TextColumn("{task.description}"), BarColumn()]
-    cols += [DownloadColumn(), TransferSpeedColumn()] if unit_bytes else [MofNCompleteColumn()]
-    with Progress(*cols, TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-
-        def advance(n: int, new_total: Optional[int] = None) -> None:
-            if new_total is not None:
-                bar.update(task, total=new_total)
-            bar.advance(task, n)
-
-        yield advance
-
-
 # --------------------------------------------------------------- data client
 class DataClient:
     """Data-sync requests to the hangar server at ``address`` over one keep-alive connection."""
@@ -131,7 +96,7 @@ class DataClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _unreachable(self, exc: BaseException) -> ConnectionError:
+    def _unreachable(self, exc: BaseException) -> ServerUnreachableError:
         self.close()
         hint = ""
         if isinstance(exc, ssl.SSLCertVerificationError):
@@ -354,7 +319,7 @@ def fetch_branches(git: GitRepo, name: str, address: str, branches: Optional[lis
         specs = [f"+refs/heads/*:refs/remotes/{name}/*"]
     else:
         specs = [f"+refs/heads/{b}:refs/remotes/{name}/{b}" for b in branches]
-    with progress("fetching records", 1, unit_bytes=False) as advance:
+    with progress_bar("fetching records", 1) as advance:
         def step(n: int, total: int) -> None:
             advance(n, total)
 
@@ -491,7 +456,7 @@ def download_into(store: TensorStore, client: DataClient, pointers: list[SampleP
     store.storage.remove_dead_partials()  # what an earlier, killed fetch left behind
     total = sum(raw_nbytes(p) for p in pointers)
     received = 0
-    with progress("fetching data", total) as advance:
+    with progress_bar("fetching data", total, unit_bytes=True) as advance:
         for batch in _batches(pointers, raw_nbytes, DOWNLOAD_BATCH_BYTES):
             wanted = {p.digest: p for p in batch}
             try:
@@ -524,7 +489,7 @@ def upload_from(store: TensorStore, client: DataClient, pointers: list[SamplePoi
 
     locs = {p.digest: store.location(p.digest).length for p in pointers}
     stored = 0
-    with progress("pushing data", sum(locs.values())) as advance:
+    with progress_bar("pushing data", sum(locs.values()), unit_bytes=True) as advance:
         for batch in _batches(pointers, lambda p: locs[p.digest], UPLOAD_BATCH_BYTES):
             records = [record(p) for p in batch]
             stored += client.upload(records, username, password)["stored"]
