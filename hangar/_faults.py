@@ -34,5 +34,5 @@ if _SPEC:
         if n == _AT:
             os._exit(CRASH_EXIT_CODE)
 else:
-    def crash_point(name: str) -> None:  # noqa: ARG001
+    def crash_point(name: str) -> None:
         """No fault injection configured: nothing to do."""

@@ -6,7 +6,7 @@ import gc
 import multiprocessing
 import uuid
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class ArraysetDataReader(CheckoutHandle):
         self._check_alive()
         self._session.sync()
 
-    def _guarded(self, items: Iterable) -> Iterator:  # noqa: ANN401
+    def _guarded(self, items: Iterable) -> Iterator:
         """Yield ``items`` while the handle stays valid; ``ReferenceError`` on the next step after."""
         check = self._check_alive
         for item in items:
@@ -240,7 +240,8 @@ class ArraysetDataReader(CheckoutHandle):
         asked = self._loc_asked = self.__dict__.get("_loc_asked", 0) + reads
         if asked < _BUILD_TABLE_AFTER or (_BUILD_TABLE_SHARE and asked < _BUILD_TABLE_SHARE * src.count()):
             return None
-        table = self._loc_table = store.location_table(src.tree_key(), src.entries)
+        # not None: the table is built here, not looked up
+        table = self._loc_table = store.location_table(src.tree_key(), src.entries)  # type: ignore[assignment]
         return table
 
     def _derive_locations(self):  # noqa: ANN202 - LocationTable or None
@@ -294,7 +295,8 @@ class ArraysetDataReader(CheckoutHandle):
                     and bool((table.shapes[rows] == shape).all())):
                 dest = np.empty((len(rows), *shape), dtype=dtype) if out is None else out
                 store.read_rows_into(table, rows, dest)
-                return dest if out is not None else list(dest)
+                # a list, or the caller's out array
+                return dest if out is not None else list(dest)  # type: ignore[return-value]
             arrays = []
             for r in rows.tolist():
                 arr = store.read_row(table, r, dtype)
@@ -450,7 +452,7 @@ class ArraysetDataReader(CheckoutHandle):
         return self._remote_keys()
 
     def to_dask(self, keys: Optional[Iterable[Key]] = None, index_range: Optional[slice] = None,
-                chunk_rows: Optional[int] = None):  # noqa: ANN201 - dask.array.Array (optional dependency)
+                chunk_rows: Optional[int] = None) -> Any:  # a dask.array.Array (an optional dependency)
         """A lazy ``dask.array`` of shape ``(n_samples, *shape)`` over this fixed-shape arrayset.
 
         Same as :func:`hangar.dataloaders.dask_array` (needs ``pip install hangar[dask]``);
@@ -668,7 +670,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             If the arrayset has no sample with that name.
         """
         self._check()
-        if not _is_key(name) or not self._table.remove(encode_key(name)):  # type: ignore[arg-type]
+        if not _is_key(name) or not self._table.remove(encode_key(name)):
             raise SampleNotFoundError(f"arrayset {self.name!r} has no sample with key {name!r}")
         return name
 
@@ -765,7 +767,7 @@ def _schema_from_args(name: object, shape: object, dtype: object, prototype: obj
     if any(d <= 0 for d in shape):
         raise InvalidSchemaError(f"arrayset {name!r}: shape {shape} has a zero-sized or negative dimension")
     try:
-        np_dtype = np.dtype(dtype)
+        np_dtype = np.dtype(dtype)  # type: ignore[call-overload]  # any dtype-like; numpy raises on a bad one
     except TypeError as exc:
         raise InvalidSchemaError(f"arrayset {name!r}: dtype {dtype!r} is not a numpy dtype") from exc
     if np_dtype.hasobject:

@@ -57,7 +57,7 @@ class _CheckoutBase(BatchBlock):
         self._finalizer: Optional[Callable[[], None]] = None
 
     def _register_atexit(self) -> None:
-        self._finalizer = self.close
+        self._finalizer = self.close  # type: ignore[attr-defined]  # ReaderCheckout and WriterCheckout define close
         atexit.register(self._finalizer)
 
     def _check(self) -> None:
@@ -87,7 +87,7 @@ class _CheckoutBase(BatchBlock):
         return self._metadata
 
     @property
-    def diff(self):  # noqa: ANN201
+    def diff(self) -> Any:  # ReaderUserDiff or WriterUserDiff
         """The differ of this checkout; raises ``ReferenceError`` once the checkout is closed."""
         self._check()
         return self._diff
@@ -116,7 +116,7 @@ class _CheckoutBase(BatchBlock):
         names, multi_aset = self._aset_names(aset_spec)
         asets = [self._arraysets[n] for n in names]
         multi_key = _is_selection(sample_spec)
-        keys = list(sample_spec) if multi_key else [sample_spec]  # type: ignore[call-overload]
+        keys = list(sample_spec) if multi_key else [sample_spec]
 
         def one(aset, key):  # noqa: ANN001, ANN202
             if missing_ok and key not in aset:
@@ -124,7 +124,8 @@ class _CheckoutBase(BatchBlock):
             return aset.get(key)
 
         if multi_aset:
-            ArraysetData = namedtuple("ArraysetData", names, rename=True)  # noqa: PYI024
+            # field names known only at run time
+            ArraysetData = namedtuple("ArraysetData", names, rename=True)  # type: ignore[misc]
             rows = [ArraysetData(*[one(a, k) for a in asets]) for k in keys]
         else:
             rows = [one(asets[0], k) for k in keys]
@@ -290,7 +291,7 @@ class WriterCheckout(_CheckoutBase):
             self._arraysets[aset_spec][key_spec] = value  # type: ignore[index]
             return
         if multi_key:
-            self._set_samples(aset_spec, key_spec, value)  # type: ignore[arg-type]
+            self._set_samples(aset_spec, key_spec, value)
             return
         if not _is_multi(value):
             raise IndexFormError(f"several arraysets need a list or tuple of arrays as the value, not "
@@ -299,8 +300,9 @@ class WriterCheckout(_CheckoutBase):
             raise InvalidSelectionError(f"{len(aset_spec)} targets but {len(value)} values")  # type: ignore[arg-type]
         if key_spec is None:
             raise InvalidSelectionError("a sample key is needed for dict-style setting")
-        asets = [self._arraysets[a] for a in aset_spec]  # type: ignore[union-attr]
-        prepared = [(aset, aset._validate(v, key_spec)) for aset, v in zip(asets, value)]  # type: ignore
+        asets = [self._arraysets[a] for a in aset_spec]
+        # aset_spec is a sequence here (multi_aset)
+        prepared = [(aset, aset._validate(v, key_spec)) for aset, v in zip(asets, value)]  # type: ignore[call-overload]
         for aset, args in prepared:
             aset._stage(*args)
 
@@ -320,7 +322,7 @@ class WriterCheckout(_CheckoutBase):
                                  f"not {type(values).__name__}")
         if len(values) != len(keys):  # type: ignore[arg-type]
             raise InvalidSelectionError(f"{len(keys)} targets but {len(values)} values")  # type: ignore[arg-type]
-        arrays = [aset._check_data(v) for v in values]  # type: ignore[attr-defined, union-attr]
+        arrays = [aset._check_data(v) for v in values]  # type: ignore[attr-defined]  # writer arraysets, a list of arrays
         names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]
         self._session.sync()
         aset._write_many(names, arrays)  # type: ignore[attr-defined]
@@ -354,7 +356,7 @@ class WriterCheckout(_CheckoutBase):
         if staging.has_edits():
             tree, _ = staging.build()
         else:
-            tree = staging.snapshot.tree_id
+            tree = staging.snapshot.tree_id  # type: ignore[assignment]  # a snapshot with edits or a base has a tree
         base_tree = self._base_tree()
         if base_tree is None:
             return tree is None or tree == self._repo._empty_tree_id()

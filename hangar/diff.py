@@ -174,9 +174,11 @@ def changes_from_tree_diff(td: TreeDiff, reader: TreeReader, eager: bool = False
             parts[k].schema[aset] = values.schema(ch.new_schema or ch.old_schema)  # type: ignore[arg-type]
         sample, make_key = values.sample, tuple.__new__  # the hot loop: one entry per changed sample
         for key, old, new in _sorted_entries(ch.samples):
-            parts[_kind(old, new)].samples[make_key(SampleKey, (aset, key))] = sample(new or old)  # type: ignore
+            # new or old is set: a change has one side at least
+            parts[_kind(old, new)].samples[make_key(SampleKey, (aset, key))] = sample(new or old)  # type: ignore[arg-type]
     for key, old, new in _sorted_entries(td.metadata):
-        parts[_kind(old, new)].metadata[MetadataKey(key)] = values.metadata(new or old)  # type: ignore
+        # new or old is set: a change has one side at least
+        parts[_kind(old, new)].metadata[MetadataKey(key)] = values.metadata(new or old)  # type: ignore[arg-type]
     return DiffOut(*parts)
 
 
@@ -193,7 +195,8 @@ def _record_id(reader: TreeReader, root: Oid, kind: str, item: object) -> Oid:
     if kind == "metadata":
         name = str(item)
         return _child_path(reader, root, (layout.METADATA, *fan_path(name, layout.METADATA_FANOUT_DEPTH), name))
-    aset_tree = _child_path(reader, root, (layout.ARRAYSETS, item if kind == "schema" else item[0]))  # type: ignore
+    # item is a name for schemas, an (arrayset, key) pair otherwise
+    aset_tree = _child_path(reader, root, (layout.ARRAYSETS, item if kind == "schema" else item[0]))  # type: ignore[arg-type, index]
     schema = reader.child(aset_tree, layout.SCHEMA.encode())
     if kind == "schema" or schema is None:
         return schema
@@ -209,7 +212,8 @@ def conflicts_from_merge(mc: Optional[MergeConflicts], reader: Optional[TreeRead
     Values are read from ``dev_root`` (from ``master_root`` where dev removed the record).
     """
     if not mc:
-        return Conflicts(*(Changes({}, {}, {}) for _ in CONFLICT_CLASSES), conflict=False)
+        # a NamedTuple built from its fields in order
+        return Conflicts(*(Changes({}, {}, {}) for _ in CONFLICT_CLASSES), conflict=False)  # type: ignore[misc, arg-type]
     assert reader is not None
     values = _RecordValues(reader, eager)
     decode = {"schema": values.schema, "samples": values.sample, "metadata": values.metadata}
@@ -231,7 +235,8 @@ def conflicts_from_merge(mc: Optional[MergeConflicts], reader: Optional[TreeRead
                 oid = _record_id(reader, dev_root, kind, item) or _record_id(reader, master_root, kind, item)
                 target[key] = decode[kind](oid) if oid is not None else None
         parts.append(out)
-    return Conflicts(*parts, conflict=True)
+    # a NamedTuple built from its fields in order
+    return Conflicts(*parts, conflict=True)  # type: ignore[misc, arg-type]
 
 
 def diff_commits(git: GitRepo, master: Optional[str], dev: str, *, master_tree: Optional[str] = None,

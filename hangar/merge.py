@@ -46,7 +46,8 @@ def _check_args(message: object, strategy: object) -> None:
 
 def _branch_head(git: GitRepo, name: object, what: str, remote_ok: bool = False) -> str:
     ok = isinstance(name, str) and name
-    head = (git.branch_or_remote_head(name) if remote_ok else git.branch_head(name)) if ok else None  # type: ignore
+    # name is a non-empty str when ok
+    head = (git.branch_or_remote_head(name) if remote_ok else git.branch_head(name)) if ok else None  # type: ignore[arg-type]
     if head is None:
         raise BranchNotFoundError(f"{what} {name!r} is not a branch with commits; branches: {git.branches()}")
     return head

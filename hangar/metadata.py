@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 from hangar.errors import MetadataNotFoundError
 from hangar.records.keys import Key, decode_key, encode_key, sorted_keys, validate_key, writer_order
@@ -26,7 +26,7 @@ class MetadataReader(CheckoutHandle):
         self._session.check()
         return False
 
-    def _guarded(self, items: Iterator) -> Iterator:
+    def _guarded(self, items: Iterable[Any]) -> Iterator[Any]:
         check = self._session.check
         for item in items:
             check()

@@ -9,7 +9,7 @@ import socket
 import time
 import uuid
 import warnings
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from hangar import __version__
 from hangar.checkout import ReaderCheckout, WriterCheckout
@@ -659,7 +659,7 @@ class Repository:
 
         start = self._start_commit(branch, commit)
         if start is None:
-            contents = {"head": None, "order": [], "ancestors": {}, "specs": {}}
+            contents: dict[str, Any] = {"head": None, "order": [], "ancestors": {}, "specs": {}}
             if return_contents:
                 return contents
             print("(no commits)")

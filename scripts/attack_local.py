@@ -226,7 +226,7 @@ def attacks(tree: str, tmp: str, limit: int, timeout: float) -> list[tuple[str, 
     import http.server
 
     class Lying(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             answer = struct.pack("<32sBQQ", body[:32], 2, 65536, 3 << 30) + b"\0" * 100
             self.send_response(200)
@@ -234,7 +234,7 @@ def attacks(tree: str, tmp: str, limit: int, timeout: float) -> list[tuple[str, 
             self.end_headers()
             self.wfile.write(answer)
 
-        def log_message(self, *args) -> None:  # noqa: ANN002
+        def log_message(self, *args) -> None:
             pass
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lying)

@@ -37,8 +37,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hangar import Repository  # noqa: E402
-from hangar.store.packs import INDEX_DTYPE_V1, parse_index  # noqa: E402
+from hangar import Repository
+from hangar.store.packs import INDEX_DTYPE_V1, parse_index
 
 
 def make_repo(path: str, data: np.ndarray) -> None:

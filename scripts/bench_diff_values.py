@@ -30,7 +30,7 @@ from hangar.records.keys import decode_key, sort_key
 from hangar.records.treediff import TreeReader, diff_trees
 
 
-def _median(fn, repeat: int) -> float:  # noqa: ANN001
+def _median(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()

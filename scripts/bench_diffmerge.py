@@ -51,7 +51,7 @@ def _change(repo: Repository, branch: str, keys: list[int], value: int, message:
     return head
 
 
-def _timed(fn, repeat: int) -> tuple[float, float]:  # noqa: ANN001
+def _timed(fn, repeat: int) -> tuple[float, float]:
     times = []
     for i in range(repeat):
         t0 = time.perf_counter()

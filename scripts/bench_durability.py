@@ -52,7 +52,7 @@ def child(mode: str, base: str, name: str) -> None:
     if mode == "off":
         import pygit2
 
-        os.fsync = lambda fd: None  # noqa: ARG005
+        os.fsync = lambda fd: None
         pygit2.settings.enable_fsync_gitdir(False)
     import hangar.plumbing.gitrepo  # noqa: F401 - (it enables gitdir fsync at import)
 

@@ -181,7 +181,7 @@ def run_deeplake(path: str, data: np.ndarray, keys: np.ndarray, upd: np.ndarray,
     out["random read 5,000"] = timed(lambda: [np.asarray(col[int(k)]) for k in keys])
     ds = deeplake.open(url)
 
-    def update(target, which: np.ndarray, values: np.ndarray = new) -> None:  # noqa: ANN001 - a Dataset
+    def update(target, which: np.ndarray, values: np.ndarray = new) -> None:  # a Dataset
         for k, v in zip(which.tolist(), values):
             target["x"][k] = v
         target.commit("update")

@@ -21,7 +21,7 @@ import numpy as np
 from hangar import Repository  # the original Hangar, in its own environment
 
 
-def timed(fn) -> float:  # noqa: ANN001
+def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lint the project with the repository's ruff configuration (pyproject.toml).
+# Lint and type-check the project with the repository's ruff and mypy configuration (pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m ruff check hangar tests scripts examples "$@"
+python3 -m mypy

@@ -16,4 +16,6 @@ export PATH
 "$VENV/bin/python" -m pip install -q tensorflow-cpu "dask[array]" \
   || echo "WARNING: tensorflow-cpu/dask not installed: their loader tests will skip"
 "$VENV/bin/python" -m ruff check hangar tests scripts examples
+# types: strict on plumbing/store/records (config: [tool.mypy] in pyproject.toml)
+"$VENV/bin/python" -m mypy
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -150,7 +150,7 @@ def start_server(tmp_path_factory):
     """Factory: ``start_server(path=None, username=None, password=None) -> ServerProcess``."""
     started: list[ServerProcess] = []
 
-    def start(path: Optional[str] = None, **kw) -> ServerProcess:  # noqa: ANN003
+    def start(path: Optional[str] = None, **kw) -> ServerProcess:
         path = path or str(tmp_path_factory.mktemp("server") / "repo")
         srv = ServerProcess(path, **kw)
         started.append(srv)

@@ -229,8 +229,8 @@ def test_the_table_of_a_child_commit_is_derived_from_the_parents_and_equals_a_fu
     calls = []
     real_build = type(store).location_table
 
-    def spy(self, key, entries, derive=None, build=True):  # noqa: ANN001, ANN202
-        def counted():  # noqa: ANN202
+    def spy(self, key, entries, derive=None, build=True):
+        def counted():
             calls.append(key)
             return entries()
         return real_build(self, key, counted, derive, build)

@@ -68,7 +68,7 @@ def test_pack_of_blocks_with_repeats_is_accepted_by_git(tmp_path):
     assert out.stdout == data[2999].tobytes()
 
 
-def _aset_tree(co, name: str, bulk: bool) -> bytes:  # noqa: ANN001
+def _aset_tree(co, name: str, bulk: bool) -> bytes:
     """Arrayset tree with the staged samples, built in bulk or by the per-entry path (the reference)."""
     st = co._staging.asets[name]
     batch = ObjectBatch()

@@ -116,7 +116,7 @@ def test_keyboard_interrupt_during_import_says_nothing_was_committed(aset_repo, 
 
     np.save(tmp_path / "s.npy", np.zeros(5, np.int64))
 
-    def interrupted(path, shape):  # noqa: ANN001, ANN202 - what Ctrl-C does in the middle of reading
+    def interrupted(path, shape):  # what Ctrl-C does in the middle of reading
         raise KeyboardInterrupt
 
     monkeypatch.setattr(io_cmds, "read_samples", interrupted)

@@ -24,7 +24,7 @@ from hangar.diff import (
 from hangar.store.digest import sample_digest as digest_array
 
 
-def _commit_on(repo, branch, fn, message="edit"):  # noqa: ANN001, ANN202
+def _commit_on(repo, branch, fn, message="edit"):
     co = repo.checkout(write=True, branch=branch)
     try:
         fn(co)
@@ -33,7 +33,7 @@ def _commit_on(repo, branch, fn, message="edit"):  # noqa: ANN001, ANN202
         co.close()
 
 
-def _edit_dev(co) -> None:  # noqa: ANN001
+def _edit_dev(co) -> None:
     foo = co.arraysets["foo"]
     foo[1] = np.full(5, 100, np.int64)  # mutated
     del foo[2]  # deleted
@@ -97,7 +97,7 @@ def test_record_values_describe_the_newer_record_and_the_removed_one(aset_repo):
 def test_equal_records_have_equal_values(aset_repo):
     aset_repo.create_branch("dev")
 
-    def two_same(co) -> None:  # noqa: ANN001
+    def two_same(co) -> None:
         co["foo", 50] = np.ones(5, np.int64)
         co["foo", 51] = np.ones(5, np.int64)
         co.metadata["a"] = "same"
@@ -146,13 +146,13 @@ def test_writer_diff_against_a_branch_includes_staged_changes(aset_repo):
 def test_conflict_classes_are_changes_dicts_with_the_dev_side_record(aset_repo):
     aset_repo.create_branch("dev")
 
-    def master_side(co) -> None:  # noqa: ANN001
+    def master_side(co) -> None:
         co.metadata["both"] = "master"
         co["foo", 3] = np.full(5, 1, np.int64)
         del co.arraysets["foo"][4]
         co["foo", 5] = np.full(5, 1, np.int64)
 
-    def dev_side(co) -> None:  # noqa: ANN001
+    def dev_side(co) -> None:
         co.metadata["both"] = "dev"
         co["foo", 3] = np.full(5, 2, np.int64)
         co["foo", 4] = np.full(5, 2, np.int64)

@@ -24,7 +24,7 @@ start_server = remote_fixtures.start_server
 USER = ("Test User", "test@example.com")
 
 
-def _repo(path) -> Repository:  # noqa: ANN001
+def _repo(path) -> Repository:
     os.makedirs(path, exist_ok=True)
     r = Repository(path, exists=False)
     r.init(*USER)

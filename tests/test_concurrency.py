@@ -203,7 +203,7 @@ def _read_every_97th(aset, offset, start, errors, wrong):
         for k in range(offset, 5000, 97):
             if aset[k][0] != k:
                 wrong.append(k)
-    except Exception as exc:  # noqa: BLE001 - collected and asserted by the caller
+    except Exception as exc:  # collected and asserted by the caller
         errors.append(repr(exc))
 
 

@@ -93,7 +93,7 @@ def model(seed: int, steps: int = STEPS) -> dict[str, dict]:
     return expected
 
 
-def _write(co, seed: int, step: int, ops: list, meta: dict) -> None:  # noqa: ANN001
+def _write(co, seed: int, step: int, ops: list, meta: dict) -> None:
     """Apply ``ops`` in order. Odd seeds write each run of puts to one arrayset with one bulk
     ``co[aset, keys] = [arrays]`` call (a later value for a repeated key wins, as in order)."""
     i = 0

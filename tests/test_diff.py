@@ -17,7 +17,7 @@ def names(changes: Changes) -> tuple[list, list, list]:
     return (list(changes.schema), [tuple(k) for k in changes.samples], [k.meta_name for k in changes.metadata])
 
 
-def _commit_on(repo, branch, fn, message="edit"):  # noqa: ANN001, ANN202
+def _commit_on(repo, branch, fn, message="edit"):
     co = repo.checkout(write=True, branch=branch)
     try:
         fn(co)
@@ -26,7 +26,7 @@ def _commit_on(repo, branch, fn, message="edit"):  # noqa: ANN001, ANN202
         co.close()
 
 
-def _pack_files(repo) -> set[str]:  # noqa: ANN001
+def _pack_files(repo) -> set[str]:
     return set(os.listdir(os.path.join(repo.path, ".hangar", "objects", "pack")))
 
 

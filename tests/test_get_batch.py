@@ -30,11 +30,11 @@ def batch_repo(repo) -> Repository:
     return repo
 
 
-def _no_pool(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+def _no_pool(*args, **kwargs):
     raise AssertionError("a process pool was started")
 
 
-def _first_value(aset, key):  # noqa: ANN001, ANN202 - runs in a spawned process
+def _first_value(aset, key):  # runs in a spawned process
     return float(aset[key].ravel()[0]), aset.name
 
 

@@ -405,7 +405,7 @@ def lying_server():
     from hangar.remote import protocol
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:  # http.server's name
             body = self.rfile.read(int(self.headers["Content-Length"]))
             if self.path == protocol.DOWNLOAD:
                 answer = struct.pack("<32sBQQ", body[:32], 2, 65536, 3 << 30) + b"\0" * 100
@@ -416,7 +416,7 @@ def lying_server():
             self.end_headers()
             self.wfile.write(answer)
 
-        def log_message(self, *args) -> None:  # noqa: ANN002
+        def log_message(self, *args) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

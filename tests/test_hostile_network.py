@@ -239,7 +239,7 @@ def without_git_env(tmp_path) -> dict:
 @pytest.fixture(params=["git", "dulwich"])
 def backend_server(request, start_server, tmp_path):
     """Factory: a server using ``git http-backend`` or, with no ``git`` on its PATH, dulwich."""
-    def start(**kw):  # noqa: ANN003, ANN202
+    def start(**kw):
         if request.param == "dulwich":
             kw["env"] = without_git_env(tmp_path)
         srv = start_server(**kw)

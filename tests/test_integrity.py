@@ -41,7 +41,7 @@ def flip_byte(path: str, offset: int) -> None:
         f.write(bytes([b[0] ^ 0xFF]))
 
 
-def fsck_clean(repo: Repository, run_git) -> None:  # noqa: ANN001
+def fsck_clean(repo: Repository, run_git) -> None:
     r = run_git(repo, "fsck", "--strict")
     assert r.returncode == 0 and "error" not in r.stderr, r.stderr
 

@@ -21,7 +21,7 @@ def arr(v: int) -> np.ndarray:
     return np.full(5, v, np.int64)
 
 
-def commit_on(repo, branch, fn, message="edit"):  # noqa: ANN001, ANN202
+def commit_on(repo, branch, fn, message="edit"):
     co = repo.checkout(write=True, branch=branch)
     try:
         fn(co)
@@ -30,33 +30,33 @@ def commit_on(repo, branch, fn, message="edit"):  # noqa: ANN001, ANN202
         co.close()
 
 
-def set_sample(key, value):  # noqa: ANN001, ANN202
+def set_sample(key, value):
     return lambda co: co.arraysets["foo"].__setitem__(key, arr(value))
 
 
-def del_sample(key):  # noqa: ANN001, ANN202
+def del_sample(key):
     return lambda co: co.arraysets["foo"].remove(key)
 
 
-def set_meta(key, value):  # noqa: ANN001, ANN202
+def set_meta(key, value):
     return lambda co: co.metadata.__setitem__(key, value)
 
 
-def del_meta(key):  # noqa: ANN001, ANN202
+def del_meta(key):
     return lambda co: co.metadata.remove(key)
 
 
-def foo_values(repo, branch="master") -> dict:  # noqa: ANN001
+def foo_values(repo, branch="master") -> dict:
     with repo.checkout(branch=branch) as co:
         return {k: int(v[0]) for k, v in co.arraysets["foo"].items()}
 
 
-def meta_values(repo, branch="master") -> dict:  # noqa: ANN001
+def meta_values(repo, branch="master") -> dict:
     with repo.checkout(branch=branch) as co:
         return dict(co.metadata.items())
 
 
-def staging_json(repo) -> str:  # noqa: ANN001
+def staging_json(repo) -> str:
     with open(os.path.join(repo.path, ".hangar", "staging.json")) as f:
         return f.read()
 
@@ -195,16 +195,16 @@ META_CONFLICTS = {
 }
 
 
-def _remove_foo(co):  # noqa: ANN001
+def _remove_foo(co):
     co.arraysets.remove_aset("foo")
 
 
-def _recreate_foo_int32(co):  # noqa: ANN001
+def _recreate_foo_int32(co):
     co.arraysets.remove_aset("foo")
     co.arraysets.init_arrayset("foo", shape=(5,), dtype=np.int32)
 
 
-def _add_new(dtype):  # noqa: ANN001, ANN202
+def _add_new(dtype):
     return lambda co: co.arraysets.init_arrayset("new", shape=(2,), dtype=dtype)
 
 
@@ -223,7 +223,7 @@ def _plain(records: dict) -> list:
             for k in records]
 
 
-def _assert_conflict_leaves_everything(repo, master_fn, dev_fn, cls, kind, item):  # noqa: ANN001
+def _assert_conflict_leaves_everything(repo, master_fn, dev_fn, cls, kind, item):
     master = commit_on(repo, "master", master_fn)
     dev = commit_on(repo, "dev", dev_fn)
     state = staging_json(repo)
@@ -269,8 +269,8 @@ def test_schema_conflicts_are_classified_and_change_nothing(diverged, cls):
 
 
 def test_schema_changed_on_both_sides_differently_is_t3(diverged):
-    def recreate(dtype):  # noqa: ANN001, ANN202
-        def fn(co):  # noqa: ANN001, ANN202
+    def recreate(dtype):
+        def fn(co):
             co.arraysets.remove_aset("foo")
             co.arraysets.init_arrayset("foo", shape=(5,), dtype=dtype)
         return fn
@@ -279,7 +279,7 @@ def test_schema_changed_on_both_sides_differently_is_t3(diverged):
 
 # ------------------------------------------------------- identical edits
 def test_identical_changes_on_both_sides_are_no_conflict(diverged):
-    def same(co):  # noqa: ANN001
+    def same(co):
         co["foo", 0] = arr(77)
         co.arraysets["foo"].remove(1)
         co.metadata["hello"] = "same"
@@ -298,8 +298,8 @@ def test_identical_changes_on_both_sides_are_no_conflict(diverged):
 
 
 def test_arrayset_added_on_both_sides_with_same_schema_merges_samples(diverged):
-    def add(key, value):  # noqa: ANN001, ANN202
-        def fn(co):  # noqa: ANN001, ANN202
+    def add(key, value):
+        def fn(co):
             a = co.arraysets.init_arrayset("new", shape=(2,), dtype=np.int64)
             a[key] = np.full(2, value, np.int64)
             a["shared"] = np.zeros(2, np.int64)
@@ -413,7 +413,7 @@ def _ops(plan: dict, which: int) -> list:
     return ops
 
 
-def _apply_model(model: dict, ops) -> dict:  # noqa: ANN001
+def _apply_model(model: dict, ops) -> dict:
     out = {k: dict(v) for k, v in model.items()}
     for kind, delete, key, value in ops:
         table = out[kind]
@@ -424,7 +424,7 @@ def _apply_model(model: dict, ops) -> dict:  # noqa: ANN001
     return out
 
 
-def _apply_repo(co, ops) -> None:  # noqa: ANN001
+def _apply_repo(co, ops) -> None:
     foo = co.arraysets["foo"]
     for kind, delete, key, value in ops:
         mkey = str(key)
@@ -441,7 +441,7 @@ def _apply_repo(co, ops) -> None:  # noqa: ANN001
             co.metadata[mkey] = str(value)
 
 
-def _model_merge(base: dict, ours: dict, theirs: dict, strategy):  # noqa: ANN001, ANN202
+def _model_merge(base: dict, ours: dict, theirs: dict, strategy):
     result, conflicts = {}, set()
     for key in base.keys() | ours.keys() | theirs.keys():
         b, m, d = base.get(key), ours.get(key), theirs.get(key)

@@ -603,7 +603,7 @@ def test_push_interrupted_by_server_kill_leaves_only_whole_verified_data_and_ret
     def push() -> None:
         try:
             src.remote.push("origin", "master")
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     t = threading.Thread(target=push)
@@ -711,7 +711,7 @@ def test_fetch_data_interrupted_by_server_kill_keeps_only_whole_verified_data_an
     def fetch() -> None:
         try:
             dst.remote.fetch_data("origin", "master")
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     t = threading.Thread(target=fetch)

@@ -19,7 +19,7 @@ from tests.cli_helpers import fails
 start_server = remote_fixtures.start_server
 
 
-def _without_git_env(tmp_path) -> dict:  # noqa: ANN001
+def _without_git_env(tmp_path) -> dict:
     """The environment with a PATH that has no ``git`` (the server then serves with dulwich)."""
     bin_dir = tmp_path / "bin-without-git"
     bin_dir.mkdir(exist_ok=True)

@@ -110,7 +110,7 @@ def test_fsck_repair_makes_the_cached_location_table_read_the_repaired_bytes(sma
     assert len(report.damaged) == 1
     source = Repository(str(good))._store()
 
-    def fetch(store, pointers):  # noqa: ANN001, ANN202 - what download_into does, from a good copy
+    def fetch(store, pointers):  # what download_into does, from a good copy
         for p in pointers:
             store.put_stored(source.read_stored(p.digest), p.dtype, p.shape)
         store.flush()

@@ -314,7 +314,7 @@ class Trickle(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # noqa: ANN001
+    def readinto(self, b) -> int:
         n = min(len(b), self.step, len(self.data) - self.pos)
         b[:n] = self.data[self.pos:self.pos + n]
         self.pos += n

@@ -131,7 +131,7 @@ SPEC_PROPERTIES = {
 }
 
 
-def _label(fn) -> str:  # noqa: ANN001
+def _label(fn) -> str:
     return fn.__qualname__
 
 

@@ -96,10 +96,12 @@ def error_message(exc: BaseException) -> str:
 class HangarGroup(TyperGroup):
     """Root command group reporting errors as ``error: <message>`` and exit status 1."""
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    # typer.Context is the click Context typer passes
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
         return sorted(super().list_commands(ctx))
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    # typer.Context is the click Context typer passes
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except _CONTROL_FLOW:

@@ -45,7 +45,8 @@ def create(
     dims = parse_shape(shape)
     repo = open_repo()
     with writer(repo) as co:
-        aset = co.arraysets.init_arrayset(name, shape=dims, dtype=dtype, named_samples=not unnamed,
+        # init_arrayset takes any dtype-like
+        aset = co.arraysets.init_arrayset(name, shape=dims, dtype=dtype, named_samples=not unnamed,  # type: ignore[arg-type]
                                           variable_shape=variable_shape, backend=backend)
         line = f"created arrayset {aset.name}: dtype {aset.dtype}, shape {format_shape(aset.shape)}"
     typer.echo(f"{line} (staged; commit with: hangar commit -m MSG)")

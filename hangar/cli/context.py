@@ -63,9 +63,9 @@ def writer(repo: "Repository", branch: Optional[str] = None) -> Iterator["Writer
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BranchSwitchWarning)
         co = repo.checkout(write=True, branch=branch or repo.writer_branch)
-    repo.remember_cli_branch(co.branch_name)
+    repo.remember_cli_branch(co.branch_name)  # type: ignore[union-attr]  # write=True gives a WriterCheckout
     try:
-        yield co
+        yield co  # type: ignore[misc]  # write=True gives a WriterCheckout
     finally:
         co.close()
 
@@ -119,7 +119,7 @@ def reader(repo: "Repository", branch: Optional[str] = None,
     else:
         co = repo.checkout(branch=branch or repo.writer_branch)
     try:
-        yield co
+        yield co  # type: ignore[misc]  # write=False gives a ReaderCheckout
     finally:
         co.close()
 

@@ -218,9 +218,9 @@ class _Import:
         aset = co.arraysets[self.arrayset] if self.previous else None
         for name, old in self.previous.items():
             if old is None:
-                del aset[name]
+                del aset[name]  # type: ignore[union-attr]  # aset is set when old is
             else:
-                aset[name] = old
+                aset[name] = old  # type: ignore[index]  # aset is set when old is
 
 
 @app.command("export")

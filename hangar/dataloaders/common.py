@@ -206,10 +206,10 @@ def batch_tuple(field_names: Sequence[str]) -> type:
     qualname = _TUPLE_PREFIX + ",".join(field_names).encode().hex()
     cls = _TUPLES.get(qualname)
     if cls is None:
-        cls = namedtuple("BatchTuple", list(field_names))  # noqa: PYI024
-        cls.__qualname__ = qualname
-        cls.__module__ = __name__
-        _TUPLES[qualname] = cls
+        made = namedtuple("BatchTuple", list(field_names))  # type: ignore[misc]  # fields known at run time
+        made.__qualname__ = qualname
+        made.__module__ = __name__
+        cls = _TUPLES[qualname] = made
     return cls
 
 

@@ -160,7 +160,7 @@ def pad_collate(batch: list, pad_value: float = 0):  # noqa: ANN201 - a namedtup
         shape = tuple(max(dims) for dims in zip(*(a.shape for a in arrays)))
         out = np.full((len(arrays), *shape), pad_value, dtype=arrays[0].dtype)
         for i, a in enumerate(arrays):
-            out[(i, *(slice(0, d) for d in a.shape))] = a
+            out[(i, *(slice(0, d) for d in a.shape))] = a  # type: ignore[index]  # a tuple of an int and slices
         fields.append(torch.from_numpy(out))
     return type(first)(*fields)
 

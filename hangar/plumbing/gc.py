@@ -33,18 +33,18 @@ class GitGcStats:
 class Reachable:
     """What :func:`walk_reachable` found: raw ids of every object read, and counts."""
 
-    seen: set = field(default_factory=set)
+    seen: set[bytes] = field(default_factory=set)
     commits: int = 0
     trees: int = 0
 
 
-BlobVisitor = Callable[[tuple, bytes, Optional[str]], None]
+BlobVisitor = Callable[[tuple[str, ...], bytes, Optional[str]], None]
 ProblemVisitor = Callable[[Optional[str], str], None]
 
 
 def ref_heads(git: GitRepo) -> list[str]:
     """Commits that any ref (branches, remote branches, tags) points at."""
-    heads = []
+    heads: list[str] = []
     for name in git.repo.references:
         try:
             obj = git.repo.get(git.repo.references[name].resolve().target)
@@ -62,7 +62,7 @@ class _Walk:
         self.on_blob = on_blob
         self.on_problem = on_problem
 
-    def get(self, oid: pygit2.Oid, commit: Optional[str], what: str):  # noqa: ANN201
+    def get(self, oid: pygit2.Oid, commit: Optional[str], what: str) -> Optional[pygit2.Object]:
         try:
             obj = self.repo.get(oid)
         except (pygit2.GitError, ValueError) as exc:
@@ -90,7 +90,7 @@ class _Walk:
             todo.extend(c.parent_ids)
             self.tree(c.tree_id, (), str(c.id))
 
-    def tree(self, oid: pygit2.Oid, path: tuple, commit: Optional[str]) -> None:
+    def tree(self, oid: pygit2.Oid, path: tuple[str, ...], commit: Optional[str]) -> None:
         seen = self.out.seen
         if oid.raw in seen:
             return
@@ -103,7 +103,7 @@ class _Walk:
             return
         self.out.trees += 1
         for e in t:
-            sub = (*path, e.name)
+            sub = (*path, e.name or "")  # pygit2 types an entry name Optional; every entry has one
             if e.filemode == pygit2.enums.FileMode.TREE:
                 self.tree(e.id, sub, commit)
             elif e.id.raw not in seen:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterator, Optional
+from typing import Iterator, Optional, cast
 
 import pygit2
 
@@ -50,7 +50,7 @@ class GitRepo:
         self.git_dir = git_dir
         # from_env: honour GIT_OBJECT_DIRECTORY / GIT_ALTERNATE_OBJECT_DIRECTORIES, as set for hooks
         # (a pre-receive hook sees the pushed objects only in git's quarantine directory)
-        flags = pygit2.enums.RepositoryOpenFlag.FROM_ENV if from_env else 0
+        flags = pygit2.enums.RepositoryOpenFlag.FROM_ENV if from_env else pygit2.enums.RepositoryOpenFlag.DEFAULT
         self.repo = pygit2.Repository(git_dir, flags)
         self.pack_dir = os.path.join(git_dir, "objects", "pack")
 
@@ -73,14 +73,14 @@ class GitRepo:
         del self.repo.config[key]
 
     def config_items(self, prefix: str) -> dict[str, str]:
-        return {e.name: e.value for e in self.repo.config if e.name.startswith(prefix)}
+        return {e.name: e.value or "" for e in self.repo.config if e.name is not None and e.name.startswith(prefix)}
 
     # --------------------------------------------------------------- objects
     def tree(self, oid: str | bytes | None) -> Optional[Tree]:
         if oid is None:
             return None
         o = pygit2.Oid(raw=oid) if isinstance(oid, bytes) else pygit2.Oid(hex=oid)
-        return self.repo.get(o)
+        return cast(Optional[Tree], self.repo.get(o))  # callers pass tree ids
 
     def read_raw(self, oid: bytes) -> bytes:
         """The content of object ``oid`` (raw id), without building a pygit2 object (~7 us
@@ -145,10 +145,10 @@ class GitRepo:
         return None
 
     def commit_tree_id(self, commit: str) -> str:
-        return str(self.repo[commit].tree_id)
+        return str(cast(pygit2.Commit, self.repo[commit]).tree_id)
 
     def commit_info(self, commit: str) -> CommitInfo:
-        return CommitInfo(self.repo[commit])
+        return CommitInfo(cast(pygit2.Commit, self.repo[commit]))
 
     def create_commit(self, tree: str, parents: list[str], name: str, email: str, message: str) -> str:
         """Write a commit object (the ref is moved separately, after it is durable)."""

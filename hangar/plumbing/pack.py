@@ -141,7 +141,7 @@ class ObjectBatch:
 def block_blob(block: BlobBlock, row: int) -> bytes:
     """The content of blob ``row`` of ``block`` (its pack entry: header, a 7-byte stored-block
     zlib prefix, the content, a 4-byte adler32)."""
-    entry = block.entries[row].tobytes()
+    entry: bytes = block.entries[row].tobytes()
     total = len(entry) - 11
     for head_len in (1, 2, 3):  # the entry header's length depends on the content size
         size = total - head_len

@@ -8,7 +8,7 @@ every untouched subtree is reused by id, so cost grows with the change, not the 
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, cast
 
 import numpy as np
 import pygit2
@@ -109,7 +109,8 @@ def tree_entries(repo: pygit2.Repository, tree: Optional[pygit2.Tree]) -> dict[s
     """``{name: (mode, raw oid)}`` of a tree (empty for ``None``)."""
     if tree is None:
         return {}
-    return {e.name: (int(e.filemode), e.id.raw) for e in tree}
+    # pygit2 types an entry name Optional; every entry of a tree has one
+    return {e.name: (int(e.filemode), e.id.raw) for e in tree}  # type: ignore[misc]
 
 
 def apply_edits(repo: pygit2.Repository, base: Optional[pygit2.Tree], edits: dict[str, Any],
@@ -129,10 +130,10 @@ def apply_edits(repo: pygit2.Repository, base: Optional[pygit2.Tree], edits: dic
             else:
                 entries.pop(name, None)
         elif isinstance(edit, dict):
-            sub = None
+            sub: Optional[pygit2.Tree] = None
             old = entries.get(name)
             if old is not None and old[0] == MODE_TREE:
-                sub = repo[pygit2.Oid(raw=old[1])]
+                sub = cast(pygit2.Tree, repo[pygit2.Oid(raw=old[1])])
             new = apply_edits(repo, sub, edit, batch)
             if new is None:
                 entries.pop(name, None)
@@ -152,7 +153,7 @@ def empty_tree_id(batch: ObjectBatch) -> bytes:
     return batch.add(OBJ_TREE, _EMPTY_TREE_DATA)
 
 
-def subtree(repo: pygit2.Repository, tree: Optional[pygit2.Tree], path: str) -> Optional[pygit2.Tree]:
+def subtree(repo: object, tree: Optional[pygit2.Tree], path: str) -> Optional[pygit2.Tree]:
     """The tree at ``path`` under ``tree``, or ``None`` when absent or not a tree."""
     if tree is None:
         return None
@@ -163,7 +164,7 @@ def subtree(repo: pygit2.Repository, tree: Optional[pygit2.Tree], path: str) -> 
     return obj if isinstance(obj, pygit2.Tree) else None
 
 
-def walk_blobs(tree: pygit2.Tree, depth: int):
+def walk_blobs(tree: pygit2.Tree, depth: int) -> Iterator[pygit2.Object]:
     """Yield every blob entry ``depth`` tree levels below ``tree``, in tree order."""
     if depth == 0:
         for e in tree:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from hangar.plumbing.gitrepo import GitRepo
 
 
-def history(git: GitRepo, start: str) -> dict:
+def history(git: GitRepo, start: str) -> dict[str, Any]:
     """``{'head', 'order', 'ancestors', 'specs'}`` for every commit reachable from ``start``."""
-    order, ancestors, specs = [], {}, {}
+    order: list[str] = []
+    ancestors: dict[str, list[str]] = {}
+    specs: dict[str, dict[str, object]] = {}
     for c in git.walk([start]):
         order.append(c.id)
         ancestors[c.id] = list(c.parents)
@@ -18,7 +21,7 @@ def history(git: GitRepo, start: str) -> dict:
     return {"head": start, "order": order, "ancestors": ancestors, "specs": specs}
 
 
-def format_graph(contents: dict, branch_heads: dict[str, list[str]], *,
+def format_graph(contents: dict[str, Any], branch_heads: dict[str, list[str]], *,
                  show_time: bool = False, show_user: bool = False) -> str:
     """Render ``contents`` (from :func:`history`) as lanes of ``*``, ``|``, ``/`` and ``\\``."""
     lanes: list[str] = []

@@ -76,7 +76,7 @@ def encode_key(key: Key) -> str:
     """Tree entry name of a (validated) key: ``i:<int>`` or ``s:<str>``."""
     t = type(key)
     if t is str:
-        return "s:" + key
+        return "s:" + key  # type: ignore[operator]  # narrowed by type(key) is str (cheaper than isinstance here)
     if t is int or isinstance(key, numbers.Integral):
         return f"i:{int(key)}"
     return f"s:{key}"
@@ -115,7 +115,8 @@ def sort_key(key: Key) -> tuple[int, Union[int, str]]:
 
 def sorted_keys(keys: Iterable[Key]) -> list[Key]:
     """``sorted(keys, key=sort_key)``, without a tuple per key (ints numerically, then strs)."""
-    ints, strs = [], []
+    ints: list[Key] = []
+    strs: list[Key] = []
     for k in keys:
         (ints if isinstance(k, int) else strs).append(k)
     ints.sort()

@@ -47,8 +47,8 @@ class SampleVal:
     __slots__ = ("_value", "_read", "_record_id")
     _fields = ("data_hash", "dtype", "shape")
 
-    def __init__(self, data_hash: str, dtype: str, shape: tuple) -> None:
-        self._value: Optional[tuple] = (data_hash, dtype, tuple(shape))
+    def __init__(self, data_hash: str, dtype: str, shape: tuple[int, ...]) -> None:
+        self._value: Optional[tuple[str, str, tuple[int, ...]]] = (data_hash, dtype, tuple(shape))
         self._read: Optional[Callable[[bytes], bytes]] = None
         self._record_id: Optional[bytes] = None
 
@@ -62,8 +62,9 @@ class SampleVal:
         v._record_id = record_id
         return v
 
-    def _get(self) -> tuple:
+    def _get(self) -> tuple[str, str, tuple[int, ...]]:
         if self._value is None:
+            # deferred() set both (a value made by __init__ has _value)
             p = decode_pointer(self._read(self._record_id))  # type: ignore[misc, arg-type]
             self._value = (p.digest.hex(), p.dtype, p.shape)
             self._read = None
@@ -78,13 +79,13 @@ class SampleVal:
         return self._get()[1]
 
     @property
-    def shape(self) -> tuple:
+    def shape(self) -> tuple[int, ...]:
         return self._get()[2]
 
-    def _asdict(self) -> dict:
+    def _asdict(self) -> dict[str, object]:
         return dict(zip(self._fields, self._get()))
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[object]:
         return iter(self._get())
 
     def __len__(self) -> int:
@@ -109,7 +110,7 @@ class SampleVal:
         h, d, s = self._get()
         return f"SampleVal(data_hash={h!r}, dtype={d!r}, shape={s!r})"
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[type, tuple[str, str, tuple[int, ...]]]:
         return (SampleVal, self._get())
 
 
@@ -151,7 +152,7 @@ class ArraysetSchemaVal(NamedTuple):
     schema_hash: str
     schema_dtype: object
     schema_is_var: bool
-    schema_max_shape: tuple
+    schema_max_shape: tuple[int, ...]
     schema_is_named: bool
     schema_default_backend: str
 

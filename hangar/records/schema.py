@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def validate_dtype(dtype: object, what: str) -> np.dtype:
     Reading raw bytes into an object array makes numpy dereference them as pointers.
     """
     try:
-        np_dtype = descr_to_dtype(dtype) if isinstance(dtype, (str, list)) else np.dtype(dtype)  # type: ignore
+        np_dtype = descr_to_dtype(dtype) if isinstance(dtype, (str, list)) else np.dtype(dtype)  # type: ignore[call-overload]  # any dtype-like
     except (TypeError, ValueError, IndexError, KeyError, RecursionError) as exc:
         raise InvalidSchemaError(f"{what}: dtype {dtype!r} is not a numpy dtype") from exc
     if np_dtype.hasobject:
@@ -133,10 +134,10 @@ def dtype_to_descr(dtype: np.dtype) -> object:
 def descr_to_dtype(descr: object) -> np.dtype:
     if isinstance(descr, str):
         return np.dtype(descr)
-    return np.dtype([tuple(_fields(f)) for f in descr])  # type: ignore[union-attr]
+    return np.dtype([tuple(_fields(f)) for f in descr])  # type: ignore[attr-defined]  # a list of fields
 
 
-def _fields(field: list) -> list:
+def _fields(field: list[Any]) -> list[Any]:
     # nested structured fields come back from JSON as lists of lists
     if len(field) >= 2 and isinstance(field[1], list):
         return [field[0], descr_to_dtype(field[1]), *field[2:]]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from hangar.errors import InvalidMetadataError, InvalidRecordError
-from hangar.plumbing.gitrepo import GitRepo, Tree
+from hangar.plumbing.gitrepo import Blob, GitRepo, Tree
 from hangar.plumbing.trees import subtree, walk_blobs
 from hangar.records import layout
 from hangar.records.keys import decode_key, fan_path, validate_key
@@ -52,7 +52,7 @@ class EntryTable:
             self._leaves[fan] = leaf
             return leaf
 
-    def blob(self, name: str):  # noqa: ANN201 - pygit2 Blob or None
+    def blob(self, name: str) -> Any:  # a pygit2 Blob, or None
         if self.root is None:
             return None
         leaf = self._leaf(fan_path(name, self.depth))
@@ -70,7 +70,7 @@ class EntryTable:
     def __contains__(self, name: str) -> bool:
         return self.blob(name) is not None
 
-    def blobs(self) -> Iterator:
+    def blobs(self) -> Iterator[Any]:  # pygit2 Blobs
         if self.root is not None:
             yield from walk_blobs(self.root, self.depth)
 
@@ -165,7 +165,7 @@ class Snapshot:
     def arrayset_names(self) -> list[str]:
         if self._asets_tree is None:
             return []
-        return sorted(e.name for e in self._asets_tree)
+        return sorted(e.name or "" for e in self._asets_tree)  # pygit2 types a name Optional; entries have one
 
     def aset_tree(self, name: str) -> Optional[Tree]:
         return subtree(self.git, self._asets_tree, name)
@@ -179,6 +179,8 @@ class Snapshot:
                 blob = t[layout.SCHEMA]
             except KeyError:
                 raise InvalidRecordError(f"arrayset {name!r} has no schema record") from None
+            if not isinstance(blob, Blob):  # a tree there comes only from outside the API
+                raise InvalidRecordError(f"schema record of arrayset {name!r} is a tree, not a blob")
             schema = ArraysetSchema.from_json(blob.data, f"schema record of arrayset {name!r}")
             if schema.name != name:
                 raise InvalidRecordError(f"schema record of arrayset {name!r} names arrayset {schema.name!r}")

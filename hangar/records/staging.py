@@ -10,7 +10,7 @@ import json
 import os
 import zlib
 from operator import itemgetter
-from typing import Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -123,8 +123,8 @@ class StagedEntries:
             if v is not None:
                 yield n
 
-    def nested_edits(self, depth: int, encode, batch: ObjectBatch) -> dict:  # noqa: ANN001
-        out: dict = {}
+    def nested_edits(self, depth: int, encode: Callable[[Any], bytes], batch: ObjectBatch) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for name, value in self.edits.items():
             d = out
             for f in fan_path(name, depth):
@@ -135,6 +135,8 @@ class StagedEntries:
 
 class StagedSamples(StagedEntries):
     """Staged samples of one arrayset; values are ``SamplePointer``."""
+
+    base: SampleTable
 
     def __init__(self, schema: ArraysetSchema, base: SampleTable, replaced: bool, tick: list[int]) -> None:
         super().__init__(base, tick)
@@ -147,7 +149,7 @@ class StagedSamples(StagedEntries):
     def pointer(self, name: str) -> Optional[SamplePointer]:
         return self.value(name)  # type: ignore[return-value]
 
-    def sample_edits(self, batch: ObjectBatch) -> dict | LeafEdits:
+    def sample_edits(self, batch: ObjectBatch) -> dict[str, Any] | LeafEdits:
         """The edits of the samples tree, its pointer blobs added to ``batch`` in bulk.
 
         Pointers are built, hashed and packed per (dtype, shape) group with array operations
@@ -160,17 +162,18 @@ class StagedSamples(StagedEntries):
             return {}
         # sample names are ascii without newlines (keys.validate_key): one encode for all
         names = "\n".join(self.edits).encode().split(b"\n")
-        values = list(self.edits.values())
+        values: list[Any] = list(self.edits.values())  # SamplePointers and Nones
         oids = np.zeros((len(values), 20), dtype=np.uint8)
         live = np.array([v is not None for v in values]) if None in values else None
         pointers = values if live is None else [v for v in values if v is not None]
         kinds = set(map(_DTYPE, pointers)), set(map(_SHAPE, pointers))
         if len(kinds[0]) <= 1 and len(kinds[1]) <= 1:
-            groups = {(pointers[0].dtype, pointers[0].shape): None} if pointers else {}  # type: ignore[union-attr]
+            groups: dict[tuple[str, tuple[int, ...]], Optional[np.ndarray]] = (
+                {(pointers[0].dtype, pointers[0].shape): None} if pointers else {})
         else:  # several shapes (a variable-shape arrayset) or dtypes
             by_kind: dict[tuple[str, tuple[int, ...]], list[int]] = {}
             for i, p in enumerate(pointers):
-                by_kind.setdefault((p.dtype, p.shape), []).append(i)  # type: ignore[union-attr]
+                by_kind.setdefault((p.dtype, p.shape), []).append(i)
             groups = {kind: np.array(rows) for kind, rows in by_kind.items()}
         where_live = np.flatnonzero(live) if live is not None else None
         for (dtype, shape), rows in groups.items():
@@ -209,7 +212,7 @@ class StagedSamples(StagedEntries):
                   for k in range(len(bounds) - 1)]
         if depth == 0:
             return leaves[0]
-        out: dict = {}
+        out: dict[str, Any] = {}
         hexd = "0123456789abcdef"
         for leaf, a in zip(leaves, bounds):
             f = int(fan[a])
@@ -224,9 +227,9 @@ class StagedSamples(StagedEntries):
         for n, p in self.base.pointers():
             if n not in edits:
                 yield n, p
-        for n, p in list(edits.items()):
-            if p is not None:
-                yield n, p  # type: ignore[misc]
+        for n, v in list(edits.items()):
+            if v is not None:
+                yield n, v  # type: ignore[misc]  # the edits of a StagedSamples are SamplePointers
 
 
 class StagingArea:
@@ -283,7 +286,7 @@ class StagingArea:
 
     def _build(self) -> tuple[str, ObjectBatch]:
         batch = ObjectBatch()
-        aset_edits: dict = {name: None for name in self.removed}
+        aset_edits: dict[str, Any] = {name: None for name in self.removed}
         for name, st in self.asets.items():
             if not st.replaced and not st.edits:
                 continue
@@ -293,7 +296,7 @@ class StagingArea:
             }
             base = None if st.replaced else self.snapshot.aset_tree(name)
             aset_edits[name] = (MODE_TREE, apply_edits(self.git.repo, base, sub, batch))
-        root_edits: dict = {}
+        root_edits: dict[str, Any] = {}
         if aset_edits:
             root_edits[layout.ARRAYSETS] = aset_edits
         if self.metadata.edits:

@@ -18,7 +18,7 @@ porcelain decodes keys for users.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_TREE, ObjectBatch, object_id
@@ -95,7 +95,7 @@ class TreeReader:
         over the sorted entries; only the changed entries reach Python). At 244 entries a leaf
         (1,000,000 samples) parsing both in Python cost ~10x more."""
         git = self.git
-        for delta in git.tree(a).diff_to_tree(git.tree(b)).deltas:
+        for delta in git.tree(a).diff_to_tree(git.tree(b)).deltas:  # type: ignore[union-attr, arg-type]  # stored leaf ids
             old, new = delta.old_file, delta.new_file
             o, n = old.id.raw, new.id.raw
             out[new.path or old.path] = (None if o == _ZERO else o, None if n == _ZERO else n)
@@ -289,7 +289,7 @@ class MergeConflicts:
     """Conflicts found by :func:`three_way`, by class and kind of record."""
 
     def __init__(self) -> None:
-        self.by_class: dict[str, dict[str, list]] = {
+        self.by_class: dict[str, dict[str, list[Any]]] = {
             c: {"schema": [], "samples": [], "metadata": []} for c in CONFLICT_CLASSES}
 
     def add(self, cls: str, kind: str, item: object) -> None:
@@ -305,7 +305,7 @@ class MergePlan(NamedTuple):
     when a strategy resolved them). Merged sample and metadata tables are edits to whole
     subtree ids; the new trees they name are in ``batch`` (written with the merge commit)."""
 
-    edits: dict
+    edits: dict[str, Any]
     conflicts: MergeConflicts
     batch: Optional[ObjectBatch] = None
 
@@ -420,7 +420,7 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
     conflicts = MergeConflicts()
     batch = ObjectBatch()
     rb, rm, rd = _root_ids(reader, base_root), _root_ids(reader, ours_root), _root_ids(reader, theirs_root)
-    aset_edits: dict = {}
+    aset_edits: dict[str, Any] = {}
     for name in sorted(rb.arraysets.keys() | rm.arraysets.keys() | rd.arraysets.keys()):
         at, mt, dt = rb.arraysets.get(name), rm.arraysets.get(name), rd.arraysets.get(name)
         if dt == at or mt == dt:
@@ -448,7 +448,7 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
             aset_edits[name] = None if dt is None else (MODE_TREE, dt)
             continue
         conflicts.add(_conflict_class(at, mt, dt), "schema", name)
-    edits: dict = {}
+    edits: dict[str, Any] = {}
     if aset_edits:
         edits[layout.ARRAYSETS] = aset_edits
     tm = _TableMerge(reader, strategy, conflicts, "metadata", None, batch)

@@ -119,7 +119,8 @@ class DataClient:
                     self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
                                                             blocksize=1 << 20)
             try:
-                self._conn.request(method, path, body=body, headers=hdrs)
+                # bytes, or an iterable of bytes
+                self._conn.request(method, path, body=body, headers=hdrs)  # type: ignore[arg-type]
                 return self._conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # a kept-alive connection the server has closed: one fresh try when it is safe
@@ -249,7 +250,8 @@ def _fail_git(exc: pygit2.GitError, address: str, what: str) -> Exception:
 
 
 def remote_names(git: GitRepo) -> list[str]:
-    return list(git.repo.remotes.names())
+    # pygit2 types remote names Optional; listed remotes have one
+    return list(git.repo.remotes.names())  # type: ignore[arg-type]
 
 
 def remote_url(git: GitRepo, name: str) -> Optional[str]:
@@ -290,7 +292,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
             self._advance(stats.indexed_objects - self._seen, stats.total_objects)
             self._seen = stats.indexed_objects
 
-    def credentials(self, url, username_from_url, allowed_types):  # noqa: ANN001, ANN201
+    def credentials(self, url: str, username_from_url: Optional[str], allowed_types: int) -> pygit2.UserPass:
         self._tries += 1
         if self._tries > 1 or not (allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT):
             raise PushAuthenticationError(f"the hangar server at {url} refused the credentials for push")
@@ -310,7 +312,8 @@ def list_remote_heads(git: GitRepo, name: str, address: str) -> dict[str, str]:
         heads = git.repo.remotes[name].list_heads(callbacks=_Callbacks(address))
     except pygit2.GitError as exc:
         raise _fail_git(exc, address, "listing branches") from exc
-    return {h.name[len("refs/heads/"):]: str(h.oid) for h in heads if h.name.startswith("refs/heads/")}
+    # pygit2 types a ref name Optional; listed refs have one
+    return {h.name[len("refs/heads/"):]: str(h.oid) for h in heads if h.name.startswith("refs/heads/")}  # type: ignore[index, union-attr]
 
 
 def fetch_branches(git: GitRepo, name: str, address: str, branches: Optional[list[str]] = None) -> None:
@@ -363,11 +366,11 @@ def _sample_trees(repo: pygit2.Repository, commit: str, arrayset_names: Optional
     except KeyError:
         return []
     out = []
-    for aset in asets:
+    for aset in asets:  # type: ignore[union-attr]  # the arraysets entry is a tree
         if arrayset_names is not None and aset.name not in arrayset_names:
             continue
         try:
-            out.append(aset[layout.SAMPLES])
+            out.append(aset[layout.SAMPLES])  # type: ignore[index]  # an arrayset entry is a tree
         except KeyError:
             pass
     return out
@@ -391,7 +394,7 @@ def commit_pointers(git: GitRepo, commits: Iterable[str], arrayset_names: Option
         for e in tree:
             if e.type == tree_type and e.id not in seen:
                 seen.add(e.id)
-                mark(e)
+                mark(e)  # type: ignore[arg-type]  # e.type is TREE
 
     for c in known:
         for samples in _sample_trees(repo, c, arrayset_names):
@@ -407,10 +410,10 @@ def commit_pointers(git: GitRepo, commits: Iterable[str], arrayset_names: Option
             for e in entries:
                 if e.id not in seen:
                     seen.add(e.id)
-                    walk(e)
+                    walk(e)  # type: ignore[arg-type]  # entries of a fan-out tree are trees
         else:
             for e in entries:
-                p = decode_pointer(e.data)
+                p = decode_pointer(e.data)  # type: ignore[attr-defined]  # leaf tree entries are pointer blobs
                 out.setdefault(p.digest, p)
 
     for c in commits:

@@ -121,7 +121,7 @@ def refusals(git_dir: str, updates: list[tuple[str, str, str]]) -> list[str]:
 def main() -> int:
     git_dir = os.path.abspath(os.environ.get("GIT_DIR", "."))
     updates = [tuple(line.split()) for line in sys.stdin.read().splitlines() if line.strip()]
-    refused = refusals(git_dir, updates)  # type: ignore[arg-type]
+    refused = refusals(git_dir, updates)
     for msg in refused:
         sys.stderr.write(f"hangar server: {msg}\n")
     return 1 if refused else 0

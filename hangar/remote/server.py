@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, ContextManager, Iterable, Iterator, Optional
 from urllib.parse import parse_qs
 
 from hangar import __version__
@@ -164,12 +164,14 @@ class GitHttpBackend:
     def _drain(proc: subprocess.Popen, feeder: threading.Thread) -> Iterator[bytes]:
         assert proc.stdout is not None
         try:
-            while chunk := proc.stdout.read1(_CHUNK):
+            # stdout=PIPE with the default buffering: a BufferedReader
+            while chunk := proc.stdout.read1(_CHUNK):  # type: ignore[attr-defined]
                 yield chunk
         finally:
             # the client may be gone: still read git's output to the end, so a receive-pack that
             # is updating refs finishes (a SIGPIPE there could leave a stale refs/heads/*.lock)
-            while proc.stdout.read1(_CHUNK):
+            # stdout=PIPE with the default buffering: a BufferedReader
+            while proc.stdout.read1(_CHUNK):  # type: ignore[attr-defined]
                 pass
             proc.stdout.close()
             feeder.join()
@@ -199,16 +201,18 @@ class DulwichBackend:
                     log.info("refused a push: %s", "; ".join(refused))
                     # the prefix the git hook writes too: the client knows the refusal as final by it
                     return ("hangar server: " + "; ".join(refused)).encode("utf-8", "replace")
-                return super()._on_update(ref_name, old_sha, new_sha)
+                # dulwich passes bytes here
+                return super()._on_update(ref_name, old_sha, new_sha)  # type: ignore[arg-type]
 
         handlers = {**DEFAULT_HANDLERS, b"git-receive-pack": Receive}
-        self._app = make_wsgi_chain(DictBackend({"/": Repo(git_dir)}), handlers=handlers)
+        # dulwich's annotations are narrower than what it takes
+        self._app = make_wsgi_chain(DictBackend({"/": Repo(git_dir)}), handlers=handlers)  # type: ignore[arg-type]
 
     def __call__(self, environ: dict, start_response: StartResponse, allow_push: bool,
                  user: str) -> Iterable[bytes]:
         if not allow_push and _is_receive_pack(environ):
             return _reply(start_response, "403 Forbidden", b"push is not allowed\n")
-        return self._app(environ, start_response)
+        return self._app(environ, start_response)  # type: ignore[arg-type]  # the WSGI start_response
 
 
 def is_push(path: str, query: str) -> bool:
@@ -322,7 +326,7 @@ class TransferGate:
         self.git_dir, self.grace = git_dir, grace
         self._lock = threading.Lock()
         self._count = 0
-        self._marker = None
+        self._marker: Optional[ContextManager[None]] = None
         self._timer: Optional[threading.Timer] = None
 
     def enter(self) -> None:
@@ -364,7 +368,8 @@ class _Holding:
     """An answer's iterable that calls ``done`` once when the server is finished with it."""
 
     def __init__(self, out: Iterable[bytes], done: Callable[[], None]) -> None:
-        self._out, self._done = out, done
+        self._out = out
+        self._done: Optional[Callable[[], None]] = done
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._out)
@@ -445,7 +450,8 @@ class HangarServer:
         except (ValueError, UnicodeDecodeError):
             return None
         ok_user = hmac.compare_digest(user.encode(), self._creds[0].encode())
-        ok_pw = hmac.compare_digest(pw.encode(), self._creds[1].encode())
+        # only called when credentials are set
+        ok_pw = hmac.compare_digest(pw.encode(), self._creds[1].encode())  # type: ignore[union-attr]
         return user if ok_user and ok_pw else None
 
     @staticmethod

@@ -19,7 +19,7 @@ import numpy as np
 from hangar._faults import crash_point
 from hangar.errors import IncompleteIOError, UnsupportedStorageError
 from hangar.plumbing.durable import fsync_dir
-from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, encode_index, new_pack_id, parse_index
+from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, PackStorage, encode_index, new_pack_id, parse_index
 
 
 @dataclass
@@ -63,7 +63,7 @@ def _remove(path: str) -> None:
             pass
 
 
-def compact_store(storage: LocalPackStorage, reachable: set[bytes], packs: list[str], *, dry_run: bool = False,
+def compact_store(storage: PackStorage, reachable: set[bytes], packs: list[str], *, dry_run: bool = False,
                   temp_age: float = 3600.0) -> CompactStats:
     """Keep exactly the samples whose digests are in ``reachable``; return what went.
 
@@ -118,10 +118,10 @@ def compact_store(storage: LocalPackStorage, reachable: set[bytes], packs: list[
     storage.close()
     base = os.path.join(storage.root, "packs")
     for pack, _ in rewrite:
-        d = os.path.join(base, pack)
-        os.unlink(os.path.join(d, "index"))  # invisible first
+        pack_dir = os.path.join(base, pack)
+        os.unlink(os.path.join(pack_dir, "index"))  # invisible first
         crash_point("gc.data_pack_removed")
-        shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(pack_dir, ignore_errors=True)
     for p in temps:
         _remove(p)
     if rewrite or temps:

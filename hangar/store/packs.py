@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Optional, Protocol
+from typing import Any, Coroutine, Optional, Protocol, TypeVar
 
 import numpy as np
 import xxhash
@@ -33,6 +33,8 @@ from hangar.errors import CorruptDataError, PackNotFoundError
 from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably
 from hangar.plumbing.pids import pid_alive
 from hangar.store.codecs import LZ4, RAW, ZSTD, max_stored_length
+
+T = TypeVar("T")
 
 #: format 1 records (no checksum): read, never written
 INDEX_DTYPE_V1 = np.dtype([("digest", "u1", (32,)), ("offset", "<u8"), ("length", "<u8"),
@@ -60,7 +62,7 @@ class StoredCheck:
     def __init__(self) -> None:
         self._hasher = xxhash.xxh3_64()
 
-    def update(self, piece: bytes | memoryview) -> None:
+    def update(self, piece: bytes | bytearray | memoryview) -> None:
         self._hasher.update(piece)
 
     def value(self) -> int:
@@ -94,7 +96,7 @@ def parse_index(raw: bytes, where: str, pack_size: Optional[int] = None) -> np.n
     recs = np.frombuffer(body, dtype=dtype)
     if dtype is INDEX_DTYPE_V1:
         new = np.zeros(len(recs), dtype=INDEX_DTYPE)
-        for f in INDEX_DTYPE_V1.names:
+        for f in INDEX_DTYPE_V1.names or ():
             new[f] = recs[f]
         recs = new
     codec, length, rawlen, offset = recs["codec"], recs["length"], recs["rawlen"], recs["offset"]
@@ -450,11 +452,11 @@ class LocalPackStorage:
                     os.close(fd)
                 self._to_close.clear()
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, object]:
         # worker processes reopen their own file descriptors
         return {"root": self.root, "durable": self.durable, "cache_dir": self.cache_dir}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self._init_fds()
 
@@ -486,14 +488,14 @@ class _ZarrPackWriter:
 class ZarrPackStorage:
     """Packs in any ``zarr.abc.store.Store`` (memory, fsspec/S3, local) via Zarr's API."""
 
-    def __init__(self, store) -> None:  # noqa: ANN001 - any zarr Store
+    def __init__(self, store: Any) -> None:  # any zarr.abc.store.Store
         from zarr.core.buffer import default_buffer_prototype
 
         self.store = store
         self._proto = default_buffer_prototype()
         self._set("zarr.json", _GROUP_META)
 
-    def _run(self, coro):  # noqa: ANN001, ANN202
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         from zarr.core.sync import sync
 
         return sync(coro)
@@ -501,11 +503,12 @@ class ZarrPackStorage:
     def _set(self, key: str, data: bytes) -> None:
         self._run(self.store.set(key, self._proto.buffer.from_bytes(data)))
 
-    def _get(self, key: str, byte_range=None) -> bytes:  # noqa: ANN001
+    def _get(self, key: str, byte_range: Any = None) -> bytes:  # a zarr ByteRequest
         buf = self._run(self.store.get(key, self._proto, byte_range=byte_range))
         if buf is None:
             raise PackNotFoundError(key)
-        return buf.to_bytes()
+        data: bytes = buf.to_bytes()
+        return data
 
     def list_packs(self) -> list[str]:
         async def collect() -> list[str]:

@@ -23,9 +23,15 @@ import json
 import numbers
 import os
 import uuid
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hangar.store.index import Location
+
+#: ``locate(digests) -> [Location | None]``: the store's vectorised lookup
+Locate = Callable[[list[bytes]], "list[Optional[Location]]"]
 
 _MAGIC = b"HGRT0002"  # 0002: the checks column (tables of 0001 are rebuilt)
 #: cached tables kept on disk (oldest by modification time removed beyond this)
@@ -62,7 +68,7 @@ class LocationTable:
 
     # ------------------------------------------------------------- building
     @classmethod
-    def build(cls, entries: Iterable[tuple[str, bytes, tuple[int, ...]]], locate) -> "LocationTable":  # noqa: ANN001
+    def build(cls, entries: Iterable[tuple[str, bytes, tuple[int, ...]]], locate: Locate) -> "LocationTable":
         """From ``(entry name, digest, shape)`` triples (entry names ``i:<int>`` / ``s:<str>``)
         and ``locate(digests) -> [Location | None]`` (the store's vectorised lookup)."""
         ints: list[tuple[int, bytes, tuple[int, ...]]] = []
@@ -74,7 +80,7 @@ class LocationTable:
                 strs.append((name[2:], digest, shape))
         ints.sort(key=lambda t: t[0])
         strs.sort(key=lambda t: t[0])
-        rows = ints + strs  # type: ignore[operator]
+        rows = ints + strs
         n = len(rows)
         digest_list = [d for _, d, _ in rows]
         digests = np.frombuffer(b"".join(digest_list), dtype=np.uint8).reshape(n, 32)
@@ -91,7 +97,7 @@ class LocationTable:
         check_col = np.zeros(n, dtype=np.uint64)
         have = [i for i, loc in enumerate(locs) if loc is not None]
         if have:
-            got = [locs[i] for i in have]
+            got = [loc for loc in locs if loc is not None]
             for loc in got:
                 if loc.pack not in pack_no:
                     pack_no[loc.pack] = len(packs)
@@ -107,7 +113,7 @@ class LocationTable:
         return cls(ikeys, [s for s, _, _ in strs], digests, shapes, packs, pack_col, offsets, lengths, rawlens,
                    codec_col, check_col)
 
-    def derive(self, changes: list[tuple[str, Optional[bytes], tuple[int, ...]]], locate) -> "LocationTable":  # noqa: ANN001
+    def derive(self, changes: list[tuple[str, Optional[bytes], tuple[int, ...]]], locate: Locate) -> "LocationTable":
         """This table with ``changes`` applied: ``(entry name, digest or None (removed), shape)``.
 
         Costs one vectorised pass over the rows plus a lookup of the changed samples, where
@@ -119,7 +125,7 @@ class LocationTable:
             r = self.row(int(name[2:]) if name.startswith("i:") else name[2:])
             if r >= 0:
                 keep[r] = False
-        new = LocationTable.build([c for c in changes if c[1] is not None], locate)
+        new = LocationTable.build([(n, d, s) for n, d, s in changes if d is not None], locate)
         if not len(new):
             new.shapes = np.empty((0, self.shapes.shape[1]), dtype=np.int64)
         packs = list(self.packs)
@@ -147,7 +153,7 @@ class LocationTable:
                              cat(self.lengths, new.lengths), cat(self.rawlens, new.rawlens),
                              cat(self.codecs, new.codecs), cat(self.checks, new.checks))
 
-    def located(self, rows: list[int], locs: list) -> "LocationTable":
+    def located(self, rows: list[int], locs: list[Location]) -> "LocationTable":
         """This table with ``rows`` (not located when it was built) at the store locations ``locs``."""
         packs = list(self.packs)
         for loc in locs:
@@ -170,7 +176,7 @@ class LocationTable:
             d = self._sdict
             if d is None:
                 d = self._sdict = {s: i for i, s in enumerate(self.snames, len(self.ikeys))}
-            return d.get(key, -1)  # type: ignore[arg-type]
+            return d.get(key, -1)  # type: ignore[call-overload, no-any-return]  # a str: type(key) is str
         if t is not int and (not isinstance(key, numbers.Integral) or isinstance(key, (bool, np.bool_))):
             return -1
         k = int(key)  # type: ignore[call-overload]
@@ -181,7 +187,7 @@ class LocationTable:
             d2 = self._idict = dict(zip(self.ikeys.tolist(), range(len(self.ikeys))))
         return d2.get(k, -1)
 
-    def rows(self, keys: list | np.ndarray) -> np.ndarray:
+    def rows(self, keys: list[Any] | np.ndarray) -> np.ndarray:
         """Rows of many keys (int64 array, -1 where absent); vectorised when all keys are ints."""
         if isinstance(keys, np.ndarray):
             arr = keys

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import compress, repeat
 from math import prod
 from operator import itemgetter, not_
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple, Union
 
 import numpy as np
 from xxhash import xxh3_64_intdigest as _xxh3
@@ -66,6 +66,10 @@ class StoredSample(NamedTuple):
     codec: int
     rawlen: int
     payload: bytes
+
+
+#: a dtype as its numpy string (``"<f4"``) or a ``numpy.dtype``
+DTypeArg = Union[str, np.dtype]
 
 
 class TensorStore:
@@ -403,7 +407,7 @@ class TensorStore:
             return self._writer.read(loc.offset, loc.length)
         return self.storage.read_range(loc.pack, loc.offset, loc.length)
 
-    def read(self, digest: bytes, dtype: str, shape: tuple[int, ...], check: bool | None = None) -> np.ndarray:
+    def read(self, digest: bytes, dtype: DTypeArg, shape: tuple[int, ...], check: bool | None = None) -> np.ndarray:
         """The sample stored under ``digest``, as a new writeable array.
 
         With ``check`` (default: ``self.verify_reads``) the bytes are re-hashed and a mismatch
@@ -419,7 +423,7 @@ class TensorStore:
             self._index = None
             return self._read(digest, dtype, shape, check)
 
-    def read_many(self, items: Iterable[tuple[bytes, tuple[int, ...]]], dtype: str,
+    def read_many(self, items: Iterable[tuple[bytes, tuple[int, ...]]], dtype: DTypeArg,
                   check: bool | None = None, batch: int = 4096) -> Iterator[np.ndarray]:
         """Yield the samples named by ``(digest, shape)`` pairs, in order.
 
@@ -435,7 +439,7 @@ class TensorStore:
         if chunk:
             yield from self._read_chunk(chunk, dtype, check)
 
-    def _read_chunk(self, chunk: list[tuple[bytes, tuple[int, ...]]], dtype: str,
+    def _read_chunk(self, chunk: list[tuple[bytes, tuple[int, ...]]], dtype: DTypeArg,
                     check: bool | None) -> Iterator[np.ndarray]:
         locs = self.locations([d for d, _ in chunk])
         for (digest, shape), loc in zip(chunk, locs):
@@ -447,7 +451,7 @@ class TensorStore:
             except FileNotFoundError:  # pack compacted away meanwhile: the slow path reloads
                 yield self.read(digest, dtype, shape, check)
 
-    def _read(self, digest: bytes, dtype: str, shape: tuple[int, ...], check: bool | None,
+    def _read(self, digest: bytes, dtype: DTypeArg, shape: tuple[int, ...], check: bool | None,
               loc: Location | None = None) -> np.ndarray:
         if loc is None:
             loc = self.location(digest)
@@ -606,6 +610,7 @@ class TensorStore:
                                    f"pointer says {dtype.itemsize * prod(shape)} ({dtype} {shape})")
         out = np.empty(shape, dtype=dtype)
         buf = byte_view(out)
+        stored: bytes | memoryview
         # ``sum_`` is not ``check``: that names the re-hash asked for (verify_reads), a different check
         pack, codec, offset, sum_ = table.packs[p], table.codecs.item(row), table.offsets.item(row), \
             table.checks.item(row)
@@ -712,13 +717,13 @@ class TensorStore:
         self.flush()
         self.storage.close()
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, object]:
         if self._writer is not None:
             raise NotPicklableError("a TensorStore with unflushed writes cannot be pickled")
         return {"storage": self.storage, "_index": None, "_loaded_packs": set(), "damaged_packs": {}, "_writer": None,
                 "_pending": {}, "_pending_pack": "", "_pending_bytes": 0}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self._index_lock = threading.RLock()
         self._tables = {}
