@@ -176,7 +176,7 @@ class ArraysetDataReader(CheckoutHandle):
         self._check()
         if not _is_key(key):
             return False
-        return encode_key(key) in self._table  # type: ignore[arg-type]
+        return encode_key(key) in self._table  # type: ignore[arg-type]  # key was checked by _is_key
 
     def __iter__(self) -> Iterator[Key]:
         return self.keys()
@@ -186,6 +186,7 @@ class ArraysetDataReader(CheckoutHandle):
         return self.get(key)
 
     def _pointer(self, key: object) -> SamplePointer:
+        # key was checked by _is_key
         ptr = self._table.pointer(encode_key(key)) if _is_key(key) else None  # type: ignore[arg-type]
         if ptr is None:
             raise SampleNotFoundError(f"arrayset {self.name!r} has no sample with key {key!r}")
@@ -369,6 +370,7 @@ class ArraysetDataReader(CheckoutHandle):
         if _is_key(names):
             if out is not None:
                 raise InvalidArgumentError("out= needs a list of names, not a single sample name")
+            # without out=, get returns the list this method returns
             return self.get(names)  # type: ignore[arg-type,return-value]
         if not isinstance(names, np.ndarray):
             names = list(names)
@@ -385,7 +387,7 @@ class ArraysetDataReader(CheckoutHandle):
             return result
         for dst, arr in zip(out, result):
             dst[...] = arr
-        return out  # type: ignore[return-value]
+        return out  # type: ignore[return-value]  # filled in place: the caller's array
 
     def _get_batch_by_pointer(self, names: list, n_cpus: Optional[int], start_method: str) -> list[np.ndarray]:
         ptrs = [self._pointer(n) for n in names]
@@ -479,19 +481,19 @@ def _init_batch_worker(store) -> None:  # noqa: ANN001
 
 def _read_batch_chunk(chunk: tuple[np.dtype, list[SamplePointer]]) -> list[np.ndarray]:
     dtype, ptrs = chunk
-    read = _worker_store.read  # type: ignore[union-attr]
+    read = _worker_store.read  # type: ignore[union-attr]  # set by _init_batch_worker before any task runs
     return [read(p.digest, dtype, p.shape) for p in ptrs]
 
 
 def _open_reader(repo_path: str, commit: str, name: str) -> ArraysetDataReader:
     """Unpickle a reader: the arrayset ``name`` at ``commit``; one checkout per process and commit."""
     co = _reopened.get((repo_path, commit))
-    if co is None or co._session.closed:  # type: ignore[attr-defined]
+    if co is None or co._session.closed:  # type: ignore[attr-defined]  # a checkout object; its session is its own
         from hangar.repository import Repository  # deferred: the porcelain sits above this module
 
         co = Repository(repo_path).checkout(commit=commit)
         _reopened[(repo_path, commit)] = co
-    return co.arraysets[name]  # type: ignore[attr-defined]
+    return co.arraysets[name]  # type: ignore[attr-defined]  # a checkout object
 
 
 class ArraysetDataWriter(ArraysetDataReader):
@@ -529,7 +531,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         self._check_alive()
         if not _is_key(key):
             return False
-        name = encode_key(key)  # type: ignore[arg-type]
+        name = encode_key(key)  # type: ignore[arg-type]  # validated by _check_name
         held = self._held
         return (held is not None and name in held.names()) or name in self._table
 
@@ -992,7 +994,8 @@ class Arraysets(CheckoutHandle):
             if aset.named_samples:
                 raise InvalidArgumentError(f"multi_add needs arraysets without named samples; {aset.name!r} has them")
         key = uuid.uuid4().hex
+        # writer arraysets (multi_add checks)
         prepared = [(aset, aset._validate(data, key)) for aset, data in asets]  # type: ignore[attr-defined]
         for aset, args in prepared:
-            aset._stage(*args)  # type: ignore[attr-defined]
+            aset._stage(*args)  # type: ignore[attr-defined]  # writer arraysets (multi_add checks)
         return key

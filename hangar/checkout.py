@@ -99,8 +99,8 @@ class _CheckoutBase(BatchBlock):
         if isinstance(spec, slice):
             raise InvalidSelectionError(f"arrayset selector {spec!r}: only ':' or '...' (all arraysets) is allowed")
         if _is_selection(spec):
-            return list(spec), True  # type: ignore[call-overload]
-        return [spec], False  # type: ignore[list-item]
+            return list(spec), True  # type: ignore[call-overload]  # a selection: a list or tuple of names
+        return [spec], False  # type: ignore[list-item]  # one arrayset name
 
     def _get(self, index: object, missing_ok: bool) -> Any:
         self._check()
@@ -288,7 +288,7 @@ class WriterCheckout(_CheckoutBase):
             raise InvalidSelectionError(
                 "set several samples of one arrayset, or one sample of several arraysets, not both")
         if not (multi_aset or multi_key):
-            self._arraysets[aset_spec][key_spec] = value  # type: ignore[index]
+            self._arraysets[aset_spec][key_spec] = value  # type: ignore[index]  # one arrayset name and key here
             return
         if multi_key:
             self._set_samples(aset_spec, key_spec, value)
@@ -296,7 +296,8 @@ class WriterCheckout(_CheckoutBase):
         if not _is_multi(value):
             raise IndexFormError(f"several arraysets need a list or tuple of arrays as the value, not "
                                  f"{type(value).__name__}")
-        if len(value) != len(aset_spec):  # type: ignore[arg-type]
+        if len(value) != len(aset_spec):  # type: ignore[arg-type]  # sequences here (multi_aset)
+            # sequences here (multi_aset)
             raise InvalidSelectionError(f"{len(aset_spec)} targets but {len(value)} values")  # type: ignore[arg-type]
         if key_spec is None:
             raise InvalidSelectionError("a sample key is needed for dict-style setting")
@@ -312,20 +313,21 @@ class WriterCheckout(_CheckoutBase):
         if any(k is None for k in keys):
             raise InvalidSelectionError("a sample key is needed for dict-style setting")
         if isinstance(values, np.ndarray):
-            stack = aset._check_stack(values, len(keys))  # type: ignore[attr-defined]
-            names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]
+            stack = aset._check_stack(values, len(keys))  # type: ignore[attr-defined]  # a writer checkout's arraysets
+            names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]  # a writer checkout's arraysets
             self._session.sync()  # samples held back by a ``with`` block were added earlier: store them first
-            aset._write_stack(names, stack)  # type: ignore[attr-defined]
+            aset._write_stack(names, stack)  # type: ignore[attr-defined]  # a writer checkout's arraysets
             return
         if not _is_multi(values):
             raise IndexFormError(f"several keys need a list or tuple of arrays (or one stacked array) as the value, "
                                  f"not {type(values).__name__}")
-        if len(values) != len(keys):  # type: ignore[arg-type]
+        if len(values) != len(keys):  # type: ignore[arg-type]  # sequences here (multi_key)
+            # sequences here (multi_key)
             raise InvalidSelectionError(f"{len(keys)} targets but {len(values)} values")  # type: ignore[arg-type]
         arrays = [aset._check_data(v) for v in values]  # type: ignore[attr-defined]  # writer arraysets, a list of arrays
-        names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]
+        names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]  # a writer checkout's arraysets
         self._session.sync()
-        aset._write_many(names, arrays)  # type: ignore[attr-defined]
+        aset._write_many(names, arrays)  # type: ignore[attr-defined]  # a writer checkout's arraysets
 
     @property
     def _staging(self) -> StagingArea:

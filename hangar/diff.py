@@ -171,6 +171,7 @@ def changes_from_tree_diff(td: TreeDiff, reader: TreeReader, eager: bool = False
         ch = td.arraysets[aset]
         if ch.old_schema != ch.new_schema:
             k = _kind(ch.old_schema, ch.new_schema)
+            # a schema change has one side at least
             parts[k].schema[aset] = values.schema(ch.new_schema or ch.old_schema)  # type: ignore[arg-type]
         sample, make_key = values.sample, tuple.__new__  # the hot loop: one entry per changed sample
         for key, old, new in _sorted_entries(ch.samples):
@@ -200,7 +201,7 @@ def _record_id(reader: TreeReader, root: Oid, kind: str, item: object) -> Oid:
     schema = reader.child(aset_tree, layout.SCHEMA.encode())
     if kind == "schema" or schema is None:
         return schema
-    name = item[1]  # type: ignore[index]
+    name = item[1]  # type: ignore[index]  # an (arrayset, key) pair for samples
     depth = reader.schema(schema).fanout_depth
     return _child_path(reader, aset_tree, (layout.SAMPLES, *fan_path(name, depth), name))
 

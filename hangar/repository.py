@@ -280,7 +280,7 @@ class Repository:
                 err = WriterLockError(
                     f"the writer lock of {self._path!r} is held by {who}; close that writer checkout, or if it "
                     "is dead call repo.force_release_writer_lock()")
-            err.holder_alive = alive  # type: ignore[attr-defined]
+            err.holder_alive = alive  # type: ignore[attr-defined]  # an extra attribute the CLI reads
             raise err from None
         with os.fdopen(fd, "w") as f:
             json.dump(info, f)

@@ -135,7 +135,7 @@ class CheckoutHandle(BatchBlock, _InstanceDict):
         self._session.check()
 
     @property
-    def __dict__(self) -> dict:  # type: ignore[override]
+    def __dict__(self) -> dict:  # type: ignore[override]  # a property standing in for the instance dict
         self._check_alive()
         return _INSTANCE_DICT.__get__(self)
 

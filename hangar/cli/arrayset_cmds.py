@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 import typer
 
@@ -20,6 +20,11 @@ from hangar.cli.context import (
     start_dir,
     writer,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from hangar.checkout import ReaderCheckout, WriterCheckout
 
 arrayset_app = typer.Typer(help="Create, remove and list arraysets (staged; commit with hangar commit).",
                            no_args_is_help=True, rich_markup_mode=None)
@@ -96,7 +101,7 @@ def list_(
         typer.echo(row)
 
 
-def _arrayset_rows(co) -> list[str]:  # noqa: ANN001 - a reader or writer checkout
+def _arrayset_rows(co: Union[ReaderCheckout, WriterCheckout]) -> list[str]:
     rows = []
     for name in sorted(co.arraysets.keys()):
         aset = co.arraysets[name]
@@ -106,7 +111,7 @@ def _arrayset_rows(co) -> list[str]:  # noqa: ANN001 - a reader or writer checko
     return rows
 
 
-def _stats(arr) -> list[str]:  # noqa: ANN001
+def _stats(arr: np.ndarray) -> list[str]:
     import numpy as np
 
     if arr.size == 0 or arr.dtype.fields is not None or not (

@@ -91,6 +91,7 @@ def resolve_commit(repo: "Repository", text: str) -> str:
             raise CliError(f"branch {base!r} has no commits yet")
     else:
         try:
+            # return_contents=True returns the dict
             start = repo.log(commit=base, return_contents=True)["head"]  # type: ignore[index]
         except ValueError:
             raise CliError(f"{text!r} names no commit: give a commit hash (or its first 7+ characters), a "
@@ -98,6 +99,7 @@ def resolve_commit(repo: "Repository", text: str) -> str:
     steps = sum(int(op[1:] or 1) if op.startswith("~") else 1 for op in re.findall(r"~\d*|\^", ops))
     if not steps:
         return start
+    # return_contents=True returns the dict
     ancestors = repo.log(commit=start, return_contents=True)["ancestors"]  # type: ignore[index]
     current = start
     for n in range(steps):
@@ -179,9 +181,9 @@ def parse_key(aset: object, text: str) -> Union[str, int]:
         return int(text[2:])
     if text.startswith("s:"):
         return text[2:]
-    if text in aset:  # type: ignore[operator]
+    if text in aset:  # type: ignore[operator]  # an arrayset handle supports in
         return text
-    if text.isdigit() and int(text) in aset:  # type: ignore[operator]
+    if text.isdigit() and int(text) in aset:  # type: ignore[operator]  # an arrayset handle supports in
         return int(text)
     return text
 

@@ -17,6 +17,8 @@ from hangar.records.keys import MAX_NAME_LENGTH, validate_key
 if TYPE_CHECKING:
     import numpy as np
 
+    from hangar.checkout import WriterCheckout
+
 ARRAY_SUFFIXES = (".npy", ".npz")
 IMPORT_SUFFIXES = ARRAY_SUFFIXES + IMAGE_SUFFIXES
 
@@ -147,7 +149,7 @@ def import_(
 class _Import:
     """Stages the samples of files into one arrayset, remembering how to take them back."""
 
-    def __init__(self, co, arrayset: str, sanitize: bool) -> None:  # noqa: ANN001
+    def __init__(self, co: WriterCheckout, arrayset: str, sanitize: bool) -> None:
         self.co = co
         self.arrayset = arrayset
         self.sanitize = sanitize
@@ -172,7 +174,8 @@ class _Import:
                         aset = co.arraysets.init_arrayset(arrayset, prototype=arr)
                         self.created = True
                     if not aset.named_samples:
-                        self.previous[aset.add(arr)] = None
+                        # a writer checkout's arrayset
+                        self.previous[aset.add(arr)] = None  # type: ignore[attr-defined]
                         self.count += 1
                         continue
                     if self.sanitize:
@@ -192,7 +195,7 @@ class _Import:
                         continue  # the import fails anyway: only look for more invalid names
                     first = not self.created and name not in self.previous
                     old = aset[name] if first and name in aset else None
-                    aset[name] = arr
+                    aset[name] = arr  # type: ignore[index]  # a writer checkout's arrayset
                     if first:
                         self.previous[name] = old  # recorded once the write succeeded
                     self.count += 1

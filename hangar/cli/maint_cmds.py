@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from hangar.cli.app import app
 from hangar.cli.context import CliError, open_repo
+
+if TYPE_CHECKING:
+    from hangar.records.pointer import SamplePointer
 
 
 @app.command("fsck")
@@ -31,7 +36,7 @@ def fsck(
         from hangar import integrity
         from hangar.remote.client import DataClient, download_into
 
-        def fetch(store, pointers) -> None:  # noqa: ANN001
+        def fetch(store: Any, pointers: list[SamplePointer]) -> None:  # a TensorStore
             with DataClient(addresses[remote]) as client:
                 download_into(store, client, pointers)
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from typing import Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 import typer
 
 from hangar.cli.app import app
 from hangar.cli.context import CliError, open_repo, parse_size, resolve_commit, state
+
+if TYPE_CHECKING:
+    from hangar import Repository
 
 remote_app = typer.Typer(help="Manage the remotes (hangar servers) this repository talks to.",
                          no_args_is_help=True, rich_markup_mode=None)
@@ -165,10 +168,11 @@ def fetch_data(
                f"({_human(size_after - size_before)} stored){left}", err=True)
 
 
-def _remote_only(repo, branch: Optional[str], commit: Optional[str]) -> int:  # noqa: ANN001
+def _remote_only(repo: Repository, branch: Optional[str], commit: Optional[str]) -> int:
     """Samples of the commit (or branch head) whose bytes are not local."""
     try:
-        co = repo.checkout(commit=commit) if commit else repo.checkout(branch=branch)
+        # None: the default branch, as checkout's '' is
+        co = repo.checkout(commit=commit) if commit else repo.checkout(branch=branch)  # type: ignore[arg-type]
     except ValueError:
         return 0
     try:
@@ -192,7 +196,7 @@ def _human(n: int) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
+        n /= 1000  # type: ignore[assignment]  # an int that becomes a float for display
     return f"{n} bytes"
 
 

@@ -7,13 +7,16 @@ import io
 import os
 import sys
 from collections import Counter
-from typing import Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 import typer
 
 from hangar.cli.app import app, error_message
 from hangar.cli.context import CliError, branch_head, open_repo, reader, resolve_commit, state, writer
 from hangar.errors import StagingBaseMovedError
+
+if TYPE_CHECKING:
+    from hangar import Repository
 
 _CODES = {"added": "A", "deleted": "D", "mutated": "M"}
 _WORDS = {"added": "added", "deleted": "removed", "mutated": "mutated"}
@@ -163,7 +166,8 @@ def visible(text: str) -> str:
     return "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _branch_or_commit(repo, branch: Optional[str], commit: Optional[str]) -> tuple:  # noqa: ANN001
+def _branch_or_commit(repo: Repository, branch: Optional[str],
+                      commit: Optional[str]) -> tuple[Optional[str], Optional[str]]:
     """``(branch, full commit)``: a BRANCH argument that names no branch may name a commit (HEAD~2)."""
     if branch is not None and branch not in repo.list_branches():
         return None, resolve_commit(repo, branch)

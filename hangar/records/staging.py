@@ -147,7 +147,7 @@ class StagedSamples(StagedEntries):
         return self.base.pointer(name)
 
     def pointer(self, name: str) -> Optional[SamplePointer]:
-        return self.value(name)  # type: ignore[return-value]
+        return self.value(name)  # type: ignore[return-value]  # the edits of a StagedSamples are SamplePointers
 
     def sample_edits(self, batch: ObjectBatch) -> dict[str, Any] | LeafEdits:
         """The edits of the samples tree, its pointer blobs added to ``batch`` in bulk.

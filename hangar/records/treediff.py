@@ -253,7 +253,7 @@ def _via_base(reader: TreeReader, a: Oid, m: Oid, d: Oid, depth: int) -> EntryCh
     out: EntryChanges = {}
     for n in ours.keys() | theirs.keys():
         o, t = ours.get(n), theirs.get(n)
-        base = o[0] if o is not None else t[0]  # type: ignore[index]
+        base = o[0] if o is not None else t[0]  # type: ignore[index]  # one side is set: a change has a side at least
         mine = o[1] if o is not None else base
         new = t[1] if t is not None else base
         if mine != new:

@@ -14,7 +14,7 @@ import json
 import re
 import ssl
 import time
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import pygit2
 
@@ -38,6 +38,8 @@ from hangar.store.codecs import max_stored_length
 from hangar.store.tensorstore import StoredSample
 
 _ADDRESS = re.compile(r"^(?:(?P<scheme>https?)://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})/?$")
+T = TypeVar("T")
+
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 #: most bytes of a ping / auth / error / upload answer (a hostile server could send gigabytes)
 _MAX_SMALL_ANSWER = 1 << 20
@@ -201,6 +203,7 @@ class DataClient:
         reader = protocol.RecordReader(resp)
 
         def bound(digest: bytes, codec: int) -> int:
+            # rawlens is set when sizes are asked
             return max_stored_length(codec, rawlens.get(digest, 0))  # type: ignore[union-attr]
 
         try:
@@ -273,7 +276,8 @@ def delete_remote(git: GitRepo, name: str) -> None:
 class _Callbacks(pygit2.RemoteCallbacks):
     """libgit2 callbacks for one git transfer with the server at ``address``."""
 
-    def __init__(self, address: str, username: str = "", password: str = "", advance=None) -> None:  # noqa: ANN001
+    def __init__(self, address: str, username: str = "", password: str = "",
+                 advance: Optional[Callable[[int, int], None]] = None) -> None:
         super().__init__()
         if uses_tls(address):
             # libgit2 has its own OpenSSL, set up once at import: point it at the CAs Python's
@@ -287,7 +291,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self.rejected: dict[str, str] = {}
         self.server_messages: list[str] = []  # what the server's hooks wrote (git's "remote:" lines)
 
-    def transfer_progress(self, stats) -> None:  # noqa: ANN001
+    def transfer_progress(self, stats: pygit2.remotes.TransferProgress) -> None:
         if self._advance is not None:
             self._advance(stats.indexed_objects - self._seen, stats.total_objects)
             self._seen = stats.indexed_objects
@@ -431,8 +435,8 @@ DOWNLOAD_BATCH_BYTES = 256 << 20
 UPLOAD_BATCH_BYTES = 128 << 20
 
 
-def _batches(items: list, size_of, limit: int) -> Iterator[list]:  # noqa: ANN001
-    batch: list = []
+def _batches(items: list[T], size_of: Callable[[T], int], limit: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     size = 0
     for it in items:
         n = size_of(it)

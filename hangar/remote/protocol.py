@@ -70,6 +70,7 @@ DOWNLOAD_HEADER_SIZE = _DOWN.size
 
 
 def to_stored(s: "WireSample") -> StoredSample:
+    # payload is bytes or a memoryview; both are read
     return StoredSample(bytes(s.digest), s.codec, s.rawlen, s.payload)  # type: ignore[arg-type]
 
 
@@ -187,6 +188,7 @@ class RecordReader:
                 self.pos += length
             else:
                 payload = self._exact(length)
+            # payload is bytes or a memoryview; both are read
             yield StoredSample(digest, codec, rawlen, payload)  # type: ignore[arg-type]
 
     def uploads(self) -> Iterator[WireSample]:

@@ -720,6 +720,7 @@ def run_server(path: str, ip: str = "127.0.0.1", port: int = 50051, username: Op
 
     if (tls_cert is None) != (tls_key is None):
         raise ServerConfigError("HTTPS needs both a certificate and its key (tls_cert and tls_key)")
+    # both are set (checked above)
     context = server_context(tls_cert, tls_key) if tls_cert is not None else None  # type: ignore[arg-type]
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

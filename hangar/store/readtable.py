@@ -179,7 +179,7 @@ class LocationTable:
             return d.get(key, -1)  # type: ignore[call-overload, no-any-return]  # a str: type(key) is str
         if t is not int and (not isinstance(key, numbers.Integral) or isinstance(key, (bool, np.bool_))):
             return -1
-        k = int(key)  # type: ignore[call-overload]
+        k = int(key)  # type: ignore[call-overload]  # an int or numbers.Integral here
         if self.dense:
             return k if 0 <= k < len(self.ikeys) else -1
         d2 = self._idict

@@ -378,7 +378,7 @@ class TensorStore:
         if loc is None:
             loc = self._load_index().get(digest)
             if loc is None and self._load_new_packs():  # written by another process since we loaded
-                loc = self._index.get(digest)  # type: ignore[union-attr]
+                loc = self._index.get(digest)  # type: ignore[union-attr]  # loaded by _ensure_index above
             if loc is None:
                 damaged = ""
                 if self.damaged_packs:
@@ -397,7 +397,7 @@ class TensorStore:
         """
         out = self._load_index().get_many(digests)
         if None in out and self._load_new_packs():
-            out = self._index.get_many(digests)  # type: ignore[union-attr]
+            out = self._index.get_many(digests)  # type: ignore[union-attr]  # loaded by _ensure_index above
         if self._pending and not durable_only:
             out = [self._pending.get(d, loc) for d, loc in zip(digests, out)]
         return out
