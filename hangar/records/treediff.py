@@ -29,6 +29,8 @@ from hangar.records.schema import ArraysetSchema
 Oid = Optional[bytes]
 #: entry name -> (old id, new id); ``None`` where the entry is absent
 EntryChanges = dict[str, tuple[Oid, Oid]]
+#: one tree entry's (mode, raw id), the mode as git writes it (``b"100644"``)
+Entry = tuple[bytes, bytes]
 
 _ENTRY = re.compile(rb"[0-7]+ ([^\x00]+)\x00(.{20})", re.S)
 _MODED = re.compile(rb"([0-7]+) ([^\x00]+)\x00(.{20})", re.S)
@@ -66,6 +68,7 @@ class TreeReader:
         self._tables: dict[tuple[Oid, Oid, int], EntryChanges] = {}
         self._raw: dict[bytes, bytes] = {}
         self._pairs: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self._fans: dict[bytes, Optional[bytes]] = {}
 
     def table_changes(self, a: Oid, b: Oid, depth: int) -> EntryChanges:
         """:func:`fan_changes` of two tables, remembered (a diff and a 3-way share them)."""
@@ -99,6 +102,34 @@ class TreeReader:
             old, new = delta.old_file, delta.new_file
             o, n = old.id.raw, new.id.raw
             out[new.path or old.path] = (None if o == _ZERO else o, None if n == _ZERO else n)
+
+    def fan(self, oid: Oid) -> Optional[bytes]:
+        """Raw bytes of tree ``oid`` when it is a fan-out directory (entries of fixed size
+        ``40000 <one byte>\\0<id>``), else ``None``; remembered per id."""
+        if oid is None:
+            return None
+        try:
+            return self._fans[oid]
+        except KeyError:
+            raw = self.raw(oid)
+            got = self._fans[oid] = raw if _is_fan_dir(raw) else None
+            return got
+
+    def leaf_delta(self, a: bytes, b: bytes) -> Optional[dict[bytes, tuple[Optional[Entry], Optional[Entry]]]]:
+        """``{name: (old (mode, id), new (mode, id))}`` of the entries that differ between two
+        stored leaf trees (``None`` on a side where the entry is absent), by libgit2's tree
+        diff: the entries reach Python only where they changed. ``None`` when either tree
+        holds a subtree (not a leaf: the caller takes the general path)."""
+        git = self.git
+        out: dict[bytes, tuple[Optional[Entry], Optional[Entry]]] = {}
+        for delta in git.tree(a).diff_to_tree(git.tree(b)).deltas:
+            old, new = delta.old_file, delta.new_file
+            name = new.raw_path or old.raw_path
+            if b"/" in name:
+                return None
+            o, n = old.id.raw, new.id.raw
+            out[name] = (None if o == _ZERO else (b"%o" % old.mode, o), None if n == _ZERO else (b"%o" % new.mode, n))
+        return out
 
     def pairs(self, oid: Oid) -> list[tuple[bytes, bytes]]:
         """``(name, raw id)`` of every entry of tree ``oid`` (empty for ``None``)."""
@@ -151,9 +182,21 @@ def fan_changes(reader: TreeReader, a: Oid, b: Oid, depth: int, out: Optional[En
         out = {}
     if a == b:
         return out
-    if depth == 0 and a is not None and b is not None and reader.stored(a) and reader.stored(b):
-        reader.leaf_changes(a, b, out)
-        return out
+    if a is not None and b is not None:
+        if depth == 0:
+            if reader.stored(a) and reader.stored(b):
+                reader.leaf_changes(a, b, out)
+                return out
+        else:
+            fa, fb = reader.fan(a), reader.fan(b)
+            if fa is not None and fb is not None and len(fa) == len(fb) and fa[6::_FAN_ENTRY] == fb[6::_FAN_ENTRY]:
+                # the same fan-out digits on both sides (the usual case): compare ids in place,
+                # without building (name, id) pairs and sets (~2x cheaper per directory)
+                for i in range(8, len(fa), _FAN_ENTRY):
+                    x, y = fa[i:i + 20], fb[i:i + 20]
+                    if x != y:
+                        fan_changes(reader, x, y, depth - 1, out)
+                return out
     sa, sb = set(reader.pairs(a)), set(reader.pairs(b))
     da, db = dict(sa - sb), dict(sb - sa)
     if depth == 0:
@@ -326,6 +369,9 @@ def _serialize(entries: dict[bytes, tuple[bytes, bytes]]) -> bytes:
     return b"".join(b"%s %s\x00%s" % (mode, name, oid) for name, (mode, oid) in items)
 
 
+_GENERAL = object()  # a fast path declines: take the general one
+
+
 class _TableMerge:
     """3-way merge of fanned-out tables by subtree ids.
 
@@ -365,6 +411,95 @@ class _TableMerge:
             return m
         if m == a:
             return d
+        if depth > 0:
+            got = self._merge_fan(a, m, d, depth)
+        else:
+            got = self._merge_leaf(a, m, d)
+        return self._merge_entries(a, m, d, depth) if got is _GENERAL else got
+
+    def _conflict(self, name: bytes, va: object, vm: object, vd: object) -> None:
+        key = name.decode()
+        self.conflicts.add(_conflict_class(va, vm, vd), self.kind, key if self.label is None else (self.label, key))
+
+    def _merge_fan(self, a: Oid, m: Oid, d: Oid, depth: int) -> object:
+        """The merge of three fan-out directories with the same digits, entry by entry in place
+        (ids at fixed offsets); ``_GENERAL`` when the layouts differ or an entry empties."""
+        reader = self.reader
+        fa, fm, fd = reader.fan(a), reader.fan(m), reader.fan(d)
+        if fa is None or fm is None or fd is None or not len(fa) == len(fm) == len(fd) \
+                or not fa[6::_FAN_ENTRY] == fm[6::_FAN_ENTRY] == fd[6::_FAN_ENTRY]:
+            return _GENERAL
+        parts: list[bytes] = []
+        done = 0  # bytes of fm already in parts
+        for i in range(8, len(fm), _FAN_ENTRY):
+            ia, im, id_ = fa[i:i + 20], fm[i:i + 20], fd[i:i + 20]
+            if id_ == ia or im == id_:
+                continue
+            new = id_ if im == ia else self.merge(ia, im, id_, depth - 1)
+            if new == im:
+                continue
+            parts.append(fm[done:i - 8])
+            if new is not None:  # else the directory emptied: its entry goes
+                parts.append(fm[i - 8:i] + new)
+            done = i + 20
+        if not parts:
+            return m
+        parts.append(fm[done:])
+        out = b"".join(parts)
+        return self.batch.add(OBJ_TREE, out) if out else None
+
+    def _merge_leaf(self, a: Oid, m: Oid, d: Oid) -> object:
+        """The merge of a leaf changed on both sides from libgit2's diffs of each side against
+        the base (only changed entries reach Python), dev's changes spliced into master's bytes.
+
+        Parsing the three leaves entry by entry cost ~0.4 ms a leaf at 1,000,000 samples
+        (244 entries each). ``_GENERAL`` when a side adds entries (the insertion point needs
+        the parsed leaf), a leaf holds subtrees, or an object is not stored.
+        """
+        reader = self.reader
+        if a is None or m is None or d is None or not (reader.stored(a) and reader.stored(m) and reader.stored(d)):
+            return _GENERAL
+        theirs = reader.leaf_delta(a, d)
+        ours = reader.leaf_delta(a, m)
+        if theirs is None or ours is None:
+            return _GENERAL
+        edits: list[tuple[bytes, Entry, Optional[Entry]]] = []  # name, master's entry, new entry
+        conflicts = []
+        for name in sorted(theirs):
+            va, vd = theirs[name]
+            vm = ours[name][1] if name in ours else va
+            if vm == vd:
+                continue
+            if vm != va:  # both sides changed this entry, differently
+                if self.strategy == "ours":
+                    continue
+                if self.strategy is None:
+                    conflicts.append((name, va, vm, vd))
+                    continue
+            if vm is None:
+                return _GENERAL  # an entry master lacks is added: needs its sorted position
+            edits.append((name, vm, vd))
+        if conflicts:  # recorded only now: the general path, if taken instead, records its own
+            for c in conflicts:
+                self._conflict(*c)
+            return m
+        if not edits:
+            return m
+        out = reader.raw(m)
+        for name, (mode, oid), new in edits:
+            old = b"%s %s\x00%s" % (mode, name, oid)
+            # the exact entry bytes hold its 20-byte id: found once, it is that entry
+            if out.count(old) != 1:
+                return _GENERAL
+            at = out.find(old)
+            rep = b"" if new is None else b"%s %s\x00%s" % (new[0], name, new[1])
+            out = out[:at] + rep + out[at + len(old):]
+        if not out:
+            return None
+        return self.batch.add(OBJ_TREE, out)
+
+    def _merge_entries(self, a: Oid, m: Oid, d: Oid, depth: int) -> Oid:
+        """The general merge: the three trees parsed entry by entry."""
         reader = self.reader
         ea, em, ed = reader.moded(a), reader.moded(m), reader.moded(d)
         out = dict(em)
@@ -385,9 +520,7 @@ class _TableMerge:
                 if self.strategy == "ours":
                     continue
                 if self.strategy is None:
-                    key = name.decode()
-                    self.conflicts.add(_conflict_class(va, vm, vd), self.kind,
-                                       key if self.label is None else (self.label, key))
+                    self._conflict(name, va, vm, vd)
                     continue
                 new = vd
             if new is None:
