@@ -137,3 +137,19 @@ def test_conflicts_inside_leaves_changed_on_both_sides(big, strategy) -> None:  
         dels = [t22]
     expect = _edit(big, "expect", sets, dels)
     assert _tree(big, head) == _tree(big, expect)
+
+
+@pytest.mark.parametrize("message", ["merge dev", "", "two\nlines\n", "ünïcode ✓"])
+def test_commit_data_is_the_commit_libgit2_writes(repo, message) -> None:  # noqa: ANN001
+    import pygit2
+
+    git = repo._git
+    tree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # the empty tree
+    parents = ["a" * 40, "b" * 40]
+    data = git.commit_data(tree, parents, " Ann  Smith ", "ann@example.com", message, when=1_700_000_000)
+    sig = pygit2.Signature(" Ann  Smith ", "ann@example.com", 1_700_000_000, 0)
+    git.repo.odb.write(pygit2.enums.ObjectType.TREE, b"")
+    oid = git.repo.create_commit(None, sig, sig, message, pygit2.Oid(hex=tree), [])
+    expect = git.repo.odb.read(oid)[1].replace(b"\nauthor", b"".join(b"\nparent " + p.encode() for p in parents)
+                                               + b"\nauthor", 1)
+    assert data == expect

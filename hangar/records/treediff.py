@@ -21,7 +21,7 @@ import re
 from typing import NamedTuple, Optional
 
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import OBJ_TREE, ObjectBatch, object_id
+from hangar.plumbing.pack import OBJ_COMMIT, OBJ_TREE, ObjectBatch, object_id
 from hangar.plumbing.trees import MODE_TREE, apply_edits, empty_tree_id
 from hangar.records import layout
 from hangar.records.schema import ArraysetSchema
@@ -575,6 +575,24 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
     if meta != rm.metadata:
         edits[layout.METADATA] = None if meta is None else (MODE_TREE, meta)
     return MergePlan(edits, conflicts, batch)
+
+
+def write_merge_commit(git: GitRepo, ours_root: Oid, plan: MergePlan, parents: list[str], user: tuple[str, str],
+                       message: str) -> str:
+    """Write the merge result of ``plan`` over the master tree and its commit (parents
+    ``parents``, by ``user`` = (name, email)) as one pack; return the commit id (no ref moved).
+
+    One fsynced pack for trees and commit: a loose commit object cost one more file and
+    directory fsync, ~0.3 to 15 ms on a shared disk, against a 10 ms goal for the merge."""
+    batch = plan.batch if plan.batch is not None else ObjectBatch()
+    if not plan.edits and ours_root is not None:
+        root: bytes = ours_root
+    else:
+        got = apply_edits(git.repo, git.tree(ours_root), plan.edits, batch)
+        root = got if got is not None else empty_tree_id(batch)
+    commit = batch.add(OBJ_COMMIT, git.commit_data(root.hex(), parents, user[0], user[1], message))
+    git.write_batch(batch)
+    return commit.hex()
 
 
 def write_merge_tree(git: GitRepo, ours_root: Oid, plan: MergePlan) -> str:
