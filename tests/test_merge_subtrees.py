@@ -153,3 +153,39 @@ def test_commit_data_is_the_commit_libgit2_writes(repo, message) -> None:  # noq
     expect = git.repo.odb.read(oid)[1].replace(b"\nauthor", b"".join(b"\nparent " + p.encode() for p in parents)
                                                + b"\nauthor", 1)
     assert data == expect
+
+
+def test_a_foreign_name_holding_another_entrys_bytes_does_not_pass_for_it(repo) -> None:  # noqa: ANN001
+    """A tree made with plain git may name an entry 's:a100644 i:5': its bytes then contain
+    those of entry 'i:5' with the same id. Master changed 'i:5', dev changed it too: a conflict,
+    not dev's change spliced into the other entry."""
+    import pygit2
+
+    from hangar.records.schema import ArraysetSchema
+    from hangar.records.treediff import TreeReader, three_way
+
+    r = repo._git.repo
+    blob = lambda data: r.create_blob(data)  # noqa: E731
+    x, y, z, a, a2 = (blob(b"v%d" % i) for i in range(5))
+    schema = ArraysetSchema("x", "|u1", (2,), False, False, "00", fanout_depth=0)
+
+    def root(samples: dict) -> bytes:
+        leaf = r.TreeBuilder()
+        for name, oid in samples.items():
+            leaf.insert(name, oid, pygit2.enums.FileMode.BLOB)
+        aset = r.TreeBuilder()
+        aset.insert("schema", blob(schema.to_json()), pygit2.enums.FileMode.BLOB)
+        aset.insert("samples", leaf.write(), pygit2.enums.FileMode.TREE)
+        asets = r.TreeBuilder()
+        asets.insert("x", aset.write(), pygit2.enums.FileMode.TREE)
+        top = r.TreeBuilder()
+        top.insert("arraysets", asets.write(), pygit2.enums.FileMode.TREE)
+        return top.write().raw
+
+    base = root({"i:5": x, "s:a100644 i:5": x, "i:6": a})
+    master = root({"i:5": y, "s:a100644 i:5": x, "i:6": a2})
+    dev = root({"i:5": z, "s:a100644 i:5": x, "i:6": a})
+    plan = three_way(TreeReader(repo._git), base, master, dev)
+    assert plan.conflicts.by_class["t3"]["samples"] == [("x", "i:5")]
+    theirs = three_way(TreeReader(repo._git), base, master, dev, strategy="theirs")
+    assert not theirs.conflicts
