@@ -60,17 +60,18 @@ def _change(repo: Repository, branch: str, keys: list[int], value: int, message:
     return head
 
 
-def _timed(fn, repeat: int) -> tuple[float, float]:  # noqa: ANN001
+def _timed(fn, repeat: int) -> list[float]:  # noqa: ANN001
     times = []
     for i in range(repeat):
         t0 = time.perf_counter()
         fn(i)
         times.append(time.perf_counter() - t0)
-    return times[0], statistics.median(times)
+    return times
 
 
-def _deeplake_merge(path: str, n: int, master_keys: list[int], dev_keys: list[int], repeat: int) -> Optional[float]:
-    """Median seconds of Deep Lake's ``merge`` of the same disjoint changes (a fresh dataset per run)."""
+def _deeplake_merge(path: str, n: int, master_keys: list[int], dev_keys: list[int],
+                    repeat: int) -> Optional[list[float]]:
+    """Seconds of Deep Lake's ``merge`` of the same disjoint changes, per run (a fresh dataset each)."""
     try:
         import deeplake
     except ImportError:
@@ -94,11 +95,11 @@ def _deeplake_merge(path: str, n: int, master_keys: list[int], dev_keys: list[in
         times.append(time.perf_counter() - t)
         del ds, dev
         shutil.rmtree(os.path.join(path, f"dl{i}"), ignore_errors=True)
-    return statistics.median(times)
+    return times
 
 
-def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> list[tuple[str, float, float, str]]:
-    rows: list[tuple[str, float, float, str]] = []
+def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> list[tuple[str, list[float], str]]:
+    rows: list[tuple[str, list[float], str]] = []
     big = os.path.join(root, f"big{n}")
     os.makedirs(big)
     t0 = time.perf_counter()
@@ -119,22 +120,22 @@ def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> 
         res = reader.diff.branch("dev")
         assert len(res.diff.mutated.samples) == 2 * changed and not res.conflict.conflict
 
-    first, med = _timed(diff_branch, repeat)
+    times = _timed(diff_branch, repeat)
     reader.close()
-    rows.append((at + "diff: reader.diff.branch (3-way, 600+600, conflict check)", first, med, "<= 5 ms"))
+    rows.append((at + "diff: reader.diff.branch (3-way, 600+600, conflict check)", times, "<= 5 ms"))
 
     def diff_linear(_: int) -> None:
         res = diff_commits(git, git.commit_info(d_head).parents[0], d_head)
         assert len(res.diff.mutated.samples) == changed
 
-    first, med = _timed(diff_linear, repeat)
-    rows.append((at + f"diff: diff_commits linear ({changed} changed)", first, med, "<= 5 ms"))
+    times = _timed(diff_linear, repeat)
+    rows.append((at + f"diff: diff_commits linear ({changed} changed)", times, "<= 5 ms"))
 
     def diff_records(_: int) -> None:
         diff_commits(git, m_head, d_head)
 
-    first, med = _timed(diff_records, repeat)
-    rows.append((at + "diff: records only (diff_commits, 3-way)", first, med, "<= 5 ms"))
+    times = _timed(diff_records, repeat)
+    rows.append((at + "diff: records only (diff_commits, 3-way)", times, "<= 5 ms"))
 
     trees = [bytes.fromhex(git.commit_tree_id(c)) for c in (git.merge_base(m_head, d_head), m_head, d_head)]
 
@@ -142,8 +143,8 @@ def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> 
         plan = three_way(TreeReader(git), *trees)
         assert not plan.conflicts
 
-    first, med = _timed(merge_records, repeat)
-    rows.append((at + "merge: records only (three_way, trees in memory)", first, med, ""))
+    times = _timed(merge_records, repeat)
+    rows.append((at + "merge: records only (three_way, trees in memory)", times, ""))
 
     def merge3(i: int) -> None:
         name = f"m{i}"
@@ -156,13 +157,13 @@ def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> 
     merge3.elapsed = []  # type: ignore[attr-defined]
     _timed(merge3, repeat)
     el = merge3.elapsed  # type: ignore[attr-defined]
-    merge_med = statistics.median(el)
-    rows.append((at + "merge: Repository.merge 3-way (commit written)", el[0], merge_med, "<= 10 ms"))
+    rows.append((at + "merge: Repository.merge 3-way (commit written)", el, "<= 10 ms"))
     if deeplake:
         dl = _deeplake_merge(root, n, keys[:changed], keys[changed:], repeat)
         if dl is not None:
-            rows.append((at + "merge: Deep Lake ds.merge, same changes", dl, dl, "(first = median)"))
-            rows.append((at + f"merge: ratio hangar / Deep Lake = {merge_med / dl:.2f}", 0.0, 0.0, "<= 3"))
+            rows.append((at + "merge: Deep Lake ds.merge, same changes", dl, ""))
+            rows.append((at + f"merge: hangar / Deep Lake: median {statistics.median(el) / statistics.median(dl):.2f}, "
+                         f"min {min(el) / min(dl):.2f}", [], "<= 3"))
 
     def merge_ff(i: int) -> None:
         name = f"ff{i}"
@@ -174,7 +175,7 @@ def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> 
     merge_ff.elapsed = []  # type: ignore[attr-defined]
     _timed(merge_ff, repeat)
     el = merge_ff.elapsed  # type: ignore[attr-defined]
-    rows.append((at + "merge: Repository.merge fast-forward", el[0], statistics.median(el), ""))
+    rows.append((at + "merge: Repository.merge fast-forward", el, ""))
     shutil.rmtree(big, ignore_errors=True)
     return rows
 
@@ -192,7 +193,7 @@ def main() -> None:
     sizes = [args.samples] if args.samples else [int(x) for x in args.sizes.split(",")]
     logging.disable(logging.WARNING)
     root = tempfile.mkdtemp(prefix="hangar-bench-diffmerge-", dir=args.dir)
-    rows: list[tuple[str, float, float, str]] = []
+    rows: list[tuple[str, list[float], str]] = []
     try:
         for n in sizes:
             rows += _size_rows(root, n, args.changed, args.repeat, not args.no_deeplake)
@@ -210,20 +211,21 @@ def main() -> None:
         branch_checkout.elapsed = []  # type: ignore[attr-defined]
         _timed(branch_checkout, args.repeat)
         el = branch_checkout.elapsed  # type: ignore[attr-defined]
-        rows.append((f"create_branch + checkout(write=True) at {args.small:,}", el[0], statistics.median(el),
-                     "<= 5 ms"))
+        rows.append((f"create_branch + checkout(write=True) at {args.small:,}", el, "<= 5 ms"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
     print()
-    print(f"{args.changed} samples changed on each branch; median of {args.repeat} (first run shown too)")
+    print(f"{args.changed} samples changed on each branch; {args.repeat} runs each: the first, the median and "
+          "the least disturbed (min: on a loaded machine the fairest)")
     w = max(len(r[0]) for r in rows)
-    print(f"{'operation':<{w}}  {'first ms':>9}  {'median ms':>9}  target")
-    for name, first, med, target in rows:
-        if first == med == 0.0:
-            print(f"{name:<{w}}  {'':>9}  {'':>9}  {target}")
+    print(f"{'operation':<{w}}  {'first ms':>9}  {'median ms':>9}  {'min ms':>9}  target")
+    for name, times, target in rows:
+        if not times:
+            print(f"{name:<{w}}  {'':>9}  {'':>9}  {'':>9}  {target}")
         else:
-            print(f"{name:<{w}}  {first * 1e3:9.2f}  {med * 1e3:9.2f}  {target}")
+            print(f"{name:<{w}}  {times[0] * 1e3:9.2f}  {statistics.median(times) * 1e3:9.2f}  "
+                  f"{min(times) * 1e3:9.2f}  {target}")
 
 
 if __name__ == "__main__":
