@@ -139,7 +139,7 @@ def test_conflicts_inside_leaves_changed_on_both_sides(big, strategy) -> None:  
     assert _tree(big, head) == _tree(big, expect)
 
 
-@pytest.mark.parametrize("message", ["merge dev", "", "two\nlines\n", "ünïcode ✓"])
+@pytest.mark.parametrize("message", ["merge dev", "", "two\nlines\n", "ünïcode ✓", "cut\x00here"])
 def test_commit_data_is_the_commit_libgit2_writes(repo, message) -> None:  # noqa: ANN001
     import pygit2
 

@@ -165,7 +165,8 @@ class GitRepo:
         person = b"%s <%s> %d +0000" % (sig.raw_name, sig.raw_email, sig.time)
         head = [b"tree " + tree.encode(), *(b"parent " + p.encode() for p in parents),
                 b"author " + person, b"committer " + person]
-        return b"\n".join(head) + b"\n\n" + message.encode()
+        # libgit2 takes the message as a C string: it ends at a NUL
+        return b"\n".join(head) + b"\n\n" + message.encode().split(b"\x00", 1)[0]
 
     def walk(self, heads: list[str]) -> Iterator[CommitInfo]:
         """Commits reachable from ``heads``, newest first (topological + time)."""
