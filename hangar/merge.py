@@ -21,7 +21,7 @@ from hangar.errors import (
 )
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.records.staging import StagingState
-from hangar.records.treediff import STRATEGIES, TreeReader, three_way, write_merge_tree
+from hangar.records.treediff import STRATEGIES, TreeReader, three_way, write_merge_commit
 
 if TYPE_CHECKING:
     from hangar.checkout import WriterCheckout
@@ -112,8 +112,7 @@ def merge_commits(git: GitRepo, message: str, master: Optional[str], dev: str, u
     if plan.conflicts:
         conflicts = conflicts_from_merge(plan.conflicts, reader, m_tree, d_tree)
         raise MergeConflictError(conflict_message(conflicts, *names))
-    root = write_merge_tree(git, m_tree, plan)
-    return git.create_commit(root, [master, dev], user[0], user[1], message)
+    return write_merge_commit(git, m_tree, plan, [master, dev], user, message)
 
 
 def merge_branches(repo: "Repository", message: str, master_branch: str, dev_branch: str, *,

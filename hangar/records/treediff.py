@@ -21,7 +21,7 @@ import re
 from typing import Any, NamedTuple, Optional
 
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import OBJ_TREE, ObjectBatch, object_id
+from hangar.plumbing.pack import OBJ_COMMIT, OBJ_TREE, ObjectBatch, object_id
 from hangar.plumbing.trees import MODE_TREE, apply_edits, empty_tree_id
 from hangar.records import layout
 from hangar.records.schema import ArraysetSchema
@@ -29,13 +29,14 @@ from hangar.records.schema import ArraysetSchema
 Oid = Optional[bytes]
 #: entry name -> (old id, new id); ``None`` where the entry is absent
 EntryChanges = dict[str, tuple[Oid, Oid]]
+#: one tree entry's (mode, raw id), the mode as git writes it (``b"100644"``)
+Entry = tuple[bytes, bytes]
 
 _ENTRY = re.compile(rb"[0-7]+ ([^\x00]+)\x00(.{20})", re.S)
 _MODED = re.compile(rb"([0-7]+) ([^\x00]+)\x00(.{20})", re.S)
 #: bytes of one fan-out directory entry: b"40000 " + one hex digit + NUL + 20-byte id
 _FAN_ENTRY = 28
 _ZERO = bytes(20)
-_FAN_PREFIX = [bytes([c]) for c in b"40000 "]
 _ARRAYSETS = layout.ARRAYSETS.encode()
 _METADATA = layout.METADATA.encode()
 _SCHEMA = layout.SCHEMA.encode()
@@ -49,11 +50,13 @@ CONFLICT_CLASSES = ("t1", "t21", "t22", "t3")
 STRATEGIES = ("ours", "theirs")
 
 
+_FAN_DIR = re.compile(rb"(?:40000 .\x00.{20})+", re.S)
+
+
 def _is_fan_dir(raw: bytes) -> bool:
-    """True when every entry of tree ``raw`` is ``40000 <one byte>\\0<id>`` (checked by strided slices)."""
-    k, rest = divmod(len(raw), _FAN_ENTRY)
-    return bool(k) and not rest and all(raw[i::_FAN_ENTRY] == c * k for i, c in enumerate(_FAN_PREFIX)) \
-        and raw[7::_FAN_ENTRY] == bytes(k)
+    """True when every entry of tree ``raw`` is ``40000 <one byte>\\0<id>`` (one regex match in C:
+    ~1.6 µs for 16 entries where seven strided slices and a generator took ~2.6 µs)."""
+    return _FAN_DIR.fullmatch(raw) is not None
 
 
 class TreeReader:
@@ -66,6 +69,7 @@ class TreeReader:
         self._tables: dict[tuple[Oid, Oid, int], EntryChanges] = {}
         self._raw: dict[bytes, bytes] = {}
         self._pairs: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self._fans: dict[bytes, Optional[bytes]] = {}
 
     def table_changes(self, a: Oid, b: Oid, depth: int) -> EntryChanges:
         """:func:`fan_changes` of two tables, remembered (a diff and a 3-way share them)."""
@@ -99,6 +103,34 @@ class TreeReader:
             old, new = delta.old_file, delta.new_file
             o, n = old.id.raw, new.id.raw
             out[new.path or old.path] = (None if o == _ZERO else o, None if n == _ZERO else n)
+
+    def fan(self, oid: Oid) -> Optional[bytes]:
+        """Raw bytes of tree ``oid`` when it is a fan-out directory (entries of fixed size
+        ``40000 <one byte>\\0<id>``), else ``None``; remembered per id."""
+        if oid is None:
+            return None
+        try:
+            return self._fans[oid]
+        except KeyError:
+            raw = self.raw(oid)
+            got = self._fans[oid] = raw if _is_fan_dir(raw) else None
+            return got
+
+    def leaf_delta(self, a: bytes, b: bytes) -> Optional[dict[bytes, tuple[Optional[Entry], Optional[Entry]]]]:
+        """``{name: (old (mode, id), new (mode, id))}`` of the entries that differ between two
+        stored leaf trees (``None`` on a side where the entry is absent), by libgit2's tree
+        diff: the entries reach Python only where they changed. ``None`` when either tree
+        holds a subtree (not a leaf: the caller takes the general path)."""
+        git = self.git
+        out: dict[bytes, tuple[Optional[Entry], Optional[Entry]]] = {}
+        for delta in git.tree(a).diff_to_tree(git.tree(b)).deltas:
+            old, new = delta.old_file, delta.new_file
+            name = new.raw_path or old.raw_path
+            if b"/" in name:
+                return None
+            o, n = old.id.raw, new.id.raw
+            out[name] = (None if o == _ZERO else (b"%o" % old.mode, o), None if n == _ZERO else (b"%o" % new.mode, n))
+        return out
 
     def pairs(self, oid: Oid) -> list[tuple[bytes, bytes]]:
         """``(name, raw id)`` of every entry of tree ``oid`` (empty for ``None``)."""
@@ -151,9 +183,21 @@ def fan_changes(reader: TreeReader, a: Oid, b: Oid, depth: int, out: Optional[En
         out = {}
     if a == b:
         return out
-    if depth == 0 and a is not None and b is not None and reader.stored(a) and reader.stored(b):
-        reader.leaf_changes(a, b, out)
-        return out
+    if a is not None and b is not None:
+        if depth == 0:
+            if reader.stored(a) and reader.stored(b):
+                reader.leaf_changes(a, b, out)
+                return out
+        else:
+            fa, fb = reader.fan(a), reader.fan(b)
+            if fa is not None and fb is not None and len(fa) == len(fb) and fa[6::_FAN_ENTRY] == fb[6::_FAN_ENTRY]:
+                # the same fan-out digits on both sides (the usual case): compare ids in place,
+                # without building (name, id) pairs and sets (~2x cheaper per directory)
+                for i in range(8, len(fa), _FAN_ENTRY):
+                    x, y = fa[i:i + 20], fb[i:i + 20]
+                    if x != y:
+                        fan_changes(reader, x, y, depth - 1, out)
+                return out
     sa, sb = set(reader.pairs(a)), set(reader.pairs(b))
     da, db = dict(sa - sb), dict(sb - sa)
     if depth == 0:
@@ -326,6 +370,9 @@ def _serialize(entries: dict[bytes, tuple[bytes, bytes]]) -> bytes:
     return b"".join(b"%s %s\x00%s" % (mode, name, oid) for name, (mode, oid) in items)
 
 
+_GENERAL = object()  # a fast path declines: take the general one
+
+
 class _TableMerge:
     """3-way merge of fanned-out tables by subtree ids.
 
@@ -365,6 +412,87 @@ class _TableMerge:
             return m
         if m == a:
             return d
+        if depth > 0:
+            got = self._merge_fan(a, m, d, depth)
+        else:
+            got = self._merge_leaf(a, m, d)
+        return self._merge_entries(a, m, d, depth) if got is _GENERAL else got
+
+    def _conflict(self, name: bytes, va: object, vm: object, vd: object) -> None:
+        key = name.decode()
+        self.conflicts.add(_conflict_class(va, vm, vd), self.kind, key if self.label is None else (self.label, key))
+
+    def _merge_fan(self, a: Oid, m: Oid, d: Oid, depth: int) -> object:
+        """The merge of three fan-out directories with the same digits, entry by entry in place
+        (ids at fixed offsets); ``_GENERAL`` when the layouts differ or an entry empties."""
+        reader = self.reader
+        fa, fm, fd = reader.fan(a), reader.fan(m), reader.fan(d)
+        if fa is None or fm is None or fd is None or not len(fa) == len(fm) == len(fd) \
+                or not fa[6::_FAN_ENTRY] == fm[6::_FAN_ENTRY] == fd[6::_FAN_ENTRY]:
+            return _GENERAL
+        parts: list[bytes] = []
+        done = 0  # bytes of fm already in parts
+        for i in range(8, len(fm), _FAN_ENTRY):
+            ia, im, id_ = fa[i:i + 20], fm[i:i + 20], fd[i:i + 20]
+            if id_ == ia or im == id_:
+                continue
+            new = id_ if im == ia else self.merge(ia, im, id_, depth - 1)
+            if new == im:
+                continue
+            parts.append(fm[done:i - 8])
+            if new is not None:  # else the directory emptied: its entry goes
+                parts.append(fm[i - 8:i] + new)
+            done = i + 20
+        if not parts:
+            return m
+        parts.append(fm[done:])
+        out = b"".join(parts)
+        return self.batch.add(OBJ_TREE, out) if out else None
+
+    def _merge_leaf(self, a: Oid, m: Oid, d: Oid) -> object:
+        """The merge of a leaf changed on both sides: dev's changes since the base (libgit2's
+        tree diff: only changed entries reach Python) spliced into master's bytes, where master
+        still holds the base's entry.
+
+        Parsing the three leaves entry by entry cost ~0.4 ms a leaf at 1,000,000 samples (244
+        entries each), and a second diff for master's side ~0.1 ms where a name lookup in libgit2's
+        parse of master's leaf costs ~2 µs. ``_GENERAL`` (which also
+        classifies conflicts) when dev adds an entry (its sorted position needs the parsed leaf),
+        master changed an entry dev changed too, a leaf holds subtrees, or an object is unwritten.
+        """
+        reader = self.reader
+        if a is None or m is None or d is None or not (reader.stored(a) and reader.stored(m) and reader.stored(d)):
+            return _GENERAL
+        theirs = reader.leaf_delta(a, d)
+        if theirs is None:
+            return _GENERAL
+        out = reader.raw(m)
+        ours = reader.git.tree(m)  # parsed by libgit2 (C), looked up by name below
+        for name in sorted(theirs):
+            va, vd = theirs[name]
+            if va is None:
+                return _GENERAL
+            # master must still hold the base's entry (libgit2's binary search by name says),
+            # and its bytes must occur once in master's leaf: that occurrence is then the entry
+            # (a name holding ' 100644 <name>' of a foreign tree cannot pass as it)
+            try:
+                mine = ours[name.decode()]
+            except (KeyError, UnicodeDecodeError):
+                return _GENERAL
+            if mine.id.raw != va[1] or b"%o" % mine.filemode != va[0]:
+                return _GENERAL
+            old = b"%s %s\x00%s" % (va[0], name, va[1])
+            if out.count(old) != 1:
+                return _GENERAL
+            at = out.find(old)
+            rep = b"" if vd is None else b"%s %s\x00%s" % (vd[0], name, vd[1])
+            out = out[:at] + rep + out[at + len(old):]
+        if not out:
+            return None
+        return self.batch.add(OBJ_TREE, out)
+
+    def _merge_entries(self, a: Oid, m: Oid, d: Oid, depth: int) -> Oid:
+        """The general merge: the three trees parsed entry by entry."""
         reader = self.reader
         ea, em, ed = reader.moded(a), reader.moded(m), reader.moded(d)
         out = dict(em)
@@ -385,9 +513,7 @@ class _TableMerge:
                 if self.strategy == "ours":
                     continue
                 if self.strategy is None:
-                    key = name.decode()
-                    self.conflicts.add(_conflict_class(va, vm, vd), self.kind,
-                                       key if self.label is None else (self.label, key))
+                    self._conflict(name, va, vm, vd)
                     continue
                 new = vd
             if new is None:
@@ -459,6 +585,24 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
     if meta != rm.metadata:
         edits[layout.METADATA] = None if meta is None else (MODE_TREE, meta)
     return MergePlan(edits, conflicts, batch)
+
+
+def write_merge_commit(git: GitRepo, ours_root: Oid, plan: MergePlan, parents: list[str], user: tuple[str, str],
+                       message: str) -> str:
+    """Write the merge result of ``plan`` over the master tree and its commit (parents
+    ``parents``, by ``user`` = (name, email)) as one pack; return the commit id (no ref moved).
+
+    One fsynced pack for trees and commit: a loose commit object cost one more file and
+    directory fsync, ~0.3 to 15 ms on a shared disk, against a 10 ms goal for the merge."""
+    batch = plan.batch if plan.batch is not None else ObjectBatch()
+    if not plan.edits and ours_root is not None:
+        root: bytes = ours_root
+    else:
+        got = apply_edits(git.repo, git.tree(ours_root), plan.edits, batch)
+        root = got if got is not None else empty_tree_id(batch)
+    commit = batch.add(OBJ_COMMIT, git.commit_data(root.hex(), parents, user[0], user[1], message))
+    git.write_batch(batch)
+    return commit.hex()
 
 
 def write_merge_tree(git: GitRepo, ours_root: Oid, plan: MergePlan) -> str:
