@@ -44,7 +44,7 @@ def _tree(repo: Repository, commit: str) -> str:
 
 
 @pytest.fixture
-def big(repo) -> Repository:  # noqa: ANN001
+def big(repo) -> Repository:
     co = repo.checkout(write=True)
     co.arraysets.init_arrayset("x", shape=(2,), dtype=np.uint8)
     co["x", list(range(N))] = np.stack([_v(k, 0) for k in range(N)])
@@ -63,7 +63,7 @@ def _leaves() -> dict:
     return out
 
 
-def _merge_and_expect(repo: Repository, master: tuple, dev: tuple, strategy=None) -> str:  # noqa: ANN001
+def _merge_and_expect(repo: Repository, master: tuple, dev: tuple, strategy=None) -> str:
     """Edit master and dev from the base, merge dev into master; ``expect`` gets both edits directly."""
     _edit(repo, "master", *master)
     _edit(repo, "dev", *dev)
@@ -71,7 +71,7 @@ def _merge_and_expect(repo: Repository, master: tuple, dev: tuple, strategy=None
     return head
 
 
-def test_disjoint_changes_merge_to_the_directly_built_tree(big, run_git) -> None:  # noqa: ANN001
+def test_disjoint_changes_merge_to_the_directly_built_tree(big, run_git) -> None:
     rng = np.random.default_rng(1)
     keys = rng.permutation(N).tolist()
     m_set = {k: _v(k, 1) for k in keys[:300]}
@@ -92,7 +92,7 @@ def test_disjoint_changes_merge_to_the_directly_built_tree(big, run_git) -> None
         assert keys[600] not in x and keys[650] not in x and N + 100 in x
 
 
-def test_dev_empties_a_leaf_and_a_directory_master_also_changed(big, run_git) -> None:  # noqa: ANN001
+def test_dev_empties_a_leaf_and_a_directory_master_also_changed(big, run_git) -> None:
     leaves = _leaves()
     path, gone = next((p, ks) for p, ks in sorted(leaves.items()) if len(ks) >= 2)
     # master changes another sample under the same level-2 directory, so that directory and
@@ -111,7 +111,7 @@ def test_dev_empties_a_leaf_and_a_directory_master_also_changed(big, run_git) ->
 
 
 @pytest.mark.parametrize("strategy", [None, "ours", "theirs"])
-def test_conflicts_inside_leaves_changed_on_both_sides(big, strategy) -> None:  # noqa: ANN001
+def test_conflicts_inside_leaves_changed_on_both_sides(big, strategy) -> None:
     leaves = _leaves()
     groups = [ks for _, ks in sorted(leaves.items()) if len(ks) >= 3][:3]
     (t3, m1, d1), (t21, m2, d2), (t22, m3, d3) = (g[:3] for g in groups)
@@ -140,7 +140,7 @@ def test_conflicts_inside_leaves_changed_on_both_sides(big, strategy) -> None:  
 
 
 @pytest.mark.parametrize("message", ["merge dev", "", "two\nlines\n", "ünïcode ✓", "cut\x00here"])
-def test_commit_data_is_the_commit_libgit2_writes(repo, message) -> None:  # noqa: ANN001
+def test_commit_data_is_the_commit_libgit2_writes(repo, message) -> None:
     import pygit2
 
     git = repo._git
@@ -155,7 +155,7 @@ def test_commit_data_is_the_commit_libgit2_writes(repo, message) -> None:  # noq
     assert data == expect
 
 
-def test_a_foreign_name_holding_another_entrys_bytes_does_not_pass_for_it(repo) -> None:  # noqa: ANN001
+def test_a_foreign_name_holding_another_entrys_bytes_does_not_pass_for_it(repo) -> None:
     """A tree made with plain git may name an entry 's:a100644 i:5': its bytes then contain
     those of entry 'i:5' with the same id. Master changed 'i:5', dev changed it too: a conflict,
     not dev's change spliced into the other entry."""
@@ -165,7 +165,7 @@ def test_a_foreign_name_holding_another_entrys_bytes_does_not_pass_for_it(repo) 
     from hangar.records.treediff import TreeReader, three_way
 
     r = repo._git.repo
-    blob = lambda data: r.create_blob(data)  # noqa: E731
+    blob = lambda data: r.create_blob(data)
     x, y, z, a, a2 = (blob(b"v%d" % i) for i in range(5))
     schema = ArraysetSchema("x", "|u1", (2,), False, False, "00", fanout_depth=0)
 
