@@ -18,6 +18,7 @@ import shutil
 import tempfile
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -33,6 +34,8 @@ from hypothesis.stateful import (
 from hangar import Repository
 from hangar.errors import ArraysetExistsError, ArraysetNotFoundError, MergeConflictError, NothingToCommitError
 from hangar.testing.model import RepositoryModel, copy_state, empty_state
+
+pytestmark = pytest.mark.slow  # a state machine of real commits and checkouts: ~10 s in the ci profile
 
 #: arrayset name -> its schema variants (dtype, shape, variable_shape); 'c' has two, so it can
 #: be re-created with another schema and conflict

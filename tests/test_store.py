@@ -96,6 +96,7 @@ def test_unfinished_pack_is_ignored(tmp_path):
     assert TensorStore(LocalPackStorage(str(tmp_path / "data"))).storage.list_packs() == []
 
 
+@pytest.mark.slow
 def test_many_small_samples_make_few_files(tmp_path):
     s = TensorStore(LocalPackStorage(str(tmp_path / "data")))
     rng = np.random.default_rng(2)
