@@ -182,6 +182,10 @@ def test_a_failed_background_flush_fails_the_pack_instead_of_publishing_it(tmp_p
     try:
         writer._syncer = _BackgroundSync(w)
         writer._syncer.request()
+        # the thread ends after its failed fdatasync: wait for that (a finish() that came first
+        # would stop the thread before it synced, and rightly publish: its own fsync succeeds)
+        writer._syncer.thread.join(timeout=60)
+        assert isinstance(writer._syncer.error, OSError)
         with pytest.raises(OSError):
             writer.finish(b"", 1024)
         assert not os.path.exists(tmp_path / "data" / "packs" / "deadbeef" / "index")
