@@ -200,7 +200,12 @@ class DulwichBackend:
                 return super()._on_update(ref_name, old_sha, new_sha)
 
         handlers = {**DEFAULT_HANDLERS, b"git-receive-pack": Receive}
-        self._app = make_wsgi_chain(DictBackend({"/": Repo(git_dir)}), handlers=handlers)
+        self._repo = Repo(git_dir)
+        self._app = make_wsgi_chain(DictBackend({"/": self._repo}), handlers=handlers)
+
+    def close(self) -> None:
+        """Close the repository's open pack files (left open, each was a ResourceWarning at exit)."""
+        self._repo.close()
 
     def __call__(self, environ: dict, start_response: StartResponse, allow_push: bool,
                  user: str) -> Iterable[bytes]:
@@ -665,6 +670,9 @@ class HangarServer:
 
     def close(self) -> None:
         self._stop.set()
+        close_git = getattr(self.git_app, "close", None)  # the dulwich backend holds open pack files
+        if close_git is not None:
+            close_git()
         self._transfers.close()
         self._reader.close()
         with self._write_lock:
