@@ -7,8 +7,19 @@ import subprocess
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from hangar import Repository
+
+# Hypothesis profiles, chosen by HYPOTHESIS_PROFILE (tests/README.md): "ci" (the default) is
+# derandomized (the same examples every run: a red CI run is reproducible, never a lucky draw)
+# with hypothesis' default example count; "dev" draws fresh examples, 5x as many; "long" is a
+# soak run (50x, tens of minutes). Tests that fix their own max_examples keep it in every profile
+# except that the stateful machine scales with the profile (tests/test_stateful.py).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("dev", max_examples=500, print_blob=True)
+settings.register_profile("long", max_examples=5000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

@@ -65,8 +65,10 @@ class ServerProcess:
         self.port = port or free_port()
         self.tls = tls  # (certificate, key) PEM paths: serve HTTPS
         self.address = f"{'https://' if tls else ''}127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "hangar", "server", "--ip", "127.0.0.1", "--port", str(self.port),
-               "--path", self.path]
+        # ResourceWarnings go to the log, and a graceful stop() fails on any: a leak in the server
+        # (a connection left open at shutdown) is a test failure, as leaks in the test process are
+        cmd = [sys.executable, "-W", "always::ResourceWarning", "-m", "hangar", "server", "--ip", "127.0.0.1",
+               "--port", str(self.port), "--path", self.path]
         env = dict(os.environ if env is None else env)
         if username is not None:
             cmd += ["--username", username]
@@ -129,12 +131,15 @@ class ServerProcess:
             return f.read().decode("utf-8", "replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Stop the server with ``sig`` and wait; ``AssertionError`` if it leaked a resource on the way."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout=timeout)
         finally:
             self._log.close()
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            assert "ResourceWarning" not in self.log(), f"the server leaked at shutdown:\n{self.log()}"
         return rc
 
     def kill(self) -> None:

@@ -30,6 +30,7 @@ def test_init_with_int_shape_and_prototype(wco):
     assert p.shape == (3, 4) and p.dtype == np.int16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs,match", [
     (dict(name="bad name", shape=(1,), dtype=np.uint8), "bad name"),
     (dict(name="ünï", shape=(1,), dtype=np.uint8), "ünï"),

@@ -92,6 +92,7 @@ def test_get_batch_out_fills_and_returns_the_callers_array(img_repo):
         np.testing.assert_array_equal(buf, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [np.empty((3, 6, 5), dtype=np.int16), np.empty((2, 6, 5), dtype=np.uint8),
                                  np.empty((3, 5, 6), dtype=np.uint8), np.empty((3, 6, 5), dtype=np.uint8)[:, ::-1],
                                  [[0]]])
@@ -118,6 +119,7 @@ def test_get_batch_missing_and_non_key_names_raise_keyerror_naming_them(img_repo
             img[1.0]
 
 
+@pytest.mark.slow
 def test_variable_shape_and_compressed_arraysets_read_through_the_table(img_repo):
     with img_repo.checkout() as co:
         got = co.arraysets["var"].get_batch([3, 0, 9])
@@ -129,6 +131,7 @@ def test_variable_shape_and_compressed_arraysets_read_through_the_table(img_repo
             co.arraysets["var"].get_batch([1], out=np.empty((1, 4, 4), dtype=np.float32))
 
 
+@pytest.mark.slow
 def test_location_table_is_cached_on_disk_and_a_fresh_process_reads_through_it(img_repo):
     with img_repo.checkout() as co:
         np.testing.assert_array_equal(co.arraysets["img"]["cat"], np.full((6, 5), 7, dtype=np.uint8))
@@ -150,7 +153,8 @@ def test_a_damaged_cache_file_is_ignored_and_rebuilt(img_repo, damage):
         co.arraysets["img"][0]
     (name,) = _cache_files(img_repo)
     path = os.path.join(img_repo.path, ".hangar", "cache", "readtables", name)
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
     with open(path, "wb") as f:
         f.write({"truncate": data[:-7], "garbage": data[:40] + os.urandom(len(data) - 40), "empty": b""}[damage])
     want = _expected(Repository(img_repo.path), "img", [0, 250, "dog"])
@@ -168,6 +172,7 @@ def test_deleting_the_cache_is_safe(img_repo):
         np.testing.assert_array_equal(co.arraysets["img"][17], first)
 
 
+@pytest.mark.slow
 def test_a_cached_table_naming_packs_removed_by_gc_is_rebuilt(img_repo):
     co = img_repo.checkout(write=True)
     co.arraysets["img"][400] = np.full((6, 5), 40, dtype=np.uint8)
@@ -212,6 +217,7 @@ def test_batch_read_with_digest_check_raises_on_a_flipped_byte(img_repo):
         co.arraysets["img"].get_batch(list(range(100, 120)))  # the healthy samples still read
 
 
+@pytest.mark.slow
 def test_the_table_of_a_child_commit_is_derived_from_the_parents_and_equals_a_full_build(img_repo):
     with img_repo.checkout() as co:
         co.arraysets["img"][0]  # the parent's table is now cached
@@ -257,6 +263,7 @@ def test_the_table_of_a_child_commit_is_derived_from_the_parents_and_equals_a_fu
         assert not derived.dense and derived.row(1000) == 299  # 0..299 without 7, then 1000
 
 
+@pytest.mark.slow
 def test_a_table_is_built_only_once_the_reads_add_up_to_the_arrayset(img_repo, monkeypatch):
     monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_AFTER", 100)
     monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_SHARE", 1.0)

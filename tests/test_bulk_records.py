@@ -78,6 +78,7 @@ def _aset_tree(co, name: str, bulk: bool) -> bytes:
     return apply_edits(co._repo._git.repo, base, {layout.SAMPLES: edits}, batch)
 
 
+@pytest.mark.slow
 def test_bulk_built_trees_equal_the_per_entry_build_and_git_reads_them(repo, run_git):
     rng = np.random.default_rng(3)
     stack = rng.integers(0, 256, size=(3000, 4, 4), dtype=np.uint8)

@@ -316,6 +316,7 @@ def test_commit_after_branch_moved_elsewhere_is_refused(aset_repo):
     co.close()
 
 
+@pytest.mark.slow
 def test_reader_sees_data_committed_by_another_process_later(aset_repo):
     import subprocess
     import sys

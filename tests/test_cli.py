@@ -35,6 +35,7 @@ def test_version_prints_package_version():
     assert result.stdout.strip() == f"hangar {__version__}"
 
 
+@pytest.mark.slow
 def test_every_verb_has_one_line_help_and_an_example():
     commands = all_commands()
     names = {" ".join(c) for c in commands}

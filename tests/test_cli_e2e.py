@@ -12,6 +12,8 @@ import threading
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here starts a hangar server or runs the CLI in subprocesses
+
 Image = pytest.importorskip("PIL.Image")
 
 

@@ -142,6 +142,7 @@ def _writer_killed_by_sigkill(repo) -> None:
     assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 def test_a_lock_of_a_writer_killed_with_sigkill_is_reported_stale_and_released_without_force(aset_repo):
     _writer_killed_by_sigkill(aset_repo)
     holder = aset_repo.writer_lock_holder

@@ -4,10 +4,13 @@ against a real ``hangar server`` process."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hangar import Repository
 from tests import remote_fixtures
 from tests.cli_helpers import fails, ok
+
+pytestmark = pytest.mark.slow  # every test here starts a hangar server or runs the CLI in subprocesses
 
 start_server = remote_fixtures.start_server
 

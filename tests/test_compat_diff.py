@@ -110,6 +110,7 @@ def test_equal_records_have_equal_values(aset_repo):
     assert added.metadata[MetadataKey("a")].meta_hash == added.metadata[MetadataKey("b")].meta_hash
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["branch", "commit"])
 def test_diff_between_a_commit_and_its_descendant_is_the_same_from_either_side(aset_repo, how):
     first = aset_repo.log(return_contents=True)["head"]

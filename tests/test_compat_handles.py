@@ -250,6 +250,7 @@ def test_hangar03_backend_codes_are_aliases(tmp_path, code, compressed):
     r.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", ["50", "20", "hdf5", "0", "", 10])
 def test_unknown_backend_names_every_valid_one(wco, bad):
     with pytest.raises(ValueError, match="backend") as err:
@@ -418,6 +419,7 @@ def _loaders():
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loader", _loaders())
 def test_loader_refuses_write_enabled_arrayset_with_type_error(aset_repo, loader):
     import hangar.dataloaders as dataloaders
@@ -432,6 +434,7 @@ def test_loader_refuses_write_enabled_arrayset_with_type_error(aset_repo, loader
         co.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loader", _loaders())
 def test_loader_refuses_arraysets_passed_positionally(aset_repo, loader):
     import hangar.dataloaders as dataloaders
@@ -448,6 +451,7 @@ def test_loader_refuses_arraysets_passed_positionally(aset_repo, loader):
         r.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loader", _loaders())
 def test_loader_refuses_arrayset_of_closed_checkout_with_type_error(aset_repo, loader):
     import hangar.dataloaders as dataloaders
@@ -523,6 +527,7 @@ _OPS = st.lists(st.one_of(
 ), max_size=25)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=_OPS, variable=st.booleans(), bound=st.sampled_from([2, 3, 16384]))
 def test_batched_writes_match_a_dict_model(aset_repo, monkeypatch, ops, variable, bound):

@@ -57,6 +57,7 @@ def pushed(tmp_path, start_server):
 
 
 # --------------------------------------------------------------- branch listing
+@pytest.mark.slow
 def test_list_branches_sorts_local_and_fetched_remote_branches_together(pushed, tmp_path):
     _, srv = pushed
     os.makedirs(tmp_path / "clone")
@@ -123,6 +124,7 @@ def test_clone_from_a_malformed_address_names_the_forms_and_creates_nothing(tmp_
 
 
 # ----------------------------------------------------------- no-op push/fetch
+@pytest.mark.slow
 def test_push_that_changes_nothing_warns_and_returns_the_branch(pushed):
     src, srv = pushed
     before = Repository(srv.path).log(branch="master", return_contents=True)["head"]
@@ -131,6 +133,7 @@ def test_push_that_changes_nothing_warns_and_returns_the_branch(pushed):
     assert Repository(srv.path).log(branch="master", return_contents=True)["head"] == before
 
 
+@pytest.mark.slow
 def test_fetch_of_a_head_the_local_branch_has_warns_and_returns_the_branch(pushed):
     src, _ = pushed
     with pytest.warns(UserWarning, match="changed nothing"):
@@ -140,6 +143,7 @@ def test_fetch_of_a_head_the_local_branch_has_warns_and_returns_the_branch(pushe
         assert src.remote.fetch("origin", "master") == "master"
 
 
+@pytest.mark.slow
 def test_fetch_with_new_commits_returns_the_remote_branch_without_warning(pushed, tmp_path):
     src, srv = pushed
     os.makedirs(tmp_path / "clone")
@@ -156,6 +160,7 @@ def test_fetch_with_new_commits_returns_the_remote_branch_without_warning(pushed
         assert clone.remote.fetch("origin", "testbranch") == "origin/testbranch"
 
 
+@pytest.mark.slow
 def test_cli_push_and_fetch_with_nothing_to_do_print_a_note_and_succeed(pushed):
     from tests.cli_helpers import hangar
 

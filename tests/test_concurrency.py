@@ -39,15 +39,16 @@ HOLDER = """
 
 @pytest.fixture
 def lock_holder(aset_repo):
-    proc = spawn(HOLDER, aset_repo.path, stdin=True)
-    assert proc.stdout.readline().strip() == "locked", proc.stderr.read()
-    yield proc
-    if proc.poll() is None:
-        proc.stdin.write("\n")
-        proc.stdin.flush()
-        proc.wait(timeout=30)
+    with spawn(HOLDER, aset_repo.path, stdin=True) as proc:  # closes its pipes at the end
+        assert proc.stdout.readline().strip() == "locked", proc.stderr.read()
+        yield proc
+        if proc.poll() is None:
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_second_writer_gets_permission_error_naming_pid_and_host(aset_repo, lock_holder):
     with pytest.raises(PermissionError) as err:
         aset_repo.checkout(write=True)
@@ -55,6 +56,7 @@ def test_second_writer_gets_permission_error_naming_pid_and_host(aset_repo, lock
     assert f"pid {lock_holder.pid} on {socket.gethostname()}" in str(err.value)
 
 
+@pytest.mark.slow
 def test_writer_timeout_gives_up_after_the_deadline(aset_repo, lock_holder):
     t0 = time.monotonic()
     with pytest.raises(PermissionError, match=f"pid {lock_holder.pid}"):
@@ -62,6 +64,7 @@ def test_writer_timeout_gives_up_after_the_deadline(aset_repo, lock_holder):
     assert time.monotonic() - t0 >= 0.3
 
 
+@pytest.mark.slow
 def test_writer_timeout_waits_for_the_lock_to_be_released(aset_repo, lock_holder):
     lock_holder.stdin.write("\n")
     lock_holder.stdin.flush()
@@ -73,6 +76,7 @@ def test_writer_timeout_waits_for_the_lock_to_be_released(aset_repo, lock_holder
     assert lock_holder.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [-1, "1", True, float("nan")])
 def test_writer_timeout_must_be_a_non_negative_number(aset_repo, bad):
     with pytest.raises(ValueError, match="timeout"):
@@ -121,6 +125,7 @@ READER = """
 """
 
 
+@pytest.mark.slow
 def test_readers_in_other_processes_see_only_whole_committed_states(aset_repo, tmp_path):
     co = aset_repo.checkout(write=True)
     big = co.arraysets.init_arrayset("big", shape=SHAPE, dtype=np.float32, backend="raw")
@@ -149,6 +154,7 @@ def test_readers_in_other_processes_see_only_whole_committed_states(aset_repo, t
     assert commits in seen  # the last read of each reader comes after the writer finished
 
 
+@pytest.mark.slow
 def test_a_reader_keeps_its_commit_while_the_writer_moves_on(aset_repo):
     old = aset_repo.checkout(branch="master")
     before = {k: v.copy() for k, v in old.arraysets["foo"].items()}
@@ -207,6 +213,7 @@ def _read_every_97th(aset, offset, start, errors, wrong):
         errors.append(repr(exc))
 
 
+@pytest.mark.slow
 def test_threads_reading_a_fresh_checkout_all_get_their_samples(repo):
     import threading
 

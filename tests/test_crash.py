@@ -23,6 +23,8 @@ from typing import Optional
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: killed child processes, crash loops
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 24
 INT_KEYS = 40
@@ -225,7 +227,8 @@ def check_repository(path: str, seed: int) -> dict:
                 co.close()
             checked += 1
     # the staging area left behind is readable in full
-    assert repo.force_release_writer_lock()
+    with pytest.warns(ResourceWarning, match="force-released"):  # documented, as Hangar 0.3 warned
+        assert repo.force_release_writer_lock()
     co = repo.checkout(write=True, branch=repo.writer_branch)
     for aset in co.arraysets.keys():
         for _ in co.arraysets[aset].values():

@@ -123,6 +123,7 @@ def test_torch_dataloader_fork_workers_see_every_sample_once(reader):
     assert sorted(seen) == list(range(N))
 
 
+@pytest.mark.slow
 def test_torch_dataloader_spawn_workers_unpickle_the_dataset(reader):
     dset = make_torch_dataset(reader.arraysets["labels"], keys=[3, 1, 2, 0, 5, 4])
     loader = DataLoader(dset, batch_size=2, num_workers=2, multiprocessing_context="spawn")
@@ -297,6 +298,7 @@ def tf():
     return pytest.importorskip("tensorflow", reason="tensorflow is not installed (pip install tensorflow-cpu)")
 
 
+@pytest.mark.slow  # importing tensorflow / dask takes seconds
 def test_tf_dataset_batches_in_key_order_without_shuffle(reader, tf):
     from hangar import make_tf_dataset
 
@@ -310,6 +312,7 @@ def test_tf_dataset_batches_in_key_order_without_shuffle(reader, tf):
     assert np.concatenate([b[1].numpy() for b in batches]).ravel().tolist() == list(range(N))
 
 
+@pytest.mark.slow
 def test_tf_dataset_keys_index_range_and_shuffle(reader, tf):
     from hangar import make_tf_dataset
 
@@ -324,6 +327,7 @@ def test_tf_dataset_keys_index_range_and_shuffle(reader, tf):
     assert passes[0] != passes[1]  # reshuffled each pass (equal by chance with p = 1/24!)
 
 
+@pytest.mark.slow  # importing tensorflow / dask takes seconds
 def test_tf_variable_shape_arrayset_works_with_padded_batch(reader, tf):
     from hangar import make_tf_dataset
 
@@ -337,6 +341,7 @@ def test_tf_variable_shape_arrayset_works_with_padded_batch(reader, tf):
         assert not row[n:].any()
 
 
+@pytest.mark.slow  # importing tensorflow / dask takes seconds
 def test_tf_loader_refuses_writer_and_empty_arraysets(loader_repo, tf):
     from hangar import make_tf_dataset
 
@@ -359,6 +364,7 @@ def dask_array():
     return dask_array
 
 
+@pytest.mark.slow
 def test_dask_array_is_lazy_and_matches_the_samples(reader, dask_array):
     arr = dask_array(reader.arraysets["images"], chunk_rows=5)
     assert arr.shape == (N, 4, 4) and arr.dtype == np.uint8
@@ -371,6 +377,7 @@ def test_dask_array_is_lazy_and_matches_the_samples(reader, dask_array):
     np.testing.assert_array_equal(clone[7:12].compute(scheduler="sync"), expected[7:12])
 
 
+@pytest.mark.slow  # importing tensorflow / dask takes seconds
 def test_dask_array_keys_and_errors(reader, dask_array):
     arr = dask_array(reader.arraysets["labels"], keys=[5, 2])
     assert arr.compute().ravel().tolist() == [5, 2]

@@ -62,6 +62,7 @@ def test_staged_reports_added_deleted_mutated_with_key_types_kept(aset_repo):
     co.close()
 
 
+@pytest.mark.slow
 def test_staged_builds_without_writing_git_objects(aset_repo):
     co = aset_repo.checkout(write=True)
     co["foo", 42] = np.zeros(5, np.int64)
@@ -72,6 +73,7 @@ def test_staged_builds_without_writing_git_objects(aset_repo):
     co.close()
 
 
+@pytest.mark.slow
 def test_staged_removed_arrayset_lists_schema_and_samples_deleted(aset_repo):
     co = aset_repo.checkout(write=True)
     co.arraysets.remove_aset("bar")
@@ -111,6 +113,7 @@ def test_branch_diff_fast_forward_has_no_conflicts(aset_repo):
     assert res.conflict == Conflicts(*(EMPTY,) * 4, conflict=False)
 
 
+@pytest.mark.slow
 def test_diff_between_diverged_branches_reports_conflicts(aset_repo):
     aset_repo.create_branch("dev")
     _commit_on(aset_repo, "master", lambda co: co.arraysets["foo"].__setitem__(0, np.full(5, 1, np.int64)))
@@ -125,6 +128,7 @@ def test_diff_between_diverged_branches_reports_conflicts(aset_repo):
     co.close()
 
 
+@pytest.mark.slow
 def test_diff_3way_lists_changes_from_head_to_dev(aset_repo):
     aset_repo.create_branch("dev")
     _commit_on(aset_repo, "master", lambda co: co.arraysets["foo"].__setitem__(20, np.zeros(5, np.int64)))
@@ -150,6 +154,7 @@ def test_commit_diff_accepts_abbreviated_hash_and_is_the_same_from_either_side(a
     assert back == fwd
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", ["nope", "", None, 3])
 def test_unknown_branch_raises_value_error(aset_repo, bad):
     with aset_repo.checkout() as co:

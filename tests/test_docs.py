@@ -140,6 +140,7 @@ def runnable(blocks: list[Block]) -> list[dict]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("doc", doc_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_code_block_runs_as_pasted(doc: Path, tmp_path) -> None:
     blocks = parse_blocks(doc)

@@ -50,6 +50,7 @@ def test_gc_refuses_while_a_transfer_is_in_flight_and_deletes_nothing(aset_repo)
     assert aset_repo.verify().ok
 
 
+@pytest.mark.slow
 def test_marker_of_a_dead_process_is_ignored_and_removed(aset_repo):
     d = os.path.join(aset_repo._hangar_dir, MARKER_DIR)
     os.makedirs(d, exist_ok=True)
@@ -83,6 +84,7 @@ def test_packs_written_after_gc_listed_its_files_are_kept(aset_repo):
     assert fsck.returncode == 0, fsck.stderr
 
 
+@pytest.mark.slow
 def test_gc_refuses_on_a_repository_a_server_is_serving(start_server, aset_repo):
     from hangar import Repository
 

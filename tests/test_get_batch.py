@@ -38,6 +38,7 @@ def _first_value(aset, key):  # runs in a spawned process
     return float(aset[key].ravel()[0]), aset.name
 
 
+@pytest.mark.slow
 def test_get_batch_spawn_pool_keeps_the_order_of_names(batch_repo):
     co = batch_repo.checkout()
     names = [7, 39, 0, 7, 21, 3, 38, 1]
@@ -91,6 +92,7 @@ def test_writer_get_batch_uses_one_process_and_sees_staged_samples(batch_repo, m
     co.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs, match", [
     ({"n_cpus": 0}, "n_cpus"), ({"n_cpus": 1.5}, "n_cpus"), ({"n_cpus": True}, "n_cpus"),
     ({"start_method": "teleport"}, "teleport"),
@@ -120,6 +122,7 @@ def test_reader_pickles_and_reopens_at_its_commit(batch_repo):
     assert batch_repo.checkout().arraysets["raw"][0][0, 0] == -1
 
 
+@pytest.mark.slow
 def test_reader_crosses_into_a_spawned_process(batch_repo):
     co = batch_repo.checkout()
     with multiprocessing.get_context("spawn").Pool(1) as pool:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from hangar.plumbing.pack import OBJ_BLOB, OBJ_TREE, ObjectBatch, write_pack
 from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, serialize_tree
 
 
+@pytest.mark.slow
 def test_fsck_strict_is_clean_and_log_shows_author(aset_repo, run_git):
     co = aset_repo.checkout(write=True)
     co["foo", 100] = np.zeros(5, np.int64)
@@ -39,6 +41,7 @@ def test_ls_tree_shows_one_pointer_blob_per_sample(aset_repo, run_git):
     assert run_git(aset_repo, "cat-file", "-p", "master:metadata").returncode == 0
 
 
+@pytest.mark.slow
 def test_commits_write_packs_not_loose_objects(repo, run_git):
     co = repo.checkout(write=True)
     a = co.arraysets.init_arrayset("a", shape=(4,), dtype=np.int32)
@@ -67,6 +70,7 @@ def test_identical_samples_share_one_pointer_blob(repo, run_git):
     assert len(blobs) == 1
 
 
+@pytest.mark.slow
 def test_small_change_rewrites_few_trees(repo):
     co = repo.checkout(write=True)
     a = co.arraysets.init_arrayset("a", shape=(1,), dtype=np.uint8)
@@ -104,6 +108,7 @@ def test_pack_writer_output_is_accepted_by_git(tmp_path):
     assert fsck.returncode == 0, fsck.stderr
 
 
+@pytest.mark.slow
 def test_many_commits_keep_few_packs_and_file_descriptors(repo, run_git):
     co = repo.checkout(write=True)
     a = co.arraysets.init_arrayset("a", shape=(2,), dtype=np.int64)

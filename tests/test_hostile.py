@@ -35,6 +35,7 @@ def tree_files(path: str) -> set[str]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_hostile_sample_and_arrayset_names_are_refused_and_write_nothing(aset_repo, name):
     outside = tree_files(os.path.dirname(aset_repo.path))
@@ -58,6 +59,7 @@ def test_hostile_sample_and_arrayset_names_are_refused_and_write_nothing(aset_re
     assert aset_repo.verify().ok
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", [-1, True, 1.5, b"x", None, (1,)])
 def test_non_str_non_int_keys_are_refused(aset_repo, key):
     co = aset_repo.checkout(write=True)
@@ -206,6 +208,7 @@ def _upload_body(samples: list[tuple[bytes, np.ndarray]]) -> bytes:
                     + bytes(a.data) for d, a in samples)
 
 
+@pytest.mark.slow
 def test_server_rejects_hostile_requests_and_stays_consistent(aset_repo, start_server, tmp_path):
     srv = start_server(username="alice", password="pw")
     server_repo = Repository(srv.path)

@@ -63,6 +63,7 @@ def schema_blob(repo: Repository, aset: str) -> dict:
 
 
 # ------------------------------------------------------------ 1. records from git
+@pytest.mark.slow
 def test_object_dtype_schema_written_with_git_is_refused_not_a_segfault(aset_repo):
     schema = schema_blob(aset_repo, "foo")
     schema["dtype"] = "|O"
@@ -85,6 +86,7 @@ def test_object_dtype_schema_written_with_git_is_refused_not_a_segfault(aset_rep
     assert any("schema" in p.detail and "python objects" in p.detail for p in report.records), str(report)
 
 
+@pytest.mark.slow
 def test_object_dtype_pointer_written_with_git_is_refused_by_read_and_fsck(aset_repo):
     path = [ln.split("\t")[1] for ln in git(aset_repo, "ls-tree", "-r", "master").stdout.splitlines()
             if ln.endswith("/i:3")][0]
@@ -106,6 +108,7 @@ def test_object_dtype_pointer_written_with_git_is_refused_by_read_and_fsck(aset_
     assert r.stdout.strip().endswith("30")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit, rule", [
     ({"shape": [5, -1]}, "negative dimension"),
     ({"shape": [1] * 40}, "maximum rank"),
@@ -145,6 +148,7 @@ def test_pointer_disagreeing_with_its_schema_is_refused(aset_repo):
         co.close()
 
 
+@pytest.mark.slow
 def test_non_ascii_metadata_written_with_git_is_refused_and_listed(aset_repo):
     path = [ln.split("\t")[1] for ln in git(aset_repo, "ls-tree", "-r", "master").stdout.splitlines()
             if ln.endswith("/s:hello")][0]
@@ -207,7 +211,8 @@ def rewrite_record(pack_dir: str, at: int, **fields) -> None:
     from hangar.store.packs import encode_index, parse_index
 
     path = os.path.join(pack_dir, "index")
-    recs = parse_index(open(path, "rb").read(), path).copy()
+    with open(path, "rb") as f:
+        recs = parse_index(f.read(), path).copy()
     i = int(np.flatnonzero(recs["offset"] == at)[0])
     for k, v in fields.items():
         recs[k][i] = v
@@ -230,6 +235,7 @@ def zstd_rle_frame(total: int, declare: bool = True, max_blocks: int | None = No
     return b"".join(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("declare", [True, False], ids=["declares-2GiB", "no-declared-size"])
 def test_a_decompression_bomb_in_a_pack_raises_without_allocating(repo, declare):
     from hangar.store.packs import stored_check
@@ -251,6 +257,7 @@ def test_a_decompression_bomb_in_a_pack_raises_without_allocating(repo, declare)
     assert "other 107" in r.stdout
 
 
+@pytest.mark.slow
 def test_put_stored_refuses_a_bomb_before_allocating(tmp_path):
     """The path of fetch_data and of the server's upload: bounded by the pointer's dtype x shape."""
     from hangar.store.tensorstore import StoredSample
@@ -277,6 +284,7 @@ def test_put_stored_refuses_a_bomb_before_allocating(tmp_path):
     assert StoredSample  # the record type the protocol moves
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["index", "chunk"])
 def test_pack_files_that_are_symlinks_out_of_the_repository_are_refused(repo, target, tmp_path):
     two_pack_repo(repo)
@@ -295,6 +303,7 @@ def test_pack_files_that_are_symlinks_out_of_the_repository_are_refused(repo, ta
                for p in report.corrupt), str(report)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["index", "chunk"])
 def test_a_fifo_in_place_of_a_pack_file_neither_hangs_read_nor_fsck(repo, target):
     two_pack_repo(repo)
@@ -313,6 +322,7 @@ def test_a_fifo_in_place_of_a_pack_file_neither_hangs_read_nor_fsck(repo, target
     assert r.returncode == 0 and "not a regular file" in r.stdout, (r.stdout, r.stderr[-2000:])
 
 
+@pytest.mark.slow
 def test_an_index_record_beyond_its_pack_or_codec_bound_is_refused(repo):
     two_pack_repo(repo, backend="zstd")
     loc, pack_dir = location(repo, "b", 2)
@@ -353,6 +363,7 @@ def flip_stored_byte(repo: Repository, aset: str, key: int) -> None:
         f.write(bytes([b[0] ^ 0x10]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["raw", "lz4"])
 def test_a_flipped_byte_in_a_pack_fails_a_plain_read(repo, backend, monkeypatch):
     monkeypatch.delenv("HANGAR_VERIFY_READS", raising=False)
@@ -370,6 +381,7 @@ def test_a_flipped_byte_in_a_pack_fails_a_plain_read(repo, backend, monkeypatch)
         co.close()
 
 
+@pytest.mark.slow
 def test_format_1_pack_indexes_stay_readable(repo):
     from hangar.store.packs import INDEX_DTYPE_V1, parse_index
 
@@ -377,7 +389,8 @@ def test_format_1_pack_indexes_stay_readable(repo):
     for name in ("a", "b"):
         loc, pack_dir = location(repo, name, 0)
         path = os.path.join(pack_dir, "index")
-        recs = parse_index(open(path, "rb").read(), path)
+        with open(path, "rb") as f:
+            recs = parse_index(f.read(), path)
         old = np.zeros(len(recs), dtype=INDEX_DTYPE_V1)
         for f in INDEX_DTYPE_V1.names:
             old[f] = recs[f]
@@ -427,6 +440,7 @@ def lying_server():
     server.server_close()
 
 
+@pytest.mark.slow
 def test_a_download_answer_claiming_gigabytes_is_refused_before_allocating(lying_server, tmp_path):
     r = child(f"""
         import resource, numpy as np
@@ -459,28 +473,29 @@ def test_a_download_answer_claiming_gigabytes_is_refused_before_allocating(lying
 
 
 # ------------------------------------------------------------ 9. smaller local ones
+@pytest.mark.slow
 def test_log_on_a_terminal_shows_escape_sequences_escaped(aset_repo):
     import pty
     import select
 
     git_edit(aset_repo, "master", {"x": b"1"}, "retitle \x1b]0;pwned\x07 and clear \x1b[2J\x1b[3J done")
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "hangar", "-C", aset_repo.path, "log"], stdout=slave,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()})
-    os.close(slave)
-    out = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    with subprocess.Popen([sys.executable, "-m", "hangar", "-C", aset_repo.path, "log"], stdout=slave,
+                          stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()}) as proc:
+        os.close(slave)
+        out = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
     os.close(master)
     assert b"\x1b" not in out and b"\x07" not in out, out  # before: written raw to the terminal
     assert b"retitle \\x1b]0;pwned\\x07 and clear \\x1b[2J\\x1b[3J done" in out, out
@@ -490,6 +505,7 @@ def test_log_on_a_terminal_shows_escape_sequences_escaped(aset_repo):
     assert b"\x1b]0;pwned\x07" in piped
 
 
+@pytest.mark.slow
 def test_a_branch_named_head_is_refused(aset_repo):
     from tests.cli_helpers import fails
 
@@ -500,6 +516,7 @@ def test_a_branch_named_head_is_refused(aset_repo):
     assert "refs/heads/HEAD" not in git(aset_repo, "for-each-ref").stdout
 
 
+@pytest.mark.slow
 def test_partial_pack_files_of_a_killed_fetch_are_removed_by_the_next_one(tmp_path, lying_server):
     import signal
 
@@ -529,6 +546,8 @@ def test_partial_pack_files_of_a_killed_fetch_are_removed_by_the_next_one(tmp_pa
         assert len([n for n in os.listdir(os.path.join(root, "packs")) if n.endswith(".partial")]) == 1  # alive
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+        proc.stdin.close()
+        proc.stdout.close()
         path = os.path.join(root, "packs", partial[0])
         os.utime(path, (os.stat(path).st_atime, os.stat(path).st_mtime - 120))
         download_into(store, client, [])
@@ -536,6 +555,7 @@ def test_partial_pack_files_of_a_killed_fetch_are_removed_by_the_next_one(tmp_pa
 
 
 # ------------------------------------------------------------ 8. repair from a remote
+@pytest.mark.slow
 def test_fsck_repair_replaces_damaged_samples_from_a_remote(aset_repo, start_server, tmp_path):
     from tests.cli_helpers import hangar as run_cli
 

@@ -72,6 +72,7 @@ def basic(user: str, password: str) -> dict:
 
 
 # ------------------------------------------------------------- 2: amplification and stalls
+@pytest.mark.slow
 def test_a_download_repeating_one_digest_gets_that_sample_once(start_server):
     srv = start_server()
     arr = np.arange(1000, dtype=np.int64)
@@ -94,6 +95,7 @@ def test_a_download_repeating_one_digest_gets_that_sample_once(start_server):
         assert s.recv(4096).startswith(b"HTTP/1.1 413")
 
 
+@pytest.mark.slow
 def test_clients_that_never_read_their_answers_hold_no_worker_and_little_memory(start_server):
     srv = start_server(rlimit_as=3 * GIB)
     rng = np.random.default_rng(0)
@@ -124,6 +126,7 @@ def test_clients_that_never_read_their_answers_hold_no_worker_and_little_memory(
 
 
 # --------------------------------------------------- 4: allocation before bytes arrive
+@pytest.mark.slow
 def test_an_upload_record_claiming_a_gib_allocates_nothing(start_server):
     srv = start_server(rlimit_as=2 * GIB)  # a 1 GiB allocation fails instead of taking the machine's memory
     hwm0 = srv.status("VmHWM")
@@ -179,6 +182,7 @@ def closed_by_server(socks: list[socket.socket], within: float) -> int:
     return closed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_idle_half_sent_requests_neither_lock_out_clients_nor_stay_open(start_server, tmp_path, tls):
     certs = remote_fixtures.make_certificate(str(tmp_path), "srv") if tls else None
@@ -197,6 +201,7 @@ def test_idle_half_sent_requests_neither_lock_out_clients_nor_stay_open(start_se
             s.close()
 
 
+@pytest.mark.slow
 def test_a_push_without_credentials_is_refused_before_its_body_is_sent(start_server):
     srv = start_server(username="u", password="secret")
     for path in (protocol.UPLOAD, "/git-receive-pack"):
@@ -208,6 +213,7 @@ def test_a_push_without_credentials_is_refused_before_its_body_is_sent(start_ser
         assert answer.startswith(b"HTTP/1.1 401") and b"www-authenticate: basic" in answer.lower(), answer[:200]
 
 
+@pytest.mark.slow
 def test_anonymous_git_fetch_bodies_may_be_chunked_but_data_requests_may_not(start_server):
     srv = start_server()
     chunked = {"Transfer-Encoding": "chunked", "Content-Type": "application/x-git-upload-pack-request"}
@@ -253,6 +259,7 @@ def request_ping(srv: remote_fixtures.ServerProcess) -> tuple[int, bytes, http.c
     return request(srv.port, "GET", protocol.PING)
 
 
+@pytest.mark.slow
 def test_pushes_that_rewrite_delete_or_lack_data_are_refused_in_both_transports(backend_server, aset_repo,
                                                                                    run_git):
     srv = backend_server(username="u", password="pw")
@@ -282,6 +289,7 @@ def test_pushes_that_rewrite_delete_or_lack_data_are_refused_in_both_transports(
     assert Repository(srv.path)._git.branch_head("master") == second
 
 
+@pytest.mark.slow
 def test_receive_pack_advertisement_needs_credentials_in_both_transports(backend_server):
     srv = backend_server(username="u", password="pw")
     for query in ("service=git-receive-pack", "service=git%2Dreceive-pack", "x=1&service=git-receive-pack"):
@@ -293,6 +301,7 @@ def test_receive_pack_advertisement_needs_credentials_in_both_transports(backend
 
 
 # ------------------------------------------------------------------------- 9: smaller ones
+@pytest.mark.slow
 @pytest.mark.parametrize("via", ["env", "file"])
 def test_the_push_password_can_stay_out_of_the_command_line(start_server, via):
     srv = start_server(username="u", password="s3cret-pw", password_via=via)
@@ -302,6 +311,7 @@ def test_the_push_password_can_stay_out_of_the_command_line(start_server, via):
     assert request(srv.port, "POST", protocol.AUTH, headers=basic("u", "wrong"))[0] == 401
 
 
+@pytest.mark.slow
 def test_an_empty_password_file_is_refused(tmp_path):
     import subprocess
     import sys
@@ -314,6 +324,7 @@ def test_an_empty_password_file_is_refused(tmp_path):
     assert out.returncode != 0 and "empty first line" in out.stderr, out.stderr
 
 
+@pytest.mark.slow
 def test_a_nul_byte_in_a_request_path_is_a_400(start_server):
     srv = start_server()
     for path in ("/%00", "/info/refs%00?service=git-upload-pack", "/hangar/v1/ping%00", "/hangar/v1/have%00"):
@@ -323,6 +334,7 @@ def test_a_nul_byte_in_a_request_path_is_a_400(start_server):
     assert ping_latency(srv) < 1.0
 
 
+@pytest.mark.slow
 def test_gc_runs_on_an_idle_served_repository_and_the_server_keeps_serving(start_server, aset_repo, tmp_path):
     srv = start_server()
     served = Repository(srv.path)
@@ -333,6 +345,7 @@ def test_gc_runs_on_an_idle_served_repository_and_the_server_keeps_serving(start
         served.gc(dry_run=True)  # right after an upload, its refs may still be on their way
 
 
+@pytest.mark.slow
 def test_gc_on_a_served_repository_keeps_what_clients_fetch(start_server, aset_repo, tmp_path):
     src = tmp_path / "src"
     shutil.copytree(aset_repo.path, src)
@@ -350,6 +363,7 @@ def test_gc_on_a_served_repository_keeps_what_clients_fetch(start_server, aset_r
     co.close()
 
 
+@pytest.mark.slow
 def test_partial_files_of_dead_writers_are_removed_at_start_and_while_serving(start_server, tmp_path):
     path = tmp_path / "repo"
     path.mkdir()

@@ -22,6 +22,7 @@ co.close()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_get_batch_in_a_script_without_main_guard_works(aset_repo, tmp_path, method):
     script = tmp_path / "train.py"
@@ -33,6 +34,7 @@ def test_get_batch_in_a_script_without_main_guard_works(aset_repo, tmp_path, met
     assert "RuntimeError" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_guarded_script_keeps_the_requested_start_method(aset_repo, tmp_path):
     script = tmp_path / "guarded.py"
     body = textwrap.indent(SCRIPT.format(path=aset_repo.path, method="spawn").strip(), "    ")

@@ -250,18 +250,21 @@ def _assert_conflict_leaves_everything(repo, master_fn, dev_fn, cls, kind, item)
     assert git.branch_head("master") == master
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", sorted(SAMPLE_CONFLICTS))
 def test_sample_conflicts_are_classified_and_change_nothing(diverged, cls):
     m, d, item = SAMPLE_CONFLICTS[cls]
     _assert_conflict_leaves_everything(diverged, m, d, cls, "samples", item)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", sorted(META_CONFLICTS))
 def test_metadata_conflicts_are_classified_and_change_nothing(diverged, cls):
     m, d, item = META_CONFLICTS[cls]
     _assert_conflict_leaves_everything(diverged, m, d, cls, "metadata", item)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", sorted(SCHEMA_CONFLICTS))
 def test_schema_conflicts_are_classified_and_change_nothing(diverged, cls):
     m, d, item = SCHEMA_CONFLICTS[cls]
@@ -278,6 +281,7 @@ def test_schema_changed_on_both_sides_differently_is_t3(diverged):
 
 
 # ------------------------------------------------------- identical edits
+@pytest.mark.slow
 def test_identical_changes_on_both_sides_are_no_conflict(diverged):
     def same(co):
         co["foo", 0] = arr(77)
@@ -320,6 +324,7 @@ def test_arrayset_removed_on_one_side_only_is_removed(diverged):
 
 
 # ------------------------------------------------------------ strategies
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy,expected_sample,expected_meta", [("ours", 1, "1"), ("theirs", 2, "2")])
 def test_strategy_resolves_sample_and_metadata_conflicts(diverged, strategy, expected_sample, expected_meta):
     commit_on(diverged, "master", lambda co: (set_sample(0, 1)(co), set_meta("hello", "1")(co), set_sample(7, 70)(co)))
@@ -331,6 +336,7 @@ def test_strategy_resolves_sample_and_metadata_conflicts(diverged, strategy, exp
     assert meta_values(diverged)["hello"] == expected_meta
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ours", "theirs"])
 def test_strategy_resolves_schema_conflict_as_a_whole_arrayset(diverged, strategy):
     commit_on(diverged, "master", _remove_foo)
@@ -458,6 +464,7 @@ def _model_merge(base: dict, ours: dict, theirs: dict, strategy):
     return result, conflicts
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=PLAN, strategy=st.sampled_from([None, "ours", "theirs"]))
 def test_random_edits_merge_as_the_dict_model_predicts(plan, strategy):
@@ -505,6 +512,7 @@ def test_random_edits_merge_as_the_dict_model_predicts(plan, strategy):
         assert meta_values(repo) == {k: str(v) for k, v in exp_meta.items()}
 
 
+@pytest.mark.slow
 def test_merge_accepts_a_fetched_remote_branch_name(aset_repo):
     """fetch() names what it brings '<remote>/<branch>'; merging that name unifies the histories."""
     import numpy as np

@@ -7,6 +7,7 @@ import pytest
 from hangar.metadata import MetadataReader, MetadataWriter
 
 
+@pytest.mark.slow
 def test_add_get_contains_len_iterate(aset_repo):
     co = aset_repo.checkout(write=True)
     md = co.metadata
@@ -47,6 +48,7 @@ def test_remove_and_delitem(aset_repo):
     r.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["has space", "ünï", "", "a/b", -3, 1.5, None])
 def test_invalid_keys_raise_value_error(aset_repo, key):
     co = aset_repo.checkout(write=True)
@@ -60,6 +62,7 @@ def test_invalid_keys_raise_value_error(aset_repo, key):
     co.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["naïve", "日本", 5, b"bytes"])
 def test_invalid_values_raise_value_error(aset_repo, value):
     co = aset_repo.checkout(write=True)

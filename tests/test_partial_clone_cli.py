@@ -19,6 +19,7 @@ def clone(aset_repo, start_server, tmp_path):
     return Repository(tmp_path / "dst")
 
 
+@pytest.mark.slow
 def test_fsck_of_a_partial_clone_reports_not_fetched_samples_apart_and_exits_0(clone):
     result = hangar(clone.path, "fsck")
     assert result.exit_code == 0, result.stdout
@@ -30,6 +31,7 @@ def test_fsck_of_a_partial_clone_reports_not_fetched_samples_apart_and_exits_0(c
     assert report.ok and len(report.remote_only) == 20 and report.missing == []
 
 
+@pytest.mark.slow
 def test_fsck_still_fails_for_samples_lost_from_local_commits(clone):
     co = clone.checkout(write=True)
     co["foo", 50] = np.full(5, 50, np.int64)
@@ -43,6 +45,7 @@ def test_fsck_still_fails_for_samples_lost_from_local_commits(clone):
     assert "1 missing" in result.stdout and "not fetched yet: 20 samples" in result.stdout
 
 
+@pytest.mark.slow
 def test_reading_a_remote_only_sample_names_the_fetch_data_command(clone):
     err = fails(clone.path, "view", "foo", "3")
     assert "not fetched yet" in err and "hangar fetch-data origin master --arrayset foo" in err
@@ -53,6 +56,7 @@ def test_reading_a_remote_only_sample_names_the_fetch_data_command(clone):
     assert "dtype: int64" in ok(clone.path, "view", "foo", "3")
 
 
+@pytest.mark.slow
 def test_fetch_data_says_how_many_samples_and_bytes_it_brought(clone):
     result = hangar(clone.path, "fetch-data", "origin", "master", "--arrayset", "foo")
     assert result.exit_code == 0

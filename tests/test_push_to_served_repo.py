@@ -10,6 +10,8 @@ from hangar.errors import PushRefusedError
 from tests import remote_fixtures
 from tests.cli_helpers import fails, ok
 
+pytestmark = pytest.mark.slow  # every test here starts a hangar server or runs the CLI in subprocesses
+
 start_server = remote_fixtures.start_server
 
 

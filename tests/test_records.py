@@ -16,6 +16,7 @@ str_keys = st.text(name_chars, min_size=1, max_size=64).filter(lambda s: s not i
 keys = st.one_of(str_keys, st.integers(min_value=0, max_value=2**63))
 
 
+@pytest.mark.slow
 @given(keys)
 def test_key_encoding_round_trips_with_type(key):
     assert validate_key(key) == key
@@ -24,6 +25,7 @@ def test_key_encoding_round_trips_with_type(key):
     assert back == key and type(back) is type(key)
 
 
+@pytest.mark.slow
 @given(st.integers(min_value=0, max_value=10**6))
 def test_int_and_str_keys_encode_differently(i):
     assert encode_key(i) != encode_key(str(i))
@@ -58,6 +60,7 @@ def test_invalid_branch_names(name):
         validate_branch_name(name)
 
 
+@pytest.mark.slow
 @given(st.binary(min_size=32, max_size=32), st.sampled_from(["|u1", "<f4", "<i8", "|b1", "<c16", "|V12"]),
        st.lists(st.integers(min_value=1, max_value=10**6), max_size=31))
 def test_pointer_round_trips(digest, dtype, shape):
@@ -77,6 +80,7 @@ def test_decode_pointer_rejects_garbage(bad):
         decode_pointer(bad)
 
 
+@pytest.mark.slow
 @given(st.sampled_from([np.uint8, np.float32, np.int64, np.complex64, "M8[s]",
                         [("x", "<i4"), ("y", "<f8", (2,))]]),
        st.lists(st.integers(min_value=1, max_value=1000), min_size=0, max_size=5),

@@ -116,6 +116,7 @@ def test_remove_unknown_remote_raises_value_error(repo):
         repo.remote.remove("nope")
 
 
+@pytest.mark.slow
 def test_ping_returns_round_trip_seconds(repo, start_server):
     srv = start_server()
     repo.remote.add("origin", srv.address)
@@ -135,6 +136,7 @@ def test_ping_unknown_remote_raises_key_error(repo):
 
 
 # ---------------------------------------------------------------------- clone
+@pytest.mark.slow
 def test_clone_linear_history_brings_records_as_remote_references(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     # clone brings master only, as the spec and Hangar 0.3 say (issue 10; all branches before)
@@ -153,6 +155,7 @@ def test_clone_linear_history_brings_records_as_remote_references(tmp_path, orig
     co.close()
 
 
+@pytest.mark.slow
 def test_clone_branched_history_fetches_master_then_fetch_brings_another_branch(tmp_path, origin, run_git):
     # clone fetched every branch before issue 10; now master only (spec, Hangar 0.3), then fetch
     r = clone(tmp_path / "dst", origin["server"].address)
@@ -168,6 +171,7 @@ def test_clone_branched_history_fetches_master_then_fetch_brings_another_branch(
     assert dev_log["order"] == [origin["dev"], origin["first"]]
 
 
+@pytest.mark.slow
 def test_clone_writer_continues_from_master(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     r.remote.fetch_data("origin", "master")
@@ -179,6 +183,7 @@ def test_clone_writer_continues_from_master(tmp_path, origin):
     co.close()
 
 
+@pytest.mark.slow
 def test_clone_into_existing_repository_raises_unless_remove_old(tmp_path, origin):
     dst = new_repo(tmp_path / "dst")
     write(dst, foo={1: foo_value(1)})
@@ -195,6 +200,7 @@ def test_clone_unreachable_server_raises_and_creates_nothing(tmp_path):
     assert not r.initialized
 
 
+@pytest.mark.slow
 def test_clone_of_empty_server_gives_empty_repository(tmp_path, start_server):
     srv = start_server()
     r = clone(tmp_path / "dst", srv.address)
@@ -203,6 +209,7 @@ def test_clone_of_empty_server_gives_empty_repository(tmp_path, start_server):
 
 
 # ---------------------------------------------------------------------- fetch
+@pytest.mark.slow
 def test_fetch_second_branch_returns_remote_branch_name(tmp_path, origin):
     src, srv = origin["src"], origin["server"]
     r = clone(tmp_path / "dst", srv.address)
@@ -215,6 +222,7 @@ def test_fetch_second_branch_returns_remote_branch_name(tmp_path, origin):
     co.close()
 
 
+@pytest.mark.slow
 def test_fetched_remote_branches_are_listed_logged_diffed_and_removable(tmp_path, origin):
     src, srv = origin["src"], origin["server"]
     r = clone(tmp_path / "dst", srv.address)
@@ -240,6 +248,7 @@ def test_fetched_remote_branches_are_listed_logged_diffed_and_removable(tmp_path
     assert Repository(srv.path).list_branches() == ["dev", "master"]  # the server is untouched
 
 
+@pytest.mark.slow
 def test_local_branch_named_like_a_remote_one_shadows_it_and_is_listed_once(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     r.remote.fetch("origin", "dev")
@@ -250,6 +259,7 @@ def test_local_branch_named_like_a_remote_one_shadows_it_and_is_listed_once(tmp_
     assert r.log(branch="origin/dev", return_contents=True)["head"] == origin["first"]  # the local one
 
 
+@pytest.mark.slow
 def test_fetch_unknown_branch_raises_value_error(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     with pytest.raises(ValueError, match="nope"):
@@ -262,6 +272,7 @@ def test_fetch_unknown_remote_raises_value_error(repo):
 
 
 # ----------------------------------------------------------------- fetch_data
+@pytest.mark.slow
 def test_store_locations_agrees_with_location_across_packs(tmp_path):
     from hangar.store import codecs, sample_digest
     from hangar.store.digest import byte_view
@@ -287,6 +298,7 @@ def local_digests(repo: Repository) -> set[bytes]:
     return set(TensorStore(LocalPackStorage(os.path.join(repo.path, ".hangar", "data"))).digests())
 
 
+@pytest.mark.slow
 def test_fetch_data_branch_replaces_remote_references_with_local_data(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     co = r.checkout()
@@ -299,6 +311,7 @@ def test_fetch_data_branch_replaces_remote_references_with_local_data(tmp_path, 
     co.close()
 
 
+@pytest.mark.slow
 def test_fetch_data_remote_branch_name(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     r.remote.fetch("origin", "dev")
@@ -309,6 +322,7 @@ def test_fetch_data_remote_branch_name(tmp_path, origin):
     co.close()
 
 
+@pytest.mark.slow
 def test_fetch_data_commit_only_brings_that_commits_samples(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     assert r.remote.fetch_data("origin", commit=origin["first"]) == [origin["first"]]
@@ -320,11 +334,13 @@ def test_fetch_data_commit_only_brings_that_commits_samples(tmp_path, origin):
     co.close()
 
 
+@pytest.mark.slow
 def test_fetch_data_abbreviated_commit(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     assert r.remote.fetch_data("origin", commit=origin["first"][:10]) == [origin["first"]]
 
 
+@pytest.mark.slow
 def test_fetch_data_arrayset_names_filters_arraysets(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     r.remote.fetch_data("origin", "master", arrayset_names=["bar"])
@@ -334,6 +350,7 @@ def test_fetch_data_arrayset_names_filters_arraysets(tmp_path, origin):
     co.close()
 
 
+@pytest.mark.slow
 def test_fetch_data_max_num_bytes_never_exceeds_budget(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     before = local_digests(r)
@@ -345,6 +362,7 @@ def test_fetch_data_max_num_bytes_never_exceeds_budget(tmp_path, origin):
     co.close()
 
 
+@pytest.mark.slow
 def test_fetch_data_retrieve_all_history_walks_ancestors(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     r.remote.fetch("origin", "dev")
@@ -356,6 +374,7 @@ def test_fetch_data_retrieve_all_history_walks_ancestors(tmp_path, origin):
         co.close()
 
 
+@pytest.mark.slow
 def test_fetch_data_combined_options(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     got = r.remote.fetch_data("origin", commit=origin["second"], arrayset_names=["foo"],
@@ -366,6 +385,7 @@ def test_fetch_data_combined_options(tmp_path, origin):
     co.close()
 
 
+@pytest.mark.slow
 def test_fetch_data_when_everything_is_local_transfers_nothing(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     r.remote.fetch_data("origin", "master")
@@ -374,6 +394,7 @@ def test_fetch_data_when_everything_is_local_transfers_nothing(tmp_path, origin)
     assert sorted(os.listdir(os.path.join(r.path, ".hangar", "data", "packs"))) == packs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs, match", [
     ({"branch": "master", "commit": "abc"}, "not both"),
     ({}, "branch"),
@@ -390,6 +411,7 @@ def test_fetch_data_invalid_arguments_raise_value_error(tmp_path, origin, kwargs
         r.remote.fetch_data("origin", **kwargs)
 
 
+@pytest.mark.slow
 def test_fetch_data_unknown_remote_raises_value_error(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     with pytest.raises(ValueError, match="nope"):
@@ -402,6 +424,7 @@ def stored_counts(log: str) -> int:
     return sum(int(m) for m in re.findall(r"stored (\d+) uploaded samples", log))
 
 
+@pytest.mark.slow
 def test_push_new_branch_creates_it_on_server(tmp_path, origin):
     srv = origin["server"]
     r = clone(tmp_path / "dst", srv.address)
@@ -418,6 +441,7 @@ def test_push_new_branch_creates_it_on_server(tmp_path, origin):
     co.close()
 
 
+@pytest.mark.slow
 def test_push_sends_only_samples_the_server_lacks(tmp_path, origin):
     srv = origin["server"]
     r = clone(tmp_path / "dst", srv.address)
@@ -428,6 +452,7 @@ def test_push_sends_only_samples_the_server_lacks(tmp_path, origin):
     assert stored_counts(srv.log()) - before == 2
 
 
+@pytest.mark.slow
 def test_push_of_remote_references_the_server_lacks_raises(tmp_path, origin, start_server):
     r = clone(tmp_path / "dst", origin["server"].address)
     empty = start_server()
@@ -438,12 +463,14 @@ def test_push_of_remote_references_the_server_lacks_raises(tmp_path, origin, sta
     assert probe.log(return_contents=True)["order"] == []
 
 
+@pytest.mark.slow
 def test_push_unknown_branch_raises_value_error(tmp_path, origin):
     r = clone(tmp_path / "dst", origin["server"].address)
     with pytest.raises(ValueError, match="nope"):
         r.remote.push("origin", "nope")
 
 
+@pytest.mark.slow
 def test_push_diverged_history_is_refused_and_server_unchanged(tmp_path, origin):
     srv, src = origin["server"], origin["src"]
     r = clone(tmp_path / "dst", srv.address)
@@ -457,6 +484,7 @@ def test_push_diverged_history_is_refused_and_server_unchanged(tmp_path, origin)
     assert probe.log(return_contents=True)["head"] == theirs
 
 
+@pytest.mark.slow
 def test_server_refuses_non_fast_forward_ref_update_that_skips_the_client_check(tmp_path, origin):
     # the race where the branch moves between push's check and its ref update: the git
     # transport refuses the non-fast-forward, and push_branch reports it (ref not moved)
@@ -474,6 +502,7 @@ def test_server_refuses_non_fast_forward_ref_update_that_skips_the_client_check(
     assert probe.log(return_contents=True)["head"] == theirs
 
 
+@pytest.mark.slow
 def test_push_after_fetch_and_merge_succeeds(tmp_path, origin):
     srv, src = origin["server"], origin["src"]
     r = clone(tmp_path / "dst", srv.address)
@@ -491,6 +520,7 @@ def test_push_after_fetch_and_merge_succeeds(tmp_path, origin):
 
 
 # ----------------------------------------------------------------------- auth
+@pytest.mark.slow
 def test_push_with_wrong_credentials_raises_permission_error(tmp_path, start_server):
     srv = start_server(username="alice", password="s3cret")
     src = new_repo(tmp_path / "src")
@@ -505,6 +535,7 @@ def test_push_with_wrong_credentials_raises_permission_error(tmp_path, start_ser
     assert os.listdir(os.path.join(srv.path, ".hangar", "data", "packs")) in ([], ["zarr.json"])
 
 
+@pytest.mark.slow
 def test_push_with_right_credentials_succeeds_and_reads_stay_open(tmp_path, start_server):
     srv = start_server(username="alice", password="s3cret")
     src = new_repo(tmp_path / "src")
@@ -579,6 +610,7 @@ class CuttingProxy:
             c.close()
 
 
+@pytest.mark.slow
 def test_push_interrupted_by_server_kill_leaves_only_whole_verified_data_and_retry_completes(
         tmp_path, start_server, monkeypatch):
     from hangar.remote import client as remote_client
@@ -664,28 +696,30 @@ def run_with_stderr(tmp_path, address: str, tty: bool) -> bytes:
         assert out.returncode == 0 and out.stdout.strip() == b"done", out.stderr
         return out.stderr
     master, slave = pty.openpty()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 1 << 16)
-        except OSError:  # EIO: the child closed its end
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    assert proc.wait(120) == 0 and proc.stdout.read().strip() == b"done"
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave) as proc:  # closes its pipe at the end
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(master)
+        assert proc.wait(120) == 0 and proc.stdout.read().strip() == b"done"
     return b"".join(chunks)
 
 
+@pytest.mark.slow
 def test_transfers_show_progress_on_a_terminal_and_stay_silent_otherwise(tmp_path, origin):
     address = origin["server"].address
     assert b"fetching data" in run_with_stderr(tmp_path, address, tty=True)
     assert run_with_stderr(tmp_path, address, tty=False) == b""
 
 
+@pytest.mark.slow
 def test_fetch_data_interrupted_by_server_kill_keeps_only_whole_verified_data_and_retry_completes(
         tmp_path, start_server, monkeypatch):
     from hangar.remote import client as remote_client
@@ -742,6 +776,7 @@ def test_fetch_data_interrupted_by_server_kill_keeps_only_whole_verified_data_an
     s.close()
 
 
+@pytest.mark.slow
 def test_push_looks_only_at_samples_the_server_cannot_have(repo):
     """commit_pointers skips sample subtrees of commits the server has: work follows the change."""
     from hangar.remote.client import commit_pointers

@@ -26,6 +26,7 @@ def _without_git_env(tmp_path) -> dict:
     return {**os.environ, "PATH": str(bin_dir)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["git", "dulwich"])
 def test_push_refused_for_staged_work_is_push_refused_error_in_both_transports(backend, aset_repo, start_server,
                                                                                tmp_path):
@@ -56,6 +57,7 @@ co.close()
 """
 
 
+@pytest.mark.slow
 def test_force_release_refuses_a_live_writer_in_another_pid_namespace_on_the_same_host(aset_repo, tmp_path):
     # containers run with the host's hostname (docker --network host) and their own pid
     # namespace: the holder's pid means nothing here, and os.kill said "not running", so
@@ -79,6 +81,7 @@ def test_force_release_refuses_a_live_writer_in_another_pid_namespace_on_the_sam
     finally:
         proc.stdin.close()
         proc.wait(timeout=60)
+        proc.stdout.close()
     assert proc.returncode == 0
     assert aset_repo.writer_lock_holder is None
 
@@ -109,6 +112,7 @@ co.close()
 """
 
 
+@pytest.mark.slow
 def test_get_batch_in_a_module_run_with_python_m_without_main_guard_works(aset_repo, tmp_path):
     # spawn re-runs a module started with `python -m NAME` too (as __mp_main__): only a
     # package's __main__ is skipped. The guard detection took every -m run for safe, so the

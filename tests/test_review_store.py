@@ -122,6 +122,7 @@ def test_fsck_repair_makes_the_cached_location_table_read_the_repaired_bytes(sma
         np.testing.assert_array_equal(co.arraysets["img"].get_batch([12, 13])[1], arr)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, key", [("img", 13), ("z", 5)])
 @pytest.mark.parametrize("tables", [True, False])
 def test_loaders_check_the_stored_checksum(small_repo, monkeypatch, name, key, tables):
@@ -150,6 +151,7 @@ def test_loaders_check_the_stored_checksum(small_repo, monkeypatch, name, key, t
             dask_array(aset, keys=[key + 1, key])[1].compute()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variable, bad_shape", [(False, (2, 2)), (True, (8,))])
 def test_a_table_derived_from_the_parents_checks_pointers_against_the_schema(repo, variable, bad_shape):
     """A pointer record the API never writes (another rank, or beyond the max shape: e.g. from a
@@ -180,6 +182,7 @@ def test_a_table_derived_from_the_parents_checks_pointers_against_the_schema(rep
             aset.get_batch([6, 7])
 
 
+@pytest.mark.slow
 def test_loaders_see_samples_fetched_after_a_location_table_was_built(tmp_path, repo, start_server):
     """A partial clone reads (a location table is built with the remote references unlocated), then
     ``fetch_data`` brings the bytes: a loader made afterwards in the same process (same checkout, or
@@ -210,6 +213,7 @@ def test_loaders_see_samples_fetched_after_a_location_table_was_built(tmp_path, 
         np.testing.assert_array_equal(make_torch_dataset(co2.arraysets["a"])[3][0], np.arange(12, 16, dtype=np.int32))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tables", [True, False])
 def test_loaders_of_an_open_checkout_read_after_a_gc_compacted_its_packs(repo, monkeypatch, tables):
     """``hangar gc`` may run while a read checkout is open (it only needs the writer lock). A loader

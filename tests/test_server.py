@@ -59,6 +59,7 @@ def server_store(srv) -> TensorStore:
 
 
 # ------------------------------------------------------------------ lifecycle
+@pytest.mark.slow
 def test_server_creates_empty_repository_and_logs_its_address(start_server):
     srv = start_server()
     assert Repository(srv.path).initialized
@@ -67,6 +68,7 @@ def test_server_creates_empty_repository_and_logs_its_address(start_server):
     assert status == 200 and json.loads(body)["push_auth"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_server_stops_cleanly_on_signal(start_server, sig):
     srv = start_server()
@@ -74,6 +76,7 @@ def test_server_stops_cleanly_on_signal(start_server, sig):
     assert "hangar server stopped" in srv.log()
 
 
+@pytest.mark.slow
 def test_server_serves_an_existing_repository(served, start_server):
     srv, repo = served
     srv.stop()
@@ -83,6 +86,7 @@ def test_server_serves_an_existing_repository(served, start_server):
     assert status == 200 and body == b"\x01" * 10
 
 
+@pytest.mark.slow
 def test_python_m_hangar_server_help_lists_options():
     out = subprocess.run([os.sys.executable, "-m", "hangar", "server", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
@@ -91,6 +95,7 @@ def test_python_m_hangar_server_help_lists_options():
 
 
 # ------------------------------------------------------------ git smart HTTP
+@pytest.mark.slow
 def test_git_clone_of_served_history_gets_every_commit(served, tmp_path):
     srv, repo = served
     co = repo.checkout(write=True)
@@ -108,6 +113,7 @@ def test_git_clone_of_served_history_gets_every_commit(served, tmp_path):
     assert fsck.returncode == 0
 
 
+@pytest.mark.slow
 def test_git_push_without_credentials_is_refused_when_push_is_restricted(start_server, aset_repo, run_git):
     srv = start_server(username="alice", password="pw")
     out = run_git(aset_repo, "push", f"http://127.0.0.1:{srv.port}/", "master")
@@ -117,6 +123,7 @@ def test_git_push_without_credentials_is_refused_when_push_is_restricted(start_s
     assert Repository(srv.path).log(return_contents=True)["order"] == []
 
 
+@pytest.mark.slow
 def test_git_push_with_credentials_in_url_is_accepted(start_server, aset_repo, run_git):
     srv = start_server(username="alice", password="pw")
     aset_repo.remote.add("origin", srv.address)
@@ -127,6 +134,7 @@ def test_git_push_with_credentials_in_url_is_accepted(start_server, aset_repo, r
     assert Repository(srv.path).list_branches() == ["copy", "master"]
 
 
+@pytest.mark.slow
 def test_plain_git_push_of_commits_without_uploaded_bytes_is_refused(start_server, aset_repo, run_git):
     srv = start_server()
     out = run_git(aset_repo, "push", f"http://127.0.0.1:{srv.port}/", "master")
@@ -143,6 +151,7 @@ def test_plain_git_push_of_commits_without_uploaded_bytes_is_refused(start_serve
     assert Repository(srv.path)._git.branch_head("master") != aset_repo._git.branch_head("master")
 
 
+@pytest.mark.slow
 def test_git_force_push_and_branch_deletion_are_refused(start_server, aset_repo, run_git):
     srv = start_server()
     url = f"http://127.0.0.1:{srv.port}/"
@@ -170,6 +179,7 @@ def upload_body(samples: list[tuple[bytes, np.ndarray]]) -> bytes:
     return b"".join(parts)
 
 
+@pytest.mark.slow
 def test_have_reports_each_digest(served):
     srv, _ = served
     known = sample_digest(np.arange(5, dtype=np.int64))
@@ -177,12 +187,14 @@ def test_have_reports_each_digest(served):
     assert status == 200 and body == b"\x01\x00\x01"
 
 
+@pytest.mark.slow
 def test_malformed_have_request_is_rejected(served):
     srv, _ = served
     status, body = post(srv.port, protocol.HAVE, b"\x00" * 33)
     assert status == 400 and b"32-byte" in body
 
 
+@pytest.mark.slow
 def test_upload_with_mismatched_digest_is_rejected_and_nothing_is_stored(start_server):
     srv = start_server()
     good = np.arange(10, dtype=np.int64)
@@ -194,6 +206,7 @@ def test_upload_with_mismatched_digest_is_rejected_and_nothing_is_stored(start_s
     assert [p for p in os.listdir(os.path.join(srv.path, ".hangar", "data", "packs")) if p != "zarr.json"] == []
 
 
+@pytest.mark.slow
 def test_upload_of_valid_samples_is_stored_durably(start_server):
     srv = start_server()
     arrs = [np.full((4, 4), i, dtype=np.float32) for i in range(3)]
@@ -204,6 +217,7 @@ def test_upload_of_valid_samples_is_stored_durably(start_server):
         np.testing.assert_array_equal(store.read(sample_digest(a), a.dtype.str, a.shape), a)
 
 
+@pytest.mark.slow
 def test_truncated_upload_is_rejected_and_nothing_is_stored(start_server):
     srv = start_server()
     a = np.arange(100, dtype=np.int64)
@@ -213,6 +227,7 @@ def test_truncated_upload_is_rejected_and_nothing_is_stored(start_server):
     assert list(server_store(srv).digests()) == []
 
 
+@pytest.mark.slow
 def test_upload_needs_credentials_when_push_is_restricted(start_server):
     srv = start_server(username="alice", password="pw")
     a = np.arange(3, dtype=np.int64)
@@ -226,6 +241,7 @@ def test_upload_needs_credentials_when_push_is_restricted(start_server):
     assert list(server_store(srv).digests()) == [sample_digest(a)]
 
 
+@pytest.mark.slow
 def test_download_of_unknown_digest_is_404_before_streaming(served):
     srv, _ = served
     known = sample_digest(np.arange(5, dtype=np.int64))
@@ -233,6 +249,7 @@ def test_download_of_unknown_digest_is_404_before_streaming(served):
     assert status == 404 and b"0707" in body
 
 
+@pytest.mark.slow
 def test_download_streams_stored_records(served):
     srv, _ = served
     arrs = [np.arange(5, dtype=np.int64) + i for i in (3, 0, 7)]
@@ -247,6 +264,7 @@ def test_download_streams_stored_records(served):
         np.testing.assert_array_equal(out, a)
 
 
+@pytest.mark.slow
 def test_oversized_request_is_rejected(start_server):
     srv = start_server()
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
@@ -257,6 +275,7 @@ def test_oversized_request_is_rejected(start_server):
     conn.close()
 
 
+@pytest.mark.slow
 def test_records_claiming_huge_sizes_are_rejected_before_allocating(start_server):
     """Small bodies whose records claim 8 GiB payloads or 1 TiB raw sizes get 413/422, not a MemoryError."""
     srv = start_server()
@@ -272,12 +291,14 @@ def test_records_claiming_huge_sizes_are_rejected_before_allocating(start_server
     assert len(TensorStore(LocalPackStorage(os.path.join(srv.path, ".hangar", "data")))) == 0
 
 
+@pytest.mark.slow
 def test_unknown_data_endpoint_is_404(start_server):
     srv = start_server()
     assert post(srv.port, protocol.PREFIX + "nope", b"")[0] == 404
 
 
 # -------------------------------------------------------- dulwich fallback
+@pytest.mark.slow
 def test_dulwich_backend_serves_clone_and_git_binary(aset_repo, tmp_path):
     server_dir = tmp_path / "served"
     app = HangarServer(str(server_dir), git_backend="dulwich")

@@ -9,6 +9,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # A stand-in for the venv's python: records each call (PATH and arguments) and succeeds.
@@ -57,6 +59,7 @@ def test_demo_installs_the_package_only_when_missing_or_pyproject_changed(tmp_pa
     assert second[-1].endswith("examples/tour.py")
 
 
+@pytest.mark.slow
 def test_pyproject_metadata_raises_no_setuptools_deprecation_warning():
     from setuptools.config.pyprojecttoml import apply_configuration
     from setuptools.dist import Distribution
@@ -67,6 +70,7 @@ def test_pyproject_metadata_raises_no_setuptools_deprecation_warning():
     assert dist.metadata.license_expression == "Apache-2.0"
 
 
+@pytest.mark.slow
 def test_examples_print_their_temporary_folder_and_remove_it():
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], capture_output=True,
                          text=True, timeout=300, check=True).stdout

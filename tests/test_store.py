@@ -1,4 +1,5 @@
-"""Tensor store contract: the same suite on local disk and on a Zarr MemoryStore."""
+"""Tensor store tests beyond the backend contract (tests/test_store_contracts.py runs that on every
+backend): transfers between backends, the local layout on disk, the digest index."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import zarr
 from zarr.storage import MemoryStore
 
-from hangar.errors import CorruptDataError, RemoteDataError
+from hangar.errors import CorruptDataError
 from hangar.store import TensorStore, sample_digest
 from hangar.store.codecs import CodecChooser
 from hangar.store.digest import byte_view
@@ -30,34 +31,7 @@ def put(store, arr, backend="auto"):
     return d
 
 
-def test_put_read_before_and_after_flush(storage_factory):
-    s = TensorStore(storage_factory())
-    a = np.random.default_rng(0).random((3, 4))
-    d = put(s, a)
-    np.testing.assert_array_equal(s.read(d, a.dtype, a.shape), a)
-    s.flush()
-    np.testing.assert_array_equal(s.read(d, a.dtype, a.shape), a)
-    fresh = TensorStore(storage_factory())
-    assert d in fresh and len(fresh) == 1
-    np.testing.assert_array_equal(fresh.read(d, a.dtype, a.shape), a)
 
-
-def test_unflushed_writes_are_invisible_to_other_stores(storage_factory):
-    s = TensorStore(storage_factory())
-    d = put(s, np.zeros(4))
-    assert d not in TensorStore(storage_factory())
-    s.discard()
-    assert d not in s
-
-
-def test_dedup_by_digest(storage_factory):
-    s = TensorStore(storage_factory())
-    a = np.arange(10)
-    assert s.put(sample_digest(a), byte_view(a), CodecChooser("auto")) is True
-    assert s.put(sample_digest(a), byte_view(a), CodecChooser("auto")) is False
-    s.flush()
-    assert s.put(sample_digest(a), byte_view(a), CodecChooser("auto")) is False
-    assert len(s) == 1
 
 
 def test_digest_depends_on_dtype_and_shape():
@@ -67,22 +41,10 @@ def test_digest_depends_on_dtype_and_shape():
     assert sample_digest(a) == sample_digest(a.copy())
 
 
-def test_missing_reports_absent_digests_in_order(storage_factory):
-    s = TensorStore(storage_factory())
-    d1 = put(s, np.ones(3))
-    s.flush()
-    other = [bytes([i]) * 32 for i in range(3)]
-    assert s.missing([other[2], d1, other[0], other[2]]) == [other[2], other[0]]
-
-
-def test_read_of_absent_digest_names_fetch_data(storage_factory):
-    s = TensorStore(storage_factory())
-    with pytest.raises(RemoteDataError, match="fetch_data"):
-        s.read(b"\x01" * 32, np.dtype("f8"), (3,))
 
 
 @pytest.mark.parametrize("backend", ["raw", "lz4", "zstd"])
-def test_stored_form_transfer_verifies_digest(storage_factory, backend):
+def test_stored_form_transfer_between_backends_verifies_digest(storage_factory, backend):
     src = TensorStore(storage_factory())
     a = np.tile(np.arange(100, dtype=np.int32), 10)
     d = put(src, a, backend)
@@ -134,6 +96,7 @@ def test_unfinished_pack_is_ignored(tmp_path):
     assert TensorStore(LocalPackStorage(str(tmp_path / "data"))).storage.list_packs() == []
 
 
+@pytest.mark.slow
 def test_many_small_samples_make_few_files(tmp_path):
     s = TensorStore(LocalPackStorage(str(tmp_path / "data")))
     rng = np.random.default_rng(2)
@@ -142,14 +105,6 @@ def test_many_small_samples_make_few_files(tmp_path):
     s.flush()
     files = sum(len(f) for _, _, f in os.walk(tmp_path / "data"))
     assert files <= 6 and len(s) == 5000
-
-
-def test_random_data_stored_raw_and_compressible_data_compressed(tmp_path):
-    s = TensorStore(LocalPackStorage(str(tmp_path / "data")))
-    rnd = np.random.default_rng(3).integers(0, 255, 100_000, dtype=np.uint8)
-    zeros = np.zeros(100_000, dtype=np.uint8)
-    assert s.location(put(s, rnd)).length == 100_000
-    assert s.location(put(s, zeros)).length < 2_000
 
 
 def _records(digests, pack_offset=0):
@@ -193,18 +148,6 @@ def test_digest_index_over_large_small_and_recent_packs():
     assert all(idx.get(d) == v for d, v in recent.items()) and len(idx) == 5016
 
 
-def test_read_many_matches_read_across_batches_and_reports_missing(storage_factory):
-    s = TensorStore(storage_factory())
-    rng = np.random.default_rng(7)
-    arrays = [rng.integers(0, 255, (i % 4 + 1, 3), dtype=np.uint8) for i in range(25)]
-    digests = [put(s, a, "raw") for a in arrays[:10]]
-    s.flush()
-    digests += [put(s, a) for a in arrays[10:]]  # some still pending in the open pack
-    got = list(s.read_many(((d, a.shape) for d, a in zip(digests, arrays)), np.dtype(np.uint8), batch=4))
-    assert len(got) == 25 and all((g == a).all() for g, a in zip(got, arrays))
-    with pytest.raises(RemoteDataError, match="fetch_data"):
-        list(s.read_many([(digests[0], (1, 3)), (b"\x09" * 32, (1, 3))], np.dtype(np.uint8)))
-
 
 def test_failed_pack_finish_is_never_retried_and_discard_recovers(tmp_path):
     s = TensorStore(LocalPackStorage(str(tmp_path / "data")))
@@ -239,6 +182,10 @@ def test_a_failed_background_flush_fails_the_pack_instead_of_publishing_it(tmp_p
     try:
         writer._syncer = _BackgroundSync(w)
         writer._syncer.request()
+        # the thread ends after its failed fdatasync: wait for that (a finish() that came first
+        # would stop the thread before it synced, and rightly publish: its own fsync succeeds)
+        writer._syncer.thread.join(timeout=60)
+        assert isinstance(writer._syncer.error, OSError)
         with pytest.raises(OSError):
             writer.finish(b"", 1024)
         assert not os.path.exists(tmp_path / "data" / "packs" / "deadbeef" / "index")

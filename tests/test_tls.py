@@ -48,6 +48,7 @@ def write(repo: Repository, values: dict[int, np.ndarray], message: str) -> str:
     return head
 
 
+@pytest.mark.slow
 def test_push_clone_fetch_and_fetch_data_over_https(tmp_path, tls_server):
     src = new_repo(tmp_path / "src")
     values = {i: np.full(16, i, dtype=np.float32) for i in range(20)}
@@ -74,6 +75,7 @@ def test_push_clone_fetch_and_fetch_data_over_https(tmp_path, tls_server):
     assert dst.log(branch="origin/master", return_contents=True)["head"] == second
 
 
+@pytest.mark.slow
 def test_git_binary_clones_over_https_with_the_ca(tmp_path, tls_server):
     src = new_repo(tmp_path / "src")
     head = write(src, {1: np.zeros(16, dtype=np.float32)}, "only")
@@ -87,6 +89,7 @@ def test_git_binary_clones_over_https_with_the_ca(tmp_path, tls_server):
                           check=True).stdout.strip() == head
 
 
+@pytest.mark.slow
 def test_untrusted_certificate_or_plain_http_is_refused_and_creates_nothing(tmp_path, tls_server, monkeypatch):
     other_ca, _ = make_certificate(str(tmp_path), "someone-else")
     monkeypatch.setenv("SSL_CERT_FILE", other_ca)  # trusts another CA only

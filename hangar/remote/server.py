@@ -205,8 +205,13 @@ class DulwichBackend:
                 return super()._on_update(ref_name, old_sha, new_sha)  # type: ignore[arg-type]
 
         handlers = {**DEFAULT_HANDLERS, b"git-receive-pack": Receive}
+        self._repo = Repo(git_dir)
         # dulwich's annotations are narrower than what it takes
-        self._app = make_wsgi_chain(DictBackend({"/": Repo(git_dir)}), handlers=handlers)  # type: ignore[arg-type]
+        self._app = make_wsgi_chain(DictBackend({"/": self._repo}), handlers=handlers)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Close the repository's open pack files (left open, each was a ResourceWarning at exit)."""
+        self._repo.close()
 
     def __call__(self, environ: dict, start_response: StartResponse, allow_push: bool,
                  user: str) -> Iterable[bytes]:
@@ -673,6 +678,9 @@ class HangarServer:
 
     def close(self) -> None:
         self._stop.set()
+        close_git = getattr(self.git_app, "close", None)  # the dulwich backend holds open pack files
+        if close_git is not None:
+            close_git()
         self._transfers.close()
         self._reader.close()
         with self._write_lock:

@@ -70,15 +70,25 @@ class TLSFrontend:
         self._loop = asyncio.new_event_loop()
         self._server: Optional[asyncio.base_events.Server] = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="hangar-tls", daemon=True)
+        #: the streams of open relays, aborted by close()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        writers = [client_w]
+        self._writers.add(client_w)
         try:
             up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+            writers.append(up_w)
+            self._writers.add(up_w)
+            await asyncio.gather(_pump(client_r, up_w), _pump(up_r, client_w))
         except OSError as exc:
             log.warning("TLS frontend: the server on port %s refused a relay: %s", self.target_port, exc)
-            client_w.close()
-            return
-        await asyncio.gather(_pump(client_r, up_w), _pump(up_r, client_w))
+        finally:
+            # a pump that ended with write_eof leaves its writer half open: close both here, also
+            # when close() cancels the relay (else each is an "unclosed StreamWriter" at exit)
+            for w in writers:
+                w.close()
+                self._writers.discard(w)
 
     def start(self) -> None:
         async def listen() -> asyncio.base_events.Server:
@@ -96,9 +106,16 @@ class TLSFrontend:
 
         async def shut() -> None:
             server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            open_streams = list(self._writers)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            # let the relays run their finally blocks, then drop their connections at once (a TLS
+            # close waits for the peer's close_notify): none is left to the loop's close
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for w in open_streams:
+                w.transport.abort()
+            await asyncio.sleep(0)  # connection_lost callbacks run on the next turn
 
         asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)

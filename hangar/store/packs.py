@@ -527,7 +527,12 @@ class ZarrPackStorage:
         return None  # records are range requests: a short answer is caught on read
 
     def replace_index(self, pack_id: str, index: bytes) -> None:
-        self._set(f"packs/{pack_id}/index", index)
+        """Replace an existing pack's index; ``FileNotFoundError`` if there is no such pack (as on local disk:
+        an index without its pack would publish records of bytes never written)."""
+        key = f"packs/{pack_id}/index"
+        if not self._run(self.store.exists(key)):
+            raise FileNotFoundError(key)
+        self._set(key, index)
 
     def remove_dead_partials(self, min_age: float = 60.0) -> int:
         return 0  # unfinished packs are kept in memory until finished
