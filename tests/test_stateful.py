@@ -59,7 +59,7 @@ def _sig(arr: np.ndarray) -> tuple:
     return arr.dtype.str, arr.shape, arr.tobytes()
 
 
-def _read_state(co) -> dict:  # noqa: ANN001 - any checkout
+def _read_state(co) -> dict:  # any checkout
     out = empty_state()
     for name in co.arraysets.keys():
         aset = co.arraysets[name]
@@ -189,7 +189,7 @@ class RepositoryMachine(RuleBasedStateMachine):
         meta[key] = v
 
     @rule(target=commits)
-    def commit(self):  # noqa: ANN201 - a commit id, or no value for the Bundle
+    def commit(self):  # a commit id, or no value for the Bundle
         model = self.model
         if not model.dirty():
             try:
@@ -222,7 +222,7 @@ class RepositoryMachine(RuleBasedStateMachine):
         self.reopen(self.model.branch)
 
     @rule(target=branches, name=BRANCH_NAMES, base=st.none() | commits)
-    def create_branch(self, name: str, base: str | None):  # noqa: ANN201 - a name, or no value
+    def create_branch(self, name: str, base: str | None):  # a name, or no value
         model = self.model
         if name in model.heads:
             try:
