@@ -126,3 +126,15 @@ class BranchSwitchWarning(UserWarning):
 
 class RemoteAddressError(HangarError, ValueError):
     """A remote's recorded address is not one hangar can connect to (``IP:PORT``, ``https://IP:PORT``)."""
+
+
+class DataRemoteAddressError(HangarError, ValueError):
+    """A data location is not one hangar can use (``s3://BUCKET/PREFIX``)."""
+
+
+class DataRemoteUnreachableError(RemoteDataError, ConnectionError):
+    """A sample's bytes are not local and its data remote (an object store) cannot be read.
+
+    The message names the remote and the sample. Both a :class:`RemoteDataError` (the bytes are
+    not here) and a ``ConnectionError`` (the remote could not be reached).
+    """

@@ -93,6 +93,22 @@ class TensorStore:
         self._pending_pack = ""
         self._pending_bytes = 0
         self._tables: dict[str, LocationTable] = {}
+        #: called with ``[(digest, dtype, shape), ...]`` of samples a read lacks, to store them
+        #: (lazy reads from a data remote); ``None``: a missing sample raises ``RemoteDataError``
+        self.lazy_source: Callable[[list[tuple[bytes, str, tuple[int, ...]]]], int] | None = None
+
+    def fetch_missing(self, items: list[tuple[bytes, str, tuple[int, ...]]]) -> bool:
+        """Have :attr:`lazy_source` store the samples of ``items`` not stored here; True when it ran
+        (the index then knows them), False when there is no lazy source or nothing was missing."""
+        if self.lazy_source is None:
+            return False
+        locs = self.locations([d for d, _, _ in items], durable_only=True)
+        lacking = [it for it, loc in zip(items, locs) if loc is None]
+        if not lacking:
+            return False
+        self.lazy_source(list({d: (d, dt, s) for d, dt, s in lacking}.values()))
+        self._load_new_packs()
+        return True
 
     # ----------------------------------------------------------------- index
     def _load_index(self) -> DigestIndex:
@@ -411,7 +427,9 @@ class TensorStore:
         try:
             return self._read(digest, dtype, shape, check)
         except RemoteDataError:
-            raise
+            if self.lazy_source is None or not self.fetch_missing([(digest, np.dtype(dtype).str, tuple(shape))]):
+                raise
+            return self._read(digest, dtype, shape, check)
         except FileNotFoundError:  # its pack was compacted away (gc): reload the index once
             if self._index is None:
                 raise
@@ -437,6 +455,10 @@ class TensorStore:
     def _read_chunk(self, chunk: list[tuple[bytes, tuple[int, ...]]], dtype: str,
                     check: bool | None) -> Iterator[np.ndarray]:
         locs = self.locations([d for d, _ in chunk])
+        if self.lazy_source is not None and None in locs:  # one bulk fetch for the whole chunk
+            dstr = np.dtype(dtype).str
+            if self.fetch_missing([(d, dstr, tuple(s)) for (d, s), loc in zip(chunk, locs) if loc is None]):
+                locs = self.locations([d for d, _ in chunk])
         for (digest, shape), loc in zip(chunk, locs):
             if loc is None:  # raises the usual RemoteDataError
                 yield self.read(digest, dtype, shape, check)
@@ -714,7 +736,9 @@ class TensorStore:
     def __getstate__(self) -> dict:
         if self._writer is not None:
             raise TypeError("a TensorStore with unflushed writes cannot be pickled")
-        return {"storage": self.storage, "_index": None, "_loaded_packs": set(), "damaged_packs": {}, "_writer": None,
+        # a lazy source stays with its repository: worker processes read what was fetched for them
+        return {"storage": self.storage, "lazy_source": None, "_index": None, "_loaded_packs": set(),
+                "damaged_packs": {}, "_writer": None,
                 "_pending": {}, "_pending_pack": "", "_pending_bytes": 0}
 
     def __setstate__(self, state: dict) -> None:
