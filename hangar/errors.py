@@ -138,3 +138,8 @@ class DataRemoteUnreachableError(RemoteDataError, ConnectionError):
     The message names the remote and the sample. Both a :class:`RemoteDataError` (the bytes are
     not here) and a ``ConnectionError`` (the remote could not be reached).
     """
+
+
+class ObjectStoreError(HangarError, ConnectionError):
+    """An object store (a data remote's bucket) failed or refused a request; the message names
+    the location, the endpoint and the store's own error."""

@@ -67,6 +67,7 @@ class S3Server:
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, f)
         base = _pick_base()
         self.port = base
+        self.bucket: Optional[str] = None
         self.endpoint = f"http://127.0.0.1:{base}"
         self.log = open(os.path.join(workdir, "weed.log"), "wb")
         self.proc = subprocess.Popen(
@@ -91,7 +92,7 @@ class S3Server:
                 conn.close()
                 if status in (200, 403):  # the gateway answers (403: no credentials given)
                     # and a bucket can be made: the filer and a volume are up as well
-                    self.make_bucket("ready-" + uuid.uuid4().hex[:8])
+                    self.bucket = self.make_bucket("hangar-tests")
                     return
             except OSError:
                 pass
@@ -112,9 +113,11 @@ class S3Server:
         return name
 
     def new_location(self) -> str:
-        """A fresh ``s3://bucket/prefix`` (its own bucket)."""
-        bucket = self.make_bucket("t" + uuid.uuid4().hex[:16])
-        return f"s3://{bucket}/hangar/data"
+        """A fresh ``s3://bucket/prefix`` (in the one test bucket: SeaweedFS gives each bucket volumes
+        of its own, so a bucket per test would run out of them)."""
+        if self.bucket is None:
+            self.bucket = self.make_bucket("hangar-tests")
+        return f"s3://{self.bucket}/{uuid.uuid4().hex[:12]}/data"
 
     def keys(self, url: str) -> list[str]:
         bucket, _, prefix = url[len("s3://"):].partition("/")

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 import pygit2
 
-from hangar.errors import CorruptDataError, DataRemoteUnreachableError, RemoteDataError
+from hangar.errors import CorruptDataError, DataRemoteUnreachableError, ObjectStoreError, RemoteDataError
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.records.pointer import SamplePointer
 from hangar.store import TensorStore
@@ -181,7 +181,7 @@ class BucketIndex:
         """Pick up packs pushed since the last refresh (one LIST, then only the new indexes)."""
         try:
             listed = self.storage.list_packs()
-        except (OSError, RuntimeError, ValueError) as exc:  # obstore raises its own (OSError-derived) errors
+        except ObjectStoreError as exc:
             raise DataRemoteUnreachableError(f"cannot list {self.storage.describe()}: {exc}") from exc
         new = [p for p in listed if p not in self.packs]
         if not new:
@@ -285,11 +285,8 @@ def push_samples(store: TensorStore, storage: ObjectPackStorage, index: BucketIn
                               "them first")
     try:
         storage.put_packs(_pack_stream(store, wanted))
-    except (RuntimeError, OSError) as exc:
-        if isinstance(exc, CorruptDataError):
-            raise
-        raise DataRemoteUnreachableError(f"uploading to {storage.describe()} (remote {remote!r}) failed: {exc}") \
-            from exc
+    except ObjectStoreError as exc:
+        raise ObjectStoreError(f"pushing {len(wanted)} samples to data remote {remote!r} failed: {exc}") from exc
     index.refresh()
     return len(wanted)
 
@@ -339,9 +336,7 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
             ranges = _ranges(blocs)  # type: ignore[arg-type]
             try:
                 blobs = storage.read_ranges([(p, o, n) for p, o, n, _ in ranges])
-            except (RuntimeError, OSError) as exc:
-                if isinstance(exc, CorruptDataError):
-                    raise
+            except ObjectStoreError as exc:
                 raise DataRemoteUnreachableError(
                     f"reading sample digest {items[batch[0]][0].hex()[:16]}... from data remote {remote!r} "
                     f"({storage.describe()}) failed: {exc}") from exc

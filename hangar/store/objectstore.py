@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 import blake3
 
 from hangar._faults import crash_point
-from hangar.errors import CorruptDataError, DataRemoteAddressError
+from hangar.errors import CorruptDataError, DataRemoteAddressError, ObjectStoreError
 from hangar.store.packs import ZarrPackStorage, array_metadata
 
 #: bytes of pack data per object pushed (several are uploaded at once)
@@ -123,6 +123,18 @@ class ObjectPackStorage(ZarrPackStorage):
 
     def describe(self) -> str:
         return self.url + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+
+    def _run(self, coro):  # noqa: ANN001, ANN202
+        """Run a store coroutine; obstore's errors become :class:`ObjectStoreError` (the one place
+        they are translated)."""
+        from obstore.exceptions import BaseError
+
+        try:
+            return super()._run(coro)
+        except BaseError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ObjectStoreError(f"object store {self.describe()} failed a request: {type(exc).__name__}: "
+                                   f"{first}") from exc
 
     # ------------------------------------------------------------- reading
     def read_checked_index(self, pack_id: str) -> bytes:
