@@ -354,3 +354,28 @@ def test_history_through_git_daemon(tmp_path, s3_env):  # noqa: F811
     finally:
         daemon.terminate()
         daemon.wait(10)
+
+
+# --------------------------------------------------------------------------------- CLI
+def test_cli_add_push_clone_fetch_data_and_lazy_switch(tmp_path, s3_env, monkeypatch):  # noqa: F811
+    from tests.cli_helpers import fails, ok
+
+    r = make_repo(tmp_path / "src")
+    url = bare_git(tmp_path / "h.git")
+    loc = s3_env.new_location()
+    out = ok(r.path, "remote", "add", "origin", url, "--data", loc, "--endpoint-url", s3_env.endpoint)
+    assert out.strip() == f"added remote origin\t{url}\tdata {loc}"
+    assert "give --data" in fails(r.path, "remote", "add", "other", url, "--endpoint-url", s3_env.endpoint)
+    ok(r.path, "push", "origin", "master")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_env.endpoint)
+    ok(tmp_path, "clone", url, "c", "--name", "Bob", "--email", "bob@example.com")
+    c = Repository(tmp_path / "c")
+    assert ok(c.path, "remote", "lazy", "origin", "off").strip() == "lazy reads from origin: off"
+    co = c.checkout()
+    with pytest.raises(RemoteDataError):
+        co.arraysets["img"]["1"]
+    co.close()
+    ok(c.path, "fetch-data", "origin", "master")
+    co = c.checkout()
+    np.testing.assert_array_equal(co.arraysets["img"]["1"], expected()["1"])
+    co.close()
