@@ -95,7 +95,8 @@ class TensorStore:
         self._tables: dict[str, LocationTable] = {}
         #: called with ``[(digest, dtype, shape), ...]`` of samples a read lacks, to store them
         #: (lazy reads from a data remote); ``None``: a missing sample raises ``RemoteDataError``
-        self.lazy_source: Callable[[list[tuple[bytes, str, tuple[int, ...]]]], int] | None = None
+        #: and returns the ids of the packs it wrote
+        self.lazy_source: Callable[[list[tuple[bytes, str, tuple[int, ...]]]], list[str]] | None = None
 
     def fetch_missing(self, items: list[tuple[bytes, str, tuple[int, ...]]]) -> bool:
         """Have :attr:`lazy_source` store the samples of ``items`` not stored here; True when it ran
@@ -106,9 +107,21 @@ class TensorStore:
         lacking = [it for it, loc in zip(items, locs) if loc is None]
         if not lacking:
             return False
-        self.lazy_source(list({d: (d, dt, s) for d, dt, s in lacking}.values()))
-        self._load_new_packs()
+        packs = self.lazy_source(list({d: (d, dt, s) for d, dt, s in lacking}.values()))
+        self.adopt_packs(packs)
         return True
+
+    def adopt_packs(self, packs: Iterable[str]) -> None:
+        """Add packs written by another store object into this store's index, without listing the
+        store (one lazy read writes one small pack: relisting thousands of packs after each would cost
+        more than the read)."""
+        with self._index_lock:
+            if self._index is None:
+                return  # loaded with them on first use
+            for pack in packs:
+                if pack not in self._loaded_packs:
+                    self._add_pack(self._index, pack)
+                    self._loaded_packs.add(pack)
 
     # ----------------------------------------------------------------- index
     def _load_index(self) -> DigestIndex:
@@ -341,10 +354,11 @@ class TensorStore:
         self._append(sample.digest, sample.codec, sample.rawlen, sample.payload)
         return True
 
-    def flush(self) -> None:
-        """Make every sample written so far durable and visible to other processes."""
+    def flush(self) -> str | None:
+        """Make every sample written so far durable and visible to other processes; return the id
+        of the pack finished (``None`` when nothing was pending)."""
         if self._writer is None:
-            return
+            return None
         self._check_failed()
         recs = np.zeros(len(self._pending), dtype=INDEX_DTYPE)
         nbytes = 0
@@ -369,6 +383,7 @@ class TensorStore:
         self._writer = None
         self._pending = {}
         self._pending_bytes = 0
+        return self._pending_pack
 
     def discard(self) -> None:
         """Drop samples written since the last flush (a reset of the staging area)."""
