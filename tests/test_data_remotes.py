@@ -379,3 +379,35 @@ def test_cli_add_push_clone_fetch_data_and_lazy_switch(tmp_path, s3_env, monkeyp
     co = c.checkout()
     np.testing.assert_array_equal(co.arraysets["img"]["1"], expected()["1"])
     co.close()
+
+
+def test_torch_loader_reads_missing_samples_in_bulk_from_the_bucket(pushed, tmp_path):
+    torch = pytest.importorskip("torch")
+    from hangar.dataloaders import make_torch_dataset
+
+    _, url, _ = pushed
+    c = clone(tmp_path, url)
+    co = c.checkout()
+    keys = [str(i) for i in range(10, 30)]
+    ds = make_torch_dataset([co.arraysets["img"]], keys=keys)
+    want = expected()
+    got = [ds[i] for i in range(len(ds))]
+    for k, sample in zip(keys, got):
+        arr = sample[0] if isinstance(sample, (tuple, list)) else sample
+        np.testing.assert_array_equal(torch.as_tensor(arr).numpy(), want[k])
+    assert sorted(co.arraysets["img"].remote_reference_sample_keys, key=int) == \
+        [str(i) for i in range(N) if not 10 <= i < 30]
+    co.close()
+
+
+def test_dask_array_of_a_lazy_clone_reads_from_the_bucket(pushed, tmp_path):
+    pytest.importorskip("dask")
+    from hangar.dataloaders import dask_array
+
+    _, url, _ = pushed
+    c = clone(tmp_path, url)
+    co = c.checkout()
+    arr = dask_array(co.arraysets["vec"])
+    total = float(arr.sum().compute(scheduler="synchronous"))
+    assert total == sum(16.0 * i for i in range(N))
+    co.close()
