@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import pygit2
@@ -336,51 +336,43 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
     if store is None:
         store = TensorStore(LocalPackStorage(os.path.join(hangar_dir, "data")))
     written: list[str] = []
+    ranges = _ranges(locs)  # type: ignore[arg-type]
+    # ranges arrive in order while later ones download: hashing and writing overlap the transfer
+    blobs = storage.iter_ranges((p, o, n) for p, o, n, _ in ranges)
+    unflushed = 0
     try:
-        for batch in _batches(list(range(len(items))), lambda i: locs[i].rawlen, FETCH_BATCH_BYTES):  # type: ignore
-            blocs = [locs[i] for i in batch]
-            ranges = _ranges(blocs)  # type: ignore[arg-type]
-            try:
-                blobs = storage.read_ranges([(p, o, n) for p, o, n, _ in ranges])
-            except ObjectStoreError as exc:
-                raise DataRemoteUnreachableError(
-                    f"reading sample digest {items[batch[0]][0].hex()[:16]}... from data remote {remote!r} "
-                    f"({storage.describe()}) failed: {exc}") from exc
-            try:
-                for (_, off, _, members), blob in zip(ranges, blobs):
-                    view = memoryview(blob)
-                    for m in members:
-                        loc = blocs[m]
-                        digest, dtype, shape = items[batch[m]]
-                        payload = view[loc.offset - off:loc.offset - off + loc.length]  # type: ignore[union-attr]
-                        check_stored(loc, payload, digest)  # type: ignore[arg-type]
-                        # put_stored re-hashes (blake3 over bytes + dtype + shape) before storing
-                        store.put_stored(StoredSample(digest, loc.codec, loc.rawlen, payload), dtype,  # type: ignore
-                                         shape)
-                pack = store.flush()
-                if pack is not None:
-                    written.append(pack)
-            except BaseException:
-                store.discard()
-                raise
+        try:
+            for (_, off, n, members), blob in zip(ranges, blobs):
+                view = memoryview(blob)
+                for m in members:
+                    loc = locs[m]
+                    digest, dtype, shape = items[m]
+                    payload = view[loc.offset - off:loc.offset - off + loc.length]  # type: ignore[union-attr]
+                    check_stored(loc, payload, digest)  # type: ignore[arg-type]
+                    # put_stored re-hashes (blake3 over bytes + dtype + shape) before storing
+                    store.put_stored(StoredSample(digest, loc.codec, loc.rawlen, payload), dtype,  # type: ignore
+                                     shape)
+                unflushed += n
+                if unflushed >= FETCH_BATCH_BYTES:  # durable in batches: a failure keeps what was flushed
+                    pack = store.flush()
+                    written += [pack] if pack is not None else []
+                    unflushed = 0
+            pack = store.flush()
+            written += [pack] if pack is not None else []
+        except ObjectStoreError as exc:
+            store.discard()
+            raise DataRemoteUnreachableError(
+                f"reading sample digest {items[0][0].hex()[:16]}... and {len(items) - 1} more from data remote "
+                f"{remote!r} ({storage.describe()}) failed: {exc}") from exc
+        except BaseException:
+            store.discard()
+            raise
+        finally:
+            blobs.close()  # type: ignore[attr-defined]
     finally:
         if own:
             store.close()
     return written
-
-
-def _batches(items: list, size_of: Callable, limit: int) -> Iterator[list]:
-    batch: list = []
-    size = 0
-    for it in items:
-        n = size_of(it)
-        if batch and size + n > limit:
-            yield batch
-            batch, size = [], 0
-        batch.append(it)
-        size += n
-    if batch:
-        yield batch
 
 
 # --------------------------------------------------------------- lazy reads

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import timedelta
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional
 from urllib.parse import urlparse
 
 import blake3
@@ -37,8 +37,10 @@ from hangar.store.packs import ZarrPackStorage, array_metadata
 
 #: bytes of pack data per object pushed (several are uploaded at once)
 REMOTE_PACK_BYTES = 64 << 20
-#: requests in flight at once (uploads of packs, range reads of samples)
+#: range reads in flight at once
 CONCURRENCY = 16
+#: packs uploaded at once by a push (each a multipart PUT of up to 12 parts in flight)
+PUSH_WINDOW = 4
 
 
 def parse_data_url(url: str) -> tuple[str, str]:
@@ -145,26 +147,50 @@ class ObjectPackStorage(ZarrPackStorage):
                                    f"{remote_pack_id(raw)}); the bucket was changed outside hangar")
         return raw
 
-    def read_ranges(self, requests: Sequence[tuple[str, int, int]]) -> list[bytes]:
-        """Bytes of many ``(pack_id, offset, length)`` ranges, read concurrently (order kept)."""
+    def _windowed(self, coros: Iterable, window: int) -> Iterator:
+        """Results of ``coros`` (coroutines, made lazily) in order, at most ``window`` running at once
+        on zarr's event loop while the caller works on the results already here: transfers overlap
+        the caller's hashing and disk writes instead of alternating with them."""
+        import collections
+        from concurrent.futures import Future
+
+        from obstore.exceptions import BaseError
+        from zarr.core.sync import _get_loop
+
+        loop = _get_loop()
+        pending: collections.deque[Future] = collections.deque()
+        it = iter(coros)
+        try:
+            for coro in it:
+                pending.append(asyncio.run_coroutine_threadsafe(coro, loop))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BaseError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ObjectStoreError(f"object store {self.describe()} failed a request: {type(exc).__name__}: "
+                                   f"{first}") from exc
+        finally:
+            for fut in pending:  # an error or an abandoned generator: stop what still runs
+                fut.cancel()
+            for coro in it:
+                coro.close()
+
+    def iter_ranges(self, requests: Iterable[tuple[str, int, int]]) -> Iterator[bytes]:
+        """Bytes of ``(pack_id, offset, length)`` ranges in order, ``CONCURRENCY`` requests in flight."""
+        return self._windowed((self._range(p, o, n) for p, o, n in requests), CONCURRENCY)
+
+    async def _range(self, pack: str, off: int, n: int) -> bytes:
         from zarr.abc.store import RangeByteRequest
 
-        sem = asyncio.Semaphore(CONCURRENCY)
-
-        async def one(pack: str, off: int, n: int) -> bytes:
-            async with sem:
-                buf = await self.store.get(f"packs/{pack}/c/0", self._proto, byte_range=RangeByteRequest(off, off + n))
-            if buf is None:
-                raise FileNotFoundError(f"{self.url}/packs/{pack}/c/0")
-            data = buf.to_bytes()
-            if len(data) != n:
-                raise CorruptDataError(f"short read of pack {pack} in {self.url} at {off}: {len(data)} of {n} bytes")
-            return data
-
-        async def run() -> list[bytes]:
-            return list(await asyncio.gather(*(one(p, o, n) for p, o, n in requests)))
-
-        return self._run(run())
+        buf = await self.store.get(f"packs/{pack}/c/0", self._proto, byte_range=RangeByteRequest(off, off + n))
+        if buf is None:
+            raise FileNotFoundError(f"{self.url}/packs/{pack}/c/0")
+        data = buf.to_bytes()
+        if len(data) != n:
+            raise CorruptDataError(f"short read of pack {pack} in {self.url} at {off}: {len(data)} of {n} bytes")
+        return data
 
     def read_indexes(self, pack_ids: Iterable[str]) -> dict[str, bytes]:
         """Checked indexes (:meth:`read_checked_index`) of many packs, read concurrently."""
@@ -192,17 +218,15 @@ class ObjectPackStorage(ZarrPackStorage):
     def put_packs(self, packs: Iterable[tuple[bytes | memoryview, bytes]]) -> list[str]:
         """Upload finished packs ``(data, index)``, each data before its index; return their ids.
 
-        Up to ``CONCURRENCY`` objects are in flight; ``packs`` is consumed lazily, so at most a few
-        packs are held in memory. A pack whose index is in the bucket already is skipped (written
-        by an earlier or a concurrent push: same id, same bytes).
+        Up to ``PUSH_WINDOW`` packs are uploaded at once (each itself a concurrent multipart PUT)
+        while the next is being built: ``packs`` is consumed lazily, so only those are held in
+        memory. A pack whose index is in the bucket already is skipped (written by an earlier or a
+        concurrent push: same id, same bytes).
         """
-        import itertools
-
         ids: list[str] = []
 
         async def one(data: bytes | memoryview, index: bytes) -> None:
             pack = remote_pack_id(index)
-            ids.append(pack)
             if await self.store.exists(f"packs/{pack}/index"):
                 return
             await self.store.set(f"packs/{pack}/c/0", self._proto.buffer.from_bytes(data))
@@ -211,16 +235,13 @@ class ObjectPackStorage(ZarrPackStorage):
             # the commit point of the pack: written only once its data object is complete
             await self.store.set(f"packs/{pack}/index", self._proto.buffer.from_bytes(index))
 
-        async def run(batch: list) -> None:
-            await asyncio.gather(*(one(d, i) for d, i in batch))
+        def uploads() -> Iterator:
+            for data, index in packs:
+                ids.append(remote_pack_id(index))
+                yield one(data, index)
 
-        it = iter(packs)
-        while True:
-            # a few packs at a time: each upload is itself multipart and concurrent
-            batch = list(itertools.islice(it, 4))
-            if not batch:
-                break
-            self._run(run(batch))
+        for _ in self._windowed(uploads(), PUSH_WINDOW):
+            pass
         if ids:
             self._set("zarr.json", _group_meta())
         return ids
