@@ -41,8 +41,9 @@ _SIG = ("hangar", "hangar@localhost")
 FETCH_BATCH_BYTES = 256 << 20
 #: ranges of one pack closer than this are read as one request
 _GAP = 1 << 20
-#: and one request reads at most this much
-_SPAN = 16 << 20
+#: and one request reads at most this much: fetch_data of 1,000 x 150 KB from SeaweedFS here took
+#: 1.9-2.0 s with 16 or 64 MiB requests (few streams), 1.4-1.7 s with 4 MiB, 1.0 s with 2 MiB
+_SPAN = 2 << 20
 
 
 # ----------------------------------------------------------------- config
