@@ -68,7 +68,7 @@ class Remotes:
         return address
 
     # ------------------------------------------------------------- registry
-    def add(self, name: str, address: str, data: Optional[str] = None, *, endpoint_url: Optional[str] = None,
+    def add(self, name: str, address: str, *, data: Optional[str] = None, endpoint_url: Optional[str] = None,
             lazy: bool = True) -> RemoteInfo:
         """Add a remote to the repository accessible by ``name`` at ``address``.
 
@@ -83,7 +83,7 @@ class Remotes:
             with a :class:`~hangar.errors.RemoteAddressError` naming the expected forms.
             With ``data``: any git URL (a bare repository's path, ``file://``, ``ssh://``,
             ``git://``, ``https://`` of any git host), which holds the history.
-        data : str, optional
+        data : str, optional, keyword-only
             ``s3://BUCKET/PREFIX``: make this a *data remote*, whose sample bytes live in that
             bucket prefix of an S3-compatible object store (credentials from the standard AWS
             environment variables or config files; never stored). ``push`` records the location

@@ -60,7 +60,7 @@ def remote_add(
     """
     if data is None and (endpoint_url is not None or not lazy):
         raise CliError("--endpoint-url and --no-lazy apply to a data remote: give --data s3://BUCKET/PREFIX too")
-    info = open_repo().remote.add(name, address, data, endpoint_url=endpoint_url, lazy=lazy)
+    info = open_repo().remote.add(name, address, data=data, endpoint_url=endpoint_url, lazy=lazy)
     typer.echo(f"added remote {info.name}\t{info.address}" + (f"\tdata {data}" if data else ""))
 
 
