@@ -274,6 +274,15 @@ class ArraysetDataReader(CheckoutHandle):
         table = self._loc_table = self._session.store.complete_table(self._table.tree_key(), table)
         return table
 
+    def _fetch_lazily(self, table, rows: np.ndarray):  # noqa: ANN001, ANN202 - LocationTable
+        """``table`` after the store's lazy source brought the bytes of ``rows`` not stored here
+        (one bulk read from the data remote for a whole batch)."""
+        lacking = rows[table.pack_col[rows] < 0].tolist()
+        items = [(table.digests[r].tobytes(), self._dtype.str, tuple(table.shapes[r].tolist())) for r in lacking]
+        if self._session.store.fetch_missing(items):
+            table = self._located_now(table)
+        return table
+
     def _drop_locations(self) -> None:
         table = self.__dict__.pop("_loc_table", None)
         self.__dict__.pop("_loc_probed", None)
@@ -291,6 +300,8 @@ class ArraysetDataReader(CheckoutHandle):
         if len(missing):
             raise SampleNotFoundError(f"arrayset {self.name!r} has no sample with key {names[int(missing[0])]!r}")
         store, dtype, shape = self._session.store, self._dtype, self.shape
+        if store.lazy_source is not None and bool((table.pack_col[rows] < 0).any()):
+            table = self._fetch_lazily(table, rows)
         try:
             if (not self.variable_shape and bool((table.pack_col[rows] >= 0).all())
                     and bool((table.shapes[rows] == shape).all())):
@@ -394,6 +405,7 @@ class ArraysetDataReader(CheckoutHandle):
         store, dtype = self._session.store, self._dtype
         if self.iswriteable or n_cpus is None or n_cpus == 1 or len(ptrs) < 2:
             return list(store.read_many(((p.digest, p.shape) for p in ptrs), dtype))
+        store.fetch_missing([(p.digest, p.dtype, p.shape) for p in ptrs])  # lazy reads: in bulk, here
         for p in ptrs:  # fail before starting workers
             store.location(p.digest)
         n_jobs = min(n_cpus, len(ptrs))

@@ -325,6 +325,23 @@ class CliError(HangarError):
     """
 
 
+class DataRemoteAddressError(HangarError, ValueError):
+    """A data location is not one hangar can use (``s3://BUCKET/PREFIX``)."""
+
+
+class DataRemoteUnreachableError(RemoteDataError, ConnectionError):
+    """A sample's bytes are not local and its data remote (an object store) cannot be read.
+
+    The message names the remote and the sample. Both a :class:`RemoteDataError` (the bytes are
+    not here) and a ``ConnectionError`` (the remote could not be reached).
+    """
+
+
+class ObjectStoreError(HangarError, ConnectionError):
+    """An object store (a data remote's bucket) failed or refused a request; the message names
+    the location, the endpoint and the store's own error."""
+
+
 __all__ = [
     "HangarError", "RepositoryNotFoundError", "WriterLockError", "CheckoutClosedError", "HandleClosedError",
     "SampleNotFoundError", "ArraysetNotFoundError", "ArraysetExistsError", "MetadataNotFoundError",
@@ -341,4 +358,5 @@ __all__ = [
     "RemoteNotFoundKeyError", "RemoteExistsError", "ServerUnreachableError", "ServerResponseError",
     "PushAuthenticationError", "ProtocolError", "RecordTooLarge", "RequestTooLargeError", "GitNotFoundError",
     "ServerConfigError", "UnseekableStreamError", "LoaderRemoteDataError", "MainGuardError", "CliError",
+    "DataRemoteAddressError", "DataRemoteUnreachableError", "ObjectStoreError",
 ]

@@ -14,6 +14,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
 
+from hangar import datastore
 from hangar.errors import (
     BranchNotFoundError,
     CommitNotFoundError,
@@ -27,6 +28,7 @@ from hangar.errors import (
     RepositoryExistsError,
 )
 from hangar.remote import client as _client
+from hangar.remote import objectdata
 from hangar.store import TensorStore
 from hangar.store.packs import LocalPackStorage
 from hangar.transfers import transfer_marker
@@ -77,7 +79,8 @@ class Remotes:
         return address
 
     # ------------------------------------------------------------- registry
-    def add(self, name: str, address: str) -> RemoteInfo:
+    def add(self, name: str, address: str, *, data: Optional[str] = None, endpoint_url: Optional[str] = None,
+            lazy: bool = True) -> RemoteInfo:
         """Add a remote to the repository accessible by ``name`` at ``address``.
 
         Parameters
@@ -89,6 +92,20 @@ class Remotes:
             non-empty string is recorded as given, as ``git remote add`` does (and Hangar
             0.3 did); it fails at first use (``ping``, ``fetch``, ``fetch_data``, ``push``)
             with a :class:`~hangar.errors.RemoteAddressError` naming the expected forms.
+            With ``data``: any git URL (a bare repository's path, ``file://``, ``ssh://``,
+            ``git://``, ``https://`` of any git host), which holds the history.
+        data : str, optional, keyword-only
+            ``s3://BUCKET/PREFIX``: make this a *data remote*, whose sample bytes live in that
+            bucket prefix of an S3-compatible object store (credentials from the standard AWS
+            environment variables or config files; never stored). ``push`` records the location
+            in the history (ref ``refs/hangar/data``), so ``Repository.clone`` of the git URL
+            alone finds it. See docs/remotes.md.
+        endpoint_url : str, optional, keyword-only
+            With ``data``: the object store's URL for S3-compatible servers (default: the
+            ``AWS_ENDPOINT_URL`` environment variable, else AWS). Recorded (it is no secret).
+        lazy : bool, keyword-only
+            With ``data``: read samples that are not local from the bucket on first access
+            (verified, then kept locally). Default True; False keeps ``fetch_data`` the only way.
 
         Returns
         -------
@@ -111,8 +128,33 @@ class Remotes:
             url = _client.address_url(address)
         except ValueError:  # not one hangar can reach: kept verbatim, refused at first use
             url = address
+        if data is not None:
+            objectdata.parse_data_url(data)  # checked before anything is recorded
+            if os.path.isdir(address):  # a local path: absolute, as git records it for a clone
+                url = os.path.abspath(address)
         self._git.add_remote(name, url)
+        if data is not None:
+            objectdata.record_remote(self._git, name, data, endpoint_url, lazy)
+            objectdata.attach_lazy_reads(self._git, self._repo._hangar_dir, self._repo._store())
         return RemoteInfo(name, self._recorded_address(name))
+
+    def data_location(self, name: str) -> Optional[str]:
+        """The data location (``s3://BUCKET/PREFIX``) of remote ``name``; ``None`` for a hangar server.
+
+        Raises
+        ------
+        ValueError
+            If no remote with that name exists.
+        """
+        self._recorded_address(name)
+        return objectdata.data_url(self._git, name)
+
+    def set_lazy_reads(self, name: str, enabled: bool) -> None:
+        """Turn lazy reads from data remote ``name`` on or off (``ValueError`` if it is no data remote)."""
+        if self.data_location(name) is None:
+            raise ValueError(f"remote {name!r} is a hangar server, not a data remote: it serves no lazy reads")
+        self._git.config_set(f"remote.{name}.hangarlazy", "true" if enabled else "false")
+        objectdata.attach_lazy_reads(self._git, self._repo._hangar_dir, self._repo._store())
 
     def remove(self, name: str) -> RemoteInfo:
         """Remove the remote ``name`` (and its remote branches); return what was removed.
@@ -180,6 +222,8 @@ class Remotes:
         ConnectionError
             If the server could not be reached.
         """
+        if self._data_url(remote) is not None:
+            return datastore.fetch(self._git, self._repo._hangar_dir, remote, branch)
         address = self._address(remote)
         if not isinstance(branch, str) or not branch:
             raise InvalidArgumentError(f"branch must be a non-empty str, not {branch!r}")
@@ -200,6 +244,9 @@ class Remotes:
         with transfer_marker(self._repo._hangar_dir, f"fetch {remote}/{branch}"):
             _client.fetch_branches(self._git, remote, address, [branch])
         return f"{remote}/{branch}"
+
+    def _data_url(self, remote: str) -> Optional[str]:
+        return objectdata.data_url(self._git, remote) if isinstance(remote, str) and remote else None
 
     def _resolve_start(self, branch: Optional[str], commit: Optional[str]) -> str:
         git = self._git
@@ -256,7 +303,8 @@ class Remotes:
         hangar.errors.CorruptDataError
             If received bytes do not match their digest (nothing of that batch is stored).
         """
-        address = self._address(remote)
+        data_url = self._data_url(remote)
+        address = self._address(remote) if data_url is None else ""
         start = self._resolve_start(branch, commit)
         if max_num_bytes is not None and (not isinstance(max_num_bytes, int) or isinstance(max_num_bytes, bool)
                                           or max_num_bytes <= 0):
@@ -268,6 +316,10 @@ class Remotes:
                 raise InvalidArgumentError(f"arrayset_names must be a sequence of str, not {arrayset_names!r}")
         git = self._git
         commits = [c.id for c in git.walk([start])] if retrieve_all_history else [start]
+        if data_url is not None:
+            datastore.fetch_data(git, self._repo._hangar_dir, self._repo._store(), remote, commits, names,
+                                 max_num_bytes)
+            return commits
         pointers = _client.commit_pointers(git, commits, names)
         local = self._repo._store()
         local.refresh()
@@ -328,6 +380,8 @@ class Remotes:
             If the server could not be reached or dropped the connection.
         """
         git = self._git
+        if self._data_url(remote) is not None:
+            return datastore.push(git, self._repo._hangar_dir, self._repo._store(), remote, branch)
         address = self._address(remote)
         head = git.branch_head(branch) if isinstance(branch, str) else None
         if head is None:
@@ -393,7 +447,7 @@ def _as_address(url: str) -> str:
 
 
 def clone_into(repo: "Repository", user_name: str, user_email: str, remote_address: str, *,
-               remove_old: bool = False) -> str:
+               remove_old: bool = False, endpoint_url: Optional[str] = None) -> str:
     """Initialize ``repo`` and fill it with the records of the server at ``remote_address``.
 
     Adds remote ``origin``, fetches the server's ``master`` branch as ``origin/master`` (its
@@ -413,6 +467,8 @@ def clone_into(repo: "Repository", user_name: str, user_email: str, remote_addre
     """
     from hangar.records.staging import StagingState
 
+    if isinstance(remote_address, str) and datastore.looks_like_git_url(remote_address):
+        return _clone_data_remote(repo, user_name, user_email, remote_address, remove_old, endpoint_url)
     _client.parse_address(remote_address)
     if repo.initialized and not remove_old:
         raise RepositoryExistsError(f"a hangar repository already exists at {repo.path!r}; "
@@ -429,4 +485,33 @@ def clone_into(repo: "Repository", user_name: str, user_email: str, remote_addre
         if head is not None:
             git.set_branch("master", head)
             StagingState("master", head, git.commit_tree_id(head)).save(repo._hangar_dir)
+    return "master"
+
+
+def _clone_data_remote(repo: "Repository", user_name: str, user_email: str, address: str, remove_old: bool,
+                       endpoint_url: Optional[str]) -> str:
+    """``clone_into`` of a git URL whose history records a data location (``refs/hangar/data``)."""
+    import shutil
+
+    from hangar.records.staging import StagingState
+
+    if repo.initialized and not remove_old:
+        raise FileExistsError(f"a hangar repository already exists at {repo.path!r}; "
+                              "pass remove_old=True to replace it")
+    if os.path.isdir(address):
+        address = os.path.abspath(address)
+    existed = repo.initialized
+    repo.init(user_name, user_email, remove_old=remove_old)
+    git = repo._git
+    try:
+        head = datastore.clone(git, repo._hangar_dir, address, endpoint_url)
+    except BaseException:
+        if not existed:  # nothing is left behind by a clone that failed
+            shutil.rmtree(repo._hangar_dir, ignore_errors=True)
+            repo._git_repo = repo._store_obj = None
+        raise
+    if head is not None:
+        git.set_branch("master", head)
+        StagingState("master", head, git.commit_tree_id(head)).save(repo._hangar_dir)
+    objectdata.attach_lazy_reads(git, repo._hangar_dir, repo._store())
     return "master"

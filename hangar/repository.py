@@ -96,6 +96,9 @@ class Repository:
             self._git  # noqa: B018 - raises when not initialized
             self._store_obj = TensorStore(LocalPackStorage(os.path.join(self._hangar_dir, "data"),
                                                               cache_dir=os.path.join(self._hangar_dir, "cache")))
+            from hangar.remote.objectdata import attach_lazy_reads
+
+            attach_lazy_reads(self._git, self._hangar_dir, self._store_obj)
         return self._store_obj
 
     def _user(self) -> tuple[str, str]:
@@ -783,7 +786,7 @@ class Repository:
 
     # ----------------------------------------------------------------- clone
     def clone(self, user_name: str, user_email: str, remote_address: str, *,
-              remove_old: bool = False) -> str:
+              remove_old: bool = False, endpoint_url: Optional[str] = None) -> str:
         """Clone the repository served at ``remote_address`` (``IP:PORT``) into ``path``.
 
         Brings the commits (records only) of the server's ``master`` branch and their
@@ -796,9 +799,15 @@ class Repository:
         user_name, user_email : str
             Author recorded in the commits made in the clone.
         remote_address : str
-            ``IP:PORT`` of a running ``hangar server``.
+            ``IP:PORT`` of a running ``hangar server``, or the git URL of a data remote's
+            history (a bare repository's path, ``file://``, ``ssh://``, ``git://``, ``https://``):
+            its data location (``s3://...``) is read from the history (ref ``refs/hangar/data``),
+            and samples are read from there lazily or with ``fetch_data``.
         remove_old : bool, keyword-only
             DEVELOPER USE ONLY: replace a repository existing at ``path``. Default False.
+        endpoint_url : str, optional, keyword-only
+            For a data remote: the object store's URL (default: ``AWS_ENDPOINT_URL``, else the
+            one recorded by the pusher, else AWS).
 
         Returns
         -------
@@ -816,4 +825,5 @@ class Repository:
         """
         from hangar.remotes import clone_into
 
-        return clone_into(self, user_name, user_email, remote_address, remove_old=remove_old)
+        return clone_into(self, user_name, user_email, remote_address, remove_old=remove_old,
+                          endpoint_url=endpoint_url)

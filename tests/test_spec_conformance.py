@@ -115,6 +115,8 @@ EXTRA_KEYWORDS = {
     "Repository.merge": {"strategy"},
     "WriterCheckout.merge": {"strategy"},
     "ArraysetDataReader.get_batch": {"out"},  # issue 14: read into a caller's reused buffer
+    "Remotes.add": {"data", "endpoint_url", "lazy"},  # issue 15: data remotes in an object store
+    "Repository.clone": {"endpoint_url"},  # issue 15: the object store of a data remote
 }
 
 SPEC_PROPERTIES = {

@@ -47,14 +47,39 @@ def _noting_no_op(call: Callable[[], _T]) -> tuple[_T, bool]:
 def remote_add(
     name: str = typer.Argument(..., metavar="NAME", help="Name for the remote, e.g. origin."),
     address: str = typer.Argument(..., metavar="ADDRESS",
-                                  help="IP:PORT (or https://IP:PORT) where hangar server runs."),
+                                  help="IP:PORT (or https://IP:PORT) where hangar server runs; with --data, "
+                                       "any git URL (path, file://, ssh://, git://, https://)."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="s3://BUCKET/PREFIX",
+                                       help="Keep sample bytes in this object-store prefix (a data remote)."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", metavar="URL",
+                                               help="S3-compatible server URL (default: AWS_ENDPOINT_URL, else AWS)."),
+    lazy: bool = typer.Option(True, "--lazy/--no-lazy",
+                              help="Read samples that are not local from the data remote on first access."),
 ) -> None:
     """Record a remote under NAME.
 
     Example: hangar remote add origin 127.0.0.1:50051
+    Example: hangar remote add origin git@github.com:me/mnist.git --data s3://team-data/mnist
     """
-    info = open_repo().remote.add(name, address)
-    typer.echo(f"added remote {info.name}\t{info.address}")
+    if data is None and (endpoint_url is not None or not lazy):
+        raise CliError("--endpoint-url and --no-lazy apply to a data remote: give --data s3://BUCKET/PREFIX too")
+    info = open_repo().remote.add(name, address, data=data, endpoint_url=endpoint_url, lazy=lazy)
+    typer.echo(f"added remote {info.name}\t{info.address}" + (f"\tdata {data}" if data else ""))
+
+
+@remote_app.command("lazy")
+def remote_lazy(
+    name: str = typer.Argument(..., metavar="NAME", help="A data remote."),
+    setting: str = typer.Argument(..., metavar="on|off", help="Read missing samples from it on first access?"),
+) -> None:
+    """Turn lazy reads from the data remote NAME on or off (fetch-data always works).
+
+    Example: hangar remote lazy origin off
+    """
+    if setting not in ("on", "off"):
+        raise CliError(f"lazy reads are 'on' or 'off', not {setting!r}")
+    open_repo().remote.set_lazy_reads(name, setting == "on")
+    typer.echo(f"lazy reads from {name}: {setting}")
 
 
 @remote_app.command("remove")
@@ -90,11 +115,14 @@ def remote_ping(name: str = typer.Argument(..., help="Remote to ping.")) -> None
 @app.command("clone")
 def clone(
     address: str = typer.Argument(..., metavar="ADDRESS",
-                                  help="IP:PORT (or https://IP:PORT) where hangar server runs."),
+                                  help="IP:PORT (or https://IP:PORT) where hangar server runs, or the git URL "
+                                       "of a data remote's history."),
     path: Optional[str] = typer.Argument(None, metavar="PATH",
                                          help="Directory to clone into (default: current, created)."),
     name: str = typer.Option(..., "--name", metavar="NAME", help="Your name, recorded in every commit."),
     email: str = typer.Option(..., "--email", metavar="EMAIL", help="Your email, recorded in every commit."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", metavar="URL",
+                                               help="For a data remote: the S3-compatible server's URL."),
 ) -> None:
     """Copy a remote repository's history (records only) into PATH; fetch-data brings sample bytes.
 
@@ -110,7 +138,8 @@ def clone(
         repo = Repository(target, exists=False)
         if repo.initialized:
             raise CliError(f"a hangar repository already exists in {target}; clone into an empty directory")
-        branch = repo.clone(name, email, address)
+        branch = (repo.clone(name, email, address, endpoint_url=endpoint_url) if endpoint_url
+                  else repo.clone(name, email, address))
     except BaseException:
         if created:  # a failed clone leaves no folder behind that it made
             shutil.rmtree(target, ignore_errors=True)

@@ -409,6 +409,9 @@ class GroupedSamples:
             if len(bad):
                 raise SampleNotFoundError(f"arrayset {a.name!r} has no sample with key {chosen[int(bad[0])]!r}")
             missing = int((t.pack_col[rows] < 0).sum())
+            if missing and a._session.store.lazy_source is not None:  # read from the data remote, in bulk
+                t = a._fetch_lazily(t, rows)
+                missing = int((t.pack_col[rows] < 0).sum())
             if missing:  # fetched since the table was built?
                 t = a._located_now(t)
                 missing = int((t.pack_col[rows] < 0).sum())
@@ -426,6 +429,8 @@ class GroupedSamples:
     def _source(aset: ArraysetDataReader, ptrs: list) -> SampleSource:
         store = aset._session.store
         locs = store.locations([p.digest for p in ptrs])  # one vectorised index search
+        if None in locs and store.fetch_missing([(p.digest, p.dtype, p.shape) for p in ptrs]):
+            locs = store.locations([p.digest for p in ptrs])  # read from the data remote, in bulk
         missing = locs.count(None)
         if missing:
             raise LoaderRemoteDataError(

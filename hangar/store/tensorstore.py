@@ -97,6 +97,35 @@ class TensorStore:
         self._pending_pack = ""
         self._pending_bytes = 0
         self._tables: dict[str, LocationTable] = {}
+        #: called with ``[(digest, dtype, shape), ...]`` of samples a read lacks, to store them
+        #: (lazy reads from a data remote); ``None``: a missing sample raises ``RemoteDataError``
+        #: and returns the ids of the packs it wrote
+        self.lazy_source: Callable[[list[tuple[bytes, str, tuple[int, ...]]]], list[str]] | None = None
+
+    def fetch_missing(self, items: list[tuple[bytes, str, tuple[int, ...]]]) -> bool:
+        """Have :attr:`lazy_source` store the samples of ``items`` not stored here; True when it ran
+        (the index then knows them), False when there is no lazy source or nothing was missing."""
+        if self.lazy_source is None:
+            return False
+        locs = self.locations([d for d, _, _ in items], durable_only=True)
+        lacking = [it for it, loc in zip(items, locs) if loc is None]
+        if not lacking:
+            return False
+        packs = self.lazy_source(list({d: (d, dt, s) for d, dt, s in lacking}.values()))
+        self.adopt_packs(packs)
+        return True
+
+    def adopt_packs(self, packs: Iterable[str]) -> None:
+        """Add packs written by another store object into this store's index, without listing the
+        store (one lazy read writes one small pack: relisting thousands of packs after each would cost
+        more than the read)."""
+        with self._index_lock:
+            if self._index is None:
+                return  # loaded with them on first use
+            for pack in packs:
+                if pack not in self._loaded_packs:
+                    self._add_pack(self._index, pack)
+                    self._loaded_packs.add(pack)
 
     # ----------------------------------------------------------------- index
     def _load_index(self) -> DigestIndex:
@@ -330,10 +359,11 @@ class TensorStore:
         self._append(sample.digest, sample.codec, sample.rawlen, sample.payload)
         return True
 
-    def flush(self) -> None:
-        """Make every sample written so far durable and visible to other processes."""
+    def flush(self) -> str | None:
+        """Make every sample written so far durable and visible to other processes; return the id
+        of the pack finished (``None`` when nothing was pending)."""
         if self._writer is None:
-            return
+            return None
         self._check_failed()
         recs = np.zeros(len(self._pending), dtype=INDEX_DTYPE)
         nbytes = 0
@@ -358,6 +388,7 @@ class TensorStore:
         self._writer = None
         self._pending = {}
         self._pending_bytes = 0
+        return self._pending_pack
 
     def discard(self) -> None:
         """Drop samples written since the last flush (a reset of the staging area)."""
@@ -416,7 +447,9 @@ class TensorStore:
         try:
             return self._read(digest, dtype, shape, check)
         except RemoteDataError:
-            raise
+            if self.lazy_source is None or not self.fetch_missing([(digest, np.dtype(dtype).str, tuple(shape))]):
+                raise
+            return self._read(digest, dtype, shape, check)
         except FileNotFoundError:  # its pack was compacted away (gc): reload the index once
             if self._index is None:
                 raise
@@ -442,6 +475,10 @@ class TensorStore:
     def _read_chunk(self, chunk: list[tuple[bytes, tuple[int, ...]]], dtype: DTypeArg,
                     check: bool | None) -> Iterator[np.ndarray]:
         locs = self.locations([d for d, _ in chunk])
+        if self.lazy_source is not None and None in locs:  # one bulk fetch for the whole chunk
+            dstr = np.dtype(dtype).str
+            if self.fetch_missing([(d, dstr, tuple(s)) for (d, s), loc in zip(chunk, locs) if loc is None]):
+                locs = self.locations([d for d, _ in chunk])
         for (digest, shape), loc in zip(chunk, locs):
             if loc is None:  # raises the usual RemoteDataError
                 yield self.read(digest, dtype, shape, check)
@@ -720,7 +757,9 @@ class TensorStore:
     def __getstate__(self) -> dict[str, object]:
         if self._writer is not None:
             raise NotPicklableError("a TensorStore with unflushed writes cannot be pickled")
-        return {"storage": self.storage, "_index": None, "_loaded_packs": set(), "damaged_packs": {}, "_writer": None,
+        # a lazy source stays with its repository: worker processes read what was fetched for them
+        return {"storage": self.storage, "lazy_source": None, "_index": None, "_loaded_packs": set(),
+                "damaged_packs": {}, "_writer": None,
                 "_pending": {}, "_pending_pack": "", "_pending_bytes": 0}
 
     def __setstate__(self, state: dict[str, object]) -> None:

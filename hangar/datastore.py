@@ -1,0 +1,157 @@
+"""The verbs of a data remote (history on a git URL, bytes in an S3 bucket): what
+:class:`hangar.remotes.Remotes` runs for a remote added with ``data=``.
+
+Each function takes the repository's git, its ``.hangar`` directory and its tensor store, so
+this module holds no repository state; see :mod:`hangar.remote.objectdata` for the layout in
+the bucket and in the history.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import TYPE_CHECKING, List, Optional
+
+from hangar.errors import DivergedHistoryError
+from hangar.remote import client as _client
+from hangar.remote import objectdata
+from hangar.transfers import transfer_marker
+
+if TYPE_CHECKING:
+    from hangar.plumbing.gitrepo import GitRepo
+    from hangar.store import TensorStore
+
+
+def remote_heads(git: "GitRepo", remote: str) -> dict[str, str]:
+    """Branch name -> head commit in the remote's git repository."""
+    refs = objectdata.remote_refs(git, remote)
+    return {r[len("refs/heads/"):]: oid for r, oid in refs.items() if r.startswith("refs/heads/")}
+
+
+def fetch(git: "GitRepo", hangar_dir: str, remote: str, branch: str) -> str:
+    """``Remotes.fetch`` for a data remote (records only; see there for the return value)."""
+    if not isinstance(branch, str) or not branch:
+        raise ValueError(f"branch must be a non-empty str, not {branch!r}")
+    heads = remote_heads(git, remote)
+    if branch not in heads:
+        raise ValueError(f"remote {remote!r} has no branch {branch!r}; its branches: {sorted(heads)}")
+    theirs = heads[branch]
+    local = git.branch_head(branch)
+    if local is not None and git.has_object(theirs) and git.is_ancestor(theirs, local):
+        warnings.warn(f"fetch changed nothing: the head {theirs[:10]} of branch {branch!r} on remote "
+                      f"{remote!r} is already in local branch {branch!r}", UserWarning, stacklevel=3)
+        return branch
+    if git.remote_branch_head(f"{remote}/{branch}") == theirs:
+        warnings.warn(f"fetch changed nothing: remote branch '{remote}/{branch}' is already at the "
+                      f"remote's head {theirs[:10]}", UserWarning, stacklevel=3)
+        return f"{remote}/{branch}"
+    with transfer_marker(hangar_dir, f"fetch {remote}/{branch}"):
+        objectdata.fetch_branches(git, remote, [branch])
+    return f"{remote}/{branch}"
+
+
+def fetch_data(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, commits: List[str],
+               names: Optional[set[str]], max_num_bytes: Optional[int]) -> None:
+    """Bring the bytes of the samples of ``commits`` not stored locally from the remote's bucket."""
+    pointers = _client.commit_pointers(git, commits, names)
+    store.refresh()
+    digests = list(pointers)
+    wanted = [pointers[d] for d, loc in zip(digests, store.locations(digests, durable_only=True)) if loc is None]
+    if max_num_bytes is not None:
+        budget, chosen = max_num_bytes, []
+        for p in wanted:
+            n = _client.raw_nbytes(p)
+            if n > budget:
+                break
+            budget -= n
+            chosen.append(p)
+        wanted = chosen
+    if not wanted:
+        return
+    storage = objectdata.open_storage(git, remote)
+    index = objectdata.bucket_index(storage, hangar_dir)
+    try:
+        with transfer_marker(hangar_dir, f"fetch_data {remote}"):
+            objectdata.fetch_samples(hangar_dir, storage, index, objectdata.pointers_items(wanted), remote)
+    finally:
+        store.refresh()
+
+
+def push(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, branch: str) -> str:
+    """``Remotes.push`` for a data remote: samples the bucket lacks (packs, index last), then the
+    data-location ref and the branch in one git push."""
+    head = git.branch_head(branch) if isinstance(branch, str) else None
+    if head is None:
+        raise ValueError(f"no local branch named {branch!r}; branches: {git.branches()}")
+    refs = objectdata.remote_refs(git, remote)
+    theirs = refs.get(f"refs/heads/{branch}")
+    if theirs is not None and not (git.has_object(theirs) and git.is_ancestor(theirs, head)):
+        raise DivergedHistoryError(
+            f"branch {branch!r} on remote {remote!r} ({theirs[:10]}) holds commits not in the local branch "
+            f"({head[:10]}); fetch it (repo.remote.fetch({remote!r}, {branch!r})), merge, then push again")
+    url, endpoint = objectdata.data_url(git, remote), objectdata.endpoint_url(git, remote)
+    location = objectdata.location_commit(git, url, endpoint)  # type: ignore[arg-type]
+    recorded = refs.get(objectdata.DATA_REF)
+    if recorded is not None and recorded != location:
+        if not git.has_object(recorded):
+            objectdata.fetch_location(git, remote)
+        there = objectdata.read_location(git, recorded)[0]
+        if there != url:
+            raise ValueError(f"the history at remote {remote!r} records its data at {there}, not {url}; "
+                             f"add the remote with data={there!r}")
+    if theirs == head and recorded is not None:
+        git.set_ref(f"refs/remotes/{remote}/{branch}", head)
+        warnings.warn(f"push changed nothing: branch {branch!r} on remote {remote!r} is already at {head[:10]}",
+                      UserWarning, stacklevel=3)
+        return branch
+    known = [h for r, h in refs.items() if r.startswith("refs/heads/") and git.has_object(h)]
+    commits = _client.new_commits(git, head, known)
+    pointers = list(_client.commit_pointers(git, commits, known=known).values())
+    storage = objectdata.open_storage(git, remote)
+    index = objectdata.bucket_index(storage, hangar_dir)
+    objectdata.push_samples(store, storage, index, pointers, remote)
+    specs = [f"refs/heads/{branch}:refs/heads/{branch}"]
+    if recorded is None:
+        git.set_ref(f"refs/hangar/remotes/{remote}/data", location)
+        specs.insert(0, f"refs/hangar/remotes/{remote}/data:{objectdata.DATA_REF}")
+    refused = objectdata.push_refs(git, remote, specs)
+    if refused:
+        raise DivergedHistoryError(f"remote {remote!r} refused to update {sorted(refused)} ({refused}); "
+                                   f"fetch it (repo.remote.fetch({remote!r}, {branch!r})), merge, then push again")
+    git.set_ref(f"refs/remotes/{remote}/{branch}", head)
+    return branch
+
+
+def looks_like_git_url(address: str) -> bool:
+    """True for an address ``clone``/``add`` treat as a git URL rather than a hangar server's
+    ``IP:PORT``: a URL with a scheme other than http(s) to ``IP:PORT``, an scp-like
+    ``user@host:path``, or a local path."""
+    try:
+        _client.parse_address(address)
+        return False
+    except ValueError:
+        pass
+    return "://" in address or address.startswith(("/", ".", "~")) or ("@" in address and ":" in address)
+
+
+def clone(git: "GitRepo", hangar_dir: str, address: str, endpoint_url: Optional[str]) -> Optional[str]:
+    """Fill a freshly initialised repository from the git repository at ``address``: remote
+    ``origin``, its data location (read from the history's ``refs/hangar/data``), ``origin/master``;
+    return the head of ``master`` (``None`` when the remote has none).
+
+    Raises ``ValueError`` when the history records no data location (it is not a data remote).
+    """
+    git.add_remote("origin", address)
+    found = objectdata.fetch_location(git, "origin")
+    if found is None:
+        raise ValueError(f"the git repository at {address!r} records no data location ({objectdata.DATA_REF}); "
+                         "clone a hangar server by IP:PORT, or push to this one with a data remote first")
+    url, hint = found
+    # an endpoint given here, else AWS_ENDPOINT_URL, else the one the pusher recorded
+    if endpoint_url is None and not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")):
+        endpoint_url = hint
+    objectdata.record_remote(git, "origin", url, endpoint_url, lazy=True)
+    with transfer_marker(hangar_dir, f"clone {address}"):
+        if "master" in remote_heads(git, "origin"):
+            objectdata.fetch_branches(git, "origin", ["master"])
+    return git.remote_branch_head("origin/master")

@@ -1,0 +1,419 @@
+"""Data remotes in an object store: history on any git URL, sample bytes in an S3 bucket prefix.
+
+A remote added with ``data='s3://bucket/prefix'`` keeps its git URL as ``remote.<name>.url`` and
+the data location as ``remote.<name>.hangardata`` in ``.hangar/config``. The location also
+travels with the history, so a clone of the git URL alone finds the data: ``push`` writes the
+ref ``refs/hangar/data`` (the same name in every repository: one data location per history),
+a commit whose tree holds one blob ``data.json`` = ``{"data": url, "endpoint_url": hint}``.
+The commit is deterministic (fixed author and time) so every pusher of a location writes the
+same commit and never races another into a non-fast-forward. A ref outside ``refs/heads`` is
+moved by plain ``git push``/``git fetch`` with an explicit refspec and survives every git host,
+and, unlike a file in the branches, it does not touch any commit of the user's history. No
+credential is ever written there or in the config: they come from the AWS environment.
+
+Order of a push: missing samples are packed and uploaded (each pack's data before its index),
+then the data ref and the branch move in one git push: data before records before refs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import pygit2
+
+from hangar.errors import CorruptDataError, DataRemoteUnreachableError, ObjectStoreError, RemoteDataError
+from hangar.plumbing.gitrepo import GitRepo
+from hangar.records.pointer import SamplePointer
+from hangar.store import TensorStore
+from hangar.store.index import DigestIndex, Location
+from hangar.store.objectstore import REMOTE_PACK_BYTES, ObjectPackStorage, parse_data_url
+from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, encode_index, parse_index
+from hangar.store.tensorstore import StoredSample, check_stored
+
+DATA_REF = "refs/hangar/data"
+_DATA_FILE = "data.json"
+_SIG = ("hangar", "hangar@localhost")
+#: samples fetched per durable batch (each batch is flushed as one local pack)
+FETCH_BATCH_BYTES = 256 << 20
+#: ranges of one pack closer than this are read as one request
+_GAP = 1 << 20
+#: and one request reads at most this much: fetch_data of 1,000 x 150 KB from SeaweedFS here took
+#: 1.9-2.0 s with 16 or 64 MiB requests (few streams), 1.4-1.7 s with 4 MiB, 1.0 s with 2 MiB
+_SPAN = 2 << 20
+
+
+# ----------------------------------------------------------------- config
+def data_url(git: GitRepo, remote: str) -> Optional[str]:
+    """The data location of ``remote`` (``s3://...``), ``None`` for a hangar-server remote."""
+    return git.config_get(f"remote.{remote}.hangardata")
+
+
+def endpoint_url(git: GitRepo, remote: str) -> Optional[str]:
+    return git.config_get(f"remote.{remote}.hangarendpoint")
+
+
+def lazy_reads(git: GitRepo, remote: str) -> bool:
+    return (git.config_get(f"remote.{remote}.hangarlazy", "true") or "true").lower() not in ("false", "0", "no")
+
+
+def record_remote(git: GitRepo, remote: str, url: str, endpoint: Optional[str], lazy: bool) -> None:
+    """Write the data settings of ``remote`` (the git remote exists already) to the local config."""
+    parse_data_url(url)
+    git.config_set(f"remote.{remote}.hangardata", url)
+    if endpoint:
+        git.config_set(f"remote.{remote}.hangarendpoint", endpoint)
+    git.config_set(f"remote.{remote}.hangarlazy", "true" if lazy else "false")
+
+
+def open_storage(git: GitRepo, remote: str) -> ObjectPackStorage:
+    """The bucket storage of ``remote`` (endpoint: the recorded one, else ``AWS_ENDPOINT_URL``)."""
+    url = data_url(git, remote)
+    if url is None:
+        raise ValueError(f"remote {remote!r} has no data location")
+    return ObjectPackStorage(url, endpoint_url(git, remote))
+
+
+def lazy_remote(git: GitRepo) -> Optional[str]:
+    """The data remote lazy reads come from: ``origin`` when it is one, else the first by name."""
+    names = sorted(git.repo.remotes.names(), key=lambda n: (n != "origin", n))
+    for name in names:
+        if data_url(git, name) is not None and lazy_reads(git, name):
+            return name
+    return None
+
+
+# ------------------------------------------------------ location in history
+def location_commit(git: GitRepo, url: str, endpoint: Optional[str]) -> str:
+    """The (deterministic) commit recording the data location; written to the object database."""
+    repo = git.repo
+    body = json.dumps({"data": url, "endpoint_url": endpoint}, sort_keys=True).encode() + b"\n"
+    tb = repo.TreeBuilder()
+    tb.insert(_DATA_FILE, repo.create_blob(body), pygit2.enums.FileMode.BLOB)
+    sig = pygit2.Signature(*_SIG, 0, 0)
+    oid = repo.create_commit(None, sig, sig, "hangar data location\n", tb.write(), [])
+    return str(oid)
+
+
+def read_location(git: GitRepo, commit: str) -> tuple[str, Optional[str]]:
+    """``(url, endpoint hint)`` recorded in a data-location commit (checked)."""
+    repo = git.repo
+    try:
+        blob = repo[commit].tree[_DATA_FILE]
+        info = json.loads(blob.data)
+        url, endpoint = info["data"], info.get("endpoint_url")
+        parse_data_url(url)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CorruptDataError(f"the data location ref {DATA_REF} ({commit[:10]}) does not hold a valid "
+                               f"{_DATA_FILE}: {exc}") from None
+    return url, endpoint if isinstance(endpoint, str) and endpoint else None
+
+
+def remote_refs(git: GitRepo, remote: str) -> dict[str, str]:
+    """Every ref the remote's git repository advertises (name -> id)."""
+    try:
+        heads = git.repo.remotes[remote].list_heads(callbacks=pygit2.RemoteCallbacks())
+    except pygit2.GitError as exc:
+        raise ConnectionError(f"listing the refs of remote {remote!r} ({git.repo.remotes[remote].url}) failed: "
+                              f"{exc}") from exc
+    return {h.name: str(h.oid) for h in heads}
+
+
+def fetch_location(git: GitRepo, remote: str) -> Optional[tuple[str, Optional[str]]]:
+    """Fetch ``refs/hangar/data`` of the remote (into ``refs/hangar/remotes/<remote>/data``) and
+    return the location it records; ``None`` when the remote's history records none."""
+    if DATA_REF not in remote_refs(git, remote):
+        return None
+    local = f"refs/hangar/remotes/{remote}/data"
+    try:
+        git.repo.remotes[remote].fetch([f"+{DATA_REF}:{local}"], callbacks=pygit2.RemoteCallbacks())
+    except pygit2.GitError as exc:
+        raise ConnectionError(f"fetching {DATA_REF} of remote {remote!r} failed: {exc}") from exc
+    return read_location(git, str(git.repo.references[local].target))
+
+
+def fetch_branches(git: GitRepo, remote: str, branches: list[str]) -> None:
+    """Fetch ``branches`` of the remote's git repository into ``refs/remotes/<remote>/``."""
+    specs = [f"+refs/heads/{b}:refs/remotes/{remote}/{b}" for b in branches]
+    try:
+        git.repo.remotes[remote].fetch(specs, callbacks=pygit2.RemoteCallbacks(),
+                                       prune=pygit2.enums.FetchPrune.NO_PRUNE)
+    except pygit2.GitError as exc:
+        raise ConnectionError(f"fetch from remote {remote!r} ({git.repo.remotes[remote].url}) failed: {exc}") from exc
+
+
+def push_refs(git: GitRepo, remote: str, refspecs: list[str]) -> dict[str, str]:
+    """Push ``refspecs`` in one git push; return ``{ref: reason}`` of those the remote refused."""
+    rejected: dict[str, str] = {}
+
+    class Callbacks(pygit2.RemoteCallbacks):
+        def push_update_reference(self, refname: str, message: Optional[str]) -> None:
+            if message:
+                rejected[refname] = message
+
+    try:
+        git.repo.remotes[remote].push(refspecs, callbacks=Callbacks())
+    except pygit2.GitError as exc:
+        msg = str(exc)
+        if "fast-forward" in msg or "fastforward" in msg:
+            return {refspecs[-1].rpartition(":")[2]: msg}
+        raise ConnectionError(f"push to remote {remote!r} ({git.repo.remotes[remote].url}) failed: {msg}") from exc
+    return rejected
+
+
+# ------------------------------------------------------------ bucket index
+class BucketIndex:
+    """digest -> :class:`Location` of every sample in a bucket prefix, from the packs' indexes.
+
+    Indexes are content-addressed (the pack id is their blake3), hence immutable: each is read
+    once and kept under ``cache_dir`` (re-hashed against its id whenever loaded).
+    """
+
+    def __init__(self, storage: ObjectPackStorage, cache_dir: Optional[str]) -> None:
+        self.storage = storage
+        self.cache_dir = cache_dir
+        self.index = DigestIndex()
+        self.packs: set[str] = set()
+
+    def refresh(self) -> None:
+        """Pick up packs pushed since the last refresh (one LIST, then only the new indexes)."""
+        try:
+            listed = self.storage.list_packs()
+        except ObjectStoreError as exc:
+            raise DataRemoteUnreachableError(f"cannot list {self.storage.describe()}: {exc}") from exc
+        new = [p for p in listed if p not in self.packs]
+        if not new:
+            return
+        raws: dict[str, bytes] = {}
+        fetch = []
+        for pack in new:
+            raw = self._cached(pack)
+            if raw is None:
+                fetch.append(pack)
+            else:
+                raws[pack] = raw
+        if fetch:
+            got = self.storage.read_indexes(fetch)
+            raws.update(got)
+            for pack, raw in got.items():
+                self._save(pack, raw)
+        for pack in new:
+            recs = parse_index(raws[pack], f"{self.storage.url}/packs/{pack}/index")
+            self.index.add_pack(pack, recs)
+            self.packs.add(pack)
+
+    def _path(self, pack: str) -> Optional[str]:
+        return os.path.join(self.cache_dir, pack + ".index") if self.cache_dir else None
+
+    def _cached(self, pack: str) -> Optional[bytes]:
+        from hangar.store.objectstore import remote_pack_id
+
+        path = self._path(pack)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError:
+            return None
+        return raw if remote_pack_id(raw) == pack else None
+
+    def _save(self, pack: str, raw: bytes) -> None:
+        path = self._path(pack)
+        if path is None:
+            return
+        try:  # a cache: failing to write it costs one more GET next time
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(raw)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+
+    def locations(self, digests: list[bytes]) -> list[Optional[Location]]:
+        return self.index.get_many(digests)
+
+
+def bucket_index(storage: ObjectPackStorage, hangar_dir: str) -> BucketIndex:
+    key = hashlib.sha256(f"{storage.url}|{storage.endpoint_url}".encode()).hexdigest()[:24]
+    index = BucketIndex(storage, os.path.join(hangar_dir, "cache", "bucket-indexes", key))
+    index.refresh()
+    return index
+
+
+# -------------------------------------------------------------------- push
+def _pack_stream(store: TensorStore, digests: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """``(data, index)`` of packs holding the stored form of ``digests``, ~REMOTE_PACK_BYTES each,
+    read from the local packs in pack and offset order (large sequential reads)."""
+    locs = store.locations(digests)
+    order = sorted(range(len(digests)), key=lambda i: (locs[i].pack, locs[i].offset))  # type: ignore[union-attr]
+    buf = bytearray()
+    recs: list[tuple] = []
+    for i in order:
+        loc = locs[i]
+        payload = store.storage.read_range(loc.pack, loc.offset, loc.length)  # type: ignore[union-attr]
+        check_stored(loc, payload, digests[i])  # type: ignore[arg-type]
+        recs.append((np.frombuffer(digests[i], np.uint8), len(buf), loc.length, loc.rawlen, loc.codec,  # type: ignore
+                     loc.check))  # type: ignore[union-attr]
+        buf += payload
+        if len(buf) >= REMOTE_PACK_BYTES:
+            yield bytes(buf), encode_index(np.array(recs, dtype=INDEX_DTYPE))
+            buf, recs = bytearray(), []
+    if recs:
+        yield bytes(buf), encode_index(np.array(recs, dtype=INDEX_DTYPE))
+
+
+def push_samples(store: TensorStore, storage: ObjectPackStorage, index: BucketIndex,
+                 pointers: Sequence[SamplePointer], remote: str) -> int:
+    """Upload the samples of ``pointers`` the bucket lacks (packs, index last); return how many.
+
+    Raises ``RemoteDataError`` (nothing uploaded) when one is neither local nor in the bucket.
+    """
+    digests = [p.digest for p in pointers]
+    in_bucket = index.locations(digests)
+    wanted = [d for d, loc in zip(digests, in_bucket) if loc is None]
+    if not wanted:
+        return 0
+    store.refresh()
+    lacking = [d for d, loc in zip(wanted, store.locations(wanted, durable_only=True)) if loc is None]
+    if lacking:
+        raise RemoteDataError(f"{len(lacking)} samples to push are remote references here and remote {remote!r} "
+                              f"({storage.url}) lacks their bytes (e.g. {lacking[0].hex()[:16]}...); fetch_data "
+                              "them first")
+    try:
+        storage.put_packs(_pack_stream(store, wanted))
+    except ObjectStoreError as exc:
+        raise ObjectStoreError(f"pushing {len(wanted)} samples to data remote {remote!r} failed: {exc}") from exc
+    index.refresh()
+    return len(wanted)
+
+
+# -------------------------------------------------------------------- fetch
+def _ranges(locs: list[Location]) -> list[tuple[str, int, int, list[int]]]:
+    """Coalesce sample locations into ``(pack, offset, length, members)`` read requests."""
+    order = sorted(range(len(locs)), key=lambda i: (locs[i].pack, locs[i].offset))
+    out: list[tuple[str, int, int, list[int]]] = []
+    for i in order:
+        loc = locs[i]
+        if out:
+            pack, off, n, members = out[-1]
+            end = off + n
+            if pack == loc.pack and loc.offset - end <= _GAP and loc.offset + loc.length - off <= _SPAN:
+                out[-1] = (pack, off, max(end, loc.offset + loc.length) - off, members + [i])
+                continue
+        out.append((loc.pack, loc.offset, loc.length, [i]))
+    return out
+
+
+def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketIndex,
+                  items: Sequence[tuple[bytes, str, tuple[int, ...]]], remote: str,
+                  store: Optional[TensorStore] = None) -> list[str]:
+    """Read ``(digest, dtype, shape)`` samples from the bucket (concurrent range requests), verify
+    each (index checksum of the stored bytes, then blake3 of bytes + dtype + shape) and store them
+    durably in the repository at ``hangar_dir``; return the ids of the local packs written.
+
+    Raises ``RemoteDataError`` naming the remote and the sample when the bucket lacks one,
+    ``DataRemoteUnreachableError`` when the bucket cannot be read, ``CorruptDataError`` when
+    bytes fail their checks (nothing of that batch is stored).
+
+    ``store`` (kept open by the caller) writes the packs; default: a durable store of its own,
+    closed on return.
+    """
+    if not items:
+        return []
+    locs = index.locations([d for d, _, _ in items])
+    if None in locs:
+        index.refresh()
+        locs = index.locations([d for d, _, _ in items])
+    if None in locs:
+        d = items[locs.index(None)][0]
+        raise RemoteDataError(f"sample digest {d.hex()[:16]}... is neither in this repository nor in data remote "
+                              f"{remote!r} ({storage.url}); push it from a repository that holds it")
+    own = store is None
+    if store is None:
+        store = TensorStore(LocalPackStorage(os.path.join(hangar_dir, "data")))
+    written: list[str] = []
+    ranges = _ranges(locs)  # type: ignore[arg-type]
+    # ranges arrive in order while later ones download: hashing and writing overlap the transfer
+    blobs = storage.iter_ranges((p, o, n) for p, o, n, _ in ranges)
+    unflushed = 0
+    try:
+        try:
+            for (_, off, n, members), blob in zip(ranges, blobs):
+                view = memoryview(blob)
+                for m in members:
+                    loc = locs[m]
+                    digest, dtype, shape = items[m]
+                    payload = view[loc.offset - off:loc.offset - off + loc.length]  # type: ignore[union-attr]
+                    check_stored(loc, payload, digest)  # type: ignore[arg-type]
+                    # put_stored re-hashes (blake3 over bytes + dtype + shape) before storing
+                    store.put_stored(StoredSample(digest, loc.codec, loc.rawlen, payload), dtype,  # type: ignore
+                                     shape)
+                unflushed += n
+                if unflushed >= FETCH_BATCH_BYTES:  # durable in batches: a failure keeps what was flushed
+                    pack = store.flush()
+                    written += [pack] if pack is not None else []
+                    unflushed = 0
+            pack = store.flush()
+            written += [pack] if pack is not None else []
+        except ObjectStoreError as exc:
+            store.discard()
+            raise DataRemoteUnreachableError(
+                f"reading sample digest {items[0][0].hex()[:16]}... and {len(items) - 1} more from data remote "
+                f"{remote!r} ({storage.describe()}) failed: {exc}") from exc
+        except BaseException:
+            store.discard()
+            raise
+        finally:
+            blobs.close()  # type: ignore[attr-defined]
+    finally:
+        if own:
+            store.close()
+    return written
+
+
+# --------------------------------------------------------------- lazy reads
+class LazyReads:
+    """The callable a :class:`TensorStore` calls with samples it lacks: reads them from the data
+    remote into the local store (verified), so the read that wanted them succeeds."""
+
+    def __init__(self, git: GitRepo, hangar_dir: str, remote: str) -> None:
+        self.git = git
+        self.hangar_dir = hangar_dir
+        self.remote = remote
+        self._index: Optional[BucketIndex] = None
+        self._storage: Optional[ObjectPackStorage] = None
+        # one writer for every lazy read of this repository object: a fresh store per read would
+        # load the whole local index each time (measured: 48 of 90 ms per single read with 1,800 packs).
+        # Its packs skip the data fsyncs (4 of 6 fsyncs, ~20 ms a read here): they cache bytes the
+        # bucket keeps, every read checks each sample's checksum, and a pack torn by a power loss
+        # reads as CorruptDataError that `hangar fsck --repair` fetches again
+        self._cache = TensorStore(LocalPackStorage(os.path.join(hangar_dir, "data"), durable=False))
+
+    def __call__(self, items: Sequence[tuple[bytes, str, tuple[int, ...]]]) -> list[str]:
+        try:
+            if self._index is None:
+                self._storage = open_storage(self.git, self.remote)
+                self._index = bucket_index(self._storage, self.hangar_dir)
+        except DataRemoteUnreachableError as exc:
+            d = items[0][0].hex()[:16] if items else "?"
+            raise DataRemoteUnreachableError(
+                f"sample digest {d}... is not local and data remote {self.remote!r} cannot be reached: {exc}; "
+                f"check the endpoint and credentials, or turn lazy reads off (hangar remote lazy "
+                f"{self.remote} off) and fetch_data while connected") from exc
+        return fetch_samples(self.hangar_dir, self._storage, self._index, items, self.remote,  # type: ignore
+                             store=self._cache)
+
+
+def attach_lazy_reads(git: GitRepo, hangar_dir: str, store: TensorStore) -> None:
+    """Make ``store`` read missing samples from the repository's lazy data remote, if it has one."""
+    remote = lazy_remote(git)
+    store.lazy_source = LazyReads(git, hangar_dir, remote) if remote is not None else None
+
+
+def pointers_items(pointers: Iterable[SamplePointer]) -> list[tuple[bytes, str, tuple[int, ...]]]:
+    return [(p.digest, p.dtype, p.shape) for p in pointers]

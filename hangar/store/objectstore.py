@@ -1,0 +1,253 @@
+"""Sample packs in an S3-compatible bucket, through Zarr's ``ObjectStore`` over ``obstore``.
+
+The bucket prefix holds the same Zarr v3 layout as a local repository's ``.hangar/data``
+(``packs/<id>/c/0``, ``packs/<id>/zarr.json``, ``packs/<id>/index``), so
+:class:`~hangar.store.packs.ZarrPackStorage` reads it as it reads any Zarr store. Packs pushed
+here are named by their content: the id is the blake3 of the index bytes, which hold every
+sample's digest, place and stored-bytes checksum. Hence
+
+- **write-once keys**: two pushers of the same samples write the same bytes under the same
+  keys; neither can damage what the other wrote;
+- **index last**: a pack's data object is written (one atomic PUT, multipart for large ones)
+  before its index; a reader lists packs by their index, so an interrupted push leaves only
+  complete packs visible (at worst an unindexed data object, invisible and rewritten by the
+  next push of the same bytes);
+- **checked index**: a reader re-hashes every index it reads against the pack id before it
+  uses one record (:class:`~hangar.errors.CorruptDataError` otherwise).
+
+Measured with ``scripts/bench_s3.py`` against SeaweedFS on this machine (loopback): zarr's
+``ObjectStore`` over ``obstore`` reads whole 64 MiB objects at 252 MB/s vs 108 MB/s for
+``FsspecStore`` over ``s3fs``, and 2,000 concurrent 784-byte range reads at 1,474/s vs 329/s;
+writes were equal (server-bound, 28 vs 30 MB/s). So obstore it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+from typing import Iterable, Iterator, Optional
+from urllib.parse import urlparse
+
+import blake3
+
+from hangar._faults import crash_point
+from hangar.errors import CorruptDataError, DataRemoteAddressError, ObjectStoreError
+from hangar.store.packs import ZarrPackStorage, array_metadata
+
+#: bytes of pack data per object pushed (several are uploaded at once)
+REMOTE_PACK_BYTES = 64 << 20
+#: range reads in flight at once
+CONCURRENCY = 16
+#: packs uploaded at once by a push (each a multipart PUT of up to 12 parts in flight)
+PUSH_WINDOW = 4
+
+
+def parse_data_url(url: str) -> tuple[str, str]:
+    """``(bucket, prefix)`` of ``s3://bucket/prefix``; ``DataRemoteAddressError`` naming the rule otherwise."""
+    parsed = urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
+        raise DataRemoteAddressError(
+            f"data location {url!r} is not of the form s3://BUCKET/PREFIX (e.g. 's3://team-data/imagenet'); "
+            "give the bucket and an optional key prefix")
+    return parsed.netloc, parsed.path.strip("/")
+
+
+def remote_pack_id(index: bytes) -> str:
+    """The id of a pack in a bucket: blake3 of its index bytes (hex, 40 characters)."""
+    return blake3.blake3(index).hexdigest()[:40]
+
+
+def _credential_provider():  # noqa: ANN202
+    """boto3's credential chain (env, ``~/.aws/credentials`` and ``config`` profiles, SSO, instance
+    roles) when boto3 is installed and the environment holds no keys itself; obstore alone reads
+    only the environment."""
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return None
+    try:
+        import boto3
+        from obstore.auth.boto3 import Boto3CredentialProvider
+    except ImportError:
+        return None
+    session = boto3.Session()
+    if session.get_credentials() is None:
+        return None  # anonymous access (a public bucket)
+    return Boto3CredentialProvider(session)
+
+
+class ObjectPackStorage(ZarrPackStorage):
+    """Packs under ``s3://bucket/prefix`` of an S3-compatible server (read, and pushed whole).
+
+    Parameters
+    ----------
+    url : str
+        ``s3://BUCKET/PREFIX``.
+    endpoint_url : str, optional
+        The server's URL for S3-compatible servers (SeaweedFS, MinIO, ...); default: the
+        ``AWS_ENDPOINT_URL`` environment variable, else AWS itself.
+
+    Credentials and region come from the standard AWS environment variables
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``)
+    or, with boto3 installed, the AWS config files; nothing secret is ever written to the
+    repository.
+    """
+
+    def __init__(self, url: str, endpoint_url: Optional[str] = None) -> None:
+        from obstore.store import S3Store
+        from zarr.storage import ObjectStore
+
+        bucket, prefix = parse_data_url(url)
+        self.url = url
+        config: dict = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            config["endpoint"] = endpoint
+            config["virtual_hosted_style_request"] = False
+            if endpoint.startswith("http://"):
+                config["allow_http"] = True
+        self.endpoint_url = endpoint
+        provider = _credential_provider()
+        kwargs = {"credential_provider": provider} if provider is not None else {}
+        if provider is None and not os.environ.get("AWS_ACCESS_KEY_ID"):
+            config["skip_signature"] = True
+        s3 = S3Store(bucket, prefix=prefix or None, config=config, client_options={"timeout": "300s"},
+                     retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=60),
+                                   "backoff": {"init_backoff": timedelta(milliseconds=100),
+                                               "max_backoff": timedelta(seconds=2), "base": 2}}, **kwargs)
+        self.store = ObjectStore(s3)
+        from zarr.core.buffer import default_buffer_prototype
+
+        self._proto = default_buffer_prototype()
+        # no zarr.json written on open: opening for a read must not need write permission
+
+    def __repr__(self) -> str:
+        return f"ObjectPackStorage({self.url!r}, endpoint_url={self.endpoint_url!r})"
+
+    def describe(self) -> str:
+        return self.url + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+
+    def _run(self, coro):  # noqa: ANN001, ANN202
+        """Run a store coroutine; obstore's errors become :class:`ObjectStoreError` (the one place
+        they are translated)."""
+        from obstore.exceptions import BaseError
+
+        try:
+            return super()._run(coro)
+        except BaseError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ObjectStoreError(f"object store {self.describe()} failed a request: {type(exc).__name__}: "
+                                   f"{first}") from exc
+
+    # ------------------------------------------------------------- reading
+    def read_checked_index(self, pack_id: str) -> bytes:
+        """The index of ``pack_id``, re-hashed against the id (``CorruptDataError`` on a mismatch)."""
+        raw = self.read_index(pack_id)
+        if remote_pack_id(raw) != pack_id:
+            raise CorruptDataError(f"pack index {self.url}/packs/{pack_id}/index does not match its name (blake3 "
+                                   f"{remote_pack_id(raw)}); the bucket was changed outside hangar")
+        return raw
+
+    def _windowed(self, coros: Iterable, window: int) -> Iterator:
+        """Results of ``coros`` (coroutines, made lazily) in order, at most ``window`` running at once
+        on zarr's event loop while the caller works on the results already here: transfers overlap
+        the caller's hashing and disk writes instead of alternating with them."""
+        import collections
+        from concurrent.futures import Future
+
+        from obstore.exceptions import BaseError
+        from zarr.core.sync import _get_loop
+
+        loop = _get_loop()
+        pending: collections.deque[Future] = collections.deque()
+        it = iter(coros)
+        try:
+            for coro in it:
+                pending.append(asyncio.run_coroutine_threadsafe(coro, loop))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BaseError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ObjectStoreError(f"object store {self.describe()} failed a request: {type(exc).__name__}: "
+                                   f"{first}") from exc
+        finally:
+            for fut in pending:  # an error or an abandoned generator: stop what still runs
+                fut.cancel()
+            for coro in it:
+                coro.close()
+
+    def iter_ranges(self, requests: Iterable[tuple[str, int, int]]) -> Iterator[bytes]:
+        """Bytes of ``(pack_id, offset, length)`` ranges in order, ``CONCURRENCY`` requests in flight."""
+        return self._windowed((self._range(p, o, n) for p, o, n in requests), CONCURRENCY)
+
+    async def _range(self, pack: str, off: int, n: int) -> bytes:
+        from zarr.abc.store import RangeByteRequest
+
+        buf = await self.store.get(f"packs/{pack}/c/0", self._proto, byte_range=RangeByteRequest(off, off + n))
+        if buf is None:
+            raise FileNotFoundError(f"{self.url}/packs/{pack}/c/0")
+        data = buf.to_bytes()
+        if len(data) != n:
+            raise CorruptDataError(f"short read of pack {pack} in {self.url} at {off}: {len(data)} of {n} bytes")
+        return data
+
+    def read_indexes(self, pack_ids: Iterable[str]) -> dict[str, bytes]:
+        """Checked indexes (:meth:`read_checked_index`) of many packs, read concurrently."""
+        ids = list(pack_ids)
+        sem = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(pack: str) -> bytes:
+            async with sem:
+                buf = await self.store.get(f"packs/{pack}/index", self._proto)
+            if buf is None:
+                raise FileNotFoundError(f"{self.url}/packs/{pack}/index")
+            return buf.to_bytes()
+
+        async def run() -> list[bytes]:
+            return list(await asyncio.gather(*(one(p) for p in ids)))
+
+        out = dict(zip(ids, self._run(run())))
+        for pack, raw in out.items():
+            if remote_pack_id(raw) != pack:
+                raise CorruptDataError(f"pack index {self.url}/packs/{pack}/index does not match its name (blake3 "
+                                       f"{remote_pack_id(raw)}); the bucket was changed outside hangar")
+        return out
+
+    # ------------------------------------------------------------- writing
+    def put_packs(self, packs: Iterable[tuple[bytes | memoryview, bytes]]) -> list[str]:
+        """Upload finished packs ``(data, index)``, each data before its index; return their ids.
+
+        Up to ``PUSH_WINDOW`` packs are uploaded at once (each itself a concurrent multipart PUT)
+        while the next is being built: ``packs`` is consumed lazily, so only those are held in
+        memory. A pack whose index is in the bucket already is skipped (written by an earlier or a
+        concurrent push: same id, same bytes).
+        """
+        ids: list[str] = []
+
+        async def one(data: bytes | memoryview, index: bytes) -> None:
+            pack = remote_pack_id(index)
+            if await self.store.exists(f"packs/{pack}/index"):
+                return
+            await self.store.set(f"packs/{pack}/c/0", self._proto.buffer.from_bytes(data))
+            await self.store.set(f"packs/{pack}/zarr.json", self._proto.buffer.from_bytes(array_metadata(len(data))))
+            crash_point("objectstore.before_index")
+            # the commit point of the pack: written only once its data object is complete
+            await self.store.set(f"packs/{pack}/index", self._proto.buffer.from_bytes(index))
+
+        def uploads() -> Iterator:
+            for data, index in packs:
+                ids.append(remote_pack_id(index))
+                yield one(data, index)
+
+        for _ in self._windowed(uploads(), PUSH_WINDOW):
+            pass
+        if ids:
+            self._set("zarr.json", _group_meta())
+        return ids
+
+
+def _group_meta() -> bytes:
+    import json
+
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}).encode()
