@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hangar import Repository  # noqa: E402
-from hangar.store.objectstore import CONCURRENCY, REMOTE_PACK_BYTES  # noqa: E402
-from tests.s3_fixtures import ACCESS_KEY, SECRET_KEY, S3Server  # noqa: E402
+from hangar import Repository
+from hangar.store.objectstore import CONCURRENCY, REMOTE_PACK_BYTES
+from tests.s3_fixtures import ACCESS_KEY, SECRET_KEY, S3Server
 
 
 def _repo(path: str) -> Repository:
@@ -74,7 +74,7 @@ def compare_zarr_stores(server: S3Server, mb: int = 64, objects: int = 4) -> Non
         _store_timings(name, st, proto, data, objects, mb)
 
 
-def _store_timings(name: str, st, proto, data: bytes, objects: int, mb: int) -> None:  # noqa: ANN001
+def _store_timings(name: str, st, proto, data: bytes, objects: int, mb: int) -> None:
     from zarr.abc.store import RangeByteRequest
     from zarr.core.sync import sync
 
@@ -87,7 +87,7 @@ def _store_timings(name: str, st, proto, data: bytes, objects: int, mb: int) -> 
     async def ranges() -> list:
         sem = asyncio.Semaphore(CONCURRENCY)
 
-        async def one(i: int):  # noqa: ANN202
+        async def one(i: int):
             off = (i * 7919 * 784) % ((mb << 20) - 784)
             async with sem:
                 return await st.get("k0", proto, byte_range=RangeByteRequest(off, off + 784))

@@ -96,12 +96,12 @@ class S3Server:
                     return
             except OSError:
                 pass
-            except Exception:  # noqa: BLE001 - botocore errors while the filer starts
+            except Exception:  # botocore errors while the filer starts
                 pass
             time.sleep(0.25)
         raise RuntimeError(f"weed server did not serve S3 within {timeout} s; see {self.log.name}")
 
-    def client(self):  # noqa: ANN201 - a botocore S3 client (tests only: creating buckets, faults)
+    def client(self):  # a botocore S3 client (tests only: creating buckets, faults)
         import botocore.session
 
         session = botocore.session.get_session()

@@ -303,7 +303,7 @@ def test_concurrent_pushers_of_the_same_bytes_do_not_corrupt_each_other(tmp_path
         try:
             start.wait()
             r.remote.push("origin", "master")
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=push, args=(r,)) for r in (src, twin)]
