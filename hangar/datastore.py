@@ -12,7 +12,12 @@ import os
 import warnings
 from typing import TYPE_CHECKING, List, Optional
 
-from hangar.errors import DivergedHistoryError
+from hangar.errors import (
+    BranchNotFoundError,
+    DataRemoteAddressError,
+    DivergedHistoryError,
+    InvalidArgumentError,
+)
 from hangar.remote import client as _client
 from hangar.remote import objectdata
 from hangar.transfers import transfer_marker
@@ -31,10 +36,10 @@ def remote_heads(git: "GitRepo", remote: str) -> dict[str, str]:
 def fetch(git: "GitRepo", hangar_dir: str, remote: str, branch: str) -> str:
     """``Remotes.fetch`` for a data remote (records only; see there for the return value)."""
     if not isinstance(branch, str) or not branch:
-        raise ValueError(f"branch must be a non-empty str, not {branch!r}")
+        raise InvalidArgumentError(f"branch must be a non-empty str, not {branch!r}")
     heads = remote_heads(git, remote)
     if branch not in heads:
-        raise ValueError(f"remote {remote!r} has no branch {branch!r}; its branches: {sorted(heads)}")
+        raise BranchNotFoundError(f"remote {remote!r} has no branch {branch!r}; its branches: {sorted(heads)}")
     theirs = heads[branch]
     local = git.branch_head(branch)
     if local is not None and git.has_object(theirs) and git.is_ancestor(theirs, local):
@@ -82,7 +87,7 @@ def push(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, bra
     data-location ref and the branch in one git push."""
     head = git.branch_head(branch) if isinstance(branch, str) else None
     if head is None:
-        raise ValueError(f"no local branch named {branch!r}; branches: {git.branches()}")
+        raise BranchNotFoundError(f"no local branch named {branch!r}; branches: {git.branches()}")
     refs = objectdata.remote_refs(git, remote)
     theirs = refs.get(f"refs/heads/{branch}")
     if theirs is not None and not (git.has_object(theirs) and git.is_ancestor(theirs, head)):
@@ -97,7 +102,7 @@ def push(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, bra
             objectdata.fetch_location(git, remote)
         there = objectdata.read_location(git, recorded)[0]
         if there != url:
-            raise ValueError(f"the history at remote {remote!r} records its data at {there}, not {url}; "
+            raise DataRemoteAddressError(f"the history at remote {remote!r} records its data at {there}, not {url}; "
                              f"add the remote with data={there!r}")
     if theirs == head and recorded is not None:
         git.set_ref(f"refs/remotes/{remote}/{branch}", head)
@@ -144,8 +149,8 @@ def clone(git: "GitRepo", hangar_dir: str, address: str, endpoint_url: Optional[
     git.add_remote("origin", address)
     found = objectdata.fetch_location(git, "origin")
     if found is None:
-        raise ValueError(f"the git repository at {address!r} records no data location ({objectdata.DATA_REF}); "
-                         "clone a hangar server by IP:PORT, or push to this one with a data remote first")
+        raise DataRemoteAddressError(f"the git repository at {address!r} records no data location "
+                                     f"({objectdata.DATA_REF}); clone a hangar server by IP:PORT, or push to this one with a data remote first")
     url, hint = found
     # an endpoint given here, else AWS_ENDPOINT_URL, else the one the pusher recorded
     if endpoint_url is None and not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")):

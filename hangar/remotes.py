@@ -18,6 +18,7 @@ from hangar import datastore
 from hangar.errors import (
     BranchNotFoundError,
     CommitNotFoundError,
+    DataRemoteAddressError,
     DivergedHistoryError,
     InvalidArgumentError,
     RemoteAddressError,
@@ -152,7 +153,8 @@ class Remotes:
     def set_lazy_reads(self, name: str, enabled: bool) -> None:
         """Turn lazy reads from data remote ``name`` on or off (``ValueError`` if it is no data remote)."""
         if self.data_location(name) is None:
-            raise ValueError(f"remote {name!r} is a hangar server, not a data remote: it serves no lazy reads")
+            raise DataRemoteAddressError(f"remote {name!r} is a hangar server, not a data remote: it serves no "
+                                         "lazy reads")
         self._git.config_set(f"remote.{name}.hangarlazy", "true" if enabled else "false")
         objectdata.attach_lazy_reads(self._git, self._repo._hangar_dir, self._repo._store())
 
@@ -496,8 +498,8 @@ def _clone_data_remote(repo: "Repository", user_name: str, user_email: str, addr
     from hangar.records.staging import StagingState
 
     if repo.initialized and not remove_old:
-        raise FileExistsError(f"a hangar repository already exists at {repo.path!r}; "
-                              "pass remove_old=True to replace it")
+        raise RepositoryExistsError(f"a hangar repository already exists at {repo.path!r}; "
+                                    "pass remove_old=True to replace it")
     if os.path.isdir(address):
         address = os.path.abspath(address)
     existed = repo.initialized

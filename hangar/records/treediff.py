@@ -99,7 +99,9 @@ class TreeReader:
         over the sorted entries; only the changed entries reach Python). At 244 entries a leaf
         (1,000,000 samples) parsing both in Python cost ~10x more."""
         git = self.git
-        for delta in git.tree(a).diff_to_tree(git.tree(b)).deltas:  # type: ignore[union-attr, arg-type]  # stored leaf ids
+        ta, tb = git.tree(a), git.tree(b)
+        assert ta is not None and tb is not None  # both ids name stored trees
+        for delta in ta.diff_to_tree(tb).deltas:
             old, new = delta.old_file, delta.new_file
             o, n = old.id.raw, new.id.raw
             out[new.path or old.path] = (None if o == _ZERO else o, None if n == _ZERO else n)
@@ -123,7 +125,9 @@ class TreeReader:
         holds a subtree (not a leaf: the caller takes the general path)."""
         git = self.git
         out: dict[bytes, tuple[Optional[Entry], Optional[Entry]]] = {}
-        for delta in git.tree(a).diff_to_tree(git.tree(b)).deltas:
+        ta, tb = git.tree(a), git.tree(b)
+        assert ta is not None and tb is not None  # both ids name stored trees
+        for delta in ta.diff_to_tree(tb).deltas:
             old, new = delta.old_file, delta.new_file
             name = new.raw_path or old.raw_path
             if b"/" in name:
@@ -416,7 +420,10 @@ class _TableMerge:
             got = self._merge_fan(a, m, d, depth)
         else:
             got = self._merge_leaf(a, m, d)
-        return self._merge_entries(a, m, d, depth) if got is _GENERAL else got
+        if got is _GENERAL:
+            return self._merge_entries(a, m, d, depth)
+        assert got is None or isinstance(got, bytes)
+        return got
 
     def _conflict(self, name: bytes, va: object, vm: object, vd: object) -> None:
         key = name.decode()
@@ -468,6 +475,7 @@ class _TableMerge:
             return _GENERAL
         out = reader.raw(m)
         ours = reader.git.tree(m)  # parsed by libgit2 (C), looked up by name below
+        assert ours is not None
         for name in sorted(theirs):
             va, vd = theirs[name]
             if va is None:

@@ -25,7 +25,14 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 import pygit2
 
-from hangar.errors import CorruptDataError, DataRemoteUnreachableError, ObjectStoreError, RemoteDataError
+from hangar.errors import (
+    CorruptDataError,
+    DataRemoteAddressError,
+    DataRemoteUnreachableError,
+    ObjectStoreError,
+    RemoteDataError,
+    ServerUnreachableError,
+)
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.records.pointer import SamplePointer
 from hangar.store import TensorStore
@@ -73,7 +80,7 @@ def open_storage(git: GitRepo, remote: str) -> ObjectPackStorage:
     """The bucket storage of ``remote`` (endpoint: the recorded one, else ``AWS_ENDPOINT_URL``)."""
     url = data_url(git, remote)
     if url is None:
-        raise ValueError(f"remote {remote!r} has no data location")
+        raise DataRemoteAddressError(f"remote {remote!r} has no data location")
     return ObjectPackStorage(url, endpoint_url(git, remote))
 
 
@@ -81,7 +88,7 @@ def lazy_remote(git: GitRepo) -> Optional[str]:
     """The data remote lazy reads come from: ``origin`` when it is one, else the first by name."""
     names = sorted(git.repo.remotes.names(), key=lambda n: (n != "origin", n))
     for name in names:
-        if data_url(git, name) is not None and lazy_reads(git, name):
+        if name is not None and data_url(git, name) is not None and lazy_reads(git, name):
             return name
     return None
 
@@ -103,7 +110,7 @@ def read_location(git: GitRepo, commit: str) -> tuple[str, Optional[str]]:
     repo = git.repo
     try:
         blob = repo[commit].tree[_DATA_FILE]
-        info = json.loads(blob.data)
+        info = json.loads(blob.data)  # type: ignore[union-attr]  # a tree: AttributeError, caught below
         url, endpoint = info["data"], info.get("endpoint_url")
         parse_data_url(url)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
@@ -117,9 +124,9 @@ def remote_refs(git: GitRepo, remote: str) -> dict[str, str]:
     try:
         heads = git.repo.remotes[remote].list_heads(callbacks=pygit2.RemoteCallbacks())
     except pygit2.GitError as exc:
-        raise ConnectionError(f"listing the refs of remote {remote!r} ({git.repo.remotes[remote].url}) failed: "
+        raise ServerUnreachableError(f"listing the refs of remote {remote!r} ({git.repo.remotes[remote].url}) failed: "
                               f"{exc}") from exc
-    return {h.name: str(h.oid) for h in heads}
+    return {h.name: str(h.oid) for h in heads if h.name}
 
 
 def fetch_location(git: GitRepo, remote: str) -> Optional[tuple[str, Optional[str]]]:
@@ -131,7 +138,7 @@ def fetch_location(git: GitRepo, remote: str) -> Optional[tuple[str, Optional[st
     try:
         git.repo.remotes[remote].fetch([f"+{DATA_REF}:{local}"], callbacks=pygit2.RemoteCallbacks())
     except pygit2.GitError as exc:
-        raise ConnectionError(f"fetching {DATA_REF} of remote {remote!r} failed: {exc}") from exc
+        raise ServerUnreachableError(f"fetching {DATA_REF} of remote {remote!r} failed: {exc}") from exc
     return read_location(git, str(git.repo.references[local].target))
 
 
@@ -142,7 +149,8 @@ def fetch_branches(git: GitRepo, remote: str, branches: list[str]) -> None:
         git.repo.remotes[remote].fetch(specs, callbacks=pygit2.RemoteCallbacks(),
                                        prune=pygit2.enums.FetchPrune.NO_PRUNE)
     except pygit2.GitError as exc:
-        raise ConnectionError(f"fetch from remote {remote!r} ({git.repo.remotes[remote].url}) failed: {exc}") from exc
+        raise ServerUnreachableError(f"fetch from remote {remote!r} ({git.repo.remotes[remote].url}) failed: "
+                                     f"{exc}") from exc
 
 
 def push_refs(git: GitRepo, remote: str, refspecs: list[str]) -> dict[str, str]:
@@ -160,7 +168,8 @@ def push_refs(git: GitRepo, remote: str, refspecs: list[str]) -> dict[str, str]:
         msg = str(exc)
         if "fast-forward" in msg or "fastforward" in msg:
             return {refspecs[-1].rpartition(":")[2]: msg}
-        raise ConnectionError(f"push to remote {remote!r} ({git.repo.remotes[remote].url}) failed: {msg}") from exc
+        raise ServerUnreachableError(f"push to remote {remote!r} ({git.repo.remotes[remote].url}) failed: "
+                                     f"{msg}") from exc
     return rejected
 
 
@@ -257,7 +266,7 @@ def _pack_stream(store: TensorStore, digests: list[bytes]) -> Iterator[tuple[byt
         loc = locs[i]
         payload = store.storage.read_range(loc.pack, loc.offset, loc.length)  # type: ignore[union-attr]
         check_stored(loc, payload, digests[i])  # type: ignore[arg-type]
-        recs.append((np.frombuffer(digests[i], np.uint8), len(buf), loc.length, loc.rawlen, loc.codec,  # type: ignore
+        recs.append((np.frombuffer(digests[i], np.uint8), len(buf), loc.length, loc.rawlen, loc.codec,  # type: ignore[union-attr]
                      loc.check))  # type: ignore[union-attr]
         buf += payload
         if len(buf) >= REMOTE_PACK_BYTES:
@@ -351,7 +360,7 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
                     payload = view[loc.offset - off:loc.offset - off + loc.length]  # type: ignore[union-attr]
                     check_stored(loc, payload, digest)  # type: ignore[arg-type]
                     # put_stored re-hashes (blake3 over bytes + dtype + shape) before storing
-                    store.put_stored(StoredSample(digest, loc.codec, loc.rawlen, payload), dtype,  # type: ignore
+                    store.put_stored(StoredSample(digest, loc.codec, loc.rawlen, payload), dtype,  # type: ignore[arg-type, union-attr]
                                      shape)
                 unflushed += n
                 if unflushed >= FETCH_BATCH_BYTES:  # durable in batches: a failure keeps what was flushed
@@ -405,7 +414,7 @@ class LazyReads:
                 f"sample digest {d}... is not local and data remote {self.remote!r} cannot be reached: {exc}; "
                 f"check the endpoint and credentials, or turn lazy reads off (hangar remote lazy "
                 f"{self.remote} off) and fetch_data while connected") from exc
-        return fetch_samples(self.hangar_dir, self._storage, self._index, items, self.remote,  # type: ignore
+        return fetch_samples(self.hangar_dir, self._storage, self._index, items, self.remote,  # type: ignore[arg-type]
                              store=self._cache)
 
 

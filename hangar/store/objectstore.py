@@ -26,13 +26,13 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import timedelta
-from typing import Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 from urllib.parse import urlparse
 
 import blake3
 
 from hangar._faults import crash_point
-from hangar.errors import CorruptDataError, DataRemoteAddressError, ObjectStoreError
+from hangar.errors import CorruptDataError, DataRemoteAddressError, ObjectStoreError, PackNotFoundError
 from hangar.store.packs import ZarrPackStorage, array_metadata
 
 #: bytes of pack data per object pushed (several are uploaded at once)
@@ -58,14 +58,14 @@ def remote_pack_id(index: bytes) -> str:
     return blake3.blake3(index).hexdigest()[:40]
 
 
-def _credential_provider():  # noqa: ANN202
+def _credential_provider() -> Any:
     """boto3's credential chain (env, ``~/.aws/credentials`` and ``config`` profiles, SSO, instance
     roles) when boto3 is installed and the environment holds no keys itself; obstore alone reads
     only the environment."""
     if os.environ.get("AWS_ACCESS_KEY_ID"):
         return None
     try:
-        import boto3
+        import boto3  # type: ignore[import-untyped]  # no stubs installed
         from obstore.auth.boto3 import Boto3CredentialProvider
     except ImportError:
         return None
@@ -98,7 +98,8 @@ class ObjectPackStorage(ZarrPackStorage):
 
         bucket, prefix = parse_data_url(url)
         self.url = url
-        config: dict = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        config: dict[str, Any] = {"region": region}
         endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
             config["endpoint"] = endpoint
@@ -110,7 +111,8 @@ class ObjectPackStorage(ZarrPackStorage):
         kwargs = {"credential_provider": provider} if provider is not None else {}
         if provider is None and not os.environ.get("AWS_ACCESS_KEY_ID"):
             config["skip_signature"] = True
-        s3 = S3Store(bucket, prefix=prefix or None, config=config, client_options={"timeout": "300s"},
+        s3 = S3Store(bucket, prefix=prefix or None, config=config,  # type: ignore[arg-type]  # a dict of S3Config's keys
+                      client_options={"timeout": "300s"},
                      retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=60),
                                    "backoff": {"init_backoff": timedelta(milliseconds=100),
                                                "max_backoff": timedelta(seconds=2), "base": 2}}, **kwargs)
@@ -126,7 +128,7 @@ class ObjectPackStorage(ZarrPackStorage):
     def describe(self) -> str:
         return self.url + (f" at {self.endpoint_url}" if self.endpoint_url else "")
 
-    def _run(self, coro):  # noqa: ANN001, ANN202
+    def _run(self, coro: Any) -> Any:
         """Run a store coroutine; obstore's errors become :class:`ObjectStoreError` (the one place
         they are translated)."""
         from obstore.exceptions import BaseError
@@ -147,7 +149,7 @@ class ObjectPackStorage(ZarrPackStorage):
                                    f"{remote_pack_id(raw)}); the bucket was changed outside hangar")
         return raw
 
-    def _windowed(self, coros: Iterable, window: int) -> Iterator:
+    def _windowed(self, coros: Iterable[Any], window: int) -> Iterator[Any]:
         """Results of ``coros`` (coroutines, made lazily) in order, at most ``window`` running at once
         on zarr's event loop while the caller works on the results already here: transfers overlap
         the caller's hashing and disk writes instead of alternating with them."""
@@ -158,7 +160,7 @@ class ObjectPackStorage(ZarrPackStorage):
         from zarr.core.sync import _get_loop
 
         loop = _get_loop()
-        pending: collections.deque[Future] = collections.deque()
+        pending: collections.deque[Future[Any]] = collections.deque()
         it = iter(coros)
         try:
             for coro in it:
@@ -186,8 +188,8 @@ class ObjectPackStorage(ZarrPackStorage):
 
         buf = await self.store.get(f"packs/{pack}/c/0", self._proto, byte_range=RangeByteRequest(off, off + n))
         if buf is None:
-            raise FileNotFoundError(f"{self.url}/packs/{pack}/c/0")
-        data = buf.to_bytes()
+            raise PackNotFoundError(f"{self.url}/packs/{pack}/c/0")
+        data = bytes(buf.to_bytes())
         if len(data) != n:
             raise CorruptDataError(f"short read of pack {pack} in {self.url} at {off}: {len(data)} of {n} bytes")
         return data
@@ -201,8 +203,8 @@ class ObjectPackStorage(ZarrPackStorage):
             async with sem:
                 buf = await self.store.get(f"packs/{pack}/index", self._proto)
             if buf is None:
-                raise FileNotFoundError(f"{self.url}/packs/{pack}/index")
-            return buf.to_bytes()
+                raise PackNotFoundError(f"{self.url}/packs/{pack}/index")
+            return bytes(buf.to_bytes())
 
         async def run() -> list[bytes]:
             return list(await asyncio.gather(*(one(p) for p in ids)))
@@ -235,7 +237,7 @@ class ObjectPackStorage(ZarrPackStorage):
             # the commit point of the pack: written only once its data object is complete
             await self.store.set(f"packs/{pack}/index", self._proto.buffer.from_bytes(index))
 
-        def uploads() -> Iterator:
+        def uploads() -> Iterator[Any]:
             for data, index in packs:
                 ids.append(remote_pack_id(index))
                 yield one(data, index)

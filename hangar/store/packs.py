@@ -531,7 +531,7 @@ class ZarrPackStorage:
         an index without its pack would publish records of bytes never written)."""
         key = f"packs/{pack_id}/index"
         if not self._run(self.store.exists(key)):
-            raise FileNotFoundError(key)
+            raise PackNotFoundError(key)
         self._set(key, index)
 
     def remove_dead_partials(self, min_age: float = 60.0) -> int:

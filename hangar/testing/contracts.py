@@ -222,7 +222,7 @@ class TensorStoreContract(_Handles):
     @pytest.mark.parametrize("backend", ["raw", "lz4", "zstd", "auto"])
     def test_store_round_trip_every_codec(self, open_storage: Callable[[], PackStorage], backend: str) -> None:
         s = TensorStore(open_storage())
-        arrays = [np.random.default_rng(0).random((3, 4)), np.zeros((64, 64), np.uint8),
+        arrays: list[np.ndarray] = [np.random.default_rng(0).random((3, 4)), np.zeros((64, 64), np.uint8),
                   np.arange(1000, dtype=np.int32), np.array(7.5)]  # empty samples: refused above
         digests = [_put(s, a, backend) for a in arrays]
         for when in ("pending", "flushed"):
