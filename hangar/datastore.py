@@ -150,7 +150,8 @@ def clone(git: "GitRepo", hangar_dir: str, address: str, endpoint_url: Optional[
     found = objectdata.fetch_location(git, "origin")
     if found is None:
         raise DataRemoteAddressError(f"the git repository at {address!r} records no data location "
-                                     f"({objectdata.DATA_REF}); clone a hangar server by IP:PORT, or push to this one with a data remote first")
+                                     f"({objectdata.DATA_REF}); clone a hangar server by IP:PORT, or push to this "
+                                     "one with a data remote first")
     url, hint = found
     # an endpoint given here, else AWS_ENDPOINT_URL, else the one the pusher recorded
     if endpoint_url is None and not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")):
