@@ -126,3 +126,7 @@ class BranchSwitchWarning(UserWarning):
 
 class RemoteAddressError(HangarError, ValueError):
     """A remote's recorded address is not one hangar can connect to (``IP:PORT``, ``https://IP:PORT``)."""
+
+
+class RepositoryNotInitializedError(HangarError, RuntimeError):
+    """The directory holds no hangar repository yet: call ``init()``."""

@@ -9,20 +9,15 @@ the bytes the server lacks first and moves the server's branch only once they ar
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
-from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence
 
+from hangar.core import RepositoryCore
 from hangar.errors import DivergedHistoryError, RemoteAddressError, RemoteDataError
+from hangar.plumbing.gitrepo import GitRepo
 from hangar.remote import client as _client
-from hangar.store import TensorStore
-from hangar.store.packs import LocalPackStorage
 from hangar.transfers import transfer_marker
-
-if TYPE_CHECKING:
-    from hangar.repository import Repository
-
 
 _ADDRESS_FORMS = "IP:PORT (e.g. '127.0.0.1:50051'), or https://IP:PORT for a server with TLS"
 
@@ -37,15 +32,15 @@ class RemoteInfo(NamedTuple):
 class Remotes:
     """Class which governs access to remote interactor objects (``repo.remote``)."""
 
-    def __init__(self, repo: "Repository") -> None:
-        self._repo = repo
+    def __init__(self, core: RepositoryCore) -> None:
+        self._core = core
 
     def __repr__(self) -> str:
         return f"Remotes({self.list_all()!r})"
 
     @property
-    def _git(self):  # noqa: ANN202
-        return self._repo._git
+    def _git(self) -> GitRepo:
+        return self._core.git
 
     def _recorded_address(self, name: str) -> str:
         """The address remote ``name`` was added with (``ValueError`` if there is no such remote)."""
@@ -186,7 +181,7 @@ class Remotes:
             warnings.warn(f"fetch changed nothing: remote branch '{remote}/{branch}' is already at the "
                           f"server's head {theirs[:10]}", UserWarning, stacklevel=2)
             return f"{remote}/{branch}"
-        with transfer_marker(self._repo._hangar_dir, f"fetch {remote}/{branch}"):
+        with transfer_marker(self._core.hangar_dir, f"fetch {remote}/{branch}"):
             _client.fetch_branches(self._git, remote, address, [branch])
         return f"{remote}/{branch}"
 
@@ -257,7 +252,7 @@ class Remotes:
         git = self._git
         commits = [c.id for c in git.walk([start])] if retrieve_all_history else [start]
         pointers = _client.commit_pointers(git, commits, names)
-        local = self._repo._store()
+        local = self._core.store()
         local.refresh()
         digests = list(pointers)
         # unflushed bytes of a writer may still be discarded (reset): only durable ones count
@@ -274,9 +269,9 @@ class Remotes:
         if wanted:
             # a store of its own: a failed transfer discards only its own unflushed bytes,
             # never what a writer checkout of this repository has staged
-            store = TensorStore(LocalPackStorage(os.path.join(self._repo.path, ".hangar", "data")))
+            store = self._core.open_store()
             try:
-                with transfer_marker(self._repo._hangar_dir, f"fetch_data {remote}"), \
+                with transfer_marker(self._core.hangar_dir, f"fetch_data {remote}"), \
                         _client.DataClient(address) as dc:
                     _client.download_into(store, dc, wanted)
                     store.flush()
@@ -340,7 +335,7 @@ class Remotes:
             pointers = list(_client.commit_pointers(git, commits, known=known).values())
             on_server = dc.have([p.digest for p in pointers])
             to_send = [p for p, has in zip(pointers, on_server) if not has]
-            store = self._repo._store()
+            store = self._core.store()
             store.refresh()
             lacking = [p.digest for p, loc in zip(to_send, store.locations([p.digest for p in to_send]))
                        if loc is None]
@@ -380,7 +375,7 @@ def _as_address(url: str) -> str:
         return url
 
 
-def clone_into(repo: "Repository", user_name: str, user_email: str, remote_address: str, *,
+def clone_into(core: RepositoryCore, user_name: str, user_email: str, remote_address: str, *,
                remove_old: bool = False) -> str:
     """Initialize ``repo`` and fill it with the records of the server at ``remote_address``.
 
@@ -399,22 +394,20 @@ def clone_into(repo: "Repository", user_name: str, user_email: str, remote_addre
     ConnectionError
         If the server cannot be reached (nothing is created then).
     """
-    from hangar.records.staging import StagingState
-
     _client.parse_address(remote_address)
-    if repo.initialized and not remove_old:
-        raise FileExistsError(f"a hangar repository already exists at {repo.path!r}; "
+    if core.initialized and not remove_old:
+        raise FileExistsError(f"a hangar repository already exists at {core.path!r}; "
                               "pass remove_old=True to replace it")
     with _client.DataClient(remote_address, timeout=10) as dc:
         dc.ping()
-    repo.init(user_name, user_email, remove_old=remove_old)
-    git = repo._git
-    repo.remote.add("origin", remote_address)
-    with transfer_marker(repo._hangar_dir, f"clone {remote_address}"):
+    core.init(user_name, user_email, remove_old)
+    git = core.git
+    Remotes(core).add("origin", remote_address)
+    with transfer_marker(core.hangar_dir, f"clone {remote_address}"):
         if "master" in _client.list_remote_heads(git, "origin", remote_address):
             _client.fetch_branches(git, "origin", remote_address, ["master"])
         head = git.remote_branch_head("origin/master")
         if head is not None:
             git.set_branch("master", head)
-            StagingState("master", head, git.commit_tree_id(head)).save(repo._hangar_dir)
+            core.base_staging_on("master", head)
     return "master"

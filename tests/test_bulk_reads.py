@@ -13,6 +13,7 @@ import hangar.arrayset
 from hangar import Repository
 from hangar.errors import CorruptDataError
 from hangar.store import sample_digest
+from tests.repo_parts import store_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -193,7 +194,7 @@ def test_a_cached_table_naming_packs_removed_by_gc_is_rebuilt(img_repo):
 def test_batch_read_with_digest_check_raises_on_a_flipped_byte(img_repo):
     with img_repo.checkout() as co:
         arr = co.arraysets["img"][123].copy()
-    store = img_repo._store()
+    store = store_of(img_repo)
     store.refresh()
     loc = store.location(sample_digest(arr))
     path = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
@@ -225,7 +226,7 @@ def test_the_table_of_a_child_commit_is_derived_from_the_parents_and_equals_a_fu
     co.commit("child")
     co.close()
     repo = Repository(img_repo.path)
-    store = repo._store()
+    store = store_of(repo)
     calls = []
     real_build = type(store).location_table
 
@@ -309,7 +310,7 @@ def test_table_reads_check_the_stored_checksum_without_verify_reads(img_repo, na
     with img_repo.checkout() as co:
         arr = co.arraysets[name][key].copy()
         ints = [k for k in co.arraysets[name].keys() if isinstance(k, int)]
-    store = img_repo._store()
+    store = store_of(img_repo)
     store.refresh()
     loc = store.location(sample_digest(arr))
     path = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")

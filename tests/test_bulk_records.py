@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 
+from hangar.core import RepositoryCore
 from hangar.plumbing.pack import OBJ_BLOB, OBJ_TREE, ObjectBatch, blob_block, object_id, write_pack
 from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, apply_edits, serialize_tree
 from hangar.records import layout
@@ -75,7 +76,7 @@ def _aset_tree(co, name: str, bulk: bool) -> bytes:  # noqa: ANN001
     edits = st.sample_edits(batch) if bulk else StagedEntries.nested_edits(
         st, st.schema.fanout_depth, encode_pointer, batch)
     base = None if st.replaced else co._staging.snapshot.aset_tree(name)
-    return apply_edits(co._repo._git.repo, base, {layout.SAMPLES: edits}, batch)
+    return apply_edits(RepositoryCore(co._session.repo_path).git.repo, base, {layout.SAMPLES: edits}, batch)
 
 
 def test_bulk_built_trees_equal_the_per_entry_build_and_git_reads_them(repo, run_git):

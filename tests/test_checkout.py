@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hangar import Repository
+from tests.repo_parts import git_of
 
 
 def test_writer_properties_and_status(aset_repo):
@@ -307,7 +308,7 @@ def test_commit_after_branch_moved_elsewhere_is_refused(aset_repo):
     co = aset_repo.checkout(write=True)
     co.metadata["m"] = "1"
     # move master behind the writer's back
-    git = aset_repo._git
+    git = git_of(aset_repo)
     other = git.create_commit(git.commit_tree_id(co.commit_hash), [co.commit_hash], "x", "x@y", "elsewhere")
     git.set_branch("master", other)
     with pytest.raises(RuntimeError, match="moved"):

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 import hangar.arrayset
-from hangar import Repository, integrity
+from hangar import Repository
 from hangar.errors import CorruptDataError
 from hangar.store import sample_digest
 from hangar.store.packs import INDEX_DTYPE_V1, parse_index
 from tests import remote_fixtures
+from tests.repo_parts import store_of
 
 start_server = remote_fixtures.start_server
 
@@ -63,7 +64,7 @@ def _to_format1(repo: Repository) -> None:
 
 
 def _flip_last_byte(repo: Repository, arr: np.ndarray) -> None:
-    store = repo._store()
+    store = store_of(repo)
     store.refresh()
     loc = store.location(sample_digest(arr))
     path = os.path.join(_packs_dir(repo), loc.pack, "c", "0")
@@ -106,17 +107,17 @@ def test_fsck_repair_makes_the_cached_location_table_read_the_repaired_bytes(sma
         arr = co.arraysets["img"][13].copy()
         co.arraysets["img"].get_batch(list(range(40)))  # the table is cached on disk
     _flip_last_byte(small_repo, arr)
-    report = integrity.verify(small_repo)
+    report = small_repo.verify()
     assert len(report.damaged) == 1
-    source = Repository(str(good))._store()
+    source = store_of(Repository(str(good)))
 
     def fetch(store, pointers):  # noqa: ANN001, ANN202 - what download_into does, from a good copy
         for p in pointers:
             store.put_stored(source.read_stored(p.digest), p.dtype, p.shape)
         store.flush()
 
-    assert integrity.repair(small_repo, report, fetch) == 1
-    assert integrity.verify(small_repo).ok
+    assert small_repo.repair(report, fetch) == 1
+    assert small_repo.verify().ok
     with Repository(small_repo.path).checkout() as co:
         np.testing.assert_array_equal(co.arraysets["img"][13], arr)
         np.testing.assert_array_equal(co.arraysets["img"].get_batch([12, 13])[1], arr)
@@ -239,6 +240,6 @@ def test_loaders_of_an_open_checkout_read_after_a_gc_compacted_its_packs(repo, m
         aset.get_batch([0, 1])
         assert (aset._locations() is not None) == tables
         repo.remove_branch("tmp", force_delete=True)
-        assert integrity.gc(repo).removed_packs == 1  # samples 5..9 dropped: the pack rewritten
+        assert repo.gc().removed_packs == 1  # samples 5..9 dropped: the pack rewritten
         np.testing.assert_array_equal(make_torch_dataset(aset)[3][0], np.full(4, 3, dtype=np.int32))
         np.testing.assert_array_equal(dask_array(aset).compute()[4], np.full(4, 4, dtype=np.int32))

@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from hangar import Repository
 from hangar.errors import MergeConflictError, NothingToCommitError
+from tests.repo_parts import git_of
 
 ASETS = {"a": (np.float32, (3,)), "b": (np.int64, (2,))}
 KEYS = st.one_of(st.integers(0, 6), st.sampled_from(["x", "y", "z", "0"]))
@@ -253,7 +254,7 @@ class RepositoryMachine(RuleBasedStateMachine):
             except ValueError:
                 return
         master_head, dev_head = self.heads[self.branch], self.heads[dev]
-        base = self.repo._git.merge_base(master_head, dev_head)
+        base = self.repo.merge_base(master_head, dev_head)
         expected = three_way(self.states[base], self.states[master_head], self.states[dev_head])
         if expected is None:
             try:
@@ -261,13 +262,13 @@ class RepositoryMachine(RuleBasedStateMachine):
                 raise AssertionError("conflicting merge did not raise")
             except MergeConflictError:
                 event("merge: conflict refused")
-                assert self.repo._git.branch_head(self.branch) == master_head
+                assert self.repo.branch_head(self.branch) == master_head
                 return
         new = self.co.merge("merge", dev)
-        if self.repo._git.is_ancestor(dev_head, master_head):
+        if git_of(self.repo).is_ancestor(dev_head, master_head):
             assert new == master_head
             event("merge: already contained")
-        elif self.repo._git.is_ancestor(master_head, dev_head):
+        elif git_of(self.repo).is_ancestor(master_head, dev_head):
             assert new == dev_head  # fast-forward
             event("merge: fast-forward")
         else:
@@ -292,7 +293,7 @@ class RepositoryMachine(RuleBasedStateMachine):
     @rule()
     def every_branch_matches_model(self) -> None:
         for name, head in self.heads.items():
-            assert self.repo._git.branch_head(name) == head
+            assert self.repo.branch_head(name) == head
             self.check_commit(head)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hangar._faults import crash_point
+from hangar.plumbing.paths import packs_dir
 from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, encode_index, new_pack_id, parse_index
 
 
@@ -31,7 +32,7 @@ class CompactStats:
 
 def _temp_files(storage: LocalPackStorage, temp_age: float) -> list[str]:
     """Leftovers of interrupted writes: ``*.partial`` data, ``*.tmp`` files, packs without index."""
-    base = os.path.join(storage.root, "packs")
+    base = packs_dir(storage.root)
     cutoff = time.time() - temp_age
     out = []
     for n in os.listdir(base):
@@ -114,7 +115,7 @@ def compact_store(storage: LocalPackStorage, reachable: set[bytes], packs: list[
         writer.finish(encode_index(index), nbytes)  # durable before anything is deleted
         crash_point("gc.data_pack_written")
     storage.close()
-    base = os.path.join(storage.root, "packs")
+    base = packs_dir(storage.root)
     for pack, _ in rewrite:
         d = os.path.join(base, pack)
         os.unlink(os.path.join(d, "index"))  # invisible first
