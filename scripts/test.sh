@@ -16,4 +16,5 @@ export PATH
 "$VENV/bin/python" -m pip install -q tensorflow-cpu "dask[array]" \
   || echo "WARNING: tensorflow-cpu/dask not installed: their loader tests will skip"
 "$VENV/bin/python" -m ruff check hangar tests scripts examples
+"$VENV/bin/lint-imports" --no-cache  # the layers contract (pyproject.toml [tool.importlinter])
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
