@@ -16,5 +16,7 @@ export PATH
 "$VENV/bin/python" -m pip install -q tensorflow-cpu "dask[array]" \
   || echo "WARNING: tensorflow-cpu/dask not installed: their loader tests will skip"
 "$VENV/bin/python" -m ruff check hangar tests scripts examples
-"$VENV/bin/lint-imports" --no-cache  # the layers contract (pyproject.toml [tool.importlinter])
+# the layers contract (pyproject.toml [tool.importlinter]); what the lint-imports script runs
+"$VENV/bin/python" -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())" \
+  --no-cache
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

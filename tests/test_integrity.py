@@ -91,7 +91,7 @@ def test_read_with_digest_check_raises_instead_of_returning_wrong_bytes(raw_repo
     flip_byte(path, off)
     co = raw_repo.checkout()
     try:
-        co._session.store.verify_reads = True
+        co.arraysets["raw"].loader_view().store.verify_reads = True
         with pytest.raises(CorruptDataError, match="do not match"):
             co.arraysets["raw"][7]
         np.testing.assert_array_equal(co.arraysets["raw"][6], np.linspace(0, 1, 64) * 6)

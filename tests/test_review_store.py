@@ -86,12 +86,13 @@ def test_verify_reads_rehashes_format1_samples_on_the_table_paths(small_repo, na
     _to_format1(small_repo)
     _flip_last_byte(small_repo, arr)
     with Repository(small_repo.path).checkout() as co:
-        co._session.store.verify_reads = True
         aset = co.arraysets[name]
+        store = aset.loader_view().store
+        store.verify_reads = True
         with pytest.raises(CorruptDataError):
-            co._session.store.read(sample_digest(arr), arr.dtype.str, arr.shape)  # the path by digest
+            store.read(sample_digest(arr), arr.dtype.str, arr.shape)  # the path by digest
         aset.get_batch([k for k in aset.keys() if k != key])  # healthy samples read (and build the table)
-        assert aset._locations() is not None
+        assert aset.loader_view().locations() is not None
         with pytest.raises(CorruptDataError):
             aset[key]
         with pytest.raises(CorruptDataError):
@@ -140,7 +141,7 @@ def test_loaders_check_the_stored_checksum(small_repo, monkeypatch, name, key, t
     _flip_last_byte(small_repo, arr)
     with Repository(small_repo.path).checkout() as co:
         aset = co.arraysets[name]
-        assert (aset._locations() is not None) == tables
+        assert (aset.loader_view().locations() is not None) == tables
         ds = make_torch_dataset(aset, keys=[key, key + 1])
         with pytest.raises(CorruptDataError, match="checksum"):
             ds[0]
@@ -201,7 +202,7 @@ def test_loaders_see_samples_fetched_after_a_location_table_was_built(tmp_path, 
     dst.clone("Test User", "test@example.com", srv.address)
     co = dst.checkout()
     aset = co.arraysets["a"]
-    assert aset._locations() is not None  # built with every row a remote reference
+    assert aset.loader_view().locations() is not None  # built with every row a remote reference
     with pytest.raises(ValueError, match="remote references"):
         make_torch_dataset(aset)
     dst.remote.fetch_data("origin", "master")
@@ -238,7 +239,7 @@ def test_loaders_of_an_open_checkout_read_after_a_gc_compacted_its_packs(repo, m
     with repo.checkout(branch="master") as reader:
         aset = reader.arraysets["a"]
         aset.get_batch([0, 1])
-        assert (aset._locations() is not None) == tables
+        assert (aset.loader_view().locations() is not None) == tables
         repo.remove_branch("tmp", force_delete=True)
         assert repo.gc().removed_packs == 1  # samples 5..9 dropped: the pack rewritten
         np.testing.assert_array_equal(make_torch_dataset(aset)[3][0], np.full(4, 3, dtype=np.int32))
