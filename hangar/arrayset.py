@@ -988,9 +988,9 @@ class Arraysets(CheckoutHandle):
             if aset.named_samples:
                 raise ValueError(f"multi_add needs arraysets without named samples; {aset.name!r} has them")
         key = uuid.uuid4().hex
-        prepared = [(aset, aset._validate(data, key)) for aset, data in asets]
+        prepared = [(aset, aset._validate(data, key)) for aset, data in asets]  # type: ignore[attr-defined]
         for aset, args in prepared:
-            aset._stage(*args)
+            aset._stage(*args)  # type: ignore[attr-defined]
         return key
 
 

@@ -24,6 +24,7 @@ from hangar.records.keys import decode_key
 from hangar.records.pointer import SamplePointer, decode_pointer
 from hangar.records.schema import ArraysetSchema
 from hangar.records.snapshot import decode_metadata
+from hangar.store import TensorStore
 from hangar.store.compact import compact_store
 from hangar.store.digest import byte_view, digest_of_parts
 from hangar.transfers import active_transfers
@@ -269,7 +270,7 @@ def verify(core: RepositoryCore) -> VerifyReport:
     return report
 
 
-def repair(core: RepositoryCore, report: VerifyReport, fetch: Callable[[object, list], object]) -> int:
+def repair(core: RepositoryCore, report: VerifyReport, fetch: Callable[[TensorStore, list], object]) -> int:
     """Replace the damaged samples of ``report`` with good bytes; return how many were dropped.
 
     Under the writer lock: the index records of the damaged samples are dropped (their packs'

@@ -50,7 +50,7 @@ class Repository:
         if not os.path.isdir(path):
             raise NotADirectoryError(f"repository path {path!r} is not an existing directory")
         self._core = RepositoryCore(path)
-        self._remote = None
+        self._remote: Optional[Remotes] = None
         if not self.initialized and exists:
             warnings.warn(f"no hangar repository at {path!r}; call Repository.init() to create one",
                           UserWarning, stacklevel=2)

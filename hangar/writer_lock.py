@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from hangar.errors import WriterLockError
 from hangar.plumbing.paths import writer_lock_path
@@ -66,7 +66,7 @@ class WriterLock:
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
 
-    def _read(self) -> Optional[dict]:
+    def _read(self) -> Optional[dict[str, Any]]:
         """The lock file's JSON; None when there is none, ``{}`` when it cannot be read."""
         try:
             with open(self.path) as f:
@@ -83,7 +83,7 @@ class WriterLock:
         """True when someone holds the lock."""
         return os.path.exists(self.path)
 
-    def holder(self) -> Optional[dict]:
+    def holder(self) -> Optional[dict[str, Any]]:
         """Who holds the lock: ``{'pid', 'host', 'since', 'alive'}``, or None when it is free.
 
         ``alive`` is True or False when the holder runs on this host (its pid is checked), and
@@ -200,7 +200,7 @@ class WriterLock:
             if held and held.get("owner") == owner:
                 os.unlink(self.path)
 
-    def force_release(self, holder: Optional[dict] = None) -> bool:
+    def force_release(self, holder: Optional[dict[str, Any]] = None) -> bool:
         """Remove the lock whoever holds it; with ``holder``, only while that holder still has it.
 
         Parameters
