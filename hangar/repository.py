@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from typing import Callable, NamedTuple, Optional, Union
 
@@ -13,9 +12,8 @@ from hangar.errors import NoCommitsYetError, NothingToCommitError, RepositoryNot
 from hangar.integrity import GcReport, VerifyReport, gc, repair, verify
 from hangar.merge import merge_branches
 from hangar.plumbing.paths import CLI_BRANCH_FILE, HANGAR_DIR, WRITER_LOCK_FILE
-from hangar.records.history import format_graph, history
+from hangar.records.history import commit_summary_lines, format_graph, history
 from hangar.records.keys import validate_branch_name
-from hangar.records.snapshot import Snapshot
 from hangar.remotes import Remotes, clone_into
 from hangar.store import TensorStore
 
@@ -540,18 +538,7 @@ class Repository:
             lines.append("(no commits)")
             print("\n".join(lines))
             return
-        info = self._core.git.commit_info(start)
-        snap = Snapshot(self._core.git, info.tree)
-        lines += [f"commit: {start}", f"  author: {info.author} <{info.email}>",
-                  f"  time: {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(info.time))} UTC",
-                  f"  message: {info.message}", f"arraysets: {len(snap.arrayset_names())}"]
-        for name in snap.arrayset_names():
-            s = snap.schema(name)
-            assert s is not None
-            lines.append(f"  {name}: {snap.samples(name).count()} samples, dtype {s.np_dtype}, "
-                         f"{'max ' if s.variable_shape else ''}shape {s.shape}, "
-                         f"named_samples={s.named_samples}, backend={s.backend}")
-        lines.append(f"metadata: {snap.metadata.count()} keys")
+        lines += commit_summary_lines(self._core.git, start)
         print("\n".join(lines))
 
     # ------------------------------------------------------------- integrity
