@@ -5,7 +5,7 @@
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from hangar._version import __version__
 
 if TYPE_CHECKING:
     from hangar.repository import Repository

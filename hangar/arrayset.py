@@ -10,6 +10,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
 import numpy as np
 
+from hangar.core import RepositoryCore
 from hangar.errors import (
     ArgumentTypeError,
     ArraysetExistsError,
@@ -19,12 +20,14 @@ from hangar.errors import (
     InvalidArgumentError,
     InvalidNameError,
     InvalidSchemaError,
+    InvalidSelectionError,
     NotPicklableError,
     ReadOnlyCheckoutError,
     SampleNotFoundError,
     SchemaMismatchError,
     UnsupportedOperationError,
 )
+from hangar.loader_source import LoaderSource
 from hangar.processes import pool_start_method
 from hangar.records.keys import (
     Key,
@@ -47,8 +50,9 @@ from hangar.records.schema import (
     dtype_to_descr,
     valid_backends_text,
 )
+from hangar.records.snapshot import Snapshot
 from hangar.session import CheckoutHandle, CheckoutSession
-from hangar.store import sample_digest
+from hangar.store import TensorStore, sample_digest
 from hangar.store.codecs import CodecChooser
 from hangar.store.digest import byte_view
 
@@ -72,7 +76,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class ArraysetDataReader(CheckoutHandle):
+class ArraysetDataReader(CheckoutHandle, LoaderSource):
     """Read access to the samples of one arrayset at one commit."""
 
     _detached = False  # set when the arrayset is removed from (or re-created in) the checkout
@@ -465,6 +469,10 @@ class ArraysetDataReader(CheckoutHandle):
         self._check()
         return self._remote_keys()
 
+    def loader_view(self) -> LoaderView:
+        """The records and store behind this arrayset, as hangar's data loaders read them."""
+        return LoaderView(self)
+
     def to_dask(self, keys: Optional[Iterable[Key]] = None, index_range: Optional[slice] = None,
                 chunk_rows: Optional[int] = None) -> Any:  # a dask.array.Array (an optional dependency)
         """A lazy ``dask.array`` of shape ``(n_samples, *shape)`` over this fixed-shape arrayset.
@@ -483,7 +491,7 @@ class ArraysetDataReader(CheckoutHandle):
 _BUILD_TABLE_AFTER = 4096
 _BUILD_TABLE_SHARE = 1.0
 _worker_store = None
-_reopened: dict[tuple[str, str], object] = {}
+_reopened: dict[tuple[str, str], "Arraysets"] = {}
 
 
 def _init_batch_worker(store) -> None:  # noqa: ANN001
@@ -498,14 +506,15 @@ def _read_batch_chunk(chunk: tuple[np.dtype, list[SamplePointer]]) -> list[np.nd
 
 
 def _open_reader(repo_path: str, commit: str, name: str) -> ArraysetDataReader:
-    """Unpickle a reader: the arrayset ``name`` at ``commit``; one checkout per process and commit."""
-    co = _reopened.get((repo_path, commit))
-    if co is None or co._session.closed:  # type: ignore[attr-defined]  # a checkout object; its session is its own
-        from hangar.repository import Repository  # deferred: the porcelain sits above this module
-
-        co = Repository(repo_path).checkout(commit=commit)
-        _reopened[(repo_path, commit)] = co
-    return co.arraysets[name]  # type: ignore[attr-defined]  # a checkout object
+    """Unpickle a reader: the arrayset ``name`` at ``commit``; one session per process and commit."""
+    asets = _reopened.get((repo_path, commit))
+    if asets is None:  # a session of its own, never closed: it lives as long as the process
+        core = RepositoryCore(repo_path)
+        session = CheckoutSession(core.git, core.store(), False, repo_path, commit)
+        session.store.refresh()
+        asets = Arraysets(session, Snapshot(core.git, core.git.commit_tree_id(commit)))
+        _reopened[(repo_path, commit)] = asets
+    return asets[name]
 
 
 class ArraysetDataWriter(ArraysetDataReader):
@@ -1011,3 +1020,92 @@ class Arraysets(CheckoutHandle):
         for aset, args in prepared:
             aset._stage(*args)  # type: ignore[attr-defined]  # writer arraysets (multi_add checks)
         return key
+
+
+# ------------------------------------------------ for the checkout and the loaders
+def detach_arrayset(arraysets: Arraysets, name: str) -> None:
+    """Forget the accessor of arrayset ``name`` (removed or re-created): handles held on it stop working."""
+    arraysets._detach(name)
+
+
+def set_across(asets: list[ArraysetDataWriter], key: Key, values: Iterable[object]) -> None:
+    """``co[['a', 'b'], key] = [arr_a, arr_b]``: validate every value first, then stage each."""
+    prepared = [(aset, aset._validate(v, key)) for aset, v in zip(asets, values)]
+    for aset, args in prepared:
+        aset._stage(*args)
+
+
+def set_samples(aset: ArraysetDataWriter, keys: list, values: object) -> None:
+    """``co[aset, [k1, k2, ...]] = values``: validate everything, then store in bulk.
+
+    ``values`` is a list or tuple of arrays, or one array stacked over the keys (first axis).
+    """
+    if any(k is None for k in keys):
+        raise InvalidSelectionError("a sample key is needed for dict-style setting")
+    if isinstance(values, np.ndarray):
+        stack = aset._check_stack(values, len(keys))
+        names = [aset._check_name(k) for k in keys]
+        aset._session.sync()  # samples held back by a ``with`` block were added earlier: store them first
+        aset._write_stack(names, stack)
+        return
+    if not isinstance(values, (list, tuple)):
+        raise IndexFormError(f"several keys need a list or tuple of arrays (or one stacked array) as the value, "
+                             f"not {type(values).__name__}")
+    if len(values) != len(keys):
+        raise InvalidSelectionError(f"{len(keys)} targets but {len(values)} values")
+    arrays = [aset._check_data(v) for v in values]
+    names = [aset._check_name(k) for k in keys]
+    aset._session.sync()
+    aset._write_many(names, arrays)
+
+
+class LoaderView:
+    """What the data loaders read of an arrayset reader beyond its public API: its records and store.
+
+    Parameters
+    ----------
+    aset : ArraysetDataReader
+        The arrayset handle (the view does not check that it is still open; the loader did).
+    """
+
+    def __init__(self, aset: ArraysetDataReader) -> None:
+        self._aset = aset
+
+    @property
+    def store(self) -> TensorStore:
+        """The checkout's tensor store."""
+        return self._aset._session.store
+
+    @property
+    def repo_path(self) -> str:
+        """Directory of the repository the arrayset belongs to."""
+        return self._aset._session.repo_path
+
+    @property
+    def commit(self) -> Optional[str]:
+        """Commit of a reader checkout (None for the writer)."""
+        return self._aset._session.commit
+
+    def pointers(self) -> Iterator[tuple[str, SamplePointer]]:
+        """``(encoded name, pointer)`` of every sample."""
+        return self._aset._table.pointers()
+
+    def pointer(self, name: str) -> Optional[SamplePointer]:
+        """Pointer of the sample whose encoded name is ``name``, or None."""
+        return self._aset._table.pointer(name)
+
+    def locations(self, reads: int = 1):  # noqa: ANN201 - LocationTable or None
+        """The arrayset's location table, built when ``reads`` samples make it pay; None without one."""
+        return self._aset._locations(reads)
+
+    def fetch_lazily(self, table, rows: np.ndarray):  # noqa: ANN001, ANN201 - LocationTable
+        """``table`` after the store's lazy source brought the bytes of ``rows`` (one bulk read)."""
+        return self._aset._fetch_lazily(table, rows)
+
+    def drop_locations(self) -> None:
+        """Forget the location table (a gc removed one of its packs)."""
+        self._aset._drop_locations()
+
+    def located_now(self, table):  # noqa: ANN001, ANN201 - LocationTable
+        """``table`` with the samples fetched since it was built located."""
+        return self._aset._located_now(table)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import atexit
 import warnings
 from collections import namedtuple
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
-
-import numpy as np
+from typing import Any, Callable, Iterable, Optional
 
 from hangar._faults import crash_point
-from hangar.arrayset import Arraysets
+from hangar.arrayset import Arraysets, set_across, set_samples
+from hangar.core import RepositoryCore
 from hangar.diff import ReaderUserDiff, WriterUserDiff
 from hangar.errors import (
     CheckoutBaseMovedError,
@@ -20,13 +19,12 @@ from hangar.errors import (
     InvalidSelectionError,
     NothingToCommitError,
 )
+from hangar.merge import merge_into_writer
 from hangar.metadata import MetadataReader, MetadataWriter
 from hangar.records.snapshot import Snapshot
 from hangar.records.staging import StagingArea, StagingState
 from hangar.session import BatchBlock, CheckoutSession
-
-if TYPE_CHECKING:
-    from hangar.repository import Repository
+from hangar.writer_stage import WriterStage
 
 
 def _is_multi(value: object) -> bool:
@@ -190,16 +188,15 @@ class _CheckoutBase(BatchBlock):
 class ReaderCheckout(_CheckoutBase):
     """Read-only view of the repository at one commit. Any number may be open."""
 
-    def __init__(self, repo: "Repository", commit: str) -> None:
-        super().__init__(CheckoutSession(repo._git, repo._store(), False, repo.path, commit))
-        self._repo = repo
+    def __init__(self, core: RepositoryCore, commit: str) -> None:
+        super().__init__(CheckoutSession(core.git, core.store(), False, core.path, commit))
         self._commit = commit
         self._session.store.refresh()
-        snapshot = Snapshot(repo._git, repo._git.commit_tree_id(commit))
+        snapshot = Snapshot(core.git, core.git.commit_tree_id(commit))
         self._snapshot = snapshot
         self._arraysets = Arraysets(self._session, snapshot)
         self._metadata = MetadataReader(self._session, lambda: snapshot.metadata)
-        self._diff = ReaderUserDiff(repo, self._session, commit)
+        self._diff = ReaderUserDiff(core, self._session, commit)
         self._register_atexit()
 
     def __repr__(self) -> str:
@@ -224,18 +221,17 @@ class WriterCheckout(_CheckoutBase):
     Only one may be open per repository (the writer lock); ``close()`` releases it.
     """
 
-    def __init__(self, repo: "Repository", state: StagingState, lock_owner: str) -> None:
-        super().__init__(CheckoutSession(repo._git, repo._store(), True, repo.path, None))
-        self._repo = repo
-        self._state = state
-        self._lock_owner = lock_owner
+    def __init__(self, core: RepositoryCore, state: StagingState, lock_owner: str) -> None:
+        super().__init__(CheckoutSession(core.git, core.store(), True, core.path, None))
+        self._core = core
         if self._session.store.failed is not None:  # an earlier writer's pack write failed: unflushed,
             self._session.store.discard()  # so nothing in staging.json points at those bytes
         self._session.store.refresh()  # packs removed by a gc elsewhere must not be deduplicated against
-        self._staging = StagingArea(repo._git, state.tree)
-        self._arraysets = Arraysets(self._session, self._staging)
-        self._metadata = MetadataWriter(self._session, lambda: self._staging_area.metadata)
-        self._diff = WriterUserDiff(repo, self._session, self)
+        stage = self._stage = WriterStage(core, self._session, state, lock_owner)
+        self._state = state
+        self._arraysets = stage.arraysets
+        self._metadata = MetadataWriter(self._session, lambda: stage.area_unsynced.metadata)
+        self._diff = WriterUserDiff(core, self._session, stage)
         self._register_atexit()
 
     def __repr__(self) -> str:
@@ -302,67 +298,16 @@ class WriterCheckout(_CheckoutBase):
         if key_spec is None:
             raise InvalidSelectionError("a sample key is needed for dict-style setting")
         asets = [self._arraysets[a] for a in aset_spec]
-        # aset_spec is a sequence here (multi_aset)
-        prepared = [(aset, aset._validate(v, key_spec)) for aset, v in zip(asets, value)]  # type: ignore[call-overload]
-        for aset, args in prepared:
-            aset._stage(*args)
+        set_across(asets, key_spec, value)  # type: ignore[arg-type]
 
     def _set_samples(self, aset_name: str, keys: list, values: object) -> None:
         """``co[aset, [k1, k2, ...]] = values``: validate everything, then store in bulk."""
-        aset = self._arraysets[aset_name]
-        if any(k is None for k in keys):
-            raise InvalidSelectionError("a sample key is needed for dict-style setting")
-        if isinstance(values, np.ndarray):
-            stack = aset._check_stack(values, len(keys))  # type: ignore[attr-defined]  # a writer checkout's arraysets
-            names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]  # a writer checkout's arraysets
-            self._session.sync()  # samples held back by a ``with`` block were added earlier: store them first
-            aset._write_stack(names, stack)  # type: ignore[attr-defined]  # a writer checkout's arraysets
-            return
-        if not _is_multi(values):
-            raise IndexFormError(f"several keys need a list or tuple of arrays (or one stacked array) as the value, "
-                                 f"not {type(values).__name__}")
-        if len(values) != len(keys):  # type: ignore[arg-type]  # sequences here (multi_key)
-            # sequences here (multi_key)
-            raise InvalidSelectionError(f"{len(keys)} targets but {len(values)} values")  # type: ignore[arg-type]
-        arrays = [aset._check_data(v) for v in values]  # type: ignore[attr-defined]  # writer arraysets, a list of arrays
-        names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]  # a writer checkout's arraysets
-        self._session.sync()
-        aset._write_many(names, arrays)  # type: ignore[attr-defined]  # a writer checkout's arraysets
+        set_samples(self._arraysets[aset_name], keys, values)  # type: ignore[arg-type]
 
     @property
     def _staging(self) -> StagingArea:
         """The staging area, with every sample a ``with`` block holds back stored in it."""
-        self._session.sync()
-        return self._staging_area
-
-    @_staging.setter
-    def _staging(self, area: StagingArea) -> None:
-        self._staging_area = area
-
-    def _flush(self) -> str:
-        """Make the staging area durable: store bytes first, then records, then the state file."""
-        self._repo._check_writer_lock(self._lock_owner, self._state)  # a force-released lock taken by another writer
-        staging = self._staging  # stores held-back samples first
-        self._session.store.flush()
-        tree = staging.flush()
-        if tree != self._state.tree:
-            self._state.tree = tree
-            self._state.save(self._repo._hangar_dir)
-        return tree
-
-    def _base_tree(self) -> Optional[str]:
-        return self._repo._git.commit_tree_id(self._state.base) if self._state.base else None
-
-    def _is_clean(self) -> bool:
-        staging = self._staging
-        if staging.has_edits():
-            tree, _ = staging.build()
-        else:
-            tree = staging.snapshot.tree_id  # type: ignore[assignment]  # a snapshot with edits or a base has a tree
-        base_tree = self._base_tree()
-        if base_tree is None:
-            return tree is None or tree == self._repo._empty_tree_id()
-        return tree == base_tree
+        return self._stage.area
 
     def commit(self, commit_message: str) -> str:
         """Commit the staging area to ``branch_name``; return the new commit hash.
@@ -392,23 +337,24 @@ class WriterCheckout(_CheckoutBase):
         self._check()
         if not isinstance(commit_message, str):
             raise InvalidArgumentError(f"commit message must be a str, not {type(commit_message).__name__}")
-        if self._is_clean():
+        stage = self._stage
+        if stage.is_clean():
             raise NothingToCommitError("nothing to commit: the staging area has no changes")
-        git = self._repo._git
+        git = self._core.git
         head = git.branch_head(self._state.branch)
         if head != self._state.base:
             raise CheckoutBaseMovedError(
                 f"branch {self._state.branch!r} moved to {head} since this checkout was based on "
                 f"{self._state.base}; close and check out again")
-        tree = self._flush()
-        name, email = self._repo._user()
+        tree = stage.flush()
+        name, email = self._core.user()
         parents = [self._state.base] if self._state.base else []
         commit = git.create_commit(tree, parents, name, email, commit_message)
         crash_point("commit.before_ref")
         git.set_branch(self._state.branch, commit)
         crash_point("commit.after_ref")
         self._state.base = commit
-        self._state.save(self._repo._hangar_dir)
+        self._core.save_staging_state(self._state)
         try:
             git.consolidate_packs()
         except OSError as exc:  # the commit is done and durable; merging packs can wait for the next one
@@ -430,13 +376,11 @@ class WriterCheckout(_CheckoutBase):
             If the checkout was closed.
         """
         self._check()
-        self._repo._check_writer_lock(self._lock_owner, self._state)
-        if self._is_clean():
+        stage = self._stage
+        stage.check_lock()
+        if stage.is_clean():
             raise NothingToCommitError("nothing to reset: the staging area has no changes")
-        self._session.store.discard()
-        self._state.tree = self._base_tree()
-        self._state.save(self._repo._hangar_dir)
-        self._staging = StagingArea(self._repo._git, self._state.tree)
+        stage.reset()
         base = self.commit_hash
         self.close()
         return base
@@ -449,21 +393,19 @@ class WriterCheckout(_CheckoutBase):
         instead of refusing; see :meth:`hangar.repository.Repository.merge`.
         """
         self._check()
-        self._repo._check_writer_lock(self._lock_owner, self._state)
+        self._stage.check_lock()
         self._session.sync()
-        from hangar.merge import merge_into_writer
-
-        return merge_into_writer(self, message, dev_branch, strategy=strategy)
+        return merge_into_writer(self._stage, message, dev_branch, strategy=strategy)
 
     def close(self) -> None:
         """Make staged changes durable, release the writer lock and close the checkout."""
         if self._session.closed:
             return
-        repo, owner = self._repo, self._lock_owner
+        core, owner = self._core, self._stage.owner
         try:
-            self._flush()
+            self._stage.flush()
         finally:
             self._close_common()
-            repo._release_writer_lock(owner)
+            core.lock.release(owner)
 
 

@@ -19,8 +19,9 @@ side, and ``conflict`` holds what a merge would meet. See ``docs/diff-merge.md``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
+from hangar.core import RepositoryCore
 from hangar.errors import BranchNotFoundError, CommitNotFoundError
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
@@ -45,10 +46,7 @@ from hangar.records.treediff import (
     three_way,
 )
 from hangar.session import CheckoutSession
-
-if TYPE_CHECKING:
-    from hangar.checkout import WriterCheckout
-    from hangar.repository import Repository
+from hangar.writer_stage import WriterStage
 
 
 class Changes(NamedTuple):
@@ -296,8 +294,8 @@ class ReaderUserDiff:
     ``conflict`` holds the conflicts a merge would meet.
     """
 
-    def __init__(self, repo: "Repository", session: CheckoutSession, commit: str) -> None:
-        self._repo = repo
+    def __init__(self, core: RepositoryCore, session: CheckoutSession, commit: str) -> None:
+        self._core = core
         self._session = session
         self._commit = commit
 
@@ -320,7 +318,7 @@ class ReaderUserDiff:
             If ``dev_branch`` does not exist.
         """
         self._session.check()
-        git = self._repo._git
+        git = self._core.git
         return diff_commits(git, self._commit, _resolve_branch(git, dev_branch))
 
     def commit(self, dev_commit_hash: str) -> DiffAndConflicts:
@@ -332,7 +330,7 @@ class ReaderUserDiff:
             If ``dev_commit_hash`` is not a commit of the repository.
         """
         self._session.check()
-        git = self._repo._git
+        git = self._core.git
         return diff_commits(git, self._commit, _resolve_commit(git, dev_commit_hash))
 
 
@@ -345,28 +343,22 @@ class WriterUserDiff:
     is staged. Nothing is written to build these.
     """
 
-    def __init__(self, repo: "Repository", session: CheckoutSession, checkout: "WriterCheckout") -> None:
-        self._repo = repo
+    def __init__(self, core: RepositoryCore, session: CheckoutSession, stage: WriterStage) -> None:
+        self._core = core
         self._session = session
-        self._checkout = checkout
+        self._stage = stage
 
     def status(self) -> str:
         """``'CLEAN'`` when the staging area equals its base commit, else ``'DIRTY'``."""
         self._session.check()
-        return "CLEAN" if self._checkout._is_clean() else "DIRTY"
-
-    def _staged_tree(self) -> tuple[Optional[str], ObjectBatch]:
-        staging = self._checkout._staging
-        if staging.has_edits():
-            return staging.build()
-        return staging.snapshot.tree_id, ObjectBatch()
+        return "CLEAN" if self._stage.is_clean() else "DIRTY"
 
     def _diff_to(self, dev: str) -> DiffAndConflicts:
-        tree, batch = self._staged_tree()
-        base = self._checkout._state.base
+        tree, batch = self._stage.staged_tree()
+        base = self._stage.state.base
         if tree is None:  # nothing ever staged on a fresh branch: the empty tree
-            return diff_commits(self._repo._git, base, dev)
-        return diff_commits(self._repo._git, base, dev, master_tree=tree, overlay=batch if len(batch) else None)
+            return diff_commits(self._core.git, base, dev)
+        return diff_commits(self._core.git, base, dev, master_tree=tree, overlay=batch if len(batch) else None)
 
     def branch(self, dev_branch: str) -> DiffAndConflicts:
         """Diff between the staging area and the head of ``dev_branch``.
@@ -377,7 +369,7 @@ class WriterUserDiff:
             If ``dev_branch`` does not exist.
         """
         self._session.check()
-        return self._diff_to(_resolve_branch(self._repo._git, dev_branch))
+        return self._diff_to(_resolve_branch(self._core.git, dev_branch))
 
     def commit(self, dev_commit_hash: str) -> DiffAndConflicts:
         """Diff between the staging area and commit ``dev_commit_hash``.
@@ -388,7 +380,7 @@ class WriterUserDiff:
             If ``dev_commit_hash`` is not a commit of the repository.
         """
         self._session.check()
-        return self._diff_to(_resolve_commit(self._repo._git, dev_commit_hash))
+        return self._diff_to(_resolve_commit(self._core.git, dev_commit_hash))
 
     def staged(self) -> DiffAndConflicts:
         """Diff from the base commit to the staging area (nothing is written to build it).
@@ -396,8 +388,8 @@ class WriterUserDiff:
         ``conflict`` is always empty.
         """
         self._session.check()
-        tree, batch = self._staged_tree()
-        base = self._checkout._base_tree()
-        reader = TreeReader(self._repo._git, batch)
+        tree, batch = self._stage.staged_tree()
+        base = self._stage.base_tree()
+        reader = TreeReader(self._core.git, batch)
         td = diff_trees(reader, _raw_id(base), _raw_id(tree))
         return DiffAndConflicts(changes_from_tree_diff(td, reader, eager=True), conflicts_from_merge(None))

@@ -14,8 +14,9 @@ deletes the old packs and loose objects. See ``docs/reliability.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
+from hangar.core import RepositoryCore
 from hangar.errors import InvalidArgumentError, RemoteDataError, TransferInProgressError, UnsafeToCollectError
 from hangar.plumbing.gc import Reachable, collect_git_garbage, list_git_files, ref_heads, walk_reachable
 from hangar.records import layout
@@ -23,12 +24,10 @@ from hangar.records.keys import decode_key
 from hangar.records.pointer import SamplePointer, decode_pointer
 from hangar.records.schema import ArraysetSchema
 from hangar.records.snapshot import decode_metadata
+from hangar.store import TensorStore
 from hangar.store.compact import compact_store
 from hangar.store.digest import byte_view, digest_of_parts
 from hangar.transfers import active_transfers
-
-if TYPE_CHECKING:
-    from hangar.repository import Repository
 
 #: per digest, how many (arrayset, key, commit) places are remembered for the report
 _MAX_PLACES = 5
@@ -194,12 +193,12 @@ def _key(entry_name: str) -> object:
         return entry_name
 
 
-def _walk(repo: "Repository", report: Optional[VerifyReport]) -> tuple[_Collector, Reachable]:
+def _walk(core: RepositoryCore, report: Optional[VerifyReport]) -> tuple[_Collector, Reachable]:
     """Walk everything reachable from every ref and the staging area (base commit and tree)."""
-    git = repo._git
+    git = core.git
     heads = ref_heads(git)
     trees = []
-    state = repo._staging_state()
+    state = core.staging_state()
     if state is not None:
         if state.base:
             heads.append(state.base)
@@ -210,27 +209,32 @@ def _walk(repo: "Repository", report: Optional[VerifyReport]) -> tuple[_Collecto
     return col, found
 
 
-def _remote_digests(repo: "Repository") -> set:
+def reachable(core: RepositoryCore) -> Reachable:
+    """Everything reachable from every ref and the staging area: what :func:`gc` keeps."""
+    return _walk(core, None)[1]
+
+
+def _remote_digests(core: RepositoryCore) -> set:
     """Digests of every sample the fetched remote branches (``refs/remotes/*``) reach.
 
     A walk of its own: the full walk reads each shared subtree once, under whichever commit
     it met first, so its places cannot tell whether a remote branch holds a sample.
     """
-    heads = sorted(set(repo._git.refs("refs/remotes/").values()))
+    heads = sorted(set(core.git.refs("refs/remotes/").values()))
     if not heads:
         return set()
     col = _Collector(VerifyReport())  # record problems were reported by the full walk already
-    walk_reachable(repo._git, heads, [], col.blob, col.problem)
+    walk_reachable(core.git, heads, [], col.blob, col.problem)
     return set(col.digests)
 
 
 # ---------------------------------------------------------------------- verify
-def verify(repo: "Repository") -> VerifyReport:
-    """Check every record and re-hash every sample reachable in ``repo``; see :class:`VerifyReport`."""
+def verify(core: RepositoryCore) -> VerifyReport:
+    """Check every record and re-hash every sample reachable in the repository; see :class:`VerifyReport`."""
     report = VerifyReport()
-    col, found = _walk(repo, report)
+    col, found = _walk(core, report)
     report.commits, report.trees, report.samples = found.commits, found.trees, col.samples
-    store = repo._store()
+    store = core.store()
     store.refresh()
     for pack, why in sorted(store.damaged().items()):
         # skipped when loaded, so the rest of the repository stays readable; its samples show as missing
@@ -243,7 +247,7 @@ def verify(repo: "Repository") -> VerifyReport:
             store.location(digest)
         except RemoteDataError:
             if on_remote is None:
-                on_remote = _remote_digests(repo)
+                on_remote = _remote_digests(core)
             if digest in on_remote:  # a remote branch holds it: not fetched yet
                 report.remote_only.append(Problem("remote", aset, key, commit, "not fetched yet"))
             else:
@@ -266,7 +270,7 @@ def verify(repo: "Repository") -> VerifyReport:
     return report
 
 
-def repair(repo: "Repository", report: VerifyReport, fetch: Callable[[object, list], object]) -> int:
+def repair(core: RepositoryCore, report: VerifyReport, fetch: Callable[[TensorStore, list], object]) -> int:
     """Replace the damaged samples of ``report`` with good bytes; return how many were dropped.
 
     Under the writer lock: the index records of the damaged samples are dropped (their packs'
@@ -276,19 +280,16 @@ def repair(repo: "Repository", report: VerifyReport, fetch: Callable[[object, li
     """
     if not report.damaged:
         return 0
-    owner = repo._acquire_writer_lock()
-    try:
-        store = repo._store()
+    with core.lock:
+        store = core.store()
         dropped = store.forget(report.damaged)
         pointers = [SamplePointer(d, dtype, tuple(shape)) for d, (dtype, shape) in report.damaged.items()]
         fetch(store, pointers)
         return dropped
-    finally:
-        repo._release_writer_lock(owner)
 
 
 # -------------------------------------------------------------------------- gc
-def gc(repo: "Repository", *, dry_run: bool = False, temp_age: float = 3600.0) -> GcReport:
+def gc(core: RepositoryCore, *, dry_run: bool = False, temp_age: float = 3600.0) -> GcReport:
     """Remove git objects and sample bytes no ref, remote ref or staging area reaches.
 
     Holds the writer lock throughout (raises ``PermissionError`` while a writer is open).
@@ -296,23 +297,22 @@ def gc(repo: "Repository", *, dry_run: bool = False, temp_age: float = 3600.0) -
     """
     if not isinstance(dry_run, bool):
         raise InvalidArgumentError(f"dry_run must be a bool, not {dry_run!r}")
-    owner = repo._acquire_writer_lock()
-    try:
+    with core.lock:
         # order matters (see hangar.transfers): list what may go, then make sure no fetch is
         # between writing objects and moving its refs, then walk what is reachable
-        files = list_git_files(repo._git)
-        store = repo._store()
+        files = list_git_files(core.git)
+        store = core.store()
         store.flush()
         data_packs = store.storage.list_packs()
-        busy = active_transfers(repo._hangar_dir)
+        busy = active_transfers(core.hangar_dir)
         if busy:
             raise TransferInProgressError(
                 f"{len(busy)} transfer(s) are writing into the repository now ("
                 + ", ".join(f"{b.get('what')} by pid {b.get('pid')}" for b in busy)
                 + "); run gc again when they have finished")
-        col, found = _walk(repo, None)
+        col, found = _walk(core, None)
         report = GcReport(dry_run=dry_run)
-        git_stats = collect_git_garbage(repo._git, found.seen, files, dry_run=dry_run, temp_age=temp_age)
+        git_stats = collect_git_garbage(core.git, found.seen, files, dry_run=dry_run, temp_age=temp_age)
         report.reachable_objects = len(found.seen)
         report.removed_objects = git_stats.removed_objects
         report.removed_git_files = git_stats.removed_files
@@ -325,9 +325,5 @@ def gc(repo: "Repository", *, dry_run: bool = False, temp_age: float = 3600.0) -
         report.removed_temp_files += data_stats.removed_temp
         if not dry_run:
             # drop cached handles of the packs just removed; the next use reopens them
-            repo._git_repo = None
-            store.storage.close()
-            repo._store_obj = None
+            core.drop_handles()
         return report
-    finally:
-        repo._release_writer_lock(owner)

@@ -8,9 +8,10 @@ area as it was. See ``docs/diff-merge.md``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from hangar._faults import crash_point
+from hangar.core import RepositoryCore
 from hangar.diff import Conflicts, MetadataKey, SampleKey, conflicts_from_merge
 from hangar.errors import (
     BranchNotFoundError,
@@ -20,12 +21,8 @@ from hangar.errors import (
     MergeConflictError,
 )
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.records.staging import StagingState
 from hangar.records.treediff import STRATEGIES, TreeReader, three_way, write_merge_commit
-
-if TYPE_CHECKING:
-    from hangar.checkout import WriterCheckout
-    from hangar.repository import Repository
+from hangar.writer_stage import WriterStage
 
 _CLASS_TEXT = {
     "t1": "added on both sides with different values",
@@ -115,7 +112,7 @@ def merge_commits(git: GitRepo, message: str, master: Optional[str], dev: str, u
     return write_merge_commit(git, m_tree, plan, [master, dev], user, message)
 
 
-def merge_branches(repo: "Repository", message: str, master_branch: str, dev_branch: str, *,
+def merge_branches(core: RepositoryCore, message: str, master_branch: str, dev_branch: str, *,
                    strategy: Optional[str] = None) -> str:
     """Merge ``dev_branch`` into ``master_branch`` (see :meth:`hangar.repository.Repository.merge`).
 
@@ -143,31 +140,28 @@ def merge_branches(repo: "Repository", message: str, master_branch: str, dev_bra
         If a writer checkout holds the writer lock.
     """
     _check_args(message, strategy)
-    git = repo._git
+    git = core.git
     _branch_head(git, master_branch, "master_branch")
     _branch_head(git, dev_branch, "dev_branch", remote_ok=True)
-    owner = repo._acquire_writer_lock()
-    try:
-        state = repo._staging_state()
+    with core.lock:
+        state = core.staging_state()
         if state is not None and state.branch == master_branch and not state.is_clean(git):
             raise DirtyStagingAreaError(
                 f"the staging area of branch {master_branch!r} holds uncommitted changes; commit or reset "
                 "them before merging into it")
         master_head = _branch_head(git, master_branch, "master_branch")
         dev_head = _branch_head(git, dev_branch, "dev_branch", remote_ok=True)
-        new = merge_commits(git, message, master_head, dev_head, repo._user(), strategy,
+        new = merge_commits(git, message, master_head, dev_head, core.user(), strategy,
                             (master_branch, dev_branch))
         if new != master_head:
             git.set_branch(master_branch, new)
             crash_point("merge.after_ref")
             if state is not None and state.branch == master_branch:
-                StagingState(master_branch, new, git.commit_tree_id(new)).save(repo._hangar_dir)
+                core.base_staging_on(master_branch, new)
         return new
-    finally:
-        repo._release_writer_lock(owner)
 
 
-def merge_into_writer(checkout: "WriterCheckout", message: str, dev_branch: str, *,
+def merge_into_writer(stage: WriterStage, message: str, dev_branch: str, *,
                       strategy: Optional[str] = None) -> str:
     """Merge ``dev_branch`` into the writer checkout's branch (see ``WriterCheckout.merge``).
 
@@ -181,35 +175,20 @@ def merge_into_writer(checkout: "WriterCheckout", message: str, dev_branch: str,
         uncommitted changes (also a ``RuntimeError``), or the merge conflicts.
     """
     _check_args(message, strategy)
-    repo = checkout._repo
-    git = repo._git
+    core = stage.core
+    git = core.git
     dev_head = _branch_head(git, dev_branch, "dev_branch", remote_ok=True)
-    if not checkout._is_clean():
+    if not stage.is_clean():
         raise DirtyStagingAreaError(
-            f"the staging area of branch {checkout._state.branch!r} holds uncommitted changes; commit or "
+            f"the staging area of branch {stage.state.branch!r} holds uncommitted changes; commit or "
             "reset them before merging")
-    branch = checkout._state.branch
+    branch = stage.state.branch
     head = git.branch_head(branch)
-    if head != checkout._state.base:
+    if head != stage.state.base:
         raise CheckoutBaseMovedError(f"branch {branch!r} moved to {head} since this checkout was based on "
-                                     f"{checkout._state.base}; close and check out again")
-    new = merge_commits(git, message, head, dev_head, repo._user(), strategy, (branch, dev_branch))
+                                     f"{stage.state.base}; close and check out again")
+    new = merge_commits(git, message, head, dev_head, core.user(), strategy, (branch, dev_branch))
     if new != head:
         git.set_branch(branch, new)
-        _rebase_writer(checkout, new)
+        stage.move_to(new)
     return new
-
-
-def _rebase_writer(checkout: "WriterCheckout", commit: str) -> None:
-    """Base the writer's (clean) staging area on ``commit``, keeping its accessor objects valid."""
-    tree = checkout._repo._git.commit_tree_id(commit)
-    checkout._state.base = commit
-    checkout._state.tree = tree
-    checkout._state.save(checkout._repo._hangar_dir)
-    staging = checkout._staging
-    staging._rebase_keep_objects(tree)
-    snapshot = staging.snapshot
-    for name, staged in list(staging.asets.items()):
-        if snapshot.schema(name) != staged.schema:  # removed or re-created by the merge
-            del staging.asets[name]
-            checkout._arraysets._detach(name)

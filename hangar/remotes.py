@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence
 
 from hangar import datastore
+from hangar.core import RepositoryCore
 from hangar.errors import (
     BranchNotFoundError,
     CommitNotFoundError,
@@ -28,15 +29,10 @@ from hangar.errors import (
     RemoteNotFoundKeyError,
     RepositoryExistsError,
 )
+from hangar.plumbing.gitrepo import GitRepo
 from hangar.remote import client as _client
 from hangar.remote import objectdata
-from hangar.store import TensorStore
-from hangar.store.packs import LocalPackStorage
 from hangar.transfers import transfer_marker
-
-if TYPE_CHECKING:
-    from hangar.repository import Repository
-
 
 _ADDRESS_FORMS = "IP:PORT (e.g. '127.0.0.1:50051'), or https://IP:PORT for a server with TLS"
 
@@ -51,15 +47,15 @@ class RemoteInfo(NamedTuple):
 class Remotes:
     """Class which governs access to remote interactor objects (``repo.remote``)."""
 
-    def __init__(self, repo: "Repository") -> None:
-        self._repo = repo
+    def __init__(self, core: RepositoryCore) -> None:
+        self._core = core
 
     def __repr__(self) -> str:
         return f"Remotes({self.list_all()!r})"
 
     @property
-    def _git(self):  # noqa: ANN202
-        return self._repo._git
+    def _git(self) -> GitRepo:
+        return self._core.git
 
     def _recorded_address(self, name: str) -> str:
         """The address remote ``name`` was added with (``ValueError`` if there is no such remote)."""
@@ -136,7 +132,7 @@ class Remotes:
         self._git.add_remote(name, url)
         if data is not None:
             objectdata.record_remote(self._git, name, data, endpoint_url, lazy)
-            objectdata.attach_lazy_reads(self._git, self._repo._hangar_dir, self._repo._store())
+            objectdata.attach_lazy_reads(self._git, self._core.hangar_dir, self._core.store())
         return RemoteInfo(name, self._recorded_address(name))
 
     def data_location(self, name: str) -> Optional[str]:
@@ -156,7 +152,7 @@ class Remotes:
             raise DataRemoteAddressError(f"remote {name!r} is a hangar server, not a data remote: it serves no "
                                          "lazy reads")
         self._git.config_set(f"remote.{name}.hangarlazy", "true" if enabled else "false")
-        objectdata.attach_lazy_reads(self._git, self._repo._hangar_dir, self._repo._store())
+        objectdata.attach_lazy_reads(self._git, self._core.hangar_dir, self._core.store())
 
     def remove(self, name: str) -> RemoteInfo:
         """Remove the remote ``name`` (and its remote branches); return what was removed.
@@ -225,7 +221,7 @@ class Remotes:
             If the server could not be reached.
         """
         if self._data_url(remote) is not None:
-            return datastore.fetch(self._git, self._repo._hangar_dir, remote, branch)
+            return datastore.fetch(self._git, self._core.hangar_dir, remote, branch)
         address = self._address(remote)
         if not isinstance(branch, str) or not branch:
             raise InvalidArgumentError(f"branch must be a non-empty str, not {branch!r}")
@@ -243,7 +239,7 @@ class Remotes:
             warnings.warn(f"fetch changed nothing: remote branch '{remote}/{branch}' is already at the "
                           f"server's head {theirs[:10]}", UserWarning, stacklevel=2)
             return f"{remote}/{branch}"
-        with transfer_marker(self._repo._hangar_dir, f"fetch {remote}/{branch}"):
+        with transfer_marker(self._core.hangar_dir, f"fetch {remote}/{branch}"):
             _client.fetch_branches(self._git, remote, address, [branch])
         return f"{remote}/{branch}"
 
@@ -319,11 +315,11 @@ class Remotes:
         git = self._git
         commits = [c.id for c in git.walk([start])] if retrieve_all_history else [start]
         if data_url is not None:
-            datastore.fetch_data(git, self._repo._hangar_dir, self._repo._store(), remote, commits, names,
+            datastore.fetch_data(git, self._core.hangar_dir, self._core.store(), remote, commits, names,
                                  max_num_bytes)
             return commits
         pointers = _client.commit_pointers(git, commits, names)
-        local = self._repo._store()
+        local = self._core.store()
         local.refresh()
         digests = list(pointers)
         # unflushed bytes of a writer may still be discarded (reset): only durable ones count
@@ -340,9 +336,9 @@ class Remotes:
         if wanted:
             # a store of its own: a failed transfer discards only its own unflushed bytes,
             # never what a writer checkout of this repository has staged
-            store = TensorStore(LocalPackStorage(os.path.join(self._repo.path, ".hangar", "data")))
+            store = self._core.open_store()
             try:
-                with transfer_marker(self._repo._hangar_dir, f"fetch_data {remote}"), \
+                with transfer_marker(self._core.hangar_dir, f"fetch_data {remote}"), \
                         _client.DataClient(address) as dc:
                     _client.download_into(store, dc, wanted)
                     store.flush()
@@ -383,7 +379,7 @@ class Remotes:
         """
         git = self._git
         if self._data_url(remote) is not None:
-            return datastore.push(git, self._repo._hangar_dir, self._repo._store(), remote, branch)
+            return datastore.push(git, self._core.hangar_dir, self._core.store(), remote, branch)
         address = self._address(remote)
         head = git.branch_head(branch) if isinstance(branch, str) else None
         if head is None:
@@ -408,7 +404,7 @@ class Remotes:
             pointers = list(_client.commit_pointers(git, commits, known=known).values())
             on_server = dc.have([p.digest for p in pointers])
             to_send = [p for p, has in zip(pointers, on_server) if not has]
-            store = self._repo._store()
+            store = self._core.store()
             store.refresh()
             lacking = [p.digest for p, loc in zip(to_send, store.locations([p.digest for p in to_send]))
                        if loc is None]
@@ -448,7 +444,7 @@ def _as_address(url: str) -> str:
         return url
 
 
-def clone_into(repo: "Repository", user_name: str, user_email: str, remote_address: str, *,
+def clone_into(core: RepositoryCore, user_name: str, user_email: str, remote_address: str, *,
                remove_old: bool = False, endpoint_url: Optional[str] = None) -> str:
     """Initialize ``repo`` and fill it with the records of the server at ``remote_address``.
 
@@ -467,53 +463,49 @@ def clone_into(repo: "Repository", user_name: str, user_email: str, remote_addre
     ConnectionError
         If the server cannot be reached (nothing is created then).
     """
-    from hangar.records.staging import StagingState
-
     if isinstance(remote_address, str) and datastore.looks_like_git_url(remote_address):
-        return _clone_data_remote(repo, user_name, user_email, remote_address, remove_old, endpoint_url)
+        return _clone_data_remote(core, user_name, user_email, remote_address, remove_old, endpoint_url)
     _client.parse_address(remote_address)
-    if repo.initialized and not remove_old:
-        raise RepositoryExistsError(f"a hangar repository already exists at {repo.path!r}; "
+    if core.initialized and not remove_old:
+        raise RepositoryExistsError(f"a hangar repository already exists at {core.path!r}; "
                                     "pass remove_old=True to replace it")
     with _client.DataClient(remote_address, timeout=10) as dc:
         dc.ping()
-    repo.init(user_name, user_email, remove_old=remove_old)
-    git = repo._git
-    repo.remote.add("origin", remote_address)
-    with transfer_marker(repo._hangar_dir, f"clone {remote_address}"):
+    core.init(user_name, user_email, remove_old)
+    git = core.git
+    Remotes(core).add("origin", remote_address)
+    with transfer_marker(core.hangar_dir, f"clone {remote_address}"):
         if "master" in _client.list_remote_heads(git, "origin", remote_address):
             _client.fetch_branches(git, "origin", remote_address, ["master"])
         head = git.remote_branch_head("origin/master")
         if head is not None:
             git.set_branch("master", head)
-            StagingState("master", head, git.commit_tree_id(head)).save(repo._hangar_dir)
+            core.base_staging_on("master", head)
     return "master"
 
 
-def _clone_data_remote(repo: "Repository", user_name: str, user_email: str, address: str, remove_old: bool,
+def _clone_data_remote(core: RepositoryCore, user_name: str, user_email: str, address: str, remove_old: bool,
                        endpoint_url: Optional[str]) -> str:
     """``clone_into`` of a git URL whose history records a data location (``refs/hangar/data``)."""
     import shutil
 
-    from hangar.records.staging import StagingState
-
-    if repo.initialized and not remove_old:
-        raise RepositoryExistsError(f"a hangar repository already exists at {repo.path!r}; "
+    if core.initialized and not remove_old:
+        raise RepositoryExistsError(f"a hangar repository already exists at {core.path!r}; "
                                     "pass remove_old=True to replace it")
     if os.path.isdir(address):
         address = os.path.abspath(address)
-    existed = repo.initialized
-    repo.init(user_name, user_email, remove_old=remove_old)
-    git = repo._git
+    existed = core.initialized
+    core.init(user_name, user_email, remove_old)
+    git = core.git
     try:
-        head = datastore.clone(git, repo._hangar_dir, address, endpoint_url)
+        head = datastore.clone(git, core.hangar_dir, address, endpoint_url)
     except BaseException:
         if not existed:  # nothing is left behind by a clone that failed
-            shutil.rmtree(repo._hangar_dir, ignore_errors=True)
-            repo._git_repo = repo._store_obj = None
+            shutil.rmtree(core.hangar_dir, ignore_errors=True)
+            core.drop_handles()
         raise
     if head is not None:
         git.set_branch("master", head)
-        StagingState("master", head, git.commit_tree_id(head)).save(repo._hangar_dir)
-    objectdata.attach_lazy_reads(git, repo._hangar_dir, repo._store())
+        core.base_staging_on("master", head)
+    objectdata.attach_lazy_reads(git, core.hangar_dir, core.store())
     return "master"

@@ -2,56 +2,45 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import socket
-import time
-import uuid
 import warnings
-from typing import Any, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
-from hangar import __version__
 from hangar.checkout import ReaderCheckout, WriterCheckout
+from hangar.core import RepositoryCore
 from hangar.errors import (
     BranchExistsError,
     BranchNotFoundError,
-    BranchSwitchWarning,
     CommitNotFoundError,
     CurrentBranchError,
-    DirtyStagingAreaError,
     InvalidArgumentError,
     NoCommitsYetError,
     NothingToCommitError,
-    RepositoryExistsError,
     RepositoryNotFoundError,
     RepositoryNotInitializedError,
-    StagingBaseMovedError,
     UnmergedBranchError,
-    WriterLockError,
 )
-from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import ObjectBatch
-from hangar.plumbing.pids import pid_alive
-from hangar.plumbing.trees import empty_tree_id
+from hangar.integrity import GcReport, VerifyReport, gc, repair, verify
+from hangar.merge import merge_branches
+from hangar.plumbing.paths import CLI_BRANCH_FILE, HANGAR_DIR, WRITER_LOCK_FILE
+from hangar.records.history import commit_summary_lines, format_graph, history
 from hangar.records.keys import validate_branch_name
-from hangar.records.snapshot import Snapshot
-from hangar.records.staging import StagingState
+from hangar.remotes import Remotes, clone_into
 from hangar.store import TensorStore
-from hangar.store.packs import LocalPackStorage
 
-HANGAR_DIR = ".hangar"
-LOCK_FILE = "writer.lock"
-#: the branch the command line last worked on (``hangar checkout``); see :meth:`Repository.remember_cli_branch`
-CLI_BRANCH_FILE = "cli_branch"
+#: re-exported names (they moved to hangar.core, hangar.errors and hangar.plumbing.paths)
+LOCK_FILE = WRITER_LOCK_FILE
+__all__ = ["CLI_BRANCH_FILE", "HANGAR_DIR", "LOCK_FILE", "Repository", "RepositoryNotInitializedError",
+           "StagingStatus"]
 
 
-def _pid_namespace() -> Optional[str]:
-    """This process's pid namespace (``pid:[inode]``), or None where /proc does not say (not Linux)."""
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
+class StagingStatus(NamedTuple):
+    """What :meth:`Repository.staging_status` reports of the staging area."""
+
+    branch: str
+    base: Optional[str]
+    tree: Optional[str]
+    status: str
 
 
 class Repository:
@@ -69,66 +58,30 @@ class Repository:
         path = os.path.abspath(os.fspath(path))
         if not os.path.isdir(path):
             raise RepositoryNotFoundError(f"repository path {path!r} is not an existing directory")
-        self._path = path
-        self._hangar_dir = os.path.join(path, HANGAR_DIR)
-        self._git_repo: Optional[GitRepo] = None
-        self._store_obj: Optional[TensorStore] = None
-        self._remote = None
+        self._core = RepositoryCore(path)
+        self._remote: Optional[Remotes] = None
         if not self.initialized and exists:
             warnings.warn(f"no hangar repository at {path!r}; call Repository.init() to create one",
                           UserWarning, stacklevel=2)
 
     def __repr__(self) -> str:
-        return f"Repository(path={self._path!r}, initialized={self.initialized})"
-
-    # ------------------------------------------------------------ internals
-    @property
-    def _git(self) -> GitRepo:
-        if self._git_repo is None:
-            if not self.initialized:
-                raise RepositoryNotInitializedError(
-                    f"no hangar repository at {self._path!r}; call Repository.init() first")
-            self._git_repo = GitRepo(self._hangar_dir)
-        return self._git_repo
-
-    def _store(self) -> TensorStore:
-        if self._store_obj is None:
-            self._git  # noqa: B018 - raises when not initialized
-            self._store_obj = TensorStore(LocalPackStorage(os.path.join(self._hangar_dir, "data"),
-                                                              cache_dir=os.path.join(self._hangar_dir, "cache")))
-            from hangar.remote.objectdata import attach_lazy_reads
-
-            attach_lazy_reads(self._git, self._hangar_dir, self._store_obj)
-        return self._store_obj
-
-    def _user(self) -> tuple[str, str]:
-        return self._git.config_get("user.name", "") or "", self._git.config_get("user.email", "") or ""
-
-    def _empty_tree_id(self) -> str:
-        return empty_tree_id(ObjectBatch()).hex()
-
-    def _staging_state(self) -> Optional[StagingState]:
-        return StagingState.load(self._hangar_dir)
-
-    def _writer_branch(self) -> str:
-        state = self._staging_state()
-        return state.branch if state else "master"
+        return f"Repository(path={self.path!r}, initialized={self.initialized})"
 
     # ------------------------------------------------------------ properties
     @property
     def path(self) -> str:
         """Directory of the repository (without ``.hangar``). Read-only."""
-        return self._path
+        return self._core.path
 
     @property
     def initialized(self) -> bool:
         """True when a hangar repository exists at ``path``."""
-        return os.path.isfile(os.path.join(self._hangar_dir, "HEAD"))
+        return self._core.initialized
 
     @property
     def version(self) -> str:
         """Version of hangar that wrote the repository."""
-        return self._git.config_get("hangar.version", __version__) or __version__
+        return self._core.version
 
     @property
     def writer_branch(self) -> str:
@@ -136,7 +89,7 @@ class Repository:
 
         The command line uses it as the "current branch", like git's ``HEAD``.
         """
-        return self._writer_branch()
+        return self._core.writer_branch()
 
     def remember_cli_branch(self, branch: str) -> None:
         """Record ``branch`` as the command line's current branch (the ``hangar`` CLI calls this).
@@ -145,32 +98,19 @@ class Repository:
         ``BranchSwitchWarning``. Scripts that never use the command line get no warning:
         moving the writer's branch is the Python API's documented behaviour (as in Hangar 0.3).
         """
-        path = os.path.join(self._hangar_dir, CLI_BRANCH_FILE)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(branch)
-        os.replace(tmp, path)
-
-    def _cli_branch(self) -> Optional[str]:
-        try:
-            with open(os.path.join(self._hangar_dir, CLI_BRANCH_FILE)) as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
+        self._core.remember_cli_branch(branch)
 
     @property
     def writer_lock_held(self) -> bool:
         """True when a writer checkout holds the repository's writer lock."""
-        self._git  # noqa: B018
-        return os.path.exists(os.path.join(self._hangar_dir, LOCK_FILE))
+        self._core.git  # noqa: B018
+        return self._core.lock.held
 
     @property
-    def remote(self):  # noqa: ANN201
+    def remote(self) -> Remotes:
         """Accessor for remote operations (:class:`hangar.remotes.Remotes`)."""
-        from hangar.remotes import Remotes
-
         if self._remote is None:
-            self._remote = Remotes(self)
+            self._remote = Remotes(self._core)
         return self._remote
 
     # ------------------------------------------------------------------ init
@@ -205,127 +145,10 @@ class Repository:
         PermissionError
             If ``remove_old`` is True and a writer checkout holds the writer lock.
         """
-        for what, value in (("user_name", user_name), ("user_email", user_email)):
-            if not isinstance(value, str) or not value.strip():
-                raise InvalidArgumentError(f"{what} must be a non-empty str, not {value!r}")
-            bad = sorted({c for c in value if c in "<>" or ord(c) < 32 or ord(c) == 127})
-            if bad:  # git cannot record them in a commit signature (a newline corrupts every commit)
-                raise InvalidArgumentError(f"{what} {value!r} contains {bad}; control characters, '<' and '>' "
-                                           "cannot appear in a commit author")
-        if self.initialized:
-            if not remove_old:
-                raise RepositoryExistsError(f"a hangar repository already exists at {self._hangar_dir!r}; "
-                                            "pass remove_old=True to replace it")
-            if self.writer_lock_held:
-                raise WriterLockError("cannot remove the repository while a writer checkout holds its lock")
-        elif os.path.lexists(self._hangar_dir) and not remove_old:
-            raise RepositoryExistsError(f"{self._hangar_dir!r} exists but holds no hangar repository; move it away "
-                                        "or pass remove_old=True to replace it")
-        self._git_repo = None
-        self._store_obj = None
-        # build the new repository aside; the old one (if any) is removed only once it is complete
-        tmp = self._hangar_dir + f".init-{uuid.uuid4().hex[:8]}"
-        try:
-            git = GitRepo.init(tmp)
-            git.config_set("user.name", user_name)
-            git.config_set("user.email", user_email)
-            git.config_set("hangar.version", __version__)
-            git.config_set("core.logallrefupdates", "false")
-            os.makedirs(os.path.join(tmp, "data"), exist_ok=True)
-            trash = None
-            if os.path.lexists(self._hangar_dir):
-                trash = self._hangar_dir + f".old-{uuid.uuid4().hex[:8]}"
-                os.replace(self._hangar_dir, trash)
-            os.replace(tmp, self._hangar_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if trash is not None:
-            if os.path.isdir(trash) and not os.path.islink(trash):
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.unlink(trash)
-        return self._hangar_dir
+        self._core.init(user_name, user_email, remove_old)
+        return self._core.hangar_dir
 
     # ----------------------------------------------------------- writer lock
-    def _acquire_writer_lock(self, timeout: Optional[float] = None, owner: Optional[str] = None) -> str:
-        if timeout:
-            deadline = time.monotonic() + timeout
-            delay = 0.005
-            while True:
-                try:
-                    return self._acquire_writer_lock()
-                except WriterLockError:
-                    if time.monotonic() >= deadline:
-                        raise
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 0.1)
-        owner = owner or f"{uuid.uuid4().hex}"
-        path = os.path.join(self._hangar_dir, LOCK_FILE)
-        info = {"owner": owner, "pid": os.getpid(), "host": socket.gethostname(), "pidns": _pid_namespace(),
-                "since": time.time()}
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            holder = self.writer_lock_holder
-            who = f"pid {holder['pid']} on {holder['host']}" if holder else "another process"
-            alive = holder.get("alive") if holder else None
-            if alive is False:
-                err = WriterLockError(
-                    f"the writer lock of {self._path!r} is held by {who}, which is no longer running (it died "
-                    "without closing its writer checkout): release the stale lock with "
-                    "repo.force_release_writer_lock()")
-            elif alive:
-                err = WriterLockError(
-                    f"the writer lock of {self._path!r} is held by {who}, which is running: close that writer "
-                    "checkout (or wait for it: repo.checkout(write=True, timeout=SECONDS))")
-            else:
-                err = WriterLockError(
-                    f"the writer lock of {self._path!r} is held by {who}; close that writer checkout, or if it "
-                    "is dead call repo.force_release_writer_lock()")
-            err.holder_alive = alive  # type: ignore[attr-defined]  # an extra attribute the CLI reads
-            raise err from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(info, f)
-        return owner
-
-    def _check_writer_lock(self, owner: str, state: StagingState) -> None:
-        """Raise ``WriterLockError`` unless the writer checkout ``owner`` still holds the writer lock.
-
-        A lock force-released while its checkout stayed open is taken again when it is free
-        and no other writer saved a staging state meanwhile (``state`` is the one the checkout
-        last saved); else the old checkout must not save its staging state or move a branch
-        over that writer's work, which it does not see.
-        """
-        path = os.path.join(self._hangar_dir, LOCK_FILE)
-        try:
-            with open(path) as f:
-                held = json.load(f)
-        except FileNotFoundError:
-            self._acquire_writer_lock(owner=owner)
-            now = self._staging_state()
-            if now is not None and (now.branch, now.base, now.tree) == (state.branch, state.base, state.tree):
-                return
-            self._release_writer_lock(owner)
-            held = {}
-        except (OSError, ValueError):  # being written by a new holder
-            held = {}
-        if held.get("owner") != owner:
-            raise WriterLockError(
-                f"the writer lock of {self._path!r} was force-released while this writer checkout was open and "
-                "another writer holds it or has used it; nothing was written (this checkout's staged changes are not "
-                "saved). Close this checkout and open a new one when the other writer is done")
-
-    def _release_writer_lock(self, owner: str) -> None:
-        path = os.path.join(self._hangar_dir, LOCK_FILE)
-        try:
-            with open(path) as f:
-                held = json.load(f)
-        except (OSError, ValueError):
-            return
-        if held.get("owner") == owner:
-            os.unlink(path)
-
     @property
     def writer_lock_holder(self) -> Optional[dict]:
         """Who holds the writer lock: ``{'pid', 'host', 'since', 'alive'}``, or None when it is free.
@@ -333,25 +156,10 @@ class Repository:
         ``alive`` is True or False when the holder runs on this host (its pid is checked), and
         None when that cannot be told (another host, or an unreadable lock file).
         """
-        self._git  # noqa: B018
-        path = os.path.join(self._hangar_dir, LOCK_FILE)
-        try:
-            with open(path) as f:
-                held = json.load(f)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return {"pid": None, "host": None, "since": None, "alive": None}
-        pid, host = held.get("pid"), held.get("host")
-        alive: Optional[bool] = None
-        # a pid names a process only in its pid namespace: a container with the host's hostname
-        # (docker --network host) has its own, where os.kill would call a running writer dead
-        if (host == socket.gethostname() and held.get("pidns") == _pid_namespace() and isinstance(pid, int)
-                and pid > 0):
-            alive = pid_alive(pid)
-        return {"pid": pid, "host": host, "since": held.get("since"), "alive": alive}
+        self._core.git  # noqa: B018
+        return self._core.lock.holder()
 
-    def force_release_writer_lock(self) -> bool:
+    def force_release_writer_lock(self, *, holder: Optional[dict] = None) -> bool:
         """Remove the writer lock left behind by an unclosed writer. Never use it while a
         writer is active. Returns True when the lock is released.
 
@@ -359,21 +167,25 @@ class Repository:
 
         Branch ref lock files (``refs/heads/*.lock``) a writer killed mid-update left behind
         are removed too: only the writer moves branches, so with its lock gone they are stale.
+
+        Parameters
+        ----------
+        holder : dict, optional, keyword-only
+            What :attr:`writer_lock_holder` returned when the caller decided to release the
+            lock (e.g. because its pid is dead). The lock is then removed only while that
+            holder still has it, in one step with the check: a writer that took the lock
+            since keeps it, and False is returned (nothing removed, no warning).
+
+        Returns
+        -------
+        bool
+            True when the lock was released; False when ``holder`` no longer holds it.
         """
-        path = os.path.join(self._hangar_dir, LOCK_FILE)
-        self._git  # noqa: B018
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        stale = [os.path.join(self._hangar_dir, n) for n in ("HEAD.lock", "packed-refs.lock")]
-        for top, _, files in os.walk(os.path.join(self._hangar_dir, "refs", "heads")):
-            stale += [os.path.join(top, f) for f in files if f.endswith(".lock")]
-        for p in stale:
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+        core = self._core
+        core.git  # noqa: B018
+        if not core.lock.force_release(holder):
+            return False
+        core.remove_stale_ref_locks()
         warnings.warn("the writer lock was force-released", ResourceWarning, stacklevel=2)
         return True
 
@@ -397,17 +209,15 @@ class Repository:
         PermissionError
             If a writer checkout holds the writer lock.
         """
-        git = self._git
-        owner = self._acquire_writer_lock()
-        try:
-            state = self._staging_state()
+        core = self._core
+        git = core.git
+        with core.lock:
+            state = core.staging_state()
             head = git.branch_head(state.branch) if state is not None else None
             if state is None or state.is_clean(git) or (head is not None and state.tree == git.commit_tree_id(head)):
                 raise NothingToCommitError("nothing to reset: the staging area has no changes")
-            StagingState(state.branch, head, git.commit_tree_id(head) if head else None).save(self._hangar_dir)
+            core.base_staging_on(state.branch, head)
             return head or ""
-        finally:
-            self._release_writer_lock(owner)
 
     # -------------------------------------------------------------- checkout
     def checkout(self, write: bool = False, *, branch: str = "master",
@@ -448,13 +258,14 @@ class Repository:
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not timeout >= 0):
             raise InvalidArgumentError(f"timeout must be a non-negative number of seconds or None, not {timeout!r}")
-        git = self._git
+        core = self._core
+        git = core.git
         if not write:
             if commit:
                 resolved = git.resolve_commit(commit)
                 if resolved is None:
                     raise CommitNotFoundError(f"no commit {commit!r} in the repository")
-                return ReaderCheckout(self, resolved)
+                return ReaderCheckout(core, resolved)
             # a local branch, else a remote one such as 'origin/master'
             head = git.branch_or_remote_head(branch) if isinstance(branch, str) else None
             if head is None:
@@ -464,49 +275,14 @@ class Repository:
                 names = git.all_branches()
                 raise BranchNotFoundError(f"no branch named {branch!r}; branches: {names}"
                                           if names else "the repository has no commits yet")
-            return ReaderCheckout(self, head)
-        owner = self._acquire_writer_lock(timeout)
+            return ReaderCheckout(core, head)
+        owner = core.lock.acquire(timeout)
         try:
-            state = self._writer_state(branch)
-            return WriterCheckout(self, state, owner)
+            state = core.writer_state(branch)
+            return WriterCheckout(core, state, owner)
         except BaseException:
-            self._release_writer_lock(owner)
+            core.lock.release(owner)
             raise
-
-    def _writer_state(self, branch: str) -> StagingState:
-        git = self._git
-        validate_branch_name(branch)
-        head = git.branch_head(branch)
-        if head is None and git.branches():
-            raise BranchNotFoundError(f"no branch named {branch!r}; branches: {git.branches()}")
-        state = self._staging_state()
-        if state is not None and (state.branch != branch or state.base != head):
-            clean = state.is_clean(git)
-            if not clean:  # a commit that moved its branch but died before saving the staging state
-                moved = git.branch_head(state.branch)
-                clean = moved is not None and state.tree == git.commit_tree_id(moved)
-            if not clean and state.branch == branch:
-                moved = git.branch_head(branch)
-                raise StagingBaseMovedError(
-                    f"the staging area holds changes based on commit {(state.base or '(none)')[:10]} of branch "
-                    f"{branch!r}, which has moved to {(moved or '(none)')[:10]} since (a push or fetch into this "
-                    "repository): they cannot be committed on the new head; drop them with "
-                    "repo.reset_staging_area(), then redo them")
-            if not clean:
-                raise DirtyStagingAreaError(
-                    f"the staging area holds uncommitted changes on branch {state.branch!r}; commit or "
-                    f"reset them before checking out {branch!r} for writing")
-            if state.branch != branch and state.branch == self._cli_branch():
-                warnings.warn(
-                    f"the writer checkout moves the staging area from branch {state.branch!r} to {branch!r}: "
-                    f"commits go to {branch!r}, and {branch!r} becomes the current branch of the hangar "
-                    f"command line (pass branch={state.branch!r} to stay on it)", BranchSwitchWarning,
-                    stacklevel=3)
-            state = None
-        if state is None:
-            state = StagingState(branch, head, git.commit_tree_id(head) if head else None)
-            state.save(self._hangar_dir)
-        return state
 
     # --------------------------------------------------------------- branches
     def create_branch(self, name: str, base_commit: Optional[str] = None) -> str:
@@ -534,7 +310,7 @@ class Repository:
             (``NoCommitsYetError``, also a ``ValueError``) if the repository has no commits
             yet and no ``base_commit`` is given.
         """
-        git = self._git
+        git = self._core.git
         validate_branch_name(name)
         if git.branch_head(name) is not None:
             raise BranchExistsError(f"branch {name!r} already exists")
@@ -542,7 +318,7 @@ class Repository:
             raise BranchExistsError(f"branch name {name!r} is taken by a fetched remote branch; pick another name "
                                     f"(e.g. create_branch({name.split('/', 1)[1]!r}, base_commit=...))")
         if base_commit is None:
-            base = git.branch_head(self._writer_branch())
+            base = git.branch_head(self._core.writer_branch())
             if base is None:
                 raise NoCommitsYetError(f"cannot create branch {name!r}: the repository has no commits yet; "
                                         "commit first (repo.checkout(write=True) ... co.commit(message))")
@@ -567,9 +343,10 @@ class Repository:
             Before the first commit the writer branch (``'master'`` after ``init``) is listed
             although git holds no ref for it yet, as in Hangar 0.3.
         """
-        branches = self._git.all_branches()
-        writer_branch = self._writer_branch()
-        if writer_branch not in branches and self._git.branch_head(writer_branch) is None:
+        git = self._core.git
+        branches = git.all_branches()
+        writer_branch = self._core.writer_branch()
+        if writer_branch not in branches and git.branch_head(writer_branch) is None:
             # an unborn branch: no local branch can exist before the first commit
             branches = sorted([*branches, writer_branch])
         return branches
@@ -585,17 +362,17 @@ class Repository:
         PermissionError
             If it is the branch the staging area (writer) is based on.
         """
-        git = self._git
+        git = self._core.git
         head = git.branch_head(name) if isinstance(name, str) else None
         if head is None and isinstance(name, str) and name in git.remote_branches():
             return self._remove_remote_branch(name, force_delete)
         if head is None:
             raise BranchNotFoundError(f"no branch named {name!r}; branches: {self.list_branches()}")
-        if name == self._writer_branch():
+        if name == self._core.writer_branch():
             raise CurrentBranchError(f"branch {name!r} is the current branch (the writer's branch: the staging area "
                                      "and the next commit are based on it); make another branch current first: "
                                      "repo.checkout(write=True, branch=OTHER)")
-        if not force_delete and not self._held_elsewhere(f"refs/heads/{name}", head):
+        if not force_delete and not self._core.held_elsewhere(f"refs/heads/{name}", head):
             raise UnmergedBranchError(f"branch {name!r} has commits no other branch holds; merge it first "
                                       "or pass force_delete=True")
         git.delete_ref(f"refs/heads/{name}")
@@ -604,28 +381,101 @@ class Repository:
     def _remove_remote_branch(self, name: str, force_delete: bool) -> str:
         """Forget fetched remote branch ``name`` (``origin/dev``); the server is not touched."""
         ref = f"refs/remotes/{name}"
-        if not force_delete and not self._held_elsewhere(ref, self._git.refs("refs/remotes/")[name]):
+        git = self._core.git
+        if not force_delete and not self._core.held_elsewhere(ref, git.refs("refs/remotes/")[name]):
             raise UnmergedBranchError(f"remote branch {name!r} has commits no other branch holds; merge it "
                                       "first or pass force_delete=True")
-        self._git.delete_ref(ref)
+        git.delete_ref(ref)
         return name
 
-    def _held_elsewhere(self, ref: str, head: str) -> bool:
-        """Whether a branch other than ``ref`` (local or fetched remote) contains commit ``head``."""
-        git = self._git
-        others = [h for prefix in ("refs/heads/", "refs/remotes/")
-                  for b, h in git.refs(prefix).items() if prefix + b != ref]
-        return any(git.is_ancestor(head, h) for h in others)
+    # ---------------------------------------------------------------- queries
+    def branch_head(self, branch: str) -> Optional[str]:
+        """Head commit of ``branch``: a local branch, else a fetched remote one (``'origin/master'``).
+
+        Not in Hangar 0.3's API: a query for scripts and the command line, so they need not
+        open a checkout to learn a head.
+
+        Parameters
+        ----------
+        branch : str
+            Branch name.
+
+        Returns
+        -------
+        str or None
+            Full hash of the head commit; None when no such branch exists or it has no
+            commits yet (the writer branch before the first commit).
+        """
+        return self._core.branch_head(branch)
+
+    def merge_base(self, a: str, b: str) -> Optional[str]:
+        """The best common ancestor of two branches or commits (as ``git merge-base``).
+
+        Not in Hangar 0.3's API; ``merge`` uses it to find what both sides changed.
+
+        Parameters
+        ----------
+        a, b : str
+            Each a branch (local, or fetched remote such as ``'origin/master'``) or a commit
+            (full or abbreviated hash); a branch name wins over a hash prefix.
+
+        Returns
+        -------
+        str or None
+            Full hash of the merge base; None when the histories share no commit.
+
+        Raises
+        ------
+        ValueError
+            If ``a`` or ``b`` names no branch with commits and no commit.
+        """
+        git = self._core.git
+        heads = []
+        for what in (a, b):
+            head = self._core.branch_head(what) or (git.resolve_commit(what) if isinstance(what, str) else None)
+            if head is None:
+                raise BranchNotFoundError(f"{what!r} names no branch with commits and no commit; branches: "
+                                          f"{git.all_branches()}")
+            heads.append(head)
+        return git.merge_base(*heads)
+
+    def staging_status(self) -> StagingStatus:
+        """Summary of the staging area as last saved: its branch, base commit and tree, and whether it is clean.
+
+        Needs no writer checkout (so it answers while another process holds the writer
+        lock), but sees only what a writer has saved: an open writer checkout saves its
+        changes on ``commit``, ``close`` and ``merge``.
+
+        Returns
+        -------
+        StagingStatus
+            ``(branch, base, tree, status)``: ``branch`` the writer branch; ``base`` the commit
+            the staging area is based on (None before the first commit); ``tree`` the staged
+            tree's hash (None when nothing was ever staged); ``status`` ``'CLEAN'`` (equal to
+            ``base``), ``'DIRTY'`` (changes staged) or ``'STALE'`` (changes staged on a commit
+            the branch has moved away from: see :meth:`reset_staging_area`).
+        """
+        core = self._core
+        git = core.git
+        state = core.staging_state()
+        if state is None:
+            return StagingStatus(core.writer_branch(), None, None, "CLEAN")
+        head = git.branch_head(state.branch)
+        if state.is_clean(git) or (head is not None and state.tree == git.commit_tree_id(head)):
+            status = "CLEAN"
+        else:
+            status = "DIRTY" if head == state.base else "STALE"
+        return StagingStatus(state.branch, state.base, state.tree, status)
 
     # -------------------------------------------------------------------- log
     def _start_commit(self, branch: Optional[str], commit: Optional[str]) -> Optional[str]:
-        git = self._git
+        git = self._core.git
         if commit:
             resolved = git.resolve_commit(commit)
             if resolved is None:
                 raise CommitNotFoundError(f"no commit {commit!r} in the repository")
             return resolved
-        name = branch or self._writer_branch()
+        name = branch or self._core.writer_branch()
         head = git.branch_or_remote_head(name) if isinstance(name, str) else None
         if head is None and branch:
             raise BranchNotFoundError(f"no branch named {branch!r}")
@@ -658,8 +508,6 @@ class Repository:
         ValueError
             If the branch or commit does not exist.
         """
-        from hangar.records.history import format_graph, history
-
         start = self._start_commit(branch, commit)
         if start is None:
             contents: dict[str, Any] = {"head": None, "order": [], "ancestors": {}, "specs": {}}
@@ -667,13 +515,14 @@ class Repository:
                 return contents
             print("(no commits)")
             return None
-        contents = history(self._git, start)
+        git = self._core.git
+        contents = history(git, start)
         if return_contents:
             return contents
         branch_heads: dict[str, list[str]] = {}
-        for b, h in self._git.refs("refs/heads/").items():
+        for b, h in git.refs("refs/heads/").items():
             branch_heads.setdefault(h, []).append(b)
-        for b, h in self._git.refs("refs/remotes/").items():
+        for b, h in git.refs("refs/remotes/").items():
             branch_heads.setdefault(h, []).append(b)
         print(format_graph(contents, branch_heads, show_time=show_time, show_user=show_user))
         return None
@@ -694,28 +543,33 @@ class Repository:
             If the branch or commit does not exist.
         """
         start = self._start_commit(branch or None, commit or None)
-        lines = [f"Repository: {self._path}", f"hangar version: {self.version}",
+        lines = [f"Repository: {self.path}", f"hangar version: {self.version}",
                  f"branches: {', '.join(self.list_branches()) or '(none)'}"]
         if start is None:
             lines.append("(no commits)")
             print("\n".join(lines))
             return
-        info = self._git.commit_info(start)
-        snap = Snapshot(self._git, info.tree)
-        lines += [f"commit: {start}", f"  author: {info.author} <{info.email}>",
-                  f"  time: {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(info.time))} UTC",
-                  f"  message: {info.message}", f"arraysets: {len(snap.arrayset_names())}"]
-        for name in snap.arrayset_names():
-            s = snap.schema(name)
-            assert s is not None
-            lines.append(f"  {name}: {snap.samples(name).count()} samples, dtype {s.np_dtype}, "
-                         f"{'max ' if s.variable_shape else ''}shape {s.shape}, "
-                         f"named_samples={s.named_samples}, backend={s.backend}")
-        lines.append(f"metadata: {snap.metadata.count()} keys")
+        lines += commit_summary_lines(self._core.git, start)
         print("\n".join(lines))
 
     # ------------------------------------------------------------- integrity
-    def verify(self):  # noqa: ANN201 - hangar.integrity.VerifyReport
+    def repair(self, report: VerifyReport, fetch: Callable[[TensorStore, list], object]) -> int:
+        """Replace the damaged samples of a :meth:`verify` report with good bytes; return how many were dropped.
+
+        Not in Hangar 0.3's API (``hangar fsck --repair`` uses it). Under the writer lock the
+        index records of the damaged samples are dropped, then ``fetch(store, pointers)``
+        stores them anew (e.g. :func:`hangar.remote.client.download_into`, which verifies
+        every digest). A sample the remote lacks stays a remote reference, never wrong data.
+
+        Raises
+        ------
+        PermissionError
+            If a writer checkout holds the writer lock.
+        """
+        return repair(self._core, report, fetch)
+
+
+    def verify(self) -> VerifyReport:
         """Check every record and re-hash every sample reachable from any ref or the staging area.
 
         Reads every git object of every commit (libgit2 re-hashes each), parses every
@@ -727,11 +581,9 @@ class Repository:
             ``ok`` is True when nothing is wrong; ``corrupt``, ``missing`` and ``records``
             list each problem by arrayset, key and commit.
         """
-        from hangar.integrity import verify
+        return verify(self._core)
 
-        return verify(self)
-
-    def gc(self, *, dry_run: bool = False):  # noqa: ANN201 - hangar.integrity.GcReport
+    def gc(self, *, dry_run: bool = False) -> GcReport:
         """Remove git objects and sample bytes that no branch, remote branch or the staging area reaches.
 
         Reachable data is first rewritten into new packs (durably), then old packs are removed.
@@ -751,9 +603,7 @@ class Repository:
         PermissionError
             If a writer checkout holds the writer lock.
         """
-        from hangar.integrity import gc
-
-        return gc(self, dry_run=dry_run)
+        return gc(self._core, dry_run=dry_run)
 
     # ------------------------------------------------------------------ merge
     def merge(self, message: str, master_branch: str, dev_branch: str, *, strategy: Optional[str] = None) -> str:
@@ -780,9 +630,7 @@ class Repository:
         PermissionError
             If a writer checkout holds the writer lock.
         """
-        from hangar.merge import merge_branches
-
-        return merge_branches(self, message, master_branch, dev_branch, strategy=strategy)
+        return merge_branches(self._core, message, master_branch, dev_branch, strategy=strategy)
 
     # ----------------------------------------------------------------- clone
     def clone(self, user_name: str, user_email: str, remote_address: str, *,
@@ -823,7 +671,5 @@ class Repository:
         ConnectionError
             If the server cannot be reached (nothing is created then).
         """
-        from hangar.remotes import clone_into
-
-        return clone_into(self, user_name, user_email, remote_address, remove_old=remove_old,
+        return clone_into(self._core, user_name, user_email, remote_address, remove_old=remove_old,
                           endpoint_url=endpoint_url)

@@ -18,4 +18,7 @@ export PATH
 "$VENV/bin/python" -m ruff check hangar tests scripts examples
 # types: strict on plumbing/store/records (config: [tool.mypy] in pyproject.toml)
 "$VENV/bin/python" -m mypy
+# the layers contract (pyproject.toml [tool.importlinter]); what the lint-imports script runs
+"$VENV/bin/python" -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())" \
+  --no-cache
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

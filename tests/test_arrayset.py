@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hangar.arrayset import ArraysetDataReader, ArraysetDataWriter
+from tests.repo_parts import store_of
 
 
 @pytest.fixture
@@ -236,7 +237,7 @@ def test_identical_samples_are_stored_once(wco, repo):
     for i in range(50):
         a[i] = x
     wco.commit("same sample 50 times")
-    store = repo._store()
+    store = store_of(repo)
     assert len(store) == 1
 
 

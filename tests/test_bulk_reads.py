@@ -13,6 +13,7 @@ import hangar.arrayset
 from hangar import Repository
 from hangar.errors import CorruptDataError
 from hangar.store import sample_digest
+from tests.repo_parts import store_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -198,7 +199,7 @@ def test_a_cached_table_naming_packs_removed_by_gc_is_rebuilt(img_repo):
 def test_batch_read_with_digest_check_raises_on_a_flipped_byte(img_repo):
     with img_repo.checkout() as co:
         arr = co.arraysets["img"][123].copy()
-    store = img_repo._store()
+    store = store_of(img_repo)
     store.refresh()
     loc = store.location(sample_digest(arr))
     path = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
@@ -209,7 +210,7 @@ def test_batch_read_with_digest_check_raises_on_a_flipped_byte(img_repo):
         f.seek(loc.offset + 2)
         f.write(bytes([b[0] ^ 0xFF]))
     with Repository(img_repo.path).checkout() as co:
-        co._session.store.verify_reads = True
+        co.arraysets["img"].loader_view().store.verify_reads = True
         with pytest.raises(CorruptDataError, match="do not match"):
             co.arraysets["img"].get_batch(list(range(100, 130)))
         with pytest.raises(CorruptDataError, match="do not match"):
@@ -231,7 +232,7 @@ def test_the_table_of_a_child_commit_is_derived_from_the_parents_and_equals_a_fu
     co.commit("child")
     co.close()
     repo = Repository(img_repo.path)
-    store = repo._store()
+    store = store_of(repo)
     calls = []
     real_build = type(store).location_table
 
@@ -250,7 +251,7 @@ def test_the_table_of_a_child_commit_is_derived_from_the_parents_and_equals_a_fu
             type(store).location_table = real_build
         assert calls == []  # derived: no full walk of the pointers
         assert [int(g[0, 0]) for g in got[:3]] == [55, 100, 3]
-        derived = a._locations()
+        derived = a.loader_view().locations()
         full = type(derived).build(a._table.entries(), store.locate_durable)
         assert derived.ikeys.tolist() == full.ikeys.tolist() and derived.snames == full.snames
         for col in ("digests", "shapes", "offsets", "lengths", "rawlens", "codecs"):
@@ -316,7 +317,7 @@ def test_table_reads_check_the_stored_checksum_without_verify_reads(img_repo, na
     with img_repo.checkout() as co:
         arr = co.arraysets[name][key].copy()
         ints = [k for k in co.arraysets[name].keys() if isinstance(k, int)]
-    store = img_repo._store()
+    store = store_of(img_repo)
     store.refresh()
     loc = store.location(sample_digest(arr))
     path = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
@@ -327,10 +328,10 @@ def test_table_reads_check_the_stored_checksum_without_verify_reads(img_repo, na
         f.seek(loc.offset + loc.length - 1)
         f.write(bytes([b[0] ^ 0xFF]))
     with Repository(img_repo.path).checkout() as co:
-        co._session.store.verify_reads = False
         aset = co.arraysets[name]
+        aset.loader_view().store.verify_reads = False
         aset.get_batch([k for k in ints if k != key] * 2)  # builds the table (reads >= arrayset size)
-        assert aset._locations() is not None
+        assert aset.loader_view().locations() is not None
         with pytest.raises(CorruptDataError, match="do not match their checksum"):
             aset.get_batch(ints)
         with pytest.raises(CorruptDataError, match="do not match their checksum"):

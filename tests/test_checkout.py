@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hangar import Repository
+from tests.repo_parts import git_of
 
 
 def test_writer_properties_and_status(aset_repo):
@@ -120,7 +121,7 @@ def test_setitem_stacked_array_stores_each_row_under_its_key(aset_repo):
     stack = np.arange(1000, 1040, dtype=np.int64).reshape(8, 5)  # none stored yet
     stack[7] = stack[6]  # a sample repeated within the batch is stored once
     co = aset_repo.checkout(write=True)
-    store = co._session.store
+    store = co.arraysets["foo"].loader_view().store
     before = len(store)
     co["foo", [100, 101, 102, 103, 104, 105, 106, 0]] = stack
     assert gc.isenabled()  # the bulk write pauses the collector and restores it
@@ -154,7 +155,7 @@ def test_setitem_stacked_array_with_str_keys_and_variable_shape(repo):
 
 def test_setitem_stacked_array_refuses_bad_stacks_and_writes_nothing(aset_repo):
     co = aset_repo.checkout(write=True)
-    store = co._session.store
+    store = co.arraysets["foo"].loader_view().store
     before = len(store)
     for bad, match in ((np.zeros((3, 5), np.int64), "2 targets but the stacked array holds 3"),
                        (np.zeros((2, 5), np.int32), "dtype"),
@@ -307,7 +308,7 @@ def test_commit_after_branch_moved_elsewhere_is_refused(aset_repo):
     co = aset_repo.checkout(write=True)
     co.metadata["m"] = "1"
     # move master behind the writer's back
-    git = aset_repo._git
+    git = git_of(aset_repo)
     other = git.create_commit(git.commit_tree_id(co.commit_hash), [co.commit_hash], "x", "x@y", "elsewhere")
     git.set_branch("master", other)
     with pytest.raises(RuntimeError, match="moved"):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.cli_helpers import fails, hangar, ok
+from tests.repo_parts import git_of
 
 
 # ------------------------------------------------------------------- import
@@ -286,7 +287,7 @@ def test_head_head_n_short_hashes_and_remote_branches_are_accepted_where_a_commi
     assert "A\tsample\tfoo\t50" in ok(aset_repo.path, "diff", "HEAD~1") or \
         "D\tsample\tfoo\t50" in ok(aset_repo.path, "diff", "HEAD~1")
     assert "dtype: int64" in ok(aset_repo.path, "view", "foo", "50", "--commit", "HEAD")
-    aset_repo._git.set_ref("refs/remotes/origin/master", second)  # what a fetch leaves
+    git_of(aset_repo).set_ref("refs/remotes/origin/master", second)  # what a fetch leaves
     assert f"commit: {second}" in ok(aset_repo.path, "summary", "--commit", "origin/master")
     err = fails(aset_repo.path, "summary", "--commit", "HEAD~5")
     assert "has no parent" in err

@@ -23,6 +23,8 @@ from typing import Optional
 import numpy as np
 import pytest
 
+from tests.repo_parts import git_of
+
 pytestmark = pytest.mark.slow  # every test here takes seconds: killed child processes, crash loops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -204,7 +206,7 @@ def check_repository(path: str, seed: int) -> dict:
     assert fsck.returncode == 0, f"git fsck --strict failed:\n{fsck.stdout}\n{fsck.stderr}"
     assert "error" not in fsck.stderr.lower(), fsck.stderr
     expected = model(seed)
-    git = repo._git
+    git = git_of(repo)
     checked = 0
     seen = set()
     for branch, head in git.refs("refs/heads/").items():
@@ -300,9 +302,9 @@ def test_pusher_killed_mid_push_leaves_client_and_server_consistent(tmp_path, se
         # The push the kill interrupted may still be landing on the server (the pack was sent,
         # the server's receive-pack is still checking it), so master can move under us: read
         # the head once and check that exact commit, not whatever master is a moment later.
-        head = server._git.branch_head("master")
+        head = server.branch_head("master")
         if head is not None:  # what the server accepted is a whole commit of the workload
-            want = model(seed)[server._git.commit_info(head).message]
+            want = model(seed)[git_of(server).commit_info(head).message]
             co = server.checkout(commit=head)
             try:
                 for aset in ("vec", "img"):
@@ -312,7 +314,7 @@ def test_pusher_killed_mid_push_leaves_client_and_server_consistent(tmp_path, se
                 co.close()
         client = Repository(path)
         client.remote.push("origin", "master")  # the interrupted push completes
-        assert server._git.branch_head("master") == client._git.branch_head("master")
+        assert server.branch_head("master") == client.branch_head("master")
         assert Repository(srv.path).verify().ok
     finally:
         srv.stop()

@@ -106,6 +106,7 @@ BARE_BUILTINS = {
     ("dataloaders/__init__.py", "AttributeError"): "a module __getattr__ must raise AttributeError (PEP 562)",
     ("dataloaders/common.py", "AttributeError"): "a module __getattr__ must raise AttributeError (PEP 562)",
     ("session.py", "NotImplementedError"): "the abstract hook subclasses override; never reached",
+    ("loader_source.py", "NotImplementedError"): "the abstract interface arrayset readers implement; never reached",
     ("testing/contracts.py", "NotImplementedError"): "a backend's contract class overrides the fixture; never reached",
     ("remote/client.py", "AssertionError"): "marks unreachable code after a loop that always returns or raises",
     ("remote/server.py", "SystemExit"): "the signal handler stops `hangar server` with exit status 0",

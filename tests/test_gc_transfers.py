@@ -15,13 +15,14 @@ from hangar.plumbing.gc import collect_git_garbage, list_git_files
 from hangar.plumbing.pack import OBJ_BLOB, ObjectBatch
 from hangar.transfers import MARKER_DIR, active_transfers, transfer_marker
 from tests import remote_fixtures
+from tests.repo_parts import git_of, hangar_dir_of
 
 start_server = remote_fixtures.start_server
 
 
 def _unreferenced_commit(repo) -> str:
     """What a fetch has done before it moves its ref: objects written, no ref to them yet."""
-    git = repo._git
+    git = git_of(repo)
     batch = ObjectBatch()
     batch.add(OBJ_BLOB, b"fetched but not yet referenced\n")
     git.write_batch(batch)
@@ -34,15 +35,15 @@ def _pack_files(repo) -> set[str]:
 
 
 def test_gc_refuses_while_a_transfer_is_in_flight_and_deletes_nothing(aset_repo):
-    with transfer_marker(aset_repo._hangar_dir, "fetch origin/dev"):
+    with transfer_marker(hangar_dir_of(aset_repo), "fetch origin/dev"):
         commit = _unreferenced_commit(aset_repo)
         before = _pack_files(aset_repo)
         with pytest.raises(TransferInProgressError, match="fetch origin/dev") as info:
             aset_repo.gc()
         assert isinstance(info.value, RuntimeError)
         assert _pack_files(aset_repo) == before and not aset_repo.writer_lock_held
-        aset_repo._git.set_ref("refs/remotes/origin/dev", commit)  # the fetch finishes
-    assert active_transfers(aset_repo._hangar_dir) == []
+        git_of(aset_repo).set_ref("refs/remotes/origin/dev", commit)  # the fetch finishes
+    assert active_transfers(hangar_dir_of(aset_repo)) == []
     aset_repo.gc()
     r = aset_repo.checkout(branch="origin/dev")
     assert r.commit_hash == commit and r["foo", 3][0] == 3
@@ -52,25 +53,26 @@ def test_gc_refuses_while_a_transfer_is_in_flight_and_deletes_nothing(aset_repo)
 
 @pytest.mark.slow
 def test_marker_of_a_dead_process_is_ignored_and_removed(aset_repo):
-    d = os.path.join(aset_repo._hangar_dir, MARKER_DIR)
+    d = os.path.join(hangar_dir_of(aset_repo), MARKER_DIR)
     os.makedirs(d, exist_ok=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
     pid = int(dead.stdout)
     with open(os.path.join(d, f"{pid}-stale.json"), "w") as f:
         json.dump({"what": "fetch", "pid": pid, "host": os.uname().nodename, "since": 0}, f)
-    assert active_transfers(aset_repo._hangar_dir) == []
+    assert active_transfers(hangar_dir_of(aset_repo)) == []
     assert os.listdir(d) == []
     report = aset_repo.gc()
     assert report.reachable_samples == 20
 
 
 def test_packs_written_after_gc_listed_its_files_are_kept(aset_repo):
-    from hangar.integrity import _walk
+    from hangar.core import RepositoryCore
+    from hangar.integrity import reachable
 
-    git = aset_repo._git
+    git = git_of(aset_repo)
     files = list_git_files(git)  # gc's first step
-    _, found = _walk(aset_repo, None)  # ... and its walk, before the new commit exists
+    found = reachable(RepositoryCore(aset_repo.path))  # ... and its walk, before the new commit exists
     co = aset_repo.checkout(write=True)
     co["foo", 77] = np.full(5, 77, np.int64)
     c = co.commit("written while gc was walking")  # new objects in a new pack, after the listing
@@ -79,7 +81,7 @@ def test_packs_written_after_gc_listed_its_files_are_kept(aset_repo):
     r = aset_repo.checkout(commit=c)
     assert r["foo", 77][0] == 77
     r.close()
-    fsck = subprocess.run(["git", "--git-dir", aset_repo._hangar_dir, "fsck", "--strict"], capture_output=True,
+    fsck = subprocess.run(["git", "--git-dir", hangar_dir_of(aset_repo), "fsck", "--strict"], capture_output=True,
                           text=True)
     assert fsck.returncode == 0, fsck.stderr
 

@@ -20,6 +20,7 @@ from hangar.records.snapshot import Snapshot
 from hangar.remote import protocol
 from hangar.store import sample_digest
 from tests import remote_fixtures
+from tests.repo_parts import git_of, store_of
 
 start_server = remote_fixtures.start_server
 
@@ -116,7 +117,7 @@ def test_huge_and_degenerate_shapes(repo):
 
 def test_a_pointer_claiming_a_huge_shape_raises_instead_of_allocating(aset_repo):
     """A commit from a hostile remote may hold any pointer: it must not make a read allocate terabytes."""
-    git = aset_repo._git
+    git = git_of(aset_repo)
     head = git.branch_head("master")
     real = sample_digest(np.arange(5, dtype=np.int64))
     evil = encode_pointer(SamplePointer(real, "<i8", (2**40,)))
@@ -228,7 +229,7 @@ def test_server_rejects_hostile_requests_and_stays_consistent(aset_repo, start_s
     conn.endheaders()
     assert conn.getresponse().status == 413
     conn.close()
-    assert list(Repository(srv.path)._store().digests()) == []
+    assert list(store_of(Repository(srv.path)).digests()) == []
     # the server is still whole: a real push works and a clone reads every sample back
     aset_repo.remote.push("origin", "master", username="alice", password="pw")
     report = Repository(srv.path).verify()

@@ -17,6 +17,7 @@ import pytest
 
 from hangar import Repository
 from hangar.errors import CorruptDataError, InvalidRecordError
+from hangar.records.keys import encode_key
 from tests import remote_fixtures
 from tests.conftest import git
 
@@ -180,8 +181,8 @@ def two_pack_repo(repo: Repository, backend: str = "raw", n: int = 8192) -> Repo
 def location(repo: Repository, aset: str, key: int):
     co = repo.checkout()
     try:
-        ptr = co.arraysets[aset]._pointer(key)
-        loc = co._session.store.location(ptr.digest)
+        view = co.arraysets[aset].loader_view()
+        loc = view.store.location(view.pointer(encode_key(key)).digest)
     finally:
         co.close()
     pack_dir = os.path.join(repo.path, ".hangar", "data", "packs", loc.pack)
@@ -371,7 +372,7 @@ def test_a_flipped_byte_in_a_pack_fails_a_plain_read(repo, backend, monkeypatch)
     flip_stored_byte(repo, "b", 2)
     co = Repository(repo.path).checkout()
     try:
-        assert not co._session.store.verify_reads
+        assert not co.arraysets["b"].loader_view().store.verify_reads
         with pytest.raises(CorruptDataError, match="do not match their checksum"):
             co.arraysets["b"][2]  # before: returned the wrong bytes, exit 0
         with pytest.raises(CorruptDataError):
@@ -401,7 +402,8 @@ def test_format_1_pack_indexes_stay_readable(repo):
     co = repo.checkout()
     try:
         np.testing.assert_array_equal(co.arraysets["b"][3], np.arange(64) * 4 + 98)
-        assert co._session.store.location(co.arraysets["b"]._pointer(3).digest).check == 0
+        b = co.arraysets["b"].loader_view()
+        assert b.store.location(b.pointer(encode_key(3)).digest).check == 0
     finally:
         co.close()
     assert repo.verify().ok

@@ -24,6 +24,7 @@ from hangar.plumbing.pids import pid_alive
 from hangar.remote import guard, protocol
 from hangar.store import sample_digest
 from tests import remote_fixtures
+from tests.repo_parts import git_of
 
 start_server = remote_fixtures.start_server
 USER = ("Test User", "test@example.com")
@@ -277,8 +278,8 @@ def test_pushes_that_rewrite_delete_or_lack_data_are_refused_in_both_transports(
     deleted = run_git(aset_repo, "push", url, ":master")
     outside = run_git(aset_repo, "push", url, "master:refs/tags/v1", "master:refs/hangar/x")
     assert forced.returncode != 0 and deleted.returncode != 0 and outside.returncode != 0
-    assert served._git.branch_head("master") == second
-    assert sorted(served._git.repo.references) == ["refs/heads/master"]
+    assert served.branch_head("master") == second
+    assert sorted(git_of(served).repo.references) == ["refs/heads/master"]
 
     co = aset_repo.checkout(write=True)  # a commit whose bytes were never uploaded
     co.arraysets["foo"][99] = np.full(5, 99, dtype=np.int64)
@@ -286,7 +287,7 @@ def test_pushes_that_rewrite_delete_or_lack_data_are_refused_in_both_transports(
     co.close()
     plain = run_git(aset_repo, "push", url, "master")
     assert plain.returncode != 0 and "have no bytes here" in plain.stderr, plain.stderr
-    assert Repository(srv.path)._git.branch_head("master") == second
+    assert Repository(srv.path).branch_head("master") == second
 
 
 @pytest.mark.slow

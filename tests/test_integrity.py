@@ -14,6 +14,7 @@ from hangar import Repository
 from hangar.cli import app
 from hangar.errors import CorruptDataError
 from hangar.store import sample_digest
+from tests.repo_parts import git_of, store_of
 
 runner = CliRunner()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +27,7 @@ def pack_files(repo: Repository) -> dict[str, list[str]]:
 
 
 def data_file_of(repo: Repository, arr: np.ndarray) -> tuple[str, int]:
-    store = repo._store()
+    store = store_of(repo)
     store.refresh()
     loc = store.location(sample_digest(arr))
     return os.path.join(repo.path, ".hangar", "data", "packs", loc.pack, "c", "0"), loc.offset
@@ -90,7 +91,7 @@ def test_read_with_digest_check_raises_instead_of_returning_wrong_bytes(raw_repo
     flip_byte(path, off)
     co = raw_repo.checkout()
     try:
-        co._session.store.verify_reads = True
+        co.arraysets["raw"].loader_view().store.verify_reads = True
         with pytest.raises(CorruptDataError, match="do not match"):
             co.arraysets["raw"][7]
         np.testing.assert_array_equal(co.arraysets["raw"][6], np.linspace(0, 1, 64) * 6)
@@ -111,11 +112,10 @@ def test_hangar_verify_reads_env_makes_every_read_check_its_digest(raw_repo):
 
 
 def test_verify_lists_samples_whose_bytes_are_gone(raw_repo):
-    store = raw_repo._store()
+    store = store_of(raw_repo)
     store.refresh()
     pack = store.location(sample_digest(np.linspace(0, 1, 64))).pack
     os.unlink(os.path.join(raw_repo.path, ".hangar", "data", "packs", pack, "index"))
-    raw_repo._store_obj = None
     report = Repository(raw_repo.path).verify()
     assert sorted(p.key for p in report.missing) == list(range(20))
     assert not report.corrupt and not report.ok
@@ -126,7 +126,7 @@ def test_verify_reports_a_missing_git_object(aset_repo):
     co = aset_repo.checkout(write=True)
     co.arraysets["foo"][99] = np.zeros(5, dtype=np.int64)
     co.close()
-    state = aset_repo._staging_state()
+    state = aset_repo.staging_status()
     packs = pack_files(aset_repo)["git"]
     newest = max((p for p in packs if p.endswith(".idx")),
                  key=lambda p: os.stat(os.path.join(aset_repo.path, ".hangar", "objects", "pack", p)).st_mtime)
@@ -169,7 +169,7 @@ def test_gc_after_branch_removal_drops_its_bytes_and_objects_and_keeps_the_rest(
     report = aset_repo.gc()
     assert report.removed_samples == len(extra) and report.removed_sample_bytes == len(extra) * 5000 * 8
     assert report.removed_objects > len(extra)
-    store = Repository(aset_repo.path)._store()
+    store = store_of(Repository(aset_repo.path))
     assert all(sample_digest(a) not in store for a in extra)
     assert all_contents(aset_repo, "master") == before
     fsck_clean(aset_repo, run_git)
@@ -193,7 +193,7 @@ def test_gc_dry_run_reports_and_changes_nothing(aset_repo):
 @pytest.mark.slow
 def test_gc_keeps_what_remote_branches_and_the_staging_area_reach(aset_repo, run_git):
     extra = _branch_with_extra_data(aset_repo, "pushed")
-    aset_repo._git.set_ref("refs/remotes/origin/pushed", aset_repo._git.branch_head("pushed"))
+    git_of(aset_repo).set_ref("refs/remotes/origin/pushed", aset_repo.branch_head("pushed"))
     remote_view = all_contents(aset_repo, "pushed")
     aset_repo.remove_branch("pushed", force_delete=True)
     co = aset_repo.checkout(write=True)
@@ -204,7 +204,7 @@ def test_gc_keeps_what_remote_branches_and_the_staging_area_reach(aset_repo, run
     fsck_clean(aset_repo, run_git)
     assert aset_repo.verify().ok
     assert all_contents(aset_repo, "origin/pushed") == remote_view
-    assert all(sample_digest(a) in Repository(aset_repo.path)._store() for a in extra)
+    assert all(sample_digest(a) in store_of(Repository(aset_repo.path)) for a in extra)
     co = aset_repo.checkout(write=True)
     np.testing.assert_array_equal(co.arraysets["foo"][1234], staged)
     co.commit("staged data survived gc")
@@ -219,7 +219,7 @@ def test_gc_after_a_reset_drops_the_discarded_commits(aset_repo, run_git):
     co.commit("to be dropped")
     co.close()
     # reset master to its parent (as `git reset --hard HEAD~1` would)
-    aset_repo._git.set_branch("master", base)
+    git_of(aset_repo).set_branch("master", base)
     co = aset_repo.checkout(write=True)
     co.close()
     report = aset_repo.gc()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hangar import Repository
 from hangar.diff import MetadataKey, SampleKey, diff_commits
 from hangar.errors import MergeConflictError, WriterLockError
+from tests.repo_parts import git_of
 
 
 def arr(v: int) -> np.ndarray:
@@ -71,7 +72,7 @@ def diverged(aset_repo):
 # --------------------------------------------------------- fast-forward
 def test_fast_forward_moves_master_to_dev_head_and_ignores_message(diverged):
     dev = commit_on(diverged, "dev", set_sample(0, 50))
-    git = diverged._git
+    git = git_of(diverged)
     assert diverged.merge("ignored", "master", "dev") == dev
     assert git.branch_head("master") == dev
     assert git.commit_info(dev).message == "edit"
@@ -81,7 +82,7 @@ def test_fast_forward_moves_master_to_dev_head_and_ignores_message(diverged):
 def test_merging_an_ancestor_changes_nothing(diverged):
     master = commit_on(diverged, "master", set_sample(0, 50))
     assert diverged.merge("m", "master", "dev") == master
-    assert diverged._git.branch_head("master") == master
+    assert diverged.branch_head("master") == master
 
 
 def test_writer_fast_forward_rebases_staging_and_keeps_accessors(diverged):
@@ -96,7 +97,7 @@ def test_writer_fast_forward_rebases_staging_and_keeps_accessors(diverged):
     foo[99] = arr(99)
     after = co.commit("after merge")
     co.close()
-    assert diverged._git.commit_info(after).parents == [dev]
+    assert git_of(diverged).commit_info(after).parents == [dev]
     assert json.loads(staging_json(diverged))["base"] == after
 
 
@@ -105,7 +106,7 @@ def test_three_way_merge_combines_both_sides_with_two_parents(diverged, run_git)
     master = commit_on(diverged, "master", lambda co: (set_sample(0, 100)(co), set_meta("m", "1")(co)))
     dev = commit_on(diverged, "dev", lambda co: (set_sample(1, 200)(co), del_sample(2)(co), set_meta("d", "2")(co)))
     merged = diverged.merge("merge dev", "master", "dev")
-    git = diverged._git
+    git = git_of(diverged)
     info = git.commit_info(merged)
     assert info.parents == [master, dev] and info.message == "merge dev"
     assert git.branch_head("master") == merged and git.branch_head("dev") == dev
@@ -165,7 +166,7 @@ def test_unrelated_histories_merge_from_empty_base(repo):
     try:
         other.init("x", "x@example.com")
         commit_on(other, "master", set_meta("b", "2"))
-        src = other._git.branch_head("master")
+        src = other.branch_head("master")
         for pack in os.listdir(os.path.join(other.path, ".hangar", "objects", "pack")):
             shutil.copy(os.path.join(other.path, ".hangar", "objects", "pack", pack),
                         os.path.join(repo.path, ".hangar", "objects", "pack", pack))
@@ -173,7 +174,7 @@ def test_unrelated_histories_merge_from_empty_base(repo):
         os.makedirs(os.path.join(repo.path, ".hangar", "objects", src[:2]), exist_ok=True)
         shutil.copy(loose, os.path.join(repo.path, ".hangar", "objects", src[:2], src[2:]))
         repo = Repository(repo.path)
-        repo._git.set_branch("orphan", src)
+        git_of(repo).set_branch("orphan", src)
         repo.merge("join", "master", "orphan")
         assert meta_values(repo) == {"a": "1", "b": "2"}
     finally:
@@ -227,7 +228,7 @@ def _assert_conflict_leaves_everything(repo, master_fn, dev_fn, cls, kind, item)
     master = commit_on(repo, "master", master_fn)
     dev = commit_on(repo, "dev", dev_fn)
     state = staging_json(repo)
-    git = repo._git
+    git = git_of(repo)
     with repo.checkout() as co:
         conflict = co.diff.branch("dev").conflict
     assert conflict.conflict is True
@@ -330,7 +331,7 @@ def test_strategy_resolves_sample_and_metadata_conflicts(diverged, strategy, exp
     commit_on(diverged, "master", lambda co: (set_sample(0, 1)(co), set_meta("hello", "1")(co), set_sample(7, 70)(co)))
     commit_on(diverged, "dev", lambda co: (set_sample(0, 2)(co), set_meta("hello", "2")(co), set_sample(8, 80)(co)))
     merged = diverged.merge("merge", "master", "dev", strategy=strategy)
-    assert len(diverged._git.commit_info(merged).parents) == 2
+    assert len(git_of(diverged).commit_info(merged).parents) == 2
     vals = foo_values(diverged)
     assert vals[0] == expected_sample and vals[7] == 70 and vals[8] == 80
     assert meta_values(diverged)["hello"] == expected_meta
@@ -369,7 +370,7 @@ def test_merge_while_writer_open_raises_permission_error(diverged):
     with pytest.raises(WriterLockError):
         diverged.merge("m", "master", "dev")
     co.close()
-    assert diverged.merge("m", "master", "dev") == diverged._git.branch_head("dev")
+    assert diverged.merge("m", "master", "dev") == diverged.branch_head("dev")
 
 
 def test_merge_into_branch_with_dirty_staging_area_raises(diverged):
@@ -381,10 +382,10 @@ def test_merge_into_branch_with_dirty_staging_area_raises(diverged):
     with pytest.raises(RuntimeError):
         co.merge("m", "dev")
     co.close()
-    head = diverged._git.branch_head("master")
+    head = diverged.branch_head("master")
     with pytest.raises(ValueError, match="uncommitted"):
         diverged.merge("m", "master", "dev")
-    assert diverged._git.branch_head("master") == head
+    assert diverged.branch_head("master") == head
     assert not diverged.writer_lock_held
 
 
@@ -490,7 +491,7 @@ def test_random_edits_merge_as_the_dict_model_predicts(plan, strategy):
         exp_meta, c_meta = _model_merge(*norm, strategy)
         event(f"conflicts={bool(c_samples or c_meta)} strategy={strategy}")
 
-        res = diff_commits(repo._git, m_head, d_head)
+        res = diff_commits(git_of(repo), m_head, d_head)
         classes = ("t1", "t21", "t22", "t3")
         got = {(c, ("sample", k.data_name)) for c in classes for k in getattr(res.conflict, c).samples}
         got |= {(c, ("meta", k.meta_name)) for c in classes for k in getattr(res.conflict, c).metadata}
@@ -504,10 +505,10 @@ def test_random_edits_merge_as_the_dict_model_predicts(plan, strategy):
         if (c_samples or c_meta) and strategy is None:
             with pytest.raises(MergeConflictError):
                 repo.merge("merge", "master", "dev")
-            assert repo._git.branch_head("master") == m_head
+            assert repo.branch_head("master") == m_head
             return
         merged = repo.merge("merge", "master", "dev", strategy=strategy)
-        assert repo._git.commit_info(merged).parents == [m_head, d_head]
+        assert git_of(repo).commit_info(merged).parents == [m_head, d_head]
         assert foo_values(repo) == exp_samples
         assert meta_values(repo) == {k: str(v) for k, v in exp_meta.items()}
 
@@ -517,7 +518,7 @@ def test_merge_accepts_a_fetched_remote_branch_name(aset_repo):
     """fetch() names what it brings '<remote>/<branch>'; merging that name unifies the histories."""
     import numpy as np
 
-    git = aset_repo._git
+    git = git_of(aset_repo)
     aset_repo.create_branch("tmp")
     co = aset_repo.checkout(write=True, branch="tmp")
     co["foo", 42] = np.full(5, 42, np.int64)

@@ -17,6 +17,7 @@ from hangar.store import TensorStore
 from hangar.store.packs import LocalPackStorage
 from tests import remote_fixtures
 from tests.remote_fixtures import free_port
+from tests.repo_parts import git_of
 
 start_server = remote_fixtures.start_server
 
@@ -495,9 +496,9 @@ def test_server_refuses_non_fast_forward_ref_update_that_skips_the_client_check(
     write(r, foo={500: foo_value(500)}, message="mine")
     theirs = write(src, foo={600: foo_value(600)}, message="theirs")
     src.remote.push("origin", "master")
-    assert remote_client.push_branch(r._git, "origin", srv.address, "master", "", "")  # libgit2 refuses
+    assert remote_client.push_branch(git_of(r), "origin", srv.address, "master", "", "")  # libgit2 refuses
     r.remote.fetch("origin", "master")  # now their commit is known here, but still not an ancestor
-    assert remote_client.push_branch(r._git, "origin", srv.address, "master", "", "")  # not a fast-forward
+    assert remote_client.push_branch(git_of(r), "origin", srv.address, "master", "", "")  # not a fast-forward
     probe = clone(tmp_path / "probe", srv.address)
     assert probe.log(return_contents=True)["head"] == theirs
 
@@ -791,7 +792,7 @@ def test_push_looks_only_at_samples_the_server_cannot_have(repo):
     a[3000] = np.array([3000])
     head = co.commit("one changed, one added")
     co.close()
-    git = repo._git
+    git = git_of(repo)
     everything = commit_pointers(git, [head])
     changed = commit_pointers(git, [head], known=[base])
     assert len(everything) == 3001

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 import hangar.arrayset
-from hangar import Repository, integrity
+from hangar import Repository
 from hangar.errors import CorruptDataError
 from hangar.store import sample_digest
 from hangar.store.packs import INDEX_DTYPE_V1, parse_index
 from tests import remote_fixtures
+from tests.repo_parts import store_of
 
 start_server = remote_fixtures.start_server
 
@@ -63,7 +64,7 @@ def _to_format1(repo: Repository) -> None:
 
 
 def _flip_last_byte(repo: Repository, arr: np.ndarray) -> None:
-    store = repo._store()
+    store = store_of(repo)
     store.refresh()
     loc = store.location(sample_digest(arr))
     path = os.path.join(_packs_dir(repo), loc.pack, "c", "0")
@@ -85,12 +86,13 @@ def test_verify_reads_rehashes_format1_samples_on_the_table_paths(small_repo, na
     _to_format1(small_repo)
     _flip_last_byte(small_repo, arr)
     with Repository(small_repo.path).checkout() as co:
-        co._session.store.verify_reads = True
         aset = co.arraysets[name]
+        store = aset.loader_view().store
+        store.verify_reads = True
         with pytest.raises(CorruptDataError):
-            co._session.store.read(sample_digest(arr), arr.dtype.str, arr.shape)  # the path by digest
+            store.read(sample_digest(arr), arr.dtype.str, arr.shape)  # the path by digest
         aset.get_batch([k for k in aset.keys() if k != key])  # healthy samples read (and build the table)
-        assert aset._locations() is not None
+        assert aset.loader_view().locations() is not None
         with pytest.raises(CorruptDataError):
             aset[key]
         with pytest.raises(CorruptDataError):
@@ -106,17 +108,17 @@ def test_fsck_repair_makes_the_cached_location_table_read_the_repaired_bytes(sma
         arr = co.arraysets["img"][13].copy()
         co.arraysets["img"].get_batch(list(range(40)))  # the table is cached on disk
     _flip_last_byte(small_repo, arr)
-    report = integrity.verify(small_repo)
+    report = small_repo.verify()
     assert len(report.damaged) == 1
-    source = Repository(str(good))._store()
+    source = store_of(Repository(str(good)))
 
     def fetch(store, pointers):  # what download_into does, from a good copy
         for p in pointers:
             store.put_stored(source.read_stored(p.digest), p.dtype, p.shape)
         store.flush()
 
-    assert integrity.repair(small_repo, report, fetch) == 1
-    assert integrity.verify(small_repo).ok
+    assert small_repo.repair(report, fetch) == 1
+    assert small_repo.verify().ok
     with Repository(small_repo.path).checkout() as co:
         np.testing.assert_array_equal(co.arraysets["img"][13], arr)
         np.testing.assert_array_equal(co.arraysets["img"].get_batch([12, 13])[1], arr)
@@ -140,7 +142,7 @@ def test_loaders_check_the_stored_checksum(small_repo, monkeypatch, name, key, t
     _flip_last_byte(small_repo, arr)
     with Repository(small_repo.path).checkout() as co:
         aset = co.arraysets[name]
-        assert (aset._locations() is not None) == tables
+        assert (aset.loader_view().locations() is not None) == tables
         ds = make_torch_dataset(aset, keys=[key, key + 1])
         with pytest.raises(CorruptDataError, match="checksum"):
             ds[0]
@@ -203,7 +205,7 @@ def test_loaders_see_samples_fetched_after_a_location_table_was_built(tmp_path, 
     dst.clone("Test User", "test@example.com", srv.address)
     co = dst.checkout()
     aset = co.arraysets["a"]
-    assert aset._locations() is not None  # built with every row a remote reference
+    assert aset.loader_view().locations() is not None  # built with every row a remote reference
     with pytest.raises(ValueError, match="remote references"):
         make_torch_dataset(aset)
     dst.remote.fetch_data("origin", "master")
@@ -241,8 +243,8 @@ def test_loaders_of_an_open_checkout_read_after_a_gc_compacted_its_packs(repo, m
     with repo.checkout(branch="master") as reader:
         aset = reader.arraysets["a"]
         aset.get_batch([0, 1])
-        assert (aset._locations() is not None) == tables
+        assert (aset.loader_view().locations() is not None) == tables
         repo.remove_branch("tmp", force_delete=True)
-        assert integrity.gc(repo).removed_packs == 1  # samples 5..9 dropped: the pack rewritten
+        assert repo.gc().removed_packs == 1  # samples 5..9 dropped: the pack rewritten
         np.testing.assert_array_equal(make_torch_dataset(aset)[3][0], np.full(4, 3, dtype=np.int32))
         np.testing.assert_array_equal(dask_array(aset).compute()[4], np.full(4, 4, dtype=np.int32))

@@ -148,7 +148,7 @@ def test_plain_git_push_of_commits_without_uploaded_bytes_is_refused(start_serve
     co.close()
     out = run_git(aset_repo, "push", f"http://127.0.0.1:{srv.port}/", "master")
     assert out.returncode != 0 and "1 samples of the pushed commits" in out.stderr
-    assert Repository(srv.path)._git.branch_head("master") != aset_repo._git.branch_head("master")
+    assert Repository(srv.path).branch_head("master") != aset_repo.branch_head("master")
 
 
 @pytest.mark.slow
@@ -166,7 +166,7 @@ def test_git_force_push_and_branch_deletion_are_refused(start_server, aset_repo,
     assert forced.returncode != 0
     deleted = run_git(aset_repo, "push", url, ":master")
     assert deleted.returncode != 0
-    assert Repository(srv.path)._git.branch_head("master") == second
+    assert Repository(srv.path).branch_head("master") == second
 
 
 # -------------------------------------------------------------- data endpoints

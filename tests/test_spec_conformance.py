@@ -111,6 +111,7 @@ SPEC_SIGNATURES = [
 # accepted deviations: extra keyword-only arguments after the spec's own
 EXTRA_KEYWORDS = {
     "Repository.checkout": {"timeout"},
+    "Repository.force_release_writer_lock": {"holder"},  # issue 13: release only the holder the caller saw
     "Repository.remove_branch": {"force_delete"},
     "Repository.merge": {"strategy"},
     "WriterCheckout.merge": {"strategy"},

@@ -123,7 +123,7 @@ app = typer.Typer(cls=HangarGroup, help="hangar: version control for tensor data
 
 def _version_callback(value: bool) -> None:
     if value:
-        from hangar import __version__
+        from hangar._version import __version__
 
         typer.echo(f"hangar {__version__}")
         raise typer.Exit()

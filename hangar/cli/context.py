@@ -128,14 +128,7 @@ def reader(repo: "Repository", branch: Optional[str] = None,
 
 def branch_head(repo: "Repository", branch: str) -> Optional[str]:
     """Head commit of ``branch`` (None when it does not exist or has no commits yet)."""
-    try:
-        co = repo.checkout(branch=branch)
-    except ValueError:
-        return None
-    try:
-        return co.commit_hash
-    finally:
-        co.close()
+    return repo.branch_head(branch)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

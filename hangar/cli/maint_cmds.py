@@ -33,14 +33,13 @@ def fsck(
     report = repo.verify()
     typer.echo(str(report))
     if repair and report.damaged:
-        from hangar import integrity
         from hangar.remote.client import DataClient, download_into
 
         def fetch(store: Any, pointers: list[SamplePointer]) -> None:  # a TensorStore
             with DataClient(addresses[remote]) as client:
                 download_into(store, client, pointers)
 
-        dropped = integrity.repair(repo, report, fetch)
+        dropped = repo.repair(report, fetch)
         typer.echo(f"repair: replaced {dropped} damaged sample record(s) with bytes from {remote!r}; checking again")
         report = repo.verify()
         typer.echo(str(report))

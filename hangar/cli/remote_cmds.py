@@ -14,6 +14,7 @@ import typer
 
 from hangar.cli.app import app
 from hangar.cli.context import CliError, open_repo, parse_size, resolve_commit, state
+from hangar.plumbing import paths
 
 if TYPE_CHECKING:
     from hangar import Repository
@@ -184,7 +185,7 @@ def fetch_data(
     repo = open_repo()
     if commit:
         commit = resolve_commit(repo, commit)
-    data_dir = os.path.join(repo.path, ".hangar", "data")
+    data_dir = paths.data_dir(paths.hangar_dir(repo.path))
     remote_before, size_before = _remote_only(repo, branch, commit), _tree_size(data_dir)
     commits = repo.remote.fetch_data(remote, branch=branch, commit=commit, arrayset_names=arraysets or None,
                                      max_num_bytes=limit, retrieve_all_history=all_history)

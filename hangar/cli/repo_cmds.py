@@ -359,7 +359,10 @@ def writer_lock(
                        "writer (or wait for it); if you are sure it is gone, pass --force-release --force")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # the line below says it
-        repo.force_release_writer_lock()
+        released = repo.force_release_writer_lock(holder=holder)  # only the holder judged above
+    if not released:
+        raise CliError(f"the writer lock changed hands since it was read (pid {holder['pid']} on {holder['host']} "
+                       f"no longer holds it): nothing released; now: {_holder_text(repo.writer_lock_holder)}")
     typer.echo(f"writer lock: released (was held by pid {holder['pid']} on {holder['host']})")
 
 

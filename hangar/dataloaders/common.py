@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import keyword
 import mmap
-import os
 import re
 import warnings
 from collections import namedtuple
@@ -19,7 +18,6 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from hangar.arrayset import ArraysetDataReader
 from hangar.errors import (
     ArgumentTypeError,
     ClosedArraysetArgumentError,
@@ -31,6 +29,8 @@ from hangar.errors import (
     SampleNotFoundError,
     WriteEnabledArraysetError,
 )
+from hangar.loader_source import LoaderSource
+from hangar.plumbing.paths import pack_chunk_path
 from hangar.records.keys import Key, decode_key, encode_key, sorted_keys
 from hangar.store import codecs
 from hangar.store.digest import byte_view
@@ -149,7 +149,7 @@ class SampleSource:
         if pack not in self._maps:
             view = None
             if isinstance(self.storage, LocalPackStorage):
-                with open(os.path.join(self.storage.root, "packs", pack, "c", "0"), "rb") as f:
+                with open(pack_chunk_path(self.storage.root, pack), "rb") as f:
                     view = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
             self._maps[pack] = view
         return self._maps[pack]
@@ -230,7 +230,7 @@ def _default_field(name: str) -> str:
     return field
 
 
-def field_names_for(asets: list[ArraysetDataReader], field_names: Optional[Sequence[str]]) -> list[str]:
+def field_names_for(asets: list[LoaderSource], field_names: Optional[Sequence[str]]) -> list[str]:
     """Field names of the returned namedtuples (arrayset names by default), checked."""
     if field_names is None:
         names = [_default_field(a.name) for a in asets]
@@ -256,9 +256,9 @@ def field_names_for(asets: list[ArraysetDataReader], field_names: Optional[Seque
 
 
 # -------------------------------------------------------------- sample choice
-def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
+def as_arrayset_list(arraysets: object) -> list[LoaderSource]:
     """Check the ``arraysets`` argument: one read-only arrayset or a non-empty list/tuple of them."""
-    if isinstance(arraysets, ArraysetDataReader):
+    if isinstance(arraysets, LoaderSource):
         asets = [arraysets]
     elif isinstance(arraysets, (list, tuple)):
         asets = list(arraysets)
@@ -268,7 +268,7 @@ def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
     if not asets:
         raise InvalidArgumentError("arraysets is empty: pass at least one arrayset")
     for a in asets:
-        if not isinstance(a, ArraysetDataReader):
+        if not isinstance(a, LoaderSource):
             raise ArgumentTypeError(f"arraysets must hold arrayset objects, not {type(a).__name__} ({a!r})")
         try:
             writeable = a.iswriteable
@@ -293,8 +293,8 @@ def _warn_unshared(asets: list, sizes: list[int], shared: int, stacklevel: int) 
         UserWarning, stacklevel=stacklevel)
 
 
-def _all_pointers(aset: ArraysetDataReader) -> dict[Key, object]:
-    return {decode_key(n): p for n, p in aset._table.pointers()}
+def _all_pointers(aset: LoaderSource) -> dict[Key, object]:
+    return {decode_key(n): p for n, p in aset.loader_view().pointers()}
 
 
 class GroupedSamples:
@@ -318,7 +318,7 @@ class GroupedSamples:
         asets = as_arrayset_list(arraysets)
         self.arraysets = asets
         for arg, value in (("keys", keys), ("index_range", index_range)):
-            if isinstance(value, ArraysetDataReader):  # Hangar 0.3 code passing arraysets positionally
+            if isinstance(value, LoaderSource):  # Hangar 0.3 code passing arraysets positionally
                 raise ArgumentTypeError(
                     f"arrayset {value.name!r} was passed as {arg}: pass several arraysets as one list "
                     "or tuple in the first argument (e.g. [images, labels]), not as separate arguments")
@@ -331,7 +331,7 @@ class GroupedSamples:
         for a in asets:
             # a loader reads packs itself, without the reload on a missing pack that ``get`` makes:
             # catch up with a gc that compacted packs away since the checkout's store loaded them
-            a._session.store.refresh()
+            a.loader_view().store.refresh()
         if self._from_tables(asets, chosen if keys is not None else None, index_range):
             return
         if keys is not None:
@@ -339,7 +339,7 @@ class GroupedSamples:
             for a in asets:
                 col = []
                 for k in chosen:
-                    ptr = a._table.pointer(encode_key(k)) if isinstance(k, (str, int)) and not isinstance(
+                    ptr = a.loader_view().pointer(encode_key(k)) if isinstance(k, (str, int)) and not isinstance(
                         k, bool) else None
                     if ptr is None:
                         raise SampleNotFoundError(f"arrayset {a.name!r} has no sample with key {k!r}")
@@ -366,7 +366,7 @@ class GroupedSamples:
         self.keys: list[Key] = chosen
         self.sources = [self._source(a, col) for a, col in zip(asets, ptrs)]
 
-    def _from_tables(self, asets: list[ArraysetDataReader], chosen: Optional[list],
+    def _from_tables(self, asets: list[LoaderSource], chosen: Optional[list],
                      index_range: Optional[slice]) -> bool:
         """Resolve the samples through the arraysets' location tables (one vectorised lookup, no
         pointer reads: 60,000 samples in ~10 ms instead of ~0.7 s); False when an arrayset has none.
@@ -377,11 +377,12 @@ class GroupedSamples:
         if index_range is not None and not isinstance(index_range, slice):
             return False  # the pointer path raises the TypeError
         reads = len(chosen) if chosen is not None else 1 << 62
-        tables = [a._locations(reads) for a in asets]
-        for i, (a, t) in enumerate(zip(asets, tables)):
-            if t is not None and not a._session.store.holds_packs(t.packs):  # a gc removed one: rebuilt
-                a._drop_locations()
-                tables[i] = a._locations(reads)
+        views = [a.loader_view() for a in asets]
+        tables = [v.locations(reads) for v in views]
+        for i, (v, t) in enumerate(zip(views, tables)):
+            if t is not None and not v.store.holds_packs(t.packs):  # a gc removed one: rebuilt
+                v.drop_locations()
+                tables[i] = v.locations(reads)
         if any(t is None for t in tables):
             return False
         if chosen is None:
@@ -403,31 +404,31 @@ class GroupedSamples:
                     raise InvalidArgumentError(f"index_range {index_range!r} selects no samples out of {total}")
         probe = [k if isinstance(k, (str, int)) and not isinstance(k, bool) else None for k in chosen]
         sources = []
-        for a, t in zip(asets, tables):
+        for a, v, t in zip(asets, views, tables):
             rows = t.rows(probe)  # None (no str or int: as on the pointer path) is never found
             bad = np.flatnonzero(rows < 0)
             if len(bad):
                 raise SampleNotFoundError(f"arrayset {a.name!r} has no sample with key {chosen[int(bad[0])]!r}")
             missing = int((t.pack_col[rows] < 0).sum())
-            if missing and a._session.store.lazy_source is not None:  # read from the data remote, in bulk
-                t = a._fetch_lazily(t, rows)
+            if missing and v.store.lazy_source is not None:  # read from the data remote, in bulk
+                t = v.fetch_lazily(t, rows)
                 missing = int((t.pack_col[rows] < 0).sum())
             if missing:  # fetched since the table was built?
-                t = a._located_now(t)
+                t = v.located_now(t)
                 missing = int((t.pack_col[rows] < 0).sum())
             if missing:
                 raise LoaderRemoteDataError(
                     f"{missing} of the {len(rows)} chosen samples of arrayset {a.name!r} are remote "
                     f"references (their bytes are not in this repository); {_FETCH_HINT}")
-            sources.append(SampleSource.from_table(a.name, a._session.store.storage, a.dtype, a.shape,
+            sources.append(SampleSource.from_table(a.name, v.store.storage, a.dtype, a.shape,
                                                    a.variable_shape, t, rows))
         self.keys = chosen
         self.sources = sources
         return True
 
     @staticmethod
-    def _source(aset: ArraysetDataReader, ptrs: list) -> SampleSource:
-        store = aset._session.store
+    def _source(aset: LoaderSource, ptrs: list) -> SampleSource:
+        store = aset.loader_view().store
         locs = store.locations([p.digest for p in ptrs])  # one vectorised index search
         if None in locs and store.fetch_missing([(p.digest, p.dtype, p.shape) for p in ptrs]):
             locs = store.locations([p.digest for p in ptrs])  # read from the data remote, in bulk

@@ -18,8 +18,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingDependencyError(
         "hangar's dask loader needs dask: pip install 'hangar[dask]' (or pip install 'dask[array]')") from exc
 
-from hangar.arrayset import ArraysetDataReader
 from hangar.dataloaders.common import GroupedSamples, SampleSource
+from hangar.loader_source import LoaderSource
 from hangar.records.keys import Key
 
 __all__ = ["dask_array"]
@@ -58,7 +58,7 @@ class _RowReader:
         return block[(slice(None), *rest)] if rest else block
 
 
-def dask_array(aset: ArraysetDataReader, keys: Optional[Sequence[Key]] = None,
+def dask_array(aset: LoaderSource, keys: Optional[Sequence[Key]] = None,
                index_range: Optional[slice] = None, chunk_rows: Optional[int] = None) -> "da.Array":
     """Return a lazy ``dask.array.Array`` of shape ``(n_samples, *aset.shape)``.
 
@@ -108,7 +108,8 @@ def dask_array(aset: ArraysetDataReader, keys: Optional[Sequence[Key]] = None,
     elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise InvalidArgumentError(f"chunk_rows must be a positive int, not {chunk_rows!r}")
     token = hashlib.blake2b(digest_size=16)
-    token.update(f"{aset._session.repo_path}\0{aset._session.commit}\0{aset.name}\0".encode())
+    view = aset.loader_view()
+    token.update(f"{view.repo_path}\0{view.commit}\0{aset.name}\0".encode())
     token.update(f"{chunk_rows}\0{grouped.keys!r}".encode())
     reader = _RowReader(source)
     return da.from_array(reader, chunks=(chunk_rows, *source.shape), name=f"hangar-{aset.name}-{token.hexdigest()}",

@@ -6,6 +6,24 @@ import time
 from typing import Any
 
 from hangar.plumbing.gitrepo import GitRepo
+from hangar.records.snapshot import Snapshot
+
+
+def commit_summary_lines(git: GitRepo, commit: str) -> list[str]:
+    """The lines ``Repository.summary`` prints for ``commit``: author, time, message, arraysets, metadata."""
+    info = git.commit_info(commit)
+    snap = Snapshot(git, info.tree)
+    lines = [f"commit: {commit}", f"  author: {info.author} <{info.email}>",
+             f"  time: {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(info.time))} UTC",
+             f"  message: {info.message}", f"arraysets: {len(snap.arrayset_names())}"]
+    for name in snap.arrayset_names():
+        s = snap.schema(name)
+        assert s is not None
+        lines.append(f"  {name}: {snap.samples(name).count()} samples, dtype {s.np_dtype}, "
+                     f"{'max ' if s.variable_shape else ''}shape {s.shape}, "
+                     f"named_samples={s.named_samples}, backend={s.backend}")
+    lines.append(f"metadata: {snap.metadata.count()} keys")
+    return lines
 
 
 def history(git: GitRepo, start: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import numpy as np
 from hangar.plumbing.durable import replace_file_durably
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_BLOB, ObjectBatch, blob_block
+from hangar.plumbing.paths import STAGING_FILE
 from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, LeafEdits, apply_edits, blob_entries, empty_tree_id
 from hangar.records import layout
 from hangar.records.keys import fan_path
@@ -24,7 +25,6 @@ from hangar.records.pointer import SamplePointer, encode_pointers
 from hangar.records.schema import ArraysetSchema
 from hangar.records.snapshot import EntryTable, SampleTable, Snapshot
 
-STAGING_FILE = "staging.json"
 _DIGEST, _DTYPE, _SHAPE = itemgetter(0), itemgetter(1), itemgetter(2)  # of a SamplePointer
 
 
@@ -319,6 +319,10 @@ class StagingArea:
         self.git.write_batch(batch)
         self._rebase_keep_objects(tree)
         return tree
+
+    def rebase(self, tree: str) -> None:
+        """Base the (clean) staging area on ``tree``, keeping its arraysets' accessor objects valid."""
+        self._rebase_keep_objects(tree)
 
     def _rebase_keep_objects(self, tree: str) -> None:
         old = self.asets

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import pygit2
 
 from hangar.plumbing.gitrepo import GitRepo
+from hangar.plumbing.paths import data_dir, writer_lock_path
 from hangar.records.staging import StagingState
 from hangar.remote.client import commit_pointers, new_commits
 from hangar.store import TensorStore
@@ -39,7 +40,7 @@ def missing_samples(git_dir: str, updates: list[tuple[str, str, str]]) -> int:
     if not commits:
         return 0
     pointers = commit_pointers(git, dict.fromkeys(commits), known=known)
-    store = TensorStore(LocalPackStorage(os.path.join(git_dir, "data")))
+    store = TensorStore(LocalPackStorage(data_dir(git_dir)))
     try:
         digests = list(pointers)
         return sum(loc is None for loc in store.locations(digests))
@@ -72,7 +73,6 @@ def _non_fast_forward(git: GitRepo, old: str, new: str, ref: str) -> Optional[st
     return None
 
 
-WRITER_LOCK_FILE = "writer.lock"  # hangar.repository.LOCK_FILE (the hook may not import the porcelain)
 
 
 def _work_in_progress(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
@@ -87,7 +87,7 @@ def _work_in_progress(git: GitRepo, old: str, new: str, ref: str) -> Optional[st
     if state is None or ref != f"refs/heads/{state.branch}":
         return None
     path = os.path.dirname(git_dir.rstrip(os.sep))
-    if os.path.exists(os.path.join(git_dir, WRITER_LOCK_FILE)):
+    if os.path.exists(writer_lock_path(git_dir)):
         what = "a writer checkout is open on it"
     elif not state.is_clean(git):
         what = "it has changes staged but not committed"

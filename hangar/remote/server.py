@@ -27,7 +27,7 @@ import time
 from typing import Callable, ContextManager, Iterable, Iterator, Optional
 from urllib.parse import parse_qs
 
-from hangar import __version__
+from hangar._version import __version__
 from hangar.errors import (
     CorruptDataError,
     GitNotFoundError,
@@ -35,6 +35,7 @@ from hangar.errors import (
     ServerConfigError,
     UnseekableStreamError,
 )
+from hangar.plumbing import paths
 from hangar.plumbing.pids import pid_alive
 from hangar.remote import guard, prereceive, protocol
 from hangar.store import TensorStore
@@ -413,11 +414,11 @@ class HangarServer:
         if not repo.initialized:
             repo.init(user_name="hangar server", user_email="server@hangar.invalid")
         self.path = repo.path
-        self.git_dir = os.path.join(self.path, ".hangar")
+        self.git_dir = paths.hangar_dir(self.path)
         if (username is None) != (password is None):
             raise ServerConfigError("give both username and password to restrict push, or neither")
         self._creds = (username, password) if username is not None else None
-        data = os.path.join(self.git_dir, "data")
+        data = paths.data_dir(self.git_dir)
         self._reader = TensorStore(LocalPackStorage(data))
         self._writer = TensorStore(LocalPackStorage(data))
         self._write_lock = threading.Lock()
@@ -646,7 +647,7 @@ class HangarServer:
         start-up, before each upload and every ``age / 4`` seconds: a server killed
         mid-upload leaves one, and before this nothing removed it while a server ran.
         """
-        packs = os.path.join(self.git_dir, "data", "packs")
+        packs = paths.packs_dir(paths.data_dir(self.git_dir))
         cutoff = time.time() - age
         removed = 0
         with self._write_lock:  # our own writer's file is never older than one upload

@@ -19,6 +19,7 @@ import numpy as np
 from hangar._faults import crash_point
 from hangar.errors import IncompleteIOError, UnsupportedStorageError
 from hangar.plumbing.durable import fsync_dir
+from hangar.plumbing.paths import packs_dir
 from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, PackStorage, encode_index, new_pack_id, parse_index
 
 
@@ -33,7 +34,7 @@ class CompactStats:
 
 def _temp_files(storage: LocalPackStorage, temp_age: float) -> list[str]:
     """Leftovers of interrupted writes: ``*.partial`` data, ``*.tmp`` files, packs without index."""
-    base = os.path.join(storage.root, "packs")
+    base = packs_dir(storage.root)
     cutoff = time.time() - temp_age
     out = []
     for n in os.listdir(base):
@@ -116,7 +117,7 @@ def compact_store(storage: PackStorage, reachable: set[bytes], packs: list[str],
         writer.finish(encode_index(index), nbytes)  # durable before anything is deleted
         crash_point("gc.data_pack_written")
     storage.close()
-    base = os.path.join(storage.root, "packs")
+    base = packs_dir(storage.root)
     for pack, _ in rewrite:
         pack_dir = os.path.join(base, pack)
         os.unlink(os.path.join(pack_dir, "index"))  # invisible first

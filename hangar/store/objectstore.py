@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from datetime import timedelta
 from typing import Any, Iterable, Iterator, Optional
 from urllib.parse import urlparse
@@ -41,6 +42,30 @@ REMOTE_PACK_BYTES = 64 << 20
 CONCURRENCY = 16
 #: packs uploaded at once by a push (each a multipart PUT of up to 12 parts in flight)
 PUSH_WINDOW = 4
+
+_loop: Optional[asyncio.AbstractEventLoop] = None
+_loop_lock = threading.Lock()
+
+
+def _forget_loop() -> None:
+    global _loop
+    _loop = None  # a forked child has the loop object but not its thread
+
+
+os.register_at_fork(after_in_child=_forget_loop)
+
+
+def transfer_loop() -> asyncio.AbstractEventLoop:
+    """The event loop windowed transfers run on: one per process, in a daemon thread, so a
+    generator can hand back results while later requests are still in flight (zarr's own loop
+    is reachable only through a private function)."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="hangar-objectstore", daemon=True).start()
+            _loop = loop
+        return _loop
 
 
 def parse_data_url(url: str) -> tuple[str, str]:
@@ -157,9 +182,8 @@ class ObjectPackStorage(ZarrPackStorage):
         from concurrent.futures import Future
 
         from obstore.exceptions import BaseError
-        from zarr.core.sync import _get_loop
 
-        loop = _get_loop()
+        loop = transfer_loop()
         pending: collections.deque[Future[Any]] = collections.deque()
         it = iter(coros)
         try:

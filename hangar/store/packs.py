@@ -30,7 +30,9 @@ import xxhash
 
 from hangar._faults import crash_point
 from hangar.errors import CorruptDataError, PackNotFoundError
+from hangar.plumbing import paths
 from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably
+from hangar.plumbing.paths import pack_chunk_key, pack_chunk_path, pack_index_path, pack_partial_path, packs_dir
 from hangar.plumbing.pids import pid_alive
 from hangar.store.codecs import LZ4, RAW, ZSTD, max_stored_length
 
@@ -246,7 +248,7 @@ class _LocalPackWriter:
         self.root = root
         self.pack_id = pack_id
         self.durable = durable
-        self.tmp_path = os.path.join(root, "packs", f"{pack_id}.partial")
+        self.tmp_path = pack_partial_path(root, pack_id)
         self.fd = os.open(self.tmp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         self.buf = bytearray()
         self.flushed = 0
@@ -302,15 +304,15 @@ class _LocalPackWriter:
         if self.durable:
             os.fsync(self.fd)
         os.close(self.fd)
-        pack_dir = os.path.join(self.root, "packs", self.pack_id)
+        pack_dir = paths.pack_dir(self.root, self.pack_id)
         os.makedirs(os.path.join(pack_dir, "c"), exist_ok=True)
-        os.replace(self.tmp_path, os.path.join(pack_dir, "c", "0"))
+        os.replace(self.tmp_path, pack_chunk_path(self.root, self.pack_id))
         replace_file(os.path.join(pack_dir, "zarr.json"), [array_metadata(nbytes)])
         crash_point("datapack.before_index")
         # the index is the commit point of a pack: written (durably) last
         replace_file(os.path.join(pack_dir, "index"), [index])
         if self.durable:
-            for d in (os.path.join(pack_dir, "c"), pack_dir, os.path.join(self.root, "packs")):
+            for d in (os.path.join(pack_dir, "c"), pack_dir, packs_dir(self.root)):
                 fsync_dir(d)
 
     def abort(self) -> None:
@@ -327,8 +329,8 @@ class LocalPackStorage:
         self.durable = durable
         #: where derived, deletable read caches (location tables) are kept; None: none kept
         self.cache_dir = cache_dir
-        os.makedirs(os.path.join(root, "packs"), exist_ok=True)
-        for meta in (os.path.join(root, "zarr.json"), os.path.join(root, "packs", "zarr.json")):
+        os.makedirs(packs_dir(root), exist_ok=True)
+        for meta in (os.path.join(root, "zarr.json"), os.path.join(packs_dir(root), "zarr.json")):
             if not os.path.exists(meta):
                 replace_file(meta, [_GROUP_META])
         self._init_fds()
@@ -344,11 +346,11 @@ class LocalPackStorage:
         self._to_close: list[int] = []  # evicted fds, closed once no read is using any fd
 
     def list_packs(self) -> list[str]:
-        base = os.path.join(self.root, "packs")
+        base = packs_dir(self.root)
         return sorted(p for p in os.listdir(base) if os.path.exists(os.path.join(base, p, "index")))
 
     def index_path(self, pack_id: str) -> str:
-        return os.path.join(self.root, "packs", pack_id, "index")
+        return pack_index_path(self.root, pack_id)
 
     def read_index(self, pack_id: str) -> bytes:
         return read_regular(self.index_path(pack_id), self.root)
@@ -360,7 +362,7 @@ class LocalPackStorage:
         not modified for ``min_age`` seconds: a live writer's file, or one from a pid this machine
         cannot see, is kept (``hangar gc`` removes those after an hour).
         """
-        base = os.path.join(self.root, "packs")
+        base = packs_dir(self.root)
         removed = 0
         now = time.time()
         for name in os.listdir(base):
@@ -387,9 +389,9 @@ class LocalPackStorage:
     def pack_size(self, pack_id: str) -> Optional[int]:
         """Bytes in a finished pack's data file; ``None`` when there is no such pack (never written,
         no index yet, or removed by gc); ``CorruptDataError`` if it is no regular file in the repository."""
-        base = os.path.join(self.root, "packs", pack_id)
+        base = paths.pack_dir(self.root, pack_id)
         try:
-            fd = open_regular(os.path.join(base, "c", "0"), self.root)
+            fd = open_regular(pack_chunk_path(self.root, pack_id), self.root)
         except FileNotFoundError:
             return None
         try:
@@ -402,7 +404,7 @@ class LocalPackStorage:
         with self._fd_lock:
             fd = self._fds.get(pack_id)
             if fd is None:
-                fd = open_regular(os.path.join(self.root, "packs", pack_id, "c", "0"), self.root)
+                fd = open_regular(pack_chunk_path(self.root, pack_id), self.root)
                 self._fds[pack_id] = fd
                 while len(self._fds) > self.MAX_OPEN:
                     self._to_close.append(self._fds.popitem(last=False)[1])
@@ -477,7 +479,7 @@ class _ZarrPackWriter:
 
     def finish(self, index: bytes, nbytes: int) -> None:
         s = self.storage
-        s._set(f"packs/{self.pack_id}/c/0", bytes(self.buf))
+        s._set(pack_chunk_key(self.pack_id), bytes(self.buf))
         s._set(f"packs/{self.pack_id}/zarr.json", array_metadata(nbytes))
         s._set(f"packs/{self.pack_id}/index", index)
 
@@ -540,7 +542,7 @@ class ZarrPackStorage:
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes:
         from zarr.abc.store import RangeByteRequest
 
-        return self._get(f"packs/{pack_id}/c/0", RangeByteRequest(offset, offset + length))
+        return self._get(pack_chunk_key(pack_id), RangeByteRequest(offset, offset + length))
 
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None:
         out[:] = self.read_range(pack_id, offset, len(out))

@@ -1,0 +1,111 @@
+"""The writer checkout's staging area, with what diff and merge need of it.
+
+:class:`WriterStage` holds one writer checkout's staging state (branch, base commit, tree),
+its in-memory :class:`~hangar.records.staging.StagingArea`, its arraysets and its writer-lock
+token. The checkout, its differ and a merge into it share one, so none reaches into another's
+private state.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from hangar.arrayset import Arraysets, detach_arrayset
+from hangar.core import RepositoryCore
+from hangar.plumbing.pack import ObjectBatch
+from hangar.records.staging import StagingArea, StagingState
+from hangar.session import CheckoutSession
+
+
+class WriterStage:
+    """Staging state, staging area and lock token of one writer checkout.
+
+    Parameters
+    ----------
+    core : RepositoryCore
+        The repository.
+    session : CheckoutSession
+        The writer checkout's session (its write batch is stored before the area is read).
+    state : StagingState
+        The saved staging state the checkout starts from.
+    owner : str
+        The writer-lock token the checkout holds.
+    """
+
+    def __init__(self, core: RepositoryCore, session: CheckoutSession, state: StagingState, owner: str) -> None:
+        self.core = core
+        self.session = session
+        self.state = state
+        self.owner = owner
+        self._area = StagingArea(core.git, state.tree)
+        self.arraysets = Arraysets(session, self._area)
+
+    @property
+    def area(self) -> StagingArea:
+        """The staging area, with every sample a ``with`` block holds back stored in it."""
+        self.session.sync()
+        return self._area
+
+    @property
+    def area_unsynced(self) -> StagingArea:
+        """The staging area as it is (the metadata accessor reads it; it stores no samples)."""
+        return self._area
+
+    def check_lock(self) -> None:
+        """Raise ``WriterLockError`` unless this writer still holds the writer lock."""
+        self.core.check_writer(self.owner, self.state)
+
+    def base_tree(self) -> Optional[str]:
+        """Tree of the base commit (None before the first commit)."""
+        return self.core.git.commit_tree_id(self.state.base) if self.state.base else None
+
+    def staged_tree(self) -> tuple[Optional[str], ObjectBatch]:
+        """The staging tree and the unwritten objects it needs (nothing is written)."""
+        area = self.area
+        if area.has_edits():
+            return area.build()
+        return area.snapshot.tree_id, ObjectBatch()
+
+    def is_clean(self) -> bool:
+        """True when the staging area equals its base commit."""
+        tree, _ = self.staged_tree()
+        base_tree = self.base_tree()
+        if base_tree is None:
+            return tree is None or tree == self.core.empty_tree_id()
+        return tree == base_tree
+
+    def flush(self) -> str:
+        """Make the staging area durable: store bytes first, then records, then the state file."""
+        self.check_lock()  # a force-released lock taken by another writer
+        area = self.area  # stores held-back samples first
+        self.session.store.flush()
+        tree = area.flush()
+        if tree != self.state.tree:
+            self.state.tree = tree
+            self.core.save_staging_state(self.state)
+        return tree
+
+    def reset(self) -> None:
+        """Drop every staged change: the staging area is its base commit again."""
+        self.session.store.discard()
+        self.state.tree = self.base_tree()
+        self.core.save_staging_state(self.state)
+        self._area = StagingArea(self.core.git, self.state.tree)
+
+    def move_to(self, commit: str) -> None:
+        """Base the (clean) staging area on ``commit`` (after a commit or merge moved the branch there).
+
+        The checkout's arrayset and metadata objects stay valid and read ``commit``'s records;
+        handles on arraysets the merge removed or re-created stop working.
+        """
+        tree = self.core.git.commit_tree_id(commit)
+        self.state.base = commit
+        self.state.tree = tree
+        self.core.save_staging_state(self.state)
+        area = self.area
+        area.rebase(tree)
+        snapshot = area.snapshot
+        for name, staged in list(area.asets.items()):
+            if snapshot.schema(name) != staged.schema:  # removed or re-created by the merge
+                del area.asets[name]
+                detach_arrayset(self.arraysets, name)
