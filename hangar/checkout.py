@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import numpy as np
 
+from hangar import commit_tables
 from hangar._faults import crash_point
 from hangar.arrayset import Arraysets
 from hangar.diff import ReaderUserDiff, WriterUserDiff
@@ -388,6 +389,7 @@ class WriterCheckout(_CheckoutBase):
             raise RuntimeError(
                 f"branch {self._state.branch!r} moved to {head} since this checkout was based on "
                 f"{self._state.base}; close and check out again")
+        staged = commit_tables.capture(self._staging)
         tree = self._flush()
         name, email = self._repo._user()
         parents = [self._state.base] if self._state.base else []
@@ -397,6 +399,8 @@ class WriterCheckout(_CheckoutBase):
         crash_point("commit.after_ref")
         self._state.base = commit
         self._state.save(self._repo._hangar_dir)
+        # issue 14: the read cache of the new commit's arraysets (one call; a cache, never an error)
+        commit_tables.keep_tables(self._session.store, staged, self._staging_area.snapshot)
         try:
             git.consolidate_packs()
         except OSError as exc:  # the commit is done and durable; merging packs can wait for the next one

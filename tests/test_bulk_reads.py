@@ -50,7 +50,12 @@ def img_repo(repo) -> Repository:
     img["dog"] = np.full((6, 5), 9, dtype=np.uint8)
     co.commit("second")
     co.close()
-    return repo
+    _drop_cache(repo)  # the tests below start from a reader-built table (a commit leaves one: see
+    return repo        # test_a_commit_leaves_the_tables_of_the_arraysets_it_changed)
+
+
+def _drop_cache(repo: Repository) -> None:
+    repo._store().drop_tables()  # in memory and on disk
 
 
 def _expected(repo: Repository, aset: str, keys: list) -> list[np.ndarray]:
@@ -328,3 +333,54 @@ def test_table_reads_check_the_stored_checksum_without_verify_reads(img_repo, na
             aset.get_batch(ints)
         with pytest.raises(CorruptDataError, match="do not match their checksum"):
             aset[key]
+
+
+def test_a_commit_leaves_the_tables_of_the_arraysets_it_changed(repo, monkeypatch):
+    """Issue 14: the first read of a new commit (in any process) loads the table the commit left:
+    no pointer is read; the table equals a full build, for a new arrayset and for one changed
+    on top of its parent's table, variable-shape and str keys included."""
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_AFTER", 4096)  # readers would not build
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_SHARE", 1.0)
+    rng = np.random.default_rng(5)
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("img", shape=(6, 5), dtype=np.uint8)
+    co["img", list(range(50))] = rng.integers(0, 256, size=(50, 6, 5), dtype=np.uint8)
+    var = co.arraysets.init_arrayset("var", shape=(4, 4), dtype=np.float32, variable_shape=True,
+                                     named_samples=True)
+    for i, k in enumerate(["b", "a", "zz", "c.d"]):
+        var[k] = np.full((1 + i, 4), i, dtype=np.float32)
+    co.commit("first")
+    assert len(_cache_files(repo)) == 2
+    img = co.arraysets["img"]
+    img[3] = np.full((6, 5), 33, dtype=np.uint8)
+    del img[4]
+    img[1000] = np.full((6, 5), 100, dtype=np.uint8)
+    co.commit("second")  # derived from the first commit's table
+    co.close()
+    assert len(_cache_files(repo)) == 3
+    fresh = Repository(repo.path)
+    store = fresh._store()
+    real = type(store).location_table
+    built = []
+
+    def spy(self, key, entries, derive=None, build=True):  # noqa: ANN001, ANN202
+        return real(self, key, lambda: built.append(key) or entries(), derive, build)
+
+    with fresh.checkout() as co:
+        monkeypatch.setattr(type(store), "location_table", spy)
+        for name, keys in (("img", [3, 1000, 0, 49]), ("var", ["zz", "a"])):
+            a = co.arraysets[name]
+            got = a.get_batch(keys)
+            table = a._loc_table
+            assert table is not None and built == []
+            full = type(table).build(a._table.entries(), store.locate_durable)
+            assert table.ikeys.tolist() == full.ikeys.tolist() and table.snames == full.snames
+            for col in ("digests", "shapes", "offsets", "lengths", "rawlens", "codecs", "checks"):
+                np.testing.assert_array_equal(getattr(table, col), getattr(full, col))
+            assert [table.packs[i] for i in table.pack_col] == [full.packs[i] for i in full.pack_col]
+            want = _expected(fresh, name, keys)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+        assert int(co.arraysets["img"][3][0, 0]) == 33
+        with pytest.raises(KeyError):
+            co.arraysets["img"][4]
