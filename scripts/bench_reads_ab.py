@@ -33,10 +33,11 @@ import time
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _MAKE = """
-import sys, numpy as np
+import os, sys, numpy as np
 from hangar import Repository
 path, n, shape = sys.argv[1], int(sys.argv[2]), tuple(int(x) for x in sys.argv[3].split(","))
 data = np.random.default_rng(1).integers(0, 256, size=(n, *shape), dtype=np.uint8)
+os.makedirs(path)
 repo = Repository(path, exists=False)
 repo.init("bench", "bench@example.com")
 co = repo.checkout(write=True)
