@@ -59,9 +59,36 @@ class LocationTable:
         #: pack -> (size, mtime_ns) of its index file when the table was saved: a table whose packs'
         #: indexes changed since (records dropped or rewritten) is rebuilt, not trusted
         self.stamps: dict[str, list[int]] = {}
+        self._loc: Optional[np.ndarray] = None  # row_location's row-major columns
+        self._shape: tuple[int, ...] | bool | None = None  # the one shape of every row (False: several)
 
     def __len__(self) -> int:
         return len(self.pack_col)
+
+    def row_location(self, row: int) -> list[int]:
+        """``[pack number (-1: not stored here), offset, length, raw length, codec, checksum]`` of
+        ``row``: one ``tolist`` of a row-major copy of the columns (five ``.item`` calls cost ~1 us
+        more per single-sample read), built on first use (~1 ms at 60,000 rows)."""
+        loc = self._loc
+        if loc is None:
+            loc = np.empty((len(self), 6), dtype=np.uint64)
+            loc[:, 0] = self.pack_col.astype(np.int64).view(np.uint64)
+            for i, col in enumerate((self.offsets, self.lengths, self.rawlens, self.codecs, self.checks), 1):
+                loc[:, i] = col
+            self._loc = loc
+        out = loc[row].tolist()
+        if out[0] >= 1 << 63:  # -1 as uint64
+            out[0] = _NO_PACK
+        return out
+
+    def shape_of(self, row: int) -> tuple[int, ...]:
+        """Shape of the sample of ``row``."""
+        shape = self._shape
+        if shape is None:
+            shapes = self.shapes
+            same = not len(shapes) or bool((shapes == shapes[0]).all())
+            shape = self._shape = tuple(shapes[0].tolist()) if same and len(shapes) else False
+        return shape if shape is not False else tuple(self.shapes[row].tolist())
 
     # ------------------------------------------------------------- building
     @classmethod

@@ -636,24 +636,22 @@ class TensorStore:
                  ) -> np.ndarray | None:
         """Sample ``row`` of ``table``: one lookup and one ``pread``; ``None`` when its bytes are
         not located in the table (read it by digest instead)."""
-        p = table.pack_col.item(row)
+        p, offset, length, raw, codec, sum_ = table.row_location(row)
         if p < 0:
             return None
-        shape = tuple(table.shapes[row].tolist())
-        raw = table.rawlens.item(row)
+        shape = table.shape_of(row)
         if dtype.itemsize * prod(shape) != raw:
             raise CorruptDataError(f"sample digest {table.digests[row].tobytes().hex()[:16]}... holds {raw} bytes, "
                                    f"pointer says {dtype.itemsize * prod(shape)} ({dtype} {shape})")
         out = np.empty(shape, dtype=dtype)
         buf = byte_view(out)
         # ``sum_`` is not ``check``: that names the re-hash asked for (verify_reads), a different check
-        pack, codec, offset, sum_ = table.packs[p], table.codecs.item(row), table.offsets.item(row), \
-            table.checks.item(row)
+        pack = table.packs[p]
         if codec == codecs.RAW:
             self.storage.readinto(pack, offset, buf)
             stored = buf
         else:
-            stored = self.storage.read_range(pack, offset, table.lengths.item(row))
+            stored = self.storage.read_range(pack, offset, length)
         if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
             raise damaged_sample(table.digests[row].tobytes(), pack, offset)
         if codec != codecs.RAW:
