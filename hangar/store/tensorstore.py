@@ -41,6 +41,8 @@ _GAP = 64 << 10
 _SPAN = 16 << 20
 #: bulk reads check the stored checksums of samples at least this large in two threads
 _THREADED_CHECK_FROM = 32 << 10
+#: and reads them in ranges of at most this much, checking one while reading the next
+_PIPELINE_SPAN = 4 << 20
 
 
 def check_stored(loc: Location, data: bytes | memoryview | np.ndarray, digest: bytes) -> None:
@@ -692,47 +694,83 @@ class TensorStore:
         brk[1:] = (sp[1:] != sp[:-1]) | (so[1:] - ends[:-1] > _GAP) | ~sraw[1:] | ~sraw[:-1]
         seg = np.cumsum(brk) - 1
         seg_start = so[brk]
-        brk[1:] |= ((so[1:] - seg_start[seg[1:]]) // _SPAN) != ((so[:-1] - seg_start[seg[:-1]]) // _SPAN)
+        # large samples: reads of at most _PIPELINE_SPAN, each one's checksums checked in a second
+        # thread while the next is read (pread and xxh3 both release the GIL)
+        piped = size >= _THREADED_CHECK_FROM and n * size > _PIPELINE_SPAN
+        span = _PIPELINE_SPAN if piped else _SPAN
+        brk[1:] |= ((so[1:] - seg_start[seg[1:]]) // span) != ((so[:-1] - seg_start[seg[:-1]]) // span)
         starts = np.flatnonzero(brk).tolist() + [n]
-        for a, b in zip(starts[:-1], starts[1:]):
-            pack = table.packs[int(sp[a])]
-            dest = order[a:b]
-            if not sraw[a]:
-                for j in range(a, b):
-                    i = int(order[j])
-                    r = int(rows[i])
-                    stored = self.storage.read_range(pack, int(so[j]), int(sl[j]))
-                    sum_ = table.checks.item(r)  # not ``check``: the re-hash asked for, checked below
-                    if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
-                        raise damaged_sample(table.digests[r].tobytes(), pack, int(so[j]))
-                    codecs.decode_into(int(table.codecs[r]), stored, memoryview(flat[i]))
-                continue
-            lo, hi = int(so[a]), int(ends[b - 1])
-            packed = hi - lo == (b - a) * size and bool((so[a:b] == lo + size * np.arange(b - a)).all())
-            d0 = int(dest[0])
-            if packed and int(dest[-1]) - d0 == b - a - 1 and bool((np.diff(dest) == 1).all()):
-                self.storage.readinto(pack, lo, memoryview(flat[d0:d0 + b - a]).cast("B"))
-                continue
-            scratch = np.empty(hi - lo, dtype=np.uint8)
-            self.storage.readinto(pack, lo, memoryview(scratch))
-            if packed:
-                flat[dest] = scratch.reshape(b - a, size)
-            else:
-                for j, i in zip(range(a, b), dest.tolist()):
-                    rel = int(so[j]) - lo
-                    flat[i] = scratch[rel:rel + size]
-        # the stored checksum of every raw sample (compressed ones were checked before decoding)
         checks = table.checks[rows]
-        self._check_rows(table, rows, flat, np.flatnonzero(raw_codec & (checks != 0)), checks)
+        checked = raw_codec & (checks != 0)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="hangar-check") if piped else None
+        pending: list = []
+        try:
+            self._read_segments(table, rows, flat, size, starts, order, so, sl, sp, sraw, ends, pool, pending,
+                                checked, checks)
+            for f in pending:
+                f.result()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if not piped:
+            # the stored checksum of every raw sample (compressed ones were checked before decoding)
+            self._check_rows(table, rows, flat, np.flatnonzero(checked), checks)
         if check or (check is None and self.verify_reads):
             dstr = dtype.str
             for i, r in enumerate(rows.tolist()):
                 self.check_sample(table.digests[r].tobytes(), memoryview(flat[i]), dstr, shape,
                                   table.packs[table.pack_col[r]], check)
 
+    def _read_segments(self, table: LocationTable, rows: np.ndarray, flat: np.ndarray, size: int,
+                       starts: list[int], order: np.ndarray, so: np.ndarray, sl: np.ndarray, sp: np.ndarray,
+                       sraw: np.ndarray, ends: np.ndarray, pool: ThreadPoolExecutor | None, pending: list,
+                       checked: np.ndarray, checks: np.ndarray) -> None:
+        """The reads of :meth:`read_rows_into`, one coalesced range ``starts[k]:starts[k + 1]`` at a
+        time; with ``pool``, each raw range's checksums are checked there while the next is read."""
+        for a, b in zip(starts[:-1], starts[1:]):
+            if pool is not None and sraw[a]:
+                dest = order[a:b]
+                which = dest[checked[dest]]
+                if len(which):
+                    self._read_segment(table, rows, flat, size, a, b, order, so, sl, sp, sraw, ends)
+                    pending.append(pool.submit(self._check_rows, table, rows, flat, np.sort(which), checks,
+                                               False))
+                    continue
+            self._read_segment(table, rows, flat, size, a, b, order, so, sl, sp, sraw, ends)
+
+    def _read_segment(self, table: LocationTable, rows: np.ndarray, flat: np.ndarray, size: int, a: int, b: int,
+                      order: np.ndarray, so: np.ndarray, sl: np.ndarray, sp: np.ndarray, sraw: np.ndarray,
+                      ends: np.ndarray) -> None:
+        pack = table.packs[int(sp[a])]
+        dest = order[a:b]
+        if not sraw[a]:
+            for j in range(a, b):
+                i = int(order[j])
+                r = int(rows[i])
+                stored = self.storage.read_range(pack, int(so[j]), int(sl[j]))
+                sum_ = table.checks.item(r)  # not ``check``: the re-hash asked for, checked below
+                if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
+                    raise damaged_sample(table.digests[r].tobytes(), pack, int(so[j]))
+                codecs.decode_into(int(table.codecs[r]), stored, memoryview(flat[i]))
+            return
+        lo, hi = int(so[a]), int(ends[b - 1])
+        packed = hi - lo == (b - a) * size and bool((so[a:b] == lo + size * np.arange(b - a)).all())
+        d0 = int(dest[0])
+        if packed and int(dest[-1]) - d0 == b - a - 1 and bool((np.diff(dest) == 1).all()):
+            self.storage.readinto(pack, lo, memoryview(flat[d0:d0 + b - a]).cast("B"))
+            return
+        scratch = np.empty(hi - lo, dtype=np.uint8)
+        self.storage.readinto(pack, lo, memoryview(scratch))
+        if packed:
+            flat[dest] = scratch.reshape(b - a, size)
+        else:
+            for j, i in zip(range(a, b), dest.tolist()):
+                rel = int(so[j]) - lo
+                flat[i] = scratch[rel:rel + size]
+
     @staticmethod
     def _check_rows(table: LocationTable, rows: np.ndarray, flat: np.ndarray, which: np.ndarray,
-                    checks: np.ndarray) -> None:
+                    checks: np.ndarray, threads: bool = True) -> None:
         """Raise ``CorruptDataError`` unless ``flat[i]`` (raw stored bytes of ``rows[i]``) matches its
         stored checksum, for each ``i`` of ``which``.
 
@@ -748,7 +786,7 @@ class TensorStore:
         size = flat.shape[1]
         mv = memoryview(flat.reshape(-1))
         starts = (which * size).tolist()
-        if size >= _THREADED_CHECK_FROM and m >= 4:
+        if threads and size >= _THREADED_CHECK_FROM and m >= 4:
             half = m // 2
             with ThreadPoolExecutor(1, thread_name_prefix="hangar-check") as pool:
                 other = pool.submit(lambda: [_xxh3(mv[o:o + size]) for o in starts[half:]])
