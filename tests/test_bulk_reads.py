@@ -384,3 +384,39 @@ def test_a_commit_leaves_the_tables_of_the_arraysets_it_changed(repo, monkeypatc
         assert int(co.arraysets["img"][3][0, 0]) == 33
         with pytest.raises(KeyError):
             co.arraysets["img"][4]
+
+
+@pytest.mark.parametrize("where", [0, 45, 99])  # first range, a middle one, the last
+def test_large_samples_read_in_pipelined_ranges_still_raise_on_a_flipped_byte(repo, where):
+    """Samples >= 32 KiB are read in 4 MiB ranges, each range's checksums checked in a second
+    thread while the next is read: a flipped byte anywhere is a CorruptDataError on get_batch and
+    on values(), and the healthy samples still read."""
+    data = np.random.default_rng(7).integers(0, 256, size=(100, 64, 1024), dtype=np.uint8)  # 6.4 MB
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("big", shape=(64, 1024), dtype=np.uint8)
+    co["big", list(range(100))] = data
+    co.commit("big")
+    co.close()
+    with repo.checkout() as rco:
+        np.testing.assert_array_equal(np.stack(rco.arraysets["big"].get_batch(list(range(100)))), data)
+        np.testing.assert_array_equal(np.stack(list(rco.arraysets["big"].values())), data)
+    store = repo._store()
+    store.refresh()
+    loc = store.location(sample_digest(data[where]))
+    path = os.path.join(repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(loc.offset + 5000)
+        b = f.read(1)
+        f.seek(loc.offset + 5000)
+        f.write(bytes([b[0] ^ 0x01]))
+    with Repository(repo.path).checkout() as rco:
+        big = rco.arraysets["big"]
+        with pytest.raises(CorruptDataError, match="do not match"):
+            big.get_batch(list(range(100)))
+        with pytest.raises(CorruptDataError, match="do not match"):
+            list(big.values())
+        with pytest.raises(CorruptDataError, match="do not match"):
+            big[where]
+        ok = [i for i in range(100) if i != where]
+        np.testing.assert_array_equal(np.stack(big.get_batch(ok)), data[ok])
