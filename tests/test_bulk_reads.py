@@ -420,3 +420,33 @@ def test_large_samples_read_in_pipelined_ranges_still_raise_on_a_flipped_byte(re
             big[where]
         ok = [i for i in range(100) if i != where]
         np.testing.assert_array_equal(np.stack(big.get_batch(ok)), data[ok])
+
+
+def test_a_cached_table_with_its_checksums_zeroed_is_refused_so_damage_is_still_caught(img_repo):
+    """A table file whose structure is intact but whose checks column was zeroed (a torn write, or
+    an edit) would read every sample unchecked: its body checksum refuses it and the rebuilt table
+    carries the pack indexes' checksums again."""
+    with img_repo.checkout() as co:
+        arr = co.arraysets["img"].get_batch([0, 1])[0].copy()
+    (name,) = _cache_files(img_repo)
+    path = os.path.join(img_repo.path, ".hangar", "cache", "readtables", name)
+    data = bytearray(open(path, "rb").read())
+    n = 302
+    data[-8 * n:] = bytes(8 * n)  # the checks column is the last one
+    with open(path, "wb") as f:
+        f.write(data)
+    store = img_repo._store()
+    store.refresh()
+    loc = store.location(sample_digest(arr))
+    pack = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
+    os.chmod(pack, 0o644)
+    with open(pack, "r+b") as f:
+        f.seek(loc.offset + 3)
+        b = f.read(1)
+        f.seek(loc.offset + 3)
+        f.write(bytes([b[0] ^ 0x10]))
+    with Repository(img_repo.path).checkout() as co:
+        with pytest.raises(CorruptDataError, match="do not match"):
+            co.arraysets["img"].get_batch([0, 1])
+        with pytest.raises(CorruptDataError, match="do not match"):
+            co.arraysets["img"][0]
