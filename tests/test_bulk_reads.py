@@ -450,3 +450,17 @@ def test_a_cached_table_with_its_checksums_zeroed_is_refused_so_damage_is_still_
             co.arraysets["img"].get_batch([0, 1])
         with pytest.raises(CorruptDataError, match="do not match"):
             co.arraysets["img"][0]
+
+
+def test_single_reads_of_a_huge_table_take_the_fields_one_at_a_time(img_repo, monkeypatch):
+    """Tables beyond _ROW_MAJOR_MAX rows keep no row-major copy of their columns (48 bytes a row);
+    reads give the same samples."""
+    import hangar.store.readtable as rt
+
+    want = _expected(img_repo, "img", [0, 299, "dog"])
+    monkeypatch.setattr(rt, "_ROW_MAJOR_MAX", 10)
+    with Repository(img_repo.path).checkout() as co:
+        img = co.arraysets["img"]
+        for k, w in zip([0, 299, "dog"], want):
+            np.testing.assert_array_equal(img[k], w)
+        assert img._loc_table._loc is None

@@ -32,6 +32,8 @@ _MAGIC = b"HGRT0003"  # 0002: the checks column; 0003: the body checksum (older 
 #: cached tables kept on disk (oldest by modification time removed beyond this)
 MAX_CACHED = 32
 _NO_PACK = -1
+#: row_location keeps a row-major copy of the location columns for tables up to this many rows
+_ROW_MAJOR_MAX = 1 << 20
 
 
 class LocationTable:
@@ -72,6 +74,9 @@ class LocationTable:
         more per single-sample read), built on first use (~1 ms at 60,000 rows)."""
         loc = self._loc
         if loc is None:
+            if len(self) > _ROW_MAJOR_MAX:  # no 48 bytes a row more for huge tables: a field at a time
+                return [self.pack_col.item(row), self.offsets.item(row), self.lengths.item(row),
+                        self.rawlens.item(row), self.codecs.item(row), self.checks.item(row)]
             loc = np.empty((len(self), 6), dtype=np.uint64)
             loc[:, 0] = self.pack_col.astype(np.int64).view(np.uint64)
             for i, col in enumerate((self.offsets, self.lengths, self.rawlens, self.codecs, self.checks), 1):
