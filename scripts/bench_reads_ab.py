@@ -92,8 +92,10 @@ print(nbytes / (time.perf_counter() - t) / 1e9)
 
 def child(tree: str, code: str, *args: str) -> list[float]:
     env = {**os.environ, "PYTHONPATH": tree}
+    code = f"import hangar\nassert hangar.__file__.startswith({tree!r}), hangar.__file__\n" + code
+    # cwd=tree: ``python -c`` puts the working directory first on sys.path, ahead of PYTHONPATH
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
-                         timeout=900)
+                         timeout=900, cwd=tree)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
     return [float(v) for v in out.stdout.split()]
@@ -101,7 +103,8 @@ def child(tree: str, code: str, *args: str) -> list[float]:
 
 def seconds(tree: str, argv: list[str]) -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, *argv], capture_output=True, check=True, env={**os.environ, "PYTHONPATH": tree})
+    subprocess.run([sys.executable, *argv], capture_output=True, check=True, env={**os.environ, "PYTHONPATH": tree},
+                   cwd=tree)
     return time.perf_counter() - t
 
 
