@@ -7,6 +7,7 @@ import warnings
 from collections import namedtuple
 from typing import Any, Callable, Iterable, Optional
 
+from hangar import commit_tables
 from hangar._faults import crash_point
 from hangar.arrayset import Arraysets, set_across, set_samples
 from hangar.core import RepositoryCore
@@ -346,6 +347,7 @@ class WriterCheckout(_CheckoutBase):
             raise CheckoutBaseMovedError(
                 f"branch {self._state.branch!r} moved to {head} since this checkout was based on "
                 f"{self._state.base}; close and check out again")
+        staged = commit_tables.capture(stage.area)
         tree = stage.flush()
         name, email = self._core.user()
         parents = [self._state.base] if self._state.base else []
@@ -355,6 +357,8 @@ class WriterCheckout(_CheckoutBase):
         crash_point("commit.after_ref")
         self._state.base = commit
         self._core.save_staging_state(self._state)
+        # issue 14: the read cache of the new commit's arraysets (one call; a cache, never an error)
+        commit_tables.keep_tables(self._session.store, staged, stage.area_unsynced.snapshot)
         try:
             git.consolidate_packs()
         except OSError as exc:  # the commit is done and durable; merging packs can wait for the next one

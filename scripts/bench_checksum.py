@@ -90,6 +90,24 @@ print(dt)
 """
 
 
+_WARM = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from hangar import Repository
+aset = Repository(sys.argv[2]).checkout().arraysets["x"]
+for _ in range(3):  # reads adding up to 4,096 and the arrayset's size: the location table is built and cached
+    aset.get_batch(list(range(len(aset))))
+"""
+
+
+def warm(tree: str, path: str) -> None:
+    """Drop the copy's cached location tables (the checked copy has the one its commit left, the
+    unchecked copy one naming checksums its rewritten indexes no longer hold) and build them again
+    with ``tree``, so both variants read through the same path and only the check differs."""
+    shutil.rmtree(os.path.join(path, ".hangar", "cache"), ignore_errors=True)
+    subprocess.run([sys.executable, "-c", _WARM, tree, path], check=True, env={**os.environ, "PYTHONPATH": tree})
+
+
 def timed_in_child(tree: str, op: str, path: str, n: int, keys: list[int]) -> float:
     out = subprocess.run([sys.executable, "-c", _CHILD, tree, op, path, str(n), json.dumps(keys)],
                          capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": tree})
@@ -119,6 +137,8 @@ def main() -> int:
             make_repo(checked, data)
             shutil.copytree(checked, unchecked)
             to_format_1(unchecked)
+            warm(here, checked)
+            warm(here, unchecked)
             keys = rng.integers(0, shape[0], nkeys).tolist()
             times: dict = {(op, v[0]): [] for op in ("seq", "rand") for v in variants}
             for r in range(args.repeat):

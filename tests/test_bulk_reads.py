@@ -51,7 +51,12 @@ def img_repo(repo) -> Repository:
     img["dog"] = np.full((6, 5), 9, dtype=np.uint8)
     co.commit("second")
     co.close()
-    return repo
+    _drop_cache(repo)  # the tests below start from a reader-built table (a commit leaves one: see
+    return repo        # test_a_commit_leaves_the_tables_of_the_arraysets_it_changed)
+
+
+def _drop_cache(repo: Repository) -> None:
+    repo._store().drop_tables()  # in memory and on disk
 
 
 def _expected(repo: Repository, aset: str, keys: list) -> list[np.ndarray]:
@@ -336,3 +341,134 @@ def test_table_reads_check_the_stored_checksum_without_verify_reads(img_repo, na
             aset.get_batch(ints)
         with pytest.raises(CorruptDataError, match="do not match their checksum"):
             aset[key]
+
+
+def test_a_commit_leaves_the_tables_of_the_arraysets_it_changed(repo, monkeypatch):
+    """Issue 14: the first read of a new commit (in any process) loads the table the commit left:
+    no pointer is read; the table equals a full build, for a new arrayset and for one changed
+    on top of its parent's table, variable-shape and str keys included."""
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_AFTER", 4096)  # readers would not build
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_SHARE", 1.0)
+    rng = np.random.default_rng(5)
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("img", shape=(6, 5), dtype=np.uint8)
+    co["img", list(range(50))] = rng.integers(0, 256, size=(50, 6, 5), dtype=np.uint8)
+    var = co.arraysets.init_arrayset("var", shape=(4, 4), dtype=np.float32, variable_shape=True,
+                                     named_samples=True)
+    for i, k in enumerate(["b", "a", "zz", "c.d"]):
+        var[k] = np.full((1 + i, 4), i, dtype=np.float32)
+    co.commit("first")
+    assert len(_cache_files(repo)) == 2
+    img = co.arraysets["img"]
+    img[3] = np.full((6, 5), 33, dtype=np.uint8)
+    del img[4]
+    img[1000] = np.full((6, 5), 100, dtype=np.uint8)
+    co.commit("second")  # derived from the first commit's table
+    co.close()
+    assert len(_cache_files(repo)) == 3
+    fresh = Repository(repo.path)
+    store = fresh._store()
+    real = type(store).location_table
+    built = []
+
+    def spy(self, key, entries, derive=None, build=True):
+        return real(self, key, lambda: built.append(key) or entries(), derive, build)
+
+    with fresh.checkout() as co:
+        monkeypatch.setattr(type(store), "location_table", spy)
+        for name, keys in (("img", [3, 1000, 0, 49]), ("var", ["zz", "a"])):
+            a = co.arraysets[name]
+            got = a.get_batch(keys)
+            table = a._loc_table
+            assert table is not None and built == []
+            full = type(table).build(a._table.entries(), store.locate_durable)
+            assert table.ikeys.tolist() == full.ikeys.tolist() and table.snames == full.snames
+            for col in ("digests", "shapes", "offsets", "lengths", "rawlens", "codecs", "checks"):
+                np.testing.assert_array_equal(getattr(table, col), getattr(full, col))
+            assert [table.packs[i] for i in table.pack_col] == [full.packs[i] for i in full.pack_col]
+            want = _expected(fresh, name, keys)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+        assert int(co.arraysets["img"][3][0, 0]) == 33
+        with pytest.raises(KeyError):
+            co.arraysets["img"][4]
+
+
+@pytest.mark.parametrize("where", [0, 45, 99])  # first range, a middle one, the last
+def test_large_samples_read_in_pipelined_ranges_still_raise_on_a_flipped_byte(repo, where):
+    """Samples >= 32 KiB are read in 4 MiB ranges, each range's checksums checked in a second
+    thread while the next is read: a flipped byte anywhere is a CorruptDataError on get_batch and
+    on values(), and the healthy samples still read."""
+    data = np.random.default_rng(7).integers(0, 256, size=(100, 64, 1024), dtype=np.uint8)  # 6.4 MB
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("big", shape=(64, 1024), dtype=np.uint8)
+    co["big", list(range(100))] = data
+    co.commit("big")
+    co.close()
+    with repo.checkout() as rco:
+        np.testing.assert_array_equal(np.stack(rco.arraysets["big"].get_batch(list(range(100)))), data)
+        np.testing.assert_array_equal(np.stack(list(rco.arraysets["big"].values())), data)
+    store = repo._store()
+    store.refresh()
+    loc = store.location(sample_digest(data[where]))
+    path = os.path.join(repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(loc.offset + 5000)
+        b = f.read(1)
+        f.seek(loc.offset + 5000)
+        f.write(bytes([b[0] ^ 0x01]))
+    with Repository(repo.path).checkout() as rco:
+        big = rco.arraysets["big"]
+        with pytest.raises(CorruptDataError, match="do not match"):
+            big.get_batch(list(range(100)))
+        with pytest.raises(CorruptDataError, match="do not match"):
+            list(big.values())
+        with pytest.raises(CorruptDataError, match="do not match"):
+            big[where]
+        ok = [i for i in range(100) if i != where]
+        np.testing.assert_array_equal(np.stack(big.get_batch(ok)), data[ok])
+
+
+def test_a_cached_table_with_its_checksums_zeroed_is_refused_so_damage_is_still_caught(img_repo):
+    """A table file whose structure is intact but whose checks column was zeroed (a torn write, or
+    an edit) would read every sample unchecked: its body checksum refuses it and the rebuilt table
+    carries the pack indexes' checksums again."""
+    with img_repo.checkout() as co:
+        arr = co.arraysets["img"].get_batch([0, 1])[0].copy()
+    (name,) = _cache_files(img_repo)
+    path = os.path.join(img_repo.path, ".hangar", "cache", "readtables", name)
+    data = bytearray(open(path, "rb").read())
+    n = 302
+    data[-8 * n:] = bytes(8 * n)  # the checks column is the last one
+    with open(path, "wb") as f:
+        f.write(data)
+    store = img_repo._store()
+    store.refresh()
+    loc = store.location(sample_digest(arr))
+    pack = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
+    os.chmod(pack, 0o644)
+    with open(pack, "r+b") as f:
+        f.seek(loc.offset + 3)
+        b = f.read(1)
+        f.seek(loc.offset + 3)
+        f.write(bytes([b[0] ^ 0x10]))
+    with Repository(img_repo.path).checkout() as co:
+        with pytest.raises(CorruptDataError, match="do not match"):
+            co.arraysets["img"].get_batch([0, 1])
+        with pytest.raises(CorruptDataError, match="do not match"):
+            co.arraysets["img"][0]
+
+
+def test_single_reads_of_a_huge_table_take_the_fields_one_at_a_time(img_repo, monkeypatch):
+    """Tables beyond _ROW_MAJOR_MAX rows keep no row-major copy of their columns (48 bytes a row);
+    reads give the same samples."""
+    import hangar.store.readtable as rt
+
+    want = _expected(img_repo, "img", [0, 299, "dog"])
+    monkeypatch.setattr(rt, "_ROW_MAJOR_MAX", 10)
+    with Repository(img_repo.path).checkout() as co:
+        img = co.arraysets["img"]
+        for k, w in zip([0, 299, "dog"], want):
+            np.testing.assert_array_equal(img[k], w)
+        assert img._loc_table._loc is None

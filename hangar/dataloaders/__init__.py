@@ -1,6 +1,7 @@
 """Loaders that feed arraysets to ML frameworks: PyTorch, TensorFlow and dask.
 
-Each framework is an optional extra and is imported only when its loader is first used::
+Each framework is an optional extra and is imported only when its loader is first used
+(:mod:`hangar._lazy`, the mechanism of the ``hangar`` package too)::
 
     from hangar.dataloaders import make_torch_dataset   # needs torch
     from hangar.dataloaders import make_tf_dataset      # needs tensorflow
@@ -9,7 +10,9 @@ Each framework is an optional extra and is imported only when its loader is firs
 
 from __future__ import annotations
 
-_LAZY = {
+from hangar._lazy import lazy_exports
+
+_EXPORTS = {
     "make_torch_dataset": "hangar.dataloaders.torchloader",
     "BlockShuffleSampler": "hangar.dataloaders.torchloader",
     "TorchDataset": "hangar.dataloaders.torchloader",
@@ -18,13 +21,5 @@ _LAZY = {
     "dask_array": "hangar.dataloaders.daskarray",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):  # noqa: ANN202
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

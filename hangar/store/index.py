@@ -161,6 +161,52 @@ class DigestIndex:
             out[todo[j]] = self.get(digests[todo[j]])
         return out
 
+    def locate_columns(self, want: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                         np.ndarray, np.ndarray]:
+        """:meth:`get_many` of an ``(n, 32)`` uint8 digest array as columns, for a location table:
+        ``(packs, pack_col, offsets, lengths, rawlens, codecs, checks)``, ``pack_col`` indexing
+        ``packs`` (-1: not stored). No ``Location`` per sample: 60,000 samples in a few ms."""
+        n = len(want)
+        pack_col = np.full(n, -1, dtype=np.int64)
+        cols = [np.zeros(n, dtype=np.uint64) for _ in range(3)] + [np.zeros(n, dtype=np.uint8),
+                                                                    np.zeros(n, dtype=np.uint64)]
+        if self._unsorted:
+            self._sort()
+        s, packs = self._sorted, list(self._packs)
+        m = len(s.prefix)
+        if n and m:
+            prefix = np.ascontiguousarray(want[:, :8]).view(">u8").ravel().astype(np.uint64)
+            pos = np.minimum(s.prefix.searchsorted(prefix), m - 1)
+            same = s.prefix[pos] == prefix
+            hit = same & (s.digests[pos] == want).all(axis=1)
+            rows = pos[hit]
+            pack_col[hit] = s.pack_col[rows]
+            for col, src in zip(cols, (s.offsets, s.lengths, s.rawlens, s.codecs, s.checks)):
+                col[hit] = src[rows]
+            slow = np.flatnonzero(same & ~hit).tolist()  # a 64-bit prefix shared by other digests
+        else:
+            slow = []
+        if self._recent:
+            slow += np.flatnonzero(pack_col < 0).tolist()
+        if slow:
+            pack_no = {p: i for i, p in enumerate(packs)}
+            raw = want.tobytes()
+            for i in slow:
+                loc = self.get(raw[32 * i:32 * i + 32])
+                if loc is not None:
+                    if loc.pack not in pack_no:
+                        pack_no[loc.pack] = len(packs)
+                        packs.append(loc.pack)
+                    pack_col[i] = pack_no[loc.pack]
+                    for col, v in zip(cols, loc[1:]):
+                        col[i] = v
+        # only the packs used, renumbered
+        used, inverse = np.unique(pack_col, return_inverse=True)
+        shift = 1 if len(used) and used[0] < 0 else 0
+        names = [packs[p] for p in used[shift:].tolist()]
+        out_col = (inverse.reshape(-1) - shift).astype(np.int32)
+        return (names, out_col, *cols)  # type: ignore[return-value]  # cols: the five ndarray columns
+
     def __contains__(self, digest: bytes) -> bool:
         return self.get(digest) is not None
 

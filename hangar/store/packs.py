@@ -433,11 +433,24 @@ class LocalPackStorage:
         return data
 
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None:
-        fd = self._acquire(pack_id)
+        # _acquire and _release inlined for an open pack: this runs once per single-sample read
+        lock = self._fd_lock
+        with lock:
+            fd = self._fds.get(pack_id)
+            if fd is not None:
+                self._fds.move_to_end(pack_id)
+                self._in_flight += 1
+        if fd is None:
+            fd = self._acquire(pack_id)
         try:
             n = os.preadv(fd, [out], offset)
         finally:
-            self._release()
+            with lock:
+                self._in_flight -= 1
+                if not self._in_flight and self._to_close:
+                    for old in self._to_close:
+                        os.close(old)
+                    self._to_close.clear()
         if n != len(out):
             raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {n} of {len(out)} bytes")
 
