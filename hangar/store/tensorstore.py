@@ -325,6 +325,42 @@ class TensorStore:
         self._append(sample.digest, sample.codec, sample.rawlen, sample.payload)
         return True
 
+    def put_stored_many(self, samples: list[StoredSample], dtype: str, shape: tuple[int, ...]) -> int:
+        """:meth:`put_stored` for many received samples of one dtype and shape; returns how many were new.
+
+        Every new sample is checked (raw size from dtype x shape before anything is allocated,
+        decoded only into a buffer of that size, re-hashed) before any of them is written: one
+        mismatch raises ``CorruptDataError`` and stores none of them. The new ones are then
+        appended as one write (:meth:`_append_many`); they become visible at :meth:`flush`.
+        """
+        try:
+            expected = np.dtype(dtype).itemsize * prod(shape)
+        except TypeError as exc:
+            raise CorruptDataError(f"received samples have an invalid dtype {dtype!r}") from exc
+        found = self.locations([s.digest for s in samples])
+        new = list({s.digest: s for s, loc in zip(samples, found) if loc is None}.values())
+        if not new:
+            return 0
+        raws = []
+        for s in new:
+            if s.rawlen != expected or s.codec not in (codecs.RAW, codecs.LZ4, codecs.ZSTD) \
+                    or (s.codec == codecs.RAW and len(s.payload) != expected):
+                raise CorruptDataError(f"received sample {s.digest.hex()[:16]}... claims {s.rawlen} raw bytes "
+                                       f"(codec {s.codec}, {len(s.payload)} stored), its dtype {dtype} and shape "
+                                       f"{shape} make {expected}")
+            if s.codec == codecs.RAW:
+                raws.append(memoryview(s.payload))
+            else:
+                raw = memoryview(np.empty(expected, dtype=np.uint8))
+                codecs.decode_into(s.codec, s.payload, raw)
+                raws.append(raw)
+        for s, got in zip(new, digests_of_parts(raws, dtype, shape)):
+            if got != s.digest:
+                raise CorruptDataError(f"received bytes do not match digest {s.digest.hex()}")
+        self._append_many([s.digest for s in new], [s.payload for s in new], [s.rawlen for s in new],
+                          [s.codec for s in new])
+        return len(new)
+
     def flush(self) -> None:
         """Make every sample written so far durable and visible to other processes."""
         if self._writer is None:
