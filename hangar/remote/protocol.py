@@ -268,15 +268,21 @@ class Run(NamedTuple):
     dtype: str = ""
     shape: tuple[int, ...] = ()
 
+    def parts(self) -> tuple[list[bytes], list[int], list[int], list[int], list[memoryview]]:
+        """``(digests, codecs, rawlens, lengths, payloads)`` of the run's samples, in order
+        (payloads are views into the run's buffer)."""
+        t = self.table
+        blob = t["digest"].tobytes()
+        digests = [blob[i:i + DIGEST_LEN] for i in range(0, len(blob), DIGEST_LEN)]
+        lengths = t["length"].tolist()
+        ends = np.cumsum(t["length"]).tolist()
+        view = self.payload
+        payloads = [view[e - n:e] for n, e in zip(lengths, ends)]
+        return digests, t["codec"].tolist(), t["rawlen"].tolist(), lengths, payloads
+
     def samples(self) -> list[StoredSample]:
         """The run's samples (payloads are views into the run's buffer)."""
-        t = self.table
-        ends = np.cumsum(t["length"]).tolist()
-        starts = [0, *ends[:-1]]
-        view = self.payload
-        return [StoredSample(d, c, r, view[s:e])  # type: ignore[arg-type]
-                for d, c, r, s, e in zip(map(bytes, t["digest"]), t["codec"].tolist(), t["rawlen"].tolist(),
-                                         starts, ends)]
+        return [StoredSample(*x) for x in zip(*(self.parts()[i] for i in (0, 1, 2, 4)))]  # type: ignore[misc]
 
 
 class RunReader:
