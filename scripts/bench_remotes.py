@@ -152,8 +152,8 @@ def timed_fetch(address: str, dst: str, n: int, per_sample: bool = False, stream
     return {"clone_s": t1 - t0, "fetch_s": t2 - t1, "wire_s": sum(wire), "client_cpu_s": time.process_time() - cpu0}
 
 
-def timed_push(src: str, workdir: str, name: str, per_sample: bool) -> float:
-    """Seconds to push ``src``'s master to a fresh, empty server."""
+def timed_push(src: str, workdir: str, name: str, per_sample: bool) -> tuple[float, float]:
+    """Seconds to push ``src``'s master to a fresh, empty server, and of them the data upload's."""
     path = os.path.join(workdir, name)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "hangar", "server", "--ip", "127.0.0.1", "--port", str(port),
@@ -167,9 +167,22 @@ def timed_push(src: str, workdir: str, name: str, per_sample: bool) -> float:
         wait_ready(repo, time.monotonic() + 30, name)
         if per_sample:
             remote_client.DataClient.capabilities = lambda self: frozenset()  # type: ignore[method-assign]
+        inner, wire = remote_client.upload_from, []
+
+        def timed(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            t = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                wire.append(time.perf_counter() - t)
+
+        remote_client.upload_from = timed
         t = time.perf_counter()
-        repo.remote.push(name, "master")
-        return time.perf_counter() - t
+        try:
+            repo.remote.push(name, "master")
+        finally:
+            remote_client.upload_from = inner
+        return time.perf_counter() - t, sum(wire)
     finally:
         remote_client.DataClient.capabilities = saved  # type: ignore[method-assign]
         repo.remote.remove(name)
@@ -218,23 +231,26 @@ def run(name: str, n: int, shape: tuple[int, ...], workdir: str, tls: Optional[t
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    pushes = {"per-sample upload": [], "upload runs": []}
+    pushes: dict[str, dict] = {"push, per-sample upload": {"s": [], "wire": []},
+                               "push, upload runs": {"s": [], "wire": []}}
     if not tls:
         for rep in range(2):
-            pushes["per-sample upload"].append(timed_push(src, workdir, f"{name}-old{rep}-push", True))
-            pushes["upload runs"].append(timed_push(src, workdir, f"{name}-runs{rep}-push", False))
+            for label, old in (("push, per-sample upload", True), ("push, upload runs", False)):
+                secs, wire = timed_push(src, workdir, f"{name}-{'old' if old else 'runs'}{rep}-push", old)
+                pushes[label]["s"].append(secs)
+                pushes[label]["wire"].append(wire)
     stored = rows.get("raw GET (ceiling)", {}).get("bytes", nbytes)
     ceiling = min(rows["raw GET (ceiling)"]["s"]) if "raw GET (ceiling)" in rows else None
     print(f"[{name}] {n} samples, {nbytes / 1e6:.0f} MB raw, {stored / 1e6:.0f} MB stored; best of 2, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     out = {"name": name, "rows": {}}
-    for label, row in list(rows.items()) + [(k, {"s": v}) for k, v in pushes.items() if v]:
+    for label, row in list(rows.items()) + [(k, v) for k, v in pushes.items() if v["s"]]:
         secs = min(row["s"])
         ratio = f"{ceiling / secs:5.2f}x ceiling" if ceiling else ""
         print(f"  {label:28s} {secs:6.2f}s  {n / secs:>10,.0f} samples/s  {nbytes / 1e6 / secs:7.0f} MB/s raw "
               f"{stored / 1e6 / secs:7.0f} MB/s stored  {ratio}", flush=True)
         out["rows"][label] = secs
-        if row.get("wire"):  # the transfer alone (download_into), without fetch_data's pointer walk
+        if row.get("wire"):  # the transfer alone (download_into / upload_from), without the pointer walk or git
             w = min(row["wire"])
             print(f"  {'  of which the transfer':28s} {w:6.2f}s  {n / w:>10,.0f} samples/s  "
                   f"{nbytes / 1e6 / w:7.0f} MB/s raw {stored / 1e6 / w:7.0f} MB/s stored  "

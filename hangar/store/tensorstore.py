@@ -95,19 +95,13 @@ def verify_received(digests: list[bytes], codec_ids: list[int], rawlens: list[in
         expected = np.dtype(dtype).itemsize * prod(shape)
     except TypeError as exc:
         raise CorruptDataError(f"received samples have an invalid dtype {dtype!r}") from exc
-    raws = []
     raw_codec = codecs.RAW
     for d, codec, rawlen, length, payload in zip(digests, codec_ids, rawlens, lengths, payloads):
         if rawlen != expected or codec not in (codecs.RAW, codecs.LZ4, codecs.ZSTD) \
                 or (codec == raw_codec and length != expected) or len(payload) != length:
             raise CorruptDataError(f"received sample {d.hex()[:16]}... claims {rawlen} raw bytes (codec {codec}, "
                                    f"{length} stored), its dtype {dtype} and shape {shape} make {expected}")
-        if codec == raw_codec:
-            raws.append(payload)
-        else:
-            raw = memoryview(np.empty(expected, dtype=np.uint8))
-            codecs.decode_into(codec, payload, raw)
-            raws.append(raw)
+    raws = payloads if all(c == raw_codec for c in codec_ids) else codecs.decode_many(codec_ids, payloads, expected)
     for d, got in zip(digests, digests_of_parts(raws, dtype, shape)):
         if got != d:
             raise CorruptDataError(f"received bytes do not match digest {d.hex()}")
