@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Iterable, Iterator, Optional
 
+import numpy as np
 import pygit2
 
 from hangar.errors import PushRefusedError, RemoteDataError
@@ -254,17 +255,23 @@ class DataClient:
         reader = protocol.RunReader(resp)
 
         def budget(table) -> int:  # noqa: ANN001
-            total = 0
-            for d, codec, rawlen in zip(map(bytes, table["digest"]), table["codec"].tolist(),
-                                        table["rawlen"].tolist()):
-                if d not in pending:
-                    raise protocol.ProtocolError(f"sample {d.hex()[:16]}... was not asked for (or sent twice)")
-                pending.discard(d)
-                if rawlen != expected[d]:
-                    raise protocol.ProtocolError(f"sample {d.hex()[:16]}... claims {rawlen} raw bytes; "
-                                                 f"its record says {expected[d]}")
-                total += max_stored_length(codec, rawlen)
-            return total
+            # vectorised: ~1 us a sample less than a loop (60,000 small samples: ~0.3 s)
+            blob = table["digest"].tobytes()
+            named = [blob[i:i + protocol.DIGEST_LEN] for i in range(0, len(blob), protocol.DIGEST_LEN)]
+            fresh = pending.intersection(named)
+            if len(fresh) != len(named):
+                bad = next(d for d in named if d not in fresh or named.count(d) > 1)
+                raise protocol.ProtocolError(f"sample {bad.hex()[:16]}... was not asked for (or sent twice)")
+            pending.difference_update(named)
+            rawlen = table["rawlen"]
+            want = np.fromiter(map(expected.__getitem__, named), dtype=np.uint64, count=len(named))
+            if (rawlen != want).any():
+                i = int(np.flatnonzero(rawlen != want)[0])
+                raise protocol.ProtocolError(f"sample {named[i].hex()[:16]}... claims {int(rawlen[i])} raw bytes; "
+                                             f"its record says {int(want[i])}")
+            # max_stored_length, per codec: raw exactly its size, compressed at most a bound above it
+            bound = np.where(table["codec"] == 0, rawlen, rawlen + (rawlen >> np.uint64(7)) + np.uint64(1024))
+            return int(bound.sum())
 
         finished = False
         try:
@@ -533,8 +540,6 @@ def raw_nbytes(p: SamplePointer) -> int:
 @functools.lru_cache(maxsize=1024)
 def _raw_nbytes(dtype: str, shape: tuple[int, ...]) -> int:
     # cached: fetch_data asks once per sample (60,000 np.dtype() calls took ~0.1 s)
-    import numpy as np
-
     n = np.dtype(dtype).itemsize
     for d in shape:
         n *= d
@@ -620,12 +625,17 @@ def download_ranges(store: TensorStore, client: DataClient, pointers: list[Sampl
             if stop.is_set():
                 return
             wanted = {p.digest: p for p in batch}
+            batch_kinds = {(p.dtype, p.shape) for p in batch}
             for run in conn().ranges(list(wanted), {d: raw_nbytes(p) for d, p in wanted.items()}):
                 digests, codec_ids, rawlens, lengths, payloads = run.parts()
-                kinds = [(p.dtype, p.shape) for p in map(wanted.__getitem__, digests)]
                 groups: dict[tuple, list[int]] = {}
-                for i, kind in enumerate(kinds):
-                    groups.setdefault(kind, []).append(i)
+                if len(batch_kinds) == 1:  # the usual case: no per-sample grouping
+                    kinds = [next(iter(batch_kinds))]
+                    groups[kinds[0]] = []
+                else:
+                    kinds = [(p.dtype, p.shape) for p in map(wanted.__getitem__, digests)]
+                    for i, kind in enumerate(kinds):
+                        groups.setdefault(kind, []).append(i)
                 # verified here, outside the lock: the streams hash at once
                 verified = [verify_received(digests, codec_ids, rawlens, lengths, payloads, *kinds[0],
                                             block=run.payload)] if len(groups) == 1 else [

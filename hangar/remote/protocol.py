@@ -17,6 +17,10 @@ Endpoints (all under ``/hangar/v1/``):
     push. The server re-hashes every sample; one mismatch rejects the whole request
     (``422``) and nothing of it is stored. Answer: JSON ``{"stored": n, "present": m}``.
 
+``POST ranges`` / ``POST upload-runs`` / ``GET pack/<id>``
+    Samples as *runs* (pack ranges): see the section "pack ranges" below. ``ping`` lists
+    them under ``capabilities``; a client falls back to download/upload without them.
+
 A download record is ``<digest:32><codec:u8><rawlen:u64><length:u64>`` then ``length``
 payload bytes (the sample as stored: ``codec`` says how it is compressed). An upload
 record adds what the receiver needs to re-hash the sample: ``<dtype_len:u8><ndim:u8>``
