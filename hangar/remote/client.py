@@ -236,7 +236,11 @@ class DataClient:
 
     def capabilities(self) -> frozenset[str]:
         """What the server speaks beside the per-sample endpoints (``protocol.CAPABILITIES``; none for an old one)."""
-        caps = self.ping().get("capabilities", [])
+        try:
+            info = self.ping()
+            caps = info.get("capabilities", []) if isinstance(info, dict) else []
+        except ConnectionError:  # a peer without ping (or one that fails it): per-sample endpoints only
+            return frozenset()
         return frozenset(c for c in caps if isinstance(c, str)) if isinstance(caps, list) else frozenset()
 
     def ranges(self, digests: list[bytes], expected: dict[bytes, int]) -> Iterator[protocol.Run]:
