@@ -5,7 +5,15 @@ Usage: python scripts/bench_remotes.py [--images N] [--mnist N] [--keep DIR] [--
 Builds a server repository with N random uint8 (224, 224, 3) images and one with N
 (28, 28) uint8 MNIST-like samples, starts ``python -m hangar server`` on each, then times
 ``Repository.clone`` + ``repo.remote.fetch_data('origin', 'master')`` into a fresh
-directory. Targets: images >= 300 MB/s, MNIST >= 30,000 samples/s (plain HTTP). With
+directory, beside (same server process, same run, alternated, best of two):
+
+* the raw ceiling: a plain HTTP GET of every pack's bytes (``/hangar/v1/pack/<id>``) written
+  to a file and fsynced;
+* fetch_data as a client of the per-sample protocol (before pack ranges);
+* fetch_data through pack ranges over 1 and 3 streams;
+* push to an empty server, per-sample records vs upload runs.
+
+Target: fetch_data >= 0.9x the ceiling, small samples at the MB/s of large ones. With
 ``--tls`` the server runs with a self-signed certificate made for the run (needs
 ``cryptography``) and the client trusts it through ``SSL_CERT_FILE``: the cost of HTTPS.
 """
@@ -13,6 +21,7 @@ directory. Targets: images >= 300 MB/s, MNIST >= 30,000 samples/s (plain HTTP). 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import shutil
 import socket
@@ -25,6 +34,9 @@ from typing import Optional
 import numpy as np
 
 from hangar import Repository
+from hangar.remote import client as remote_client
+from hangar.remote import protocol
+from hangar.store.packs import LocalPackStorage
 
 
 def free_port() -> int:
@@ -63,10 +75,10 @@ def proc_cpu(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_ready(repo: Repository, deadline: float) -> None:
+def wait_ready(repo: Repository, deadline: float, name: str = "origin") -> None:
     while True:
         try:
-            repo.remote.ping("origin")
+            repo.remote.ping(name)
             return
         except ConnectionError:
             if time.monotonic() > deadline:
@@ -74,7 +86,112 @@ def wait_ready(repo: Repository, deadline: float) -> None:
             time.sleep(0.05)
 
 
-def run(name: str, n: int, shape: tuple[int, ...], workdir: str, tls: Optional[tuple[str, str]] = None) -> dict:
+def raw_ceiling(address: str, src: str, out_dir: str) -> tuple[float, int]:
+    """Seconds and bytes of a plain HTTP GET of every pack's bytes from the server (``protocol.PACK``),
+    written to a file and fsynced: the ceiling a transfer of the same bytes can reach."""
+    host, port = address.rsplit(":", 1)
+    packs = LocalPackStorage(os.path.join(src, ".hangar", "data")).list_packs()
+    t = time.perf_counter()
+    conn = http.client.HTTPConnection(host, int(port), timeout=120, blocksize=1 << 20)
+    buf = memoryview(bytearray(1 << 20))
+    total = 0
+    try:
+        for pack in packs:
+            conn.request("GET", protocol.PACK + pack)
+            resp = conn.getresponse()
+            assert resp.status == 200, resp.status
+            fd = os.open(os.path.join(out_dir, pack), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                while n := resp.readinto(buf):
+                    os.write(fd, buf[:n])
+                    total += n
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    finally:
+        conn.close()
+    return time.perf_counter() - t, total
+
+
+def timed_fetch(address: str, dst: str, n: int, per_sample: bool = False, streams: int | None = None) -> dict:
+    """Clone, then time fetch_data; ``per_sample``: as a client of the per-sample protocol."""
+    os.makedirs(dst)
+    repo = Repository(dst, exists=False)
+    t0 = time.perf_counter()
+    repo.clone("bench", "bench@example.com", address)
+    t1 = time.perf_counter()
+    saved = remote_client.DataClient.capabilities, remote_client.STREAMS
+    if per_sample:
+        remote_client.DataClient.capabilities = lambda self: frozenset()  # type: ignore[method-assign]
+    if streams is not None:
+        remote_client.STREAMS = streams
+    cpu0 = time.process_time()
+    inner = remote_client.download_into
+    wire: list[float] = []
+
+    def timed(*a, **k):  # the transfer alone, without the pointer walk
+        t = time.perf_counter()
+        try:
+            return inner(*a, **k)
+        finally:
+            wire.append(time.perf_counter() - t)
+
+    remote_client.download_into = timed
+    try:
+        repo.remote.fetch_data("origin", "master")
+    finally:
+        remote_client.download_into = inner
+        remote_client.DataClient.capabilities, remote_client.STREAMS = saved  # type: ignore[method-assign]
+    t2 = time.perf_counter()
+    co = repo.checkout()
+    try:
+        aset = co.arraysets["data"]
+        assert not aset.contains_remote_references and len(aset) == n
+    finally:
+        co.close()
+    return {"clone_s": t1 - t0, "fetch_s": t2 - t1, "wire_s": sum(wire), "client_cpu_s": time.process_time() - cpu0}
+
+
+def timed_push(src: str, workdir: str, name: str, per_sample: bool) -> tuple[float, float]:
+    """Seconds to push ``src``'s master to a fresh, empty server, and of them the data upload's."""
+    path = os.path.join(workdir, name)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "hangar", "server", "--ip", "127.0.0.1", "--port", str(port),
+                             "--path", path], stderr=subprocess.DEVNULL)
+    repo = Repository(src)
+    saved = remote_client.DataClient.capabilities
+    try:
+        if name in repo.remote.list_all():
+            repo.remote.remove(name)
+        repo.remote.add(name, f"127.0.0.1:{port}")
+        wait_ready(repo, time.monotonic() + 30, name)
+        if per_sample:
+            remote_client.DataClient.capabilities = lambda self: frozenset()  # type: ignore[method-assign]
+        inner, wire = remote_client.upload_from, []
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                wire.append(time.perf_counter() - t)
+
+        remote_client.upload_from = timed
+        t = time.perf_counter()
+        try:
+            repo.remote.push(name, "master")
+        finally:
+            remote_client.upload_from = inner
+        return time.perf_counter() - t, sum(wire)
+    finally:
+        remote_client.DataClient.capabilities = saved  # type: ignore[method-assign]
+        repo.remote.remove(name)
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def run(name: str, n: int, shape: tuple[int, ...], workdir: str, tls: Optional[tuple[str, str]] = None,
+        streams: tuple[int, ...] = (1, 3)) -> dict:
     rng = np.random.default_rng(0)
     src = os.path.join(workdir, f"{name}-server")
     os.makedirs(src)
@@ -86,6 +203,7 @@ def run(name: str, n: int, shape: tuple[int, ...], workdir: str, tls: Optional[t
     extra = ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else []
     proc = subprocess.Popen([sys.executable, "-m", "hangar", "server", "--ip", "127.0.0.1", "--port", str(port),
                              "--path", src, *extra], stderr=subprocess.DEVNULL)
+    rows: dict[str, dict] = {}
     try:
         probe_dir = os.path.join(workdir, f"{name}-probe")
         os.makedirs(probe_dir)
@@ -93,34 +211,54 @@ def run(name: str, n: int, shape: tuple[int, ...], workdir: str, tls: Optional[t
         probe.init("p", "p@example.com")
         probe.remote.add("origin", address)
         wait_ready(probe, time.monotonic() + 30)
-
-        dst = os.path.join(workdir, f"{name}-clone")
-        os.makedirs(dst)
-        repo = Repository(dst, exists=False)
-        server_cpu0, client_cpu0 = proc_cpu(proc.pid), time.process_time()
-        t0 = time.perf_counter()
-        repo.clone("bench", "bench@example.com", address)
-        t1 = time.perf_counter()
-        repo.remote.fetch_data("origin", "master")
-        t2 = time.perf_counter()
-        server_cpu, client_cpu = proc_cpu(proc.pid) - server_cpu0, time.process_time() - client_cpu0
-        co = repo.checkout()
-        aset = co.arraysets["data"]
-        assert not aset.contains_remote_references
-        assert len(aset) == n
-        co.close()
+        ceiling_dir = os.path.join(workdir, f"{name}-raw")
+        os.makedirs(ceiling_dir)
+        # alternate the contenders, twice, so load from other processes hits each alike
+        for rep in range(2):
+            if not tls:
+                secs, sent = raw_ceiling(address, src, ceiling_dir)
+                rows.setdefault("raw GET (ceiling)", {"s": [], "bytes": sent})["s"].append(secs)
+            r = timed_fetch(address, os.path.join(workdir, f"{name}-old{rep}"), n, per_sample=True)
+            row = rows.setdefault("per-sample protocol", {"s": [], "clone": [], "wire": []})
+            row["s"].append(r["fetch_s"])
+            row["wire"].append(r["wire_s"])
+            for k in streams:
+                r = timed_fetch(address, os.path.join(workdir, f"{name}-runs{k}-{rep}"), n, streams=k)
+                row = rows.setdefault(f"pack ranges, {k} stream(s)", {"s": [], "clone": [], "wire": []})
+                row["s"].append(r["fetch_s"])
+                row["wire"].append(r["wire_s"])
+                row["clone"].append(r["clone_s"])
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    total = t2 - t0
-    res = {"name": name, "samples": n, "mb": nbytes / 1e6, "clone_s": t1 - t0, "fetch_data_s": t2 - t1,
-           "total_s": total, "mb_per_s": nbytes / 1e6 / total, "samples_per_s": n / total,
-           "client_cpu_s": client_cpu, "server_cpu_s": server_cpu}
-    print(f"[{name}] clone {res['clone_s']:.2f}s + fetch_data {res['fetch_data_s']:.2f}s = {total:.2f}s: "
-          f"{res['mb_per_s']:.0f} MB/s, {res['samples_per_s']:,.0f} samples/s "
-          f"(cpu: client {client_cpu:.2f}s, server {server_cpu:.2f}s; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
-    return res
+    pushes: dict[str, dict] = {"push, per-sample upload": {"s": [], "wire": []},
+                               "push, upload runs": {"s": [], "wire": []}}
+    if not tls:
+        for rep in range(2):
+            for label, old in (("push, per-sample upload", True), ("push, upload runs", False)):
+                secs, wire = timed_push(src, workdir, f"{name}-{'old' if old else 'runs'}{rep}-push", old)
+                pushes[label]["s"].append(secs)
+                pushes[label]["wire"].append(wire)
+    stored = rows.get("raw GET (ceiling)", {}).get("bytes", nbytes)
+    ceiling = min(rows["raw GET (ceiling)"]["s"]) if "raw GET (ceiling)" in rows else None
+    print(f"[{name}] {n} samples, {nbytes / 1e6:.0f} MB raw, {stored / 1e6:.0f} MB stored; best of 2, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    out = {"name": name, "rows": {}}
+    for label, row in list(rows.items()) + [(k, v) for k, v in pushes.items() if v["s"]]:
+        secs = min(row["s"])
+        ratio = f"{ceiling / secs:5.2f}x ceiling" if ceiling else ""
+        print(f"  {label:28s} {secs:6.2f}s  {n / secs:>10,.0f} samples/s  {nbytes / 1e6 / secs:7.0f} MB/s raw "
+              f"{stored / 1e6 / secs:7.0f} MB/s stored  {ratio}", flush=True)
+        out["rows"][label] = secs
+        if row.get("wire"):  # the transfer alone (download_into / upload_from), without the pointer walk or git
+            w = min(row["wire"])
+            print(f"  {'  of which the transfer':28s} {w:6.2f}s  {n / w:>10,.0f} samples/s  "
+                  f"{nbytes / 1e6 / w:7.0f} MB/s raw {stored / 1e6 / w:7.0f} MB/s stored  "
+                  + (f"{ceiling / w:5.2f}x ceiling" if ceiling else ""), flush=True)
+            out["rows"][label + " (transfer)"] = w
+    out["ceiling"] = ceiling
+    out["mb"] = nbytes / 1e6
+    return out
 
 
 def main() -> None:
@@ -149,10 +287,14 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     for r in results:
-        target = "MB/s >= 300" if r["name"] == "images" else "samples/s >= 30,000"
-        ok = r["mb_per_s"] >= 300 if r["name"] == "images" else r["samples_per_s"] >= 30000
-        print(f"{r['name']}: {r['mb_per_s']:.0f} MB/s, {r['samples_per_s']:,.0f} samples/s "
-              f"(target {target}: {'met' if ok else 'NOT met'})")
+        for what, suffix in (("fetch_data", ""), ("its transfer", " (transfer)")):
+            best = min(v for k, v in r["rows"].items() if k.startswith("pack ranges")
+                       and k.endswith(" (transfer)") == bool(suffix))
+            old = r["rows"]["per-sample protocol" + suffix]
+            line = f"{r['name']}: {what} {r['mb'] / best:.0f} MB/s ({old / best:.1f}x the per-sample protocol)"
+            if r["ceiling"]:
+                line += f", {r['ceiling'] / best:.2f}x the raw GET ceiling (target >= 0.9x)"
+            print(line)
 
 
 if __name__ == "__main__":

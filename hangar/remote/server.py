@@ -18,14 +18,18 @@ import hmac
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from itertools import repeat
 from typing import Callable, ContextManager, Iterable, Iterator, Optional
 from urllib.parse import parse_qs
+
+import numpy as np
 
 from hangar._version import __version__
 from hangar.errors import (
@@ -39,7 +43,8 @@ from hangar.plumbing import paths
 from hangar.plumbing.pids import pid_alive
 from hangar.remote import guard, prereceive, protocol
 from hangar.store import TensorStore
-from hangar.store.packs import LocalPackStorage, StoredCheck
+from hangar.store.index import Location
+from hangar.store.packs import LocalPackStorage, StoredCheck, parse_index
 from hangar.store.tensorstore import check_stored, damaged_sample
 from hangar.transfers import transfer_marker
 
@@ -227,7 +232,7 @@ def is_push(path: str, query: str) -> bool:
     The query is decoded the way git and dulwich decode it: ``service=git%2Dreceive-pack``
     is receive-pack too.
     """
-    if path == protocol.UPLOAD or path.rstrip("/").endswith("git-receive-pack"):
+    if path in (protocol.UPLOAD, protocol.UPLOAD_RUNS) or path.rstrip("/").endswith("git-receive-pack"):
         return True
     try:
         services = parse_qs(query, keep_blank_values=True).get("service", [])
@@ -238,12 +243,12 @@ def is_push(path: str, query: str) -> bool:
 
 def _is_receive_pack(environ: dict) -> bool:
     path = environ.get("PATH_INFO", "")
-    return path != protocol.UPLOAD and is_push(path, environ.get("QUERY_STRING", ""))
+    return path not in (protocol.UPLOAD, protocol.UPLOAD_RUNS) and is_push(path, environ.get("QUERY_STRING", ""))
 
 
 def _body_limit(path: str) -> Optional[int]:
     """Most body bytes an anonymous request to ``path`` may send (None: the global limit)."""
-    if path in (protocol.HAVE, protocol.DOWNLOAD):
+    if path in (protocol.HAVE, protocol.DOWNLOAD, protocol.RANGES):
         return protocol.MAX_DIGESTS_PER_REQUEST * protocol.DIGEST_LEN
     if path.startswith(protocol.PREFIX):
         return 0
@@ -501,7 +506,10 @@ class HangarServer:
     def _data(self, path: str, method: str, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if path == protocol.PING:
             return _json(start_response, "200 OK", {"hangar": __version__, "push_auth": self._creds is not None,
-                                                    "git_backend": self.git_backend})
+                                                    "git_backend": self.git_backend,
+                                                    "capabilities": list(protocol.CAPABILITIES)})
+        if path.startswith(protocol.PACK) and method == "GET":
+            return self._pack(path[len(protocol.PACK):], environ, start_response)
         if method != "POST":
             return _reply(start_response, "405 Method Not Allowed", b"use POST\n", extra=[("Allow", "POST")])
         if path == protocol.AUTH:
@@ -512,12 +520,12 @@ class HangarServer:
             digests = protocol.split_digests(_read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * 32))
             have = bytes(loc is not None for loc in self._locate(digests))  # one byte per digest asked
             return _reply(start_response, "200 OK", have, "application/octet-stream")
-        if path == protocol.DOWNLOAD:
-            return self._download(environ, start_response)
-        if path == protocol.UPLOAD:
+        if path in (protocol.DOWNLOAD, protocol.RANGES):
+            return self._download(environ, start_response, runs=path == protocol.RANGES)
+        if path in (protocol.UPLOAD, protocol.UPLOAD_RUNS):
             if self._user(environ) is None:
                 return self._unauthorized(start_response)
-            return self._upload(environ, start_response)
+            return self._upload(environ, start_response, runs=path == protocol.UPLOAD_RUNS)
         return _reply(start_response, "404 Not Found", f"no endpoint {path}\n".encode())
 
     def _locate(self, digests: list[bytes]) -> list:
@@ -526,7 +534,7 @@ class HangarServer:
             self._reader.refresh()
             return self._reader.locations(digests)
 
-    def _download(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+    def _download(self, environ: dict, start_response: StartResponse, runs: bool = False) -> Iterable[bytes]:
         # each sample once: a request repeating one digest 2**20 times asked for a 1 TiB answer
         digests = list(dict.fromkeys(protocol.split_digests(
             _read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * protocol.DIGEST_LEN))))
@@ -536,18 +544,39 @@ class HangarServer:
             lacking = [d.hex() for d, loc in zip(digests, locs) if loc is None]
             msg = f"{len(lacking)} requested samples are not stored here, e.g. digest {lacking[0]}\n"
             return _reply(start_response, "404 Not Found", msg.encode())
-        total = sum(protocol.DOWNLOAD_HEADER_SIZE + loc.length for loc in locs)
+        plan = list(_plan_runs(locs)) if runs else []
+        if runs:  # a run's header and table, then its samples' stored bytes (nothing else)
+            total = sum(protocol.RUN_HEADER_SIZE + protocol.RUN_ENTRY.itemsize * len(r) for r in plan)
+            total += sum(loc.length for loc in locs)
+        else:
+            total = sum(protocol.DOWNLOAD_HEADER_SIZE + loc.length for loc in locs)
         if total > protocol.MAX_DOWNLOAD_BYTES and len(digests) > 1:
             msg = (f"the {len(digests)} requested samples take {total} bytes; one answer carries at most "
                    f"{protocol.MAX_DOWNLOAD_BYTES} (ask for fewer samples per request)\n")
             return _reply(start_response, "413 Payload Too Large", msg.encode())
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))])
-        stream = _LazyFile(self._stream(store, digests, locs), total)
-        wrapper = environ.get("wsgi.file_wrapper")
-        # waitress sends a file_wrapper from its main loop, reading it as the client takes
-        # bytes: the task thread is free at once, and a client that stops reading holds
-        # no thread (eight such clients blocked every worker when the thread wrote the answer)
-        return wrapper(stream) if wrapper is not None else iter(stream)
+        chunks = _stream_runs(store, digests, locs, plan, framed=True) if runs else self._stream(store, digests, locs)
+        return _send(environ, chunks, total)
+
+    def _pack(self, pack: str, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """Every sample of one pack, back to back in storage order (see ``protocol.PACK``)."""
+        if not _PACK_ID.match(pack):
+            return _reply(start_response, "400 Bad Request", f"{pack!r} is not a pack id\n".encode())
+        storage = self._reader.storage
+        try:
+            recs = parse_index(storage.read_index(pack), pack, storage.pack_size(pack))
+        except FileNotFoundError:
+            return _reply(start_response, "404 Not Found", f"no pack {pack}\n".encode())
+        recs = np.sort(recs, order="offset")
+        # columns to lists, then tuples built in C: ~0.1 s less per 60,000 records than per-record int()s
+        locs = list(map(tuple.__new__, repeat(Location), zip(
+            repeat(pack), recs["offset"].tolist(), recs["length"].tolist(), recs["rawlen"].tolist(),
+            recs["codec"].tolist(), recs["check"].tolist())))
+        blob = recs["digest"].tobytes()
+        digests = [blob[i:i + protocol.DIGEST_LEN] for i in range(0, len(blob), protocol.DIGEST_LEN)]
+        total = sum(loc.length for loc in locs)
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))])
+        return _send(environ, _stream_runs(self._reader, digests, locs, list(_plan_runs(locs)), framed=False), total)
 
     @staticmethod
     def _stream(store: TensorStore, digests: list[bytes], locs: list) -> Iterator[bytes]:
@@ -594,13 +623,17 @@ class HangarServer:
             yield b"".join(parts)
             i = j
 
-    def _upload(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+    def _upload(self, environ: dict, start_response: StartResponse, runs: bool = False) -> Iterable[bytes]:
         length = environ.get("CONTENT_LENGTH") or ""
         if length.isdigit() and int(length) > protocol.MAX_UPLOAD_BYTES:
             raise RequestTooLargeError(int(length))
         # records are checked against the bytes this request really carries
         limit = int(length) if length.isdigit() else protocol.MAX_UPLOAD_BYTES
-        reader = protocol.RecordReader(environ["wsgi.input"], limit=limit)
+        reader: protocol.RecordReader | protocol.RunReader
+        if runs:
+            reader = protocol.RunReader(environ["wsgi.input"], limit=limit)
+        else:
+            reader = protocol.RecordReader(environ["wsgi.input"], limit=limit)
         self.remove_stale_partials()
         self._transfers.enter()
         try:
@@ -608,13 +641,19 @@ class HangarServer:
         finally:
             self._transfers.exit()
 
-    def _store_upload(self, reader: protocol.RecordReader, start_response: StartResponse) -> Iterable[bytes]:
+    def _store_upload(self, reader: protocol.RecordReader | protocol.RunReader,
+                      start_response: StartResponse) -> Iterable[bytes]:
         stored = present = 0
         with self._write_lock:
             store = self._writer
             store.refresh()
             try:
-                for s in reader.uploads():
+                if isinstance(reader, protocol.RunReader):
+                    for run in reader.uploads():  # each run verified whole before any of it is written
+                        new = store.put_stored_many(run.samples(), run.dtype, run.shape)
+                        stored += new
+                        present += len(run.table) - new
+                for s in reader.uploads() if isinstance(reader, protocol.RecordReader) else ():
                     if reader.bytes_read > protocol.MAX_UPLOAD_BYTES:
                         raise RequestTooLargeError(reader.bytes_read)
                     sample = protocol.to_stored(s)
@@ -687,6 +726,85 @@ class HangarServer:
         with self._write_lock:
             self._writer.discard()
             self._writer.close()
+
+
+_PACK_ID = re.compile(r"^[0-9a-f]{1,64}$")
+
+
+def _send(environ: dict, chunks: Iterator[bytes], total: int) -> Iterable[bytes]:
+    """An answer of ``total`` bytes produced by ``chunks`` as the client takes them."""
+    stream = _LazyFile(chunks, total)
+    wrapper = environ.get("wsgi.file_wrapper")
+    # waitress sends a file_wrapper from its main loop, reading it as the client takes
+    # bytes: the task thread is free at once, and a client that stops reading holds
+    # no thread (eight such clients blocked every worker when the thread wrote the answer)
+    return wrapper(stream) if wrapper is not None else iter(stream)
+
+
+def _plan_runs(locs: list) -> Iterator[list[int]]:
+    """Indexes of ``locs`` grouped into runs: one read of a pack each, in storage order.
+
+    Neighbours in one pack at most ``_GAP`` apart are read together, up to ``_RUN`` bytes per
+    read; a sample larger than ``_RUN`` is a run of its own (read and sent in ``_RUN`` pieces).
+    Only the samples asked for are sent: the gap bytes between them are read, never sent.
+    """
+    order = sorted(range(len(locs)), key=lambda i: (locs[i].pack, locs[i].offset))
+    i = 0
+    while i < len(order):
+        first = locs[order[i]]
+        j, end = i + 1, first.offset + first.length
+        if first.length <= _RUN:
+            while j < len(order):
+                nxt = locs[order[j]]
+                if nxt.pack != first.pack or nxt.offset < end or nxt.offset - end > _GAP \
+                        or nxt.offset + nxt.length - first.offset > _RUN:
+                    break
+                end = nxt.offset + nxt.length
+                j += 1
+        yield order[i:j]
+        i = j
+
+
+def _stream_runs(store: TensorStore, digests: list[bytes], locs: list, plan: list[list[int]],
+                 framed: bool) -> Iterator[bytes]:
+    """The stored bytes of ``plan``'s runs, each sample checked against its checksum before it is sent.
+
+    ``framed``: each run starts with its header and table (``protocol.RANGES``); otherwise the
+    samples' bytes only (``protocol.PACK``). A piece is at most ``_RUN`` bytes plus a table, so an
+    answer the client is slow to take holds about one piece in memory.
+    """
+    readinto = store.storage.readinto
+    for run in plan:
+        first = locs[run[0]]
+        if framed:
+            head = protocol.run_header(len(run), sum(locs[k].length for k in run)) + protocol.run_table(
+                [digests[k] for k in run], [locs[k].length for k in run], [locs[k].rawlen for k in run],
+                [locs[k].codec for k in run])
+        else:
+            head = b""
+        if first.length > _RUN:
+            if head:
+                yield head
+            check = StoredCheck()
+            for off in range(0, first.length, _RUN):
+                piece = bytearray(min(_RUN, first.length - off))
+                readinto(first.pack, first.offset + off, memoryview(piece))
+                check.update(piece)
+                if off + _RUN >= first.length and first.check and check.value() != first.check:
+                    # damaged bytes are never served: the answer breaks off short, the client fails
+                    raise damaged_sample(digests[run[0]], first.pack, first.offset)
+                yield bytes(piece)
+            continue
+        last = locs[run[-1]]
+        block = memoryview(bytearray(last.offset + last.length - first.offset))
+        readinto(first.pack, first.offset, block)
+        parts: list[bytes | memoryview] = [head]
+        for k in run:
+            loc = locs[k]
+            stored = block[loc.offset - first.offset:loc.offset - first.offset + loc.length]
+            check_stored(loc, stored, digests[k])  # damaged bytes are never served
+            parts.append(stored)
+        yield b"".join(parts)
 
 
 def make_server(app: HangarServer, ip: str, port: int) -> guard.GuardedServer:

@@ -74,6 +74,44 @@ class StoredSample(NamedTuple):
 
 #: a dtype as its numpy string (``"<f4"``) or a ``numpy.dtype``
 DTypeArg = Union[str, np.dtype]
+class VerifiedRun(NamedTuple):
+    """Received samples whose bytes :func:`verify_received` checked against their digests."""
+
+    digests: list[bytes]
+    codecs: list[int]
+    rawlens: list[int]
+    lengths: list[int]
+    payloads: list[Any]
+    #: the payloads back to back (a received pack range), or None
+    block: memoryview | None
+
+
+def verify_received(digests: list[bytes], codec_ids: list[int], rawlens: list[int], lengths: list[int],
+                    payloads: list[Any], dtype: str, shape: tuple[int, ...],
+                    block: memoryview | None = None) -> VerifiedRun:
+    """Check received samples of one dtype and shape before any of them is stored.
+
+    Each must claim the raw size dtype x shape makes (checked before anything is allocated),
+    a known codec, decode into a buffer of exactly that size, and re-hash to its digest;
+    otherwise ``CorruptDataError`` naming the sample. Runs without the GIL-bound store lock,
+    so parallel transfer streams hash at once. ``block`` (optional) holds the payloads back
+    to back, in order.
+    """
+    try:
+        expected = np.dtype(dtype).itemsize * prod(shape)
+    except TypeError as exc:
+        raise CorruptDataError(f"received samples have an invalid dtype {dtype!r}") from exc
+    raw_codec = codecs.RAW
+    for d, codec, rawlen, length, payload in zip(digests, codec_ids, rawlens, lengths, payloads):
+        if rawlen != expected or codec not in (codecs.RAW, codecs.LZ4, codecs.ZSTD) \
+                or (codec == raw_codec and length != expected) or len(payload) != length:
+            raise CorruptDataError(f"received sample {d.hex()[:16]}... claims {rawlen} raw bytes (codec {codec}, "
+                                   f"{length} stored), its dtype {dtype} and shape {shape} make {expected}")
+    raws = payloads if all(c == raw_codec for c in codec_ids) else codecs.decode_many(codec_ids, payloads, expected)
+    for d, got in zip(digests, digests_of_parts(raws, dtype, shape)):
+        if got != d:
+            raise CorruptDataError(f"received bytes do not match digest {d.hex()}")
+    return VerifiedRun(digests, codec_ids, rawlens, lengths, payloads, block)
 
 
 class TensorStore:
@@ -362,6 +400,53 @@ class TensorStore:
             raise CorruptDataError(f"received bytes do not match digest {sample.digest.hex()}")
         self._append(sample.digest, sample.codec, sample.rawlen, sample.payload)
         return True
+
+    def put_stored_many(self, samples: list[StoredSample], dtype: str, shape: tuple[int, ...]) -> int:
+        """:meth:`put_stored` for many received samples of one dtype and shape; returns how many were new.
+
+        Every sample is checked (:func:`verify_received`) before any of them is written: one
+        mismatch raises ``CorruptDataError`` and stores none of them.
+        """
+        payloads = [s.payload for s in samples]
+        return self.put_verified(verify_received(
+            [s.digest for s in samples], [s.codec for s in samples], [s.rawlen for s in samples],
+            list(map(len, payloads)), payloads, dtype, shape))
+
+    def put_verified(self, run: "VerifiedRun") -> int:
+        """Append samples :func:`verify_received` checked; returns how many were new.
+
+        When all are new and their stored bytes lie back to back in ``run.block`` (a received
+        pack range), they are appended as one write. They become visible at :meth:`flush`.
+        """
+        # no rescan of the packs directory for digests not found (``locations`` does one): that
+        # cost ~0.3 ms a run, a third of a 1 MiB run's write; a sample another process stored
+        # meanwhile is stored twice, which content addressing allows (gc keeps one)
+        found = self._load_index().get_many(run.digests)
+        if self._pending:
+            found = [self._pending.get(d, loc) for d, loc in zip(run.digests, found)]
+        if run.block is not None and not any(found) and len(set(run.digests)) == len(run.digests):
+            self._check_failed()
+            writer = self._open_writer()
+            start = writer.append(run.block)
+            ends = np.cumsum(run.lengths)
+            offsets = (ends - np.asarray(run.lengths, dtype=np.int64) + start).tolist()
+            block = run.block
+            checks = [stored_check(block[o - start:e]) for o, e in zip(offsets, ends.tolist())]
+            self._pending.update(zip(run.digests, map(tuple.__new__, repeat(Location), zip(
+                repeat(self._pending_pack), offsets, run.lengths, run.rawlens, run.codecs, checks))))
+            self._pending_bytes += len(block)
+            if self._pending_bytes >= PACK_TARGET_BYTES:
+                self.flush()
+            return len(run.digests)
+        first: dict[bytes, int] = {}
+        for i, (d, loc) in enumerate(zip(run.digests, found)):
+            if loc is None:
+                first.setdefault(d, i)
+        rows = sorted(first.values())
+        if rows:
+            self._append_many([run.digests[i] for i in rows], [run.payloads[i] for i in rows],
+                              [run.rawlens[i] for i in rows], [run.codecs[i] for i in rows])
+        return len(rows)
 
     def flush(self) -> str | None:
         """Make every sample written so far durable and visible to other processes; return the id
