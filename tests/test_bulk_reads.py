@@ -51,12 +51,15 @@ def img_repo(repo) -> Repository:
     img["dog"] = np.full((6, 5), 9, dtype=np.uint8)
     co.commit("second")
     co.close()
-    _drop_cache(repo)  # the tests below start from a reader-built table (a commit leaves one: see
-    return repo        # test_a_commit_leaves_the_tables_of_the_arraysets_it_changed)
+    # the tests below start from a reader-built table (a commit leaves one: see
+    # test_a_commit_leaves_the_tables_of_the_arraysets_it_changed): the cached tables dropped on
+    # disk, and a fresh Repository (a new process's view) holds none in memory
+    _drop_cache(repo)
+    return Repository(repo.path)
 
 
 def _drop_cache(repo: Repository) -> None:
-    repo._store().drop_tables()  # in memory and on disk
+    store_of(repo).drop_tables()  # on disk (and in the memory of that store)
 
 
 def _expected(repo: Repository, aset: str, keys: list) -> list[np.ndarray]:
@@ -367,7 +370,7 @@ def test_a_commit_leaves_the_tables_of_the_arraysets_it_changed(repo, monkeypatc
     co.close()
     assert len(_cache_files(repo)) == 3
     fresh = Repository(repo.path)
-    store = fresh._store()
+    store = store_of(fresh)
     real = type(store).location_table
     built = []
 
@@ -408,7 +411,7 @@ def test_large_samples_read_in_pipelined_ranges_still_raise_on_a_flipped_byte(re
     with repo.checkout() as rco:
         np.testing.assert_array_equal(np.stack(rco.arraysets["big"].get_batch(list(range(100)))), data)
         np.testing.assert_array_equal(np.stack(list(rco.arraysets["big"].values())), data)
-    store = repo._store()
+    store = store_of(repo)
     store.refresh()
     loc = store.location(sample_digest(data[where]))
     path = os.path.join(repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
@@ -438,12 +441,13 @@ def test_a_cached_table_with_its_checksums_zeroed_is_refused_so_damage_is_still_
         arr = co.arraysets["img"].get_batch([0, 1])[0].copy()
     (name,) = _cache_files(img_repo)
     path = os.path.join(img_repo.path, ".hangar", "cache", "readtables", name)
-    data = bytearray(open(path, "rb").read())
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
     n = 302
     data[-8 * n:] = bytes(8 * n)  # the checks column is the last one
     with open(path, "wb") as f:
         f.write(data)
-    store = img_repo._store()
+    store = store_of(img_repo)
     store.refresh()
     loc = store.location(sample_digest(arr))
     pack = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")

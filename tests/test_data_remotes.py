@@ -16,6 +16,7 @@ import pytest
 from hangar import Repository
 from hangar._faults import CRASH_EXIT_CODE
 from hangar.errors import CorruptDataError, DataRemoteAddressError, DataRemoteUnreachableError, RemoteDataError
+from tests.repo_parts import git_of
 from tests.s3_fixtures import s3_env, s3_server  # noqa: F401 - fixtures
 
 N = 60
@@ -96,7 +97,7 @@ def test_push_writes_packs_index_last_and_records_the_location_in_git(pushed, ru
 
 def test_clone_of_the_git_url_alone_finds_the_data_and_fetch_data_brings_it(pushed, tmp_path, monkeypatch):
     r, url, loc = pushed
-    monkeypatch.setenv("AWS_ENDPOINT_URL", r.remote._git.config_get("remote.origin.hangarendpoint"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", git_of(r).config_get("remote.origin.hangarendpoint"))
     c = clone(tmp_path, url)
     assert c.remote.data_location("origin") == loc
     c.remote.set_lazy_reads("origin", False)

@@ -18,6 +18,7 @@ from hangar import Repository
 from hangar.errors import MergeConflictError
 from hangar.records.keys import encode_key, fan_path
 from hangar.records.schema import SAMPLE_FANOUT_DEPTH
+from tests.repo_parts import git_of
 
 N = 3000
 
@@ -40,7 +41,7 @@ def _edit(repo: Repository, branch: str, sets: dict, dels: list) -> str:
 
 
 def _tree(repo: Repository, commit: str) -> str:
-    return repo._git.commit_tree_id(commit)
+    return git_of(repo).commit_tree_id(commit)
 
 
 @pytest.fixture
@@ -82,7 +83,7 @@ def test_disjoint_changes_merge_to_the_directly_built_tree(big, run_git) -> None
     d_add = {N + 100 + i: _v(i, 4) for i in range(40)}
     head = _merge_and_expect(big, ({**m_set, **m_add}, m_del), ({**d_set, **d_add}, d_del))
     expect = _edit(big, "expect", {**m_set, **m_add, **d_set, **d_add}, m_del + d_del)
-    assert big._git.commit_info(head).parents[1] == big._git.branch_head("dev")
+    assert git_of(big).commit_info(head).parents[1] == git_of(big).branch_head("dev")
     assert _tree(big, head) == _tree(big, expect)
     fsck = run_git(big, "fsck", "--strict", "--full")
     assert fsck.returncode == 0, fsck.stderr
@@ -143,7 +144,7 @@ def test_conflicts_inside_leaves_changed_on_both_sides(big, strategy) -> None:
 def test_commit_data_is_the_commit_libgit2_writes(repo, message) -> None:
     import pygit2
 
-    git = repo._git
+    git = git_of(repo)
     tree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # the empty tree
     parents = ["a" * 40, "b" * 40]
     data = git.commit_data(tree, parents, " Ann  Smith ", "ann@example.com", message, when=1_700_000_000)
@@ -164,7 +165,7 @@ def test_a_foreign_name_holding_another_entrys_bytes_does_not_pass_for_it(repo) 
     from hangar.records.schema import ArraysetSchema
     from hangar.records.treediff import TreeReader, three_way
 
-    r = repo._git.repo
+    r = git_of(repo).repo
     blob = lambda data: r.create_blob(data)
     x, y, z, a, a2 = (blob(b"v%d" % i) for i in range(5))
     schema = ArraysetSchema("x", "|u1", (2,), False, False, "00", fanout_depth=0)
@@ -185,7 +186,7 @@ def test_a_foreign_name_holding_another_entrys_bytes_does_not_pass_for_it(repo) 
     base = root({"i:5": x, "s:a100644 i:5": x, "i:6": a})
     master = root({"i:5": y, "s:a100644 i:5": x, "i:6": a2})
     dev = root({"i:5": z, "s:a100644 i:5": x, "i:6": a})
-    plan = three_way(TreeReader(repo._git), base, master, dev)
+    plan = three_way(TreeReader(git_of(repo)), base, master, dev)
     assert plan.conflicts.by_class["t3"]["samples"] == [("x", "i:5")]
-    theirs = three_way(TreeReader(repo._git), base, master, dev, strategy="theirs")
+    theirs = three_way(TreeReader(git_of(repo)), base, master, dev, strategy="theirs")
     assert not theirs.conflicts

@@ -241,7 +241,8 @@ def test_loaders_of_an_open_checkout_read_after_a_gc_compacted_its_packs(repo, m
     co.commit("samples 0..4")
     co.close()
     if not tables:
-        repo._store().drop_tables()  # the tables the commits left (issue 14): read by pointer
+        store_of(repo).drop_tables()  # the tables the commits left (issue 14): read by pointer
+        repo = Repository(repo.path)  # a new process's view: no tables in memory either
     with repo.checkout(branch="master") as reader:
         aset = reader.arraysets["a"]
         aset.get_batch([0, 1])

@@ -130,6 +130,15 @@ class _Channel(HTTPChannel):
             self.request_started = time.time()
         return super().received(data)
 
+    def handle_close(self) -> None:
+        # a request whose body never finished holds its buffer (a temporary file beyond waitress's
+        # inbuf_overflow, 512 KiB): waitress leaves it to the garbage collector, a ResourceWarning
+        # per abandoned upload; the body of a request a task runs is the task's to close
+        request = self.request
+        if request is not None and not request.completed:
+            request.close()
+        super().handle_close()
+
 
 class GuardedServer(TcpWSGIServer):
     """A waitress TCP server whose main loop enforces the limits of this module."""
