@@ -4,6 +4,7 @@ are byte for byte what the object-by-object path builds, and git reads them."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import subprocess
 import zlib
@@ -11,6 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
+from hangar.plumbing import pack
 from hangar.plumbing.pack import OBJ_BLOB, OBJ_TREE, ObjectBatch, blob_block, object_id, write_pack
 from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, apply_edits, serialize_tree
 from hangar.records import layout
@@ -25,8 +27,37 @@ def test_encode_pointers_matches_encode_pointer(dtype, shape):
     assert [r.tobytes() for r in rows] == [encode_pointer(SamplePointer(d.tobytes(), dtype, shape)) for d in digests]
 
 
+@pytest.fixture(params=["extension", "python"])
+def row_sums(request, monkeypatch):
+    """Each implementation of the per-row checksums: the optional C extension ``_rowhash``
+    (skipped where it is not built) and the pure-Python fallback."""
+    if request.param == "extension":
+        if pack._rowhash is None:
+            pytest.skip("hangar.plumbing._rowhash is not built (pip install -e . builds it)")
+    else:
+        monkeypatch.setattr(pack, "_rowhash", None)
+    return request.param
+
+
+@pytest.mark.parametrize("width", [1, 3, 7, 8, 9, 47, 55, 56, 57, 63, 64, 65, 119, 120, 128, 5553, 6000])
+def test_rowhash_matches_hashlib_and_zlib(width):
+    if pack._rowhash is None:
+        pytest.skip("hangar.plumbing._rowhash is not built (pip install -e . builds it)")
+    rows = np.random.default_rng(width).integers(0, 256, size=(9, width), dtype=np.uint8)
+    rows[0] = 255  # the largest sums: adler32's deferred modulo must not overflow
+    head = b"blob %d\x00" % width
+    ids = pack._rowhash.sha1_rows(rows, width, head)
+    assert [ids[20 * i:20 * i + 20] for i in range(9)] == [hashlib.sha1(head + r.tobytes()).digest() for r in rows]
+    crcs = np.frombuffer(pack._rowhash.crc32_rows(rows, width), dtype=np.uint32).tolist()
+    assert crcs == [zlib.crc32(r.tobytes()) for r in rows]
+    adlers = np.frombuffer(pack._rowhash.adler32_rows(rows, width), dtype=np.uint32).tolist()
+    assert adlers == [zlib.adler32(r.tobytes()) for r in rows]
+    with pytest.raises(ValueError, match="not rows of"):
+        pack._rowhash.crc32_rows(b"abc", 2)
+
+
 @pytest.mark.parametrize("size", [0, 1, 15, 16, 83, 2047, 2048, 5000])
-def test_blob_block_ids_entries_and_crcs_match_one_by_one(tmp_path, size):
+def test_blob_block_ids_entries_and_crcs_match_one_by_one(tmp_path, size, row_sums):
     rng = np.random.default_rng(size)
     data = rng.integers(0, 256, size=(20, size), dtype=np.uint8)
     block = blob_block(data)
@@ -41,7 +72,7 @@ def test_blob_block_ids_entries_and_crcs_match_one_by_one(tmp_path, size):
         assert body[12:-20] == entry.tobytes()
 
 
-def test_pack_of_blocks_with_repeats_is_accepted_by_git(tmp_path):
+def test_pack_of_blocks_with_repeats_is_accepted_by_git(tmp_path, row_sums):
     git_dir = tmp_path / "g.git"
     subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
     data = np.random.default_rng(0).integers(0, 256, size=(3000, 83), dtype=np.uint8)
