@@ -46,8 +46,10 @@ def test_rowhash_matches_hashlib_and_zlib(width):
     rows = np.random.default_rng(width).integers(0, 256, size=(9, width), dtype=np.uint8)
     rows[0] = 255  # the largest sums: adler32's deferred modulo must not overflow
     head = b"blob %d\x00" % width
-    ids = pack._rowhash.sha1_rows(rows, width, head)
-    assert [ids[20 * i:20 * i + 20] for i in range(9)] == [hashlib.sha1(head + r.tobytes()).digest() for r in rows]
+    expected = [hashlib.sha1(head + r.tobytes()).digest() for r in rows]
+    for portable in (False, True):  # the CPU's SHA instructions where it has them, and the portable code
+        ids = pack._rowhash.sha1_rows(rows, width, head, portable)
+        assert [ids[20 * i:20 * i + 20] for i in range(9)] == expected
     crcs = np.frombuffer(pack._rowhash.crc32_rows(rows, width), dtype=np.uint32).tolist()
     assert crcs == [zlib.crc32(r.tobytes()) for r in rows]
     adlers = np.frombuffer(pack._rowhash.adler32_rows(rows, width), dtype=np.uint32).tolist()

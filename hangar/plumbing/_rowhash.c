@@ -4,7 +4,8 @@
  * "blob <n>\0" + content), the adler32 of the content (the zlib stream's trailer) and
  * the crc32 of the pack entry (the pack index). One Python call per row and checksum
  * cost ~2 us per blob on the 2-core box (60,000 blobs: ~0.12 s; 1,000,000: ~2 s); here
- * the loops run in C without the GIL. Pure-Python equivalents live in
+ * the loops run in C without the GIL (sha1 with the x86 SHA instructions where the CPU has
+ * them: 1,000,000 ids in 0.14 s of CPU instead of 0.80 s portable). Pure-Python equivalents live in
  * hangar/plumbing/pack.py and are used when this module is not built.
  */
 #define PY_SSIZE_T_CLEAN
@@ -44,9 +45,91 @@ static void sha1_block(uint32_t h[5], const unsigned char *p)
     h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e;
 }
 
+
+/* The same compression function with the x86 SHA extensions (most x86-64 CPUs since 2017;
+ * used when cpuid reports them): ~5x the portable code, the largest cost of a big commit. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_SHA_NI_CODE 1
+
+/* four rounds with message words ``cur``, keeping the schedule of the next words going */
+#define SHA_NI_STEP(EX, EY, CUR, NEXT, XORT, M1T, F)                                               \
+    EX = _mm_sha1nexte_epu32(EX, CUR);                                                             \
+    EY = abcd;                                                                                     \
+    NEXT = _mm_sha1msg2_epu32(NEXT, CUR);                                                          \
+    abcd = _mm_sha1rnds4_epu32(abcd, EX, F);                                                       \
+    M1T = _mm_sha1msg1_epu32(M1T, CUR);                                                            \
+    XORT = _mm_xor_si128(XORT, CUR);
+
+__attribute__((target("sha,sse4.1,ssse3")))
+static void sha1_block_ni(uint32_t h[5], const unsigned char *p)
+{
+    const __m128i swap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h), 0x1B);
+    __m128i e0 = _mm_set_epi32((int)h[4], 0, 0, 0), e1;
+    const __m128i abcd_in = abcd, e_in = e0;
+    __m128i m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), swap);
+    __m128i m1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16)), swap);
+    __m128i m2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 32)), swap);
+    __m128i m3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 48)), swap);
+    /* rounds 0-11: the schedule is not running yet */
+    e0 = _mm_add_epi32(e0, m0);
+    e1 = abcd;
+    abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
+    e1 = _mm_sha1nexte_epu32(e1, m1);
+    e0 = abcd;
+    abcd = _mm_sha1rnds4_epu32(abcd, e1, 0);
+    m0 = _mm_sha1msg1_epu32(m0, m1);
+    e0 = _mm_sha1nexte_epu32(e0, m2);
+    e1 = abcd;
+    abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
+    m1 = _mm_sha1msg1_epu32(m1, m2);
+    m0 = _mm_xor_si128(m0, m2);
+    /* rounds 12-79: group g uses m[g % 4]; words computed past round 79 are never used */
+    SHA_NI_STEP(e1, e0, m3, m0, m1, m2, 0)
+    SHA_NI_STEP(e0, e1, m0, m1, m2, m3, 0)
+    SHA_NI_STEP(e1, e0, m1, m2, m3, m0, 1)
+    SHA_NI_STEP(e0, e1, m2, m3, m0, m1, 1)
+    SHA_NI_STEP(e1, e0, m3, m0, m1, m2, 1)
+    SHA_NI_STEP(e0, e1, m0, m1, m2, m3, 1)
+    SHA_NI_STEP(e1, e0, m1, m2, m3, m0, 1)
+    SHA_NI_STEP(e0, e1, m2, m3, m0, m1, 2)
+    SHA_NI_STEP(e1, e0, m3, m0, m1, m2, 2)
+    SHA_NI_STEP(e0, e1, m0, m1, m2, m3, 2)
+    SHA_NI_STEP(e1, e0, m1, m2, m3, m0, 2)
+    SHA_NI_STEP(e0, e1, m2, m3, m0, m1, 2)
+    SHA_NI_STEP(e1, e0, m3, m0, m1, m2, 3)
+    SHA_NI_STEP(e0, e1, m0, m1, m2, m3, 3)
+    SHA_NI_STEP(e1, e0, m1, m2, m3, m0, 3)
+    SHA_NI_STEP(e0, e1, m2, m3, m0, m1, 3)
+    SHA_NI_STEP(e1, e0, m3, m0, m1, m2, 3)
+    e0 = _mm_sha1nexte_epu32(e0, e_in);
+    abcd = _mm_add_epi32(abcd, abcd_in);
+    _mm_storeu_si128((__m128i *)h, _mm_shuffle_epi32(abcd, 0x1B));
+    h[4] = (uint32_t)_mm_extract_epi32(e0, 3);
+}
+
+static int cpu_has_sha_ni(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 9)) || !(c & (1u << 19)))  /* ssse3, sse4.1 */
+        return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    return (b >> 29) & 1;  /* sha */
+}
+#else
+#define HAVE_SHA_NI_CODE 0
+static void sha1_block_ni(uint32_t h[5], const unsigned char *p) { sha1_block(h, p); }
+static int cpu_has_sha_ni(void) { return 0; }
+#endif
+
+typedef void (*block_fn)(uint32_t[5], const unsigned char *);
+
 /* sha1 of prefix + row, written as 20 raw bytes to out */
-static void sha1_prefixed(const unsigned char *prefix, Py_ssize_t plen, const unsigned char *row,
-                          Py_ssize_t rlen, unsigned char *out)
+static void sha1_prefixed(block_fn sha1_block, const unsigned char *prefix, Py_ssize_t plen,
+                          const unsigned char *row, Py_ssize_t rlen, unsigned char *out)
 {
     uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
     unsigned char block[64];
@@ -85,6 +168,7 @@ static void sha1_prefixed(const unsigned char *prefix, Py_ssize_t plen, const un
 /* ------------------------------------------------------------------ crc32 (zlib's), slicing by 8 */
 
 static uint32_t crc_table[8][256];
+static int has_sha_ni;
 
 static void crc_init(void)
 {
@@ -145,15 +229,17 @@ static PyObject *sha1_rows(PyObject *self, PyObject *args)
 {
     Py_buffer buf, prefix;
     Py_ssize_t width, n;
-    if (!PyArg_ParseTuple(args, "y*ny*", &buf, &width, &prefix))
+    int portable = 0;
+    if (!PyArg_ParseTuple(args, "y*ny*|p", &buf, &width, &prefix, &portable))
         return NULL;
+    block_fn fn = !portable && has_sha_ni ? sha1_block_ni : sha1_block;
     PyObject *out = NULL;
     if (rows_of(&buf, width, &n) == 0 && (out = PyBytes_FromStringAndSize(NULL, 20 * n)) != NULL) {
         unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
         const unsigned char *p = buf.buf;
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < n; i++)
-            sha1_prefixed(prefix.buf, prefix.len, p + i * width, width, o + 20 * i);
+            sha1_prefixed(fn, prefix.buf, prefix.len, p + i * width, width, o + 20 * i);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&buf);
@@ -187,7 +273,8 @@ static PyObject *adler32_rows(PyObject *self, PyObject *args) { return sums_rows
 
 static PyMethodDef methods[] = {
     {"sha1_rows", sha1_rows, METH_VARARGS,
-     "sha1_rows(buf, width, prefix) -> bytes: sha1(prefix + row) of each width-byte row, 20 bytes each"},
+     "sha1_rows(buf, width, prefix, portable=False) -> bytes: sha1(prefix + row) of each width-byte row, "
+     "20 bytes each (portable: without the CPU's SHA instructions)"},
     {"crc32_rows", crc32_rows, METH_VARARGS,
      "crc32_rows(buf, width) -> bytes: zlib.crc32 of each width-byte row, as native uint32"},
     {"adler32_rows", adler32_rows, METH_VARARGS,
@@ -200,5 +287,11 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_rowhash", NULL, -1,
 PyMODINIT_FUNC PyInit__rowhash(void)
 {
     crc_init();
-    return PyModule_Create(&module);
+    has_sha_ni = cpu_has_sha_ni();
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "sha_ni", has_sha_ni) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -240,6 +240,9 @@ class _BackgroundSync:
         #: the error of a failed fdatasync: Linux reports a write-back error once per open file, so
         #: one this thread swallowed would let the final fsync succeed over lost pages
         self.error: OSError | None = None
+        #: a flush was asked for and not started yet: done even when ``close`` comes first, so
+        #: a stop racing a request cannot skip it (its error would go unseen until the last fsync)
+        self.requested = False
         self.thread = threading.Thread(target=self._run, name="hangar-pack-sync", daemon=True)
         self.thread.start()
 
@@ -247,15 +250,18 @@ class _BackgroundSync:
         while True:
             self.wake.wait()
             self.wake.clear()
+            if self.requested:
+                self.requested = False
+                try:
+                    os.fdatasync(self.fd)
+                except OSError as exc:
+                    self.error = exc
+                    return
             if self.stop:
-                return
-            try:
-                os.fdatasync(self.fd)
-            except OSError as exc:
-                self.error = exc
                 return
 
     def request(self) -> None:
+        self.requested = True
         self.wake.set()
 
     def close(self) -> OSError | None:

@@ -325,6 +325,10 @@ class TensorStore:
         self._append(sample.digest, sample.codec, sample.rawlen, sample.payload)
         return True
 
+    def has_unflushed(self) -> bool:
+        """True when samples were written since the last :meth:`flush` (a pack is open)."""
+        return self._writer is not None
+
     def flush(self) -> None:
         """Make every sample written so far durable and visible to other processes."""
         if self._writer is None:
