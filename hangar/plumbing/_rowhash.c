@@ -268,6 +268,91 @@ static PyObject *sums_rows(PyObject *args, uint32_t (*fn)(const unsigned char *,
     return out;
 }
 
+/* Git ids and pack entries of blobs, one per width-byte row: returns (ids, entries, crcs) as
+ * bytes: sha1(head + row) (20 bytes each); prefix + row + big-endian adler32(row) (the pack
+ * entry: type/size header and stored-block zlib prefix, content, zlib trailer); crc32 of
+ * each entry (native uint32). One pass over the rows instead of numpy copies between calls. */
+static PyObject *blob_rows(PyObject *self, PyObject *args)
+{
+    Py_buffer buf, head, prefix;
+    Py_ssize_t width, n;
+    if (!PyArg_ParseTuple(args, "y*ny*y*", &buf, &width, &head, &prefix))
+        return NULL;
+    PyObject *ids = NULL, *entries = NULL, *crcs = NULL, *out = NULL;
+    if (rows_of(&buf, width, &n) == 0) {
+        Py_ssize_t ew = prefix.len + width + 4;
+        ids = PyBytes_FromStringAndSize(NULL, 20 * n);
+        entries = PyBytes_FromStringAndSize(NULL, ew * n);
+        crcs = PyBytes_FromStringAndSize(NULL, 4 * n);
+        if (ids != NULL && entries != NULL && crcs != NULL) {
+            unsigned char *io = (unsigned char *)PyBytes_AS_STRING(ids);
+            unsigned char *eo = (unsigned char *)PyBytes_AS_STRING(entries);
+            uint32_t *co = (uint32_t *)PyBytes_AS_STRING(crcs);
+            const unsigned char *p = buf.buf;
+            block_fn fn = has_sha_ni ? sha1_block_ni : sha1_block;
+            Py_BEGIN_ALLOW_THREADS
+            for (Py_ssize_t i = 0; i < n; i++) {
+                const unsigned char *row = p + i * width;
+                unsigned char *e = eo + i * ew;
+                memcpy(e, prefix.buf, (size_t)prefix.len);
+                memcpy(e + prefix.len, row, (size_t)width);
+                uint32_t a = adler32_of(row, width);
+                unsigned char *t = e + prefix.len + width;
+                t[0] = (unsigned char)(a >> 24); t[1] = (unsigned char)(a >> 16);
+                t[2] = (unsigned char)(a >> 8); t[3] = (unsigned char)a;
+                sha1_prefixed(fn, head.buf, head.len, row, width, io + 20 * i);
+                uint32_t c = crc32_of(e, ew);
+                memcpy(co + i, &c, 4);
+            }
+            Py_END_ALLOW_THREADS
+            out = PyTuple_Pack(3, ids, entries, crcs);
+        }
+    }
+    Py_XDECREF(ids);
+    Py_XDECREF(entries);
+    Py_XDECREF(crcs);
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&prefix);
+    return out;
+}
+
+/* prefix + lowercase hex of each 32-byte digest + tail, back to back: the pointer blobs of
+ * hangar/records/pointer.py (numpy's table lookups took ~0.5 us per pointer, this ~0.05) */
+static PyObject *hex_rows(PyObject *self, PyObject *args)
+{
+    Py_buffer digests, prefix, tail;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &digests, &prefix, &tail))
+        return NULL;
+    PyObject *out = NULL;
+    if (digests.len % 32) {
+        PyErr_Format(PyExc_ValueError, "digests buffer of %zd bytes is not rows of 32 bytes", digests.len);
+    } else {
+        Py_ssize_t n = digests.len / 32, width = prefix.len + 64 + tail.len;
+        if ((out = PyBytes_FromStringAndSize(NULL, n * width)) != NULL) {
+            static const char hexd[] = "0123456789abcdef";
+            unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+            const unsigned char *d = digests.buf;
+            Py_BEGIN_ALLOW_THREADS
+            for (Py_ssize_t i = 0; i < n; i++, d += 32) {
+                memcpy(o, prefix.buf, (size_t)prefix.len);
+                o += prefix.len;
+                for (int k = 0; k < 32; k++) {
+                    *o++ = (unsigned char)hexd[d[k] >> 4];
+                    *o++ = (unsigned char)hexd[d[k] & 15];
+                }
+                memcpy(o, tail.buf, (size_t)tail.len);
+                o += tail.len;
+            }
+            Py_END_ALLOW_THREADS
+        }
+    }
+    PyBuffer_Release(&digests);
+    PyBuffer_Release(&prefix);
+    PyBuffer_Release(&tail);
+    return out;
+}
+
 static PyObject *crc32_rows(PyObject *self, PyObject *args) { return sums_rows(args, crc32_of); }
 static PyObject *adler32_rows(PyObject *self, PyObject *args) { return sums_rows(args, adler32_of); }
 
@@ -279,6 +364,11 @@ static PyMethodDef methods[] = {
      "crc32_rows(buf, width) -> bytes: zlib.crc32 of each width-byte row, as native uint32"},
     {"adler32_rows", adler32_rows, METH_VARARGS,
      "adler32_rows(buf, width) -> bytes: zlib.adler32 of each width-byte row, as native uint32"},
+    {"blob_rows", blob_rows, METH_VARARGS,
+     "blob_rows(buf, width, head, prefix) -> (ids, entries, crcs): git ids, pack entries (prefix + row + "
+     "adler32) and their crc32 of blobs, one per width-byte row"},
+    {"hex_rows", hex_rows, METH_VARARGS,
+     "hex_rows(digests, prefix, tail) -> bytes: prefix + hex(digest) + tail for each 32-byte digest"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -70,15 +70,15 @@ def blob_block(data: np.ndarray) -> BlobBlock:
     head = b"blob %d\x00" % size
     # zlib stream of one final stored block: 78 01 | 01 LEN NLEN (little endian) | data | adler32 (big endian)
     prefix = _entry_header(OBJ_BLOB, size) + struct.pack("<2sBHH", b"\x78\x01", 1, size, size ^ 0xFFFF)
+    if _rowhash is not None and size:  # one pass in C: ids, entries and their crcs
+        ids, rows, sums = _rowhash.blob_rows(np.ascontiguousarray(data, dtype=np.uint8), size, head, prefix)
+        return BlobBlock(np.frombuffer(ids, dtype=np.uint8).reshape(n, 20),
+                         np.frombuffer(rows, dtype=np.uint8).reshape(n, len(prefix) + size + 4),
+                         np.frombuffer(sums, dtype=np.uint32))
     entries = np.empty((n, len(prefix) + size + 4), dtype=np.uint8)
     entries[:, :len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
     entries[:, len(prefix):-4] = data
-    if _rowhash is not None and size:
-        rows = np.ascontiguousarray(data, dtype=np.uint8)
-        oids = np.frombuffer(_rowhash.sha1_rows(rows, size, head), dtype=np.uint8).reshape(n, 20)
-        adler = np.frombuffer(_rowhash.adler32_rows(rows, size), dtype=np.uint32)
-    else:
-        oids, adler = _row_sums_python(data, head)
+    oids, adler = _row_sums_python(data, head)
     entries[:, -4:] = adler.astype(">u4").view(np.uint8).reshape(n, 4)
     crcs = crc32_rows(entries)
     return BlobBlock(oids, entries, crcs)

@@ -1,0 +1,21 @@
+"""Public face of the optional C extension ``_rowhash`` (built by ``pip install -e .``).
+
+``available`` says whether it was built; callers keep a numpy path for when it was not.
+"""
+
+from __future__ import annotations
+
+try:
+    from hangar.plumbing import _rowhash as _ext
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _ext = None
+
+available = _ext is not None
+
+
+def hex_rows(digests: object, prefix: bytes, tail: bytes) -> bytes:
+    """``prefix + hex(digest) + tail`` for each 32-byte row of ``digests`` (a C-contiguous
+    buffer), back to back. Only when :data:`available`."""
+    if _ext is None:
+        raise RuntimeError("hangar.plumbing._rowhash is not built; check rowhash.available first")
+    return _ext.hex_rows(digests, prefix, tail)
