@@ -29,6 +29,7 @@ from hangar.records.keys import (
     sorted_keys,
     validate_arrayset_name,
     validate_key,
+    validate_keys,
 )
 from hangar.records.pointer import SamplePointer
 from hangar.records.schema import (
@@ -571,6 +572,10 @@ class ArraysetDataWriter(ArraysetDataReader):
                 raise ValueError(f"arrayset {self.name!r} has named samples: add(data, name) needs a name")
             return uuid.uuid4().hex
         return validate_key(name)
+
+    def _check_names(self, names: list) -> list[Key]:
+        """:meth:`_check_name` of each of ``names`` (none is ``None``), vectorised where they are ints."""
+        return validate_keys(names)
 
     def _validate(self, data: object, name: object) -> tuple[Key, np.ndarray]:
         """``(key, array)`` of a sample checked against the schema, ready for ``_stage``."""

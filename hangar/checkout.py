@@ -304,7 +304,7 @@ class WriterCheckout(_CheckoutBase):
             raise ValueError("a sample key is needed for dict-style setting")
         if isinstance(values, np.ndarray):
             stack = aset._check_stack(values, len(keys))  # type: ignore[attr-defined]
-            names = [aset._check_name(k) for k in keys]  # type: ignore[attr-defined]
+            names = aset._check_names(keys)  # type: ignore[attr-defined]
             self._session.sync()  # samples held back by a ``with`` block were added earlier: store them first
             aset._write_stack(names, stack)  # type: ignore[attr-defined]
             return

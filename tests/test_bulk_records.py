@@ -227,3 +227,20 @@ def test_a_block_whose_blobs_are_all_repeats_writes_a_valid_pack(tmp_path, repo,
     co.close()
     fsck = run_git(repo, "fsck", "--strict", "--full")
     assert fsck.returncode == 0, fsck.stderr
+
+
+def test_validate_keys_is_validate_key_of_each():
+    from hangar.records.keys import validate_key, validate_keys
+
+    for keys in ([0, 5, 2], [3, "a", 7], ["x", "y"], [np.int64(4), 1], []):
+        assert validate_keys(keys) == [validate_key(k) for k in keys]
+    for bad in ([0, -1, 2], [1, True], [1, "a/b"], [2.0]):
+        with pytest.raises(ValueError):
+            validate_keys(bad)
+
+
+def test_stored_checks_are_stored_check_of_each():
+    from hangar.store.packs import stored_check, stored_checks
+
+    payloads = [b"", b"a", memoryview(b"xyz" * 1000), np.arange(10, dtype=np.uint8)]
+    assert stored_checks(payloads) == [stored_check(p) for p in payloads]

@@ -43,6 +43,18 @@ def validate_key(key: object, what: str = "sample key") -> Key:
     return _check_name(key, what)
 
 
+def validate_keys(keys: list, what: str = "sample key") -> list[Key]:
+    """:func:`validate_key` of each of ``keys``, as a list (the first bad one raises).
+
+    Keys that are all plain ints (``list(range(n))``, the bulk form's usual keys) are
+    checked with two C-level passes (types, then the minimum) instead of one call each.
+    """
+    if keys and set(map(type, keys)) == {int}:
+        if min(keys) >= 0:
+            return list(keys)
+    return [validate_key(k, what) for k in keys]
+
+
 def is_key_type(value: object) -> bool:
     """True for the types a key can have: str, or an int (numpy integers included), not bool."""
     t = type(value)

@@ -53,6 +53,14 @@ def stored_check(data: bytes | memoryview | np.ndarray) -> int:
     return xxhash.xxh3_64_intdigest(data) or 1
 
 
+def stored_checks(payloads: list) -> list[int]:
+    """:func:`stored_check` of each of many payloads (xxh3 mapped in C: ~0.4 µs each less)."""
+    checks = list(map(xxhash.xxh3_64_intdigest, payloads))
+    if 0 in checks:  # one in 2**64: the rare zero is stored as 1, as stored_check does
+        checks = [c or 1 for c in checks]
+    return checks
+
+
 class StoredCheck:
     """:func:`stored_check` of a sample's stored bytes read in pieces (``update`` each, in order)."""
 

@@ -25,6 +25,7 @@ from hangar.store.packs import (
     new_pack_id,
     parse_index,
     stored_check,
+    stored_checks,
 )
 from hangar.store.readtable import LocationTable, prune_cache
 
@@ -292,7 +293,7 @@ class TensorStore:
             offsets = np.cumsum([start, *lengths[:-1]]).tolist()
         # Locations built by tuple.__new__ in C (the NamedTuple constructor is a Python function)
         self._pending.update(zip(digests, map(tuple.__new__, repeat(Location), zip(
-            repeat(self._pending_pack), offsets, lengths, rawlens, codec_ids, map(stored_check, payloads)))))
+            repeat(self._pending_pack), offsets, lengths, rawlens, codec_ids, stored_checks(payloads)))))
         self._pending_bytes += sum(lengths)
         if self._pending_bytes >= PACK_TARGET_BYTES:
             self.flush()
