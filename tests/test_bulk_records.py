@@ -244,3 +244,15 @@ def test_stored_checks_are_stored_check_of_each():
 
     payloads = [b"", b"a", memoryview(b"xyz" * 1000), np.arange(10, dtype=np.uint8)]
     assert stored_checks(payloads) == [stored_check(p) for p in payloads]
+
+
+def test_blob_entries_are_serialize_tree_bytes(pointer_rows):
+    from hangar.plumbing.trees import blob_entries
+
+    names = sorted(f"{i}" for i in range(0, 3000, 7)) + ["a", "bb_-.x", "z" * 40]
+    ranked = np.array([n.encode() for n in names])
+    oids = np.random.default_rng(3).integers(0, 256, size=(len(names), 20), dtype=np.uint8)
+    entries, starts = blob_entries(ranked, oids)
+    expected = [b"100644 %s\x00%s" % (n.encode(), o.tobytes()) for n, o in zip(names, oids)]
+    assert entries.tobytes() == b"".join(expected)
+    assert np.diff(starts).tolist() == [len(e) for e in expected]

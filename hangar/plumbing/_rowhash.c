@@ -317,6 +317,52 @@ static PyObject *blob_rows(PyObject *self, PyObject *args)
     return out;
 }
 
+/* Tree entries "<mode> <name>\0<20-byte id>" back to back, for names given as the rows of a
+ * fixed-width bytes array (width bytes each, lens[i] of them used) and ids as 20-byte rows;
+ * numpy's column-by-column scatter took ~0.35 us per entry, this ~0.03. */
+static PyObject *tree_entry_rows(PyObject *self, PyObject *args)
+{
+    Py_buffer names, lens, ids, mode;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*ny*y*y*", &names, &width, &lens, &ids, &mode))
+        return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t n = ids.len / 20;
+    if (width <= 0 || ids.len % 20 || names.len != n * width || lens.len != n * (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "tree_entry_rows: names, lens and ids disagree on the number of rows");
+    } else {
+        const int64_t *ln = lens.buf;
+        Py_ssize_t total = 0;
+        int bad = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (ln[i] < 0 || ln[i] > width) { bad = 1; break; }
+            total += mode.len + ln[i] + 21;
+        }
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "tree_entry_rows: a name length is outside 0..width");
+        } else if ((out = PyBytes_FromStringAndSize(NULL, total)) != NULL) {
+            unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+            const unsigned char *nm = names.buf, *id = ids.buf;
+            Py_BEGIN_ALLOW_THREADS
+            for (Py_ssize_t i = 0; i < n; i++) {
+                memcpy(o, mode.buf, (size_t)mode.len);
+                o += mode.len;
+                memcpy(o, nm + i * width, (size_t)ln[i]);
+                o += ln[i];
+                *o++ = 0;
+                memcpy(o, id + 20 * i, 20);
+                o += 20;
+            }
+            Py_END_ALLOW_THREADS
+        }
+    }
+    PyBuffer_Release(&names);
+    PyBuffer_Release(&lens);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&mode);
+    return out;
+}
+
 /* prefix + lowercase hex of each 32-byte digest + tail, back to back: the pointer blobs of
  * hangar/records/pointer.py (numpy's table lookups took ~0.5 us per pointer, this ~0.05) */
 static PyObject *hex_rows(PyObject *self, PyObject *args)
@@ -367,6 +413,8 @@ static PyMethodDef methods[] = {
     {"blob_rows", blob_rows, METH_VARARGS,
      "blob_rows(buf, width, head, prefix) -> (ids, entries, crcs): git ids, pack entries (prefix + row + "
      "adler32) and their crc32 of blobs, one per width-byte row"},
+    {"tree_entry_rows", tree_entry_rows, METH_VARARGS,
+     "tree_entry_rows(names, width, lens, ids, mode) -> bytes: mode + name + NUL + id per row, back to back"},
     {"hex_rows", hex_rows, METH_VARARGS,
      "hex_rows(digests, prefix, tail) -> bytes: prefix + hex(digest) + tail for each 32-byte digest"},
     {NULL, NULL, 0, NULL},

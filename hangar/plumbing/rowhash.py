@@ -19,3 +19,11 @@ def hex_rows(digests: object, prefix: bytes, tail: bytes) -> bytes:
     if _ext is None:
         raise RuntimeError("hangar.plumbing._rowhash is not built; check rowhash.available first")
     return _ext.hex_rows(digests, prefix, tail)
+
+
+def tree_entry_rows(names: object, width: int, lens: object, ids: object, mode: bytes) -> bytes:
+    """``mode + name + NUL + id`` for each row: ``names`` rows of ``width`` bytes (``lens``
+    int64 of them used), ``ids`` rows of 20 bytes; back to back. Only when :data:`available`."""
+    if _ext is None:
+        raise RuntimeError("hangar.plumbing._rowhash is not built; check rowhash.available first")
+    return _ext.tree_entry_rows(names, width, lens, ids, mode)
