@@ -256,3 +256,15 @@ def test_blob_entries_are_serialize_tree_bytes(pointer_rows):
     expected = [b"100644 %s\x00%s" % (n.encode(), o.tobytes()) for n, o in zip(names, oids)]
     assert entries.tobytes() == b"".join(expected)
     assert np.diff(starts).tolist() == [len(e) for e in expected]
+
+
+def test_id_order_sorts_bytewise_when_ids_share_their_first_8_bytes():
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 256, size=(200, 20), dtype=np.uint8)
+    ids[10:20, :8] = ids[0, :8]  # same first 8 bytes, different ids: the full sort
+    ids[30] = ids[40] = ids[50]  # exact repeats
+    order, tied = pack._id_order(ids)
+    ranked = [bytes(r) for r in ids[order]]
+    assert ranked == sorted(ranked)
+    equal_next = [i for i in range(len(ranked) - 1) if ranked[i][:8] == ranked[i + 1][:8]]
+    assert tied.tolist() == equal_next
