@@ -39,6 +39,7 @@ from hangar.records.keys import (
     sorted_keys,
     validate_arrayset_name,
     validate_key,
+    validate_keys,
 )
 from hangar.records.pointer import SamplePointer
 from hangar.records.schema import (
@@ -651,6 +652,10 @@ class ArraysetDataWriter(ArraysetDataReader):
             return uuid.uuid4().hex
         return validate_key(name)
 
+    def _check_names(self, names: list) -> list[Key]:
+        """:meth:`_check_name` of each of ``names`` (none is ``None``), vectorised where they are ints."""
+        return validate_keys(names)
+
     def _validate(self, data: object, name: object) -> tuple[Key, np.ndarray]:
         """``(key, array)`` of a sample checked against the schema, ready for ``_stage``."""
         arr = self._check_data(data)
@@ -1089,7 +1094,7 @@ def set_samples(aset: ArraysetDataWriter, keys: list, values: object) -> None:
         raise InvalidSelectionError("a sample key is needed for dict-style setting")
     if isinstance(values, np.ndarray):
         stack = aset._check_stack(values, len(keys))
-        names = [aset._check_name(k) for k in keys]
+        names = aset._check_names(keys)
         aset._session.sync()  # samples held back by a ``with`` block were added earlier: store them first
         aset._write_stack(names, stack)
         return

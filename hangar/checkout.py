@@ -339,7 +339,7 @@ class WriterCheckout(_CheckoutBase):
         if not isinstance(commit_message, str):
             raise InvalidArgumentError(f"commit message must be a str, not {type(commit_message).__name__}")
         stage = self._stage
-        if stage.is_clean():
+        if stage.is_clean_flushing_data():
             raise NothingToCommitError("nothing to commit: the staging area has no changes")
         git = self._core.git
         head = git.branch_head(self._state.branch)

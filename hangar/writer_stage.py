@@ -8,6 +8,7 @@ private state.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from hangar.arrayset import Arraysets, detach_arrayset
@@ -73,6 +74,26 @@ class WriterStage:
         if base_tree is None:
             return tree is None or tree == self.core.empty_tree_id()
         return tree == base_tree
+
+    def is_clean_flushing_data(self) -> bool:
+        """:meth:`is_clean`, with the sample bytes made durable meanwhile when there are edits.
+
+        The data pack's fsyncs (I/O) run in a thread while this one builds the records trees
+        (CPU, cached for the commit): a 60,000-sample commit waited for both one after the
+        other. Records are still written only after the data is durable (:meth:`flush` runs later).
+        """
+        area = self.area  # stores held-back samples first
+        store = self.session.store
+        if not (area.has_edits() and store.has_unflushed()):
+            return self.is_clean()
+        self.check_lock()  # as flush: never write after losing the lock
+        with ThreadPoolExecutor(1, thread_name_prefix="hangar-data-flush") as pool:
+            data_durable = pool.submit(store.flush)
+            try:
+                clean = self.is_clean()
+            finally:
+                data_durable.result()  # a failed flush raises here, before any record is written
+        return clean
 
     def flush(self) -> str:
         """Make the staging area durable: store bytes first, then records, then the state file."""

@@ -4,6 +4,7 @@ are byte for byte what the object-by-object path builds, and git reads them."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import subprocess
 import zlib
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from hangar.core import RepositoryCore
+from hangar.plumbing import pack, rowhash
 from hangar.plumbing.pack import OBJ_BLOB, OBJ_TREE, ObjectBatch, blob_block, object_id, write_pack
 from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, apply_edits, serialize_tree
 from hangar.records import layout
@@ -20,15 +22,56 @@ from hangar.records.pointer import SamplePointer, encode_pointer, encode_pointer
 from hangar.records.staging import StagedEntries
 
 
+@pytest.fixture(params=["extension", "numpy"])
+def pointer_rows(request, monkeypatch):
+    """Each way of building pointer rows: the C extension (skipped where not built) and numpy."""
+    if request.param == "extension":
+        if not rowhash.available:
+            pytest.skip("hangar.plumbing._rowhash is not built (pip install -e . builds it)")
+    else:
+        monkeypatch.setattr(rowhash, "available", False)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype,shape", [("|u1", (28, 28)), ("<f4", (1024, 1024)), ("<i8", ()), ("<U3", (7,))])
-def test_encode_pointers_matches_encode_pointer(dtype, shape):
+def test_encode_pointers_matches_encode_pointer(dtype, shape, pointer_rows):
     digests = np.random.default_rng(1).integers(0, 256, size=(50, 32), dtype=np.uint8)
     rows = encode_pointers(digests, dtype, shape)
     assert [r.tobytes() for r in rows] == [encode_pointer(SamplePointer(d.tobytes(), dtype, shape)) for d in digests]
 
 
+@pytest.fixture(params=["extension", "python"])
+def row_sums(request, monkeypatch):
+    """Each implementation of the per-row checksums: the optional C extension ``_rowhash``
+    (skipped where it is not built) and the pure-Python fallback."""
+    if request.param == "extension":
+        if not rowhash.available:
+            pytest.skip("hangar.plumbing._rowhash is not built (pip install -e . builds it)")
+    else:
+        monkeypatch.setattr(rowhash, "available", False)
+    return request.param
+
+
+@pytest.mark.parametrize("width", [1, 3, 7, 8, 9, 47, 55, 56, 57, 63, 64, 65, 119, 120, 128, 5553, 6000])
+def test_rowhash_matches_hashlib_and_zlib(width):
+    ext = pytest.importorskip("hangar.plumbing._rowhash", reason="not built (pip install -e . builds it)")
+    rows = np.random.default_rng(width).integers(0, 256, size=(9, width), dtype=np.uint8)
+    rows[0] = 255  # the largest sums: adler32's deferred modulo must not overflow
+    head = b"blob %d\x00" % width
+    expected = [hashlib.sha1(head + r.tobytes()).digest() for r in rows]
+    for portable in (False, True):  # the CPU's SHA instructions where it has them, and the portable code
+        ids = ext.sha1_rows(rows, width, head, portable)
+        assert [ids[20 * i:20 * i + 20] for i in range(9)] == expected
+    crcs = np.frombuffer(ext.crc32_rows(rows, width), dtype=np.uint32).tolist()
+    assert crcs == [zlib.crc32(r.tobytes()) for r in rows]
+    adlers = np.frombuffer(ext.adler32_rows(rows, width), dtype=np.uint32).tolist()
+    assert adlers == [zlib.adler32(r.tobytes()) for r in rows]
+    with pytest.raises(ValueError, match="not rows of"):
+        ext.crc32_rows(b"abc", 2)
+
+
 @pytest.mark.parametrize("size", [0, 1, 15, 16, 83, 2047, 2048, 5000])
-def test_blob_block_ids_entries_and_crcs_match_one_by_one(tmp_path, size):
+def test_blob_block_ids_entries_and_crcs_match_one_by_one(tmp_path, size, row_sums):
     rng = np.random.default_rng(size)
     data = rng.integers(0, 256, size=(20, size), dtype=np.uint8)
     block = blob_block(data)
@@ -43,7 +86,7 @@ def test_blob_block_ids_entries_and_crcs_match_one_by_one(tmp_path, size):
         assert body[12:-20] == entry.tobytes()
 
 
-def test_pack_of_blocks_with_repeats_is_accepted_by_git(tmp_path):
+def test_pack_of_blocks_with_repeats_is_accepted_by_git(tmp_path, row_sums):
     git_dir = tmp_path / "g.git"
     subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
     data = np.random.default_rng(0).integers(0, 256, size=(3000, 83), dtype=np.uint8)
@@ -186,3 +229,44 @@ def test_a_block_whose_blobs_are_all_repeats_writes_a_valid_pack(tmp_path, repo,
     co.close()
     fsck = run_git(repo, "fsck", "--strict", "--full")
     assert fsck.returncode == 0, fsck.stderr
+
+
+def test_validate_keys_is_validate_key_of_each():
+    from hangar.records.keys import validate_key, validate_keys
+
+    for keys in ([0, 5, 2], [3, "a", 7], ["x", "y"], [np.int64(4), 1], []):
+        assert validate_keys(keys) == [validate_key(k) for k in keys]
+    for bad in ([0, -1, 2], [1, True], [1, "a/b"], [2.0]):
+        with pytest.raises(ValueError):
+            validate_keys(bad)
+
+
+def test_stored_checks_are_stored_check_of_each():
+    from hangar.store.packs import stored_check, stored_checks
+
+    payloads = [b"", b"a", memoryview(b"xyz" * 1000), np.arange(10, dtype=np.uint8)]
+    assert stored_checks(payloads) == [stored_check(p) for p in payloads]
+
+
+def test_blob_entries_are_serialize_tree_bytes(pointer_rows):
+    from hangar.plumbing.trees import blob_entries
+
+    names = sorted(f"{i}" for i in range(0, 3000, 7)) + ["a", "bb_-.x", "z" * 40]
+    ranked = np.array([n.encode() for n in names])
+    oids = np.random.default_rng(3).integers(0, 256, size=(len(names), 20), dtype=np.uint8)
+    entries, starts = blob_entries(ranked, oids)
+    expected = [b"100644 %s\x00%s" % (n.encode(), o.tobytes()) for n, o in zip(names, oids)]
+    assert entries.tobytes() == b"".join(expected)
+    assert np.diff(starts).tolist() == [len(e) for e in expected]
+
+
+def test_id_order_sorts_bytewise_when_ids_share_their_first_8_bytes():
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 256, size=(200, 20), dtype=np.uint8)
+    ids[10:20, :8] = ids[0, :8]  # same first 8 bytes, different ids: the full sort
+    ids[30] = ids[40] = ids[50]  # exact repeats
+    order, tied = pack._id_order(ids)
+    ranked = [bytes(r) for r in ids[order]]
+    assert ranked == sorted(ranked)
+    equal_next = [i for i in range(len(ranked) - 1) if ranked[i][:8] == ranked[i + 1][:8]]
+    assert tied.tolist() == equal_next

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Optional, cast
 import numpy as np
 import pygit2
 
+from hangar.plumbing import rowhash
 from hangar.plumbing.pack import OBJ_TREE, ObjectBatch
 
 MODE_BLOB = 0o100644
@@ -85,6 +86,10 @@ def blob_entries(names: np.ndarray, oids: np.ndarray) -> tuple[np.ndarray, np.nd
     lens = np.strings.str_len(names).astype(np.int64) if n else np.zeros(0, np.int64)
     starts = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lens + len(_BLOB_MODE) + 21, out=starts[1:])
+    if rowhash.available and n and width:  # the optional C extension: one pass, ~10x the scatter below
+        raw = rowhash.tree_entry_rows(np.ascontiguousarray(names), width, lens,
+                                      np.ascontiguousarray(oids, dtype=np.uint8), _BLOB_MODE.tobytes())
+        return np.frombuffer(raw, dtype=np.uint8), starts
     out = np.empty(int(starts[-1]), dtype=np.uint8)
     at = starts[:-1]
     for k, c in enumerate(_BLOB_MODE.tolist()):

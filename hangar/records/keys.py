@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 import re
 import zlib
-from typing import Iterable, Union
+from typing import Any, Iterable, Union
 
 from hangar.errors import InvalidNameError
 
@@ -43,6 +43,18 @@ def validate_key(key: object, what: str = "sample key") -> Key:
             raise InvalidNameError(f"{what} {key!r} is negative; int keys must be >= 0")
         return int(key)
     return _check_name(key, what)
+
+
+def validate_keys(keys: list[Any], what: str = "sample key") -> list[Key]:
+    """:func:`validate_key` of each of ``keys``, as a list (the first bad one raises).
+
+    Keys that are all plain ints (``list(range(n))``, the bulk form's usual keys) are
+    checked with two C-level passes (types, then the minimum) instead of one call each.
+    """
+    if keys and set(map(type, keys)) == {int}:
+        if min(keys) >= 0:
+            return list(keys)
+    return [validate_key(k, what) for k in keys]
 
 
 def is_key_type(value: object) -> bool:

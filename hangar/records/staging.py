@@ -6,6 +6,7 @@ The staging area is durable: ``flush`` writes its tree as a pack and records it 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import zlib
@@ -280,7 +281,16 @@ class StagingArea:
         """Tree id of the staged state, and the batch of new objects it needs (cached)."""
         if self._built is not None and self._built[0] == self._tick[0]:
             return self._built[1], self._built[2]
-        tree, batch = self._build()
+        # building allocates a few objects per leaf tree and none in cycles, but the cyclic
+        # collector's full passes over a heap of staged pointers (one tuple per sample) cost
+        # ~14% of the CPU time of a 200,000-sample commit: paused, the previous state restored
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            tree, batch = self._build()
+        finally:
+            if was_enabled:
+                gc.enable()
         self._built = (self._tick[0], tree, batch)
         return tree, batch
 

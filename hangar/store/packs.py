@@ -58,6 +58,14 @@ def stored_check(data: bytes | memoryview | np.ndarray) -> int:
     return xxhash.xxh3_64_intdigest(data) or 1
 
 
+def stored_checks(payloads: list[Any]) -> list[int]:
+    """:func:`stored_check` of each of many payloads (xxh3 mapped in C: ~0.4 µs each less)."""
+    checks = list(map(xxhash.xxh3_64_intdigest, payloads))
+    if 0 in checks:  # one in 2**64: the rare zero is stored as 1, as stored_check does
+        checks = [c or 1 for c in checks]
+    return checks
+
+
 class StoredCheck:
     """:func:`stored_check` of a sample's stored bytes read in pieces (``update`` each, in order)."""
 
@@ -211,6 +219,9 @@ class _BackgroundSync:
         #: the error of a failed fdatasync: Linux reports a write-back error once per open file, so
         #: one this thread swallowed would let the final fsync succeed over lost pages
         self.error: OSError | None = None
+        #: a flush was asked for and not started yet: done even when ``close`` comes first, so
+        #: a stop racing a request cannot skip it (its error would go unseen until the last fsync)
+        self.requested = False
         self.thread = threading.Thread(target=self._run, name="hangar-pack-sync", daemon=True)
         self.thread.start()
 
@@ -218,15 +229,18 @@ class _BackgroundSync:
         while True:
             self.wake.wait()
             self.wake.clear()
+            if self.requested:
+                self.requested = False
+                try:
+                    os.fdatasync(self.fd)
+                except OSError as exc:
+                    self.error = exc
+                    return
             if self.stop:
-                return
-            try:
-                os.fdatasync(self.fd)
-            except OSError as exc:
-                self.error = exc
                 return
 
     def request(self) -> None:
+        self.requested = True
         self.wake.set()
 
     def close(self) -> OSError | None:
