@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a virtual environment (first run only) and run the end-to-end tour.
-# The package is (re)installed only when it is missing or pyproject.toml changed since the
-# last install, so a second run starts the tour at once.
+# The package is (re)installed only when it is missing or its build inputs (pyproject.toml,
+# setup.py, the optional C extension) changed since the last install, so a second run starts
+# the tour at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${HANGAR_VENV:-.venv}
@@ -9,7 +10,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 STAMP="$VENV/.hangar-demo-installed"
-WANT="$(cksum < pyproject.toml) $PWD"
+WANT="$(cat pyproject.toml setup.py hangar/plumbing/_rowhash.c | cksum) $PWD"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || ! "$VENV/bin/python" -c "import hangar" 2>/dev/null; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e .

@@ -12,8 +12,9 @@ export PATH
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e '.[test]'
 # optional extras the loader tests exercise: torch (a local CPU wheel, fast), tensorflow-cpu and dask
+# (with dask.distributed: to_dask on a LocalCluster of worker processes)
 "$VENV/bin/python" -m pip install -q torch==2.13.0 || echo "WARNING: torch not installed: torch loader tests will skip"
-"$VENV/bin/python" -m pip install -q tensorflow-cpu "dask[array]" \
+"$VENV/bin/python" -m pip install -q tensorflow-cpu "dask[array,distributed]" \
   || echo "WARNING: tensorflow-cpu/dask not installed: their loader tests will skip"
 "$VENV/bin/python" -m ruff check hangar tests scripts examples
 # types: strict on plumbing/store/records (config: [tool.mypy] in pyproject.toml)

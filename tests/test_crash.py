@@ -296,7 +296,7 @@ def test_pusher_killed_mid_push_leaves_client_and_server_consistent(tmp_path, se
         server = Repository(srv.path)
         fsck = subprocess.run(["git", "--git-dir", os.path.join(srv.path, ".hangar"), "fsck", "--strict"],
                               capture_output=True, text=True)
-        assert fsck.returncode == 0, fsck.stderr
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
         report = server.verify()
         assert report.ok, str(report)
         # The push the kill interrupted may still be landing on the server (the pack was sent,

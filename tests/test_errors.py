@@ -108,7 +108,6 @@ BARE_BUILTINS = {
     ("loader_source.py", "NotImplementedError"): "the abstract interface arrayset readers implement; never reached",
     ("testing/contracts.py", "NotImplementedError"): "a backend's contract class overrides the fixture; never reached",
     ("remote/client.py", "AssertionError"): "marks unreachable code after a loop that always returns or raises",
-    ("remote/server.py", "SystemExit"): "the signal handler stops `hangar server` with exit status 0",
 }
 
 #: exception-like classes defined outside errors.py, and why they may be

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
-try:
-    from hangar.plumbing import _rowhash as _ext
+from hangar.errors import MissingDependencyError
+
+try:  # the C module's one importer: this module is its public face (as _faults is for crash points)
+    import hangar.plumbing._rowhash as _ext
 except ImportError:  # pragma: no cover - exercised where the extension is not built
     _ext = None  # type: ignore[assignment]  # the extension is optional
 
@@ -17,7 +19,8 @@ def hex_rows(digests: object, prefix: bytes, tail: bytes) -> bytes:
     """``prefix + hex(digest) + tail`` for each 32-byte row of ``digests`` (a C-contiguous
     buffer), back to back. Only when :data:`available`."""
     if _ext is None:
-        raise RuntimeError("hangar.plumbing._rowhash is not built; check rowhash.available first")
+        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
+                                     "check rowhash.available first")
     return _ext.hex_rows(digests, prefix, tail)
 
 
@@ -25,7 +28,8 @@ def tree_entry_rows(names: object, width: int, lens: object, ids: object, mode: 
     """``mode + name + NUL + id`` for each row: ``names`` rows of ``width`` bytes (``lens``
     int64 of them used), ``ids`` rows of 20 bytes; back to back. Only when :data:`available`."""
     if _ext is None:
-        raise RuntimeError("hangar.plumbing._rowhash is not built; check rowhash.available first")
+        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
+                                     "check rowhash.available first")
     return _ext.tree_entry_rows(names, width, lens, ids, mode)
 
 
@@ -33,12 +37,14 @@ def blob_rows(buf: object, width: int, head: bytes, prefix: bytes) -> tuple[byte
     """``(git ids, pack entries, their crc32s)`` of the blobs that are the ``width``-byte rows of
     ``buf``: entries are ``prefix + row + adler32``. Only when :data:`available`."""
     if _ext is None:
-        raise RuntimeError("hangar.plumbing._rowhash is not built; check rowhash.available first")
+        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
+                                     "check rowhash.available first")
     return _ext.blob_rows(buf, width, head, prefix)
 
 
 def crc32_rows(buf: object, width: int) -> bytes:
     """``zlib.crc32`` of each ``width``-byte row of ``buf``, as native uint32. Only when :data:`available`."""
     if _ext is None:
-        raise RuntimeError("hangar.plumbing._rowhash is not built; check rowhash.available first")
+        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
+                                     "check rowhash.available first")
     return _ext.crc32_rows(buf, width)

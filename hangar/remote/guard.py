@@ -102,6 +102,9 @@ def _parser_class(screen: Screen) -> type:
             self.error = error
             self.completed = True
             self.expect_continue = False
+            # the body is never read: its buffer (a temporary file beyond 512 KiB) is closed now,
+            # not left to the garbage collector (a ResourceWarning at shutdown)
+            self.close()
 
         def _screen(self) -> None:
             path, query = self.path or "", self.query or ""
@@ -142,6 +145,27 @@ class _Channel(HTTPChannel):
 
 class GuardedServer(TcpWSGIServer):
     """A waitress TCP server whose main loop enforces the limits of this module."""
+
+    stopping = False
+
+    def run(self) -> None:
+        """Serve until :meth:`request_stop`; then stop the task threads (connections still open
+        are :meth:`close`'s to close).
+
+        A stop is a flag the loop checks between turns (each at most ``asyncore_loop_timeout``,
+        1 s): a ``SystemExit`` raised by a signal handler could land inside ``handle_accept``
+        between ``accept()`` and the new connection's registration and leak that socket.
+        """
+        try:
+            while not self.stopping:
+                self.asyncore.loop(timeout=self.adj.asyncore_loop_timeout, map=self._map,
+                                   use_poll=self.adj.asyncore_use_poll, count=1)
+        finally:
+            self.task_dispatcher.shutdown()
+
+    def request_stop(self) -> None:
+        """Make :meth:`run` return after the current loop turn (safe in a signal handler)."""
+        self.stopping = True
 
     def handle_accept(self) -> None:
         # stock waitress accepts one connection per loop turn, and a turn costs a call per

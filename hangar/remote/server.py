@@ -865,7 +865,7 @@ def run_server(path: str, ip: str = "127.0.0.1", port: int = 50051, username: Op
             raise
 
     def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)
+        server.request_stop()  # a flag: the main loop returns at its next turn
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     where = f"https://{ip}:{frontend.port}/" if frontend else f"http://{server.effective_host}:{server.effective_port}/"
