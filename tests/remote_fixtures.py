@@ -57,10 +57,12 @@ class ServerProcess:
 
     def __init__(self, path: str, username: Optional[str] = None, password: Optional[str] = None,
                  port: Optional[int] = None, tls: Optional[tuple[str, str]] = None, env: Optional[dict] = None,
-                 password_via: str = "arg", rlimit_as: Optional[int] = None) -> None:
+                 password_via: str = "arg", rlimit_as: Optional[int] = None, new_session: bool = False) -> None:
         """``password_via``: 'arg' (--password), 'env' (HANGAR_SERVER_PASSWORD) or 'file'
         (--password-file); ``env``: the server's whole environment; ``rlimit_as``: its
-        address-space limit in bytes (a test that could make it allocate GBs)."""
+        address-space limit in bytes (a test that could make it allocate GBs); ``new_session``:
+        the server leads its own process group, so :meth:`wait_children_gone` can wait for the
+        git processes it started (a receive-pack outlives a graceful stop that timed out)."""
         self.path = str(path)
         self.port = port or free_port()
         self.tls = tls  # (certificate, key) PEM paths: serve HTTPS
@@ -92,7 +94,7 @@ class ServerProcess:
             resource.setrlimit(resource.RLIMIT_AS, (rlimit_as, rlimit_as))
 
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     preexec_fn=limit if rlimit_as else None)
+                                     preexec_fn=limit if rlimit_as else None, start_new_session=new_session)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -141,6 +143,17 @@ class ServerProcess:
         if sig in (signal.SIGTERM, signal.SIGINT):
             assert "ResourceWarning" not in self.log(), f"the server leaked at shutdown:\n{self.log()}"
         return rc
+
+    def wait_children_gone(self, timeout: float = 60.0) -> None:
+        """After :meth:`stop` of a ``new_session`` server: wait until no process it started runs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            assert time.monotonic() < deadline, f"processes of the stopped server still run after {timeout} s"
+            time.sleep(0.05)
 
     def kill(self) -> None:
         """SIGKILL: the server gets no chance to clean up (a crash)."""
