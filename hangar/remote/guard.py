@@ -188,6 +188,11 @@ class GuardedServer(TcpWSGIServer):
         """
         super().close()
         for channel in list(self._map.values()):
+            # request bodies still held (one arriving, or queued for a task that will not run
+            # now): their buffers are temporary files beyond 512 KiB, a ResourceWarning each
+            for request in (getattr(channel, "request", None), *getattr(channel, "requests", ())):
+                if request is not None:
+                    request.close()
             channel.close()
 
     def maintenance(self, now: float) -> None:
