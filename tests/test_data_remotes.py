@@ -358,6 +358,31 @@ def test_history_through_git_daemon(tmp_path, s3_env):  # noqa: F811
 
 
 # --------------------------------------------------------------------------------- CLI
+# obstore (the s3 extra) made absent in a child process: the import fails as it does where it is not installed
+_WITHOUT_OBSTORE = """
+import sys
+class _Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name == "obstore" or name.startswith("obstore."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Absent())
+sys.argv = ["hangar", "push", "origin", "master"]
+from hangar.cli import main
+main()
+"""
+
+
+def test_push_to_a_data_remote_without_the_s3_extra_says_how_to_install_it(tmp_path):
+    # found in review: README says `pip install 'hangar[s3]'`, but without it `hangar push` to an
+    # s3:// data remote printed only "error: No module named 'obstore'" (nothing about the extra)
+    r = make_repo(tmp_path / "src", n=2)
+    r.remote.add("origin", bare_git(tmp_path / "h.git"), data="s3://bucket/digits", endpoint_url="http://127.0.0.1:9")
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_OBSTORE], cwd=r.path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1, out
+    assert "pip install 'hangar[s3]'" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
 def test_cli_add_push_clone_fetch_data_and_lazy_switch(tmp_path, s3_env, monkeypatch):  # noqa: F811
     from tests.cli_helpers import fails, ok
 

@@ -184,7 +184,10 @@ class GuardedServer(TcpWSGIServer):
 
         waitress closes only the listening socket: connections still open at shutdown (a client's
         kept-alive one, or one whose peer already hung up) were left to the interpreter's exit,
-        one ``ResourceWarning: unclosed socket`` each.
+        one ``ResourceWarning: unclosed socket`` each. ``handle_close`` (not ``close``): it also
+        closes a half-received request's body and the answer buffers, which spill to temporary
+        files beyond :data:`BUFFER` (``close`` left them open: a ``ResourceWarning`` at every stop
+        during an upload).
         """
         super().close()
         for channel in list(self._map.values()):
@@ -193,7 +196,10 @@ class GuardedServer(TcpWSGIServer):
             for request in (getattr(channel, "request", None), *getattr(channel, "requests", ())):
                 if request is not None:
                     request.close()
-            channel.close()
+            if isinstance(channel, HTTPChannel):
+                channel.handle_close()  # also its answer buffers (files, for large answers)
+            else:  # waitress's trigger (its handle_close is close)
+                channel.close()
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)  # idle channels without a running request

@@ -33,7 +33,13 @@ from urllib.parse import urlparse
 import blake3
 
 from hangar._faults import crash_point
-from hangar.errors import CorruptDataError, DataRemoteAddressError, ObjectStoreError, PackNotFoundError
+from hangar.errors import (
+    CorruptDataError,
+    DataRemoteAddressError,
+    MissingDependencyError,
+    ObjectStoreError,
+    PackNotFoundError,
+)
 from hangar.store.packs import ZarrPackStorage, array_metadata
 
 #: bytes of pack data per object pushed (several are uploaded at once)
@@ -118,7 +124,11 @@ class ObjectPackStorage(ZarrPackStorage):
     """
 
     def __init__(self, url: str, endpoint_url: Optional[str] = None) -> None:
-        from obstore.store import S3Store
+        try:
+            from obstore.store import S3Store
+        except ImportError as exc:  # the s3 extra is optional: say how to get it
+            raise MissingDependencyError(f"data remotes in an object store ({url}) need obstore, which is not "
+                                         "installed: pip install 'hangar[s3]'") from exc
         from zarr.storage import ObjectStore
 
         bucket, prefix = parse_data_url(url)
