@@ -16,7 +16,6 @@ from hangar.errors import (
     BranchNotFoundError,
     DataRemoteAddressError,
     DivergedHistoryError,
-    InvalidArgumentError,
 )
 from hangar.remote import client as _client
 from hangar.remote import objectdata
@@ -31,28 +30,6 @@ def remote_heads(git: "GitRepo", remote: str) -> dict[str, str]:
     """Branch name -> head commit in the remote's git repository."""
     refs = objectdata.remote_refs(git, remote)
     return {r[len("refs/heads/"):]: oid for r, oid in refs.items() if r.startswith("refs/heads/")}
-
-
-def fetch(git: "GitRepo", hangar_dir: str, remote: str, branch: str) -> str:
-    """``Remotes.fetch`` for a data remote (records only; see there for the return value)."""
-    if not isinstance(branch, str) or not branch:
-        raise InvalidArgumentError(f"branch must be a non-empty str, not {branch!r}")
-    heads = remote_heads(git, remote)
-    if branch not in heads:
-        raise BranchNotFoundError(f"remote {remote!r} has no branch {branch!r}; its branches: {sorted(heads)}")
-    theirs = heads[branch]
-    local = git.branch_head(branch)
-    if local is not None and git.has_object(theirs) and git.is_ancestor(theirs, local):
-        warnings.warn(f"fetch changed nothing: the head {theirs[:10]} of branch {branch!r} on remote "
-                      f"{remote!r} is already in local branch {branch!r}", UserWarning, stacklevel=3)
-        return branch
-    if git.remote_branch_head(f"{remote}/{branch}") == theirs:
-        warnings.warn(f"fetch changed nothing: remote branch '{remote}/{branch}' is already at the "
-                      f"remote's head {theirs[:10]}", UserWarning, stacklevel=3)
-        return f"{remote}/{branch}"
-    with transfer_marker(hangar_dir, f"fetch {remote}/{branch}"):
-        objectdata.fetch_branches(git, remote, [branch])
-    return f"{remote}/{branch}"
 
 
 def fetch_data(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, commits: List[str],

@@ -220,13 +220,15 @@ class Remotes:
         ConnectionError
             If the server could not be reached.
         """
-        if self._data_url(remote) is not None:
-            return datastore.fetch(self._git, self._core.hangar_dir, remote, branch)
-        address = self._address(remote)
+        git = self._git
+        data_remote = self._data_url(remote) is not None
+        address = None if data_remote else self._address(remote)
         if not isinstance(branch, str) or not branch:
             raise InvalidArgumentError(f"branch must be a non-empty str, not {branch!r}")
-        git = self._git
-        heads = _client.list_remote_heads(git, remote, address)
+        if address is None:  # history on any git URL, data in a bucket
+            heads = datastore.remote_heads(git, remote)
+        else:
+            heads = _client.list_remote_heads(git, remote, address)
         if branch not in heads:
             raise BranchNotFoundError(f"remote {remote!r} has no branch {branch!r}; its branches: {sorted(heads)}")
         theirs = heads[branch]
@@ -237,10 +239,14 @@ class Remotes:
             return branch
         if git.remote_branch_head(f"{remote}/{branch}") == theirs:
             warnings.warn(f"fetch changed nothing: remote branch '{remote}/{branch}' is already at the "
-                          f"server's head {theirs[:10]}", UserWarning, stacklevel=2)
+                          f"{'remote' if address is None else 'server'}'s head {theirs[:10]}", UserWarning,
+                          stacklevel=2)
             return f"{remote}/{branch}"
         with transfer_marker(self._core.hangar_dir, f"fetch {remote}/{branch}"):
-            _client.fetch_branches(self._git, remote, address, [branch])
+            if address is None:
+                objectdata.fetch_branches(git, remote, [branch])
+            else:
+                _client.fetch_branches(git, remote, address, [branch])
         return f"{remote}/{branch}"
 
     def _data_url(self, remote: str) -> Optional[str]:

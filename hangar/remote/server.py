@@ -584,14 +584,13 @@ class HangarServer:
         # sequentially in blocks instead of one small read per sample. Every piece is at
         # most _RUN bytes (a larger sample is read in _RUN pieces), so an answer the client
         # is slow to take holds one piece in memory, whatever the sample sizes.
-        order = sorted(range(len(digests)), key=lambda i: (locs[i].pack, locs[i].offset))
         readinto = store.storage.readinto
         header = protocol.download_header
-        i = 0
-        while i < len(order):
-            first = locs[order[i]]
-            if first.length > _RUN:
-                yield header(digests[order[i]], first.codec, first.rawlen, first.length)
+        for run in _plan_runs(locs):
+            first = locs[run[0]]
+            if first.length > _RUN:  # a run of its own, read and sent in _RUN pieces
+                digest = digests[run[0]]
+                yield header(digest, first.codec, first.rawlen, first.length)
                 check = StoredCheck()
                 for off in range(0, first.length, _RUN):
                     piece = bytearray(min(_RUN, first.length - off))
@@ -599,29 +598,20 @@ class HangarServer:
                     check.update(piece)
                     if off + _RUN >= first.length and first.check and check.value() != first.check:
                         # damaged bytes are never served: the answer breaks off short, the client fails
-                        raise damaged_sample(digests[order[i]], first.pack, first.offset)
+                        raise damaged_sample(digest, first.pack, first.offset)
                     yield bytes(piece)
-                i += 1
                 continue
-            j, end = i + 1, first.offset + first.length
-            while j < len(order):
-                nxt = locs[order[j]]
-                if nxt.pack != first.pack or nxt.offset < end or nxt.offset - end > _GAP \
-                        or nxt.offset + nxt.length - first.offset > _RUN:
-                    break
-                end = nxt.offset + nxt.length
-                j += 1
-            block = memoryview(bytearray(end - first.offset))
+            last = locs[run[-1]]
+            block = memoryview(bytearray(last.offset + last.length - first.offset))
             readinto(first.pack, first.offset, block)
             parts: list = []
-            for k in order[i:j]:
+            for k in run:
                 loc = locs[k]
                 start = loc.offset - first.offset
                 stored = block[start:start + loc.length]
                 check_stored(loc, stored, digests[k])  # damaged bytes are never served
                 parts += [header(digests[k], loc.codec, loc.rawlen, loc.length), stored]
             yield b"".join(parts)
-            i = j
 
     def _upload(self, environ: dict, start_response: StartResponse, runs: bool = False) -> Iterable[bytes]:
         length = environ.get("CONTENT_LENGTH") or ""
