@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from typing import Optional
@@ -139,13 +140,22 @@ class S3Server:
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    """The session's SeaweedFS S3 server (started on first use, stopped at the end)."""
-    server = S3Server(str(tmp_path_factory.mktemp("seaweedfs")))
+def s3_server():
+    """The session's SeaweedFS S3 server (started on first use, stopped at the end).
+
+    Its directory is outside pytest's temporary tree: the server keeps writing volume files
+    there while later tests run, and tests that check nothing was written beside their
+    repository (test_hostile) look at that tree.
+    """
+    root = tempfile.mkdtemp(prefix="hangar-seaweedfs-")
     try:
-        yield server
+        server = S3Server(root)
+        try:
+            yield server
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
