@@ -35,19 +35,7 @@ def remote_heads(git: "GitRepo", remote: str) -> dict[str, str]:
 def fetch_data(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, commits: List[str],
                names: Optional[set[str]], max_num_bytes: Optional[int]) -> None:
     """Bring the bytes of the samples of ``commits`` not stored locally from the remote's bucket."""
-    pointers = _client.commit_pointers(git, commits, names)
-    store.refresh()
-    digests = list(pointers)
-    wanted = [pointers[d] for d, loc in zip(digests, store.locations(digests, durable_only=True)) if loc is None]
-    if max_num_bytes is not None:
-        budget, chosen = max_num_bytes, []
-        for p in wanted:
-            n = _client.raw_nbytes(p)
-            if n > budget:
-                break
-            budget -= n
-            chosen.append(p)
-        wanted = chosen
+    wanted = _client.missing_pointers(git, store, commits, names, max_num_bytes)
     if not wanted:
         return
     storage = objectdata.open_storage(git, remote)

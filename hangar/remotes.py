@@ -324,21 +324,8 @@ class Remotes:
             datastore.fetch_data(git, self._core.hangar_dir, self._core.store(), remote, commits, names,
                                  max_num_bytes)
             return commits
-        pointers = _client.commit_pointers(git, commits, names)
         local = self._core.store()
-        local.refresh()
-        digests = list(pointers)
-        # unflushed bytes of a writer may still be discarded (reset): only durable ones count
-        wanted = [pointers[d] for d, loc in zip(digests, local.locations(digests, durable_only=True)) if loc is None]
-        if max_num_bytes is not None:
-            budget, chosen = max_num_bytes, []
-            for p in wanted:
-                n = _client.raw_nbytes(p)
-                if n > budget:
-                    break
-                budget -= n
-                chosen.append(p)
-            wanted = chosen
+        wanted = _client.missing_pointers(git, local, commits, names, max_num_bytes)
         if wanted:
             # a store of its own: a failed transfer discards only its own unflushed bytes,
             # never what a writer checkout of this repository has staged

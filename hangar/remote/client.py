@@ -521,6 +521,27 @@ def _batches(items: list[T], size_of: Callable[[T], int], limit: int) -> Iterato
         yield batch
 
 
+def missing_pointers(git: GitRepo, store: TensorStore, commits: Iterable[str], arrayset_names: Optional[set[str]],
+                     max_num_bytes: Optional[int]) -> list[SamplePointer]:
+    """Pointers of the samples of ``commits`` whose bytes ``store`` lacks (durably), in record
+    order, cut where their raw bytes would pass ``max_num_bytes`` (``fetch_data``'s selection)."""
+    pointers = commit_pointers(git, commits, arrayset_names)
+    store.refresh()
+    digests = list(pointers)
+    # unflushed bytes of a writer may still be discarded (reset): only durable ones count
+    wanted = [pointers[d] for d, loc in zip(digests, store.locations(digests, durable_only=True)) if loc is None]
+    if max_num_bytes is None:
+        return wanted
+    budget, chosen = max_num_bytes, []
+    for p in wanted:
+        n = raw_nbytes(p)
+        if n > budget:
+            break
+        budget -= n
+        chosen.append(p)
+    return chosen
+
+
 def raw_nbytes(p: SamplePointer) -> int:
     return _raw_nbytes(p.dtype, p.shape)
 
