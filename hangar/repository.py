@@ -183,9 +183,10 @@ class Repository:
         """
         core = self._core
         core.git  # noqa: B018
-        if not core.lock.force_release(holder):
+        # the stale ref locks go under the lock's guard: a writer acquiring meanwhile could
+        # otherwise have its own fresh ref lock removed mid-update
+        if not core.lock.force_release(holder, cleanup=core.remove_stale_ref_locks):
             return False
-        core.remove_stale_ref_locks()
         warnings.warn("the writer lock was force-released", ResourceWarning, stacklevel=2)
         return True
 

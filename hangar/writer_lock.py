@@ -200,7 +200,8 @@ class WriterLock:
             if held and held.get("owner") == owner:
                 os.unlink(self.path)
 
-    def force_release(self, holder: Optional[dict[str, Any]] = None) -> bool:
+    def force_release(self, holder: Optional[dict[str, Any]] = None,
+                      cleanup: Optional[Callable[[], None]] = None) -> bool:
         """Remove the lock whoever holds it; with ``holder``, only while that holder still has it.
 
         Parameters
@@ -209,6 +210,10 @@ class WriterLock:
             What :meth:`holder` returned when the caller decided to release (e.g. a dead pid):
             the lock is removed only if its ``pid``, ``host`` and ``since`` still match, read
             and removed under the guard, so a writer that took the lock meanwhile keeps it.
+        cleanup : callable, optional
+            Called after the lock file is removed, still under the guard (e.g. removing the git
+            ref locks the dead writer left): no new writer can acquire the lock and start its own
+            ref update until it returns, so it never removes a live writer's files.
 
         Returns
         -------
@@ -227,6 +232,8 @@ class WriterLock:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+            if cleanup is not None:
+                cleanup()
         return True
 
     # ------------------------------------------------------ with-blocks

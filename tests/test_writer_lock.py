@@ -200,3 +200,36 @@ def test_cli_force_release_removes_a_dead_writers_lock(aset_repo):
     _plant_dead_holder(os.path.join(aset_repo.path, ".hangar"))
     assert "released" in ok(aset_repo.path, "writer-lock", "--force-release")
     assert aset_repo.writer_lock_holder is None
+
+
+def test_force_release_cleanup_runs_before_another_writer_can_acquire(lock, tmp_path):
+    """The stale ref locks of a dead writer are removed under the guard: a writer acquiring at
+    the same moment waits for the cleanup, so it never loses a ref lock it has just taken."""
+    import fcntl
+
+    _plant_dead_holder(lock.git_dir)
+    seen = []
+
+    def cleanup() -> None:
+        # another process's view: the guard (an flock of .hangar) is held while cleanup runs
+        fd = os.open(lock.git_dir, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        seen.append(lock.held)
+
+    assert lock.force_release(cleanup=cleanup) is True
+    assert seen == [False]  # the lock file was already gone when cleanup ran
+    owner = lock.acquire(timeout=0)
+    assert lock.owns(owner)
+
+
+def test_force_release_of_a_changed_holder_runs_no_cleanup(lock):
+    _plant_dead_holder(lock.git_dir, since=1.0)
+    stale = lock.holder()
+    _plant_dead_holder(lock.git_dir, since=2.0)  # another writer died since the caller looked
+    called = []
+    assert lock.force_release(stale, cleanup=lambda: called.append(1)) is False
+    assert called == [] and lock.held
