@@ -349,10 +349,9 @@ class WriterCheckout(_CheckoutBase):
             raise CheckoutBaseMovedError(
                 f"branch {self._state.branch!r} moved to {head} since this checkout was based on "
                 f"{self._state.base}; close and check out again")
-        tree = stage.flush()
         name, email = self._core.user()
         parents = [self._state.base] if self._state.base else []
-        commit = git.create_commit(tree, parents, name, email, commit_message)
+        _, commit = stage.flush_commit(lambda t: git.commit_data(t, parents, name, email, commit_message))
         crash_point("commit.before_ref")
         git.set_branch(self._state.branch, commit)
         crash_point("commit.after_ref")

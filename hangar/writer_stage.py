@@ -109,6 +109,18 @@ class WriterStage:
             self.core.save_staging_state(self.state)
         return tree
 
+    def flush_commit(self, commit_data: Callable[[str], bytes]) -> tuple[str, str]:
+        """:meth:`flush` with the commit object (``commit_data(tree id)``, its bytes) written in
+        the records' pack; return the tree and commit ids. The branch is not moved."""
+        self.check_lock()
+        area = self.area
+        self.session.store.flush()
+        tree, commit = area.flush_commit(commit_data)
+        if tree != self.state.tree:
+            self.state.tree = tree
+            self.core.save_staging_state(self.state)
+        return tree, commit
+
     def reset(self) -> None:
         """Drop every staged change: the staging area is its base commit again."""
         self.session.store.discard()

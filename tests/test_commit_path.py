@@ -87,3 +87,27 @@ def test_a_commit_that_writes_no_sample_data_still_leaves_its_table(repo):
     assert len(_cache_files(repo)) == 2
     assert _assert_table_is_a_full_build(repo, "img") == [k for k in range(30) if k not in (3, 4, 29)]
 
+
+
+def test_the_commit_object_is_written_in_the_records_pack_and_git_reads_it(repo, run_git):
+    """The commit object goes into the pack with the commit's trees (no loose object, whose file
+    and directory cost two more fsyncs); git reads it as a commit libgit2 would have written:
+    fsck --strict clean, author, parent and a non-ascii message as given."""
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("img", shape=(2,), dtype=np.uint8)
+    co["img", [0, 1]] = np.array([[1, 2], [3, 4]], dtype=np.uint8)
+    first = co.commit("first")
+    co.arraysets["img"][2] = np.array([5, 6], dtype=np.uint8)
+    second = co.commit("zweite Änderung\n\nmit Text")
+    co.close()
+    objects = os.path.join(repo.path, ".hangar", "objects")
+    loose = [d for d in os.listdir(objects) if len(d) == 2 and os.listdir(os.path.join(objects, d))]
+    assert loose == []
+    fsck = run_git(repo, "fsck", "--strict", "--full")
+    assert fsck.returncode == 0 and "error" not in fsck.stderr, fsck.stderr
+    log = run_git(repo, "log", "--format=%H %P|%an <%ae>|%B", "master")
+    assert log.returncode == 0, log.stderr
+    lines = log.stdout.split("\n")
+    assert lines[0] == f"{second} {first}|Test User <test@example.com>|zweite Änderung"
+    assert lines[2] == "mit Text"
+    assert repo.log(return_contents=True)["order"] == [second, first]
