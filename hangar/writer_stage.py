@@ -147,7 +147,8 @@ class WriterStage:
                 detach_arrayset(self.arraysets, name)
 
 
-def _then(first: Callable[[], None], second: Optional[Callable[[], None]]) -> None:
+def _then(first: Callable[[], object], second: Optional[Callable[[], None]]) -> None:
+    """``first()``, then ``second()`` when given: what needs the data durable runs after the flush."""
     first()
     if second is not None:
         second()
