@@ -339,7 +339,9 @@ class WriterCheckout(_CheckoutBase):
         if not isinstance(commit_message, str):
             raise InvalidArgumentError(f"commit message must be a str, not {type(commit_message).__name__}")
         stage = self._stage
-        if stage.is_clean_flushing_data():
+        # the location tables are built in the data flush's thread, beside the records trees
+        tables = commit_tables.CommitTables(self._session.store, stage.area)
+        if stage.is_clean_flushing_data(after_data=tables.prepare):
             raise NothingToCommitError("nothing to commit: the staging area has no changes")
         git = self._core.git
         head = git.branch_head(self._state.branch)
@@ -347,18 +349,16 @@ class WriterCheckout(_CheckoutBase):
             raise CheckoutBaseMovedError(
                 f"branch {self._state.branch!r} moved to {head} since this checkout was based on "
                 f"{self._state.base}; close and check out again")
-        staged = commit_tables.capture(stage.area)
-        tree = stage.flush()
         name, email = self._core.user()
         parents = [self._state.base] if self._state.base else []
-        commit = git.create_commit(tree, parents, name, email, commit_message)
+        _, commit = stage.flush_commit(lambda t: git.commit_data(t, parents, name, email, commit_message))
         crash_point("commit.before_ref")
         git.set_branch(self._state.branch, commit)
         crash_point("commit.after_ref")
         self._state.base = commit
         self._core.save_staging_state(self._state)
         # issue 14: the read cache of the new commit's arraysets (one call; a cache, never an error)
-        commit_tables.keep_tables(self._session.store, staged, stage.area_unsynced.snapshot)
+        tables.keep(stage.area_unsynced.snapshot)
         try:
             git.consolidate_packs()
         except OSError as exc:  # the commit is done and durable; merging packs can wait for the next one

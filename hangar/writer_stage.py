@@ -9,7 +9,7 @@ private state.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import Callable, Optional
 
 from hangar.arrayset import Arraysets, detach_arrayset
 from hangar.core import RepositoryCore
@@ -75,12 +75,15 @@ class WriterStage:
             return tree is None or tree == self.core.empty_tree_id()
         return tree == base_tree
 
-    def is_clean_flushing_data(self) -> bool:
+    def is_clean_flushing_data(self, after_data: Optional[Callable[[], None]] = None) -> bool:
         """:meth:`is_clean`, with the sample bytes made durable meanwhile when there are edits.
 
         The data pack's fsyncs (I/O) run in a thread while this one builds the records trees
         (CPU, cached for the commit): a 60,000-sample commit waited for both one after the
         other. Records are still written only after the data is durable (:meth:`flush` runs later).
+        ``after_data`` (when given) runs in that thread once the data is durable: the commit's
+        location tables (:class:`hangar.commit_tables.CommitTables`), built beside the trees.
+        Not run when there was nothing to flush; a caller that needs it then calls it itself.
         """
         area = self.area  # stores held-back samples first
         store = self.session.store
@@ -88,7 +91,7 @@ class WriterStage:
             return self.is_clean()
         self.check_lock()  # as flush: never write after losing the lock
         with ThreadPoolExecutor(1, thread_name_prefix="hangar-data-flush") as pool:
-            data_durable = pool.submit(store.flush)
+            data_durable = pool.submit(_then, store.flush, after_data)
             try:
                 clean = self.is_clean()
             finally:
@@ -105,6 +108,18 @@ class WriterStage:
             self.state.tree = tree
             self.core.save_staging_state(self.state)
         return tree
+
+    def flush_commit(self, commit_data: Callable[[str], bytes]) -> tuple[str, str]:
+        """:meth:`flush` with the commit object (``commit_data(tree id)``, its bytes) written in
+        the records' pack; return the tree and commit ids. The branch is not moved."""
+        self.check_lock()
+        area = self.area
+        self.session.store.flush()
+        tree, commit = area.flush_commit(commit_data)
+        if tree != self.state.tree:
+            self.state.tree = tree
+            self.core.save_staging_state(self.state)
+        return tree, commit
 
     def reset(self) -> None:
         """Drop every staged change: the staging area is its base commit again."""
@@ -130,3 +145,10 @@ class WriterStage:
             if snapshot.schema(name) != staged.schema:  # removed or re-created by the merge
                 del area.asets[name]
                 detach_arrayset(self.arraysets, name)
+
+
+def _then(first: Callable[[], object], second: Optional[Callable[[], None]]) -> None:
+    """``first()``, then ``second()`` when given: what needs the data durable runs after the flush."""
+    first()
+    if second is not None:
+        second()

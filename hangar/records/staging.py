@@ -11,13 +11,13 @@ import json
 import os
 import zlib
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
 
 import numpy as np
 
 from hangar.plumbing.durable import replace_file_durably
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import OBJ_BLOB, ObjectBatch, blob_block
+from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, blob_block
 from hangar.plumbing.paths import STAGING_FILE
 from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, LeafEdits, apply_edits, blob_entries, empty_tree_id
 from hangar.records import layout
@@ -134,6 +134,22 @@ class StagedEntries:
         return out
 
 
+class StagedColumns(NamedTuple):
+    """The staged edits of one arrayset as columns: what a commit reads of the staged state.
+
+    The commit's tree build (:meth:`StagedSamples.sample_edits`) and its location tables
+    (:mod:`hangar.commit_tables`) both read these, so the pointers are gathered once (at
+    1,000,000 samples the digest join alone is ~0.1 s).
+    """
+
+    names: list[str]  #: every staged entry name, in edit order (deletions included)
+    pointers: list[SamplePointer]  #: the staged pointers, deletions left out, in edit order
+    live: Optional[np.ndarray]  #: bool per name: not a deletion; None when nothing is deleted
+    digests: np.ndarray  #: (len(pointers), 32) uint8, the pointers' digests
+    dtypes: set[str]  #: the pointers' dtypes
+    shapes: set[tuple[int, ...]]  #: the pointers' shapes
+
+
 class StagedSamples(StagedEntries):
     """Staged samples of one arrayset; values are ``SamplePointer``."""
 
@@ -143,12 +159,28 @@ class StagedSamples(StagedEntries):
         super().__init__(base, tick)
         self.schema = schema
         self.replaced = replaced
+        self._columns: Optional[tuple[int, StagedColumns]] = None  # (tick, columns)
 
     def _base_value(self, name: str) -> Optional[SamplePointer]:
         return self.base.pointer(name)
 
     def pointer(self, name: str) -> Optional[SamplePointer]:
         return self.value(name)  # type: ignore[return-value]  # the edits of a StagedSamples are SamplePointers
+
+    def columns(self) -> StagedColumns:
+        """The staged edits as :class:`StagedColumns` (kept until the next edit)."""
+        cached = self._columns
+        if cached is not None and cached[0] == self.tick[0]:
+            return cached[1]
+        names = list(self.edits)
+        values: list[Any] = list(self.edits.values())  # SamplePointers and Nones
+        live = np.array([v is not None for v in values]) if None in values else None
+        pointers = values if live is None else [v for v in values if v is not None]
+        digests = np.frombuffer(b"".join(map(_DIGEST, pointers)), dtype=np.uint8).reshape(-1, 32)
+        cols = StagedColumns(names, pointers, live, digests, set(map(_DTYPE, pointers)),
+                             set(map(_SHAPE, pointers)))
+        self._columns = (self.tick[0], cols)
+        return cols
 
     def sample_edits(self, batch: ObjectBatch) -> dict[str, Any] | LeafEdits:
         """The edits of the samples tree, its pointer blobs added to ``batch`` in bulk.
@@ -161,14 +193,12 @@ class StagedSamples(StagedEntries):
         depth = self.schema.fanout_depth
         if not self.edits:
             return {}
+        cols = self.columns()
         # sample names are ascii without newlines (keys.validate_key): one encode for all
-        names = "\n".join(self.edits).encode().split(b"\n")
-        values: list[Any] = list(self.edits.values())  # SamplePointers and Nones
-        oids = np.zeros((len(values), 20), dtype=np.uint8)
-        live = np.array([v is not None for v in values]) if None in values else None
-        pointers = values if live is None else [v for v in values if v is not None]
-        kinds = set(map(_DTYPE, pointers)), set(map(_SHAPE, pointers))
-        if len(kinds[0]) <= 1 and len(kinds[1]) <= 1:
+        names = "\n".join(cols.names).encode().split(b"\n")
+        pointers, live = cols.pointers, cols.live
+        oids = np.zeros((len(names), 20), dtype=np.uint8)
+        if len(cols.dtypes) <= 1 and len(cols.shapes) <= 1:
             groups: dict[tuple[str, tuple[int, ...]], Optional[np.ndarray]] = (
                 {(pointers[0].dtype, pointers[0].shape): None} if pointers else {})
         else:  # several shapes (a variable-shape arrayset) or dtypes
@@ -178,8 +208,7 @@ class StagedSamples(StagedEntries):
             groups = {kind: np.array(rows) for kind, rows in by_kind.items()}
         where_live = np.flatnonzero(live) if live is not None else None
         for (dtype, shape), rows in groups.items():
-            chosen = pointers if rows is None else [pointers[i] for i in rows.tolist()]
-            digests = np.frombuffer(b"".join(map(_DIGEST, chosen)), dtype=np.uint8).reshape(-1, 32)
+            digests = cols.digests if rows is None else cols.digests[rows]
             block = blob_block(encode_pointers(digests, dtype, shape))
             batch.add_block(block)
             target = rows if where_live is None else where_live if rows is None else where_live[rows]
@@ -319,6 +348,20 @@ class StagingArea:
             root = empty_tree_id(batch)
         return root.hex(), batch
 
+    def changed_entries(self) -> dict[str, Optional[list[str]]]:
+        """What the next flush (or commit) changes, per arrayset: the sample entry names
+        (``i:<int>`` / ``s:<str>``) set or deleted over the staging tree, in edit order; ``None``
+        for an arrayset removed or created anew (every entry changes). Read before the flush:
+        a hook for a per-commit change record (issue 14, diff and merge), built from the edit
+        dicts the commit already holds; metadata edits are not included."""
+        out: dict[str, Optional[list[str]]] = {name: None for name in self.removed}
+        for name, st in self.asets.items():
+            if st.replaced:
+                out[name] = None
+            elif st.edits:
+                out[name] = list(st.edits)
+        return out
+
     def has_edits(self) -> bool:
         return bool(self.removed or self.metadata.edits or any(
             st.replaced or st.edits for st in self.asets.values()))
@@ -329,6 +372,19 @@ class StagingArea:
         self.git.write_batch(batch)
         self._rebase_keep_objects(tree)
         return tree
+
+    def flush_commit(self, commit_data: Callable[[str], bytes]) -> tuple[str, str]:
+        """:meth:`flush` with a commit object in the same pack; return the tree and commit ids.
+
+        ``commit_data`` (given the tree id) returns the commit object's bytes
+        (``GitRepo.commit_data``): a commit then fsyncs one pack, not a pack and then a loose
+        object and its directory (the loose commit cost 2 of a 1%-update commit's ~16 fsyncs).
+        """
+        tree, batch = self.build()
+        commit = batch.add(OBJ_COMMIT, commit_data(tree)).hex()
+        self.git.write_batch(batch)
+        self._rebase_keep_objects(tree)
+        return tree, commit
 
     def rebase(self, tree: str) -> None:
         """Base the (clean) staging area on ``tree``, keeping its arraysets' accessor objects valid."""
@@ -343,4 +399,5 @@ class StagingArea:
             st.edits = {}
             st.delta = 0
             st.replaced = False
+            st._columns = None  # the committed edits' columns (tens of MB at a million samples)
             self.asets[name] = st
