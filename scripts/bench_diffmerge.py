@@ -116,7 +116,7 @@ def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> 
     repo.create_branch("dev")
     m_head = _change(repo, "master", keys[:changed], 7, "master edits")
     d_head = _change(repo, "dev", keys[changed:], 9, "dev edits")
-    git = repo._git
+    git = repo._core.git
     at = f"{n:,}: "
 
     reader = repo.checkout(branch="master")

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Optional
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_COMMIT, OBJ_TREE, ObjectBatch, object_id
 from hangar.plumbing.trees import MODE_TREE, apply_edits, empty_tree_id
-from hangar.records import layout
+from hangar.records import changes, layout
 from hangar.records.schema import ArraysetSchema
 
 Oid = Optional[bytes]
@@ -70,6 +70,8 @@ class TreeReader:
         self._raw: dict[bytes, bytes] = {}
         self._pairs: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self._fans: dict[bytes, Optional[bytes]] = {}
+        #: (base root, side root) pairs whose table changes are remembered (see ``prime_sides``)
+        self.primed: set[tuple[bytes, bytes]] = set()
 
     def table_changes(self, a: Oid, b: Oid, depth: int) -> EntryChanges:
         """:func:`fan_changes` of two tables, remembered (a diff and a 3-way share them)."""
@@ -78,6 +80,24 @@ class TreeReader:
         if out is None:
             out = self._tables[key] = fan_changes(self, a, b, depth)
         return out
+
+    def load_record(self, a_root: bytes, b_root: bytes) -> bool:
+        """Remember the table changes of the kept change record from ``a_root`` to ``b_root``
+        (:mod:`hangar.records.changes`); False when there is none."""
+        if not (self.stored(a_root) and self.stored(b_root)):
+            return False
+        tables = changes.load_record(self.git.git_dir, a_root, b_root)
+        if tables is None:
+            return False
+        for key, entries in tables.items():
+            self._tables.setdefault(key, entries)
+        return True
+
+    def save_record(self, a_root: bytes, b_root: bytes, keys: list[tuple[Oid, Oid, int]]) -> None:
+        """Keep the remembered changes of tables ``keys`` as the change record from ``a_root`` to
+        ``b_root`` (only for trees written to git: the staging area's change with every edit)."""
+        if self.stored(a_root) and self.stored(b_root):
+            changes.save_record(self.git.git_dir, a_root, b_root, {k: self._tables[k] for k in keys})
 
     def raw(self, oid: bytes) -> bytes:
         obj = self._overlay.get(oid) if self._overlay is not None else None
@@ -278,9 +298,16 @@ class TreeDiff(NamedTuple):
 
 
 def diff_trees(reader: TreeReader, a_root: Oid, b_root: Oid) -> TreeDiff:
-    """Record changes from root tree ``a_root`` to ``b_root`` (raw ids, ``None`` = empty)."""
+    """Record changes from root tree ``a_root`` to ``b_root`` (raw ids, ``None`` = empty).
+
+    Between two trees written to git the changes of each table are taken from the kept change
+    record of the two roots when there is one (:mod:`hangar.records.changes`: only for the very
+    table ids it was computed from); else the trees are walked and the record is kept.
+    """
     if a_root == b_root:
         return TreeDiff({}, {})
+    keep = a_root is not None and b_root is not None and not reader.load_record(a_root, b_root)
+    keys: list[tuple[Oid, Oid, int]] = []
     ra, rb = _root_ids(reader, a_root), _root_ids(reader, b_root)
     asets: dict[str, ArraysetChange] = {}
     for name in ra.arraysets.keys() | rb.arraysets.keys():
@@ -288,9 +315,18 @@ def diff_trees(reader: TreeReader, a_root: Oid, b_root: Oid) -> TreeDiff:
         if ta == tb:
             continue
         ia, ib = _arrayset_ids(reader, ta), _arrayset_ids(reader, tb)
-        samples = _table_changes(reader, ia.samples, _depth(reader, ia), ib.samples, _depth(reader, ib))
+        da, db = _depth(reader, ia), _depth(reader, ib)
+        if da == db or ia.samples is None or ib.samples is None:
+            keys.append((ia.samples, ib.samples, db if ia.samples is None else da))
+            samples = reader.table_changes(*keys[-1])
+        else:  # fan-out depth changed with the schema (rare): compared flat, not kept
+            samples = _table_changes(reader, ia.samples, da, ib.samples, db)
         asets[name] = ArraysetChange(ia.schema, ib.schema, samples)
-    meta = fan_changes(reader, ra.metadata, rb.metadata, layout.METADATA_FANOUT_DEPTH)
+    keys.append((ra.metadata, rb.metadata, layout.METADATA_FANOUT_DEPTH))
+    meta = reader.table_changes(*keys[-1])
+    if keep:
+        assert a_root is not None and b_root is not None  # keep says so
+        reader.save_record(a_root, b_root, keys)
     return TreeDiff(asets, meta)
 
 
@@ -309,12 +345,25 @@ def _via_base(reader: TreeReader, a: Oid, m: Oid, d: Oid, depth: int) -> EntryCh
     return out
 
 
+def prime_sides(reader: TreeReader, base_root: Oid, a_root: Oid, b_root: Oid) -> None:
+    """Have ``reader`` remember the table changes of each side since the base (from the kept
+    change records where there are any), once per reader: the 3-way diff and the conflict check
+    then look them up."""
+    if base_root is None:
+        return
+    for side in (a_root, b_root):
+        if side is not None and (base_root, side) not in reader.primed:
+            reader.primed.add((base_root, side))
+            diff_trees(reader, base_root, side)
+
+
 def diff_trees_via_base(reader: TreeReader, base_root: Oid, a_root: Oid, b_root: Oid) -> TreeDiff:
     """Same result as ``diff_trees(reader, a_root, b_root)``, computed from the changes of
     each side since their merge base, which a 3-way merge classification needs anyway
     (with ``reader.table_changes`` remembering them, diff plus conflicts cost two walks)."""
     if a_root == b_root:
         return TreeDiff({}, {})
+    prime_sides(reader, base_root, a_root, b_root)
     r0, ra, rb = _root_ids(reader, base_root), _root_ids(reader, a_root), _root_ids(reader, b_root)
     asets: dict[str, ArraysetChange] = {}
     for name in ra.arraysets.keys() | rb.arraysets.keys():
@@ -553,6 +602,8 @@ def three_way(reader: TreeReader, base_root: Oid, ours_root: Oid, theirs_root: O
     """
     conflicts = MergeConflicts()
     batch = ObjectBatch()
+    if not build:
+        prime_sides(reader, base_root, ours_root, theirs_root)
     rb, rm, rd = _root_ids(reader, base_root), _root_ids(reader, ours_root), _root_ids(reader, theirs_root)
     aset_edits: dict[str, Any] = {}
     for name in sorted(rb.arraysets.keys() | rm.arraysets.keys() | rd.arraysets.keys()):
