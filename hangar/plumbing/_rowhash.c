@@ -435,8 +435,9 @@ static PyObject *entry_pair(const unsigned char *mode, Py_ssize_t mode_len, cons
 
 /* The entries that differ between two leaf trees (entries of blobs only, in git's order: for
  * blobs plain byte order of the names), by one merge-join over the raw bytes: only changed
- * entries become Python objects. libgit2's tree diff through pygit2 cost ~15-20 us per
- * 15-entry leaf, with two tree objects to build; this ~1 us. */
+ * entries become Python objects, and no tree object is built. Against libgit2's tree diff
+ * through pygit2, a 3-way walk at 60,000 samples (15-entry leaves, 600 + 600 changes) took
+ * 22.7 ms of CPU instead of 28.4 (same process, alternating runs, loaded machine). */
 static PyObject *leaf_diff(PyObject *self, PyObject *args)
 {
     Py_buffer a, b;

@@ -177,9 +177,10 @@ class TreeReader:
 
     def leaf_delta(self, a: bytes, b: bytes) -> Optional[dict[bytes, tuple[Optional[Entry], Optional[Entry]]]]:
         """``{name: (old (mode, id), new (mode, id))}`` of the entries that differ between two
-        stored leaf trees (``None`` on a side where the entry is absent), by libgit2's tree
-        diff: the entries reach Python only where they changed. ``None`` when either tree
-        holds a subtree (not a leaf: the caller takes the general path)."""
+        stored leaf trees (``None`` on a side where the entry is absent), by a C merge-join
+        (the extension's ``leaf_diff``, else libgit2's tree diff): the entries reach Python only
+        where they changed. ``None`` when either tree holds a subtree (not a leaf: the caller
+        takes the general path)."""
         if rowhash.available:
             got = rowhash.leaf_diff(self.raw(a), self.raw(b))
             return None if got is None else {name: (old, new) for name, old, new in got}
