@@ -14,6 +14,10 @@ on a shared disk varies from ~0.3 to ~15 ms.
 Usage: python3 scripts/bench_diffmerge.py [--sizes 60000,1000000] [--small 60000] [--changed 600]
                                           [--repeat 5] [--dir DIR] [--no-deeplake]
 
+Diff rows after the "no change record" rows read the change records those runs kept (the
+records of a pair of trees are kept by the first diff that walks them; see
+``docs/diff-merge.md``); the baseline without records walks every time.
+
 Samples are tiny ``(1,)`` uint8 arrays so the big repository builds quickly; diff and
 merge cost depends on the git trees, not on the sample bytes. Each timing is the median
 of ``--repeat`` runs (the first, cold run is shown too).
@@ -116,8 +120,26 @@ def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> 
     repo.create_branch("dev")
     m_head = _change(repo, "master", keys[:changed], 7, "master edits")
     d_head = _change(repo, "dev", keys[changed:], 9, "dev edits")
-    git = repo._git
+    git = repo._core.git
     at = f"{n:,}: "
+
+    records = os.path.join(git.git_dir, "hangar-changes")  # change records (hangar.records.changes)
+
+    def diff_walk(_: int) -> None:
+        shutil.rmtree(records, ignore_errors=True)  # not timed apart: an rmtree of a few files
+        res = diff_commits(git, git.commit_info(d_head).parents[0], d_head)
+        assert len(res.diff.mutated.samples) == changed
+
+    times = _timed(diff_walk, repeat)
+    rows.append((at + f"diff: diff_commits linear ({changed} changed), no change record: walks, keeps it",
+                 times, ""))
+
+    def diff_walk3(_: int) -> None:
+        shutil.rmtree(records, ignore_errors=True)
+        diff_commits(git, m_head, d_head)
+
+    times = _timed(diff_walk3, repeat)
+    rows.append((at + "diff: records only (diff_commits, 3-way), no change records: walks, keeps them", times, ""))
 
     reader = repo.checkout(branch="master")
 

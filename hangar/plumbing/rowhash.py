@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from hangar.errors import MissingDependencyError
 
 try:  # the C module's one importer: this module is its public face (as _faults is for crash points)
@@ -48,3 +50,16 @@ def crc32_rows(buf: object, width: int) -> bytes:
         raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
                                      "check rowhash.available first")
     return _ext.crc32_rows(buf, width)
+
+
+LeafEntry = tuple[bytes, bytes]  # (mode as git writes it, raw id)
+
+
+def leaf_diff(a: bytes, b: bytes) -> Optional[list[tuple[bytes, Optional[LeafEntry], Optional[LeafEntry]]]]:
+    """``(name, old (mode, id), new (mode, id))`` of each entry that differs between the git tree
+    bytes ``a`` and ``b`` (``None`` on the side where it is absent), in name order; ``None`` when
+    either tree holds a subtree or is malformed. Only when :data:`available`."""
+    if _ext is None:
+        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
+                                     "check rowhash.available first")
+    return _ext.leaf_diff(a, b)
