@@ -152,3 +152,20 @@ def test_record_round_trip_keeps_absent_sides_and_order() -> None:
     data = changes.encode_record(x, y, tables)
     assert changes.decode_record(data, x, y) == tables
     assert changes.decode_record(data, y, x) is None
+
+
+def test_a_record_that_is_not_a_regular_file_is_ignored_without_reading_it(tmp_path) -> None:
+    """A crafted repository (issue 12 point 7): a record symlinked to /dev/zero or replaced by a
+    FIFO must neither read until out of memory nor hang; it is ignored like a damaged record."""
+    a, b = bytes(range(20)), bytes(range(1, 21))
+    path = changes.record_path(str(tmp_path), a, b)
+    os.makedirs(os.path.dirname(path))
+    os.symlink("/dev/zero", path)
+    assert changes.load_record(str(tmp_path), a, b) is None
+    os.unlink(path)
+    os.mkfifo(path)  # no writer: a blocking open would hang
+    assert changes.load_record(str(tmp_path), a, b) is None
+    os.unlink(path)
+    with open(path, "wb") as f:  # larger than any record this module writes
+        f.truncate(changes.MAX_RECORD_BYTES + 1)
+    assert changes.load_record(str(tmp_path), a, b) is None

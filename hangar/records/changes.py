@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 import tempfile
 from typing import Optional
@@ -42,6 +43,9 @@ _NAME = struct.Struct("<H")
 #: records above this many entries are not kept: a diff that large costs more to build into
 #: Python objects than to walk, and the file would be tens of MB
 MAX_ENTRIES = 100_000
+#: no record this module writes is larger (MAX_ENTRIES entries of names up to 65,535 bytes is
+#: more, but such a record is refused when written); a larger file is not read
+MAX_RECORD_BYTES = 64 << 20
 
 
 def record_path(git_dir: str, a_root: bytes, b_root: bytes) -> str:
@@ -96,11 +100,23 @@ def decode_record(data: bytes, a_root: bytes, b_root: bytes) -> Optional[TableCh
 
 def load_record(git_dir: str, a_root: bytes, b_root: bytes) -> Optional[TableChanges]:
     """The kept change record from ``a_root`` to ``b_root``, or ``None`` (absent or not valid)."""
+    # only a regular file of bounded size is read: a crafted repository could put a symlink to
+    # /dev/zero or a FIFO here (O_NOFOLLOW refuses the link, O_NONBLOCK opens a FIFO at once)
     try:
-        with open(record_path(git_dir, a_root, b_root), "rb") as f:
-            data = f.read()
+        fd = os.open(record_path(git_dir, a_root, b_root),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RECORD_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(st.st_size + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return decode_record(data, a_root, b_root)
 
 
@@ -112,13 +128,16 @@ def save_record(git_dir: str, a_root: bytes, b_root: bytes, tables: TableChanges
     a crash fails its digest and is rebuilt by the next walk."""
     if sum(len(e) for e in tables.values()) > MAX_ENTRIES:
         return False
+    data = encode_record(a_root, b_root, tables)
+    if len(data) > MAX_RECORD_BYTES:
+        return False
     path = record_path(git_dir, a_root, b_root)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(encode_record(a_root, b_root, tables))
+                f.write(data)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
