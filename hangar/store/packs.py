@@ -32,6 +32,7 @@ from hangar._faults import crash_point
 from hangar.errors import CorruptDataError, PackNotFoundError
 from hangar.plumbing import paths
 from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably
+from hangar.plumbing.mapping import map_private
 from hangar.plumbing.paths import pack_chunk_key, pack_chunk_path, pack_index_path, pack_partial_path, packs_dir
 from hangar.plumbing.pids import pid_alive
 from hangar.store.codecs import LZ4, RAW, ZSTD, max_stored_length
@@ -201,6 +202,7 @@ class PackStorage(Protocol):
     def remove_dead_partials(self, min_age: float = 60.0) -> int: ...
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes: ...
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None: ...
+    def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]: ...
     def open_writer(self, pack_id: str) -> PackWriter: ...
     def close(self) -> None: ...
 
@@ -468,6 +470,18 @@ class LocalPackStorage:
         if n != len(out):
             raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {n} of {len(out)} bytes")
 
+    def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]:
+        """``length`` bytes at ``offset`` of finished pack ``pack_id`` as a writeable uint8 array over a
+        private mapping of its file (no copy; writes to it never reach the pack); ``None`` when the
+        pack file is shorter than that (read it with :meth:`readinto`, which names the short read)."""
+        fd = self._acquire(pack_id)
+        try:
+            if os.fstat(fd).st_size < offset + length:  # a mapping past the end would SIGBUS on access
+                return None
+            return map_private(fd, offset, length)
+        finally:
+            self._release()
+
     def open_writer(self, pack_id: str) -> _LocalPackWriter:
         return _LocalPackWriter(self.root, pack_id, self.durable)
 
@@ -573,6 +587,9 @@ class ZarrPackStorage:
 
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None:
         out[:] = self.read_range(pack_id, offset, len(out))
+
+    def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]:
+        return None  # no local file to map: bulk reads copy
 
     def open_writer(self, pack_id: str) -> _ZarrPackWriter:
         return _ZarrPackWriter(self, pack_id)

@@ -1,0 +1,124 @@
+"""Bulk reads served from a private mapping of the pack (no copy): correct, checked, private."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import numpy as np
+import pytest
+
+import hangar.arrayset
+from hangar import Repository
+from hangar.errors import CorruptDataError
+from hangar.store import sample_digest
+from tests.repo_parts import store_of
+
+N, SHAPE = 3000, (28, 28)  # 2.35 MB: above the 1 MiB from which back-to-back samples are mapped
+
+
+@pytest.fixture(autouse=True)
+def build_tables_at_once(monkeypatch):
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_AFTER", 0)
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_SHARE", 0)
+
+
+@pytest.fixture
+def w1(repo) -> tuple[Repository, np.ndarray]:
+    """'x': N random uint8 samples (keys 0..N-1) in one commit (one pack), then 'x' keys N..N+9
+    in a second commit (a second pack)."""
+    data = np.random.default_rng(5).integers(0, 256, size=(N + 10, *SHAPE), dtype=np.uint8)
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("x", shape=SHAPE, dtype=np.uint8)
+    co["x", list(range(N))] = data[:N]
+    co.commit("first")
+    co["x", list(range(N, N + 10))] = data[N:]
+    co.commit("second")
+    co.close()
+    return Repository(repo.path), data
+
+
+def _pack_path(repo: Repository, arr: np.ndarray) -> str:
+    store = store_of(repo)
+    store.refresh()
+    loc = store.location(sample_digest(arr))
+    return os.path.join(repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
+
+
+def _mapped(path: str) -> int:
+    """How many mappings of ``path`` this process holds now."""
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if line.rstrip().endswith(path))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc/self/maps")
+def test_a_sequential_batch_is_served_from_a_mapping_released_with_its_arrays(w1):
+    repo, data = w1
+    path = os.path.realpath(_pack_path(repo, data[0]))
+    with repo.checkout() as co:
+        x = co.arraysets["x"]
+        before = _mapped(path)
+        got = x.get_batch(list(range(N)))
+        assert isinstance(got, list) and len(got) == N
+        np.testing.assert_array_equal(np.stack(got), data[:N])
+        assert _mapped(path) == before + 1  # the pack mapped, not copied
+        del got
+        gc.collect()
+        assert _mapped(path) == before  # unmapped with the last array over it
+
+
+def test_mapped_rows_are_writeable_and_an_edit_stays_in_the_callers_array(w1):
+    repo, data = w1
+    path = _pack_path(repo, data[0])
+    with open(path, "rb") as f:
+        on_disk = f.read()
+    with repo.checkout() as co:
+        x = co.arraysets["x"]
+        got = x.get_batch(list(range(N)))
+        got[7][...] = 0  # copy-on-write: this process's page only
+        got[8] += 1
+        assert (got[7] == 0).all()
+        again = x.get_batch(list(range(N)))  # a fresh mapping: the stored bytes
+        np.testing.assert_array_equal(np.stack(again), data[:N])
+        np.testing.assert_array_equal(x[7], data[7])
+    with open(path, "rb") as f:
+        assert f.read() == on_disk  # nothing written to the pack
+
+
+def test_batches_not_back_to_back_mixed_packs_out_and_missing_keys_read_as_before(w1):
+    repo, data = w1
+    with repo.checkout() as co:
+        x = co.arraysets["x"]
+        everything = list(range(N + 10))  # two packs: read by copy
+        np.testing.assert_array_equal(np.stack(x.get_batch(everything)), data)
+        rev = everything[::-1]
+        np.testing.assert_array_equal(np.stack(x.get_batch(rev)), data[rev])
+        evens = list(range(0, N, 2))  # gaps between samples
+        np.testing.assert_array_equal(np.stack(x.get_batch(evens)), data[evens])
+        out = np.empty((N, *SHAPE), dtype=np.uint8)
+        assert x.get_batch(list(range(N)), out=out) is out  # out= always fills the caller's array
+        np.testing.assert_array_equal(out, data[:N])
+        with pytest.raises(KeyError, match=str(N + 10)):
+            x.get_batch(list(range(N)) + [N + 10])
+        small = x.get_batch(list(range(100)))  # under 1 MiB: copied
+        np.testing.assert_array_equal(np.stack(small), data[:100])
+
+
+@pytest.mark.parametrize("where", [0, 1234, N - 1])
+def test_a_flipped_byte_in_a_mapped_batch_is_a_corrupt_data_error(w1, where):
+    repo, data = w1
+    path = _pack_path(repo, data[where])
+    store = store_of(repo)
+    loc = store.location(sample_digest(data[where]))
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(loc.offset + 100)
+        b = f.read(1)
+        f.seek(loc.offset + 100)
+        f.write(bytes([b[0] ^ 0x10]))
+    with repo.checkout() as co:
+        x = co.arraysets["x"]
+        with pytest.raises(CorruptDataError, match="do not match"):
+            x.get_batch(list(range(N)))
+        ok = [i for i in range(N) if i != where]
+        np.testing.assert_array_equal(np.stack(x.get_batch(ok)), data[ok])
