@@ -203,6 +203,7 @@ class PackStorage(Protocol):
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes: ...
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None: ...
     def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]: ...
+    def mapped(self, pack_id: str) -> Optional[np.ndarray]: ...
     def open_writer(self, pack_id: str) -> PackWriter: ...
     def close(self) -> None: ...
 
@@ -356,6 +357,8 @@ class LocalPackStorage:
     MAX_OPEN = 64
 
     def _init_fds(self) -> None:
+        #: whole finished packs mapped for single-sample reads (at most MAX_OPEN; see :meth:`mapped`)
+        self._maps: dict[str, Optional[np.ndarray]] = {}
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._fd_lock = threading.Lock()
         self._in_flight = 0
@@ -482,12 +485,37 @@ class LocalPackStorage:
         finally:
             self._release()
 
+    def mapped(self, pack_id: str) -> Optional[np.ndarray]:
+        """The whole of finished pack ``pack_id`` (as long as it was when first asked) as a uint8
+        array over a private mapping, kept for later calls: a single-sample read copies its bytes
+        from it (~1 us) instead of a ``pread`` (~2-3 us with its locking). Callers copy out of it
+        and never write to it. ``None`` where it cannot be mapped (an address-space limit):
+        read with :meth:`readinto`. ``FileNotFoundError`` for a pack removed meanwhile."""
+        maps = self._maps
+        if pack_id in maps:
+            return maps[pack_id]
+        fd = self._acquire(pack_id)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                whole: Optional[np.ndarray] = map_private(fd, 0, size) if size else None
+            except OSError:  # ENOMEM under RLIMIT_AS, or no mmap for this file
+                whole = None
+        finally:
+            self._release()
+        with self._fd_lock:
+            while len(maps) >= self.MAX_OPEN:  # oldest first; arrays being read keep their mapping alive
+                maps.pop(next(iter(maps)))
+            maps[pack_id] = whole
+        return whole
+
     def open_writer(self, pack_id: str) -> _LocalPackWriter:
         return _LocalPackWriter(self.root, pack_id, self.durable)
 
     def close(self) -> None:
         """Close the open pack files (at once if no read is running, else when the last one ends)."""
         with self._fd_lock:
+            self._maps.clear()  # each unmapped once no array read from it is in use
             self._to_close.extend(self._fds.values())
             self._fds.clear()
             if not self._in_flight:
@@ -590,6 +618,9 @@ class ZarrPackStorage:
 
     def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]:
         return None  # no local file to map: bulk reads copy
+
+    def mapped(self, pack_id: str) -> Optional[np.ndarray]:
+        return None  # single reads go through readinto
 
     def open_writer(self, pack_id: str) -> _ZarrPackWriter:
         return _ZarrPackWriter(self, pack_id)

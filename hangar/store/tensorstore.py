@@ -786,7 +786,12 @@ class TensorStore:
         stored: bytes | memoryview
         # ``sum_`` is not ``check``: that names the re-hash asked for (verify_reads), a different check
         pack = table.packs[p]
-        if codec == codecs.RAW:
+        whole = self.storage.mapped(pack) if codec == codecs.RAW else None
+        if whole is not None and offset + raw <= len(whole):
+            # copied from the mapped pack, no syscall (~2 us a read less); checked below like a pread
+            buf[:] = whole[offset:offset + raw]  # type: ignore[call-overload]  # a uint8 array exports bytes
+            stored = buf
+        elif codec == codecs.RAW:
             self.storage.readinto(pack, offset, buf)
             stored = buf
         else:
