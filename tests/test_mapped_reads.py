@@ -122,3 +122,37 @@ def test_a_flipped_byte_in_a_mapped_batch_is_a_corrupt_data_error(w1, where):
             x.get_batch(list(range(N)))
         ok = [i for i in range(N) if i != where]
         np.testing.assert_array_equal(np.stack(x.get_batch(ok)), data[ok])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc/self/maps")
+def test_single_reads_copy_from_one_mapping_per_pack_and_the_copies_are_the_callers(w1):
+    repo, data = w1
+    paths = {os.path.realpath(_pack_path(repo, data[i])) for i in (0, N)}
+    assert len(paths) == 2
+    with repo.checkout() as co:
+        x = co.arraysets["x"]
+        keys = [0, 5, N - 1, N, N + 9] * 20
+        got = [x[k] for k in keys]
+        for k, arr in zip(keys, got):
+            np.testing.assert_array_equal(arr, data[k])
+        assert all(_mapped(p) == 1 for p in paths)  # one mapping each, however many reads
+        got[0][...] = 0  # a copy: the next read still sees the stored bytes
+        np.testing.assert_array_equal(x[0], data[0])
+
+
+
+def test_reads_fall_back_to_copies_when_the_kernel_refuses_a_mapping(w1, monkeypatch):
+    """mmap fails with ENOMEM under an address-space limit (RLIMIT_AS): bulk and single reads copy
+    with pread instead, with the same results."""
+    import hangar.store.packs as packs
+
+    def refuse(fd, offset, length):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(packs, "map_private", refuse)
+    repo, data = w1
+    with repo.checkout() as co:
+        x = co.arraysets["x"]
+        np.testing.assert_array_equal(np.stack(x.get_batch(list(range(N)))), data[:N])
+        np.testing.assert_array_equal(x[17], data[17])
+        np.testing.assert_array_equal(x[N + 3], data[N + 3])

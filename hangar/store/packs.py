@@ -481,7 +481,10 @@ class LocalPackStorage:
         try:
             if os.fstat(fd).st_size < offset + length:  # a mapping past the end would SIGBUS on access
                 return None
-            return map_private(fd, offset, length)
+            try:
+                return map_private(fd, offset, length)
+            except OSError:  # ENOMEM under an address-space limit: the caller copies instead
+                return None
         finally:
             self._release()
 
