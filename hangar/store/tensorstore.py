@@ -789,7 +789,7 @@ class TensorStore:
         whole = self.storage.mapped(pack) if codec == codecs.RAW else None
         if whole is not None and offset + raw <= len(whole):
             # copied from the mapped pack, no syscall (~2 us a read less); checked below like a pread
-            buf[:] = whole[offset:offset + raw]  # type: ignore[call-overload]  # a uint8 array exports bytes
+            buf[:] = whole[offset:offset + raw]
             stored = buf
         elif codec == codecs.RAW:
             self.storage.readinto(pack, offset, buf)
