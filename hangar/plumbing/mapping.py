@@ -25,6 +25,8 @@ import numpy as np
 
 _libc: Optional[Any] = None
 _PAGE = mmap.ALLOCATIONGRANULARITY
+#: libc mmap with a 64-bit offset (POSIX); elsewhere every read copies
+_POSIX = os.name == "posix" and hasattr(mmap, "MAP_PRIVATE")
 
 
 def _load_libc() -> Any:
@@ -42,28 +44,25 @@ def _load_libc() -> Any:
     return _libc
 
 
-def available() -> bool:
-    """Whether :func:`map_private` works on this platform (POSIX with a 64-bit ``off_t``)."""
-    return os.name == "posix" and hasattr(mmap, "MAP_PRIVATE")
-
-
-def map_private(fd: int, offset: int, length: int) -> np.ndarray:
+def map_private(fd: int, offset: int, length: int) -> Optional[np.ndarray]:
     """``length`` bytes of the file ``fd`` from ``offset`` as a writeable 1-D uint8 array over a
     private mapping (writes stay in this process). ``fd`` may be closed afterwards.
 
     The caller makes sure the file holds ``offset + length`` bytes and is never truncated
     (an access past the end of a mapped file raises SIGBUS): packs are append-only and
-    immutable once finished. ``OSError`` when the mapping fails.
+    immutable once finished. ``None`` when the kernel refuses the mapping (ENOMEM under an
+    address-space limit, a file system without mmap): the caller reads a copy instead.
     """
+    if not _POSIX:
+        return None
     if length <= 0:
         return np.empty(0, dtype=np.uint8)
     ctypes, libc = _load_libc()
     start = offset - offset % _PAGE
     span = length + (offset - start)
     addr = libc.mmap(None, span, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE, fd, start)
-    if addr is None or addr == ctypes.c_void_p(-1).value:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mmap of {span} bytes at {start} failed: {os.strerror(err)}")
+    if addr is None or addr == ctypes.c_void_p(-1).value:  # MAP_FAILED
+        return None
     holder = (ctypes.c_ubyte * span).from_address(addr)
     # the mapping lives as long as the ctypes array over it, which every view's .base chain keeps
     weakref.finalize(holder, libc.munmap, addr, span)

@@ -481,10 +481,7 @@ class LocalPackStorage:
         try:
             if os.fstat(fd).st_size < offset + length:  # a mapping past the end would SIGBUS on access
                 return None
-            try:
-                return map_private(fd, offset, length)
-            except OSError:  # ENOMEM under an address-space limit: the caller copies instead
-                return None
+            return map_private(fd, offset, length)  # None under an address-space limit: the caller copies
         finally:
             self._release()
 
@@ -500,10 +497,7 @@ class LocalPackStorage:
         fd = self._acquire(pack_id)
         try:
             size = os.fstat(fd).st_size
-            try:
-                whole: Optional[np.ndarray] = map_private(fd, 0, size) if size else None
-            except OSError:  # ENOMEM under RLIMIT_AS, or no mmap for this file
-                whole = None
+            whole = map_private(fd, 0, size) if size else None  # None under an address-space limit
         finally:
             self._release()
         with self._fd_lock:
