@@ -156,3 +156,33 @@ def test_reads_fall_back_to_copies_when_the_kernel_refuses_a_mapping(w1, monkeyp
         np.testing.assert_array_equal(np.stack(x.get_batch(list(range(N)))), data[:N])
         np.testing.assert_array_equal(x[17], data[17])
         np.testing.assert_array_equal(x[N + 3], data[N + 3])
+
+
+_LIMITED = """
+import resource, sys
+import numpy as np
+resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+from hangar import Repository
+x = Repository(sys.argv[1]).checkout().arraysets["x"]
+data = np.load(sys.argv[2])
+for k in (0, 17, len(data) - 1):
+    np.testing.assert_array_equal(x[k], data[k])
+path = sys.argv[3]
+print(sum(1 for line in open("/proc/self/maps") if line.rstrip().endswith(path)))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc/self/maps")
+def test_under_an_address_space_limit_single_reads_keep_no_pack_mapped(w1, tmp_path):
+    """A whole pack kept mapped for single reads would take address space the process's next
+    allocations may need under RLIMIT_AS: there single reads pread, with the same results."""
+    import subprocess
+    import sys
+
+    repo, data = w1
+    np.save(tmp_path / "d.npy", data[:N])
+    path = os.path.realpath(_pack_path(repo, data[0]))
+    out = subprocess.run([sys.executable, "-c", _LIMITED, repo.path, str(tmp_path / "d.npy"), path],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "0"

@@ -44,6 +44,24 @@ def _load_libc() -> Any:
     return _libc
 
 
+_limited: Optional[bool] = None
+
+
+def address_space_limited() -> bool:
+    """Whether this process runs under an address-space limit (``RLIMIT_AS``): there a mapping
+    kept for later reads takes room its next allocations may need, so callers read instead."""
+    global _limited
+    if _limited is None:
+        try:
+            import resource
+
+            soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+            _limited = soft != resource.RLIM_INFINITY
+        except (ImportError, OSError, ValueError):  # no resource module (Windows)
+            _limited = True
+    return _limited
+
+
 def map_private(fd: int, offset: int, length: int) -> Optional[np.ndarray]:
     """``length`` bytes of the file ``fd`` from ``offset`` as a writeable 1-D uint8 array over a
     private mapping (writes stay in this process). ``fd`` may be closed afterwards.

@@ -32,7 +32,7 @@ from hangar._faults import crash_point
 from hangar.errors import CorruptDataError, PackNotFoundError
 from hangar.plumbing import paths
 from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably
-from hangar.plumbing.mapping import map_private
+from hangar.plumbing.mapping import address_space_limited, map_private
 from hangar.plumbing.paths import pack_chunk_key, pack_chunk_path, pack_index_path, pack_partial_path, packs_dir
 from hangar.plumbing.pids import pid_alive
 from hangar.store.codecs import LZ4, RAW, ZSTD, max_stored_length
@@ -489,11 +489,13 @@ class LocalPackStorage:
         """The whole of finished pack ``pack_id`` (as long as it was when first asked) as a uint8
         array over a private mapping, kept for later calls: a single-sample read copies its bytes
         from it (~1 us) instead of a ``pread`` (~2-3 us with its locking). Callers copy out of it
-        and never write to it. ``None`` where it cannot be mapped (an address-space limit):
-        read with :meth:`readinto`. ``FileNotFoundError`` for a pack removed meanwhile."""
+        and never write to it. ``None`` where it is not mapped (under an address-space limit, or
+        where mmap fails): read with :meth:`readinto`. ``FileNotFoundError`` for a pack removed meanwhile."""
         maps = self._maps
         if pack_id in maps:
             return maps[pack_id]
+        if address_space_limited():  # a whole pack kept mapped would eat the room of later allocations
+            return None
         fd = self._acquire(pack_id)
         try:
             size = os.fstat(fd).st_size
