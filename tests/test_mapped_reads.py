@@ -93,6 +93,11 @@ def test_batches_not_back_to_back_mixed_packs_out_and_missing_keys_read_as_befor
         np.testing.assert_array_equal(np.stack(x.get_batch(everything)), data)
         rev = everything[::-1]
         np.testing.assert_array_equal(np.stack(x.get_batch(rev)), data[rev])
+        shuffled = np.random.default_rng(2).permutation(N).tolist()  # gathered from a mapping
+        got = x.get_batch(shuffled)
+        np.testing.assert_array_equal(np.stack(got), data[shuffled])
+        got[0][...] = 0  # a copy out of the mapping: the caller's to change
+        np.testing.assert_array_equal(x[shuffled[0]], data[shuffled[0]])
         evens = list(range(0, N, 2))  # gaps between samples
         np.testing.assert_array_equal(np.stack(x.get_batch(evens)), data[evens])
         out = np.empty((N, *SHAPE), dtype=np.uint8)
@@ -105,7 +110,8 @@ def test_batches_not_back_to_back_mixed_packs_out_and_missing_keys_read_as_befor
 
 
 @pytest.mark.parametrize("where", [0, 1234, N - 1])
-def test_a_flipped_byte_in_a_mapped_batch_is_a_corrupt_data_error(w1, where):
+@pytest.mark.parametrize("order", ["sequential", "shuffled"])  # rows of a mapping / gathered from one
+def test_a_flipped_byte_in_a_mapped_batch_is_a_corrupt_data_error(w1, where, order):
     repo, data = w1
     path = _pack_path(repo, data[where])
     store = store_of(repo)
@@ -118,9 +124,10 @@ def test_a_flipped_byte_in_a_mapped_batch_is_a_corrupt_data_error(w1, where):
         f.write(bytes([b[0] ^ 0x10]))
     with repo.checkout() as co:
         x = co.arraysets["x"]
+        keys = list(range(N)) if order == "sequential" else np.random.default_rng(1).permutation(N).tolist()
         with pytest.raises(CorruptDataError, match="do not match"):
-            x.get_batch(list(range(N)))
-        ok = [i for i in range(N) if i != where]
+            x.get_batch(keys)
+        ok = [i for i in keys if i != where]
         np.testing.assert_array_equal(np.stack(x.get_batch(ok)), data[ok])
 
 
