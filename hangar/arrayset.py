@@ -315,6 +315,10 @@ class ArraysetDataReader(CheckoutHandle, LoaderSource):
         try:
             if (not self.variable_shape and bool((table.pack_col[rows] >= 0).all())
                     and bool((table.shapes[rows] == shape).all())):
+                if out is None:
+                    mapped = store.map_rows(table, rows, shape, dtype)
+                    if mapped is not None:  # back to back in a pack: rows of a private mapping, no copy
+                        return list(mapped)
                 dest = np.empty((len(rows), *shape), dtype=dtype) if out is None else out
                 store.read_rows_into(table, rows, dest)
                 # a list, or the caller's out array

@@ -12,7 +12,6 @@ from hangar.cli.app import app
 from hangar.cli.context import CliError, not_fetched, open_repo, reader, start_dir, writer
 from hangar.cli.images import IMAGE_SUFFIXES
 from hangar.progress import progress
-from hangar.records.keys import MAX_NAME_LENGTH, validate_key
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,6 +87,8 @@ _UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 def sanitized_name(name: str) -> str:
     """``'cat photo'`` -> ``'cat_photo'``: every character not allowed in a sample name becomes ``_``."""
+    from hangar.records.keys import MAX_NAME_LENGTH  # not at import: builds fan-out tables (hangar --help)
+
     safe = _UNSAFE_RE.sub("_", name)[:MAX_NAME_LENGTH]
     return "_" * len(safe) if safe in ("", ".", "..") else safe
 
@@ -159,6 +160,8 @@ class _Import:
         self.renamed: list[tuple[str, str]] = []
 
     def stage(self, files: list[str], create: bool) -> None:
+        from hangar.records.keys import validate_key
+
         co, arrayset = self.co, self.arrayset
         aset = co.arraysets[arrayset] if arrayset in co.arraysets else None
         if aset is None and not create:

@@ -32,6 +32,7 @@ from hangar._faults import crash_point
 from hangar.errors import CorruptDataError, PackNotFoundError
 from hangar.plumbing import paths
 from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably
+from hangar.plumbing.mapping import address_space_limited, map_private
 from hangar.plumbing.paths import pack_chunk_key, pack_chunk_path, pack_index_path, pack_partial_path, packs_dir
 from hangar.plumbing.pids import pid_alive
 from hangar.store.codecs import LZ4, RAW, ZSTD, max_stored_length
@@ -201,6 +202,8 @@ class PackStorage(Protocol):
     def remove_dead_partials(self, min_age: float = 60.0) -> int: ...
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes: ...
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None: ...
+    def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]: ...
+    def mapped(self, pack_id: str) -> Optional[np.ndarray]: ...
     def open_writer(self, pack_id: str) -> PackWriter: ...
     def close(self) -> None: ...
 
@@ -354,6 +357,8 @@ class LocalPackStorage:
     MAX_OPEN = 64
 
     def _init_fds(self) -> None:
+        #: whole finished packs mapped for single-sample reads (at most MAX_OPEN; see :meth:`mapped`)
+        self._maps: dict[str, Optional[np.ndarray]] = {}
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._fd_lock = threading.Lock()
         self._in_flight = 0
@@ -468,12 +473,48 @@ class LocalPackStorage:
         if n != len(out):
             raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {n} of {len(out)} bytes")
 
+    def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]:
+        """``length`` bytes at ``offset`` of finished pack ``pack_id`` as a writeable uint8 array over a
+        private mapping of its file (no copy; writes to it never reach the pack); ``None`` when the
+        pack file is shorter than that (read it with :meth:`readinto`, which names the short read)."""
+        fd = self._acquire(pack_id)
+        try:
+            if os.fstat(fd).st_size < offset + length:  # a mapping past the end would SIGBUS on access
+                return None
+            return map_private(fd, offset, length)  # None under an address-space limit: the caller copies
+        finally:
+            self._release()
+
+    def mapped(self, pack_id: str) -> Optional[np.ndarray]:
+        """The whole of finished pack ``pack_id`` (as long as it was when first asked) as a uint8
+        array over a private mapping, kept for later calls: a single-sample read copies its bytes
+        from it (~1 us) instead of a ``pread`` (~2-3 us with its locking). Callers copy out of it
+        and never write to it. ``None`` where it is not mapped (under an address-space limit, or
+        where mmap fails): read with :meth:`readinto`. ``FileNotFoundError`` for a pack removed meanwhile."""
+        maps = self._maps
+        if pack_id in maps:
+            return maps[pack_id]
+        if address_space_limited():  # a whole pack kept mapped would eat the room of later allocations
+            return None
+        fd = self._acquire(pack_id)
+        try:
+            size = os.fstat(fd).st_size
+            whole = map_private(fd, 0, size) if size else None  # None under an address-space limit
+        finally:
+            self._release()
+        with self._fd_lock:
+            while len(maps) >= self.MAX_OPEN:  # oldest first; arrays being read keep their mapping alive
+                maps.pop(next(iter(maps)))
+            maps[pack_id] = whole
+        return whole
+
     def open_writer(self, pack_id: str) -> _LocalPackWriter:
         return _LocalPackWriter(self.root, pack_id, self.durable)
 
     def close(self) -> None:
         """Close the open pack files (at once if no read is running, else when the last one ends)."""
         with self._fd_lock:
+            self._maps.clear()  # each unmapped once no array read from it is in use
             self._to_close.extend(self._fds.values())
             self._fds.clear()
             if not self._in_flight:
@@ -573,6 +614,12 @@ class ZarrPackStorage:
 
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None:
         out[:] = self.read_range(pack_id, offset, len(out))
+
+    def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]:
+        return None  # no local file to map: bulk reads copy
+
+    def mapped(self, pack_id: str) -> Optional[np.ndarray]:
+        return None  # single reads go through readinto
 
     def open_writer(self, pack_id: str) -> _ZarrPackWriter:
         return _ZarrPackWriter(self, pack_id)

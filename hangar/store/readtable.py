@@ -305,22 +305,35 @@ class LocationTable:
     def load(cls, path: str) -> Optional["LocationTable"]:
         """The table saved at ``path``; ``None`` when absent or not a well-formed table."""
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         try:
-            if data[:8] != _MAGIC:
+            # into one np.empty, not f.read(): numpy asks for huge pages for large arrays, so a fresh
+            # process faults in a 5.6 MB table (W1) a few times instead of ~1,400 times (min of 6
+            # fresh processes under load: 2.1 ms against 6.9 ms)
+            size = os.fstat(fd).st_size
+            data = np.empty(size, dtype=np.uint8)
+            got = os.readv(fd, [data]) if size else 0
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if got != size:
+            return None
+        view = memoryview(data)
+        try:
+            if bytes(view[:8]) != _MAGIC:
                 return None
-            hlen = int.from_bytes(data[8:12], "little")
-            h = json.loads(data[12:12 + hlen])
+            hlen = int.from_bytes(view[8:12], "little")
+            h = json.loads(bytes(view[12:12 + hlen]))
             n, n_int, rank = int(h["n"]), int(h["n_int"]), int(h["rank"])
             pos = 12 + hlen
-            if h["sum"] != xxh3_64_intdigest(memoryview(data)[pos:]):
+            if h["sum"] != xxh3_64_intdigest(view[pos:]):
                 return None  # torn or damaged: rebuilt
-            sblob = data[pos:pos + h["sblob"]].decode()
+            sblob = bytes(view[pos:pos + h["sblob"]]).decode()
             pos += h["sblob"]
-            pblob = data[pos:pos + h["pblob"]].decode()
+            pblob = bytes(view[pos:pos + h["pblob"]]).decode()
             pos += h["pblob"]
             specs = [(np.int64, (n_int,)), (np.uint8, (n, 32)), (np.int64, (n, rank)), (np.int32, (n,)),
                      (np.uint64, (n,)), (np.uint64, (n,)), (np.uint64, (n,)), (np.uint8, (n,)), (np.uint64, (n,))]
