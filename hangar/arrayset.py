@@ -692,11 +692,9 @@ class ArraysetDataWriter(ArraysetDataReader):
         """``_write_many`` of the rows of a validated C-contiguous stack: dtype, shape and
         digest suffix are worked out once, and rows are slices of one buffer."""
         dtype, shape = stack.dtype.str, stack.shape[1:]
-        flat = byte_view(stack)
         size = stack[0, ...].nbytes if len(stack) else 0
         with _gc_paused():
-            raws = [flat[i * size:(i + 1) * size] for i in range(len(stack))]
-            digests = self._session.store.put_rows(raws, dtype, shape, self._chooser)
+            digests = self._session.store.put_stack(byte_view(stack), size, dtype, shape, self._chooser)
             self._table.set_many(zip(encode_keys(keys), SamplePointer.many(digests, dtype, shape), strict=True))
 
     def add(self, data: np.ndarray, name: Optional[Key] = None, **kwargs) -> Key:  # noqa: ANN003

@@ -48,3 +48,12 @@ def crc32_rows(buf: object, width: int) -> bytes:
         raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
                                      "check rowhash.available first")
     return _ext.crc32_rows(buf, width)
+
+
+def blake3_rows(buf: object, width: int, suffix: bytes) -> bytes:
+    """``blake3(row + suffix)`` of each ``width``-byte row of ``buf`` (a C-contiguous buffer),
+    32 bytes each, back to back. Only when :data:`available`."""
+    if _ext is None:
+        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
+                                     "check rowhash.available first")
+    return _ext.blake3_rows(buf, width, suffix)
