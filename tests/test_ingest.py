@@ -144,3 +144,46 @@ def test_a_stack_larger_than_a_pack_write_reads_back(repo):
     r = repo.checkout()
     assert np.array_equal(np.stack(r.arraysets["x"].get_batch(list(range(len(data))))), data)
     r.close()
+
+
+def test_adds_outside_a_with_block_are_seen_by_every_read_and_kept_by_close(repo):
+    # small fixed-shape samples are held back outside ``with`` blocks too: reads store them first
+    co = repo.checkout(write=True)
+    x = co.arraysets.init_arrayset("x", shape=(4,), dtype=np.int64)
+    x[0] = np.arange(4)
+    assert 0 in x and len(x) == 1
+    x[1] = np.arange(4) + 1
+    assert np.array_equal(x[1], np.arange(4) + 1)
+    x[2] = np.arange(4) + 2
+    assert list(x.keys()) == [0, 1, 2]
+    x[3] = np.arange(4) + 3
+    assert dict(x.loader_view().pointers()).keys() == {"i:0", "i:1", "i:2", "i:3"}
+    x[4] = np.arange(4) + 4
+    assert co.diff.status() == "DIRTY"
+    x[5] = np.arange(4) + 5
+    co.close()  # never committed: close makes the staging area durable, held samples included
+    co = repo.checkout(write=True)
+    x = co.arraysets["x"]
+    assert sorted(x.keys()) == list(range(6))
+    assert np.array_equal(x[5], np.arange(4) + 5)
+    co.close()
+
+
+def test_a_bad_sample_in_a_plain_loop_raises_and_the_earlier_ones_stay(repo):
+    co = repo.checkout(write=True)
+    x = co.arraysets.init_arrayset("x", shape=(28, 28), dtype=np.uint8)
+    for i in range(3):
+        x[i] = np.full((28, 28), i, dtype=np.uint8)
+    for bad_key, bad_value, error in [(3, np.zeros((28, 28), dtype=np.int8), SchemaMismatchError),
+                                      (3, np.zeros((28, 27), dtype=np.uint8), SchemaMismatchError),
+                                      (3, np.zeros((28, 56), dtype=np.uint8)[:, ::2], SchemaMismatchError),
+                                      (-1, np.zeros((28, 28), dtype=np.uint8), ValueError),
+                                      (True, np.zeros((28, 28), dtype=np.uint8), ValueError)]:
+        with pytest.raises(error):
+            x[bad_key] = bad_value
+    assert sorted(x.keys()) == [0, 1, 2]
+    co.commit("three")
+    co.close()
+    r = repo.checkout()
+    assert [int(r["x", i][0, 0]) for i in range(3)] == [0, 1, 2]
+    r.close()

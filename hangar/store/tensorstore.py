@@ -349,18 +349,18 @@ class TensorStore:
                 out += digests
         return out
 
-    def put_stack(self, flat: memoryview, width: int, dtype: str, shape: tuple[int, ...],
+    def put_stack(self, flat: memoryview, n: int, dtype: str, shape: tuple[int, ...],
                   chooser: codecs.CodecChooser) -> list[bytes]:
-        """Digest and store the ``width``-byte rows of ``flat`` (a C-contiguous stack of samples of
-        one dtype and shape); returns their digests, in order.
+        """Digest and store the ``n`` equal rows of ``flat`` (the bytes of a C-contiguous stack of
+        samples of one dtype and shape); returns their digests, in order.
 
         Small rows are hashed in one C call (:func:`digests_of_rows`); when every row is new,
         distinct and stored raw (random data: ``auto``'s probes find nothing to gain), each
         ~16 MiB of the stack is appended as it lies, without a per-row payload or a joined
         copy. Otherwise the rows go through :meth:`put_many` (large ones: :meth:`put_rows`).
         """
-        n = len(flat) // width if width else 0
-        if width >= self._OVERLAP_FROM or not n:
+        width = len(flat) // n if n else 0
+        if width >= self._OVERLAP_FROM or not width:  # large rows, no rows, or rows of 0 bytes
             return self.put_rows([flat[i * width:(i + 1) * width] for i in range(n)], dtype, shape, chooser)
         digests = digests_of_rows(flat, width, dtype, shape)
         raws = [flat[i * width:(i + 1) * width] for i in range(n)]
