@@ -735,7 +735,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             raise ArgumentTypeError(f"add() got unexpected keyword arguments {sorted(kwargs)}")
         return self.__setitem__(name, data)
 
-    def __setitem__(self, key: Key, value: np.ndarray) -> Key:
+    def __setitem__(self, key: Optional[Key], value: np.ndarray) -> Key:
         """Store ``value`` as the sample ``key`` (dict-style :meth:`add`); return the key."""
         # the common case checked inline, every check of _check_data and _check_name kept (a
         # fixed-shape C-contiguous ndarray of the arrayset's dtype, an int key >= 0): ~1.5 us
@@ -746,7 +746,12 @@ class ArraysetDataWriter(ArraysetDataReader):
             self._check_alive()
             arr = self._check_data(value)
             return self._stage(self._check_name(key), arr)
-        return self._stage(key, value)
+        held = self._held
+        if held is None:
+            return self._stage(key, value)
+        if held.append(key, value):  # _stage's held branch, inline: one call less per sample of a loop
+            self.flush_pending()
+        return key
 
     def remove(self, name: Key) -> Key:
         """Remove the sample ``name`` from the staging area; return ``name``.
