@@ -63,3 +63,12 @@ def leaf_diff(a: bytes, b: bytes) -> Optional[list[tuple[bytes, Optional[LeafEnt
         raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
                                      "check rowhash.available first")
     return _ext.leaf_diff(a, b)
+
+
+def blake3_rows(buf: object, width: int, suffix: bytes) -> bytes:
+    """``blake3(row + suffix)`` of each ``width``-byte row of ``buf`` (a C-contiguous buffer),
+    32 bytes each, back to back. Only when :data:`available`."""
+    if _ext is None:
+        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
+                                     "check rowhash.available first")
+    return _ext.blake3_rows(buf, width, suffix)

@@ -7,7 +7,13 @@ from functools import lru_cache
 import blake3
 import numpy as np
 
+from hangar.plumbing import rowhash
+
 _THREADED_ABOVE = 4 << 20
+#: rows (with their suffix) up to one blake3 chunk are hashed eight at a time by the C
+#: extension (60,000 rows of 784 bytes: 0.03 s, 0.12-0.3 s through the blake3 package);
+#: larger rows amortise the package's per-call cost and get its SIMD over chunks
+_ROWS_IN_C_UPTO = 1024
 
 
 def byte_view(arr: np.ndarray) -> memoryview:
@@ -49,3 +55,14 @@ def digests_of_parts(raws: list[memoryview], dtype: str, shape: tuple[int, ...])
         new = blake3.blake3
         return [new(raw).update(suffix).digest() for raw in raws]
     return [_digest(raw, suffix) for raw in raws]
+
+
+def digests_of_rows(flat: memoryview, width: int, dtype: str, shape: tuple[int, ...]) -> list[bytes]:
+    """:func:`digest_of_parts` of each ``width``-byte row of ``flat`` (the bytes of a
+    C-contiguous stack of samples of one dtype and shape), in order."""
+    suffix = _suffix(np.dtype(dtype).str, tuple(shape))
+    n = len(flat) // width if width else 0
+    if rowhash.available and 0 < width and width + len(suffix) <= _ROWS_IN_C_UPTO:
+        out = rowhash.blake3_rows(flat, width, suffix)
+        return [out[i:i + 32] for i in range(0, 32 * n, 32)]
+    return digests_of_parts([flat[i * width:(i + 1) * width] for i in range(n)], dtype, shape)

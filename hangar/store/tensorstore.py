@@ -15,7 +15,7 @@ from xxhash import xxh3_64_intdigest as _xxh3
 
 from hangar.errors import CorruptDataError, NotPicklableError, RemoteDataError, StoreFailedError
 from hangar.store import codecs
-from hangar.store.digest import byte_view, digest_of_parts, digests_of_parts
+from hangar.store.digest import byte_view, digest_of_parts, digests_of_parts, digests_of_rows
 from hangar.store.index import DigestIndex, Location
 from hangar.store.packs import (
     INDEX_DTYPE,
@@ -352,6 +352,45 @@ class TensorStore:
                 self.put_many(digests, chunk, chooser)
                 out += digests
         return out
+
+    def put_stack(self, flat: memoryview, n: int, dtype: str, shape: tuple[int, ...],
+                  chooser: codecs.CodecChooser) -> list[bytes]:
+        """Digest and store the ``n`` equal rows of ``flat`` (the bytes of a C-contiguous stack of
+        samples of one dtype and shape); returns their digests, in order.
+
+        Small rows are hashed in one C call (:func:`digests_of_rows`); when every row is new,
+        distinct and stored raw (random data: ``auto``'s probes find nothing to gain), each
+        ~16 MiB of the stack is appended as it lies, without a per-row payload or a joined
+        copy. Otherwise the rows go through :meth:`put_many` (large ones: :meth:`put_rows`).
+        """
+        width = len(flat) // n if n else 0
+        if width >= self._OVERLAP_FROM or not width:  # large rows, no rows, or rows of 0 bytes
+            return self.put_rows([flat[i * width:(i + 1) * width] for i in range(n)], dtype, shape, chooser)
+        digests = digests_of_rows(flat, width, dtype, shape)
+        raws = [flat[i * width:(i + 1) * width] for i in range(n)]
+        if any(self.locations(digests)) or len(set(digests)) != n:
+            self.put_many(digests, raws, chooser)
+            return digests
+        per = max(1, self._BATCH_BYTES // width)
+        for a in range(0, n, per):
+            b = min(n, a + per)
+            codec_ids, payloads = chooser.encode_many(raws[a:b])
+            if codec_ids.count(codecs.RAW) == b - a:
+                self._append_block(digests[a:b], flat[a * width:b * width], raws[a:b], width)
+            else:
+                self._append_many(digests[a:b], payloads, [width] * (b - a), codec_ids)
+        return digests
+
+    def _append_block(self, digests: list[bytes], block: memoryview, rows: list[memoryview], width: int) -> None:
+        """Append raw rows lying back to back in ``block`` as one write (rows: its row slices)."""
+        self._check_failed()
+        start = self._open_writer().append(block)
+        self._pending.update(zip(digests, map(tuple.__new__, repeat(Location), zip(
+            repeat(self._pending_pack), range(start, start + len(block), width), repeat(width), repeat(width),
+            repeat(codecs.RAW), stored_checks(rows)))))
+        self._pending_bytes += len(block)
+        if self._pending_bytes >= PACK_TARGET_BYTES:
+            self.flush()
 
     #: put_rows overlaps hashing with writing for samples at least this large (below it the
     #: per-chunk thread hand-off costs more than it hides)
