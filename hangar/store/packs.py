@@ -30,7 +30,7 @@ import xxhash
 
 from hangar._faults import crash_point
 from hangar.errors import CorruptDataError, PackNotFoundError
-from hangar.plumbing import paths
+from hangar.plumbing import paths, rowhash
 from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably
 from hangar.plumbing.paths import pack_chunk_key, pack_chunk_path, pack_index_path, pack_partial_path, packs_dir
 from hangar.plumbing.pids import pid_alive
@@ -201,6 +201,7 @@ class PackStorage(Protocol):
     def remove_dead_partials(self, min_age: float = 60.0) -> int: ...
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes: ...
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None: ...
+    def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool: ...
     def open_writer(self, pack_id: str) -> PackWriter: ...
     def close(self) -> None: ...
 
@@ -468,6 +469,33 @@ class LocalPackStorage:
         if n != len(out):
             raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {n} of {len(out)} bytes")
 
+    def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool:
+        """:meth:`readinto`, then whether the bytes read match ``check`` (their :func:`stored_check`;
+        0: none recorded, True), read and hashed in one call without the GIL (one Python call less
+        per sample than ``readinto`` + ``stored_check``)."""
+        lock = self._fd_lock  # _acquire and _release inlined, as in readinto
+        with lock:
+            fd = self._fds.get(pack_id)
+            if fd is not None:
+                self._fds.move_to_end(pack_id)
+                self._in_flight += 1
+        if fd is None:
+            fd = self._acquire(pack_id)
+        try:
+            n = rowhash.pread_checked(fd, offset, out, check)
+        finally:
+            with lock:
+                self._in_flight -= 1
+                if not self._in_flight and self._to_close:
+                    for old in self._to_close:
+                        os.close(old)
+                    self._to_close.clear()
+        if n < 0:
+            return False
+        if n != len(out):
+            raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {n} of {len(out)} bytes")
+        return True
+
     def open_writer(self, pack_id: str) -> _LocalPackWriter:
         return _LocalPackWriter(self.root, pack_id, self.durable)
 
@@ -573,6 +601,11 @@ class ZarrPackStorage:
 
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None:
         out[:] = self.read_range(pack_id, offset, len(out))
+
+    def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool:
+        """:meth:`readinto`, then whether the bytes read match ``check`` (0: none recorded, True)."""
+        self.readinto(pack_id, offset, out)
+        return not check or stored_check(out) == check
 
     def open_writer(self, pack_id: str) -> _ZarrPackWriter:
         return _ZarrPackWriter(self, pack_id)

@@ -14,6 +14,7 @@ import numpy as np
 from xxhash import xxh3_64_intdigest as _xxh3
 
 from hangar.errors import CorruptDataError, NotPicklableError, RemoteDataError, StoreFailedError
+from hangar.plumbing import rowhash
 from hangar.store import codecs
 from hangar.store.digest import byte_view, digest_of_parts, digests_of_parts
 from hangar.store.index import DigestIndex, Location
@@ -595,8 +596,8 @@ class TensorStore:
         out = np.empty(shape, dtype=dtype)
         buf = byte_view(out)
         if loc.codec == codecs.RAW and not (loc.pack == self._pending_pack and self._writer is not None):
-            self.storage.readinto(loc.pack, loc.offset, buf)
-            check_stored(loc, buf, digest)
+            if not self.storage.readinto_checked(loc.pack, loc.offset, buf, loc.check):  # check_stored, fused
+                raise damaged_sample(digest, loc.pack, loc.offset)
         else:
             stored = self._stored_bytes(loc)
             check_stored(loc, stored, digest)
@@ -779,17 +780,15 @@ class TensorStore:
                                    f"pointer says {dtype.itemsize * prod(shape)} ({dtype} {shape})")
         out = np.empty(shape, dtype=dtype)
         buf = byte_view(out)
-        stored: bytes | memoryview
         # ``sum_`` is not ``check``: that names the re-hash asked for (verify_reads), a different check
         pack = table.packs[p]
-        if codec == codecs.RAW:
-            self.storage.readinto(pack, offset, buf)
-            stored = buf
+        if codec == codecs.RAW:  # read and checked in one call (check_stored, on a table row)
+            if not self.storage.readinto_checked(pack, offset, buf, sum_):
+                raise damaged_sample(table.digests[row].tobytes(), pack, offset)
         else:
             stored = self.storage.read_range(pack, offset, length)
-        if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
-            raise damaged_sample(table.digests[row].tobytes(), pack, offset)
-        if codec != codecs.RAW:
+            if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
+                raise damaged_sample(table.digests[row].tobytes(), pack, offset)
             codecs.decode_into(codec, stored, buf)
         if check or (check is None and self.verify_reads):
             self.check_sample(table.digests[row].tobytes(), buf, out.dtype.str, shape, pack, check)
@@ -907,30 +906,28 @@ class TensorStore:
         """Raise ``CorruptDataError`` unless ``flat[i]`` (raw stored bytes of ``rows[i]``) matches its
         stored checksum, for each ``i`` of ``which``.
 
-        One xxh3 call per sample over a slice of one memoryview, compared as an array: 60,000 x
-        784 B took 24 ms as ``_xxh3(flat[i])`` with a per-row compare and takes ~14 ms so (the
-        call overhead, not the hash, is the cost). Large samples are hashed in two threads
-        (xxhash releases the GIL): the pass after a ``pread`` reads from the last-level cache
-        (~10 GB/s here), which made the check cost ~20% of a 150 KB read.
+        All of ``which`` in one :func:`hangar.plumbing.rowhash.check_rows` call (C, without the
+        GIL): one Python-level xxh3 call per sample cost ~14 ms per 60,000 x 784 B and held the
+        GIL against the consumer of ``values()``, ~25% of the read. Large samples are hashed in
+        two threads: the pass after a ``pread`` reads from the last-level cache.
         """
         m = len(which)
         if not m:
             return
         size = flat.shape[1]
-        mv = memoryview(flat.reshape(-1))
-        starts = (which * size).tolist()
+        expected = checks[which]
         if threads and size >= _THREADED_CHECK_FROM and m >= 4:
             half = m // 2
             with ThreadPoolExecutor(1, thread_name_prefix="hangar-check") as pool:
-                other = pool.submit(lambda: [_xxh3(mv[o:o + size]) for o in starts[half:]])
-                sums = [_xxh3(mv[o:o + size]) for o in starts[:half]] + other.result()
+                other = pool.submit(rowhash.check_rows, flat, which[half:], expected[half:])
+                bad = rowhash.check_rows(flat, which[:half], expected[:half])
+                rest = other.result()
+            if bad < 0 <= rest:
+                bad = half + rest
         else:
-            sums = [_xxh3(mv[o:o + size]) for o in starts]
-        got = np.array(sums, dtype=np.uint64)
-        got[got == 0] = 1  # stored_check: 0 means "none recorded", so a hash of 0 is kept as 1
-        bad = np.flatnonzero(got != checks[which])
-        if len(bad):
-            i = int(which[bad[0]])
+            bad = rowhash.check_rows(flat, which, expected)
+        if bad >= 0:
+            i = int(which[bad])
             r = int(rows[i])
             raise damaged_sample(table.digests[r].tobytes(), table.packs[table.pack_col[r]], table.offsets.item(r))
 
