@@ -12,14 +12,15 @@ the variants so all see the same machine load:
 
 Variants: ``checked`` (this code, format-2 packs), ``unchecked`` (this code, format-1 copy)
 and, with ``--baseline DIR`` (a source tree of an earlier hangar, e.g. ``git archive`` of
-main), ``baseline`` (that code reading the format-1 copy). The table shows the minimum and
+main), ``baseline`` (that code reading the format-1 copy); with ``--before DIR``, ``before``
+(that code reading the checked copy: the check's cost before a change, in the same run). The table shows the minimum and
 the median of ``--repeat`` runs and ratios ``other / checked`` of the minima (1.0: free;
 0.97: checked is 3% slower). Minima, because other processes on a shared machine only ever
 add time.
 
 Usage::
 
-    python3 scripts/bench_checksum.py [--quick] [--repeat 15] [--baseline /tmp/hangar-main]
+    python3 scripts/bench_checksum.py [--quick] [--repeat 15] [--baseline /tmp/hangar-main] [--before /tmp/hangar-main]
 """
 
 from __future__ import annotations
@@ -120,11 +121,14 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--tmp", default="/tmp")
     p.add_argument("--baseline", help="source tree of an earlier hangar to time on the format-1 copy")
+    p.add_argument("--before", help="source tree of an earlier hangar to time on the checked copy")
     args = p.parse_args()
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     variants = [("checked", here, "checked"), ("unchecked", here, "unchecked")]
     if args.baseline:
         variants.append(("baseline", os.path.abspath(args.baseline), "unchecked"))
+    if args.before:
+        variants.append(("before", os.path.abspath(args.before), "checked"))
     rng = np.random.default_rng(0)
     scale = 10 if args.quick else 1
     sets = [(f"{60_000 // scale:,} x (28,28)", (60_000 // scale, 28, 28), 5_000),
@@ -139,11 +143,17 @@ def main() -> int:
             to_format_1(unchecked)
             warm(here, checked)
             warm(here, unchecked)
+            if args.before:  # its table file format may differ: it reads a copy warmed by itself
+                before = os.path.join(tmp, "before")
+                shutil.copytree(checked, before)
+                warm(os.path.abspath(args.before), before)
             keys = rng.integers(0, shape[0], nkeys).tolist()
             times: dict = {(op, v[0]): [] for op in ("seq", "rand") for v in variants}
             for r in range(args.repeat):
                 for v, tree, copy in variants[r % len(variants):] + variants[:r % len(variants)]:
                     path = checked if copy == "checked" else unchecked
+                    if v == "before":
+                        path = before
                     for op in ("seq", "rand"):
                         times[op, v].append(timed_in_child(tree, op, path, shape[0], keys))
             for op, label in (("seq", "sequential read (values())"), ("rand", f"random read {nkeys:,} keys")):
@@ -151,8 +161,13 @@ def main() -> int:
                 for v, _, _ in variants:
                     ts = times[op, v]
                     rows.append((name, label, v, min(ts), statistics.median(ts), min(ts) / base))
+                if args.before:  # unchecked / before: the ratio of the checked column before the change
+                    rows.append((name, label, "unch/bef", 0.0, 0.0,
+                                 min(times[op, "unchecked"]) / min(times[op, "before"])))
             shutil.rmtree(checked)
             shutil.rmtree(unchecked)
+            if args.before:
+                shutil.rmtree(before)
     print(f"reads with and without the per-sample check: {args.repeat} rotating runs, {os.cpu_count()} cpus")
     print(f"{'dataset':<20} {'operation':<28} {'variant':<10} {'min s':>8} {'median s':>9} {'min/checked':>12}")
     for name, label, v, lo, med, ratio in rows:

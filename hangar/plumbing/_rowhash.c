@@ -538,6 +538,67 @@ static PyObject *pread_checked(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(ok ? got : -1);
 }
 
+/* pread_rows_checked(fd, offset, out, width, checks, piece) -> (nread, bad): pread len(out)
+ * bytes at offset into out (consecutive rows of width bytes) in pieces of about piece bytes
+ * (whole rows, at least one), checking each piece's rows against checks (uint64, one per row;
+ * 0: not checked) right after it lands, while it is still in this core's L2: hashing a 16 MiB
+ * read afterwards ran at ~9 GB/s from memory, ~30 GB/s so. nread < len(out): a short read
+ * (rows past it unchecked); bad: the first mismatching row, or -1. Without the GIL. */
+static PyObject *pread_rows_checked(PyObject *self, PyObject *args)
+{
+    int fd;
+    long long offset;
+    Py_buffer out, checks;
+    Py_ssize_t width, piece;
+    if (!PyArg_ParseTuple(args, "iLw*ny*n", &fd, &offset, &out, &width, &checks, &piece))
+        return NULL;
+    Py_ssize_t n = width > 0 ? out.len / width : 0;
+    if (offset < 0 || width <= 0 || piece <= 0 || out.len % width || checks.len != n * 8) {
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&checks);
+        PyErr_SetString(PyExc_ValueError, "pread_rows_checked: out must be whole rows of width bytes, one "
+                                          "uint64 check per row, offset >= 0, piece > 0");
+        return NULL;
+    }
+    const uint64_t *c = checks.buf;
+    unsigned char *o = out.buf;
+    Py_ssize_t per = piece / width > 0 ? piece / width : 1, total = 0, bad = -1;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < n && bad < 0; r += per) {
+        Py_ssize_t k = n - r < per ? n - r : per, want = k * width, got = 0;
+        while (got < want) {
+            ssize_t g = pread(fd, o + r * width + got, (size_t)(want - got), (off_t)(offset + r * width + got));
+            if (g < 0) {
+                if (errno == EINTR)
+                    continue;
+                err = errno;
+                break;
+            }
+            if (g == 0)
+                break;
+            got += g;
+        }
+        total += got;
+        if (err || got < want)
+            break;
+        for (Py_ssize_t j = r; j < r + k; j++) {
+            if (c[j] && stored_check_of(o + j * width, (size_t)width) != c[j]) {
+                bad = j;
+                break;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&checks);
+    if (err) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return Py_BuildValue("nn", total, bad);
+}
+
 static PyObject *crc32_rows(PyObject *self, PyObject *args) { return sums_rows(args, crc32_of); }
 static PyObject *adler32_rows(PyObject *self, PyObject *args) { return sums_rows(args, adler32_of); }
 
@@ -562,6 +623,9 @@ static PyMethodDef methods[] = {
     {"pread_checked", pread_checked, METH_VARARGS,
      "pread_checked(fd, offset, out, check) -> int: pread into out and check its stored check; bytes read, "
      "or -1 when all were read and did not match"},
+    {"pread_rows_checked", pread_rows_checked, METH_VARARGS,
+     "pread_rows_checked(fd, offset, out, width, checks, piece) -> (nread, bad): pread rows in pieces, "
+     "checking each piece's rows as it lands; bad: first mismatching row or -1"},
     {"hex_rows", hex_rows, METH_VARARGS,
      "hex_rows(digests, prefix, tail) -> bytes: prefix + hex(digest) + tail for each 32-byte digest"},
     {NULL, NULL, 0, NULL},

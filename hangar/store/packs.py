@@ -202,6 +202,7 @@ class PackStorage(Protocol):
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes: ...
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None: ...
     def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool: ...
+    def readinto_rows_checked(self, pack_id: str, offset: int, rows: np.ndarray, checks: np.ndarray) -> int: ...
     def open_writer(self, pack_id: str) -> PackWriter: ...
     def close(self) -> None: ...
 
@@ -496,6 +497,19 @@ class LocalPackStorage:
             raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {n} of {len(out)} bytes")
         return True
 
+    def readinto_rows_checked(self, pack_id: str, offset: int, rows: np.ndarray, checks: np.ndarray) -> int:
+        """Fill ``rows`` (C-contiguous 2-d uint8, consecutive in the pack from ``offset``) and check
+        each against ``checks`` (its :func:`stored_check`; 0: none recorded) as its piece lands
+        (:func:`hangar.plumbing.rowhash.pread_rows_checked`); the first mismatching row, or -1."""
+        fd = self._acquire(pack_id)
+        try:
+            n, bad = rowhash.pread_rows_checked(fd, offset, rows, checks)
+        finally:
+            self._release()
+        if bad < 0 and n != rows.nbytes:
+            raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {n} of {rows.nbytes} bytes")
+        return bad
+
     def open_writer(self, pack_id: str) -> _LocalPackWriter:
         return _LocalPackWriter(self.root, pack_id, self.durable)
 
@@ -606,6 +620,11 @@ class ZarrPackStorage:
         """:meth:`readinto`, then whether the bytes read match ``check`` (0: none recorded, True)."""
         self.readinto(pack_id, offset, out)
         return not check or stored_check(out) == check
+
+    def readinto_rows_checked(self, pack_id: str, offset: int, rows: np.ndarray, checks: np.ndarray) -> int:
+        """Fill ``rows`` from the pack at ``offset``; the first row not matching ``checks``, or -1."""
+        self.readinto(pack_id, offset, memoryview(rows).cast("B"))
+        return rowhash.check_rows(rows, np.arange(len(rows)), checks)
 
     def open_writer(self, pack_id: str) -> _ZarrPackWriter:
         return _ZarrPackWriter(self, pack_id)

@@ -836,9 +836,10 @@ class TensorStore:
         checked = raw_codec & (checks != 0)
         pool = ThreadPoolExecutor(1, thread_name_prefix="hangar-check") if piped else None
         pending: list[Any] = []
+        done = np.zeros(n, dtype=bool)  # rows checked as they were read (_read_segment)
         try:
             self._read_segments(table, rows, flat, size, starts, order, so, sl, sp, sraw, ends, pool, pending,
-                                checked, checks)
+                                checked, checks, done)
             for f in pending:
                 f.result()
         finally:
@@ -846,7 +847,7 @@ class TensorStore:
                 pool.shutdown(wait=True, cancel_futures=True)
         if not piped:
             # the stored checksum of every raw sample (compressed ones were checked before decoding)
-            self._check_rows(table, rows, flat, np.flatnonzero(checked), checks)
+            self._check_rows(table, rows, flat, np.flatnonzero(checked & ~done), checks)
         if check or (check is None and self.verify_reads):
             dstr = dtype.str
             for i, r in enumerate(rows.tolist()):
@@ -856,23 +857,22 @@ class TensorStore:
     def _read_segments(self, table: LocationTable, rows: np.ndarray, flat: np.ndarray, size: int,
                        starts: list[int], order: np.ndarray, so: np.ndarray, sl: np.ndarray, sp: np.ndarray,
                        sraw: np.ndarray, ends: np.ndarray, pool: ThreadPoolExecutor | None, pending: list[Any],
-                       checked: np.ndarray, checks: np.ndarray) -> None:
+                       checked: np.ndarray, checks: np.ndarray, done: np.ndarray) -> None:
         """The reads of :meth:`read_rows_into`, one coalesced range ``starts[k]:starts[k + 1]`` at a
-        time; with ``pool``, each raw range's checksums are checked there while the next is read."""
+        time; with ``pool``, the checksums of each raw range not checked as it was read (``done``)
+        are checked there while the next is read."""
         for a, b in zip(starts[:-1], starts[1:]):
+            self._read_segment(table, rows, flat, size, a, b, order, so, sl, sp, sraw, ends, checks, done)
             if pool is not None and sraw[a]:
                 dest = order[a:b]
-                which = dest[checked[dest]]
+                which = dest[checked[dest] & ~done[dest]]
                 if len(which):
-                    self._read_segment(table, rows, flat, size, a, b, order, so, sl, sp, sraw, ends)
                     pending.append(pool.submit(self._check_rows, table, rows, flat, np.sort(which), checks,
                                                False))
-                    continue
-            self._read_segment(table, rows, flat, size, a, b, order, so, sl, sp, sraw, ends)
 
     def _read_segment(self, table: LocationTable, rows: np.ndarray, flat: np.ndarray, size: int, a: int, b: int,
                       order: np.ndarray, so: np.ndarray, sl: np.ndarray, sp: np.ndarray, sraw: np.ndarray,
-                      ends: np.ndarray) -> None:
+                      ends: np.ndarray, checks: np.ndarray, done: np.ndarray) -> None:
         pack = table.packs[int(sp[a])]
         dest = order[a:b]
         if not sraw[a]:
@@ -889,7 +889,14 @@ class TensorStore:
         packed = hi - lo == (b - a) * size and bool((so[a:b] == lo + size * np.arange(b - a)).all())
         d0 = int(dest[0])
         if packed and int(dest[-1]) - d0 == b - a - 1 and bool((np.diff(dest) == 1).all()):
-            self.storage.readinto(pack, lo, memoryview(flat[d0:d0 + b - a]).cast("B"))
+            if size:  # read and check each piece while it is in L2 (checks: 0 where none recorded)
+                bad = self.storage.readinto_rows_checked(pack, lo, flat[d0:d0 + b - a], checks[d0:d0 + b - a])
+                done[d0:d0 + b - a] = True
+                if bad >= 0:
+                    r = int(rows[d0 + bad])
+                    raise damaged_sample(table.digests[r].tobytes(), pack, table.offsets.item(r))
+            else:
+                self.storage.readinto(pack, lo, memoryview(flat[d0:d0 + b - a]).cast("B"))
             return
         scratch = np.empty(hi - lo, dtype=np.uint8)
         self.storage.readinto(pack, lo, memoryview(scratch))
