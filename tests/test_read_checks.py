@@ -150,3 +150,29 @@ def test_reads_catch_a_byte_flipped_on_disk_after_the_pack_was_opened_and_read(p
                 list(aset.values())
             ok = [k for k in keys if k != key]
             np.testing.assert_array_equal(np.stack(aset.get_batch(ok)), data[ok])
+
+
+@pytest.mark.parametrize("piece", [1, 700, 784 * 3, 1 << 20])  # under a row, unaligned, whole rows, all
+def test_pread_rows_checked_checks_every_row_in_pieces_of_any_size(path, tmp_path, piece):
+    rows = np.random.default_rng(8).integers(0, 256, (40, 784), dtype=np.uint8)
+    f = tmp_path / "pack"
+    f.write_bytes(b"head" + rows.tobytes())
+    checks = np.array([stored_check(r) for r in rows], dtype=np.uint64)
+    fd = os.open(f, os.O_RDWR)
+    try:
+        out = np.zeros_like(rows)
+        assert rowhash.pread_rows_checked(fd, 4, out, checks, piece) == (rows.nbytes, -1)
+        np.testing.assert_array_equal(out, rows)
+        for at in (0, 784 * 17 + 400, rows.nbytes - 1):  # first byte, a middle row, the last byte
+            os.pwrite(fd, bytes([rows.reshape(-1)[at] ^ 0x40]), 4 + at)
+            assert rowhash.pread_rows_checked(fd, 4, out, checks, piece)[1] == at // 784
+            masked = checks.copy()
+            masked[at // 784] = 0  # none recorded: not checked
+            assert rowhash.pread_rows_checked(fd, 4, out, masked, piece)[1] == -1
+            os.pwrite(fd, bytes([rows.reshape(-1)[at]]), 4 + at)
+        unchecked = np.zeros_like(checks)  # the shifted rows would not match: a short read alone
+        assert rowhash.pread_rows_checked(fd, 4 + 784 * 10, out, unchecked, piece) == (rows.nbytes - 784 * 10, -1)
+    finally:
+        os.close(fd)
+    with pytest.raises(InvalidArgumentError, match="one check per row"):
+        rowhash.pread_rows_checked(0, 0, out, checks[:3], piece)

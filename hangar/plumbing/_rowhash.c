@@ -541,8 +541,8 @@ static PyObject *pread_checked(PyObject *self, PyObject *args)
 /* pread_rows_checked(fd, offset, out, width, checks, piece) -> (nread, bad): pread len(out)
  * bytes at offset into out (consecutive rows of width bytes) in pieces of about piece bytes
  * (whole rows, at least one), checking each piece's rows against checks (uint64, one per row;
- * 0: not checked) right after it lands, while it is still in this core's L2: hashing a 16 MiB
- * read afterwards ran at ~9 GB/s from memory, ~30 GB/s so. nread < len(out): a short read
+ * 0: not checked) right after it lands, while it is still in this core's cache: hashing a
+ * 16 MiB read afterwards ran at ~9 GB/s from memory, ~30 GB/s so. nread < len(out): a short read
  * (rows past it unchecked); bad: the first mismatching row, or -1. Without the GIL. */
 static PyObject *pread_rows_checked(PyObject *self, PyObject *args)
 {

@@ -914,9 +914,10 @@ class TensorStore:
         stored checksum, for each ``i`` of ``which``.
 
         All of ``which`` in one :func:`hangar.plumbing.rowhash.check_rows` call (C, without the
-        GIL): one Python-level xxh3 call per sample cost ~14 ms per 60,000 x 784 B and held the
-        GIL against the consumer of ``values()``, ~25% of the read. Large samples are hashed in
-        two threads: the pass after a ``pread`` reads from the last-level cache.
+        GIL): one Python-level xxh3 call per sample held the GIL against the consumer of
+        ``values()``. Most rows are checked as they are read (``readinto_rows_checked``, while in
+        cache); these are the rest (rows gathered from a scratch range, reordered batches).
+        Large samples are hashed in two threads.
         """
         m = len(which)
         if not m:
