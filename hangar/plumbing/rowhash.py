@@ -162,7 +162,7 @@ def pread_rows_checked(fd: int, offset: int, rows: np.ndarray, checks: np.ndarra
         raise InvalidArgumentError(f"pread_rows_checked: {n} rows, {len(sums)} checks, piece {piece}; give one "
                                    "check per row and a positive piece")
     if _ext is not None and available:
-        return _ext.pread_rows_checked(fd, offset, rows, width, sums, piece)  # type: ignore[no-any-return]
+        return _ext.pread_rows_checked(fd, offset, rows, width, sums, piece)
     per = max(1, piece // width) if width else n
     total = 0
     for r in range(0, n, per):
