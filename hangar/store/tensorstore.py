@@ -826,8 +826,9 @@ class TensorStore:
         brk[1:] = (sp[1:] != sp[:-1]) | (so[1:] - ends[:-1] > _GAP) | ~sraw[1:] | ~sraw[:-1]
         seg = np.cumsum(brk) - 1
         seg_start = so[brk]
-        # large samples: reads of at most _PIPELINE_SPAN, each one's checksums checked in a second
-        # thread while the next is read (pread and xxh3 both release the GIL)
+        # large samples: reads of at most _PIPELINE_SPAN; a range read straight into ``out`` is
+        # checked piece by piece as it lands (_read_segment), any other one's checksums in a
+        # second thread while the next is read (pread and xxh3 both release the GIL)
         piped = size >= _THREADED_CHECK_FROM and n * size > _PIPELINE_SPAN
         span = _PIPELINE_SPAN if piped else _SPAN
         brk[1:] |= ((so[1:] - seg_start[seg[1:]]) // span) != ((so[:-1] - seg_start[seg[:-1]]) // span)
