@@ -12,14 +12,15 @@ the variants so all see the same machine load:
 
 Variants: ``checked`` (this code, format-2 packs), ``unchecked`` (this code, format-1 copy)
 and, with ``--baseline DIR`` (a source tree of an earlier hangar, e.g. ``git archive`` of
-main), ``baseline`` (that code reading the format-1 copy). The table shows the minimum and
+main), ``baseline`` (that code reading the format-1 copy); with ``--before DIR``, ``before``
+(that code reading the checked copy: the check's cost before a change, in the same run). The table shows the minimum and
 the median of ``--repeat`` runs and ratios ``other / checked`` of the minima (1.0: free;
 0.97: checked is 3% slower). Minima, because other processes on a shared machine only ever
 add time.
 
 Usage::
 
-    python3 scripts/bench_checksum.py [--quick] [--repeat 15] [--baseline /tmp/hangar-main]
+    python3 scripts/bench_checksum.py [--quick] [--repeat 15] [--baseline /tmp/hangar-main] [--before /tmp/hangar-main]
 """
 
 from __future__ import annotations
@@ -69,22 +70,23 @@ def to_format_1(path: str) -> None:
 
 _CHILD = """
 import json, sys, time
+clock = time.process_time if sys.argv[6] == "cpu" else time.perf_counter
 sys.path.insert(0, sys.argv[1])
 from hangar import Repository
 op, path, n, keys = sys.argv[2], sys.argv[3], int(sys.argv[4]), json.loads(sys.argv[5])
 co = Repository(path).checkout()
 aset = co.arraysets["x"]
 if op == "seq":
-    t = time.perf_counter()
+    t = clock()
     count = sum(1 for _ in aset.values())
-    dt = time.perf_counter() - t
+    dt = clock() - t
     assert count == n, count
 else:
     aset[keys[0]]
-    t = time.perf_counter()
+    t = clock()
     for k in keys:
         aset[k]
-    dt = time.perf_counter() - t
+    dt = clock() - t
 co.close()
 print(dt)
 """
@@ -108,8 +110,8 @@ def warm(tree: str, path: str) -> None:
     subprocess.run([sys.executable, "-c", _WARM, tree, path], check=True, env={**os.environ, "PYTHONPATH": tree})
 
 
-def timed_in_child(tree: str, op: str, path: str, n: int, keys: list[int]) -> float:
-    out = subprocess.run([sys.executable, "-c", _CHILD, tree, op, path, str(n), json.dumps(keys)],
+def timed_in_child(tree: str, op: str, path: str, n: int, keys: list[int], clock: str = "wall") -> float:
+    out = subprocess.run([sys.executable, "-c", _CHILD, tree, op, path, str(n), json.dumps(keys), clock],
                          capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": tree})
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -120,11 +122,18 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--tmp", default="/tmp")
     p.add_argument("--baseline", help="source tree of an earlier hangar to time on the format-1 copy")
+    p.add_argument("--before", help="source tree of an earlier hangar to time on the checked copy")
+    p.add_argument("--cpu", action="store_true",
+                   help="time the CPU of the reading process (all its threads) instead of wall time: steadier "
+                        "on a loaded machine, and counts work a second thread hides from the wall clock")
     args = p.parse_args()
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     variants = [("checked", here, "checked"), ("unchecked", here, "unchecked")]
     if args.baseline:
         variants.append(("baseline", os.path.abspath(args.baseline), "unchecked"))
+    if args.before:
+        variants.append(("before", os.path.abspath(args.before), "checked"))
+    clock = "cpu" if args.cpu else "wall"
     rng = np.random.default_rng(0)
     scale = 10 if args.quick else 1
     sets = [(f"{60_000 // scale:,} x (28,28)", (60_000 // scale, 28, 28), 5_000),
@@ -139,21 +148,33 @@ def main() -> int:
             to_format_1(unchecked)
             warm(here, checked)
             warm(here, unchecked)
+            if args.before:  # its table file format may differ: it reads a copy warmed by itself
+                before = os.path.join(tmp, "before")
+                shutil.copytree(checked, before)
+                warm(os.path.abspath(args.before), before)
             keys = rng.integers(0, shape[0], nkeys).tolist()
             times: dict = {(op, v[0]): [] for op in ("seq", "rand") for v in variants}
             for r in range(args.repeat):
                 for v, tree, copy in variants[r % len(variants):] + variants[:r % len(variants)]:
                     path = checked if copy == "checked" else unchecked
+                    if v == "before":
+                        path = before
                     for op in ("seq", "rand"):
-                        times[op, v].append(timed_in_child(tree, op, path, shape[0], keys))
+                        times[op, v].append(timed_in_child(tree, op, path, shape[0], keys, clock))
             for op, label in (("seq", "sequential read (values())"), ("rand", f"random read {nkeys:,} keys")):
                 base = min(times[op, "checked"])
                 for v, _, _ in variants:
                     ts = times[op, v]
                     rows.append((name, label, v, min(ts), statistics.median(ts), min(ts) / base))
+                if args.before:  # unchecked / before: the ratio of the checked column before the change
+                    rows.append((name, label, "unch/bef", 0.0, 0.0,
+                                 min(times[op, "unchecked"]) / min(times[op, "before"])))
             shutil.rmtree(checked)
             shutil.rmtree(unchecked)
-    print(f"reads with and without the per-sample check: {args.repeat} rotating runs, {os.cpu_count()} cpus")
+            if args.before:
+                shutil.rmtree(before)
+    print(f"reads with and without the per-sample check: {args.repeat} rotating runs, {os.cpu_count()} cpus, "
+          f"{'CPU' if args.cpu else 'wall'} time")
     print(f"{'dataset':<20} {'operation':<28} {'variant':<10} {'min s':>8} {'median s':>9} {'min/checked':>12}")
     for name, label, v, lo, med, ratio in rows:
         print(f"{name:<20} {label:<28} {v:<10} {lo:>8.4f} {med:>9.4f} {ratio:>12.3f}")

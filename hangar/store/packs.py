@@ -30,7 +30,7 @@ import xxhash
 
 from hangar._faults import crash_point
 from hangar.errors import CorruptDataError, PackNotFoundError
-from hangar.plumbing import paths
+from hangar.plumbing import paths, rowhash
 from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably
 from hangar.plumbing.mapping import address_space_limited, map_private
 from hangar.plumbing.paths import pack_chunk_key, pack_chunk_path, pack_index_path, pack_partial_path, packs_dir
@@ -204,6 +204,9 @@ class PackStorage(Protocol):
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None: ...
     def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]: ...
     def mapped(self, pack_id: str) -> Optional[np.ndarray]: ...
+
+    def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool: ...
+    def readinto_rows_checked(self, pack_id: str, offset: int, rows: np.ndarray, checks: np.ndarray) -> int: ...
     def open_writer(self, pack_id: str) -> PackWriter: ...
     def close(self) -> None: ...
 
@@ -508,6 +511,46 @@ class LocalPackStorage:
             maps[pack_id] = whole
         return whole
 
+    def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool:
+        """:meth:`readinto`, then whether the bytes read match ``check`` (their :func:`stored_check`;
+        0: none recorded, True), read and hashed in one call without the GIL (one Python call less
+        per sample than ``readinto`` + ``stored_check``)."""
+        lock = self._fd_lock  # _acquire and _release inlined, as in readinto
+        with lock:
+            fd = self._fds.get(pack_id)
+            if fd is not None:
+                self._fds.move_to_end(pack_id)
+                self._in_flight += 1
+        if fd is None:
+            fd = self._acquire(pack_id)
+        try:
+            n = rowhash.pread_checked(fd, offset, out, check)
+        finally:
+            with lock:
+                self._in_flight -= 1
+                if not self._in_flight and self._to_close:
+                    for old in self._to_close:
+                        os.close(old)
+                    self._to_close.clear()
+        if n < 0:
+            return False
+        if n != len(out):
+            raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {n} of {len(out)} bytes")
+        return True
+
+    def readinto_rows_checked(self, pack_id: str, offset: int, rows: np.ndarray, checks: np.ndarray) -> int:
+        """Fill ``rows`` (C-contiguous 2-d uint8, consecutive in the pack from ``offset``) and check
+        each against ``checks`` (its :func:`stored_check`; 0: none recorded) as its piece lands
+        (:func:`hangar.plumbing.rowhash.pread_rows_checked`); the first mismatching row, or -1."""
+        fd = self._acquire(pack_id)
+        try:
+            n, bad = rowhash.pread_rows_checked(fd, offset, rows, checks)
+        finally:
+            self._release()
+        if bad < 0 and n != rows.nbytes:
+            raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {n} of {rows.nbytes} bytes")
+        return bad
+
     def open_writer(self, pack_id: str) -> _LocalPackWriter:
         return _LocalPackWriter(self.root, pack_id, self.durable)
 
@@ -620,6 +663,16 @@ class ZarrPackStorage:
 
     def mapped(self, pack_id: str) -> Optional[np.ndarray]:
         return None  # single reads go through readinto
+
+    def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool:
+        """:meth:`readinto`, then whether the bytes read match ``check`` (0: none recorded, True)."""
+        self.readinto(pack_id, offset, out)
+        return not check or stored_check(out) == check
+
+    def readinto_rows_checked(self, pack_id: str, offset: int, rows: np.ndarray, checks: np.ndarray) -> int:
+        """Fill ``rows`` from the pack at ``offset``; the first row not matching ``checks``, or -1."""
+        self.readinto(pack_id, offset, memoryview(rows).cast("B"))
+        return rowhash.check_rows(rows, np.arange(len(rows)), checks)
 
     def open_writer(self, pack_id: str) -> _ZarrPackWriter:
         return _ZarrPackWriter(self, pack_id)

@@ -14,6 +14,7 @@ import numpy as np
 from xxhash import xxh3_64_intdigest as _xxh3
 
 from hangar.errors import CorruptDataError, NotPicklableError, RemoteDataError, StoreFailedError
+from hangar.plumbing import rowhash
 from hangar.store import codecs
 from hangar.store.digest import byte_view, digest_of_parts, digests_of_parts, digests_of_rows
 from hangar.store.index import DigestIndex, Location
@@ -638,8 +639,8 @@ class TensorStore:
         out = np.empty(shape, dtype=dtype)
         buf = byte_view(out)
         if loc.codec == codecs.RAW and not (loc.pack == self._pending_pack and self._writer is not None):
-            self.storage.readinto(loc.pack, loc.offset, buf)
-            check_stored(loc, buf, digest)
+            if not self.storage.readinto_checked(loc.pack, loc.offset, buf, loc.check):  # check_stored, fused
+                raise damaged_sample(digest, loc.pack, loc.offset)
         else:
             stored = self._stored_bytes(loc)
             check_stored(loc, stored, digest)
@@ -822,22 +823,21 @@ class TensorStore:
                                    f"pointer says {dtype.itemsize * prod(shape)} ({dtype} {shape})")
         out = np.empty(shape, dtype=dtype)
         buf = byte_view(out)
-        stored: bytes | memoryview
         # ``sum_`` is not ``check``: that names the re-hash asked for (verify_reads), a different check
         pack = table.packs[p]
         whole = self.storage.mapped(pack) if codec == codecs.RAW else None
         if whole is not None and offset + raw <= len(whole):
-            # copied from the mapped pack, no syscall (~2 us a read less); checked below like a pread
+            # copied from the mapped pack, no syscall (~2 us a read less), then checked as a pread is
             buf[:] = whole[offset:offset + raw]
-            stored = buf
-        elif codec == codecs.RAW:
-            self.storage.readinto(pack, offset, buf)
-            stored = buf
+            if sum_ and (_xxh3(buf) or 1) != sum_:  # check_stored, on a table row
+                raise damaged_sample(table.digests[row].tobytes(), pack, offset)
+        elif codec == codecs.RAW:  # read and checked in one call (check_stored, on a table row)
+            if not self.storage.readinto_checked(pack, offset, buf, sum_):
+                raise damaged_sample(table.digests[row].tobytes(), pack, offset)
         else:
             stored = self.storage.read_range(pack, offset, length)
-        if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
-            raise damaged_sample(table.digests[row].tobytes(), pack, offset)
-        if codec != codecs.RAW:
+            if sum_ and (_xxh3(stored) or 1) != sum_:  # check_stored, on a table row
+                raise damaged_sample(table.digests[row].tobytes(), pack, offset)
             codecs.decode_into(codec, stored, buf)
         if check or (check is None and self.verify_reads):
             self.check_sample(table.digests[row].tobytes(), buf, out.dtype.str, shape, pack, check)
@@ -912,8 +912,9 @@ class TensorStore:
         brk[1:] = (sp[1:] != sp[:-1]) | (so[1:] - ends[:-1] > _GAP) | ~sraw[1:] | ~sraw[:-1]
         seg = np.cumsum(brk) - 1
         seg_start = so[brk]
-        # large samples: reads of at most _PIPELINE_SPAN, each one's checksums checked in a second
-        # thread while the next is read (pread and xxh3 both release the GIL)
+        # large samples: reads of at most _PIPELINE_SPAN; a range read straight into ``out`` is
+        # checked piece by piece as it lands (_read_segment), any other one's checksums in a
+        # second thread while the next is read (pread and xxh3 both release the GIL)
         piped = size >= _THREADED_CHECK_FROM and n * size > _PIPELINE_SPAN
         span = _PIPELINE_SPAN if piped else _SPAN
         brk[1:] |= ((so[1:] - seg_start[seg[1:]]) // span) != ((so[:-1] - seg_start[seg[:-1]]) // span)
@@ -922,9 +923,10 @@ class TensorStore:
         checked = raw_codec & (checks != 0)
         pool = ThreadPoolExecutor(1, thread_name_prefix="hangar-check") if piped else None
         pending: list[Any] = []
+        done = np.zeros(n, dtype=bool)  # rows checked as they were read (_read_segment)
         try:
             self._read_segments(table, rows, flat, size, starts, order, so, sl, sp, sraw, ends, pool, pending,
-                                checked, checks)
+                                checked, checks, done)
             for f in pending:
                 f.result()
         finally:
@@ -932,7 +934,7 @@ class TensorStore:
                 pool.shutdown(wait=True, cancel_futures=True)
         if not piped:
             # the stored checksum of every raw sample (compressed ones were checked before decoding)
-            self._check_rows(table, rows, flat, np.flatnonzero(checked), checks)
+            self._check_rows(table, rows, flat, np.flatnonzero(checked & ~done), checks)
         if check or (check is None and self.verify_reads):
             dstr = dtype.str
             for i, r in enumerate(rows.tolist()):
@@ -942,23 +944,22 @@ class TensorStore:
     def _read_segments(self, table: LocationTable, rows: np.ndarray, flat: np.ndarray, size: int,
                        starts: list[int], order: np.ndarray, so: np.ndarray, sl: np.ndarray, sp: np.ndarray,
                        sraw: np.ndarray, ends: np.ndarray, pool: ThreadPoolExecutor | None, pending: list[Any],
-                       checked: np.ndarray, checks: np.ndarray) -> None:
+                       checked: np.ndarray, checks: np.ndarray, done: np.ndarray) -> None:
         """The reads of :meth:`read_rows_into`, one coalesced range ``starts[k]:starts[k + 1]`` at a
-        time; with ``pool``, each raw range's checksums are checked there while the next is read."""
+        time; with ``pool``, the checksums of each raw range not checked as it was read (``done``)
+        are checked there while the next is read."""
         for a, b in zip(starts[:-1], starts[1:]):
+            self._read_segment(table, rows, flat, size, a, b, order, so, sl, sp, sraw, ends, checks, done)
             if pool is not None and sraw[a]:
                 dest = order[a:b]
-                which = dest[checked[dest]]
+                which = dest[checked[dest] & ~done[dest]]
                 if len(which):
-                    self._read_segment(table, rows, flat, size, a, b, order, so, sl, sp, sraw, ends)
                     pending.append(pool.submit(self._check_rows, table, rows, flat, np.sort(which), checks,
                                                False))
-                    continue
-            self._read_segment(table, rows, flat, size, a, b, order, so, sl, sp, sraw, ends)
 
     def _read_segment(self, table: LocationTable, rows: np.ndarray, flat: np.ndarray, size: int, a: int, b: int,
                       order: np.ndarray, so: np.ndarray, sl: np.ndarray, sp: np.ndarray, sraw: np.ndarray,
-                      ends: np.ndarray) -> None:
+                      ends: np.ndarray, checks: np.ndarray, done: np.ndarray) -> None:
         pack = table.packs[int(sp[a])]
         dest = order[a:b]
         if not sraw[a]:
@@ -975,7 +976,14 @@ class TensorStore:
         packed = hi - lo == (b - a) * size and bool((so[a:b] == lo + size * np.arange(b - a)).all())
         d0 = int(dest[0])
         if packed and int(dest[-1]) - d0 == b - a - 1 and bool((np.diff(dest) == 1).all()):
-            self.storage.readinto(pack, lo, memoryview(flat[d0:d0 + b - a]).cast("B"))
+            if size:  # read and check each piece while it is in L2 (checks: 0 where none recorded)
+                bad = self.storage.readinto_rows_checked(pack, lo, flat[d0:d0 + b - a], checks[d0:d0 + b - a])
+                done[d0:d0 + b - a] = True
+                if bad >= 0:
+                    r = int(rows[d0 + bad])
+                    raise damaged_sample(table.digests[r].tobytes(), pack, table.offsets.item(r))
+            else:
+                self.storage.readinto(pack, lo, memoryview(flat[d0:d0 + b - a]).cast("B"))
             return
         # a large range is gathered straight from a mapping of the pack: no scratch copy (a shuffled
         # W1 epoch read 47 MB into a fresh scratch array first)
@@ -998,30 +1006,29 @@ class TensorStore:
         """Raise ``CorruptDataError`` unless ``flat[i]`` (raw stored bytes of ``rows[i]``) matches its
         stored checksum, for each ``i`` of ``which``.
 
-        One xxh3 call per sample over a slice of one memoryview, compared as an array: 60,000 x
-        784 B took 24 ms as ``_xxh3(flat[i])`` with a per-row compare and takes ~14 ms so (the
-        call overhead, not the hash, is the cost). Large samples are hashed in two threads
-        (xxhash releases the GIL): the pass after a ``pread`` reads from the last-level cache
-        (~10 GB/s here), which made the check cost ~20% of a 150 KB read.
+        All of ``which`` in one :func:`hangar.plumbing.rowhash.check_rows` call (C, without the
+        GIL): one Python-level xxh3 call per sample held the GIL against the consumer of
+        ``values()``. Most rows are checked as they are read (``readinto_rows_checked``, while in
+        cache); these are the rest (rows gathered from a scratch range, reordered batches).
+        Large samples are hashed in two threads.
         """
         m = len(which)
         if not m:
             return
         size = flat.shape[1]
-        mv = memoryview(flat.reshape(-1))
-        starts = (which * size).tolist()
+        expected = checks[which]
         if threads and size >= _THREADED_CHECK_FROM and m >= 4:
             half = m // 2
             with ThreadPoolExecutor(1, thread_name_prefix="hangar-check") as pool:
-                other = pool.submit(lambda: [_xxh3(mv[o:o + size]) for o in starts[half:]])
-                sums = [_xxh3(mv[o:o + size]) for o in starts[:half]] + other.result()
+                other = pool.submit(rowhash.check_rows, flat, which[half:], expected[half:])
+                bad = rowhash.check_rows(flat, which[:half], expected[:half])
+                rest = other.result()
+            if bad < 0 <= rest:
+                bad = half + rest
         else:
-            sums = [_xxh3(mv[o:o + size]) for o in starts]
-        got = np.array(sums, dtype=np.uint64)
-        got[got == 0] = 1  # stored_check: 0 means "none recorded", so a hash of 0 is kept as 1
-        bad = np.flatnonzero(got != checks[which])
-        if len(bad):
-            i = int(which[bad[0]])
+            bad = rowhash.check_rows(flat, which, expected)
+        if bad >= 0:
+            i = int(which[bad])
             r = int(rows[i])
             raise damaged_sample(table.digests[r].tobytes(), table.packs[table.pack_col[r]], table.offsets.item(r))
 
