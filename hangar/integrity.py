@@ -19,7 +19,7 @@ from typing import Callable, Optional
 from hangar.core import RepositoryCore
 from hangar.errors import InvalidArgumentError, RemoteDataError, TransferInProgressError, UnsafeToCollectError
 from hangar.plumbing.gc import Reachable, collect_git_garbage, list_git_files, ref_heads, walk_reachable
-from hangar.records import layout
+from hangar.records import changes, layout
 from hangar.records.keys import decode_key
 from hangar.records.pointer import SamplePointer, decode_pointer
 from hangar.records.schema import ArraysetSchema
@@ -128,6 +128,7 @@ class GcReport:
     removed_sample_bytes: int = 0
     removed_packs: int = 0
     removed_temp_files: int = 0
+    removed_cache_files: int = 0
 
     def __str__(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
@@ -135,7 +136,8 @@ class GcReport:
                 f"unreachable objects ({self.removed_git_files} files)\n"
                 f"data: {self.reachable_samples} reachable samples kept, {verb} {self.removed_samples} "
                 f"unreachable samples ({self.removed_sample_bytes} bytes, {self.removed_packs} packs)\n"
-                f"temporary files of interrupted writes: {verb} {self.removed_temp_files}")
+                f"temporary files of interrupted writes: {verb} {self.removed_temp_files}\n"
+                f"diff caches (change records, rebuilt when needed): {verb} {self.removed_cache_files}")
 
 
 # ---------------------------------------------------------------- reachability
@@ -323,6 +325,7 @@ def gc(core: RepositoryCore, *, dry_run: bool = False, temp_age: float = 3600.0)
         report.removed_sample_bytes = data_stats.removed_bytes
         report.removed_packs = data_stats.removed_packs
         report.removed_temp_files += data_stats.removed_temp
+        report.removed_cache_files = changes.remove_records(core.hangar_dir, dry_run=dry_run)
         if not dry_run:
             # drop cached handles of the packs just removed; the next use reopens them
             core.drop_handles()

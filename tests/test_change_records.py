@@ -169,3 +169,18 @@ def test_a_record_that_is_not_a_regular_file_is_ignored_without_reading_it(tmp_p
     with open(path, "wb") as f:  # larger than any record this module writes
         f.truncate(changes.MAX_RECORD_BYTES + 1)
     assert changes.load_record(str(tmp_path), a, b) is None
+
+
+def test_gc_removes_the_kept_records_and_diffs_stay_the_same(repo) -> None:
+    """Records are kept per pair of trees ever diffed: gc removes them (a dry run only counts)."""
+    heads = _history(repo, 3)
+    git = git_of(repo)
+    want = _flat(diff_commits(git, heads[0], heads[1]))  # walks and keeps a record
+    kept = sum(len(f) for _, _, f in os.walk(_records_dir(repo)))
+    assert kept >= 1
+    assert repo.gc(dry_run=True).removed_cache_files == kept
+    assert sum(len(f) for _, _, f in os.walk(_records_dir(repo))) == kept
+    report = repo.gc()
+    assert report.removed_cache_files == kept and "change records" in str(report)
+    assert sum(len(f) for _, _, f in os.walk(_records_dir(repo))) == 0
+    assert _flat(diff_commits(git, heads[0], heads[1])) == want

@@ -53,6 +53,23 @@ def record_path(git_dir: str, a_root: bytes, b_root: bytes) -> str:
     return os.path.join(git_dir, _DIR, a_root.hex()[:2], a_root.hex()[2:] + b_root.hex())
 
 
+def remove_records(git_dir: str, *, dry_run: bool = False) -> int:
+    """Remove every kept change record (gc: they are caches, rebuilt by the next walk, and a
+    record is kept per pair of trees ever diffed); the number of files removed (or, with
+    ``dry_run``, that would be)."""
+    top = os.path.join(git_dir, _DIR)
+    count = 0
+    for sub, _, names in os.walk(top):
+        for name in names:
+            count += 1
+            if not dry_run:
+                try:
+                    os.unlink(os.path.join(sub, name))
+                except OSError:
+                    count -= 1
+    return count
+
+
 def encode_record(a_root: bytes, b_root: bytes, tables: TableChanges) -> bytes:
     """The bytes of a change record (see the module docstring)."""
     parts = [_MAGIC, a_root, b_root, struct.pack("<I", len(tables))]
