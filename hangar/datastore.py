@@ -104,6 +104,20 @@ def looks_like_git_url(address: str) -> bool:
     return "://" in address or address.startswith(("/", ".", "~")) or ("@" in address and ":" in address)
 
 
+def adopt_location(git: "GitRepo", remote: str, endpoint_url: Optional[str]) -> bool:
+    """Make ``remote`` a data remote of the location its history records (``refs/hangar/data``);
+    False when it records none. The endpoint: ``endpoint_url``, else ``AWS_ENDPOINT_URL``, else the
+    one the pusher recorded."""
+    found = objectdata.fetch_location(git, remote)
+    if found is None:
+        return False
+    url, hint = found
+    if endpoint_url is None and not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")):
+        endpoint_url = hint
+    objectdata.record_remote(git, remote, url, endpoint_url, lazy=True)
+    return True
+
+
 def clone(git: "GitRepo", hangar_dir: str, address: str, endpoint_url: Optional[str]) -> Optional[str]:
     """Fill a freshly initialised repository from the git repository at ``address``: remote
     ``origin``, its data location (read from the history's ``refs/hangar/data``), ``origin/master``;
@@ -112,16 +126,10 @@ def clone(git: "GitRepo", hangar_dir: str, address: str, endpoint_url: Optional[
     Raises ``ValueError`` when the history records no data location (it is not a data remote).
     """
     git.add_remote("origin", address)
-    found = objectdata.fetch_location(git, "origin")
-    if found is None:
+    if not adopt_location(git, "origin", endpoint_url):
         raise DataRemoteAddressError(f"the git repository at {address!r} records no data location "
                                      f"({objectdata.DATA_REF}); clone a hangar server by IP:PORT, or push to this "
                                      "one with a data remote first")
-    url, hint = found
-    # an endpoint given here, else AWS_ENDPOINT_URL, else the one the pusher recorded
-    if endpoint_url is None and not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")):
-        endpoint_url = hint
-    objectdata.record_remote(git, "origin", url, endpoint_url, lazy=True)
     with transfer_marker(hangar_dir, f"clone {address}"):
         if "master" in remote_heads(git, "origin"):
             objectdata.fetch_branches(git, "origin", ["master"])

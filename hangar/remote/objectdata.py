@@ -119,6 +119,39 @@ def read_location(git: GitRepo, commit: str) -> tuple[str, Optional[str]]:
     return url, endpoint if isinstance(endpoint, str) and endpoint else None
 
 
+#: a data-location blob is a few hundred bytes; anything far larger is not one (and is not parsed)
+_LOCATION_MAX_BYTES = 64 << 10
+
+
+def location_refusal(git: GitRepo, commit: str) -> Optional[str]:
+    """Why ``commit`` is not a data-location commit as :func:`location_commit` writes one (the check
+    a server runs before it lets ``refs/hangar/data`` point there); ``None`` when it is one.
+
+    The rules: a commit with no parents whose tree holds exactly one blob, ``data.json``, of at
+    most 64 KiB that :func:`read_location` accepts (an ``s3://`` URL, an optional endpoint string).
+    """
+    repo = git.repo
+    try:
+        obj = repo[commit]
+    except (KeyError, ValueError):
+        return f"{DATA_REF}: {commit[:12]} is not an object here"
+    if not isinstance(obj, pygit2.Commit):
+        return f"{DATA_REF}: {commit[:12]} is a {type(obj).__name__.lower()}, not a data-location commit"
+    if obj.parent_ids:
+        return f"{DATA_REF}: {commit[:12]} has parents; a data-location commit has none (hangar push writes it)"
+    entries = [(e.name, e.type_str) for e in obj.tree]
+    if entries != [(_DATA_FILE, "blob")]:
+        return (f"{DATA_REF}: the tree of {commit[:12]} holds {[n for n, _ in entries]}; a data-location commit "
+                f"holds exactly one file, {_DATA_FILE}")
+    if repo[obj.tree[_DATA_FILE].id].size > _LOCATION_MAX_BYTES:
+        return f"{DATA_REF}: {_DATA_FILE} of {commit[:12]} is over {_LOCATION_MAX_BYTES} bytes"
+    try:
+        read_location(git, commit)
+    except CorruptDataError as exc:
+        return str(exc)
+    return None
+
+
 def remote_refs(git: GitRepo, remote: str) -> dict[str, str]:
     """Every ref the remote's git repository advertises (name -> id)."""
     try:
