@@ -47,9 +47,11 @@ def fetch_data(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: st
         store.refresh()
 
 
-def push(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, branch: str) -> str:
+def push(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, branch: str, *,
+         username: str = "", password: str = "") -> str:
     """``Remotes.push`` for a data remote: samples the bucket lacks (packs, index last), then the
-    data-location ref and the branch in one git push."""
+    data-location ref and the branch in one git push (``username``/``password``: for a git host
+    that asks for them, e.g. a ``hangar server`` restricting push)."""
     head = git.branch_head(branch) if isinstance(branch, str) else None
     if head is None:
         raise BranchNotFoundError(f"no local branch named {branch!r}; branches: {git.branches()}")
@@ -84,7 +86,7 @@ def push(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, bra
     if recorded is None:
         git.set_ref(f"refs/hangar/remotes/{remote}/data", location)
         specs.insert(0, f"refs/hangar/remotes/{remote}/data:{objectdata.DATA_REF}")
-    refused = objectdata.push_refs(git, remote, specs)
+    refused = objectdata.push_refs(git, remote, specs, username, password)
     if refused:
         raise DivergedHistoryError(f"remote {remote!r} refused to update {sorted(refused)} ({refused}); "
                                    f"fetch it (repo.remote.fetch({remote!r}, {branch!r})), merge, then push again")

@@ -372,7 +372,8 @@ class Remotes:
         """
         git = self._git
         if self._data_url(remote) is not None:
-            return datastore.push(git, self._core.hangar_dir, self._core.store(), remote, branch)
+            return datastore.push(git, self._core.hangar_dir, self._core.store(), remote, branch,
+                                  username=username, password=password)
         address = self._address(remote)
         head = git.branch_head(branch) if isinstance(branch, str) else None
         if head is None:

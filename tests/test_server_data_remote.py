@@ -132,3 +132,22 @@ def _backend(srv: ServerProcess) -> str:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}{protocol.PING}", timeout=30) as resp:
         return json.loads(resp.read())["git_backend"]
+
+
+@pytest.mark.slow
+def test_a_data_remote_pushes_to_a_server_that_restricts_push_with_its_credentials(tmp_path, s3_env):  # noqa: F811
+    from hangar.errors import PushAuthenticationError
+
+    srv = ServerProcess(str(tmp_path / "served"), username="u", password="pw")
+    try:
+        src = make_repo(tmp_path / "src", n=4)
+        src.remote.add("origin", srv.address, data=s3_env.new_location(), endpoint_url=s3_env.endpoint)
+        with pytest.raises(PushAuthenticationError, match="username= and password="):
+            src.remote.push("origin", "master")
+        with pytest.raises(PushAuthenticationError, match="refused the ones given"):
+            src.remote.push("origin", "master", username="u", password="wrong")
+        assert served_refs(srv) == {}
+        src.remote.push("origin", "master", username="u", password="pw")
+        assert sorted(served_refs(srv)) == [DATA_REF, "refs/heads/master"]
+    finally:
+        srv.stop()

@@ -30,6 +30,7 @@ from hangar.errors import (
     DataRemoteAddressError,
     DataRemoteUnreachableError,
     ObjectStoreError,
+    PushAuthenticationError,
     RemoteDataError,
     ServerUnreachableError,
 )
@@ -188,14 +189,28 @@ def fetch_branches(git: GitRepo, remote: str, branches: list[str]) -> None:
                                      f"{exc}") from exc
 
 
-def push_refs(git: GitRepo, remote: str, refspecs: list[str]) -> dict[str, str]:
-    """Push ``refspecs`` in one git push; return ``{ref: reason}`` of those the remote refused."""
+def push_refs(git: GitRepo, remote: str, refspecs: list[str], username: str = "",
+              password: str = "") -> dict[str, str]:
+    """Push ``refspecs`` in one git push; return ``{ref: reason}`` of those the remote refused.
+
+    ``username``/``password`` answer a git host's HTTP authentication (once: wrong ones raise
+    ``PushAuthenticationError``)."""
     rejected: dict[str, str] = {}
+    asked: list[str] = []
 
     class Callbacks(pygit2.RemoteCallbacks):
         def push_update_reference(self, refname: str, message: Optional[str]) -> None:
             if message:
                 rejected[refname] = message
+
+        def credentials(self, url: str, username_from_url: Optional[str], allowed_types: int) -> pygit2.UserPass:
+            asked.append(url)
+            if len(asked) > 1 or not username or \
+                    not allowed_types & pygit2.enums.CredentialType.USERPASS_PLAINTEXT:
+                raise PushAuthenticationError(f"remote {remote!r} ({url}) asks for credentials to push"
+                                              + (" and refused the ones given" if username else
+                                                 "; pass username= and password= to push"))
+            return pygit2.UserPass(username, password)
 
     try:
         git.repo.remotes[remote].push(refspecs, callbacks=Callbacks())
