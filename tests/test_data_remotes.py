@@ -473,3 +473,33 @@ def test_interrupted_parallel_push_leaves_only_complete_packs(tmp_path, s3_env):
     assert not any(co.arraysets.contains_remote_references.values())
     np.testing.assert_array_equal(co.arraysets["img"]["59"], expected()["59"])
     co.close()
+
+
+@pytest.mark.slow
+def test_a_checksum_the_bucket_index_gets_wrong_is_refused_and_nothing_is_stored(tmp_path, s3_env):  # noqa: F811
+    """Bytes that hash to their digest but not to the index's stored-bytes checksum: refused (the
+    check runs on the writer thread) and the batch is discarded."""
+    from hangar.remote import objectdata
+    from hangar.store.packs import encode_index, parse_index
+    from tests.repo_parts import store_of
+
+    r = make_repo(tmp_path / "src")
+    url = bare_git(tmp_path / "history.git")
+    loc = s3_env.new_location()
+    r.remote.add("origin", url, data=loc, endpoint_url=s3_env.endpoint)
+    store = store_of(r)
+    storage = objectdata.open_storage(git_of(r), "origin")
+    digests = list(store.digests())
+    packs = []
+    for data, index in objectdata._pack_stream(store, digests):
+        recs = parse_index(index, "test", len(data)).copy()
+        recs["check"][len(recs) // 2] ^= 1  # one record lies about its bytes' checksum
+        packs.append((data, encode_index(recs)))
+    storage.put_packs(packs)
+    r.remote.push("origin", "master")  # the bucket's indexes list every sample: only refs move
+    c = clone(tmp_path, url)
+    with pytest.raises(CorruptDataError, match="do not match their checksum"):
+        c.remote.fetch_data("origin", "master")
+    co = c.checkout()
+    assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N
+    co.close()
