@@ -47,9 +47,11 @@ def fetch_data(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: st
         store.refresh()
 
 
-def push(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, branch: str) -> str:
+def push(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, branch: str, *,
+         username: str = "", password: str = "") -> str:
     """``Remotes.push`` for a data remote: samples the bucket lacks (packs, index last), then the
-    data-location ref and the branch in one git push."""
+    data-location ref and the branch in one git push (``username``/``password``: for a git host
+    that asks for them, e.g. a ``hangar server`` restricting push)."""
     head = git.branch_head(branch) if isinstance(branch, str) else None
     if head is None:
         raise BranchNotFoundError(f"no local branch named {branch!r}; branches: {git.branches()}")
@@ -84,7 +86,7 @@ def push(git: "GitRepo", hangar_dir: str, store: "TensorStore", remote: str, bra
     if recorded is None:
         git.set_ref(f"refs/hangar/remotes/{remote}/data", location)
         specs.insert(0, f"refs/hangar/remotes/{remote}/data:{objectdata.DATA_REF}")
-    refused = objectdata.push_refs(git, remote, specs)
+    refused = objectdata.push_refs(git, remote, specs, username, password)
     if refused:
         raise DivergedHistoryError(f"remote {remote!r} refused to update {sorted(refused)} ({refused}); "
                                    f"fetch it (repo.remote.fetch({remote!r}, {branch!r})), merge, then push again")
@@ -104,6 +106,20 @@ def looks_like_git_url(address: str) -> bool:
     return "://" in address or address.startswith(("/", ".", "~")) or ("@" in address and ":" in address)
 
 
+def adopt_location(git: "GitRepo", remote: str, endpoint_url: Optional[str]) -> bool:
+    """Make ``remote`` a data remote of the location its history records (``refs/hangar/data``);
+    False when it records none. The endpoint: ``endpoint_url``, else ``AWS_ENDPOINT_URL``, else the
+    one the pusher recorded."""
+    found = objectdata.fetch_location(git, remote)
+    if found is None:
+        return False
+    url, hint = found
+    if endpoint_url is None and not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")):
+        endpoint_url = hint
+    objectdata.record_remote(git, remote, url, endpoint_url, lazy=True)
+    return True
+
+
 def clone(git: "GitRepo", hangar_dir: str, address: str, endpoint_url: Optional[str]) -> Optional[str]:
     """Fill a freshly initialised repository from the git repository at ``address``: remote
     ``origin``, its data location (read from the history's ``refs/hangar/data``), ``origin/master``;
@@ -112,16 +128,10 @@ def clone(git: "GitRepo", hangar_dir: str, address: str, endpoint_url: Optional[
     Raises ``ValueError`` when the history records no data location (it is not a data remote).
     """
     git.add_remote("origin", address)
-    found = objectdata.fetch_location(git, "origin")
-    if found is None:
+    if not adopt_location(git, "origin", endpoint_url):
         raise DataRemoteAddressError(f"the git repository at {address!r} records no data location "
                                      f"({objectdata.DATA_REF}); clone a hangar server by IP:PORT, or push to this "
                                      "one with a data remote first")
-    url, hint = found
-    # an endpoint given here, else AWS_ENDPOINT_URL, else the one the pusher recorded
-    if endpoint_url is None and not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")):
-        endpoint_url = hint
-    objectdata.record_remote(git, "origin", url, endpoint_url, lazy=True)
     with transfer_marker(hangar_dir, f"clone {address}"):
         if "master" in remote_heads(git, "origin"):
             objectdata.fetch_branches(git, "origin", ["master"])

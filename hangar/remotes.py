@@ -372,7 +372,8 @@ class Remotes:
         """
         git = self._git
         if self._data_url(remote) is not None:
-            return datastore.push(git, self._core.hangar_dir, self._core.store(), remote, branch)
+            return datastore.push(git, self._core.hangar_dir, self._core.store(), remote, branch,
+                                  username=username, password=password)
         address = self._address(remote)
         head = git.branch_head(branch) if isinstance(branch, str) else None
         if head is None:
@@ -468,12 +469,17 @@ def clone_into(core: RepositoryCore, user_name: str, user_email: str, remote_add
     git = core.git
     Remotes(core).add("origin", remote_address)
     with transfer_marker(core.hangar_dir, f"clone {remote_address}"):
+        # a server can host the history of a data remote (bytes in a bucket): follow its record
+        data_remote = objectdata.DATA_REF in _client.list_remote_refs(git, "origin", remote_address) and \
+            datastore.adopt_location(git, "origin", endpoint_url)
         if "master" in _client.list_remote_heads(git, "origin", remote_address):
             _client.fetch_branches(git, "origin", remote_address, ["master"])
         head = git.remote_branch_head("origin/master")
         if head is not None:
             git.set_branch("master", head)
             core.base_staging_on("master", head)
+    if data_remote:
+        objectdata.attach_lazy_reads(git, core.hangar_dir, core.store())
     return "master"
 
 

@@ -437,3 +437,69 @@ def test_dask_array_of_a_lazy_clone_reads_from_the_bucket(pushed, tmp_path):
     total = float(arr.sum().compute(scheduler="synchronous"))
     assert total == sum(16.0 * i for i in range(N))
     co.close()
+
+
+@pytest.mark.slow
+def test_interrupted_parallel_push_leaves_only_complete_packs(tmp_path, s3_env):  # noqa: F811
+    """A push with several packs in flight (PUSH_WINDOW at once) killed midway: every pack a reader
+    can see (its index) has its whole data object; a rerun completes and a clone reads it all."""
+    from hangar.store.packs import parse_index
+
+    r = make_repo(tmp_path / "src")
+    url = bare_git(tmp_path / "history.git")
+    loc = s3_env.new_location()
+    r.remote.add("origin", url, data=loc, endpoint_url=s3_env.endpoint)
+    env = dict(os.environ, HANGAR_CRASH_AT="objectstore.before_index:3", PYTHONPATH=os.getcwd())
+    # 1 KiB packs: the 60 + 60 samples (7,680 bytes) make 8 packs, up to 4 uploading at once
+    code = ("import sys; from hangar.remote import objectdata; objectdata.REMOTE_PACK_BYTES = 1024; "
+            "from hangar import Repository; Repository(sys.argv[1]).remote.push('origin', 'master')")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "src")], env=env, capture_output=True)
+    assert proc.returncode == CRASH_EXIT_CODE, proc.stderr.decode()[-2000:]
+    keys = data_keys(s3_env, loc)
+    indexes = index_keys(keys)
+    assert len([k for k in keys if k.endswith("/c/0")]) >= 3 and len(indexes) < 8
+    bucket, _, _ = loc[len("s3://"):].partition("/")
+    client = s3_env.client()
+    for key in indexes:  # a published pack is a complete pack
+        data = client.get_object(Bucket=bucket, Key=key[:-len("index")] + "c/0")["Body"].read()
+        recs = parse_index(client.get_object(Bucket=bucket, Key=key)["Body"].read(), key, len(data))
+        assert len(recs) and int((recs["offset"] + recs["length"]).max()) <= len(data)
+    refs = subprocess.run(["git", "--git-dir", url, "for-each-ref"], capture_output=True, text=True).stdout
+    assert refs == ""
+    r.remote.push("origin", "master")
+    c = clone(tmp_path, url)
+    c.remote.fetch_data("origin", "master")
+    co = c.checkout()
+    assert not any(co.arraysets.contains_remote_references.values())
+    np.testing.assert_array_equal(co.arraysets["img"]["59"], expected()["59"])
+    co.close()
+
+
+@pytest.mark.slow
+def test_a_checksum_the_bucket_index_gets_wrong_is_refused_and_nothing_is_stored(tmp_path, s3_env):  # noqa: F811
+    """Bytes that hash to their digest but not to the index's stored-bytes checksum: refused (the
+    check runs on the writer thread) and the batch is discarded."""
+    from hangar.remote import objectdata
+    from hangar.store.packs import encode_index, parse_index
+    from tests.repo_parts import store_of
+
+    r = make_repo(tmp_path / "src")
+    url = bare_git(tmp_path / "history.git")
+    loc = s3_env.new_location()
+    r.remote.add("origin", url, data=loc, endpoint_url=s3_env.endpoint)
+    store = store_of(r)
+    storage = objectdata.open_storage(git_of(r), "origin")
+    digests = list(store.digests())
+    packs = []
+    for data, index in objectdata._pack_stream(store, digests):
+        recs = parse_index(index, "test", len(data)).copy()
+        recs["check"][len(recs) // 2] ^= 1  # one record lies about its bytes' checksum
+        packs.append((data, encode_index(recs)))
+    storage.put_packs(packs)
+    r.remote.push("origin", "master")  # the bucket's indexes list every sample: only refs move
+    c = clone(tmp_path, url)
+    with pytest.raises(CorruptDataError, match="do not match their checksum"):
+        c.remote.fetch_data("origin", "master")
+    co = c.checkout()
+    assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N
+    co.close()

@@ -382,6 +382,15 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self.server_messages.append(string)
 
 
+def list_remote_refs(git: GitRepo, name: str, address: str) -> dict[str, str]:
+    """Every ref the server advertises (full name -> id)."""
+    try:
+        heads = git.repo.remotes[name].list_heads(callbacks=_Callbacks(address))
+    except pygit2.GitError as exc:
+        raise _fail_git(exc, address, "listing refs") from exc
+    return {h.name: str(h.oid) for h in heads if h.name}
+
+
 def list_remote_heads(git: GitRepo, name: str, address: str) -> dict[str, str]:
     """Branch name -> head commit on the server."""
     try:

@@ -3,12 +3,22 @@
 ``hangar push`` uploads sample bytes before it moves refs; a plain ``git push`` carries no
 bytes. The hook refuses a push whose new commits point at samples the server does not
 store, so the server never holds a commit without its data; it also refuses refs outside
-``refs/heads/``, deletions, non-fast-forward updates, and a push to the branch on which the
-served repository has work in progress (staged changes or an open writer checkout: moving the
-branch under them would strand them, git's ``receive.denyCurrentBranch`` for the same reason)
-(:data:`REF_CHECKS`). The dulwich
+``refs/heads/`` (but for ``refs/hangar/data``, see below), deletions, non-fast-forward updates,
+and a push to the branch on which the served repository has work in progress (staged changes
+or an open writer checkout: moving the branch under them would strand them, git's
+``receive.denyCurrentBranch`` for the same reason) (:data:`REF_CHECKS`). The dulwich
 fallback runs the same :func:`refusals` for each ref it is asked to move. It reads ``<old> <new> <ref>``
 lines on stdin (git's protocol) and exits non-zero to refuse; git shows our stderr.
+
+A served repository can also be the *history host of a data remote* (issue 15: history on any
+git URL, sample bytes in an S3 bucket): the one ref outside ``refs/heads`` it accepts is
+``refs/hangar/data``, the data-location record ``hangar push`` writes. Its content is checked as
+a client checks it (:func:`hangar.remote.objectdata.location_refusal`); it can be created only
+in a repository with no branches yet (a server holding its own sample bytes does not turn into
+a history host) and never moved (a location commit has no parents: a move is never a fast
+forward) nor deleted. Once a repository records a data location, the bytes of its commits live
+in that bucket, which the server cannot read: the sample check is then the pusher's (``hangar
+push`` uploads every pack, index last, before it moves a ref), not the server's.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.paths import data_dir, writer_lock_path
 from hangar.records.staging import StagingState
 from hangar.remote.client import commit_pointers, new_commits
+from hangar.remote.objectdata import DATA_REF, location_refusal
 from hangar.store import TensorStore
 from hangar.store.packs import LocalPackStorage
 
@@ -34,8 +45,8 @@ def missing_samples(git_dir: str, updates: list[tuple[str, str, str]]) -> int:
     git = GitRepo(git_dir, from_env=True)
     known = sorted(set(git.refs("refs/heads/").values()))
     commits: list[str] = []
-    for _, new, _ in updates:
-        if new != _ZERO:
+    for _, new, ref in updates:
+        if new != _ZERO and ref != DATA_REF:
             commits += new_commits(git, new, known)
     if not commits:
         return 0
@@ -49,8 +60,23 @@ def missing_samples(git_dir: str, updates: list[tuple[str, str, str]]) -> int:
 
 
 def _outside_heads(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
+    if ref == DATA_REF:
+        return None  # checked by _data_location
     if not ref.startswith("refs/heads/") or ref == "refs/heads/":
-        return f"{ref}: only branches (refs/heads/*) can be pushed here"
+        return f"{ref}: only branches (refs/heads/*) and the data location ({DATA_REF}) can be pushed here"
+    return None
+
+
+def _data_location(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
+    """The data-location record: valid content, and created only where no branch exists yet."""
+    if ref != DATA_REF or new == _ZERO:
+        return None  # a deletion: _deletion's
+    why = location_refusal(git, new)
+    if why is not None:
+        return why
+    if old == _ZERO and git.refs("refs/heads/"):
+        return (f"{DATA_REF}: this server's repository holds branches whose sample bytes it stores; it cannot "
+                "become the history host of a data remote (serve an empty repository for that)")
     return None
 
 
@@ -103,14 +129,28 @@ def _work_in_progress(git: GitRepo, old: str, new: str, ref: str) -> Optional[st
 #: refusals of single ref updates, ``check(git, old, new, ref) -> message or None``; both
 #: transports (``git http-backend``'s pre-receive hook, dulwich's update hook) run every one
 REF_CHECKS: list[Callable[[GitRepo, str, str, str], Optional[str]]] = [
-    _outside_heads, _deletion, _non_fast_forward, _work_in_progress]
+    _outside_heads, _data_location, _deletion, _non_fast_forward, _work_in_progress]
 
 
-def refusals(git_dir: str, updates: list[tuple[str, str, str]]) -> list[str]:
-    """Why the push of ``updates`` (``(old, new, ref)`` hex/hex/name) is refused; empty when it is not."""
+def records_data_location(git: GitRepo, pushed: list[tuple[str, str, str]]) -> bool:
+    """Whether the repository records a data location, or the push ``pushed`` creates a valid one."""
+    if DATA_REF in git.repo.references:
+        return True
+    return any(ref == DATA_REF and new != _ZERO and _data_location(git, old, new, ref) is None
+               for old, new, ref in pushed)
+
+
+def refusals(git_dir: str, updates: list[tuple[str, str, str]],
+             pushed: Optional[list[tuple[str, str, str]]] = None) -> list[str]:
+    """Why the push of ``updates`` (``(old, new, ref)`` hex/hex/name) is refused; empty when it is not.
+
+    ``pushed``: every update of the push ``updates`` belong to (default: ``updates``); dulwich
+    asks about one ref at a time, and a branch pushed with a new data location is checked as one
+    of a data remote.
+    """
     git = GitRepo(git_dir, from_env=True)
     out = [msg for old, new, ref in updates for check in REF_CHECKS if (msg := check(git, old, new, ref))]
-    if not out:
+    if not out and not records_data_location(git, updates if pushed is None else pushed):
         missing = missing_samples(git_dir, updates)
         if missing:
             out.append(f"{missing} samples of the pushed commits have no bytes here; push with `hangar push` / "

@@ -200,9 +200,17 @@ class DulwichBackend:
             def capabilities(self) -> list[bytes]:  # deletions are refused: do not offer them
                 return [c for c in super().capabilities() if c != b"delete-refs"]
 
+            _pushed: list[tuple[str, str, str]] = []
+
+            def _apply_pack(self, refs: list) -> Iterator[tuple[bytes, bytes]]:
+                # the whole push, for the checks of each of its refs (dulwich asks one at a time)
+                self._pushed = [(o.decode("ascii"), n.decode("ascii"), r.decode("utf-8", "replace"))
+                                for o, n, r in refs]
+                return super()._apply_pack(refs)
+
             def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> Optional[bytes]:
                 update = (old_sha.decode("ascii"), new_sha.decode("ascii"), ref_name.decode("utf-8", "replace"))
-                refused = prereceive.refusals(git_dir, [update])
+                refused = prereceive.refusals(git_dir, [update], self._pushed or None)
                 if refused:
                     log.info("refused a push: %s", "; ".join(refused))
                     # the prefix the git hook writes too: the client knows the refusal as final by it

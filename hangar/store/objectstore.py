@@ -213,17 +213,21 @@ class ObjectPackStorage(ZarrPackStorage):
             for coro in it:
                 coro.close()
 
-    def iter_ranges(self, requests: Iterable[tuple[str, int, int]]) -> Iterator[bytes]:
-        """Bytes of ``(pack_id, offset, length)`` ranges in order, ``CONCURRENCY`` requests in flight."""
+    def iter_ranges(self, requests: Iterable[tuple[str, int, int]]) -> Iterator[memoryview]:
+        """Bytes of ``(pack_id, offset, length)`` ranges in order (read-only views of the received
+        buffers, not copies), ``CONCURRENCY`` requests in flight."""
         return self._windowed((self._range(p, o, n) for p, o, n in requests), CONCURRENCY)
 
-    async def _range(self, pack: str, off: int, n: int) -> bytes:
+    async def _range(self, pack: str, off: int, n: int) -> memoryview:
         from zarr.abc.store import RangeByteRequest
 
         buf = await self.store.get(f"packs/{pack}/c/0", self._proto, byte_range=RangeByteRequest(off, off + n))
         if buf is None:
             raise PackNotFoundError(f"{self.url}/packs/{pack}/c/0")
-        data = bytes(buf.to_bytes())
+        # a view of the buffer obstore received, not ``bytes(buf.to_bytes())``: that copy ran on the
+        # transfer thread holding the GIL, stalling the hashing and writing of earlier ranges (301 MB
+        # in 8 MiB ranges from SeaweedFS here: 0.69-0.82 s as views vs 0.94-1.16 s as copies)
+        data = memoryview(buf.as_numpy_array()).cast("B")
         if len(data) != n:
             raise CorruptDataError(f"short read of pack {pack} in {self.url} at {off}: {len(data)} of {n} bytes")
         return data
