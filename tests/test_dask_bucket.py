@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
 import subprocess
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from hangar import Repository
-from hangar.errors import CorruptDataError
+from hangar.errors import CorruptDataError, ObjectStoreError
 from tests.s3_fixtures import ACCESS_KEY, SECRET_KEY, s3_server  # noqa: F401 - fixture
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
@@ -134,7 +135,7 @@ def test_a_corrupted_bucket_object_raises_corrupt_data_error_on_compute(tmp_path
         co.close()
 
 
-def test_bucket_bytes_that_pass_the_checksum_but_not_the_digest_are_refused(tmp_path, aws_env):
+def test_bucket_bytes_that_fail_the_digest_are_refused_and_a_forked_worker_is_told_to_spawn(tmp_path, aws_env):
     from hangar.dataloaders import daskarray
 
     url, _ = _push(tmp_path / "p", aws_env)
@@ -152,5 +153,10 @@ def test_bucket_bytes_that_pass_the_checksum_but_not_the_digest_are_refused(tmp_
         with pytest.raises(CorruptDataError, match="does not match its digest"):
             fn(*args)
         np.testing.assert_array_equal(fn(*task[1:]), _data()[:8])
+        # obstore's runtime does not survive fork (requests in the child wait forever): a process
+        # forked after this one read the bucket gets an error naming the fix at once, not a hang
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            with pytest.raises(ObjectStoreError, match="forked .* 'spawn'"):
+                pool.apply_async(fn, task[1:]).get(timeout=60)
     finally:
         co.close()

@@ -56,7 +56,7 @@ from hangar.remote.objectdata import LazyReads, plan_ranges
 from hangar.store import codecs
 from hangar.store.digest import byte_view, digest_of_parts
 from hangar.store.index import Location
-from hangar.store.objectstore import ObjectPackStorage
+from hangar.store.objectstore import ObjectPackStorage, check_not_forked
 from hangar.store.packs import LocalPackStorage
 from hangar.store.tensorstore import check_stored
 
@@ -122,6 +122,9 @@ def open_bucket(bucket: BucketAddress) -> ObjectPackStorage:
     """The packs in ``bucket``, opened once per process (workers call this).
 
     Credentials come from this process's AWS environment or config files, never from the graph.
+    Worker processes must be spawned (dask.distributed's default) or forked before this
+    process's first object-store request: obstore does not survive ``fork``
+    (:func:`hangar.store.objectstore.check_not_forked` raises ``ObjectStoreError`` there).
     """
     key = (bucket.url, bucket.endpoint_url)
     with _opened_lock:
@@ -191,6 +194,7 @@ def read_bucket_chunk(address: str, bucket: BucketAddress, commit: str, arrayset
     if local is not None:
         rows, locs = local
         out[rows] = read_chunk(address, commit, arrayset, dtype, shape, locs)
+    check_not_forked()  # a fork of a process that used the object store: an error, not a hang
     storage = open_bucket(bucket)
     where = [Location(remote.packs[p], o, n, r, c, k) for p, o, n, r, c, k in zip(
         remote.pack_idx, remote.offsets, remote.lengths, remote.rawlens, remote.codecs, remote.checks)]
