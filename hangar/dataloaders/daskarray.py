@@ -161,6 +161,11 @@ def read_chunk(address: str, commit: str, arrayset: str, dtype: str, shape: tupl
     return src.read_rows(0, len(locs.offsets))
 
 
+#: the fix for a damaged pack in a bucket: its keys are content-addressed, so a push skips it while it is listed
+_REPAIR = ("delete that pack's objects (packs/<id>/) from the bucket, then push again from a repository that "
+           "holds its samples")
+
+
 class BucketLocations(NamedTuple):
     """Where the samples of a chunk that lie in the bucket are: plain lists of ints and strings.
 
@@ -207,7 +212,14 @@ def read_bucket_chunk(address: str, bucket: BucketAddress, commit: str, arrayset
             for m in members:
                 loc, digest = where[m], bytes.fromhex(remote.digests[m])
                 payload = view[loc.offset - off:loc.offset - off + loc.length]
-                check_stored(loc, payload, digest)
+                try:
+                    check_stored(loc, payload, digest)
+                except CorruptDataError:
+                    raise CorruptDataError(
+                        f"stored bytes of sample digest {digest.hex()[:16]}... of arrayset {arrayset!r} at "
+                        f"{commit[:10]}, read from {bucket.url} (pack {loc.pack} at offset {loc.offset}), do not "
+                        f"match their checksum: the bucket's object was damaged or changed outside hangar; {_REPAIR}"
+                        ) from None
                 if loc.rawlen != expected or loc.codec not in (codecs.RAW, codecs.LZ4, codecs.ZSTD):
                     raise CorruptDataError(
                         f"sample digest {digest.hex()[:16]}... in {bucket.url} (pack {loc.pack}) claims {loc.rawlen} "
@@ -222,7 +234,7 @@ def read_bucket_chunk(address: str, bucket: BucketAddress, commit: str, arrayset
                     raise CorruptDataError(
                         f"sample digest {digest.hex()[:16]}... of arrayset {arrayset!r} at {commit[:10]}, read from "
                         f"{bucket.url} (pack {loc.pack} at offset {loc.offset}), does not match its digest: the "
-                        "bucket was changed outside hangar; push the sample again from a repository that holds it")
+                        f"bucket was changed outside hangar; {_REPAIR}")
     except ObjectStoreError as exc:
         raise DataRemoteUnreachableError(
             f"reading {len(where)} samples of arrayset {arrayset!r} at {commit[:10]} from {storage.describe()} "
