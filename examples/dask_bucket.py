@@ -119,7 +119,7 @@ def main(path: str, data_url: str) -> None:
     try:
         arr = co.arraysets["images"].to_dask(chunk_rows=32)  # (256, 64, 64, 3), 8 chunks, nothing read
         print(f"dask array {arr.shape} {arr.dtype} in {arr.npartitions} chunks")
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=40) as cluster, Client(cluster):
             means = arr.mean(axis=(1, 2, 3)).compute()  # the workers range-read the bucket
         assert np.allclose(means, data.reshape(len(data), -1).mean(axis=1)), "cluster means differ from numpy"

@@ -127,7 +127,7 @@ def main() -> None:
             assert np.allclose(m_np, m_bthr)
             rows.append(("bucket: dask threads, in-process", t_bthr))
         t0 = time.perf_counter()
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=40) as cluster, Client(cluster):
             startup = time.perf_counter() - t0
             # best of 3 on the cluster: a worker's first task also opens the store (and the bucket's client)

@@ -44,7 +44,7 @@ def aws_env(s3_server):  # noqa: F811
 def cluster_client(aws_env):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0",
                       silence_logs=40) as cluster, Client(cluster) as client:
         yield client
 
