@@ -40,7 +40,7 @@ def main(path: str) -> None:
         images = co.arraysets["images"]
         arr = images.to_dask(chunk_rows=32)  # lazy: (256, 64, 64, 3), 8 chunks, nothing read yet
         print(f"dask array {arr.shape} {arr.dtype} in {arr.npartitions} chunks")
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=40) as cluster, Client(cluster):
             means = arr.mean(axis=(1, 2, 3)).compute()  # one mean per image, computed on the workers
         expected = np.array([images[i].mean() for i in range(len(images))])

@@ -85,7 +85,10 @@ class S3Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed server exited with {self.proc.returncode}; see {self.log.name}")
+                self.log.close()
+                with open(self.log.name, "rb") as f:
+                    tail = f.read()[-2000:].decode(errors="replace")
+                raise RuntimeError(f"weed server exited with {self.proc.returncode}; its log ends:\n{tail}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/")
@@ -100,7 +103,8 @@ class S3Server:
             except Exception:  # botocore errors while the filer starts
                 pass
             time.sleep(0.25)
-        raise RuntimeError(f"weed server did not serve S3 within {timeout} s; see {self.log.name}")
+        self.stop()
+        raise RuntimeError(f"weed server did not serve S3 within {timeout} s")
 
     def client(self):  # a botocore S3 client (tests only: creating buckets, faults)
         import botocore.session
@@ -139,6 +143,25 @@ class S3Server:
         self.log.close()
 
 
+#: the one server of this test session: each test module that imports ``s3_server`` gets a fixture
+#: of its own (pytest keeps one per module that defines it), and all of them hand out this one
+_SESSION_SERVER: Optional[S3Server] = None
+
+
+def _start_server(attempts: int = 3) -> S3Server:
+    """A started server; a ``weed`` that exits while starting (e.g. a port another process took
+    between the check and its bind) is retried on other ports."""
+    for attempt in range(attempts):
+        root = tempfile.mkdtemp(prefix="hangar-seaweedfs-")
+        try:
+            return S3Server(root)
+        except RuntimeError:
+            shutil.rmtree(root, ignore_errors=True)
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """The session's SeaweedFS S3 server (started on first use, stopped at the end).
@@ -147,15 +170,18 @@ def s3_server():
     there while later tests run, and tests that check nothing was written beside their
     repository (test_hostile) look at that tree.
     """
-    root = tempfile.mkdtemp(prefix="hangar-seaweedfs-")
+    global _SESSION_SERVER
+    if _SESSION_SERVER is None:
+        _SESSION_SERVER = _start_server()
+    server = _SESSION_SERVER
     try:
-        server = S3Server(root)
-        try:
-            yield server
-        finally:
-            server.stop()
+        yield server
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        # session fixtures are torn down when the session ends: the first teardown stops it
+        if _SESSION_SERVER is server:
+            _SESSION_SERVER = None
+            server.stop()
+            shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 @pytest.fixture

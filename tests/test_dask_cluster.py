@@ -63,7 +63,7 @@ def test_to_dask_computes_per_sample_means_on_a_local_cluster_of_worker_processe
     co = repo.checkout()
     try:
         arr = co.arraysets["images"].to_dask(chunk_rows=8)
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=40) as cluster, Client(cluster) as client:
             means = arr.mean(axis=(1, 2, 3)).compute()
             np.testing.assert_allclose(means, data.reshape(len(data), -1).mean(axis=1))

@@ -34,12 +34,16 @@ from hangar.plumbing.paths import pack_chunk_path
 from hangar.records.keys import Key, decode_key, encode_key, sorted_keys
 from hangar.store import codecs
 from hangar.store.digest import byte_view
+from hangar.store.index import Location
 from hangar.store.packs import LocalPackStorage, stored_check
 
 __all__ = ["SampleSource", "GroupedSamples", "batch_tuple"]
 
 #: samples stored in fewer bytes than this are read through a memory map of their pack
 _MMAP_BELOW = 64 << 10
+
+#: the location a source holds for a sample left in the data remote (``GroupedSamples(fetch=False)``)
+_PLACEHOLDER = Location("", 0, 0, 0, 0, 0)
 
 _FETCH_HINT = ("fetch them first with repo.remote.fetch_data(remote, branch=..., arrayset_names=[...]) "
                "or pick local samples with keys=")
@@ -309,14 +313,25 @@ class GroupedSamples:
     index_range : slice, optional
         Slice of the sorted common sample names; ignored when ``keys`` is given.
 
+    fetch : bool, optional
+        ``True`` (default): samples whose bytes are not stored here are read from the
+        repository's lazy data remote into the local store now. ``False``: those samples are
+        left where they are (a reader of the data remote's bucket reads them itself); each
+        source's entry in :attr:`not_local` lists them and their locations in the source are
+        placeholders (``pack_idx`` -1). Without a lazy data remote both refuse them
+        (``LoaderRemoteDataError``).
+
     When ``keys`` is not given and the arraysets do not hold the same sample names, only the
     names all of them hold are used and a ``UserWarning`` says how many were left out.
     """
 
     def __init__(self, arraysets: object, keys: Optional[Iterable[Key]] = None,
-                 index_range: Optional[slice] = None) -> None:
+                 index_range: Optional[slice] = None, fetch: bool = True) -> None:
         asets = as_arrayset_list(arraysets)
         self.arraysets = asets
+        self.fetch = fetch
+        #: per source: ``(positions, digests)`` of the samples left in the data remote (``fetch=False``), or None
+        self.not_local: list[Optional[tuple[np.ndarray, list[bytes]]]] = []
         for arg, value in (("keys", keys), ("index_range", index_range)):
             if isinstance(value, LoaderSource):  # Hangar 0.3 code passing arraysets positionally
                 raise ArgumentTypeError(
@@ -410,35 +425,48 @@ class GroupedSamples:
             if len(bad):
                 raise SampleNotFoundError(f"arrayset {a.name!r} has no sample with key {chosen[int(bad[0])]!r}")
             missing = int((t.pack_col[rows] < 0).sum())
-            if missing and v.store.lazy_source is not None:  # read from the data remote, in bulk
+            if missing and self.fetch and v.store.lazy_source is not None:  # read from the data remote, in bulk
                 t = v.fetch_lazily(t, rows)
                 missing = int((t.pack_col[rows] < 0).sum())
             if missing:  # fetched since the table was built?
                 t = v.located_now(t)
                 missing = int((t.pack_col[rows] < 0).sum())
-            if missing:
+            left: Optional[tuple[np.ndarray, list[bytes]]] = None
+            if missing and not self.fetch and v.store.lazy_source is not None:
+                pos = np.flatnonzero(t.pack_col[rows] < 0)
+                left = (pos, [t.digests[r].tobytes() for r in rows[pos].tolist()])
+            elif missing:
                 raise LoaderRemoteDataError(
                     f"{missing} of the {len(rows)} chosen samples of arrayset {a.name!r} are remote "
                     f"references (their bytes are not in this repository); {_FETCH_HINT}")
             sources.append(SampleSource.from_table(a.name, v.store.storage, a.dtype, a.shape,
                                                    a.variable_shape, t, rows))
+            self.not_local.append(left)
         self.keys = chosen
         self.sources = sources
         return True
 
-    @staticmethod
-    def _source(aset: LoaderSource, ptrs: list) -> SampleSource:
+    def _source(self, aset: LoaderSource, ptrs: list) -> SampleSource:
         store = aset.loader_view().store
         locs = store.locations([p.digest for p in ptrs])  # one vectorised index search
-        if None in locs and store.fetch_missing([(p.digest, p.dtype, p.shape) for p in ptrs]):
+        if None in locs and self.fetch and store.fetch_missing([(p.digest, p.dtype, p.shape) for p in ptrs]):
             locs = store.locations([p.digest for p in ptrs])  # read from the data remote, in bulk
         missing = locs.count(None)
-        if missing:
+        left: Optional[tuple[np.ndarray, list[bytes]]] = None
+        if missing and not self.fetch and store.lazy_source is not None:
+            pos = np.asarray([i for i, loc in enumerate(locs) if loc is None], dtype=np.int64)
+            left = (pos, [ptrs[i].digest for i in pos.tolist()])
+            locs = [_PLACEHOLDER if loc is None else loc for loc in locs]
+        elif missing:
             raise LoaderRemoteDataError(
                 f"{missing} of the {len(ptrs)} chosen samples of arrayset {aset.name!r} are remote "
                 f"references (their bytes are not in this repository); {_FETCH_HINT}")
-        return SampleSource(aset.name, store.storage, aset.dtype, aset.shape, aset.variable_shape,
-                            locs, [p.shape for p in ptrs])
+        self.not_local.append(left)
+        src = SampleSource(aset.name, store.storage, aset.dtype, aset.shape, aset.variable_shape,
+                           locs, [p.shape for p in ptrs])
+        if left is not None:
+            src.pack_idx[left[0]] = -1
+        return src
 
     def __len__(self) -> int:
         return len(self.keys)

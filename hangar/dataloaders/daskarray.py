@@ -9,6 +9,16 @@ error messages), dtype and shape, and the chunk's sample locations (pack id, off
 length, codec, checksum: plain ints and strings, about 60 bytes a sample). A worker process
 opens the store itself, once, and reads its chunk's bytes straight from the packs, checking
 each sample's checksum as every read does.
+
+Samples of a lazy clone whose bytes are not stored locally but in its data remote's bucket
+are not downloaded when the array is built: their tasks hold the bucket's address instead
+(:class:`BucketAddress`: ``s3://bucket/prefix`` and the endpoint URL, never a credential) and
+their places in the bucket's packs (:class:`BucketLocations`, read from the pack indexes; with
+the sample digest, about 130 bytes a sample). The worker opens the bucket itself
+(:func:`open_bucket`, once per process), range-reads its samples, checks each one's stored-bytes
+checksum and blake3 digest and decodes it. Workers take credentials from their own AWS
+environment (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_REGION``, or the AWS config
+files with boto3 installed), as ``fetch_data`` does.
 """
 
 from __future__ import annotations
@@ -20,7 +30,16 @@ from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from hangar.errors import ArgumentTypeError, InvalidArgumentError, MissingDependencyError, RepositoryNotFoundError
+from hangar.errors import (
+    ArgumentTypeError,
+    CorruptDataError,
+    DataRemoteUnreachableError,
+    InvalidArgumentError,
+    LoaderRemoteDataError,
+    MissingDependencyError,
+    ObjectStoreError,
+    RepositoryNotFoundError,
+)
 
 try:
     import dask.array as da
@@ -33,15 +52,32 @@ from hangar.dataloaders.common import GroupedSamples, SampleSource
 from hangar.loader_source import LoaderSource
 from hangar.plumbing import paths
 from hangar.records.keys import Key
+from hangar.remote.objectdata import LazyReads, plan_ranges
+from hangar.store import codecs
+from hangar.store.digest import byte_view, digest_of_parts
+from hangar.store.index import Location
+from hangar.store.objectstore import ObjectPackStorage, check_not_forked
 from hangar.store.packs import LocalPackStorage
+from hangar.store.tensorstore import check_stored
 
-__all__ = ["dask_array", "open_storage", "read_chunk", "ChunkLocations"]
+__all__ = ["dask_array", "open_storage", "open_bucket", "read_chunk", "read_bucket_chunk", "ChunkLocations",
+           "BucketAddress", "BucketLocations"]
 
 #: default chunk size (bytes) along the sample axis
 _CHUNK_BYTES = 64 << 20
 
 _opened: dict[str, LocalPackStorage] = {}
+_buckets: dict[tuple[str, Optional[str]], ObjectPackStorage] = {}
 _opened_lock = threading.Lock()
+
+
+def _forget_buckets() -> None:
+    # a forked child must not reuse the parent's object-store clients: their connection pools
+    # and runtime threads belong to the parent (the transfer loop resets itself the same way)
+    _buckets.clear()
+
+
+os.register_at_fork(after_in_child=_forget_buckets)
 
 
 def open_storage(address: str) -> LocalPackStorage:
@@ -69,9 +105,33 @@ def open_storage(address: str) -> LocalPackStorage:
 
 
 def opened_addresses() -> list[str]:
-    """Store addresses this process has opened (what a worker read from; for tests and monitoring)."""
+    """Store addresses this process has opened (what a worker read from; for tests and monitoring):
+    repository paths and the ``s3://`` URLs of buckets."""
     with _opened_lock:
-        return sorted(_opened)
+        return sorted(_opened) + sorted({url for url, _ in _buckets})
+
+
+class BucketAddress(NamedTuple):
+    """Where a data remote's packs lie: what a task needs to open the bucket (no credentials)."""
+
+    url: str
+    endpoint_url: Optional[str]
+
+
+def open_bucket(bucket: BucketAddress) -> ObjectPackStorage:
+    """The packs in ``bucket``, opened once per process (workers call this).
+
+    Credentials come from this process's AWS environment or config files, never from the graph.
+    Worker processes must be spawned (dask.distributed's default) or forked before this
+    process's first object-store request: obstore does not survive ``fork``
+    (:func:`hangar.store.objectstore.check_not_forked` raises ``ObjectStoreError`` there).
+    """
+    key = (bucket.url, bucket.endpoint_url)
+    with _opened_lock:
+        storage = _buckets.get(key)
+        if storage is None:
+            storage = _buckets[key] = ObjectPackStorage(bucket.url, bucket.endpoint_url)
+        return storage
 
 
 class ChunkLocations(NamedTuple):
@@ -101,13 +161,106 @@ def read_chunk(address: str, commit: str, arrayset: str, dtype: str, shape: tupl
     return src.read_rows(0, len(locs.offsets))
 
 
-def _chunk_locations(source: SampleSource, start: int, stop: int) -> ChunkLocations:
-    idx = source.pack_idx[start:stop]
+#: the fix for a damaged pack in a bucket: its keys are content-addressed, so a push skips it while it is listed
+_REPAIR = ("delete that pack's objects (packs/<id>/) from the bucket, then push again from a repository that "
+           "holds its samples")
+
+
+class BucketLocations(NamedTuple):
+    """Where the samples of a chunk that lie in the bucket are: plain lists of ints and strings.
+
+    ``rows`` are their positions in the chunk; ``digests`` are hex (each sample is checked
+    against its digest after it is decoded).
+    """
+
+    rows: list[int]
+    packs: tuple[str, ...]
+    pack_idx: list[int]
+    offsets: list[int]
+    lengths: list[int]
+    rawlens: list[int]
+    codecs: list[int]
+    checks: list[int]
+    digests: list[str]
+
+
+def read_bucket_chunk(address: str, bucket: BucketAddress, commit: str, arrayset: str, dtype: str,
+                      shape: tuple[int, ...], n_rows: int, local: Optional[tuple[list[int], ChunkLocations]],
+                      remote: BucketLocations) -> np.ndarray:
+    """The ``n_rows`` samples of one chunk stacked on axis 0: those in ``remote`` range-read from
+    ``bucket`` where the task runs, the others (``local``: rows and locations) from the store at
+    ``address``.
+
+    Every sample read from the bucket is checked twice before it is used: its stored bytes
+    against the pack index's checksum, then the decoded bytes (with dtype and shape) against
+    its blake3 digest (``CorruptDataError`` naming the sample, the bucket and the commit).
+    """
+    out = np.empty((n_rows, *shape), dtype=np.dtype(dtype))
+    if local is not None:
+        rows, locs = local
+        out[rows] = read_chunk(address, commit, arrayset, dtype, shape, locs)
+    check_not_forked()  # a fork of a process that used the object store: an error, not a hang
+    storage = open_bucket(bucket)
+    where = [Location(remote.packs[p], o, n, r, c, k) for p, o, n, r, c, k in zip(
+        remote.pack_idx, remote.offsets, remote.lengths, remote.rawlens, remote.codecs, remote.checks)]
+    expected = out[0].nbytes if n_rows else 0
+    ranges = plan_ranges(where)
+    blobs = storage.iter_ranges((p, o, n) for p, o, n, _ in ranges)
+    try:
+        for (_, off, _, members), blob in zip(ranges, blobs):
+            view = memoryview(blob)
+            for m in members:
+                loc, digest = where[m], bytes.fromhex(remote.digests[m])
+                payload = view[loc.offset - off:loc.offset - off + loc.length]
+                try:
+                    check_stored(loc, payload, digest)
+                except CorruptDataError:
+                    raise CorruptDataError(
+                        f"stored bytes of sample digest {digest.hex()[:16]}... of arrayset {arrayset!r} at "
+                        f"{commit[:10]}, read from {bucket.url} (pack {loc.pack} at offset {loc.offset}), do not "
+                        f"match their checksum: the bucket's object was damaged or changed outside hangar; {_REPAIR}"
+                        ) from None
+                if loc.rawlen != expected or loc.codec not in (codecs.RAW, codecs.LZ4, codecs.ZSTD):
+                    raise CorruptDataError(
+                        f"sample digest {digest.hex()[:16]}... in {bucket.url} (pack {loc.pack}) claims {loc.rawlen} "
+                        f"raw bytes (codec {loc.codec}); arrayset {arrayset!r} at {commit[:10]} holds {dtype} "
+                        f"{shape} samples of {expected}")
+                row = byte_view(out[remote.rows[m]])
+                if loc.codec == codecs.RAW:
+                    row[:] = payload
+                else:
+                    codecs.decode_into(loc.codec, payload, row)
+                if digest_of_parts(row, dtype, shape) != digest:
+                    raise CorruptDataError(
+                        f"sample digest {digest.hex()[:16]}... of arrayset {arrayset!r} at {commit[:10]}, read from "
+                        f"{bucket.url} (pack {loc.pack} at offset {loc.offset}), does not match its digest: the "
+                        f"bucket was changed outside hangar; {_REPAIR}")
+    except ObjectStoreError as exc:
+        raise DataRemoteUnreachableError(
+            f"reading {len(where)} samples of arrayset {arrayset!r} at {commit[:10]} from {storage.describe()} "
+            f"failed: {exc}; a dask worker reads the bucket itself, with its own AWS credentials") from exc
+    finally:
+        blobs.close()  # type: ignore[attr-defined]  # a generator: stops requests still in flight
+    return out
+
+
+def _chunk_locations(source: SampleSource, start: int, stop: int,
+                     rows: Optional[np.ndarray] = None) -> ChunkLocations:
+    sel = np.arange(start, stop) if rows is None else rows + start
+    idx = source.pack_idx[sel]
     used = sorted(set(idx.tolist()))
     renumber = {j: k for k, j in enumerate(used)}
     return ChunkLocations(tuple(source.packs[j] for j in used), [renumber[j] for j in idx.tolist()],
-                          source.offsets[start:stop].tolist(), source.lengths[start:stop].tolist(),
-                          source.codecs[start:stop].tolist(), source.checks[start:stop].tolist())
+                          source.offsets[sel].tolist(), source.lengths[sel].tolist(),
+                          source.codecs[sel].tolist(), source.checks[sel].tolist())
+
+
+def _bucket_locations(rows: list[int], locs: list[Location], digests: list[bytes]) -> BucketLocations:
+    used = sorted({loc.pack for loc in locs})
+    renumber = {p: k for k, p in enumerate(used)}
+    return BucketLocations(rows, tuple(used), [renumber[loc.pack] for loc in locs], [loc.offset for loc in locs],
+                           [loc.length for loc in locs], [loc.rawlen for loc in locs], [loc.codec for loc in locs],
+                           [loc.check for loc in locs], [d.hex() for d in digests])
 
 
 def dask_array(aset: LoaderSource, keys: Optional[Sequence[Key]] = None,
@@ -120,6 +273,12 @@ def dask_array(aset: LoaderSource, keys: Optional[Sequence[Key]] = None,
     holds only the repository's path, the commit and the chunks' sample locations, so it runs
     on a ``dask.distributed`` cluster whose workers see the repository's directory, and no
     sample bytes pass through the scheduler.
+
+    In a lazy clone, samples whose bytes are only in the data remote's bucket are not
+    downloaded: their tasks hold the bucket's address (URL and endpoint, no credentials) and
+    the samples' places in its packs, and each worker range-reads them from the bucket itself
+    (:func:`read_bucket_chunk`), with the AWS credentials of its own environment. Nothing is
+    stored locally; ``repo.remote.fetch_data`` first makes the reads local.
 
     Parameters
     ----------
@@ -140,9 +299,14 @@ def dask_array(aset: LoaderSource, keys: Optional[Sequence[Key]] = None,
     ------
     ValueError
         The arrayset is write-enabled or has ``variable_shape``; ``chunk_rows`` is not a
-        positive int; the choice selects no sample; or samples are remote references.
+        positive int; the choice selects no sample; or samples are remote references of a
+        repository without a data remote (``LoaderRemoteDataError``).
     KeyError
         A name in ``keys`` is missing.
+    RemoteDataError
+        A sample is neither stored here nor in the data remote's bucket
+        (``DataRemoteUnreachableError`` when the bucket's indexes cannot be read). At compute:
+        ``CorruptDataError`` when bytes read from the bucket fail their checksum or digest.
 
     Examples
     --------
@@ -152,7 +316,7 @@ def dask_array(aset: LoaderSource, keys: Optional[Sequence[Key]] = None,
     """
     if isinstance(aset, (list, tuple)):
         raise ArgumentTypeError("dask_array takes one arrayset; call it once per arrayset")
-    grouped = GroupedSamples(aset, keys, index_range)
+    grouped = GroupedSamples(aset, keys, index_range, fetch=False)
     source = grouped.sources[0]
     if source.variable_shape:
         raise InvalidArgumentError(f"arrayset {aset.name!r} has variable_shape samples; dask_array needs a fixed shape")
@@ -171,10 +335,36 @@ def dask_array(aset: LoaderSource, keys: Optional[Sequence[Key]] = None,
     n = len(source)
     dtype, shape = source.dtype.str, tuple(source.shape)
     zeros = (0,) * len(shape)
+    # samples whose bytes are in the data remote's bucket only: located there (indexes, no bytes)
+    in_bucket = np.zeros(n, dtype=bool)
+    bucket: Optional[BucketAddress] = None
+    where: dict[int, tuple[Location, bytes]] = {}
+    left = grouped.not_local[0]
+    if left is not None:
+        lazy = view.store.lazy_source
+        if not isinstance(lazy, LazyReads):
+            raise LoaderRemoteDataError(f"arrayset {aset.name!r} has samples not stored here and no data remote "
+                                        "to read them from; fetch_data them first")
+        positions, digests = left
+        url, endpoint, placed = lazy.bucket_locations(digests)
+        bucket = BucketAddress(url, endpoint)
+        in_bucket[positions] = True
+        where = {int(p): (loc, d) for p, loc, d in zip(positions.tolist(), placed, digests)}
     layer: dict[Any, Any] = {}
     for k, start in enumerate(range(0, n, chunk_rows)):
-        locs = _chunk_locations(source, start, min(n, start + chunk_rows))
-        layer[(name, k, *zeros)] = (read_chunk, address, commit, aset.name, dtype, shape, locs)
+        stop = min(n, start + chunk_rows)
+        remote_rows = np.flatnonzero(in_bucket[start:stop])
+        if not len(remote_rows):
+            locs = _chunk_locations(source, start, stop)
+            layer[(name, k, *zeros)] = (read_chunk, address, commit, aset.name, dtype, shape, locs)
+            continue
+        local_rows = np.flatnonzero(~in_bucket[start:stop])
+        local = ((local_rows.tolist(), _chunk_locations(source, start, stop, local_rows))
+                 if len(local_rows) else None)
+        here = [where[start + r] for r in remote_rows.tolist()]
+        remote = _bucket_locations(remote_rows.tolist(), [loc for loc, _ in here], [d for _, d in here])
+        layer[(name, k, *zeros)] = (read_bucket_chunk, address, bucket, commit, aset.name, dtype, shape,
+                                    stop - start, local, remote)
     rows = tuple(min(chunk_rows, n - s) for s in range(0, n, chunk_rows))
     graph = HighLevelGraph.from_collections(name, layer, dependencies=())
     return da.Array(graph, name, chunks=(rows, *((d,) for d in shape)), dtype=source.dtype,

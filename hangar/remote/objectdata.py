@@ -533,6 +533,42 @@ class LazyReads:
         return fetch_samples(self.hangar_dir, self._storage, self._index, items, self.remote,  # type: ignore[arg-type]
                              store=self._cache)
 
+    def bucket_locations(self, digests: Sequence[bytes]) -> tuple[str, Optional[str], list[Location]]:
+        """``(url, endpoint, locations)``: where each of ``digests`` lies in the data remote's bucket,
+        read from the pack indexes only (no sample bytes move), for a reader that range-reads the
+        bucket itself (a dask worker). The endpoint is the one this repository uses (recorded, else
+        ``AWS_ENDPOINT_URL``); credentials are never part of the answer.
+
+        Raises ``RemoteDataError`` naming the remote and the sample when the bucket lacks one,
+        ``DataRemoteUnreachableError`` when its indexes cannot be read.
+        """
+        try:
+            if self._index is None:
+                self._storage = open_storage(self.git, self.remote)
+                self._index = bucket_index(self._storage, self.hangar_dir)
+            locs = self._index.locations(list(digests))
+            if None in locs:
+                self._index.refresh()
+                locs = self._index.locations(list(digests))
+        except DataRemoteUnreachableError as exc:
+            d = digests[0].hex()[:16] if digests else "?"
+            raise DataRemoteUnreachableError(
+                f"sample digest {d}... is not local and data remote {self.remote!r} cannot be reached: {exc}; "
+                "check the endpoint and credentials, or fetch_data while connected") from exc
+        storage = self._storage
+        assert storage is not None  # opened above
+        if None in locs:
+            lacking = digests[locs.index(None)]
+            raise RemoteDataError(f"sample digest {lacking.hex()[:16]}... is neither in this repository nor in data "
+                                  f"remote {self.remote!r} ({storage.url}); push it from a repository that holds it")
+        return storage.url, storage.endpoint_url, locs  # type: ignore[return-value]  # no None left
+
+
+def plan_ranges(locs: list[Location]) -> list[tuple[str, int, int, list[int]]]:
+    """Sample locations in one bucket coalesced into ``(pack, offset, length, members)`` range
+    requests (neighbours within 1 MiB, at most 2 MiB a request), as ``fetch_data`` reads them."""
+    return _ranges(locs)
+
 
 def attach_lazy_reads(git: GitRepo, hangar_dir: str, store: TensorStore) -> None:
     """Make ``store`` read missing samples from the repository's lazy data remote, if it has one."""

@@ -60,6 +60,30 @@ def _forget_loop() -> None:
 
 os.register_at_fork(after_in_child=_forget_loop)
 
+#: the process whose requests started obstore's runtime (None: no request made yet)
+_requests_pid: Optional[int] = None
+
+
+def check_not_forked() -> None:
+    """Record that this process makes object-store requests; raise ``ObjectStoreError`` in a process
+    forked from one that already made some.
+
+    obstore's tokio runtime is process-wide and does not survive ``fork``: its threads are gone
+    in the child, and every request there, even through a store created after the fork, waits
+    forever (measured: a forked child's LIST hung until killed, while the same LIST in a child
+    forked before the parent's first request answered). A clear error beats a hang.
+    """
+    global _requests_pid
+    pid = os.getpid()
+    if _requests_pid is None:
+        _requests_pid = pid
+    elif _requests_pid != pid:
+        raise ObjectStoreError(
+            f"this process (pid {pid}) was forked from one (pid {_requests_pid}) that had used the object store; "
+            "obstore's runtime does not survive fork and its requests would hang: start worker processes with "
+            "'spawn' or 'forkserver' (dask.distributed's default; multiprocessing.get_context('spawn'), "
+            "DataLoader(multiprocessing_context='spawn')), or fork before the first object-store request")
+
 
 def transfer_loop() -> asyncio.AbstractEventLoop:
     """The event loop windowed transfers run on: one per process, in a daemon thread, so a
@@ -169,6 +193,11 @@ class ObjectPackStorage(ZarrPackStorage):
         from obstore.exceptions import BaseError
 
         try:
+            check_not_forked()
+        except ObjectStoreError:
+            coro.close()
+            raise
+        try:
             return super()._run(coro)
         except BaseError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -193,9 +222,15 @@ class ObjectPackStorage(ZarrPackStorage):
 
         from obstore.exceptions import BaseError
 
+        it = iter(coros)
+        try:
+            check_not_forked()
+        except ObjectStoreError:
+            for coro in it:
+                coro.close()
+            raise
         loop = transfer_loop()
         pending: collections.deque[Future[Any]] = collections.deque()
-        it = iter(coros)
         try:
             for coro in it:
                 pending.append(asyncio.run_coroutine_threadsafe(coro, loop))
