@@ -22,4 +22,7 @@ export PATH
 # the layers contract (pyproject.toml [tool.importlinter]); what the lint-imports script runs
 "$VENV/bin/python" -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())" \
   --no-cache
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# two worker processes (pytest-xdist), one per core: most of the suite's time is spent waiting on
+# servers, git and child processes, so two workers took 0.64x the wall time of one on the
+# server-heavy files (docs/testing.md); HANGAR_TEST_WORKERS=0 runs in this process alone
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${HANGAR_TEST_WORKERS:-2}" "$@"

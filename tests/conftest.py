@@ -63,3 +63,14 @@ def git(repo: Repository, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def run_git():
     return git
+
+
+#: fixtures that start a server process for the test (a ``hangar server`` per test, or the
+#: session's SeaweedFS, 2-5 s to start): a test using one is in the slow tier, marked or not
+SERVER_FIXTURES = frozenset({"start_server", "s3_server"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)

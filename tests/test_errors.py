@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import inspect
 import pathlib
 
@@ -122,9 +123,10 @@ def _classes() -> dict[str, type]:
     return {n: c for n, c in vars(errors).items() if inspect.isclass(c) and c.__module__ == errors.__name__}
 
 
-def _sources() -> list[tuple[str, ast.Module]]:
-    return [(p.relative_to(PACKAGE).as_posix(), ast.parse(p.read_text(), str(p)))
-            for p in sorted(PACKAGE.rglob("*.py"))]
+@functools.lru_cache(maxsize=1)  # parsed once for the three tests that walk them (read only: never changed)
+def _sources() -> tuple[tuple[str, ast.Module], ...]:
+    return tuple((p.relative_to(PACKAGE).as_posix(), ast.parse(p.read_text(), str(p)))
+                 for p in sorted(PACKAGE.rglob("*.py")))
 
 
 def test_every_class_of_the_error_module_is_pinned_with_its_bases():

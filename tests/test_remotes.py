@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
+import subprocess
 import threading
 
 import numpy as np
@@ -57,21 +59,49 @@ def bar_value(i: int) -> np.ndarray:
     return np.full((2, 3), i, dtype=np.float32)
 
 
-@pytest.fixture
-def origin(tmp_path, start_server):
-    """A server holding master (2 commits: foo 0..9 + bar '0'..'9', then foo 10..14) and
-    branch 'dev' (one more commit on top of the first, with foo 100..102)."""
-    src = new_repo(tmp_path / "src")
+@pytest.fixture(scope="module")
+def origin_template(tmp_path_factory):
+    """What :func:`origin` serves, built and pushed once per module (writing and pushing it took
+    5-9 s of every test's set-up): the source repository and the server's repository, at rest
+    (the server that received the pushes is stopped), plus the commit ids."""
+    root = tmp_path_factory.mktemp("origin-template")
+    src = new_repo(root / "src")
     first = write(src, foo={i: foo_value(i) for i in range(10)}, bar={str(i): bar_value(i) for i in range(10)},
                   meta={"hello": "world"}, message="first")
     src.create_branch("dev", first)
     second = write(src, foo={i: foo_value(i) for i in range(10, 15)}, message="second")
     dev = write(src, "dev", foo={i: foo_value(i) for i in range(100, 103)}, message="on dev")
-    srv = start_server()
-    src.remote.add("origin", srv.address)
-    src.remote.push("origin", "master")
-    src.remote.push("origin", "dev")
-    return {"server": srv, "src": src, "first": first, "second": second, "dev": dev}
+    (root / "served").mkdir()
+    srv = remote_fixtures.ServerProcess(str(root / "served" / "repo"))
+    try:
+        src.remote.add("origin", srv.address)
+        src.remote.push("origin", "master")
+        src.remote.push("origin", "dev")
+    finally:
+        srv.stop()
+    return {"root": root, "first": first, "second": second, "dev": dev}
+
+
+@pytest.fixture
+def origin(tmp_path, start_server, origin_template):
+    """A server holding master (2 commits: foo 0..9 + bar '0'..'9', then foo 10..14) and
+    branch 'dev' (one more commit on top of the first, with foo 100..102).
+
+    Each test gets its own copies of the template's repositories (tests push to the server and
+    write to the source) and its own server process on them; the source's remote ``origin``
+    points to that server."""
+    root = origin_template["root"]
+    shutil.copytree(root / "src", tmp_path / "src", symlinks=True)
+    shutil.copytree(root / "served" / "repo", tmp_path / "served" / "repo", symlinks=True)
+    srv = start_server(str(tmp_path / "served" / "repo"))
+    src = Repository(tmp_path / "src")
+    # the recorded address is the template server's; `remote.remove` + `add` would drop the
+    # remote branches the pushes left, so only the URL changes, as `git remote set-url` does
+    subprocess.run(["git", "--git-dir", os.path.join(src.path, ".hangar"), "config", "remote.origin.url",
+                    f"http://{srv.address}/"], check=True, capture_output=True)
+    assert src.remote.list_all() == [RemoteInfo("origin", srv.address)]
+    return {"server": srv, "src": src, "first": origin_template["first"], "second": origin_template["second"],
+            "dev": origin_template["dev"]}
 
 
 def clone(path, address: str) -> Repository:
