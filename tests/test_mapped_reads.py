@@ -194,3 +194,31 @@ def test_under_an_address_space_limit_single_reads_keep_no_pack_mapped(w1, tmp_p
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "0"
+
+
+_AT_EXIT = """
+import atexit, sys
+import numpy as np
+held = []
+# registered before hangar maps anything, so it runs after any exit hook hangar registers
+atexit.register(lambda: print(int(sum(int(a.sum()) for a in held[0][:3])), flush=True))
+from hangar import Repository
+co = Repository(sys.argv[1]).checkout()
+held.append(co.arraysets["x"].get_batch(list(range(int(sys.argv[2])))))
+assert held[0][0].base is not None  # rows of a mapping, not copies
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter: ~1 s
+def test_arrays_over_a_mapping_stay_readable_in_exit_handlers(w1):
+    """An exit handler (the caller's, or a library's) may still use the arrays a batch read
+    returned: the mapping under them is not unmapped by an interpreter-exit hook (that read
+    unmapped memory: SIGSEGV, exit code -11)."""
+    import subprocess
+    import sys
+
+    repo, data = w1
+    out = subprocess.run([sys.executable, "-c", _AT_EXIT, repo.path, str(N)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert out.stdout.strip() == str(int(data[:3].astype(np.int64).sum()))

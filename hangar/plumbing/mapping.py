@@ -82,6 +82,8 @@ def map_private(fd: int, offset: int, length: int) -> Optional[np.ndarray]:
     if addr is None or addr == ctypes.c_void_p(-1).value:  # MAP_FAILED
         return None
     holder = (ctypes.c_ubyte * span).from_address(addr)
-    # the mapping lives as long as the ctypes array over it, which every view's .base chain keeps
-    weakref.finalize(holder, libc.munmap, addr, span)
+    # the mapping lives as long as the ctypes array over it, which every view's .base chain keeps;
+    # not unmapped at interpreter exit (finalize's default): exit handlers registered before it
+    # still read the arrays over it (that read unmapped memory, SIGSEGV), the OS unmaps at exit
+    weakref.finalize(holder, libc.munmap, addr, span).atexit = False
     return np.frombuffer(holder, dtype=np.uint8)[offset - start:]
