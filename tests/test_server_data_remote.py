@@ -176,3 +176,21 @@ def test_a_claimed_old_id_does_not_turn_a_server_holding_its_own_bytes_into_a_hi
     # dulwich: one ref at a time, the push it belongs to with a claimed non-zero old
     assert prereceive.refusals(sgit.git_dir, [branch], [("1" * 40, loc, DATA_REF), branch])
     assert DATA_REF not in sgit.repo.references and "refs/heads/evil" not in sgit.repo.references
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["git", "dulwich"])
+def test_a_push_is_judged_whole_before_any_ref_moves(tmp_path, aset_repo, run_git, backend):
+    """A branch and a data ref pushed to an empty server, the branch first: either the server
+    becomes a history host (both refs) or it refuses both. Before the fix dulwich judged each ref
+    after the ones before it had moved: the branch went through unchecked (the push creates a
+    data location), then the data ref was refused (the server now held a branch), leaving a
+    server that stores its own bytes with a branch whose bytes it never got."""
+    srv = ServerProcess(str(tmp_path / "fresh"), env=without_git_env(tmp_path) if backend == "dulwich" else None)
+    try:
+        git = git_of(aset_repo)
+        git.set_ref("refs/hangar/other", location_commit(git, "s3://elsewhere/data", None))
+        run_git(aset_repo, "push", f"http://127.0.0.1:{srv.port}/", "master", f"refs/hangar/other:{DATA_REF}")
+        assert sorted(served_refs(srv)) in ([], [DATA_REF, "refs/heads/master"]), served_refs(srv)
+    finally:
+        srv.stop()
