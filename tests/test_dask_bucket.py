@@ -160,3 +160,30 @@ def test_bucket_bytes_that_fail_the_digest_are_refused_and_a_forked_worker_is_to
                 pool.apply_async(fn, task[1:]).get(timeout=60)
     finally:
         co.close()
+
+
+def test_a_bucket_index_whose_lengths_disagree_with_the_raw_size_raises_corrupt_data_error(tmp_path, aws_env):
+    """A bucket pack index (the bucket's owner writes it) claiming a raw sample's stored length
+    shorter than its raw length, with a checksum that fits the shorter bytes: before the fix the
+    raw copy into the row raised numpy's ValueError, not ``CorruptDataError`` naming the sample."""
+    from hangar.dataloaders import daskarray
+    from hangar.store import codecs
+    from hangar.store.packs import stored_check
+
+    url, _ = _push(tmp_path / "p", aws_env)
+    clone = _clone(tmp_path / "clone", url)
+    co = clone.checkout()
+    try:
+        task = next(iter(dict(co.arraysets["images"].to_dask(chunk_rows=8).__dask_graph__()).values()))
+        fn, *args = task
+        assert fn is daskarray.read_bucket_chunk
+        remote = args[-1]
+        assert remote.codecs[0] == codecs.RAW  # random bytes are stored raw
+        lengths, checks = list(remote.lengths), list(remote.checks)
+        lengths[0] -= 1
+        checks[0] = stored_check(_data()[remote.rows[0]].tobytes()[:-1])
+        args[-1] = remote._replace(lengths=lengths, checks=checks)
+        with pytest.raises(CorruptDataError, match="raw bytes"):
+            fn(*args)
+    finally:
+        co.close()

@@ -151,3 +151,46 @@ def test_a_data_remote_pushes_to_a_server_that_restricts_push_with_its_credentia
         assert sorted(served_refs(srv)) == [DATA_REF, "refs/heads/master"]
     finally:
         srv.stop()
+
+
+def test_a_claimed_old_id_does_not_turn_a_server_holding_its_own_bytes_into_a_history_host(tmp_path):
+    """The refusals judge the served repository's real refs, not the ``old`` ids a pusher claims:
+    a crafted push can claim ``old == new`` for ``refs/hangar/data`` (passes the fast-forward
+    check) or any non-zero old (dulwich checks each ref against the whole push), and before the
+    fix either made the server skip its missing-bytes check for the branch pushed alongside."""
+    from hangar.remote import prereceive
+
+    zero = "0" * 40
+    served = make_repo(tmp_path / "served", n=2)  # a server holding its own bytes
+    src = make_repo(tmp_path / "src", n=3, seed=1)  # commits whose bytes the server never got
+    sgit = git_of(served)
+    head = src.log(return_contents=True)["head"]
+    sgit.repo.remotes.create_anonymous(git_of(src).git_dir).fetch(["+refs/heads/master:refs/tmp/x"])
+    sgit.repo.references.delete("refs/tmp/x")  # the objects are there, as after a pack is received
+    loc = location_commit(sgit, "s3://elsewhere/data", None)
+    branch = (zero, head, "refs/heads/evil")
+    # the check that must not be skipped (so this test can fail)
+    assert any("have no bytes here" in m for m in prereceive.refusals(sgit.git_dir, [branch]))
+    # git's pre-receive hook: the whole push, the data ref claimed unchanged
+    assert prereceive.refusals(sgit.git_dir, [(loc, loc, DATA_REF), branch])
+    # dulwich: one ref at a time, the push it belongs to with a claimed non-zero old
+    assert prereceive.refusals(sgit.git_dir, [branch], [("1" * 40, loc, DATA_REF), branch])
+    assert DATA_REF not in sgit.repo.references and "refs/heads/evil" not in sgit.repo.references
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["git", "dulwich"])
+def test_a_push_is_judged_whole_before_any_ref_moves(tmp_path, aset_repo, run_git, backend):
+    """A branch and a data ref pushed to an empty server, the branch first: either the server
+    becomes a history host (both refs) or it refuses both. Before the fix dulwich judged each ref
+    after the ones before it had moved: the branch went through unchecked (the push creates a
+    data location), then the data ref was refused (the server now held a branch), leaving a
+    server that stores its own bytes with a branch whose bytes it never got."""
+    srv = ServerProcess(str(tmp_path / "fresh"), env=without_git_env(tmp_path) if backend == "dulwich" else None)
+    try:
+        git = git_of(aset_repo)
+        git.set_ref("refs/hangar/other", location_commit(git, "s3://elsewhere/data", None))
+        run_git(aset_repo, "push", f"http://127.0.0.1:{srv.port}/", "master", f"refs/hangar/other:{DATA_REF}")
+        assert sorted(served_refs(srv)) in ([], [DATA_REF, "refs/heads/master"]), served_refs(srv)
+    finally:
+        srv.stop()

@@ -226,10 +226,12 @@ def read_bucket_chunk(address: str, bucket: BucketAddress, commit: str, arrayset
                         f"raw bytes (codec {loc.codec}); arrayset {arrayset!r} at {commit[:10]} holds {dtype} "
                         f"{shape} samples of {expected}")
                 row = byte_view(out[remote.rows[m]])
-                if loc.codec == codecs.RAW:
-                    row[:] = payload
-                else:
+                try:  # raw too: a stored length other than the raw one is an error, not numpy's ValueError
                     codecs.decode_into(loc.codec, payload, row)
+                except CorruptDataError as exc:
+                    raise CorruptDataError(
+                        f"sample digest {digest.hex()[:16]}... of arrayset {arrayset!r} at {commit[:10]}, read from "
+                        f"{bucket.url} (pack {loc.pack} at offset {loc.offset}): {exc}; {_REPAIR}") from None
                 if digest_of_parts(row, dtype, shape) != digest:
                     raise CorruptDataError(
                         f"sample digest {digest.hex()[:16]}... of arrayset {arrayset!r} at {commit[:10]}, read from "

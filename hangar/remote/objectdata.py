@@ -566,7 +566,7 @@ class LazyReads:
 
 def plan_ranges(locs: list[Location]) -> list[tuple[str, int, int, list[int]]]:
     """Sample locations in one bucket coalesced into ``(pack, offset, length, members)`` range
-    requests (neighbours within 1 MiB, at most 2 MiB a request), as ``fetch_data`` reads them."""
+    requests (neighbours within 1 MiB, at most 8 MiB a request), as ``fetch_data`` reads them."""
     return _ranges(locs)
 
 

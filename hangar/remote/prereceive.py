@@ -74,7 +74,10 @@ def _data_location(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
     why = location_refusal(git, new)
     if why is not None:
         return why
-    if old == _ZERO and git.refs("refs/heads/"):
+    # the served repository's real state, not the ``old`` the pusher claims: a crafted push
+    # claiming old == new (or any non-zero old) would otherwise skip this and, through
+    # records_data_location, the missing-bytes check of the branches pushed alongside
+    if DATA_REF not in git.repo.references and git.refs("refs/heads/"):
         return (f"{DATA_REF}: this server's repository holds branches whose sample bytes it stores; it cannot "
                 "become the history host of a data remote (serve an empty repository for that)")
     return None

@@ -201,16 +201,23 @@ class DulwichBackend:
                 return [c for c in super().capabilities() if c != b"delete-refs"]
 
             _pushed: list[tuple[str, str, str]] = []
+            _whole: Optional[list[str]] = None
 
             def _apply_pack(self, refs: list) -> Iterator[tuple[bytes, bytes]]:
                 # the whole push, for the checks of each of its refs (dulwich asks one at a time)
                 self._pushed = [(o.decode("ascii"), n.decode("ascii"), r.decode("utf-8", "replace"))
                                 for o, n, r in refs]
+                self._whole = None
                 return super()._apply_pack(refs)
 
             def _on_update(self, ref_name: bytes, old_sha: bytes, new_sha: bytes) -> Optional[bytes]:
                 update = (old_sha.decode("ascii"), new_sha.decode("ascii"), ref_name.decode("utf-8", "replace"))
-                refused = prereceive.refusals(git_dir, [update], self._pushed or None)
+                if self._whole is None:
+                    # judged once, at the first ref, against the repository as it was before the
+                    # push (git's pre-receive): checking each ref after earlier ones moved let a
+                    # branch through on a data ref that was then refused because the branch existed
+                    self._whole = prereceive.refusals(git_dir, self._pushed or [update])
+                refused = self._whole
                 if refused:
                     log.info("refused a push: %s", "; ".join(refused))
                     # the prefix the git hook writes too: the client knows the refusal as final by it
