@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Coroutine, Optional, Protocol, TypeVar
+from typing import Any, Callable, Coroutine, Optional, Protocol, TypeVar
 
 import numpy as np
 import xxhash
@@ -454,8 +454,9 @@ class LocalPackStorage:
             raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {len(data)} of {length} bytes")
         return data
 
-    def readinto(self, pack_id: str, offset: int, out: memoryview) -> None:
-        # _acquire and _release inlined for an open pack: this runs once per single-sample read
+    def _read_with(self, pack_id: str, read: Callable[[int], T]) -> T:
+        """``read(fd)`` on the open descriptor of pack ``pack_id``: :meth:`_acquire` and
+        :meth:`_release` inlined for an already open pack, as this runs once per single-sample read."""
         lock = self._fd_lock
         with lock:
             fd = self._fds.get(pack_id)
@@ -465,7 +466,7 @@ class LocalPackStorage:
         if fd is None:
             fd = self._acquire(pack_id)
         try:
-            n = os.preadv(fd, [out], offset)
+            return read(fd)
         finally:
             with lock:
                 self._in_flight -= 1
@@ -473,6 +474,9 @@ class LocalPackStorage:
                     for old in self._to_close:
                         os.close(old)
                     self._to_close.clear()
+
+    def readinto(self, pack_id: str, offset: int, out: memoryview) -> None:
+        n = self._read_with(pack_id, lambda fd: os.preadv(fd, [out], offset))
         if n != len(out):
             raise CorruptDataError(f"short read in pack {pack_id} at {offset}: {n} of {len(out)} bytes")
 
@@ -515,23 +519,7 @@ class LocalPackStorage:
         """:meth:`readinto`, then whether the bytes read match ``check`` (their :func:`stored_check`;
         0: none recorded, True), read and hashed in one call without the GIL (one Python call less
         per sample than ``readinto`` + ``stored_check``)."""
-        lock = self._fd_lock  # _acquire and _release inlined, as in readinto
-        with lock:
-            fd = self._fds.get(pack_id)
-            if fd is not None:
-                self._fds.move_to_end(pack_id)
-                self._in_flight += 1
-        if fd is None:
-            fd = self._acquire(pack_id)
-        try:
-            n = rowhash.pread_checked(fd, offset, out, check)
-        finally:
-            with lock:
-                self._in_flight -= 1
-                if not self._in_flight and self._to_close:
-                    for old in self._to_close:
-                        os.close(old)
-                    self._to_close.clear()
+        n = self._read_with(pack_id, lambda fd: rowhash.pread_checked(fd, offset, out, check))
         if n < 0:
             return False
         if n != len(out):
