@@ -6,6 +6,8 @@ Each opens the repository's parts afresh through the public :class:`hangar.core.
 
 from __future__ import annotations
 
+import os
+
 from hangar import Repository
 from hangar.core import RepositoryCore
 from hangar.plumbing import paths
@@ -26,3 +28,23 @@ def store_of(repo: Repository) -> TensorStore:
 def hangar_dir_of(repo: Repository) -> str:
     """The repository's ``.hangar`` directory."""
     return paths.hangar_dir(repo.path)
+
+
+def flip_stored_byte(repo: Repository, sample, at: int | None = None, mask: int = 0x10) -> str:
+    """Flip the bits ``mask`` of the byte ``at`` bytes (default: the middle; negative: from the
+    end) into the stored bytes of ``sample`` (an array) in its local pack file, as damage on disk
+    would; the pack file's path."""
+    from hangar.store.digest import sample_digest
+
+    store = store_of(repo)
+    store.refresh()
+    loc = store.location(sample_digest(sample))
+    at = loc.length // 2 if at is None else at % loc.length  # a negative ``at`` counts from the end
+    path = os.path.join(repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(loc.offset + at)
+        b = f.read(1)
+        f.seek(loc.offset + at)
+        f.write(bytes([b[0] ^ mask]))
+    return path

@@ -12,8 +12,7 @@ import pytest
 import hangar.arrayset
 from hangar import Repository
 from hangar.errors import CorruptDataError
-from hangar.store import sample_digest
-from tests.repo_parts import store_of
+from tests.repo_parts import flip_stored_byte, store_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -207,16 +206,7 @@ def test_a_cached_table_naming_packs_removed_by_gc_is_rebuilt(img_repo):
 def test_batch_read_with_digest_check_raises_on_a_flipped_byte(img_repo):
     with img_repo.checkout() as co:
         arr = co.arraysets["img"][123].copy()
-    store = store_of(img_repo)
-    store.refresh()
-    loc = store.location(sample_digest(arr))
-    path = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(loc.offset + 2)
-        b = f.read(1)
-        f.seek(loc.offset + 2)
-        f.write(bytes([b[0] ^ 0xFF]))
+    flip_stored_byte(img_repo, arr, 2, 0xFF)
     with Repository(img_repo.path).checkout() as co:
         co.arraysets["img"].loader_view().store.verify_reads = True
         with pytest.raises(CorruptDataError, match="do not match"):
@@ -325,16 +315,7 @@ def test_table_reads_check_the_stored_checksum_without_verify_reads(img_repo, na
     with img_repo.checkout() as co:
         arr = co.arraysets[name][key].copy()
         ints = [k for k in co.arraysets[name].keys() if isinstance(k, int)]
-    store = store_of(img_repo)
-    store.refresh()
-    loc = store.location(sample_digest(arr))
-    path = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(loc.offset + loc.length - 1)
-        b = f.read(1)
-        f.seek(loc.offset + loc.length - 1)
-        f.write(bytes([b[0] ^ 0xFF]))
+    flip_stored_byte(img_repo, arr, -1, 0xFF)
     with Repository(img_repo.path).checkout() as co:
         aset = co.arraysets[name]
         aset.loader_view().store.verify_reads = False
@@ -411,16 +392,7 @@ def test_large_samples_read_in_pipelined_ranges_still_raise_on_a_flipped_byte(re
     with repo.checkout() as rco:
         np.testing.assert_array_equal(np.stack(rco.arraysets["big"].get_batch(list(range(100)))), data)
         np.testing.assert_array_equal(np.stack(list(rco.arraysets["big"].values())), data)
-    store = store_of(repo)
-    store.refresh()
-    loc = store.location(sample_digest(data[where]))
-    path = os.path.join(repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(loc.offset + 5000)
-        b = f.read(1)
-        f.seek(loc.offset + 5000)
-        f.write(bytes([b[0] ^ 0x01]))
+    flip_stored_byte(repo, data[where], 5000, 0x01)
     with Repository(repo.path).checkout() as rco:
         big = rco.arraysets["big"]
         with pytest.raises(CorruptDataError, match="do not match"):
@@ -447,16 +419,7 @@ def test_a_cached_table_with_its_checksums_zeroed_is_refused_so_damage_is_still_
     data[-8 * n:] = bytes(8 * n)  # the checks column is the last one
     with open(path, "wb") as f:
         f.write(data)
-    store = store_of(img_repo)
-    store.refresh()
-    loc = store.location(sample_digest(arr))
-    pack = os.path.join(img_repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
-    os.chmod(pack, 0o644)
-    with open(pack, "r+b") as f:
-        f.seek(loc.offset + 3)
-        b = f.read(1)
-        f.seek(loc.offset + 3)
-        f.write(bytes([b[0] ^ 0x10]))
+    flip_stored_byte(img_repo, arr, 3, 0x10)
     with Repository(img_repo.path).checkout() as co:
         with pytest.raises(CorruptDataError, match="do not match"):
             co.arraysets["img"].get_batch([0, 1])

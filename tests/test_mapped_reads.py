@@ -12,7 +12,7 @@ import hangar.arrayset
 from hangar import Repository
 from hangar.errors import CorruptDataError
 from hangar.store import sample_digest
-from tests.repo_parts import store_of
+from tests.repo_parts import flip_stored_byte, store_of
 
 N, SHAPE = 3000, (28, 28)  # 2.35 MB: above the 1 MiB from which back-to-back samples are mapped
 
@@ -113,15 +113,7 @@ def test_batches_not_back_to_back_mixed_packs_out_and_missing_keys_read_as_befor
 @pytest.mark.parametrize("order", ["sequential", "shuffled"])  # rows of a mapping / gathered from one
 def test_a_flipped_byte_in_a_mapped_batch_is_a_corrupt_data_error(w1, where, order):
     repo, data = w1
-    path = _pack_path(repo, data[where])
-    store = store_of(repo)
-    loc = store.location(sample_digest(data[where]))
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(loc.offset + 100)
-        b = f.read(1)
-        f.seek(loc.offset + 100)
-        f.write(bytes([b[0] ^ 0x10]))
+    flip_stored_byte(repo, data[where], 100)
     with repo.checkout() as co:
         x = co.arraysets["x"]
         keys = list(range(N)) if order == "sequential" else np.random.default_rng(1).permutation(N).tolist()

@@ -13,9 +13,8 @@ import xxhash
 from hangar import Repository
 from hangar.errors import CorruptDataError, InvalidArgumentError
 from hangar.plumbing import rowhash
-from hangar.store import sample_digest
 from hangar.store.packs import stored_check
-from tests.repo_parts import store_of
+from tests.repo_parts import flip_stored_byte
 
 # XXH3's code paths change at 0-3, 4-8, 9-16, 17-128, 129-240 and > 240 bytes (stripes of 64,
 # blocks of 1,024 with the default secret), so every length up to two blocks and a few beyond
@@ -132,16 +131,7 @@ def test_reads_catch_a_byte_flipped_on_disk_after_the_pack_was_opened_and_read(p
             np.testing.assert_array_equal(np.stack(aset.get_batch(keys)), data)
             np.testing.assert_array_equal(np.stack(list(aset.values())), data)
             np.testing.assert_array_equal(aset[key], data[key])
-            store = store_of(repo)
-            store.refresh()
-            loc = store.location(sample_digest(data[key]))
-            pack = os.path.join(repo.path, ".hangar", "data", "packs", loc.pack, "c", "0")
-            os.chmod(pack, 0o644)
-            with open(pack, "r+b") as f:
-                f.seek(loc.offset + loc.length // 2)
-                b = f.read(1)
-                f.seek(loc.offset + loc.length // 2)
-                f.write(bytes([b[0] ^ 0x04]))
+            flip_stored_byte(repo, data[key], mask=0x04)
             with pytest.raises(CorruptDataError, match="do not match their checksum"):
                 aset[key]
             with pytest.raises(CorruptDataError, match="do not match their checksum"):
