@@ -10,7 +10,7 @@ directory, beside (same server process, same run, alternated, best of two):
 * the raw ceiling: a plain HTTP GET of every pack's bytes (``/hangar/v1/pack/<id>``) written
   to a file and fsynced;
 * fetch_data as a client of the per-sample protocol (before pack ranges);
-* fetch_data through pack ranges over 1 and 3 streams;
+* fetch_data through pack ranges: the default plan (plan_ranges), and forced to 1 and 3 streams;
 * push to an empty server, per-sample records vs upload runs.
 
 Target: fetch_data >= 0.9x the ceiling, small samples at the MB/s of large ones. With
@@ -120,11 +120,11 @@ def timed_fetch(address: str, dst: str, n: int, per_sample: bool = False, stream
     t0 = time.perf_counter()
     repo.clone("bench", "bench@example.com", address)
     t1 = time.perf_counter()
-    saved = remote_client.DataClient.capabilities, remote_client.STREAMS
+    saved = remote_client.DataClient.capabilities, remote_client.STREAMS, remote_client.STREAMS_LARGE
     if per_sample:
         remote_client.DataClient.capabilities = lambda self: frozenset()  # type: ignore[method-assign]
-    if streams is not None:
-        remote_client.STREAMS = streams
+    if streams is not None:  # forced for every sample size (None: the default plan, plan_ranges)
+        remote_client.STREAMS = remote_client.STREAMS_LARGE = streams
     cpu0 = time.process_time()
     inner = remote_client.download_into
     wire: list[float] = []
@@ -141,7 +141,8 @@ def timed_fetch(address: str, dst: str, n: int, per_sample: bool = False, stream
         repo.remote.fetch_data("origin", "master")
     finally:
         remote_client.download_into = inner
-        remote_client.DataClient.capabilities, remote_client.STREAMS = saved  # type: ignore[method-assign]
+        (remote_client.DataClient.capabilities, remote_client.STREAMS,  # type: ignore[method-assign]
+         remote_client.STREAMS_LARGE) = saved
     t2 = time.perf_counter()
     co = repo.checkout()
     try:
@@ -191,7 +192,7 @@ def timed_push(src: str, workdir: str, name: str, per_sample: bool) -> tuple[flo
 
 
 def run(name: str, n: int, shape: tuple[int, ...], workdir: str, tls: Optional[tuple[str, str]] = None,
-        streams: tuple[int, ...] = (1, 3)) -> dict:
+        streams: tuple[int | None, ...] = (None, 1, 3)) -> dict:
     rng = np.random.default_rng(0)
     src = os.path.join(workdir, f"{name}-server")
     os.makedirs(src)
@@ -224,7 +225,8 @@ def run(name: str, n: int, shape: tuple[int, ...], workdir: str, tls: Optional[t
             row["wire"].append(r["wire_s"])
             for k in streams:
                 r = timed_fetch(address, os.path.join(workdir, f"{name}-runs{k}-{rep}"), n, streams=k)
-                row = rows.setdefault(f"pack ranges, {k} stream(s)", {"s": [], "clone": [], "wire": []})
+                label = "pack ranges, default plan" if k is None else f"pack ranges, {k} stream(s)"
+                row = rows.setdefault(label, {"s": [], "clone": [], "wire": []})
                 row["s"].append(r["fetch_s"])
                 row["wire"].append(r["wire_s"])
                 row["clone"].append(r["clone_s"])
@@ -288,8 +290,7 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     for r in results:
         for what, suffix in (("fetch_data", ""), ("its transfer", " (transfer)")):
-            best = min(v for k, v in r["rows"].items() if k.startswith("pack ranges")
-                       and k.endswith(" (transfer)") == bool(suffix))
+            best = r["rows"]["pack ranges, default plan" + suffix]  # what fetch_data does unless told
             old = r["rows"]["per-sample protocol" + suffix]
             line = f"{r['name']}: {what} {r['mb'] / best:.0f} MB/s ({old / best:.1f}x the per-sample protocol)"
             if r["ceiling"]:
