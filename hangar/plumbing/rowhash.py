@@ -8,7 +8,7 @@ pure-Python path here and take it when ``available`` is False (tests set it so).
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import NoReturn, Optional
 
 import numpy as np
 from xxhash import xxh3_64_intdigest as _xxh3
@@ -23,12 +23,18 @@ except ImportError:  # pragma: no cover - exercised where the extension is not b
 available = _ext is not None
 
 
+def _not_built() -> NoReturn:
+    """The error of a call needing the C module where it was not built (callers check
+    :data:`available` first and keep a numpy path)."""
+    raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
+                                 "check rowhash.available first")
+
+
 def hex_rows(digests: object, prefix: bytes, tail: bytes) -> bytes:
     """``prefix + hex(digest) + tail`` for each 32-byte row of ``digests`` (a C-contiguous
     buffer), back to back. Only when :data:`available`."""
     if _ext is None:
-        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
-                                     "check rowhash.available first")
+        _not_built()
     return _ext.hex_rows(digests, prefix, tail)
 
 
@@ -36,8 +42,7 @@ def tree_entry_rows(names: object, width: int, lens: object, ids: object, mode: 
     """``mode + name + NUL + id`` for each row: ``names`` rows of ``width`` bytes (``lens``
     int64 of them used), ``ids`` rows of 20 bytes; back to back. Only when :data:`available`."""
     if _ext is None:
-        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
-                                     "check rowhash.available first")
+        _not_built()
     return _ext.tree_entry_rows(names, width, lens, ids, mode)
 
 
@@ -45,16 +50,14 @@ def blob_rows(buf: object, width: int, head: bytes, prefix: bytes) -> tuple[byte
     """``(git ids, pack entries, their crc32s)`` of the blobs that are the ``width``-byte rows of
     ``buf``: entries are ``prefix + row + adler32``. Only when :data:`available`."""
     if _ext is None:
-        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
-                                     "check rowhash.available first")
+        _not_built()
     return _ext.blob_rows(buf, width, head, prefix)
 
 
 def crc32_rows(buf: object, width: int) -> bytes:
     """``zlib.crc32`` of each ``width``-byte row of ``buf``, as native uint32. Only when :data:`available`."""
     if _ext is None:
-        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
-                                     "check rowhash.available first")
+        _not_built()
     return _ext.crc32_rows(buf, width)
 
 
@@ -66,8 +69,7 @@ def leaf_diff(a: bytes, b: bytes) -> Optional[list[tuple[bytes, Optional[LeafEnt
     bytes ``a`` and ``b`` (``None`` on the side where it is absent), in name order; ``None`` when
     either tree holds a subtree or is malformed. Only when :data:`available`."""
     if _ext is None:
-        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
-                                     "check rowhash.available first")
+        _not_built()
     return _ext.leaf_diff(a, b)
 
 
@@ -75,8 +77,7 @@ def blake3_rows(buf: object, width: int, suffix: bytes) -> bytes:
     """``blake3(row + suffix)`` of each ``width``-byte row of ``buf`` (a C-contiguous buffer),
     32 bytes each, back to back. Only when :data:`available`."""
     if _ext is None:
-        raise MissingDependencyError("hangar.plumbing._rowhash is not built (pip install -e . builds it); "
-                                     "check rowhash.available first")
+        _not_built()
     return _ext.blake3_rows(buf, width, suffix)
 
 
