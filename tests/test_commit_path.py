@@ -112,22 +112,3 @@ def test_the_commit_object_is_written_in_the_records_pack_and_git_reads_it(repo,
     assert lines[2] == "mit Text"
     assert repo.log(return_contents=True)["order"] == [second, first]
 
-
-def test_changed_entries_lists_what_the_next_commit_changes(repo):
-    """The hook for a per-commit change record: per arrayset, the entries set or deleted since
-    the staging tree (None for an arrayset created or removed); empty after the commit."""
-    co = repo.checkout(write=True)
-    co.arraysets.init_arrayset("a", shape=(2,), dtype=np.uint8)
-    co.arraysets.init_arrayset("b", shape=(2,), dtype=np.uint8)
-    co["a", [0, 1, 2]] = np.zeros((3, 2), dtype=np.uint8)
-    co["b", [0]] = np.zeros((1, 2), dtype=np.uint8)
-    area = co._stage.area
-    assert area.changed_entries() == {"a": None, "b": None}
-    co.commit("first")
-    assert area.changed_entries() == {}
-    a = co.arraysets["a"]
-    a[5] = np.ones(2, dtype=np.uint8)
-    del a[1]
-    co.arraysets.remove_aset("b")
-    assert area.changed_entries() == {"a": ["i:5", "i:1"], "b": None}
-    co.close()

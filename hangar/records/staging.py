@@ -348,20 +348,6 @@ class StagingArea:
             root = empty_tree_id(batch)
         return root.hex(), batch
 
-    def changed_entries(self) -> dict[str, Optional[list[str]]]:
-        """What the next flush (or commit) changes, per arrayset: the sample entry names
-        (``i:<int>`` / ``s:<str>``) set or deleted over the staging tree, in edit order; ``None``
-        for an arrayset removed or created anew (every entry changes). Read before the flush:
-        a hook for a per-commit change record (issue 14, diff and merge), built from the edit
-        dicts the commit already holds; metadata edits are not included."""
-        out: dict[str, Optional[list[str]]] = {name: None for name in self.removed}
-        for name, st in self.asets.items():
-            if st.replaced:
-                out[name] = None
-            elif st.edits:
-                out[name] = list(st.edits)
-        return out
-
     def has_edits(self) -> bool:
         return bool(self.removed or self.metadata.edits or any(
             st.replaced or st.edits for st in self.asets.values()))
