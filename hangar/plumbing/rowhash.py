@@ -87,7 +87,13 @@ def blake3_rows(buf: object, width: int, suffix: bytes) -> bytes:
 # (the C code without the GIL), with a pure-Python path for when the extension is not built.
 
 
-def _stored_check(data: object) -> int:
+def stored_check(data: object) -> int:
+    """Checksum of a sample's stored bytes, as kept in the pack index (never 0: 0 means none).
+
+    xxh3-64: ~25 GB/s here at 256 KiB (crc32c 8-15 GB/s, zlib.crc32 ~4 GB/s, blake3 ~6 GB/s),
+    so checking it on every read costs less than the read's own copy. The C functions below
+    compute the same value.
+    """
     return _xxh3(data) or 1  # type: ignore[arg-type]  # any C-contiguous buffer
 
 
@@ -129,7 +135,7 @@ def check_spans(buf: object, offsets: np.ndarray, lengths: np.ndarray, checks: n
     if _ext is not None and available:
         return int(_ext.check_spans(mv, offs, lens, sums))
     for k, (o, n, c) in enumerate(zip(offs.tolist(), lens.tolist(), sums.tolist())):
-        if c and _stored_check(mv[o:o + n]) != c:
+        if c and stored_check(mv[o:o + n]) != c:
             return k
     return -1
 
@@ -155,7 +161,7 @@ def pread_checked(fd: int, offset: int, out: memoryview, check: int) -> int:
     if _ext is not None and available:
         return int(_ext.pread_checked(fd, offset, out, check))
     n = os.preadv(fd, [out], offset)
-    if n == len(out) and check and _stored_check(out) != check:
+    if n == len(out) and check and stored_check(out) != check:
         return -1
     return n
 

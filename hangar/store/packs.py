@@ -35,6 +35,7 @@ from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace
 from hangar.plumbing.mapping import address_space_limited, map_private
 from hangar.plumbing.paths import pack_chunk_key, pack_chunk_path, pack_index_path, pack_partial_path, packs_dir
 from hangar.plumbing.pids import pid_alive
+from hangar.plumbing.rowhash import stored_check as stored_check  # the one definition, re-exported
 from hangar.store.codecs import LZ4, RAW, ZSTD, max_stored_length
 
 T = TypeVar("T")
@@ -48,15 +49,6 @@ INDEX_DTYPE = np.dtype([("digest", "u1", (32,)), ("offset", "<u8"), ("length", "
 INDEX_MAGIC = b"HNGRPIDX"
 INDEX_VERSION = 2
 _HEADER = struct.Struct("<8sII")
-
-
-def stored_check(data: bytes | memoryview | np.ndarray) -> int:
-    """Checksum of a sample's stored bytes, as kept in the pack index (never 0: 0 means none).
-
-    xxh3-64: ~25 GB/s here at 256 KiB (crc32c 8-15 GB/s, zlib.crc32 ~4 GB/s, blake3 ~6 GB/s),
-    so checking it on every read costs less than the read's own copy.
-    """
-    return xxhash.xxh3_64_intdigest(data) or 1
 
 
 def stored_checks(payloads: list[Any]) -> list[int]:
