@@ -927,6 +927,30 @@ static PyObject *pread_rows_checked(PyObject *self, PyObject *args)
 }
 
 static PyObject *crc32_rows(PyObject *self, PyObject *args) { return sums_rows(args, crc32_of); }
+
+/* stored_check_rows(buf, width) -> bytes: the stored check (xxh3-64, 0 kept as 1) of each width-byte
+ * row, as native uint64: the checks of a stack of samples appended as it lies, without a Python
+ * object per row (60,000 rows of 784 bytes: ~2 ms instead of ~15 ms for slices and xxhash calls). */
+static PyObject *stored_check_rows(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    Py_ssize_t width, n;
+    if (!PyArg_ParseTuple(args, "y*n", &buf, &width))
+        return NULL;
+    PyObject *out = NULL;
+    if (rows_of(&buf, width, &n) == 0 && (out = PyBytes_FromStringAndSize(NULL, 8 * n)) != NULL) {
+        uint64_t *o = (uint64_t *)PyBytes_AS_STRING(out);
+        const unsigned char *p = buf.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint64_t v = stored_check_of(p + i * width, (size_t)width);
+            memcpy(o + i, &v, 8);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    return out;
+}
 static PyObject *adler32_rows(PyObject *self, PyObject *args) { return sums_rows(args, adler32_of); }
 
 static PyMethodDef methods[] = {
@@ -935,6 +959,8 @@ static PyMethodDef methods[] = {
      "20 bytes each (portable: without the CPU's SHA instructions)"},
     {"crc32_rows", crc32_rows, METH_VARARGS,
      "crc32_rows(buf, width) -> bytes: zlib.crc32 of each width-byte row, as native uint32"},
+    {"stored_check_rows", stored_check_rows, METH_VARARGS,
+     "stored_check_rows(buf, width) -> bytes: xxh3-64 (0 kept as 1) of each width-byte row, as native uint64"},
     {"adler32_rows", adler32_rows, METH_VARARGS,
      "adler32_rows(buf, width) -> bytes: zlib.adler32 of each width-byte row, as native uint32"},
     {"blob_rows", blob_rows, METH_VARARGS,

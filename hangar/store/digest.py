@@ -66,3 +66,28 @@ def digests_of_rows(flat: memoryview, width: int, dtype: str, shape: tuple[int, 
         out = rowhash.blake3_rows(flat, width, suffix)
         return [out[i:i + 32] for i in range(0, 32 * n, 32)]
     return digests_of_parts([flat[i * width:(i + 1) * width] for i in range(n)], dtype, shape)
+
+
+def digest_array_of_rows(flat: memoryview, width: int, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """:func:`digests_of_rows` as one ``(n, 32)`` uint8 array (row ``i``: the digest of row ``i``),
+    without a bytes object per row where the C extension hashes them."""
+    suffix = _suffix(np.dtype(dtype).str, tuple(shape))
+    n = len(flat) // width if width else 0
+    if rowhash.available and 0 < width and width + len(suffix) <= _ROWS_IN_C_UPTO:
+        return np.frombuffer(rowhash.blake3_rows(flat, width, suffix), dtype=np.uint8).reshape(n, 32)
+    return np.frombuffer(b"".join(digests_of_rows(flat, width, dtype, shape)), dtype=np.uint8).reshape(n, 32)
+
+
+def digest_prefixes(digests: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each row of an ``(n, 32)`` uint8 digest array, as big-endian uint64
+    (the key :class:`~hangar.store.index.DigestIndex` sorts by)."""
+    return np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
+
+
+def any_shared(values: np.ndarray, ranked: np.ndarray) -> bool:
+    """True when some element of ``values`` is in ``ranked`` (sorted, same dtype): one binary search
+    per element (``np.isin`` hashes both arrays: ~40 ms for 16,384 against 60,000 here, this ~1 ms)."""
+    if not len(values) or not len(ranked):
+        return False
+    pos = np.minimum(ranked.searchsorted(values), len(ranked) - 1)
+    return bool((ranked[pos] == values).any())
