@@ -24,6 +24,9 @@ _COPY_BELOW = 64 << 10
 _CODECS: dict[int, Any] = {}
 #: numcodecs' module-level decompressors: lz4 ``(src) -> bytes``, zstd ``(src, dest)``
 _DECOMPRESS: dict[int, Callable[..., bytes]] = {}
+#: LZ4 compression called directly: the bytes of ``numcodecs.lz4.LZ4(acceleration=1).encode``, without
+#: its argument checks (~2.5 us instead of ~20 us for a 784-byte sample; auto probes one in 64)
+_COMPRESS_LZ4: list[Callable[[Any], bytes]] = []
 
 
 def _load() -> None:
@@ -31,6 +34,7 @@ def _load() -> None:
     import numcodecs.zstd
 
     _DECOMPRESS.update({LZ4: numcodecs.lz4.decompress, ZSTD: numcodecs.zstd.decompress})
+    _COMPRESS_LZ4[:] = [lambda raw: numcodecs.lz4.compress(raw, 1)]
     _CODECS.update({LZ4: numcodecs.lz4.LZ4(acceleration=1), ZSTD: numcodecs.zstd.Zstd(level=1)})
 
 
@@ -88,6 +92,10 @@ def encode(codec: int, raw: memoryview) -> bytes | memoryview:
     """Stored form of ``raw`` bytes under ``codec``."""
     if codec == RAW:
         return raw
+    if codec == LZ4:
+        if not _COMPRESS_LZ4:
+            _load()
+        return _COMPRESS_LZ4[0](raw)
     stored: bytes = _codec(codec).encode(raw)
     return stored
 
@@ -207,7 +215,7 @@ class CodecChooser:
         probe = self._count % _PROBE_EVERY == 0
         self._count += 1
         if probe:
-            packed = _codec(LZ4).encode(raw)
+            packed = encode(LZ4, raw)
             self._auto_codec = LZ4 if len(packed) <= _WORTH_IT * len(raw) else RAW
             return (LZ4, packed) if self._auto_codec == LZ4 else (RAW, raw)
         return self._auto_codec, encode(self._auto_codec, raw)
