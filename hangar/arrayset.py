@@ -762,7 +762,17 @@ class ArraysetDataWriter(ArraysetDataReader):
         held = self._held
         if held is None:
             return self._stage(key, value)
-        if held.append(key, value):  # _stage's held branch, inline: one call less per sample of a loop
+        # _HeldSamples.append's common case inline (a free row of the stack, no ``in`` set to keep):
+        # one Python call less per sample of a loop
+        keys, stack = held.keys, held.stack
+        n = len(keys)
+        if stack is None or n == len(stack) or held._names is not None:  # (same module)
+            if held.append(key, value):
+                self.flush_pending()
+            return key
+        stack[n] = value
+        keys.append(key)
+        if n + 1 >= held.max_rows:
             self.flush_pending()
         return key
 

@@ -331,6 +331,8 @@ def run_writes(args: argparse.Namespace) -> None:
     dd = [dd_bandwidth(args.tmp, args.dd_mib) for _ in range(args.repeat)]
     dd_med = statistics.median([v for v in dd if v is not None]) if any(v is not None for v in dd) else None
     for name, (n, shape, dtype) in WRITE_WORKLOADS.items():
+        if name not in args.write_workloads.split(","):
+            continue
         n = args.n if n is None else n
         if dtype == "uint8":
             data = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
@@ -646,6 +648,8 @@ def main() -> int:
     ap.add_argument("--baseline", default=None,
                     help="a source tree of hangar (e.g. /tmp/base-main) whose W1 write rows run in child processes "
                          "in the same run, as the 'baseline' column")
+    ap.add_argument("--write-workloads", default=",".join(WRITE_WORKLOADS),
+                    help="comma-separated write workloads to run (default: all of " + ", ".join(WRITE_WORKLOADS) + ")")
     ap.add_argument("--child-write", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_write:

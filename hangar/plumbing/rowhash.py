@@ -97,6 +97,14 @@ def stored_check(data: object) -> int:
     return _xxh3(data) or 1  # type: ignore[arg-type]  # any C-contiguous buffer
 
 
+def int_names(keys: list[int], prefix: str) -> list[str]:
+    """``prefix + str(k)`` of each ``k`` of ``keys`` (a list of plain non-negative ints below 2**63;
+    anything else raises ``TypeError``, ``ValueError`` or ``OverflowError``). Only when :data:`available`."""
+    if _ext is None:
+        _not_built()
+    return _ext.int_names(keys, prefix)
+
+
 def stored_check_rows(buf: object, width: int) -> np.ndarray:
     """:func:`stored_check` of each ``width``-byte row of ``buf`` (C-contiguous), as a uint64 array.
 

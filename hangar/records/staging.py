@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequ
 
 import numpy as np
 
+from hangar.errors import SampleIndexError
 from hangar.plumbing.durable import replace_file_durably
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, blob_block
@@ -95,7 +96,8 @@ class StackedPointers(Sequence[SamplePointer]):
         if i < 0:
             i += len(self)
         if not 0 <= i < len(self):
-            raise IndexError(i)
+            raise SampleIndexError(f"staged pointer {i} of {len(self)}: give an index in range(-{len(self)}, "
+                                   f"{len(self)})")
         k = bisect_right(self._starts, i) - 1
         s = self._stacks[k]
         return SamplePointer(s.digests[i - self._starts[k]].tobytes(), s.dtype, s.shape)
