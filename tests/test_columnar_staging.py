@@ -285,3 +285,15 @@ def test_stacked_pointers_index_like_the_list_of_their_pointers():
     for bad in (7, -8):
         with pytest.raises(IndexError):
             seq[bad]
+
+
+def test_a_stack_hashed_in_two_threads_gets_the_digests_of_one_call(monkeypatch):
+    from hangar.store import digest
+
+    data = _data(1001)  # an odd count: the halves split at a multiple of 8 rows
+    flat = byte_view(data)
+    whole = digest_array_of_rows(flat, data[0].nbytes, data.dtype.str, SHAPE)
+    monkeypatch.setattr(digest, "_SPLIT_FROM", 1)
+    split = digest_array_of_rows(flat, data[0].nbytes, data.dtype.str, SHAPE)
+    assert np.array_equal(whole, split)
+    assert [r.tobytes() for r in split] == digests_of_rows(flat, data[0].nbytes, data.dtype.str, SHAPE)
