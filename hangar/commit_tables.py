@@ -28,9 +28,15 @@ def capture(staging: Any) -> list[tuple[str, Any, dict, bool, Any, Any]]:  # rec
     arrayset ``(name, base samples, edits, replaced, schema, columns)``; ``columns``
     (:meth:`~hangar.records.staging.StagedSamples.columns`, shared with the tree build) only
     for a new arrayset, whose table is built from them."""
-    return [(name, st.base, st.edits, st.replaced, st.schema,
-             st.columns() if st.replaced or st.base.root is None else None)
-            for name, st in staging.asets.items() if st.replaced or st.edits]
+    out = []
+    for name, st in staging.asets.items():
+        if not (st.replaced or st.has_edits()):
+            continue
+        cols = st.columns() if st.replaced or st.base.root is None else None
+        # with columns, the edits dict is not read (_valid and _new_table use the columns):
+        # not asking for it keeps stacked adds columnar (no fold into a dict of pointers)
+        out.append((name, st.base, st.edits if cols is None else {}, st.replaced, st.schema, cols))
+    return out
 
 
 class CommitTables:
@@ -102,7 +108,7 @@ def _valid(edits: dict, schema: Any, name: str, cols: Any) -> bool:
     if cols is not None and len(cols.dtypes) <= 1 and len(cols.shapes) <= 1:  # the sets the tree build uses
         kinds = set(zip(cols.dtypes, cols.shapes))
     else:  # C loops: ~3 ms at 60,000 where a dict took 25
-        kinds = set(map(_KIND, filter(None, edits.values())))
+        kinds = set(map(_KIND, cols.pointers if cols is not None else filter(None, edits.values())))
     try:
         for dtype, shape in kinds:
             validate_pointer_for(SamplePointer(b"", dtype, shape), schema, f"arrayset {name!r}")

@@ -50,6 +50,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+#: a child timing a baseline tree's hangar (``--baseline``) imports it before this one
+if os.environ.get("HANGAR_BENCH_TREE"):
+    sys.path.insert(0, os.environ["HANGAR_BENCH_TREE"])
 
 SHAPE = (28, 28)
 N_RANDOM = 5_000
@@ -273,6 +276,37 @@ def write_lmdb(path: str, data: np.ndarray) -> None:
     env.close()
 
 
+def write_in_child(tree: str, path: str, data: np.ndarray, **kw: bool) -> float:
+    """Seconds ``write_hangar(path, data, **kw)`` takes in a child process importing hangar from
+    ``tree`` (the ``--baseline`` rows): the child loads the data and warms up untimed first."""
+    src = os.path.join(path, "data.npy")
+    os.makedirs(path, exist_ok=True)
+    np.save(src, data)
+    env = {**os.environ, "HANGAR_BENCH_TREE": tree}
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-write", json.dumps(kw), src,
+                           os.path.join(path, "repo")], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"baseline child failed: {proc.stderr[-2000:]}")
+    return float(proc.stdout.split()[-1])
+
+
+def child_write(kw_json: str, src: str, path: str) -> None:
+    """The child of :func:`write_in_child`: an untimed warm-up, then one timed write; prints seconds."""
+    import hangar
+
+    assert os.environ["HANGAR_BENCH_TREE"] in os.path.abspath(hangar.__file__), hangar.__file__
+    kw = json.loads(kw_json)
+    data = np.load(src)
+    warm = path + "-warm"
+    os.makedirs(warm)
+    write_hangar(warm, data[:4], **kw)
+    shutil.rmtree(warm, ignore_errors=True)
+    os.makedirs(path)
+    t0 = time.perf_counter()
+    write_hangar(path, data, **kw)
+    print(time.perf_counter() - t0)
+
+
 WRITERS = {"hangar": write_hangar, "deeplake": write_deeplake, "icechunk": write_icechunk, "lmdb": write_lmdb}
 
 
@@ -297,6 +331,8 @@ def run_writes(args: argparse.Namespace) -> None:
     dd = [dd_bandwidth(args.tmp, args.dd_mib) for _ in range(args.repeat)]
     dd_med = statistics.median([v for v in dd if v is not None]) if any(v is not None for v in dd) else None
     for name, (n, shape, dtype) in WRITE_WORKLOADS.items():
+        if name not in args.write_workloads.split(","):
+            continue
         n = args.n if n is None else n
         if dtype == "uint8":
             data = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
@@ -306,8 +342,14 @@ def run_writes(args: argparse.Namespace) -> None:
         if name == "W1":
             variants.insert(1, ("hangar loop", write_hangar, {"loop": True}))
             variants.insert(2, ("hangar loop with", write_hangar, {"loop": True, "batch": True}))
+            if args.baseline:  # the same three forms, timed in a child importing the baseline tree
+                for k, (label, kw) in enumerate([("baseline", {}), ("baseline loop", {"loop": True}),
+                                                 ("baseline loop with", {"loop": True, "batch": True})]):
+                    variants.insert(3 + k, (label, None, kw))
         got: dict[str, list[float]] = {v[0]: [] for v in variants}
         for _, fn, kw in variants:  # untimed warm-up: imports, first-use setup
+            if fn is None:
+                continue  # a baseline child warms up itself
             tmp = tempfile.mkdtemp(prefix="bench-w-warm-", dir=args.tmp)
             try:
                 fn(tmp, data[:4], **kw)
@@ -317,6 +359,9 @@ def run_writes(args: argparse.Namespace) -> None:
             for label, fn, kw in variants:
                 tmp = tempfile.mkdtemp(prefix=f"bench-w-{label.replace(' ', '-')}-", dir=args.tmp)
                 try:
+                    if fn is None:
+                        got[label].append(write_in_child(args.baseline, tmp, data, **kw))
+                        continue
                     t0 = time.perf_counter()
                     fn(tmp, data, **kw)
                     got[label].append(time.perf_counter() - t0)
@@ -326,15 +371,19 @@ def run_writes(args: argparse.Namespace) -> None:
                 f"{k} {v[-1]:.3f}s" for k, v in got.items()), flush=True)
         med = {k: statistics.median(v) for k, v in got.items()}
         if name == "W1":
-            per_s = {k: n / v for k, v in med.items() if not k.startswith("hangar loop")}
+            per_s = {k: n / v for k, v in med.items() if not k.startswith(("hangar loop", "baseline"))}
+            if args.baseline:
+                per_s["baseline"] = n / med["baseline"]
             rows.append(("W1 write+commit, stacked", "samples/s", per_s))
-            for label, key in (("W1 write+commit, loop", "hangar loop"),
-                               ("W1 ... loop in `with aset:`", "hangar loop with")):
-                loop_row = {"hangar": n / med[key], **{p: v for p, v in per_s.items() if p != "hangar"}}
+            for label, key in (("W1 write+commit, loop", "loop"), ("W1 ... loop in `with aset:`", "loop with")):
+                loop_row = {"hangar": n / med[f"hangar {key}"], **{p: v for p, v in per_s.items()
+                                                                   if p not in ("hangar", "baseline")}}
+                if args.baseline:
+                    loop_row["baseline"] = n / med[f"baseline {key}"]
                 rows.append((label, "samples/s", loop_row))
         else:
             rows.append((f"{name} write+commit", "MB/s", {k: data.nbytes / 1e6 / v for k, v in med.items()}))
-    peers = [s for s in systems if s != "hangar"]
+    peers = [s for s in systems if s != "hangar"] + (["baseline"] if args.baseline else [])
     dd_text = "n/a" if dd_med is None else f"{dd_med / 1e6:,.0f} MB/s"
     print(f"\nwrite + commit throughput, median of {args.repeat}; ratio = hangar / peer (> 1: hangar faster); "
           f"durable disk write (dd {args.dd_mib} MiB bs=4M conv=fdatasync): {dd_text}")
@@ -596,7 +645,16 @@ def main() -> int:
     ap.add_argument("--writes", choices=["yes", "no", "only"], default="yes",
                     help="the write+commit throughput rows (W1 stacked and loop, W2r, W3 beside dd)")
     ap.add_argument("--dd-mib", type=int, default=1024, help="size of the dd durable-write probe")
+    ap.add_argument("--baseline", default=None,
+                    help="a source tree of hangar (e.g. /tmp/base-main) whose W1 write rows run in child processes "
+                         "in the same run, as the 'baseline' column")
+    ap.add_argument("--write-workloads", default=",".join(WRITE_WORKLOADS),
+                    help="comma-separated write workloads to run (default: all of " + ", ".join(WRITE_WORKLOADS) + ")")
+    ap.add_argument("--child-write", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child_write:
+        child_write(*args.child_write)
+        return 0
     logging.disable(logging.WARNING)
     os.environ.setdefault("RUST_LOG", "error")  # icechunk's warning about local storage and concurrency
     if args.only == "reads":

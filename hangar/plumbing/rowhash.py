@@ -97,6 +97,29 @@ def stored_check(data: object) -> int:
     return _xxh3(data) or 1  # type: ignore[arg-type]  # any C-contiguous buffer
 
 
+def int_names(keys: list[int], prefix: str) -> list[str]:
+    """``prefix + str(k)`` of each ``k`` of ``keys`` (a list of plain non-negative ints below 2**63;
+    anything else raises ``TypeError``, ``ValueError`` or ``OverflowError``). Only when :data:`available`."""
+    if _ext is None:
+        _not_built()
+    return _ext.int_names(keys, prefix)
+
+
+def stored_check_rows(buf: object, width: int) -> np.ndarray:
+    """:func:`stored_check` of each ``width``-byte row of ``buf`` (C-contiguous), as a uint64 array.
+
+    One C call when the extension is built (no Python object per row); else one xxh3 call per row.
+    """
+    mv = memoryview(buf).cast("B")  # type: ignore[arg-type]  # any C-contiguous buffer
+    if width <= 0 or len(mv) % width:
+        raise InvalidArgumentError(f"stored_check_rows: a buffer of {len(mv)} bytes is not rows of {width} bytes; "
+                                   "give a positive width dividing its length")
+    if _ext is not None and available:
+        return np.frombuffer(_ext.stored_check_rows(mv, width), dtype=np.uint64)
+    return np.fromiter((stored_check(mv[i:i + width]) for i in range(0, len(mv), width)), dtype=np.uint64,
+                       count=len(mv) // width)
+
+
 def check_spans(buf: object, offsets: np.ndarray, lengths: np.ndarray, checks: np.ndarray) -> int:
     """The position ``k`` of the first span ``buf[offsets[k]:offsets[k] + lengths[k]]`` whose
     stored check (xxh3-64, 0 kept as 1) is not ``checks[k]``; ``-1`` when all match.

@@ -96,6 +96,13 @@ def encode_key(key: Key) -> str:
 
 def encode_keys(keys: list[Key]) -> list[str]:
     """:func:`encode_key` of each (validated) key; a list of ints is encoded in one C loop."""
+    from hangar.plumbing import rowhash  # here: keys is imported by the CLI, which stays light
+
+    if rowhash.available and type(keys) is list:
+        try:  # plain ints >= 0 (the bulk form's usual keys): one C call, ~2 ms at 60,000 instead of ~14
+            return rowhash.int_names(keys, "i:")  # type: ignore[arg-type]  # anything else raises: below
+        except (TypeError, ValueError, OverflowError):
+            pass
     if all(map(int.__instancecheck__, keys)) and not any(map(bool.__instancecheck__, keys)):
         return list(map("i:{}".format, keys))
     return [encode_key(k) for k in keys]

@@ -10,11 +10,14 @@ import gc
 import json
 import os
 import zlib
+from bisect import bisect_right
+from itertools import chain
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, Union, overload
 
 import numpy as np
 
+from hangar.errors import SampleIndexError
 from hangar.plumbing.durable import replace_file_durably
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, blob_block
@@ -58,14 +61,94 @@ class StagingState:
         replace_file_durably(path, [state], fault="staging.before_replace")
 
 
+class StagedStack(NamedTuple):
+    """Samples of one dtype and shape staged by one stacked add, as columns (no object per sample)."""
+
+    names: list[str]  #: entry names, in add order
+    digests: np.ndarray  #: (len(names), 32) uint8
+    dtype: str
+    shape: tuple[int, ...]
+
+    def pointers(self) -> list[SamplePointer]:
+        raw = self.digests.tobytes()
+        return SamplePointer.many([raw[i:i + 32] for i in range(0, len(raw), 32)], self.dtype, self.shape)
+
+
+class StackedPointers(Sequence[SamplePointer]):
+    """The pointers of staged stacks, in order, each made when asked for (``StagedColumns.pointers``)."""
+
+    def __init__(self, stacks: list[StagedStack]) -> None:
+        self._stacks = stacks
+        self._starts = np.cumsum([0, *(len(s.names) for s in stacks)]).tolist()
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @overload
+    def __getitem__(self, i: int) -> SamplePointer: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[SamplePointer]: ...
+
+    def __getitem__(self, i: Union[int, slice]) -> Union[SamplePointer, list[SamplePointer]]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise SampleIndexError(f"staged pointer {i} of {len(self)}: give an index in range(-{len(self)}, "
+                                   f"{len(self)})")
+        k = bisect_right(self._starts, i) - 1
+        s = self._stacks[k]
+        return SamplePointer(s.digests[i - self._starts[k]].tobytes(), s.dtype, s.shape)
+
+    def __iter__(self) -> Iterator[SamplePointer]:
+        for s in self._stacks:
+            yield from s.pointers()
+
+
 class StagedEntries:
-    """Edits (name -> value, ``None`` deletes) over a base table, with a live count."""
+    """Edits (name -> value, ``None`` deletes) over a base table, with a live count.
+
+    Stacked adds (:meth:`add_stack`) are kept as columns, after every edit of the dict, and
+    folded into it (as ``set_many`` would) the first time anything reads or changes ``edits``:
+    an ingest that goes straight to the commit never makes a Python object per sample.
+    """
 
     def __init__(self, base: EntryTable, tick: list[int]) -> None:
         self.base = base
-        self.edits: dict[str, object] = {}
+        self._edits: dict[str, object] = {}
+        self._stacks: list[StagedStack] = []  # later than every entry of _edits
         self.delta = 0
         self.tick = tick  # shared edit counter of the staging area (invalidates built trees)
+
+    @property
+    def edits(self) -> dict[str, object]:
+        """Name -> staged value (``None``: deleted), in edit order (stacked adds folded in)."""
+        if self._stacks:
+            self._fold_stacks()
+        return self._edits
+
+    @edits.setter
+    def edits(self, value: dict[str, object]) -> None:
+        self._stacks = []
+        self._edits = value
+
+    def _fold_stacks(self) -> None:
+        stacks, self._stacks = self._stacks, []
+        for st in stacks:  # the same state as set_many of each, in order; no tick: nothing changed
+            self._set_many(zip(st.names, st.pointers()))
+
+    def has_edits(self) -> bool:
+        """True when anything is staged (without folding stacked adds)."""
+        return bool(self._stacks or self._edits)
+
+    def add_stack(self, names: list[str], digests: np.ndarray, dtype: str, shape: tuple[int, ...]) -> None:
+        """Stage ``names[i]`` -> ``SamplePointer(digests[i], dtype, shape)`` for every ``i``, as columns
+        (a later value for the same name wins, as in :meth:`set_many`)."""
+        if names:
+            self._stacks.append(StagedStack(names, digests, dtype, shape))
+            self.tick[0] += 1
 
     def value(self, name: str) -> object:
         if name in self.edits:
@@ -92,6 +175,10 @@ class StagedEntries:
         One ``dict.update``; only names not staged yet are looked up in the base (none when
         the base is empty, as for a new arrayset): ~0.5 µs per name less than ``set`` each.
         """
+        self._set_many(items)
+        self.tick[0] += 1
+
+    def _set_many(self, items: Iterable[tuple[str, object]]) -> None:
         new = dict(items)
         if not new:
             return
@@ -102,7 +189,6 @@ class StagedEntries:
             added -= sum(1 for n in new if n not in edits and n in self.base)
         self.delta += added
         edits.update(new)
-        self.tick[0] += 1
 
     def remove(self, name: str) -> bool:
         if name not in self:
@@ -113,6 +199,8 @@ class StagedEntries:
         return True
 
     def count(self) -> int:
+        if self._stacks:
+            self._fold_stacks()  # the delta counts them
         return self.base.count() + self.delta
 
     def names(self) -> Iterator[str]:
@@ -143,7 +231,7 @@ class StagedColumns(NamedTuple):
     """
 
     names: list[str]  #: every staged entry name, in edit order (deletions included)
-    pointers: list[SamplePointer]  #: the staged pointers, deletions left out, in edit order
+    pointers: Sequence[SamplePointer]  #: the staged pointers, deletions left out, in edit order
     live: Optional[np.ndarray]  #: bool per name: not a deletion; None when nothing is deleted
     digests: np.ndarray  #: (len(pointers), 32) uint8, the pointers' digests
     dtypes: set[str]  #: the pointers' dtypes
@@ -172,6 +260,10 @@ class StagedSamples(StagedEntries):
         cached = self._columns
         if cached is not None and cached[0] == self.tick[0]:
             return cached[1]
+        cols = self._stacked_columns()
+        if cols is not None:
+            self._columns = (self.tick[0], cols)
+            return cols
         names = list(self.edits)
         values: list[Any] = list(self.edits.values())  # SamplePointers and Nones
         live = np.array([v is not None for v in values]) if None in values else None
@@ -182,6 +274,19 @@ class StagedSamples(StagedEntries):
         self._columns = (self.tick[0], cols)
         return cols
 
+    def _stacked_columns(self) -> Optional[StagedColumns]:
+        """The columns straight from the stacked adds when they are all that is staged and every
+        name is staged once (no fold: 60,000 samples in ~5 ms); else None."""
+        stacks = self._stacks
+        if not stacks or self._edits:
+            return None
+        names = stacks[0].names if len(stacks) == 1 else list(chain.from_iterable(s.names for s in stacks))
+        if len(set(names)) != len(names):
+            return None
+        digests = stacks[0].digests if len(stacks) == 1 else np.concatenate([s.digests for s in stacks])
+        return StagedColumns(names, StackedPointers(list(stacks)), None, digests, {s.dtype for s in stacks},
+                             {s.shape for s in stacks})
+
     def sample_edits(self, batch: ObjectBatch) -> dict[str, Any] | LeafEdits:
         """The edits of the samples tree, its pointer blobs added to ``batch`` in bulk.
 
@@ -191,7 +296,7 @@ class StagedSamples(StagedEntries):
         0.25 s of CPU instead of 0.58 s (W1, same loaded 2-core box and run).
         """
         depth = self.schema.fanout_depth
-        if not self.edits:
+        if not self.has_edits():
             return {}
         cols = self.columns()
         # sample names are ascii without newlines (keys.validate_key): one encode for all
@@ -327,7 +432,7 @@ class StagingArea:
         batch = ObjectBatch()
         aset_edits: dict[str, Any] = {name: None for name in self.removed}
         for name, st in self.asets.items():
-            if not st.replaced and not st.edits:
+            if not st.replaced and not st.has_edits():
                 continue
             sub = {
                 layout.SCHEMA: (MODE_BLOB, batch.add(OBJ_BLOB, st.schema.to_json())),
@@ -349,8 +454,8 @@ class StagingArea:
         return root.hex(), batch
 
     def has_edits(self) -> bool:
-        return bool(self.removed or self.metadata.edits or any(
-            st.replaced or st.edits for st in self.asets.values()))
+        return bool(self.removed or self.metadata.has_edits() or any(
+            st.replaced or st.has_edits() for st in self.asets.values()))
 
     def flush(self) -> str:
         """Write the staged trees to git; return the staging tree id."""

@@ -24,6 +24,9 @@ _COPY_BELOW = 64 << 10
 _CODECS: dict[int, Any] = {}
 #: numcodecs' module-level decompressors: lz4 ``(src) -> bytes``, zstd ``(src, dest)``
 _DECOMPRESS: dict[int, Callable[..., bytes]] = {}
+#: LZ4 compression called directly: the bytes of ``numcodecs.lz4.LZ4(acceleration=1).encode``, without
+#: its argument checks (~2.5 us instead of ~20 us for a 784-byte sample; auto probes one in 64)
+_COMPRESS_LZ4: list[Callable[[Any], bytes]] = []
 
 
 def _load() -> None:
@@ -31,6 +34,7 @@ def _load() -> None:
     import numcodecs.zstd
 
     _DECOMPRESS.update({LZ4: numcodecs.lz4.decompress, ZSTD: numcodecs.zstd.decompress})
+    _COMPRESS_LZ4[:] = [lambda raw: numcodecs.lz4.compress(raw, 1)]
     _CODECS.update({LZ4: numcodecs.lz4.LZ4(acceleration=1), ZSTD: numcodecs.zstd.Zstd(level=1)})
 
 
@@ -88,6 +92,10 @@ def encode(codec: int, raw: memoryview) -> bytes | memoryview:
     """Stored form of ``raw`` bytes under ``codec``."""
     if codec == RAW:
         return raw
+    if codec == LZ4:
+        if not _COMPRESS_LZ4:
+            _load()
+        return _COMPRESS_LZ4[0](raw)
     stored: bytes = _codec(codec).encode(raw)
     return stored
 
@@ -166,6 +174,40 @@ class CodecChooser:
             i += run
         return codec_ids, payloads
 
+    def encode_rows(self, flat: memoryview, width: int) -> tuple[list[int], list[bytes | memoryview]] | None:
+        """:meth:`encode_many` of the ``width``-byte rows of ``flat``, the same choices made; ``None``
+        when every row stays raw, then without building a row slice or list entry per row (a stack
+        appended as it lies needs none: 60,000 rows of 784 bytes cost ~15 ms of slices here)."""
+        n = len(flat) // width if width else 0
+        if self.backend != "auto":
+            if _BACKEND_CODEC[self.backend] == RAW:
+                return None
+            return self.encode_many([flat[i * width:(i + 1) * width] for i in range(n)])
+        runs: list[tuple[int, int, int, bytes | memoryview | None]] = []  # (start, end, codec, probe's payload)
+        i = 0
+        while i < n:
+            if self._count % _PROBE_EVERY == 0:
+                probe_codec, probed = self.encode(flat[i * width:(i + 1) * width])
+                runs.append((i, i + 1, probe_codec, probed))
+                i += 1
+                continue
+            run = min(n - i, _PROBE_EVERY - self._count % _PROBE_EVERY)
+            runs.append((i, i + run, self._auto_codec, None))
+            self._count += run
+            i += run
+        if all(codec == RAW for _, _, codec, _ in runs):
+            return None
+        codec_ids: list[int] = []
+        payloads: list[bytes | memoryview] = []
+        for a, b, codec, given in runs:
+            codec_ids.extend([codec] * (b - a))
+            if given is not None:
+                payloads.append(given)
+            else:
+                part = [flat[k * width:(k + 1) * width] for k in range(a, b)]
+                payloads.extend(part if codec == RAW else [encode(codec, r) for r in part])
+        return codec_ids, payloads
+
     def encode(self, raw: memoryview) -> tuple[int, bytes | memoryview]:
         if self.backend != "auto":
             codec = _BACKEND_CODEC[self.backend]
@@ -173,7 +215,7 @@ class CodecChooser:
         probe = self._count % _PROBE_EVERY == 0
         self._count += 1
         if probe:
-            packed = _codec(LZ4).encode(raw)
+            packed = encode(LZ4, raw)
             self._auto_codec = LZ4 if len(packed) <= _WORTH_IT * len(raw) else RAW
             return (LZ4, packed) if self._auto_codec == LZ4 else (RAW, raw)
         return self._auto_codec, encode(self._auto_codec, raw)

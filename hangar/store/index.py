@@ -17,6 +17,7 @@ from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
+from hangar.store.digest import any_shared
 from hangar.store.packs import INDEX_DTYPE
 
 #: fold the recent-entries dict into the sorted arrays beyond this size
@@ -206,6 +207,26 @@ class DigestIndex:
         names = [packs[p] for p in used[shift:].tolist()]
         out_col = (inverse.reshape(-1) - shift).astype(np.int32)
         return (names, out_col, *cols)  # type: ignore[return-value]  # cols: the five ndarray columns
+
+    def may_hold_any(self, prefixes: np.ndarray) -> bool:
+        """False when no digest whose first 8 bytes (big-endian uint64, ``digest_prefixes``) are
+        among ``prefixes`` is indexed; True when one may be (a prefix matches: exact lookups tell).
+
+        Vectorised: a stack of new samples is checked without a bytes object or lookup per sample.
+        """
+        if self._unsorted:
+            self._sort()
+        s = self._sorted
+        m = len(s.prefix)
+        if m and len(prefixes):
+            pos = np.minimum(s.prefix.searchsorted(prefixes), m - 1)
+            if bool((s.prefix[pos] == prefixes).any()):
+                return True
+        recent = list(self._recent)
+        if recent and len(prefixes):
+            known = np.frombuffer(b"".join(d[:8] for d in recent), dtype=">u8").astype(np.uint64)
+            return any_shared(prefixes, np.sort(known))
+        return False
 
     def __contains__(self, digest: bytes) -> bool:
         return self.get(digest) is not None
