@@ -177,7 +177,7 @@ def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> 
         name = f"m{i}"
         git.set_branch(name, m_head)  # a fresh copy of master for each run (not timed work)
         c, t = time.process_time(), time.perf_counter()
-        new = repo.merge("merge dev", name, "dev")
+        new = repo.merge(f"merge dev {i}", name, "dev")  # a new commit (and pack) each run
         merge3.elapsed.append((time.perf_counter() - t, time.process_time() - c))  # type: ignore[attr-defined]
         assert git.commit_info(new).parents == [m_head, d_head]
 
@@ -194,6 +194,26 @@ def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> 
             med = statistics.median(wall[0]) / statistics.median(wall[1])
             rows.append((at + f"merge: hangar / Deep Lake: median {med:.2f}, min {min(wall[0]) / min(wall[1]):.2f}, "
                          f"CPU {cpu:.2f}", [], "<= 3"))
+
+    def commit_both(i: int) -> None:
+        # the commit of the same 2 x 600 changes on one branch: the merge's goal is to cost little
+        # more than this (both write trees, a commit and a ref, one pack)
+        name = f"c{i}"
+        git.set_branch(name, git.merge_base(m_head, d_head))
+        co = repo.checkout(write=True, branch=name)
+        aset = co.arraysets["x"]
+        for k, v in ((k, 7) for k in keys[:changed]):
+            aset[k] = np.array([v], dtype=np.uint8)
+        for k in keys[changed:]:
+            aset[k] = np.array([9], dtype=np.uint8)
+        c, t = time.process_time(), time.perf_counter()
+        co.commit(f"both {i}")
+        commit_both.elapsed.append((time.perf_counter() - t, time.process_time() - c))  # type: ignore[attr-defined]
+        co.close()
+
+    commit_both.elapsed = []  # type: ignore[attr-defined]
+    _timed(commit_both, repeat)
+    rows.append((at + f"commit of the same {2 * changed} changes (co.commit only)", commit_both.elapsed, ""))  # type: ignore[attr-defined]
 
     def merge_ff(i: int) -> None:
         name = f"ff{i}"

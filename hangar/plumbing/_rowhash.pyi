@@ -17,3 +17,6 @@ def pread_rows_checked(
 
 sha_ni: int
 xxh3_vector: int
+def merge3(
+    read: object, a: bytes | None, m: bytes | None, d: bytes | None, depth: int, strategy: int
+) -> tuple[bytes | None, list[tuple[bytes, bytes]], list[tuple[str, bytes]]] | None: ...

@@ -465,6 +465,9 @@ def _serialize(entries: dict[bytes, tuple[bytes, bytes]]) -> bytes:
 
 
 _GENERAL = object()  # a fast path declines: take the general one
+_STRATEGY_CODE = {None: 0, "ours": 1, "theirs": 2}  # rowhash.merge3's codes
+#: (base, master, dev) stand-ins that :func:`_conflict_class` maps to each class
+_CLASS_ARGS = {"t1": (None, 1, 1), "t21": (1, None, 1), "t22": (1, 1, None), "t3": (1, 1, 1)}
 
 
 class _TableMerge:
@@ -506,6 +509,15 @@ class _TableMerge:
             return m
         if m == a:
             return d
+        if rowhash.available:  # the whole table in one C call (docs/diff-merge.md, "Merge")
+            merged = rowhash.merge3(self.reader.raw, a, m, d, depth, _STRATEGY_CODE[self.strategy])
+            if merged is not None:
+                root, objects, conflicts = merged
+                for oid, data in objects:
+                    self.batch.objects[oid] = (OBJ_TREE, data)
+                for cls, name in conflicts:
+                    self._conflict(name, *_CLASS_ARGS[cls])
+                return root
         if depth > 0:
             got = self._merge_fan(a, m, d, depth)
         else:
