@@ -1220,6 +1220,96 @@ static PyObject *merge3(PyObject *self, PyObject *args)
     Py_XDECREF(c.conflicts);
     return res;
 }
+/* diff2(read, a, b, depth) lists the entries that differ between two fanned-out tables by
+ * subtree ids in one call: directories whose ids are equal are skipped, the others are
+ * merge-joined by name, leaves entry by entry. The Python walk (treediff.fan_changes) cost
+ * ~5 ms of CPU for 600 changes in 60,000 samples (~830 directory pairs). Returns
+ * [(name, old id or None, new id or None)] in tree order, or None when a tree is not of the
+ * table's shape (the caller's general path). */
+static int d2_node(m3_ctx *c, const unsigned char *a, const unsigned char *b, int depth)
+{
+    if (m3_ideq(a, b))
+        return 0;
+    PyObject *raw[2] = {NULL, NULL};
+    const unsigned char *ids[2] = {a, b};
+    int status = M3_ERROR;
+    for (int k = 0; k < 2; k++)
+        if ((raw[k] = m3_read(c, ids[k])) == NULL)
+            goto done;
+    const unsigned char *t[2];
+    Py_ssize_t len[2], pos[2] = {0, 0};
+    m3_entry e[2];
+    int r[2];
+    for (int k = 0; k < 2; k++) {
+        t[k] = (const unsigned char *)PyBytes_AS_STRING(raw[k]);
+        len[k] = PyBytes_GET_SIZE(raw[k]);
+        r[k] = m3_next(t[k], len[k], &pos[k], &e[k]);
+    }
+    for (;;) {
+        for (int k = 0; k < 2; k++)
+            if (r[k] < 0 || (r[k] > 0 && e[k].tree != (depth > 0))) {
+                status = M3_GENERAL;
+                goto done;
+            }
+        if (r[0] == 0 && r[1] == 0)
+            break;
+        int cmp = r[0] == 0 ? 1 : r[1] == 0 ? -1 : m3_cmp(&e[0], &e[1]);
+        const m3_entry *x = cmp <= 0 ? &e[0] : NULL, *y = cmp >= 0 ? &e[1] : NULL;
+        if (!m3_same(x, y)) {
+            if (depth > 0) {
+                int got = d2_node(c, x ? x->id : NULL, y ? y->id : NULL, depth - 1);
+                if (got < 0) {
+                    status = got;
+                    goto done;
+                }
+            } else {
+                const m3_entry *n = x ? x : y;
+                PyObject *item = Py_BuildValue("(y#NN)", (const char *)n->name, n->name_len,
+                                               x ? PyBytes_FromStringAndSize((const char *)x->id, 20) : Py_NewRef(Py_None),
+                                               y ? PyBytes_FromStringAndSize((const char *)y->id, 20) : Py_NewRef(Py_None));
+                if (item == NULL || PyList_Append(c->objects, item) < 0) {
+                    Py_XDECREF(item);
+                    goto done;
+                }
+                Py_DECREF(item);
+            }
+        }
+        if (x != NULL)
+            r[0] = m3_next(t[0], len[0], &pos[0], &e[0]);
+        if (y != NULL)
+            r[1] = m3_next(t[1], len[1], &pos[1], &e[1]);
+    }
+    status = 0;
+done:
+    Py_XDECREF(raw[0]);
+    Py_XDECREF(raw[1]);
+    return status;
+}
+
+static PyObject *diff2(PyObject *self, PyObject *args)
+{
+    PyObject *read, *oa, *ob;
+    int depth;
+    if (!PyArg_ParseTuple(args, "OOOi", &read, &oa, &ob, &depth))
+        return NULL;
+    const unsigned char *a, *b;
+    if (m3_id_arg(oa, &a) < 0 || m3_id_arg(ob, &b) < 0)
+        return NULL;
+    if (depth < 0 || depth > 64) {
+        PyErr_SetString(PyExc_ValueError, "diff2: depth must be 0..64");
+        return NULL;
+    }
+    m3_ctx c = {read, PyList_New(0), NULL, 0, sha1_block};
+    if (c.objects == NULL)
+        return NULL;
+    int got = d2_node(&c, a, b, depth);
+    if (got == 0)
+        return c.objects;
+    Py_DECREF(c.objects);
+    if (got == M3_GENERAL)
+        Py_RETURN_NONE;
+    return NULL;
+}
 /* ================================================================== i14m: end of block */
 
 static PyMethodDef methods[] = {
@@ -1256,6 +1346,9 @@ static PyMethodDef methods[] = {
     {"merge3", merge3, METH_VARARGS,
      "merge3(read, a, m, d, depth, strategy) -> (merged id or None, [(id, tree)], [(class, name)]) "
      "or None: 3-way merge of a fanned-out table by subtree ids (i14m)"},
+    {"diff2", diff2, METH_VARARGS,
+     "diff2(read, a, b, depth) -> [(name, old id or None, new id or None)] or None: the entries that "
+     "differ between two fanned-out tables, by subtree ids (i14m)"},
     {NULL, NULL, 0, NULL},
 };
 

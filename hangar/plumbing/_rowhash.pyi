@@ -20,3 +20,6 @@ xxh3_vector: int
 def merge3(
     read: object, a: bytes | None, m: bytes | None, d: bytes | None, depth: int, strategy: int
 ) -> tuple[bytes | None, list[tuple[bytes, bytes]], list[tuple[str, bytes]]] | None: ...
+def diff2(
+    read: object, a: bytes | None, b: bytes | None, depth: int
+) -> list[tuple[bytes, bytes | None, bytes | None]] | None: ...

@@ -89,6 +89,17 @@ def merge3(read: Callable[[bytes], bytes], a: Optional[bytes], m: Optional[bytes
     return _ext.merge3(read, a, m, d, depth, strategy)
 
 
+def diff2(read: Callable[[bytes], bytes], a: Optional[bytes], b: Optional[bytes],
+          depth: int) -> Optional[list[tuple[bytes, Optional[bytes], Optional[bytes]]]]:
+    """``(entry name, old id, new id)`` (``None`` where absent) of the entries that differ between
+    two fanned-out tables ``depth`` levels deep (raw ids, ``None`` when absent), by subtree ids,
+    their trees read by ``read(id) -> bytes``; ``None`` when a tree is not of the table's shape
+    (the caller's general path). Only when :data:`available`."""
+    if _ext is None:
+        _not_built()
+    return _ext.diff2(read, a, b, depth)
+
+
 def blake3_rows(buf: object, width: int, suffix: bytes) -> bytes:
     """``blake3(row + suffix)`` of each ``width``-byte row of ``buf`` (a C-contiguous buffer),
     32 bytes each, back to back. Only when :data:`available`."""

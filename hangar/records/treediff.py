@@ -248,6 +248,12 @@ def fan_changes(reader: TreeReader, a: Oid, b: Oid, depth: int, out: Optional[En
         out = {}
     if a == b:
         return out
+    if rowhash.available:  # the whole walk in one C call
+        got = rowhash.diff2(reader.raw, a, b, depth)
+        if got is not None:
+            for name, was, now in got:
+                out[name.decode()] = (was, now)
+            return out
     if a is not None and b is not None:
         if depth == 0:
             if reader.stored(a) and reader.stored(b):
