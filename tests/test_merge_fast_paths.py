@@ -197,3 +197,23 @@ def test_fan_changes_in_c_and_python_agree_on_an_arrayset(repo, monkeypatch) -> 
     fast = fan_changes(reader, sa, sb, 3)
     monkeypatch.setattr(rowhash, "available", False)
     assert fan_changes(TreeReader(git), sa, sb, 3) == fast and fast
+
+
+@needs_ext
+def test_kept_trees_are_read_from_the_cache_before_calling_back() -> None:
+    x, y = bytes([1]) * 20, bytes([2]) * 20
+    trees = {b"\x0a" * 20: serialize_tree({"k1": (MODE_BLOB, x)}),
+             b"\x0b" * 20: serialize_tree({"k1": (MODE_BLOB, y)}),
+             b"\x0c" * 20: serialize_tree({"k1": (MODE_BLOB, x), "k2": (MODE_BLOB, y)})}
+
+    def nothing(oid: bytes) -> bytes:
+        raise KeyError(oid)
+
+    got = rowhash.merge3(nothing, b"\x0a" * 20, b"\x0b" * 20, b"\x0c" * 20, 0, 0, trees)
+    assert got is not None and got[2] == []
+    assert got[1] == [(got[0], serialize_tree({"k1": (MODE_BLOB, y), "k2": (MODE_BLOB, y)}))]
+    assert rowhash.diff2(nothing, b"\x0a" * 20, b"\x0c" * 20, 0, trees) == [(b"k2", None, y)]
+    with pytest.raises(KeyError):
+        rowhash.diff2(nothing, b"\x0a" * 20, b"\x0c" * 20, 0)
+    with pytest.raises(TypeError):
+        rowhash.diff2(nothing, b"\x0a" * 20, b"\x0c" * 20, 0, [])  # type: ignore[arg-type]

@@ -954,6 +954,7 @@ typedef struct {
     PyObject *read, *objects, *conflicts;
     int strategy;  /* 0: record conflicts, 1: keep master's side, 2: take dev's side */
     block_fn block;
+    PyObject *cache;  /* a dict id -> tree bytes looked up before calling read, or NULL */
 } m3_ctx;
 
 #define M3_ERROR (-1)
@@ -1045,6 +1046,17 @@ static PyObject *m3_read(m3_ctx *c, const unsigned char *id)
     PyObject *arg = PyBytes_FromStringAndSize((const char *)id, 20);
     if (arg == NULL)
         return NULL;
+    if (c->cache != NULL) {  /* ids name content: a kept copy is always right (~0.5 us less a read) */
+        PyObject *hit = PyDict_GetItemWithError(c->cache, arg);
+        if (hit != NULL && PyBytes_Check(hit)) {
+            Py_DECREF(arg);
+            return Py_NewRef(hit);
+        }
+        if (hit == NULL && PyErr_Occurred()) {
+            Py_DECREF(arg);
+            return NULL;
+        }
+    }
     PyObject *r = PyObject_CallOneArg(c->read, arg);
     Py_DECREF(arg);
     if (r != NULL && !PyBytes_Check(r)) {
@@ -1189,10 +1201,14 @@ static int m3_id_arg(PyObject *o, const unsigned char **id)
 
 static PyObject *merge3(PyObject *self, PyObject *args)
 {
-    PyObject *read, *oa, *om, *od;
+    PyObject *read, *oa, *om, *od, *cache = Py_None;
     int depth, strategy;
-    if (!PyArg_ParseTuple(args, "OOOOii", &read, &oa, &om, &od, &depth, &strategy))
+    if (!PyArg_ParseTuple(args, "OOOOii|O", &read, &oa, &om, &od, &depth, &strategy, &cache))
         return NULL;
+    if (cache != Py_None && !PyDict_Check(cache)) {
+        PyErr_SetString(PyExc_TypeError, "merge3: cache must be a dict or None");
+        return NULL;
+    }
     const unsigned char *a, *m, *d;
     if (m3_id_arg(oa, &a) < 0 || m3_id_arg(om, &m) < 0 || m3_id_arg(od, &d) < 0)
         return NULL;
@@ -1200,7 +1216,8 @@ static PyObject *merge3(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "merge3: depth must be 0..64 and strategy 0, 1 or 2");
         return NULL;
     }
-    m3_ctx c = {read, PyList_New(0), PyList_New(0), strategy, has_sha_ni ? sha1_block_ni : sha1_block};
+    m3_ctx c = {read, PyList_New(0), PyList_New(0), strategy, has_sha_ni ? sha1_block_ni : sha1_block,
+                cache == Py_None ? NULL : cache};
     PyObject *res = NULL;
     unsigned char out[20];
     int has = 0;
@@ -1288,10 +1305,14 @@ done:
 
 static PyObject *diff2(PyObject *self, PyObject *args)
 {
-    PyObject *read, *oa, *ob;
+    PyObject *read, *oa, *ob, *cache = Py_None;
     int depth;
-    if (!PyArg_ParseTuple(args, "OOOi", &read, &oa, &ob, &depth))
+    if (!PyArg_ParseTuple(args, "OOOi|O", &read, &oa, &ob, &depth, &cache))
         return NULL;
+    if (cache != Py_None && !PyDict_Check(cache)) {
+        PyErr_SetString(PyExc_TypeError, "diff2: cache must be a dict or None");
+        return NULL;
+    }
     const unsigned char *a, *b;
     if (m3_id_arg(oa, &a) < 0 || m3_id_arg(ob, &b) < 0)
         return NULL;
@@ -1299,7 +1320,7 @@ static PyObject *diff2(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "diff2: depth must be 0..64");
         return NULL;
     }
-    m3_ctx c = {read, PyList_New(0), NULL, 0, sha1_block};
+    m3_ctx c = {read, PyList_New(0), NULL, 0, sha1_block, cache == Py_None ? NULL : cache};
     if (c.objects == NULL)
         return NULL;
     int got = d2_node(&c, a, b, depth);

@@ -77,27 +77,28 @@ MergedTable = tuple[Optional[bytes], list[tuple[bytes, bytes]], list[tuple[str, 
 
 
 def merge3(read: Callable[[bytes], bytes], a: Optional[bytes], m: Optional[bytes], d: Optional[bytes],
-           depth: int, strategy: int) -> Optional[MergedTable]:
+           depth: int, strategy: int, cache: Optional[dict[bytes, bytes]] = None) -> Optional[MergedTable]:
     """3-way merge of a fanned-out table ``depth`` levels deep by subtree ids (raw ids of the
     base ``a``, master ``m`` and dev ``d`` tables, ``None`` when absent), its trees read by
     ``read(id) -> bytes``. ``strategy``: 0 records conflicts, 1 keeps master's side, 2 takes
     dev's. Returns ``(merged id or None when empty, [(id, tree bytes) of the new trees],
     [(class, entry name) of the conflicts]``, or ``None`` when a tree is not of the table's
-    shape (the caller's general path). Only when :data:`available`."""
+    shape (the caller's general path). ``cache`` (id -> tree bytes) is looked up before ``read``
+    is called. Only when :data:`available`."""
     if _ext is None:
         _not_built()
-    return _ext.merge3(read, a, m, d, depth, strategy)
+    return _ext.merge3(read, a, m, d, depth, strategy, cache)
 
 
-def diff2(read: Callable[[bytes], bytes], a: Optional[bytes], b: Optional[bytes],
-          depth: int) -> Optional[list[tuple[bytes, Optional[bytes], Optional[bytes]]]]:
+def diff2(read: Callable[[bytes], bytes], a: Optional[bytes], b: Optional[bytes], depth: int,
+          cache: Optional[dict[bytes, bytes]] = None) -> Optional[list[tuple[bytes, Optional[bytes], Optional[bytes]]]]:
     """``(entry name, old id, new id)`` (``None`` where absent) of the entries that differ between
     two fanned-out tables ``depth`` levels deep (raw ids, ``None`` when absent), by subtree ids,
     their trees read by ``read(id) -> bytes``; ``None`` when a tree is not of the table's shape
-    (the caller's general path). Only when :data:`available`."""
+    (the caller's general path); ``cache`` as for :func:`merge3`. Only when :data:`available`."""
     if _ext is None:
         _not_built()
-    return _ext.diff2(read, a, b, depth)
+    return _ext.diff2(read, a, b, depth, cache)
 
 
 def blake3_rows(buf: object, width: int, suffix: bytes) -> bytes:
