@@ -11,6 +11,7 @@ removed, metadata changed; every merge strategy.
 from __future__ import annotations
 
 import random
+import zlib
 
 import numpy as np
 import pytest
@@ -18,13 +19,22 @@ import pytest
 from hangar import Repository
 from hangar.diff import diff_commits
 from hangar.plumbing import rowhash
+from hangar.plumbing.pack import OBJ_BLOB, OBJ_TREE, ObjectBatch
 from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, serialize_tree
 from hangar.records import changes
-from hangar.records.treediff import TreeReader, fan_changes, three_way, write_merge_tree
+from hangar.records.treediff import (
+    MergeConflicts,
+    TreeReader,
+    _TableMerge,
+    fan_changes,
+    three_way,
+    write_merge_tree,
+)
 from tests.repo_parts import git_of
 
 needs_ext = pytest.mark.skipif(not rowhash.available, reason="hangar.plumbing._rowhash is not built")
 
+MODE_EXEC = 0o100755
 KEYS = 400  # enough for full upper fan-out levels and partly empty leaves (depth 3: 4,096 leaves)
 
 
@@ -217,3 +227,67 @@ def test_kept_trees_are_read_from_the_cache_before_calling_back() -> None:
         rowhash.diff2(nothing, b"\x0a" * 20, b"\x0c" * 20, 0)
     with pytest.raises(TypeError):
         rowhash.diff2(nothing, b"\x0a" * 20, b"\x0c" * 20, 0, [])  # type: ignore[arg-type]
+
+
+def _digit(name: str) -> str:
+    return "0123456789abcdef"[zlib.crc32(name.encode()) & 15]  # a name's leaf, as the layout places it
+
+
+def _random_tables(rng: random.Random, batch: ObjectBatch) -> list[tuple[bytes, bytes, bytes]]:
+    """(base, master, dev) tables of one fan-out level over big leaves (~120 entries each, the
+    shape of a 1,000,000-sample arrayset's leaves), changed in a few entries on each side."""
+    blobs = [batch.add(OBJ_BLOB, b"v%d" % i) for i in range(6)]
+    out = []
+    for _ in range(12):
+        digits = rng.sample("0123456789abcdef", rng.randrange(1, 6))
+        base: dict[str, dict] = {d: {} for d in digits}
+        while sum(map(len, base.values())) < 120 * len(digits):
+            name = f"i:{rng.randrange(10**6)}"
+            if _digit(name) in base:
+                base[_digit(name)][name] = (MODE_BLOB, rng.choice(blobs))
+        sides = []
+        for _side in range(2):
+            table = {d: dict(leaf) for d, leaf in base.items()}
+            for _ in range(rng.randrange(1, 8)):
+                names = sorted(n for leaf in table.values() for n in leaf)
+                name = rng.choice(names + [f"i:{rng.randrange(10**6)}", "i:5"])
+                leaf = table.setdefault(_digit(name), {})
+                roll = rng.random()
+                if roll < 0.25:
+                    leaf.pop(name, None)
+                elif roll < 0.35 and name in leaf:
+                    leaf[name] = (MODE_EXEC, leaf[name][1])
+                else:
+                    leaf[name] = (MODE_BLOB, rng.choice(blobs))
+            sides.append(table)
+        out.append(tuple(_write_table(batch, t) for t in (base, *sides)))  # type: ignore[misc]
+    return out
+
+
+def _write_table(batch: ObjectBatch, table: dict) -> bytes:
+    leaves = {d: (MODE_TREE, batch.add(OBJ_TREE, serialize_tree(leaf))) for d, leaf in table.items() if leaf}
+    return batch.add(OBJ_TREE, serialize_tree(leaves))
+
+
+def _table_merges(git, tables: list[tuple[bytes, bytes, bytes]]) -> list:
+    out = []
+    for a, m, d in tables:
+        for strategy in (None, "ours", "theirs"):
+            reader, conflicts, batch = TreeReader(git), MergeConflicts(), ObjectBatch()
+            merged = _TableMerge(reader, strategy, conflicts, "samples", "x", batch).merge(a, m, d, 1)
+            git.write_batch(batch)
+            out.append((merged, conflicts.by_class))
+        out.append((fan_changes(TreeReader(git), a, m, 1), fan_changes(TreeReader(git), m, d, 1)))
+    return out
+
+
+@needs_ext
+def test_merge3_and_diff2_match_the_walk_on_big_leaves(repo, monkeypatch) -> None:
+    git = git_of(repo)
+    batch = ObjectBatch()
+    tables = _random_tables(random.Random(8), batch)
+    git.write_batch(batch)
+    fast = _table_merges(git, tables)
+    monkeypatch.setattr(rowhash, "available", False)
+    assert _table_merges(git, tables) == fast
+    assert any(any(v for v in by.values()) for merged, by in fast[::4])  # some conflict

@@ -1039,6 +1039,40 @@ static int m3_put_entry(m3_buf *b, const m3_entry *e)  /* the entry as it stands
     return m3_put(b, e->mode, e->name + e->name_len + 21 - e->mode);
 }
 
+/* length of the common prefix of x and y, 8 bytes a step */
+static Py_ssize_t m3_common(const unsigned char *x, Py_ssize_t nx, const unsigned char *y, Py_ssize_t ny)
+{
+    Py_ssize_t n = nx < ny ? nx : ny, i = 0;
+    while (i + 8 <= n) {
+        uint64_t u, v;
+        memcpy(&u, x + i, 8);
+        memcpy(&v, y + i, 8);
+        if (u != v)
+            break;
+        i += 8;
+    }
+    while (i < n && x[i] == y[i])
+        i++;
+    return i;
+}
+
+/* Bytes from offset s of tree t (an entry boundary) that hold whole entries, of the table's shape,
+ * within the first limit bytes: where three trees agree byte for byte from their current entries,
+ * those entries are equal and are copied as one run, each parsed once (a leaf changed on both
+ * sides at 1,000,000 samples holds ~244 entries of which one or two differ: merging it entry by
+ * entry, comparing each on three sides, cost ~24 us of the ~26 us a leaf took). */
+static Py_ssize_t m3_run(const unsigned char *t, Py_ssize_t len, Py_ssize_t s, Py_ssize_t limit, int depth)
+{
+    Py_ssize_t q = s, end = s + limit;
+    m3_entry e;
+    for (;;) {
+        Py_ssize_t p = q;
+        if (m3_next(t, len, &p, &e) <= 0 || p > end || e.tree != (depth > 0))
+            return q - s;
+        q = p;
+    }
+}
+
 static PyObject *m3_read(m3_ctx *c, const unsigned char *id)
 {
     if (id == NULL)
@@ -1102,6 +1136,25 @@ static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, co
         r[k] = m3_next(t[k], len[k], &pos[k], &e[k]);
     }
     for (;;) {
+        if (r[0] > 0 && r[1] > 0 && r[2] > 0) {  /* a run of entries equal on all three sides */
+            Py_ssize_t s0 = e[0].mode - t[0], s1 = e[1].mode - t[1], s2 = e[2].mode - t[2];
+            Py_ssize_t same = m3_common(t[0] + s0, len[0] - s0, t[1] + s1, len[1] - s1);
+            if (same > pos[1] - s1) {
+                Py_ssize_t also = m3_common(t[0] + s0, len[0] - s0, t[2] + s2, len[2] - s2);
+                same = also < same ? also : same;
+            }
+            Py_ssize_t run = same > pos[1] - s1 ? m3_run(t[1], len[1], s1, same, depth) : 0;
+            if (run > 0) {
+                if (m3_put(&b, t[1] + s1, run) < 0)
+                    goto done;
+                Py_ssize_t at[3] = {s0 + run, s1 + run, s2 + run};
+                for (int k = 0; k < 3; k++) {
+                    pos[k] = at[k];
+                    r[k] = m3_next(t[k], len[k], &pos[k], &e[k]);
+                }
+                continue;
+            }
+        }
         int lo = -1;
         for (int k = 0; k < 3; k++) {
             if (r[k] < 0 || (r[k] > 0 && e[k].tree != (depth > 0))) {
@@ -1263,6 +1316,18 @@ static int d2_node(m3_ctx *c, const unsigned char *a, const unsigned char *b, in
         r[k] = m3_next(t[k], len[k], &pos[k], &e[k]);
     }
     for (;;) {
+        if (r[0] > 0 && r[1] > 0) {  /* skip a run of equal entries, parsed on one side only */
+            Py_ssize_t s0 = e[0].mode - t[0], s1 = e[1].mode - t[1];
+            Py_ssize_t same = m3_common(t[0] + s0, len[0] - s0, t[1] + s1, len[1] - s1);
+            Py_ssize_t run = same > pos[0] - s0 ? m3_run(t[0], len[0], s0, same, depth) : 0;
+            if (run > 0) {
+                pos[0] = s0 + run;
+                pos[1] = s1 + run;
+                r[0] = m3_next(t[0], len[0], &pos[0], &e[0]);
+                r[1] = m3_next(t[1], len[1], &pos[1], &e[1]);
+                continue;
+            }
+        }
         for (int k = 0; k < 2; k++)
             if (r[k] < 0 || (r[k] > 0 && e[k].tree != (depth > 0))) {
                 status = M3_GENERAL;
