@@ -9,7 +9,10 @@ Both sizes run in one invocation (``--sizes``), each beside Deep Lake's 3-way me
 600 + 600 disjoint changes in the same run (skipped when ``deeplake`` is not installed), with the
 ratio. "records only" rows time the record work alone (classification, merged trees built in
 memory: no pack, commit or ref written); the full merge adds three fsynced writes, whose latency
-on a shared disk varies from ~0.3 to ~15 ms.
+on a shared disk varies from ~0.3 to ~15 ms. Each full merge run has its own message, so each
+writes a new commit and pack (with one message, the runs of one second made the same commit
+and all but the first skipped the pack write). A row times the commit of the same 1,200
+changes on one branch: the merge should cost little more than it.
 
 Usage: python3 scripts/bench_diffmerge.py [--sizes 60000,1000000] [--small 60000] [--changed 600]
                                           [--repeat 5] [--dir DIR] [--no-deeplake]
