@@ -9,7 +9,10 @@ Both sizes run in one invocation (``--sizes``), each beside Deep Lake's 3-way me
 600 + 600 disjoint changes in the same run (skipped when ``deeplake`` is not installed), with the
 ratio. "records only" rows time the record work alone (classification, merged trees built in
 memory: no pack, commit or ref written); the full merge adds three fsynced writes, whose latency
-on a shared disk varies from ~0.3 to ~15 ms.
+on a shared disk varies from ~0.3 to ~15 ms. Each full merge run has its own message, so each
+writes a new commit and pack (with one message, the runs of one second made the same commit
+and all but the first skipped the pack write). A row times the commit of the same 1,200
+changes on one branch: the merge should cost little more than it.
 
 Usage: python3 scripts/bench_diffmerge.py [--sizes 60000,1000000] [--small 60000] [--changed 600]
                                           [--repeat 5] [--dir DIR] [--no-deeplake]
@@ -177,7 +180,7 @@ def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> 
         name = f"m{i}"
         git.set_branch(name, m_head)  # a fresh copy of master for each run (not timed work)
         c, t = time.process_time(), time.perf_counter()
-        new = repo.merge("merge dev", name, "dev")
+        new = repo.merge(f"merge dev {i}", name, "dev")  # a new commit (and pack) each run
         merge3.elapsed.append((time.perf_counter() - t, time.process_time() - c))  # type: ignore[attr-defined]
         assert git.commit_info(new).parents == [m_head, d_head]
 
@@ -194,6 +197,26 @@ def _size_rows(root: str, n: int, changed: int, repeat: int, deeplake: bool) -> 
             med = statistics.median(wall[0]) / statistics.median(wall[1])
             rows.append((at + f"merge: hangar / Deep Lake: median {med:.2f}, min {min(wall[0]) / min(wall[1]):.2f}, "
                          f"CPU {cpu:.2f}", [], "<= 3"))
+
+    def commit_both(i: int) -> None:
+        # the commit of the same 2 x 600 changes on one branch: the merge's goal is to cost little
+        # more than this (both write trees, a commit and a ref, one pack)
+        name = f"c{i}"
+        git.set_branch(name, git.merge_base(m_head, d_head))
+        co = repo.checkout(write=True, branch=name)
+        aset = co.arraysets["x"]
+        for k, v in ((k, 7) for k in keys[:changed]):
+            aset[k] = np.array([v], dtype=np.uint8)
+        for k in keys[changed:]:
+            aset[k] = np.array([9], dtype=np.uint8)
+        c, t = time.process_time(), time.perf_counter()
+        co.commit(f"both {i}")
+        commit_both.elapsed.append((time.perf_counter() - t, time.process_time() - c))  # type: ignore[attr-defined]
+        co.close()
+
+    commit_both.elapsed = []  # type: ignore[attr-defined]
+    _timed(commit_both, repeat)
+    rows.append((at + f"commit of the same {2 * changed} changes (co.commit only)", commit_both.elapsed, ""))  # type: ignore[attr-defined]
 
     def merge_ff(i: int) -> None:
         name = f"ff{i}"

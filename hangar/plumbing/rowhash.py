@@ -8,7 +8,7 @@ pure-Python path here and take it when ``available`` is False (tests set it so).
 from __future__ import annotations
 
 import os
-from typing import NoReturn, Optional
+from typing import Callable, NoReturn, Optional
 
 import numpy as np
 from xxhash import xxh3_64_intdigest as _xxh3
@@ -71,6 +71,34 @@ def leaf_diff(a: bytes, b: bytes) -> Optional[list[tuple[bytes, Optional[LeafEnt
     if _ext is None:
         _not_built()
     return _ext.leaf_diff(a, b)
+
+
+MergedTable = tuple[Optional[bytes], list[tuple[bytes, bytes]], list[tuple[str, bytes]]]
+
+
+def merge3(read: Callable[[bytes], bytes], a: Optional[bytes], m: Optional[bytes], d: Optional[bytes],
+           depth: int, strategy: int, cache: Optional[dict[bytes, bytes]] = None) -> Optional[MergedTable]:
+    """3-way merge of a fanned-out table ``depth`` levels deep by subtree ids (raw ids of the
+    base ``a``, master ``m`` and dev ``d`` tables, ``None`` when absent), its trees read by
+    ``read(id) -> bytes``. ``strategy``: 0 records conflicts, 1 keeps master's side, 2 takes
+    dev's. Returns ``(merged id or None when empty, [(id, tree bytes) of the new trees],
+    [(class, entry name) of the conflicts]``, or ``None`` when a tree is not of the table's
+    shape (the caller's general path). ``cache`` (id -> tree bytes) is looked up before ``read``
+    is called. Only when :data:`available`."""
+    if _ext is None:
+        _not_built()
+    return _ext.merge3(read, a, m, d, depth, strategy, cache)
+
+
+def diff2(read: Callable[[bytes], bytes], a: Optional[bytes], b: Optional[bytes], depth: int,
+          cache: Optional[dict[bytes, bytes]] = None) -> Optional[list[tuple[bytes, Optional[bytes], Optional[bytes]]]]:
+    """``(entry name, old id, new id)`` (``None`` where absent) of the entries that differ between
+    two fanned-out tables ``depth`` levels deep (raw ids, ``None`` when absent), by subtree ids,
+    their trees read by ``read(id) -> bytes``; ``None`` when a tree is not of the table's shape
+    (the caller's general path); ``cache`` as for :func:`merge3`. Only when :data:`available`."""
+    if _ext is None:
+        _not_built()
+    return _ext.diff2(read, a, b, depth, cache)
 
 
 def blake3_rows(buf: object, width: int, suffix: bytes) -> bytes:
