@@ -926,6 +926,50 @@ static PyObject *pread_rows_checked(PyObject *self, PyObject *args)
     return Py_BuildValue("nn", total, bad);
 }
 
+/* ------------------------------------------------------------------ i14r: int keys of a batch
+ * int_keys(keys, out) -> bool: when keys (a list or tuple) holds only exact ints (no bools, no
+ * subclasses) within int64, write them into out (a writable buffer of len(keys) int64) and
+ * return True; else False, out partly written (the caller takes its per-key path). A batch of
+ * 60,000 int keys: ~0.15 ms, where np.asarray plus the bool check cost ~3-4 ms under load. */
+static PyObject *int_keys(PyObject *self, PyObject *args)
+{
+    PyObject *keys;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "Ow*", &keys, &out))
+        return NULL;
+    if (!PyList_Check(keys) && !PyTuple_Check(keys)) {
+        PyBuffer_Release(&out);
+        Py_RETURN_FALSE;
+    }
+    /* a list's items are read under the GIL with no call back into Python, so it cannot change */
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(keys);
+    PyObject **items = PySequence_Fast_ITEMS(keys);
+    if (out.len != n * 8) {
+        PyBuffer_Release(&out);
+        PyErr_Format(PyExc_ValueError, "int_keys: out holds %zd bytes, %zd keys need %zd", out.len, n, n * 8);
+        return NULL;
+    }
+    int64_t *v = out.buf;
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int overflow = 0;
+        long long x;
+        if (!PyLong_CheckExact(items[i])) {
+            ok = 0;
+            break;
+        }
+        x = PyLong_AsLongLongAndOverflow(items[i], &overflow);
+        if (overflow) {
+            ok = 0;
+            break;
+        }
+        v[i] = (int64_t)x;
+    }
+    PyBuffer_Release(&out);
+    return PyBool_FromLong(ok);
+}
+/* ------------------------------------------------------------------ end i14r */
+
 static PyObject *crc32_rows(PyObject *self, PyObject *args) { return sums_rows(args, crc32_of); }
 static PyObject *adler32_rows(PyObject *self, PyObject *args) { return sums_rows(args, adler32_of); }
 
@@ -955,6 +999,8 @@ static PyMethodDef methods[] = {
     {"pread_rows_checked", pread_rows_checked, METH_VARARGS,
      "pread_rows_checked(fd, offset, out, width, checks, piece) -> (nread, bad): pread rows in pieces, "
      "checking each piece's rows as it lands; bad: first mismatching row or -1"},
+    {"int_keys", int_keys, METH_VARARGS,  /* i14r */
+     "int_keys(keys, out) -> bool: a list/tuple of exact int64-range ints written into out (int64), or False"},
     {"hex_rows", hex_rows, METH_VARARGS,
      "hex_rows(digests, prefix, tail) -> bytes: prefix + hex(digest) + tail for each 32-byte digest"},
     {"leaf_diff", leaf_diff, METH_VARARGS,

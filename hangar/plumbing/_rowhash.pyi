@@ -17,3 +17,4 @@ def pread_rows_checked(
 
 sha_ni: int
 xxh3_vector: int
+def int_keys(keys: object, out: object) -> bool: ...

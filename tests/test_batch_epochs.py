@@ -1,0 +1,143 @@
+"""Repeated sequential get_batch passes (epochs): each pass checked, private and equal to the data.
+
+A pass over back-to-back samples hands out rows of a fresh private mapping of the pack, building
+the views while another thread checks every sample's stored checksum. These pin what a second
+(and later) pass must keep: the values, that no returned array shares bytes with another one or
+with the pack, that damage done to a pack after a clean pass is caught on the next, the ``out=``
+form, and the int-key fast path of the location lookup.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+import pytest
+
+import hangar.arrayset
+from hangar import Repository
+from hangar.errors import CorruptDataError
+from hangar.plumbing import rowhash
+from hangar.store import sample_digest
+from tests.repo_parts import flip_stored_byte
+
+# (samples, shape): small samples (the other thread checks them all) and large ones (each thread
+# checks about half); both over the 1 MiB from which back-to-back samples are mapped
+SMALL = (3000, (28, 28))
+LARGE = (400, (64, 64))
+
+
+@pytest.fixture(autouse=True)
+def build_tables_at_once(monkeypatch):
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_AFTER", 0)
+    monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_SHARE", 0)
+
+
+def _make(repo: Repository, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    data = np.random.default_rng(n).integers(0, 256, size=(n, *shape), dtype=np.uint8)
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("x", shape=shape, dtype=np.uint8)
+    co["x", list(range(n))] = data
+    co.commit("one pack")
+    co.close()
+    return data
+
+
+@pytest.mark.parametrize("n, shape", [SMALL, LARGE])
+def test_later_epochs_return_the_data_and_no_two_arrays_share_bytes(repo, n, shape):
+    data = _make(repo, n, shape)
+    keys = list(range(n))
+    with Repository(repo.path).checkout() as co:
+        x = co.arraysets["x"]
+        first = x.get_batch(keys)
+        second = x.get_batch(keys)
+        for got in (first, second):
+            assert isinstance(got, list) and len(got) == n
+            np.testing.assert_array_equal(np.stack(got), data)
+            assert all(a.flags.writeable and a.shape == shape for a in got[:5])
+        assert not np.shares_memory(first[0], second[0])  # a fresh mapping each pass
+        assert not np.shares_memory(second[3], second[4])
+        second[3][...] = 0  # the caller's own copy of that page: nothing else changes
+        second[4] += 1
+        np.testing.assert_array_equal(second[2], data[2])
+        np.testing.assert_array_equal(second[5], data[5])
+        np.testing.assert_array_equal(first[3], data[3])
+        np.testing.assert_array_equal(x[3], data[3])
+        third = x.get_batch(keys)
+        np.testing.assert_array_equal(np.stack(third), data)
+
+
+@pytest.mark.parametrize("n, shape", [SMALL, LARGE])
+@pytest.mark.parametrize("where", ["first", "quarter", "last"])  # with LARGE: this thread's half, the other's
+def test_a_byte_damaged_after_a_clean_epoch_is_caught_on_the_next(repo, n, shape, where):
+    data = _make(repo, n, shape)
+    k = {"first": 0, "quarter": n // 4, "last": n - 1}[where]
+    keys = list(range(n))
+    with Repository(repo.path).checkout() as co:
+        x = co.arraysets["x"]
+        np.testing.assert_array_equal(np.stack(x.get_batch(keys)), data)
+        flip_stored_byte(repo, data[k])  # in the page cache too: the next mapping sees it
+        with pytest.raises(CorruptDataError, match=sample_digest(data[k]).hex()[:16]):
+            x.get_batch(keys)
+        out = np.empty((n, *shape), dtype=np.uint8)
+        with pytest.raises(CorruptDataError, match=sample_digest(data[k]).hex()[:16]):
+            x.get_batch(keys, out=out)
+        ok = [i for i in keys if i != k]
+        np.testing.assert_array_equal(np.stack(x.get_batch(ok)), data[ok])
+
+
+def test_out_is_refilled_on_every_epoch(repo):
+    n, shape = SMALL
+    data = _make(repo, n, shape)
+    keys = list(range(n))
+    out = np.zeros((n, *shape), dtype=np.uint8)
+    with Repository(repo.path).checkout() as co:
+        x = co.arraysets["x"]
+        for _ in range(2):
+            assert x.get_batch(keys, out=out) is out
+            np.testing.assert_array_equal(out, data)
+            out[:] = 0  # the caller reuses its buffer; the next pass fills it again
+        assert not np.shares_memory(out, x.get_batch(keys)[0])
+
+
+class _Key(enum.IntEnum):
+    SEVEN = 7
+
+
+@pytest.mark.parametrize("built", [True, False])
+def test_int_keys_reads_plain_ints_only(monkeypatch, built):
+    if built and not rowhash.available:
+        pytest.skip("the C extension is not built")
+    monkeypatch.setattr(rowhash, "available", built)
+    got = rowhash.int_keys([3, -1, 2**63 - 1, -(2**63)])
+    assert got is not None and got.dtype == np.int64
+    assert got.tolist() == [3, -1, 2**63 - 1, -(2**63)]
+    assert rowhash.int_keys((5, 6)).tolist() == [5, 6]  # type: ignore[union-attr]
+    assert rowhash.int_keys([]).tolist() == []  # type: ignore[union-attr]
+    for keys in ([1, True], [False], [2**63], [-(2**63) - 1], [1, "1"], [_Key.SEVEN], [np.int64(1)], [1.0]):
+        assert rowhash.int_keys(keys) is None, keys
+    assert rowhash.int_keys(iter([1, 2])) is None
+    assert rowhash.int_keys(np.arange(3)) is None
+
+
+def test_batches_of_any_key_form_read_the_same_rows(repo):
+    """Plain ints go through int_keys; bools, int subclasses and numpy ints through the per-key
+    lookup: same rows, and bools are no keys."""
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("x", shape=(3,), dtype=np.int64)
+    data = {k: np.full(3, k, dtype=np.int64) for k in range(0, 40, 5)}  # not 0..n-1: a searched table
+    for k, v in data.items():
+        co["x", k] = v
+    co.commit("gaps")
+    co.close()
+    with Repository(repo.path).checkout() as co:
+        x = co.arraysets["x"]
+        for keys in ([10, 5, 35], (10, 5, 35), [np.int64(10), 5, _Key.SEVEN.value * 5]):
+            got = x.get_batch(keys)
+            np.testing.assert_array_equal(np.stack(got), np.stack([data[int(k)] for k in keys]))
+        with pytest.raises(KeyError, match="7"):
+            x.get_batch([5, _Key.SEVEN])
+        with pytest.raises(KeyError, match="True"):
+            x.get_batch([5, True])
+        with pytest.raises(KeyError, match="6"):
+            x.get_batch([5, 6])
