@@ -141,3 +141,83 @@ def test_batches_of_any_key_form_read_the_same_rows(repo):
             x.get_batch([5, True])
         with pytest.raises(KeyError, match="6"):
             x.get_batch([5, 6])
+
+
+# ------------------------------------------------------------------ loaders: batched reads
+@pytest.mark.parametrize("built", [True, False])
+def test_gather_rows_checked_copies_checks_and_bounds(monkeypatch, built):
+    if built and not rowhash.available:
+        pytest.skip("the C extension is not built")
+    monkeypatch.setattr(rowhash, "available", built)
+    src = np.random.default_rng(3).integers(0, 256, size=4096, dtype=np.uint8)
+    offs = np.array([100, 0, 4096 - 16, 100], dtype=np.int64)
+    checks = np.array([rowhash.stored_check(src[o:o + 16]) for o in offs], dtype=np.uint64)
+    rows = np.zeros((4, 16), dtype=np.uint8)
+    assert rowhash.gather_rows_checked(src, offs, rows, checks) == -1
+    np.testing.assert_array_equal(rows, np.stack([src[o:o + 16] for o in offs]))
+    checks[2] ^= np.uint64(1)
+    assert rowhash.gather_rows_checked(src, offs, rows, checks) == 2
+    checks[2] = 0  # none recorded: not checked
+    assert rowhash.gather_rows_checked(src, offs, rows, checks) == -1
+    with pytest.raises(ValueError, match="outside"):
+        rowhash.gather_rows_checked(src, np.array([0, 0, 0, 4096 - 15]), rows, checks)
+    with pytest.raises(ValueError, match="one offset and one check per row"):
+        rowhash.gather_rows_checked(src, offs[:3], rows, checks)
+
+
+def _two_packs(repo: Repository, dtype: type = np.uint8) -> np.ndarray:
+    """'x': 300 random (16, 16) samples, 0..199 in one commit (pack), 200..299 in a second."""
+    rng = np.random.default_rng(11)  # random bytes either way: stored raw
+    data = (rng.integers(0, 256, size=(300, 16, 16)) if dtype == np.uint8 else rng.standard_normal((300, 16, 16))
+            ).astype(dtype)
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("x", shape=(16, 16), dtype=dtype)
+    co["x", list(range(200))] = data[:200]
+    co.commit("first")
+    co["x", list(range(200, 300))] = data[200:]
+    co.commit("second")
+    co.close()
+    return data
+
+
+@pytest.mark.slow  # imports torch (~1-2 s the first time in a process)
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_torch_batches_are_gathered_checked_and_unaliased(repo, dtype):
+    pytest.importorskip("torch")
+    from hangar.dataloaders import make_torch_dataset
+
+    data = _two_packs(repo, dtype)
+    with Repository(repo.path).checkout() as co:
+        ds = make_torch_dataset(co.arraysets["x"])
+        order = np.random.default_rng(1).permutation(200).tolist()
+        batch = ds.__getitems__(order[:64])  # one pack: one gather
+        np.testing.assert_array_equal(np.stack([b.x for b in batch]), data[order[:64]])
+        batch[0].x[...] = 0  # the caller's row: no other row, nor the pack, changes
+        np.testing.assert_array_equal(batch[1].x, data[order[1]])
+        np.testing.assert_array_equal(ds[order[0]].x, data[order[0]])
+        mixed = [5, 250, 7, 299, 0, 1, 2, 3, 4]  # two packs: sample by sample, same values
+        np.testing.assert_array_equal(np.stack([b.x for b in ds.__getitems__(mixed)]), data[mixed])
+        flip_stored_byte(repo, data[order[10]])
+        with pytest.raises(CorruptDataError, match="checksum"):
+            ds.__getitems__(order[:64])
+        np.testing.assert_array_equal(np.stack([b.x for b in ds.__getitems__(order[11:40])]), data[order[11:40]])
+
+
+@pytest.mark.slow  # imports dask
+@pytest.mark.parametrize("damaged, dtype", [(None, np.uint8), (None, np.float32), (3, np.uint8),
+                                            (150, np.float32), (250, np.uint8)])
+def test_dask_chunks_read_by_runs_and_check_every_sample(repo, damaged, dtype):
+    pytest.importorskip("dask.array")
+    from hangar.dataloaders import dask_array
+
+    data = _two_packs(repo, dtype)
+    if damaged is not None:
+        flip_stored_byte(repo, data[damaged])
+    with Repository(repo.path).checkout() as co:
+        keys = list(range(100, 300)) + [4, 3, 2]  # a run in each pack, then samples out of order
+        arr = dask_array(co.arraysets["x"], keys=keys, chunk_rows=150)
+        if damaged is None:
+            np.testing.assert_array_equal(arr.compute(scheduler="synchronous"), data[keys])
+        else:
+            with pytest.raises(CorruptDataError, match="checksum"):
+                arr.compute(scheduler="synchronous")

@@ -225,3 +225,42 @@ def int_keys(keys: object) -> Optional[np.ndarray]:
     except OverflowError:
         return None
     return out
+
+
+def gather_rows_checked(src: object, offsets: np.ndarray, rows: np.ndarray, checks: np.ndarray) -> int:
+    """Copy row ``k`` of ``rows`` (a C-contiguous 2-d uint8 array) from ``src[offsets[k]:]`` (a
+    buffer) and check the copy against ``checks[k]`` (its :func:`stored_check`; 0: not checked)
+    while it is in cache, all in one call without the GIL.
+
+    Returns
+    -------
+    int
+        the first mismatching row, or ``-1``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        (a ``ValueError``) when ``offsets`` or ``checks`` do not hold one item per row, or a row's
+        bytes lie outside ``src``.
+    """
+    n, width = rows.shape
+    if not width:
+        return -1
+    offs = np.ascontiguousarray(offsets, dtype=np.int64)
+    sums = np.ascontiguousarray(checks, dtype=np.uint64)
+    mv = memoryview(src).cast("B")  # type: ignore[arg-type]  # any C-contiguous buffer
+    if len(offs) != n or len(sums) != n:
+        raise InvalidArgumentError(f"gather_rows_checked: {n} rows, {len(offs)} offsets and {len(sums)} checks; "
+                                   "give one offset and one check per row")
+    outside = np.flatnonzero((offs < 0) | (offs > len(mv) - width))
+    if len(outside):
+        k = int(outside[0])
+        raise InvalidArgumentError(f"gather_rows_checked: row {k} (offset {offs[k]}, {width} bytes) is outside the "
+                                   f"source of {len(mv)} bytes; give rows inside it")
+    if _ext is not None and available:
+        return int(_ext.gather_rows_checked(mv, offs, rows, width, sums))
+    for k, (o, c) in enumerate(zip(offs.tolist(), sums.tolist())):
+        rows[k] = np.frombuffer(mv[o:o + width], dtype=np.uint8)
+        if c and stored_check(rows[k]) != c:
+            return k
+    return -1
