@@ -18,11 +18,11 @@ import hangar.arrayset
 from hangar import Repository
 from hangar.errors import CorruptDataError
 from hangar.plumbing import rowhash
-from hangar.store import sample_digest
+from hangar.store import sample_digest, tensorstore
 from tests.repo_parts import flip_stored_byte
 
-# (samples, shape): small samples (the other thread checks them all) and large ones (each thread
-# checks about half); both over the 1 MiB from which back-to-back samples are mapped
+# (samples, shape): small samples (with threads, the other thread checks them all) and large ones
+# (each thread checks about half); both over the 1 MiB from which back-to-back samples are mapped
 SMALL = (3000, (28, 28))
 LARGE = (400, (64, 64))
 
@@ -31,6 +31,15 @@ LARGE = (400, (64, 64))
 def build_tables_at_once(monkeypatch):
     monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_AFTER", 0)
     monkeypatch.setattr(hangar.arrayset, "_BUILD_TABLE_SHARE", 0)
+
+
+@pytest.fixture(params=["threads", "inline"])
+def overlap(request, monkeypatch):
+    """Mapped batches of these sizes are checked inline (under 4 MiB); ``threads`` makes them take
+    the path of larger ones, views built while another thread checks."""
+    if request.param == "threads":
+        monkeypatch.setattr(tensorstore, "_OVERLAP_FROM", 0)
+    return request.param
 
 
 def _make(repo: Repository, n: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -44,7 +53,7 @@ def _make(repo: Repository, n: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("n, shape", [SMALL, LARGE])
-def test_later_epochs_return_the_data_and_no_two_arrays_share_bytes(repo, n, shape):
+def test_later_epochs_return_the_data_and_no_two_arrays_share_bytes(repo, n, shape, overlap):
     data = _make(repo, n, shape)
     keys = list(range(n))
     with Repository(repo.path).checkout() as co:
@@ -69,7 +78,7 @@ def test_later_epochs_return_the_data_and_no_two_arrays_share_bytes(repo, n, sha
 
 @pytest.mark.parametrize("n, shape", [SMALL, LARGE])
 @pytest.mark.parametrize("where", ["first", "quarter", "last"])  # with LARGE: this thread's half, the other's
-def test_a_byte_damaged_after_a_clean_epoch_is_caught_on_the_next(repo, n, shape, where):
+def test_a_byte_damaged_after_a_clean_epoch_is_caught_on_the_next(repo, n, shape, where, overlap):
     data = _make(repo, n, shape)
     k = {"first": 0, "quarter": n // 4, "last": n - 1}[where]
     keys = list(range(n))

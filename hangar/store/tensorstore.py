@@ -44,6 +44,8 @@ _MAP_FROM = 1 << 20
 #: bytes hashed from memory (xxh3, ~10 GB/s) in about the time one numpy view is made (~90 ns):
 #: how :meth:`TensorStore._views_checked` shares the hashing between its two threads
 _VIEW_BYTES = 900
+#: and does so from batches of this many bytes (below, the views and hashes take well under a ms)
+_OVERLAP_FROM = 4 << 20
 #: a batch read coalesces samples whose pack ranges are at most this far apart into one read
 _GAP = 64 << 10
 #: and reads at most this much in one call
@@ -903,6 +905,9 @@ class TensorStore:
         """
         n, size = flat.shape
         which = np.flatnonzero(checks)  # 0: no check recorded (format-1 packs)
+        if n * size < _OVERLAP_FROM:  # starting a thread (~0.1-0.5 ms) costs more than it hides
+            self._check_rows(table, rows, flat, which, checks)
+            return list(arr)
         h = max(0, (n * size - n * _VIEW_BYTES) // 2) // size
         h = int(np.searchsorted(which, h))
         pool = ThreadPoolExecutor(1, thread_name_prefix="hangar-check")
