@@ -216,8 +216,9 @@ def int_keys(keys: object) -> Optional[np.ndarray]:
     if not isinstance(keys, (list, tuple)):
         return None
     out = np.empty(len(keys), dtype=np.int64)
-    if _ext is not None and available:
-        return out if _ext.int_keys(keys, out) else None
+    c_int_keys = getattr(_ext, "int_keys", None)  # None in a build older than this function: not rebuilt yet
+    if c_int_keys is not None and available:
+        return out if c_int_keys(keys, out) else None
     if any(type(k) is not int for k in keys):
         return None
     try:
@@ -257,8 +258,9 @@ def gather_rows_checked(src: object, offsets: np.ndarray, rows: np.ndarray, chec
         k = int(outside[0])
         raise InvalidArgumentError(f"gather_rows_checked: row {k} (offset {offs[k]}, {width} bytes) is outside the "
                                    f"source of {len(mv)} bytes; give rows inside it")
-    if _ext is not None and available:
-        return int(_ext.gather_rows_checked(mv, offs, rows, width, sums))
+    c_gather = getattr(_ext, "gather_rows_checked", None)  # None in a build older than this function
+    if c_gather is not None and available:
+        return int(c_gather(mv, offs, rows, width, sums))
     for k, (o, c) in enumerate(zip(offs.tolist(), sums.tolist())):
         rows[k] = np.frombuffer(mv[o:o + width], dtype=np.uint8)
         if c and stored_check(rows[k]) != c:
