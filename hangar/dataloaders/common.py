@@ -30,6 +30,7 @@ from hangar.errors import (
     WriteEnabledArraysetError,
 )
 from hangar.loader_source import LoaderSource
+from hangar.plumbing import rowhash
 from hangar.plumbing.paths import pack_chunk_path
 from hangar.records.keys import Key, decode_key, encode_key, sorted_keys
 from hangar.store import codecs
@@ -41,6 +42,9 @@ __all__ = ["SampleSource", "GroupedSamples", "batch_tuple"]
 
 #: samples stored in fewer bytes than this are read through a memory map of their pack
 _MMAP_BELOW = 64 << 10
+
+#: ``read_many`` of at least this many samples copies and checks them in one C call
+_GATHER_FROM = 8
 
 #: the location a source holds for a sample left in the data remote (``GroupedSamples(fetch=False)``)
 _PLACEHOLDER = Location("", 0, 0, 0, 0, 0)
@@ -120,9 +124,12 @@ class SampleSource:
     def _check(self, i: int, stored: bytes | memoryview | np.ndarray, pack: str, offset: int, check: int) -> None:
         """Raise ``CorruptDataError`` unless sample ``i``'s stored bytes match their checksum (as ``get`` does)."""
         if check and stored_check(stored) != check:
-            raise CorruptDataError(
-                f"stored bytes of sample {i} of the loader over arrayset {self.name!r} do not match their checksum "
-                f"(damaged, in pack {pack} at offset {offset}); run `hangar fsck --repair` to fetch them again")
+            raise self._damaged(i, pack, offset)
+
+    def _damaged(self, i: int, pack: str, offset: int) -> CorruptDataError:
+        return CorruptDataError(
+            f"stored bytes of sample {i} of the loader over arrayset {self.name!r} do not match their checksum "
+            f"(damaged, in pack {pack} at offset {offset}); run `hangar fsck --repair` to fetch them again")
 
     def sample_shape(self, i: int) -> tuple[int, ...]:
         return self.shapes[i] if self.shapes is not None else self.shape
@@ -164,6 +171,10 @@ class SampleSource:
         Small samples are copied out of a memory map of their pack (no system call per
         sample); large ones are read with ``preadv`` straight into their array.
         """
+        if len(positions) >= _GATHER_FROM and self.shapes is None:
+            got = self._gather(positions)
+            if got is not None:
+                return got
         rows = self._rows or self._build_rows()
         maps = self._maps
         readinto, read_range = self.storage.readinto, self.storage.read_range
@@ -188,11 +199,65 @@ class SampleSource:
             out.append(arr)
         return out
 
+    def _gather(self, positions: list[int]) -> Optional[list[np.ndarray]]:
+        """Fixed-shape samples ``positions`` as the rows of one new array, copied out of the memory
+        map of their one pack and checked in one C call (:func:`rowhash.gather_rows_checked`), when
+        they are all raw, small and in one local pack; else ``None``. Rows of one array share no
+        bytes: each is the caller's to change."""
+        if not rowhash.available:
+            return None
+        pos = np.asarray(positions, dtype=np.int64)
+        n = len(pos)
+        size = self.dtype.itemsize * int(np.prod(self.shape))
+        if not size or size >= _MMAP_BELOW:
+            return None
+        pc = self.pack_idx[pos]
+        p = int(pc[0])
+        if not bool((pc == p).all()) or not bool((self.codecs[pos] == codecs.RAW).all()) \
+                or not bool((self.lengths[pos] == size).all()):
+            return None
+        pack = self.packs[p]
+        view = self._maps[pack] if pack in self._maps else self._map(pack)
+        if view is None:
+            return None
+        out = np.empty((n, *self.shape), dtype=self.dtype)
+        offs = self.offsets[pos]
+        bad = rowhash.gather_rows_checked(view, offs, np.frombuffer(byte_view(out), dtype=np.uint8).reshape(n, size),
+                                           self.checks[pos])
+        if bad >= 0:
+            raise self._damaged(int(pos[bad]), pack, int(offs[bad]))
+        return list(out)
+
     def read_rows(self, start: int, stop: int) -> np.ndarray:
-        """Samples ``start:stop`` stacked into one array (fixed-shape sources only)."""
-        out = np.empty((stop - start, *self.shape), dtype=self.dtype)
-        for j, i in enumerate(range(start, stop)):
-            self.read_into(i, out[j])
+        """Samples ``start:stop`` stacked into one array (fixed-shape sources only).
+
+        Runs of raw samples lying back to back in one pack (a chunk of a sequentially written
+        arrayset is one run) are read with one call each, every sample checked as its piece
+        lands (``readinto_rows_checked``); other samples one at a time. A dask chunk of 60,000
+        x 784 B read sample by sample spent ~0.9 s here (a ``preadv`` and an xxh3 call each).
+        """
+        n = stop - start
+        out = np.empty((n, *self.shape), dtype=self.dtype)
+        size = out[0].nbytes if n else 0
+        if not n or not size:
+            return out
+        flat = np.frombuffer(byte_view(out), dtype=np.uint8).reshape(n, size)
+        pc = self.pack_idx[start:stop]
+        offs = self.offsets[start:stop].astype(np.int64)
+        run = (self.codecs[start:stop] == codecs.RAW) & (self.lengths[start:stop] == size)
+        new_run = np.ones(n, dtype=bool)  # True where a run (or a sample read alone) starts
+        new_run[1:] = (pc[1:] != pc[:-1]) | (offs[1:] != offs[:-1] + size) | ~run[1:] | ~run[:-1]
+        bounds = np.flatnonzero(new_run).tolist() + [n]
+        checks = self.checks[start:stop]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if not run[a]:
+                for i in range(a, b):
+                    self.read_into(start + i, out[i])
+                continue
+            pack = self.packs[int(pc[a])]
+            bad = self.storage.readinto_rows_checked(pack, int(offs[a]), flat[a:b], checks[a:b])
+            if bad >= 0:
+                raise self._damaged(start + a + bad, pack, int(offs[a + bad]))
         return out
 
 

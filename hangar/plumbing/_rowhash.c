@@ -926,6 +926,100 @@ static PyObject *pread_rows_checked(PyObject *self, PyObject *args)
     return Py_BuildValue("nn", total, bad);
 }
 
+/* ------------------------------------------------------------------ i14r: int keys of a batch
+ * int_keys(keys, out) -> bool: when keys (a list or tuple) holds only exact ints (no bools, no
+ * subclasses) within int64, write them into out (a writable buffer of len(keys) int64) and
+ * return True; else False, out partly written (the caller takes its per-key path). A batch of
+ * 60,000 int keys: ~0.15 ms, where np.asarray plus the bool check cost ~3-4 ms under load. */
+static PyObject *int_keys(PyObject *self, PyObject *args)
+{
+    PyObject *keys;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "Ow*", &keys, &out))
+        return NULL;
+    if (!PyList_Check(keys) && !PyTuple_Check(keys)) {
+        PyBuffer_Release(&out);
+        Py_RETURN_FALSE;
+    }
+    /* a list's items are read under the GIL with no call back into Python, so it cannot change */
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(keys);
+    PyObject **items = PySequence_Fast_ITEMS(keys);
+    if (out.len != n * 8) {
+        PyBuffer_Release(&out);
+        PyErr_Format(PyExc_ValueError, "int_keys: out holds %zd bytes, %zd keys need %zd", out.len, n, n * 8);
+        return NULL;
+    }
+    int64_t *v = out.buf;
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int overflow = 0;
+        long long x;
+        if (!PyLong_CheckExact(items[i])) {
+            ok = 0;
+            break;
+        }
+        x = PyLong_AsLongLongAndOverflow(items[i], &overflow);
+        if (overflow) {
+            ok = 0;
+            break;
+        }
+        v[i] = (int64_t)x;
+    }
+    PyBuffer_Release(&out);
+    return PyBool_FromLong(ok);
+}
+
+/* gather_rows_checked(src, offsets, out, width, checks) -> int: copy row k of out (a writable
+ * C-contiguous buffer of n rows of width bytes) from src[offsets[k]:offsets[k] + width] and check
+ * the copy's stored check against checks[k] (uint64; 0: not checked) while it is in L1; the first
+ * mismatching k, or -1. offsets: int64, n of each; every span is bounds-checked first
+ * (ValueError). Without the GIL: a loader batch of 256 small samples copied and hashed one
+ * Python call each held the GIL ~1 us a sample. */
+static PyObject *gather_rows_checked(PyObject *self, PyObject *args)
+{
+    Py_buffer src, offs, out, checks;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*y*w*ny*", &src, &offs, &out, &width, &checks))
+        return NULL;
+    PyObject *res = NULL;
+    Py_ssize_t n = width > 0 ? out.len / width : 0;
+    if (width <= 0 || out.len % width || offs.len != n * 8 || checks.len != n * 8) {
+        PyErr_SetString(PyExc_ValueError, "gather_rows_checked: out must be whole rows of width bytes, with one "
+                                          "int64 offset and one uint64 check per row");
+        goto done;
+    }
+    const int64_t *o = offs.buf;
+    const uint64_t *c = checks.buf;
+    Py_ssize_t k, bad = -1;
+    for (k = 0; k < n; k++)
+        if (o[k] < 0 || o[k] > src.len || width > src.len - o[k])
+            break;
+    if (k < n) {
+        PyErr_Format(PyExc_ValueError, "gather_rows_checked: row %zd (offset %lld, %zd bytes) is outside the "
+                     "source of %zd bytes", k, (long long)o[k], width, src.len);
+        goto done;
+    }
+    const unsigned char *p = src.buf;
+    unsigned char *d = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (k = 0; k < n; k++) {
+        memcpy(d + k * width, p + o[k], (size_t)width);
+        if (c[k] && stored_check_of(d + k * width, (size_t)width) != c[k]) {
+            bad = k;
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    res = PyLong_FromSsize_t(bad);
+done:
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&offs);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&checks);
+    return res;
+}
+/* ------------------------------------------------------------------ end i14r */
+
 static PyObject *crc32_rows(PyObject *self, PyObject *args) { return sums_rows(args, crc32_of); }
 
 /* int_names(keys, prefix) -> list[str]: prefix + decimal of each int of the list keys (each a
@@ -1510,6 +1604,11 @@ static PyMethodDef methods[] = {
     {"pread_rows_checked", pread_rows_checked, METH_VARARGS,
      "pread_rows_checked(fd, offset, out, width, checks, piece) -> (nread, bad): pread rows in pieces, "
      "checking each piece's rows as it lands; bad: first mismatching row or -1"},
+    {"int_keys", int_keys, METH_VARARGS,  /* i14r */
+     "int_keys(keys, out) -> bool: a list/tuple of exact int64-range ints written into out (int64), or False"},
+    {"gather_rows_checked", gather_rows_checked, METH_VARARGS,  /* i14r */
+     "gather_rows_checked(src, offsets, out, width, checks) -> int: copy each row from src at its offset and "
+     "check it; the first mismatching row, or -1"},
     {"hex_rows", hex_rows, METH_VARARGS,
      "hex_rows(digests, prefix, tail) -> bytes: prefix + hex(digest) + tail for each 32-byte digest"},
     {"leaf_diff", leaf_diff, METH_VARARGS,

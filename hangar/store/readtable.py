@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 import numpy as np
 from xxhash import xxh3_64_intdigest
 
+from hangar.plumbing import rowhash
+
 if TYPE_CHECKING:
     from hangar.store.index import Location
 
@@ -69,7 +71,7 @@ class LocationTable:
         #: indexes changed since (records dropped or rewritten) is rebuilt, not trusted
         self.stamps: dict[str, list[int]] = {}
         self._loc: Optional[np.ndarray] = None  # row_location's row-major columns
-        self._shape: tuple[int, ...] | bool | None = None  # the one shape of every row (False: several)
+        self._shape: tuple[int, ...] | bool | None = None  # uniform_shape (False: several, or no rows)
 
     def __len__(self) -> int:
         return len(self.pack_col)
@@ -95,14 +97,20 @@ class LocationTable:
 
     def shape_of(self, row: int) -> tuple[int, ...]:
         """Shape of the sample of ``row``."""
+        shape = self.uniform_shape()
+        if shape is None:
+            return tuple(self.shapes[row].tolist())
+        return shape
+
+    def uniform_shape(self) -> Optional[tuple[int, ...]]:
+        """The one shape of every row; ``None`` when rows differ in shape or there are none.
+        Found on first use (one pass over the shapes column), then kept."""
         shape = self._shape
         if shape is None:
             shapes = self.shapes
-            same = not len(shapes) or bool((shapes == shapes[0]).all())
-            shape = self._shape = tuple(shapes[0].tolist()) if same and len(shapes) else False
-        if shape is False:
-            return tuple(self.shapes[row].tolist())
-        return shape  # type: ignore[return-value]  # the one shape of every row
+            same = bool(len(shapes)) and bool((shapes == shapes[0]).all())
+            shape = self._shape = tuple(shapes[0].tolist()) if same else False
+        return shape if shape is not False else None  # type: ignore[return-value]  # a tuple here
 
     # ------------------------------------------------------------- building
     @classmethod
@@ -258,8 +266,11 @@ class LocationTable:
 
     def rows(self, keys: list[Any] | np.ndarray) -> np.ndarray:
         """Rows of many keys (int64 array, -1 where absent); vectorised when all keys are ints."""
+        arr: Optional[np.ndarray]
         if isinstance(keys, np.ndarray):
             arr = keys
+        elif (arr := rowhash.int_keys(keys)) is not None:
+            pass  # plain ints, read in one C pass
         elif not len(keys) or type(keys[0]) is str or bool in set(map(type, keys)):
             arr = None  # bools are no keys (np.asarray would make them ints)
         else:
@@ -367,9 +378,13 @@ class LocationTable:
         out: dict[str, int] = {}
         if not len(self.packs):
             return out
+        stop = self.offsets + self.lengths
+        if len(self.packs) <= 16:  # a masked max per pack: ~0.1 ms at 60,000 rows, np.maximum.at ~1.5 ms
+            pc = self.pack_col
+            return {p: int(stop[pc == i].max(initial=0)) for i, p in enumerate(self.packs)}
         mask = self.pack_col >= 0
         ends = np.zeros(len(self.packs), dtype=np.uint64)
-        np.maximum.at(ends, self.pack_col[mask], self.offsets[mask] + self.lengths[mask])
+        np.maximum.at(ends, self.pack_col[mask], stop[mask])
         return dict(zip(self.packs, ends.tolist()))
 
 
