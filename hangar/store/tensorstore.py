@@ -62,6 +62,11 @@ _SPAN = 16 << 20
 _THREADED_CHECK_FROM = 32 << 10
 #: and reads them in ranges of at most this much, checking one while reading the next
 _PIPELINE_SPAN = 4 << 20
+#: a batch of samples up to this size scattered over their packs (more than one coalesced range per
+#: four samples) is gathered from the packs' kept mappings (TensorStore._gather_mapped) ...
+_GATHER_UPTO = 64 << 10
+#: ... when it has at least this many samples
+_GATHER_FROM_ROWS = 8
 
 
 def check_stored(loc: Location, data: bytes | memoryview | np.ndarray, digest: bytes) -> None:
@@ -1079,6 +1084,9 @@ class TensorStore:
         ends = so + sl
         brk = np.ones(n, dtype=bool)  # True where a new read starts
         brk[1:] = (sp[1:] != sp[:-1]) | (so[1:] - ends[:-1] > _GAP) | ~sraw[1:] | ~sraw[:-1]
+        if (size and size <= _GATHER_UPTO and n >= _GATHER_FROM_ROWS and bool(raw_codec.all())
+                and int(brk.sum()) * 4 > n and self._gather_mapped(table, rows, flat, size, pc, offs)):
+            return
         seg = np.cumsum(brk) - 1
         seg_start = so[brk]
         # large samples: reads of at most _PIPELINE_SPAN; a range read straight into ``out`` is
@@ -1109,6 +1117,45 @@ class TensorStore:
             for i, r in enumerate(rows.tolist()):
                 self.check_sample(table.digests[r].tobytes(), memoryview(flat[i]), dstr, shape,
                                   table.packs[table.pack_col[r]], check)
+
+    def _gather_mapped(self, table: LocationTable, rows: np.ndarray, flat: np.ndarray, size: int,
+                       pc: np.ndarray, offs: np.ndarray) -> bool:
+        """Copy raw samples ``rows`` scattered over their packs into ``flat`` from each pack's kept
+        mapping (:meth:`~hangar.store.packs.PackStorage.mapped`), one numpy gather per pack, then check
+        every stored checksum on the bytes copied, in one call. ``False`` (nothing checked, read
+        another way) where a pack is not mapped.
+
+        A shuffled batch of small samples otherwise costs one coalesced range per sample: 256 of
+        60,000 x (28, 28) made ~185 ranges, ~18 us of Python each (64k samples/s into a pinned
+        buffer on an H200 host, against 2.0M/s for ``np.take`` from memory).
+        """
+        packs = np.unique(pc).tolist()
+        maps = []
+        for p in packs:
+            m = self.storage.mapped(table.packs[p])
+            if m is None:
+                return False
+            maps.append((p, m))
+        for p, m in maps:
+            sel = np.flatnonzero(pc == p) if len(packs) > 1 else None
+            o = offs if sel is None else offs[sel]
+            if int(o.max()) + size > len(m):  # past the end it was mapped with: read it the other way
+                return False
+            base = int(o.min())
+            rel = o - base
+            span = int(rel.max()) + size
+            if bool((rel % size == 0).all()):  # back-to-back samples: rows of one 2-d view
+                src = m[base:base + span].reshape(span // size, size)
+                if sel is None:
+                    np.take(src, rel // size, axis=0, out=flat)
+                else:
+                    flat[sel] = src[rel // size]
+            else:
+                for i, r in zip(range(len(o)) if sel is None else sel.tolist(), rel.tolist()):
+                    flat[i] = m[base + r:base + r + size]
+        checks = table.checks[rows]
+        self._check_rows(table, rows, flat, np.flatnonzero(checks != 0), checks)
+        return True
 
     def _read_segments(self, table: LocationTable, rows: np.ndarray, flat: np.ndarray, size: int,
                        starts: list[int], order: np.ndarray, so: np.ndarray, sl: np.ndarray, sp: np.ndarray,
