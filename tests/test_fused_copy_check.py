@@ -175,3 +175,45 @@ def test_single_reads_check_in_a_forked_child(repo):
         assert os.waitstatus_to_exitcode(status) == 0
         with pytest.raises(CorruptDataError):
             aset[4]
+
+
+@pytest.mark.parametrize("width", [100, 784, 1024, 150_528 // 8])
+def test_copy_rows_checked_reports_the_first_damaged_row_and_skips_rows_without_a_check(path, width):
+    src = np.random.default_rng(width).integers(0, 256, (9, width), dtype=np.uint8)
+    checks = np.array([stored_check(r) for r in src], dtype=np.uint64)
+    out = np.zeros_like(src)
+    assert rowhash.copy_rows_checked(src, out, checks) == -1
+    np.testing.assert_array_equal(out, src)
+    for at in (0, width - 1, width, 3 * width + width // 2, src.nbytes - 1):  # first/last byte of rows
+        flat = src.reshape(-1)
+        flat[at] ^= 0x02
+        assert rowhash.copy_rows_checked(src, out, checks) == at // width, at
+        masked = checks.copy()
+        masked[at // width] = 0  # none recorded: copied, not checked
+        out[:] = 0
+        assert rowhash.copy_rows_checked(src, out, masked) == -1, at
+        np.testing.assert_array_equal(out, src)
+        flat[at] ^= 0x02
+    with pytest.raises(InvalidArgumentError, match="one check per row"):
+        rowhash.copy_rows_checked(src, out, checks[:3])
+    with pytest.raises(InvalidArgumentError, match="one check per row"):
+        rowhash.copy_rows_checked(src[:, :-1].copy(), out, checks)
+
+
+def test_sequential_reads_from_the_mapped_pack_catch_a_flip_in_any_row(path, repo):
+    """values() and a sequential get_batch copy rows out of the mapped pack, each checked as it
+    is copied: a byte flipped after the pack was mapped is caught in the first, a middle and the
+    last sample, at a block edge and at the last byte."""
+    data, name = _big_repo(repo)
+    n = data[0].nbytes
+    with Repository(repo.path).checkout() as co:
+        aset = co.arraysets[name]
+        np.testing.assert_array_equal(np.stack(list(aset.values())), data)
+        for key, at in ((0, 0), (3, 2048), (5, n - 1)):
+            flip_stored_byte(repo, data[key], at, 0x40)
+            with pytest.raises(CorruptDataError, match="do not match their checksum"):
+                list(aset.values())
+            with pytest.raises(CorruptDataError, match="do not match their checksum"):
+                aset.get_batch(list(range(len(data))))
+            flip_stored_byte(repo, data[key], at, 0x40)
+            np.testing.assert_array_equal(np.stack(list(aset.values())), data)

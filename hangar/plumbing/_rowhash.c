@@ -1020,6 +1020,49 @@ static PyObject *xxh3_copy(PyObject *self, PyObject *args)
     return res;
 }
 
+/* copy_rows_checked(src, out, width, checks) -> int: copy src into out (same length, whole rows
+ * of width bytes, not overlapping) one row at a time, each copied and checked in one pass as
+ * copy_checked does (checks: uint64, one per row; 0: none recorded, copied only); the first
+ * mismatching row (rows after it are not copied), or -1. Without the GIL. */
+static PyObject *copy_rows_checked(PyObject *self, PyObject *args)
+{
+    Py_buffer src, out, checks;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*w*ny*", &src, &out, &width, &checks))
+        return NULL;
+    const char *s = src.buf, *d = out.buf;
+    Py_ssize_t n = width > 0 ? src.len / width : 0;
+    PyObject *res = NULL;
+    if (width <= 0 || src.len != out.len || src.len % width || checks.len != n * 8 ||
+        (src.len && s < d + out.len && d < s + src.len)) {
+        PyErr_Format(PyExc_ValueError, "copy_rows_checked: source (%zd bytes) and destination (%zd bytes) must "
+                     "be the same whole rows of %zd bytes, not overlapping, with one uint64 check per row "
+                     "(%zd bytes of checks)", src.len, out.len, width, checks.len);
+    } else {
+        const uint64_t *c = checks.buf;
+        Py_ssize_t bad = -1;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            void *o = (char *)out.buf + i * width;
+            const void *p = s + i * width;
+            if (!c[i]) {
+                memcpy(o, p, (size_t)width);
+                continue;
+            }
+            uint64_t h = xxh3_copy_of(o, p, (size_t)width);
+            if ((h ? h : 1) != c[i]) {
+                bad = i;
+                break;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        res = PyLong_FromSsize_t(bad);
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&checks);
+    return res;
+}
 /* ================================================================== i12g: fused copy + check (end) */
 
 static PyObject *crc32_rows(PyObject *self, PyObject *args) { return sums_rows(args, crc32_of); }
@@ -1054,6 +1097,9 @@ static PyMethodDef methods[] = {
     {"copy_checked", copy_checked, METH_VARARGS,  /* i12g */
      "copy_checked(src, out, check) -> bool: copy src into out and compare the stored check of the bytes "
      "written with check (0: not compared, True), in one pass"},
+    {"copy_rows_checked", copy_rows_checked, METH_VARARGS,  /* i12g */
+     "copy_rows_checked(src, out, width, checks) -> int: copy width-byte rows, each checked as it is copied; "
+     "the first mismatching row, or -1"},
     {"xxh3_copy", xxh3_copy, METH_VARARGS,  /* i12g */
      "xxh3_copy(src, out, width=-1) -> int: copy src into out and return the XXH3-64 of the bytes written "
      "(width: -1 the build in use, 0 SSE2, 2 AVX2, 3 AVX-512)"},
