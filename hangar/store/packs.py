@@ -525,7 +525,8 @@ class LocalPackStorage:
 
         Where the pack is mapped (:meth:`mapped`), the rows are copied out of the mapping and each
         checked in the same pass (:func:`hangar.plumbing.rowhash.copy_rows_checked`): a pread then
-        a hash of each row cost ~8% of a sequential read of 150 KB samples, the fused copy ~1%."""
+        a hash of each row cost ~8% of a sequential read of 150 KB samples, the fused copy 0-5%
+        (CPU time, unchecked / checked 0.95-1.0 under load) and the pass got ~1.2x faster."""
         whole = self.mapped(pack_id)
         if whole is not None and offset + rows.nbytes <= len(whole):
             return rowhash.copy_rows_checked(whole[offset:offset + rows.nbytes], rows, checks)
