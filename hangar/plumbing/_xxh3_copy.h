@@ -13,8 +13,9 @@
  * the copy afterwards added ~3.3 us (memcpy 6.9 us, + xxh3 10.2 us, fused 7.1-7.5 us: per-call
  * p10 over 12,000 interleaved calls, AVX-512 build). Stores that straddle two cache lines cost
  * extra, and arrays from np.empty are only 16-byte aligned: there a 64-byte store splits every
- * time (fused 7.4-7.6 us), four 16-byte stores of the same registers never do (6.9 us, memcpy 6.7-6.8),
- * so each call picks its store width from the destination's alignment. */
+ * time (fused 7.4-7.6 us), four 16-byte stores of the same registers never do (6.9 us, memcpy 6.7-6.8):
+ * the AVX-512 build always stores 16-byte pieces, the AVX2 build 32-byte ones into 32-byte-aligned
+ * destinations and 16-byte ones elsewhere. */
 #ifndef HANGAR_XXH3_COPY
 #error "define HANGAR_XXH3_COPY (the function's name) before including _xxh3_copy.h"
 #endif
@@ -40,15 +41,10 @@
         __m512i const sx_swap = _mm512_shuffle_epi32((v), (_MM_PERM_ENUM)_MM_SHUFFLE(1, 0, 3, 2));  \
         *sx_acc = _mm512_add_epi64(sx_prod, _mm512_add_epi64(*sx_acc, sx_swap));                    \
     } while (0)
-/* a 64-byte-aligned destination: one 64-byte store */
-#define HANGAR_STEP_WIDE(acc, d, s, sec)                                                            \
-    do {                                                                                            \
-        __m512i const sx_v = _mm512_loadu_si512((const void *)(s));                                 \
-        _mm512_storeu_si512((void *)(d), sx_v);                                                     \
-        HANGAR_ACC512(acc, sx_v, sec);                                                              \
-    } while (0)
-/* otherwise four 16-byte stores of the loaded register (none straddles a cache line when the
- * destination is 16-byte aligned) */
+/* four 16-byte stores of the loaded register, whatever the alignment: none straddles a cache
+ * line when the destination is 16-byte aligned (np.empty's), and even into a 64-byte-aligned one
+ * they ran as fast as memcpy where one 64-byte store ran ~0.4 us (5%) slower (150 KB, from L3 or
+ * DRAM, per-call p10) */
 #define HANGAR_STEP_NARROW(acc, d, s, sec)                                                          \
     do {                                                                                            \
         __m512i const sx_v = _mm512_loadu_si512((const void *)(s));                                 \
@@ -58,7 +54,8 @@
         _mm_storeu_si128((__m128i *)(void *)((d) + 48), _mm512_extracti32x4_epi32(sx_v, 3));        \
         HANGAR_ACC512(acc, sx_v, sec);                                                              \
     } while (0)
-#define HANGAR_WIDE_ALIGN 63
+#define HANGAR_STEP_WIDE HANGAR_STEP_NARROW
+#define HANGAR_WIDE_ALIGN 0
 #elif XXH_VECTOR == XXH_AVX2
 /* the accumulate of XXH3_accumulate_512_avx2 (half h of the stripe) on the register v just stored */
 #define HANGAR_ACC256(acc, h, v, sec)                                                               \
