@@ -11,5 +11,5 @@ from setuptools import Extension, setup
 setup(ext_modules=[Extension("hangar.plumbing._rowhash",
                              ["hangar/plumbing/_rowhash.c", "hangar/plumbing/_xxh3_avx2.c",
                               "hangar/plumbing/_xxh3_avx512.c"],
-                             depends=["hangar/plumbing/xxhash.h"],
+                             depends=["hangar/plumbing/xxhash.h", "hangar/plumbing/_xxh3_copy.h"],
                              extra_compile_args=["-O3"], optional=True)])

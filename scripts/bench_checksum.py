@@ -14,13 +14,19 @@ Variants: ``checked`` (this code, format-2 packs), ``unchecked`` (this code, for
 and, with ``--baseline DIR`` (a source tree of an earlier hangar, e.g. ``git archive`` of
 main), ``baseline`` (that code reading the format-1 copy); with ``--before DIR``, ``before``
 (that code reading the checked copy: the check's cost before a change, in the same run). The table shows the minimum and
-the median of ``--repeat`` runs and ratios ``other / checked`` of the minima (1.0: free;
-0.97: checked is 3% slower). Minima, because other processes on a shared machine only ever
-add time.
+the median of ``--repeat`` runs and ratios ``other / checked`` (1.0: free; 0.97: checked is 3%
+slower) of the minima, of the medians, and the median of the ratios paired by round (each
+round times every variant back to back, so a pair shares the machine's load of that moment).
+Minima, because other processes on a shared machine only ever add time; the paired median,
+because a loaded machine's minima still wander by 10-20% between runs of a 50 ms read loop.
+``--only large`` times only the 2,000 x (224, 224, 3) set; ``--per-read`` times each random read
+alone and reports the number of reads times the median read (the same reads, blind to one that
+was preempted); ``--cpu`` the CPU time of the reading process (all its threads).
 
 Usage::
 
-    python3 scripts/bench_checksum.py [--quick] [--repeat 15] [--baseline /tmp/hangar-main] [--before /tmp/hangar-main]
+    python3 scripts/bench_checksum.py [--quick] [--repeat 15] [--only small|large] [--cpu]
+        [--baseline /tmp/hangar-main] [--before /tmp/hangar-main]
 """
 
 from __future__ import annotations
@@ -81,6 +87,14 @@ if op == "seq":
     count = sum(1 for _ in aset.values())
     dt = clock() - t
     assert count == n, count
+elif sys.argv[7] == "per-read":  # each read timed alone: n x the median read, blind to preemptions
+    aset[keys[0]]
+    pc, each = time.perf_counter, []
+    for k in keys:
+        t = pc()
+        aset[k]
+        each.append(pc() - t)
+    dt = sorted(each)[len(each) // 2] * len(each)
 else:
     aset[keys[0]]
     t = clock()
@@ -110,8 +124,10 @@ def warm(tree: str, path: str) -> None:
     subprocess.run([sys.executable, "-c", _WARM, tree, path], check=True, env={**os.environ, "PYTHONPATH": tree})
 
 
-def timed_in_child(tree: str, op: str, path: str, n: int, keys: list[int], clock: str = "wall") -> float:
-    out = subprocess.run([sys.executable, "-c", _CHILD, tree, op, path, str(n), json.dumps(keys), clock],
+def timed_in_child(tree: str, op: str, path: str, n: int, keys: list[int], clock: str = "wall",
+                   per_read: bool = False) -> float:
+    out = subprocess.run([sys.executable, "-c", _CHILD, tree, op, path, str(n), json.dumps(keys), clock,
+                          "per-read" if per_read else "loop"],
                          capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": tree})
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -123,6 +139,11 @@ def main() -> int:
     p.add_argument("--tmp", default="/tmp")
     p.add_argument("--baseline", help="source tree of an earlier hangar to time on the format-1 copy")
     p.add_argument("--before", help="source tree of an earlier hangar to time on the checked copy")
+    p.add_argument("--per-read", action="store_true",
+                   help="random reads: time each read alone and take the number of reads x the median read (the "
+                        "same reads, blind to a preempted read: steadier on a loaded machine)")
+    p.add_argument("--only", choices=("small", "large"),
+                   help="time one dataset: 60,000 x (28,28) or 2,000 x (224,224,3)")
     p.add_argument("--cpu", action="store_true",
                    help="time the CPU of the reading process (all its threads) instead of wall time: steadier "
                         "on a loaded machine, and counts work a second thread hides from the wall clock")
@@ -138,6 +159,8 @@ def main() -> int:
     scale = 10 if args.quick else 1
     sets = [(f"{60_000 // scale:,} x (28,28)", (60_000 // scale, 28, 28), 5_000),
             (f"{2_000 // scale:,} x (224,224,3)", (2_000 // scale, 224, 224, 3), 2_000 // scale)]
+    if args.only:
+        sets = [sets[0] if args.only == "small" else sets[1]]
     rows = []
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="hangar-bench-checksum-") as tmp:
         for name, shape, nkeys in sets:
@@ -160,24 +183,32 @@ def main() -> int:
                     if v == "before":
                         path = before
                     for op in ("seq", "rand"):
-                        times[op, v].append(timed_in_child(tree, op, path, shape[0], keys, clock))
+                        times[op, v].append(timed_in_child(tree, op, path, shape[0], keys, clock, args.per_read))
             for op, label in (("seq", "sequential read (values())"), ("rand", f"random read {nkeys:,} keys")):
-                base = min(times[op, "checked"])
+                ref = times[op, "checked"]
                 for v, _, _ in variants:
                     ts = times[op, v]
-                    rows.append((name, label, v, min(ts), statistics.median(ts), min(ts) / base))
+                    rows.append((name, label, v, min(ts), statistics.median(ts), min(ts) / min(ref),
+                                 statistics.median(ts) / statistics.median(ref),
+                                 statistics.median(a / b for a, b in zip(ts, ref))))
                 if args.before:  # unchecked / before: the ratio of the checked column before the change
-                    rows.append((name, label, "unch/bef", 0.0, 0.0,
-                                 min(times[op, "unchecked"]) / min(times[op, "before"])))
+                    unch, bef = times[op, "unchecked"], times[op, "before"]
+                    rows.append((name, label, "unch/bef", 0.0, 0.0, min(unch) / min(bef),
+                                 statistics.median(unch) / statistics.median(bef),
+                                 statistics.median(a / b for a, b in zip(unch, bef))))
             shutil.rmtree(checked)
             shutil.rmtree(unchecked)
             if args.before:
                 shutil.rmtree(before)
     print(f"reads with and without the per-sample check: {args.repeat} rotating runs, {os.cpu_count()} cpus, "
-          f"{'CPU' if args.cpu else 'wall'} time")
-    print(f"{'dataset':<20} {'operation':<28} {'variant':<10} {'min s':>8} {'median s':>9} {'min/checked':>12}")
-    for name, label, v, lo, med, ratio in rows:
-        print(f"{name:<20} {label:<28} {v:<10} {lo:>8.4f} {med:>9.4f} {ratio:>12.3f}")
+          f"{'CPU' if args.cpu else 'wall'} time{', random reads: n x median read' if args.per_read else ''}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print("ratios: variant / checked (unch/bef: unchecked / before) of the minima, of the medians, and the "
+          "median of the ratios paired by round")
+    print(f"{'dataset':<20} {'operation':<28} {'variant':<10} {'min s':>8} {'median s':>9} {'min/chk':>8} "
+          f"{'med/chk':>8} {'paired':>7}")
+    for name, label, v, lo, med, ratio, mratio, paired in rows:
+        print(f"{name:<20} {label:<28} {v:<10} {lo:>8.4f} {med:>9.4f} {ratio:>8.3f} {mratio:>8.3f} {paired:>7.3f}")
     return 0
 
 

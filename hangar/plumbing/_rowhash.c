@@ -926,6 +926,145 @@ static PyObject *pread_rows_checked(PyObject *self, PyObject *args)
     return Py_BuildValue("nn", total, bad);
 }
 
+/* ================================================================== i12g: fused copy + check (begin)
+ * Single reads of a sample from a mapped pack: copy it into the caller's array and check its
+ * stored xxh3 in one pass (_xxh3_copy.h), one build per vector width like xxh3_of. */
+
+#define HANGAR_XXH3_COPY hangar_xxh3_copy_sse2
+#include "_xxh3_copy.h"
+#undef HANGAR_XXH3_COPY
+uint64_t hangar_xxh3_copy_avx2(void *dst, const void *src, size_t n);  /* _xxh3_avx2.c */
+uint64_t hangar_xxh3_copy_avx512(void *dst, const void *src, size_t n);  /* _xxh3_avx512.c */
+
+typedef uint64_t (*xxh3_copy_fn)(void *, const void *, size_t);
+static xxh3_copy_fn xxh3_copy_of = hangar_xxh3_copy_sse2;
+
+/* the widest build cpuid allows, as for xxh3_of (called once, from PyInit__rowhash) */
+static void copy_checked_init(void)
+{
+    if (xxh3_vector == 3)
+        xxh3_copy_of = hangar_xxh3_copy_avx512;
+    else if (xxh3_vector == 2)
+        xxh3_copy_of = hangar_xxh3_copy_avx2;
+}
+
+/* copy_checked(src, out, check) -> bool: copy the bytes of src into the writable buffer out (of
+ * the same length, not overlapping) and, when check is not 0, whether the stored check (xxh3-64,
+ * 0 kept as 1) of the bytes written to out is check; with check 0 a plain copy, True. Without
+ * the GIL from 4 KiB. */
+static PyObject *copy_checked(PyObject *self, PyObject *args)
+{
+    Py_buffer src, out;
+    unsigned long long check;
+    if (!PyArg_ParseTuple(args, "y*w*K", &src, &out, &check))
+        return NULL;
+    const char *s = src.buf, *d = out.buf;
+    if (src.len != out.len || (src.len && s < d + out.len && d < s + src.len)) {
+        PyErr_Format(PyExc_ValueError, "copy_checked: source of %zd bytes and destination of %zd bytes must "
+                     "have the same length and not overlap", src.len, out.len);
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    int ok = 1;
+    size_t n = (size_t)src.len;
+    if (n >= 4096) {
+        Py_BEGIN_ALLOW_THREADS
+        if (check) {
+            uint64_t h = xxh3_copy_of(out.buf, src.buf, n);
+            ok = (h ? h : 1) == (uint64_t)check;
+        } else {
+            memcpy(out.buf, src.buf, n);
+        }
+        Py_END_ALLOW_THREADS
+    } else if (check) {
+        uint64_t h = xxh3_copy_of(out.buf, src.buf, n);
+        ok = (h ? h : 1) == (uint64_t)check;
+    } else {
+        memcpy(out.buf, src.buf, n);
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&out);
+    return PyBool_FromLong(ok);
+}
+
+/* xxh3_copy(src, out, width=-1) -> int: copy src into out (same length, not overlapping) and
+ * return the XXH3-64 of the bytes written, for tests, which compare it with xxh3() of the same
+ * bytes. width: -1 the build in use, 0 SSE2, 2 AVX2, 3 AVX-512 (ValueError where this CPU or
+ * build lacks it). */
+static PyObject *xxh3_copy(PyObject *self, PyObject *args)
+{
+    Py_buffer src, out;
+    int width = -1;
+    if (!PyArg_ParseTuple(args, "y*w*|i", &src, &out, &width))
+        return NULL;
+    const char *s = src.buf, *d = out.buf;
+    PyObject *res = NULL;
+    xxh3_copy_fn fn = width == -1 ? xxh3_copy_of : width == 0 ? hangar_xxh3_copy_sse2 : NULL;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (width == 2 && hangar_xxh3_avx2_built && __builtin_cpu_supports("avx2"))
+        fn = hangar_xxh3_copy_avx2;
+    if (width == 3 && hangar_xxh3_avx512_built && __builtin_cpu_supports("avx512f"))
+        fn = hangar_xxh3_copy_avx512;
+#endif
+    if (fn == NULL)
+        PyErr_Format(PyExc_ValueError, "xxh3_copy: no build of vector width %d here (-1, 0, and 2 or 3 where "
+                     "the CPU has them)", width);
+    else if (src.len != out.len || (src.len && s < d + out.len && d < s + src.len))
+        PyErr_Format(PyExc_ValueError, "xxh3_copy: source of %zd bytes and destination of %zd bytes must "
+                     "have the same length and not overlap", src.len, out.len);
+    else
+        res = PyLong_FromUnsignedLongLong(fn(out.buf, src.buf, (size_t)src.len));
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&out);
+    return res;
+}
+
+/* copy_rows_checked(src, out, width, checks) -> int: copy src into out (same length, whole rows
+ * of width bytes, not overlapping) one row at a time, each copied and checked in one pass as
+ * copy_checked does (checks: uint64, one per row; 0: none recorded, copied only); the first
+ * mismatching row (rows after it are not copied), or -1. Without the GIL. */
+static PyObject *copy_rows_checked(PyObject *self, PyObject *args)
+{
+    Py_buffer src, out, checks;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*w*ny*", &src, &out, &width, &checks))
+        return NULL;
+    const char *s = src.buf, *d = out.buf;
+    Py_ssize_t n = width > 0 ? src.len / width : 0;
+    PyObject *res = NULL;
+    if (width <= 0 || src.len != out.len || src.len % width || checks.len != n * 8 ||
+        (src.len && s < d + out.len && d < s + src.len)) {
+        PyErr_Format(PyExc_ValueError, "copy_rows_checked: source (%zd bytes) and destination (%zd bytes) must "
+                     "be the same whole rows of %zd bytes, not overlapping, with one uint64 check per row "
+                     "(%zd bytes of checks)", src.len, out.len, width, checks.len);
+    } else {
+        const uint64_t *c = checks.buf;
+        Py_ssize_t bad = -1;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            void *o = (char *)out.buf + i * width;
+            const void *p = s + i * width;
+            if (!c[i]) {
+                memcpy(o, p, (size_t)width);
+                continue;
+            }
+            uint64_t h = xxh3_copy_of(o, p, (size_t)width);
+            if ((h ? h : 1) != c[i]) {
+                bad = i;
+                break;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        res = PyLong_FromSsize_t(bad);
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&checks);
+    return res;
+}
+/* ================================================================== i12g: fused copy + check (end) */
+
 /* ------------------------------------------------------------------ i14r: int keys of a batch
  * int_keys(keys, out) -> bool: when keys (a list or tuple) holds only exact ints (no bools, no
  * subclasses) within int64, write them into out (a writable buffer of len(keys) int64) and
@@ -1609,6 +1748,15 @@ static PyMethodDef methods[] = {
     {"gather_rows_checked", gather_rows_checked, METH_VARARGS,  /* i14r */
      "gather_rows_checked(src, offsets, out, width, checks) -> int: copy each row from src at its offset and "
      "check it; the first mismatching row, or -1"},
+    {"copy_checked", copy_checked, METH_VARARGS,  /* i12g */
+     "copy_checked(src, out, check) -> bool: copy src into out and compare the stored check of the bytes "
+     "written with check (0: not compared, True), in one pass"},
+    {"copy_rows_checked", copy_rows_checked, METH_VARARGS,  /* i12g */
+     "copy_rows_checked(src, out, width, checks) -> int: copy width-byte rows, each checked as it is copied; "
+     "the first mismatching row, or -1"},
+    {"xxh3_copy", xxh3_copy, METH_VARARGS,  /* i12g */
+     "xxh3_copy(src, out, width=-1) -> int: copy src into out and return the XXH3-64 of the bytes written "
+     "(width: -1 the build in use, 0 SSE2, 2 AVX2, 3 AVX-512)"},
     {"hex_rows", hex_rows, METH_VARARGS,
      "hex_rows(digests, prefix, tail) -> bytes: prefix + hex(digest) + tail for each 32-byte digest"},
     {"leaf_diff", leaf_diff, METH_VARARGS,
@@ -1640,6 +1788,7 @@ PyMODINIT_FUNC PyInit__rowhash(void)
         xxh3_vector = 2;
     }
 #endif
+    copy_checked_init();  /* i12g */
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && (PyModule_AddIntConstant(m, "sha_ni", has_sha_ni) < 0 ||
                       PyModule_AddIntConstant(m, "xxh3_vector", xxh3_vector) < 0)) {

@@ -11,10 +11,15 @@
 #define XXH_INLINE_ALL
 #define XXH_VECTOR 2 /* XXH_AVX2 */
 #include "xxhash.h"
+#include <string.h>
 
 uint64_t hangar_xxh3_avx2(const void *p, size_t n) { return XXH3_64bits(p, n); }
 int hangar_xxh3_avx2_built = 1;
+/* the fused copy + hash of single reads (_xxh3_copy.h) */
+#define HANGAR_XXH3_COPY hangar_xxh3_copy_avx2
+#include "_xxh3_copy.h"
 #else
 uint64_t hangar_xxh3_avx2(const void *p, size_t n) { (void)p; (void)n; return 0; }
 int hangar_xxh3_avx2_built = 0;
+uint64_t hangar_xxh3_copy_avx2(void *d, const void *s, size_t n) { (void)d; (void)s; (void)n; return 0; }
 #endif

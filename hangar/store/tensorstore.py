@@ -961,9 +961,10 @@ class TensorStore:
         pack = table.packs[p]
         whole = self.storage.mapped(pack) if codec == codecs.RAW else None
         if whole is not None and offset + raw <= len(whole):
-            # copied from the mapped pack, no syscall (~2 us a read less), then checked as a pread is
-            buf[:] = whole[offset:offset + raw]
-            if sum_ and (_xxh3(buf) or 1) != sum_:  # check_stored, on a table row
+            # copied from the mapped pack, no syscall (~2 us a read less), and checked in the same
+            # pass (check_stored, on a table row): a 150 KB sample cost 0-0.8 us more than the copy,
+            # not ~4 us for a copy then a hash (the bytes checked are the bytes copied into ``out``)
+            if not rowhash.copy_checked(whole[offset:offset + raw], buf, sum_):
                 raise damaged_sample(table.digests[row].tobytes(), pack, offset)
         elif codec == codecs.RAW:  # read and checked in one call (check_stored, on a table row)
             if not self.storage.readinto_checked(pack, offset, buf, sum_):
