@@ -489,8 +489,11 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
             pack = queued.popleft().result()  # a writer's error is raised here
             written.extend([pack] if pack is not None else [])
 
-    def stop() -> None:  # before the store is discarded: the writer must be idle
-        writer.shutdown(wait=True, cancel_futures=True)
+    def stop() -> None:
+        # before the store is discarded the writer must be idle; what it was handed is verified, so
+        # it runs to its end: a failure keeps every batch queued for a flush before it (at most
+        # _WRITE_AHEAD + 1 ranges and their flushes)
+        writer.shutdown(wait=True)
 
     blobs = storage.iter_ranges((p, o, n) for p, o, n, _ in ranges)
     unflushed = 0
