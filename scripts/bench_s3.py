@@ -133,7 +133,7 @@ def raw_ceiling(server: S3Server, total: int, nobj: int, tag: str) -> tuple[floa
     as the push does; all at once for the get)."""
     import obstore
 
-    st = _s3(server.endpoint, server.make_bucket(f"bench-raw-{tag}"), "raw")
+    st = _s3(server.endpoint, _bucket(server), f"raw-{tag}")
     size = -(-total // nobj)
     blobs = [os.urandom(min(size, total - i * size)) for i in range(nobj)]
 
@@ -174,6 +174,44 @@ def raw_get_packs(endpoint: str, bucket: str, prefix: str) -> float:
     return time.perf_counter() - t
 
 
+def _bucket(server: S3Server) -> str:
+    """The one bucket of every run (prefixes keep runs apart): SeaweedFS gives each bucket volumes
+    of its own, and a bucket per run ran out of them (PUTs answered 500)."""
+    if server.bucket is None:
+        server.bucket = server.make_bucket("hangar-bench")
+    return server.bucket
+
+
+def raw_get_write(endpoint: str, bucket: str, prefix: str, out_dir: str) -> float:
+    """Seconds to get the pushed packs' data objects (all at once, obstore) and write each to a
+    local file as it arrives (one write), then fsync them all: what a fetch must do at the least
+    besides hashing, for comparison (not the goal's ceiling)."""
+    import obstore
+
+    st = _s3(endpoint, bucket, prefix)
+    keys = [o["path"] for batch in obstore.list(st, "packs/") for o in batch if o["path"].endswith("/c/0")]
+    os.makedirs(out_dir)
+    fds = []
+
+    async def get() -> None:
+        async def one(i: int, k: str) -> None:
+            data = await (await obstore.get_async(st, k)).bytes_async()
+            fd = os.open(os.path.join(out_dir, str(i)), os.O_CREAT | os.O_WRONLY, 0o644)
+            fds.append(fd)
+            await asyncio.to_thread(os.write, fd, memoryview(data))
+        await asyncio.gather(*[one(i, k) for i, k in enumerate(keys)])
+
+    t = time.perf_counter()
+    asyncio.run(get())
+    for fd in fds:
+        os.fsync(fd)
+    took = time.perf_counter() - t
+    for fd in fds:
+        os.close(fd)
+    shutil.rmtree(out_dir)
+    return took
+
+
 # ------------------------------------------------------------ one run (a child process)
 def large_run(endpoint: str, src_path: str, work: str, location: str) -> dict:
     """push of a copy of ``src_path`` to ``location``, then clone + fetch_data (this process's hangar)."""
@@ -199,7 +237,9 @@ def large_run(endpoint: str, src_path: str, work: str, location: str) -> dict:
     assert not any(co.arraysets.contains_remote_references.values())
     co.close()
     packs_after = raw_get_packs(endpoint, bucket, prefix)
-    return {"push": tpush, "clone": tclone, "clone_fetch": tfetch, "packs": min(packs_before, packs_after)}
+    durable = raw_get_write(endpoint, bucket, prefix, os.path.join(work, "raw-write"))
+    return {"push": tpush, "clone": tclone, "clone_fetch": tfetch, "packs": min(packs_before, packs_after),
+            "get_write": durable}
 
 
 def small_run(endpoint: str, src_path: str, work: str, location: str, n: int, batch: int, singles: int) -> dict:
@@ -268,7 +308,7 @@ def large(server: S3Server, work: str, n: int, trees: list[tuple[str, str]], run
     for k in range(runs):
         for name, tree in _order(trees, k):
             tag = f"{name}{k}"
-            loc = f"s3://{server.make_bucket(f'bench-large-{tag}')}/data"
+            loc = f"s3://{_bucket(server)}/large-{tag}"
             r = _child(tree, os.path.join(work, f"large-{tag}"), ["large", server.endpoint, src.path, loc])
             ceilings.append(raw_ceiling(server, total, nobj, f"c{len(ceilings)}"))
             put = min(ceilings[-1][0], ceilings[-2][0])  # the run's two neighbours: the faster counts
@@ -277,7 +317,8 @@ def large(server: S3Server, work: str, n: int, trees: list[tuple[str, str]], run
             results[name].append(r)
             print(f"  {name:8s} run {k}: push {r['push']:5.2f} s (raw put {put:5.2f} s, {r['put_ratio']:.2f}x)   "
                   f"clone+fetch_data {r['clone_fetch']:5.2f} s (clone {r['clone']:.2f}; raw get of the packs "
-                  f"{r['packs']:.2f} s, {r['get_ratio']:.2f}x; fetch_data alone {r['get_ratio_fetch']:.2f}x)",
+                  f"{r['packs']:.2f} s, {r['get_ratio']:.2f}x; fetch_data alone {r['get_ratio_fetch']:.2f}x; raw get + "
+                  f"write + fsync {r['get_write']:.2f} s)",
                   flush=True)
     print(f"  raw put / get ceilings (s): {', '.join(f'{p:.2f}/{g:.2f}' for p, g in ceilings)}")
     for name, rs in results.items():
@@ -298,7 +339,7 @@ def small(server: S3Server, work: str, n: int, batch: int, singles: int, trees: 
     for k in range(runs):
         for name, tree in _order(trees, k):
             tag = f"{name}{k}"
-            loc = f"s3://{server.make_bucket(f'bench-small-{tag}')}/data"
+            loc = f"s3://{_bucket(server)}/small-{tag}"
             r = _child(tree, os.path.join(work, f"small-{tag}"),
                        ["small", server.endpoint, src.path, loc, str(n), str(batch), str(singles)])
             results[name].append(r)
@@ -321,6 +362,11 @@ def child_main(argv: list[str]) -> None:
     os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_REGION="us-east-1")
     resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30))
     os.makedirs(args.work)
+    # the client modules loaded before any timing (both trees alike): a process's first push
+    # otherwise pays ~0.4 s importing zarr, which is not transfer
+    import obstore.store  # noqa: F401
+    import zarr.storage  # noqa: F401
+
     try:
         if args.kind == "large":
             out = large_run(args.endpoint, args.src, args.work, args.location)

@@ -334,7 +334,7 @@ def _pack_stream(store: TensorStore, digests: list[bytes]) -> Iterator[tuple[mem
 
 def _build_pack(store: TensorStore, digests: list[bytes], locs: list[Location], size: int) -> tuple[memoryview, bytes]:
     """One bucket pack of the samples ``digests`` (stored at ``locs``, in pack and offset order)."""
-    out = memoryview(bytearray(size))
+    out = memoryview(np.empty(size, np.uint8))  # every byte is read into it: no zero fill first
     recs = np.zeros(len(digests), dtype=INDEX_DTYPE)
     recs["digest"] = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)
     lengths = np.fromiter((loc.length for loc in locs), np.int64, len(locs))
