@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import numpy as np
@@ -210,3 +211,29 @@ def test_push_of_samples_spread_over_local_packs_and_partly_in_the_bucket(tmp_pa
         np.testing.assert_array_equal(co.arraysets["img"][key], arr)
     np.testing.assert_array_equal(co.arraysets["vec"]["s1"], np.full(16, 1001, np.float32))
     co.close()
+
+
+def test_push_keeps_the_indexes_it_uploaded_in_the_bucket_index_cache(tmp_path, s3_env):  # noqa: F811
+    """The pushed packs' indexes go into the repository's bucket-index cache as uploaded (no LIST
+    or GET after the push), each named by its blake3; the next push finds its samples there."""
+    from hangar.store.objectstore import remote_pack_id
+
+    r = make_repo(tmp_path / "src")
+    url = bare_git(tmp_path / "history.git")
+    loc = s3_env.new_location()
+    r.remote.add("origin", url, data=loc, endpoint_url=s3_env.endpoint)
+    r.remote.push("origin", "master")
+    in_bucket = sorted(k.split("/")[-2] for k in index_keys(data_keys(s3_env, loc)))
+    cache = os.path.join(hangar_dir_of(r), "cache", "bucket-indexes")
+    (sub,) = os.listdir(cache)
+    cached = sorted(os.listdir(os.path.join(cache, sub)))
+    assert cached == [f"{p}.index" for p in in_bucket]
+    for name in cached:
+        with open(os.path.join(cache, sub, name), "rb") as f:
+            assert remote_pack_id(f.read()) == name[:-len(".index")]
+    co = r.checkout(write=True)
+    co.arraysets["vec"]["new"] = np.full(16, -1, np.float32)
+    co.commit("one more")
+    co.close()
+    r.remote.push("origin", "master")
+    assert len(index_keys(data_keys(s3_env, loc))) == len(in_bucket) + 1  # only the new sample's pack

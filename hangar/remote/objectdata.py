@@ -267,6 +267,17 @@ class BucketIndex:
             self.index.add_pack(pack, recs)
             self.packs.add(pack)
 
+    def add_indexes(self, raws: Iterable[bytes]) -> None:
+        """Add pack indexes this process wrote to the bucket itself (named by their blake3, cached)."""
+        from hangar.store.objectstore import remote_pack_id
+
+        for raw in raws:
+            pack = remote_pack_id(raw)
+            if pack not in self.packs:
+                self._save(pack, raw)
+                self.index.add_pack(pack, parse_index(raw, f"{self.storage.url}/packs/{pack}/index"))
+                self.packs.add(pack)
+
     def _path(self, pack: str) -> Optional[str]:
         return os.path.join(self.cache_dir, pack + ".index") if self.cache_dir else None
 
@@ -375,11 +386,18 @@ def push_samples(store: TensorStore, storage: ObjectPackStorage, index: BucketIn
         raise RemoteDataError(f"{len(lacking)} samples to push are remote references here and remote {remote!r} "
                               f"({storage.url}) lacks their bytes (e.g. {lacking[0].hex()[:16]}...); fetch_data "
                               "them first")
+    uploaded: list[bytes] = []
+
+    def packs() -> Iterator[tuple[memoryview, bytes]]:
+        for data, idx in _pack_stream(store, wanted):
+            uploaded.append(idx)
+            yield data, idx
+
     try:
-        storage.put_packs(_pack_stream(store, wanted))
+        storage.put_packs(packs())
     except ObjectStoreError as exc:
         raise ObjectStoreError(f"pushing {len(wanted)} samples to data remote {remote!r} failed: {exc}") from exc
-    index.refresh()
+    index.add_indexes(uploaded)  # what was just uploaded: no LIST and no GET of each index again
     return len(wanted)
 
 
