@@ -614,6 +614,33 @@ class TensorStore:
                               [run.rawlens[i] for i in rows], [run.codecs[i] for i in rows])
         return len(rows)
 
+    def put_verified_checked(self, run: "VerifiedRun", checks: list[int]) -> int:
+        """:meth:`put_verified` for samples whose stored-bytes checks (``checks``, one per sample,
+        in ``run`` order) the caller has compared with the bytes already: they are recorded as
+        given instead of hashed a second time; returns how many were new.
+
+        A bucket fetch checks each received range in one C call before handing it over (xxh3 of
+        every sample again on the writer thread was ~0.06 s of a 1.05 s fetch_data of 301 MB
+        here). A ``0`` check (none recorded), a block with samples stored already, or no block:
+        :meth:`put_verified`, which hashes.
+        """
+        if run.block is None or not all(checks) or len(checks) != len(run.digests) \
+                or len(set(run.digests)) != len(run.digests):
+            return self.put_verified(run)
+        found = self._load_index().get_many(run.digests)
+        if any(found) or any(d in self._pending for d in run.digests):
+            return self.put_verified(run)
+        self._check_failed()
+        start = self._open_writer().append(run.block)
+        lengths = np.asarray(run.lengths, dtype=np.int64)
+        offsets = (np.cumsum(lengths) - lengths + start).tolist()
+        self._pending.update(zip(run.digests, map(tuple.__new__, repeat(Location), zip(
+            repeat(self._pending_pack), offsets, run.lengths, run.rawlens, run.codecs, checks))))
+        self._pending_bytes += len(run.block)
+        if self._pending_bytes >= PACK_TARGET_BYTES:
+            self.flush()
+        return len(run.digests)
+
     def has_unflushed(self) -> bool:
         """True when samples were written since the last :meth:`flush` (a pack is open)."""
         return self._writer is not None
