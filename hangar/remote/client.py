@@ -38,7 +38,7 @@ from hangar.records.pointer import SamplePointer, decode_pointer
 from hangar.remote import protocol
 from hangar.store import TensorStore
 from hangar.store.codecs import max_stored_length
-from hangar.store.tensorstore import StoredSample, verify_received
+from hangar.store.tensorstore import StoredSample, verify_range, verify_received
 
 _ADDRESS = re.compile(r"^(?:(?P<scheme>https?)://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})/?$")
 T = TypeVar("T")
@@ -673,22 +673,24 @@ def download_ranges(store: TensorStore, client: DataClient, pointers: list[Sampl
             wanted = {p.digest: p for p in batch}
             batch_kinds = {(p.dtype, p.shape) for p in batch}
             for run in conn().ranges(list(wanted), {d: raw_nbytes(p) for d, p in wanted.items()}):
-                digests, codec_ids, rawlens, lengths, payloads = run.parts()
-                groups: dict[tuple, list[int]] = {}
-                if len(batch_kinds) == 1:  # the usual case: no per-sample grouping
-                    kinds = [next(iter(batch_kinds))]
-                    groups[kinds[0]] = []
+                if len(batch_kinds) == 1:  # the usual case: the run verified as one block, vectorised
+                    t = run.table
+                    blob = t["digest"].tobytes()
+                    digests = [blob[i:i + protocol.DIGEST_LEN] for i in range(0, len(blob), protocol.DIGEST_LEN)]
+                    verified = [verify_range(digests, t["codec"], t["rawlen"], t["length"], run.payload,
+                                             *next(iter(batch_kinds)))]
                 else:
-                    kinds = [(p.dtype, p.shape) for p in map(wanted.__getitem__, digests)]
-                    for i, kind in enumerate(kinds):
-                        groups.setdefault(kind, []).append(i)
-                # verified here, outside the lock: the streams hash at once
-                verified = [verify_received(digests, codec_ids, rawlens, lengths, payloads, *kinds[0],
-                                            block=run.payload)] if len(groups) == 1 else [
-                    verify_received([digests[i] for i in rows], [codec_ids[i] for i in rows],
-                                    [rawlens[i] for i in rows], [lengths[i] for i in rows],
-                                    [payloads[i] for i in rows], dtype, tuple(shape))
-                    for (dtype, shape), rows in groups.items()]
+                    digests, codec_ids, rawlens, lengths, payloads = run.parts()
+                    groups: dict[tuple, list[int]] = {}
+                    for i, p in enumerate(map(wanted.__getitem__, digests)):
+                        groups.setdefault((p.dtype, p.shape), []).append(i)
+                    # verified here, outside the lock: the streams hash at once
+                    verified = [
+                        verify_received([digests[i] for i in rows], [codec_ids[i] for i in rows],
+                                        [rawlens[i] for i in rows], [lengths[i] for i in rows],
+                                        [payloads[i] for i in rows], dtype, tuple(shape),
+                                        block=run.payload if len(groups) == 1 else None)
+                        for (dtype, shape), rows in groups.items()]
                 with lock:
                     if stop.is_set():
                         return
