@@ -243,7 +243,7 @@ def decode_spans(codec_ids: np.ndarray, block: memoryview, starts: np.ndarray, l
     try:
         out = list(map(_DECOMPRESS[LZ4], spans))
     except (ValueError, RuntimeError, TypeError, MemoryError):
-        return decode_many(codec_ids.tolist(), spans, rawlen)  # names the sample that does not decode
+        return decode_many(codec_ids.tolist(), spans, rawlen)  # its error for the frame that does not decode
     if any(len(raw) != rawlen for raw in out):
-        return decode_many(codec_ids.tolist(), spans, rawlen)  # names it too
+        return decode_many(codec_ids.tolist(), spans, rawlen)  # its error for the wrong size
     return out
