@@ -129,3 +129,25 @@ def test_plan_spans_cuts_runs_as_the_per_sample_plan_did():
         got = [[(packs[col[k]], int(offs[k])) for k in range(a, b)] for a, b in server.plan_spans(col, offs, lens)]
         assert got == want, trial
     assert server.plan_spans(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)) == []
+
+
+def test_decode_pointers_gives_what_decode_pointer_gives_and_refuses_the_same_blobs():
+    from hangar.errors import InvalidRecordError
+    from hangar.records.pointer import SamplePointer, decode_pointer, decode_pointers, encode_pointer
+
+    rng = np.random.default_rng(5)
+    ptrs = [SamplePointer(rng.bytes(32), "|u1", SHAPE) for _ in range(40)]
+    blobs = [encode_pointer(p) for p in ptrs]
+    assert decode_pointers(blobs) == ptrs == [decode_pointer(b) for b in blobs]
+    mixed = blobs[:3] + [encode_pointer(SamplePointer(rng.bytes(32), "<f4", (3,)))]  # another tail: one by one
+    assert decode_pointers(mixed) == [decode_pointer(b) for b in mixed]
+    upper = [b[:7] + b[7:71].upper() + b[71:] for b in blobs[:4]]  # what decode_pointer also reads
+    assert decode_pointers(upper) == ptrs[:4]
+    assert decode_pointers([]) == []
+    for bad in (blobs[1][:10] + b" " + blobs[1][11:],  # whitespace inside the hex: not a pointer
+                blobs[1][:20] + b"zz" + blobs[1][22:],  # not hex
+                b"sha256:" + blobs[1][7:]):
+        with pytest.raises(InvalidRecordError):
+            decode_pointer(bad)
+        with pytest.raises(InvalidRecordError):
+            decode_pointers(blobs[:5] + [bad] + blobs[5:9])
