@@ -611,6 +611,8 @@ def download_into(store: TensorStore, client: DataClient, pointers: list[SampleP
     return received
 
 
+#: most received, verified bytes waiting for fetch_data's writer thread (a larger run waits alone)
+WRITE_AHEAD_BYTES = 16 << 20
 #: connections one fetch_data uses at once (measured with scripts/bench_remotes.py: see
 #: docs/remotes.md; one stream leaves the network idle while a run is hashed and written)
 STREAMS = 3
@@ -656,8 +658,10 @@ def download_ranges(store: TensorStore, client: DataClient, pointers: list[Sampl
 
     Each run is verified whole (every sample re-hashed against its digest, decoded only into a
     buffer of its pointer's size) before it is appended; samples become visible when the store
-    is flushed (every :data:`DOWNLOAD_BATCH_BYTES` and at the end), a pack index-last. One
-    failing stream stops the others; what was not flushed is discarded.
+    is flushed (every :data:`DOWNLOAD_BATCH_BYTES` and at the end), a pack index-last. The
+    streams receive and verify; one writer thread appends and flushes, at most
+    :data:`WRITE_AHEAD_BYTES` behind. One failing stream (or the writer) stops the others; what
+    was not flushed is discarded.
     """
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -666,7 +670,8 @@ def download_ranges(store: TensorStore, client: DataClient, pointers: list[Sampl
     total = sum(raw_sizes(pointers))
     lock = threading.Lock()
     stop = threading.Event()
-    state = {"received": 0, "unflushed": 0}
+    state = {"received": 0, "unflushed": 0, "queued": 0}
+    room = threading.Condition()
     clients: list[DataClient] = []
     local = threading.local()
 
@@ -708,30 +713,58 @@ def download_ranges(store: TensorStore, client: DataClient, pointers: list[Sampl
                                         [payloads[i] for i in rows], dtype, tuple(shape),
                                         block=run.payload if len(groups) == 1 else None)
                         for (dtype, shape), rows in groups.items()]
-                with lock:
+                nbytes = len(run.payload)
+                with room:  # bounded: at most WRITE_AHEAD_BYTES (or one larger run) wait for the writer
+                    while state["queued"] and state["queued"] + nbytes > WRITE_AHEAD_BYTES and not stop.is_set():
+                        room.wait()
                     if stop.is_set():
                         return
-                    for v in verified:
-                        store.put_verified(v)
-                    nbytes = len(run.payload)
-                    state["received"] += nbytes
-                    state["unflushed"] += nbytes
-                    if state["unflushed"] >= DOWNLOAD_BATCH_BYTES:
-                        store.flush()
-                        state["unflushed"] = 0
-                    advance(int(run.table["rawlen"].sum()))
+                    state["queued"] += nbytes
+                writes.append(writer.submit(write, verified, nbytes, int(run.table["rawlen"].sum())))
 
+        def write(verified: list, nbytes: int, raw: int) -> None:
+            # the one thread that writes to the store: appends and flushes follow each other
+            try:
+                if stop.is_set():
+                    return
+                for v in verified:
+                    store.put_verified(v)
+                state["received"] += nbytes
+                state["unflushed"] += nbytes
+                if state["unflushed"] >= DOWNLOAD_BATCH_BYTES:
+                    store.flush()
+                    state["unflushed"] = 0
+                advance(raw)
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                with room:
+                    state["queued"] -= nbytes
+                    room.notify_all()
+
+        # receiving and verifying (the stream threads) overlap with appending to the pack (the
+        # writer thread): one stream otherwise left the network idle while a run was written
+        writer = ThreadPoolExecutor(1, thread_name_prefix="hangar-fetch-writer")
+        writes: list = []
         try:
-            with ThreadPoolExecutor(streams, thread_name_prefix="hangar-fetch") as pool:
-                futures = [pool.submit(fetch, b) for b in batches]
-                try:
-                    for f in futures:
-                        f.result()
-                except BaseException:
-                    stop.set()
-                    for f in futures:
-                        f.cancel()
-                    raise
+            try:
+                with ThreadPoolExecutor(streams, thread_name_prefix="hangar-fetch") as pool:
+                    futures = [pool.submit(fetch, b) for b in batches]
+                    try:
+                        for f in futures:
+                            f.result()
+                    except BaseException:
+                        stop.set()
+                        with room:
+                            room.notify_all()
+                        for f in futures:
+                            f.cancel()
+                        raise
+            finally:
+                writer.shutdown(wait=True)  # idle before the store is flushed or discarded
+            for w in writes:
+                w.result()  # a writer's error is raised here
             store.flush()
         except BaseException:
             store.discard()
