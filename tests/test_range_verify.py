@@ -151,3 +151,88 @@ def test_decode_pointers_gives_what_decode_pointer_gives_and_refuses_the_same_bl
             decode_pointer(bad)
         with pytest.raises(InvalidRecordError):
             decode_pointers(blobs[:5] + [bad] + blobs[5:9])
+
+
+class _HostileRanges:
+    """A real HTTP server on 127.0.0.1 answering ``ranges`` with the bytes a test gives it."""
+
+    def __init__(self, answer: bytes) -> None:
+        import http.server
+        import json
+        import threading
+
+        from hangar.remote import protocol
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, body: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                    self.wfile.flush()
+                except OSError:  # the client refused the answer and hung up: what it should do
+                    self.close_connection = True
+
+            def do_GET(self) -> None:  # ping
+                self._send(json.dumps({"hangar": "x", "capabilities": ["ranges"]}).encode())
+
+            def do_POST(self) -> None:  # ranges
+                self.rfile.read(int(self.headers["Content-Length"]))
+                assert self.path == protocol.RANGES
+                self._send(answer)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "table disagrees with header", "more bytes than expected",
+                                    "another raw size"])
+def test_fetch_data_refuses_a_hostile_ranges_answer_and_keeps_nothing(tmp_path, damage):
+    from hangar.records.pointer import SamplePointer
+    from hangar.remote import client as remote_client
+    from hangar.remote import protocol
+    from hangar.store import TensorStore
+    from hangar.store.packs import LocalPackStorage
+
+    digests, codec_ids, rawlens, lengths, block = samples(30, codecs.LZ4)
+    body = bytearray(block)
+    lens, raws = lengths.tolist(), rawlens.tolist()
+    nbytes = len(body)
+    if damage == "flipped byte":
+        body[int(lengths[:4].sum()) + int(lengths[4]) - 1] ^= 0x01
+    elif damage == "table disagrees with header":
+        nbytes -= 1
+    elif damage == "more bytes than expected":  # a sample claiming far more than its codec can make
+        lens[0] += 1 << 30
+        nbytes += 1 << 30
+    else:
+        raws[0] *= 2
+    answer = (protocol.run_header(len(digests), nbytes)
+              + protocol.run_table(digests, lens, raws, codec_ids.tolist()) + bytes(body))
+    server = _HostileRanges(answer)
+    store = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    pointers = [SamplePointer(d, "|u1", SHAPE) for d in digests]
+    try:
+        with remote_client.DataClient(server.address) as dc:
+            with pytest.raises((CorruptDataError, ConnectionError)) as err:
+                remote_client.download_into(store, dc, pointers)
+    finally:
+        server.close()
+    if damage == "flipped byte":
+        assert err.type is CorruptDataError and digests[4].hex() in str(err.value)
+    else:
+        assert issubclass(err.type, ConnectionError)
+    fresh = TensorStore(LocalPackStorage(str(tmp_path / "data")))
+    assert fresh.locations(digests) == [None] * len(digests)  # nothing unverified became visible
+    store.close()
+    fresh.close()

@@ -266,6 +266,7 @@ class DataClient:
             raise self._unreachable(exc) from exc
         finally:
             if not finished:  # the answer was not read to its end: the connection cannot be reused
+                resp.close()  # an answer with "Connection: close" owns the socket, not the connection
                 self.close()
         if pending:
             self.close()

@@ -299,7 +299,7 @@ class _LazyFile:
     once to learn the size. Chunks are produced only as reads reach them.
     """
 
-    def __init__(self, chunks: Iterator[bytes | memoryview], size: int) -> None:
+    def __init__(self, chunks: Iterator[bytes | bytearray | memoryview], size: int) -> None:
         self._chunks, self._size = chunks, size
         self._buf = memoryview(b"")
         self._start = 0  # offset of _buf in the stream
@@ -763,7 +763,7 @@ class HangarServer:
 _PACK_ID = re.compile(r"^[0-9a-f]{1,64}$")
 
 
-def _send(environ: dict, chunks: Iterator[bytes | memoryview], total: int) -> Iterable[bytes]:
+def _send(environ: dict, chunks: Iterator[bytes | bytearray | memoryview], total: int) -> Iterable[bytes]:
     """An answer of ``total`` bytes produced by ``chunks`` as the client takes them."""
     stream = _LazyFile(chunks, total)
     wrapper = environ.get("wsgi.file_wrapper")
@@ -840,7 +840,7 @@ def plan_spans(pack_col: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -
 
 
 def _stream_spans(store: TensorStore, cols: _Columns, plan: list[tuple[int, int]],
-                  framed: bool = True) -> Iterator[bytes | memoryview]:
+                  framed: bool = True) -> Iterator[bytes | bytearray | memoryview]:
     """The stored bytes of the runs :func:`plan_spans` made, every sample checked against its
     checksum before it is sent (damaged bytes are never served: the answer breaks off short).
 
@@ -851,15 +851,17 @@ def _stream_spans(store: TensorStore, cols: _Columns, plan: list[tuple[int, int]
     readinto = store.storage.readinto
     for a, b in plan:
         nbytes = int(cols.lengths[a:b].sum())
+        head = b""
         if framed:
             table = np.zeros(b - a, dtype=protocol.RUN_ENTRY)
             table["digest"] = cols.digests[a:b]
             table["length"], table["rawlen"], table["codec"] = cols.lengths[a:b], cols.rawlens[a:b], cols.codecs[a:b]
-            yield protocol.run_header(b - a, nbytes) + table.tobytes()
+            head = protocol.run_header(b - a, nbytes) + table.tobytes()
         pack = cols.packs[int(cols.pack_col[a])]
         first, size = int(cols.offsets[a]), int(cols.lengths[a])
-        digest = bytes(cols.digests[a])
         if size > _RUN:  # a run of its own, read and sent in _RUN pieces
+            if head:
+                yield head
             check, want = StoredCheck(), int(cols.checks[a])
             for off in range(0, size, _RUN):
                 piece = bytearray(min(_RUN, size - off))
@@ -867,20 +869,24 @@ def _stream_spans(store: TensorStore, cols: _Columns, plan: list[tuple[int, int]
                 check.update(piece)
                 if off + _RUN >= size and want and check.value() != want:
                     # damaged bytes are never served: the answer breaks off short, the client fails
-                    raise damaged_sample(digest, pack, first)
-                yield bytes(piece)
+                    raise damaged_sample(bytes(cols.digests[a]), pack, first)
+                yield piece
             continue
         rel = cols.offsets[a:b] - first
         lens = cols.lengths[a:b]
-        block = memoryview(bytearray(int(rel[-1] + lens[-1])))
+        # the run's head and the bytes read share one buffer: one piece to send, no copy (a head
+        # sent as a piece of its own cost a small write per run)
+        out = memoryview(bytearray(len(head) + int(rel[-1] + lens[-1])))
+        out[:len(head)] = head
+        block = out[len(head):]
         readinto(pack, first, block)
         bad = check_spans(block, rel, lens, cols.checks[a:b])
         if bad >= 0:  # damaged bytes are never served
             raise damaged_sample(bytes(cols.digests[a + bad]), pack, int(cols.offsets[a + bad]))
         if len(block) == nbytes:  # back to back: the bytes read are the answer
-            yield block
+            yield out
         else:
-            yield b"".join([block[o:o + n] for o, n in zip(rel.tolist(), lens.tolist())])
+            yield b"".join([head, *(block[o:o + n] for o, n in zip(rel.tolist(), lens.tolist()))])
 
 
 def make_server(app: HangarServer, ip: str, port: int) -> guard.GuardedServer:
