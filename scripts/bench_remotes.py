@@ -1,6 +1,7 @@
 """Benchmark: clone + fetch_data from a real ``hangar server`` over loopback.
 
 Usage: python scripts/bench_remotes.py [--images N] [--mnist N] [--keep DIR] [--tls]
+       python scripts/bench_remotes.py --baseline /tmp/base-main [--reps 3] [--images N] [--mnist N]
 
 Builds a server repository with N random uint8 (224, 224, 3) images and one with N
 (28, 28) uint8 MNIST-like samples, starts ``python -m hangar server`` on each, then times
@@ -16,12 +17,17 @@ directory, beside (same server process, same run, alternated, best of two):
 Target: fetch_data >= 0.9x the ceiling, small samples at the MB/s of large ones. With
 ``--tls`` the server runs with a self-signed certificate made for the run (needs
 ``cryptography``) and the client trusts it through ``SSL_CERT_FILE``: the cost of HTTPS.
+
+With ``--baseline TREE`` it compares instead this tree's fetch_data (client and server) with
+TREE's (another checkout of hangar, e.g. main's), each fetch in a fresh process, alternated,
+best of ``--reps``, beside the raw GET ceiling, and once each client against the other's server.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -37,6 +43,8 @@ from hangar import Repository
 from hangar.remote import client as remote_client
 from hangar.remote import protocol
 from hangar.store.packs import LocalPackStorage
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_port() -> int:
@@ -191,6 +199,83 @@ def timed_push(src: str, workdir: str, name: str, per_sample: bool) -> tuple[flo
         proc.wait(timeout=30)
 
 
+def start_server(path: str, port: int, tree: Optional[str] = None, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``hangar server`` for ``path`` on ``port``, importing hangar from ``tree`` (default: this one)."""
+    env = dict(os.environ, PYTHONPATH=tree or ROOT)
+    return subprocess.Popen([sys.executable, "-m", "hangar", "server", "--ip", "127.0.0.1", "--port", str(port),
+                             "--path", path, *extra], stderr=subprocess.DEVNULL, env=env)
+
+
+def child_fetch(address: str, dst: str, n: int, tree: Optional[str]) -> dict:
+    """:func:`timed_fetch` (default plan) in a fresh process importing hangar from ``tree``."""
+    env = dict(os.environ, PYTHONPATH=tree or ROOT)
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--fetch-child", address, dst, str(n)],
+                         env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_baseline(name: str, n: int, shape: tuple[int, ...], workdir: str, baseline: str, reps: int) -> dict:
+    """fetch_data of this tree against ``baseline``'s (client and server both), alternated in one run,
+    each in a fresh process, beside the raw GET ceiling; then each client against the other's
+    server (the protocol still matches both ways)."""
+    rng = np.random.default_rng(0)
+    src = os.path.join(workdir, f"{name}-server")
+    os.makedirs(src)
+    nbytes = build(src, n, shape, rng)
+    ports = {"this tree": free_port(), "baseline": free_port()}
+    procs = {"this tree": start_server(src, ports["this tree"]),
+             "baseline": start_server(src, ports["baseline"], baseline)}
+    rows: dict[str, list[float]] = {}
+    wire: dict[str, list[float]] = {}
+    cpus: dict[str, list[tuple[float, float]]] = {}  # CPU seconds of the client, of the server (clone included)
+    try:
+        probe_dir = os.path.join(workdir, f"{name}-probe")
+        os.makedirs(probe_dir)
+        probe = Repository(probe_dir, exists=False)
+        probe.init("p", "p@example.com")
+        for who, port in ports.items():
+            probe.remote.add(who.replace(" ", "-"), f"127.0.0.1:{port}")
+            wait_ready(probe, time.monotonic() + 30, who.replace(" ", "-"))
+        ceiling_dir = os.path.join(workdir, f"{name}-raw")
+        os.makedirs(ceiling_dir)
+        k = 0
+        for rep in range(reps):
+            secs, sent = raw_ceiling(f"127.0.0.1:{ports['this tree']}", src, ceiling_dir)
+            rows.setdefault("raw GET (ceiling)", []).append(secs)
+            order = [("this tree", "this tree"), ("baseline", "baseline")]
+            if rep == 0:  # compatibility both ways, once
+                order += [("this tree", "baseline"), ("baseline", "this tree")]
+            for client, server in (order if rep % 2 == 0 else order[::-1]):
+                label = client if client == server else f"{client} client, {server} server"
+                k += 1
+                cpu = proc_cpu(procs[server].pid)
+                r = child_fetch(f"127.0.0.1:{ports[server]}", os.path.join(workdir, f"{name}-f{k}"), n,
+                                None if client == "this tree" else baseline)
+                rows.setdefault(label, []).append(r["fetch_s"])
+                wire.setdefault(label, []).append(r["wire_s"])
+                cpus.setdefault(label, []).append((r["client_cpu_s"], proc_cpu(procs[server].pid) - cpu))
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+    ceiling = min(rows["raw GET (ceiling)"])
+    print(f"[{name}] {n} samples, {nbytes / 1e6:.0f} MB raw, {sent / 1e6:.0f} MB stored; best of {reps}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    for label, secs in rows.items():
+        best = min(secs)
+        line = (f"  {label:38s} {best:6.2f}s  {n / best:>10,.0f} samples/s  {nbytes / 1e6 / best:7.0f} MB/s raw  "
+                f"{ceiling / best:5.2f}x ceiling")
+        if label in wire:
+            line += (f"  (transfer {min(wire[label]):5.2f}s, {ceiling / min(wire[label]):5.2f}x ceiling; CPU s "
+                     f"client {min(c for c, _ in cpus[label]):.2f} server {min(s for _, s in cpus[label]):.2f})")
+        print(line, flush=True)
+    new, old = min(rows["this tree"]), min(rows["baseline"])
+    print(f"[{name}] fetch_data this tree / baseline: {old / new:.2f}x faster ({nbytes / 1e6 / new:.0f} vs "
+          f"{nbytes / 1e6 / old:.0f} MB/s raw); transfer alone {min(wire['baseline']) / min(wire['this tree']):.2f}x",
+          flush=True)
+    return {"name": name}
+
+
 def run(name: str, n: int, shape: tuple[int, ...], workdir: str, tls: Optional[tuple[str, str]] = None,
         streams: tuple[int | None, ...] = (None, 1, 3)) -> dict:
     rng = np.random.default_rng(0)
@@ -269,7 +354,16 @@ def main() -> None:
     ap.add_argument("--mnist", type=int, default=60000)
     ap.add_argument("--keep", default=None, help="work in this directory and keep it")
     ap.add_argument("--tls", action="store_true", help="serve HTTPS with a self-signed certificate")
+    ap.add_argument("--baseline", default=None,
+                    help="a tree of another hangar (e.g. /tmp/base-main): compare its fetch_data (client and "
+                         "server) with this tree's, alternated in one run, instead of the protocol variants")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions with --baseline (best is reported)")
+    ap.add_argument("--fetch-child", nargs=3, metavar=("ADDRESS", "DST", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fetch_child:  # one timed fetch in this process, its figures as JSON on the last line
+        address, dst, n = args.fetch_child
+        print(json.dumps(timed_fetch(address, dst, int(n))))
+        return
     workdir = args.keep or tempfile.mkdtemp(prefix="hangar-bench-remotes-")
     os.makedirs(workdir, exist_ok=True)
     tls = None
@@ -279,6 +373,16 @@ def main() -> None:
 
         tls = make_certificate(workdir, "bench")
         os.environ["SSL_CERT_FILE"] = tls[0]  # this process trusts the run's certificate
+    if args.baseline:
+        try:
+            if args.images:
+                run_baseline("images", args.images, (224, 224, 3), workdir, args.baseline, args.reps)
+            if args.mnist:
+                run_baseline("mnist", args.mnist, (28, 28), workdir, args.baseline, args.reps)
+        finally:
+            if not args.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+        return
     try:
         results = []
         if args.images:

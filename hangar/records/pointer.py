@@ -121,3 +121,29 @@ def decode_pointer(data: bytes) -> SamplePointer:
         return SamplePointer(digest, *_parse_tail(dtype, shape))
     except (ValueError, TypeError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
         raise InvalidRecordError(f"not a hangar sample pointer: {data[:120]!r} ({exc})") from exc
+
+
+def decode_pointers(blobs: list[bytes]) -> list[SamplePointer]:
+    """:func:`decode_pointer` of many pointer blobs (e.g. one leaf tree's), in order.
+
+    When every blob has the form :func:`encode_pointer` writes with one dtype and shape (the
+    usual leaf tree), they are checked and their hex digests decoded as columns of one array:
+    60,000 pointers in ~0.02 s instead of ~0.12 s one by one. Otherwise one by one, with the
+    same errors.
+    """
+    if not blobs:
+        return []
+    first = blobs[0]
+    width = len(first)
+    if width <= 72 or first[:7] != b"blake3:" or first[71:72] != b" " or any(len(b) != width for b in blobs):
+        return [decode_pointer(b) for b in blobs]
+    rows = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), width)
+    tail = np.frombuffer(first[71:], dtype=np.uint8)
+    if not (bool((rows[:, :7] == _PREFIX).all()) and bool((rows[:, 71:] == tail).all())):
+        return [decode_pointer(b) for b in blobs]
+    try:
+        digests = unhexlify(rows[:, 7:71].tobytes())  # unhexlify, unlike bytes.fromhex, skips no whitespace
+        dtype, shape = _parse_tail_bytes(first[72:])
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return [decode_pointer(b) for b in blobs]  # raises InvalidRecordError naming the bad one
+    return SamplePointer.many([digests[i:i + 32] for i in range(0, len(digests), 32)], dtype, shape)

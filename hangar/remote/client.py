@@ -15,6 +15,7 @@ import json
 import re
 import ssl
 import time
+from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import numpy as np
@@ -34,11 +35,11 @@ from hangar.errors import (
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.progress import progress_bar
 from hangar.records import layout
-from hangar.records.pointer import SamplePointer, decode_pointer
+from hangar.records.pointer import SamplePointer, decode_pointers
 from hangar.remote import protocol
 from hangar.store import TensorStore
 from hangar.store.codecs import max_stored_length
-from hangar.store.tensorstore import StoredSample, verify_received
+from hangar.store.tensorstore import StoredSample, verify_range, verify_received
 
 _ADDRESS = re.compile(r"^(?:(?P<scheme>https?)://)?(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})/?$")
 T = TypeVar("T")
@@ -265,6 +266,7 @@ class DataClient:
             raise self._unreachable(exc) from exc
         finally:
             if not finished:  # the answer was not read to its end: the connection cannot be reused
+                resp.close()  # an answer with "Connection: close" owns the socket, not the connection
                 self.close()
         if pending:
             self.close()
@@ -497,15 +499,19 @@ def commit_pointers(git: GitRepo, commits: Iterable[str], arrayset_names: Option
                     seen.add(e.id)
                     walk(e)  # type: ignore[arg-type]  # entries of a fan-out tree are trees
         else:
-            for e in entries:
-                p = decode_pointer(e.data)  # type: ignore[attr-defined]  # leaf tree entries are pointer blobs
-                out.setdefault(p.digest, p)
+            blobs.extend(e.data for e in entries)  # type: ignore[attr-defined]  # leaf entries are pointer blobs
 
+    blobs: list[bytes] = []
     for c in commits:
         for samples in _sample_trees(repo, c, arrayset_names):
             if samples.id not in seen:
                 seen.add(samples.id)
                 walk(samples)
+                # an arrayset's pointers share one dtype and shape (as a rule): decoded as one
+                # array, ~2 us a sample less than one by one (60,000: 0.12 s -> 0.02 s)
+                for p in decode_pointers(blobs):
+                    out.setdefault(p.digest, p)
+                blobs.clear()
     return out
 
 
@@ -516,11 +522,12 @@ DOWNLOAD_BATCH_BYTES = 256 << 20
 UPLOAD_BATCH_BYTES = 128 << 20
 
 
-def _batches(items: list[T], size_of: Callable[[T], int], limit: int) -> Iterator[list[T]]:
+def _batches(items: list[T], size_of: Callable[[T], int], limit: int,
+             sizes: Optional[list[int]] = None) -> Iterator[list[T]]:
+    """``items`` cut into requests of at most ``limit`` bytes (``sizes``: each item's, when known)."""
     batch: list[T] = []
     size = 0
-    for it in items:
-        n = size_of(it)
+    for it, n in zip(items, sizes if sizes is not None else map(size_of, items)):
         if batch and (size + n > limit or len(batch) >= protocol.MAX_DIGESTS_PER_REQUEST):
             yield batch
             batch, size = [], 0
@@ -553,6 +560,11 @@ def missing_pointers(git: GitRepo, store: TensorStore, commits: Iterable[str], a
 
 def raw_nbytes(p: SamplePointer) -> int:
     return _raw_nbytes(p.dtype, p.shape)
+
+
+def raw_sizes(pointers: list[SamplePointer]) -> list[int]:
+    """:func:`raw_nbytes` of each pointer (mapped in C over the cached size of each dtype and shape)."""
+    return list(map(_raw_nbytes, map(itemgetter(1), pointers), map(itemgetter(2), pointers)))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -600,6 +612,8 @@ def download_into(store: TensorStore, client: DataClient, pointers: list[SampleP
     return received
 
 
+#: most received, verified bytes waiting for fetch_data's writer thread (a larger run waits alone)
+WRITE_AHEAD_BYTES = 16 << 20
 #: connections one fetch_data uses at once (measured with scripts/bench_remotes.py: see
 #: docs/remotes.md; one stream leaves the network idle while a run is hashed and written)
 STREAMS = 3
@@ -624,7 +638,8 @@ def plan_ranges(pointers: list[SamplePointer], streams: Optional[int] = None) ->
     :data:`STREAMS_LARGE` with requests of up to :data:`DOWNLOAD_BATCH_BYTES` when the samples
     average at least :data:`LARGE_SAMPLE_BYTES` raw bytes.
     """
-    total = sum(raw_nbytes(p) for p in pointers)
+    sizes = raw_sizes(pointers)
+    total = sum(sizes)
     large = bool(pointers) and total >= LARGE_SAMPLE_BYTES * len(pointers)
     if streams is None:
         streams = STREAMS_LARGE if large else STREAMS
@@ -634,7 +649,7 @@ def plan_ranges(pointers: list[SamplePointer], streams: Optional[int] = None) ->
     # most a flush's worth of bytes
     share = per_request if streams == 1 else total // (2 * streams)
     limit = min(DOWNLOAD_BATCH_BYTES, max(1 << 20, min(per_request, share)))
-    batches = list(_batches(pointers, raw_nbytes, limit))
+    batches = list(_batches(pointers, raw_nbytes, limit, sizes))
     return min(streams, len(batches)) or 1, batches
 
 
@@ -644,17 +659,20 @@ def download_ranges(store: TensorStore, client: DataClient, pointers: list[Sampl
 
     Each run is verified whole (every sample re-hashed against its digest, decoded only into a
     buffer of its pointer's size) before it is appended; samples become visible when the store
-    is flushed (every :data:`DOWNLOAD_BATCH_BYTES` and at the end), a pack index-last. One
-    failing stream stops the others; what was not flushed is discarded.
+    is flushed (every :data:`DOWNLOAD_BATCH_BYTES` and at the end), a pack index-last. The
+    streams receive and verify; one writer thread appends and flushes, at most
+    :data:`WRITE_AHEAD_BYTES` behind. One failing stream (or the writer) stops the others; what
+    was not flushed is discarded.
     """
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
     streams, batches = plan_ranges(pointers, streams)
-    total = sum(raw_nbytes(p) for p in pointers)
+    total = sum(raw_sizes(pointers))
     lock = threading.Lock()
     stop = threading.Event()
-    state = {"received": 0, "unflushed": 0}
+    state = {"received": 0, "unflushed": 0, "queued": 0}
+    room = threading.Condition()
     clients: list[DataClient] = []
     local = threading.local()
 
@@ -670,49 +688,84 @@ def download_ranges(store: TensorStore, client: DataClient, pointers: list[Sampl
         def fetch(batch: list[SamplePointer]) -> None:
             if stop.is_set():
                 return
-            wanted = {p.digest: p for p in batch}
-            batch_kinds = {(p.dtype, p.shape) for p in batch}
-            for run in conn().ranges(list(wanted), {d: raw_nbytes(p) for d, p in wanted.items()}):
-                digests, codec_ids, rawlens, lengths, payloads = run.parts()
-                groups: dict[tuple, list[int]] = {}
-                if len(batch_kinds) == 1:  # the usual case: no per-sample grouping
-                    kinds = [next(iter(batch_kinds))]
-                    groups[kinds[0]] = []
+            # built by C loops: a few us a sample less than comprehensions (60,000 small samples)
+            wanted = dict(zip(map(itemgetter(0), batch), batch))
+            batch_kinds = set(zip(map(itemgetter(1), batch), map(itemgetter(2), batch)))
+            if len(batch_kinds) == 1:
+                expected = dict.fromkeys(wanted, raw_nbytes(batch[0]))
+            else:
+                expected = dict(zip(wanted, raw_sizes(list(wanted.values()))))
+            for run in conn().ranges(list(wanted), expected):
+                if len(batch_kinds) == 1:  # the usual case: the run verified as one block, vectorised
+                    t = run.table
+                    blob = t["digest"].tobytes()
+                    digests = [blob[i:i + protocol.DIGEST_LEN] for i in range(0, len(blob), protocol.DIGEST_LEN)]
+                    verified = [verify_range(digests, t["codec"], t["rawlen"], t["length"], run.payload,
+                                             *next(iter(batch_kinds)))]
                 else:
-                    kinds = [(p.dtype, p.shape) for p in map(wanted.__getitem__, digests)]
-                    for i, kind in enumerate(kinds):
-                        groups.setdefault(kind, []).append(i)
-                # verified here, outside the lock: the streams hash at once
-                verified = [verify_received(digests, codec_ids, rawlens, lengths, payloads, *kinds[0],
-                                            block=run.payload)] if len(groups) == 1 else [
-                    verify_received([digests[i] for i in rows], [codec_ids[i] for i in rows],
-                                    [rawlens[i] for i in rows], [lengths[i] for i in rows],
-                                    [payloads[i] for i in rows], dtype, tuple(shape))
-                    for (dtype, shape), rows in groups.items()]
-                with lock:
+                    digests, codec_ids, rawlens, lengths, payloads = run.parts()
+                    groups: dict[tuple, list[int]] = {}
+                    for i, p in enumerate(map(wanted.__getitem__, digests)):
+                        groups.setdefault((p.dtype, p.shape), []).append(i)
+                    # verified here, outside the lock: the streams hash at once
+                    verified = [
+                        verify_received([digests[i] for i in rows], [codec_ids[i] for i in rows],
+                                        [rawlens[i] for i in rows], [lengths[i] for i in rows],
+                                        [payloads[i] for i in rows], dtype, tuple(shape),
+                                        block=run.payload if len(groups) == 1 else None)
+                        for (dtype, shape), rows in groups.items()]
+                nbytes = len(run.payload)
+                with room:  # bounded: at most WRITE_AHEAD_BYTES (or one larger run) wait for the writer
+                    while state["queued"] and state["queued"] + nbytes > WRITE_AHEAD_BYTES and not stop.is_set():
+                        room.wait()
                     if stop.is_set():
                         return
-                    for v in verified:
-                        store.put_verified(v)
-                    nbytes = len(run.payload)
-                    state["received"] += nbytes
-                    state["unflushed"] += nbytes
-                    if state["unflushed"] >= DOWNLOAD_BATCH_BYTES:
-                        store.flush()
-                        state["unflushed"] = 0
-                    advance(int(run.table["rawlen"].sum()))
+                    state["queued"] += nbytes
+                writes.append(writer.submit(write, verified, nbytes, int(run.table["rawlen"].sum())))
 
+        def write(verified: list, nbytes: int, raw: int) -> None:
+            # the one thread that writes to the store: appends and flushes follow each other
+            try:
+                if stop.is_set():
+                    return
+                for v in verified:
+                    store.put_verified(v)
+                state["received"] += nbytes
+                state["unflushed"] += nbytes
+                if state["unflushed"] >= DOWNLOAD_BATCH_BYTES:
+                    store.flush()
+                    state["unflushed"] = 0
+                advance(raw)
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                with room:
+                    state["queued"] -= nbytes
+                    room.notify_all()
+
+        # receiving and verifying (the stream threads) overlap with appending to the pack (the
+        # writer thread): one stream otherwise left the network idle while a run was written
+        writer = ThreadPoolExecutor(1, thread_name_prefix="hangar-fetch-writer")
+        writes: list = []
         try:
-            with ThreadPoolExecutor(streams, thread_name_prefix="hangar-fetch") as pool:
-                futures = [pool.submit(fetch, b) for b in batches]
-                try:
-                    for f in futures:
-                        f.result()
-                except BaseException:
-                    stop.set()
-                    for f in futures:
-                        f.cancel()
-                    raise
+            try:
+                with ThreadPoolExecutor(streams, thread_name_prefix="hangar-fetch") as pool:
+                    futures = [pool.submit(fetch, b) for b in batches]
+                    try:
+                        for f in futures:
+                            f.result()
+                    except BaseException:
+                        stop.set()
+                        with room:
+                            room.notify_all()
+                        for f in futures:
+                            f.cancel()
+                        raise
+            finally:
+                writer.shutdown(wait=True)  # idle before the store is flushed or discarded
+            for w in writes:
+                w.result()  # a writer's error is raised here
             store.flush()
         except BaseException:
             store.discard()

@@ -25,8 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from itertools import repeat
-from typing import Callable, ContextManager, Iterable, Iterator, Optional
+from typing import Callable, ContextManager, Iterable, Iterator, NamedTuple, Optional
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -41,9 +40,9 @@ from hangar.errors import (
 )
 from hangar.plumbing import paths
 from hangar.plumbing.pids import pid_alive
+from hangar.plumbing.rowhash import check_spans
 from hangar.remote import guard, prereceive, protocol
 from hangar.store import TensorStore
-from hangar.store.index import Location
 from hangar.store.packs import LocalPackStorage, StoredCheck, parse_index
 from hangar.store.tensorstore import check_stored, damaged_sample
 from hangar.transfers import transfer_marker
@@ -300,7 +299,7 @@ class _LazyFile:
     once to learn the size. Chunks are produced only as reads reach them.
     """
 
-    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+    def __init__(self, chunks: Iterator[bytes | bytearray | memoryview], size: int) -> None:
         self._chunks, self._size = chunks, size
         self._buf = memoryview(b"")
         self._start = 0  # offset of _buf in the stream
@@ -535,8 +534,10 @@ class HangarServer:
             digests = protocol.split_digests(_read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * 32))
             have = bytes(loc is not None for loc in self._locate(digests))  # one byte per digest asked
             return _reply(start_response, "200 OK", have, "application/octet-stream")
-        if path in (protocol.DOWNLOAD, protocol.RANGES):
-            return self._download(environ, start_response, runs=path == protocol.RANGES)
+        if path == protocol.RANGES:
+            return self._ranges(environ, start_response)
+        if path == protocol.DOWNLOAD:
+            return self._download(environ, start_response)
         if path in (protocol.UPLOAD, protocol.UPLOAD_RUNS):
             if self._user(environ) is None:
                 return self._unauthorized(start_response)
@@ -549,7 +550,7 @@ class HangarServer:
             self._reader.refresh()
             return self._reader.locations(digests)
 
-    def _download(self, environ: dict, start_response: StartResponse, runs: bool = False) -> Iterable[bytes]:
+    def _download(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         # each sample once: a request repeating one digest 2**20 times asked for a 1 TiB answer
         digests = list(dict.fromkeys(protocol.split_digests(
             _read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * protocol.DIGEST_LEN))))
@@ -559,19 +560,47 @@ class HangarServer:
             lacking = [d.hex() for d, loc in zip(digests, locs) if loc is None]
             msg = f"{len(lacking)} requested samples are not stored here, e.g. digest {lacking[0]}\n"
             return _reply(start_response, "404 Not Found", msg.encode())
-        plan = list(_plan_runs(locs)) if runs else []
-        if runs:  # a run's header and table, then its samples' stored bytes (nothing else)
-            total = sum(protocol.RUN_HEADER_SIZE + protocol.RUN_ENTRY.itemsize * len(r) for r in plan)
-            total += sum(loc.length for loc in locs)
-        else:
-            total = sum(protocol.DOWNLOAD_HEADER_SIZE + loc.length for loc in locs)
+        total = sum(protocol.DOWNLOAD_HEADER_SIZE + loc.length for loc in locs)
         if total > protocol.MAX_DOWNLOAD_BYTES and len(digests) > 1:
             msg = (f"the {len(digests)} requested samples take {total} bytes; one answer carries at most "
                    f"{protocol.MAX_DOWNLOAD_BYTES} (ask for fewer samples per request)\n")
             return _reply(start_response, "413 Payload Too Large", msg.encode())
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))])
-        chunks = _stream_runs(store, digests, locs, plan, framed=True) if runs else self._stream(store, digests, locs)
-        return _send(environ, chunks, total)
+        return _send(environ, self._stream(store, digests, locs), total)
+
+    def _ranges(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """``protocol.RANGES``: the samples asked for as runs, planned and checked on columns.
+
+        No ``Location`` per sample: located as arrays (``locate_columns``), sorted into storage
+        order and cut into runs with numpy, each run's table built from column slices and its
+        stored checksums compared in one call (``check_spans``); a run whose samples lie back
+        to back is sent as the bytes read. Measured on 60,000 x (28, 28) (server side, per full
+        request): ~0.35 s through Locations and per-sample checks, ~0.03 s here.
+        """
+        # each sample once: a request repeating one digest 2**20 times asked for a 1 TiB answer
+        digests = list(dict.fromkeys(protocol.split_digests(
+            _read_body(environ, protocol.MAX_DIGESTS_PER_REQUEST * protocol.DIGEST_LEN))))
+        want = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, protocol.DIGEST_LEN)
+        with self._read_lock:  # the index is rebuilt in place on refresh: one request thread at a time
+            self._reader.refresh()
+            packs, pack_col, offsets, lengths, rawlens, codec_col, checks = self._reader.locate_columns(want)
+        lacking = np.flatnonzero(pack_col < 0)
+        if len(lacking):
+            msg = (f"{len(lacking)} requested samples are not stored here, e.g. digest "
+                   f"{digests[int(lacking[0])].hex()}\n")
+            return _reply(start_response, "404 Not Found", msg.encode())
+        order = np.lexsort((offsets, pack_col))
+        cols = _Columns(packs, pack_col[order], offsets[order].astype(np.int64), lengths[order].astype(np.int64),
+                        rawlens[order], codec_col[order], checks[order], want[order])
+        plan = plan_spans(cols.pack_col, cols.offsets, cols.lengths)
+        total = len(plan) * protocol.RUN_HEADER_SIZE + protocol.RUN_ENTRY.itemsize * len(digests)
+        total += int(cols.lengths.sum())
+        if total > protocol.MAX_DOWNLOAD_BYTES and len(digests) > 1:
+            msg = (f"the {len(digests)} requested samples take {total} bytes; one answer carries at most "
+                   f"{protocol.MAX_DOWNLOAD_BYTES} (ask for fewer samples per request)\n")
+            return _reply(start_response, "413 Payload Too Large", msg.encode())
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))])
+        return _send(environ, _stream_spans(self._reader, cols, plan), total)
 
     def _pack(self, pack: str, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         """Every sample of one pack, back to back in storage order (see ``protocol.PACK``)."""
@@ -583,15 +612,13 @@ class HangarServer:
         except FileNotFoundError:
             return _reply(start_response, "404 Not Found", f"no pack {pack}\n".encode())
         recs = np.sort(recs, order="offset")
-        # columns to lists, then tuples built in C: ~0.1 s less per 60,000 records than per-record int()s
-        locs = list(map(tuple.__new__, repeat(Location), zip(
-            repeat(pack), recs["offset"].tolist(), recs["length"].tolist(), recs["rawlen"].tolist(),
-            recs["codec"].tolist(), recs["check"].tolist())))
-        blob = recs["digest"].tobytes()
-        digests = [blob[i:i + protocol.DIGEST_LEN] for i in range(0, len(blob), protocol.DIGEST_LEN)]
-        total = sum(loc.length for loc in locs)
+        cols = _Columns([pack], np.zeros(len(recs), dtype=np.int64), recs["offset"].astype(np.int64),
+                        recs["length"].astype(np.int64), recs["rawlen"], recs["codec"], recs["check"],
+                        recs["digest"])
+        total = int(cols.lengths.sum())
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(total))])
-        return _send(environ, _stream_runs(self._reader, digests, locs, list(_plan_runs(locs)), framed=False), total)
+        plan = plan_spans(cols.pack_col, cols.offsets, cols.lengths)
+        return _send(environ, _stream_spans(self._reader, cols, plan, framed=False), total)
 
     @staticmethod
     def _stream(store: TensorStore, digests: list[bytes], locs: list) -> Iterator[bytes]:
@@ -736,7 +763,7 @@ class HangarServer:
 _PACK_ID = re.compile(r"^[0-9a-f]{1,64}$")
 
 
-def _send(environ: dict, chunks: Iterator[bytes], total: int) -> Iterable[bytes]:
+def _send(environ: dict, chunks: Iterator[bytes | bytearray | memoryview], total: int) -> Iterable[bytes]:
     """An answer of ``total`` bytes produced by ``chunks`` as the client takes them."""
     stream = _LazyFile(chunks, total)
     wrapper = environ.get("wsgi.file_wrapper")
@@ -770,46 +797,96 @@ def _plan_runs(locs: list) -> Iterator[list[int]]:
         i = j
 
 
-def _stream_runs(store: TensorStore, digests: list[bytes], locs: list, plan: list[list[int]],
-                 framed: bool) -> Iterator[bytes]:
-    """The stored bytes of ``plan``'s runs, each sample checked against its checksum before it is sent.
+class _Columns(NamedTuple):
+    """Located samples as columns, in storage order (``TensorStore.locate_columns``)."""
+
+    packs: list[str]
+    pack_col: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    rawlens: np.ndarray
+    codecs: np.ndarray
+    checks: np.ndarray
+    digests: np.ndarray  # (n, 32) uint8
+
+
+def plan_spans(pack_col: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> list[tuple[int, int]]:
+    """``_plan_runs`` on columns already in storage order: runs as ``(start, stop)`` row ranges.
+
+    Neighbours in one pack at most ``_GAP`` apart are read together, up to ``_RUN`` bytes per
+    read; a sample larger than ``_RUN`` is a run of its own. Cut where the pack changes or a gap
+    is too large with numpy, then each stretch greedily by ``_RUN``: the Python work is per run,
+    not per sample.
+    """
+    n = len(offsets)
+    if not n:
+        return []
+    ends = offsets + lengths
+    cut = np.zeros(n, dtype=bool)
+    cut[0] = True
+    gap = offsets[1:] - ends[:-1]
+    cut[1:] = (pack_col[1:] != pack_col[:-1]) | (gap < 0) | (gap > _GAP) | (lengths[1:] > _RUN) \
+        | (lengths[:-1] > _RUN)
+    bounds = np.flatnonzero(cut).tolist() + [n]
+    plan: list[tuple[int, int]] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        while a < b:
+            # the longest prefix of a..b whose read (first offset to last end) fits in _RUN
+            k = int(np.searchsorted(ends[a:b] - offsets[a], _RUN, side="right"))
+            stop = a + max(1, k)
+            plan.append((a, stop))
+            a = stop
+    return plan
+
+
+def _stream_spans(store: TensorStore, cols: _Columns, plan: list[tuple[int, int]],
+                  framed: bool = True) -> Iterator[bytes | bytearray | memoryview]:
+    """The stored bytes of the runs :func:`plan_spans` made, every sample checked against its
+    checksum before it is sent (damaged bytes are never served: the answer breaks off short).
 
     ``framed``: each run starts with its header and table (``protocol.RANGES``); otherwise the
-    samples' bytes only (``protocol.PACK``). A piece is at most ``_RUN`` bytes plus a table, so an
-    answer the client is slow to take holds about one piece in memory.
+    samples' bytes only (``protocol.PACK``). A piece is at most ``_RUN`` bytes plus a table, so
+    an answer the client is slow to take holds about one piece in memory.
     """
     readinto = store.storage.readinto
-    for run in plan:
-        first = locs[run[0]]
+    for a, b in plan:
+        nbytes = int(cols.lengths[a:b].sum())
+        head = b""
         if framed:
-            head = protocol.run_header(len(run), sum(locs[k].length for k in run)) + protocol.run_table(
-                [digests[k] for k in run], [locs[k].length for k in run], [locs[k].rawlen for k in run],
-                [locs[k].codec for k in run])
-        else:
-            head = b""
-        if first.length > _RUN:
+            table = np.zeros(b - a, dtype=protocol.RUN_ENTRY)
+            table["digest"] = cols.digests[a:b]
+            table["length"], table["rawlen"], table["codec"] = cols.lengths[a:b], cols.rawlens[a:b], cols.codecs[a:b]
+            head = protocol.run_header(b - a, nbytes) + table.tobytes()
+        pack = cols.packs[int(cols.pack_col[a])]
+        first, size = int(cols.offsets[a]), int(cols.lengths[a])
+        if size > _RUN:  # a run of its own, read and sent in _RUN pieces
             if head:
                 yield head
-            check = StoredCheck()
-            for off in range(0, first.length, _RUN):
-                piece = bytearray(min(_RUN, first.length - off))
-                readinto(first.pack, first.offset + off, memoryview(piece))
+            check, want = StoredCheck(), int(cols.checks[a])
+            for off in range(0, size, _RUN):
+                piece = bytearray(min(_RUN, size - off))
+                readinto(pack, first + off, memoryview(piece))
                 check.update(piece)
-                if off + _RUN >= first.length and first.check and check.value() != first.check:
+                if off + _RUN >= size and want and check.value() != want:
                     # damaged bytes are never served: the answer breaks off short, the client fails
-                    raise damaged_sample(digests[run[0]], first.pack, first.offset)
-                yield bytes(piece)
+                    raise damaged_sample(bytes(cols.digests[a]), pack, first)
+                yield piece
             continue
-        last = locs[run[-1]]
-        block = memoryview(bytearray(last.offset + last.length - first.offset))
-        readinto(first.pack, first.offset, block)
-        parts: list[bytes | memoryview] = [head]
-        for k in run:
-            loc = locs[k]
-            stored = block[loc.offset - first.offset:loc.offset - first.offset + loc.length]
-            check_stored(loc, stored, digests[k])  # damaged bytes are never served
-            parts.append(stored)
-        yield b"".join(parts)
+        rel = cols.offsets[a:b] - first
+        lens = cols.lengths[a:b]
+        # the run's head and the bytes read share one buffer: one piece to send, no copy (a head
+        # sent as a piece of its own cost a small write per run)
+        out = memoryview(bytearray(len(head) + int(rel[-1] + lens[-1])))
+        out[:len(head)] = head
+        block = out[len(head):]
+        readinto(pack, first, block)
+        bad = check_spans(block, rel, lens, cols.checks[a:b])
+        if bad >= 0:  # damaged bytes are never served
+            raise damaged_sample(bytes(cols.digests[a + bad]), pack, int(cols.offsets[a + bad]))
+        if len(block) == nbytes:  # back to back: the bytes read are the answer
+            yield out
+        else:
+            yield b"".join([head, *(block[o:o + n] for o, n in zip(rel.tolist(), lens.tolist()))])
 
 
 def make_server(app: HangarServer, ip: str, port: int) -> guard.GuardedServer:

