@@ -112,3 +112,21 @@ def test_the_commit_object_is_written_in_the_records_pack_and_git_reads_it(repo,
     assert lines[2] == "mit Text"
     assert repo.log(return_contents=True)["order"] == [second, first]
 
+
+
+def test_a_new_arrayset_whose_staged_samples_are_all_deleted_commits_no_samples_tree(repo, run_git):
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("x", shape=(2,), dtype=np.uint8)
+    co.arraysets.init_arrayset("y", shape=(2,), dtype=np.uint8)
+    co["x", list(range(40))] = np.zeros((40, 2), np.uint8)
+    co["y", [0]] = np.ones((1, 2), np.uint8)
+    x = co.arraysets["x"]
+    for i in range(40):
+        del x[i]
+    co.commit("x emptied before its first commit")
+    co.close()
+    listed = run_git(repo, "ls-tree", "-r", "--name-only", "master").stdout.split()
+    assert not [p for p in listed if p.startswith("arraysets/x/samples")]
+    assert len([p for p in listed if p.startswith("arraysets/y/samples/")]) == 1
+    with repo.checkout() as r:
+        assert len(r.arraysets["x"]) == 0 and list(r.arraysets["y"].keys()) == [0]

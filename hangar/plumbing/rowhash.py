@@ -54,6 +54,16 @@ def blob_rows(buf: object, width: int, head: bytes, prefix: bytes) -> tuple[byte
     return _ext.blob_rows(buf, width, head, prefix)
 
 
+def object_spans(data: object, bounds: object, head: bytes, obj_type: int) -> tuple[bytes, bytes, bytes, bytes]:
+    """``(git ids, pack entries, entry offsets, crc32s)`` of the objects ``data[bounds[i]:bounds[i + 1]]``
+    (``bounds`` n + 1 int64 offsets; ``head`` the type name, ``b"tree"``; ``obj_type`` its pack
+    number): ids 20 bytes each, entries back to back, offsets n + 1 int64, crcs native uint32.
+    Only when :data:`available`."""
+    if _ext is None:
+        _not_built()
+    return _ext.object_spans(data, bounds, head, obj_type)
+
+
 def crc32_rows(buf: object, width: int) -> bytes:
     """``zlib.crc32`` of each ``width``-byte row of ``buf``, as native uint32. Only when :data:`available`."""
     if _ext is None:
