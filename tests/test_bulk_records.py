@@ -332,3 +332,21 @@ def test_fanout_tree_equals_apply_edits_and_git_reads_it(tmp_path, depth, row_su
     assert sorted(p.rsplit("/", 1)[-1] for p in listed) == sorted(names)
     assert len(batch) == len(ref_batch)
     assert fanout_tree(entries[:0], starts[:1], np.array([0]), np.zeros((0, depth), np.uint8), batch) is None
+
+
+@pytest.mark.parametrize("case", ["same", "repeats", "reordered", "short", "empty"])
+def test_align_rows_matches_in_order_in_c_and_numpy(case, row_sums):
+    b = np.random.default_rng(4).integers(0, 256, size=(50, 32), dtype=np.uint8)
+    a = {"same": b, "repeats": np.concatenate([b[:1], b[:20], b[5:6], b[20:], b[49:], b[:1]]),
+         "reordered": b[::-1], "short": b[:10], "empty": b[:0]}[case]
+    got = rowhash.align_rows(np.ascontiguousarray(a), b).tolist()
+    expected, j = [], 0
+    for row in a:  # the walk as documented: stop matching past len(a) - len(b) skips
+        if expected.count(-1) <= len(a) - len(b) and j < len(b) and (row == b[j]).all():
+            expected.append(j)
+            j += 1
+        else:
+            expected.append(-1)
+    assert got == expected
+    if case == "repeats":
+        assert got.count(-1) == 4 and max(got) == 49

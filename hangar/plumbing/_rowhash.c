@@ -1043,6 +1043,39 @@ done:
     PyBuffer_Release(&head);
     return out;
 }
+/* align_rows(a, b, width) -> bytes: for each width-byte row of a, the number of the row of b
+ * it is matched with (native int64), -1 for the rows skipped: a walk over both in order that
+ * matches row i of a with the next unmatched row of b when they are equal (and stops matching once
+ * more than n - m rows were passed over: b can no longer be matched whole). A stacked add's
+ * staged digests against the records its data flush wrote (the same order, repeats written once):
+ * the location table without a search of the index (1,000,000 rows: ~0.9 s, this ~5 ms). */
+static PyObject *align_rows(PyObject *self, PyObject *args)
+{
+    Py_buffer a, b;
+    Py_ssize_t width, n, m;
+    if (!PyArg_ParseTuple(args, "y*y*n", &a, &b, &width))
+        return NULL;
+    PyObject *out = NULL;
+    if (rows_of(&a, width, &n) == 0 && rows_of(&b, width, &m) == 0 &&
+        (out = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t))) != NULL) {
+        int64_t *o = (int64_t *)PyBytes_AS_STRING(out);
+        const unsigned char *pa = a.buf, *pb = b.buf;
+        Py_BEGIN_ALLOW_THREADS
+        Py_ssize_t j = 0, skipped = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (skipped <= n - m && j < m && memcmp(pa + i * width, pb + j * width, (size_t)width) == 0)
+                o[i] = j++;
+            else {
+                o[i] = -1;
+                skipped++;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    return out;
+}
 /* ================================================================== end of i14a's block */
 
 static PyMethodDef methods[] = {
@@ -1079,6 +1112,9 @@ static PyMethodDef methods[] = {
     {"object_spans", object_spans, METH_VARARGS,
      "object_spans(data, bounds, head, type) -> (ids, entries, starts, crcs): git ids, pack entries (and "
      "their offsets and crc32s) of the objects data[bounds[i]:bounds[i + 1]] of one type (i14a)"},
+    {"align_rows", align_rows, METH_VARARGS,
+     "align_rows(a, b, width) -> bytes: per width-byte row of a, the row of b matched in order (int64), "
+     "-1 where skipped (i14a)"},
     {NULL, NULL, 0, NULL},
 };
 

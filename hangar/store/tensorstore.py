@@ -144,6 +144,8 @@ class TensorStore:
         self._pending: dict[bytes, Location] = {}
         self._pending_pack = ""
         self._pending_bytes = 0
+        #: (pack, index records) of the last flush, until taken (:meth:`take_flushed_columns`)
+        self._last_flush: tuple[str, np.ndarray] | None = None
         self._tables: dict[str, LocationTable] = {}
         #: called with ``[(digest, dtype, shape), ...]`` of samples a read lacks, to store them
         #: (lazy reads from a data remote); ``None``: a missing sample raises ``RemoteDataError``
@@ -503,6 +505,7 @@ class TensorStore:
         if self._writer is None:
             return None
         self._check_failed()
+        self._last_flush = None
         recs = np.zeros(len(self._pending), dtype=INDEX_DTYPE)
         nbytes = 0
         if self._pending:
@@ -526,10 +529,46 @@ class TensorStore:
         self._writer = None
         self._pending = {}
         self._pending_bytes = 0
+        self._last_flush = (self._pending_pack, recs)
         return self._pending_pack
+
+    def take_flushed_columns(self, digests: np.ndarray) -> tuple[Any, ...] | None:
+        """:meth:`locate_columns` of ``digests`` (an ``(n, 32)`` uint8 array) when they are the samples
+        the last :meth:`flush` made durable, in the order written, with repeats of them anywhere (a
+        commit after a stacked add of new samples): read off that flush's index records in one
+        in-order walk (:func:`~hangar.plumbing.rowhash.align_rows`), no search; ``None`` otherwise
+        (a sample stored before, another order). One use per flush.
+
+        At 1,000,000 samples the search (and the index sort it needs) took ~0.9 s of the commit.
+        """
+        last, self._last_flush = self._last_flush, None
+        if last is None or len(digests) < len(last[1]):
+            return None
+        pack, recs = last
+        flushed = recs["digest"]
+        row = rowhash.align_rows(digests, flushed)
+        missed = np.flatnonzero(row < 0)
+        if len(missed) != len(digests) - len(flushed):  # not every flushed record matched in order
+            return None
+        if len(missed):  # repeats (written once): each found among the flushed records by its digest
+            want = np.ascontiguousarray(digests[missed])
+            wanted = np.sort(want[:, :8].copy().view(">u8").ravel())
+            heads = np.ascontiguousarray(flushed[:, :8]).view(">u8").ravel()
+            at = np.minimum(np.searchsorted(wanted, heads), len(wanted) - 1)
+            first: dict[bytes, int] = {}
+            for r in np.flatnonzero(wanted[at] == heads).tolist():  # rows sharing a wanted 8-byte prefix
+                first.setdefault(flushed[r].tobytes(), r)
+            rows = [first.get(d, -1) for d in map(bytes, want)]
+            if -1 in rows:
+                return None
+            row = row.copy()
+            row[missed] = rows
+        return ([pack], np.zeros(len(row), dtype=np.int32), *(recs[f][row].astype(np.uint64) for f in (
+            "offset", "length", "rawlen")), recs["codec"][row].astype(np.uint8), recs["check"][row].astype(np.uint64))
 
     def discard(self) -> None:
         """Drop samples written since the last flush (a reset of the staging area)."""
+        self._last_flush = None
         if self._writer is not None:
             try:
                 self._writer.abort()
@@ -795,6 +834,7 @@ class TensorStore:
 
     def drop_tables(self) -> None:
         """Forget every location table, in memory and cached on disk (records were dropped from packs)."""
+        self._last_flush = None
         self._tables.clear()
         cache_dir = getattr(self.storage, "cache_dir", None)
         if cache_dir:
