@@ -78,12 +78,13 @@ def test_a_commit_that_writes_no_sample_data_still_leaves_its_table(repo):
     co.arraysets.init_arrayset("img", shape=(4,), dtype=np.int16)
     co["img", list(range(30))] = np.arange(120, dtype=np.int16).reshape(30, 4)
     co.commit("first")
+    co._session.store.wait_saved()  # the table file is written in a thread (TensorStore.keep_table)
     assert len(_cache_files(repo)) == 1
     img = co.arraysets["img"]
     for k in (3, 4, 29):
         del img[k]
     co.commit("deletions only")
-    co.close()
+    co.close()  # waits for the table file
     assert len(_cache_files(repo)) == 2
     assert _assert_table_is_a_full_build(repo, "img") == [k for k in range(30) if k not in (3, 4, 29)]
 
