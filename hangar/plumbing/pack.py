@@ -18,7 +18,7 @@ import numpy as np
 from hangar._faults import crash_point
 from hangar.errors import InvalidArgumentError, MalformedPackError
 from hangar.plumbing import rowhash  # the optional C extension: per-row checksums in one call
-from hangar.plumbing.durable import fsync_dir, write_synced
+from hangar.plumbing.durable import fsync_dir, fsync_many, write_open
 
 OBJ_COMMIT, OBJ_TREE, OBJ_BLOB = 1, 2, 3
 _TYPE_NAMES = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
@@ -380,8 +380,22 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
     # temporary names must not end in .idx/.pack: git and libgit2 would load a half-written one
     tmp_pack = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_pack")
     tmp_idx = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_idx")
-    write_synced(tmp_pack, chunks, mode=0o444)
-    write_synced(tmp_idx, [idx], mode=0o444)
+    # both fsynced together (one journal commit instead of two in a row), before either is renamed
+    fds = [write_open(tmp_pack, chunks, mode=0o444)]
+    try:
+        fds.append(write_open(tmp_idx, [idx], mode=0o444))
+        fsync_many(fds)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        for tmp in (tmp_pack, tmp_idx):
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        raise
+    for fd in fds:
+        os.close(fd)
     crash_point("gitpack.tmp_written")
     os.replace(tmp_pack, final_pack)
     crash_point("gitpack.pack_renamed")
