@@ -147,8 +147,8 @@ class TensorStore:
         #: (pack, index records) of the last flush, until taken (:meth:`take_flushed_columns`)
         self._last_flush: tuple[str, np.ndarray] | None = None
         self._tables: dict[str, LocationTable] = {}
-        #: the thread writing the last kept table to the on-disk cache (see :meth:`keep_table`)
-        self._saving: threading.Thread | None = None
+        #: the threads writing kept tables to the on-disk cache (see :meth:`keep_table`)
+        self._saving: list[threading.Thread] = []
         #: called with ``[(digest, dtype, shape), ...]`` of samples a read lacks, to store them
         #: (lazy reads from a data remote); ``None``: a missing sample raises ``RemoteDataError``
         #: and returns the ids of the packs it wrote
@@ -760,19 +760,19 @@ class TensorStore:
         the on-disk cache when complete: what a commit calls so a later reader (in any process)
         loads the table instead of reading every pointer (W1: ~5 ms instead of ~0.8 s).
 
-        The file is written by a thread (a cache: nothing waits for it but the next table kept,
-        a read of the cache, :meth:`wait_saved` and :meth:`close`): at 1,000,000 samples writing
+        The file is written by a thread (a cache: nothing waits for it but
+        a cache read, :meth:`wait_saved` and :meth:`close`): at 1,000,000 samples writing
         it cost ~0.25 s of the commit, at 60,000 ~10 ms."""
-        self.wait_saved()
         while len(self._tables) >= _TABLES_IN_MEMORY:
             self._tables.pop(next(iter(self._tables)), None)
         self._tables[key] = table
         cache_dir = getattr(self.storage, "cache_dir", None)
         if cache_dir and table.complete:
+            self._saving = [t for t in self._saving if t.is_alive()]
             path = os.path.join(cache_dir, "readtables", key + ".tbl")
-            self._saving = threading.Thread(target=self._save_quietly, args=(table, path),
-                                            name="hangar-table-save")
-            self._saving.start()
+            saving = threading.Thread(target=self._save_quietly, args=(table, path), name="hangar-table-save")
+            saving.start()
+            self._saving.append(saving)
 
     def _save_quietly(self, table: LocationTable, path: str) -> None:
         try:  # a cache, as in location_table
@@ -782,10 +782,9 @@ class TensorStore:
             pass
 
     def wait_saved(self) -> None:
-        """Wait until the table :meth:`keep_table` is writing to the on-disk cache is written."""
-        saving, self._saving = self._saving, None
-        if saving is not None:
-            saving.join()
+        """Wait until the tables :meth:`keep_table` is writing to the on-disk cache are written."""
+        while self._saving:
+            self._saving.pop(0).join()
 
     def complete_table(self, key: str, table: LocationTable) -> LocationTable:
         """``table`` (named ``key``) with its rows that were not stored when it was built located now
@@ -1125,3 +1124,5 @@ class TensorStore:
         self.__dict__.update(state)
         self._index_lock = threading.RLock()
         self._tables = {}
+        self._saving = []
+        self._last_flush = None
