@@ -408,6 +408,7 @@ class WriterCheckout(_CheckoutBase):
         core, owner = self._core, self._stage.owner
         try:
             self._stage.flush()
+            self._session.store.wait_saved()  # the last commit's table file (keep_table writes it in a thread)
         finally:
             self._close_common()
             core.lock.release(owner)

@@ -128,4 +128,6 @@ def _new_table(store: Any, cols: Any) -> LocationTable | None:
         shapes = np.broadcast_to(np.array(shape, dtype=np.int64), (len(ptrs), len(shape)))
     else:
         shapes = np.array([p.shape for p in ptrs], dtype=np.int64)
-    return LocationTable.from_columns(names, digests, shapes, store.locate_columns(digests))
+    located = store.take_flushed_columns(digests)  # a stacked add's samples, just flushed: no search
+    return LocationTable.from_columns(names, digests, shapes,
+                                      located if located is not None else store.locate_columns(digests))

@@ -342,6 +342,7 @@ def test_a_commit_leaves_the_tables_of_the_arraysets_it_changed(repo, monkeypatc
     for i, k in enumerate(["b", "a", "zz", "c.d"]):
         var[k] = np.full((1 + i, 4), i, dtype=np.float32)
     co.commit("first")
+    co._session.store.wait_saved()  # the commit's table files are written in a thread (keep_table)
     assert len(_cache_files(repo)) == 2
     img = co.arraysets["img"]
     img[3] = np.full((6, 5), 33, dtype=np.uint8)

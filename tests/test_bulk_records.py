@@ -270,3 +270,83 @@ def test_id_order_sorts_bytewise_when_ids_share_their_first_8_bytes():
     assert ranked == sorted(ranked)
     equal_next = [i for i in range(len(ranked) - 1) if ranked[i][:8] == ranked[i + 1][:8]]
     assert tied.tolist() == equal_next
+
+
+@pytest.mark.parametrize("sizes", [[0], [1, 15, 16, 2047, 2048], [0xFFFE, 0xFFFF, 0x10000, 0x1FFFF, 3 * 0xFFFF + 5]])
+def test_object_block_is_object_id_and_the_pack_entry_of_each(tmp_path, sizes, row_sums):
+    # spans over and under the 64 KiB of one stored zlib block, empty ones included
+    rng = np.random.default_rng(len(sizes))
+    objs = [rng.integers(0, 256, size=n, dtype=np.uint8).tobytes() for n in sizes]
+    bounds = np.concatenate([[0], np.cumsum([len(o) for o in objs])]).astype(np.int64)
+    block = pack.object_block(OBJ_TREE, b"".join(objs), bounds)
+    assert [o.tobytes() for o in block.oids] == [object_id(OBJ_TREE, o) for o in objs]
+    entries = [block.entries[a:b].tobytes() for a, b in zip(block.starts[:-1], block.starts[1:])]
+    assert [int(c) for c in block.crcs] == [zlib.crc32(e) for e in entries]
+    for obj, entry in zip(objs, entries):
+        assert zlib.decompress(entry[entry.index(b"\x78\x01"):]) == obj
+        name = write_pack(str(tmp_path), {object_id(OBJ_TREE, obj): (OBJ_TREE, obj)})
+        assert (tmp_path / f"{name}.pack").read_bytes()[12:-20] == entry  # as the object-by-object writer
+    batch = ObjectBatch()
+    batch.add_block(block)
+    assert batch.get(block.oids[-1].tobytes()) == (OBJ_TREE, objs[-1])
+
+
+def test_object_block_refuses_bounds_outside_the_data():
+    with pytest.raises(ValueError, match="bounds"):
+        pack.object_block(OBJ_TREE, b"abc", np.array([0, 4], dtype=np.int64))
+    with pytest.raises(ValueError, match="bounds"):
+        pack.object_block(OBJ_TREE, b"abc", np.array([2, 1], dtype=np.int64))
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_fanout_tree_equals_apply_edits_and_git_reads_it(tmp_path, depth, row_sums):
+    from hangar.plumbing.trees import blob_entries, fanout_tree
+    from hangar.records.keys import fan_path
+
+    names = [f"i:{i}" for i in range(700)]
+    rng = np.random.default_rng(depth)
+    oids = rng.integers(0, 256, size=(len(names), 20), dtype=np.uint8)
+    nested: dict = {}
+    for name, oid in zip(names, oids):
+        d = nested
+        for f in fan_path(name, depth):
+            d = d.setdefault(f, {})
+        d[name] = (MODE_BLOB, oid.tobytes())
+    ref_batch = ObjectBatch()
+    expected = apply_edits(None, None, nested, ref_batch)
+    order = sorted(range(len(names)), key=lambda i: ([int(c, 16) for c in fan_path(names[i], depth)], names[i]))
+    paths = [[int(c, 16) for c in fan_path(names[i], depth)] for i in order]
+    leaf_starts = [k for k in range(len(order)) if k == 0 or paths[k] != paths[k - 1]]
+    entries, starts = blob_entries(np.array([names[i].encode() for i in order]), oids[order])
+    batch = ObjectBatch()
+    root = fanout_tree(entries, starts, np.array([*leaf_starts, len(order)]),
+                       np.array([paths[k] for k in leaf_starts], dtype=np.uint8).reshape(len(leaf_starts), depth),
+                       batch)
+    assert root == expected
+    git_dir = tmp_path / "g.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
+    write_pack(str(git_dir / "objects" / "pack"), batch.objects, batch.blocks)
+    env = {**os.environ, "GIT_DIR": str(git_dir)}
+    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", root.hex()], env=env, capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert sorted(p.rsplit("/", 1)[-1] for p in listed) == sorted(names)
+    assert len(batch) == len(ref_batch)
+    assert fanout_tree(entries[:0], starts[:1], np.array([0]), np.zeros((0, depth), np.uint8), batch) is None
+
+
+@pytest.mark.parametrize("case", ["same", "repeats", "reordered", "short", "empty"])
+def test_align_rows_matches_in_order_in_c_and_numpy(case, row_sums):
+    b = np.random.default_rng(4).integers(0, 256, size=(50, 32), dtype=np.uint8)
+    a = {"same": b, "repeats": np.concatenate([b[:1], b[:20], b[5:6], b[20:], b[49:], b[:1]]),
+         "reordered": b[::-1], "short": b[:10], "empty": b[:0]}[case]
+    got = rowhash.align_rows(np.ascontiguousarray(a), b).tolist()
+    expected, j = [], 0
+    for row in a:  # the walk as documented: stop matching past len(a) - len(b) skips
+        if expected.count(-1) <= len(a) - len(b) and j < len(b) and (row == b[j]).all():
+            expected.append(j)
+            j += 1
+        else:
+            expected.append(-1)
+    assert got == expected
+    if case == "repeats":
+        assert got.count(-1) == 4 and max(got) == 49

@@ -78,12 +78,13 @@ def test_a_commit_that_writes_no_sample_data_still_leaves_its_table(repo):
     co.arraysets.init_arrayset("img", shape=(4,), dtype=np.int16)
     co["img", list(range(30))] = np.arange(120, dtype=np.int16).reshape(30, 4)
     co.commit("first")
+    co._session.store.wait_saved()  # the table file is written in a thread (TensorStore.keep_table)
     assert len(_cache_files(repo)) == 1
     img = co.arraysets["img"]
     for k in (3, 4, 29):
         del img[k]
     co.commit("deletions only")
-    co.close()
+    co.close()  # waits for the table file
     assert len(_cache_files(repo)) == 2
     assert _assert_table_is_a_full_build(repo, "img") == [k for k in range(30) if k not in (3, 4, 29)]
 
@@ -112,3 +113,68 @@ def test_the_commit_object_is_written_in_the_records_pack_and_git_reads_it(repo,
     assert lines[2] == "mit Text"
     assert repo.log(return_contents=True)["order"] == [second, first]
 
+
+
+def test_a_new_arrayset_whose_staged_samples_are_all_deleted_commits_no_samples_tree(repo, run_git):
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("x", shape=(2,), dtype=np.uint8)
+    co.arraysets.init_arrayset("y", shape=(2,), dtype=np.uint8)
+    co["x", list(range(40))] = np.zeros((40, 2), np.uint8)
+    co["y", [0]] = np.ones((1, 2), np.uint8)
+    x = co.arraysets["x"]
+    for i in range(40):
+        del x[i]
+    co.commit("x emptied before its first commit")
+    co.close()
+    listed = run_git(repo, "ls-tree", "-r", "--name-only", "master").stdout.split()
+    assert not [p for p in listed if p.startswith("arraysets/x/samples")]
+    assert len([p for p in listed if p.startswith("arraysets/y/samples/")]) == 1
+    with repo.checkout() as r:
+        assert len(r.arraysets["x"]) == 0 and list(r.arraysets["y"].keys()) == [0]
+
+
+@pytest.mark.parametrize("case", ["plain", "repeats", "stored before"])
+def test_a_stacked_add_gets_its_table_from_the_flushed_records(repo, case):
+    """New samples added as one stack are located from the records their flush just wrote (no
+    index search), repeats inside the stack too; a sample stored by an earlier commit sends the
+    table to the search. Each way the table equals a full build."""
+    data = np.random.default_rng(12).integers(0, 256, size=(300, 5), dtype=np.uint8)
+    co = repo.checkout(write=True)
+    if case == "repeats":
+        data[10] = data[200]
+        data[299] = data[3]
+        data[150] = data[149]
+    if case == "stored before":
+        co.arraysets.init_arrayset("old", shape=(5,), dtype=np.uint8)
+        co["old", [0]] = data[7:8]
+        co.commit("earlier")
+    co.arraysets.init_arrayset("x", shape=(5,), dtype=np.uint8)
+    co["x", list(range(300))] = data
+    co.commit("stack")
+    co.close()
+    assert _assert_table_is_a_full_build(repo, "x") == list(range(300))
+    with Repository(repo.path).checkout() as rd:
+        np.testing.assert_array_equal(rd.arraysets["x"].get_batch(list(range(300))), data)
+
+
+def test_take_flushed_columns_is_locate_columns_once_and_only_for_the_flushed_samples(repo):
+    from hangar.store.codecs import CodecChooser
+
+    store = store_of(repo)
+    rows = [memoryview(np.full(7, i, dtype=np.uint8).tobytes()) for i in range(20)]
+    digests = [bytes([i]) * 32 for i in range(20)]  # any 32 bytes name a sample to the store
+    store.put_many(digests, rows, CodecChooser("raw"))
+    assert store.flush() is not None
+    want = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32)
+    assert store.take_flushed_columns(want[::-1].copy()) is None  # not the flushed order
+    store.put_many(digests[:3], rows[:3], CodecChooser("raw"))  # stored already: nothing to flush
+    assert store.flush() is None
+    assert store.take_flushed_columns(want) is None  # taken (or refused) once per flush
+    store.put_many([b"\xee" * 32], [rows[0]], CodecChooser("raw"))
+    store.flush()
+    one = np.frombuffer(b"\xee" * 32, dtype=np.uint8).reshape(1, 32)
+    got, expected = store.take_flushed_columns(one), store.locate_columns(one)
+    assert got is not None and got[0] == expected[0]
+    for a, b in zip(got[1:], expected[1:]):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)

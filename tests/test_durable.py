@@ -99,3 +99,36 @@ def test_fsync_dir_of_a_missing_directory_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         fsync_dir(str(tmp_path / "missing"))
 
+
+
+def test_fsync_many_syncs_every_descriptor_and_raises_the_failure_after_all_return(tmp_path):
+    from hangar.plumbing.durable import fsync_dirs, fsync_many, write_open
+
+    fds = [write_open(str(tmp_path / f"f{i}"), [b"x" * i, np.frombuffer(b"yz", np.uint8)]) for i in range(3)]
+    try:
+        fsync_many(fds)
+        fsync_many([])
+        r, w = os.pipe()  # fsync of a pipe fails (EINVAL): raised once the files' fsyncs are done
+        try:
+            with pytest.raises(OSError):
+                fsync_many([*fds, r])
+            with pytest.raises(OSError):
+                fsync_many([r, *fds])
+        finally:
+            os.close(r)
+            os.close(w)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert [(tmp_path / f"f{i}").read_bytes() for i in range(3)] == [b"yz", b"xyz", b"xxyz"]
+    fsync_dirs([str(tmp_path), str(tmp_path)])
+    with pytest.raises(FileNotFoundError):
+        fsync_dirs([str(tmp_path), str(tmp_path / "missing")])
+
+
+def test_write_open_removes_a_partly_written_file(tmp_path):
+    from hangar.plumbing.durable import write_open
+
+    with pytest.raises(RuntimeError, match="mid-write"):
+        write_open(str(tmp_path / "f"), _chunks_then_fail(b"part"))
+    assert os.listdir(tmp_path) == []

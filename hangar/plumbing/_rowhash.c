@@ -1712,6 +1712,154 @@ static PyObject *diff2(PyObject *self, PyObject *args)
     return NULL;
 }
 /* ================================================================== i14m: end of block */
+/* ================================================================== i14a: git objects of byte spans
+ * (issue 14, the commit path). Whole levels of a fan-out tree are hashed and packed in one call:
+ * a 60,000-sample commit built ~4,400 tree objects one by one in Python (sha1, header, zlib
+ * stream, crc each: ~50 of ~100 ms on the commit thread). */
+
+/* pack entry header of an object (type and size, 7 bits a byte after the first 4) */
+static Py_ssize_t object_header(int type, Py_ssize_t size, unsigned char *out)
+{
+    Py_ssize_t n = 0;
+    unsigned char byte = (unsigned char)((type << 4) | (size & 0x0F));
+    size >>= 4;
+    while (size) {
+        out[n++] = byte | 0x80;
+        byte = (unsigned char)(size & 0x7F);
+        size >>= 7;
+    }
+    out[n++] = byte;
+    return n;
+}
+
+#define STORED_MAX 0xFFFF
+
+/* bytes of a zlib stream of stored blocks holding size bytes (as plumbing.pack.stored_deflate) */
+static Py_ssize_t stored_len(Py_ssize_t size)
+{
+    Py_ssize_t blocks = size ? (size + STORED_MAX - 1) / STORED_MAX : 1;
+    return 2 + 5 * blocks + size + 4;
+}
+
+/* object_spans(data, bounds, head, type) -> (ids, entries, starts, crcs): the objects are the
+ * spans data[bounds[i]:bounds[i + 1]] (bounds: n + 1 non-decreasing int64 offsets inside data);
+ * ids: sha1(head + " <size>\0" + span), 20 bytes each; entries: their pack entries back to back
+ * (type/size header, zlib stream of stored blocks, adler32); starts: n + 1 int64 offsets of the
+ * entries in entries; crcs: the crc32 of each entry (native uint32). */
+static PyObject *object_spans(PyObject *self, PyObject *args)
+{
+    Py_buffer data, bounds, head;
+    int type;
+    if (!PyArg_ParseTuple(args, "y*y*y*i", &data, &bounds, &head, &type))
+        return NULL;
+    PyObject *ids = NULL, *entries = NULL, *starts = NULL, *crcs = NULL, *out = NULL;
+    const int64_t *b = bounds.buf;
+    Py_ssize_t n = bounds.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    int bad = bounds.len % (Py_ssize_t)sizeof(int64_t) != 0 || n < 0 || head.len > 16 || type < 1 || type > 7;
+    for (Py_ssize_t i = 0; !bad && i < n; i++)
+        bad = b[i] < 0 || b[i + 1] < b[i] || b[i + 1] > data.len;
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "object_spans: bounds must be n + 1 non-decreasing int64 offsets "
+                        "inside data (head at most 16 bytes, type 1..7)");
+        goto done;
+    }
+    Py_ssize_t total = 0;
+    unsigned char hdr[16];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t size = (Py_ssize_t)(b[i + 1] - b[i]);
+        total += object_header(type, size, hdr) + stored_len(size);
+    }
+    ids = PyBytes_FromStringAndSize(NULL, 20 * n);
+    entries = PyBytes_FromStringAndSize(NULL, total);
+    starts = PyBytes_FromStringAndSize(NULL, (n + 1) * (Py_ssize_t)sizeof(int64_t));
+    crcs = PyBytes_FromStringAndSize(NULL, 4 * n);
+    if (ids == NULL || entries == NULL || starts == NULL || crcs == NULL)
+        goto done;
+    {
+        unsigned char *io = (unsigned char *)PyBytes_AS_STRING(ids);
+        unsigned char *eo = (unsigned char *)PyBytes_AS_STRING(entries);
+        int64_t *so = (int64_t *)PyBytes_AS_STRING(starts);
+        uint32_t *co = (uint32_t *)PyBytes_AS_STRING(crcs);
+        const unsigned char *p = data.buf;
+        block_fn fn = has_sha_ni ? sha1_block_ni : sha1_block;
+        Py_BEGIN_ALLOW_THREADS
+        Py_ssize_t at = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const unsigned char *obj = p + b[i];
+            Py_ssize_t size = (Py_ssize_t)(b[i + 1] - b[i]);
+            unsigned char prefix[48];
+            memcpy(prefix, head.buf, (size_t)head.len);
+            Py_ssize_t plen = head.len + sprintf((char *)prefix + head.len, " %zd", size) + 1;  /* and its NUL */
+            sha1_prefixed(fn, prefix, plen, obj, size, io + 20 * i);
+            unsigned char *e = eo + at;
+            Py_ssize_t k = object_header(type, size, e);
+            e[k++] = 0x78; e[k++] = 0x01;
+            Py_ssize_t pos = 0;
+            do {
+                Py_ssize_t chunk = size - pos < STORED_MAX ? size - pos : STORED_MAX;
+                e[k++] = pos + chunk >= size;
+                e[k++] = (unsigned char)(chunk & 0xFF); e[k++] = (unsigned char)(chunk >> 8);
+                e[k++] = (unsigned char)(~chunk & 0xFF); e[k++] = (unsigned char)((~chunk >> 8) & 0xFF);
+                memcpy(e + k, obj + pos, (size_t)chunk);
+                k += chunk;
+                pos += chunk;
+            } while (pos < size);
+            uint32_t a = adler32_of(obj, size);
+            e[k++] = (unsigned char)(a >> 24); e[k++] = (unsigned char)(a >> 16);
+            e[k++] = (unsigned char)(a >> 8); e[k++] = (unsigned char)a;
+            uint32_t c = crc32_of(e, k);
+            memcpy(co + i, &c, 4);
+            so[i] = at;
+            at += k;
+        }
+        so[n] = at;
+        Py_END_ALLOW_THREADS
+    }
+    out = PyTuple_Pack(4, ids, entries, starts, crcs);
+done:
+    Py_XDECREF(ids);
+    Py_XDECREF(entries);
+    Py_XDECREF(starts);
+    Py_XDECREF(crcs);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&bounds);
+    PyBuffer_Release(&head);
+    return out;
+}
+/* align_rows(a, b, width) -> bytes: for each width-byte row of a, the number of the row of b
+ * it is matched with (native int64), -1 for the rows skipped: a walk over both in order that
+ * matches row i of a with the next unmatched row of b when they are equal (and stops matching once
+ * more than n - m rows were passed over: b can no longer be matched whole). A stacked add's
+ * staged digests against the records its data flush wrote (the same order, repeats written once):
+ * the location table without a search of the index (1,000,000 rows: ~0.9 s, this ~5 ms). */
+static PyObject *align_rows(PyObject *self, PyObject *args)
+{
+    Py_buffer a, b;
+    Py_ssize_t width, n, m;
+    if (!PyArg_ParseTuple(args, "y*y*n", &a, &b, &width))
+        return NULL;
+    PyObject *out = NULL;
+    if (rows_of(&a, width, &n) == 0 && rows_of(&b, width, &m) == 0 &&
+        (out = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t))) != NULL) {
+        int64_t *o = (int64_t *)PyBytes_AS_STRING(out);
+        const unsigned char *pa = a.buf, *pb = b.buf;
+        Py_BEGIN_ALLOW_THREADS
+        Py_ssize_t j = 0, skipped = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (skipped <= n - m && j < m && memcmp(pa + i * width, pb + j * width, (size_t)width) == 0)
+                o[i] = j++;
+            else {
+                o[i] = -1;
+                skipped++;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    return out;
+}
+/* ================================================================== end of i14a's block */
 
 static PyMethodDef methods[] = {
     {"sha1_rows", sha1_rows, METH_VARARGS,
@@ -1768,6 +1916,12 @@ static PyMethodDef methods[] = {
     {"diff2", diff2, METH_VARARGS,
      "diff2(read, a, b, depth) -> [(name, old id or None, new id or None)] or None: the entries that "
      "differ between two fanned-out tables, by subtree ids (i14m)"},
+    {"object_spans", object_spans, METH_VARARGS,
+     "object_spans(data, bounds, head, type) -> (ids, entries, starts, crcs): git ids, pack entries (and "
+     "their offsets and crc32s) of the objects data[bounds[i]:bounds[i + 1]] of one type (i14a)"},
+    {"align_rows", align_rows, METH_VARARGS,
+     "align_rows(a, b, width) -> bytes: per width-byte row of a, the row of b matched in order (int64), "
+     "-1 where skipped (i14a)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,7 +10,8 @@ data packs and their indexes (``store.packs``, ``store.compact``) and the stagin
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional, Union
+import threading
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -53,6 +54,18 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def fsync_dirs(paths: Sequence[str]) -> None:
+    """:func:`fsync_dir` of every directory of ``paths``, together (:func:`fsync_many`)."""
+    fds: list[int] = []
+    try:
+        for path in paths:
+            fds.append(os.open(path, os.O_RDONLY))
+        fsync_many(fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def write_synced(path: str, chunks: Iterable[Chunk], mode: int = 0o644) -> None:
     """Create (or truncate) ``path``, write ``chunks`` to it and fsync it.
 
@@ -72,6 +85,56 @@ def write_synced(path: str, chunks: Iterable[Chunk], mode: int = 0o644) -> None:
         _unlink_quietly(path)
         raise
     os.close(fd)
+
+
+def write_open(path: str, chunks: Iterable[Chunk], mode: int = 0o644) -> int:
+    """:func:`write_synced` without the fsync: create (or truncate) ``path``, write ``chunks`` and
+    return the open descriptor, for the caller to fsync with others (:func:`fsync_many`) and close.
+    On failure the partly written file is removed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        offset = 0
+        for chunk in chunks:
+            view = memoryview(chunk).cast("B")
+            pwrite_all(fd, view, offset)
+            offset += len(view)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(path)
+        raise
+    return fd
+
+
+def fsync_many(fds: Sequence[int]) -> None:
+    """fsync every descriptor of ``fds`` at the same time, one thread each but the first.
+
+    ext4 commits concurrent fsyncs in one journal transaction: a data pack's chunk file, its
+    ``zarr.json`` and its index fsynced one after the other waited for three commits (a
+    60,000-sample commit: 26 + 1 + 18 ms here), together for about the largest. Only what may
+    be durable in any order goes in one call; what must follow waits for it to return.
+
+    Raises
+    ------
+    OSError
+        The first fsync that failed, once all have returned.
+    """
+    errors: list[OSError] = []
+
+    def sync(fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync, args=(fd,), name="hangar-fsync") for fd in fds[1:]]
+    for t in threads:
+        t.start()
+    if fds:
+        sync(fds[0])
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def replace_file(path: str, chunks: Iterable[Chunk], mode: int = 0o644, fault: Optional[str] = None) -> None:

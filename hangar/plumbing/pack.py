@@ -18,7 +18,7 @@ import numpy as np
 from hangar._faults import crash_point
 from hangar.errors import InvalidArgumentError, MalformedPackError
 from hangar.plumbing import rowhash  # the optional C extension: per-row checksums in one call
-from hangar.plumbing.durable import fsync_dir, write_synced
+from hangar.plumbing.durable import fsync_dir, fsync_many, write_open
 
 OBJ_COMMIT, OBJ_TREE, OBJ_BLOB = 1, 2, 3
 _TYPE_NAMES = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
@@ -40,6 +40,24 @@ class BlobBlock(NamedTuple):
     oids: np.ndarray
     entries: np.ndarray
     crcs: np.ndarray
+
+
+class ObjectBlock(NamedTuple):
+    """Objects of one type and any sizes, ready to be packed: object ``i`` is
+    ``data[bounds[i]:bounds[i + 1]]`` (from :func:`object_block`).
+
+    ``oids`` (n, 20) raw git ids; ``entries`` their pack entries back to back (uint8), entry
+    ``i`` at ``entries[starts[i]:starts[i + 1]]``; ``crcs`` (n,) the crc32 of each entry;
+    ``obj_type``, ``data`` and ``bounds`` the objects themselves (a staged diff reads them).
+    """
+
+    oids: np.ndarray
+    entries: np.ndarray
+    starts: np.ndarray
+    crcs: np.ndarray
+    obj_type: int
+    data: np.ndarray
+    bounds: np.ndarray
 
 
 _HASH_DIGEST = type(hashlib.sha1()).digest
@@ -82,6 +100,35 @@ def blob_block(data: np.ndarray) -> BlobBlock:
     return BlobBlock(oids, entries, crcs)
 
 
+def object_block(obj_type: int, data: bytes | np.ndarray, bounds: np.ndarray) -> ObjectBlock:
+    """Git ids and pack entries of the objects ``data[bounds[i]:bounds[i + 1]]``, all of type ``obj_type``.
+
+    One C call for all of them when the optional extension is built (a fan-out level of trees:
+    4,096 leaves of a 60,000-sample arrayset in ~2 ms, where one :meth:`ObjectBatch.add` and pack
+    entry each cost ~12 µs); else one object at a time in Python, to the same bytes.
+    """
+    arr = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else \
+        np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+    b = np.ascontiguousarray(bounds, dtype=np.int64)
+    n = len(b) - 1
+    if n < 0 or (n and (b[0] < 0 or b[-1] > len(arr) or bool((np.diff(b) < 0).any()))):
+        raise InvalidArgumentError(f"object_block: bounds must be n + 1 non-decreasing offsets inside the "
+                                   f"{len(arr)} bytes of data, not {b[:8].tolist()}...")
+    if rowhash.available:
+        ids, entries, starts, crcs = rowhash.object_spans(arr, b, _TYPE_NAMES[obj_type], obj_type)
+        return ObjectBlock(np.frombuffer(ids, dtype=np.uint8).reshape(n, 20),
+                           np.frombuffer(entries, dtype=np.uint8), np.frombuffer(starts, dtype=np.int64),
+                           np.frombuffer(crcs, dtype=np.uint32), obj_type, arr, b)
+    raw, at = arr.tobytes(), b.tolist()
+    objs = [raw[at[i]:at[i + 1]] for i in range(n)]
+    ents = [_entry_header(obj_type, len(o)) + stored_deflate(o) for o in objs]
+    starts_py = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, ents), dtype=np.int64, count=n), out=starts_py[1:])
+    oids = np.frombuffer(b"".join(object_id(obj_type, o) for o in objs), dtype=np.uint8).reshape(n, 20)
+    return ObjectBlock(oids, np.frombuffer(b"".join(ents), dtype=np.uint8), starts_py,
+                       np.fromiter(map(zlib.crc32, ents), dtype=np.uint32, count=n), obj_type, arr, b)
+
+
 def crc32_rows(rows: np.ndarray) -> np.ndarray:
     """``zlib.crc32`` of each row of the 2-D uint8 array ``rows``, as a uint32 array."""
     n, width = rows.shape
@@ -119,7 +166,7 @@ class ObjectBatch:
 
     def __init__(self) -> None:
         self.objects: dict[bytes, tuple[int, bytes]] = {}
-        self.blocks: list[BlobBlock] = []
+        self.blocks: list[BlobBlock | ObjectBlock] = []
         self._block_rows: dict[bytes, tuple[int, int]] = {}  # oid -> (block, row), built by get()
         self._indexed_blocks = 0
 
@@ -128,7 +175,7 @@ class ObjectBatch:
         self.objects[oid] = (obj_type, data)
         return oid
 
-    def add_block(self, block: BlobBlock) -> None:
+    def add_block(self, block: BlobBlock | ObjectBlock) -> None:
         if len(block.oids):
             self.blocks.append(block)
 
@@ -149,7 +196,10 @@ class ObjectBatch:
         hit = rows.get(oid)
         if hit is None:
             return None
-        return OBJ_BLOB, block_blob(self.blocks[hit[0]], hit[1])
+        block, r = self.blocks[hit[0]], hit[1]
+        if isinstance(block, ObjectBlock):
+            return block.obj_type, block.data[int(block.bounds[r]):int(block.bounds[r + 1])].tobytes()
+        return OBJ_BLOB, block_blob(block, r)
 
     def clear(self) -> None:
         self.objects.clear()
@@ -227,7 +277,7 @@ def _id_order(oids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
-               blocks: Sequence[BlobBlock] = ()) -> str | None:
+               blocks: Sequence[BlobBlock | ObjectBlock] = ()) -> str | None:
     """Write ``objects`` (id -> (type, data)) and the blobs of ``blocks`` as one pack in
     ``pack_dir``; return its name.
 
@@ -276,15 +326,30 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
     chunks: list[bytes | bytearray | np.ndarray] = [head]
     pos, row = len(head), n_obj
     for block in blocks:
-        k, width = block.entries.shape
+        k = len(block.oids)
         kept = keep[row:row + k]
         n_kept = int(kept.sum())
-        entries = block.entries if n_kept == k else block.entries[kept]
-        offsets[row:row + k][kept] = pos + np.arange(n_kept, dtype=np.uint64) * width
         crcs[row:row + k] = block.crcs
+        if isinstance(block, ObjectBlock):  # entries of any lengths, at block.starts
+            if n_kept == k:
+                entries, starts = block.entries, block.starts
+            else:  # a repeat (rare: trees of equal content)
+                which = np.flatnonzero(kept).tolist()
+                at = block.starts.tolist()
+                parts = [block.entries[at[i]:at[i + 1]] for i in which]
+                entries = np.concatenate(parts) if parts else block.entries[:0]
+                starts = np.zeros(n_kept + 1, dtype=np.int64)
+                np.cumsum([len(p) for p in parts], out=starts[1:])
+            offsets[row:row + k][kept] = pos + starts[:-1].astype(np.uint64)
+            width_total = int(starts[-1])
+        else:
+            width = block.entries.shape[1]
+            entries = block.entries if n_kept == k else block.entries[kept]
+            offsets[row:row + k][kept] = pos + np.arange(n_kept, dtype=np.uint64) * width
+            width_total = n_kept * width
         if n_kept:
             chunks.append(entries)
-        pos += n_kept * width
+        pos += width_total
         row += k
     pack_hash = hashlib.sha1()
     for c in chunks:
@@ -315,8 +380,22 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
     # temporary names must not end in .idx/.pack: git and libgit2 would load a half-written one
     tmp_pack = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_pack")
     tmp_idx = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_idx")
-    write_synced(tmp_pack, chunks, mode=0o444)
-    write_synced(tmp_idx, [idx], mode=0o444)
+    # both fsynced together (one journal commit instead of two in a row), before either is renamed
+    fds = [write_open(tmp_pack, chunks, mode=0o444)]
+    try:
+        fds.append(write_open(tmp_idx, [idx], mode=0o444))
+        fsync_many(fds)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        for tmp in (tmp_pack, tmp_idx):
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        raise
+    for fd in fds:
+        os.close(fd)
     crash_point("gitpack.tmp_written")
     os.replace(tmp_pack, final_pack)
     crash_point("gitpack.pack_renamed")

@@ -54,6 +54,39 @@ def blob_rows(buf: object, width: int, head: bytes, prefix: bytes) -> tuple[byte
     return _ext.blob_rows(buf, width, head, prefix)
 
 
+def object_spans(data: object, bounds: object, head: bytes, obj_type: int) -> tuple[bytes, bytes, bytes, bytes]:
+    """``(git ids, pack entries, entry offsets, crc32s)`` of the objects ``data[bounds[i]:bounds[i + 1]]``
+    (``bounds`` n + 1 int64 offsets; ``head`` the type name, ``b"tree"``; ``obj_type`` its pack
+    number): ids 20 bytes each, entries back to back, offsets n + 1 int64, crcs native uint32.
+    Only when :data:`available`."""
+    if _ext is None:
+        _not_built()
+    return _ext.object_spans(data, bounds, head, obj_type)
+
+
+def align_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each row of the 2-d uint8 array ``a``, the number of the row of ``b`` (same width) it is
+    matched with in one in-order walk (row ``i`` of ``a`` takes the next unmatched row of ``b`` when
+    equal), ``-1`` for the rows passed over; int64. The walk stops matching once more than
+    ``len(a) - len(b)`` rows were passed over (``b`` can no longer be matched whole). In C when
+    :data:`available`, else in numpy (a run of equal rows at a time)."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise InvalidArgumentError(f"align_rows: rows of one width, not {a.shape} and {b.shape}")
+    n, width = a.shape
+    if _ext is not None and available and width:
+        return np.frombuffer(_ext.align_rows(np.ascontiguousarray(a), np.ascontiguousarray(b), width),
+                             dtype=np.int64)
+    out = np.full(n, -1, dtype=np.int64)
+    i = j = 0
+    while i < n and j < len(b) and i - j <= n - len(b):  # a run of equal rows at a time, one step past each mismatch
+        k = min(n - i, len(b) - j)
+        same = (a[i:i + k] == b[j:j + k]).all(axis=1)
+        run = k if bool(same.all()) else int(np.argmin(same))
+        out[i:i + run] = np.arange(j, j + run)
+        i, j = i + run + 1, j + run
+    return out
+
+
 def crc32_rows(buf: object, width: int) -> bytes:
     """``zlib.crc32`` of each ``width``-byte row of ``buf``, as native uint32. Only when :data:`available`."""
     if _ext is None:

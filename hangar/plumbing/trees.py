@@ -14,7 +14,7 @@ import numpy as np
 import pygit2
 
 from hangar.plumbing import rowhash
-from hangar.plumbing.pack import OBJ_TREE, ObjectBatch
+from hangar.plumbing.pack import OBJ_TREE, ObjectBatch, object_block
 
 MODE_BLOB = 0o100644
 MODE_TREE = 0o040000
@@ -108,6 +108,65 @@ def blob_entries(names: np.ndarray, oids: np.ndarray) -> tuple[np.ndarray, np.nd
     for c in range(20):
         out[at + 1 + c] = oids[:, c]
     return out, starts
+
+
+_HEX_CHARS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_TREE_ENTRY_HEAD = np.frombuffer(b"%o " % MODE_TREE, dtype=np.uint8)  # "40000 "
+
+
+def fanout_tree(entries: np.ndarray, starts: np.ndarray, leaf_bounds: np.ndarray, leaf_paths: np.ndarray,
+                batch: ObjectBatch) -> Optional[bytes]:
+    """Build a whole fan-out tree of blobs without a base, level by level, one call a level.
+
+    The batch form of :func:`apply_edits` for a tree that is new (a new arrayset's samples):
+    every leaf tree of a level is hashed and packed in one :func:`~hangar.plumbing.pack.object_block`
+    call, and each level above from fixed-width entry rows (``40000 <digit>\\0<id>``). A
+    60,000-sample arrayset (4,096 leaves, 4,369 trees) built its trees one object at a time in
+    ~50 ms of Python; this is a few array operations and C calls per level.
+
+    Parameters
+    ----------
+    entries : numpy.ndarray
+        uint8 blob entries (:func:`blob_entries`) back to back, each leaf's entries in git order
+        and the leaves in the order of ``leaf_paths``.
+    starts : numpy.ndarray
+        int64 offsets of the entries in ``entries`` (n + 1).
+    leaf_bounds : numpy.ndarray
+        int64 entry numbers where each leaf starts, and the end (L + 1, increasing: no empty leaf).
+    leaf_paths : numpy.ndarray
+        (L, depth) digits 0..15 of each leaf's fan-out directories (top level first), sorted
+        lexicographically and unique; depth 0: one leaf, the tree itself.
+    batch : ObjectBatch
+        Receives every tree built.
+
+    Returns
+    -------
+    bytes or None
+        Raw id of the top tree; None when there are no leaves (an empty tree is no tree).
+    """
+    n_leaves = len(leaf_bounds) - 1
+    if n_leaves <= 0:
+        return None
+    block = object_block(OBJ_TREE, entries, np.asarray(starts, dtype=np.int64)[np.asarray(leaf_bounds)])
+    batch.add_block(block)
+    ids, paths = block.oids, np.asarray(leaf_paths, dtype=np.uint8).reshape(n_leaves, -1)
+    for level in range(paths.shape[1] - 1, -1, -1):
+        m = len(ids)
+        rows = np.empty((m, len(_TREE_ENTRY_HEAD) + 22), dtype=np.uint8)  # "40000 " + digit + NUL + id
+        rows[:, :6] = _TREE_ENTRY_HEAD
+        rows[:, 6] = _HEX_CHARS[paths[:, level]]
+        rows[:, 7] = 0
+        rows[:, 8:] = ids
+        parents = paths[:, :level]
+        if level:
+            firsts = np.flatnonzero((parents[1:] != parents[:-1]).any(axis=1)) + 1
+            groups = np.concatenate([[0], firsts, [m]]).astype(np.int64)
+        else:
+            groups = np.array([0, m], dtype=np.int64)
+        block = object_block(OBJ_TREE, rows, groups * rows.shape[1])
+        batch.add_block(block)
+        ids, paths = block.oids, parents[groups[:-1]]
+    return bytes(ids[0].tobytes())
 
 
 def tree_entries(repo: pygit2.Repository, tree: Optional[pygit2.Tree]) -> dict[str, tuple[int, bytes]]:

@@ -31,7 +31,15 @@ import xxhash
 from hangar._faults import crash_point
 from hangar.errors import CorruptDataError, PackNotFoundError
 from hangar.plumbing import paths, rowhash
-from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably
+from hangar.plumbing.durable import (
+    TMP_SUFFIX,
+    fsync_dirs,
+    fsync_many,
+    pwrite_all,
+    replace_file,
+    replace_file_durably,
+    write_open,
+)
 from hangar.plumbing.mapping import address_space_limited, map_private
 from hangar.plumbing.paths import pack_chunk_key, pack_chunk_path, pack_index_path, pack_partial_path, packs_dir
 from hangar.plumbing.pids import pid_alive
@@ -313,19 +321,40 @@ class _LocalPackWriter:
         failed = self._stop_syncer()
         if failed is not None:
             raise failed  # the pack's bytes may not be on disk: never publish its index
-        if self.durable:
-            os.fsync(self.fd)
-        os.close(self.fd)
         pack_dir = paths.pack_dir(self.root, self.pack_id)
         os.makedirs(os.path.join(pack_dir, "c"), exist_ok=True)
+        meta_path, index_path = os.path.join(pack_dir, "zarr.json"), os.path.join(pack_dir, "index")
+        if not self.durable:
+            os.close(self.fd)
+            os.replace(self.tmp_path, pack_chunk_path(self.root, self.pack_id))
+            replace_file(meta_path, [array_metadata(nbytes)])
+            crash_point("datapack.before_index")
+            replace_file(index_path, [index])  # the index is the commit point of a pack: last
+            return
+        # the chunk file, zarr.json and the index fsynced together (one journal commit, not three
+        # in a row: ~26 + 1 + 18 ms of a 60,000-sample commit), every one before any is renamed into
+        # place: the index, the commit point of a pack, still appears last, over durable bytes only
+        synced: list[int] = []
+        try:
+            for path, data in ((meta_path, array_metadata(nbytes)), (index_path, index)):
+                synced.append(write_open(path + TMP_SUFFIX, [data]))
+            fsync_many([self.fd, *synced])
+        except BaseException:
+            for fd in synced:
+                os.close(fd)
+            for path in (meta_path, index_path):
+                try:
+                    os.unlink(path + TMP_SUFFIX)
+                except FileNotFoundError:
+                    pass
+            raise  # self.fd stays open: abort() closes it and removes the partial pack
+        for fd in (self.fd, *synced):
+            os.close(fd)
         os.replace(self.tmp_path, pack_chunk_path(self.root, self.pack_id))
-        replace_file(os.path.join(pack_dir, "zarr.json"), [array_metadata(nbytes)])
+        os.replace(meta_path + TMP_SUFFIX, meta_path)
         crash_point("datapack.before_index")
-        # the index is the commit point of a pack: written (durably) last
-        replace_file(os.path.join(pack_dir, "index"), [index])
-        if self.durable:
-            for d in (os.path.join(pack_dir, "c"), pack_dir, packs_dir(self.root)):
-                fsync_dir(d)
+        os.replace(index_path + TMP_SUFFIX, index_path)
+        fsync_dirs([os.path.join(pack_dir, "c"), pack_dir, packs_dir(self.root)])
 
     def abort(self) -> None:
         self._stop_syncer()
