@@ -37,6 +37,7 @@ from hangar.errors import (
     ServerUnreachableError,
 )
 from hangar.plumbing.gitrepo import GitRepo
+from hangar.plumbing.regular import read_cache
 from hangar.records.pointer import SamplePointer
 from hangar.store import TensorStore
 from hangar.store.index import DigestIndex, Location
@@ -126,6 +127,9 @@ def read_location(git: GitRepo, commit: str) -> tuple[str, Optional[str]]:
 
 #: a data-location blob is a few hundred bytes; anything far larger is not one (and is not parsed)
 _LOCATION_MAX_BYTES = 64 << 10
+#: largest kept copy of a bucket pack index read back (65 bytes a sample: a 64 MiB pack of
+#: 1 KiB samples has a ~4 MiB index); a larger file is ignored and the index fetched again
+INDEX_CACHE_BYTES = 1 << 30
 
 
 def location_refusal(git: GitRepo, commit: str) -> Optional[str]:
@@ -275,12 +279,9 @@ class BucketIndex:
         path = self._path(pack)
         if path is None:
             return None
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except OSError:
-            return None
-        return raw if remote_pack_id(raw) == pack else None
+        # a FIFO, link or oversized file planted here is ignored like a damaged copy (read again)
+        raw = read_cache(path, self.cache_dir or "", INDEX_CACHE_BYTES)
+        return raw if raw is not None and remote_pack_id(raw) == pack else None
 
     def _save(self, pack: str, raw: bytes) -> None:
         path = self._path(pack)

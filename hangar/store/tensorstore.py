@@ -665,7 +665,7 @@ class TensorStore:
         cache_dir = getattr(self.storage, "cache_dir", None)
         if not cache_dir:
             return None
-        table = LocationTable.load(os.path.join(cache_dir, "readtables", key + ".tbl"))
+        table = LocationTable.load(os.path.join(cache_dir, "readtables", key + ".tbl"), cache_dir)
         if table is not None and not self._table_matches_packs(table):
             return None
         return table
