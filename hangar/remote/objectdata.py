@@ -515,10 +515,11 @@ class LazyReads:
         self._storage: Optional[ObjectPackStorage] = None
         # one writer for every lazy read of this repository object: a fresh store per read would
         # load the whole local index each time (measured: 48 of 90 ms per single read with 1,800 packs).
-        # Its packs skip the data fsyncs (4 of 6 fsyncs, ~20 ms a read here): they cache bytes the
-        # bucket keeps, every read checks each sample's checksum, and a pack torn by a power loss
-        # reads as CorruptDataError that `hangar fsck --repair` fetches again
-        self._cache = TensorStore(LocalPackStorage(os.path.join(hangar_dir, "data"), durable=False))
+        # Its packs are durable like every other (data fsynced before the index is written, then
+        # the directories): skipping the data fsync let a power loss leave an index over lost
+        # bytes. One flushed pack (6 fsyncs) per lazy read; a get_batch is one read
+        # (cost: scripts/bench_s3.py --only-small --before BASELINE)
+        self._cache = TensorStore(LocalPackStorage(os.path.join(hangar_dir, "data")))
 
     def __call__(self, items: Sequence[tuple[bytes, str, tuple[int, ...]]]) -> list[str]:
         try:
