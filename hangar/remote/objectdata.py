@@ -21,6 +21,7 @@ import collections
 import hashlib
 import json
 import os
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator, Optional, Sequence
 
@@ -130,6 +131,45 @@ _LOCATION_MAX_BYTES = 64 << 10
 #: largest kept copy of a bucket pack index read back (65 bytes a sample: a 64 MiB pack of
 #: 1 KiB samples has a ~4 MiB index); a larger file is ignored and the index fetched again
 INDEX_CACHE_BYTES = 1 << 30
+
+
+#: AWS's own S3 endpoints (``https://s3.amazonaws.com``, ``https://s3.eu-west-1.amazonaws.com``,
+#: ``https://s3-eu-west-1.amazonaws.com``, China's ``.amazonaws.com.cn``): where the AWS default
+#: would send the same requests, so a recorded one is followed without asking
+_AWS_ENDPOINT = re.compile(r"https://s3([.-][a-z0-9-]+)?\.amazonaws\.com(\.cn)?/?")
+
+
+def endpoint_to_record(remote: str, url: str, recorded: Optional[str], given: Optional[str]) -> Optional[str]:
+    """The S3 endpoint a clone of ``remote`` (data at ``url``) keeps in its config: the one place
+    that decides whether the endpoint recorded in the remote's history is followed.
+
+    The history comes from whoever controls the git URL, and every request hangar sends to the
+    endpoint is signed with the user's credentials (the access key id travels with it), so a
+    recorded endpoint is used only where the user would send those requests anyway:
+
+    1. ``given`` (``endpoint_url=`` / ``--endpoint-url``): the user's choice, always kept;
+    2. else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` set: nothing is kept (the
+       environment is read on every use, as for any AWS tool);
+    3. else no recorded endpoint, or one of AWS's own S3 endpoints: AWS (nothing kept, or the
+       recorded AWS endpoint);
+    4. else: refused, naming the recorded endpoint and the two ways to accept it.
+
+    Raises
+    ------
+    DataRemoteAddressError
+        (a ``ValueError``) In case 4.
+    """
+    if given:
+        return given
+    if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
+        return None
+    if recorded is None or _AWS_ENDPOINT.fullmatch(recorded):
+        return recorded
+    raise DataRemoteAddressError(
+        f"the history of remote {remote!r} records its data at {url} on the S3 endpoint {recorded}, which is not "
+        "AWS and not an endpoint you configured; hangar sends signed requests (with your access key id) only to "
+        f"an endpoint you chose. If you trust it, clone again with endpoint_url={recorded!r} (command line: "
+        f"--endpoint-url {recorded}) or with AWS_ENDPOINT_URL={recorded} set")
 
 
 def location_refusal(git: GitRepo, commit: str) -> Optional[str]:
