@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from hangar import Repository
 from hangar.core import RepositoryCore
@@ -59,3 +59,13 @@ def recorded_endpoint(history: str) -> Optional[str]:
     out = subprocess.run(["git", "--git-dir", history, "show", "refs/hangar/data:data.json"], capture_output=True)
     return json.loads(out.stdout).get("endpoint_url") if out.returncode == 0 else None
 
+
+def commit_on(repo: Repository, branch: str, fn: Callable[[Any], None], message: str = "edit") -> str:
+    """Commit on ``branch`` what ``fn(writer_checkout)`` stages; return the commit id (the writer
+    checkout is closed either way): the builder of the diff and merge tests."""
+    co = repo.checkout(write=True, branch=branch)
+    try:
+        fn(co)
+        return co.commit(message)
+    finally:
+        co.close()
