@@ -29,6 +29,8 @@ from hangar.plumbing.regular import open_regular, read_cache
 from hangar.store import readtable
 from hangar.store.readtable import LocationTable
 from tests.repo_parts import hangar_dir_of
+from tests.s3_fixtures import s3_env, s3_server  # noqa: F401 - fixtures
+from tests.test_data_remotes import clone, expected, pushed  # noqa: F401 - fixtures and builders
 
 #: planted in-process; a link to /dev/zero is tried only in a child under RLIMIT_AS (the code
 #: before the fix read it until the machine ran out of memory)
@@ -215,3 +217,29 @@ def test_dev_zero_links_in_place_of_state_files_read_nothing_in_a_limited_child(
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "staging refused" in r.stdout and "staging.json" in r.stdout and "lock refused" in r.stdout, r.stdout
+
+
+# ------------------------------------------------------------ kept copies of bucket pack indexes
+def test_a_kept_bucket_index_that_is_no_regular_file_is_fetched_again(pushed, tmp_path):  # noqa: F811
+    """Lazy reads keep each bucket pack index under .hangar/cache/bucket-indexes; a FIFO or a
+    directory there is ignored (the index is read from the bucket again), never waited on."""
+    _, url, _ = pushed
+    c = clone(tmp_path, url)
+    co = c.checkout()
+    assert (co.arraysets["img"]["1"] == expected()["1"]).all()
+    co.close()
+    kept = glob.glob(os.path.join(hangar_dir_of(c), "cache", "bucket-indexes", "*", "*.index"))
+    assert kept
+    for i, path in enumerate(kept):
+        plant(path, "fifo" if i % 2 == 0 else "directory", str(tmp_path / f"copy-{i}"))
+    fifo = next(p for i, p in enumerate(kept) if i % 2 == 0)
+    got = bounded(lambda: _read_img(c.path, "2"), fifo)
+    assert (got == expected()["2"]).all()
+
+
+def _read_img(path: str, key: str) -> np.ndarray:
+    co = Repository(path).checkout()
+    try:
+        return co.arraysets["img"][key]
+    finally:
+        co.close()
