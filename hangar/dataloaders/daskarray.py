@@ -207,15 +207,15 @@ def read_bucket_chunk(address: str, bucket: BucketAddress, commit: str, arrayset
     try:
         for (_, off, _, members), blob in zip(ranges, blobs):
             view = memoryview(blob)
-            locs = [where[m] for m in members]
+            got = [where[m] for m in members]
             try:  # the verification every received sample passes (stored checksum, bounded decode, digest)
-                verify_received([bytes.fromhex(remote.digests[m]) for m in members], [loc.codec for loc in locs],
-                                [loc.rawlen for loc in locs], [loc.length for loc in locs],
-                                [view[loc.offset - off:loc.offset - off + loc.length] for loc in locs], dtype, shape,
-                                checks=[loc.check for loc in locs],
+                verify_received([bytes.fromhex(remote.digests[m]) for m in members], [loc.codec for loc in got],
+                                [loc.rawlen for loc in got], [loc.length for loc in got],
+                                [view[loc.offset - off:loc.offset - off + loc.length] for loc in got], dtype, shape,
+                                checks=[loc.check for loc in got],
                                 into=[byte_view(out[remote.rows[m]]) for m in members])
             except CorruptDataError as exc:
-                packs = sorted({loc.pack for loc in locs})
+                packs = sorted({loc.pack for loc in got})
                 raise CorruptDataError(
                     f"arrayset {arrayset!r} at {commit[:10]}, read from {bucket.url} (pack {', '.join(packs)}): {exc}; "
                     f"the bucket's object was damaged or changed outside hangar; {_REPAIR}") from None
