@@ -16,10 +16,12 @@ import threading
 import numpy as np
 import pytest
 
+from hangar import Repository
 from hangar.errors import DataRemoteAddressError
 from hangar.remote.objectdata import endpoint_to_record
+from tests.remote_fixtures import ServerProcess
 from tests.s3_fixtures import ACCESS_KEY, s3_env, s3_server  # noqa: F401 - fixtures
-from tests.test_data_remotes import clone, expected, pushed  # noqa: F401 - fixtures and builders
+from tests.test_data_remotes import clone, expected, make_repo, pushed  # noqa: F401 - fixtures and builders
 
 
 class Listener:
@@ -129,3 +131,19 @@ def test_any_other_recorded_endpoint_needs_the_users_word(recorded, monkeypatch)
     assert endpoint_to_record("origin", "s3://b/p", recorded, "http://mine:1") == "http://mine:1"
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://mine:2")
     assert endpoint_to_record("origin", "s3://b/p", recorded, None) is None  # the environment, read on use
+
+
+def test_a_clone_of_a_served_history_naming_a_foreign_endpoint_is_refused_and_leaves_nothing(tmp_path,
+                                                                                             s3_env):  # noqa: F811
+    """The same rule for a hangar server holding a data remote's history (its own clone path)."""
+    srv = ServerProcess(str(tmp_path / "served"))
+    try:
+        src = make_repo(tmp_path / "src", n=4)
+        src.remote.add("origin", srv.address, data=s3_env.new_location(), endpoint_url=s3_env.endpoint)
+        assert src.remote.push("origin", "master") == "master"
+        os.makedirs(tmp_path / "clone")
+        with pytest.raises(DataRemoteAddressError, match="--endpoint-url"):
+            Repository(tmp_path / "clone", exists=False).clone("Bob", "bob@example.com", srv.address)
+        assert not os.path.exists(tmp_path / "clone" / ".hangar")
+    finally:
+        srv.stop()
