@@ -557,8 +557,9 @@ class LazyReads:
         # load the whole local index each time (measured: 48 of 90 ms per single read with 1,800 packs).
         # Its packs are durable like every other (data fsynced before the index is written, then
         # the directories): skipping the data fsync let a power loss leave an index over lost
-        # bytes. One flushed pack (6 fsyncs) per lazy read; a get_batch is one read
-        # (cost: scripts/bench_s3.py --only-small --before BASELINE)
+        # bytes. One flushed pack (6 fsyncs) per lazy read; a get_batch is one read. Measured
+        # (scripts/bench_lazy_flush.py, shared disk, load ~7-14): +6.7 ms min / +10 ms median per
+        # flushed pack, against ~29-55 ms a lazy single read takes from SeaweedFS on loopback
         self._cache = TensorStore(LocalPackStorage(os.path.join(hangar_dir, "data")))
 
     def __call__(self, items: Sequence[tuple[bytes, str, tuple[int, ...]]]) -> list[str]:
