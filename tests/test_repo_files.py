@@ -90,10 +90,10 @@ def _committed(repo: Repository) -> np.ndarray:
     return data
 
 
-def _read(path: str, key: int) -> np.ndarray:
+def _read(path: str, key: int | str, aset: str = "a") -> np.ndarray:
     co = Repository(path).checkout()
     try:
-        return co.arraysets["a"][key]
+        return co.arraysets[aset][key]
     finally:
         co.close()
 
@@ -233,13 +233,5 @@ def test_a_kept_bucket_index_that_is_no_regular_file_is_fetched_again(pushed, tm
     for i, path in enumerate(kept):
         plant(path, "fifo" if i % 2 == 0 else "directory", str(tmp_path / f"copy-{i}"))
     fifo = next(p for i, p in enumerate(kept) if i % 2 == 0)
-    got = bounded(lambda: _read_img(c.path, "2"), fifo)
+    got = bounded(lambda: _read(c.path, "2", "img"), fifo)
     assert (got == expected()["2"]).all()
-
-
-def _read_img(path: str, key: str) -> np.ndarray:
-    co = Repository(path).checkout()
-    try:
-        return co.arraysets["img"][key]
-    finally:
-        co.close()
