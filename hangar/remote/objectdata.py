@@ -557,9 +557,11 @@ class LazyReads:
         # load the whole local index each time (measured: 48 of 90 ms per single read with 1,800 packs).
         # Its packs are durable like every other (data fsynced before the index is written, then
         # the directories): skipping the data fsync let a power loss leave an index over lost
-        # bytes. One flushed pack (6 fsyncs) per lazy read; a get_batch is one read. Measured
-        # (scripts/bench_lazy_flush.py, shared disk, load ~7-14): +6.7 ms min / +10 ms median per
-        # flushed pack, against ~29-55 ms a lazy single read takes from SeaweedFS on loopback
+        # bytes. One flushed pack (6 fsyncs) per lazy read; a get_batch is one read. Measured on
+        # the shared disk under load: scripts/bench_lazy_flush.py +6.7 ms min / +10 ms median a
+        # flush; scripts/bench_s3.py --only-small --before (60,000 x (28,28), min of 2): lazy
+        # single reads 80 -> 29 samples/s, a lazy get_batch of 5,000 6,552 -> 3,867 samples/s
+        # (fsync waits on the other writers' journal here); cached reads unchanged (0.9x, noise)
         self._cache = TensorStore(LocalPackStorage(os.path.join(hangar_dir, "data")))
 
     def __call__(self, items: Sequence[tuple[bytes, str, tuple[int, ...]]]) -> list[str]:
