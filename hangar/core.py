@@ -30,6 +30,7 @@ from hangar.errors import (
 from hangar.plumbing import paths
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import ObjectBatch
+from hangar.plumbing.regular import MAX_STATE_BYTES, read_regular
 from hangar.plumbing.trees import empty_tree_id
 from hangar.records.keys import validate_branch_name
 from hangar.records.staging import StagingState
@@ -200,8 +201,8 @@ class RepositoryCore:
     def cli_branch(self) -> Optional[str]:
         """The command line's current branch, or None when the command line never set one."""
         try:
-            with open(os.path.join(self.hangar_dir, paths.CLI_BRANCH_FILE)) as f:
-                return f.read()
+            path = os.path.join(self.hangar_dir, paths.CLI_BRANCH_FILE)
+            return read_regular(path, self.hangar_dir, MAX_STATE_BYTES).decode()
         except FileNotFoundError:
             return None
 

@@ -8,7 +8,6 @@ the bucket and in the history.
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import TYPE_CHECKING, List, Optional
 
@@ -108,14 +107,13 @@ def looks_like_git_url(address: str) -> bool:
 
 def adopt_location(git: "GitRepo", remote: str, endpoint_url: Optional[str]) -> bool:
     """Make ``remote`` a data remote of the location its history records (``refs/hangar/data``);
-    False when it records none. The endpoint: ``endpoint_url``, else ``AWS_ENDPOINT_URL``, else the
-    one the pusher recorded."""
+    False when it records none. The endpoint: see :func:`objectdata.endpoint_to_record` (the
+    pusher's recorded one only where the user would send signed requests anyway)."""
     found = objectdata.fetch_location(git, remote)
     if found is None:
         return False
     url, hint = found
-    if endpoint_url is None and not (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")):
-        endpoint_url = hint
+    endpoint_url = objectdata.endpoint_to_record(remote, url, hint, endpoint_url)
     objectdata.record_remote(git, remote, url, endpoint_url, lazy=True)
     return True
 

@@ -465,13 +465,22 @@ def clone_into(core: RepositoryCore, user_name: str, user_email: str, remote_add
                                     "pass remove_old=True to replace it")
     with _client.DataClient(remote_address, timeout=10) as dc:
         dc.ping()
+    existed = core.initialized
     core.init(user_name, user_email, remove_old)
     git = core.git
     Remotes(core).add("origin", remote_address)
     with transfer_marker(core.hangar_dir, f"clone {remote_address}"):
         # a server can host the history of a data remote (bytes in a bucket): follow its record
-        data_remote = objectdata.DATA_REF in _client.list_remote_refs(git, "origin", remote_address) and \
-            datastore.adopt_location(git, "origin", endpoint_url)
+        try:
+            data_remote = objectdata.DATA_REF in _client.list_remote_refs(git, "origin", remote_address) and \
+                datastore.adopt_location(git, "origin", endpoint_url)
+        except DataRemoteAddressError:  # e.g. an endpoint the user did not choose: refused, nothing left
+            if not existed:
+                import shutil
+
+                shutil.rmtree(core.hangar_dir, ignore_errors=True)
+                core.drop_handles()
+            raise
         if "master" in _client.list_remote_heads(git, "origin", remote_address):
             _client.fetch_branches(git, "origin", remote_address, ["master"])
         head = git.remote_branch_head("origin/master")

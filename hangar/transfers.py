@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from hangar.plumbing.pids import pid_alive
+from hangar.plumbing.regular import MAX_STATE_BYTES, read_regular
 
 MARKER_DIR = "transfers"
 
@@ -50,8 +51,7 @@ def active_transfers(hangar_dir: str) -> list[dict]:
     for n in names:
         path = os.path.join(d, n)
         try:
-            with open(path) as f:
-                info = json.load(f)
+            info = json.loads(read_regular(path, hangar_dir, MAX_STATE_BYTES))
         except (OSError, ValueError):
             continue  # being written or removed right now
         if info.get("host") == socket.gethostname() and not pid_alive(int(info.get("pid", -1))):

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Optional
 from hangar.errors import WriterLockError
 from hangar.plumbing.paths import writer_lock_path
 from hangar.plumbing.pids import pid_alive
+from hangar.plumbing.regular import MAX_STATE_BYTES, read_regular
 
 
 def pid_namespace() -> Optional[str]:
@@ -69,8 +70,7 @@ class WriterLock:
     def _read(self) -> Optional[dict[str, Any]]:
         """The lock file's JSON; None when there is none, ``{}`` when it cannot be read."""
         try:
-            with open(self.path) as f:
-                held = json.load(f)
+            held = json.loads(read_regular(self.path, self.git_dir, MAX_STATE_BYTES))
         except FileNotFoundError:
             return None
         except (OSError, ValueError):

@@ -6,7 +6,10 @@ Each opens the repository's parts afresh through the public :class:`hangar.core.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+from typing import Any, Callable, Optional
 
 from hangar import Repository
 from hangar.core import RepositoryCore
@@ -48,3 +51,21 @@ def flip_stored_byte(repo: Repository, sample, at: int | None = None, mask: int 
         f.seek(loc.offset + at)
         f.write(bytes([b[0] ^ mask]))
     return path
+
+
+def recorded_endpoint(history: str) -> Optional[str]:
+    """The S3 endpoint the data-location ref of the bare git repository ``history`` records
+    (``None`` when it records none): what a user who trusts it passes as ``endpoint_url``."""
+    out = subprocess.run(["git", "--git-dir", history, "show", "refs/hangar/data:data.json"], capture_output=True)
+    return json.loads(out.stdout).get("endpoint_url") if out.returncode == 0 else None
+
+
+def commit_on(repo: Repository, branch: str, fn: Callable[[Any], None], message: str = "edit") -> str:
+    """Commit on ``branch`` what ``fn(writer_checkout)`` stages; return the commit id (the writer
+    checkout is closed either way): the builder of the diff and merge tests."""
+    co = repo.checkout(write=True, branch=branch)
+    try:
+        fn(co)
+        return co.commit(message)
+    finally:
+        co.close()

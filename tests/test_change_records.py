@@ -169,6 +169,9 @@ def test_a_record_that_is_not_a_regular_file_is_ignored_without_reading_it(tmp_p
     with open(path, "wb") as f:  # larger than any record this module writes
         f.truncate(changes.MAX_RECORD_BYTES + 1)
     assert changes.load_record(str(tmp_path), a, b) is None
+    os.unlink(path)
+    os.mkdir(path)  # a directory in its place
+    assert changes.load_record(str(tmp_path), a, b) is None
 
 
 def test_gc_removes_the_kept_records_and_diffs_stay_the_same(repo) -> None:

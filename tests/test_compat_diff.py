@@ -22,15 +22,7 @@ from hangar.diff import (
     SampleVal,
 )
 from hangar.store.digest import sample_digest as digest_array
-
-
-def _commit_on(repo, branch, fn, message="edit"):
-    co = repo.checkout(write=True, branch=branch)
-    try:
-        fn(co)
-        return co.commit(message)
-    finally:
-        co.close()
+from tests.repo_parts import commit_on
 
 
 def _edit_dev(co) -> None:
@@ -59,7 +51,7 @@ def _assert_shape(res: DiffAndConflicts) -> None:
 
 def test_branch_diff_is_diffout_of_changes_dicts_keyed_by_named_tuples(aset_repo):
     aset_repo.create_branch("dev")
-    _commit_on(aset_repo, "dev", _edit_dev)
+    commit_on(aset_repo, "dev", _edit_dev)
     with aset_repo.checkout() as co:
         res = co.diff.branch("dev")
     _assert_shape(res)
@@ -78,7 +70,7 @@ def test_branch_diff_is_diffout_of_changes_dicts_keyed_by_named_tuples(aset_repo
 
 def test_record_values_describe_the_newer_record_and_the_removed_one(aset_repo):
     aset_repo.create_branch("dev")
-    _commit_on(aset_repo, "dev", _edit_dev)
+    commit_on(aset_repo, "dev", _edit_dev)
     with aset_repo.checkout() as co:
         added, deleted, mutated = co.diff.branch("dev").diff
     new1 = np.full(5, 100, np.int64)
@@ -103,7 +95,7 @@ def test_equal_records_have_equal_values(aset_repo):
         co.metadata["a"] = "same"
         co.metadata["b"] = "same"
 
-    _commit_on(aset_repo, "dev", two_same)
+    commit_on(aset_repo, "dev", two_same)
     with aset_repo.checkout() as co:
         added = co.diff.branch("dev").diff.added
     assert added.samples[("foo", 50)] == added.samples[("foo", 51)]
@@ -115,7 +107,7 @@ def test_equal_records_have_equal_values(aset_repo):
 def test_diff_between_a_commit_and_its_descendant_is_the_same_from_either_side(aset_repo, how):
     first = aset_repo.log(return_contents=True)["head"]
     aset_repo.create_branch("dev")
-    second = _commit_on(aset_repo, "dev", _edit_dev)
+    second = commit_on(aset_repo, "dev", _edit_dev)
     with aset_repo.checkout(branch="master") as old_side:
         from_old = old_side.diff.branch("dev") if how == "branch" else old_side.diff.commit(second)
     with aset_repo.checkout(branch="dev") as new_side:
@@ -159,8 +151,8 @@ def test_conflict_classes_are_changes_dicts_with_the_dev_side_record(aset_repo):
         co["foo", 4] = np.full(5, 2, np.int64)
         del co.arraysets["foo"][5]
 
-    _commit_on(aset_repo, "master", master_side)
-    _commit_on(aset_repo, "dev", dev_side)
+    commit_on(aset_repo, "master", master_side)
+    commit_on(aset_repo, "dev", dev_side)
     with aset_repo.checkout() as co:
         res = co.diff.branch("dev")
     _assert_shape(res)
@@ -177,8 +169,8 @@ def test_conflict_classes_are_changes_dicts_with_the_dev_side_record(aset_repo):
 
 def test_schema_conflict_is_keyed_by_arrayset_name(aset_repo):
     aset_repo.create_branch("dev")
-    _commit_on(aset_repo, "master", lambda co: co.arraysets.init_arrayset("x", shape=(2,), dtype=np.int8))
-    _commit_on(aset_repo, "dev", lambda co: co.arraysets.init_arrayset("x", shape=(3,), dtype=np.int8))
+    commit_on(aset_repo, "master", lambda co: co.arraysets.init_arrayset("x", shape=(2,), dtype=np.int8))
+    commit_on(aset_repo, "dev", lambda co: co.arraysets.init_arrayset("x", shape=(3,), dtype=np.int8))
     with aset_repo.checkout() as co:
         t1 = co.diff.branch("dev").conflict.t1
     assert list(t1.schema) == ["x"] and t1.schema["x"].schema_max_shape == (3,)
@@ -187,8 +179,8 @@ def test_schema_conflict_is_keyed_by_arrayset_name(aset_repo):
 def test_writer_conflicts_count_staged_changes(aset_repo):
     # Hangar 0.3 classified conflicts between the staging area and dev
     aset_repo.create_branch("dev")
-    _commit_on(aset_repo, "master", lambda co: co.metadata.__setitem__("m", "1"))  # diverge
-    _commit_on(aset_repo, "dev", lambda co: co.arraysets["foo"].__setitem__(0, np.full(5, 2, np.int64)))
+    commit_on(aset_repo, "master", lambda co: co.metadata.__setitem__("m", "1"))  # diverge
+    commit_on(aset_repo, "dev", lambda co: co.arraysets["foo"].__setitem__(0, np.full(5, 2, np.int64)))
     co = aset_repo.checkout(write=True)
     try:
         assert co.diff.branch("dev").conflict.conflict is False
@@ -206,7 +198,7 @@ def test_hangar03_record_type_names_import_from_records_parsing(aset_repo):
     from hangar.records.parsing import MetadataRecordKey, RawDataRecordKey
 
     aset_repo.create_branch("dev")
-    _commit_on(aset_repo, "dev", _edit_dev)
+    commit_on(aset_repo, "dev", _edit_dev)
     with aset_repo.checkout() as co:
         diff = co.diff.branch("dev").diff
     assert MetadataRecordKey("hello") in diff.mutated.metadata
@@ -217,7 +209,7 @@ def test_sample_values_read_on_demand_behave_as_tuples(aset_repo):
     import pickle
 
     aset_repo.create_branch("dev")
-    _commit_on(aset_repo, "dev", _edit_dev)
+    commit_on(aset_repo, "dev", _edit_dev)
     with aset_repo.checkout() as co:
         mutated = co.diff.branch("dev").diff.mutated.samples
     with aset_repo.checkout(branch="dev") as co:

@@ -13,6 +13,7 @@ import pytest
 
 from hangar import Repository
 from hangar.errors import CorruptDataError, ObjectStoreError
+from tests.repo_parts import recorded_endpoint
 from tests.s3_fixtures import ACCESS_KEY, SECRET_KEY, s3_server  # noqa: F401 - fixture
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
@@ -73,7 +74,7 @@ def _push(root, server) -> tuple[str, str]:
 def _clone(path, url: str) -> Repository:
     os.makedirs(path)
     c = Repository(path, exists=False)
-    c.clone("Bob", "bob@example.com", url)
+    c.clone("Bob", "bob@example.com", url, endpoint_url=recorded_endpoint(url))  # the user names the endpoint
     return c
 
 

@@ -16,7 +16,7 @@ import pytest
 from hangar import Repository
 from hangar._faults import CRASH_EXIT_CODE
 from hangar.errors import CorruptDataError, DataRemoteAddressError, DataRemoteUnreachableError, RemoteDataError
-from tests.repo_parts import git_of
+from tests.repo_parts import git_of, recorded_endpoint
 from tests.s3_fixtures import s3_env, s3_server  # noqa: F401 - fixtures
 
 N = 60
@@ -68,6 +68,10 @@ def pushed(tmp_path, s3_env):  # noqa: F811
 
 
 def clone(tmp_path, url: str, name: str = "clone", **kw) -> Repository:
+    """A clone of ``url`` by a user who names the S3 endpoint its history records (a recorded
+    endpoint is not followed on its own); ``endpoint_url=None`` clones with the URL alone."""
+    if os.path.isdir(url):
+        kw.setdefault("endpoint_url", recorded_endpoint(url))
     c = Repository(tmp_path / name if os.path.isdir(tmp_path / name) else _mk(tmp_path / name), exists=False)
     c.clone("Bob", "bob@example.com", url, **kw)
     return c
@@ -114,9 +118,13 @@ def test_clone_of_the_git_url_alone_finds_the_data_and_fetch_data_brings_it(push
     co.close()
 
 
-def test_clone_uses_the_endpoint_the_pusher_recorded_when_none_is_given(pushed, tmp_path):
+def test_clone_refuses_the_endpoint_the_pusher_recorded_unless_the_user_names_it(pushed, tmp_path):
+    """Changed with the endpoint trust rule (tests/test_endpoint_trust.py): the recorded hint was
+    followed on its own; now the clone names it and asks for endpoint_url= or AWS_ENDPOINT_URL."""
     _, url, loc = pushed
-    c = clone(tmp_path, url)  # no AWS_ENDPOINT_URL in the environment: the recorded hint is used
+    with pytest.raises(DataRemoteAddressError, match="--endpoint-url"):
+        clone(tmp_path, url, "alone", endpoint_url=None)  # no AWS_ENDPOINT_URL in the environment either
+    c = clone(tmp_path, url)  # naming the recorded endpoint
     co = c.checkout()
     np.testing.assert_array_equal(co.arraysets["img"]["5"], expected()["5"])
     co.close()
@@ -348,7 +356,7 @@ def test_history_through_git_daemon(tmp_path, s3_env):  # noqa: F811
         loc = s3_env.new_location()
         r.remote.add("origin", url, data=loc, endpoint_url=s3_env.endpoint)
         r.remote.push("origin", "master")
-        c = clone(tmp_path, url)
+        c = clone(tmp_path, url, endpoint_url=s3_env.endpoint)  # the user names the endpoint
         co = c.checkout()
         np.testing.assert_array_equal(co.arraysets["img"]["21"], expected()["21"])
         co.close()

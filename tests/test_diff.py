@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hangar.diff import Changes, Conflicts, DiffAndConflicts, DiffOut, MetadataKey, SampleKey
+from tests.repo_parts import commit_on
 
 EMPTY = Changes({}, {}, {})
 
@@ -15,15 +16,6 @@ EMPTY = Changes({}, {}, {})
 def names(changes: Changes) -> tuple[list, list, list]:
     """The keys of one ``Changes`` as plain lists: arrayset names, ``(aset, key)`` pairs, metadata keys."""
     return (list(changes.schema), [tuple(k) for k in changes.samples], [k.meta_name for k in changes.metadata])
-
-
-def _commit_on(repo, branch, fn, message="edit"):
-    co = repo.checkout(write=True, branch=branch)
-    try:
-        fn(co)
-        return co.commit(message)
-    finally:
-        co.close()
 
 
 def _pack_files(repo) -> set[str]:
@@ -106,7 +98,7 @@ def test_recreated_arrayset_with_new_schema_is_schema_mutation(aset_repo):
 
 def test_branch_diff_fast_forward_has_no_conflicts(aset_repo):
     aset_repo.create_branch("dev")
-    _commit_on(aset_repo, "dev", lambda co: co.metadata.__setitem__("hello", "dev"))
+    commit_on(aset_repo, "dev", lambda co: co.metadata.__setitem__("hello", "dev"))
     with aset_repo.checkout() as co:
         res = co.diff.branch("dev")
     assert names(res.diff.mutated) == ([], [], ["hello"])
@@ -116,8 +108,8 @@ def test_branch_diff_fast_forward_has_no_conflicts(aset_repo):
 @pytest.mark.slow
 def test_diff_between_diverged_branches_reports_conflicts(aset_repo):
     aset_repo.create_branch("dev")
-    _commit_on(aset_repo, "master", lambda co: co.arraysets["foo"].__setitem__(0, np.full(5, 1, np.int64)))
-    _commit_on(aset_repo, "dev", lambda co: co.arraysets["foo"].__setitem__(0, np.full(5, 2, np.int64)))
+    commit_on(aset_repo, "master", lambda co: co.arraysets["foo"].__setitem__(0, np.full(5, 1, np.int64)))
+    commit_on(aset_repo, "dev", lambda co: co.arraysets["foo"].__setitem__(0, np.full(5, 2, np.int64)))
     with aset_repo.checkout() as co:
         res = co.diff.branch("dev")
     assert res.conflict.conflict is True
@@ -131,8 +123,8 @@ def test_diff_between_diverged_branches_reports_conflicts(aset_repo):
 @pytest.mark.slow
 def test_diff_3way_lists_changes_from_head_to_dev(aset_repo):
     aset_repo.create_branch("dev")
-    _commit_on(aset_repo, "master", lambda co: co.arraysets["foo"].__setitem__(20, np.zeros(5, np.int64)))
-    _commit_on(aset_repo, "dev", lambda co: co.metadata.__setitem__("d", "1"))
+    commit_on(aset_repo, "master", lambda co: co.arraysets["foo"].__setitem__(20, np.zeros(5, np.int64)))
+    commit_on(aset_repo, "dev", lambda co: co.metadata.__setitem__("d", "1"))
     with aset_repo.checkout() as co:
         res = co.diff.branch("dev")
     # dev lacks master's new sample and adds a metadata key
@@ -145,7 +137,7 @@ def test_commit_diff_accepts_abbreviated_hash_and_is_the_same_from_either_side(a
     # issue 10 (Hangar 0.3): a linear history diffs from the older to the newer commit,
     # whichever side the checkout is on (this test pinned the mirror image before)
     first = aset_repo.log(return_contents=True)["head"]
-    second = _commit_on(aset_repo, "master", lambda co: co.arraysets["foo"].remove(3))
+    second = commit_on(aset_repo, "master", lambda co: co.arraysets["foo"].remove(3))
     with aset_repo.checkout(commit=first) as co:
         fwd = co.diff.commit(second[:10])
     with aset_repo.checkout(commit=second) as co:

@@ -15,20 +15,11 @@ from hypothesis import strategies as st
 from hangar import Repository
 from hangar.diff import MetadataKey, SampleKey, diff_commits
 from hangar.errors import MergeConflictError, WriterLockError
-from tests.repo_parts import git_of
+from tests.repo_parts import commit_on, git_of
 
 
 def arr(v: int) -> np.ndarray:
     return np.full(5, v, np.int64)
-
-
-def commit_on(repo, branch, fn, message="edit"):
-    co = repo.checkout(write=True, branch=branch)
-    try:
-        fn(co)
-        return co.commit(message)
-    finally:
-        co.close()
 
 
 def set_sample(key, value):

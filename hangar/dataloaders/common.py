@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import keyword
 import mmap
+import os
 import re
 import warnings
 from collections import namedtuple
@@ -32,6 +33,7 @@ from hangar.errors import (
 from hangar.loader_source import LoaderSource
 from hangar.plumbing import rowhash
 from hangar.plumbing.paths import pack_chunk_path
+from hangar.plumbing.regular import open_regular
 from hangar.records.keys import Key, decode_key, encode_key, sorted_keys
 from hangar.store import codecs
 from hangar.store.digest import byte_view
@@ -160,8 +162,12 @@ class SampleSource:
         if pack not in self._maps:
             view = None
             if isinstance(self.storage, LocalPackStorage):
-                with open(pack_chunk_path(self.storage.root, pack), "rb") as f:
-                    view = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+                # no FIFO (a plain open would wait for ever), no link out of the repository
+                fd = open_regular(pack_chunk_path(self.storage.root, pack), self.storage.root)
+                try:
+                    view = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+                finally:
+                    os.close(fd)  # the map keeps its own descriptor
             self._maps[pack] = view
         return self._maps[pack]
 

@@ -54,12 +54,11 @@ from hangar.loader_source import LoaderSource
 from hangar.plumbing import paths
 from hangar.records.keys import Key
 from hangar.remote.objectdata import LazyReads, plan_ranges
-from hangar.store import codecs
-from hangar.store.digest import byte_view, digest_of_parts
+from hangar.store.digest import byte_view
 from hangar.store.index import Location
 from hangar.store.objectstore import ObjectPackStorage, check_not_forked
 from hangar.store.packs import LocalPackStorage
-from hangar.store.tensorstore import check_stored
+from hangar.store.tensorstore import verify_received
 
 __all__ = ["dask_array", "open_storage", "open_bucket", "read_chunk", "read_bucket_chunk", "ChunkLocations",
            "BucketAddress", "BucketLocations"]
@@ -210,40 +209,23 @@ def read_bucket_chunk(address: str, bucket: BucketAddress, commit: str, arrayset
     storage = open_bucket(bucket)
     where = [Location(remote.packs[p], o, n, r, c, k) for p, o, n, r, c, k in zip(
         remote.pack_idx, remote.offsets, remote.lengths, remote.rawlens, remote.codecs, remote.checks)]
-    expected = out[0].nbytes if n_rows else 0
     ranges = plan_ranges(where)
     blobs = storage.iter_ranges((p, o, n) for p, o, n, _ in ranges)
     try:
         for (_, off, _, members), blob in zip(ranges, blobs):
             view = memoryview(blob)
-            for m in members:
-                loc, digest = where[m], bytes.fromhex(remote.digests[m])
-                payload = view[loc.offset - off:loc.offset - off + loc.length]
-                try:
-                    check_stored(loc, payload, digest)
-                except CorruptDataError:
-                    raise CorruptDataError(
-                        f"stored bytes of sample digest {digest.hex()[:16]}... of arrayset {arrayset!r} at "
-                        f"{commit[:10]}, read from {bucket.url} (pack {loc.pack} at offset {loc.offset}), do not "
-                        f"match their checksum: the bucket's object was damaged or changed outside hangar; {_REPAIR}"
-                        ) from None
-                if loc.rawlen != expected or loc.codec not in (codecs.RAW, codecs.LZ4, codecs.ZSTD):
-                    raise CorruptDataError(
-                        f"sample digest {digest.hex()[:16]}... in {bucket.url} (pack {loc.pack}) claims {loc.rawlen} "
-                        f"raw bytes (codec {loc.codec}); arrayset {arrayset!r} at {commit[:10]} holds {dtype} "
-                        f"{shape} samples of {expected}")
-                row = byte_view(out[remote.rows[m]])
-                try:  # raw too: a stored length other than the raw one is an error, not numpy's ValueError
-                    codecs.decode_into(loc.codec, payload, row)
-                except CorruptDataError as exc:
-                    raise CorruptDataError(
-                        f"sample digest {digest.hex()[:16]}... of arrayset {arrayset!r} at {commit[:10]}, read from "
-                        f"{bucket.url} (pack {loc.pack} at offset {loc.offset}): {exc}; {_REPAIR}") from None
-                if digest_of_parts(row, dtype, shape) != digest:
-                    raise CorruptDataError(
-                        f"sample digest {digest.hex()[:16]}... of arrayset {arrayset!r} at {commit[:10]}, read from "
-                        f"{bucket.url} (pack {loc.pack} at offset {loc.offset}), does not match its digest: the "
-                        f"bucket was changed outside hangar; {_REPAIR}")
+            got = [where[m] for m in members]
+            try:  # the verification every received sample passes (stored checksum, bounded decode, digest)
+                verify_received([bytes.fromhex(remote.digests[m]) for m in members], [loc.codec for loc in got],
+                                [loc.rawlen for loc in got], [loc.length for loc in got],
+                                [view[loc.offset - off:loc.offset - off + loc.length] for loc in got], dtype, shape,
+                                checks=[loc.check for loc in got],
+                                into=[byte_view(out[remote.rows[m]]) for m in members])
+            except CorruptDataError as exc:
+                packs = sorted({loc.pack for loc in got})
+                raise CorruptDataError(
+                    f"arrayset {arrayset!r} at {commit[:10]}, read from {bucket.url} (pack {', '.join(packs)}): {exc}; "
+                    f"the bucket's object was damaged or changed outside hangar; {_REPAIR}") from None
     except ObjectStoreError as exc:
         raise DataRemoteUnreachableError(
             f"reading {len(where)} samples of arrayset {arrayset!r} at {commit[:10]} from {storage.describe()} "

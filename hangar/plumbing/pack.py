@@ -19,6 +19,7 @@ from hangar._faults import crash_point
 from hangar.errors import InvalidArgumentError, MalformedPackError
 from hangar.plumbing import rowhash  # the optional C extension: per-row checksums in one call
 from hangar.plumbing.durable import fsync_dir, fsync_many, write_open
+from hangar.plumbing.regular import open_regular
 
 OBJ_COMMIT, OBJ_TREE, OBJ_BLOB = 1, 2, 3
 _TYPE_NAMES = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
@@ -410,13 +411,15 @@ def list_pack_names(pack_dir: str) -> list[str]:
 
 
 def pack_object_ids(idx_path: str) -> list[bytes]:
-    """Raw ids of the objects in a pack, read from its v2 index."""
-    with open(idx_path, "rb") as f:
+    """Raw ids of the objects in a pack, read from its v2 index (a regular file, never a FIFO or link)."""
+    with os.fdopen(open_regular(idx_path, os.path.dirname(idx_path)), "rb") as f:
         head = f.read(8 + 1024)
         if head[:8] != b"\xfftOc" + struct.pack(">I", 2):
             raise MalformedPackError(f"{idx_path} is not a version 2 pack index")
         n = struct.unpack_from(">I", head, 8 + 1020)[0]
         ids = f.read(20 * n)
+    if len(ids) != 20 * n:
+        raise MalformedPackError(f"{idx_path} names {n} objects but holds {len(ids) // 20}: a truncated pack index")
     return [ids[20 * i:20 * i + 20] for i in range(n)]
 
 

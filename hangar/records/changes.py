@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import struct
 import tempfile
 from typing import Optional
+
+from hangar.plumbing.regular import read_cache
 
 Oid = Optional[bytes]
 #: entry name -> (old id, new id); ``None`` where the entry is absent
@@ -118,22 +119,10 @@ def decode_record(data: bytes, a_root: bytes, b_root: bytes) -> Optional[TableCh
 def load_record(git_dir: str, a_root: bytes, b_root: bytes) -> Optional[TableChanges]:
     """The kept change record from ``a_root`` to ``b_root``, or ``None`` (absent or not valid)."""
     # only a regular file of bounded size is read: a crafted repository could put a symlink to
-    # /dev/zero or a FIFO here (O_NOFOLLOW refuses the link, O_NONBLOCK opens a FIFO at once)
-    try:
-        fd = os.open(record_path(git_dir, a_root, b_root),
-                     os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    # /dev/zero or a FIFO here (refused without reading or waiting, like a damaged record)
+    data = read_cache(record_path(git_dir, a_root, b_root), git_dir, MAX_RECORD_BYTES)
+    if data is None:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RECORD_BYTES:
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(st.st_size + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     return decode_record(data, a_root, b_root)
 
 

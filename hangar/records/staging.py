@@ -22,6 +22,7 @@ from hangar.plumbing.durable import replace_file_durably
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, blob_block
 from hangar.plumbing.paths import STAGING_FILE
+from hangar.plumbing.regular import MAX_STATE_BYTES, read_regular
 from hangar.plumbing.trees import (
     MODE_BLOB,
     MODE_TREE,
@@ -51,8 +52,8 @@ class StagingState:
     @classmethod
     def load(cls, hangar_dir: str) -> Optional["StagingState"]:
         try:
-            with open(os.path.join(hangar_dir, STAGING_FILE)) as f:
-                d = json.load(f)
+            # a crafted repository's FIFO or link here is refused by name, never waited on or followed
+            d = json.loads(read_regular(os.path.join(hangar_dir, STAGING_FILE), hangar_dir, MAX_STATE_BYTES))
         except FileNotFoundError:
             return None
         return cls(d["branch"], d["base"], d["tree"])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import struct
 import threading
 import time
@@ -43,6 +42,7 @@ from hangar.plumbing.durable import (
 from hangar.plumbing.mapping import address_space_limited, map_private
 from hangar.plumbing.paths import pack_chunk_key, pack_chunk_path, pack_index_path, pack_partial_path, packs_dir
 from hangar.plumbing.pids import pid_alive
+from hangar.plumbing.regular import open_regular, read_regular
 from hangar.plumbing.rowhash import stored_check as stored_check  # the one definition, re-exported
 from hangar.store.codecs import LZ4, RAW, ZSTD, max_stored_length
 
@@ -130,42 +130,6 @@ def parse_index(raw: bytes, where: str, pack_size: Optional[int] = None) -> np.n
     return recs
 
 
-def open_regular(path: str, root: str, max_size: Optional[int] = None) -> int:
-    """An O_RDONLY fd of ``path``, only if it is a regular file inside ``root`` (else ``CorruptDataError``).
-
-    No symlink (O_NOFOLLOW, and the real path must stay under ``root``), no FIFO (O_NONBLOCK:
-    opening one never waits for a writer), no device. ``FileNotFoundError`` passes through
-    (a pack compacted away meanwhile).
-    """
-    real = os.path.realpath(path)
-    if os.path.commonpath([real, os.path.realpath(root)]) != os.path.realpath(root):
-        raise CorruptDataError(f"{path} leads outside the repository (to {real}); a repository holds no links")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise CorruptDataError(f"{path} cannot be opened as a regular file: {exc}") from exc
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or (max_size is not None and st.st_size > max_size):
-        os.close(fd)
-        what = ("is not a regular file" if not stat.S_ISREG(st.st_mode)
-                else f"holds {st.st_size} bytes (at most {max_size})")
-        raise CorruptDataError(f"{path} {what}; a repository holds only regular files: remove it and run `hangar fsck`")
-    return fd
-
-
-def read_regular(path: str, root: str, max_size: Optional[int] = None) -> bytes:
-    """All bytes of a regular file inside ``root`` (see :func:`open_regular`): its size, read once."""
-    fd = open_regular(path, root, max_size)
-    try:
-        size = os.fstat(fd).st_size
-        data = os.pread(fd, size, 0)
-    finally:
-        os.close(fd)
-    if len(data) != size:
-        raise CorruptDataError(f"{path} changed size while read ({len(data)} of {size} bytes)")
-    return data
 _GROUP_META = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}).encode()
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from xxhash import xxh3_64_intdigest
 
 from hangar.plumbing import rowhash
+from hangar.plumbing.regular import open_regular
 
 if TYPE_CHECKING:
     from hangar.store.index import Location
@@ -40,6 +41,10 @@ _MAGIC = b"HGRT0003"  # 0002: the checks column; 0003: the body checksum (older 
 #: cached tables kept on disk (oldest by modification time removed beyond this)
 MAX_CACHED = 32
 _NO_PACK = -1
+#: largest cached table file read (a larger one is ignored and the table rebuilt): a table costs
+#: ~93 bytes a sample (60,000 x (28,28): 5.6 MB), so this covers ~46 million samples an arrayset
+#: while a crafted sparse file cannot make a reader allocate and fill more
+MAX_TABLE_BYTES = 4 << 30
 #: row_location keeps a row-major copy of the location columns for tables up to this many rows
 _ROW_MAJOR_MAX = 1 << 20
 
@@ -321,10 +326,11 @@ class LocationTable:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str) -> Optional["LocationTable"]:
-        """The table saved at ``path``; ``None`` when absent or not a well-formed table."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    def load(cls, path: str, root: str) -> Optional["LocationTable"]:
+        """The table saved at ``path`` (a regular file inside ``root`` of at most
+        :data:`MAX_TABLE_BYTES`); ``None`` when absent, refused or not a well-formed table."""
+        try:  # a FIFO, link or oversized file planted in a crafted repository is refused, not read
+            fd = open_regular(path, root, MAX_TABLE_BYTES)
         except OSError:
             return None
         try:

@@ -123,14 +123,27 @@ class VerifiedRun(NamedTuple):
 
 def verify_received(digests: list[bytes], codec_ids: list[int], rawlens: list[int], lengths: list[int],
                     payloads: list[Any], dtype: str, shape: tuple[int, ...],
-                    block: memoryview | None = None) -> VerifiedRun:
-    """Check received samples of one dtype and shape before any of them is stored.
+                    block: memoryview | None = None, *, checks: list[int] | None = None,
+                    into: list[memoryview] | None = None) -> VerifiedRun:
+    """Check received samples of one dtype and shape before any of them is stored or used: the
+    one verification of bytes from a remote (hangar server, bucket fetch, dask workers).
 
     Each must claim the raw size dtype x shape makes (checked before anything is allocated),
     a known codec, decode into a buffer of exactly that size, and re-hash to its digest;
     otherwise ``CorruptDataError`` naming the sample. Runs without the GIL-bound store lock,
-    so parallel transfer streams hash at once. ``block`` (optional) holds the payloads back
-    to back, in order.
+    so parallel transfer streams hash at once.
+
+    Parameters
+    ----------
+    block
+        The payloads back to back, in order (optional; kept in the result for one write).
+    checks
+        The pack index's stored-bytes checksums: each payload is checked first (as
+        :func:`check_stored`). A fetch that stores the bytes compares the checksum its store
+        computes instead of hashing twice.
+    into
+        Byte buffers of the raw size, one per sample: the samples are decoded there (a reader
+        that uses them without storing them) instead of into temporary buffers.
     """
     try:
         expected = np.dtype(dtype).itemsize * prod(shape)
@@ -142,10 +155,23 @@ def verify_received(digests: list[bytes], codec_ids: list[int], rawlens: list[in
                 or (codec == raw_codec and length != expected) or len(payload) != length:
             raise CorruptDataError(f"received sample {d.hex()[:16]}... claims {rawlen} raw bytes (codec {codec}, "
                                    f"{length} stored), its dtype {dtype} and shape {shape} make {expected}")
-    raws = payloads if all(c == raw_codec for c in codec_ids) else codecs.decode_many(codec_ids, payloads, expected)
+    if checks is not None:
+        for d, check, payload in zip(digests, checks, payloads):
+            if check and (_xxh3(payload) or 1) != check:
+                raise CorruptDataError(f"received sample {d.hex()[:16]}... does not match its stored-bytes checksum "
+                                       "(damaged in the remote's pack)")
+    if into is not None:
+        for d, codec, payload, row in zip(digests, codec_ids, payloads, into):
+            try:
+                codecs.decode_into(codec, payload, row)
+            except CorruptDataError as exc:
+                raise CorruptDataError(f"received sample {d.hex()[:16]}...: {exc}") from None
+        raws: list[Any] = list(into)
+    else:
+        raws = payloads if all(c == raw_codec for c in codec_ids) else codecs.decode_many(codec_ids, payloads, expected)
     for d, got in zip(digests, digests_of_parts(raws, dtype, shape)):
         if got != d:
-            raise CorruptDataError(f"received bytes do not match digest {d.hex()}")
+            raise CorruptDataError(f"received sample {d.hex()[:16]}... does not match its digest")
     return VerifiedRun(digests, codec_ids, rawlens, lengths, payloads, block)
 
 
@@ -927,7 +953,7 @@ class TensorStore:
         if not cache_dir:
             return None
         self.wait_saved()
-        table = LocationTable.load(os.path.join(cache_dir, "readtables", key + ".tbl"))
+        table = LocationTable.load(os.path.join(cache_dir, "readtables", key + ".tbl"), cache_dir)
         if table is not None and not self._table_matches_packs(table):
             return None
         return table
