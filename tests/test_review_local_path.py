@@ -82,6 +82,7 @@ print("ok", failed)
 '''
 
 
+@pytest.mark.slow  # a child process (the file size limit is per process): ~1 s
 def test_samples_added_after_a_failed_pack_write_are_committed_readable(tmp_path):
     """A pack write that fails (a full disk; here a file size limit) raises from that add. The
     samples added once there is room again must be stored where their records say: the buffered
