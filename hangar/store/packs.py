@@ -251,7 +251,14 @@ class _LocalPackWriter:
         else:
             self.buf += data
             if len(self.buf) >= self._BUFFER:
-                self._drain()
+                try:
+                    self._drain()
+                except BaseException:
+                    # a failed append stores nothing: left in the buffer uncounted, these bytes
+                    # would shift every later sample past the offset returned for it
+                    # (a copy: the failed write's traceback may still hold a view of the buffer)
+                    self.buf = self.buf[:len(self.buf) - n]
+                    raise
         self.size += n
         return off
 

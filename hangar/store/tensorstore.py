@@ -1259,6 +1259,7 @@ class TensorStore:
         brk[1:] = (sp[1:] != sp[:-1]) | (so[1:] - ends[:-1] > _GAP) | ~sraw[1:] | ~sraw[:-1]
         if (size and size <= _GATHER_UPTO and n >= _GATHER_FROM_ROWS and bool(raw_codec.all())
                 and int(brk.sum()) * 4 > n and self._gather_mapped(table, rows, flat, size, pc, offs)):
+            self._verify_rows(table, rows, flat, dtype, shape, check)  # as every other batch read
             return
         seg = np.cumsum(brk) - 1
         seg_start = so[brk]
@@ -1285,6 +1286,12 @@ class TensorStore:
         if not piped:
             # the stored checksum of every raw sample (compressed ones were checked before decoding)
             self._check_rows(table, rows, flat, np.flatnonzero(checked & ~done), checks)
+        self._verify_rows(table, rows, flat, dtype, shape, check)
+
+    def _verify_rows(self, table: LocationTable, rows: np.ndarray, flat: np.ndarray, dtype: np.dtype,
+                     shape: tuple[int, ...], check: bool | None) -> None:
+        """With ``check`` (default: ``self.verify_reads``) re-hash each sample read into ``flat``
+        (:meth:`check_sample`): the digest check asked for, beyond the stored checksums."""
         if check or (check is None and self.verify_reads):
             dstr = dtype.str
             for i, r in enumerate(rows.tolist()):
