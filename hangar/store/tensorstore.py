@@ -1029,8 +1029,11 @@ class TensorStore:
 
     def wait_saved(self) -> None:
         """Wait until the tables :meth:`keep_table` is writing to the on-disk cache are written."""
-        while self._saving:
-            self._saving.pop(0).join()
+        # every caller joins every save it sees (joining twice is harmless): popping them one by
+        # one let a second reader return while the first was still waiting on a save (review A)
+        for saving in list(self._saving):
+            saving.join()
+        self._saving = [t for t in self._saving if t.is_alive()]
 
     def complete_table(self, key: str, table: LocationTable) -> LocationTable:
         """``table`` (named ``key``) with its rows that were not stored when it was built located now
