@@ -491,8 +491,9 @@ class LocalPackStorage:
         and never write to it. ``None`` where it is not mapped (under an address-space limit, or
         where mmap fails): read with :meth:`readinto`. ``FileNotFoundError`` for a pack removed meanwhile."""
         maps = self._maps
-        if pack_id in maps:
-            return maps[pack_id]
+        kept = maps.get(pack_id)  # one lookup: another thread may evict it between a test and a read
+        if kept is not None:
+            return kept
         if address_space_limited():  # a whole pack kept mapped would eat the room of later allocations
             return None
         fd = self._acquire(pack_id)
