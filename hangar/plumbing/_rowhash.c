@@ -1310,6 +1310,16 @@ static int m3_cmp(const m3_entry *x, const m3_entry *y)
     return cx < cy ? -1 : cx > cy;
 }
 
+/* the entry after *e (m3_next's result), which must come after it in git's order: a tree out of
+ * order or naming an entry twice (plain git writes either) is malformed (-1) to the merge-join,
+ * which would otherwise report a name twice or write a merged tree out of order */
+static int m3_advance(const unsigned char *t, Py_ssize_t len, Py_ssize_t *pos, m3_entry *e)
+{
+    m3_entry prev = *e;
+    int r = m3_next(t, len, pos, e);
+    return r > 0 && m3_cmp(&prev, e) >= 0 ? -1 : r;
+}
+
 static int m3_same(const m3_entry *x, const m3_entry *y)  /* NULL: absent */
 {
     if (x == NULL || y == NULL)
@@ -1376,14 +1386,16 @@ static Py_ssize_t m3_common(const unsigned char *x, Py_ssize_t nx, const unsigne
  * those entries are equal and are copied as one run, each parsed once (a leaf changed on both
  * sides at 1,000,000 samples holds ~244 entries of which one or two differ: merging it entry by
  * entry, comparing each on three sides, cost ~24 us of the ~26 us a leaf took). */
-static Py_ssize_t m3_run(const unsigned char *t, Py_ssize_t len, Py_ssize_t s, Py_ssize_t limit, int depth)
+static Py_ssize_t m3_run(const unsigned char *t, Py_ssize_t len, Py_ssize_t s, Py_ssize_t limit, int depth,
+                         m3_entry *last)
 {
     Py_ssize_t q = s, end = s + limit;
     m3_entry e;
     for (;;) {
         Py_ssize_t p = q;
-        if (m3_next(t, len, &p, &e) <= 0 || p > end || e.tree != (depth > 0))
-            return q - s;
+        if (m3_next(t, len, &p, &e) <= 0 || p > end || e.tree != (depth > 0) || (q > s && m3_cmp(last, &e) >= 0))
+            return q - s;  /* *last: the run's last entry (in git's order), which the next must follow */
+        *last = e;
         q = p;
     }
 }
@@ -1458,14 +1470,16 @@ static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, co
                 Py_ssize_t also = m3_common(t[0] + s0, len[0] - s0, t[2] + s2, len[2] - s2);
                 same = also < same ? also : same;
             }
-            Py_ssize_t run = same > pos[1] - s1 ? m3_run(t[1], len[1], s1, same, depth) : 0;
+            m3_entry last;
+            Py_ssize_t run = same > pos[1] - s1 ? m3_run(t[1], len[1], s1, same, depth, &last) : 0;
             if (run > 0) {
                 if (m3_put(&b, t[1] + s1, run) < 0)
                     goto done;
                 Py_ssize_t at[3] = {s0 + run, s1 + run, s2 + run};
                 for (int k = 0; k < 3; k++) {
                     pos[k] = at[k];
-                    r[k] = m3_next(t[k], len[k], &pos[k], &e[k]);
+                    e[k] = last;  /* the same bytes on every side */
+                    r[k] = m3_advance(t[k], len[k], &pos[k], &e[k]);
                 }
                 continue;
             }
@@ -1528,7 +1542,7 @@ static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, co
         }
         for (int k = 0; k < 3; k++)
             if (v[k] != NULL)
-                r[k] = m3_next(t[k], len[k], &pos[k], &e[k]);
+                r[k] = m3_advance(t[k], len[k], &pos[k], &e[k]);
     }
     status = 0;
     if (b.len == 0) {
@@ -1634,12 +1648,14 @@ static int d2_node(m3_ctx *c, const unsigned char *a, const unsigned char *b, in
         if (r[0] > 0 && r[1] > 0) {  /* skip a run of equal entries, parsed on one side only */
             Py_ssize_t s0 = e[0].mode - t[0], s1 = e[1].mode - t[1];
             Py_ssize_t same = m3_common(t[0] + s0, len[0] - s0, t[1] + s1, len[1] - s1);
-            Py_ssize_t run = same > pos[0] - s0 ? m3_run(t[0], len[0], s0, same, depth) : 0;
+            m3_entry last;
+            Py_ssize_t run = same > pos[0] - s0 ? m3_run(t[0], len[0], s0, same, depth, &last) : 0;
             if (run > 0) {
                 pos[0] = s0 + run;
                 pos[1] = s1 + run;
-                r[0] = m3_next(t[0], len[0], &pos[0], &e[0]);
-                r[1] = m3_next(t[1], len[1], &pos[1], &e[1]);
+                e[0] = e[1] = last;  /* the same bytes on both sides */
+                r[0] = m3_advance(t[0], len[0], &pos[0], &e[0]);
+                r[1] = m3_advance(t[1], len[1], &pos[1], &e[1]);
                 continue;
             }
         }
@@ -1672,9 +1688,9 @@ static int d2_node(m3_ctx *c, const unsigned char *a, const unsigned char *b, in
             }
         }
         if (x != NULL)
-            r[0] = m3_next(t[0], len[0], &pos[0], &e[0]);
+            r[0] = m3_advance(t[0], len[0], &pos[0], &e[0]);
         if (y != NULL)
-            r[1] = m3_next(t[1], len[1], &pos[1], &e[1]);
+            r[1] = m3_advance(t[1], len[1], &pos[1], &e[1]);
     }
     status = 0;
 done:
