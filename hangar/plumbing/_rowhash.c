@@ -634,6 +634,26 @@ static int tree_entry(const unsigned char *t, Py_ssize_t len, Py_ssize_t *pos, c
     return 1;
 }
 
+/* tree_entry after the entry whose name is *name (of *name_len bytes), which the next must follow
+ * in git's order (for blobs: byte order of the names, a prefix first): a leaf out of order or naming
+ * an entry twice (plain git writes either) is malformed (-1) to leaf_diff's merge-join, which would
+ * otherwise report the name twice */
+static int tree_entry_after(const unsigned char *t, Py_ssize_t len, Py_ssize_t *pos, const unsigned char **mode,
+                            Py_ssize_t *mode_len, const unsigned char **name, Py_ssize_t *name_len,
+                            const unsigned char **id)
+{
+    const unsigned char *prev = *name;
+    Py_ssize_t prev_len = *name_len;
+    int r = tree_entry(t, len, pos, mode, mode_len, name, name_len, id);
+    if (r > 0) {
+        Py_ssize_t n = prev_len < *name_len ? prev_len : *name_len;
+        int c = memcmp(prev, *name, (size_t)n);
+        if (c > 0 || (c == 0 && prev_len >= *name_len))
+            return -1;
+    }
+    return r;
+}
+
 static PyObject *entry_pair(const unsigned char *mode, Py_ssize_t mode_len, const unsigned char *id)
 {
     if (mode == NULL)
@@ -681,15 +701,15 @@ static PyObject *leaf_diff(PyObject *self, PyObject *args)
         PyObject *item = NULL;
         if (c < 0) {
             item = Py_BuildValue("(y#NO)", (const char *)na, nla, entry_pair(ma, mla, ia), Py_None);
-            ra = tree_entry(ta, a.len, &pa, &ma, &mla, &na, &nla, &ia);
+            ra = tree_entry_after(ta, a.len, &pa, &ma, &mla, &na, &nla, &ia);
         } else if (c > 0) {
             item = Py_BuildValue("(y#ON)", (const char *)nb, nlb, Py_None, entry_pair(mb, mlb, ib));
-            rb = tree_entry(tb, b.len, &pb, &mb, &mlb, &nb, &nlb, &ib);
+            rb = tree_entry_after(tb, b.len, &pb, &mb, &mlb, &nb, &nlb, &ib);
         } else {
             if (memcmp(ia, ib, 20) != 0 || mla != mlb || memcmp(ma, mb, (size_t)mla) != 0)
                 item = Py_BuildValue("(y#NN)", (const char *)na, nla, entry_pair(ma, mla, ia), entry_pair(mb, mlb, ib));
-            ra = tree_entry(ta, a.len, &pa, &ma, &mla, &na, &nla, &ia);
-            rb = tree_entry(tb, b.len, &pb, &mb, &mlb, &nb, &nlb, &ib);
+            ra = tree_entry_after(ta, a.len, &pa, &ma, &mla, &na, &nla, &ia);
+            rb = tree_entry_after(tb, b.len, &pb, &mb, &mlb, &nb, &nlb, &ib);
             if (item == NULL && !PyErr_Occurred())
                 continue;
         }
