@@ -72,3 +72,20 @@ def test_leaf_diff_declines_subtrees_and_malformed_bytes() -> None:
     assert rowhash.leaf_diff(blob, sub) is None
     for bad in (blob[:-1], b"100644 i:1", b"x" + blob, b"100644 \x00" + oid):
         assert rowhash.leaf_diff(bad, blob) is None
+
+
+@pytest.mark.skipif(not rowhash.available, reason="hangar.plumbing._rowhash is not built")
+def test_leaf_diff_declines_leaves_out_of_git_order() -> None:
+    """A crafted leaf out of order or naming an entry twice (plain git writes either) is left to
+    libgit2's diff: the merge-join reported ``i:1`` deleted and added between two leaves of the
+    same entries in two orders (reviewer rC)."""
+    x, y = bytes([1]) * 20, bytes([2]) * 20
+
+    def raw(*entries: tuple[bytes, bytes]) -> bytes:
+        return b"".join(b"100644 %s\x00%s" % (name, oid) for name, oid in entries)
+
+    good = raw((b"i:1", x), (b"i:10", x), (b"i:2", x))  # "i:1" before "i:10": a prefix first
+    assert rowhash.leaf_diff(good, good) == []
+    for bad in (raw((b"i:2", x), (b"i:1", x)), raw((b"i:1", x), (b"i:1", y)), raw((b"i:10", x), (b"i:1", x))):
+        assert rowhash.leaf_diff(bad, good) is None
+        assert rowhash.leaf_diff(good, bad) is None

@@ -634,6 +634,26 @@ static int tree_entry(const unsigned char *t, Py_ssize_t len, Py_ssize_t *pos, c
     return 1;
 }
 
+/* tree_entry after the entry whose name is *name (of *name_len bytes), which the next must follow
+ * in git's order (for blobs: byte order of the names, a prefix first): a leaf out of order or naming
+ * an entry twice (plain git writes either) is malformed (-1) to leaf_diff's merge-join, which would
+ * otherwise report the name twice */
+static int tree_entry_after(const unsigned char *t, Py_ssize_t len, Py_ssize_t *pos, const unsigned char **mode,
+                            Py_ssize_t *mode_len, const unsigned char **name, Py_ssize_t *name_len,
+                            const unsigned char **id)
+{
+    const unsigned char *prev = *name;
+    Py_ssize_t prev_len = *name_len;
+    int r = tree_entry(t, len, pos, mode, mode_len, name, name_len, id);
+    if (r > 0) {
+        Py_ssize_t n = prev_len < *name_len ? prev_len : *name_len;
+        int c = memcmp(prev, *name, (size_t)n);
+        if (c > 0 || (c == 0 && prev_len >= *name_len))
+            return -1;
+    }
+    return r;
+}
+
 static PyObject *entry_pair(const unsigned char *mode, Py_ssize_t mode_len, const unsigned char *id)
 {
     if (mode == NULL)
@@ -681,15 +701,15 @@ static PyObject *leaf_diff(PyObject *self, PyObject *args)
         PyObject *item = NULL;
         if (c < 0) {
             item = Py_BuildValue("(y#NO)", (const char *)na, nla, entry_pair(ma, mla, ia), Py_None);
-            ra = tree_entry(ta, a.len, &pa, &ma, &mla, &na, &nla, &ia);
+            ra = tree_entry_after(ta, a.len, &pa, &ma, &mla, &na, &nla, &ia);
         } else if (c > 0) {
             item = Py_BuildValue("(y#ON)", (const char *)nb, nlb, Py_None, entry_pair(mb, mlb, ib));
-            rb = tree_entry(tb, b.len, &pb, &mb, &mlb, &nb, &nlb, &ib);
+            rb = tree_entry_after(tb, b.len, &pb, &mb, &mlb, &nb, &nlb, &ib);
         } else {
             if (memcmp(ia, ib, 20) != 0 || mla != mlb || memcmp(ma, mb, (size_t)mla) != 0)
                 item = Py_BuildValue("(y#NN)", (const char *)na, nla, entry_pair(ma, mla, ia), entry_pair(mb, mlb, ib));
-            ra = tree_entry(ta, a.len, &pa, &ma, &mla, &na, &nla, &ia);
-            rb = tree_entry(tb, b.len, &pb, &mb, &mlb, &nb, &nlb, &ib);
+            ra = tree_entry_after(ta, a.len, &pa, &ma, &mla, &na, &nla, &ia);
+            rb = tree_entry_after(tb, b.len, &pb, &mb, &mlb, &nb, &nlb, &ib);
             if (item == NULL && !PyErr_Occurred())
                 continue;
         }
@@ -1310,6 +1330,16 @@ static int m3_cmp(const m3_entry *x, const m3_entry *y)
     return cx < cy ? -1 : cx > cy;
 }
 
+/* the entry after *e (m3_next's result), which must come after it in git's order: a tree out of
+ * order or naming an entry twice (plain git writes either) is malformed (-1) to the merge-join,
+ * which would otherwise report a name twice or write a merged tree out of order */
+static int m3_advance(const unsigned char *t, Py_ssize_t len, Py_ssize_t *pos, m3_entry *e)
+{
+    m3_entry prev = *e;
+    int r = m3_next(t, len, pos, e);
+    return r > 0 && m3_cmp(&prev, e) >= 0 ? -1 : r;
+}
+
 static int m3_same(const m3_entry *x, const m3_entry *y)  /* NULL: absent */
 {
     if (x == NULL || y == NULL)
@@ -1376,14 +1406,16 @@ static Py_ssize_t m3_common(const unsigned char *x, Py_ssize_t nx, const unsigne
  * those entries are equal and are copied as one run, each parsed once (a leaf changed on both
  * sides at 1,000,000 samples holds ~244 entries of which one or two differ: merging it entry by
  * entry, comparing each on three sides, cost ~24 us of the ~26 us a leaf took). */
-static Py_ssize_t m3_run(const unsigned char *t, Py_ssize_t len, Py_ssize_t s, Py_ssize_t limit, int depth)
+static Py_ssize_t m3_run(const unsigned char *t, Py_ssize_t len, Py_ssize_t s, Py_ssize_t limit, int depth,
+                         m3_entry *last)
 {
     Py_ssize_t q = s, end = s + limit;
     m3_entry e;
     for (;;) {
         Py_ssize_t p = q;
-        if (m3_next(t, len, &p, &e) <= 0 || p > end || e.tree != (depth > 0))
-            return q - s;
+        if (m3_next(t, len, &p, &e) <= 0 || p > end || e.tree != (depth > 0) || (q > s && m3_cmp(last, &e) >= 0))
+            return q - s;  /* *last: the run's last entry (in git's order), which the next must follow */
+        *last = e;
         q = p;
     }
 }
@@ -1458,14 +1490,16 @@ static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, co
                 Py_ssize_t also = m3_common(t[0] + s0, len[0] - s0, t[2] + s2, len[2] - s2);
                 same = also < same ? also : same;
             }
-            Py_ssize_t run = same > pos[1] - s1 ? m3_run(t[1], len[1], s1, same, depth) : 0;
+            m3_entry last;
+            Py_ssize_t run = same > pos[1] - s1 ? m3_run(t[1], len[1], s1, same, depth, &last) : 0;
             if (run > 0) {
                 if (m3_put(&b, t[1] + s1, run) < 0)
                     goto done;
                 Py_ssize_t at[3] = {s0 + run, s1 + run, s2 + run};
                 for (int k = 0; k < 3; k++) {
                     pos[k] = at[k];
-                    r[k] = m3_next(t[k], len[k], &pos[k], &e[k]);
+                    e[k] = last;  /* the same bytes on every side */
+                    r[k] = m3_advance(t[k], len[k], &pos[k], &e[k]);
                 }
                 continue;
             }
@@ -1528,7 +1562,7 @@ static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, co
         }
         for (int k = 0; k < 3; k++)
             if (v[k] != NULL)
-                r[k] = m3_next(t[k], len[k], &pos[k], &e[k]);
+                r[k] = m3_advance(t[k], len[k], &pos[k], &e[k]);
     }
     status = 0;
     if (b.len == 0) {
@@ -1634,12 +1668,14 @@ static int d2_node(m3_ctx *c, const unsigned char *a, const unsigned char *b, in
         if (r[0] > 0 && r[1] > 0) {  /* skip a run of equal entries, parsed on one side only */
             Py_ssize_t s0 = e[0].mode - t[0], s1 = e[1].mode - t[1];
             Py_ssize_t same = m3_common(t[0] + s0, len[0] - s0, t[1] + s1, len[1] - s1);
-            Py_ssize_t run = same > pos[0] - s0 ? m3_run(t[0], len[0], s0, same, depth) : 0;
+            m3_entry last;
+            Py_ssize_t run = same > pos[0] - s0 ? m3_run(t[0], len[0], s0, same, depth, &last) : 0;
             if (run > 0) {
                 pos[0] = s0 + run;
                 pos[1] = s1 + run;
-                r[0] = m3_next(t[0], len[0], &pos[0], &e[0]);
-                r[1] = m3_next(t[1], len[1], &pos[1], &e[1]);
+                e[0] = e[1] = last;  /* the same bytes on both sides */
+                r[0] = m3_advance(t[0], len[0], &pos[0], &e[0]);
+                r[1] = m3_advance(t[1], len[1], &pos[1], &e[1]);
                 continue;
             }
         }
@@ -1672,9 +1708,9 @@ static int d2_node(m3_ctx *c, const unsigned char *a, const unsigned char *b, in
             }
         }
         if (x != NULL)
-            r[0] = m3_next(t[0], len[0], &pos[0], &e[0]);
+            r[0] = m3_advance(t[0], len[0], &pos[0], &e[0]);
         if (y != NULL)
-            r[1] = m3_next(t[1], len[1], &pos[1], &e[1]);
+            r[1] = m3_advance(t[1], len[1], &pos[1], &e[1]);
     }
     status = 0;
 done:
