@@ -257,3 +257,26 @@ def test_fetch_data_refuses_a_hostile_ranges_answer_and_keeps_nothing(tmp_path, 
     assert fresh.locations(digests) == [None] * len(digests)  # nothing unverified became visible
     store.close()
     fresh.close()
+
+
+def test_a_run_naming_a_digest_twice_is_refused_at_once():
+    # a full run whose last entry repeats the one before it: finding the bad digest with named.count()
+    # per entry took ~70 s of client CPU (65,536 x 65,536 comparisons), holding the GIL
+    import time
+
+    from hangar.remote import client as remote_client
+    from hangar.remote import protocol
+
+    n = protocol.MAX_RUN_SAMPLES
+    digests = [i.to_bytes(32, "big") for i in range(1, n + 1)]
+    named = digests[:-1] + digests[-2:-1]
+    answer = protocol.run_header(n, n) + protocol.run_table(named, [1] * n, [1] * n, [0] * n) + b"\x00" * n
+    server = _HostileRanges(answer)
+    try:
+        with remote_client.DataClient(server.address) as dc:
+            t0 = time.perf_counter()
+            with pytest.raises(ConnectionError, match="sent twice"):
+                list(dc.ranges(digests, dict.fromkeys(digests, 1)))
+            assert time.perf_counter() - t0 < 10
+    finally:
+        server.close()
