@@ -343,7 +343,14 @@ class BucketIndex:
         try:  # a cache: failing to write it costs one more GET next time
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
+            # created afresh, never through what lies there: a crafted repository's link at this
+            # name made the write land in the file it pointed to (tests/test_bucket_transfers.py)
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with os.fdopen(fd, "wb") as f:
                 f.write(raw)
             os.replace(tmp, path)
         except OSError:
