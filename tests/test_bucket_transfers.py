@@ -237,3 +237,23 @@ def test_push_keeps_the_indexes_it_uploaded_in_the_bucket_index_cache(tmp_path, 
     co.close()
     r.remote.push("origin", "master")
     assert len(index_keys(data_keys(s3_env, loc))) == len(in_bucket) + 1  # only the new sample's pack
+
+
+def test_the_bucket_index_cache_writes_through_no_link_a_repository_holds(tmp_path):
+    """A crafted repository's link at the cache's temporary name (``<pack>.index.<pid>.tmp``)
+    must not be followed: writing the index through it overwrote the file it pointed to."""
+    from hangar.remote.objectdata import BucketIndex
+    from hangar.store.objectstore import ObjectPackStorage, remote_pack_id
+    from hangar.store.packs import INDEX_DTYPE, encode_index
+
+    raw = encode_index(np.zeros(1, dtype=INDEX_DTYPE))
+    pack = remote_pack_id(raw)
+    cache = tmp_path / "repo" / ".hangar" / "cache" / "bucket-indexes" / "k"
+    cache.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me\n")
+    os.symlink(victim, cache / f"{pack}.index.{os.getpid()}.tmp")
+    index = BucketIndex(ObjectPackStorage("s3://bucket/prefix", "http://127.0.0.1:9"), str(cache))
+    index.add_indexes([raw])
+    assert victim.read_bytes() == b"keep me\n"
+    assert pack in index.packs  # the index itself is kept in memory (the cache copy is optional)

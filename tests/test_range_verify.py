@@ -84,6 +84,20 @@ def test_wrong_claims_are_refused_before_anything_is_decoded():
         verify_range(r_digests, r_codecs, r_raw, short, memoryview(r_block[1:]), "|u1", SHAPE)
 
 
+@pytest.mark.parametrize("codec", [codecs.LZ4, codecs.ZSTD])
+def test_lengths_wrapping_past_2_64_are_refused_as_verify_received_refuses_them(codec):
+    digests, codec_ids, rawlens, lengths, block = samples(10, codec)
+    wrapped = lengths.copy()
+    wrapped[0] += np.uint64((1 << 64) - len(block))  # uint64 sums still give len(block)
+    wrapped[1] += np.uint64(len(block))
+    ends = np.cumsum(wrapped).tolist()
+    payloads = [memoryview(block)[e - n:e] for n, e in zip(wrapped.tolist(), ends)]
+    with pytest.raises(CorruptDataError):
+        verify_received(digests, codec_ids.tolist(), rawlens.tolist(), wrapped.tolist(), payloads, "|u1", SHAPE)
+    with pytest.raises(CorruptDataError, match="holds"):
+        verify_range(digests, codec_ids, rawlens, wrapped, memoryview(block), "|u1", SHAPE)
+
+
 def test_a_frame_declaring_another_size_is_refused_before_it_is_decoded():
     digests, codec_ids, rawlens, lengths, block = samples(6, codecs.LZ4)
     bomb = bytearray(block)
@@ -196,7 +210,7 @@ class _HostileRanges:
 
 
 @pytest.mark.parametrize("damage", ["flipped byte", "table disagrees with header", "more bytes than expected",
-                                    "another raw size"])
+                                    "another raw size", "lengths wrapping past 2**64"])
 def test_fetch_data_refuses_a_hostile_ranges_answer_and_keeps_nothing(tmp_path, damage):
     from hangar.records.pointer import SamplePointer
     from hangar.remote import client as remote_client
@@ -215,6 +229,13 @@ def test_fetch_data_refuses_a_hostile_ranges_answer_and_keeps_nothing(tmp_path, 
     elif damage == "more bytes than expected":  # a sample claiming far more than its codec can make
         lens[0] += 1 << 30
         nbytes += 1 << 30
+    elif damage == "lengths wrapping past 2**64":
+        # the true bytes, but sample 0 claims 2**64 more than the run's size less (its own),
+        # sample 1 the run's size more: the uint64 sums still add up to the bytes sent and the
+        # spans cut with int64 starts are the true ones, so every digest matched while sample
+        # 0 was recorded with a length of ~2**64 (and a check over the whole run)
+        lens[0] += (1 << 64) - nbytes
+        lens[1] += nbytes
     else:
         raws[0] *= 2
     answer = (protocol.run_header(len(digests), nbytes)
@@ -236,3 +257,26 @@ def test_fetch_data_refuses_a_hostile_ranges_answer_and_keeps_nothing(tmp_path, 
     assert fresh.locations(digests) == [None] * len(digests)  # nothing unverified became visible
     store.close()
     fresh.close()
+
+
+def test_a_run_naming_a_digest_twice_is_refused_at_once():
+    # a full run whose last entry repeats the one before it: finding the bad digest with named.count()
+    # per entry took ~70 s of client CPU (65,536 x 65,536 comparisons), holding the GIL
+    import time
+
+    from hangar.remote import client as remote_client
+    from hangar.remote import protocol
+
+    n = protocol.MAX_RUN_SAMPLES
+    digests = [i.to_bytes(32, "big") for i in range(1, n + 1)]
+    named = digests[:-1] + digests[-2:-1]
+    answer = protocol.run_header(n, n) + protocol.run_table(named, [1] * n, [1] * n, [0] * n) + b"\x00" * n
+    server = _HostileRanges(answer)
+    try:
+        with remote_client.DataClient(server.address) as dc:
+            t0 = time.perf_counter()
+            with pytest.raises(ConnectionError, match="sent twice"):
+                list(dc.ranges(digests, dict.fromkeys(digests, 1)))
+            assert time.perf_counter() - t0 < 10
+    finally:
+        server.close()

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator, Optional, Sequence
 
@@ -342,7 +343,14 @@ class BucketIndex:
         try:  # a cache: failing to write it costs one more GET next time
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
+            # created afresh, never through what lies there: a crafted repository's link at this
+            # name made the write land in the file it pointed to (tests/test_bucket_transfers.py)
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with os.fdopen(fd, "wb") as f:
                 f.write(raw)
             os.replace(tmp, path)
         except OSError:
@@ -609,8 +617,16 @@ class LazyReads:
         # single reads 80 -> 29 samples/s, a lazy get_batch of 5,000 6,552 -> 3,867 samples/s
         # (fsync waits on the other writers' journal here); cached reads unchanged (0.9x, noise)
         self._cache = TensorStore(LocalPackStorage(os.path.join(hangar_dir, "data")))
+        # one lazy read at a time: reads from several threads (a loader's workers) shared the one
+        # cache store, each with its own writer thread, and one's flush closed the pack the
+        # other was appending to (OSError: Bad file descriptor, tests/test_lazy_threads.py)
+        self._lock = threading.Lock()
 
     def __call__(self, items: Sequence[tuple[bytes, str, tuple[int, ...]]]) -> list[str]:
+        with self._lock:
+            return self._read(items)
+
+    def _read(self, items: Sequence[tuple[bytes, str, tuple[int, ...]]]) -> list[str]:
         try:
             if self._index is None:
                 self._storage = open_storage(self.git, self.remote)
@@ -634,13 +650,14 @@ class LazyReads:
         ``DataRemoteUnreachableError`` when its indexes cannot be read.
         """
         try:
-            if self._index is None:
-                self._storage = open_storage(self.git, self.remote)
-                self._index = bucket_index(self._storage, self.hangar_dir)
-            locs = self._index.locations(list(digests))
-            if None in locs:
-                self._index.refresh()
+            with self._lock:  # the bucket index is filled in place by refresh
+                if self._index is None:
+                    self._storage = open_storage(self.git, self.remote)
+                    self._index = bucket_index(self._storage, self.hangar_dir)
                 locs = self._index.locations(list(digests))
+                if None in locs:
+                    self._index.refresh()
+                    locs = self._index.locations(list(digests))
         except DataRemoteUnreachableError as exc:
             d = digests[0].hex()[:16] if digests else "?"
             raise DataRemoteUnreachableError(

@@ -333,8 +333,11 @@ class RunReader:
 
     def _table(self, n: int, nbytes: int) -> np.ndarray:
         table = np.frombuffer(self._read_exact(n * RUN_ENTRY.itemsize), dtype=RUN_ENTRY)  # type: ignore[arg-type]
-        if int(table["length"].sum()) != nbytes:
-            raise ProtocolError(f"a run's table sums to {int(table['length'].sum())} bytes, its header says {nbytes}")
+        # summed as Python ints: a uint64 sum wraps, and lengths of 2**64 - k and k + nbytes
+        # "added up" to the header's size while every span cut from them was still the true one
+        total = sum(table["length"].tolist())
+        if total != nbytes:
+            raise ProtocolError(f"a run's table sums to {total} bytes, its header says {nbytes}")
         return table
 
     def downloads(self, budget: Callable[[np.ndarray], int]) -> Iterator[Run]:

@@ -208,10 +208,12 @@ def verify_range(digests: list[bytes], codec_ids: np.ndarray, rawlens: np.ndarra
         raise CorruptDataError(f"received sample {digests[k].hex()[:16]}... claims {int(rawlens[k])} raw bytes "
                                f"(codec {int(codec_ids[k])}, {int(lengths[k])} stored), its dtype {dtype} and "
                                f"shape {shape} make {expected}")
-    if int(lengths.sum()) != len(block):
-        raise CorruptDataError(f"a received range holds {len(block)} bytes; its {n} samples claim "
-                               f"{int(lengths.sum())}")
     length_list = lengths.tolist()
+    # summed as Python ints (a uint64 sum wraps: lengths of 2**64 - k and k + len(block) passed
+    # while the int64 spans cut from them were the true ones, and ~2**64 was recorded)
+    if sum(length_list) != len(block):
+        raise CorruptDataError(f"a received range holds {len(block)} bytes; its {n} samples claim "
+                               f"{sum(length_list)}")
     starts = (np.cumsum(lengths) - lengths).astype(np.int64)
     if bool(raw.all()):  # the block is the rows themselves
         got = digests_of_rows(block, expected, dtype, shape) if n else []
