@@ -10,6 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from hangar.errors import CorruptDataError
+from hangar.plumbing import durable
 from hangar.plumbing.durable import fsync_dir, pwrite_all, replace_file, replace_file_durably, write_synced
 
 
@@ -132,3 +134,25 @@ def test_write_open_removes_a_partly_written_file(tmp_path):
     with pytest.raises(RuntimeError, match="mid-write"):
         write_open(str(tmp_path / "f"), _chunks_then_fail(b"part"))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("write", [durable.write_synced, durable.write_open])
+def test_a_link_planted_at_a_file_name_is_refused_and_its_target_untouched(tmp_path, write):
+    victim = tmp_path / "outside.txt"
+    victim.write_bytes(b"keep me")
+    link = tmp_path / "repo-file.tmp"
+    os.symlink(victim, link)
+    with pytest.raises(CorruptDataError, match="symbolic link"):
+        write(str(link), [b"hostile"])
+    assert victim.read_bytes() == b"keep me"
+
+
+def test_fsync_dir_of_a_fifo_fails_at_once_instead_of_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "not-a-dir"
+    os.mkfifo(fifo)
+    code = ("import sys\nfrom hangar.plumbing import durable\n"
+            "for f in (durable.fsync_dir, lambda p: durable.fsync_dirs([p])):\n"
+            "    try:\n        f(sys.argv[1])\n    except NotADirectoryError:\n        pass\n"
+            "    else:\n        sys.exit('no error')\n")
+    done = subprocess.run([sys.executable, "-c", code, str(fifo)], timeout=60, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 
 from hangar._faults import crash_point
-from hangar.errors import IncompleteIOError
+from hangar.errors import CorruptDataError, IncompleteIOError
 
 Chunk = Union[bytes, bytearray, memoryview, np.ndarray]
 
@@ -45,9 +45,29 @@ def pwrite_all(fd: int, data: Chunk, offset: int) -> None:
         offset += n
 
 
+#: how directories are opened to be fsynced: a FIFO planted where a directory should be fails at
+#: once (ENOTDIR) instead of blocking the open until someone writes to it
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+#: how files are created to be written: never through a symbolic link planted at the name (a crafted
+#: repository could otherwise have our bytes written over a file outside it)
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _create(path: str, mode: int) -> int:
+    """``path`` created (or truncated) for writing; ``CorruptDataError`` when it is a symbolic link."""
+    try:
+        return os.open(path, _CREATE_FLAGS, mode)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise CorruptDataError(f"{path} is a symbolic link; a repository holds no links: remove it "
+                                   "and run `hangar fsck`") from exc
+        raise
+
+
 def fsync_dir(path: str) -> None:
     """fsync a directory so a rename (or a removal) inside it is durable."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, _DIR_FLAGS)
     try:
         os.fsync(fd)
     finally:
@@ -59,7 +79,7 @@ def fsync_dirs(paths: Sequence[str]) -> None:
     fds: list[int] = []
     try:
         for path in paths:
-            fds.append(os.open(path, os.O_RDONLY))
+            fds.append(os.open(path, _DIR_FLAGS))
         fsync_many(fds)
     finally:
         for fd in fds:
@@ -72,7 +92,7 @@ def write_synced(path: str, chunks: Iterable[Chunk], mode: int = 0o644) -> None:
     On any failure the partly written file is removed, so no half-written file is left under
     ``path``; the caller renames it into place.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = _create(path, mode)
     try:
         offset = 0
         for chunk in chunks:
@@ -91,7 +111,7 @@ def write_open(path: str, chunks: Iterable[Chunk], mode: int = 0o644) -> int:
     """:func:`write_synced` without the fsync: create (or truncate) ``path``, write ``chunks`` and
     return the open descriptor, for the caller to fsync with others (:func:`fsync_many`) and close.
     On failure the partly written file is removed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = _create(path, mode)
     try:
         offset = 0
         for chunk in chunks:
