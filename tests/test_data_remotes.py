@@ -511,3 +511,35 @@ def test_a_checksum_the_bucket_index_gets_wrong_is_refused_and_nothing_is_stored
     co = c.checkout()
     assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N
     co.close()
+
+
+def test_a_bucket_index_claiming_an_impossible_size_is_refused_before_any_read(tmp_path, s3_env):  # noqa: F811
+    """A record claiming a sample 1 MiB larger than its pointer's dtype x shape (its pack object
+    really that long) sizes no request: CorruptDataError naming the remote before a byte is read
+    (before: the whole claim was downloaded, then refused by its digest), nothing stored."""
+    from hangar.remote import objectdata
+    from hangar.store.packs import encode_index, parse_index
+    from tests.repo_parts import store_of
+
+    r = make_repo(tmp_path / "src")
+    url = bare_git(tmp_path / "history.git")
+    loc = s3_env.new_location()
+    r.remote.add("origin", url, data=loc, endpoint_url=s3_env.endpoint)
+    store = store_of(r)
+    storage = objectdata.open_storage(git_of(r), "origin")
+    packs = []
+    for data, index in objectdata._pack_stream(store, list(store.digests())):
+        recs = parse_index(index, "test", len(data)).copy()
+        k = int(np.argmax(recs["offset"]))  # the last sample of the pack grows into appended bytes
+        extra = (1 << 20) + len(data) - int(recs["offset"][k] + recs["length"][k])
+        recs["codec"][k] = 0
+        recs["length"][k] = recs["rawlen"][k] = int(recs["length"][k]) + extra
+        packs.append((bytes(data) + bytes(1 << 20), encode_index(recs)))
+    storage.put_packs(packs)
+    r.remote.push("origin", "master")
+    c = clone(tmp_path, url)
+    with pytest.raises(CorruptDataError, match="origin.*nothing was read"):
+        c.remote.fetch_data("origin", "master")
+    co = c.checkout()
+    assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N
+    co.close()

@@ -43,6 +43,7 @@ from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.regular import read_cache
 from hangar.records.pointer import SamplePointer
 from hangar.store import TensorStore
+from hangar.store.codecs import max_stored_length
 from hangar.store.index import DigestIndex, Location
 from hangar.store.objectstore import REMOTE_PACK_BYTES, ObjectPackStorage, parse_data_url
 from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, encode_index, parse_index
@@ -451,6 +452,26 @@ def push_samples(store: TensorStore, storage: ObjectPackStorage, index: BucketIn
 
 
 # -------------------------------------------------------------------- fetch
+def _check_claims(items: Sequence[tuple[bytes, str, tuple[int, ...]]], locs: list[Location], remote: str,
+                  storage: ObjectPackStorage) -> None:
+    """Raise ``CorruptDataError`` unless the bucket index's record of each sample agrees with its
+    pointer before a byte is requested: raw length = dtype x shape, stored length within what its
+    codec can take for that. The ranges requested are sized by these records, so a hostile bucket
+    could otherwise have a (28, 28) sample's read buffer gigabytes of its own bytes in memory
+    before verification refused them (review B)."""
+    bound: dict[tuple[str, tuple[int, ...]], int] = {}
+    for (digest, dtype, shape), loc in zip(items, locs):
+        raw = bound.get((dtype, shape))
+        if raw is None:
+            raw = bound[dtype, shape] = np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
+        if loc.rawlen != raw or not 0 <= loc.length <= max_stored_length(loc.codec, raw):
+            raise CorruptDataError(
+                f"the index of data remote {remote!r} ({storage.describe()}) records sample digest {digest.hex()[:16]}... as "
+                f"{loc.length} stored bytes holding {loc.rawlen} raw bytes, but its pointer says {raw} raw bytes "
+                f"({dtype} {tuple(shape)}); the bucket's pack index {loc.pack} is damaged or hostile: nothing was "
+                "read; push the repository again from a copy that holds the sample")
+
+
 def _ranges(locs: list[Location]) -> list[tuple[str, int, int, list[int]]]:
     """Coalesce sample locations into ``(pack, offset, length, members)`` read requests."""
     order = sorted(range(len(locs)), key=lambda i: (locs[i].pack, locs[i].offset))
@@ -537,6 +558,7 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
         d = items[locs.index(None)][0]
         raise RemoteDataError(f"sample digest {d.hex()[:16]}... is neither in this repository nor in data remote "
                               f"{remote!r} ({storage.url}); push it from a repository that holds it")
+    _check_claims(items, locs, remote, storage)  # type: ignore[arg-type]
     own = store is None
     if store is None:
         store = TensorStore(LocalPackStorage(os.path.join(hangar_dir, "data")))
