@@ -466,7 +466,8 @@ def _check_claims(items: Sequence[tuple[bytes, str, tuple[int, ...]]], locs: lis
             raw = bound[dtype, shape] = np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
         if loc.rawlen != raw or not 0 <= loc.length <= max_stored_length(loc.codec, raw):
             raise CorruptDataError(
-                f"the index of data remote {remote!r} ({storage.describe()}) records sample digest {digest.hex()[:16]}... as "
+                f"the index of data remote {remote!r} ({storage.describe()}) records sample digest "
+                f"{digest.hex()[:16]}... as "
                 f"{loc.length} stored bytes holding {loc.rawlen} raw bytes, but its pointer says {raw} raw bytes "
                 f"({dtype} {tuple(shape)}); the bucket's pack index {loc.pack} is damaged or hostile: nothing was "
                 "read; push the repository again from a copy that holds the sample")
