@@ -11,9 +11,11 @@ import os
 import subprocess
 from typing import Any, Callable, Optional
 
+import pytest
+
 from hangar import Repository
 from hangar.core import RepositoryCore
-from hangar.plumbing import paths
+from hangar.plumbing import paths, rowhash
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.store import TensorStore
 
@@ -69,3 +71,14 @@ def commit_on(repo: Repository, branch: str, fn: Callable[[Any], None], message:
         return co.commit(message)
     finally:
         co.close()
+
+
+@pytest.fixture(params=["c", "python"], name="path")
+def c_and_python(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``path`` fixture: each test using it runs with the C extension and on the pure-Python
+    path a machine without a compiler takes (import it into a test module to use it)."""
+    if request.param == "c" and not rowhash.available:
+        pytest.skip("the _rowhash extension is not built")
+    if request.param == "python":
+        monkeypatch.setattr(rowhash, "available", False)
+    return request.param

@@ -16,7 +16,7 @@ from hangar import Repository
 from hangar.errors import CorruptDataError, InvalidArgumentError
 from hangar.plumbing import rowhash
 from hangar.store.packs import stored_check
-from tests.repo_parts import flip_stored_byte
+from tests.repo_parts import c_and_python, flip_stored_byte  # noqa: F401  (c_and_python: the "path" fixture)
 
 needs_ext = pytest.mark.skipif(not rowhash.available, reason="the _rowhash extension is not built")
 
@@ -42,14 +42,6 @@ def _widths() -> list[int]:
     return ok
 
 
-@pytest.fixture(params=["c", "python"])
-def path(request, monkeypatch) -> str:
-    """Each test on the C path and on the pure-Python path of a machine without a compiler."""
-    if request.param == "c" and not rowhash.available:
-        pytest.skip("the _rowhash extension is not built")
-    if request.param == "python":
-        monkeypatch.setattr(rowhash, "available", False)
-    return request.param
 
 
 @needs_ext

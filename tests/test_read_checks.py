@@ -14,7 +14,7 @@ from hangar import Repository
 from hangar.errors import CorruptDataError, InvalidArgumentError
 from hangar.plumbing import rowhash
 from hangar.store.packs import stored_check
-from tests.repo_parts import flip_stored_byte
+from tests.repo_parts import c_and_python, flip_stored_byte  # noqa: F401  (c_and_python: the "path" fixture)
 
 # XXH3's code paths change at 0-3, 4-8, 9-16, 17-128, 129-240 and > 240 bytes (stripes of 64,
 # blocks of 1,024 with the default secret), so every length up to two blocks and a few beyond
@@ -24,15 +24,6 @@ EDGES = [1, 3, 4, 8, 9, 16, 17, 128, 129, 240, 241, 1024, 1025]
 needs_ext = pytest.mark.skipif(not rowhash.available, reason="the _rowhash extension is not built")
 
 
-@pytest.fixture(params=["c", "python"])
-def path(request, monkeypatch) -> str:
-    """Each test twice: with the C extension, and on the pure-Python path a machine without a
-    compiler takes."""
-    if request.param == "c" and not rowhash.available:
-        pytest.skip("the _rowhash extension is not built")
-    if request.param == "python":
-        monkeypatch.setattr(rowhash, "available", False)
-    return request.param
 
 
 @needs_ext

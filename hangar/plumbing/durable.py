@@ -92,13 +92,8 @@ def write_synced(path: str, chunks: Iterable[Chunk], mode: int = 0o644) -> None:
     On any failure the partly written file is removed, so no half-written file is left under
     ``path``; the caller renames it into place.
     """
-    fd = _create(path, mode)
+    fd = write_open(path, chunks, mode)
     try:
-        offset = 0
-        for chunk in chunks:
-            view = memoryview(chunk).cast("B")
-            pwrite_all(fd, view, offset)
-            offset += len(view)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
