@@ -543,3 +543,16 @@ def test_a_bucket_index_claiming_an_impossible_size_is_refused_before_any_read(t
     co = c.checkout()
     assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N
     co.close()
+
+
+def test_a_dask_chunk_whose_bucket_records_claim_an_impossible_size_reads_nothing(tmp_path):
+    """The worker-side read of a lazy clone's chunk checks the records it was handed against
+    dtype x shape before it opens the bucket (the requests are sized by them)."""
+    from hangar.dataloaders.daskarray import BucketAddress, BucketLocations, read_bucket_chunk
+
+    digest = "ab" * 32
+    claims = BucketLocations(rows=[0], packs=("p" * 40,), pack_idx=[0], offsets=[0], lengths=[1 << 30],
+                             rawlens=[1 << 30], codecs=[0], checks=[1], digests=[digest])
+    nowhere = BucketAddress("s3://no-such-bucket/prefix", "http://127.0.0.1:9")  # never contacted
+    with pytest.raises(CorruptDataError, match="no-such-bucket.*nothing was read"):
+        read_bucket_chunk(str(tmp_path), nowhere, "0" * 40, "img", "|u1", (28, 28), 1, None, claims)

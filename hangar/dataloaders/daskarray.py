@@ -53,7 +53,7 @@ from hangar.dataloaders.common import GroupedSamples, SampleSource
 from hangar.loader_source import LoaderSource
 from hangar.plumbing import paths
 from hangar.records.keys import Key
-from hangar.remote.objectdata import LazyReads, plan_ranges
+from hangar.remote.objectdata import LazyReads, check_index_claims, plan_ranges
 from hangar.store.digest import byte_view
 from hangar.store.index import Location
 from hangar.store.objectstore import ObjectPackStorage, check_not_forked
@@ -205,10 +205,12 @@ def read_bucket_chunk(address: str, bucket: BucketAddress, commit: str, arrayset
     if local is not None:
         rows, locs = local
         out[rows] = read_chunk(address, commit, arrayset, dtype, shape, locs)
-    check_not_forked()  # a fork of a process that used the object store: an error, not a hang
-    storage = open_bucket(bucket)
     where = [Location(remote.packs[p], o, n, r, c, k) for p, o, n, r, c, k in zip(
         remote.pack_idx, remote.offsets, remote.lengths, remote.rawlens, remote.codecs, remote.checks)]
+    # the requests are sized by these records: checked against dtype x shape before any is made
+    check_index_claims([(bytes.fromhex(d), dtype, shape) for d in remote.digests], where, f"bucket {bucket.url}")
+    check_not_forked()  # a fork of a process that used the object store: an error, not a hang
+    storage = open_bucket(bucket)
     ranges = plan_ranges(where)
     blobs = storage.iter_ranges((p, o, n) for p, o, n, _ in ranges)
     try:

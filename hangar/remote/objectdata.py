@@ -452,13 +452,13 @@ def push_samples(store: TensorStore, storage: ObjectPackStorage, index: BucketIn
 
 
 # -------------------------------------------------------------------- fetch
-def _check_claims(items: Sequence[tuple[bytes, str, tuple[int, ...]]], locs: list[Location], remote: str,
-                  storage: ObjectPackStorage) -> None:
+def check_index_claims(items: Sequence[tuple[bytes, str, tuple[int, ...]]], locs: Sequence[Location],
+                       where: str) -> None:
     """Raise ``CorruptDataError`` unless the bucket index's record of each sample agrees with its
     pointer before a byte is requested: raw length = dtype x shape, stored length within what its
     codec can take for that. The ranges requested are sized by these records, so a hostile bucket
     could otherwise have a (28, 28) sample's read buffer gigabytes of its own bytes in memory
-    before verification refused them (review B)."""
+    before verification refused them (review B). ``where`` names the bucket in the message."""
     bound: dict[tuple[str, tuple[int, ...]], int] = {}
     for (digest, dtype, shape), loc in zip(items, locs):
         raw = bound.get((dtype, shape))
@@ -466,7 +466,7 @@ def _check_claims(items: Sequence[tuple[bytes, str, tuple[int, ...]]], locs: lis
             raw = bound[dtype, shape] = np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
         if loc.rawlen != raw or not 0 <= loc.length <= max_stored_length(loc.codec, raw):
             raise CorruptDataError(
-                f"the index of data remote {remote!r} ({storage.describe()}) records sample digest "
+                f"the index of {where} records sample digest "
                 f"{digest.hex()[:16]}... as "
                 f"{loc.length} stored bytes holding {loc.rawlen} raw bytes, but its pointer says {raw} raw bytes "
                 f"({dtype} {tuple(shape)}); the bucket's pack index {loc.pack} is damaged or hostile: nothing was "
@@ -559,7 +559,7 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
         d = items[locs.index(None)][0]
         raise RemoteDataError(f"sample digest {d.hex()[:16]}... is neither in this repository nor in data remote "
                               f"{remote!r} ({storage.url}); push it from a repository that holds it")
-    _check_claims(items, locs, remote, storage)  # type: ignore[arg-type]
+    check_index_claims(items, locs, f"data remote {remote!r} ({storage.describe()})")  # type: ignore[arg-type]
     own = store is None
     if store is None:
         store = TensorStore(LocalPackStorage(os.path.join(hangar_dir, "data")))
