@@ -483,40 +483,10 @@ def test_interrupted_parallel_push_leaves_only_complete_packs(tmp_path, s3_env):
     co.close()
 
 
-@pytest.mark.slow
-def test_a_checksum_the_bucket_index_gets_wrong_is_refused_and_nothing_is_stored(tmp_path, s3_env):  # noqa: F811
-    """Bytes that hash to their digest but not to the index's stored-bytes checksum: refused (the
-    check runs on the writer thread) and the batch is discarded."""
-    from hangar.remote import objectdata
-    from hangar.store.packs import encode_index, parse_index
-    from tests.repo_parts import store_of
-
-    r = make_repo(tmp_path / "src")
-    url = bare_git(tmp_path / "history.git")
-    loc = s3_env.new_location()
-    r.remote.add("origin", url, data=loc, endpoint_url=s3_env.endpoint)
-    store = store_of(r)
-    storage = objectdata.open_storage(git_of(r), "origin")
-    digests = list(store.digests())
-    packs = []
-    for data, index in objectdata._pack_stream(store, digests):
-        recs = parse_index(index, "test", len(data)).copy()
-        recs["check"][len(recs) // 2] ^= 1  # one record lies about its bytes' checksum
-        packs.append((data, encode_index(recs)))
-    storage.put_packs(packs)
-    r.remote.push("origin", "master")  # the bucket's indexes list every sample: only refs move
-    c = clone(tmp_path, url)
-    with pytest.raises(CorruptDataError, match="do not match their checksum"):
-        c.remote.fetch_data("origin", "master")
-    co = c.checkout()
-    assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N
-    co.close()
-
-
-def test_a_bucket_index_claiming_an_impossible_size_is_refused_before_any_read(tmp_path, s3_env):  # noqa: F811
-    """A record claiming a sample 1 MiB larger than its pointer's dtype x shape (its pack object
-    really that long) sizes no request: CorruptDataError naming the remote before a byte is read
-    (before: the whole claim was downloaded, then refused by its digest), nothing stored."""
+def _clone_of_tampered_bucket(tmp_path, s3_env, tamper):  # noqa: F811
+    """Push ``make_repo``'s samples to a bucket whose packs were first rewritten by
+    ``tamper(data, recs) -> data`` (``recs``: the pack's index records, edited in place), then a
+    clone of the history: what ``fetch_data`` will read from that bucket."""
     from hangar.remote import objectdata
     from hangar.store.packs import encode_index, parse_index
     from tests.repo_parts import store_of
@@ -530,14 +500,41 @@ def test_a_bucket_index_claiming_an_impossible_size_is_refused_before_any_read(t
     packs = []
     for data, index in objectdata._pack_stream(store, list(store.digests())):
         recs = parse_index(index, "test", len(data)).copy()
+        data = tamper(data, recs)
+        packs.append((data, encode_index(recs)))
+    storage.put_packs(packs)
+    r.remote.push("origin", "master")  # the bucket's indexes list every sample: only refs move
+    return clone(tmp_path, url)
+
+
+@pytest.mark.slow
+def test_a_checksum_the_bucket_index_gets_wrong_is_refused_and_nothing_is_stored(tmp_path, s3_env):  # noqa: F811
+    """Bytes that hash to their digest but not to the index's stored-bytes checksum: refused (the
+    check runs on the writer thread) and the batch is discarded."""
+    def lie_about_a_checksum(data, recs):
+        recs["check"][len(recs) // 2] ^= 1  # one record lies about its bytes' checksum
+        return data
+
+    c = _clone_of_tampered_bucket(tmp_path, s3_env, lie_about_a_checksum)
+    with pytest.raises(CorruptDataError, match="do not match their checksum"):
+        c.remote.fetch_data("origin", "master")
+    co = c.checkout()
+    assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N
+    co.close()
+
+
+def test_a_bucket_index_claiming_an_impossible_size_is_refused_before_any_read(tmp_path, s3_env):  # noqa: F811
+    """A record claiming a sample 1 MiB larger than its pointer's dtype x shape (its pack object
+    really that long) sizes no request: CorruptDataError naming the remote before a byte is read
+    (before: the whole claim was downloaded, then refused by its digest), nothing stored."""
+    def grow_the_last_sample(data, recs):
         k = int(np.argmax(recs["offset"]))  # the last sample of the pack grows into appended bytes
         extra = (1 << 20) + len(data) - int(recs["offset"][k] + recs["length"][k])
         recs["codec"][k] = 0
         recs["length"][k] = recs["rawlen"][k] = int(recs["length"][k]) + extra
-        packs.append((bytes(data) + bytes(1 << 20), encode_index(recs)))
-    storage.put_packs(packs)
-    r.remote.push("origin", "master")
-    c = clone(tmp_path, url)
+        return bytes(data) + bytes(1 << 20)
+
+    c = _clone_of_tampered_bucket(tmp_path, s3_env, grow_the_last_sample)
     with pytest.raises(CorruptDataError, match="origin.*nothing was read"):
         c.remote.fetch_data("origin", "master")
     co = c.checkout()
