@@ -682,19 +682,7 @@ class TensorStore:
         if self._pending:
             found = [self._pending.get(d, loc) for d, loc in zip(run.digests, found)]
         if run.block is not None and not any(found) and len(set(run.digests)) == len(run.digests):
-            self._check_failed()
-            writer = self._open_writer()
-            start = writer.append(run.block)
-            ends = np.cumsum(run.lengths)
-            offsets = (ends - np.asarray(run.lengths, dtype=np.int64) + start).tolist()
-            block = run.block
-            checks = stored_checks(run.payloads)  # the payloads are block's spans, in order
-            self._pending.update(zip(run.digests, map(tuple.__new__, repeat(Location), zip(
-                repeat(self._pending_pack), offsets, run.lengths, run.rawlens, run.codecs, checks))))
-            self._pending_bytes += len(block)
-            if self._pending_bytes >= PACK_TARGET_BYTES:
-                self.flush()
-            return len(run.digests)
+            return self._append_run(run, run.block, stored_checks(run.payloads))  # payloads: block's spans
         first: dict[bytes, int] = {}
         for i, (d, loc) in enumerate(zip(run.digests, found)):
             if loc is None:
@@ -721,13 +709,18 @@ class TensorStore:
         found = self._load_index().get_many(run.digests)
         if any(found) or any(d in self._pending for d in run.digests):
             return self.put_verified(run)
+        return self._append_run(run, run.block, checks)
+
+    def _append_run(self, run: "VerifiedRun", block: memoryview, checks: list[int]) -> int:
+        """Append ``block`` (all of ``run``'s samples, new, back to back) with one write and record
+        each sample with its stored check ``checks[i]``; returns how many were added."""
         self._check_failed()
-        start = self._open_writer().append(run.block)
+        start = self._open_writer().append(block)
         lengths = np.asarray(run.lengths, dtype=np.int64)
         offsets = (np.cumsum(lengths) - lengths + start).tolist()
         self._pending.update(zip(run.digests, map(tuple.__new__, repeat(Location), zip(
             repeat(self._pending_pack), offsets, run.lengths, run.rawlens, run.codecs, checks))))
-        self._pending_bytes += len(run.block)
+        self._pending_bytes += len(block)
         if self._pending_bytes >= PACK_TARGET_BYTES:
             self.flush()
         return len(run.digests)
