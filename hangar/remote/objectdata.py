@@ -45,7 +45,7 @@ from hangar.records.pointer import SamplePointer
 from hangar.store import TensorStore
 from hangar.store.codecs import max_stored_length
 from hangar.store.index import DigestIndex, Location
-from hangar.store.objectstore import REMOTE_PACK_BYTES, ObjectPackStorage, parse_data_url
+from hangar.store.objectstore import REMOTE_PACK_BYTES, REMOTE_PACK_RECORDS, ObjectPackStorage, parse_data_url
 from hangar.store.packs import INDEX_DTYPE, LocalPackStorage, encode_index, parse_index
 from hangar.store.tensorstore import VerifiedRun, damaged_sample, verify_received
 
@@ -386,7 +386,7 @@ def _pack_stream(store: TensorStore, digests: list[bytes]) -> Iterator[tuple[mem
         chunk = [order[k]]
         size = locs[order[k]].length
         k += 1
-        while k < len(order) and size < REMOTE_PACK_BYTES:
+        while k < len(order) and size < REMOTE_PACK_BYTES and len(chunk) < REMOTE_PACK_RECORDS:
             chunk.append(order[k])
             size += locs[order[k]].length
             k += 1

@@ -40,10 +40,16 @@ from hangar.errors import (
     ObjectStoreError,
     PackNotFoundError,
 )
-from hangar.store.packs import ZarrPackStorage, array_metadata
+from hangar.store.packs import INDEX_DTYPE, INDEX_HEADER_BYTES, ZarrPackStorage, array_metadata
 
 #: bytes of pack data per object pushed (several are uploaded at once)
 REMOTE_PACK_BYTES = 64 << 20
+#: samples per object pushed at most: bounds a pack index (1 Mi records of 65 bytes; 64 MiB of
+#: samples under 64 bytes each, e.g. scalar labels, is split into several packs)
+REMOTE_PACK_RECORDS = 1 << 20
+#: largest pack index read from a bucket (65 MiB + 16 bytes: the header and REMOTE_PACK_RECORDS
+#: records); a larger object is not one hangar wrote and is refused by its size, unread
+MAX_REMOTE_INDEX_BYTES = INDEX_HEADER_BYTES + INDEX_DTYPE.itemsize * REMOTE_PACK_RECORDS
 #: range reads in flight at once
 CONCURRENCY = 16
 #: packs uploaded at once by a push (each a multipart PUT of up to 12 parts in flight)
@@ -205,6 +211,41 @@ class ObjectPackStorage(ZarrPackStorage):
                                    f"{first}") from exc
 
     # ------------------------------------------------------------- reading
+    async def _index_bytes(self, pack: str) -> bytes:
+        """The bytes of ``pack``'s index object, refused unread when larger than
+        :data:`MAX_REMOTE_INDEX_BYTES` (by the size the GET's response announces, and again while
+        its body streams in, should the announcement lie)."""
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        key = f"packs/{pack}/index"
+        try:
+            resp = await obstore.get_async(self.store.store, key)
+        except (NotFoundError, FileNotFoundError):
+            raise PackNotFoundError(f"{self.url}/{key}") from None
+        size = int(resp.meta["size"])
+        if size > MAX_REMOTE_INDEX_BYTES:
+            raise self._oversized_index(key, size)
+        parts: list[bytes] = []
+        got = 0
+        async for part in resp.stream(min_chunk_size=1 << 20):
+            got += len(part)
+            if got > MAX_REMOTE_INDEX_BYTES:
+                raise self._oversized_index(key, got)
+            parts.append(bytes(part))
+        return b"".join(parts)
+
+    def _oversized_index(self, key: str, size: int) -> CorruptDataError:
+        return CorruptDataError(f"pack index {self.url}/{key} is {size} bytes, larger than any pack index hangar "
+                                f"writes (at most {MAX_REMOTE_INDEX_BYTES} bytes: {REMOTE_PACK_RECORDS} records); "
+                                "it was not read: the bucket was changed outside hangar, remove that object")
+
+    def read_index(self, pack_id: str) -> bytes:
+        """The bytes of ``pack_id``'s index, bounded by :data:`MAX_REMOTE_INDEX_BYTES`
+        (``CorruptDataError`` naming the object, unread, when larger)."""
+        data: bytes = self._run(self._index_bytes(pack_id))
+        return data
+
     def read_checked_index(self, pack_id: str) -> bytes:
         """The index of ``pack_id``, re-hashed against the id (``CorruptDataError`` on a mismatch)."""
         raw = self.read_index(pack_id)
@@ -274,10 +315,7 @@ class ObjectPackStorage(ZarrPackStorage):
 
         async def one(pack: str) -> bytes:
             async with sem:
-                buf = await self.store.get(f"packs/{pack}/index", self._proto)
-            if buf is None:
-                raise PackNotFoundError(f"{self.url}/packs/{pack}/index")
-            return bytes(buf.to_bytes())
+                return await self._index_bytes(pack)
 
         async def run() -> list[bytes]:
             return list(await asyncio.gather(*(one(p) for p in ids)))

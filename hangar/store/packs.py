@@ -57,6 +57,8 @@ INDEX_DTYPE = np.dtype([("digest", "u1", (32,)), ("offset", "<u8"), ("length", "
 INDEX_MAGIC = b"HNGRPIDX"
 INDEX_VERSION = 2
 _HEADER = struct.Struct("<8sII")
+#: bytes before the first record of a format 2 index
+INDEX_HEADER_BYTES = _HEADER.size
 
 
 def stored_checks(payloads: list[Any]) -> list[int]:

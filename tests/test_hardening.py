@@ -1,0 +1,76 @@
+"""Hardening leftovers of issues 12 and 15: hostile buckets, crafted records, planted links,
+crash leftovers and externally truncated packs (each test failed before its fix)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.s3_fixtures import s3_env, s3_server  # noqa: F401 - fixtures
+from tests.test_data_remotes import bare_git, clone, make_repo
+
+_OVERSIZED_INDEX_CHILD = r"""
+import json, resource, sys
+from hangar import Repository
+from hangar.errors import CorruptDataError
+c = Repository(sys.argv[1], exists=True)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    c.remote.fetch_data("origin", "master")
+    out = {"error": None}
+except CorruptDataError as exc:
+    out = {"error": str(exc)}
+out["grew_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_an_oversized_bucket_pack_index_is_refused_before_it_is_read(tmp_path, s3_env):  # noqa: F811
+    """A bucket serving an "index" larger than any pack index hangar writes (here 80 MiB, the
+    bound is ~65 MiB) is refused by its size before its bytes are read: CorruptDataError naming
+    the object, and the reading process does not grow by the object's size (before: it was read
+    whole, twice copied, then refused by its blake3 name: +160 MiB; a multi-GB one ran out of
+    memory)."""
+    from hangar.store.objectstore import MAX_REMOTE_INDEX_BYTES
+
+    r = make_repo(tmp_path / "src")
+    url = bare_git(tmp_path / "history.git")
+    loc = s3_env.new_location()
+    r.remote.add("origin", url, data=loc, endpoint_url=s3_env.endpoint)
+    r.remote.push("origin", "master")
+    c = clone(tmp_path, url)
+    bucket, _, prefix = loc[len("s3://"):].partition("/")
+    size = 80 << 20
+    assert size > MAX_REMOTE_INDEX_BYTES
+    key = f"{prefix}/packs/{'e' * 40}/index"
+    s3_env.client().put_object(Bucket=bucket, Key=key, Body=b"\0" * size)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    done = subprocess.run([sys.executable, "-c", _OVERSIZED_INDEX_CHILD, str(c.path)], env=env,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: __import__("resource").setrlimit(
+                              __import__("resource").RLIMIT_AS, (6 << 30, 6 << 30)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["error"] is not None and f"packs/{'e' * 40}/index" in out["error"], out
+    assert "larger than" in out["error"], out
+    assert out["grew_kib"] < 32 << 10, out  # far less than the 80 MiB object
+
+
+def test_a_bucket_pack_holds_at_most_remote_pack_records_samples(tmp_path, monkeypatch):
+    """Pushed packs are cut at REMOTE_PACK_RECORDS samples as well as at REMOTE_PACK_BYTES, so
+    every index hangar writes stays within the bound readers enforce."""
+    from hangar.remote import objectdata
+    from hangar.store.packs import parse_index
+    from tests.repo_parts import store_of
+
+    r = make_repo(tmp_path / "src", n=20)
+    store = store_of(r)
+    monkeypatch.setattr(objectdata, "REMOTE_PACK_RECORDS", 7)
+    counts = [len(parse_index(index, "t", len(data))) for data, index in
+              objectdata._pack_stream(store, list(store.digests()))]
+    assert counts and max(counts) == 7 and sum(counts) == len(list(store.digests()))
