@@ -156,6 +156,14 @@ class _Collector:
             raise UnsafeToCollectError(f"cannot collect garbage: {detail}; run `hangar fsck` for details")
         self.report.records.append(Problem("record", arrayset, key, commit, detail))
 
+    def tree(self, path: tuple, commit: Optional[str]) -> None:
+        if len(path) >= 4 and path[0] == layout.ARRAYSETS and path[2] == layout.SAMPLES and (
+                len(path[-1]) != 1 or path[-1] not in _FAN_DIGITS):
+            # fan-out directories are one hex digit; a key's entry is a pointer blob, never a directory
+            self.problem(commit, f"samples tree holds a directory {path[-1]!r} where only fan-out directories (one "
+                                 "hex digit) and sample pointer blobs belong (written with plain git, not by hangar)",
+                         path[1], _key(path[-1]))
+
     def blob(self, path: tuple, data: bytes, commit: Optional[str]) -> None:
         if len(path) >= 2 and path[0] == layout.METADATA:
             try:
@@ -188,6 +196,9 @@ class _Collector:
             entry[2].append((aset, key, commit))
 
 
+_FAN_DIGITS = frozenset("0123456789abcdef")
+
+
 def _key(entry_name: str) -> object:
     try:
         return decode_key(entry_name)
@@ -207,7 +218,7 @@ def _walk(core: RepositoryCore, report: Optional[VerifyReport]) -> tuple[_Collec
         if state.tree:
             trees.append(state.tree)
     col = _Collector(report)
-    found = walk_reachable(git, sorted(set(heads)), trees, col.blob, col.problem)
+    found = walk_reachable(git, sorted(set(heads)), trees, col.blob, col.problem, col.tree)
     return col, found
 
 

@@ -74,3 +74,66 @@ def test_a_bucket_pack_holds_at_most_remote_pack_records_samples(tmp_path, monke
     counts = [len(parse_index(index, "t", len(data))) for data, index in
               objectdata._pack_stream(store, list(store.digests()))]
     assert counts and max(counts) == 7 and sum(counts) == len(list(store.digests()))
+
+
+def _crafted_leaf_entry(tmp_path, mode: int):
+    """A repository whose branch ``dev`` adds, with plain git (pygit2), a samples-tree entry
+    ``i:9`` of ``mode`` next to three pointers written by hangar: a directory holding a valid
+    pointer (040000), a link whose blob is a valid pointer (120000), or a gitlink (160000)."""
+    import numpy as np
+    import pygit2
+
+    from hangar import Repository
+    from tests.repo_parts import git_of
+
+    os.makedirs(tmp_path / "r")
+    r = Repository(tmp_path / "r", exists=False)
+    r.init("a", "a@example.com")
+    co = r.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(2,), dtype=np.uint8)
+    for i in range(3):
+        a[i] = np.full(2, i, np.uint8)
+    base = co.commit("c1")
+    co.close()
+    r.create_branch("dev", base)
+    g = pygit2.Repository(git_of(r).git_dir)
+    c = g.revparse_single("refs/heads/dev")
+
+    def edit(tree, path, fn):
+        tb = g.TreeBuilder(tree)
+        if path:
+            tb.insert(path[0], edit(g[tree[path[0]].id], path[1:], fn), pygit2.enums.FileMode.TREE)
+        else:
+            fn(tb)
+        return tb.write()
+
+    path, leaf = ["arraysets", "a", "samples"], g[c.tree["arraysets/a/samples"].id]
+    while all(e.filemode == pygit2.enums.FileMode.TREE for e in leaf):
+        e = next(iter(leaf))
+        path.append(e.name)
+        leaf = g[e.id]
+    pointer = next(iter(leaf)).id
+
+    def add(tb):
+        if mode == 0o40000:
+            sub = g.TreeBuilder()
+            sub.insert("x", pointer, pygit2.enums.FileMode.BLOB)
+            tb.insert("i:9", sub.write(), mode)
+        elif mode == 0o160000:
+            tb.insert("i:9", pygit2.Oid(hex="12" * 20), mode)
+        else:
+            tb.insert("i:9", pointer, mode)
+
+    g.create_commit("refs/heads/dev", c.author, c.committer, "crafted", edit(c.tree, path, add), [c.id])
+    return r
+
+
+@pytest.mark.parametrize("mode", [0o40000, 0o120000, 0o160000])
+def test_fsck_reports_a_samples_tree_entry_of_a_mode_hangar_never_writes(tmp_path, mode):
+    """Before: fsck passed the directory and the link (and named the gitlink only as a missing
+    blob). Now each is a record problem naming the entry."""
+    r = _crafted_leaf_entry(tmp_path, mode)
+    report = r.verify()
+    assert not report.ok
+    text = " ".join(p.detail for p in report.records)
+    assert "i:9" in text and ("directory" in text if mode == 0o40000 else f"mode {mode:o}" in text), text

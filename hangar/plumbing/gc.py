@@ -40,6 +40,8 @@ class Reachable:
 
 BlobVisitor = Callable[[tuple[str, ...], bytes, Optional[str]], None]
 ProblemVisitor = Callable[[Optional[str], str], None]
+#: called with the path of each subtree entry met (before the walk enters it, seen or not)
+TreeVisitor = Callable[[tuple[str, ...], Optional[str]], None]
 
 
 def ref_heads(git: GitRepo) -> list[str]:
@@ -56,8 +58,10 @@ def ref_heads(git: GitRepo) -> list[str]:
 
 
 class _Walk:
-    def __init__(self, git: GitRepo, on_blob: BlobVisitor, on_problem: ProblemVisitor) -> None:
+    def __init__(self, git: GitRepo, on_blob: BlobVisitor, on_problem: ProblemVisitor,
+                 on_tree: Optional[TreeVisitor] = None) -> None:
         self.repo = git.repo
+        self.on_tree = on_tree
         self.out = Reachable()
         self.on_blob = on_blob
         self.on_problem = on_problem
@@ -105,7 +109,14 @@ class _Walk:
         for e in t:
             sub = (*path, e.name or "")  # pygit2 types an entry name Optional; every entry has one
             if e.filemode == pygit2.enums.FileMode.TREE:
+                if self.on_tree is not None:
+                    self.on_tree(sub, commit)
                 self.tree(e.id, sub, commit)
+            elif e.filemode != pygit2.enums.FileMode.BLOB:
+                # hangar writes records as blobs of mode 100644 only: a link (120000), a gitlink
+                # (160000) or an executable (100755) was made with plain git, not by hangar
+                self.on_problem(commit, f"{'/'.join(sub)} {e.id} has mode {e.filemode:o}, not a record's 100644 "
+                                        "(written with plain git, not by hangar)")
             elif e.id.raw not in seen:
                 b = self.get(e.id, commit, "blob " + "/".join(sub))
                 if b is None:
@@ -118,7 +129,7 @@ class _Walk:
 
 
 def walk_reachable(git: GitRepo, heads: list[str], trees: list[str], on_blob: BlobVisitor,
-                   on_problem: ProblemVisitor) -> Reachable:
+                   on_problem: ProblemVisitor, on_tree: Optional[TreeVisitor] = None) -> Reachable:
     """Read every object reachable from commits ``heads`` and root ``trees``, each once.
 
     ``on_blob(path, data, commit)`` is called for each distinct blob (``path`` is the tuple
@@ -126,7 +137,7 @@ def walk_reachable(git: GitRepo, heads: list[str], trees: list[str], on_blob: Bl
     ``None`` for ``trees``); ``on_problem(commit, text)`` for each missing or unreadable
     object (libgit2 re-hashes every object it reads).
     """
-    w = _Walk(git, on_blob, on_problem)
+    w = _Walk(git, on_blob, on_problem, on_tree)
     w.commits(heads)
     for t in trees:
         w.tree(pygit2.Oid(hex=t), (), None)
