@@ -137,3 +137,53 @@ def test_fsck_reports_a_samples_tree_entry_of_a_mode_hangar_never_writes(tmp_pat
     assert not report.ok
     text = " ".join(p.detail for p in report.records)
     assert "i:9" in text and ("directory" in text if mode == 0o40000 else f"mode {mode:o}" in text), text
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (reaped)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_readtable_temp_files_of_dead_writers_are_removed_at_the_next_save(tmp_path):
+    """A crash mid-save leaves ``readtables/<key>.tbl.<pid>-<hex>.tmp``; the next table save
+    removes such files once their writer is gone and they are a minute old, and keeps a live
+    writer's file, a fresh one, and files that are not ours (before: every one stayed forever)."""
+    import numpy as np
+
+    from hangar import Repository
+
+    os.makedirs(tmp_path / "r")
+    r = Repository(tmp_path / "r", exists=False)
+    r.init("a", "a@example.com")
+    co = r.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(2,), dtype=np.uint8)
+    a[0] = np.zeros(2, np.uint8)
+    co.commit("c1")
+    co.close()
+    rt = tmp_path / "r" / ".hangar" / "cache" / "readtables"
+    co = r.checkout()
+    co.arraysets["a"][0]
+    co.close()
+    assert rt.is_dir(), sorted(os.listdir(tmp_path / "r" / ".hangar" / "cache"))
+    dead, old = _dead_pid(), 1_000_000_000
+    stale = rt / f"{'a' * 40}.tbl.{dead}-0123abcd.tmp"
+    unnamed = rt / f"{'b' * 40}.tbl.0123abcd.tmp"  # hangar before this change named no pid
+    live = rt / f"{'c' * 40}.tbl.{os.getpid()}-0123abcd.tmp"
+    fresh = rt / f"{'d' * 40}.tbl.{dead}-4567abcd.tmp"
+    foreign = rt / "notes.txt"
+    for f in (stale, unnamed, live, fresh, foreign):
+        f.write_bytes(b"x" * 100)
+    for f in (stale, unnamed, live, foreign):
+        os.utime(f, (old, old))
+    co = r.checkout(write=True)
+    co.arraysets["a"][1] = np.ones(2, np.uint8)
+    co.commit("c2")
+    co.close()
+    co = r.checkout()
+    co.arraysets["a"][1]  # a new table, saved
+    co.close()
+    left = set(os.listdir(rt))
+    assert stale.name not in left and unnamed.name not in left, left
+    assert {live.name, fresh.name, foreign.name} <= left, left

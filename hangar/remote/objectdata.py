@@ -40,6 +40,7 @@ from hangar.errors import (
 )
 from hangar.plumbing import rowhash
 from hangar.plumbing.gitrepo import GitRepo
+from hangar.plumbing.pids import remove_stale_temps
 from hangar.plumbing.regular import read_cache
 from hangar.records.pointer import SamplePointer
 from hangar.store import TensorStore
@@ -364,6 +365,7 @@ class BucketIndex:
 def bucket_index(storage: ObjectPackStorage, hangar_dir: str) -> BucketIndex:
     key = hashlib.sha256(f"{storage.url}|{storage.endpoint_url}".encode()).hexdigest()[:24]
     index = BucketIndex(storage, os.path.join(hangar_dir, "cache", "bucket-indexes", key))
+    remove_stale_temps(index.cache_dir or "")  # cache copies a killed process was writing
     index.refresh()
     return index
 

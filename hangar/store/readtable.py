@@ -29,6 +29,7 @@ import numpy as np
 from xxhash import xxh3_64_intdigest
 
 from hangar.plumbing import rowhash
+from hangar.plumbing.pids import remove_stale_temps
 from hangar.plumbing.regular import open_regular
 
 if TYPE_CHECKING:
@@ -315,7 +316,8 @@ class LocationTable:
                              "stamps": stamps or {}, "sum": xxh3_64_intdigest(body)}).encode()
         parts = [_MAGIC, len(header).to_bytes(4, "little"), header, body]
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+        # the pid names the writer: a crash's leftover is removed by a later prune_cache
+        tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(b"".join(parts))
@@ -403,7 +405,9 @@ class LocationTable:
 
 
 def prune_cache(directory: str, keep: int = MAX_CACHED) -> None:
-    """Remove all but the ``keep`` most recently written tables of ``directory``."""
+    """Remove all but the ``keep`` most recently written tables of ``directory``, and temporary
+    files of saves a crash interrupted (:func:`~hangar.plumbing.pids.remove_stale_temps`)."""
+    remove_stale_temps(directory)
     try:
         names = [n for n in os.listdir(directory) if n.endswith(".tbl")]
     except OSError:
