@@ -187,3 +187,54 @@ def test_readtable_temp_files_of_dead_writers_are_removed_at_the_next_save(tmp_p
     left = set(os.listdir(rt))
     assert stale.name not in left and unnamed.name not in left, left
     assert {live.name, fresh.name, foreign.name} <= left, left
+
+
+def _repo_with_commits(path, n=1):
+    import numpy as np
+
+    from hangar import Repository
+
+    if not os.path.isdir(path):
+        os.makedirs(path)
+        r = Repository(path, exists=False)
+        r.init("a", "a@example.com")
+    else:
+        r = Repository(path, exists=True)
+    for _ in range(n):
+        co = r.checkout(write=True)
+        if "a" not in co.arraysets:
+            co.arraysets.init_arrayset("a", shape=(2,), dtype=np.uint8)
+        k = len(co.arraysets["a"])
+        co.arraysets["a"][k] = np.full(2, k, np.uint8)
+        co.commit(f"c{k}")
+        co.close()
+    return r
+
+
+@pytest.mark.parametrize("linked", ["cache", "cache/readtables"])
+def test_a_cache_directory_replaced_by_a_link_out_of_the_repository_gets_no_write(tmp_path, linked):
+    """A crafted repository whose ``.hangar/cache`` (or ``cache/readtables``) is a link to a
+    directory elsewhere: location tables are written inside the repository (the link is
+    replaced by a directory; its target is not touched). Before: the tables landed in the
+    link's target."""
+    import shutil
+
+    _repo_with_commits(tmp_path / "r")
+    hd = tmp_path / "r" / ".hangar"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("theirs")
+    shutil.rmtree(hd / "cache", ignore_errors=True)
+    if linked == "cache/readtables":
+        (hd / "cache").mkdir()
+    os.symlink(outside, hd / linked)
+    from hangar import Repository
+
+    co = Repository(tmp_path / "r", exists=True).checkout()
+    # 4,096 reads: a location table is built and saved (fewer are read by pointer)
+    assert [x.tolist() for x in co.arraysets["a"].get_batch([0] * 4096)[:1]] == [[0, 0]]
+    co.close()
+    found = [os.path.join(d, f) for d, _, fs in os.walk(outside) for f in fs]
+    assert found == [str(outside / "keep.txt")], found
+    assert not os.path.islink(hd / linked) and os.path.isdir(hd / "cache" / "readtables")
+    assert [n for n in os.listdir(hd / "cache" / "readtables") if n.endswith(".tbl")]

@@ -97,3 +97,38 @@ def read_cache(path: str, root: str, max_size: int) -> Optional[bytes]:
         return read_regular(path, root, max_size)
     except OSError:
         return None
+
+
+def own_directory(path: str, root: str) -> str:
+    """Make ``path`` a real directory inside ``root`` for a cache to write in, and return it.
+
+    Each component below ``root`` is created when missing; one that is a symlink (a crafted
+    repository's link out of it) or not a directory is removed - the link itself, never what
+    it points to - and made a directory: a cache is rebuilt inside the repository instead of
+    writing where a link leads. ``root`` itself is the caller's to trust.
+
+    Raises
+    ------
+    OSError
+        If a component cannot be made a directory (the caller skips its cache write).
+    """
+    rel = os.path.relpath(path, root)
+    if rel == os.curdir:
+        return path
+    if rel.startswith(os.pardir):
+        raise CorruptDataError(f"{path} is not inside {root}")
+    at = root
+    for part in rel.split(os.sep):
+        at = os.path.join(at, part)
+        try:
+            st = os.lstat(at)
+        except FileNotFoundError:
+            try:
+                os.mkdir(at)
+            except FileExistsError:  # made by another process meanwhile: checked below
+                pass
+            st = os.lstat(at)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            os.unlink(at)  # a link or a file in a cache's place: removed, its target untouched
+            os.mkdir(at)
+    return path

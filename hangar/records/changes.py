@@ -27,7 +27,7 @@ import struct
 import tempfile
 from typing import Optional
 
-from hangar.plumbing.regular import read_cache
+from hangar.plumbing.regular import own_directory, read_cache
 
 Oid = Optional[bytes]
 #: entry name -> (old id, new id); ``None`` where the entry is absent
@@ -139,7 +139,7 @@ def save_record(git_dir: str, a_root: bytes, b_root: bytes, tables: TableChanges
         return False
     path = record_path(git_dir, a_root, b_root)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        own_directory(os.path.dirname(path), git_dir)  # a planted link is replaced, never written through
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:

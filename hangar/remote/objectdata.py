@@ -41,7 +41,7 @@ from hangar.errors import (
 from hangar.plumbing import rowhash
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pids import remove_stale_temps
-from hangar.plumbing.regular import read_cache
+from hangar.plumbing.regular import own_directory, read_cache
 from hangar.records.pointer import SamplePointer
 from hangar.store import TensorStore
 from hangar.store.codecs import max_stored_length
@@ -281,9 +281,11 @@ class BucketIndex:
     once and kept under ``cache_dir`` (re-hashed against its id whenever loaded).
     """
 
-    def __init__(self, storage: ObjectPackStorage, cache_dir: Optional[str]) -> None:
+    def __init__(self, storage: ObjectPackStorage, cache_dir: Optional[str], root: Optional[str] = None) -> None:
         self.storage = storage
         self.cache_dir = cache_dir
+        #: the directory (``.hangar``) the cache must stay in: a link below it is replaced, never followed
+        self.root = root
         self.index = DigestIndex()
         self.packs: set[str] = set()
 
@@ -343,7 +345,8 @@ class BucketIndex:
         if path is None:
             return
         try:  # a cache: failing to write it costs one more GET next time
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            # .hangar is the root: a link at cache/, bucket-indexes/ or this bucket's directory is replaced
+            own_directory(os.path.dirname(path), self.root or os.path.dirname(path))
             tmp = f"{path}.{os.getpid()}.tmp"
             # created afresh, never through what lies there: a crafted repository's link at this
             # name made the write land in the file it pointed to (tests/test_bucket_transfers.py)
@@ -364,7 +367,7 @@ class BucketIndex:
 
 def bucket_index(storage: ObjectPackStorage, hangar_dir: str) -> BucketIndex:
     key = hashlib.sha256(f"{storage.url}|{storage.endpoint_url}".encode()).hexdigest()[:24]
-    index = BucketIndex(storage, os.path.join(hangar_dir, "cache", "bucket-indexes", key))
+    index = BucketIndex(storage, os.path.join(hangar_dir, "cache", "bucket-indexes", key), hangar_dir)
     remove_stale_temps(index.cache_dir or "")  # cache copies a killed process was writing
     index.refresh()
     return index

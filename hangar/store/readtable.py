@@ -30,7 +30,7 @@ from xxhash import xxh3_64_intdigest
 
 from hangar.plumbing import rowhash
 from hangar.plumbing.pids import remove_stale_temps
-from hangar.plumbing.regular import open_regular
+from hangar.plumbing.regular import open_regular, own_directory
 
 if TYPE_CHECKING:
     from hangar.store.index import Location
@@ -300,12 +300,14 @@ class LocationTable:
         return np.fromiter((self.row(k) for k in keys), dtype=np.int64, count=len(keys))
 
     # ---------------------------------------------------------------- cache
-    def save(self, path: str, stamps: Optional[dict[str, list[int]]] = None) -> None:
+    def save(self, path: str, stamps: Optional[dict[str, list[int]]] = None, root: Optional[str] = None) -> None:
         """Write the table to ``path`` atomically (temporary file, rename); ``stamps``
         (pack -> what identifies its index file now) are kept with it (see :attr:`stamps`).
 
         Not fsynced: the header holds an xxh3 of the body, so a file a crash left torn or
-        zero-filled fails :meth:`load` and is rebuilt (an fsync cost ~25-50 ms a commit here)."""
+        zero-filled fails :meth:`load` and is rebuilt (an fsync cost ~25-50 ms a commit here).
+        ``root``: the directory the file must be written in (a link on the way is replaced by a
+        directory: :func:`~hangar.plumbing.regular.own_directory`); default: the file's own."""
         sblob = "\n".join(self.snames).encode()
         pblob = "\n".join(self.packs).encode()
         cols = [self.ikeys, self.digests, self.shapes, self.pack_col, self.offsets, self.lengths, self.rawlens,
@@ -315,7 +317,7 @@ class LocationTable:
                              "sblob": len(sblob), "pblob": len(pblob), "cols": [int(c.nbytes) for c in cols],
                              "stamps": stamps or {}, "sum": xxh3_64_intdigest(body)}).encode()
         parts = [_MAGIC, len(header).to_bytes(4, "little"), header, body]
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        own_directory(os.path.dirname(path), root or os.path.dirname(path))
         # the pid names the writer: a crash's leftover is removed by a later prune_cache
         tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -1066,7 +1066,9 @@ class TensorStore:
         return None if st is None else [st.st_size, st.st_mtime_ns, st.st_ino]
 
     def _save_table(self, table: LocationTable, path: str) -> None:
-        table.save(path, {p: s for p in table.packs if (s := self._index_stamp(p)) is not None})
+        # the cache directory's parent (.hangar) is the root: a link at cache/ or readtables/ is replaced
+        table.save(path, {p: s for p in table.packs if (s := self._index_stamp(p)) is not None},
+                   os.path.dirname(os.path.dirname(os.path.dirname(path))))
 
     def _table_matches_packs(self, table: LocationTable) -> bool:
         size_of = getattr(self.storage, "pack_size", None)
