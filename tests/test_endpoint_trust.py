@@ -136,7 +136,8 @@ def test_any_other_recorded_endpoint_needs_the_users_word(recorded, monkeypatch)
 def test_a_clone_of_a_served_history_naming_a_foreign_endpoint_is_refused_and_leaves_nothing(tmp_path,
                                                                                              s3_env):  # noqa: F811
     """The same rule for a hangar server holding a data remote's history (its own clone path)."""
-    srv = ServerProcess(str(tmp_path / "served"))
+    # the server checks pushes against the bucket with an endpoint of its own configuration
+    srv = ServerProcess(str(tmp_path / "served"), env=dict(os.environ, AWS_ENDPOINT_URL=s3_env.endpoint))
     try:
         src = make_repo(tmp_path / "src", n=4)
         src.remote.add("origin", srv.address, data=s3_env.new_location(), endpoint_url=s3_env.endpoint)

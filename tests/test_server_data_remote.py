@@ -21,7 +21,9 @@ from tests.test_hostile_network import without_git_env
 @pytest.fixture(params=["git", "dulwich"])
 def served(request, tmp_path, s3_env):  # noqa: F811
     """(server, source repository pushed to it as a data remote, bucket location) per transport."""
-    env = without_git_env(tmp_path) if request.param == "dulwich" else None
+    # the server reads the bucket's pack indexes to check pushed commits (it needs the endpoint)
+    env = dict(without_git_env(tmp_path) if request.param == "dulwich" else os.environ,
+               AWS_ENDPOINT_URL=s3_env.endpoint)
     srv = ServerProcess(str(tmp_path / "served"), env=env)
     try:
         src = make_repo(tmp_path / "src", n=12)
@@ -142,7 +144,8 @@ def _backend(srv: ServerProcess) -> str:
 def test_a_data_remote_pushes_to_a_server_that_restricts_push_with_its_credentials(tmp_path, s3_env):  # noqa: F811
     from hangar.errors import PushAuthenticationError
 
-    srv = ServerProcess(str(tmp_path / "served"), username="u", password="pw")
+    srv = ServerProcess(str(tmp_path / "served"), username="u", password="pw",
+                        env=dict(os.environ, AWS_ENDPOINT_URL=s3_env.endpoint))  # it reads the bucket's indexes
     try:
         src = make_repo(tmp_path / "src", n=4)
         src.remote.add("origin", srv.address, data=s3_env.new_location(), endpoint_url=s3_env.endpoint)
@@ -198,3 +201,24 @@ def test_a_push_is_judged_whole_before_any_ref_moves(tmp_path, aset_repo, run_gi
         assert sorted(served_refs(srv)) in ([], [DATA_REF, "refs/heads/master"]), served_refs(srv)
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+def test_a_plain_git_push_of_commits_whose_bytes_are_not_in_the_bucket_is_refused(served, run_git):
+    """A server hosting a data remote's history checks the pushed commits' samples against the
+    bucket's pack indexes, as a server holding its own bytes checks its store (issue 12 point
+    6): a plain ``git push`` of commits whose bytes were never uploaded is refused in both
+    transports, refs unchanged; ``hangar push`` (bytes first) of the same commit is accepted.
+    Before: the commit was published without its bytes."""
+    srv, src, loc = served
+    url = f"http://127.0.0.1:{srv.port}/"
+    before = served_refs(srv)
+    co = src.checkout(write=True)
+    co.arraysets["img"]["new"] = np.full((8, 8), 7, np.uint8)  # bytes that never reach the bucket
+    co.commit("bytes never uploaded")
+    co.close()
+    plain = run_git(src, "push", url, "master")
+    assert plain.returncode != 0 and "not in the data remote" in plain.stderr, plain.stderr
+    assert served_refs(srv) == before
+    assert src.remote.push("origin", "master") == "master"  # uploads, then moves the ref
+    assert served_refs(srv)["refs/heads/master"] == src.log(return_contents=True)["head"]

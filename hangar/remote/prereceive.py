@@ -17,8 +17,9 @@ a client checks it (:func:`hangar.remote.objectdata.location_refusal`); it can b
 in a repository with no branches yet (a server holding its own sample bytes does not turn into
 a history host) and never moved (a location commit has no parents: a move is never a fast
 forward) nor deleted. Once a repository records a data location, the bytes of its commits live
-in that bucket, which the server cannot read: the sample check is then the pusher's (``hangar
-push`` uploads every pack, index last, before it moves a ref), not the server's.
+in that bucket: the server then checks the pushed commits' samples against the bucket's pack
+indexes (:func:`bucket_refusal`; ``hangar push`` uploads every pack, index last, before it moves
+a ref), with its own credentials, and refuses a push it cannot check.
 """
 
 from __future__ import annotations
@@ -33,30 +34,73 @@ from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.paths import data_dir, writer_lock_path
 from hangar.records.staging import StagingState
 from hangar.remote.client import commit_pointers, new_commits
-from hangar.remote.objectdata import DATA_REF, location_refusal
+from hangar.remote.objectdata import DATA_REF, bucket_index, endpoint_to_record, location_refusal, read_location
 from hangar.store import TensorStore
+from hangar.store.objectstore import ObjectPackStorage
 from hangar.store.packs import LocalPackStorage
 
 _ZERO = "0" * 40
 
 
-def missing_samples(git_dir: str, updates: list[tuple[str, str, str]]) -> int:
-    """How many samples of the pushed commits have no bytes in the server's store."""
-    git = GitRepo(git_dir, from_env=True)
+def _pushed_digests(git: GitRepo, updates: list[tuple[str, str, str]]) -> list[bytes]:
+    """Digests of the samples of the commits ``updates`` add (subtrees the branches hold skipped)."""
     known = sorted(set(git.refs("refs/heads/").values()))
     commits: list[str] = []
     for _, new, ref in updates:
         if new != _ZERO and ref != DATA_REF:
             commits += new_commits(git, new, known)
     if not commits:
+        return []
+    return list(commit_pointers(git, dict.fromkeys(commits), known=known))
+
+
+def missing_samples(git_dir: str, updates: list[tuple[str, str, str]]) -> int:
+    """How many samples of the pushed commits have no bytes in the server's store."""
+    git = GitRepo(git_dir, from_env=True)
+    digests = _pushed_digests(git, updates)
+    if not digests:
         return 0
-    pointers = commit_pointers(git, dict.fromkeys(commits), known=known)
     store = TensorStore(LocalPackStorage(data_dir(git_dir)))
     try:
-        digests = list(pointers)
         return sum(loc is None for loc in store.locations(digests))
     finally:
         store.storage.close()
+
+
+def bucket_refusal(git_dir: str, updates: list[tuple[str, str, str]],
+                   pushed: list[tuple[str, str, str]]) -> Optional[str]:
+    """Why the push is refused for samples of its commits that are not in the data remote's
+    bucket (``None`` when every one is listed by a pack index there): the check
+    :func:`missing_samples` makes of the server's own store, for a repository hosting the
+    history of a data remote.
+
+    The bucket is the one the data-location record names (the repository's, or the one this push
+    creates); it is read with the server's own AWS credentials and endpoint
+    (``AWS_ENDPOINT_URL``), and a recorded endpoint is followed only where a client would follow
+    it (:func:`~hangar.remote.objectdata.endpoint_to_record`: AWS's own). A bucket the server
+    cannot read refuses the push (the server cannot tell the bytes are there); the pack indexes
+    read are kept under ``.hangar/cache`` so each is read once.
+    """
+    git = GitRepo(git_dir, from_env=True)
+    digests = _pushed_digests(git, updates)
+    if not digests:
+        return None
+    if DATA_REF in git.repo.references:
+        where = str(git.repo.references[DATA_REF].target)
+    else:
+        where = next(new for old, new, ref in pushed if ref == DATA_REF and new != _ZERO)
+    url, recorded = read_location(git, where)
+    try:
+        endpoint = endpoint_to_record("origin", url, recorded, None)
+        index = bucket_index(ObjectPackStorage(url, endpoint), git_dir)
+        missing = sum(loc is None for loc in index.locations(digests))
+    except (OSError, ValueError, ImportError) as exc:  # unreachable, refused endpoint, no obstore, damaged index
+        return (f"cannot check that the {len(digests)} samples of the pushed commits are in the data remote {url}: "
+                f"{exc}; give the server read access to it (AWS credentials and AWS_ENDPOINT_URL in its environment)")
+    if missing:
+        return (f"{missing} samples of the pushed commits are not in the data remote {url}; push with `hangar push` "
+                "/ repo.remote.push(...), which uploads the data before the commits")
+    return None
 
 
 def _outside_heads(git: GitRepo, old: str, new: str, ref: str) -> Optional[str]:
@@ -153,11 +197,14 @@ def refusals(git_dir: str, updates: list[tuple[str, str, str]],
     """
     git = GitRepo(git_dir, from_env=True)
     out = [msg for old, new, ref in updates for check in REF_CHECKS if (msg := check(git, old, new, ref))]
-    if not out and not records_data_location(git, updates if pushed is None else pushed):
+    whole = updates if pushed is None else pushed
+    if not out and not records_data_location(git, whole):
         missing = missing_samples(git_dir, updates)
         if missing:
             out.append(f"{missing} samples of the pushed commits have no bytes here; push with `hangar push` / "
                        "repo.remote.push(...), which uploads the data before the commits")
+    elif not out and (why := bucket_refusal(git_dir, updates, whole)):
+        out.append(why)
     return out
 
 
