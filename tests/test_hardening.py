@@ -238,3 +238,111 @@ def test_a_cache_directory_replaced_by_a_link_out_of_the_repository_gets_no_writ
     assert found == [str(outside / "keep.txt")], found
     assert not os.path.islink(hd / linked) and os.path.isdir(hd / "cache" / "readtables")
     assert [n for n in os.listdir(hd / "cache" / "readtables") if n.endswith(".tbl")]
+
+
+_TRUNCATED_CHILD = r"""
+import os, sys
+import numpy as np
+from hangar import Repository
+from hangar.errors import CorruptDataError
+r = Repository(sys.argv[1], exists=True)
+co = r.checkout()
+a = co.arraysets["a"]
+assert a[0].shape == (256,)  # maps the whole pack (kept for single reads)
+with open(sys.argv[2], "r+b") as f:
+    f.truncate(int(sys.argv[3]))
+out = []
+for k in (0, 299):  # the first sample lies before the cut, the last past it
+    try:
+        out.append(("ok", int(a[k][0])))
+    except CorruptDataError as exc:
+        out.append(("CorruptDataError", str(exc)))
+try:
+    out.append(("batch", len(a.get_batch(list(range(300))))))
+except CorruptDataError as exc:
+    out.append(("CorruptDataError", str(exc)))
+print(out)
+"""
+
+
+@pytest.mark.parametrize("cut", ["half", "empty"])
+def test_a_pack_truncated_after_it_was_mapped_reads_as_corrupt_data_not_a_signal(tmp_path, cut):
+    """A finished pack truncated by someone else after a reader mapped it (kept for single
+    reads): the reader gets a CorruptDataError naming the pack for samples past the cut (those
+    before it still read), never SIGBUS. Before: the child died of SIGBUS (rc -7)."""
+    import numpy as np
+
+    from hangar import Repository
+    from tests.repo_parts import store_of
+
+    os.makedirs(tmp_path / "r")
+    r = Repository(tmp_path / "r", exists=False)
+    r.init("a", "a@example.com")
+    co = r.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(256,), dtype=np.uint8, backend="raw")
+    for i in range(300):
+        a[i] = np.full(256, i % 256, np.uint8) + np.eye(1, 256, 1, dtype=np.uint8)[0] * (i // 256)  # distinct
+    co.commit("c")
+    co.close()
+    store = store_of(r)
+    packs = {loc.pack for loc in store.locations(list(store.digests()))}
+    assert len(packs) == 1
+    pack = packs.pop()
+    path = store.storage.data_path(pack) if hasattr(store.storage, "data_path") else None
+    if path is None:
+        from hangar.plumbing.paths import pack_chunk_path
+
+        path = pack_chunk_path(store.storage.root, pack)
+    size = os.path.getsize(path)
+    keep = size // 2 if cut == "half" else 0
+    done = subprocess.run([sys.executable, "-c", _TRUNCATED_CHILD, str(tmp_path / "r"), path, str(keep)],
+                          env=dict(os.environ, PYTHONPATH=os.getcwd()), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    out = eval(done.stdout.strip().splitlines()[-1])  # our own child prints a repr of a list
+    if cut == "half":
+        assert out[0] == ("ok", 0), out
+    else:
+        assert out[0][0] == "CorruptDataError" and pack in out[0][1], out
+    assert out[1][0] == "CorruptDataError" and pack in out[1][1], out
+    assert out[2][0] == "CorruptDataError" and pack in out[2][1], out
+
+
+def test_file_size_in_c_and_python_agree(tmp_path, monkeypatch):
+    """``rowhash.file_size`` (C fstat) gives what its ``os.fstat`` fallback gives, errors included."""
+    from hangar.plumbing import rowhash
+
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * 12345)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        got = []
+        for c in (True, False):
+            monkeypatch.setattr(rowhash, "available", c and rowhash._ext is not None)
+            got.append(rowhash.file_size(fd))
+            with pytest.raises(OSError):
+                rowhash.file_size(10_000_000)  # no such descriptor
+        assert got == [12345, 12345]
+    finally:
+        os.close(fd)
+
+
+def test_copy_checked_guarded_in_c_and_python_agree(monkeypatch):
+    """``rowhash.copy_checked_guarded`` answers as ``copy_checked`` (1/0) on readable memory, in C
+    and in its Python fallback, and refuses mismatched lengths alike."""
+    import numpy as np
+
+    from hangar.errors import InvalidArgumentError
+    from hangar.plumbing import rowhash
+
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 100, 4095, 4096, 70_000):
+        src = rng.integers(0, 255, n, dtype=np.uint8)
+        good = rowhash.stored_check(src.tobytes())
+        for c in (True, False):
+            monkeypatch.setattr(rowhash, "available", c and rowhash._ext is not None)
+            for check, want in ((good, 1), (good ^ 1, 0), (0, 1)):
+                out = np.zeros(n, np.uint8)
+                assert rowhash.copy_checked_guarded(src, out, check) == want
+                assert np.array_equal(out, src)
+            with pytest.raises(InvalidArgumentError):
+                rowhash.copy_checked_guarded(src, np.zeros(n + 1, np.uint8), 0)

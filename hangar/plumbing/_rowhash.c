@@ -1897,6 +1897,130 @@ static PyObject *align_rows(PyObject *self, PyObject *args)
 }
 /* ================================================================== end of i14a's block */
 
+/* ---- hard: size of an open file ---- */
+#include <sys/stat.h>
+
+/* file_size(fd) -> st_size of the open file fd (OSError on failure). A kept mapping of a pack is
+ * checked against its file's size before each single read (a pack truncated by someone else
+ * after it was mapped would turn the copy into SIGBUS): os.fstat builds a stat_result per call,
+ * ~1.2-1.4 us here under load, this ~0.2-0.4 us. */
+static PyObject *file_size(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    int fd = PyObject_AsFileDescriptor(arg);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLongLong((long long)st.st_size);
+}
+
+/* copy_checked_guarded(src, out, check) -> int: copy_checked over a memory mapping that may have
+ * been truncated under it: 1 copied and the check matches (or none recorded), 0 it does not, -1 a
+ * page of src could not be read (SIGBUS: the file was truncated by someone else after it was
+ * mapped, or an I/O error) - the process goes on instead of dying. The fault is caught by a
+ * SIGBUS handler installed on first use (SA_NODEFER: the jump out of it leaves SIGBUS unblocked,
+ * so no signal-mask syscall per call); a fault outside a guarded copy goes to the handler that was
+ * there before (Python's faulthandler, or the default: the process dies as before). The guard is
+ * a sigsetjmp(env, 0) and a thread-local pointer (~10-20 ns a call), where an fstat of the pack
+ * before each read cost ~0.3 us of a ~3.1 us single read (10%, scripts/bench_checksum.py). */
+#include <setjmp.h>
+#include <signal.h>
+
+static _Thread_local sigjmp_buf *bus_guard = NULL;
+static struct sigaction bus_previous;
+static int bus_installed = 0;
+
+static void bus_handler(int sig, siginfo_t *info, void *ctx)
+{
+    sigjmp_buf *g = bus_guard;
+    if (g != NULL) {
+        bus_guard = NULL;
+        siglongjmp(*g, 1);
+    }
+    if (bus_previous.sa_flags & SA_SIGINFO) {
+        if (bus_previous.sa_sigaction != NULL) {
+            bus_previous.sa_sigaction(sig, info, ctx);
+            return;
+        }
+    } else if (bus_previous.sa_handler != SIG_DFL && bus_previous.sa_handler != SIG_IGN) {
+        bus_previous.sa_handler(sig);
+        return;
+    }
+    /* the default: restored, and the faulting access repeats and ends the process as it would have */
+    sigaction(SIGBUS, &bus_previous, NULL);
+}
+
+static int bus_install(void)
+{
+    if (bus_installed)
+        return 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = bus_handler;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, &bus_previous) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    bus_installed = 1;
+    return 0;
+}
+
+static int guarded_copy(void *out, const void *src, size_t n, unsigned long long check)
+{
+    sigjmp_buf env;
+    volatile int ok = 1;
+    if (sigsetjmp(env, 0) != 0)
+        return -1;  /* bus_guard was cleared by the handler */
+    bus_guard = &env;
+    if (check) {
+        uint64_t h = xxh3_copy_of(out, src, n);
+        ok = (h ? h : 1) == (uint64_t)check;
+    } else {
+        memcpy(out, src, n);
+    }
+    bus_guard = NULL;
+    return ok;
+}
+
+static PyObject *copy_checked_guarded(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer src, out;
+    unsigned long long check;
+    if (!PyArg_ParseTuple(args, "y*w*K", &src, &out, &check))
+        return NULL;
+    const char *s = src.buf, *d = out.buf;
+    if (src.len != out.len || (src.len && s < d + out.len && d < s + src.len)) {
+        PyErr_Format(PyExc_ValueError, "copy_checked_guarded: source of %zd bytes and destination of %zd bytes "
+                     "must have the same length and not overlap", src.len, out.len);
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    if (bus_install() < 0) {
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    int r;
+    size_t n = (size_t)src.len;
+    if (n >= 4096) {
+        Py_BEGIN_ALLOW_THREADS
+        r = guarded_copy(out.buf, src.buf, n, check);
+        Py_END_ALLOW_THREADS
+    } else {
+        r = guarded_copy(out.buf, src.buf, n, check);
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&out);
+    return PyLong_FromLong(r);
+}
+/* ---- end hard ---- */
+
 static PyMethodDef methods[] = {
     {"sha1_rows", sha1_rows, METH_VARARGS,
      "sha1_rows(buf, width, prefix, portable=False) -> bytes: sha1(prefix + row) of each width-byte row, "
@@ -1958,6 +2082,12 @@ static PyMethodDef methods[] = {
     {"align_rows", align_rows, METH_VARARGS,
      "align_rows(a, b, width) -> bytes: per width-byte row of a, the row of b matched in order (int64), "
      "-1 where skipped (i14a)"},
+    /* ---- hard ---- */
+    {"file_size", file_size, METH_O, "file_size(fd) -> int: st_size of the open file fd (fstat)"},
+    {"copy_checked_guarded", copy_checked_guarded, METH_VARARGS,
+     "copy_checked_guarded(src, out, check) -> int: copy_checked surviving SIGBUS on src: 1 ok, 0 check "
+     "mismatch, -1 a page of src could not be read"},
+    /* ---- end hard ---- */
     {NULL, NULL, 0, NULL},
 };
 

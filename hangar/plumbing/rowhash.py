@@ -410,3 +410,25 @@ def gather_rows_checked(src: object, offsets: np.ndarray, rows: np.ndarray, chec
         if c and stored_check(rows[k]) != c:
             return k
     return -1
+
+
+def file_size(fd: int) -> int:
+    """The size of the open file ``fd`` (``fstat``; ``OSError`` on failure): in C without building
+    a ``stat_result`` (~0.2-0.4 us instead of ~1.2-1.4 us a call here under load)."""
+    if _ext is not None and available:
+        size: int = _ext.file_size(fd)
+        return size
+    return os.fstat(fd).st_size
+
+
+def copy_checked_guarded(src: object, out: object, check: int) -> int:
+    """:func:`copy_checked` from a memory mapping that someone else may have truncated: 1 copied and
+    matching, 0 not matching, -1 a page of ``src`` could not be read (SIGBUS caught in C; the
+    process goes on). Without the extension nothing is caught (check the file's size first)."""
+    if _ext is not None and available:
+        try:
+            got: int = _ext.copy_checked_guarded(src, out, check)
+            return got
+        except ValueError as e:  # lengths differ, or the buffers overlap
+            raise InvalidArgumentError(f"{e}; give a destination of the source's length") from None
+    return int(copy_checked(src, out, check))

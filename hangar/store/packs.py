@@ -169,7 +169,7 @@ class PackStorage(Protocol):
     def read_range(self, pack_id: str, offset: int, length: int) -> bytes: ...
     def readinto(self, pack_id: str, offset: int, out: memoryview) -> None: ...
     def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]: ...
-    def mapped(self, pack_id: str) -> Optional[np.ndarray]: ...
+    def mapped(self, pack_id: str, check_size: bool = True) -> Optional[np.ndarray]: ...
 
     def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool: ...
     def readinto_rows_checked(self, pack_id: str, offset: int, rows: np.ndarray, checks: np.ndarray) -> int: ...
@@ -335,6 +335,23 @@ class _LocalPackWriter:
         os.unlink(self.tmp_path)
 
 
+class _KeptMap:
+    """A whole pack kept mapped (:meth:`LocalPackStorage.mapped`) with a descriptor of its file of its
+    own, closed when the last holder lets go (the size check never meets a closed or reused number)."""
+
+    __slots__ = ("array", "fd")
+
+    def __init__(self, array: np.ndarray, fd: int) -> None:
+        self.array = array
+        self.fd = fd
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
 class LocalPackStorage:
     """Packs in a local directory, read with ``pread`` (no Zarr call per sample)."""
 
@@ -355,7 +372,7 @@ class LocalPackStorage:
 
     def _init_fds(self) -> None:
         #: whole finished packs mapped for single-sample reads (at most MAX_OPEN; see :meth:`mapped`)
-        self._maps: dict[str, Optional[np.ndarray]] = {}
+        self._maps: dict[str, _KeptMap] = {}
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._fd_lock = threading.Lock()
         self._in_flight = 0
@@ -486,28 +503,45 @@ class LocalPackStorage:
         finally:
             self._release()
 
-    def mapped(self, pack_id: str) -> Optional[np.ndarray]:
+    def mapped(self, pack_id: str, check_size: bool = True) -> Optional[np.ndarray]:
         """The whole of finished pack ``pack_id`` (as long as it was when first asked) as a uint8
         array over a private mapping, kept for later calls: a single-sample read copies its bytes
         from it (~1 us) instead of a ``pread`` (~2-3 us with its locking). Callers copy out of it
         and never write to it. ``None`` where it is not mapped (under an address-space limit, or
-        where mmap fails): read with :meth:`readinto`. ``FileNotFoundError`` for a pack removed meanwhile."""
+        where mmap fails, or where the file is now shorter than its mapping: truncated by someone
+        else, checked unless ``check_size`` is False): read with :meth:`readinto`.
+        ``FileNotFoundError`` for a pack removed meanwhile."""
         maps = self._maps
         kept = maps.get(pack_id)  # one lookup: another thread may evict it between a test and a read
         if kept is not None:
-            return kept
+            # a finished pack is never shortened by hangar, but one truncated by someone else after
+            # it was mapped turns an access past its new end into SIGBUS (the process dies): the
+            # file's size is checked before each use (fstat in C on the mapping's own descriptor:
+            # ~0.2-1 us, where os.fstat through the pooled descriptor and its lock cost ~5 us under
+            # load) and a short file's mapping is dropped: the caller's pread names the short read.
+            # Single reads skip it (``check_size=False``): they copy with rowhash.copy_checked_guarded,
+            # which survives the fault, where the check cost 10% of a 3.1 us read
+            if not check_size or rowhash.file_size(kept.fd) >= len(kept.array):
+                return kept.array
+            with self._fd_lock:
+                if maps.get(pack_id) is kept:
+                    del maps[pack_id]
+            return None
         if address_space_limited():  # a whole pack kept mapped would eat the room of later allocations
             return None
         fd = self._acquire(pack_id)
         try:
             size = os.fstat(fd).st_size
             whole = map_private(fd, 0, size) if size else None  # None under an address-space limit
+            mine = _KeptMap(whole, os.dup(fd)) if whole is not None else None
         finally:
             self._release()
+        if mine is None:
+            return None
         with self._fd_lock:
             while len(maps) >= self.MAX_OPEN:  # oldest first; arrays being read keep their mapping alive
                 maps.pop(next(iter(maps)))
-            maps[pack_id] = whole
+            maps[pack_id] = mine
         return whole
 
     def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool:
@@ -652,7 +686,7 @@ class ZarrPackStorage:
     def map_range(self, pack_id: str, offset: int, length: int) -> Optional[np.ndarray]:
         return None  # no local file to map: bulk reads copy
 
-    def mapped(self, pack_id: str) -> Optional[np.ndarray]:
+    def mapped(self, pack_id: str, check_size: bool = True) -> Optional[np.ndarray]:
         return None  # single reads go through readinto
 
     def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool:

@@ -1131,12 +1131,18 @@ class TensorStore:
         buf = byte_view(out)
         # ``sum_`` is not ``check``: that names the re-hash asked for (verify_reads), a different check
         pack = table.packs[p]
-        whole = self.storage.mapped(pack) if codec == codecs.RAW else None
+        # the copy survives a pack truncated under its mapping (SIGBUS) where the extension is built;
+        # elsewhere the mapping is checked against the file's size first
+        whole = self.storage.mapped(pack, not rowhash.available) if codec == codecs.RAW else None
         if whole is not None and offset + raw <= len(whole):
             # copied from the mapped pack, no syscall (~2 us a read less), and checked in the same
             # pass (check_stored, on a table row): a 150 KB sample cost 0-0.8 us more than the copy,
             # not ~4 us for a copy then a hash (the bytes checked are the bytes copied into ``out``)
-            if not rowhash.copy_checked(whole[offset:offset + raw], buf, sum_):
+            got = rowhash.copy_checked_guarded(whole[offset:offset + raw], buf, sum_)
+            if got < 0:
+                raise CorruptDataError(f"pack {pack} could not be read at {offset} ({raw} bytes): truncated or "
+                                       "unreadable since it was mapped; run `hangar fsck`")
+            if not got:
                 raise damaged_sample(table.digests[row].tobytes(), pack, offset)
         elif codec == codecs.RAW:  # read and checked in one call (check_stored, on a table row)
             if not self.storage.readinto_checked(pack, offset, buf, sum_):
