@@ -346,3 +346,29 @@ def test_copy_checked_guarded_in_c_and_python_agree(monkeypatch):
                 assert np.array_equal(out, src)
             with pytest.raises(InvalidArgumentError):
                 rowhash.copy_checked_guarded(src, np.zeros(n + 1, np.uint8), 0)
+
+
+@pytest.mark.parametrize("mode", [0o40000, 0o120000, 0o160000, 0o100755])
+@pytest.mark.parametrize("path", ["c", "python"])
+def test_a_diff_refuses_a_samples_tree_entry_of_a_mode_hangar_never_writes(tmp_path, monkeypatch, path, mode):
+    """With the C extension and on the pure-Python path alike, a diff against the crafted branch
+    raises InvalidRecordError naming the entry and its mode. Before: the C diff reported a change
+    and the Python path raised pygit2's error (040000) or reported an add."""
+    import numpy as np
+
+    from hangar.errors import InvalidRecordError
+    from hangar.plumbing import rowhash
+
+    if path == "c" and not rowhash.available:
+        pytest.skip("the _rowhash extension is not built")
+    if path == "python":
+        monkeypatch.setattr(rowhash, "available", False)
+    r = _crafted_leaf_entry(tmp_path, mode)
+    co = r.checkout(write=True, branch="master")
+    co.arraysets["a"][5] = np.zeros(2, np.uint8)  # master moves on: the merge is three-way
+    co.commit("m")
+    try:
+        with pytest.raises(InvalidRecordError, match="'i:9' of mode"):
+            co.diff.branch("dev")
+    finally:
+        co.close()

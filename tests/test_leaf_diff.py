@@ -13,8 +13,6 @@ from hangar.plumbing.trees import MODE_BLOB, MODE_TREE, serialize_tree
 from hangar.records.treediff import TreeReader
 from tests.repo_parts import git_of
 
-MODE_EXEC = 0o100755
-
 
 def _write(batch: ObjectBatch, entries: dict) -> bytes:
     return batch.add(OBJ_TREE, serialize_tree(entries))
@@ -32,8 +30,6 @@ def _leaf_pairs(rng: random.Random, batch: ObjectBatch) -> list[tuple[dict, dict
             roll = rng.random()
             if roll < 0.3:
                 b.pop(n, None)
-            elif roll < 0.4 and n in b:
-                b[n] = (MODE_EXEC, b[n][1])  # a mode change alone
             else:
                 b[n] = (MODE_BLOB, rng.choice(blobs))
         pairs.append((a, b))

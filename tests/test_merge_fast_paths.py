@@ -34,7 +34,6 @@ from tests.repo_parts import git_of
 
 needs_ext = pytest.mark.skipif(not rowhash.available, reason="hangar.plumbing._rowhash is not built")
 
-MODE_EXEC = 0o100755
 KEYS = 400  # enough for full upper fan-out levels and partly empty leaves (depth 3: 4,096 leaves)
 
 
@@ -284,8 +283,6 @@ def _random_tables(rng: random.Random, batch: ObjectBatch) -> list[tuple[bytes, 
                 roll = rng.random()
                 if roll < 0.25:
                     leaf.pop(name, None)
-                elif roll < 0.35 and name in leaf:
-                    leaf[name] = (MODE_EXEC, leaf[name][1])
                 else:
                     leaf[name] = (MODE_BLOB, rng.choice(blobs))
             sides.append(table)

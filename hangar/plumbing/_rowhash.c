@@ -620,7 +620,8 @@ static int tree_entry(const unsigned char *t, Py_ssize_t len, Py_ssize_t *pos, c
         return 0;
     while (q < len && t[q] >= '0' && t[q] <= '7')
         q++;
-    if (q == p || q >= len || t[q] != ' ' || t[p] == '4')
+    /* hard: a blob of mode 100644 only (a tree, link or gitlink entry: the caller's general path) */
+    if (q - p != 6 || q >= len || t[q] != ' ' || memcmp(t + p, "100644", 6) != 0)
         return -1;
     *mode = t + p;
     *mode_len = q - p;
@@ -1314,6 +1315,10 @@ static int m3_next(const unsigned char *t, Py_ssize_t len, Py_ssize_t *pos, m3_e
     e->name_len = nul - e->name;
     e->id = nul + 1;
     e->tree = e->mode_len == 5 && memcmp(e->mode, "40000", 5) == 0;
+    /* hard: hangar writes blobs of mode 100644 only; a link, gitlink or executable entry (plain
+     * git) is malformed here, so the caller's Python path refuses it (treediff.check_leaf) */
+    if (!e->tree && !(e->mode_len == 6 && memcmp(e->mode, "100644", 6) == 0))
+        return -1;
     *pos = (nul - t) + 21;
     return 1;
 }

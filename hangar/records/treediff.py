@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple, Optional
 
+from hangar.errors import InvalidRecordError
 from hangar.plumbing import rowhash
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_COMMIT, OBJ_TREE, ObjectBatch, object_id
@@ -52,6 +53,25 @@ STRATEGIES = ("ours", "theirs")
 
 
 _FAN_DIR = re.compile(rb"(?:40000 .\x00.{20})+", re.S)
+
+
+def check_leaf(raw: bytes, oid: bytes) -> None:
+    """Refuse a table leaf (tree ``oid``, bytes ``raw``) holding an entry that is not a blob of mode
+    100644: a directory, link (120000), gitlink (160000) or executable where a record belongs was
+    written with plain git, not by hangar. The C walks hand such trees to the Python path, which
+    calls this, so both refuse them alike.
+
+    Raises
+    ------
+    InvalidRecordError
+        Naming the tree, the entry and its mode.
+    """
+    for mode, name, _ in _MODED.findall(raw):
+        if mode != b"100644":
+            raise InvalidRecordError(
+                f"tree {oid.hex()} holds the entry {name.decode(errors='replace')!r} of mode {mode.decode()}, where "
+                "only records (blobs of mode 100644) belong: it was written with plain git, not by hangar; "
+                "`hangar fsck` lists such entries")
 
 
 def _is_fan_dir(raw: bytes) -> bool:
@@ -191,6 +211,8 @@ class TreeReader:
         if rowhash.available:
             got = rowhash.leaf_diff(self.raw(a), self.raw(b))
             return None if got is None else {name: (old, new) for name, old, new in got}
+        check_leaf(self.raw(a), a)  # as the C leaf_diff: a leaf of anything but 100644 blobs is refused
+        check_leaf(self.raw(b), b)
         git = self.git
         out: dict[bytes, tuple[Optional[Entry], Optional[Entry]]] = {}
         ta, tb = git.tree(a), git.tree(b)
@@ -264,6 +286,10 @@ def fan_changes(reader: TreeReader, a: Oid, b: Oid, depth: int, out: Optional[En
             for name, was, now in got:
                 out[name.decode()] = (was, now)
             return out
+    if depth == 0:  # the C walk hands a leaf holding anything but 100644 blobs to this path
+        for x in (a, b):
+            if x is not None:
+                check_leaf(reader.raw(x), x)
     if a is not None and b is not None:
         if depth == 0:
             if reader.stored(a) and reader.stored(b):
@@ -620,6 +646,10 @@ class _TableMerge:
     def _merge_entries(self, a: Oid, m: Oid, d: Oid, depth: int) -> Oid:
         """The general merge: the three trees parsed entry by entry."""
         reader = self.reader
+        if depth == 0:  # the C merge hands leaves holding anything but 100644 blobs to this path
+            for x in (a, m, d):
+                if x is not None:
+                    check_leaf(reader.raw(x), x)
         ea, em, ed = reader.moded(a), reader.moded(m), reader.moded(d)
         out = dict(em)
         changed = False
