@@ -585,7 +585,7 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
         # _WRITE_AHEAD + 1 ranges and their flushes)
         writer.shutdown(wait=True)
 
-    blobs = storage.iter_ranges((p, o, n) for p, o, n, _ in ranges)
+    blobs = storage.stream_ranges([(p, o, n) for p, o, n, _ in ranges], _GAP)
     unflushed = 0
     try:
         try:
