@@ -631,7 +631,8 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
     unflushed = 0
     try:
         try:
-            for (_, off, n, members), blob in zip(ranges, blobs):
+            for r, blob in blobs:  # in the order they arrive
+                _, off, n, members = ranges[r]
                 new = [m for m in members if is_new[m]]
                 runs = _verify_range(items, locs, blob, off, new)  # type: ignore[arg-type]
                 queued.append(writer.submit(_write_range, store, runs))
