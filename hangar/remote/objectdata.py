@@ -22,9 +22,12 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator, Optional, Sequence
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pygit2
@@ -215,22 +218,61 @@ def remote_refs(git: GitRepo, remote: str) -> dict[str, str]:
     return {h.name: str(h.oid) for h in heads if h.name}
 
 
+def _local_repository(url: str) -> Optional[str]:
+    """The absolute directory of a git URL that names a repository on this machine (a path or a
+    ``file://`` URL), else ``None``."""
+    if url.startswith("file://"):
+        path = unquote(urlparse(url).path)
+    elif "://" in url:
+        return None
+    else:
+        path = url
+    return os.path.abspath(path) if path and os.path.isdir(path) else None
+
+
+def _fetch_local(git: GitRepo, remote: str, refspecs: list[str]) -> bool:
+    """Fetch ``refspecs`` from a remote on this machine with the ``git`` binary, objects and refs
+    fsynced (``core.fsync=committed``, as libgit2 does here); False when the remote is not local,
+    there is no ``git`` or it failed (the caller then fetches through libgit2, which reports errors).
+
+    libgit2's local transport builds the pack in this process, deltas searched: a clone of the
+    history of 2,000 samples (4,057 objects) took 0.13-0.3 s and 0.16 s of CPU here; ``git fetch``
+    (upload-pack reuses the source's packs) 0.04-0.06 s with fsync. That was a quarter of
+    clone + fetch_data of 301 MB against a bucket (scripts/bench_s3.py)."""
+    path = _local_repository(git.repo.remotes[remote].url or "")
+    exe = shutil.which("git") if path is not None else None
+    if path is None or exe is None:
+        return False
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # no GIT_DIR & co. from outside
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    try:
+        done = subprocess.run([exe, "--git-dir", git.git_dir, "-c", "core.fsync=committed", "-c",
+                               "core.fsyncMethod=fsync", "fetch", "--quiet", "--no-write-fetch-head", path, *refspecs],
+                              env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
 def fetch_location(git: GitRepo, remote: str) -> Optional[tuple[str, Optional[str]]]:
     """Fetch ``refs/hangar/data`` of the remote (into ``refs/hangar/remotes/<remote>/data``) and
     return the location it records; ``None`` when the remote's history records none."""
     if DATA_REF not in remote_refs(git, remote):
         return None
     local = f"refs/hangar/remotes/{remote}/data"
-    try:
-        git.repo.remotes[remote].fetch([f"+{DATA_REF}:{local}"], callbacks=pygit2.RemoteCallbacks())
-    except pygit2.GitError as exc:
-        raise ServerUnreachableError(f"fetching {DATA_REF} of remote {remote!r} failed: {exc}") from exc
+    if not _fetch_local(git, remote, [f"+{DATA_REF}:{local}"]):
+        try:
+            git.repo.remotes[remote].fetch([f"+{DATA_REF}:{local}"], callbacks=pygit2.RemoteCallbacks())
+        except pygit2.GitError as exc:
+            raise ServerUnreachableError(f"fetching {DATA_REF} of remote {remote!r} failed: {exc}") from exc
     return read_location(git, str(git.repo.references[local].target))
 
 
 def fetch_branches(git: GitRepo, remote: str, branches: list[str]) -> None:
     """Fetch ``branches`` of the remote's git repository into ``refs/remotes/<remote>/``."""
     specs = [f"+refs/heads/{b}:refs/remotes/{remote}/{b}" for b in branches]
+    if _fetch_local(git, remote, specs):
+        return
     try:
         git.repo.remotes[remote].fetch(specs, callbacks=pygit2.RemoteCallbacks(),
                                        prune=pygit2.enums.FetchPrune.NO_PRUNE)
@@ -590,11 +632,12 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
         # _WRITE_AHEAD + 1 ranges and their flushes)
         writer.shutdown(wait=True)
 
-    blobs = storage.iter_ranges((p, o, n) for p, o, n, _ in ranges)
+    blobs = storage.stream_ranges([(p, o, n) for p, o, n, _ in ranges], _GAP)
     unflushed = 0
     try:
         try:
-            for (_, off, n, members), blob in zip(ranges, blobs):
+            for r, blob in blobs:  # in the order they arrive
+                _, off, n, members = ranges[r]
                 new = [m for m in members if is_new[m]]
                 runs = _verify_range(items, locs, blob, off, new)  # type: ignore[arg-type]
                 queued.append(writer.submit(_write_range, store, runs))

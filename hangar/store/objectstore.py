@@ -27,7 +27,7 @@ import asyncio
 import os
 import threading
 from datetime import timedelta
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, Sequence
 from urllib.parse import urlparse
 
 import blake3
@@ -54,6 +54,13 @@ MAX_REMOTE_INDEX_BYTES = INDEX_HEADER_BYTES + INDEX_DTYPE.itemsize * REMOTE_PACK
 CONCURRENCY = 16
 #: packs uploaded at once by a push (each a multipart PUT of up to 12 parts in flight)
 PUSH_WINDOW = 4
+#: a streamed read (:meth:`ObjectPackStorage.stream_ranges`) covers the ranges of one pack lying
+#: close together with one GET of at most this many bytes (a pushed pack is ~64 MiB: one GET)
+STREAM_SPAN = 96 << 20
+#: streamed GETs in flight at once (each holds at most its unconsumed ranges in memory)
+STREAMS = 6
+#: bytes obstore hands over at a time from a streamed GET
+_STREAM_CHUNK = 1 << 20
 
 _loop: Optional[asyncio.AbstractEventLoop] = None
 _loop_lock = threading.Lock()
@@ -182,6 +189,7 @@ class ObjectPackStorage(ZarrPackStorage):
                                    "backoff": {"init_backoff": timedelta(milliseconds=100),
                                                "max_backoff": timedelta(seconds=2), "base": 2}}, **kwargs)
         self.store = ObjectStore(s3)
+        self._s3 = s3  # the obstore store itself, for streamed reads (zarr's get collects a whole body)
         from zarr.core.buffer import default_buffer_prototype
 
         self._proto = default_buffer_prototype()
@@ -307,6 +315,136 @@ class ObjectPackStorage(ZarrPackStorage):
         if len(data) != n:
             raise CorruptDataError(f"short read of pack {pack} in {self.url} at {off}: {len(data)} of {n} bytes")
         return data
+
+    def stream_ranges(self, requests: Sequence[tuple[str, int, int]], gap: int) -> Iterator[tuple[int, memoryview]]:
+        """``(i, bytes)`` of each ``(pack_id, offset, length)`` of ``requests`` (``i``: its place in
+        ``requests``) in the order they arrive, read with few streamed GETs: consecutive requests
+        of one pack at most ``gap`` bytes apart (in offset order) are read by one GET of up to
+        ``STREAM_SPAN`` bytes, ``STREAMS`` at once, and each range is handed over as soon as its
+        last byte is in (a buffer of its own: a consumed range is freed while its GET streams on).
+
+        Arrival order, not request order: the GETs share the wire, so the ranges of the first
+        arrive at a fraction of its speed, and a caller taking them in request order finds most
+        of the others waiting when the transfer ends, to be checked and written after it instead
+        of during it. Against SeaweedFS here (five 64 MiB objects, min of 4 under load):
+        streamed whole objects 0.37 s wall, 0.27 s server CPU; 8 MiB range GETs, 16 in flight
+        (``iter_ranges``) 0.56 s, 0.32 s server CPU. At most ``STREAMS`` GETs' ranges are held:
+        the next GET starts once every range of an earlier one was taken.
+
+        Raises
+        ------
+        hangar.errors.ObjectStoreError
+            (a ``ConnectionError``) A request failed.
+        hangar.errors.PackNotFoundError
+            (a ``FileNotFoundError``) A pack's data object is not in the bucket.
+        hangar.errors.CorruptDataError
+            The server sent more or fewer bytes than asked for.
+        """
+        import queue
+        from concurrent.futures import Future
+
+        from obstore.exceptions import BaseError
+
+        spans: list[tuple[str, int, int, list[tuple[int, int, int]]]] = []
+        for i, (pack, off, n) in enumerate(requests):
+            if spans:
+                last_pack, start, end, members = spans[-1]
+                if last_pack == pack and end <= off <= end + gap and off + n - start <= STREAM_SPAN:
+                    spans[-1] = (pack, start, off + n, members + [(i, off, n)])
+                    continue
+            spans.append((pack, off, off + n, [(i, off, n)]))
+        check_not_forked()
+        loop = transfer_loop()
+        arrived: queue.SimpleQueue[tuple[int, int, Any]] = queue.SimpleQueue()
+        left: dict[int, int] = {}  # GET -> ranges not taken yet
+        tasks: dict[int, Future[None]] = {}
+        todo = iter(enumerate(spans))
+
+        def start_next() -> None:
+            nxt = next(todo, None)
+            if nxt is not None:
+                k, (pack, start, end, members) = nxt
+                left[k] = len(members)
+                tasks[k] = asyncio.run_coroutine_threadsafe(
+                    self._stream_span(pack, start, end, members, lambda i, v, k=k: arrived.put((k, i, v))), loop)
+
+        try:
+            for _ in range(STREAMS):
+                start_next()
+            while left:
+                k, i, got = arrived.get()
+                if i < 0:
+                    raise got
+                yield i, got
+                left[k] -= 1
+                if not left[k]:
+                    del left[k]
+                    tasks.pop(k).result()  # its end: a long read is refused here
+                    start_next()
+        except BaseError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ObjectStoreError(f"object store {self.describe()} failed a request: {type(exc).__name__}: "
+                                   f"{first}") from exc
+        finally:
+            for task in tasks.values():  # an error or an abandoned generator: stop what still streams
+                task.cancel()
+
+    async def _stream_span(self, pack: str, start: int, end: int, ranges: list[tuple[int, int, int]],
+                           hand: Any) -> None:
+        """One streamed GET of ``[start, end)`` of ``pack``'s data object; each of ``ranges``
+        (``(i, offset, length)``, sorted, disjoint, inside it) is copied into a buffer of its own
+        and handed over as ``hand(i, view)`` once complete; a failure as ``hand(-1, exc)``."""
+        import numpy as np
+        import obstore
+
+        k = 0
+
+        def skip_empty() -> int:
+            j = k
+            while j < len(ranges) and ranges[j][2] == 0:
+                hand(ranges[j][0], memoryview(b""))
+                j += 1
+            return j
+
+        try:
+            k = skip_empty()
+            if k == len(ranges):
+                return
+            try:
+                got = await obstore.get_async(self._s3, f"packs/{pack}/c/0", options={"range": (start, end)})
+            except FileNotFoundError:  # what obstore raises for a 404 (as ``iter_ranges`` reports it)
+                raise PackNotFoundError(f"{self.url}/packs/{pack}/c/0") from None
+            buf = np.empty(ranges[k][2], np.uint8)
+            pos = start
+            async for chunk in got.stream(min_chunk_size=_STREAM_CHUNK):
+                data = memoryview(chunk).cast("B")  # obstore's Bytes: a buffer
+                top = pos + len(data)
+                if top > end:  # checked before a byte is copied: never more than was asked for
+                    raise CorruptDataError(f"pack {pack} in {self.url}: asked for bytes {start}-{end}, the server "
+                                           f"sent at least {top - start}")
+                while k < len(ranges):
+                    i, off, n = ranges[k]
+                    if off >= top:
+                        break
+                    lo, hi = max(off, pos), min(off + n, top)
+                    if hi > lo:
+                        buf[lo - off:hi - off] = np.frombuffer(data[lo - pos:hi - pos], np.uint8)
+                    if off + n > top:
+                        break
+                    hand(i, memoryview(buf))
+                    k += 1
+                    k = skip_empty()
+                    if k < len(ranges):
+                        buf = np.empty(ranges[k][2], np.uint8)
+                pos = top
+            if k < len(ranges):
+                raise CorruptDataError(f"short read of pack {pack} in {self.url}: {pos - start} of {end - start} "
+                                       f"bytes from {start}")
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            hand(-1, exc)
+            raise
 
     def read_indexes(self, pack_ids: Iterable[str]) -> dict[str, bytes]:
         """Checked indexes (:meth:`read_checked_index`) of many packs, read concurrently."""
