@@ -37,6 +37,7 @@ from hangar.plumbing.durable import (
     pwrite_all,
     replace_file,
     replace_file_durably,
+    start_writeback,
     write_open,
 )
 from hangar.plumbing.mapping import address_space_limited, map_private
@@ -225,8 +226,14 @@ class _LocalPackWriter:
     _BUFFER = 4 << 20
     #: samples this large are written straight from the caller's buffer (no copy)
     _DIRECT = 64 << 10
-    #: ask for a background flush every time this much more is written
+    #: ask for a background flush every time this much more is written (where early write-back
+    #: is not available)
     _SYNC_EVERY = 64 << 20
+    #: start write-back of every this many bytes written: the fsync at finish then waits for at most
+    #: about this much (268 MB of 4 MiB samples written then fsynced, best of 10 here: 0.208 s with the
+    #: fsync at the end only, 0.175 s with an fdatasync thread every 64 MiB, 0.169 s with write-back
+    #: started every 16 MiB; scripts/bench_writeback.py)
+    _WRITEBACK_EVERY = 16 << 20
 
     def __init__(self, root: str, pack_id: str, durable: bool) -> None:
         self.root = root
@@ -239,6 +246,11 @@ class _LocalPackWriter:
         self.size = 0
         self._synced_at = 0
         self._syncer: _BackgroundSync | None = None
+        #: early write-back (:func:`~hangar.plumbing.durable.start_writeback`) started up to here;
+        #: False once the kernel or file system turned it down (then the background fdatasync)
+        self._written_back = 0
+        self._early_writeback = True
+        self._writeback_error: OSError | None = None
 
     def append(self, data: bytes | memoryview) -> int:
         off = self.size
@@ -270,7 +282,21 @@ class _LocalPackWriter:
             self._maybe_sync()
 
     def _maybe_sync(self) -> None:
-        if self.durable and self.flushed - self._synced_at >= self._SYNC_EVERY:
+        if not self.durable:
+            return
+        if self._early_writeback and self.flushed - self._written_back >= self._WRITEBACK_EVERY:
+            try:
+                started = start_writeback(self.fd, self._written_back, self.flushed - self._written_back)
+            except OSError as exc:
+                # kept for finish(), which never publishes the index over it; raising here would
+                # leave this append half counted (its bytes written, its offset not returned)
+                self._writeback_error = self._writeback_error or exc
+                started = False
+            if started:
+                self._written_back = self.flushed
+                return
+            self._early_writeback = False  # unsupported here: the background fdatasync below instead
+        if self.flushed - self._synced_at >= self._SYNC_EVERY:
             self._synced_at = self.flushed
             if self._syncer is None:
                 self._syncer = _BackgroundSync(self.fd)
@@ -278,7 +304,8 @@ class _LocalPackWriter:
 
     def _stop_syncer(self) -> OSError | None:
         syncer, self._syncer = self._syncer, None
-        return syncer.close() if syncer is not None else None
+        failed = syncer.close() if syncer is not None else None
+        return failed or self._writeback_error
 
     def read(self, offset: int, length: int) -> bytes:
         if offset >= self.flushed:
