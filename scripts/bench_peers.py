@@ -38,6 +38,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -276,9 +277,16 @@ def write_lmdb(path: str, data: np.ndarray) -> None:
     env.close()
 
 
-def write_in_child(tree: str, path: str, data: np.ndarray, **kw: bool) -> float:
-    """Seconds ``write_hangar(path, data, **kw)`` takes in a child process importing hangar from
-    ``tree`` (the ``--baseline`` rows): the child loads the data and warms up untimed first."""
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far, all threads (the write rows report them per
+    run: unlike wall time they hardly move with the machine's load)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def write_in_child(tree: str, path: str, data: np.ndarray, **kw: bool) -> tuple[float, float]:
+    """Seconds and CPU seconds ``write_hangar(path, data, **kw)`` takes in a child process importing
+    hangar from ``tree`` (the ``--baseline`` rows): the child loads the data and warms up untimed first."""
     src = os.path.join(path, "data.npy")
     os.makedirs(path, exist_ok=True)
     np.save(src, data)
@@ -287,7 +295,8 @@ def write_in_child(tree: str, path: str, data: np.ndarray, **kw: bool) -> float:
                            os.path.join(path, "repo")], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"baseline child failed: {proc.stderr[-2000:]}")
-    return float(proc.stdout.split()[-1])
+    seconds, cpu = proc.stdout.split()[-2:]
+    return float(seconds), float(cpu)
 
 
 def child_write(kw_json: str, src: str, path: str) -> None:
@@ -302,9 +311,9 @@ def child_write(kw_json: str, src: str, path: str) -> None:
     write_hangar(warm, data[:4], **kw)
     shutil.rmtree(warm, ignore_errors=True)
     os.makedirs(path)
-    t0 = time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     write_hangar(path, data, **kw)
-    print(time.perf_counter() - t0)
+    print(time.perf_counter() - t0, cpu_seconds() - c0)
 
 
 WRITERS = {"hangar": write_hangar, "deeplake": write_deeplake, "icechunk": write_icechunk, "lmdb": write_lmdb}
@@ -332,7 +341,8 @@ def run_writes(args: argparse.Namespace) -> None:
     rows: list[tuple[str, str, dict[str, Optional[float]]]] = []  # (label, unit, system -> per second)
     # dd is sampled inside every write round (buffered and direct), beside the rows it is compared with
     dd: dict[str, list[float]] = {"dd": [], "dd direct": []}
-    spread: list[tuple[str, dict[str, list[float]], int]] = []  # (workload, label -> seconds, bytes)
+    # (workload, label -> seconds, label -> CPU seconds, bytes)
+    spread: list[tuple[str, dict[str, list[float]], dict[str, list[float]], int]] = []
     for name, (n, shape, dtype) in WRITE_WORKLOADS.items():
         if name not in args.write_workloads.split(","):
             continue
@@ -352,6 +362,7 @@ def run_writes(args: argparse.Namespace) -> None:
                                                  ("baseline loop with", {"loop": True, "batch": True})]):
                     variants.insert(3 + k, (label, None, kw))
         got: dict[str, list[float]] = {v[0]: [] for v in variants}
+        cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
         for _, fn, kw in variants:  # untimed warm-up: imports, first-use setup
             if fn is None:
                 continue  # a baseline child warms up itself
@@ -365,11 +376,14 @@ def run_writes(args: argparse.Namespace) -> None:
                 tmp = tempfile.mkdtemp(prefix=f"bench-w-{label.replace(' ', '-')}-", dir=args.tmp)
                 try:
                     if fn is None:
-                        got[label].append(write_in_child(args.baseline, tmp, data, **kw))
+                        seconds, used = write_in_child(args.baseline, tmp, data, **kw)
+                        got[label].append(seconds)
+                        cpu[label].append(used)
                         continue
-                    t0 = time.perf_counter()
+                    c0, t0 = cpu_seconds(), time.perf_counter()
                     fn(tmp, data, **kw)
                     got[label].append(time.perf_counter() - t0)
+                    cpu[label].append(cpu_seconds() - c0)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
             if name != "W1" and args.dd_mib:
@@ -381,7 +395,7 @@ def run_writes(args: argparse.Namespace) -> None:
                 f"{k} {v[-1]:.3f}s" for k, v in got.items()), flush=True)
         med = {k: statistics.median(v) for k, v in got.items()}
         if name != "W1":
-            spread.append((name, got, data.nbytes))
+            spread.append((name, got, cpu, data.nbytes))
         if name == "W1":
             per_s = {k: n / v for k, v in med.items() if not k.startswith(("hangar loop", "baseline"))}
             if args.baseline:
@@ -420,13 +434,15 @@ def run_writes(args: argparse.Namespace) -> None:
         label = "dd ... oflag=direct" if kind == "dd direct" else "dd bs=4M conv=fdatasync"
         print(f"{label:<28}{'MB/s':>10}{v / 1e6:>12,.0f}")
     if spread:  # single runs swing 2x under load: every system's best, median and worst, and dd's
-        print(f"\nlarge-sample rows, MB/s of the best / median / worst of {args.repeat} runs "
-              "(ratios of bests and of medians against each peer below)")
-        for name, got, nbytes in spread:
+        print(f"\nlarge-sample rows, MB/s of the best / median / worst of {args.repeat} runs, and the process's "
+              "CPU seconds per run (min / median; all its threads, not the kernel's write-back); ratios of bests and "
+              "of medians against each peer below")
+        for name, got, cpu, nbytes in spread:
             for label, ts in got.items():
                 mb = nbytes / 1e6
                 best, med, worst = mb / min(ts), mb / statistics.median(ts), mb / max(ts)
-                print(f"  {name:<4} {label:<18}{best:>8,.0f}{med:>8,.0f}{worst:>8,.0f}")
+                print(f"  {name:<4} {label:<18}{best:>8,.0f}{med:>8,.0f}{worst:>8,.0f}"
+                      f"   cpu {min(cpu[label]):.3f} / {statistics.median(cpu[label]):.3f} s")
             for label in got:
                 if label == "hangar":
                     continue
