@@ -230,10 +230,11 @@ class _LocalPackWriter:
     #: is not available)
     _SYNC_EVERY = 64 << 20
     #: start write-back of every this many bytes written: the fsync at finish then waits for at most
-    #: about this much (268 MB of 4 MiB samples written then fsynced, best of 10 here: 0.208 s with the
-    #: fsync at the end only, 0.175 s with an fdatasync thread every 64 MiB, 0.169 s with write-back
-    #: started every 16 MiB; scripts/bench_writeback.py)
-    _WRITEBACK_EVERY = 16 << 20
+    #: about this much. scripts/bench_writeback.py (256 MiB as 4 MiB pwrites, then fdatasync; MB/s of
+    #: the median run, load 4 / load 11): fsync at the end only 746 / 385, an fdatasync thread every
+    #: 64 MiB 846 / 530, write-back every 4 MiB 850 / 728, 8 MiB 1,197 / 778, 16 MiB 1,125 / 593,
+    #: 32 MiB 1,102 / 692 (4 to 32 MiB within the noise of each other; 8 leaves the smaller tail)
+    _WRITEBACK_EVERY = 8 << 20
 
     def __init__(self, root: str, pack_id: str, durable: bool) -> None:
         self.root = root
