@@ -78,18 +78,44 @@ def test_a_pack_written_without_early_writeback_falls_back_to_the_background_fda
         assert f.read() == block.tobytes()
 
 
+@needs_ext
+@linux_only
 def test_an_early_writeback_error_fails_the_pack_instead_of_publishing_it(tmp_path):
-    """A write-back error start_writeback reported is kept by the writer and raised by finish, which
-    then never writes the pack's index (the commit point); abort removes the partial pack."""
+    """A write-back call that failed (here for real: EBADF on a closed descriptor) is kept by the
+    writer's write-back thread and raised by finish, which then never writes the pack's index (the
+    commit point); abort removes the partial pack."""
+    from hangar.store.packs import _BackgroundWriteback
+
     storage = LocalPackStorage(str(tmp_path / "data"))
     writer = storage.open_writer("deadbeef")
     writer.append(b"x" * 1024)
-    writer._writeback_error = OSError(5, "Input/output error")  # what _maybe_sync keeps from start_writeback
-    with pytest.raises(OSError, match="Input/output"):
+    bad = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT, 0o644)
+    os.close(bad)
+    writer._writeback = _BackgroundWriteback(bad, 0)
+    writer._writeback.request(1024)
+    writer._writeback.thread.join(timeout=60)  # it ends after its failed call (no descriptor opened meanwhile)
+    assert isinstance(writer._writeback.error, OSError)
+    with pytest.raises(OSError):
         writer.finish(b"", 1024)
     assert "deadbeef" not in storage.list_packs()
+    assert not os.path.exists(tmp_path / "data" / "packs" / "deadbeef" / "index")
     writer.abort()
-    assert not os.listdir(tmp_path / "data" / "packs") or "deadbeef" not in storage.list_packs()
+
+
+@needs_ext
+@linux_only
+def test_a_large_pack_starts_writeback_in_a_thread_and_stops_it_at_finish(tmp_path):
+    storage = LocalPackStorage(str(tmp_path / "data"))
+    writer = storage.open_writer("c0ffee")
+    block = np.random.default_rng(4).integers(0, 256, 4 << 20, dtype=np.uint8)
+    for _ in range(6):  # 24 MiB in 4 MiB appends: the first range in this thread, the rest in the other
+        writer.append(memoryview(block))
+    thread = writer._writeback.thread
+    assert thread.is_alive() and writer._syncer is None
+    writer.finish(b"", 6 * len(block))
+    assert not thread.is_alive()
+    with open(tmp_path / "data" / "packs" / "c0ffee" / "c" / "0", "rb") as f:
+        assert f.read() == block.tobytes() * 6
 
 
 def _stores(tmp_path, name):
