@@ -567,10 +567,9 @@ class TensorStore:
         call without the GIL) while this one writes the chunk before: W3's 268 MB is ~56 ms of blake3
         and ~25 ms of xxh3 CPU here, against ~66 ms of CPU in the writes (the page-cache copy), so the
         two threads carry about equal shares instead of 56 : 91. When a chunk's rows are new, distinct
-        and stored raw, the chunk is appended as it lies in the caller's array, one write for all its
-        rows (W2r: 19 writes instead of 2,000) and recorded with the checks computed ahead; otherwise
-        it goes the per-row way (:meth:`put_many`, or the codec's payloads), as :meth:`put_rows` does.
-        Same bytes, digests, offsets and checks as :meth:`put_rows`.
+        and stored raw, they are recorded with the checks computed ahead; otherwise the chunk goes the
+        per-row way (:meth:`put_many`, or the codec's payloads), as :meth:`put_rows` does. Same bytes,
+        digests, offsets and checks as :meth:`put_rows`.
         """
         per = max(1, self._BATCH_BYTES // width)
         bounds = [(a, min(n, a + per)) for a in range(0, n, per)]
@@ -599,9 +598,17 @@ class TensorStore:
         return out
 
     def _append_block_checked(self, digests: list[bytes], block: memoryview, width: int, checks: list[int]) -> None:
-        """:meth:`_append_block` with the rows' stored checks given (``checks[i]``: row ``i``'s)."""
+        """:meth:`_append_block` of large rows with their stored checks given (``checks[i]``: row ``i``'s).
+
+        Written a row at a time, each straight from the caller's array: one 16.7 MB write of W2r's
+        rows took more kernel CPU than 111 writes of a row each (per run, fresh processes alternating,
+        load 12 here: CPU median 0.88 s against 0.27 s, wall 2.74 s against 1.12 s).
+        """
         self._check_failed()
-        start = self._open_writer().append(block)
+        writer = self._open_writer()
+        start = writer.append(block[:width])
+        for at in range(width, len(block), width):
+            writer.append(block[at:at + width])
         self._pending.update(zip(digests, map(tuple.__new__, repeat(Location), zip(
             repeat(self._pending_pack), range(start, start + len(block), width), repeat(width), repeat(width),
             repeat(codecs.RAW), checks))))
