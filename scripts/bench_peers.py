@@ -351,7 +351,13 @@ def run_writes(args: argparse.Namespace) -> None:
             data = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
         else:
             data = rng.random(size=(n, *shape), dtype=np.float32)
-        variants = [(s, WRITERS[s], {}) for s in systems]
+        variants: list[tuple[str, Optional[Callable[..., None]], dict[str, bool]]] = [
+            (s, WRITERS[s], {}) for s in systems]
+        # a child timing this tree: the same conditions as the baseline's child (an in-process run
+
+        child = {"hangar": ROOT} if args.hangar_in_child and name != "W1" else {}
+        if child:
+            variants[0] = ("hangar", None, {})
         if name != "W1" and args.baseline:  # large samples: the baseline tree's write, in a child
             variants.insert(1, ("baseline", None, {}))
         if name == "W1":
@@ -376,7 +382,7 @@ def run_writes(args: argparse.Namespace) -> None:
                 tmp = tempfile.mkdtemp(prefix=f"bench-w-{label.replace(' ', '-')}-", dir=args.tmp)
                 try:
                     if fn is None:
-                        seconds, used = write_in_child(args.baseline, tmp, data, **kw)
+                        seconds, used = write_in_child(child.get(label, args.baseline), tmp, data, **kw)
                         got[label].append(seconds)
                         cpu[label].append(used)
                         continue
@@ -697,6 +703,8 @@ def main() -> int:
     ap.add_argument("--baseline", default=None,
                     help="a source tree of hangar (e.g. /tmp/base-main) whose write rows (W1 forms, W2r, W3) run "
                          "in child processes in the same run, as the 'baseline' column")
+    ap.add_argument("--hangar-in-child", action="store_true",
+                    help="time this tree's W2r/W3 writes in a child process too, as the --baseline ones are")
     ap.add_argument("--write-workloads", default=",".join(WRITE_WORKLOADS),
                     help="comma-separated write workloads to run (default: all of " + ", ".join(WRITE_WORKLOADS) + ")")
     ap.add_argument("--child-write", nargs=3, help=argparse.SUPPRESS)
