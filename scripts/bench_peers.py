@@ -38,6 +38,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -276,9 +277,16 @@ def write_lmdb(path: str, data: np.ndarray) -> None:
     env.close()
 
 
-def write_in_child(tree: str, path: str, data: np.ndarray, **kw: bool) -> float:
-    """Seconds ``write_hangar(path, data, **kw)`` takes in a child process importing hangar from
-    ``tree`` (the ``--baseline`` rows): the child loads the data and warms up untimed first."""
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far, all threads (the write rows report them per
+    run: unlike wall time they hardly move with the machine's load)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def write_in_child(tree: str, path: str, data: np.ndarray, **kw: bool) -> tuple[float, float]:
+    """Seconds and CPU seconds ``write_hangar(path, data, **kw)`` takes in a child process importing
+    hangar from ``tree`` (the ``--baseline`` rows): the child loads the data and warms up untimed first."""
     src = os.path.join(path, "data.npy")
     os.makedirs(path, exist_ok=True)
     np.save(src, data)
@@ -287,7 +295,8 @@ def write_in_child(tree: str, path: str, data: np.ndarray, **kw: bool) -> float:
                            os.path.join(path, "repo")], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"baseline child failed: {proc.stderr[-2000:]}")
-    return float(proc.stdout.split()[-1])
+    seconds, cpu = proc.stdout.split()[-2:]
+    return float(seconds), float(cpu)
 
 
 def child_write(kw_json: str, src: str, path: str) -> None:
@@ -302,21 +311,23 @@ def child_write(kw_json: str, src: str, path: str) -> None:
     write_hangar(warm, data[:4], **kw)
     shutil.rmtree(warm, ignore_errors=True)
     os.makedirs(path)
-    t0 = time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     write_hangar(path, data, **kw)
-    print(time.perf_counter() - t0)
+    print(time.perf_counter() - t0, cpu_seconds() - c0)
 
 
 WRITERS = {"hangar": write_hangar, "deeplake": write_deeplake, "icechunk": write_icechunk, "lmdb": write_lmdb}
 
 
-def dd_bandwidth(tmp: Optional[str], mib: int) -> Optional[float]:
-    """Durable sequential write speed of the disk under ``tmp`` in bytes/s (dd conv=fdatasync)."""
+def dd_bandwidth(tmp: Optional[str], mib: int, direct: bool = False) -> Optional[float]:
+    """Durable sequential write speed of the disk under ``tmp`` in bytes/s (dd conv=fdatasync; with
+    ``direct``, oflag=direct: dd's buffered form copies everything into the page cache and only then
+    starts the disk, so it measures the two one after the other, under what the disk sustains)."""
     d = tempfile.mkdtemp(prefix="bench-dd-", dir=tmp)
     try:
         t0 = time.perf_counter()
         proc = subprocess.run(["dd", "if=/dev/zero", f"of={os.path.join(d, 'f')}", "bs=4M", f"count={max(1, mib // 4)}",
-                               "conv=fdatasync"], capture_output=True, text=True)
+                               "conv=fdatasync"] + (["oflag=direct"] if direct else []), capture_output=True, text=True)
         elapsed = time.perf_counter() - t0
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -328,8 +339,10 @@ def run_writes(args: argparse.Namespace) -> None:
     systems = [s for s in WRITERS if s == "hangar" or available(s)]
     rng = np.random.default_rng(1)
     rows: list[tuple[str, str, dict[str, Optional[float]]]] = []  # (label, unit, system -> per second)
-    dd = [dd_bandwidth(args.tmp, args.dd_mib) for _ in range(args.repeat)]
-    dd_med = statistics.median([v for v in dd if v is not None]) if any(v is not None for v in dd) else None
+    # dd is sampled inside every write round (buffered and direct), beside the rows it is compared with
+    dd: dict[str, list[float]] = {"dd": [], "dd direct": []}
+    # (workload, label -> seconds, label -> CPU seconds, bytes)
+    spread: list[tuple[str, dict[str, list[float]], dict[str, list[float]], int]] = []
     for name, (n, shape, dtype) in WRITE_WORKLOADS.items():
         if name not in args.write_workloads.split(","):
             continue
@@ -338,7 +351,16 @@ def run_writes(args: argparse.Namespace) -> None:
             data = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
         else:
             data = rng.random(size=(n, *shape), dtype=np.float32)
-        variants = [(s, WRITERS[s], {}) for s in systems]
+        variants: list[tuple[str, Optional[Callable[..., None]], dict[str, bool]]] = [
+            (s, WRITERS[s], {}) for s in systems]
+        # a child timing this tree: the same conditions as the baseline's child (in process it runs after
+        # the peers' runs in this process: W2r took 0.71-4.22 s there while the baseline's child took
+        # 0.75-1.28 s in the same five rounds, load 9-12)
+        child = {"hangar": ROOT} if args.hangar_in_child and name != "W1" else {}
+        if child:
+            variants[0] = ("hangar", None, {})
+        if name != "W1" and args.baseline:  # large samples: the baseline tree's write, in a child
+            variants.insert(1, ("baseline", None, {}))
         if name == "W1":
             variants.insert(1, ("hangar loop", write_hangar, {"loop": True}))
             variants.insert(2, ("hangar loop with", write_hangar, {"loop": True, "batch": True}))
@@ -347,6 +369,7 @@ def run_writes(args: argparse.Namespace) -> None:
                                                  ("baseline loop with", {"loop": True, "batch": True})]):
                     variants.insert(3 + k, (label, None, kw))
         got: dict[str, list[float]] = {v[0]: [] for v in variants}
+        cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
         for _, fn, kw in variants:  # untimed warm-up: imports, first-use setup
             if fn is None:
                 continue  # a baseline child warms up itself
@@ -360,16 +383,26 @@ def run_writes(args: argparse.Namespace) -> None:
                 tmp = tempfile.mkdtemp(prefix=f"bench-w-{label.replace(' ', '-')}-", dir=args.tmp)
                 try:
                     if fn is None:
-                        got[label].append(write_in_child(args.baseline, tmp, data, **kw))
+                        seconds, used = write_in_child(child.get(label, args.baseline), tmp, data, **kw)
+                        got[label].append(seconds)
+                        cpu[label].append(used)
                         continue
-                    t0 = time.perf_counter()
+                    c0, t0 = cpu_seconds(), time.perf_counter()
                     fn(tmp, data, **kw)
                     got[label].append(time.perf_counter() - t0)
+                    cpu[label].append(cpu_seconds() - c0)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
+            if name != "W1" and args.dd_mib:
+                for kind in dd:
+                    v = dd_bandwidth(args.tmp, args.dd_mib, direct=kind == "dd direct")
+                    if v is not None:
+                        dd[kind].append(v)
             print(f"write run {r + 1}/{args.repeat} {name}: " + ", ".join(
                 f"{k} {v[-1]:.3f}s" for k, v in got.items()), flush=True)
         med = {k: statistics.median(v) for k, v in got.items()}
+        if name != "W1":
+            spread.append((name, got, cpu, data.nbytes))
         if name == "W1":
             per_s = {k: n / v for k, v in med.items() if not k.startswith(("hangar loop", "baseline"))}
             if args.baseline:
@@ -384,9 +417,13 @@ def run_writes(args: argparse.Namespace) -> None:
         else:
             rows.append((f"{name} write+commit", "MB/s", {k: data.nbytes / 1e6 / v for k, v in med.items()}))
     peers = [s for s in systems if s != "hangar"] + (["baseline"] if args.baseline else [])
-    dd_text = "n/a" if dd_med is None else f"{dd_med / 1e6:,.0f} MB/s"
+    # the reference: the faster dd form's median (hangar fsyncs its data, as both dd forms do)
+    dd_meds = {k: statistics.median(v) for k, v in dd.items() if v}
+    dd_med = max(dd_meds.values()) if dd_meds else None
+    dd_text = ", ".join(f"{k} {v / 1e6:,.0f}" for k, v in dd_meds.items()) or "n/a"
     print(f"\nwrite + commit throughput, median of {args.repeat}; ratio = hangar / peer (> 1: hangar faster); "
-          f"durable disk write (dd {args.dd_mib} MiB bs=4M conv=fdatasync): {dd_text}")
+          f"durable disk write (dd {args.dd_mib} MiB bs=4M conv=fdatasync, medians, MB/s): {dd_text}; "
+          "hangar/dd against the faster")
     header = f"{'workload':<28}{'unit':>10}{'hangar':>12}" + "".join(f"{p:>12}{'ratio':>8}" for p in peers)
     header += f"{'hangar/dd':>11}"
     print(header)
@@ -400,8 +437,27 @@ def run_writes(args: argparse.Namespace) -> None:
         if unit == "MB/s" and dd_med:
             line += f"{h * 1e6 / dd_med:>11.2f}"
         print(line)
-    if dd_med:  # the reference row: W2r/W3 aim at >= 0.9 of it (hangar fsyncs its data, as dd does)
-        print(f"{'dd bs=4M conv=fdatasync':<28}{'MB/s':>10}{dd_med / 1e6:>12,.0f}")
+    for kind, v in dd_meds.items():  # the reference rows: W2r/W3 aim at >= 0.9 of the faster
+        label = "dd ... oflag=direct" if kind == "dd direct" else "dd bs=4M conv=fdatasync"
+        print(f"{label:<28}{'MB/s':>10}{v / 1e6:>12,.0f}")
+    if spread:  # single runs swing 2x under load: every system's best, median and worst, and dd's
+        print(f"\nlarge-sample rows, MB/s of the best / median / worst of {args.repeat} runs, and the process's "
+              "CPU seconds per run (min / median; all its threads, not the kernel's write-back); ratios of bests and "
+              "of medians against each peer below")
+        for name, got, cpu, nbytes in spread:
+            for label, ts in got.items():
+                mb = nbytes / 1e6
+                best, med, worst = mb / min(ts), mb / statistics.median(ts), mb / max(ts)
+                print(f"  {name:<4} {label:<18}{best:>8,.0f}{med:>8,.0f}{worst:>8,.0f}"
+                      f"   cpu {min(cpu[label]):.3f} / {statistics.median(cpu[label]):.3f} s")
+            for label in got:
+                if label == "hangar":
+                    continue
+                print(f"  {name:<4} hangar / {label:<9} best {min(got[label]) / min(got['hangar']):.2f}"
+                      f"  median {statistics.median(got[label]) / statistics.median(got['hangar']):.2f}")
+        for kind, v in dd.items():
+            if v:
+                print(f"  {kind:<23}{max(v) / 1e6:>8,.0f}{statistics.median(v) / 1e6:>8,.0f}{min(v) / 1e6:>8,.0f}")
 
 
 SYSTEMS = {"hangar": run_hangar, "icechunk": run_icechunk, "deeplake": run_deeplake,
@@ -646,8 +702,10 @@ def main() -> int:
                     help="the write+commit throughput rows (W1 stacked and loop, W2r, W3 beside dd)")
     ap.add_argument("--dd-mib", type=int, default=1024, help="size of the dd durable-write probe")
     ap.add_argument("--baseline", default=None,
-                    help="a source tree of hangar (e.g. /tmp/base-main) whose W1 write rows run in child processes "
-                         "in the same run, as the 'baseline' column")
+                    help="a source tree of hangar (e.g. /tmp/base-main) whose write rows (W1 forms, W2r, W3) run "
+                         "in child processes in the same run, as the 'baseline' column")
+    ap.add_argument("--hangar-in-child", action="store_true",
+                    help="time this tree's W2r/W3 writes in a child process too, as the --baseline ones are")
     ap.add_argument("--write-workloads", default=",".join(WRITE_WORKLOADS),
                     help="comma-separated write workloads to run (default: all of " + ", ".join(WRITE_WORKLOADS) + ")")
     ap.add_argument("--child-write", nargs=3, help=argparse.SUPPRESS)

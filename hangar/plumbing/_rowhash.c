@@ -2025,6 +2025,51 @@ static PyObject *copy_checked_guarded(PyObject *self, PyObject *args)
     return PyLong_FromLong(r);
 }
 /* ---- end hard ---- */
+/* ---- i14d: early writeback ----
+ * start_writeback(fd, offset, length): ask the kernel to start writing a file range back to disk
+ * now (Linux sync_file_range with SYNC_FILE_RANGE_WRITE only: no wait, no metadata, no cache
+ * flush). A pack written at disk speed then has most of its pages on their way while later
+ * samples are hashed and written, and the fsync at commit waits only for the tail. It is not a
+ * durability step (the fsync still is): it guarantees nothing, and a write-back error it causes
+ * is reported by that later fsync (errseq), never swallowed here. Returns True when started,
+ * False where the call does not exist or does not apply (not Linux, ENOSYS, a pipe: ESPIPE, a
+ * file system without it: EINVAL); EBADF, EIO, ENOMEM, ENOSPC raise OSError. The GIL is released
+ * (the call can block while the device queue is full). */
+#if defined(__linux__)
+#include <fcntl.h>
+#endif
+
+static PyObject *start_writeback(PyObject *self, PyObject *args)
+{
+    int fd;
+    long long offset, length;
+    if (!PyArg_ParseTuple(args, "iLL", &fd, &offset, &length))
+        return NULL;
+    if (offset < 0 || length < 0) {
+        PyErr_SetString(PyExc_ValueError, "start_writeback: offset and length must be >= 0");
+        return NULL;
+    }
+    if (length == 0)
+        Py_RETURN_FALSE;  /* sync_file_range reads 0 as "to the end of the file": never meant here */
+#if defined(__linux__) && defined(SYNC_FILE_RANGE_WRITE)
+    int rc, err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sync_file_range(fd, (off64_t)offset, (off64_t)length, SYNC_FILE_RANGE_WRITE);
+    if (rc != 0)
+        err = errno;
+    Py_END_ALLOW_THREADS
+    if (rc == 0)
+        Py_RETURN_TRUE;
+    if (err == ENOSYS || err == ESPIPE || err == EINVAL || err == EOPNOTSUPP)
+        Py_RETURN_FALSE;
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+#else
+    (void)fd;
+    Py_RETURN_FALSE;
+#endif
+}
+/* ---- end i14d ---- */
 
 static PyMethodDef methods[] = {
     {"sha1_rows", sha1_rows, METH_VARARGS,
@@ -2093,6 +2138,9 @@ static PyMethodDef methods[] = {
      "copy_checked_guarded(src, out, check) -> int: copy_checked surviving SIGBUS on src: 1 ok, 0 check "
      "mismatch, -1 a page of src could not be read"},
     /* ---- end hard ---- */
+    {"start_writeback", start_writeback, METH_VARARGS,  /* i14d */
+     "start_writeback(fd, offset, length) -> bool: start writing a file range back to disk without waiting "
+     "(sync_file_range WRITE); False where unsupported"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -142,6 +142,19 @@ def blake3_rows(buf: object, width: int, suffix: bytes) -> bytes:
     return _ext.blake3_rows(buf, width, suffix)
 
 
+def start_writeback(fd: int, offset: int, length: int) -> bool:
+    """Start writing ``length`` bytes of ``fd`` from ``offset`` back to disk without waiting (Linux
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)``); True when started, False where unsupported or the
+    extension is not built (i14d). Public use: :func:`hangar.plumbing.durable.start_writeback`."""
+    if offset < 0 or length < 0:
+        raise InvalidArgumentError(f"start_writeback of {length} bytes at offset {offset}: both must be >= 0 "
+                                   "(pass the byte range just written)")
+    if _ext is None or not available:  # tests turn ``available`` off to take the fallback
+        return False
+    started: bool = _ext.start_writeback(fd, offset, length)
+    return started
+
+
 # ------------------------------------------------------------------ stored checks on reads
 # A pack index keeps, per sample, the xxh3-64 of its stored bytes with 0 kept as 1 (0 there
 # means "none recorded": such samples are not checked). These check many samples in one call
