@@ -1897,6 +1897,252 @@ static PyObject *align_rows(PyObject *self, PyObject *args)
 }
 /* ================================================================== end of i14a's block */
 
+/* ================================================================== i14a (stop 14): tree order of entry names
+ * (issue 14, the commit path). A commit put every staged name in its leaf tree and git's order
+ * with numpy: join + split of the names, a crc32 each, a bytes array, a lexsort and gathers
+ * (~0.38 s of CPU at 1,000,000 names, ~22 ms at 60,000). fan_order does it in one pass over the
+ * list (the names' own ASCII bytes, no copies) and one sort; ordered_entries writes the sorted
+ * tree entries straight from the list. */
+
+typedef struct {
+    uint64_t fan;   /* fan-out digits of the name's leaf, the top level's highest */
+    uint64_t pre;   /* the name's first 8 bytes, big endian, 0-padded: git's byte order for most pairs */
+    const unsigned char *name;
+    Py_ssize_t len;
+    int64_t idx;    /* position in the list */
+} fan_key;
+
+static inline int fan_key_less(const fan_key *a, const fan_key *b)
+{
+    if (a->fan != b->fan)
+        return a->fan < b->fan;
+    if (a->pre != b->pre)
+        return a->pre < b->pre;
+    Py_ssize_t m = a->len < b->len ? a->len : b->len;
+    int c = m > 8 ? memcmp(a->name + 8, b->name + 8, (size_t)(m - 8)) : 0;
+    return c ? c < 0 : a->len < b->len;
+}
+
+/* introsort-free quicksort (median of three, insertion sort below 16, recursion on the smaller
+ * side): names are unique, so no run of equal keys degrades it */
+static void fan_sort(fan_key *a, Py_ssize_t n)
+{
+    while (n > 16) {
+        Py_ssize_t mid = n / 2;
+        fan_key t;
+        if (fan_key_less(&a[mid], &a[0])) { t = a[mid]; a[mid] = a[0]; a[0] = t; }
+        if (fan_key_less(&a[n - 1], &a[0])) { t = a[n - 1]; a[n - 1] = a[0]; a[0] = t; }
+        if (fan_key_less(&a[n - 1], &a[mid])) { t = a[n - 1]; a[n - 1] = a[mid]; a[mid] = t; }
+        fan_key pivot = a[mid];
+        Py_ssize_t i = 0, j = n - 1;
+        for (;;) {
+            while (fan_key_less(&a[i], &pivot)) i++;
+            while (fan_key_less(&pivot, &a[j])) j--;
+            if (i >= j) break;
+            t = a[i]; a[i] = a[j]; a[j] = t;
+            i++; j--;
+        }
+        /* a[0..j] <= pivot <= a[j+1..n-1] */
+        if (j + 1 < n - j - 1) { fan_sort(a, j + 1); a += j + 1; n -= j + 1; }
+        else { fan_sort(a + j + 1, n - j - 1); n = j + 1; }
+    }
+    for (Py_ssize_t i = 1; i < n; i++) {
+        fan_key t = a[i];
+        Py_ssize_t j = i;
+        while (j > 0 && fan_key_less(&t, &a[j - 1])) { a[j] = a[j - 1]; j--; }
+        a[j] = t;
+    }
+}
+
+/* The keys of the names of a list sorted by (leaf, name bytes) (see fan_order): 1 and *out set (free
+ * it with PyMem_Free), 0 when a name is not an ASCII str, -1 with an exception set. The strs are
+ * read under the GIL (kept alive by the list, which nothing changes meanwhile). */
+static int fan_sorted_keys(PyObject *names, int depth, fan_key **out)
+{
+    if (depth < 0 || depth > 8) {
+        PyErr_Format(PyExc_ValueError, "fan_order: depth %d is outside 0..8", depth);
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(names);
+    fan_key *keys = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(fan_key));
+    if (keys == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyList_GET_ITEM(names, i);
+        if (!PyUnicode_CheckExact(s) || !PyUnicode_IS_COMPACT_ASCII(s)) {
+            PyMem_Free(keys);
+            return 0;
+        }
+        fan_key *k = &keys[i];
+        k->name = (const unsigned char *)PyUnicode_DATA(s);
+        k->len = PyUnicode_GET_LENGTH(s);
+        k->idx = i;
+        uint32_t crc = crc32_of(k->name, k->len);
+        uint64_t v = 0;
+        for (int level = 0; level < depth; level++)
+            v |= (uint64_t)((crc >> (4 * level)) & 15u) << (4 * (depth - 1 - level));
+        k->fan = v;
+        uint64_t pre = 0;
+        for (Py_ssize_t b = 0; b < 8; b++)
+            pre = (pre << 8) | (b < k->len ? k->name[b] : 0);
+        k->pre = pre;
+    }
+    if (depth <= 4 && n > 64) {  /* counting sort by leaf, then each leaf's names */
+        Py_ssize_t nb = (Py_ssize_t)1 << (4 * depth);
+        Py_ssize_t *start = PyMem_Calloc((size_t)nb + 1, sizeof(Py_ssize_t));
+        fan_key *tmp = PyMem_Malloc((size_t)n * sizeof(fan_key));
+        if (start == NULL || tmp == NULL) {
+            PyMem_Free(start);
+            PyMem_Free(tmp);
+            PyMem_Free(keys);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            start[keys[i].fan + 1]++;
+        for (Py_ssize_t b = 0; b < nb; b++)
+            start[b + 1] += start[b];
+        for (Py_ssize_t i = 0; i < n; i++)
+            tmp[start[keys[i].fan]++] = keys[i];
+        Py_ssize_t at = 0;  /* start[b] is now the end of bucket b */
+        for (Py_ssize_t b = 0; b < nb; b++) {
+            fan_sort(tmp + at, start[b] - at);
+            at = start[b];
+        }
+        PyMem_Free(start);
+        PyMem_Free(keys);
+        keys = tmp;
+    } else {
+        fan_sort(keys, n);
+    }
+    *out = keys;
+    return 1;
+}
+
+/* (order, fan) bytes of sorted keys, as fan_order returns them */
+static PyObject *fan_columns(const fan_key *keys, Py_ssize_t n)
+{
+    PyObject *order = PyBytes_FromStringAndSize(NULL, 8 * n), *fan = PyBytes_FromStringAndSize(NULL, 8 * n);
+    PyObject *out = NULL;
+    if (order != NULL && fan != NULL) {
+        int64_t *o = (int64_t *)PyBytes_AS_STRING(order);
+        uint64_t *f = (uint64_t *)PyBytes_AS_STRING(fan);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            o[i] = keys[i].idx;
+            f[i] = keys[i].fan;
+        }
+        out = PyTuple_Pack(2, order, fan);
+    }
+    Py_XDECREF(order);
+    Py_XDECREF(fan);
+    return out;
+}
+
+/* fan_order(names, depth) -> (order, fan) or None: names a list of str, depth 0..8. The leaf of a
+ * name is keys.fan_path's digits (crc32 of the name, 4 bits a level, the lowest first) as one
+ * number, the top level's digit highest; order (int64) sorts the names by (leaf, name bytes), which
+ * is the order of the leaves in the tree and of the entries in each leaf; fan (uint64) is each
+ * sorted name's leaf number. None when a name is not an ASCII str (the caller's general path). */
+static PyObject *fan_order(PyObject *self, PyObject *args)
+{
+    PyObject *names;
+    int depth;
+    fan_key *keys;
+    if (!PyArg_ParseTuple(args, "O!i", &PyList_Type, &names, &depth))
+        return NULL;
+    int got = fan_sorted_keys(names, depth, &keys);
+    if (got <= 0) {
+        if (got < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *out = fan_columns(keys, PyList_GET_SIZE(names));
+    PyMem_Free(keys);
+    return out;
+}
+
+/* fan_entries(names, ids, depth, mode, live) -> (order, fan, entries, starts) or None: fan_order's
+ * order and leaf numbers, and the tree entries (mode + name + NUL + id row) of the sorted names,
+ * back to back, with the m + 1 int64 offsets where they start; ids holds len(names) rows of 20
+ * bytes; live (None, or one byte per name) leaves out the entries of the names whose byte is 0.
+ * Written from the sort's keys (a name of up to 8 bytes is its key): the strs are not read again
+ * in the new order, whose scattered reads cost ~0.1 s at 1,000,000 names. */
+static PyObject *fan_entries(PyObject *self, PyObject *args)
+{
+    PyObject *names, *live_obj;
+    Py_buffer ids, mode, live = {0};
+    int depth;
+    if (!PyArg_ParseTuple(args, "O!y*iy*O", &PyList_Type, &names, &ids, &depth, &mode, &live_obj))
+        return NULL;
+    PyObject *cols = NULL, *out = NULL, *entries = NULL, *starts = NULL;
+    fan_key *keys = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(names);
+    if (live_obj != Py_None && PyObject_GetBuffer(live_obj, &live, PyBUF_SIMPLE) < 0)
+        goto done;
+    if (ids.len != 20 * n || (live.obj != NULL && live.len != n)) {
+        PyErr_SetString(PyExc_ValueError, "fan_entries: ids must be len(names) rows of 20 bytes and live one byte a name");
+        goto done;
+    }
+    int got = fan_sorted_keys(names, depth, &keys);
+    if (got <= 0) {
+        if (got == 0) {
+            out = Py_None;
+            Py_INCREF(out);
+        }
+        goto done;
+    }
+    const unsigned char *lv = live.obj != NULL ? live.buf : NULL;
+    Py_ssize_t total = 0, m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (lv != NULL && !lv[keys[i].idx])
+            continue;
+        total += mode.len + keys[i].len + 21;
+        m++;
+    }
+    cols = fan_columns(keys, n);
+    entries = PyBytes_FromStringAndSize(NULL, total);
+    starts = PyBytes_FromStringAndSize(NULL, 8 * (m + 1));
+    if (cols == NULL || entries == NULL || starts == NULL)
+        goto done;
+    unsigned char *e = (unsigned char *)PyBytes_AS_STRING(entries);
+    int64_t *st = (int64_t *)PyBytes_AS_STRING(starts);
+    const unsigned char *id = ids.buf;
+    Py_ssize_t at = 0, k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const fan_key *key = &keys[i];
+        if (lv != NULL && !lv[key->idx])
+            continue;
+        st[k++] = at;
+        memcpy(e + at, mode.buf, (size_t)mode.len);
+        at += mode.len;
+        if (key->len <= 8) {  /* the key holds the name */
+            for (Py_ssize_t b = 0; b < key->len; b++)
+                e[at + b] = (unsigned char)(key->pre >> (56 - 8 * b));
+        } else {
+            memcpy(e + at, key->name, (size_t)key->len);
+        }
+        at += key->len;
+        e[at++] = 0;
+        memcpy(e + at, id + 20 * key->idx, 20);
+        at += 20;
+    }
+    st[m] = at;
+    out = PyTuple_Pack(4, PyTuple_GET_ITEM(cols, 0), PyTuple_GET_ITEM(cols, 1), entries, starts);
+done:
+    PyMem_Free(keys);
+    Py_XDECREF(cols);
+    Py_XDECREF(entries);
+    Py_XDECREF(starts);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&mode);
+    if (live.obj != NULL)
+        PyBuffer_Release(&live);
+    return out;
+}
+/* ================================================================== i14a (stop 14): end of block */
+
 static PyMethodDef methods[] = {
     {"sha1_rows", sha1_rows, METH_VARARGS,
      "sha1_rows(buf, width, prefix, portable=False) -> bytes: sha1(prefix + row) of each width-byte row, "
@@ -1958,6 +2204,12 @@ static PyMethodDef methods[] = {
     {"align_rows", align_rows, METH_VARARGS,
      "align_rows(a, b, width) -> bytes: per width-byte row of a, the row of b matched in order (int64), "
      "-1 where skipped (i14a)"},
+    {"fan_order", fan_order, METH_VARARGS,  /* i14a, stop 14 */
+     "fan_order(names, depth) -> (order, fan) or None: the order of a list of ASCII strs by (fan-out leaf, "
+     "name bytes), int64, and each sorted name's leaf number, uint64"},
+    {"fan_entries", fan_entries, METH_VARARGS,  /* i14a, stop 14 */
+     "fan_entries(names, ids, depth, mode, live) -> (order, fan, entries, starts) or None: fan_order, and the "
+     "tree entries of the sorted names (those live) with their id rows, back to back, and int64 offsets"},
     {NULL, NULL, 0, NULL},
 };
 

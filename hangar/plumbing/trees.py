@@ -8,6 +8,7 @@ every untouched subtree is reused by id, so cost grows with the change, not the 
 from __future__ import annotations
 
 import re
+import zlib
 from typing import Any, Iterator, Optional, cast
 
 import numpy as np
@@ -108,6 +109,55 @@ def blob_entries(names: np.ndarray, oids: np.ndarray) -> tuple[np.ndarray, np.nd
     for c in range(20):
         out[at + 1 + c] = oids[:, c]
     return out, starts
+
+
+def fan_entries(names: list[str], oids: np.ndarray, depth: int, live: Optional[np.ndarray] = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Put blob entries in fan-out tree order: each name's leaf, and git's order inside it.
+
+    The leaf of a name is :func:`hangar.records.keys.fan_path`'s digits (``depth`` 4-bit digits of
+    the crc32 of its bytes) as one number, the top level's digit highest, so sorting by
+    ``(leaf, name bytes)`` lists the leaves in tree order and each leaf's entries in git order.
+
+    Parameters
+    ----------
+    names : list of str
+        Unique entry names, ASCII without NUL (``keys.validate_key``'s rule).
+    oids : numpy.ndarray
+        (len(names), 20) uint8 raw blob ids, row ``i`` the id of ``names[i]``.
+    depth : int
+        Fan-out depth, 0..8.
+    live : numpy.ndarray, optional
+        bool per name; the entries of names marked False (deletions) are left out of ``entries``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``order`` (int64: the names' positions sorted), ``fan`` (uint64: each sorted name's leaf),
+        ``entries`` (uint8: ``100644 <name>\\0<id>`` of each live sorted name, back to back) and
+        ``starts`` (int64: where each entry starts, and the last ends).
+
+    One C call when the extension is built (1,000,000 names: ~0.18 s where the numpy path below
+    takes ~0.43 s, measured on the shared 2-core box); else join, crc32 per name, lexsort.
+    """
+    ids = np.ascontiguousarray(oids, dtype=np.uint8)
+    if rowhash.available and names:
+        got = rowhash.fan_entries(names, ids, depth, _BLOB_MODE.tobytes(),
+                                  None if live is None else np.ascontiguousarray(live, dtype=np.bool_))
+        if got is not None:
+            order, fan, raw, starts = got
+            return (np.frombuffer(order, dtype=np.int64), np.frombuffer(fan, dtype=np.uint64),
+                    np.frombuffer(raw, dtype=np.uint8), np.frombuffer(starts, dtype=np.int64))
+    raw_names = "\n".join(names).encode().split(b"\n") if names else []
+    crc = np.fromiter(map(zlib.crc32, raw_names), dtype=np.uint64, count=len(raw_names))
+    fan = np.zeros(len(raw_names), dtype=np.uint64)
+    for level in range(min(depth, 8)):  # fan_path: digit k is crc32 bits 4k..4k+3
+        fan |= ((crc >> np.uint64(4 * level)) & np.uint64(15)) << np.uint64(4 * (depth - 1 - level))
+    ranked = np.array(raw_names, dtype=bytes) if raw_names else np.zeros(0, dtype="S1")
+    order = np.lexsort((ranked, fan)).astype(np.int64)
+    keep = order if live is None else order[np.asarray(live, dtype=bool)[order]]
+    entries, starts = blob_entries(ranked[keep], ids[keep])
+    return order, fan[order], entries, starts
 
 
 _HEX_CHARS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
