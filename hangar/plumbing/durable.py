@@ -65,6 +65,29 @@ def _create(path: str, mode: int) -> int:
         raise
 
 
+#: ``os.sync_file_range``'s "start writing these pages back, do not wait" (Linux only)
+_WRITEBACK = getattr(os, "SYNC_FILE_RANGE_WRITE", None)
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing ``length`` bytes at ``offset`` of ``fd`` to disk now, without
+    waiting (``sync_file_range(SYNC_FILE_RANGE_WRITE)``); a no-op where that call is missing.
+
+    This is no durability step (nothing is promised until the fsync): it only lets the disk work
+    while the caller goes on, so the fsync that makes the bytes durable later waits for what is
+    left. A commit right after a 47 MB stacked add waited ~26 ms (idle) for its data fsync when the
+    writeback started only there. A write-back error is left to that fsync (this call, without
+    ``SYNC_FILE_RANGE_WAIT_AFTER``, does not collect the file's error state, so the fsync still
+    reports it); a failure of the call itself is ignored.
+    """
+    if _WRITEBACK is None or length <= 0:
+        return
+    try:
+        os.sync_file_range(fd, offset, length, _WRITEBACK)
+    except OSError:  # e.g. a filesystem without it: the later fsync does all the work, as before
+        pass
+
+
 def fsync_dir(path: str) -> None:
     """fsync a directory so a rename (or a removal) inside it is durable."""
     fd = os.open(path, _DIR_FLAGS)

@@ -37,6 +37,7 @@ from hangar.plumbing.durable import (
     pwrite_all,
     replace_file,
     replace_file_durably,
+    start_writeback,
     write_open,
 )
 from hangar.plumbing.mapping import address_space_limited, map_private
@@ -238,6 +239,7 @@ class _LocalPackWriter:
         self.flushed = 0
         self.size = 0
         self._synced_at = 0
+        self._writeback_at = 0  #: bytes below this were handed to the kernel's writeback
         self._syncer: _BackgroundSync | None = None
 
     def append(self, data: bytes | memoryview) -> int:
@@ -270,6 +272,11 @@ class _LocalPackWriter:
             self._maybe_sync()
 
     def _maybe_sync(self) -> None:
+        if self.durable:
+            # the disk starts on what was just written (up to ``flushed``), so the final fsync waits
+            # for the tail only: a commit right after a 47 MB stacked add waited ~26 ms (idle) for it
+            start_writeback(self.fd, self._writeback_at, self.flushed - self._writeback_at)
+            self._writeback_at = self.flushed
         if self.durable and self.flushed - self._synced_at >= self._SYNC_EVERY:
             self._synced_at = self.flushed
             if self._syncer is None:
