@@ -144,3 +144,25 @@ def test_fan_entries_agrees_with_its_fallback(monkeypatch, depth) -> None:
     # a name that is no ASCII str takes the numpy path (same result as with the extension off)
     o, f, e, s = trees.fan_entries(["b", "a\u00e9"], np.zeros((2, 20), dtype=np.uint8), 2)
     assert sorted(o.tolist()) == [0, 1] and e.tobytes().count(b"100644 ") == 2
+
+
+@needs_ext
+def test_leaf_merge_agrees_with_its_fallback(monkeypatch) -> None:
+    """LeafEdits.apply in C and in Python: random base leaves (sometimes holding a subtree, which
+    the C walk leaves to Python), entries set over them, names deleted (some also set again)."""
+    rng = random.Random(7)
+
+    def entry(name: bytes, tree: bool = False) -> bytes:
+        return (b"40000 " if tree else b"100644 ") + name + b"\0" + rng.randbytes(20)
+
+    for _ in range(300):
+        pool = sorted({"".join(rng.choice("0189ab:") for _ in range(rng.randrange(1, 6))).encode()
+                       for _ in range(rng.randrange(0, 25))})
+        base_names = [n for n in pool if rng.random() < 0.6]
+        new_names = [n for n in pool if rng.random() < 0.3]
+        dead = [n for n in pool if rng.random() < 0.2]
+        tree_at = rng.randrange(len(base_names)) if base_names and rng.random() < 0.1 else -1
+        base = b"".join(entry(n, i == tree_at) for i, n in enumerate(base_names))
+        edit = trees.LeafEdits(b"".join(entry(n) for n in new_names), dead)
+        x, y = _both(monkeypatch, edit.apply, base or None)
+        assert x == y, (base_names, new_names, dead, tree_at)

@@ -2512,6 +2512,120 @@ done:
 }
 /* ================================================================== i14a (stop 14): end of block */
 
+/* ================================================================== i14a (stop 14): one leaf tree's edits
+ * (issue 14, the commit path: updates). LeafEdits.apply merged a leaf's entries with its edits
+ * through a regex, a dict and a sort (~25 us a leaf of ~15 entries: ~15 ms of a 1% update of
+ * 60,000 samples); this is one walk over the three sorted lists. */
+
+typedef struct {
+    const unsigned char *start;  /* the whole entry */
+    Py_ssize_t size;
+    const unsigned char *name;
+    Py_ssize_t len;
+    int is_tree;
+} leaf_entry;
+
+/* the entry at p (end: the tree's end): 1 and *e filled, 0 at the end, -1 when malformed */
+static int leaf_next(const unsigned char *p, const unsigned char *end, leaf_entry *e)
+{
+    if (p >= end)
+        return 0;
+    const unsigned char *sp = memchr(p, ' ', (size_t)(end - p));
+    if (sp == NULL || sp == p)
+        return -1;
+    for (const unsigned char *q = p; q < sp; q++)
+        if (*q < '0' || *q > '7')
+            return -1;
+    const unsigned char *nul = memchr(sp + 1, 0, (size_t)(end - sp - 1));
+    if (nul == NULL || nul == sp + 1 || end - nul < 21)
+        return -1;
+    e->start = p;
+    e->name = sp + 1;
+    e->len = nul - sp - 1;
+    e->size = nul + 21 - p;
+    e->is_tree = (sp - p == 5 && memcmp(p, "40000", 5) == 0);
+    return 1;
+}
+
+static int name_cmp(const unsigned char *a, Py_ssize_t al, const unsigned char *b, Py_ssize_t bl)
+{
+    int c = memcmp(a, b, (size_t)(al < bl ? al : bl));
+    return c ? c : (al < bl ? -1 : al > bl);
+}
+
+/* leaf_merge(base, entries, deleted) -> bytes or None: the tree bytes of base (raw tree data) with
+ * the entries (tree entries in git order) set and the names of deleted (a list of bytes, sorted)
+ * removed, as LeafEdits.apply; None when base holds a subtree, either list is out of order or
+ * repeats a name, or an entry is malformed (the caller's general path). */
+static PyObject *leaf_merge(PyObject *self, PyObject *args)
+{
+    Py_buffer base, ents;
+    PyObject *deleted;
+    if (!PyArg_ParseTuple(args, "y*y*O!", &base, &ents, &PyList_Type, &deleted))
+        return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t nd = PyList_GET_SIZE(deleted);
+    for (Py_ssize_t k = 0; k < nd; k++) {
+        PyObject *d = PyList_GET_ITEM(deleted, k);
+        if (!PyBytes_Check(d) || (k && name_cmp((const unsigned char *)PyBytes_AS_STRING(PyList_GET_ITEM(deleted, k - 1)),
+                                                 PyBytes_GET_SIZE(PyList_GET_ITEM(deleted, k - 1)),
+                                                 (const unsigned char *)PyBytes_AS_STRING(d), PyBytes_GET_SIZE(d)) >= 0))
+            goto general;
+    }
+    PyObject *res = PyBytes_FromStringAndSize(NULL, base.len + ents.len);
+    if (res == NULL)
+        goto done;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(res);
+    const unsigned char *bp = base.buf, *bend = bp + base.len, *np_ = ents.buf, *nend = np_ + ents.len;
+    leaf_entry b, n, prev_b = {0}, prev_n = {0};
+    int hb = leaf_next(bp, bend, &b), hn = leaf_next(np_, nend, &n), have_pb = 0, have_pn = 0;
+    Py_ssize_t di = 0, at = 0;
+    while (hb > 0 || hn > 0) {
+        if (hb > 0 && (b.is_tree || (have_pb && name_cmp(prev_b.name, prev_b.len, b.name, b.len) >= 0)))
+            break;
+        if (hn > 0 && (have_pn && name_cmp(prev_n.name, prev_n.len, n.name, n.len) >= 0))
+            break;
+        int c = hb <= 0 ? 1 : hn <= 0 ? -1 : name_cmp(b.name, b.len, n.name, n.len);
+        if (c < 0) {  /* a base entry: kept unless deleted */
+            while (di < nd && name_cmp((const unsigned char *)PyBytes_AS_STRING(PyList_GET_ITEM(deleted, di)),
+                                       PyBytes_GET_SIZE(PyList_GET_ITEM(deleted, di)), b.name, b.len) < 0)
+                di++;
+            if (!(di < nd && name_cmp((const unsigned char *)PyBytes_AS_STRING(PyList_GET_ITEM(deleted, di)),
+                                      PyBytes_GET_SIZE(PyList_GET_ITEM(deleted, di)), b.name, b.len) == 0)) {
+                memcpy(o + at, b.start, (size_t)b.size);
+                at += b.size;
+            }
+            prev_b = b; have_pb = 1;
+            hb = leaf_next(b.start + b.size, bend, &b);
+        } else {  /* a new entry (replacing a base entry of the same name) */
+            memcpy(o + at, n.start, (size_t)n.size);
+            at += n.size;
+            if (c == 0) {
+                prev_b = b; have_pb = 1;
+                hb = leaf_next(b.start + b.size, bend, &b);
+            }
+            prev_n = n; have_pn = 1;
+            hn = leaf_next(n.start + n.size, nend, &n);
+        }
+    }
+    if (hb != 0 || hn != 0) {  /* stopped early or malformed */
+        Py_DECREF(res);
+        goto general;
+    }
+    if (at < base.len + ents.len)
+        _PyBytes_Resize(&res, at);
+    out = res;
+    goto done;
+general:
+    out = Py_None;
+    Py_INCREF(out);
+done:
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&ents);
+    return out;
+}
+/* ================================================================== i14a (stop 14): end of block */
+
 static PyMethodDef methods[] = {
     {"sha1_rows", sha1_rows, METH_VARARGS,
      "sha1_rows(buf, width, prefix, portable=False) -> bytes: sha1(prefix + row) of each width-byte row, "
@@ -2576,6 +2690,9 @@ static PyMethodDef methods[] = {
     {"fan_order", fan_order, METH_VARARGS,  /* i14a, stop 14 */
      "fan_order(names, depth) -> (order, fan) or None: the order of a list of ASCII strs by (fan-out leaf, "
      "name bytes), int64, and each sorted name's leaf number, uint64"},
+    {"leaf_merge", leaf_merge, METH_VARARGS,  /* i14a, stop 14 */
+     "leaf_merge(base, entries, deleted) -> bytes or None: a leaf tree's bytes with entries set and the "
+     "sorted names of deleted removed (None: a subtree, an order or format the caller handles)"},
     {"fan_entries", fan_entries, METH_VARARGS,  /* i14a, stop 14 */
      "fan_entries(names, ids, depth, mode, live) -> (order, fan, entries, starts) or None: fan_order, and the "
      "tree entries of the sorted names (those live) with their id rows, back to back, and int64 offsets"},

@@ -58,6 +58,10 @@ class LeafEdits:
         """Bytes of the tree ``base_raw`` (raw tree data; ``None``: empty) with these edits."""
         if not base_raw and not self.deleted:
             return self.entries
+        if rowhash.available:  # one C walk over the sorted lists (~1 us a leaf; this loop ~25 us)
+            merged = rowhash.leaf_merge(base_raw or b"", self.entries, self.deleted)
+            if merged is not None:
+                return merged
         entries: dict[bytes, bytes] = {}  # git sort key (a tree's name + "/") -> entry bytes
         for m in _RAW_ENTRY.finditer(base_raw or b""):
             mode, name = m.group(1), m.group(2)
@@ -217,6 +221,114 @@ def fanout_tree(entries: np.ndarray, starts: np.ndarray, leaf_bounds: np.ndarray
         batch.add_block(block)
         ids, paths = block.oids, parents[groups[:-1]]
     return bytes(ids[0].tobytes())
+
+
+_HEX_DIGITS = b"0123456789abcdef"
+_DIGIT_OF = {c: d for d, c in enumerate(_HEX_DIGITS)}
+_FAN_ROW = len(_TREE_ENTRY_HEAD) + 22  # "40000 " + digit + NUL + 20-byte id
+
+
+def _fan_children(raw: bytes) -> Optional[dict[int, bytes]]:
+    """``{digit: raw id}`` of a fan-out directory tree's bytes (every entry ``40000 <hex digit>\\0<id>``,
+    as :func:`fanout_tree` writes them); None when the tree is not of that form."""
+    if len(raw) % _FAN_ROW:
+        return None
+    head = _TREE_ENTRY_HEAD.tobytes()
+    kids: dict[int, bytes] = {}
+    for at in range(0, len(raw), _FAN_ROW):
+        digit = _DIGIT_OF.get(raw[at + 6])
+        if raw[at:at + 6] != head or raw[at + 7] != 0 or digit is None:
+            return None
+        kids[digit] = raw[at + 8:at + _FAN_ROW]
+    return kids
+
+
+def _fan_tree_data(kids: dict[int, bytes]) -> bytes:
+    """Bytes of the fan-out directory tree holding ``kids`` (digit -> raw id), in git order."""
+    head = _TREE_ENTRY_HEAD.tobytes()
+    return b"".join([head + _HEX_DIGITS[d:d + 1] + b"\0" + kids[d] for d in sorted(kids)])
+
+
+def update_fanout_tree(repo: pygit2.Repository, base: Optional[pygit2.Tree], leaves: list[LeafEdits],
+                       leaf_paths: np.ndarray, batch: ObjectBatch) -> tuple[bool, Optional[bytes]]:
+    """Apply ``leaves`` (the edits of the leaf trees at ``leaf_paths``) to the fan-out tree ``base``.
+
+    The update form of :func:`fanout_tree` (an arrayset that had samples): only the trees on the
+    paths of the edits are read, each leaf is merged once (:meth:`LeafEdits.apply`), and every
+    level's new trees are hashed and packed in one :func:`~hangar.plumbing.pack.object_block`
+    call; the directory levels are read and written as fixed 28-byte entries. :func:`apply_edits`
+    did the same one tree at a time through nested dicts, pygit2 entry objects and a sort per
+    tree: a 1% update of 60,000 samples (~560 leaves, ~270 directories) spent ~20-40 ms there.
+
+    Parameters
+    ----------
+    repo : pygit2.Repository
+        Holds ``base`` and its trees.
+    base : pygit2.Tree or None
+        The fan-out tree before the edits (None: empty).
+    leaves : list of LeafEdits
+        The edits of each leaf tree.
+    leaf_paths : numpy.ndarray
+        (len(leaves), depth >= 1) digits 0..15 of each leaf's directories, top level first; unique.
+    batch : ObjectBatch
+        Receives every tree built.
+
+    Returns
+    -------
+    (bool, bytes or None)
+        ``(True, raw id of the new top tree, or None when it is left empty)``; ``(False, None)``
+        when a directory tree of ``base`` is not of the fan-out form (nothing added to ``batch``:
+        the caller takes :func:`apply_edits`).
+    """
+    paths = [tuple(p) for p in np.asarray(leaf_paths, dtype=np.int64).tolist()]
+    depth = len(paths[0]) if paths else 0
+    if depth == 0:
+        return False, None
+    odb_read = repo.odb.read
+
+    def read(oid: Optional[bytes]) -> bytes:
+        return b"" if oid is None else bytes(odb_read(pygit2.Oid(raw=oid))[1])
+
+    root = _fan_children(base.read_raw() if base is not None else b"")
+    if root is None:
+        return False, None
+    kids_at: dict[tuple[int, ...], dict[int, bytes]] = {(): root}
+    for level in range(1, depth):  # the directories on the edits' paths, top down
+        for prefix in sorted({p[:level] for p in paths}):
+            kids = _fan_children(read(kids_at[prefix[:-1]].get(prefix[-1])))
+            if kids is None:
+                return False, None
+            kids_at[prefix] = kids
+    merged = [edit.apply(read(kids_at[p[:-1]].get(p[-1])) or None) for p, edit in zip(paths, leaves)]
+    level_paths, level_data = paths, merged
+    for _ in range(depth):  # each level's new trees in one call (the leaves first), then their parents
+        full = [i for i, d in enumerate(level_data) if d]
+        ids: dict[int, bytes] = {}
+        if full:
+            bounds = np.zeros(len(full) + 1, dtype=np.int64)
+            np.cumsum([len(level_data[i]) for i in full], out=bounds[1:])
+            block = object_block(OBJ_TREE, b"".join([level_data[i] for i in full]), bounds)
+            batch.add_block(block)
+            ids = dict(zip(full, _rows_bytes(block.oids)))
+        touched = {p[:-1] for p in level_paths}
+        for i, p in enumerate(level_paths):
+            kids = kids_at[p[:-1]]
+            if i in ids:
+                kids[p[-1]] = ids[i]
+            else:
+                kids.pop(p[-1], None)
+        level_paths = sorted(touched)
+        level_data = [_fan_tree_data(kids_at[q]) for q in level_paths]
+    if not level_data[0]:
+        return True, None
+    return True, batch.add(OBJ_TREE, level_data[0])
+
+
+def _rows_bytes(arr: np.ndarray) -> list[bytes]:
+    """The rows of a 2-D uint8 array as bytes."""
+    b = arr.tobytes()
+    w = arr.shape[1] if arr.ndim == 2 else 0
+    return [b[i:i + w] for i in range(0, len(b), w)] if w else []
 
 
 def tree_entries(repo: pygit2.Repository, tree: Optional[pygit2.Tree]) -> dict[str, tuple[int, bytes]]:

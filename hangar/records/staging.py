@@ -30,6 +30,7 @@ from hangar.plumbing.trees import (
     empty_tree_id,
     fan_entries,
     fanout_tree,
+    update_fanout_tree,
 )
 from hangar.records import layout
 from hangar.records.keys import fan_path
@@ -358,7 +359,11 @@ class StagedSamples(StagedEntries):
                   for k in range(len(bounds) - 1)]
         if depth == 0:
             return leaves[0]
-        out: dict[str, Any] = {}
+        # an update: the touched leaves merged and every level above rebuilt a level per call
+        done, root = update_fanout_tree(self.base.git.repo, self.base.root, leaves, digits, batch)
+        if done:
+            return None if root is None else (MODE_TREE, root)
+        out: dict[str, Any] = {}  # a samples tree not of the fan-out form: edited tree by tree
         hexd = "0123456789abcdef"
         for leaf, path in zip(leaves, digits.tolist()):
             d = out
