@@ -65,7 +65,8 @@ def _create(path: str, mode: int) -> int:
         raise
 
 
-#: ``os.sync_file_range``'s "start writing these pages back, do not wait" (Linux only)
+#: ``os.sync_file_range`` and its "start writing these pages back, do not wait" (Linux only)
+_SYNC_FILE_RANGE = getattr(os, "sync_file_range", None)
 _WRITEBACK = getattr(os, "SYNC_FILE_RANGE_WRITE", None)
 
 
@@ -80,10 +81,10 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     ``SYNC_FILE_RANGE_WAIT_AFTER``, does not collect the file's error state, so the fsync still
     reports it); a failure of the call itself is ignored.
     """
-    if _WRITEBACK is None or length <= 0:
+    if _SYNC_FILE_RANGE is None or _WRITEBACK is None or length <= 0:
         return
     try:
-        os.sync_file_range(fd, offset, length, _WRITEBACK)
+        _SYNC_FILE_RANGE(fd, offset, length, _WRITEBACK)
     except OSError:  # e.g. a filesystem without it: the later fsync does all the work, as before
         pass
 

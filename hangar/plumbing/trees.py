@@ -149,9 +149,9 @@ def fan_entries(names: list[str], oids: np.ndarray, depth: int, live: Optional[n
         got = rowhash.fan_entries(names, ids, depth, _BLOB_MODE.tobytes(),
                                   None if live is None else np.ascontiguousarray(live, dtype=np.bool_))
         if got is not None:
-            order, fan, raw, starts = got
-            return (np.frombuffer(order, dtype=np.int64), np.frombuffer(fan, dtype=np.uint64),
-                    np.frombuffer(raw, dtype=np.uint8), np.frombuffer(starts, dtype=np.int64))
+            c_order, c_fan, c_entries, c_starts = got
+            return (np.frombuffer(c_order, dtype=np.int64), np.frombuffer(c_fan, dtype=np.uint64),
+                    np.frombuffer(c_entries, dtype=np.uint8), np.frombuffer(c_starts, dtype=np.int64))
     raw_names = "\n".join(names).encode().split(b"\n") if names else []
     crc = np.fromiter(map(zlib.crc32, raw_names), dtype=np.uint64, count=len(raw_names))
     fan = np.zeros(len(raw_names), dtype=np.uint64)

@@ -19,7 +19,7 @@ import numpy as np
 from hangar.errors import SampleIndexError
 from hangar.plumbing.durable import replace_file_durably
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, blob_block
+from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, StagedPack, blob_block
 from hangar.plumbing.paths import STAGING_FILE
 from hangar.plumbing.regular import MAX_STATE_BYTES, read_regular
 from hangar.plumbing.trees import (
@@ -486,18 +486,22 @@ class StagingArea:
         self._rebase_keep_objects(tree)
         return tree
 
-    def flush_commit(self, commit_data: Callable[[str], bytes]) -> tuple[str, str]:
-        """:meth:`flush` with a commit object in the same pack; return the tree and commit ids.
-
-        ``commit_data`` (given the tree id) returns the commit object's bytes
-        (``GitRepo.commit_data``): a commit then fsyncs one pack, not a pack and then a loose
-        object and its directory (the loose commit cost 2 of a 1%-update commit's ~16 fsyncs).
-        """
+    def stage_commit(self, commit_data: Callable[[str], bytes]) -> tuple[str, str, Optional[StagedPack]]:
+        """:meth:`flush` with a commit object (``commit_data(tree id)``, its bytes; ``GitRepo.commit_data``)
+        in the same pack, up to that pack's durable temporary files: returns the tree and commit
+        ids and the staged pack; :meth:`finish_commit` publishes it. Nothing is visible (nor the
+        staging area changed) before that. One pack for trees and commit: a loose commit object
+        cost 2 of a 1%-update commit's ~16 fsyncs."""
         tree, batch = self.build()
         commit = batch.add(OBJ_COMMIT, commit_data(tree)).hex()
-        self.git.write_batch(batch)
+        staged = self.git.stage_batch(batch)
+        self._built = None  # the batch was handed over (and cleared)
+        return tree, commit, staged
+
+    def finish_commit(self, tree: str, staged: Optional[StagedPack]) -> None:
+        """Publish the pack of :meth:`stage_commit` and base the staging area on ``tree``."""
+        self.git.publish(staged)
         self._rebase_keep_objects(tree)
-        return tree, commit
 
     def rebase(self, tree: str) -> None:
         """Base the (clean) staging area on ``tree``, keeping its arraysets' accessor objects valid."""
