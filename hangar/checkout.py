@@ -341,17 +341,25 @@ class WriterCheckout(_CheckoutBase):
         stage = self._stage
         # the location tables are built in the data flush's thread, beside the records trees
         tables = commit_tables.CommitTables(self._session.store, stage.area)
-        if stage.is_clean_flushing_data(after_data=tables.prepare):
-            raise NothingToCommitError("nothing to commit: the staging area has no changes")
         git = self._core.git
-        head = git.branch_head(self._state.branch)
-        if head != self._state.base:
-            raise CheckoutBaseMovedError(
-                f"branch {self._state.branch!r} moved to {head} since this checkout was based on "
-                f"{self._state.base}; close and check out again")
-        name, email = self._core.user()
         parents = [self._state.base] if self._state.base else []
-        _, commit = stage.flush_commit(lambda t: git.commit_data(t, parents, name, email, commit_message))
+
+        def base_unmoved() -> None:
+            head = git.branch_head(self._state.branch)
+            if head != self._state.base:
+                raise CheckoutBaseMovedError(
+                    f"branch {self._state.branch!r} moved to {head} since this checkout was based on "
+                    f"{self._state.base}; close and check out again")
+
+        def commit_data(tree: str) -> bytes:
+            name, email = self._core.user()
+            return git.commit_data(tree, parents, name, email, commit_message)
+
+        # records are written while the data is fsynced, and made visible only after (see commit_records)
+        written = stage.commit_records(commit_data, base_unmoved, after_data=tables.prepare)
+        if written is None:
+            raise NothingToCommitError("nothing to commit: the staging area has no changes")
+        _, commit = written
         crash_point("commit.before_ref")
         git.set_branch(self._state.branch, commit)
         crash_point("commit.after_ref")

@@ -86,6 +86,21 @@ def test_blob_block_ids_entries_and_crcs_match_one_by_one(tmp_path, size, row_su
         assert body[12:-20] == entry.tobytes()
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 21])
+@pytest.mark.parametrize("size", [55, 56, 119, 5552, 5553, 11200])
+def test_blob_block_pairs_odd_counts_and_long_rows(n, size):
+    """The C loop hashes rows two at a time (an odd last row alone) and sums adler32 16 bytes a
+    step (reduced every 5,552 bytes): ids, adler32 tails and crcs equal hashlib's and zlib's, for
+    message lengths around sha1's 55/56-byte padding split and rows of all-255 bytes (the largest sums)."""
+    rng = np.random.default_rng(n * size)
+    data = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
+    data[-1] = 255
+    block = blob_block(data)
+    assert [o.tobytes() for o in block.oids] == [object_id(OBJ_BLOB, r.tobytes()) for r in data]
+    assert [e[-4:].tobytes() for e in block.entries] == [zlib.adler32(r.tobytes()).to_bytes(4, "big") for r in data]
+    assert [int(c) for c in block.crcs] == [zlib.crc32(e.tobytes()) for e in block.entries]
+
+
 def test_pack_of_blocks_with_repeats_is_accepted_by_git(tmp_path, row_sums):
     git_dir = tmp_path / "g.git"
     subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)

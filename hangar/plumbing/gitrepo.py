@@ -13,7 +13,17 @@ from typing import Iterator, Optional, cast
 import pygit2
 
 from hangar.plumbing.durable import fsync_dir
-from hangar.plumbing.pack import ObjectBatch, list_pack_names, pack_object_ids, remove_pack, write_pack
+from hangar.plumbing.pack import (
+    ObjectBatch,
+    StagedPack,
+    discard_pack,
+    list_pack_names,
+    pack_object_ids,
+    publish_pack,
+    remove_pack,
+    stage_pack,
+    write_pack,
+)
 
 # tree objects over 4 KiB are not cached by default (850 µs -> 13 µs per lookup)
 pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 1 << 20)
@@ -96,6 +106,23 @@ class GitRepo:
         if batch.objects or batch.blocks:
             write_pack(self.pack_dir, batch.objects, batch.blocks)
         batch.clear()
+
+    def stage_batch(self, batch: ObjectBatch) -> Optional[StagedPack]:
+        """:meth:`write_batch` up to the pack's durable temporary files (:func:`~hangar.plumbing.pack.stage_pack`):
+        nothing is visible until :meth:`publish`; None when the batch is empty."""
+        staged = stage_pack(self.pack_dir, batch.objects, batch.blocks) if batch.objects or batch.blocks else None
+        batch.clear()
+        return staged
+
+    def publish(self, staged: Optional[StagedPack]) -> None:
+        """Make a pack of :meth:`stage_batch` visible (renamed into place, index last)."""
+        if staged is not None:
+            publish_pack(staged)
+
+    def discard(self, staged: Optional[StagedPack]) -> None:
+        """Remove a pack of :meth:`stage_batch` that will not be published."""
+        if staged is not None:
+            discard_pack(staged)
 
     def consolidate_packs(self, max_packs: int = 64) -> bool:
         """Merge the small packs into one when there are more than ``max_packs``.

@@ -277,6 +277,15 @@ def _id_order(oids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, tied
 
 
+class StagedPack(NamedTuple):
+    """A pack written and fsynced under temporary names (:func:`stage_pack`), not visible to git yet."""
+
+    pack_dir: str
+    name: str  #: ``pack-<sha>``
+    tmp_pack: Optional[str]  #: None when the pack was there already (nothing to publish)
+    tmp_idx: Optional[str]
+
+
 def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
                blocks: Sequence[BlobBlock | ObjectBlock] = ()) -> str | None:
     """Write ``objects`` (id -> (type, data)) and the blobs of ``blocks`` as one pack in
@@ -284,7 +293,20 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
 
     A blob of ``blocks`` is written once, and not at all when ``objects`` holds it. One
     sort of all ids finds the repeats and orders the index. Returns ``None`` when there is
-    nothing to write.
+    nothing to write. :func:`stage_pack` then :func:`publish_pack`.
+    """
+    staged = stage_pack(pack_dir, objects, blocks)
+    return None if staged is None else publish_pack(staged)
+
+
+def stage_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
+               blocks: Sequence[BlobBlock | ObjectBlock] = ()) -> StagedPack | None:
+    """The first half of :func:`write_pack`: the pack and its index written and fsynced under
+    temporary names git and libgit2 never load; None when there is nothing to write.
+
+    A commit stages its records pack while its data pack is still being fsynced and publishes
+    it (:func:`publish_pack`) once the data is durable: records still become visible only over
+    durable data, and the two fsyncs wait together. A failure removes the temporary files.
     """
     blocks = [b for b in blocks if len(b.oids)]
     if not objects and not blocks:
@@ -374,10 +396,9 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
     idx += hashlib.sha1(idx).digest()
 
     name = "pack-" + pack_digest.hex()
-    final_pack = os.path.join(pack_dir, name + ".pack")
     final_idx = os.path.join(pack_dir, name + ".idx")
     if os.path.exists(final_idx):
-        return name
+        return StagedPack(pack_dir, name, None, None)
     # temporary names must not end in .idx/.pack: git and libgit2 would load a half-written one
     tmp_pack = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_pack")
     tmp_idx = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_idx")
@@ -398,11 +419,29 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
     for fd in fds:
         os.close(fd)
     crash_point("gitpack.tmp_written")
-    os.replace(tmp_pack, final_pack)
-    crash_point("gitpack.pack_renamed")
-    os.replace(tmp_idx, final_idx)
-    fsync_dir(pack_dir)
-    return name
+    return StagedPack(pack_dir, name, tmp_pack, tmp_idx)
+
+
+def publish_pack(staged: StagedPack) -> str:
+    """Make a staged pack visible: the pack renamed into place, then its index (the commit point:
+    git reads a pack only through its index), then the directory fsynced. Returns its name."""
+    if staged.tmp_pack is not None and staged.tmp_idx is not None:
+        base = os.path.join(staged.pack_dir, staged.name)
+        os.replace(staged.tmp_pack, base + ".pack")
+        crash_point("gitpack.pack_renamed")
+        os.replace(staged.tmp_idx, base + ".idx")
+        fsync_dir(staged.pack_dir)
+    return staged.name
+
+
+def discard_pack(staged: StagedPack) -> None:
+    """Remove a staged pack's temporary files (it is never published)."""
+    for tmp in (staged.tmp_pack, staged.tmp_idx):
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
 
 
 def list_pack_names(pack_dir: str) -> list[str]:

@@ -87,6 +87,26 @@ def align_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def fan_entries(names: list[str], ids: object, depth: int, mode: bytes, live: object
+                ) -> Optional[tuple[bytes, bytes, bytes, bytes]]:
+    """``(order, fan, entries, starts)`` of a list of names in fan-out tree order (see
+    :func:`hangar.plumbing.trees.fan_entries`, the public form with its numpy path); ``None`` when a
+    name is not an ASCII str. Only when :data:`available`."""
+    if _ext is None:
+        _not_built()
+    return _ext.fan_entries(names, ids, depth, mode, live)
+
+
+def leaf_merge(base: bytes, entries: bytes, deleted: list[bytes]) -> Optional[bytes]:
+    """The bytes of the leaf tree ``base`` with ``entries`` (tree entries in git order) set and the
+    names of ``deleted`` (sorted) removed, as :meth:`hangar.plumbing.trees.LeafEdits.apply` gives
+    them; ``None`` when ``base`` holds a subtree, a list is out of order or an entry is malformed
+    (the caller's Python path). Only when :data:`available`."""
+    if _ext is None:
+        _not_built()
+    return _ext.leaf_merge(base, entries, deleted)
+
+
 def crc32_rows(buf: object, width: int) -> bytes:
     """``zlib.crc32`` of each ``width``-byte row of ``buf``, as native uint32. Only when :data:`available`."""
     if _ext is None:
