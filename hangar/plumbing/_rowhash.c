@@ -1897,6 +1897,184 @@ static PyObject *align_rows(PyObject *self, PyObject *args)
 }
 /* ================================================================== end of i14a's block */
 
+
+/* ---- i14i: held rows of a writer loop (aset[k] = v) ---- */
+/* RowHold(stack, keys, ndarray, dtype, shape, strides): the common case of a writer loop's
+ * add done in one C call. hold(key, value) copies value's bytes into the next free row of
+ * stack (a writable C-contiguous buffer of rows, len(keys) of them used) and appends key to
+ * keys, when key is a plain int >= 0 and value is exactly an ndarray of the identical dtype
+ * object, the given shape and strides (a C-contiguous fixed-shape sample) and a row is free;
+ * it returns the number of held rows then. Anything else returns -1 with nothing changed: the
+ * caller runs its full checks (their errors) or grows the stack. Measured on this machine: the
+ * Python form of the same checks and copy cost ~1.7 us a sample (numpy's row assignment alone
+ * ~0.3-1.3 us), this call ~0.2 us. The value's layout is read from __array_struct__ (numpy's
+ * C array interface: ~90 ns, a buffer export ~170 ns). */
+typedef struct {
+    int two, nd;
+    char typekind;
+    int itemsize, flags;
+    Py_intptr_t *shape, *strides;
+    void *data;
+    PyObject *descr;
+} HangarArrayInterface;  /* numpy's PyArrayInterface, the layout its __array_struct__ capsule holds */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *ndarray, *dtype, *keys;
+    Py_buffer stack;
+    Py_ssize_t width, rows, nd;
+    Py_intptr_t dims[2 * 32];  /* shape, then strides */
+} RowHoldObject;
+
+static PyObject *str_array_struct, *str_dtype;
+
+static void rowhold_dealloc(RowHoldObject *self)
+{
+    if (self->stack.obj != NULL)
+        PyBuffer_Release(&self->stack);
+    Py_XDECREF(self->ndarray);
+    Py_XDECREF(self->dtype);
+    Py_XDECREF(self->keys);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int rowhold_dims(PyObject *seq, Py_intptr_t *out, Py_ssize_t nd, const char *what)
+{
+    if (!PyTuple_Check(seq) || PyTuple_GET_SIZE(seq) != nd) {
+        PyErr_Format(PyExc_ValueError, "RowHold: %s must be a tuple as long as shape", what);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nd; i++) {
+        Py_ssize_t v = PyLong_AsSsize_t(PyTuple_GET_ITEM(seq, i));
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        out[i] = (Py_intptr_t)v;
+    }
+    return 0;
+}
+
+static PyObject *rowhold_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *stack, *keys, *ndarray, *dtype, *shape, *strides;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "RowHold takes positional arguments only");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OO!O!OO!O!", &stack, &PyList_Type, &keys, &PyType_Type, &ndarray, &dtype,
+                          &PyTuple_Type, &shape, &PyTuple_Type, &strides))
+        return NULL;
+    Py_ssize_t nd = PyTuple_GET_SIZE(shape);
+    if (nd < 1 || nd > 32) {
+        PyErr_SetString(PyExc_ValueError, "RowHold: shape must have 1 to 32 dimensions");
+        return NULL;
+    }
+    RowHoldObject *self = (RowHoldObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->nd = nd;
+    if (rowhold_dims(shape, self->dims, nd, "shape") < 0 || rowhold_dims(strides, self->dims + 32, nd, "strides") < 0
+        || PyObject_GetBuffer(stack, &self->stack, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    Py_ssize_t width = 1;
+    for (Py_ssize_t i = 0; i < nd; i++) {
+        if (self->dims[i] < 1 || width > PY_SSIZE_T_MAX / self->dims[i]) {
+            PyErr_SetString(PyExc_ValueError, "RowHold: shape must be positive");
+            Py_DECREF(self);
+            return NULL;
+        }
+        width *= self->dims[i];
+    }
+    /* the row width is the C-contiguous row's bytes: the last stride is the item size */
+    width *= self->dims[32 + nd - 1];
+    if (width < 1 || self->stack.len % width != 0) {
+        PyErr_SetString(PyExc_ValueError, "RowHold: stack must hold whole rows");
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->width = width;
+    self->rows = self->stack.len / width;
+    Py_INCREF(keys); self->keys = keys;
+    Py_INCREF(ndarray); self->ndarray = ndarray;
+    Py_INCREF(dtype); self->dtype = dtype;
+    return (PyObject *)self;
+}
+
+static PyObject *rowhold_hold(RowHoldObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "hold(key, value) takes two arguments");
+        return NULL;
+    }
+    PyObject *key = args[0], *value = args[1];
+    Py_ssize_t n = PyList_GET_SIZE(self->keys);
+    if (!PyLong_CheckExact(key) || (PyObject *)Py_TYPE(value) != self->ndarray || n >= self->rows)
+        return PyLong_FromLong(-1);
+    int overflow;
+    long long k = PyLong_AsLongLongAndOverflow(key, &overflow);
+    if (k < 0 || overflow)  /* negative (an error to report), or past int64: the full checks decide */
+        return PyLong_FromLong(-1);
+    PyObject *dt = PyObject_GetAttr(value, str_dtype);
+    if (dt == NULL)
+        return NULL;
+    Py_DECREF(dt);  /* only its identity is compared; value keeps it alive */
+    if (dt != self->dtype)
+        return PyLong_FromLong(-1);
+    PyObject *cap = PyObject_GetAttr(value, str_array_struct);
+    if (cap == NULL)
+        return NULL;
+    HangarArrayInterface *a = PyCapsule_CheckExact(cap) ? PyCapsule_GetPointer(cap, NULL) : NULL;
+    if (a == NULL) {
+        PyErr_Clear();
+        Py_DECREF(cap);
+        return PyLong_FromLong(-1);
+    }
+    int ok = a->two == 2 && a->nd == self->nd && a->data != NULL;
+    for (Py_ssize_t i = 0; ok && i < self->nd; i++)
+        ok = a->shape[i] == self->dims[i] && (a->strides == NULL || a->strides[i] == self->dims[32 + i]);
+    if (ok)
+        memcpy((char *)self->stack.buf + n * self->width, a->data, (size_t)self->width);
+    Py_DECREF(cap);
+    if (!ok)
+        return PyLong_FromLong(-1);
+    if (PyList_Append(self->keys, key) < 0)
+        return NULL;  /* the row written is past len(keys): unused */
+    return PyLong_FromSsize_t(n + 1);
+}
+
+static PyMethodDef rowhold_methods[] = {
+    {"hold", (PyCFunction)(void (*)(void))rowhold_hold, METH_FASTCALL,
+     "hold(key, value) -> int: rows held after copying value into the next free row, or -1 (nothing done)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RowHoldType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "hangar.plumbing._rowhash.RowHold",
+    .tp_basicsize = sizeof(RowHoldObject),
+    .tp_dealloc = (destructor)rowhold_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "RowHold(stack, keys, ndarray, dtype, shape, strides): held rows of a writer loop (i14i)",
+    .tp_methods = rowhold_methods,
+    .tp_new = rowhold_new,
+};
+
+static int rowhold_init_module(PyObject *m)
+{
+    str_array_struct = PyUnicode_InternFromString("__array_struct__");
+    str_dtype = PyUnicode_InternFromString("dtype");
+    if (str_array_struct == NULL || str_dtype == NULL || PyType_Ready(&RowHoldType) < 0)
+        return -1;
+    Py_INCREF(&RowHoldType);
+    if (PyModule_AddObject(m, "RowHold", (PyObject *)&RowHoldType) < 0) {
+        Py_DECREF(&RowHoldType);
+        return -1;
+    }
+    return 0;
+}
+/* ---- end i14i ---- */
+
 static PyMethodDef methods[] = {
     {"sha1_rows", sha1_rows, METH_VARARGS,
      "sha1_rows(buf, width, prefix, portable=False) -> bytes: sha1(prefix + row) of each width-byte row, "
@@ -1981,7 +2159,8 @@ PyMODINIT_FUNC PyInit__rowhash(void)
     copy_checked_init();  /* i12g */
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && (PyModule_AddIntConstant(m, "sha_ni", has_sha_ni) < 0 ||
-                      PyModule_AddIntConstant(m, "xxh3_vector", xxh3_vector) < 0)) {
+                      PyModule_AddIntConstant(m, "xxh3_vector", xxh3_vector) < 0 ||
+                      rowhold_init_module(m) < 0)) {  /* i14i */
         Py_DECREF(m);
         return NULL;
     }

@@ -1,0 +1,175 @@
+"""The writer loop's add (``aset[k] = v``, ``add``) with samples held back: one C call a sample.
+
+A fixed-shape arrayset holds small samples back (outside ``with`` blocks too) and stores them
+as one stack. ``rowhash.row_hold`` checks and copies such a sample in one C call; anything it
+does not take (a bad sample, a key or value of another type, a full stack) runs the full
+Python checks. Each test runs with the C call and without it (``rowhash.available`` off): the
+same errors at the bad call with nothing staged, the same commits, the same reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hangar import Repository
+from hangar.errors import InvalidNameError, SampleNotFoundError, SchemaMismatchError
+from hangar.plumbing import rowhash
+
+SHAPE = (6, 7)
+
+
+@pytest.fixture(params=[True, False], ids=["C", "python"])
+def built(request, monkeypatch) -> bool:
+    if request.param and not rowhash.available:
+        pytest.skip("hangar.plumbing._rowhash is not built (pip install -e . builds it)")
+    monkeypatch.setattr(rowhash, "available", request.param)
+    return request.param
+
+
+def _data(n: int, seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, *SHAPE), dtype=np.uint8)
+
+
+def _new(tmp_path, name: str):
+    (tmp_path / name).mkdir()
+    repo = Repository(tmp_path / name, exists=False)
+    repo.init(user_name="T", user_email="t@example.com")
+    co = repo.checkout(write=True)
+    return repo, co, co.arraysets.init_arrayset("x", shape=SHAPE, dtype=np.uint8)
+
+
+def _tree(run_git, repo: Repository, commit: str) -> str:
+    return run_git(repo, "rev-parse", f"{commit}^{{tree}}").stdout.strip()
+
+
+BAD = [  # (key, value, error, what the message names)
+    (7, np.zeros((7, 6), np.uint8), SchemaMismatchError, "shape"),
+    (7, np.zeros(SHAPE, np.int8), SchemaMismatchError, "dtype"),
+    (7, np.zeros((6, 14), np.uint8)[:, ::2], SchemaMismatchError, "C contiguous"),
+    (7, np.asfortranarray(np.arange(42, dtype=np.uint8).reshape(SHAPE)), SchemaMismatchError, "C contiguous"),
+    (7, np.zeros(42, np.uint8), SchemaMismatchError, "rank"),
+    (7, np.zeros(SHAPE, np.uint8).tolist(), SchemaMismatchError, "numpy.ndarray"),
+    (-1, np.zeros(SHAPE, np.uint8), InvalidNameError, "negative"),
+    (True, np.zeros(SHAPE, np.uint8), InvalidNameError, "bool"),
+    (1.5, np.zeros(SHAPE, np.uint8), InvalidNameError, "must be a str"),
+    ("no/slash", np.zeros(SHAPE, np.uint8), InvalidNameError, "not valid"),
+]
+
+
+@pytest.mark.parametrize("in_with", [False, True], ids=["loop", "with"])
+def test_bad_adds_raise_at_the_call_with_nothing_staged(tmp_path, run_git, built, in_with):
+    data = _data(6)
+    repo, co, x = _new(tmp_path, "bad")
+
+    def adds() -> None:
+        for i in range(3):
+            x[i] = data[i]
+        if built:
+            assert x._fast_hold is not None  # the C add is armed: the bad calls below meet it
+        for key, value, error, words in BAD:
+            with pytest.raises(error, match=words):
+                x[key] = value
+            with pytest.raises(error, match=words):
+                x.add(value, key)
+            assert x._held is not None and x._held.keys == list(range(3))  # nothing held by the bad calls
+        for i in range(3, 6):
+            x[i] = data[i]
+
+    if in_with:
+        with x:
+            adds()
+    else:
+        adds()
+    assert sorted(x.keys()) == list(range(6)) and all(np.array_equal(x[i], data[i]) for i in range(6))
+    commit = co.commit("good ones")
+    co.close()
+    repo_b, co_b, _ = _new(tmp_path, "stacked")
+    co_b["x", list(range(6))] = data
+    assert _tree(run_git, repo, commit) == _tree(run_git, repo_b, co_b.commit("stacked"))
+    co_b.close()
+
+
+def test_values_the_c_add_leaves_to_the_full_checks_are_stored(tmp_path, built):
+    class Sub(np.ndarray):
+        pass
+
+    data = _data(6)
+    repo, co, x = _new(tmp_path, "odd")
+    x[0] = data[0]
+    x[np.int64(1)] = data[1]  # a numpy integer key
+    x[2] = data[2].view(Sub)  # an ndarray subclass
+    x[3] = data[3].astype(np.dtype("u1", metadata={"m": 1}))  # an equal, not identical dtype
+    ro = data[4].copy()
+    ro.flags.writeable = False
+    x[4] = ro  # read-only: fine
+    x[2**70] = data[5]  # an int past int64
+    assert x._held is not None and x._held.keys == [0, 1, 2, 3, 4, 2**70]
+    assert [type(k) for k in x._held.keys] == [int] * 6
+    got = {k: x[k].copy() for k in x.keys()}
+    assert sorted(got, key=str) == sorted([0, 1, 2, 3, 4, 2**70], key=str)
+    assert all(np.array_equal(got[k], data[i]) for i, k in enumerate([0, 1, 2, 3, 4, 2**70]))
+    co.commit("odd")
+    co.close()
+
+
+def test_the_callers_array_is_copied_at_the_add(tmp_path, built):
+    repo, co, x = _new(tmp_path, "reuse")
+    buf = np.empty(SHAPE, np.uint8)
+    for i in range(100):
+        buf[:] = i
+        x[i] = buf  # the caller reuses one array, as it may once add returns
+    assert all(int(x[i].min()) == int(x[i].max()) == i for i in range(100))
+    co.close()
+
+
+def test_membership_overwrite_and_remove_of_held_keys(tmp_path, built):
+    data = _data(10)
+    repo, co, x = _new(tmp_path, "ops")
+    x[0] = data[0]
+    assert 0 in x and 1 not in x  # the ``in`` set is built: later adds keep it
+    x[1] = data[1]
+    assert 1 in x and 2 not in x
+    x[2] = data[2]
+    x[2] = data[3]  # overwrite of a held key: the last one wins
+    x[4] = data[4]
+    del x[4]  # a remove stores the held samples first
+    with pytest.raises(SampleNotFoundError):
+        x[4]
+    x[5] = data[5]
+    assert 5 in x and len(x) == 4
+    assert np.array_equal(x[2], data[3]) and np.array_equal(x[1], data[1])
+    co.close()
+
+
+def test_held_samples_survive_close_and_reopen_uncommitted(tmp_path, built):
+    data = _data(300)
+    repo, co, x = _new(tmp_path, "reopen")
+    for i in range(300):
+        x[i] = data[i]
+    co.close()  # stores the held samples in the staging area
+    co = repo.checkout(write=True)
+    x = co.arraysets["x"]
+    assert len(x) == 300 and all(np.array_equal(x[i], data[i]) for i in range(0, 300, 7))
+    x[300] = data[0]
+    co.commit("after reopen")
+    co.close()
+    r = repo.checkout()
+    assert len(r.arraysets["x"]) == 301 and np.array_equal(r.arraysets["x"][299], data[299])
+    r.close()
+
+
+def test_reset_drops_held_samples(tmp_path, built):
+    data = _data(20)
+    repo, co, x = _new(tmp_path, "reset")
+    x[0] = data[0]
+    co.commit("one")
+    for i in range(1, 20):
+        x[i] = data[i]
+    co.reset_staging_area()  # closes the checkout (as in Hangar 0.3)
+    co = repo.checkout(write=True)
+    x = co.arraysets["x"]
+    assert list(x.keys()) == [0]
+    x[1] = data[1]
+    assert sorted(x.keys()) == [0, 1]
+    co.close()
