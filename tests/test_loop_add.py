@@ -173,3 +173,26 @@ def test_reset_drops_held_samples(tmp_path, built):
     x[1] = data[1]
     assert sorted(x.keys()) == [0, 1]
     co.close()
+
+
+@pytest.mark.parametrize("sixteen", [True, False], ids=["16-lanes", "8-lanes"])
+def test_blake3_rows_equal_the_blake3_package_on_both_lane_widths(sixteen):
+    import blake3
+
+    if not rowhash.available:
+        pytest.skip("hangar.plumbing._rowhash is not built (pip install -e . builds it)")
+    from hangar.plumbing import _rowhash
+
+    used = _rowhash.b3_lanes(sixteen)
+    try:
+        assert used == (sixteen and used)  # off when asked; on where the CPU has AVX-512
+        for width in (1, 5, 42, 53, 54, 63, 64, 65, 127, 128, 784, 960, 1000, 1013):
+            suffix = b"||u1|" + str(width).encode()
+            if width + len(suffix) > 1024:
+                continue
+            for n in (1, 15, 16, 17, 40):  # whole passes of 16 and 8 rows, and the rest
+                rows = np.random.default_rng(width * 1000 + n).integers(0, 256, size=(n, width), dtype=np.uint8)
+                want = b"".join(blake3.blake3(bytes(r) + suffix).digest() for r in rows)
+                assert rowhash.blake3_rows(rows, width, suffix) == want, (width, n)
+    finally:
+        _rowhash.b3_lanes(True)

@@ -401,6 +401,115 @@ static int cpu_has_avx2(void) { return 0; }
 #endif
 static int has_avx2;
 
+
+/* ---- i14i: blake3 of single-chunk rows, sixteen at a time (AVX-512) ---- */
+/* The sample digests of a stack of small rows (blake3_rows' one-chunk case) with sixteen rows
+ * per pass in 512-bit lanes, each lane's message words gathered straight from its row in the
+ * stack (one vpgatherdd per word of a block); only the last blocks (row tail, suffix, zero
+ * padding) are copied into per-lane scratch. The eight-lane code copies every row into
+ * scratch first and builds each word lane by lane: W1 (60,000 rows of 784 bytes) hashed at
+ * ~1.7 GB/s one thread there; here ~2x that (see scripts/bench_ingest.py). Returns the number
+ * of rows done (a multiple of 16; the caller hashes the rest), 0 where the CPU lacks AVX-512. */
+#if defined(__x86_64__) && defined(__GNUC__)
+typedef uint32_t b3v16 __attribute__((vector_size(64)));
+#define B3W_G(a, b, c, d, x, y)                                                                           \
+    do {                                                                                                  \
+        s[a] = s[a] + s[b] + (x); s[d] = VROR(s[d] ^ s[a], 16); s[c] = s[c] + s[d];                     \
+        s[b] = VROR(s[b] ^ s[c], 12); s[a] = s[a] + s[b] + (y); s[d] = VROR(s[d] ^ s[a], 8);            \
+        s[c] = s[c] + s[d]; s[b] = VROR(s[b] ^ s[c], 7);                                                  \
+    } while (0)
+
+__attribute__((target("avx512f")))
+static Py_ssize_t b3_rows16_avx512(const unsigned char *p, Py_ssize_t n, Py_ssize_t width,
+                                   const unsigned char *suffix, Py_ssize_t slen, unsigned char *o)
+{
+    Py_ssize_t len = width + slen;
+    Py_ssize_t nblocks = len ? (len + B3_BLOCK - 1) / B3_BLOCK : 1;
+    Py_ssize_t direct = width / B3_BLOCK;  /* blocks lying whole inside the row */
+    if (direct >= nblocks)
+        direct = nblocks - 1;  /* the last block always comes from scratch (flags, suffix) */
+    Py_ssize_t tail = (nblocks - direct) * B3_BLOCK;  /* per-lane scratch bytes: row tail + suffix + zeros */
+    Py_ssize_t from = direct * B3_BLOCK;  /* row bytes before the scratch part */
+    unsigned char scratch[16 * 2 * B3_BLOCK] __attribute__((aligned(64)));
+    uint32_t words[8 * 16];
+    if (tail > 2 * B3_BLOCK || 15 * width > INT32_MAX)
+        return 0;  /* not reached for one-chunk rows: the suffix is < 64 bytes */
+    memset(scratch, 0, sizeof scratch);
+    const __m512i lane_rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                 _mm512_set1_epi32((int)width));
+    const __m512i lane_tail = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                 _mm512_set1_epi32((int)tail));
+    for (int j = 0; j < 16; j++)
+        memcpy(scratch + j * tail + (width - from), suffix, (size_t)slen);
+    Py_ssize_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const unsigned char *rows = p + i * width;
+        for (int j = 0; j < 16; j++)
+            memcpy(scratch + j * tail, rows + j * width + from, (size_t)(width - from));
+        b3v16 cv[8], m[16], t[16], s[16];
+        for (int k = 0; k < 8; k++) cv[k] = (b3v16){0} + B3_IV[k];
+        for (Py_ssize_t blk = 0; blk < nblocks; blk++) {
+            int last = blk + 1 == nblocks;
+            uint32_t flags = (blk == 0 ? B3_CHUNK_START : 0) | (last ? B3_CHUNK_END | B3_ROOT : 0);
+            uint32_t blen = last ? (uint32_t)(len - 64 * blk) : 64;
+            if (blk < direct) {
+                const unsigned char *base = rows + 64 * blk;
+                for (int w = 0; w < 16; w++)
+                    m[w] = (b3v16)_mm512_i32gather_epi32(lane_rows, (const void *)(base + 4 * w), 1);
+            } else {
+                const unsigned char *base = scratch + 64 * (blk - direct);
+                for (int w = 0; w < 16; w++)
+                    m[w] = (b3v16)_mm512_i32gather_epi32(lane_tail, (const void *)(base + 4 * w), 1);
+            }
+            for (int k = 0; k < 8; k++) s[k] = cv[k];
+            for (int k = 0; k < 4; k++) s[8 + k] = (b3v16){0} + B3_IV[k];
+            s[12] = (b3v16){0}; s[13] = (b3v16){0};
+            s[14] = (b3v16){0} + blen; s[15] = (b3v16){0} + flags;
+            for (int r = 0; r < 7; r++) {
+                B3W_G(0, 4, 8, 12, m[0], m[1]); B3W_G(1, 5, 9, 13, m[2], m[3]);
+                B3W_G(2, 6, 10, 14, m[4], m[5]); B3W_G(3, 7, 11, 15, m[6], m[7]);
+                B3W_G(0, 5, 10, 15, m[8], m[9]); B3W_G(1, 6, 11, 12, m[10], m[11]);
+                B3W_G(2, 7, 8, 13, m[12], m[13]); B3W_G(3, 4, 9, 14, m[14], m[15]);
+                if (r < 6) {
+                    for (int k = 0; k < 16; k++) t[k] = m[B3_PERM[k]];
+                    memcpy(m, t, sizeof m);
+                }
+            }
+            for (int k = 0; k < 8; k++) cv[k] = s[k] ^ s[k + 8];
+        }
+        for (int k = 0; k < 8; k++)
+            memcpy(words + 16 * k, &cv[k], 64);
+        for (int j = 0; j < 16; j++)  /* lane j's digest: its eight words, little-endian */
+            for (int k = 0; k < 8; k++) {
+                uint32_t v = words[16 * k + j];
+                unsigned char *d = o + 32 * (i + j) + 4 * k;
+                d[0] = (unsigned char)v; d[1] = (unsigned char)(v >> 8);
+                d[2] = (unsigned char)(v >> 16); d[3] = (unsigned char)(v >> 24);
+            }
+    }
+    return i;
+}
+static int cpu_has_avx512f(void) { return __builtin_cpu_supports("avx512f"); }
+#else
+static Py_ssize_t b3_rows16_avx512(const unsigned char *p, Py_ssize_t n, Py_ssize_t width,
+                                   const unsigned char *suffix, Py_ssize_t slen, unsigned char *o)
+{ (void)p; (void)n; (void)width; (void)suffix; (void)slen; (void)o; return 0; }
+static int cpu_has_avx512f(void) { return 0; }
+#endif
+static int has_b3_avx512 = -1;  /* set at module init; 0 where the CPU (or a test) turns it off */
+
+/* b3_lanes(sixteen) -> bool: use (True) or not the sixteen-lane code where the CPU has it; returns
+ * whether it is in use (tests compare both paths; benchmarks time both) */
+static PyObject *b3_lanes(PyObject *self, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    has_b3_avx512 = on && cpu_has_avx512f();
+    return PyBool_FromLong(has_b3_avx512);
+}
+/* ---- end i14i ---- */
+
 /* ------------------------------------------------------------------ xxh3-64 of stored samples */
 
 uint64_t hangar_xxh3_avx2(const void *p, size_t n);  /* _xxh3_avx2.c */
@@ -745,6 +854,8 @@ static PyObject *blake3_rows(PyObject *self, PyObject *args)
             const unsigned char *p = buf.buf;
             Py_BEGIN_ALLOW_THREADS
             Py_ssize_t i = 0;
+            if (len <= B3_CHUNK && has_b3_avx512 > 0)  /* i14i: sixteen rows per pass, the rest below */
+                i = b3_rows16_avx512(p, n, width, suffix.buf, suffix.len, o);
             if (len <= B3_CHUNK) {  /* one chunk each: eight rows per pass, lanes padded to whole blocks */
                 b3_many8_fn many = has_avx2 ? b3_many8_avx2 : b3_many8;
                 const unsigned char *lanes[8];
@@ -2092,6 +2203,8 @@ static PyMethodDef methods[] = {
      "adler32) and their crc32 of blobs, one per width-byte row"},
     {"tree_entry_rows", tree_entry_rows, METH_VARARGS,
      "tree_entry_rows(names, width, lens, ids, mode) -> bytes: mode + name + NUL + id per row, back to back"},
+    {"b3_lanes", b3_lanes, METH_O,  /* i14i */
+     "b3_lanes(sixteen) -> bool: blake3_rows with sixteen-lane AVX-512 passes where the CPU has them, or not"},
     {"blake3_rows", blake3_rows, METH_VARARGS,
      "blake3_rows(buf, width, suffix) -> bytes: blake3(row + suffix) of each width-byte row, 32 bytes each"},
     {"xxh3", xxh3, METH_VARARGS,
@@ -2146,6 +2259,7 @@ PyMODINIT_FUNC PyInit__rowhash(void)
     crc_init();
     has_sha_ni = cpu_has_sha_ni();
     has_avx2 = cpu_has_avx2();
+    has_b3_avx512 = cpu_has_avx512f();  /* i14i */
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     if (hangar_xxh3_avx512_built && __builtin_cpu_supports("avx512f")) {
