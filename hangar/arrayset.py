@@ -851,11 +851,13 @@ class _HeldSamples:
 
     Fixed-shape samples are copied into rows of one stacked array, written with
     ``_write_stack``; variable-shape ones are kept as copies for ``_write_many``. The stack
-    starts small and doubles up to the bound, so a block that adds a sample and reads
-    (which stores it) in turn does not allocate the full bound each time.
+    is made at the bound at once: ``np.empty`` maps it without touching it, so only the rows
+    written cost memory, and the writer reuses it for the next samples (``spare``), so a
+    block that adds a sample and reads (which stores it) in turn allocates it once. (It
+    started at 64 rows and doubled: the copies and fresh pages of the eight growths of a
+    16,384-row stack cost ~2 us a sample of W1's first 16,384, as much as the adds.) A
+    smaller ``spare`` (another bound when it was made) still grows by doubling.
     """
-
-    _FIRST_ROWS = 64
 
     def __init__(self, schema: ArraysetSchema, dtype: np.dtype, spare: Optional[np.ndarray] = None) -> None:
         self.keys: list[Key] = []
@@ -867,8 +869,7 @@ class _HeldSamples:
         if not schema.variable_shape:
             row = dtype.itemsize * int(np.prod(schema.shape))
             self.max_rows = max(1, min(HOLD_MAX_SAMPLES, HOLD_MAX_BYTES // max(row, 1)))
-            self.stack = spare if spare is not None else np.empty(
-                (min(self._FIRST_ROWS, self.max_rows), *schema.shape), dtype=dtype)
+            self.stack = spare if spare is not None else np.empty((self.max_rows, *schema.shape), dtype=dtype)
 
     def names(self) -> set[str]:
         """Encoded keys of the held samples."""
