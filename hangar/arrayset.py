@@ -783,7 +783,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             if n > 0:
                 if n >= self._fast_rows:
                     self.flush_pending()
-                return key
+                return key  # type: ignore[return-value]  # taken: key is a plain int >= 0
         # the common case checked inline, every check of _check_data and _check_name kept (a
         # fixed-shape C-contiguous ndarray of the arrayset's dtype, an int key >= 0): ~1.5 us
         # of the ~4 us a sample of a ``with`` loop cost; anything else takes the full checks

@@ -196,3 +196,30 @@ def test_blake3_rows_equal_the_blake3_package_on_both_lane_widths(sixteen):
                 assert rowhash.blake3_rows(rows, width, suffix) == want, (width, n)
     finally:
         _rowhash.b3_lanes(True)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["object-head", "array-struct"])
+def test_row_hold_takes_exactly_the_common_case_on_both_layout_reads(direct):
+    if not rowhash.available:
+        pytest.skip("hangar.plumbing._rowhash is not built (pip install -e . builds it)")
+    dtype = np.dtype(np.uint8)
+    stack, keys = np.zeros((3, *SHAPE), dtype), []
+    hold = rowhash.row_hold(stack, keys, dtype, SHAPE, np.empty(SHAPE, dtype).strides)
+    assert hold is not None
+    assert hold.__self__.direct  # numpy's object head was confirmed on the stack
+    hold.__self__.set_direct(direct)
+
+    class Sub(np.ndarray):
+        pass
+
+    good = np.arange(42, dtype=np.uint8).reshape(SHAPE)
+    others = [(key, value) for key, value, _, _ in BAD] + [
+        (0, good.view(Sub)), (0, good.astype(np.dtype("u1", metadata={"m": 1}))), (np.int64(0), good),
+        (2**63, good), (0, np.zeros((6, 7, 1), np.uint8)), (0, np.zeros((1, 6, 7), np.uint8)[0, ::-1])]
+    for key, value in others:  # left to the full checks: -1, nothing changed
+        assert hold(key, value) == -1, (key, type(value))
+    assert keys == [] and not stack.any()
+    assert hold(4, good) == 1 and hold(0, good[::-1].copy()) == 2 and hold(2**63 - 1, good) == 3
+    assert hold(9, good) == -1  # full: the caller grows or stores the stack
+    assert keys == [4, 0, 2**63 - 1]
+    assert np.array_equal(stack[0], good) and np.array_equal(stack[1], good[::-1]) and np.array_equal(stack[2], good)

@@ -143,7 +143,7 @@ def blake3_rows(buf: object, width: int, suffix: bytes) -> bytes:
 
 
 
-def row_hold(stack: np.ndarray, keys: list, dtype: np.dtype, shape: tuple[int, ...],
+def row_hold(stack: np.ndarray, keys: list[object], dtype: np.dtype, shape: tuple[int, ...],
              strides: tuple[int, ...]) -> Optional[Callable[[object, object], int]]:
     """A writer loop's add in one C call (i14i), or None where the extension is not built (or
     :data:`available` is turned off).
