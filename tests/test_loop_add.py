@@ -223,3 +223,23 @@ def test_row_hold_takes_exactly_the_common_case_on_both_layout_reads(direct):
     assert hold(9, good) == -1  # full: the caller grows or stores the stack
     assert keys == [4, 0, 2**63 - 1]
     assert np.array_equal(stack[0], good) and np.array_equal(stack[1], good[::-1]) and np.array_equal(stack[2], good)
+
+
+@pytest.mark.parametrize("keys, error", [
+    ([0, -1, 2], InvalidNameError), ([0, True, 2], InvalidNameError), ([0, None, 2], ValueError),
+    ([0, 1.0, 2], InvalidNameError), ([0, "a/b", 2], InvalidNameError), ([0, 1, 2, 3], ValueError),
+    ([0, 2**63, 2], None), ([np.int64(0), 1, 2], None), ([0, "a", 2], None), ([5, 6, 7], None)])
+def test_stacked_add_keys_checked_in_one_pass_or_one_by_one(tmp_path, built, keys, error):
+    data = _data(3)
+    repo, co, x = _new(tmp_path, "stacked-keys")
+    x[100] = data[0]  # held back: stored before the stacked add
+    if error is not None:
+        with pytest.raises(error):
+            co["x", keys] = data
+        assert list(x.keys()) == [100]  # nothing staged by the refused add
+    else:
+        co["x", keys] = data
+        assert sorted(map(str, x.keys())) == sorted(map(str, [100, *(int(k) if not isinstance(k, str) else k
+                                                                      for k in keys)]))
+        assert all(np.array_equal(x[k], data[i]) for i, k in enumerate(keys))
+    co.close()
