@@ -243,3 +243,25 @@ def test_stacked_add_keys_checked_in_one_pass_or_one_by_one(tmp_path, built, key
                                                                       for k in keys)]))
         assert all(np.array_equal(x[k], data[i]) for i, k in enumerate(keys))
     co.close()
+
+
+@pytest.mark.parametrize("shape, dtype", [((), np.float32), ((5,), np.int64), ((2, 3, 4), ">f8"), ((3,), np.bool_),
+                                          ((1,) * 31, np.uint16)])
+def test_loops_of_other_shapes_and_dtypes_commit_what_a_stacked_add_commits(tmp_path, run_git, built, shape, dtype):
+    data = np.random.default_rng(9).integers(0, 2, size=(70, *shape)).astype(dtype)
+    trees = []
+    for name in ("loop", "stacked"):
+        (tmp_path / name).mkdir()
+        repo = Repository(tmp_path / name, exists=False)
+        repo.init(user_name="T", user_email="t@example.com")
+        co = repo.checkout(write=True)
+        x = co.arraysets.init_arrayset("x", shape=shape, dtype=data.dtype)
+        if name == "loop":
+            for i in range(len(data)):
+                x[i] = data[i] if shape else np.array(data[i])  # a 0-d sample: data[i] is a numpy scalar
+            assert all(np.array_equal(x[i], data[i]) for i in range(len(data)))
+        else:
+            co["x", list(range(len(data)))] = data
+        trees.append(_tree(run_git, repo, co.commit(name)))
+        co.close()
+    assert trees[0] == trees[1]

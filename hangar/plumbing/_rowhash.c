@@ -2086,10 +2086,15 @@ static PyObject *rowhold_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                           &PyTuple_Type, &shape, &PyTuple_Type, &strides))
         return NULL;
     Py_ssize_t nd = PyTuple_GET_SIZE(shape);
-    if (nd < 1 || nd > 32) {
-        PyErr_SetString(PyExc_ValueError, "RowHold: shape must have 1 to 32 dimensions");
+    if (nd > 32) {
+        PyErr_SetString(PyExc_ValueError, "RowHold: shape must have at most 32 dimensions");
         return NULL;
     }
+    PyObject *isz = PyObject_GetAttrString(dtype, "itemsize");
+    Py_ssize_t itemsize = isz == NULL ? -1 : PyLong_AsSsize_t(isz);
+    Py_XDECREF(isz);
+    if (itemsize == -1 && PyErr_Occurred())
+        return NULL;
     RowHoldObject *self = (RowHoldObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
@@ -2099,7 +2104,7 @@ static PyObject *rowhold_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(self);
         return NULL;
     }
-    Py_ssize_t width = 1;
+    Py_ssize_t width = itemsize;  /* a C-contiguous row's bytes (a 0-d sample: one item) */
     for (Py_ssize_t i = 0; i < nd; i++) {
         if (self->dims[i] < 1 || width > PY_SSIZE_T_MAX / self->dims[i]) {
             PyErr_SetString(PyExc_ValueError, "RowHold: shape must be positive");
@@ -2108,8 +2113,6 @@ static PyObject *rowhold_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         }
         width *= self->dims[i];
     }
-    /* the row width is the C-contiguous row's bytes: the last stride is the item size */
-    width *= self->dims[32 + nd - 1];
     if (width < 1 || self->stack.len % width != 0) {
         PyErr_SetString(PyExc_ValueError, "RowHold: stack must hold whole rows");
         Py_DECREF(self);
