@@ -175,6 +175,24 @@ def start_writeback(fd: int, offset: int, length: int) -> bool:
     return started
 
 
+def row_hold(stack: np.ndarray, keys: list[object], dtype: np.dtype, shape: tuple[int, ...],
+             strides: tuple[int, ...]) -> Optional[Callable[[object, object], int]]:
+    """A writer loop's add in one C call (i14i), or None where the extension is not built (or
+    :data:`available` is turned off) or does not take this stack.
+
+    The callable ``hold(key, value)`` copies ``value`` into row ``len(keys)`` of ``stack`` (a
+    writable C-contiguous array of rows of ``shape``) and appends ``key`` to ``keys``, returning
+    ``len(keys)`` then, when ``key`` is a plain int >= 0 and ``value`` an exact ``numpy.ndarray``
+    whose dtype is the object ``dtype`` and whose shape and strides are ``shape`` and ``strides``
+    and a row is free; otherwise it returns -1 and changes nothing (the caller's full checks run).
+    """
+    if _ext is None or not available:
+        return None
+    try:
+        return _ext.RowHold(stack, keys, np.ndarray, dtype, shape, strides).hold
+    except (ValueError, TypeError, BufferError):  # a layout it does not take (no rows of >= 1 byte):
+        return None  # the caller's Python path serves
+
 # ------------------------------------------------------------------ stored checks on reads
 # A pack index keeps, per sample, the xxh3-64 of its stored bytes with 0 kept as 1 (0 there
 # means "none recorded": such samples are not checked). These check many samples in one call

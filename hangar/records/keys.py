@@ -108,6 +108,19 @@ def encode_keys(keys: list[Key]) -> list[str]:
     return [encode_key(k) for k in keys]
 
 
+def int_key_names(keys: list[Any]) -> list[str] | None:
+    """:func:`encode_keys` of ``keys`` when every one is a plain int from 0 to 2**63 - 1 (so valid:
+    one C pass checks and encodes them), else None (the caller validates them one by one)."""
+    from hangar.plumbing import rowhash  # here: keys is imported by the CLI, which stays light
+
+    if rowhash.available and type(keys) is list and keys:
+        try:
+            return rowhash.int_names(keys, "i:")
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return None
+
+
 def decode_key(entry_name: str) -> Key:
     """Inverse of :func:`encode_key`."""
     if entry_name.startswith("i:"):
