@@ -67,6 +67,11 @@ _GATHER_UPTO = 64 << 10
 _GATHER_FROM_ROWS = 8
 
 
+def _nothing() -> None:
+    """What :func:`hangar.plumbing.rowhash.check_rows_beside` runs beside the helper where the
+    caller has nothing else to do: both threads hash."""
+
+
 def check_stored(loc: Location, data: bytes | memoryview | np.ndarray, digest: bytes) -> None:
     """Raise ``CorruptDataError`` unless ``data`` (a sample's stored bytes) match the checksum of ``loc``.
 
@@ -1388,21 +1393,15 @@ class TensorStore:
         GIL): one Python-level xxh3 call per sample held the GIL against the consumer of
         ``values()``. Most rows are checked as they are read (``readinto_rows_checked``, while in
         cache); these are the rest (rows gathered from a scratch range, reordered batches).
-        Large samples are hashed in two threads.
+        Large samples are hashed in two threads (no thread started per call).
         """
         m = len(which)
         if not m:
             return
         size = flat.shape[1]
         expected = checks[which]
-        if threads and size >= _THREADED_CHECK_FROM and m >= 4:
-            half = m // 2
-            with ThreadPoolExecutor(1, thread_name_prefix="hangar-check") as pool:
-                other = pool.submit(rowhash.check_rows, flat, which[half:], expected[half:])
-                bad = rowhash.check_rows(flat, which[:half], expected[:half])
-                rest = other.result()
-            if bad < 0 <= rest:
-                bad = half + rest
+        if threads and size >= _THREADED_CHECK_FROM and m >= 4:  # this thread and the extension's helper
+            bad = rowhash.check_rows_beside(flat, which, expected, _nothing)[1]
         else:
             bad = rowhash.check_rows(flat, which, expected)
         if bad >= 0:
