@@ -51,22 +51,26 @@ def test_xxh3_copy_equals_one_shot_xxh3_at_every_length_width_and_alignment():
     widths = _widths()
     assert 0 in widths
     data = np.random.default_rng(1).integers(0, 256, max(LENGTHS) + 8, dtype=np.uint8)
-    scratch = np.zeros(max(LENGTHS) + 128, dtype=np.uint8)
+    scratch = np.zeros(max(LENGTHS) + 256, dtype=np.uint8)
     base = -scratch.ctypes.data % 64  # scratch[base:] starts on a 64-byte boundary
-    # destinations 64- and 32-byte aligned (wide stores), 16-byte aligned (np.empty's), odd:
-    # all of them around block edges, one per length (in turn) elsewhere
-    dst_ats = (0, 32, 16, 48, 8, 1)
+    # destinations 64- and 32-byte aligned (wide stores), 16-byte aligned (np.empty's), 4-byte
+    # aligned (AVX-512: aligned stores joined from two stripes), odd: all of them around block
+    # edges, one per length (in turn) elsewhere; no byte either side of the destination written
+    dst_ats = (0, 32, 16, 48, 8, 1, 4, 60)
     for n in LENGTHS:
         edge = n > 2048 or n % 1024 in (0, 1, 63, 64, 65, 1023)
         for src_at in (0, 1, 7) if edge else (n % 3,):
             src = data[src_at:src_at + n]
             want = xxhash.xxh3_64_intdigest(src.tobytes())
-            for dst_at in dst_ats if edge else (dst_ats[n % 6],):
+            for dst_at in dst_ats if edge else (dst_ats[n % len(dst_ats)],):
                 for w in [-1, *widths]:
-                    out = scratch[base + dst_at:base + dst_at + n]
-                    out[:] = 0xA5
+                    at = base + 64 + dst_at
+                    scratch[at - 64:at + n + 64] = 0xA5  # a store is 64 bytes at most: 64 either side
+                    out = scratch[at:at + n]
                     assert _rowhash.xxh3_copy(src, out, w) == want, (n, src_at, dst_at, w)
                     assert np.array_equal(out, src), (n, src_at, dst_at, w)
+                    assert (scratch[at - 64:at] == 0xA5).all() and (scratch[at + n:at + n + 64] == 0xA5).all(), \
+                        (n, src_at, dst_at, w)
 
 
 @needs_ext

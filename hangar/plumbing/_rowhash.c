@@ -1660,6 +1660,198 @@ done:
 }
 /* ------------------------------------------------------------------ end i14r */
 
+/* ---- i12r: rows checked by a helper thread beside the caller's own work ----
+ * check_rows_beside(flat, width, which, checks, fn) -> (fn(), bad): call fn() (holding the GIL)
+ * while a helper thread checks the stored xxh3 of rows which[k] (all rows 0..m-1 when which is
+ * None) of flat (whole rows of width bytes) against checks[k] (uint64; 0: none recorded); then
+ * check, without the GIL, what the helper has not: both take chunks from one cursor. bad: the
+ * position of a mismatching row (the first any thread found), or -1; every row is checked, or
+ * a mismatch found, before this returns, and no thread reads flat after it.
+ *
+ * Why: get_batch of W1 (60,000 x 784 B) makes 60,000 numpy views (~5 ms holding the GIL) and
+ * hashes 47 MB (~5 ms); a Python thread cannot start hashing while the views hold the GIL (its
+ * own Python code needs it first), so the last version started a new thread per call and waited
+ * for it to run (0.1-0.5 ms idle, up to ~4 ms on the busy 2-core box), then split the rows in a
+ * fixed ratio, leaving one thread idle whenever the scheduler ran the other late. The helper is
+ * a plain pthread, started once, which never touches Python objects: it starts on the rows as
+ * soon as it is scheduled, and the shared cursor balances the rest. */
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+
+/* rows a chunk claims: about 64 KiB (W1: 83 rows, ~15 us of hashing; a 150 KB sample: one), so
+ * the claims' atomic adds are noise and the caller waits little for the helper's last chunk */
+#define BESIDE_CHUNK_BYTES (64 << 10)
+
+struct beside_job {
+    const unsigned char *p;
+    Py_ssize_t width;
+    const int64_t *w;   /* NULL: rows 0..m-1 */
+    const uint64_t *c;
+    int64_t m, chunk;
+    int64_t cursor;     /* atomic: next position to claim */
+    int64_t bad;        /* atomic: first mismatching position found, m: none */
+    int users;          /* helper threads inside the job (under beside_mu) */
+};
+
+static pthread_mutex_t beside_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t beside_posted = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t beside_left = PTHREAD_COND_INITIALIZER;
+static struct beside_job *beside_slot;  /* posted, not taken yet */
+static int beside_state;                /* 0: no helper yet, 1: running, -1: could not start one */
+
+static void beside_run(struct beside_job *j)
+{
+    for (;;) {
+        int64_t k0 = __atomic_fetch_add(&j->cursor, j->chunk, __ATOMIC_RELAXED);
+        if (k0 >= j->m)
+            return;
+        int64_t k1 = k0 + j->chunk < j->m ? k0 + j->chunk : j->m;
+        if (__atomic_load_n(&j->bad, __ATOMIC_RELAXED) < j->m)
+            return;  /* a mismatch was found: the rest need no checking */
+        for (int64_t k = k0; k < k1; k++) {
+            int64_t r = j->w ? j->w[k] : k;
+            if (j->c[k] && stored_check_of(j->p + r * j->width, (size_t)j->width) != j->c[k]) {
+                int64_t cur = __atomic_load_n(&j->bad, __ATOMIC_RELAXED);
+                while (k < cur && !__atomic_compare_exchange_n(&j->bad, &cur, k, 0, __ATOMIC_RELAXED,
+                                                               __ATOMIC_RELAXED))
+                    ;
+                return;
+            }
+        }
+    }
+}
+
+static void *beside_helper(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&beside_mu);
+    for (;;) {
+        while (beside_slot == NULL)
+            pthread_cond_wait(&beside_posted, &beside_mu);
+        struct beside_job *j = beside_slot;
+        beside_slot = NULL;
+        j->users++;
+        pthread_mutex_unlock(&beside_mu);
+        beside_run(j);
+        pthread_mutex_lock(&beside_mu);
+        if (--j->users == 0)
+            pthread_cond_broadcast(&beside_left);
+    }
+    return NULL;
+}
+
+/* a forked child has no helper thread (and may have forked while another thread held the
+ * mutex): it starts its own on first use */
+static void beside_after_fork_child(void)
+{
+    pthread_mutex_init(&beside_mu, NULL);
+    pthread_cond_init(&beside_posted, NULL);
+    pthread_cond_init(&beside_left, NULL);
+    beside_slot = NULL;
+    beside_state = 0;
+}
+
+/* under beside_mu: post j to the helper (started on first use, all signals blocked in it: they
+ * belong to Python's main thread); 0 where no helper can be had or it has a job waiting */
+static int beside_post(struct beside_job *j)
+{
+    if (beside_state == 0) {
+        pthread_t t;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int err = pthread_create(&t, NULL, beside_helper, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (err == 0) {
+#ifdef __linux__
+            pthread_setname_np(t, "hangar-check");  /* named before it runs: top -H, /proc/<pid>/task/<tid>/comm */
+#endif
+            pthread_detach(t);
+            beside_state = 1;
+        } else {
+            beside_state = -1;
+        }
+    }
+    if (beside_state != 1 || beside_slot != NULL)
+        return 0;
+    beside_slot = j;
+    pthread_cond_signal(&beside_posted);
+    return 1;
+}
+
+static PyObject *check_rows_beside(PyObject *self, PyObject *args)
+{
+    Py_buffer flat, checks, which = {0};
+    PyObject *which_obj, *fn;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "y*nOy*O", &flat, &width, &which_obj, &checks, &fn))
+        return NULL;
+    int have_which = which_obj != Py_None;
+    if (have_which && PyObject_GetBuffer(which_obj, &which, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&flat);
+        PyBuffer_Release(&checks);
+        return NULL;
+    }
+    Py_ssize_t m = checks.len / 8, n = width > 0 ? flat.len / width : 0;
+    const int64_t *w = which.buf;
+    const char *why = NULL;
+    if (width <= 0 || flat.len % width || checks.len % 8)
+        why = "flat must be whole rows of width bytes and checks uint64";
+    else if (have_which ? which.len != checks.len : m > n)
+        why = "give one check per row of which (or per row of flat, which None)";
+    for (Py_ssize_t k = 0; !why && have_which && k < m; k++)
+        if (w[k] < 0 || w[k] >= n)
+            why = "a row of which is outside flat";
+    PyObject *res = NULL, *got = NULL;
+    if (why) {
+        PyErr_Format(PyExc_ValueError, "check_rows_beside: %s (%zd bytes of rows of %zd, %zd checks)", why, flat.len,
+                     width, m);
+    } else {
+        int64_t chunk = (int64_t)(BESIDE_CHUNK_BYTES / width);
+        struct beside_job job = {flat.buf, width, have_which ? w : NULL, checks.buf, m, chunk < 1 ? 1 : chunk, 0, m,
+                                 0};
+        int posted = 0;
+        if (m) {
+            pthread_mutex_lock(&beside_mu);
+            posted = beside_post(&job);
+            pthread_mutex_unlock(&beside_mu);
+        }
+        got = PyObject_CallNoArgs(fn);
+        Py_BEGIN_ALLOW_THREADS
+        if (got != NULL)
+            beside_run(&job);
+        else  /* fn raised: nothing more is checked, the error is what the caller gets */
+            __atomic_store_n(&job.cursor, job.m, __ATOMIC_RELAXED);
+        if (posted) {  /* the job lives in this frame: wait until the helper has left it */
+            pthread_mutex_lock(&beside_mu);
+            if (beside_slot == &job)
+                beside_slot = NULL;
+            while (job.users)
+                pthread_cond_wait(&beside_left, &beside_mu);
+            pthread_mutex_unlock(&beside_mu);
+        }
+        Py_END_ALLOW_THREADS
+        if (got != NULL) {
+            res = Py_BuildValue("Nn", got, (Py_ssize_t)(job.bad < job.m ? job.bad : -1));
+            got = NULL;
+        }
+    }
+    Py_XDECREF(got);
+    PyBuffer_Release(&flat);
+    PyBuffer_Release(&checks);
+    if (have_which)
+        PyBuffer_Release(&which);
+    return res;
+}
+
+static void check_rows_beside_init(void)
+{
+    pthread_atfork(NULL, NULL, beside_after_fork_child);
+}
+/* ---- end i12r ---- */
+
 static PyObject *crc32_rows(PyObject *self, PyObject *args) { return sums_rows(args, crc32_of); }
 
 /* int_names(keys, prefix) -> list[str]: prefix + decimal of each int of the list keys (each a
@@ -3190,6 +3382,9 @@ static PyMethodDef methods[] = {
     {"gather_rows_checked", gather_rows_checked, METH_VARARGS,  /* i14r */
      "gather_rows_checked(src, offsets, out, width, checks) -> int: copy each row from src at its offset and "
      "check it; the first mismatching row, or -1"},
+    {"check_rows_beside", check_rows_beside, METH_VARARGS,  /* i12r */
+     "check_rows_beside(flat, width, which, checks, fn) -> (fn(), bad): call fn() while a helper thread checks "
+     "rows against their stored checks, then check the rest; bad: a mismatching position or -1"},
     {"copy_checked", copy_checked, METH_VARARGS,  /* i12g */
      "copy_checked(src, out, check) -> bool: copy src into out and compare the stored check of the bytes "
      "written with check (0: not compared, True), in one pass"},
@@ -3257,6 +3452,7 @@ PyMODINIT_FUNC PyInit__rowhash(void)
     }
 #endif
     copy_checked_init();  /* i12g */
+    check_rows_beside_init();  /* i12r */
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && (PyModule_AddIntConstant(m, "sha_ni", has_sha_ni) < 0 ||
                       PyModule_AddIntConstant(m, "xxh3_vector", xxh3_vector) < 0 ||

@@ -13,9 +13,14 @@
  * the copy afterwards added ~3.3 us (memcpy 6.9 us, + xxh3 10.2 us, fused 7.1-7.5 us: per-call
  * p10 over 12,000 interleaved calls, AVX-512 build). Stores that straddle two cache lines cost
  * extra, and arrays from np.empty are only 16-byte aligned: there a 64-byte store splits every
- * time (fused 7.4-7.6 us), four 16-byte stores of the same registers never do (6.9 us, memcpy 6.7-6.8):
- * the AVX-512 build always stores 16-byte pieces, the AVX2 build 32-byte ones into 32-byte-aligned
- * destinations and 16-byte ones elsewhere. */
+ * time. The AVX-512 build first stored each stripe as four 16-byte pieces (three extracts and
+ * four stores a stripe); timed in C with rdtsc around each call (20,000 random 150 KB samples of
+ * a 300 MB pack, every variant interleaved call by call), that loop stayed 0.3-0.6 us (3-5%)
+ * behind memcpy (glibc's rep movsb here) at every destination alignment: the missing +0.7 us of
+ * a checked single read. It now stores one aligned 64-byte register a stripe, made by one
+ * permute of this stripe and the last (vpermt2d): as fast as memcpy from DRAM (11.4-12.1 vs
+ * 11.5-12.2 us p10 at alignments 0/16/32/48). The AVX2 build stores 32-byte pieces into
+ * 32-byte-aligned destinations and 16-byte ones elsewhere. */
 #ifndef HANGAR_XXH3_COPY
 #error "define HANGAR_XXH3_COPY (the function's name) before including _xxh3_copy.h"
 #endif
@@ -30,7 +35,8 @@
 #endif
 
 /* HANGAR_STEP_WIDE / HANGAR_STEP_NARROW(acc, d, s, sec): copy the 64-byte stripe s to d and
- * accumulate it (WIDE for a destination aligned to HANGAR_WIDE_ALIGN + 1, NARROW otherwise) */
+ * accumulate it (WIDE for a destination aligned to HANGAR_WIDE_ALIGN + 1, NARROW otherwise;
+ * the AVX-512 build also has HANGAR_STEP_SHIFTED for any 4-byte-aligned destination) */
 #if XXH_VECTOR == XXH_AVX512
 /* the accumulate of XXH3_accumulate_512_avx512 on the register v just stored */
 #define HANGAR_ACC512(acc, v, sec)                                                                  \
@@ -41,10 +47,9 @@
         __m512i const sx_swap = _mm512_shuffle_epi32((v), (_MM_PERM_ENUM)_MM_SHUFFLE(1, 0, 3, 2));  \
         *sx_acc = _mm512_add_epi64(sx_prod, _mm512_add_epi64(*sx_acc, sx_swap));                    \
     } while (0)
-/* four 16-byte stores of the loaded register, whatever the alignment: none straddles a cache
- * line when the destination is 16-byte aligned (np.empty's), and even into a 64-byte-aligned one
- * they ran as fast as memcpy where one 64-byte store ran ~0.4 us (5%) slower (150 KB, from L3 or
- * DRAM, per-call p10) */
+/* four 16-byte stores of the loaded register: only for destinations not 4-byte aligned now
+ * (none straddles a line when 16-byte aligned, but the three extracts and four stores a stripe
+ * kept the loop 0.3-0.6 us per 150 KB behind memcpy; see the top of this file) */
 #define HANGAR_STEP_NARROW(acc, d, s, sec)                                                          \
     do {                                                                                            \
         __m512i const sx_v = _mm512_loadu_si512((const void *)(s));                                 \
@@ -54,8 +59,31 @@
         _mm_storeu_si128((__m128i *)(void *)((d) + 48), _mm512_extracti32x4_epi32(sx_v, 3));        \
         HANGAR_ACC512(acc, sx_v, sec);                                                              \
     } while (0)
-#define HANGAR_STEP_WIDE HANGAR_STEP_NARROW
-#define HANGAR_WIDE_ALIGN 0
+/* a 64-byte-aligned destination: one aligned store of the register */
+#define HANGAR_STEP_WIDE(acc, d, s, sec)                                                            \
+    do {                                                                                            \
+        __m512i const sx_v = _mm512_loadu_si512((const void *)(s));                                 \
+        _mm512_store_si512((void *)(d), sx_v);                                                      \
+        HANGAR_ACC512(acc, sx_v, sec);                                                              \
+    } while (0)
+#define HANGAR_WIDE_ALIGN 63
+/* a destination 4-byte aligned, sx_mis = its address mod 64 (not 0): the first stripe is stored
+ * unaligned; each later one, joined by one permute to the last a bytes of the stripe before
+ * (sx_prev, the register that was hashed), fills the aligned 64 bytes ending a bytes into it;
+ * HANGAR_STRIPES_DONE stores the last stripe's register whole (its last a bytes). Every byte
+ * written comes from a register that is hashed: the source is read once. */
+#define HANGAR_HAS_SHIFTED 1
+#define HANGAR_STEP_SHIFTED(acc, d, s, sec)                                                         \
+    do {                                                                                            \
+        __m512i const sx_v = _mm512_loadu_si512((const void *)(s));                                 \
+        if ((d) == dst)                                                                             \
+            _mm512_storeu_si512((void *)(d), sx_v);                                                 \
+        else                                                                                        \
+            _mm512_store_si512((void *)((d) - sx_mis), _mm512_permutex2var_epi32(sx_prev, sx_idx, sx_v)); \
+        HANGAR_ACC512(acc, sx_v, sec);                                                              \
+        sx_prev = sx_v;                                                                             \
+    } while (0)
+#define HANGAR_SHIFTED_DONE(d) _mm512_storeu_si512((void *)((d) - XXH_STRIPE_LEN), sx_prev)
 #elif XXH_VECTOR == XXH_AVX2
 /* the accumulate of XXH3_accumulate_512_avx2 (half h of the stripe) on the register v just stored */
 #define HANGAR_ACC256(acc, h, v, sec)                                                               \
@@ -96,8 +124,14 @@
 #define HANGAR_WIDE_ALIGN 0
 #endif
 
-/* the loop of XXH3_hashLong_internal_loop + XXH3_hashLong_64b_internal, len > XXH3_MIDSIZE_MAX */
-#define HANGAR_XXH3_COPY_LOOP(STEP)                                                                 \
+#ifndef HANGAR_HAS_SHIFTED
+#define HANGAR_HAS_SHIFTED 0
+#endif
+#define HANGAR_NOTHING_DONE(d) ((void)(d))
+
+/* the loop of XXH3_hashLong_internal_loop + XXH3_hashLong_64b_internal, len > XXH3_MIDSIZE_MAX;
+ * DONE(dst + off) runs after the last whole stripe, before the tail is copied */
+#define HANGAR_XXH3_COPY_LOOP(STEP, DONE)                                                           \
     do {                                                                                            \
         const xxh_u8 *const secret_ = XXH3_kSecret;                                                 \
         const size_t ssize_ = sizeof(XXH3_kSecret);                                                 \
@@ -116,6 +150,7 @@
         const size_t ns_ = ((len - 1) - off_) / XXH_STRIPE_LEN;                                     \
         for (size_t k_ = 0; k_ < ns_; k_++, off_ += XXH_STRIPE_LEN)                                 \
             STEP(acc, dst + off_, src + off_, secret_ + k_ * XXH_SECRET_CONSUME_RATE);              \
+        DONE(dst + off_);                                                                           \
         memcpy(dst + off_, src + off_, len - off_);                                                 \
         XXH3_accumulate_512(acc, dst + len - XXH_STRIPE_LEN,                                        \
                             secret_ + ssize_ - XXH_STRIPE_LEN - XXH_SECRET_LASTACC_START);          \
@@ -134,9 +169,18 @@ uint64_t HANGAR_XXH3_COPY(void *dst_, const void *src_, size_t len)
     }
     XXH_ALIGN(XXH_ACC_ALIGN) xxh_u64 acc[XXH_ACC_NB] = XXH3_INIT_ACC;
     if (((uintptr_t)dst & HANGAR_WIDE_ALIGN) == 0)
-        HANGAR_XXH3_COPY_LOOP(HANGAR_STEP_WIDE);
-    else
-        HANGAR_XXH3_COPY_LOOP(HANGAR_STEP_NARROW);
+        HANGAR_XXH3_COPY_LOOP(HANGAR_STEP_WIDE, HANGAR_NOTHING_DONE);
+#if HANGAR_HAS_SHIFTED
+    if (((uintptr_t)dst & 3) == 0) {
+        size_t const sx_mis = (uintptr_t)dst & 63;
+        /* dword i of the joined store is dword i + (64 - sx_mis) / 4 of (sx_prev, sx_v) */
+        __m512i const sx_idx = _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                _mm512_set1_epi32((int)((XXH_STRIPE_LEN - sx_mis) / 4)));
+        __m512i sx_prev = _mm512_setzero_si512();
+        HANGAR_XXH3_COPY_LOOP(HANGAR_STEP_SHIFTED, HANGAR_SHIFTED_DONE);
+    }
+#endif
+    HANGAR_XXH3_COPY_LOOP(HANGAR_STEP_NARROW, HANGAR_NOTHING_DONE);
 }
 
 #undef HANGAR_ACC512
@@ -145,3 +189,7 @@ uint64_t HANGAR_XXH3_COPY(void *dst_, const void *src_, size_t len)
 #undef HANGAR_STEP_NARROW
 #undef HANGAR_WIDE_ALIGN
 #undef HANGAR_XXH3_COPY_LOOP
+#undef HANGAR_HAS_SHIFTED
+#undef HANGAR_STEP_SHIFTED
+#undef HANGAR_SHIFTED_DONE
+#undef HANGAR_NOTHING_DONE

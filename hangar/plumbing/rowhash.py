@@ -8,7 +8,7 @@ pure-Python path here and take it when ``available`` is False (tests set it so).
 from __future__ import annotations
 
 import os
-from typing import Callable, NoReturn, Optional
+from typing import Callable, NoReturn, Optional, TypeVar
 
 import numpy as np
 from xxhash import xxh3_64_intdigest as _xxh3
@@ -483,3 +483,47 @@ def copy_checked_guarded(src: object, out: object, check: int) -> int:
         except ValueError as e:  # lengths differ, or the buffers overlap
             raise InvalidArgumentError(f"{e}; give a destination of the source's length") from None
     return int(copy_checked(src, out, check))
+
+
+
+T = TypeVar("T")
+
+
+def check_rows_beside(flat: np.ndarray, which: Optional[np.ndarray], checks: np.ndarray,
+                      fn: Callable[[], T]) -> tuple[T, int]:
+    """Call ``fn()`` while another thread checks rows ``flat[which[k]]`` (``flat[k]`` when
+    ``which`` is None) of a C-contiguous 2-d uint8 array against ``checks[k]`` (their
+    :func:`stored_check`; 0: none recorded), then check what that thread has not.
+
+    The C path keeps one helper thread (a plain thread, started on first use, that never holds
+    the GIL): it starts hashing as soon as it runs, while ``fn`` holds the GIL, and both take
+    chunks of rows from one cursor once ``fn`` returns. Every row is checked (or a mismatch
+    found) before this returns, and no thread reads ``flat`` afterwards. Without the extension:
+    ``fn()``, then the checks, in this thread.
+
+    Returns
+    -------
+    tuple
+        ``(fn(), bad)``: ``bad`` the position ``k`` of a mismatching row (the first one found),
+        or ``-1``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        (a ``ValueError``) when ``checks`` does not hold one item per row of ``which`` (at most
+        one per row of ``flat`` when None), or a row of ``which`` is outside ``flat``.
+    """
+    n, width = flat.shape
+    sums = np.ascontiguousarray(checks, dtype=np.uint64)
+    rows = None if which is None else np.ascontiguousarray(which, dtype=np.int64)
+    m = len(sums)
+    if (m > n if rows is None else len(rows) != m) or (rows is not None and m and
+                                                        (int(rows.min()) < 0 or int(rows.max()) >= n)):
+        raise InvalidArgumentError(f"check_rows_beside: {m} checks for {n if rows is None else len(rows)} rows "
+                                   f"of a {n}-row array; give one check per row, rows inside the array")
+    c_beside = getattr(_ext, "check_rows_beside", None)  # None in a build older than this function
+    if c_beside is not None and available and width:
+        got, bad = c_beside(flat, width, rows, sums, fn)
+        return got, int(bad)
+    got = fn()
+    return got, check_rows(flat, np.arange(m) if rows is None else rows, sums) if m else -1

@@ -49,10 +49,8 @@ _TABLES_IN_MEMORY = 16
 #: (copying 47 MB into fresh memory: ~27 ms; mapping it: <1 ms; below ~1 MiB the mmap and munmap
 #: calls and page-table setup cost about what the copy does)
 _MAP_FROM = 1 << 20
-#: bytes hashed from memory (xxh3, ~10 GB/s) in about the time one numpy view is made (~90 ns):
-#: how :meth:`TensorStore._views_checked` shares the hashing between its two threads
-_VIEW_BYTES = 900
-#: and does so from batches of this many bytes (below, the views and hashes take well under a ms)
+#: :meth:`TensorStore._views_checked` hashes beside the views in another thread from batches of this
+#: many bytes (below, the views and hashes take well under a ms)
 _OVERLAP_FROM = 4 << 20
 #: a batch read coalesces samples whose pack ranges are at most this far apart into one read
 _GAP = 64 << 10
@@ -67,6 +65,11 @@ _PIPELINE_SPAN = 4 << 20
 _GATHER_UPTO = 64 << 10
 #: ... when it has at least this many samples
 _GATHER_FROM_ROWS = 8
+
+
+def _nothing() -> None:
+    """What :func:`hangar.plumbing.rowhash.check_rows_beside` runs beside the helper where the
+    caller has nothing else to do: both threads hash."""
 
 
 def check_stored(loc: Location, data: bytes | memoryview | np.ndarray, digest: bytes) -> None:
@@ -1264,31 +1267,21 @@ class TensorStore:
         """``list(arr)`` (one view per sample of ``arr``, which is ``flat`` read as samples), once the
         stored checksum of every row of ``flat`` (raw stored bytes of ``rows``) matches ``checks``.
 
-        The views are made (holding the GIL, ~90 ns each) while another thread hashes (without
-        it): W1's 60,000 x 784 B took 5.4 ms for the views and 4.8 ms for the hashes one after
-        the other. That thread takes the rows from ``h`` on and this one the first ``h`` after its
-        views, ``h`` chosen so both finish together (a view costs about as long as hashing ~900 B
-        from memory): all of them for small samples, about half for large ones.
+        The views are made (holding the GIL, ~90 ns each) while the extension's helper thread
+        hashes, then this thread hashes too until no row is left
+        (:func:`hangar.plumbing.rowhash.check_rows_beside`): W1's 60,000 x 784 B took 5.4 ms for
+        the views and 4.8 ms for the hashes one after the other.
         """
         n, size = flat.shape
-        which = np.flatnonzero(checks)  # 0: no check recorded (format-1 packs)
-        if n * size < _OVERLAP_FROM:  # starting a thread (~0.1-0.5 ms) costs more than it hides
-            self._check_rows(table, rows, flat, which, checks)
+        if n * size < _OVERLAP_FROM:  # handing rows to the other thread costs more than it hides
+            self._check_rows(table, rows, flat, np.flatnonzero(checks), checks)
             return list(arr)
-        h = max(0, (n * size - n * _VIEW_BYTES) // 2) // size
-        h = int(np.searchsorted(which, h))
-        pool = ThreadPoolExecutor(1, thread_name_prefix="hangar-check")
-        try:
-            other = pool.submit(rowhash.check_rows, flat, which[h:], checks[which[h:]]) if h < len(which) else None
-            samples = list(arr)
-            bad = rowhash.check_rows(flat, which[:h], checks[which[:h]]) if h else -1
-            rest = other.result() if other is not None else -1
-        finally:
-            pool.shutdown(wait=True)
-        if bad < 0 <= rest:
-            bad = h + rest
+        all_checked = bool(checks.all())  # else some rows have no check recorded (format-1 packs)
+        which = None if all_checked else np.flatnonzero(checks)
+        samples, bad = rowhash.check_rows_beside(flat, which, checks if which is None else checks[which],
+                                                 lambda: list(arr))
         if bad >= 0:
-            r = int(rows[int(which[bad])])
+            r = int(rows[bad if which is None else int(which[bad])])
             raise damaged_sample(table.digests[r].tobytes(), table.packs[table.pack_col[r]], table.offsets.item(r))
         return samples
 
@@ -1467,21 +1460,15 @@ class TensorStore:
         GIL): one Python-level xxh3 call per sample held the GIL against the consumer of
         ``values()``. Most rows are checked as they are read (``readinto_rows_checked``, while in
         cache); these are the rest (rows gathered from a scratch range, reordered batches).
-        Large samples are hashed in two threads.
+        Large samples are hashed in two threads (no thread started per call).
         """
         m = len(which)
         if not m:
             return
         size = flat.shape[1]
         expected = checks[which]
-        if threads and size >= _THREADED_CHECK_FROM and m >= 4:
-            half = m // 2
-            with ThreadPoolExecutor(1, thread_name_prefix="hangar-check") as pool:
-                other = pool.submit(rowhash.check_rows, flat, which[half:], expected[half:])
-                bad = rowhash.check_rows(flat, which[:half], expected[:half])
-                rest = other.result()
-            if bad < 0 <= rest:
-                bad = half + rest
+        if threads and size >= _THREADED_CHECK_FROM and m >= 4:  # this thread and the extension's helper
+            bad = rowhash.check_rows_beside(flat, which, expected, _nothing)[1]
         else:
             bad = rowhash.check_rows(flat, which, expected)
         if bad >= 0:
