@@ -501,19 +501,21 @@ def commit_pointers(git: GitRepo, commits: Iterable[str], arrayset_names: Option
                     seen.add(e.id)
                     walk(e)  # type: ignore[arg-type]  # entries of a fan-out tree are trees
         else:
-            blobs.extend(e.data for e in entries)  # type: ignore[attr-defined]  # leaf entries are pointer blobs
+            ids.extend(e.id.raw for e in entries)  # leaf entries are pointer blobs
 
-    blobs: list[bytes] = []
+    ids: list[bytes] = []
     for c in commits:
         for samples in _sample_trees(repo, c, arrayset_names):
             if samples.id not in seen:
                 seen.add(samples.id)
                 walk(samples)
-                # an arrayset's pointers share one dtype and shape (as a rule): decoded as one
-                # array, ~2 us a sample less than one by one (60,000: 0.12 s -> 0.02 s)
-                for p in decode_pointers(blobs):
+                # read as columns from the packs, each verified against its id (60,000 pointer
+                # blobs: ~0.1 s against ~0.3-0.5 s through libgit2 one by one); an arrayset's
+                # pointers share one dtype and shape (as a rule): decoded as one array, ~2 us a
+                # sample less than one by one (60,000: 0.12 s -> 0.02 s)
+                for p in decode_pointers(git.read_blobs(ids)):
                     out.setdefault(p.digest, p)
-                blobs.clear()
+                ids.clear()
     return out
 
 
