@@ -1,7 +1,9 @@
 """Read many small blobs straight out of a repository's packs, as columns.
 
-Reading 60,000 pointer blobs one by one through libgit2 costs ~5-8 us each (0.3-0.5 s: an
-index search, an inflate set-up and an object per blob). The small blobs hangar writes are
+Reading 60,000 pointer blobs for the first time in a process through libgit2 cost ~0.19 s
+(~3 us each: an index search, an inflate set-up and an object per blob; measured as a tree
+walk taking each entry's ``.data`` minus the same walk taking ids, 0.23 - 0.04 s, loaded);
+here ~0.08-0.09 s. The small blobs hangar writes are
 stored in its packs as single stored (uncompressed) deflate blocks, and ``git upload-pack``
 sends packed objects as they are, so a clone holds them the same way: their content lies in
 the pack file at a fixed place after the entry header. Here the pack indexes are searched with
