@@ -24,6 +24,7 @@ from hangar.plumbing.pack import (
     stage_pack,
     write_pack,
 )
+from hangar.plumbing.packread import read_small_blobs
 
 # tree objects over 4 KiB are not cached by default (850 µs -> 13 µs per lookup)
 pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 1 << 20)
@@ -96,6 +97,17 @@ class GitRepo:
         """The content of object ``oid`` (raw id), without building a pygit2 object (~7 us
         instead of ~12 us for a tree: diff and merge read hundreds)."""
         return self.repo.odb.read(pygit2.Oid(raw=oid))[1]
+
+    def read_blobs(self, ids: list[bytes]) -> list[bytes]:
+        """The content of each blob of ``ids`` (raw ids), in order.
+
+        Small blobs stored whole in a pack (hangar's pointer blobs) are read as columns and each
+        verified against its id (:func:`hangar.plumbing.packread.read_small_blobs`: 60,000 in
+        ~0.08-0.09 s against ~0.19 s of first reads through libgit2); the rest through libgit2.
+        """
+        out = read_small_blobs(self.pack_dir, ids)
+        read = self.repo.odb.read
+        return [b if b is not None else read(pygit2.Oid(raw=i))[1] for b, i in zip(out, ids)]
 
     def write_batch(self, batch: ObjectBatch) -> None:
         """Write the objects of ``batch`` as one pack.

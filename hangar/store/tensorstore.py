@@ -112,6 +112,9 @@ class PendingBlock(NamedTuple):
     start: int  #: pack offset of the first row
     width: int  #: bytes per row (raw: stored length = raw length)
     checks: np.ndarray  #: uint64 stored checks
+    #: a received range (:meth:`TensorStore.put_verified`): each row's uint64 offset, stored length,
+    #: raw length and uint8 codec as columns (``start`` and ``width`` then unused); None: raw rows
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 class VerifiedRun(NamedTuple):
     """Received samples whose bytes :func:`verify_received` checked against their digests."""
 
@@ -321,6 +324,12 @@ class TensorStore:
         for b in blocks:
             n = len(b.digests)
             raw = b.digests.tobytes()
+            if b.columns is not None:
+                offsets, lengths, rawlens, codec_ids = (c.tolist() for c in b.columns)
+                self._pending_map.update(zip((raw[i:i + 32] for i in range(0, 32 * n, 32)), map(
+                    tuple.__new__, repeat(Location), zip(repeat(b.pack), offsets, lengths, rawlens, codec_ids,
+                                                         b.checks.tolist()))))
+                continue
             self._pending_map.update(zip((raw[i:i + 32] for i in range(0, 32 * n, 32)), map(
                 tuple.__new__, repeat(Location), zip(repeat(b.pack), range(b.start, b.start + n * b.width, b.width),
                                                      repeat(b.width), repeat(b.width), repeat(codecs.RAW),
@@ -737,6 +746,8 @@ class TensorStore:
         When all are new and their stored bytes lie back to back in ``run.block`` (a received
         pack range), they are appended as one write. They become visible at :meth:`flush`.
         """
+        if self._append_new_range(run):
+            return len(run.digests)
         # no rescan of the packs directory for digests not found (``locations`` does one): that
         # cost ~0.3 ms a run, a third of a 1 MiB run's write; a sample another process stored
         # meanwhile is stored twice, which content addressing allows (gc keeps one)
@@ -772,6 +783,43 @@ class TensorStore:
         if any(found) or any(d in self._pending for d in run.digests):
             return self.put_verified(run)
         return self._append_run(run, run.block, checks)
+
+    def _append_new_range(self, run: "VerifiedRun") -> bool:
+        """Append a verified received range whose samples are distinct and certainly new (their
+        digest prefixes in neither the index, the pending blocks nor the pending map) as one write,
+        its locations kept as columns (a :class:`PendingBlock` with ``columns``): no ``Location``
+        or dict entry per sample until something looks one up. False (nothing done) otherwise.
+
+        60,000 received MNIST-like samples: the per-sample lookups, ``Location`` tuples and dict
+        entries of :meth:`_append_run` and the flush's per-field walk over them took ~0.1-0.2 s.
+        """
+        n = len(run.digests)
+        block = run.block
+        if block is None or not n or len(run.lengths) != n:
+            return False
+        digests = np.frombuffer(b"".join(run.digests), dtype=np.uint8).reshape(n, 32)
+        ranked = np.sort(digest_prefixes(digests))
+        if bool((ranked[1:] == ranked[:-1]).any()) or self._load_index().may_hold_any(ranked) \
+                or any_shared(ranked, self._blocks_ranked) \
+                or (self._pending_map and any(d in self._pending_map for d in run.digests)):
+            return False  # the exact per-sample path dedups
+        # no rescan of the packs directory (put_verified's reason): a sample another process
+        # stored meanwhile is stored twice, which content addressing allows
+        checks = np.asarray(stored_checks(run.payloads), dtype=np.uint64)
+        self._check_failed()
+        start = self._open_writer().append(block)
+        lengths = np.asarray(run.lengths, dtype=np.uint64)
+        offsets = np.cumsum(lengths) - lengths + np.uint64(start)
+        self._pending_blocks.append(PendingBlock(
+            self._pending_pack, digests, start, 0, checks,
+            (offsets, lengths, np.asarray(run.rawlens, dtype=np.uint64), np.asarray(run.codecs, dtype=np.uint8))))
+        merged = np.concatenate([self._blocks_ranked, ranked])
+        merged.sort(kind="stable")
+        self._blocks_ranked = merged
+        self._pending_bytes += len(block)
+        if self._pending_bytes >= PACK_TARGET_BYTES:
+            self.flush()
+        return True
 
     def _append_run(self, run: "VerifiedRun", block: memoryview, checks: list[int]) -> int:
         """Append ``block`` (all of ``run``'s samples, new, back to back) with one write and record
@@ -812,10 +860,13 @@ class TensorStore:
             k = len(b.digests)
             part = recs[at:at + k]
             part["digest"] = b.digests
-            part["offset"] = np.arange(b.start, b.start + k * b.width, b.width, dtype=np.uint64)
-            part["length"] = b.width
-            part["rawlen"] = b.width
-            part["codec"] = codecs.RAW
+            if b.columns is not None:
+                part["offset"], part["length"], part["rawlen"], part["codec"] = b.columns
+            else:
+                part["offset"] = np.arange(b.start, b.start + k * b.width, b.width, dtype=np.uint64)
+                part["length"] = b.width
+                part["rawlen"] = b.width
+                part["codec"] = codecs.RAW
             part["check"] = b.checks
             at += k
         if len(recs):
