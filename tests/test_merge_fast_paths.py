@@ -317,3 +317,85 @@ def test_merge3_and_diff2_match_the_walk_on_big_leaves(repo, monkeypatch) -> Non
     monkeypatch.setattr(rowhash, "available", False)
     assert _table_merges(git, tables) == fast
     assert any(any(v for v in by.values()) for merged, by in fast[::4])  # some conflict
+
+
+def _batch_reader(batch: ObjectBatch):
+    def read(oid: bytes) -> bytes:
+        got = batch.get(oid)
+        assert got is not None
+        return got[1]
+    return read
+
+
+def _entry_object(entry: bytes) -> tuple[int, bytes]:
+    """(type, content) of one pack entry (type/size header, then a zlib stream)."""
+    obj_type, size, at = (entry[0] >> 4) & 7, entry[0] & 15, 1
+    shift = 4
+    while entry[at - 1] & 0x80:
+        size |= (entry[at] & 0x7F) << shift
+        shift += 7
+        at += 1
+    data = zlib.decompress(entry[at:])  # checks the stream's adler32
+    assert len(data) == size
+    return obj_type, data
+
+
+@needs_ext
+def test_merge3_packed_gives_merge3s_trees_as_pack_entries() -> None:
+    batch = ObjectBatch()
+    tables = _random_tables(random.Random(3), batch)
+    # a leaf over 64 KiB: its zlib stream holds two stored blocks
+    blob = batch.add(OBJ_BLOB, b"v")
+    big = {f"i:{k}": (MODE_BLOB, blob) for k in range(2500)}
+    sides = [big, {**big, "i:1": (MODE_BLOB, bytes(20))}, {**big, "i:2": (MODE_BLOB, bytes(20))}]
+    tables.append(tuple(batch.add(OBJ_TREE, serialize_tree(t)) for t in sides))  # type: ignore[arg-type]
+    read = _batch_reader(batch)
+    seen_big = False
+    for (a, m, d), depth in zip(tables, [1] * (len(tables) - 1) + [0]):
+        for strategy in (0, 1, 2):
+            plain = rowhash.merge3(read, a, m, d, depth, strategy)
+            packed = rowhash.merge3_packed(read, a, m, d, depth, strategy)
+            assert plain is not None and packed is not None
+            assert packed[0] == plain[0] and packed[2] == plain[2]
+            ids, entries, starts, crcs, data, bounds = packed[1]
+            objects = [(ids[i].tobytes(), data[bounds[i]:bounds[i + 1]].tobytes()) for i in range(len(ids))]
+            assert objects == plain[1]
+            assert starts[0] == 0 and starts[-1] == len(entries) and len(crcs) == len(ids)
+            for i, (_oid, tree) in enumerate(objects):
+                entry = entries[starts[i]:starts[i + 1]].tobytes()
+                assert zlib.crc32(entry) == crcs[i]
+                assert _entry_object(entry) == (OBJ_TREE, tree)
+                seen_big |= len(tree) > 0xFFFF
+    assert seen_big
+
+
+@needs_ext
+def test_merge3_packed_results_stay_intact_while_held() -> None:
+    """The arrays may be views of a reused buffer: one still held is never written over."""
+    batch = ObjectBatch()
+    tables = _random_tables(random.Random(4), batch)
+    read = _batch_reader(batch)
+    held = []
+    for rounds in range(3):
+        for a, m, d in tables:
+            got = rowhash.merge3_packed(read, a, m, d, 1, 2)
+            assert got is not None
+            held.append((got[1], [arr.copy() for arr in got[1]]))
+        for arrays, copies in held:
+            assert all(np.array_equal(x, y) for x, y in zip(arrays, copies))
+        if rounds == 1:
+            held.clear()  # the buffers are free again: later calls may fill them
+
+
+@needs_ext
+@pytest.mark.parametrize("portable", [False, True])
+def test_merge3_checksums_equal_zlibs(portable: bool) -> None:
+    rng = random.Random(6)
+    data = rng.randbytes(300_000)
+    lengths = list(range(0, 200)) + [rng.randrange(200, 200_000) for _ in range(60)] + [5535, 5536, 5537, 11_072]
+    for n in lengths:
+        for skew in (0, 1, 13):
+            buf = data[skew:skew + n]
+            assert rowhash.pack_checksums(buf, portable) == (zlib.adler32(buf), zlib.crc32(buf)), (n, skew)
+    worst = b"\xff" * 1_000_000  # the largest sums between two reductions
+    assert rowhash.pack_checksums(worst, portable) == (zlib.adler32(worst), zlib.crc32(worst))

@@ -20,10 +20,12 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple, Optional
 
+import numpy as np
+
 from hangar.errors import InvalidRecordError
 from hangar.plumbing import rowhash
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import OBJ_COMMIT, OBJ_TREE, ObjectBatch, object_id
+from hangar.plumbing.pack import OBJ_COMMIT, OBJ_TREE, ObjectBatch, ObjectBlock, object_id
 from hangar.plumbing.trees import MODE_TREE, apply_edits, empty_tree_id
 from hangar.records import changes, layout
 from hangar.records.schema import ArraysetSchema
@@ -512,6 +514,15 @@ _STRATEGY_CODE = {None: 0, "ours": 1, "theirs": 2}  # rowhash.merge3's codes
 _CLASS_ARGS = {"t1": (None, 1, 1), "t21": (1, None, 1), "t22": (1, 1, None), "t3": (1, 1, 1)}
 
 
+def _tree_block(trees: rowhash.PackedTrees) -> ObjectBlock:
+    """The new trees of ``rowhash.merge3_packed`` as one block of the pack (their entries were built
+    in C as they were hashed)."""
+    ids, entries, starts, crcs, data, bounds = trees
+    return ObjectBlock(np.frombuffer(ids, dtype=np.uint8).reshape(-1, 20), np.frombuffer(entries, dtype=np.uint8),
+                       np.frombuffer(starts, dtype=np.int64), np.frombuffer(crcs, dtype=np.uint32), OBJ_TREE,
+                       np.frombuffer(data, dtype=np.uint8), np.frombuffer(bounds, dtype=np.int64))
+
+
 class _TableMerge:
     """3-way merge of fanned-out tables by subtree ids.
 
@@ -552,11 +563,11 @@ class _TableMerge:
         if m == a:
             return d
         if rowhash.available:  # the whole table in one C call (docs/diff-merge.md, "Merge")
-            merged = rowhash.merge3(self.reader.raw, a, m, d, depth, _STRATEGY_CODE[self.strategy], _RAW.mapping())
+            merged = rowhash.merge3_packed(self.reader.raw, a, m, d, depth, _STRATEGY_CODE[self.strategy],
+                                           _RAW.mapping())
             if merged is not None:
-                root, objects, conflicts = merged
-                for oid, data in objects:
-                    self.batch.objects[oid] = (OBJ_TREE, data)
+                root, trees, conflicts = merged
+                self.batch.add_block(_tree_block(trees))
                 for cls, name in conflicts:
                     self._conflict(name, *_CLASS_ARGS[cls])
                 return root
