@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Callable, NoReturn, Optional, TypeVar
-
-
 import sys
-from typing import Callable, NoReturn, Optional
+from typing import Callable, NoReturn, Optional, TypeVar
 
 import numpy as np
 from xxhash import xxh3_64_intdigest as _xxh3
