@@ -3037,9 +3037,8 @@ static PyObject *start_writeback(PyObject *self, PyObject *args)
 /* ================================================================== i14a (stop 14): tree order of entry names
  * (issue 14, the commit path). A commit put every staged name in its leaf tree and git's order
  * with numpy: join + split of the names, a crc32 each, a bytes array, a lexsort and gathers
- * (~0.38 s of CPU at 1,000,000 names, ~22 ms at 60,000). fan_order does it in one pass over the
- * list (the names' own ASCII bytes, no copies) and one sort; ordered_entries writes the sorted
- * tree entries straight from the list. */
+ * (~0.38 s of CPU at 1,000,000 names, ~22 ms at 60,000). fan_entries does it in one pass over the
+ * list (the names' own ASCII bytes, no copies), one sort, and writes the sorted tree entries. */
 
 typedef struct {
     uint64_t fan;   /* fan-out digits of the name's leaf, the top level's highest */
@@ -3091,13 +3090,13 @@ static void fan_sort(fan_key *a, Py_ssize_t n)
     }
 }
 
-/* The keys of the names of a list sorted by (leaf, name bytes) (see fan_order): 1 and *out set (free
+/* The keys of the names of a list sorted by (leaf, name bytes) (see fan_entries): 1 and *out set (free
  * it with PyMem_Free), 0 when a name is not an ASCII str, -1 with an exception set. The strs are
  * read under the GIL (kept alive by the list, which nothing changes meanwhile). */
 static int fan_sorted_keys(PyObject *names, int depth, fan_key **out)
 {
     if (depth < 0 || depth > 8) {
-        PyErr_Format(PyExc_ValueError, "fan_order: depth %d is outside 0..8", depth);
+        PyErr_Format(PyExc_ValueError, "fan_entries: depth %d is outside 0..8", depth);
         return -1;
     }
     Py_ssize_t n = PyList_GET_SIZE(names);
@@ -3158,7 +3157,7 @@ static int fan_sorted_keys(PyObject *names, int depth, fan_key **out)
     return 1;
 }
 
-/* (order, fan) bytes of sorted keys, as fan_order returns them */
+/* (order, fan) bytes of sorted keys, as fan_entries returns them */
 static PyObject *fan_columns(const fan_key *keys, Py_ssize_t n)
 {
     PyObject *order = PyBytes_FromStringAndSize(NULL, 8 * n), *fan = PyBytes_FromStringAndSize(NULL, 8 * n);
@@ -3177,31 +3176,11 @@ static PyObject *fan_columns(const fan_key *keys, Py_ssize_t n)
     return out;
 }
 
-/* fan_order(names, depth) -> (order, fan) or None: names a list of str, depth 0..8. The leaf of a
- * name is keys.fan_path's digits (crc32 of the name, 4 bits a level, the lowest first) as one
- * number, the top level's digit highest; order (int64) sorts the names by (leaf, name bytes), which
- * is the order of the leaves in the tree and of the entries in each leaf; fan (uint64) is each
- * sorted name's leaf number. None when a name is not an ASCII str (the caller's general path). */
-static PyObject *fan_order(PyObject *self, PyObject *args)
-{
-    PyObject *names;
-    int depth;
-    fan_key *keys;
-    if (!PyArg_ParseTuple(args, "O!i", &PyList_Type, &names, &depth))
-        return NULL;
-    int got = fan_sorted_keys(names, depth, &keys);
-    if (got <= 0) {
-        if (got < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    PyObject *out = fan_columns(keys, PyList_GET_SIZE(names));
-    PyMem_Free(keys);
-    return out;
-}
-
-/* fan_entries(names, ids, depth, mode, live) -> (order, fan, entries, starts) or None: fan_order's
- * order and leaf numbers, and the tree entries (mode + name + NUL + id row) of the sorted names,
+/* fan_entries(names, ids, depth, mode, live) -> (order, fan, entries, starts) or None: names a list of
+ * ASCII strs, depth 0..8. The leaf of a name is keys.fan_path's digits (crc32 of the name, 4 bits a
+ * level, the lowest first) as one number, the top level's digit highest; order (int64) sorts the
+ * names by (leaf, name bytes), the order of the leaves in the tree and of the entries in each leaf;
+ * fan (uint64) is each sorted name's leaf number; then the tree entries (mode + name + NUL + id row) of the sorted names,
  * back to back, with the m + 1 int64 offsets where they start; ids holds len(names) rows of 20
  * bytes; live (None, or one byte per name) leaves out the entries of the names whose byte is 0.
  * Written from the sort's keys (a name of up to 8 bytes is its key): the strs are not read again
@@ -3717,14 +3696,12 @@ static PyMethodDef methods[] = {
     {"start_writeback", start_writeback, METH_VARARGS,  /* i14d */
      "start_writeback(fd, offset, length) -> bool: start writing a file range back to disk without waiting "
      "(sync_file_range WRITE); False where unsupported"},
-    {"fan_order", fan_order, METH_VARARGS,  /* i14a, stop 14 */
-     "fan_order(names, depth) -> (order, fan) or None: the order of a list of ASCII strs by (fan-out leaf, "
-     "name bytes), int64, and each sorted name's leaf number, uint64"},
     {"leaf_merge", leaf_merge, METH_VARARGS,  /* i14a, stop 14 */
      "leaf_merge(base, entries, deleted) -> bytes or None: a leaf tree's bytes with entries set and the "
      "sorted names of deleted removed (None: a subtree, an order or format the caller handles)"},
     {"fan_entries", fan_entries, METH_VARARGS,  /* i14a, stop 14 */
-     "fan_entries(names, ids, depth, mode, live) -> (order, fan, entries, starts) or None: fan_order, and the "
+     "fan_entries(names, ids, depth, mode, live) -> (order, fan, entries, starts) or None: names sorted by "
+     "(fan-out leaf, name bytes), int64 positions, their leaf numbers, uint64, and the "
      "tree entries of the sorted names (those live) with their id rows, back to back, and int64 offsets"},
     {NULL, NULL, 0, NULL},
 };
