@@ -2598,7 +2598,7 @@ static PyObject *merge3(PyObject *self, PyObject *args)
     if (out != NULL)
         PyBuffer_Release(out);
     for (int i = 0; i < 6; i++)
-        if (block == &local || parts[i]->cap > (64 << 20)) {  /* nor are a huge merge's buffers kept */
+        if (block == &local || parts[i]->cap > (8 << 20)) {  /* nor are a huge merge's buffers kept */
             PyMem_Free(parts[i]->buf);
             parts[i]->buf = NULL;
             parts[i]->len = parts[i]->cap = 0;
