@@ -53,7 +53,10 @@ def test_an_oversized_bucket_pack_index_is_refused_before_it_is_read(tmp_path, s
     done = subprocess.run([sys.executable, "-c", _OVERSIZED_INDEX_CHILD, str(c.path)], env=env,
                           capture_output=True, text=True, timeout=120,
                           preexec_fn=lambda: __import__("resource").setrlimit(
-                              __import__("resource").RLIMIT_AS, (6 << 30, 6 << 30)))
+                              # a safety net only (the object is 80 MiB); under 6 GiB the child once ended with
+                              # SIGABRT and no message at exit under the full suite's load, after printing the
+                              # right result (cause not established; 3 runs alone passed)
+                              __import__("resource").RLIMIT_AS, (16 << 30, 16 << 30)))
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["error"] is not None and f"packs/{'e' * 40}/index" in out["error"], out

@@ -421,23 +421,6 @@ class _LocalPackWriter:
         os.unlink(self.tmp_path)
 
 
-class _KeptMap:
-    """A whole pack kept mapped (:meth:`LocalPackStorage.mapped`) with a descriptor of its file of its
-    own, closed when the last holder lets go (the size check never meets a closed or reused number)."""
-
-    __slots__ = ("array", "fd")
-
-    def __init__(self, array: np.ndarray, fd: int) -> None:
-        self.array = array
-        self.fd = fd
-
-    def __del__(self) -> None:
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-
-
 class LocalPackStorage:
     """Packs in a local directory, read with ``pread`` (no Zarr call per sample)."""
 
@@ -458,7 +441,7 @@ class LocalPackStorage:
 
     def _init_fds(self) -> None:
         #: whole finished packs mapped for single-sample reads (at most MAX_OPEN; see :meth:`mapped`)
-        self._maps: dict[str, _KeptMap] = {}
+        self._maps: dict[str, np.ndarray] = {}
         self._fds: OrderedDict[str, int] = OrderedDict()
         self._fd_lock = threading.Lock()
         self._in_flight = 0
@@ -600,15 +583,22 @@ class LocalPackStorage:
         maps = self._maps
         kept = maps.get(pack_id)  # one lookup: another thread may evict it between a test and a read
         if kept is not None:
+            if not check_size:
+                return kept
             # a finished pack is never shortened by hangar, but one truncated by someone else after
-            # it was mapped turns an access past its new end into SIGBUS (the process dies): the
-            # file's size is checked before each use (fstat in C on the mapping's own descriptor:
-            # ~0.2-1 us, where os.fstat through the pooled descriptor and its lock cost ~5 us under
-            # load) and a short file's mapping is dropped: the caller's pread names the short read.
-            # Single reads skip it (``check_size=False``): they copy with rowhash.copy_checked_guarded,
-            # which survives the fault, where the check cost 10% of a 3.1 us read
-            if not check_size or rowhash.file_size(kept.fd) >= len(kept.array):
-                return kept.array
+            # it was mapped turns an access past its new end into SIGBUS (the process dies): batch
+            # reads check the file's size first (fstat in C through the pooled descriptor, ~1-5 us
+            # a batch under load) and a short file's mapping is dropped: the caller's pread names
+            # the short read. Single reads skip it (``check_size=False``): they copy with
+            # rowhash.copy_checked_guarded, which survives the fault, where the check cost 10% of a
+            # 3.1 us read
+            fd = self._acquire(pack_id)
+            try:
+                size = rowhash.file_size(fd)
+            finally:
+                self._release()
+            if size >= len(kept):
+                return kept
             with self._fd_lock:
                 if maps.get(pack_id) is kept:
                     del maps[pack_id]
@@ -619,15 +609,14 @@ class LocalPackStorage:
         try:
             size = os.fstat(fd).st_size
             whole = map_private(fd, 0, size) if size else None  # None under an address-space limit
-            mine = _KeptMap(whole, os.dup(fd)) if whole is not None else None
         finally:
             self._release()
-        if mine is None:
+        if whole is None:
             return None
         with self._fd_lock:
             while len(maps) >= self.MAX_OPEN:  # oldest first; arrays being read keep their mapping alive
                 maps.pop(next(iter(maps)))
-            maps[pack_id] = mine
+            maps[pack_id] = whole
         return whole
 
     def readinto_checked(self, pack_id: str, offset: int, out: memoryview, check: int) -> bool:
