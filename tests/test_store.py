@@ -194,3 +194,24 @@ def test_a_failed_background_flush_fails_the_pack_instead_of_publishing_it(tmp_p
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_may_hold_any_sees_every_digest_added_since_its_last_answer(monkeypatch):
+    """may_hold_any keeps the sorted prefixes of recently added digests between calls (a fetch asks
+    once per received run); each update, add_pack and fold must still be seen by the next call."""
+    from hangar.store import index as index_mod
+    from hangar.store.digest import digest_prefixes
+    from hangar.store.index import DigestIndex, Location
+
+    monkeypatch.setattr(index_mod, "_MERGE_AT", 5)  # folds after a few updates
+    rng = np.random.default_rng(7)
+    idx = DigestIndex()
+    added: list[bytes] = []
+    for step in range(12):
+        new = [rng.bytes(32) for _ in range(step % 3 + 1)]
+        unseen = digest_prefixes(np.frombuffer(b"".join(new), dtype=np.uint8).reshape(-1, 32))
+        assert not idx.may_hold_any(np.sort(unseen))  # asked before they are added: the cache is built
+        idx.update({d: Location("p", i, 1, 1, 0, 1) for i, d in enumerate(new)})
+        added += new
+        for d in added:  # each digest added so far, found after the update (and after folds)
+            assert idx.may_hold_any(digest_prefixes(np.frombuffer(d, dtype=np.uint8).reshape(1, 32)))

@@ -62,6 +62,10 @@ class DigestIndex:
         self._sorted = _empty_sorted()
         self._unsorted: list[tuple[np.ndarray, np.ndarray]] = []
         self._recent: dict[bytes, Location] = {}
+        self._folds = 0  #: how many times ``_recent`` was replaced (:meth:`_fold_recent`)
+        #: :meth:`_recent_ranked`'s array and the (folds, length) of ``_recent`` it was built for
+        self._ranked = np.zeros(0, dtype=np.uint64)
+        self._ranked_key: tuple[int, int] = (0, -1)
 
     def _number(self, pack: str) -> int:
         n = self._pack_no.get(pack)
@@ -101,6 +105,7 @@ class DigestIndex:
         packs = np.array([self._number(v.pack) for _, v in items], dtype=np.int32)
         self._unsorted.append((recs, packs))  # findable there before the dict is dropped
         self._recent = {}
+        self._folds += 1
 
     def _sort(self) -> None:
         with self._lock:
@@ -222,11 +227,22 @@ class DigestIndex:
             pos = np.minimum(s.prefix.searchsorted(prefixes), m - 1)
             if bool((s.prefix[pos] == prefixes).any()):
                 return True
-        recent = list(self._recent)
-        if recent and len(prefixes):
-            known = np.frombuffer(b"".join(d[:8] for d in recent), dtype=">u8").astype(np.uint64)
-            return any_shared(prefixes, np.sort(known))
+        if self._recent and len(prefixes):
+            return any_shared(prefixes, self._recent_ranked())
         return False
+
+    def _recent_ranked(self) -> np.ndarray:
+        """The sorted digest prefixes of ``_recent``, kept until its keys change: they are only ever
+        added to, or the dict is replaced (:meth:`_fold_recent`, counted), so the count and its
+        length name the key set. A fetch asked :meth:`may_hold_any` once per received run and rebuilt this each
+        time: 2,000 x (224,224,3) from a server, 588 runs, ~0.17 s of a ~0.6 s fetch_data."""
+        with self._lock:
+            recent = self._recent
+            key = (self._folds, len(recent))
+            if self._ranked_key != key:
+                known = np.frombuffer(b"".join(d[:8] for d in list(recent)), dtype=">u8").astype(np.uint64)
+                self._ranked, self._ranked_key = np.sort(known), key
+            return self._ranked
 
     def __contains__(self, digest: bytes) -> bool:
         return self.get(digest) is not None
