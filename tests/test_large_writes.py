@@ -118,6 +118,24 @@ def test_a_large_pack_starts_writeback_in_a_thread_and_stops_it_at_finish(tmp_pa
         assert f.read() == block.tobytes() * 6
 
 
+@needs_ext
+@linux_only
+def test_early_writeback_past_64_mib_starts_no_fdatasync_thread_beside_it(tmp_path):
+    """The background fdatasync is the fallback where early write-back does not apply; where it does,
+    the appends between two write-back ranges (less than 8 MiB since the last) must not start the
+    fdatasync thread too once 64 MiB are written (found in review: after 68 MiB of 4 MiB appends both
+    threads ran, and a failed fdatasync left the write-back thread waiting forever: never closed)."""
+    storage = LocalPackStorage(str(tmp_path / "data"))
+    writer = storage.open_writer("0ddba11")
+    block = np.random.default_rng(5).integers(0, 256, 4 << 20, dtype=np.uint8)
+    for _ in range(18):  # 72 MiB in 4 MiB appends
+        writer.append(memoryview(block))
+    assert writer._writeback is not None and writer._syncer is None
+    thread = writer._writeback.thread
+    writer.finish(b"", 18 * len(block))
+    assert not thread.is_alive()
+
+
 def _stores(tmp_path, name):
     return TensorStore(LocalPackStorage(str(tmp_path / name)))
 

@@ -336,7 +336,9 @@ class _LocalPackWriter:
     def _maybe_sync(self) -> None:
         if not self.durable:
             return
-        if self._early_writeback and self.flushed - self._written_back >= self._WRITEBACK_EVERY:
+        if self._early_writeback:
+            if self.flushed - self._written_back < self._WRITEBACK_EVERY:
+                return  # write-back covers the pack: the fdatasync below is only its fallback
             if self._writeback is not None:
                 self._writeback.request(self.flushed)
                 self._written_back = self.flushed
@@ -365,7 +367,8 @@ class _LocalPackWriter:
         failed = syncer.close() if syncer is not None else None
         writeback, self._writeback = self._writeback, None
         if writeback is not None:
-            failed = failed or writeback.close()
+            stopped = writeback.close()  # always stopped (a thread never left waiting), first error kept
+            failed = failed or stopped
         return failed or self._writeback_error
 
     def read(self, offset: int, length: int) -> bytes:
