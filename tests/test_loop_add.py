@@ -265,3 +265,30 @@ def test_loops_of_other_shapes_and_dtypes_commit_what_a_stacked_add_commits(tmp_
         trees.append(_tree(run_git, repo, co.commit(name)))
         co.close()
     assert trees[0] == trees[1]
+
+
+_MANY_ARRAYSETS_UNDER_A_LIMIT = """
+import resource, sys, numpy as np
+from hangar import Repository
+r = Repository(sys.argv[1], exists=False); r.init("t", "t@e.com")
+co = r.checkout(write=True)
+asets = [co.arraysets.init_arrayset(f"a{i}", shape=(256,), dtype=np.float32) for i in range(100)]
+resource.setrlimit(resource.RLIMIT_AS, (1200 << 20, 1200 << 20))
+for a in asets:
+    a[0] = np.zeros(256, np.float32)
+co.commit("c")
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_held_samples_of_many_arraysets_fit_under_an_address_space_limit(tmp_path):
+    """A held stack is made at its bound (up to 16 MiB reserved per arrayset, untouched) except under
+    an address-space limit: 100 arraysets with one held sample each reserved 1.6 GiB, and under a
+    1.2 GiB RLIMIT_AS the commit failed to map numcodecs' extension (found in review)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _MANY_ARRAYSETS_UNDER_A_LIMIT, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
