@@ -1744,8 +1744,11 @@ static void *beside_helper(void *arg)
 
 /* a forked child has no helper thread (and may have forked while another thread held the
  * mutex): it starts its own on first use */
+static unsigned beside_forks;  /* forks this process descends from since load (rC) */
+
 static void beside_after_fork_child(void)
 {
+    beside_forks++;
     pthread_mutex_init(&beside_mu, NULL);
     pthread_cond_init(&beside_posted, NULL);
     pthread_cond_init(&beside_left, NULL);
@@ -1818,7 +1821,17 @@ static PyObject *check_rows_beside(PyObject *self, PyObject *args)
             posted = beside_post(&job);
             pthread_mutex_unlock(&beside_mu);
         }
+        unsigned forks = beside_forks;
         got = PyObject_CallNoArgs(fn);
+        if (posted && beside_forks != forks) {
+            /* rC: fn forked and this is the child: the helper that may be inside the job (its
+             * users count, its claimed chunks) stayed in the parent; waiting for it hung the
+             * child for ever. The child checks every row itself. */
+            posted = 0;
+            job.users = 0;
+            job.cursor = 0;
+            job.bad = job.m;
+        }
         Py_BEGIN_ALLOW_THREADS
         if (got != NULL)
             beside_run(&job);
