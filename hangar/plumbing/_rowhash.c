@@ -181,6 +181,10 @@ static void sha1_prefixed(block_fn sha1_block, const unsigned char *prefix, Py_s
 
 static uint32_t crc_table[8][256];
 static int has_sha_ni;
+/* rC: HANGAR_ROWHASH_BASELINE=1 in the environment at import: no CPU-specific path is taken
+ * (SHA-NI, SSSE3, AVX2, AVX-512, PCLMUL), as on a CPU without them, so that tests on a machine
+ * that has them check the baseline code too (tests/test_rowhash_fallbacks.py) */
+static int baseline_only;
 
 static void crc_init(void)
 {
@@ -505,7 +509,7 @@ static PyObject *b3_lanes(PyObject *self, PyObject *arg)
     int on = PyObject_IsTrue(arg);
     if (on < 0)
         return NULL;
-    has_b3_avx512 = on && cpu_has_avx512f();
+    has_b3_avx512 = on && !baseline_only && cpu_has_avx512f();
     return PyBool_FromLong(has_b3_avx512);
 }
 /* ---- end i14i ---- */
@@ -2061,6 +2065,8 @@ static void m3_simd_init(void)
 {
     if (!m3_simd_known) {
         m3_simd_known = 1;
+        if (baseline_only)
+            return;
         __builtin_cpu_init();
         m3_simd = (__builtin_cpu_supports("avx2") ? 1 : 0) |
                   (__builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1") ? 2 : 0);
@@ -3724,13 +3730,17 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_rowhash", NULL, -1,
 PyMODINIT_FUNC PyInit__rowhash(void)
 {
     crc_init();
-    has_sha_ni = cpu_has_sha_ni();
-    has_ssse3 = cpu_has_ssse3();  /* i14a, stop 14 */
-    has_avx2 = cpu_has_avx2();
-    has_b3_avx512 = cpu_has_avx512f();  /* i14i */
+    const char *baseline = getenv("HANGAR_ROWHASH_BASELINE");  /* rC: see baseline_only */
+    baseline_only = baseline != NULL && strcmp(baseline, "1") == 0;
+    has_sha_ni = !baseline_only && cpu_has_sha_ni();
+    has_ssse3 = !baseline_only && cpu_has_ssse3();  /* i14a, stop 14 */
+    has_avx2 = !baseline_only && cpu_has_avx2();
+    has_b3_avx512 = !baseline_only && cpu_has_avx512f();  /* i14i */
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
-    if (hangar_xxh3_avx512_built && __builtin_cpu_supports("avx512f")) {
+    if (baseline_only)
+        ;
+    else if (hangar_xxh3_avx512_built && __builtin_cpu_supports("avx512f")) {
         xxh3_of = hangar_xxh3_avx512;
         xxh3_vector = 3;
     } else if (hangar_xxh3_avx2_built && __builtin_cpu_supports("avx2")) {
