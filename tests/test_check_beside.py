@@ -204,3 +204,23 @@ def test_fn_that_forks_while_the_helper_works_does_not_hang_the_child():
         os.kill(pid, signal.SIGKILL)
         got = os.waitpid(pid, 0)
     assert os.WIFEXITED(got[1]) and os.WEXITSTATUS(got[1]) == 0, f"the child hung or failed: {got[1]}"
+
+
+@needs_ext
+def test_checks_and_rows_at_odd_addresses_are_read(path):
+    """checks and which may be views at any byte offset (get_batch passes the mapped pack index's
+    checks column itself): read as uint64/int64 through unaligned loads (the -fsanitize=undefined
+    build reported 'load of misaligned address' in beside_run), and every row still checked."""
+    flat, checks = _rows(400, 784)
+    for off in (1, 3, 4):
+        raw = bytearray(8 * 2 * len(checks) + 8)
+        c = np.frombuffer(raw, dtype=np.uint64, count=len(checks), offset=off)
+        w = np.frombuffer(raw, dtype=np.int64, count=len(checks), offset=off + 8 * len(checks))
+        c[:] = checks[::-1]
+        w[:] = np.arange(len(checks))[::-1]
+        assert not c.flags.aligned and not w.flags.aligned
+        assert rowhash.check_rows_beside(flat, w, c, lambda: 7) == (7, -1)
+        c[123] ^= 1
+        assert rowhash.check_rows_beside(flat, w, c, lambda: 7) == (7, 123)
+        c[123] ^= 1
+        assert rowhash.check_rows_beside(flat, None, checks[::-1].copy(), lambda: 0)[1] != -1

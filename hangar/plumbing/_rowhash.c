@@ -1715,8 +1715,14 @@ static void beside_run(struct beside_job *j)
         if (__atomic_load_n(&j->bad, __ATOMIC_RELAXED) < j->m)
             return;  /* a mismatch was found: the rest need no checking */
         for (int64_t k = k0; k < k1; k++) {
-            int64_t r = j->w ? j->w[k] : k;
-            if (j->c[k] && stored_check_of(j->p + r * j->width, (size_t)j->width) != j->c[k]) {
+            /* rC: checks and which may lie at any address (the mapped index's column): loaded
+             * unaligned (plain loads were undefined behaviour: -fsanitize=undefined reported them) */
+            int64_t r = k;
+            uint64_t ck;
+            if (j->w)
+                memcpy(&r, j->w + k, 8);
+            memcpy(&ck, j->c + k, 8);
+            if (ck && stored_check_of(j->p + r * j->width, (size_t)j->width) != ck) {
                 int64_t cur = __atomic_load_n(&j->bad, __ATOMIC_RELAXED);
                 while (k < cur && !__atomic_compare_exchange_n(&j->bad, &cur, k, 0, __ATOMIC_RELAXED,
                                                                __ATOMIC_RELAXED))
@@ -1808,9 +1814,12 @@ static PyObject *check_rows_beside(PyObject *self, PyObject *args)
         why = "flat must be whole rows of width bytes and checks uint64";
     else if (have_which ? which.len != checks.len : m > n)
         why = "give one check per row of which (or per row of flat, which None)";
-    for (Py_ssize_t k = 0; !why && have_which && k < m; k++)
-        if (w[k] < 0 || w[k] >= n)
+    for (Py_ssize_t k = 0; !why && have_which && k < m; k++) {
+        int64_t row;
+        memcpy(&row, w + k, 8);  /* an unaligned load (rC: see beside_run) */
+        if (row < 0 || row >= n)
             why = "a row of which is outside flat";
+    }
     PyObject *res = NULL, *got = NULL;
     if (why) {
         PyErr_Format(PyExc_ValueError, "check_rows_beside: %s (%zd bytes of rows of %zd, %zd checks)", why, flat.len,
