@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -155,3 +156,71 @@ def test_a_forked_child_starts_its_own_helper_and_checks(w1, beside_from_1_mib):
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def _helper_runtime_ns() -> int:
+    """CPU time the helper thread has run (its /proc schedstat), 0 when there is none."""
+    total = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().strip() != "hangar-check":
+                    continue
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):  # a thread that ended, or no schedstat
+            pass
+    return total
+
+
+@needs_ext
+@has_tasks
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fn_that_forks_while_the_helper_works_does_not_hang_the_child():
+    """fn forks (os.fork, no exec) while the helper is inside the job: the child returns through
+    check_rows_beside without that thread. It waited for the helper to leave the job (a thread the
+    child does not have) and hung for ever; it must check every row itself and find a bad one."""
+    width, n = 4096, 100_000  # 400 MB of never-written zero pages (read as the zero page: no RSS)
+    flat = np.zeros((n, width), dtype=np.uint8)
+    checks = np.full(n, rowhash.stored_check(bytes(width)), dtype=np.uint64)
+    checks[-1] ^= 1  # the last row mismatches, wherever the parent's helper had got to
+    rowhash.check_rows_beside(flat[:1], None, checks[:1], lambda: None)  # the helper is started
+    start = _helper_runtime_ns()
+
+    def fn() -> int:
+        deadline = time.monotonic() + 2
+        while _helper_runtime_ns() - start < 2_000_000 and time.monotonic() < deadline:
+            pass  # until the helper has hashed for 2 ms: inside the job (~40 ms of hashing)
+        return os.fork()
+
+    pid, bad = rowhash.check_rows_beside(flat, None, checks, fn)
+    if pid == 0:
+        os._exit(0 if bad == n - 1 else 2)
+    assert bad == n - 1
+    deadline = time.monotonic() + 30  # the child hangs inside the call: the parent ends it
+    while not (got := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a child's exit, not papering over a race
+    if not got[0]:
+        os.kill(pid, signal.SIGKILL)
+        got = os.waitpid(pid, 0)
+    assert os.WIFEXITED(got[1]) and os.WEXITSTATUS(got[1]) == 0, f"the child hung or failed: {got[1]}"
+
+
+@needs_ext
+def test_checks_and_rows_at_odd_addresses_are_read(path):
+    """checks and which may be views at any byte offset (get_batch passes the mapped pack index's
+    checks column itself): read as uint64/int64 through unaligned loads (the -fsanitize=undefined
+    build reported 'load of misaligned address' in beside_run), and every row still checked."""
+    flat, checks = _rows(400, 784)
+    for off in (1, 3, 4):
+        raw = bytearray(8 * 2 * len(checks) + 8)
+        c = np.frombuffer(raw, dtype=np.uint64, count=len(checks), offset=off)
+        w = np.frombuffer(raw, dtype=np.int64, count=len(checks), offset=off + 8 * len(checks))
+        c[:] = checks[::-1]
+        w[:] = np.arange(len(checks))[::-1]
+        assert not c.flags.aligned and not w.flags.aligned
+        assert rowhash.check_rows_beside(flat, w, c, lambda: 7) == (7, -1)
+        c[123] ^= 1
+        assert rowhash.check_rows_beside(flat, w, c, lambda: 7) == (7, 123)
+        c[123] ^= 1
+        assert rowhash.check_rows_beside(flat, None, checks[::-1].copy(), lambda: 0)[1] != -1

@@ -7,7 +7,9 @@ is called on the same random and edge inputs with the extension in use and with
 
 from __future__ import annotations
 
+import hashlib
 import random
+import zlib
 from typing import Any, Callable
 
 import numpy as np
@@ -166,3 +168,53 @@ def test_leaf_merge_agrees_with_its_fallback(monkeypatch) -> None:
         edit = trees.LeafEdits(b"".join(entry(n) for n in new_names), dead)
         x, y = _both(monkeypatch, edit.apply, base or None)
         assert x == y, (base_names, new_names, dead, tree_at)
+
+
+_BASELINE_SCRIPT = r"""
+import json, random, sys
+from hangar.plumbing import _rowhash as r
+assert (r.sha_ni, r.xxh3_vector, r.b3_lanes(True)) == (0, 0, False), "a CPU-specific path is still on"
+rng = random.Random(11)
+out = []
+for width in [1, 15, 16, 17, 63, 64, 65, 76, 200, 1000, 1024, 1025, 5552, 5553, 20000]:
+    n = rng.choice([1, 2, 3, 17, 33]) if width < 2000 else 3
+    buf = rng.randbytes(n * width) if rng.random() < 0.7 else b"\xff" * (n * width)
+    suffix = rng.randbytes(rng.choice([0, 1, 32, 63]))
+    ids, entries, crcs = r.blob_rows(buf, width, b"blob %d\0" % width, b"\x01\x02")
+    out.append([ids.hex(), entries.hex(), crcs.hex(), r.blake3_rows(buf, width, suffix).hex(),
+                r.sha1_rows(buf, width, b"x").hex(), r.stored_check_rows(buf, width).hex(),
+                r.m3_checksum(buf, 0), r.m3_checksum(buf, 1), r.xxh3(buf)])
+json.dump(out, sys.stdout)
+"""
+
+
+@needs_ext
+def test_the_baseline_code_gives_what_the_vector_code_gives() -> None:
+    """With HANGAR_ROWHASH_BASELINE=1 the extension takes none of its CPU-specific paths (SHA-NI
+    pairs, SSSE3 adler32, AVX2 blake3/adler32/compare, AVX-512 blake3 and xxh3, PCLMUL crc32), as
+    on a CPU without them: on the same rows it must give what this process (vector paths where the
+    CPU has them) gives."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HANGAR_ROWHASH_BASELINE="1")
+    got = subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert got.returncode == 0, got.stderr
+    ext = rowhash._ext
+    assert ext is not None
+    rng = random.Random(11)
+    for width, base in zip([1, 15, 16, 17, 63, 64, 65, 76, 200, 1000, 1024, 1025, 5552, 5553, 20000],
+                           json.loads(got.stdout)):
+        n = rng.choice([1, 2, 3, 17, 33]) if width < 2000 else 3
+        buf = rng.randbytes(n * width) if rng.random() < 0.7 else b"\xff" * (n * width)
+        suffix = rng.randbytes(rng.choice([0, 1, 32, 63]))
+        ids, entries, crcs = ext.blob_rows(buf, width, b"blob %d\0" % width, b"\x01\x02")
+        here = [ids.hex(), entries.hex(), crcs.hex(), ext.blake3_rows(buf, width, suffix).hex(),
+                ext.sha1_rows(buf, width, b"x").hex(), ext.stored_check_rows(buf, width).hex(),
+                ext.m3_checksum(buf, 0), ext.m3_checksum(buf, 1), ext.xxh3(buf)]
+        assert here == base, width
+        assert ids[:20] == hashlib.sha1(b"blob %d\0" % width + buf[:width]).digest()
+        assert ext.m3_checksum(buf, 0) == zlib.adler32(buf) and ext.m3_checksum(buf, 1) == zlib.crc32(buf)

@@ -181,6 +181,10 @@ static void sha1_prefixed(block_fn sha1_block, const unsigned char *prefix, Py_s
 
 static uint32_t crc_table[8][256];
 static int has_sha_ni;
+/* rC: HANGAR_ROWHASH_BASELINE=1 in the environment at import: no CPU-specific path is taken
+ * (SHA-NI, SSSE3, AVX2, AVX-512, PCLMUL), as on a CPU without them, so that tests on a machine
+ * that has them check the baseline code too (tests/test_rowhash_fallbacks.py) */
+static int baseline_only;
 
 static void crc_init(void)
 {
@@ -505,7 +509,7 @@ static PyObject *b3_lanes(PyObject *self, PyObject *arg)
     int on = PyObject_IsTrue(arg);
     if (on < 0)
         return NULL;
-    has_b3_avx512 = on && cpu_has_avx512f();
+    has_b3_avx512 = on && !baseline_only && cpu_has_avx512f();
     return PyBool_FromLong(has_b3_avx512);
 }
 /* ---- end i14i ---- */
@@ -1711,8 +1715,14 @@ static void beside_run(struct beside_job *j)
         if (__atomic_load_n(&j->bad, __ATOMIC_RELAXED) < j->m)
             return;  /* a mismatch was found: the rest need no checking */
         for (int64_t k = k0; k < k1; k++) {
-            int64_t r = j->w ? j->w[k] : k;
-            if (j->c[k] && stored_check_of(j->p + r * j->width, (size_t)j->width) != j->c[k]) {
+            /* rC: checks and which may lie at any address (the mapped index's column): loaded
+             * unaligned (plain loads were undefined behaviour: -fsanitize=undefined reported them) */
+            int64_t r = k;
+            uint64_t ck;
+            if (j->w)
+                memcpy(&r, j->w + k, 8);
+            memcpy(&ck, j->c + k, 8);
+            if (ck && stored_check_of(j->p + r * j->width, (size_t)j->width) != ck) {
                 int64_t cur = __atomic_load_n(&j->bad, __ATOMIC_RELAXED);
                 while (k < cur && !__atomic_compare_exchange_n(&j->bad, &cur, k, 0, __ATOMIC_RELAXED,
                                                                __ATOMIC_RELAXED))
@@ -1744,8 +1754,11 @@ static void *beside_helper(void *arg)
 
 /* a forked child has no helper thread (and may have forked while another thread held the
  * mutex): it starts its own on first use */
+static unsigned beside_forks;  /* forks this process descends from since load (rC) */
+
 static void beside_after_fork_child(void)
 {
+    beside_forks++;
     pthread_mutex_init(&beside_mu, NULL);
     pthread_cond_init(&beside_posted, NULL);
     pthread_cond_init(&beside_left, NULL);
@@ -1801,9 +1814,12 @@ static PyObject *check_rows_beside(PyObject *self, PyObject *args)
         why = "flat must be whole rows of width bytes and checks uint64";
     else if (have_which ? which.len != checks.len : m > n)
         why = "give one check per row of which (or per row of flat, which None)";
-    for (Py_ssize_t k = 0; !why && have_which && k < m; k++)
-        if (w[k] < 0 || w[k] >= n)
+    for (Py_ssize_t k = 0; !why && have_which && k < m; k++) {
+        int64_t row;
+        memcpy(&row, w + k, 8);  /* an unaligned load (rC: see beside_run) */
+        if (row < 0 || row >= n)
             why = "a row of which is outside flat";
+    }
     PyObject *res = NULL, *got = NULL;
     if (why) {
         PyErr_Format(PyExc_ValueError, "check_rows_beside: %s (%zd bytes of rows of %zd, %zd checks)", why, flat.len,
@@ -1818,7 +1834,17 @@ static PyObject *check_rows_beside(PyObject *self, PyObject *args)
             posted = beside_post(&job);
             pthread_mutex_unlock(&beside_mu);
         }
+        unsigned forks = beside_forks;
         got = PyObject_CallNoArgs(fn);
+        if (posted && beside_forks != forks) {
+            /* rC: fn forked and this is the child: the helper that may be inside the job (its
+             * users count, its claimed chunks) stayed in the parent; waiting for it hung the
+             * child for ever. The child checks every row itself. */
+            posted = 0;
+            job.users = 0;
+            job.cursor = 0;
+            job.bad = job.m;
+        }
         Py_BEGIN_ALLOW_THREADS
         if (got != NULL)
             beside_run(&job);
@@ -2048,6 +2074,8 @@ static void m3_simd_init(void)
 {
     if (!m3_simd_known) {
         m3_simd_known = 1;
+        if (baseline_only)
+            return;
         __builtin_cpu_init();
         m3_simd = (__builtin_cpu_supports("avx2") ? 1 : 0) |
                   (__builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1") ? 2 : 0);
@@ -3711,13 +3739,17 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_rowhash", NULL, -1,
 PyMODINIT_FUNC PyInit__rowhash(void)
 {
     crc_init();
-    has_sha_ni = cpu_has_sha_ni();
-    has_ssse3 = cpu_has_ssse3();  /* i14a, stop 14 */
-    has_avx2 = cpu_has_avx2();
-    has_b3_avx512 = cpu_has_avx512f();  /* i14i */
+    const char *baseline = getenv("HANGAR_ROWHASH_BASELINE");  /* rC: see baseline_only */
+    baseline_only = baseline != NULL && strcmp(baseline, "1") == 0;
+    has_sha_ni = !baseline_only && cpu_has_sha_ni();
+    has_ssse3 = !baseline_only && cpu_has_ssse3();  /* i14a, stop 14 */
+    has_avx2 = !baseline_only && cpu_has_avx2();
+    has_b3_avx512 = !baseline_only && cpu_has_avx512f();  /* i14i */
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
-    if (hangar_xxh3_avx512_built && __builtin_cpu_supports("avx512f")) {
+    if (baseline_only)
+        ;
+    else if (hangar_xxh3_avx512_built && __builtin_cpu_supports("avx512f")) {
         xxh3_of = hangar_xxh3_avx512;
         xxh3_vector = 3;
     } else if (hangar_xxh3_avx2_built && __builtin_cpu_supports("avx2")) {
