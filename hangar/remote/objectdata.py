@@ -245,9 +245,14 @@ def _fetch_local(git: GitRepo, remote: str, refspecs: list[str]) -> bool:
         return False
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # no GIT_DIR & co. from outside
     env["GIT_TERMINAL_PROMPT"] = "0"
+    # no `git gc --auto` after the fetch (git's default: with over 50 packs, hangar merging its
+    # own only at 64, it repacked this directory behind hangar and dropped unreachable objects
+    # two weeks old, the staging area's trees among them: tests/test_local_git_fetch.py)
+    quiet = ["-c", "gc.auto=0", "-c", "maintenance.auto=false"]
     try:
         done = subprocess.run([exe, "--git-dir", git.git_dir, "-c", "core.fsync=committed", "-c",
-                               "core.fsyncMethod=fsync", "fetch", "--quiet", "--no-write-fetch-head", path, *refspecs],
+                               "core.fsyncMethod=fsync", *quiet, "fetch", "--quiet", "--no-write-fetch-head",
+                               path, *refspecs],
                               env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired):
         return False
