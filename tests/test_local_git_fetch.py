@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from hangar import Repository
+from hangar.errors import ServerUnreachableError
 from hangar.records.staging import StagingState
 from hangar.remote import objectdata
 from tests.repo_parts import git_of, hangar_dir_of
@@ -26,6 +27,39 @@ def _with_history(tmp_path) -> tuple[Repository, str]:
                     "master"], check=True, capture_output=True)
     git_of(r).add_remote("origin", url)
     return r, url
+
+
+def test_fetching_runs_no_hook_nor_command_of_the_repository_config(tmp_path):
+    """A crafted repository's ``hooks/reference-transaction``, ``core.alternateRefsCommand`` (with
+    an alternate) and a URL rewritten to ssh with ``core.sshCommand`` (in an include libgit2 does
+    not read, so hangar took the path for a local one) each ran a command when the history was
+    fetched with ``git`` (libgit2 runs none of them)."""
+    r, url = _with_history(tmp_path)
+    hangar_dir = hangar_dir_of(r)
+    marks = {name: tmp_path / name for name in ("hook", "alternate", "ssh")}
+    hook = os.path.join(hangar_dir, "hooks", "reference-transaction")
+    os.makedirs(os.path.dirname(hook), exist_ok=True)
+    with open(hook, "w") as f:
+        f.write(f"#!/bin/sh\ntouch {marks['hook']}\n")
+    os.chmod(hook, 0o755)
+    alt = bare_git(tmp_path / "alt.git")
+    with open(os.path.join(hangar_dir, "objects", "info", "alternates"), "a") as f:
+        f.write(os.path.join(alt, "objects") + "\n")
+    git = git_of(r)
+    config = git.repo.config
+    config["core.alternateRefsCommand"] = f"touch {marks['alternate']}; true"
+    objectdata.fetch_branches(git, "origin", ["master"])
+    assert git.remote_branch_head("origin/master") == git.branch_head("master")
+    # an include only git reads (libgit2 knows no ``hasconfig:``): it rewrites the path to ssh
+    extra = tmp_path / "extra.cfg"
+    extra.write_text(f'[url "ssh://nowhere.invalid{os.path.dirname(url)}/"]\n\tinsteadOf = {os.path.dirname(url)}/\n'
+                     f'[core]\n\tsshCommand = touch {marks["ssh"]}; false\n')
+    config[f"includeIf.hasconfig:remote.*.url:{url}.path"] = str(extra)
+    try:
+        objectdata.fetch_branches(git, "origin", ["master"])
+    except ServerUnreachableError:
+        pass  # libgit2 follows the rewrite to ssh and fails to connect: nothing was run
+    assert [name for name, path in marks.items() if path.exists()] == []
 
 
 def test_fetching_starts_no_git_gc_that_drops_the_staging_area(tmp_path):

@@ -249,10 +249,17 @@ def _fetch_local(git: GitRepo, remote: str, refspecs: list[str]) -> bool:
     # own only at 64, it repacked this directory behind hangar and dropped unreachable objects
     # two weeks old, the staging area's trees among them: tests/test_local_git_fetch.py)
     quiet = ["-c", "gc.auto=0", "-c", "maintenance.auto=false"]
+    # nothing the repository's own config or hooks name is run (a repository may come from a
+    # tarball; libgit2 runs none of these): no hooks (reference-transaction ran on every fetch),
+    # no core.alternateRefsCommand, only the file transport (an include libgit2 does not read
+    # could rewrite the path to ssh:// with a core.sshCommand), the stock upload-pack, no
+    # submodules (command-line -c outranks the repository's config)
+    quiet += ["-c", "core.hooksPath=/dev/null", "-c", "core.alternateRefsCommand=", "-c", "protocol.allow=never",
+              "-c", "protocol.file.allow=always"]
     try:
         done = subprocess.run([exe, "--git-dir", git.git_dir, "-c", "core.fsync=committed", "-c",
                                "core.fsyncMethod=fsync", *quiet, "fetch", "--quiet", "--no-write-fetch-head",
-                               path, *refspecs],
+                               "--no-recurse-submodules", "--upload-pack=git-upload-pack", path, *refspecs],
                               env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired):
         return False
