@@ -89,3 +89,4 @@ def test_fetching_starts_no_git_gc_that_drops_the_staging_area(tmp_path):
     co = r.checkout(write=True)
     np.testing.assert_array_equal(co.arraysets["img"]["staged"], np.full((8, 8), 7, np.uint8))
     co.close()
+

@@ -422,7 +422,11 @@ class BucketIndex:
 def bucket_index(storage: ObjectPackStorage, hangar_dir: str) -> BucketIndex:
     key = hashlib.sha256(f"{storage.url}|{storage.endpoint_url}".encode()).hexdigest()[:24]
     index = BucketIndex(storage, os.path.join(hangar_dir, "cache", "bucket-indexes", key), hangar_dir)
-    remove_stale_temps(index.cache_dir or "")  # cache copies a killed process was writing
+    try:  # cache copies a killed process was writing, in a directory made a real one first: a
+        # crafted repository's link there had the link target's old *.tmp files removed
+        remove_stale_temps(own_directory(index.cache_dir or "", hangar_dir))
+    except OSError:
+        pass
     index.refresh()
     return index
 
