@@ -375,3 +375,35 @@ def test_a_diff_refuses_a_samples_tree_entry_of_a_mode_hangar_never_writes(tmp_p
             co.diff.branch("dev")
     finally:
         co.close()
+
+
+def test_stale_temporaries_are_never_removed_through_a_planted_cache_link(tmp_path):
+    """A crafted repository's ``cache/bucket-indexes/<key>`` that is a link out of it: opening
+    the bucket index removed the link target's ``*.tmp`` files (an old one naming no pid, one
+    naming a pid not running) before the cache directory was made a real one."""
+    import hashlib
+    import time
+
+    from hangar.errors import DataRemoteUnreachableError
+    from hangar.remote import objectdata
+    from hangar.store.objectstore import ObjectPackStorage
+    from tests.repo_parts import hangar_dir_of
+
+    r = make_repo(tmp_path / "repo", n=2)
+    hangar_dir = hangar_dir_of(r)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    old = time.time() - 7200
+    victims = [outside / "draft.tmp", outside / "notes.4000000.tmp"]
+    for v in victims:
+        v.write_bytes(b"the user's")
+        os.utime(v, (old, old))
+    storage = ObjectPackStorage("s3://bucket/prefix", "http://127.0.0.1:9")  # nothing listens: refused
+    key = hashlib.sha256(f"{storage.url}|{storage.endpoint_url}".encode()).hexdigest()[:24]
+    os.makedirs(os.path.join(hangar_dir, "cache", "bucket-indexes"))
+    os.symlink(outside, os.path.join(hangar_dir, "cache", "bucket-indexes", key))
+    try:
+        objectdata.bucket_index(storage, hangar_dir)
+    except DataRemoteUnreachableError:
+        pass
+    assert all(v.exists() for v in victims)

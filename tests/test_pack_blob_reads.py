@@ -127,3 +127,34 @@ def test_reads_without_the_c_extension_give_the_same_blobs(pointer_repo, monkeyp
     ids = _leaf_blob_ids(git_dir)
     monkeypatch.setattr(rowhash, "available", False)
     assert read_small_blobs(os.path.join(git_dir, "objects", "pack"), ids) == _libgit2(git_dir, ids)
+
+
+@pytest.mark.parametrize("offset", [(1 << 63) - 1, (1 << 63) - 8, (1 << 64) - 1, 1 << 40])
+def test_a_crafted_index_offset_far_past_the_pack_gives_none(pointer_repo, tmp_path, offset):
+    """An index whose entry points into the 8-byte offset table at a value near 2**63 (a crafted
+    ``.idx``): the bounds check ``o + 13 <= end`` overflowed int64 and passed, and reading the
+    entry's header raised IndexError out of ``read_blobs`` instead of leaving it to libgit2."""
+    import struct
+
+    git_dir = str(tmp_path / "copy.git")
+    shutil.copytree(_git_dir(pointer_repo), git_dir)
+    pack_dir = os.path.join(git_dir, "objects", "pack")
+    ids = _leaf_blob_ids(git_dir)
+    for name in os.listdir(pack_dir):
+        if not name.endswith(".idx"):
+            continue
+        path = os.path.join(pack_dir, name)
+        os.chmod(path, 0o644)
+        with open(path, "rb") as f:
+            idx = bytearray(f.read())
+        n = struct.unpack_from(">I", idx, 8 + 1020)[0]
+        offs_at = 8 + 1024 + 24 * n
+        struct.pack_into(">I", idx, offs_at, 0x80000000)  # the first entry: row 0 of the 8-byte table
+        at = offs_at + 4 * n
+        idx[at:at] = struct.pack(">Q", offset)
+        with open(path, "wb") as f:
+            f.write(idx)
+    got = read_small_blobs(pack_dir, ids)  # never an exception: a blob or None
+    good = _libgit2(_git_dir(pointer_repo), ids)
+    assert all(g is None or g == want for g, want in zip(got, good))
+    assert got.count(None) >= 1

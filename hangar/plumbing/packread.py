@@ -79,7 +79,8 @@ def _read_pack(pack_path: str, pack_dir: str, offsets: np.ndarray, want: np.ndar
             try:
                 end = len(pk) - 20  # the pack's trailing checksum is no entry's
                 o = offsets
-                ok = (o >= 12) & (o + 2 + _ZLIB_OVERHEAD <= end)
+                # compared as o <= end - 13: a crafted index's offset near 2**63 overflowed o + 13
+                ok = (o >= 12) & (o <= end - 2 - _ZLIB_OVERHEAD)
                 o = np.where(ok, o, 12)
                 b0 = pk[o].astype(np.int64)
                 b1 = pk[o + 1].astype(np.int64)

@@ -245,9 +245,21 @@ def _fetch_local(git: GitRepo, remote: str, refspecs: list[str]) -> bool:
         return False
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # no GIT_DIR & co. from outside
     env["GIT_TERMINAL_PROMPT"] = "0"
+    # no `git gc --auto` after the fetch (git's default: with over 50 packs, hangar merging its
+    # own only at 64, it repacked this directory behind hangar and dropped unreachable objects
+    # two weeks old, the staging area's trees among them: tests/test_local_git_fetch.py)
+    quiet = ["-c", "gc.auto=0", "-c", "maintenance.auto=false"]
+    # nothing the repository's own config or hooks name is run (a repository may come from a
+    # tarball; libgit2 runs none of these): no hooks (reference-transaction ran on every fetch),
+    # no core.alternateRefsCommand, only the file transport (an include libgit2 does not read
+    # could rewrite the path to ssh:// with a core.sshCommand), the stock upload-pack, no
+    # submodules (command-line -c outranks the repository's config)
+    quiet += ["-c", "core.hooksPath=/dev/null", "-c", "core.alternateRefsCommand=", "-c", "protocol.allow=never",
+              "-c", "protocol.file.allow=always"]
     try:
         done = subprocess.run([exe, "--git-dir", git.git_dir, "-c", "core.fsync=committed", "-c",
-                               "core.fsyncMethod=fsync", "fetch", "--quiet", "--no-write-fetch-head", path, *refspecs],
+                               "core.fsyncMethod=fsync", *quiet, "fetch", "--quiet", "--no-write-fetch-head",
+                               "--no-recurse-submodules", "--upload-pack=git-upload-pack", path, *refspecs],
                               env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -410,7 +422,11 @@ class BucketIndex:
 def bucket_index(storage: ObjectPackStorage, hangar_dir: str) -> BucketIndex:
     key = hashlib.sha256(f"{storage.url}|{storage.endpoint_url}".encode()).hexdigest()[:24]
     index = BucketIndex(storage, os.path.join(hangar_dir, "cache", "bucket-indexes", key), hangar_dir)
-    remove_stale_temps(index.cache_dir or "")  # cache copies a killed process was writing
+    try:  # cache copies a killed process was writing, in a directory made a real one first: a
+        # crafted repository's link there had the link target's old *.tmp files removed
+        remove_stale_temps(own_directory(index.cache_dir or "", hangar_dir))
+    except OSError:
+        pass
     index.refresh()
     return index
 
