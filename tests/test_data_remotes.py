@@ -255,12 +255,7 @@ def test_tampered_pack_bytes_are_refused_and_nothing_is_stored(pushed, tmp_path,
     raw = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     raw[len(raw) // 2] ^= 0xFF
     client.put_object(Bucket=bucket, Key=key, Body=bytes(raw))
-    c = clone(tmp_path, url)
-    with pytest.raises(CorruptDataError):
-        c.remote.fetch_data("origin", "master")
-    co = c.checkout()
-    assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N  # the whole batch was discarded
-    co.close()
+    _refused_with_nothing_stored(clone(tmp_path, url), None)  # the whole batch was discarded
 
 
 # ------------------------------------------------------------------------- gc and safety
@@ -507,6 +502,16 @@ def _clone_of_tampered_bucket(tmp_path, s3_env, tamper):  # noqa: F811
     return clone(tmp_path, url)
 
 
+def _refused_with_nothing_stored(c, match: str | None) -> None:
+    """``fetch_data`` of clone ``c`` raises ``CorruptDataError`` (matching ``match``) and stores no sample
+    (every one of ``make_repo``'s ``2 * N`` samples still remote)."""
+    with pytest.raises(CorruptDataError, match=match):
+        c.remote.fetch_data("origin", "master")
+    co = c.checkout()
+    assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N
+    co.close()
+
+
 @pytest.mark.slow
 def test_a_checksum_the_bucket_index_gets_wrong_is_refused_and_nothing_is_stored(tmp_path, s3_env):  # noqa: F811
     """Bytes that hash to their digest but not to the index's stored-bytes checksum: refused (the
@@ -515,12 +520,8 @@ def test_a_checksum_the_bucket_index_gets_wrong_is_refused_and_nothing_is_stored
         recs["check"][len(recs) // 2] ^= 1  # one record lies about its bytes' checksum
         return data
 
-    c = _clone_of_tampered_bucket(tmp_path, s3_env, lie_about_a_checksum)
-    with pytest.raises(CorruptDataError, match="do not match their checksum"):
-        c.remote.fetch_data("origin", "master")
-    co = c.checkout()
-    assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N
-    co.close()
+    _refused_with_nothing_stored(_clone_of_tampered_bucket(tmp_path, s3_env, lie_about_a_checksum),
+                                 "do not match their checksum")
 
 
 def test_a_bucket_index_claiming_an_impossible_size_is_refused_before_any_read(tmp_path, s3_env):  # noqa: F811
@@ -534,12 +535,8 @@ def test_a_bucket_index_claiming_an_impossible_size_is_refused_before_any_read(t
         recs["length"][k] = recs["rawlen"][k] = int(recs["length"][k]) + extra
         return bytes(data) + bytes(1 << 20)
 
-    c = _clone_of_tampered_bucket(tmp_path, s3_env, grow_the_last_sample)
-    with pytest.raises(CorruptDataError, match="origin.*nothing was read"):
-        c.remote.fetch_data("origin", "master")
-    co = c.checkout()
-    assert sum(map(len, co.arraysets.remote_sample_keys.values())) == 2 * N
-    co.close()
+    _refused_with_nothing_stored(_clone_of_tampered_bucket(tmp_path, s3_env, grow_the_last_sample),
+                                 "origin.*nothing was read")
 
 
 def test_a_dask_chunk_whose_bucket_records_claim_an_impossible_size_reads_nothing(tmp_path):
