@@ -365,8 +365,14 @@ class WriterCheckout(_CheckoutBase):
         crash_point("commit.after_ref")
         self._state.base = commit
         self._core.save_staging_state(self._state)
-        # issue 14: the read cache of the new commit's arraysets (one call; a cache, never an error)
-        tables.keep(stage.area_unsynced.snapshot)
+        # issue 14: the read cache of the new commit's arraysets (one call; a cache, never an error:
+        # the branch already moved, so a failure here (a table build's error, no thread left to
+        # save one) must not report a durable commit as failed; readers build what is missing)
+        try:
+            tables.keep(stage.area_unsynced.snapshot)
+        except Exception as exc:
+            warnings.warn(f"commit {commit[:8]} is done, but keeping its location tables failed ({type(exc).__name__}: "
+                          f"{exc}); readers will build them", RuntimeWarning, stacklevel=2)
         try:
             git.consolidate_packs()
         except OSError as exc:  # the commit is done and durable; merging packs can wait for the next one

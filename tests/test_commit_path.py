@@ -178,3 +178,40 @@ def test_take_flushed_columns_is_locate_columns_once_and_only_for_the_flushed_sa
     for a, b in zip(got[1:], expected[1:]):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_commit_whose_ref_moved_is_reported_as_done_when_keeping_its_tables_fails(tmp_path, monkeypatch):
+    """The location tables are kept after the branch moved (a cache): a failure there (here the
+    process cannot start the thread that saves a table, as when it runs out of threads) must not
+    turn a durable commit into an exception. Before, ``commit`` raised RuntimeError although the
+    branch already pointed at the new commit; now it returns the hash with a RuntimeWarning."""
+    import threading
+
+    repo = Repository(tmp_path, exists=False)
+    repo.init("a", "a@example.com")
+    start = threading.Thread.start
+
+    def refuse_table_saves(self):
+        if self.name == "hangar-table-save":
+            raise RuntimeError("can't start new thread")
+        return start(self)
+
+    co = repo.checkout(write=True)
+    try:
+        a = co.arraysets.init_arrayset("x", shape=(4,), dtype=np.float32)
+        a["0"] = np.zeros(4, np.float32)
+        co.commit("one")
+        for i in range(1, 8):
+            a[str(i)] = np.full(4, i, np.float32)
+        monkeypatch.setattr(threading.Thread, "start", refuse_table_saves)
+        with pytest.warns(RuntimeWarning, match="location tables"):
+            commit = co.commit("eight")
+        monkeypatch.setattr(threading.Thread, "start", start)
+        a["8"] = np.full(4, 8, np.float32)  # the checkout goes on from the new commit
+        second = co.commit("nine")
+    finally:
+        co.close()
+    fresh = Repository(tmp_path)
+    assert fresh.log(return_contents=True)["order"][:2] == [second, commit]
+    with fresh.checkout() as co:
+        assert float(co.arraysets["x"]["7"][0]) == 7.0 and len(co.arraysets["x"]) == 9
