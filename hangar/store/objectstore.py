@@ -24,6 +24,7 @@ writes were equal (server-bound, 28 vs 30 MB/s). So obstore it is.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
 from datetime import timedelta
@@ -62,7 +63,7 @@ STREAMS = 6
 #: bytes obstore hands over at a time from a streamed GET
 _STREAM_CHUNK = 1 << 20
 
-_loop: Optional[asyncio.AbstractEventLoop] = None
+_loop: Optional["_TransferLoop"] = None
 _loop_lock = threading.Lock()
 
 
@@ -98,16 +99,106 @@ def check_not_forked() -> None:
             "DataLoader(multiprocessing_context='spawn')), or fork before the first object-store request")
 
 
-def transfer_loop() -> asyncio.AbstractEventLoop:
-    """The event loop windowed transfers run on: one per process, in a daemon thread, so a
-    generator can hand back results while later requests are still in flight (zarr's own loop
-    is reachable only through a private function)."""
-    global _loop
+class _TransferLoop(asyncio.SelectorEventLoop):
+    """The transfer loop; it counts the threads inside :meth:`call_soon_threadsafe`.
+
+    obstore's runtime threads hand each result over with ``call_soon_threadsafe``, which
+    releases the GIL to wake the loop and takes it back after. A runtime thread taking the GIL
+    once the interpreter is finalizing is ended by CPython with ``pthread_exit``, whose unwinding
+    through Rust frames aborts the process (SIGABRT after a correct result: 1 run in 30 of a
+    refused ``fetch_data`` under load; core: pyo3_async_runtimes ``set_result`` -> ``take_gil``
+    -> ``PyThread_exit_thread``). :func:`_quiesce` waits, at exit, until no such call is under way.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handing_over = 0
+        self.quiet = threading.Condition()
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Any:  # type: ignore[override]
+        with self.quiet:
+            self.handing_over += 1
+        try:
+            return super().call_soon_threadsafe(callback, *args, context=context)
+        finally:
+            with self.quiet:
+                self.handing_over -= 1
+                self.quiet.notify_all()
+
+
+#: obstore futures (and coroutines awaiting them) started on the transfer loop and not settled yet
+_inflight: set[asyncio.Future[Any]] = set()
+
+
+def _settle_done(fut: asyncio.Future[Any]) -> None:
+    _inflight.discard(fut)
+    if not fut.cancelled():
+        fut.exception()  # retrieved: a request whose caller went away ends quietly
+
+
+async def _settled(aw: Any) -> Any:
+    """Await ``aw`` (an obstore future or a coroutine awaiting some) so that cancelling the caller
+    does not cancel it: it runs to its end (one response head, one chunk, one range), tracked in
+    ``_inflight`` until then. A cancelled obstore future still takes the GIL from a runtime
+    thread later, unobserved; a settled one hands over through ``call_soon_threadsafe``, which
+    the transfer loop counts (see :class:`_TransferLoop`)."""
+    inner = asyncio.ensure_future(aw)
+    if not inner.done():
+        _inflight.add(inner)
+        inner.add_done_callback(_settle_done)
+    return await asyncio.shield(inner)
+
+
+async def _settled_stream(stream: Any) -> Any:
+    """The chunks of an obstore stream, each ``__anext__`` awaited through :func:`_settled`."""
+    while True:
+        try:
+            chunk = await _settled(stream.__anext__())
+        except StopAsyncIteration:
+            return
+        yield chunk
+
+
+def _quiesce(timeout: float = 60.0) -> None:
+    """At exit: wait until every request started on the transfer loop has settled and no runtime
+    thread is inside ``call_soon_threadsafe`` (bounded by ``timeout`` s), so no obstore thread
+    takes the GIL while the interpreter finalizes."""
+    loop = _loop
+    if loop is None or not loop.is_running() or os.getpid() != _loop_pid:
+        return
+
+    async def idle() -> None:
+        me = asyncio.current_task()
+        while True:
+            pending = [t for t in asyncio.all_tasks() if t is not me] + list(_inflight)
+            if not pending:
+                return
+            await asyncio.wait(pending)
+
+    try:
+        asyncio.run_coroutine_threadsafe(idle(), loop).result(timeout)
+    except Exception:  # a request that never ends (TimeoutError): exit anyway
+        return
+    with loop.quiet:
+        loop.quiet.wait_for(lambda: loop.handing_over == 0, timeout)
+
+
+#: the process that started ``_loop``
+_loop_pid = 0
+
+
+def transfer_loop() -> _TransferLoop:
+    """The event loop every object-store request runs on (zarr's calls as well, see
+    :meth:`ObjectPackStorage._run`): one per process, in a daemon thread, so a generator can hand
+    back results while later requests are still in flight, and so :func:`_quiesce` can wait at
+    exit for what is still under way."""
+    global _loop, _loop_pid
     with _loop_lock:
         if _loop is None:
-            loop = asyncio.new_event_loop()
+            loop = _TransferLoop()
             threading.Thread(target=loop.run_forever, name="hangar-objectstore", daemon=True).start()
-            _loop = loop
+            _loop, _loop_pid = loop, os.getpid()
+            atexit.register(_quiesce)
         return _loop
 
 
@@ -211,8 +302,11 @@ class ObjectPackStorage(ZarrPackStorage):
         except ObjectStoreError:
             coro.close()
             raise
+        from zarr.core.sync import sync
+
         try:
-            return super()._run(coro)
+            # on the transfer loop, not zarr's own: what is under way at exit is waited for there
+            return sync(coro, loop=transfer_loop())
         except BaseError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ObjectStoreError(f"object store {self.describe()} failed a request: {type(exc).__name__}: "
@@ -228,7 +322,7 @@ class ObjectPackStorage(ZarrPackStorage):
 
         key = f"packs/{pack}/index"
         try:
-            resp = await obstore.get_async(self.store.store, key)
+            resp = await _settled(obstore.get_async(self.store.store, key))
         except (NotFoundError, FileNotFoundError):
             raise PackNotFoundError(f"{self.url}/{key}") from None
         size = int(resp.meta["size"])
@@ -236,7 +330,7 @@ class ObjectPackStorage(ZarrPackStorage):
             raise self._oversized_index(key, size)
         parts: list[bytes] = []
         got = 0
-        async for part in resp.stream(min_chunk_size=1 << 20):
+        async for part in _settled_stream(resp.stream(min_chunk_size=1 << 20)):
             got += len(part)
             if got > MAX_REMOTE_INDEX_BYTES:
                 raise self._oversized_index(key, got)
@@ -305,7 +399,8 @@ class ObjectPackStorage(ZarrPackStorage):
     async def _range(self, pack: str, off: int, n: int) -> memoryview:
         from zarr.abc.store import RangeByteRequest
 
-        buf = await self.store.get(f"packs/{pack}/c/0", self._proto, byte_range=RangeByteRequest(off, off + n))
+        buf = await _settled(self.store.get(f"packs/{pack}/c/0", self._proto,
+                                            byte_range=RangeByteRequest(off, off + n)))
         if buf is None:
             raise PackNotFoundError(f"{self.url}/packs/{pack}/c/0")
         # a view of the buffer obstore received, not ``bytes(buf.to_bytes())``: that copy ran on the
@@ -411,12 +506,12 @@ class ObjectPackStorage(ZarrPackStorage):
             if k == len(ranges):
                 return
             try:
-                got = await obstore.get_async(self._s3, f"packs/{pack}/c/0", options={"range": (start, end)})
+                got = await _settled(obstore.get_async(self._s3, f"packs/{pack}/c/0", options={"range": (start, end)}))
             except FileNotFoundError:  # what obstore raises for a 404 (as ``iter_ranges`` reports it)
                 raise PackNotFoundError(f"{self.url}/packs/{pack}/c/0") from None
             buf = np.empty(ranges[k][2], np.uint8)
             pos = start
-            async for chunk in got.stream(min_chunk_size=_STREAM_CHUNK):
+            async for chunk in _settled_stream(got.stream(min_chunk_size=_STREAM_CHUNK)):
                 data = memoryview(chunk).cast("B")  # obstore's Bytes: a buffer
                 top = pos + len(data)
                 if top > end:  # checked before a byte is copied: never more than was asked for
@@ -450,13 +545,28 @@ class ObjectPackStorage(ZarrPackStorage):
         """Checked indexes (:meth:`read_checked_index`) of many packs, read concurrently."""
         ids = list(pack_ids)
         sem = asyncio.Semaphore(CONCURRENCY)
+        failed: list[BaseException] = []
 
         async def one(pack: str) -> bytes:
             async with sem:
-                return await self._index_bytes(pack)
+                if failed:  # refused already: start no further GET
+                    return b""
+                try:
+                    return await self._index_bytes(pack)
+                except BaseException as exc:
+                    failed.append(exc)
+                    raise
 
         async def run() -> list[bytes]:
-            return list(await asyncio.gather(*(one(p) for p in ids)))
+            # every GET settles before the call returns, a refusal too: a sibling left running
+            # (plain gather returns at the first error) could complete during interpreter shutdown,
+            # when obstore's runtime thread taking the GIL to hand over its result is ended by
+            # pthread_exit through Rust frames: SIGABRT after a correct result (1 run in 30 under
+            # load; core: pyo3_async_runtimes set_result -> take_gil -> PyThread_exit_thread)
+            got = await asyncio.gather(*(one(p) for p in ids), return_exceptions=True)
+            if failed:
+                raise failed[0]
+            return [g for g in got if isinstance(g, bytes)]
 
         out = dict(zip(ids, self._run(run())))
         for pack, raw in out.items():
@@ -478,13 +588,14 @@ class ObjectPackStorage(ZarrPackStorage):
 
         async def one(data: bytes | memoryview, index: bytes) -> None:
             pack = remote_pack_id(index)
-            if await self.store.exists(f"packs/{pack}/index"):
+            if await _settled(self.store.exists(f"packs/{pack}/index")):
                 return
-            await self.store.set(f"packs/{pack}/c/0", self._proto.buffer.from_bytes(data))
-            await self.store.set(f"packs/{pack}/zarr.json", self._proto.buffer.from_bytes(array_metadata(len(data))))
+            await _settled(self.store.set(f"packs/{pack}/c/0", self._proto.buffer.from_bytes(data)))
+            await _settled(self.store.set(f"packs/{pack}/zarr.json",
+                                          self._proto.buffer.from_bytes(array_metadata(len(data)))))
             crash_point("objectstore.before_index")
             # the commit point of the pack: written only once its data object is complete
-            await self.store.set(f"packs/{pack}/index", self._proto.buffer.from_bytes(index))
+            await _settled(self.store.set(f"packs/{pack}/index", self._proto.buffer.from_bytes(index)))
 
         def uploads() -> Iterator[Any]:
             for data, index in packs:
