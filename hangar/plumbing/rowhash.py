@@ -7,6 +7,7 @@ pure-Python path here and take it when ``available`` is False (tests set it so).
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import os
 import sys
@@ -536,11 +537,25 @@ def file_size(fd: int) -> int:
     return os.fstat(fd).st_size
 
 
+#: faulthandler's state when the SIGBUS guard's handler was last installed (None: not yet)
+_guard_under_faulthandler: Optional[bool] = None
+_faulthandler_on = faulthandler.is_enabled
+
+
 def copy_checked_guarded(src: object, out: object, check: int) -> int:
     """:func:`copy_checked` from a memory mapping that someone else may have truncated: 1 copied and
     matching, 0 not matching, -1 a page of ``src`` could not be read (SIGBUS caught in C; the
     process goes on). Without the extension nothing is caught (check the file's size first)."""
     if _ext is not None and available:
+        global _guard_under_faulthandler
+        if _guard_under_faulthandler is None:  # the guard is installed by this first call
+            _guard_under_faulthandler = _faulthandler_on()
+        elif _guard_under_faulthandler and not _faulthandler_on():
+            # installed while faulthandler was on, which was turned off since: its disable() put
+            # back the handler it had found, removing the guard's; re-installed (one sigaction;
+            # faulthandler turned on after the guard needs nothing: it passes faults on to it)
+            _ext.bus_rearm()
+            _guard_under_faulthandler = False
         try:
             got: int = _ext.copy_checked_guarded(src, out, check)
             return got
