@@ -399,3 +399,43 @@ def test_merge3_checksums_equal_zlibs(portable: bool) -> None:
             assert rowhash.pack_checksums(buf, portable) == (zlib.adler32(buf), zlib.crc32(buf)), (n, skew)
     worst = b"\xff" * 1_000_000  # the largest sums between two reductions
     assert rowhash.pack_checksums(worst, portable) == (zlib.adler32(worst), zlib.crc32(worst))
+
+
+_BASELINE_MERGE = """
+import json, random, sys
+from hangar.plumbing import rowhash
+from hangar.plumbing.pack import ObjectBatch
+from tests.test_merge_fast_paths import _batch_reader, _random_tables
+batch = ObjectBatch()
+tables = _random_tables(random.Random(5), batch)
+out = []
+for a, m, d in tables:
+    got = rowhash.merge3_packed(_batch_reader(batch), a, m, d, 1, 2)
+    out.append([got[0].hex(), [arr.tobytes().hex() for arr in got[1]]])
+json.dump(out, sys.stdout)
+"""
+
+
+@needs_ext
+@pytest.mark.slow  # a child process: ~1-3 s
+def test_merge3_packed_hashes_alike_without_the_sha_instructions() -> None:
+    """merge3_packed hashes its new trees two at a time with the SHA instructions interleaved; with
+    HANGAR_ROWHASH_BASELINE=1 (as on a CPU without them) one at a time: the same ids and entries."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HANGAR_ROWHASH_BASELINE="1")
+    got = subprocess.run([sys.executable, "-c", _BASELINE_MERGE], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert got.returncode == 0, got.stderr
+    batch = ObjectBatch()
+    tables = _random_tables(random.Random(5), batch)
+    here = []
+    for a, m, d in tables:
+        merged = rowhash.merge3_packed(_batch_reader(batch), a, m, d, 1, 2)
+        assert merged is not None and merged[0] is not None
+        here.append([merged[0].hex(), [arr.tobytes().hex() for arr in merged[1]]])
+    assert json.loads(got.stdout) == here
+    assert sum(len(ids) // 40 for _root, (ids, *_rest) in here) > len(here)  # pairs were hashed
