@@ -2440,14 +2440,14 @@ static Py_ssize_t m3_common(const unsigned char *x, Py_ssize_t nx, const unsigne
  * third) was ~22% of merge3's time at 1,000,000 samples (~85 leaves of ~244 entries merged).
  * Accepts only what m3_next / m3_cmp accept (it may stop sooner: m3_run's loop goes on from
  * there); returns the offset after the last entry taken, *last set to it. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 static Py_ssize_t m3_leaf_run(const unsigned char *t, Py_ssize_t s, Py_ssize_t end, m3_entry *last)
 {
     Py_ssize_t q = s;
     uint64_t mode, want;
     memcpy(&want, "100644 \0", 8);
     const uint64_t mask = ~(uint64_t)0 >> 8;  /* the first 7 bytes (little-endian) */
-    const int le = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
-    while (le && q + 29 <= end) {  /* the shortest entry: 7 + 1 + 1 + 20 bytes */
+    while (q + 29 <= end) {  /* the shortest entry: 7 + 1 + 1 + 20 bytes */
         memcpy(&mode, t + q, 8);
         if ((mode & mask) != (want & mask))
             break;
@@ -2478,6 +2478,9 @@ static Py_ssize_t m3_leaf_run(const unsigned char *t, Py_ssize_t s, Py_ssize_t e
     }
     return q;
 }
+#else  /* the general loop alone */
+static Py_ssize_t m3_leaf_run(const unsigned char *t, Py_ssize_t s, Py_ssize_t end, m3_entry *last) { return s; }
+#endif
 /* ---- end i14m ---- */
 
 /* Bytes from offset s of tree t (an entry boundary) that hold whole entries, of the table's shape,
