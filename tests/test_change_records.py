@@ -187,3 +187,18 @@ def test_gc_removes_the_kept_records_and_diffs_stay_the_same(repo) -> None:
     assert report.removed_cache_files == kept and "change records" in str(report)
     assert sum(len(f) for _, _, f in os.walk(_records_dir(repo))) == 0
     assert _flat(diff_commits(git, heads[0], heads[1])) == want
+
+
+def test_records_of_another_version_or_with_a_nul_in_a_name_are_not_used(tmp_path) -> None:
+    """Version 2 keeps a table's names NUL-separated: a name holding a NUL (no git tree entry
+    can) is not kept, and a digest-valid record of version 1 is a cache miss (walked again)."""
+    import hashlib
+
+    x, y, t1 = (bytes([i]) * 20 for i in (1, 2, 3))
+    assert not changes.save_record(str(tmp_path), x, y, {(t1, t1, 0): {"i:1\0i:2": (x, y)}})
+    assert not os.path.exists(changes.record_path(str(tmp_path), x, y))
+    tables = {(t1, None, 1): {"i:7": (x, None), "s:\u00e9": (None, y)}, (None, t1, 0): {}}
+    data = changes.encode_record(x, y, tables)
+    assert changes.decode_record(data, x, y) == tables
+    body = b"HANGAR-CHANGES 1\n" + data[len(b"HANGAR-CHANGES 2\n"):-16]
+    assert changes.decode_record(body + hashlib.blake2b(body, digest_size=16).digest(), x, y) is None

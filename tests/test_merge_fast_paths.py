@@ -399,3 +399,77 @@ def test_merge3_checksums_equal_zlibs(portable: bool) -> None:
             assert rowhash.pack_checksums(buf, portable) == (zlib.adler32(buf), zlib.crc32(buf)), (n, skew)
     worst = b"\xff" * 1_000_000  # the largest sums between two reductions
     assert rowhash.pack_checksums(worst, portable) == (zlib.adler32(worst), zlib.crc32(worst))
+
+
+_BASELINE_MERGE = """
+import json, random, sys
+from hangar.plumbing import rowhash
+from hangar.plumbing.pack import ObjectBatch
+from tests.test_merge_fast_paths import _batch_reader, _random_tables
+batch = ObjectBatch()
+tables = _random_tables(random.Random(5), batch)
+out = []
+for a, m, d in tables:
+    got = rowhash.merge3_packed(_batch_reader(batch), a, m, d, 1, 2)
+    out.append([got[0].hex(), [arr.tobytes().hex() for arr in got[1]]])
+json.dump(out, sys.stdout)
+"""
+
+
+@needs_ext
+@pytest.mark.slow  # a child process: ~1-3 s
+def test_merge3_packed_hashes_alike_without_the_sha_instructions() -> None:
+    """merge3_packed hashes its new trees two at a time with the SHA instructions interleaved; with
+    HANGAR_ROWHASH_BASELINE=1 (as on a CPU without them) one at a time: the same ids and entries."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HANGAR_ROWHASH_BASELINE="1")
+    got = subprocess.run([sys.executable, "-c", _BASELINE_MERGE], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert got.returncode == 0, got.stderr
+    batch = ObjectBatch()
+    tables = _random_tables(random.Random(5), batch)
+    here = []
+    for a, m, d in tables:
+        merged = rowhash.merge3_packed(_batch_reader(batch), a, m, d, 1, 2)
+        assert merged is not None and merged[0] is not None
+        here.append([merged[0].hex(), [arr.tobytes().hex() for arr in merged[1]]])
+    assert json.loads(got.stdout) == here
+    assert sum(len(ids) // 40 for _root, (ids, *_rest) in here) > len(here)  # pairs were hashed
+
+
+@needs_ext
+def test_merge3_packed_ids_at_every_message_length() -> None:
+    """Two new leaves hashed together (their lengths differ: one message runs on alone) and their
+    parent alone, at tree lengths around every 64-byte block boundary of the sha1 message."""
+    import hashlib
+
+    x, y = bytes([1]) * 20, bytes([2]) * 20
+    for extra in range(0, 140, 1):
+        trees = {}
+        sides = []
+        for side in ("a", "m", "d"):
+            leaves = {}
+            for digit, pad in (("0", extra), ("1", 2 * extra % 97)):
+                leaf = {"i:1": (MODE_BLOB, x)}
+                if side != "a":  # each side adds a name of its own: the leaf changed on both sides
+                    leaf[f"i:{side}{'9' * pad}"] = (MODE_BLOB, y)
+                data = serialize_tree(leaf)
+                oid = hashlib.sha1(b"tree %d\0" % len(data) + data).digest()
+                trees[oid] = data
+                leaves[digit] = (MODE_TREE, oid)
+            data = serialize_tree(leaves)
+            oid = hashlib.sha1(b"tree %d\0" % len(data) + data).digest()
+            trees[oid] = data
+            sides.append(oid)
+        got = rowhash.merge3_packed(trees.__getitem__, *sides, 1, 0)
+        assert got is not None and got[2] == []
+        ids, _entries, _starts, _crcs, data, bounds = got[1]
+        assert len(ids) == 3
+        for i in range(3):
+            tree = data[bounds[i]:bounds[i + 1]].tobytes()
+            assert ids[i].tobytes() == hashlib.sha1(b"tree %d\0" % len(tree) + tree).digest(), extra
+        assert got[0] == ids[2].tobytes()

@@ -2144,7 +2144,23 @@ typedef struct {
     block_fn block;
     PyObject *cache;  /* a dict id -> tree bytes looked up before calling read, or NULL */
     m3_block *pack;  /* where new trees go as pack entries (merge3 with pack=True), else objects */
+    m3_buf nodes;  /* i14m: the new trees of a packed merge, hashed at the end (m3_defer_rec each) */
 } m3_ctx;
+
+/* ---- i14m: new trees hashed two at a time ----
+ * A packed merge keeps each new tree's bytes (with the ids of its new subtrees still zero) and
+ * hashes them all at the end, a fan-out level at a time from the leaves up, two trees at once
+ * with the SHA instructions interleaved (sha1_block_ni2): one message leaves the SHA unit idle
+ * while each round waits for the previous one. A subtree's id is written into its parent's bytes
+ * once hashed; the pack entries (which hold those bytes) are built after all ids are known. */
+typedef struct {
+    Py_ssize_t off, len;  /* the tree's bytes in the block's data */
+    Py_ssize_t parent;  /* the node whose bytes name this tree (-1: the table's root) */
+    Py_ssize_t slot;  /* where in the block's data this tree's id goes (the parent's entry) */
+    int depth;
+} m3_defer_rec;
+
+/* ---- end i14m ---- */
 
 #define M3_ERROR (-1)
 #define M3_GENERAL (-2)
@@ -2242,7 +2258,11 @@ static int m3_put_entry(m3_buf *b, const m3_entry *e)  /* the entry as it stands
  * the tree is in cache. Building the entries in Python afterwards (plumbing.pack.write_pack's loop
  * over objects) cost ~1.7 ms of CPU for the ~310 trees (~850 KB) of a 600 + 600 merge at
  * 1,000,000 samples. */
-static int m3_emit(m3_block *k, const unsigned char id[20], const unsigned char *tree, Py_ssize_t len)
+/* ---- i14m: a new tree's pack entry (type/size header, a zlib stream of stored blocks, adler32)
+ * and its crc32 appended to the pack-ready block (its id and bytes are put by m3_node and
+ * m3_finish). Building the entries in Python (plumbing.pack.write_pack's loop over objects) cost
+ * ~1.7 ms of CPU for the ~310 trees (~850 KB) of a 600 + 600 merge at 1,000,000 samples. ---- */
+static int m3_entry_of(m3_block *k, const unsigned char *tree, Py_ssize_t len)
 {
     unsigned char head[16];
     Py_ssize_t n = 0, size = len;
@@ -2255,7 +2275,7 @@ static int m3_emit(m3_block *k, const unsigned char id[20], const unsigned char 
     head[n++] = 0x78;  /* zlib header: deflate, 32 KiB window, no dictionary */
     head[n++] = 0x01;
     Py_ssize_t at = k->entries.len;
-    if (m3_put(&k->ids, id, 20) < 0 || m3_put(&k->data, tree, len) < 0 || m3_put(&k->entries, head, n) < 0)
+    if (m3_put(&k->entries, head, n) < 0)
         return -1;
     Py_ssize_t pos = 0;
     do {  /* stored blocks of at most 65,535 bytes (a leaf is ~9 KB: one) */
@@ -2272,10 +2292,105 @@ static int m3_emit(m3_block *k, const unsigned char id[20], const unsigned char 
     if (m3_put(&k->entries, tail, 4) < 0)
         return -1;
     uint32_t crc = m3_crc32(k->entries.buf + at, k->entries.len - at);
-    int64_t end_entry = k->entries.len, end_data = k->data.len;
-    return m3_put(&k->crcs, &crc, 4) < 0 || m3_put(&k->starts, &end_entry, 8) < 0 ||
-           m3_put(&k->bounds, &end_data, 8) < 0 ? -1 : 0;
+    int64_t end_entry = k->entries.len;
+    return m3_put(&k->crcs, &crc, 4) < 0 || m3_put(&k->starts, &end_entry, 8) < 0 ? -1 : 0;
 }
+/* ---- end i14m ---- */
+
+/* ---- i14m: new trees hashed two at a time (continued) ---- */
+/* block k (64 bytes) of the padded sha1 message "tree <len>\0" + data: a pointer into data when
+ * the block lies inside it, else assembled in tmp */
+static const unsigned char *m3_msg_block(const unsigned char *head, Py_ssize_t hl, const unsigned char *data,
+                                         Py_ssize_t len, Py_ssize_t k, unsigned char tmp[64])
+{
+    Py_ssize_t at = 64 * k, total = hl + len;
+    if (at >= hl && at + 64 <= total)
+        return data + (at - hl);
+    memset(tmp, 0, 64);
+    if (at < hl)  /* the head (under 64 bytes: in block 0) */
+        memcpy(tmp, head + at, (size_t)(hl - at < 64 ? hl - at : 64));
+    Py_ssize_t from = at > hl ? at : hl, to = at + 64 < total ? at + 64 : total;
+    if (to > from)
+        memcpy(tmp + (from - at), data + (from - hl), (size_t)(to - from));
+    if (total >= at && total < at + 64)
+        tmp[total - at] = 0x80;
+    if (64 * k + 64 == ((total + 8) / 64 + 1) * 64) {  /* the last block ends with the length in bits */
+        uint64_t bits = (uint64_t)total * 8;
+        for (int i = 0; i < 8; i++)
+            tmp[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    }
+    return tmp;
+}
+
+/* ids of trees x and y (y may be NULL: x alone), sha1 of "tree <len>\0" + bytes */
+static void m3_hash_pair(const unsigned char *xd, Py_ssize_t xl, unsigned char *xo, const unsigned char *yd,
+                         Py_ssize_t yl, unsigned char *yo)
+{
+    char hx[32], hy[32];
+    int hxl = snprintf(hx, sizeof hx, "tree %zd", xl) + 1, hyl = 0;
+    uint32_t h[2][5] = {{0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u},
+                        {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u}};
+    Py_ssize_t nx = (hxl + xl + 8) / 64 + 1, ny = 0, k = 0;
+    unsigned char tx[64], ty[64];
+    if (yd != NULL) {
+        hyl = snprintf(hy, sizeof hy, "tree %zd", yl) + 1;
+        ny = (hyl + yl + 8) / 64 + 1;
+        if (has_sha_ni)
+            for (; k < nx && k < ny; k++)
+                sha1_block_ni2(h[0], m3_msg_block((const unsigned char *)hx, hxl, xd, xl, k, tx), h[1],
+                               m3_msg_block((const unsigned char *)hy, hyl, yd, yl, k, ty));
+    }
+    block_fn one = has_sha_ni ? sha1_block_ni : sha1_block;
+    for (Py_ssize_t j = k; j < nx; j++)
+        one(h[0], m3_msg_block((const unsigned char *)hx, hxl, xd, xl, j, tx));
+    for (Py_ssize_t j = k; j < ny; j++)
+        one(h[1], m3_msg_block((const unsigned char *)hy, hyl, yd, yl, j, ty));
+    sha1_out(h[0], xo);
+    if (yd != NULL)
+        sha1_out(h[1], yo);
+}
+
+/* The ids of the deferred trees (level by level, two at a time), written into their parents'
+ * bytes, then each tree's pack entry (m3_entry_of), in the order the trees were completed. */
+static int m3_finish(m3_ctx *c, int top)
+{
+    m3_block *k = c->pack;
+    m3_defer_rec *r = (m3_defer_rec *)c->nodes.buf;
+    Py_ssize_t n = c->nodes.len / (Py_ssize_t)sizeof(m3_defer_rec);
+    if (n == 0)
+        return 0;
+    k->ids.len = 0;
+    unsigned char zero[20] = {0};
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (m3_put(&k->ids, zero, 20) < 0)
+            return -1;
+    for (int level = 0; level <= top; level++) {
+        Py_ssize_t prev = -1;
+        for (Py_ssize_t i = 0; i <= n; i++) {
+            if (i < n && r[i].depth != level)
+                continue;
+            if (i < n && prev < 0) {
+                prev = i;
+                continue;
+            }
+            if (prev < 0)
+                break;
+            unsigned char *data = k->data.buf;
+            m3_hash_pair(data + r[prev].off, r[prev].len, k->ids.buf + 20 * prev,
+                         i < n ? data + r[i].off : NULL, i < n ? r[i].len : 0, i < n ? k->ids.buf + 20 * i : NULL);
+            Py_ssize_t pair[2] = {prev, i};
+            for (int j = 0; j < 2; j++)
+                if (pair[j] < n && r[pair[j]].parent >= 0)
+                    memcpy(data + r[pair[j]].slot, k->ids.buf + 20 * pair[j], 20);
+            prev = -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (m3_entry_of(k, k->data.buf + r[i].off, r[i].len) < 0)
+            return -1;
+    return 0;
+}
+/* ---- end i14m ---- */
 
 #if M3_SIMD_CODE
 /* m3_common 32 bytes a step (the scans of the common runs were most of the merge-join's own time
@@ -2318,6 +2433,56 @@ static Py_ssize_t m3_common(const unsigned char *x, Py_ssize_t nx, const unsigne
     return i;
 }
 
+/* ---- i14m: m3_run's loop for a leaf, unrolled for its one entry form ----
+ * "100644 <name>\0<id>": the mode checked as one 8-byte word, the name's end found 16 bytes a
+ * step, the order of two names by their first 8 bytes as one big-endian word where that decides.
+ * Parsing each entry of the runs (m3_next, with a memchr and two memcmp calls, and m3_cmp with a
+ * third) was ~22% of merge3's time at 1,000,000 samples (~85 leaves of ~244 entries merged).
+ * Accepts only what m3_next / m3_cmp accept (it may stop sooner: m3_run's loop goes on from
+ * there); returns the offset after the last entry taken, *last set to it. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static Py_ssize_t m3_leaf_run(const unsigned char *t, Py_ssize_t s, Py_ssize_t end, m3_entry *last)
+{
+    Py_ssize_t q = s;
+    uint64_t mode, want;
+    memcpy(&want, "100644 \0", 8);
+    const uint64_t mask = ~(uint64_t)0 >> 8;  /* the first 7 bytes (little-endian) */
+    while (q + 29 <= end) {  /* the shortest entry: 7 + 1 + 1 + 20 bytes */
+        memcpy(&mode, t + q, 8);
+        if ((mode & mask) != (want & mask))
+            break;
+        const unsigned char *name = t + q + 7, *stop = t + end - 20, *nul = name;
+        while (nul < stop && *nul)
+            nul++;
+        if (nul >= stop || nul == name)
+            break;
+        Py_ssize_t nlen = nul - name;
+        if (q > s) {  /* after *last in git's order (both blobs: bytewise, a prefix first) */
+            Py_ssize_t n = nlen < last->name_len ? nlen : last->name_len;
+            int c;
+            uint64_t x, y;
+            if (n >= 8 && (memcpy(&x, last->name, 8), memcpy(&y, name, 8), x != y))
+                c = __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+            else if ((c = memcmp(last->name, name, (size_t)n)) == 0)
+                c = last->name_len < nlen ? -1 : last->name_len > nlen;
+            if (c >= 0)
+                break;
+        }
+        last->mode = t + q;
+        last->mode_len = 6;
+        last->name = name;
+        last->name_len = nlen;
+        last->id = nul + 1;
+        last->tree = 0;
+        q = (nul - t) + 21;
+    }
+    return q;
+}
+#else  /* the general loop alone */
+static Py_ssize_t m3_leaf_run(const unsigned char *t, Py_ssize_t s, Py_ssize_t end, m3_entry *last) { return s; }
+#endif
+/* ---- end i14m ---- */
+
 /* Bytes from offset s of tree t (an entry boundary) that hold whole entries, of the table's shape,
  * within the first limit bytes: where three trees agree byte for byte from their current entries,
  * those entries are equal and are copied as one run, each parsed once (a leaf changed on both
@@ -2328,6 +2493,8 @@ static Py_ssize_t m3_run(const unsigned char *t, Py_ssize_t len, Py_ssize_t s, P
 {
     Py_ssize_t q = s, end = s + limit;
     m3_entry e;
+    if (depth == 0)
+        q = m3_leaf_run(t, s, end, last);
     for (;;) {
         Py_ssize_t p = q;
         if (m3_next(t, len, &p, &e) <= 0 || p > end || e.tree != (depth > 0) || (q > s && m3_cmp(last, &e) >= 0))
@@ -2374,8 +2541,9 @@ static const char *m3_class(const m3_entry *va, const m3_entry *vm, const m3_ent
  * fan-out directories above the leaves. 0 with *has (0: the merged table is empty) and out; or
  * M3_ERROR (a Python error is set) or M3_GENERAL. */
 static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, const unsigned char *d, int depth,
-                   unsigned char out[20], int *has)
+                   unsigned char out[20], int *has, Py_ssize_t *pend)
 {
+    *pend = -1;  /* i14m: else the deferred tree (m3_defer_rec) whose id goes to out once hashed */
     if (m3_ideq(d, a) || m3_ideq(m, d) || m3_ideq(m, a)) {  /* one side's table, by id */
         const unsigned char *take = m3_ideq(m, a) && !m3_ideq(m, d) ? d : m;
         *has = take != NULL;
@@ -2385,7 +2553,13 @@ static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, co
     }
     PyObject *raw[3] = {NULL, NULL, NULL};
     const unsigned char *ids[3] = {a, m, d};
-    m3_buf b = {NULL, 0, 0};
+    /* i14m: a leaf of a packed merge is built in place in the block's data (nothing else is added
+     * there meanwhile: a leaf has no subtrees), not in a buffer of its own grown from 1 KiB and
+     * copied there: ~2 MB of copies a merge at 1,000,000 samples (~85 leaves of ~9 KB) */
+    m3_buf own = {NULL, 0, 0};
+    m3_buf *ob = c->pack != NULL && depth == 0 ? &c->pack->data : &own;
+    Py_ssize_t base = ob->len;
+    m3_buf kids = {NULL, 0, 0};  /* i14m: (deferred subtree, offset of its id in b) pairs */
     int status = M3_ERROR;
     for (int k = 0; k < 3; k++)
         if ((raw[k] = m3_read(c, ids[k])) == NULL)
@@ -2423,7 +2597,7 @@ static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, co
             m3_entry last;
             Py_ssize_t run = same > pos[1] - s1 ? m3_run(t[1], len[1], s1, same, depth, &last) : 0;
             if (run > 0) {
-                if (m3_put(&b, t[1] + s1, run) < 0)
+                if (m3_put(ob, t[1] + s1, run) < 0)
                     goto done;
                 Py_ssize_t at[3] = {s0 + run, s1 + run, s2 + run};
                 for (int k = 0; k < 3; k++) {
@@ -2458,21 +2632,29 @@ static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, co
         else
             decided = 0;
         if (decided) {
-            if (keep != NULL && m3_put_entry(&b, keep) < 0)
+            if (keep != NULL && m3_put_entry(ob, keep) < 0)
                 goto done;
         } else if (depth > 0) {
             unsigned char sub[20];
             int sub_has;
+            Py_ssize_t sub_pend;
             int got = m3_node(c, v[0] ? v[0]->id : NULL, v[1] ? v[1]->id : NULL, v[2] ? v[2]->id : NULL,
-                              depth - 1, sub, &sub_has);
+                              depth - 1, sub, &sub_has, &sub_pend);
             if (got < 0) {
                 status = got;
                 goto done;
             }
             if (sub_has) {
                 const m3_entry *n = &e[lo];
-                if (m3_put(&b, "40000 ", 6) < 0 || m3_put(&b, n->name, n->name_len) < 0 ||
-                    m3_put(&b, "", 1) < 0 || m3_put(&b, sub, 20) < 0)
+                if (m3_put(ob, "40000 ", 6) < 0 || m3_put(ob, n->name, n->name_len) < 0 || m3_put(ob, "", 1) < 0)
+                    goto done;
+                if (sub_pend >= 0) {  /* its id is written here once hashed (m3_finish) */
+                    Py_ssize_t kid[2] = {sub_pend, ob->len - base};
+                    memset(sub, 0, 20);
+                    if (m3_put(&kids, kid, sizeof kid) < 0)
+                        goto done;
+                }
+                if (m3_put(ob, sub, 20) < 0)
                     goto done;
             }
         } else if (c->strategy == 0) {  /* both sides changed this entry, differently */
@@ -2483,11 +2665,11 @@ static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, co
                 goto done;
             }
             Py_DECREF(item);
-            if (v[1] != NULL && m3_put_entry(&b, v[1]) < 0)
+            if (v[1] != NULL && m3_put_entry(ob, v[1]) < 0)
                 goto done;
         } else {
             const m3_entry *side = c->strategy == 1 ? v[1] : v[2];
-            if (side != NULL && m3_put_entry(&b, side) < 0)
+            if (side != NULL && m3_put_entry(ob, side) < 0)
                 goto done;
         }
         for (int k = 0; k < 3; k++)
@@ -2495,30 +2677,51 @@ static int m3_node(m3_ctx *c, const unsigned char *a, const unsigned char *m, co
                 r[k] = m3_advance(t[k], len[k], &pos[k], &e[k]);
     }
     status = 0;
-    if (b.len == 0) {
+    Py_ssize_t blen = ob->len - base;
+    const unsigned char *bbuf = ob->buf != NULL ? ob->buf + base : NULL;
+    if (blen == 0) {
         *has = 0;
-    } else if (m != NULL && b.len == len[1] && memcmp(b.buf, t[1], (size_t)b.len) == 0) {
+    } else if (kids.len == 0 && m != NULL && blen == len[1] && memcmp(bbuf, t[1], (size_t)blen) == 0) {
+        /* (a tree naming a new subtree differs from master's: that subtree's bytes differ from
+         * those of master's, so do their ids) */
         *has = 1;
         memcpy(out, m, 20);
-    } else {
-        char head[32];
-        int hl = snprintf(head, sizeof head, "tree %zd", b.len);
-        sha1_prefixed(c->block, (const unsigned char *)head, hl + 1, b.buf, b.len, out);
-        if (c->pack != NULL) {
-            if (m3_emit(c->pack, out, b.buf, b.len) < 0)
-                status = M3_ERROR;
+        ob->len = base;
+    } else if (c->pack != NULL) {  /* i14m: kept, hashed at the end (m3_finish) */
+        m3_block *k = c->pack;
+        Py_ssize_t idx = c->nodes.len / (Py_ssize_t)sizeof(m3_defer_rec);
+        m3_defer_rec rec = {ob == &own ? k->data.len : base, blen, -1, 0, depth};
+        int64_t end_data = rec.off + blen;
+        if ((ob == &own && m3_put(&k->data, bbuf, blen) < 0) || m3_put(&k->bounds, &end_data, 8) < 0 ||
+            m3_put(&c->nodes, &rec, sizeof rec) < 0) {
+            status = M3_ERROR;
         } else {
-            PyObject *item = Py_BuildValue("(y#y#)", (const char *)out, (Py_ssize_t)20, (const char *)b.buf, b.len);
-            if (item == NULL || PyList_Append(c->objects, item) < 0)
-                status = M3_ERROR;
-            Py_XDECREF(item);
+            m3_defer_rec *r = (m3_defer_rec *)c->nodes.buf;
+            const Py_ssize_t *kid = (const Py_ssize_t *)kids.buf;
+            for (Py_ssize_t j = 0; j < kids.len / (Py_ssize_t)(2 * sizeof(Py_ssize_t)); j++) {
+                r[kid[2 * j]].parent = idx;
+                r[kid[2 * j]].slot = rec.off + kid[2 * j + 1];
+            }
+            *pend = idx;
         }
+        *has = 1;
+    } else {  /* merge3 without pack: (id, bytes) of each new tree, hashed now */
+        char head[32];
+        int hl = snprintf(head, sizeof head, "tree %zd", blen);
+        sha1_prefixed(c->block, (const unsigned char *)head, hl + 1, bbuf, blen, out);
+        PyObject *item = Py_BuildValue("(y#y#)", (const char *)out, (Py_ssize_t)20, (const char *)bbuf, blen);
+        if (item == NULL || PyList_Append(c->objects, item) < 0)
+            status = M3_ERROR;
+        Py_XDECREF(item);
         *has = 1;
     }
 done:
     for (int k = 0; k < 3; k++)
         Py_XDECREF(raw[k]);
-    PyMem_Free(b.buf);
+    if (status < 0 && ob != &own)
+        ob->len = base;  /* no partial leaf left in the block's data */
+    PyMem_Free(own.buf);
+    PyMem_Free(kids.buf);
     return status;
 }
 
@@ -2604,13 +2807,18 @@ static PyObject *merge3(PyObject *self, PyObject *args)
         parts[i]->len = 0;
     int64_t zero = 0;
     m3_ctx c = {read, PyList_New(0), PyList_New(0), strategy, has_sha_ni ? sha1_block_ni : sha1_block,
-                cache == Py_None ? NULL : cache, packed ? block : NULL};
+                cache == Py_None ? NULL : cache, packed ? block : NULL, {NULL, 0, 0}};
     PyObject *res = NULL, *objects = NULL;
     unsigned char id[20];
     int has = 0;
     if (c.objects != NULL && c.conflicts != NULL &&
         (!packed || (m3_put(&block->starts, &zero, 8) == 0 && m3_put(&block->bounds, &zero, 8) == 0))) {
-        int got = m3_node(&c, a, m, d, depth, id, &has);
+        Py_ssize_t pend;
+        int got = m3_node(&c, a, m, d, depth, id, &has, &pend);
+        if (got == 0 && packed && m3_finish(&c, depth) < 0)
+            got = M3_ERROR;
+        if (got == 0 && pend >= 0)
+            memcpy(id, block->ids.buf + 20 * pend, 20);
         if (got == M3_GENERAL) {
             res = Py_NewRef(Py_None);
         } else if (got == 0 && (objects = packed ? m3_block_tuple(block, out) : Py_NewRef(c.objects)) != NULL) {
@@ -2623,6 +2831,7 @@ static PyObject *merge3(PyObject *self, PyObject *args)
     Py_XDECREF(objects);
     Py_XDECREF(c.objects);
     Py_XDECREF(c.conflicts);
+    PyMem_Free(c.nodes.buf);
     if (out != NULL)
         PyBuffer_Release(out);
     for (int i = 0; i < 6; i++)

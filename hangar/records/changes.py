@@ -36,11 +36,14 @@ EntryChanges = dict[str, tuple[Oid, Oid]]
 TableChanges = dict[tuple[Oid, Oid, int], EntryChanges]
 
 _DIR = "hangar-changes"
-_MAGIC = b"HANGAR-CHANGES 1\n"
+#: version 2 keeps a table's names as one NUL-separated block and its old and new ids as two
+#: blocks of 20 bytes each: decoded with one split and two slicing passes, where version 1's
+#: length-prefixed entries took a struct call and five slices each (~0.42 ms for 600 entries,
+#: ~20% of a 3-way diff read from records; version 1 files fail the magic and are rewritten)
+_MAGIC = b"HANGAR-CHANGES 2\n"
 _DIGEST = 16
 _ZERO = bytes(20)
-_TABLE = struct.Struct("<20s20sBI")
-_NAME = struct.Struct("<H")
+_TABLE = struct.Struct("<20s20sBII")  # old id, new id, depth, entries, bytes of the names block
 #: records above this many entries are not kept: a diff that large costs more to build into
 #: Python objects than to walk, and the file would be tens of MB
 MAX_ENTRIES = 100_000
@@ -72,15 +75,23 @@ def remove_records(git_dir: str, *, dry_run: bool = False) -> int:
 
 
 def encode_record(a_root: bytes, b_root: bytes, tables: TableChanges) -> bytes:
-    """The bytes of a change record (see the module docstring)."""
+    """The bytes of a change record (see the module docstring); names hold no NUL (git's tree entry
+    names cannot), see :func:`save_record`."""
     parts = [_MAGIC, a_root, b_root, struct.pack("<I", len(tables))]
     for (a, b, depth), entries in tables.items():
-        parts.append(_TABLE.pack(a or _ZERO, b or _ZERO, depth, len(entries)))
-        for name, (old, new) in entries.items():
-            raw = name.encode()
-            parts += (_NAME.pack(len(raw)), raw, old or _ZERO, new or _ZERO)
+        names = "\0".join(entries).encode()
+        parts += (_TABLE.pack(a or _ZERO, b or _ZERO, depth, len(entries), len(names)), names,
+                  b"".join([old or _ZERO for old, _ in entries.values()]),
+                  b"".join([new or _ZERO for _, new in entries.values()]))
     body = b"".join(parts)
     return body + hashlib.blake2b(body, digest_size=_DIGEST).digest()
+
+
+def _ids(block: bytes, n: int) -> list[Oid]:
+    out: list[Oid] = [block[i:i + 20] for i in range(0, 20 * n, 20)]
+    if _ZERO in block:  # an entry absent on this side (added or removed: fewer than the changed ones)
+        out = [None if x == _ZERO else x for x in out]
+    return out
 
 
 def decode_record(data: bytes, a_root: bytes, b_root: bytes) -> Optional[TableChanges]:
@@ -100,17 +111,16 @@ def decode_record(data: bytes, a_root: bytes, b_root: bytes) -> Optional[TableCh
     out: TableChanges = {}
     try:
         for _ in range(count):
-            a, b, depth, n = _TABLE.unpack_from(body, at)
+            a, b, depth, n, size = _TABLE.unpack_from(body, at)
             at += _TABLE.size
-            entries: EntryChanges = {}
-            for _ in range(n):
-                (size,) = _NAME.unpack_from(body, at)
-                at += 2
-                name = body[at:at + size].decode()
-                old, new = body[at + size:at + size + 20], body[at + size + 20:at + size + 40]
-                at += size + 40
-                entries[name] = (None if old == _ZERO else old, None if new == _ZERO else new)
-            out[(None if a == _ZERO else a, None if b == _ZERO else b, depth)] = entries
+            names = body[at:at + size].decode().split("\0") if n else []
+            at += size
+            ids = body[at:at + 40 * n]
+            at += 40 * n
+            if len(names) != n or len(ids) != 40 * n:
+                return None
+            out[(None if a == _ZERO else a, None if b == _ZERO else b, depth)] = dict(
+                zip(names, zip(_ids(ids[:20 * n], n), _ids(ids[20 * n:], n))))
     except (struct.error, UnicodeDecodeError):  # a digest-valid file of another layout
         return None
     return out if at == len(body) else None
@@ -132,7 +142,7 @@ def save_record(git_dir: str, a_root: bytes, b_root: bytes, tables: TableChanges
 
     Written to a temporary file and renamed into place, without fsync: a file lost or torn by
     a crash fails its digest and is rebuilt by the next walk."""
-    if sum(len(e) for e in tables.values()) > MAX_ENTRIES:
+    if sum(len(e) for e in tables.values()) > MAX_ENTRIES or any("\0" in n for e in tables.values() for n in e):
         return False
     data = encode_record(a_root, b_root, tables)
     if len(data) > MAX_RECORD_BYTES:
