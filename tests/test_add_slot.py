@@ -19,7 +19,7 @@ import pytest
 
 from hangar import Repository
 from hangar.arrayset import ArraysetDataWriter
-from hangar.errors import HandleClosedError, SampleNotFoundError, SchemaMismatchError
+from hangar.errors import HandleClosedError, InvalidNameError, SampleNotFoundError, SchemaMismatchError
 from hangar.plumbing import rowhash
 
 SHAPE = (4, 5)
@@ -78,6 +78,39 @@ def test_a_held_loop_enters_python_only_to_arm_the_c_add(tmp_path, built):
     assert x.__setitem__(200, data[0]) == 200  # an explicit call is the Python method: the spec's return
     assert x.add(data[1], 201) == 201
     assert len(x) == 202 and np.array_equal(x[199], data[199]) and np.array_equal(x[201], data[1])
+    co.close()
+
+
+def test_add_enters_its_python_method_only_to_arm_the_c_add(tmp_path, built):
+    data = _data(300)
+    repo, co, x = _new(tmp_path)
+    code = ArraysetDataWriter.add.__code__  # read from the class: the Python method (the spec's signature)
+    calls = 0
+
+    def prof(frame, event, arg):
+        nonlocal calls
+        if event == "call" and frame.f_code is code:
+            calls += 1
+
+    sys.setprofile(prof)
+    try:
+        with x:
+            got = [x.add(data[i], i) for i in range(100)] + [x.add(data[i], name=i) for i in range(100, 200)]
+    finally:
+        sys.setprofile(None)
+    assert calls == (1 if built else 200) and got == list(range(200))
+    bound = x.add  # bound without a call: the Python method bound
+    assert bound(data[200], 200) == 200 and x.add(data[201], 201) == 201
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        x.add(data[202], 202, bogus=1)
+    with pytest.raises(SchemaMismatchError, match="dtype"):
+        x.add(data[202].astype(np.int8), 202)
+    assert len(x) == 202 and all(np.array_equal(x[i], data[i]) for i in (0, 99, 100, 199, 201))
+    with pytest.raises(InvalidNameError, match="needs a name"):  # no name: the Python method's checks
+        x.add(data[250])
+    u = co.arraysets.init_arrayset("u", shape=SHAPE, dtype=np.uint8, named_samples=False)
+    generated = u.add(data[250])  # the Python method generates one
+    assert isinstance(generated, str) and np.array_equal(u[generated], data[250])
     co.close()
 
 
@@ -218,6 +251,7 @@ from hangar.errors import SchemaMismatchError, InvalidNameError
 from hangar.plumbing import rowhash
 assert not rowhash.available and rowhash.WriterSlot.__module__ == "hangar.plumbing.rowhash"
 assert all(c.__module__.startswith(("hangar", "builtins")) for c in ArraysetDataWriter.__mro__)
+assert type(ArraysetDataWriter.__dict__["add"]).__name__ == "function"
 data = np.random.default_rng(5).integers(0, 256, size=(50, 4, 5), dtype=np.uint8)
 repo = Repository({str(tmp_path / "loop")!r}, exists=False)
 repo.init(user_name="T", user_email="t@example.com")

@@ -3820,6 +3820,102 @@ static PyTypeObject WriterSlotType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* FastAdd(func): the writer arrayset's ``add`` (func: its Python method, add(self, data, name=None,
+ * **kwargs)) as a method descriptor: x.add(data, name) with name a positional or keyword argument
+ * runs writerslot_add(x, name, data) first and returns name when it was taken, else calls func with
+ * the same arguments. Read from the class (ArraysetDataWriter.add) it is func itself (its
+ * signature and docstring); bound without a call (getattr) it is func bound. A loop of
+ * x.add(data[i], i) cost ~450 ns a sample through the Python method, ~310 ns x[i] = data[i]. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *func;
+    vectorcallfunc vectorcall;
+} FastAddObject;
+
+static PyObject *str_name;
+
+static int fastadd_traverse(FastAddObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->func);
+    return 0;
+}
+
+static void fastadd_dealloc(FastAddObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->func);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *fastadd_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    FastAddObject *self = (FastAddObject *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *name = NULL;
+    if (nargs == 3 && nkw == 0)
+        name = args[2];
+    else if (nargs == 2 && nkw == 1 && PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), str_name) == 0)
+        name = args[2];
+    if (name != NULL && PyObject_TypeCheck(args[0], &WriterSlotType)) {
+        int took = writerslot_add((WriterSlotObject *)args[0], name, args[1]);
+        if (took < 0)
+            return NULL;
+        if (took) {
+            Py_INCREF(name);
+            return name;
+        }
+    }
+    return PyObject_Vectorcall(self->func, args, nargsf, kwnames);
+}
+
+static PyObject *fastadd_descr_get(PyObject *op, PyObject *obj, PyObject *type)
+{
+    FastAddObject *self = (FastAddObject *)op;
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self->func);
+        return self->func;
+    }
+    return PyMethod_New(self->func, obj);
+}
+
+static PyObject *fastadd_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *func;
+    if ((kwds != NULL && PyDict_GET_SIZE(kwds)) || !PyArg_ParseTuple(args, "O!", &PyFunction_Type, &func)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "FastAdd(func) takes one Python function");
+        return NULL;
+    }
+    FastAddObject *self = (FastAddObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    Py_INCREF(func);
+    self->func = func;
+    self->vectorcall = fastadd_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyMemberDef fastadd_members[] = {
+    {"__wrapped__", T_OBJECT, offsetof(FastAddObject, func), READONLY, "the Python method"},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(FastAddObject, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject FastAddType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "hangar.plumbing._rowhash.FastAdd",
+    .tp_basicsize = sizeof(FastAddObject),
+    .tp_dealloc = (destructor)fastadd_dealloc,
+    .tp_vectorcall_offset = offsetof(FastAddObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "FastAdd(func): the writer arrayset's add with WriterSlot's C add first (i14l)",
+    .tp_traverse = (traverseproc)fastadd_traverse,
+    .tp_members = fastadd_members,
+    .tp_descr_get = fastadd_descr_get,
+    .tp_new = fastadd_new,
+};
+
 static PyObject *install_add_slot(PyObject *mod, PyObject *cls)
 {
     if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &WriterSlotType)
@@ -3853,12 +3949,18 @@ static int writerslot_init_module(PyObject *m)
     str_flush_pending = PyUnicode_InternFromString("flush_pending");
     str_setitem = PyUnicode_InternFromString("__setitem__");
     str_delitem = PyUnicode_InternFromString("__delitem__");
+    str_name = PyUnicode_InternFromString("name");
     if (str_closed == NULL || str_flush_pending == NULL || str_setitem == NULL || str_delitem == NULL
-        || PyType_Ready(&WriterSlotType) < 0)
+        || str_name == NULL || PyType_Ready(&WriterSlotType) < 0 || PyType_Ready(&FastAddType) < 0)
         return -1;
     Py_INCREF(&WriterSlotType);
     if (PyModule_AddObject(m, "WriterSlot", (PyObject *)&WriterSlotType) < 0) {
         Py_DECREF(&WriterSlotType);
+        return -1;
+    }
+    Py_INCREF(&FastAddType);
+    if (PyModule_AddObject(m, "FastAdd", (PyObject *)&FastAddType) < 0) {
+        Py_DECREF(&FastAddType);
         return -1;
     }
     return 0;

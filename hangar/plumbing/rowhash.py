@@ -27,6 +27,8 @@ available = _ext is not None
 if TYPE_CHECKING:
     from hangar.plumbing._rowhash import RowHold as _RowHold
 
+F = TypeVar("F", bound=Callable[..., object])
+
 
 def _not_built() -> NoReturn:
     """The error of a call needing the C module where it was not built (callers check
@@ -290,6 +292,19 @@ if TYPE_CHECKING or _ext is None:
     WriterSlot = _PyWriterSlot
 else:
     WriterSlot = _ext.WriterSlot
+
+
+def fast_add(func: F) -> F:
+    """The writer arrayset's ``add`` method ``func`` (``add(self, data, name=None, **kwargs)``)
+    with :class:`WriterSlot`'s C add tried first when called as ``x.add(data, name)`` (``name``
+    positional or by keyword): ``name`` is returned when it was taken, else ``func`` runs with
+    the same arguments (i14l). Read from the class it is ``func`` (its signature and docstring).
+    ``func`` itself where the extension is not built.
+    """
+    if _ext is None:
+        return func
+    wrapped: F = _ext.FastAdd(func)  # type: ignore[assignment]  # a descriptor standing in for func
+    return wrapped
 
 
 def install_add_slot(cls: type) -> bool:
