@@ -11,7 +11,7 @@ import faulthandler
 import hashlib
 import os
 import sys
-from typing import Callable, NoReturn, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, NoReturn, Optional, TypeVar
 
 import numpy as np
 from xxhash import xxh3_64_intdigest as _xxh3
@@ -24,6 +24,11 @@ except ImportError:  # pragma: no cover - exercised where the extension is not b
     _ext = None  # type: ignore[assignment]  # the extension is optional
 
 available = _ext is not None
+
+if TYPE_CHECKING:
+    from hangar.plumbing._rowhash import RowHold as _RowHold
+
+F = TypeVar("F", bound=Callable[..., object])
 
 
 def _not_built() -> NoReturn:
@@ -240,6 +245,18 @@ def start_writeback(fd: int, offset: int, length: int) -> bool:
     return started
 
 
+def row_holder(stack: np.ndarray, keys: list[object], dtype: np.dtype, shape: tuple[int, ...],
+               strides: tuple[int, ...]) -> Optional[_RowHold]:
+    """The ``RowHold`` object behind :func:`row_hold` (what :class:`WriterSlot`'s ``_fast_hold``
+    takes), or None where :func:`row_hold` gives None."""
+    if _ext is None or not available:
+        return None
+    try:
+        return _ext.RowHold(stack, keys, np.ndarray, dtype, shape, strides)
+    except (ValueError, TypeError, BufferError):  # a layout it does not take (no rows of >= 1 byte):
+        return None  # the caller's Python path serves
+
+
 def row_hold(stack: np.ndarray, keys: list[object], dtype: np.dtype, shape: tuple[int, ...],
              strides: tuple[int, ...]) -> Optional[Callable[[object, object], int]]:
     """A writer loop's add in one C call (i14i), or None where the extension is not built (or
@@ -251,12 +268,58 @@ def row_hold(stack: np.ndarray, keys: list[object], dtype: np.dtype, shape: tupl
     whose dtype is the object ``dtype`` and whose shape and strides are ``shape`` and ``strides``
     and a row is free; otherwise it returns -1 and changes nothing (the caller's full checks run).
     """
-    if _ext is None or not available:
-        return None
-    try:
-        return _ext.RowHold(stack, keys, np.ndarray, dtype, shape, strides).hold
-    except (ValueError, TypeError, BufferError):  # a layout it does not take (no rows of >= 1 byte):
-        return None  # the caller's Python path serves
+    holder = row_holder(stack, keys, dtype, shape, strides)
+    return None if holder is None else holder.hold
+
+
+class _PyWriterSlot:
+    """:class:`WriterSlot` where the extension is not built: the same attributes, no C add."""
+
+    _fast_hold: Optional[_RowHold] = None
+    _fast_rows = 0
+    _detached = False
+
+    def _add_held(self, key: object, value: object) -> bool:
+        """Never taken here (``_fast_hold`` stays None): the caller's Python path serves."""
+        return False
+
+
+#: base class of the writer arrayset (i14l). With the extension: a C type holding what a loop's
+#: ``aset[k] = v`` reads on every call (``_session``, ``_detached``, ``_fast_hold``: the armed
+#: :func:`row_holder` object, ``_fast_rows``: the held bound at which ``flush_pending()`` runs)
+#: as C fields, whose ``_add_held(key, value)`` is the C add (True: taken; False: nothing done,
+#: the caller's checks run) and which :func:`install_add_slot` makes the class's ``aset[k] = v``.
+if TYPE_CHECKING or _ext is None:
+    WriterSlot = _PyWriterSlot
+else:
+    WriterSlot = _ext.WriterSlot
+
+
+def fast_add(func: F) -> F:
+    """The writer arrayset's ``add`` method ``func`` (``add(self, data, name=None, **kwargs)``)
+    with :class:`WriterSlot`'s C add tried first when called as ``x.add(data, name)`` (``name``
+    positional or by keyword): ``name`` is returned when it was taken, else ``func`` runs with
+    the same arguments (i14l). Read from the class it is ``func`` (its signature and docstring).
+    ``func`` itself where the extension is not built.
+    """
+    if _ext is None:
+        return func
+    wrapped: F = _ext.FastAdd(func)  # type: ignore[assignment]  # a descriptor standing in for func
+    return wrapped
+
+
+def install_add_slot(cls: type) -> bool:
+    """Make ``cls[k] = v`` on instances of ``cls`` (a subclass of :class:`WriterSlot` defining
+    ``__setitem__`` and ``__delitem__`` in Python) run the C add of ``_add_held`` first and its
+    Python ``__setitem__`` only when that leaves it, with no Python call for the common case
+    (i14l); ``del x[k]`` calls its ``__delitem__``. False (nothing done) where the extension
+    is not built: ``cls``'s Python methods serve as before. Whether the C add is used per call
+    follows :data:`available` when the stack is armed (:func:`row_holder`).
+    """
+    if _ext is None:
+        return False
+    done: bool = _ext.install_add_slot(cls)
+    return done
 
 # ------------------------------------------------------------------ stored checks on reads
 # A pack index keeps, per sample, the xxh3-64 of its stored bytes with 0 kept as 1 (0 there
