@@ -14,7 +14,10 @@ shown as MB/s (best / median) and as ratios to ``direct 4M x1`` (dd's form) of t
 * ``buffered 4M + wb 8M``: the same with ``sync_file_range(WRITE)`` every 8 MiB from a thread
   (hangar's large-row path: ``durable.start_writeback``); ``x<k>``: ``k`` writer threads;
 * ``page cache only``: page-cache writes, no fdatasync: what a writer that does not fsync (Deep Lake)
-  pays; not durable, the ceiling the others are compared with.
+  pays; not durable, the ceiling the others are compared with;
+* ``rows: ...``: W2r's rows of 150,528 bytes as hangar writes them (a pwrite each, write-back every
+  8 MiB), and as an O_DIRECT writer would (rows copied into aligned 8 MiB buffers, each written while
+  the next fills; ``x2``: two in flight).
 
 ``--page-cache`` instead measures the first touch of page cache on this VM (the cause of bench_peers'
 W3 anomaly): the CPU of writing 256 MiB into a new file right after another such file was deleted,
@@ -136,6 +139,88 @@ def buffered(path: str, data: memoryview, k: int = 1, writeback: int = 0, sync: 
         os.close(fd)
 
 
+#: W2r's row: 224 * 224 * 3 bytes (not a multiple of 4096: rows straddle O_DIRECT's blocks)
+ROW = 224 * 224 * 3
+
+
+def buffered_rows(path: str, data: memoryview, writeback: int = 8 * MiB, piece: int = ROW) -> None:
+    """hangar's large-row form: one pwrite per row (or per ``piece`` bytes), write-back started every
+    ``writeback`` bytes from a thread, fdatasync at the end."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        cond = threading.Condition()
+        state = {"written": 0, "done": False}
+
+        def wb() -> None:
+            started = 0
+            while True:
+                with cond:
+                    cond.wait_for(lambda s=started: state["done"] or state["written"] - s >= writeback)
+                    end, last = state["written"], state["done"]
+                if end > started:
+                    start_writeback(fd, started, end - started)
+                    started = end
+                if last:
+                    return
+
+        helper = threading.Thread(target=wb)
+        helper.start()
+        for off in range(0, len(data), piece):
+            os.pwrite(fd, data[off:off + piece], off)
+            with cond:
+                state["written"] = min(len(data), off + piece)
+                cond.notify()
+        with cond:
+            state["done"] = True
+            cond.notify()
+        helper.join()
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def direct_rows(path: str, data: memoryview, bounce: int = 8 * MiB, k: int = 1) -> None:
+    """What an O_DIRECT pack writer would do with rows lying anywhere: rows copied into an aligned
+    ``bounce`` buffer (``k`` of them, written from a thread while the next fills), each full buffer
+    written with O_DIRECT, the last one padded to 4 KiB and the file cut to its size, fdatasync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+    bufs = [mmap.mmap(-1, bounce) for _ in range(k + 1)]
+    try:
+        views = [np.frombuffer(b, dtype=np.uint8) for b in bufs]
+        src = np.frombuffer(data, dtype=np.uint8)
+        pending: list[threading.Thread] = []
+
+        def put(buf: int, n: int, at: int) -> None:
+            n = -(-n // 4096) * 4096
+            os.pwrite(fd, memoryview(bufs[buf])[:n], at)
+
+        fill, filled, at = 0, 0, 0
+        for off in range(0, len(data), ROW):
+            row = src[off:off + ROW]
+            while len(row):
+                take = min(len(row), bounce - filled)
+                views[fill][filled:filled + take] = row[:take]
+                filled, row = filled + take, row[take:]
+                if filled == bounce:
+                    if len(pending) >= k:
+                        pending.pop(0).join()
+                    t = threading.Thread(target=put, args=(fill, bounce, at))
+                    t.start()
+                    pending.append(t)
+                    fill, filled, at = (fill + 1) % (k + 1), 0, at + bounce
+        for t in pending:
+            t.join()
+        if filled:
+            put(fill, filled, at)
+        os.ftruncate(fd, len(data))
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+        del views
+        for b in bufs:
+            b.close()
+
+
 FORMS: dict[str, Callable[[str, memoryview], None]] = {
     "direct 4M x1 (dd)": lambda p, d: direct(p, d, 4 * MiB, 1),
     "direct 4M x2": lambda p, d: direct(p, d, 4 * MiB, 2),
@@ -149,6 +234,12 @@ FORMS: dict[str, Callable[[str, memoryview], None]] = {
     "buffered 4M + wb 8M x2": lambda p, d: buffered(p, d, k=2, writeback=8 * MiB),
     "buffered 4M + wb 32M": lambda p, d: buffered(p, d, writeback=32 * MiB),
     "page cache only (no fsync)": lambda p, d: buffered(p, d, sync=False),
+    "rows: buffered + wb 8M (hangar)": lambda p, d: buffered_rows(p, d),
+    "rows: buffered 1M pieces + wb 8M": lambda p, d: buffered_rows(p, d, piece=1 * MiB),
+    "rows: buffered 4M pieces + wb 8M": lambda p, d: buffered_rows(p, d, piece=4 * MiB),
+    "rows: buffered 16M pieces + wb 8M": lambda p, d: buffered_rows(p, d, piece=16 * MiB),
+    "rows: direct via 8M bounce": lambda p, d: direct_rows(p, d),
+    "rows: direct via 8M bounce x2": lambda p, d: direct_rows(p, d, k=2),
 }
 
 
