@@ -308,9 +308,11 @@ def settle(tmp: Optional[str], nbytes: int) -> None:
     2. Write ``SETTLE_WARM_FACTOR * nbytes`` into a scratch file and delete it before write-back (no disk
        I/O): memory the guest has freed is handed back to the VM's host (virtio-balloon free page
        reporting, a pass every ~2-7 s here) and its first touch afterwards faults on the host, billed as
-       CPU to whatever touches it. A 256 MiB write into fresh page cache took 55-77 ms of CPU right after
-       another such file was deleted, 250-1,180 ms after a reporting pass (scripts/bench_disk.py
-       --page-cache); the pages just dropped here are the first the timed write gets back.
+       CPU to whatever touches it. A 256 MiB write into fresh page cache took 63 / 100 ms of CPU (min /
+       median) right after another such file was deleted, 440 / 603 ms once the freed memory had been
+       reported (``scripts/bench_disk.py --page-cache``, load 9-11); the pages just dropped here are the
+       first the timed write gets back. Without this, a write child (either tree) ran at 4-6x the CPU of
+       the same child run alone, and the in-process peers, which ran right after a deletion, did not.
     """
     os.sync()
     deadline = time.monotonic() + 5
