@@ -284,9 +284,56 @@ def cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def write_in_child(tree: str, path: str, data: np.ndarray, **kw: bool) -> tuple[float, float]:
+#: bytes of page cache :func:`settle` writes and drops before a timed write, per byte the write is given
+SETTLE_WARM_FACTOR = 2
+
+
+def _dirty_bytes() -> int:
+    """Dirty + Writeback of the whole machine (``/proc/meminfo``), 0 where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            return sum(int(line.split()[1]) << 10 for line in f if line.startswith(("Dirty:", "Writeback:")))
+    except OSError:
+        return 0
+
+
+def settle(tmp: Optional[str], nbytes: int) -> None:
+    """The same start for every timed write (each system's, hangar's children's and dd's): the disk idle
+    and the memory the write will take already backed.
+
+    1. ``sync`` and wait (at most 5 s) for the machine's dirty pages to drain: otherwise a system that
+       does not fsync (Deep Lake, Icechunk) leaves ~270 MB being written back while the next system
+       writes and fsyncs, and the files the previous run deleted are discarded (ext4 ``discard``) in
+       the next one's journal commit.
+    2. Write ``SETTLE_WARM_FACTOR * nbytes`` into a scratch file and delete it before write-back (no disk
+       I/O): memory the guest has freed is handed back to the VM's host (virtio-balloon free page
+       reporting, a pass every ~2-7 s here) and its first touch afterwards faults on the host, billed as
+       CPU to whatever touches it. A 256 MiB write into fresh page cache took 63 / 100 ms of CPU (min /
+       median) right after another such file was deleted, 440 / 603 ms once the freed memory had been
+       reported (``scripts/bench_disk.py --page-cache``, load 9-11); the pages just dropped here are the
+       first the timed write gets back. Without this, a write child (either tree) ran at 4-6x the CPU of
+       the same child run alone, and the in-process peers, which ran right after a deletion, did not.
+    """
+    os.sync()
+    deadline = time.monotonic() + 5
+    while _dirty_bytes() > (64 << 20) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    scratch = tempfile.NamedTemporaryFile(prefix="bench-settle-", dir=tmp, delete=False)
+    try:
+        block = np.ones(16 << 20, dtype=np.uint8)
+        for _ in range(max(1, SETTLE_WARM_FACTOR * nbytes // len(block))):
+            scratch.write(block.data)
+        scratch.flush()
+    finally:
+        scratch.close()
+        os.unlink(scratch.name)
+
+
+def write_in_child(tree: str, path: str, data: np.ndarray, settled: bool = False,
+                   **kw: bool) -> tuple[float, float]:
     """Seconds and CPU seconds ``write_hangar(path, data, **kw)`` takes in a child process importing
-    hangar from ``tree`` (the ``--baseline`` rows): the child loads the data and warms up untimed first."""
+    hangar from ``tree`` (the ``--baseline`` rows): the child loads the data and warms up untimed first,
+    then (``settled``) calls :func:`settle` just before it starts the clock, as every system's run does."""
     src = os.path.join(path, "data.npy")
     os.makedirs(path, exist_ok=True)
     np.save(src, data)
@@ -298,7 +345,8 @@ def write_in_child(tree: str, path: str, data: np.ndarray, **kw: bool) -> tuple[
     finally:
         os.close(fd)
     env = {**os.environ, "HANGAR_BENCH_TREE": tree}
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-write", json.dumps(kw), src,
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-write",
+                           json.dumps({**kw, "_settle": settled}), src,
                            os.path.join(path, "repo")], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"baseline child failed: {proc.stderr[-2000:]}")
@@ -312,12 +360,15 @@ def child_write(kw_json: str, src: str, path: str) -> None:
 
     assert os.environ["HANGAR_BENCH_TREE"] in os.path.abspath(hangar.__file__), hangar.__file__
     kw = json.loads(kw_json)
+    settled = kw.pop("_settle", False)
     data = np.load(src)
     warm = path + "-warm"
     os.makedirs(warm)
     write_hangar(warm, data[:4], **kw)
     shutil.rmtree(warm, ignore_errors=True)
     os.makedirs(path)
+    if settled:
+        settle(os.path.dirname(path), data.nbytes)
     c0, t0 = cpu_seconds(), time.perf_counter()
     write_hangar(path, data, **kw)
     print(time.perf_counter() - t0, cpu_seconds() - c0)
@@ -326,12 +377,15 @@ def child_write(kw_json: str, src: str, path: str) -> None:
 WRITERS = {"hangar": write_hangar, "deeplake": write_deeplake, "icechunk": write_icechunk, "lmdb": write_lmdb}
 
 
-def dd_bandwidth(tmp: Optional[str], mib: int, direct: bool = False) -> Optional[float]:
+def dd_bandwidth(tmp: Optional[str], mib: int, direct: bool = False, settled: bool = False) -> Optional[float]:
     """Durable sequential write speed of the disk under ``tmp`` in bytes/s (dd conv=fdatasync; with
     ``direct``, oflag=direct: dd's buffered form copies everything into the page cache and only then
-    starts the disk, so it measures the two one after the other, under what the disk sustains)."""
+    starts the disk, so it measures the two one after the other, under what the disk sustains).
+    ``settled``: :func:`settle` first, as before every system's run."""
     d = tempfile.mkdtemp(prefix="bench-dd-", dir=tmp)
     try:
+        if settled:
+            settle(tmp, mib << 20)
         t0 = time.perf_counter()
         proc = subprocess.run(["dd", "if=/dev/zero", f"of={os.path.join(d, 'f')}", "bs=4M", f"count={max(1, mib // 4)}",
                                "conv=fdatasync"] + (["oflag=direct"] if direct else []), capture_output=True, text=True)
@@ -394,10 +448,13 @@ def run_writes(args: argparse.Namespace) -> None:
                 tmp = tempfile.mkdtemp(prefix=f"bench-w-{label.replace(' ', '-')}-", dir=args.tmp)
                 try:
                     if fn is None:
-                        seconds, used = write_in_child(child.get(label, args.baseline), tmp, data, **kw)
+                        seconds, used = write_in_child(child.get(label, args.baseline), tmp, data,
+                                                       settled=args.settle == "yes", **kw)
                         got[label].append(seconds)
                         cpu[label].append(used)
                         continue
+                    if args.settle == "yes":
+                        settle(args.tmp, data.nbytes)
                     c0, t0 = cpu_seconds(), time.perf_counter()
                     fn(tmp, data, **kw)
                     got[label].append(time.perf_counter() - t0)
@@ -406,7 +463,7 @@ def run_writes(args: argparse.Namespace) -> None:
                     shutil.rmtree(tmp, ignore_errors=True)
             if name != "W1" and args.dd_mib:
                 for kind in dd:
-                    v = dd_bandwidth(args.tmp, args.dd_mib, direct=kind == "dd direct")
+                    v = dd_bandwidth(args.tmp, args.dd_mib, direct=kind == "dd direct", settled=args.settle == "yes")
                     if v is not None:
                         dd[kind].append(v)
             print(f"write run {r + 1}/{args.repeat} {name}: " + ", ".join(
@@ -719,6 +776,9 @@ def main() -> int:
                     help="time this tree's W2r/W3 writes in a child process too, as the --baseline ones are")
     ap.add_argument("--write-workloads", default=",".join(WRITE_WORKLOADS),
                     help="comma-separated write workloads to run (default: all of " + ", ".join(WRITE_WORKLOADS) + ")")
+    ap.add_argument("--settle", choices=["yes", "no"], default="yes",
+                    help="before every timed write (each system's, the children's, dd's): sync, wait for dirty "
+                         "pages to drain and pre-fault the memory the write will take (see settle())")
     ap.add_argument("--child-write", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_write:

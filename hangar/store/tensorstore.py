@@ -606,7 +606,7 @@ class TensorStore:
                     continue
                 codec_ids, payloads = chooser.encode_many(raws)
                 if codec_ids.count(codecs.RAW) == b - a:
-                    self._append_block(digests, flat[a * width:b * width], width, checks.tolist(), by_row=True)
+                    self._append_block(digests, flat[a * width:b * width], width, checks.tolist(), pieces=True)
                 else:
                     self._append_many(digests, payloads, [width] * (b - a), codec_ids)
         return out
@@ -649,20 +649,25 @@ class TensorStore:
                 self.flush()
 
     def _append_block(self, digests: list[bytes], block: memoryview, width: int, checks: list[int],
-                      by_row: bool = False) -> None:
+                      pieces: bool = False) -> None:
         """Append raw rows lying back to back in ``block`` as one write, with their stored checks
         (``checks[i]``: row ``i``'s).
 
-        ``by_row``: a row at a time instead, each straight from the caller's array (large rows): one
-        16.7 MB write of W2r's rows took more kernel CPU than 111 writes of a row each (per run, fresh
-        processes alternating, load 12 here: CPU median 0.88 s against 0.27 s, wall 2.74 s against 1.12 s).
+        ``pieces``: in writes of :attr:`_WRITE_PIECE` bytes instead, each straight from the caller's
+        array (large rows; rows may straddle pieces: the bytes in the pack are the same).
+        scripts/bench_disk.py, 301 MB of W2r's rows made durable with write-back every 8 MiB (7 rounds,
+        load 12): a pwrite per 150,528-byte row took 0.153 / 0.178 s CPU (min / median) and ran at
+        790 / 401 MB/s (best / median); 4 MiB pieces 0.086 / 0.098 s and 1,241 / 789 MB/s; 1 and 16 MiB
+        pieces 0.086-0.099 s. (Whole 16.7 MB blocks had measured worse than rows before, in runs this
+        VM's first touch of returned memory inflated: see scripts/bench_peers.py ``settle``.)
         """
         self._check_failed()
         writer = self._open_writer()
-        if by_row:
-            start = writer.append(block[:width])
-            for at in range(width, len(block), width):
-                writer.append(block[at:at + width])
+        if pieces:
+            piece = self._WRITE_PIECE
+            start = writer.append(block[:piece])
+            for at in range(piece, len(block), piece):
+                writer.append(block[at:at + piece])
         else:
             start = writer.append(block)
         self._pending.update(zip(digests, map(tuple.__new__, repeat(Location), zip(
@@ -675,6 +680,10 @@ class TensorStore:
     #: put_rows overlaps hashing with writing for samples at least this large (below it the
     #: per-chunk thread hand-off costs more than it hides)
     _OVERLAP_FROM = 64 << 10
+
+    #: large rows stacked in the caller's array reach the pack writer in writes of this many bytes
+    #: (:meth:`_append_block`)
+    _WRITE_PIECE = 4 << 20
 
     #: put_many hands the pack writer this many bytes at a time (large samples are written
     #: without a copy by the writer anyway; small ones are joined into writes of this size)
