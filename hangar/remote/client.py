@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -93,6 +94,17 @@ class DataClient:
         self.tls = uses_tls(address)
         self.timeout = timeout
         self._conn: Optional[http.client.HTTPConnection] = None
+        self._sock: Optional[socket.socket] = None
+
+    def abort(self) -> None:
+        """Shut the socket of the request in flight down (any thread): a read blocked on its
+        answer in another thread returns at once (closing the file descriptor would not wake it)."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
 
     def close(self) -> None:
         if self._conn is not None:
@@ -130,6 +142,8 @@ class DataClient:
             try:
                 # bytes, or an iterable of bytes
                 self._conn.request(method, path, body=body, headers=hdrs)  # type: ignore[arg-type]
+                # kept for abort(): a response that closes the connection detaches it from _conn
+                self._sock = self._conn.sock
                 return self._conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # a kept-alive connection the server has closed: one fresh try when it is safe
@@ -759,6 +773,73 @@ def plan_ranges(pointers: list[SamplePointer], streams: Optional[int] = None) ->
     return min(streams, len(batches)) or 1, batches
 
 
+#: most payload bytes one stream receives ahead of its verification (:func:`read_ahead`)
+READ_AHEAD_BYTES = 8 << 20
+
+
+def read_ahead(runs: Iterator[protocol.Run], client: DataClient,
+               limit: int = READ_AHEAD_BYTES) -> Iterator[protocol.Run]:
+    """The runs of ``runs`` (one ``ranges`` answer of ``client``), received on a helper thread at
+    most ``limit`` payload bytes (or one larger run) ahead of the caller, who verifies them.
+
+    Why: one stream (large samples travel over :data:`STREAMS_LARGE` = 1 connection) otherwise
+    left the socket idle while a run was hashed: receive and hash took turns. Errors of the
+    answer (a refused table, a short answer) are raised here, in order, after the runs before
+    them. If the caller stops early, the answer's socket is shut down (a read blocked on a
+    stalled server returns) and the helper thread is joined before this generator ends.
+    """
+    import threading
+    from collections import deque
+
+    queue: deque[protocol.Run] = deque()
+    cond = threading.Condition()
+    state: dict = {"bytes": 0, "done": False, "error": None, "cancel": False}
+
+    def receive() -> None:
+        try:
+            for run in runs:
+                n = len(run.payload)
+                with cond:
+                    while state["bytes"] and state["bytes"] + n > limit and not state["cancel"]:
+                        cond.wait()
+                    if state["cancel"]:
+                        return
+                    queue.append(run)
+                    state["bytes"] += n
+                    cond.notify_all()
+        except BaseException as exc:  # handed to the caller, in order
+            state["error"] = exc
+        finally:
+            runs.close()  # type: ignore[attr-defined]  # a generator: its cleanup runs on this thread
+            with cond:
+                state["done"] = True
+                cond.notify_all()
+
+    helper = threading.Thread(target=receive, name="hangar-fetch-receive", daemon=True)
+    helper.start()
+    try:
+        while True:
+            with cond:
+                while not queue and not state["done"]:
+                    cond.wait()
+                if not queue:
+                    break
+                run = queue.popleft()
+                state["bytes"] -= len(run.payload)
+                cond.notify_all()
+            yield run
+        if state["error"] is not None:
+            raise state["error"]
+    finally:
+        with cond:
+            state["cancel"] = True
+            cond.notify_all()
+        if not state["done"]:
+            client.abort()  # wakes a read of a stalled answer
+        helper.join()
+        queue.clear()
+
+
 def download_ranges(store: TensorStore, client: DataClient, pointers: list[SamplePointer],
                     streams: Optional[int] = None) -> int:
     """:func:`download_into` through ``protocol.RANGES``: runs of samples over parallel connections.
@@ -802,7 +883,11 @@ def download_ranges(store: TensorStore, client: DataClient, pointers: list[Sampl
                 expected = raw_nbytes(batch[0])
             else:
                 expected = dict(zip(wanted, raw_sizes(list(wanted.values()))))
-            for run in conn().ranges(list(wanted), expected):
+            dc = conn()
+            runs = dc.ranges(list(wanted), expected)
+            # one stream: receiving overlaps with verifying through a helper thread (several
+            # streams overlap with each other already)
+            for run in (read_ahead(runs, dc) if streams == 1 else runs):
                 if len(batch_kinds) == 1:  # the usual case: the run verified as one block, vectorised
                     t = run.table
                     blob = t["digest"].tobytes()
