@@ -470,9 +470,12 @@ def clone_into(core: RepositoryCore, user_name: str, user_email: str, remote_add
     git = core.git
     Remotes(core).add("origin", remote_address)
     with transfer_marker(core.hangar_dir, f"clone {remote_address}"):
+        # one listing of the server's refs for both questions below (each listing is a round
+        # trip and a git process on the server)
+        refs = _client.list_remote_refs(git, "origin", remote_address)
         # a server can host the history of a data remote (bytes in a bucket): follow its record
         try:
-            data_remote = objectdata.DATA_REF in _client.list_remote_refs(git, "origin", remote_address) and \
+            data_remote = objectdata.DATA_REF in refs and \
                 datastore.adopt_location(git, "origin", endpoint_url)
         except DataRemoteAddressError:  # e.g. an endpoint the user did not choose: refused, nothing left
             if not existed:
@@ -481,7 +484,7 @@ def clone_into(core: RepositoryCore, user_name: str, user_email: str, remote_add
                 shutil.rmtree(core.hangar_dir, ignore_errors=True)
                 core.drop_handles()
             raise
-        if "master" in _client.list_remote_heads(git, "origin", remote_address):
+        if "refs/heads/master" in refs:
             _client.fetch_branches(git, "origin", remote_address, ["master"])
         head = git.remote_branch_head("origin/master")
         if head is not None:

@@ -12,8 +12,12 @@ import base64
 import functools
 import http.client
 import json
+import os
 import re
+import shutil
+import socket
 import ssl
+import subprocess
 import time
 from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Optional, TypeVar, cast
@@ -90,6 +94,17 @@ class DataClient:
         self.tls = uses_tls(address)
         self.timeout = timeout
         self._conn: Optional[http.client.HTTPConnection] = None
+        self._sock: Optional[socket.socket] = None
+
+    def abort(self) -> None:
+        """Shut the socket of the request in flight down (any thread): a read blocked on its
+        answer in another thread returns at once (closing the file descriptor would not wake it)."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
 
     def close(self) -> None:
         if self._conn is not None:
@@ -127,6 +142,8 @@ class DataClient:
             try:
                 # bytes, or an iterable of bytes
                 self._conn.request(method, path, body=body, headers=hdrs)  # type: ignore[arg-type]
+                # kept for abort(): a response that closes the connection detaches it from _conn
+                self._sock = self._conn.sock
                 return self._conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # a kept-alive connection the server has closed: one fresh try when it is safe
@@ -390,6 +407,44 @@ def list_remote_heads(git: GitRepo, name: str, address: str) -> dict[str, str]:
     return {h.name[len("refs/heads/"):]: str(h.oid) for h in heads if h.name.startswith("refs/heads/")}  # type: ignore[index, union-attr]
 
 
+def fetch_with_git(git: GitRepo, address: str, refspecs: list[str]) -> bool:
+    """Fetch ``refspecs`` from the hangar server at ``address`` (plain HTTP) with the ``git``
+    binary; False when the address uses TLS, there is no ``git``, or it failed (the caller then
+    fetches through libgit2, which reports the error).
+
+    Why: pygit2 calls back into Python for every object libgit2 indexes (its transfer-progress
+    callback cannot be turned off), and libgit2 indexes the pack on one thread. The history of
+    60,000 samples is ~64,400 objects: ``git fetch`` took 1.0-1.2 s against 1.9-2.6 s through
+    pygit2 here (load 8 on 2 cores, scripts/bench_remotes.py's MNIST-like repository).
+
+    Nothing the repository's config or hooks name is run (as ``objectdata``'s local fetch: no
+    hooks, no alternate-refs command, no askpass or credential helper, only the HTTP transport,
+    no proxy - libgit2 used none); git's auto gc is off (it would repack hangar's objects and
+    drop unreachable ones, the staging area's trees among them); objects and refs are fsynced.
+    """
+    exe = shutil.which("git")
+    if exe is None or uses_tls(address):  # libgit2 trusts the CAs Python's ssl does; git's curl may not
+        return False
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("GIT_") and k not in ("SSH_ASKPASS", "http_proxy", "https_proxy", "HTTP_PROXY",
+                                                     "HTTPS_PROXY", "all_proxy", "ALL_PROXY")}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    config = ["core.fsync=committed", "core.fsyncMethod=fsync", "gc.auto=0", "maintenance.auto=false",
+              "core.hooksPath=/dev/null", "core.alternateRefsCommand=", "core.askPass=", "credential.helper=",
+              "protocol.allow=never", "protocol.http.allow=always", "http.proxy=", "fetch.prune=false",
+              "fetch.recurseSubmodules=false"]
+    cmd = [exe, "--git-dir", git.git_dir]
+    for c in config:
+        cmd += ["-c", c]
+    cmd += ["fetch", "--quiet", "--no-write-fetch-head", "--no-tags", "--no-auto-maintenance",
+            address_url(address), *refspecs]
+    try:
+        done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
 def fetch_branches(git: GitRepo, name: str, address: str, branches: Optional[list[str]] = None) -> None:
     """Fetch the records (git history) of ``branches`` (all when None) into ``refs/remotes/<name>/``."""
     if branches is None:
@@ -397,6 +452,10 @@ def fetch_branches(git: GitRepo, name: str, address: str, branches: Optional[lis
     else:
         specs = [f"+refs/heads/{b}:refs/remotes/{name}/{b}" for b in branches]
     with progress_bar("fetching records", 1) as advance:
+        if fetch_with_git(git, address, specs):
+            advance(1, 1)
+            return
+
         def step(n: int, total: int) -> None:
             advance(n, total)
 
@@ -714,6 +773,73 @@ def plan_ranges(pointers: list[SamplePointer], streams: Optional[int] = None) ->
     return min(streams, len(batches)) or 1, batches
 
 
+#: most payload bytes one stream receives ahead of its verification (:func:`read_ahead`)
+READ_AHEAD_BYTES = 8 << 20
+
+
+def read_ahead(runs: Iterator[protocol.Run], client: DataClient,
+               limit: int = READ_AHEAD_BYTES) -> Iterator[protocol.Run]:
+    """The runs of ``runs`` (one ``ranges`` answer of ``client``), received on a helper thread at
+    most ``limit`` payload bytes (or one larger run) ahead of the caller, who verifies them.
+
+    Why: one stream (large samples travel over :data:`STREAMS_LARGE` = 1 connection) otherwise
+    left the socket idle while a run was hashed: receive and hash took turns. Errors of the
+    answer (a refused table, a short answer) are raised here, in order, after the runs before
+    them. If the caller stops early, the answer's socket is shut down (a read blocked on a
+    stalled server returns) and the helper thread is joined before this generator ends.
+    """
+    import threading
+    from collections import deque
+
+    queue: deque[protocol.Run] = deque()
+    cond = threading.Condition()
+    state: dict = {"bytes": 0, "done": False, "error": None, "cancel": False}
+
+    def receive() -> None:
+        try:
+            for run in runs:
+                n = len(run.payload)
+                with cond:
+                    while state["bytes"] and state["bytes"] + n > limit and not state["cancel"]:
+                        cond.wait()
+                    if state["cancel"]:
+                        return
+                    queue.append(run)
+                    state["bytes"] += n
+                    cond.notify_all()
+        except BaseException as exc:  # handed to the caller, in order
+            state["error"] = exc
+        finally:
+            runs.close()  # type: ignore[attr-defined]  # a generator: its cleanup runs on this thread
+            with cond:
+                state["done"] = True
+                cond.notify_all()
+
+    helper = threading.Thread(target=receive, name="hangar-fetch-receive", daemon=True)
+    helper.start()
+    try:
+        while True:
+            with cond:
+                while not queue and not state["done"]:
+                    cond.wait()
+                if not queue:
+                    break
+                run = queue.popleft()
+                state["bytes"] -= len(run.payload)
+                cond.notify_all()
+            yield run
+        if state["error"] is not None:
+            raise state["error"]
+    finally:
+        with cond:
+            state["cancel"] = True
+            cond.notify_all()
+        if not state["done"]:
+            client.abort()  # wakes a read of a stalled answer
+        helper.join()
+        queue.clear()
+
+
 def download_ranges(store: TensorStore, client: DataClient, pointers: list[SamplePointer],
                     streams: Optional[int] = None) -> int:
     """:func:`download_into` through ``protocol.RANGES``: runs of samples over parallel connections.
@@ -757,7 +883,11 @@ def download_ranges(store: TensorStore, client: DataClient, pointers: list[Sampl
                 expected = raw_nbytes(batch[0])
             else:
                 expected = dict(zip(wanted, raw_sizes(list(wanted.values()))))
-            for run in conn().ranges(list(wanted), expected):
+            dc = conn()
+            runs = dc.ranges(list(wanted), expected)
+            # one stream: receiving overlaps with verifying through a helper thread (several
+            # streams overlap with each other already)
+            for run in (read_ahead(runs, dc) if streams == 1 else runs):
                 if len(batch_kinds) == 1:  # the usual case: the run verified as one block, vectorised
                     t = run.table
                     blob = t["digest"].tobytes()
