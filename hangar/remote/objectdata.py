@@ -594,8 +594,17 @@ def _write_range(store: TensorStore, runs: list[tuple[VerifiedRun, list[int]]]) 
         store.put_verified_checked(run, checks)
 
 
-#: verified ranges waiting for the writer thread (each at most _SPAN bytes)
-_WRITE_AHEAD = 2
+#: verified pieces waiting for the writer thread (each at most _SPAN bytes, most one received chunk)
+_WRITE_AHEAD = 8
+
+
+def _cuts(locs: Sequence[Location], off: int, n: int, members: list[int]) -> list[int]:
+    """Where the samples ``members`` of the range ``[off, off + n)`` begin and end (sorted, inside
+    it): the places a streamed range may be handed over in pieces without cutting a sample."""
+    starts = np.fromiter((locs[m].offset for m in members), np.int64, len(members))
+    ends = starts + np.fromiter((locs[m].length for m in members), np.int64, len(members))
+    cuts = np.unique(np.concatenate([starts, ends]))
+    return cuts[(cuts > off) & (cuts < off + n)].tolist()
 
 
 def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketIndex,
@@ -648,19 +657,28 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
         # _WRITE_AHEAD + 1 ranges and their flushes)
         writer.shutdown(wait=True)
 
-    blobs = storage.stream_ranges([(p, o, n) for p, o, n, _ in ranges], _GAP)
+    blobs = storage.stream_pieces([(p, o, n, _cuts(locs, o, n, members)) for p, o, n, members in ranges],  # type: ignore[arg-type]
+                                  _GAP)
+    taken = [0] * len(ranges)  # members of each range verified so far (they lie in offset order)
+    ends = [np.fromiter((locs[m].offset + locs[m].length for m in members), np.int64, len(members))  # type: ignore[union-attr]
+            for _, _, _, members in ranges]
     unflushed = 0
     try:
         try:
-            for r, blob in blobs:  # in the order they arrive
+            for r, at, blob, last in blobs:  # in the order they arrive; a range's pieces in order
                 _, off, n, members = ranges[r]
-                new = [m for m in members if is_new[m]]
-                runs = _verify_range(items, locs, blob, off, new)  # type: ignore[arg-type]
+                top = off + at + len(blob)
+                # the members this piece holds: those ending in it (a piece ends only where samples do)
+                a, b = taken[r], int(np.searchsorted(ends[r], top, "right"))
+                taken[r] = b
+                new = [m for m in members[a:b] if is_new[m]]
+                runs = _verify_range(items, locs, blob, off + at, new)  # type: ignore[arg-type]
                 queued.append(writer.submit(_write_range, store, runs))
-                unflushed += n
-                if unflushed >= FETCH_BATCH_BYTES:  # durable in batches: a failure keeps what was flushed
-                    queued.append(writer.submit(store.flush))
-                    unflushed = 0
+                if last:
+                    unflushed += n
+                    if unflushed >= FETCH_BATCH_BYTES:  # durable in batches: a failure keeps what was flushed
+                        queued.append(writer.submit(store.flush))
+                        unflushed = 0
                 wait(_WRITE_AHEAD)
             queued.append(writer.submit(store.flush))
             wait(0)
