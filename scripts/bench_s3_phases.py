@@ -109,6 +109,61 @@ def raw_get(endpoint: str, bucket: str, prefix: str) -> float:
     return time.perf_counter() - t
 
 
+def raw_put(endpoint: str, bucket: str, prefix: str, total: int, nobj: int) -> tuple[float, float]:
+    """Seconds and client CPU seconds to put ``total`` random bytes as ``nobj`` objects, 4 at once
+    (as a push uploads)."""
+    import obstore
+
+    st = _s3(endpoint, bucket, prefix)
+    size = -(-total // nobj)
+    blobs = [os.urandom(min(size, total - i * size)) for i in range(nobj)]
+
+    async def put() -> None:
+        for i in range(0, nobj, 4):
+            await asyncio.gather(*[obstore.put_async(st, f"o{j}", blobs[j]) for j in range(i, min(nobj, i + 4))])
+
+    t, c = time.perf_counter(), time.process_time()
+    asyncio.run(put())
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def push_child(endpoint: str, server_pid: int, src: str, location: str, work: str, total: int) -> dict:
+    """A raw put, then a push of a copy of ``src`` to ``location`` (a fresh prefix), timed by phase."""
+    from hangar import Repository
+    from hangar.remote import client, objectdata
+    from hangar.store.objectstore import REMOTE_PACK_BYTES, ObjectPackStorage
+
+    bucket, _, prefix = location[len("s3://"):].partition("/")
+    s0 = _proc_cpu(server_pid)  # includes the server's CPU while the client makes random bytes (none)
+    tput, cpu = raw_put(endpoint, bucket, prefix + "-raw", total, max(1, -(-total // REMOTE_PACK_BYTES)))
+    raw = {"wall": tput, "server_cpu": _proc_cpu(server_pid) - s0, "client_cpu": cpu}
+    ph = Phases()
+    client.commit_pointers = ph.wrap("pointers", client.commit_pointers)
+    objectdata.bucket_index = ph.wrap("index", objectdata.bucket_index)
+    objectdata._build_pack = ph.wrap("build", objectdata._build_pack)
+    ObjectPackStorage.put_packs = ph.wrap("put_packs", ObjectPackStorage.put_packs)
+    objectdata.push_refs = ph.wrap("push_refs", objectdata.push_refs)
+    copy = os.path.join(work, "src")
+    shutil.copytree(src, copy, symlinks=True)
+    r = Repository(copy, exists=True)
+    r.remote.remove("origin")  # the source pushed once already, elsewhere
+    url = os.path.join(work, "history.git")
+    subprocess.run(["git", "init", "-q", "--bare", url], check=True)
+    r.remote.add("origin", url, data=location, endpoint_url=endpoint)
+    s0 = _proc_cpu(server_pid)
+    c0 = resource.getrusage(resource.RUSAGE_SELF)
+    t = time.perf_counter()
+    r.remote.push("origin", "master")
+    total_s = time.perf_counter() - t
+    c1 = resource.getrusage(resource.RUSAGE_SELF)
+    server = _proc_cpu(server_pid) - s0
+    # the raw put again, after: each push is held against the faster of its two neighbours
+    tput2 = raw_put(endpoint, bucket, prefix + "-raw2", total, max(1, -(-total // REMOTE_PACK_BYTES)))[0]
+    raw["wall"] = min(tput, tput2)
+    return {"raw": raw, "total": total_s, "wall": dict(ph.wall), "cpu": dict(ph.cpu), "server_cpu": server,
+            "client_cpu": c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime}
+
+
 def child(endpoint: str, server_pid: int, url: str, location: str, work: str) -> dict:
     """One raw get and one clone + fetch_data, timed by phase (this process's hangar)."""
     from hangar import Repository, datastore
@@ -216,8 +271,17 @@ def main() -> None:
         import zarr.storage  # noqa: F401
 
         endpoint, pid, url, location, work = sys.argv[2:7]
+        import importlib
+
+        for item in filter(None, os.environ.get("HANGAR_BENCH_SET", "").split(",")):  # a variant's constants
+            target, _, value = item.partition("=")
+            module, _, const = target.rpartition(".")
+            setattr(importlib.import_module(module), const, int(value))
         try:
-            print(json.dumps(child(endpoint, int(pid), url, location, work)))
+            if len(sys.argv) > 7:  # a push: url is the source repository, then the byte count
+                print(json.dumps(push_child(endpoint, int(pid), url, location, work, int(sys.argv[7]))))
+            else:
+                print(json.dumps(child(endpoint, int(pid), url, location, work)))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return
@@ -225,44 +289,56 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tree", help="another hangar tree timed in the same run (e.g. /tmp/base-main)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:MODULE.CONST=INT,...",
+                    help="this tree with constants changed, e.g. s3:hangar.store.objectstore.STREAMS=3 (repeatable)")
+    ap.add_argument("--push", action="store_true", help="time pushes (each to a fresh prefix) instead of fetches")
     args = ap.parse_args()
     os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_REGION="us-east-1")
     work = tempfile.mkdtemp(prefix="hangar-bench-s3ph-")
     server = S3Server(os.path.join(work, "seaweedfs"))
     resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30))
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    trees = [("this", here)] + ([("other", os.path.abspath(args.tree))] if args.tree else [])
+    trees = [("this", here, "")] + ([("other", os.path.abspath(args.tree), "")] if args.tree else [])
+    trees += [(v.partition(":")[0], here, v.partition(":")[2]) for v in args.variant]
     try:
         location = f"s3://{server.make_bucket('phases')}/p"
         url = _push(server.endpoint, os.path.join(work, "push"), args.n, location)
         print(f"load {os.getloadavg()[0]:.2f}; {args.n} x (224,224,3) uint8; min / median of {args.runs} runs (s)")
-        results: dict[str, list[dict]] = {name: [] for name, _ in trees}
+        results: dict[str, list[dict]] = {name: [] for name, _, _ in trees}
         for k in range(args.runs):
-            for name, tree in (trees if k % 2 == 0 else trees[::-1]):
-                env = dict(os.environ, HANGAR_BENCH_TREE=tree, PYTHONPATH=f"{tree}:{here}")
-                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", server.endpoint,
-                                      str(server.proc.pid), url, location, os.path.join(work, f"{name}{k}")],
-                                     env=env, capture_output=True, text=True)
+            for name, tree, consts in (trees if k % 2 == 0 else trees[::-1]):
+                env = dict(os.environ, HANGAR_BENCH_TREE=tree, PYTHONPATH=f"{tree}:{here}", HANGAR_BENCH_SET=consts)
+                argv = [sys.executable, os.path.abspath(__file__), "--child", server.endpoint, str(server.proc.pid)]
+                if args.push:
+                    argv += [os.path.join(work, "push", "src"), f"{location}-{name}{k}",
+                             os.path.join(work, f"{name}{k}"), str(args.n * 224 * 224 * 3)]
+                else:
+                    argv += [url, location, os.path.join(work, f"{name}{k}")]
+                out = subprocess.run(argv, env=env, capture_output=True, text=True)
                 if out.returncode:
                     raise RuntimeError(out.stdout[-3000:] + out.stderr[-3000:])
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 results[name].append(r)
-                print(f"  {name} run {k}: clone+fetch_data {r['total']:.3f} s, raw get {r['raw']['wall']:.3f} s "
+                print(f"  {name} run {k}: {'push' if args.push else 'clone+fetch_data'} {r['total']:.3f} s, raw "
+                      f"{'put' if args.push else 'get'} {r['raw']['wall']:.3f} s "
                       f"({r['raw']['wall'] / r['total']:.2f}x)", flush=True)
         for name, rs in results.items():
             print(f"== {name}")
-            print(f"  raw get: wall {_fmt([r['raw']['wall'] for r in rs])}  server cpu "
+            what = "push" if args.push else "clone+fetch_data"
+            print(f"  raw {'put' if args.push else 'get'}: wall {_fmt([r['raw']['wall'] for r in rs])}  server cpu "
                   f"{_fmt([r['raw']['server_cpu'] for r in rs])}  client cpu "
                   f"{_fmt([r['raw']['client_cpu'] for r in rs])}")
-            print(f"  clone+fetch_data: wall {_fmt([r['total'] for r in rs])}  server cpu "
+            print(f"  {what}: wall {_fmt([r['total'] for r in rs])}  server cpu "
                   f"{_fmt([r['server_cpu'] for r in rs])}  client cpu {_fmt([r['client_cpu'] for r in rs])}  "
                   f"ratio {_fmt([r['raw']['wall'] / r['total'] for r in rs])}")
-            for key in ("clone", "missing", "index", "fetch_samples", "wait_range", "verify", "write", "flush"):
+            keys = ("pointers", "index", "build", "put_packs", "push_refs") if args.push else (
+                "clone", "missing", "index", "fetch_samples", "wait_range", "verify", "write", "flush")
+            for key in keys:
                 print(f"  {key:14s} wall {_fmt([r['wall'].get(key, 0.0) for r in rs])}   thread cpu "
                       f"{_fmt([r['cpu'].get(key, 0.0) for r in rs])}")
-            names = sorted({t for r in rs for t in r["threads"]})
+            names = sorted({t for r in rs for t in r.get("threads", {})})
             for t in names:
-                print(f"  thread {t:22s} cpu {_fmt([r['threads'].get(t, 0.0) for r in rs])}")
+                print(f"  thread {t:22s} cpu {_fmt([r.get('threads', {}).get(t, 0.0) for r in rs])}")
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -266,15 +266,23 @@ def _fetch_local(git: GitRepo, remote: str, refspecs: list[str]) -> bool:
     return done.returncode == 0
 
 
-def fetch_location(git: GitRepo, remote: str) -> Optional[tuple[str, Optional[str]]]:
+def fetch_location(git: GitRepo, remote: str, branches: Sequence[str] = ()) -> Optional[tuple[str, Optional[str]]]:
     """Fetch ``refs/hangar/data`` of the remote (into ``refs/hangar/remotes/<remote>/data``) and
-    return the location it records; ``None`` when the remote's history records none."""
-    if DATA_REF not in remote_refs(git, remote):
+    return the location it records; ``None`` when the remote's history records none.
+
+    ``branches`` the remote has are fetched in the same fetch (into ``refs/remotes/<remote>/``):
+    a clone's one listing of the refs and one ``git fetch`` instead of two of each (a ``git``
+    process and a listing were ~0.05-0.1 s of a 1.2-1.4 s clone + fetch_data of 301 MB here)."""
+    refs = remote_refs(git, remote)
+    if DATA_REF not in refs:
         return None
     local = f"refs/hangar/remotes/{remote}/data"
-    if not _fetch_local(git, remote, [f"+{DATA_REF}:{local}"]):
+    specs = [f"+{DATA_REF}:{local}"] + [f"+refs/heads/{b}:refs/remotes/{remote}/{b}" for b in branches
+                                        if f"refs/heads/{b}" in refs]
+    if not _fetch_local(git, remote, specs):
         try:
-            git.repo.remotes[remote].fetch([f"+{DATA_REF}:{local}"], callbacks=pygit2.RemoteCallbacks())
+            git.repo.remotes[remote].fetch(specs, callbacks=pygit2.RemoteCallbacks(),
+                                           prune=pygit2.enums.FetchPrune.NO_PRUNE)
         except pygit2.GitError as exc:
             raise ServerUnreachableError(f"fetching {DATA_REF} of remote {remote!r} failed: {exc}") from exc
     return read_location(git, str(git.repo.references[local].target))
