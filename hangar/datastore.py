@@ -9,7 +9,7 @@ the bucket and in the history.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from hangar.errors import (
     BranchNotFoundError,
@@ -105,11 +105,12 @@ def looks_like_git_url(address: str) -> bool:
     return "://" in address or address.startswith(("/", ".", "~")) or ("@" in address and ":" in address)
 
 
-def adopt_location(git: "GitRepo", remote: str, endpoint_url: Optional[str]) -> bool:
+def adopt_location(git: "GitRepo", remote: str, endpoint_url: Optional[str], branches: Sequence[str] = ()) -> bool:
     """Make ``remote`` a data remote of the location its history records (``refs/hangar/data``);
     False when it records none. The endpoint: see :func:`objectdata.endpoint_to_record` (the
-    pusher's recorded one only where the user would send signed requests anyway)."""
-    found = objectdata.fetch_location(git, remote)
+    pusher's recorded one only where the user would send signed requests anyway). ``branches``
+    the remote has are fetched along (into ``refs/remotes/<remote>/``)."""
+    found = objectdata.fetch_location(git, remote, branches)
     if found is None:
         return False
     url, hint = found
@@ -126,11 +127,9 @@ def clone(git: "GitRepo", hangar_dir: str, address: str, endpoint_url: Optional[
     Raises ``ValueError`` when the history records no data location (it is not a data remote).
     """
     git.add_remote("origin", address)
-    if not adopt_location(git, "origin", endpoint_url):
-        raise DataRemoteAddressError(f"the git repository at {address!r} records no data location "
-                                     f"({objectdata.DATA_REF}); clone a hangar server by IP:PORT, or push to this "
-                                     "one with a data remote first")
-    with transfer_marker(hangar_dir, f"clone {address}"):
-        if "master" in remote_heads(git, "origin"):
-            objectdata.fetch_branches(git, "origin", ["master"])
+    with transfer_marker(hangar_dir, f"clone {address}"):  # master comes with the location, in one fetch
+        if not adopt_location(git, "origin", endpoint_url, ["master"]):
+            raise DataRemoteAddressError(f"the git repository at {address!r} records no data location "
+                                         f"({objectdata.DATA_REF}); clone a hangar server by IP:PORT, or push to "
+                                         "this one with a data remote first")
     return git.remote_branch_head("origin/master")

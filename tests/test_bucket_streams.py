@@ -70,3 +70,39 @@ def test_an_abandoned_stream_stops_and_the_next_one_reads(s3_env, monkeypatch): 
     it.close()
     i, got = next(iter(st.stream_ranges([("pa", 5, 10)], gap=0)))
     assert (i, bytes(got)) == (0, data[5:15])
+
+
+def test_pieces_end_only_at_cuts_cover_each_range_once_and_are_mostly_not_copied(s3_env, monkeypatch):  # noqa: F811
+    """``stream_pieces``: samples of 100 KiB and one of 700 KiB cut into 256 KiB chunks, a gap,
+    an empty range, a range without cuts: each range's pieces, in order, are its bytes; every
+    piece begins and ends at a cut or the range's ends; pieces inside one chunk are views of it
+    (not copies), so most bytes are never copied."""
+    import numpy as np
+
+    monkeypatch.setattr(objectstore, "_STREAM_CHUNK", 256 << 10)
+    data = os.urandom(4 << 20)
+    st = _bucket_with(s3_env, {"pa": data})
+    sizes = [100 << 10] * 12 + [700 << 10] + [100 << 10] * 6
+    starts = [0]
+    for z in sizes[:-1]:
+        starts.append(starts[-1] + z + (5000 if len(starts) == 7 else 0))  # one gap inside the first range
+    first_end = starts[13] + sizes[13]
+    cuts = sorted({x for s, z in zip(starts[:14], sizes[:14]) for x in (s, s + z)} - {0, first_end})
+    requests = [("pa", 0, first_end, cuts), ("pa", first_end, 0, []),
+                ("pa", starts[14], starts[-1] + sizes[-1] - starts[14],
+                 [s for s in starts[15:]]), ("pa", (3 << 20) + 17, 300_001, [])]
+    pieces: dict[int, list[tuple[int, bytes, bool]]] = {}
+    copied = total = 0
+    for i, at, view, last in st.stream_pieces(requests, gap=64 << 10):
+        pieces.setdefault(i, []).append((at, bytes(view), last))
+        total += len(view)
+        copied += len(view) if isinstance(view.obj, np.ndarray) else 0
+    for i, (_, off, n, cs) in enumerate(requests):
+        got = pieces[i]
+        assert b"".join(b for _, b, _ in got) == data[off:off + n]
+        assert [last for _, _, last in got] == [False] * (len(got) - 1) + [True]
+        ats = [at for at, _, _ in got]
+        assert ats == sorted(ats) and ats[0] == 0
+        assert all(off + at in cs for at in ats[1:])  # a piece begins only at a cut
+    assert len(pieces[0]) > 3  # handed over in pieces, not whole
+    assert copied < total / 2

@@ -260,3 +260,36 @@ def test_the_bucket_index_cache_writes_through_no_link_a_repository_holds(tmp_pa
     index.add_indexes([raw])
     assert victim.read_bytes() == b"keep me\n"
     assert pack in index.packs  # the index itself is kept in memory (the cache copy is optional)
+
+
+def test_fetch_of_samples_cut_across_received_chunks_brings_every_one(tmp_path, s3_env, monkeypatch):  # noqa: F811
+    """fetch_data hands a pack over in pieces cut at sample boundaries: with 16 KiB chunks,
+    samples of 40 KiB (across two or three chunks), of 100 KiB (across several) and 1 KiB ones
+    (many in one chunk) all come back equal to what was pushed, none left remote."""
+    from hangar import Repository
+
+    os.makedirs(tmp_path / "src")
+    r = Repository(tmp_path / "src", exists=False)
+    r.init("Ann", "ann@example.com")
+    rng = np.random.default_rng(5)
+    want = {"mid": rng.integers(0, 255, (12, 200, 200), dtype=np.uint8),
+            "big": rng.integers(0, 255, (3, 320, 320), dtype=np.uint8),
+            "small": rng.integers(0, 255, (40, 32, 32), dtype=np.uint8)}
+    co = r.checkout(write=True)
+    for name, rows in want.items():
+        co.arraysets.init_arrayset(name, shape=rows.shape[1:], dtype=rows.dtype)
+        co[name, [str(i) for i in range(len(rows))]] = rows
+    co.commit("mixed")
+    co.close()
+    url = bare_git(tmp_path / "history.git")
+    r.remote.add("origin", url, data=s3_env.new_location(), endpoint_url=s3_env.endpoint)
+    r.remote.push("origin", "master")
+    c = clone(tmp_path, url)
+    monkeypatch.setattr(objectstore, "_STREAM_CHUNK", 16 << 10)
+    c.remote.fetch_data("origin", "master")
+    co = c.checkout()
+    assert not any(co.arraysets.contains_remote_references.values())
+    for name, rows in want.items():
+        for i, row in enumerate(rows):
+            np.testing.assert_array_equal(co.arraysets[name][str(i)], row)
+    co.close()

@@ -266,15 +266,23 @@ def _fetch_local(git: GitRepo, remote: str, refspecs: list[str]) -> bool:
     return done.returncode == 0
 
 
-def fetch_location(git: GitRepo, remote: str) -> Optional[tuple[str, Optional[str]]]:
+def fetch_location(git: GitRepo, remote: str, branches: Sequence[str] = ()) -> Optional[tuple[str, Optional[str]]]:
     """Fetch ``refs/hangar/data`` of the remote (into ``refs/hangar/remotes/<remote>/data``) and
-    return the location it records; ``None`` when the remote's history records none."""
-    if DATA_REF not in remote_refs(git, remote):
+    return the location it records; ``None`` when the remote's history records none.
+
+    ``branches`` the remote has are fetched in the same fetch (into ``refs/remotes/<remote>/``):
+    a clone's one listing of the refs and one ``git fetch`` instead of two of each (a ``git``
+    process and a listing were ~0.05-0.1 s of a 1.2-1.4 s clone + fetch_data of 301 MB here)."""
+    refs = remote_refs(git, remote)
+    if DATA_REF not in refs:
         return None
     local = f"refs/hangar/remotes/{remote}/data"
-    if not _fetch_local(git, remote, [f"+{DATA_REF}:{local}"]):
+    specs = [f"+{DATA_REF}:{local}"] + [f"+refs/heads/{b}:refs/remotes/{remote}/{b}" for b in branches
+                                        if f"refs/heads/{b}" in refs]
+    if not _fetch_local(git, remote, specs):
         try:
-            git.repo.remotes[remote].fetch([f"+{DATA_REF}:{local}"], callbacks=pygit2.RemoteCallbacks())
+            git.repo.remotes[remote].fetch(specs, callbacks=pygit2.RemoteCallbacks(),
+                                           prune=pygit2.enums.FetchPrune.NO_PRUNE)
         except pygit2.GitError as exc:
             raise ServerUnreachableError(f"fetching {DATA_REF} of remote {remote!r} failed: {exc}") from exc
     return read_location(git, str(git.repo.references[local].target))
@@ -594,8 +602,17 @@ def _write_range(store: TensorStore, runs: list[tuple[VerifiedRun, list[int]]]) 
         store.put_verified_checked(run, checks)
 
 
-#: verified ranges waiting for the writer thread (each at most _SPAN bytes)
-_WRITE_AHEAD = 2
+#: verified pieces waiting for the writer thread (each at most _SPAN bytes, most one received chunk)
+_WRITE_AHEAD = 8
+
+
+def _cuts(locs: Sequence[Location], off: int, n: int, members: list[int]) -> list[int]:
+    """Where the samples ``members`` of the range ``[off, off + n)`` begin and end (sorted, inside
+    it): the places a streamed range may be handed over in pieces without cutting a sample."""
+    starts = np.fromiter((locs[m].offset for m in members), np.int64, len(members))
+    ends = starts + np.fromiter((locs[m].length for m in members), np.int64, len(members))
+    cuts = np.unique(np.concatenate([starts, ends]))
+    return cuts[(cuts > off) & (cuts < off + n)].tolist()
 
 
 def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketIndex,
@@ -648,19 +665,28 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
         # _WRITE_AHEAD + 1 ranges and their flushes)
         writer.shutdown(wait=True)
 
-    blobs = storage.stream_ranges([(p, o, n) for p, o, n, _ in ranges], _GAP)
+    blobs = storage.stream_pieces([(p, o, n, _cuts(locs, o, n, members)) for p, o, n, members in ranges],  # type: ignore[arg-type]
+                                  _GAP)
+    taken = [0] * len(ranges)  # members of each range verified so far (they lie in offset order)
+    ends = [np.fromiter((locs[m].offset + locs[m].length for m in members), np.int64, len(members))  # type: ignore[union-attr]
+            for _, _, _, members in ranges]
     unflushed = 0
     try:
         try:
-            for r, blob in blobs:  # in the order they arrive
+            for r, at, blob, last in blobs:  # in the order they arrive; a range's pieces in order
                 _, off, n, members = ranges[r]
-                new = [m for m in members if is_new[m]]
-                runs = _verify_range(items, locs, blob, off, new)  # type: ignore[arg-type]
+                top = off + at + len(blob)
+                # the members this piece holds: those ending in it (a piece ends only where samples do)
+                a, b = taken[r], int(np.searchsorted(ends[r], top, "right"))
+                taken[r] = b
+                new = [m for m in members[a:b] if is_new[m]]
+                runs = _verify_range(items, locs, blob, off + at, new)  # type: ignore[arg-type]
                 queued.append(writer.submit(_write_range, store, runs))
-                unflushed += n
-                if unflushed >= FETCH_BATCH_BYTES:  # durable in batches: a failure keeps what was flushed
-                    queued.append(writer.submit(store.flush))
-                    unflushed = 0
+                if last:
+                    unflushed += n
+                    if unflushed >= FETCH_BATCH_BYTES:  # durable in batches: a failure keeps what was flushed
+                        queued.append(writer.submit(store.flush))
+                        unflushed = 0
                 wait(_WRITE_AHEAD)
             queued.append(writer.submit(store.flush))
             wait(0)

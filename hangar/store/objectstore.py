@@ -416,7 +416,8 @@ class ObjectPackStorage(ZarrPackStorage):
         ``requests``) in the order they arrive, read with few streamed GETs: consecutive requests
         of one pack at most ``gap`` bytes apart (in offset order) are read by one GET of up to
         ``STREAM_SPAN`` bytes, ``STREAMS`` at once, and each range is handed over as soon as its
-        last byte is in (a buffer of its own: a consumed range is freed while its GET streams on).
+        last byte is in (a buffer of its own, or a view of the received chunk it lies in: a
+        consumed range is freed while its GET streams on).
 
         Arrival order, not request order: the GETs share the wire, so the ranges of the first
         arrive at a fraction of its speed, and a caller taking them in request order finds most
@@ -435,23 +436,42 @@ class ObjectPackStorage(ZarrPackStorage):
         hangar.errors.CorruptDataError
             The server sent more or fewer bytes than asked for.
         """
+        for i, _, view, _ in self.stream_pieces([(p, o, n, ()) for p, o, n in requests], gap):
+            yield i, view
+
+    def stream_pieces(self, requests: Sequence[tuple[str, int, int, Sequence[int]]],
+                      gap: int) -> Iterator[tuple[int, int, memoryview, bool]]:
+        """:meth:`stream_ranges` of ``(pack_id, offset, length, cuts)`` requests handed over in
+        pieces: ``(i, start, bytes, last)``, the bytes of request ``i`` from ``start`` (relative to
+        its offset) on, ``last`` on its final piece. A piece ends only at one of ``cuts`` (sorted
+        pack offsets inside the request, e.g. where its samples begin and end) or at the
+        request's end, and is handed over as soon as its bytes are in.
+
+        Why: a piece lying inside one received chunk is a view of that chunk, never copied; only
+        the bytes between the last cut of a chunk and the first cut of the next are copied into
+        a buffer of their own. Assembling each 8 MiB request in a buffer of its own copied every
+        byte once more on the transfer loop's thread, holding the GIL (~0.1 s CPU of 301 MB,
+        scripts/bench_s3_phases.py). The pieces of one request arrive in order.
+
+        Raises what :meth:`stream_ranges` raises.
+        """
         import queue
         from concurrent.futures import Future
 
         from obstore.exceptions import BaseError
 
-        spans: list[tuple[str, int, int, list[tuple[int, int, int]]]] = []
-        for i, (pack, off, n) in enumerate(requests):
+        spans: list[tuple[str, int, int, list[tuple[int, int, int, Sequence[int]]]]] = []
+        for i, (pack, off, n, cuts) in enumerate(requests):
             if spans:
                 last_pack, start, end, members = spans[-1]
                 if last_pack == pack and end <= off <= end + gap and off + n - start <= STREAM_SPAN:
-                    spans[-1] = (pack, start, off + n, members + [(i, off, n)])
+                    spans[-1] = (pack, start, off + n, members + [(i, off, n, cuts)])
                     continue
-            spans.append((pack, off, off + n, [(i, off, n)]))
+            spans.append((pack, off, off + n, [(i, off, n, cuts)]))
         check_not_forked()
         loop = transfer_loop()
-        arrived: queue.SimpleQueue[tuple[int, int, Any]] = queue.SimpleQueue()
-        left: dict[int, int] = {}  # GET -> ranges not taken yet
+        arrived: queue.SimpleQueue[tuple[int, int, int, Any, bool]] = queue.SimpleQueue()
+        left: dict[int, int] = {}  # GET -> ranges not complete yet
         tasks: dict[int, Future[None]] = {}
         todo = iter(enumerate(spans))
 
@@ -460,22 +480,25 @@ class ObjectPackStorage(ZarrPackStorage):
             if nxt is not None:
                 k, (pack, start, end, members) = nxt
                 left[k] = len(members)
-                tasks[k] = asyncio.run_coroutine_threadsafe(
-                    self._stream_span(pack, start, end, members, lambda i, v, k=k: arrived.put((k, i, v))), loop)
+
+                def hand(i: int, at: int, v: Any, last: bool, k: int = k) -> None:
+                    arrived.put((k, i, at, v, last))
+                tasks[k] = asyncio.run_coroutine_threadsafe(self._stream_span(pack, start, end, members, hand), loop)
 
         try:
             for _ in range(STREAMS):
                 start_next()
             while left:
-                k, i, got = arrived.get()
+                k, i, at, got, last = arrived.get()
                 if i < 0:
                     raise got
-                yield i, got
-                left[k] -= 1
-                if not left[k]:
-                    del left[k]
-                    tasks.pop(k).result()  # its end: a long read is refused here
-                    start_next()
+                yield i, at, got, last
+                if last:
+                    left[k] -= 1
+                    if not left[k]:
+                        del left[k]
+                        tasks.pop(k).result()  # its end: a long read is refused here
+                        start_next()
         except BaseError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ObjectStoreError(f"object store {self.describe()} failed a request: {type(exc).__name__}: "
@@ -484,53 +507,79 @@ class ObjectPackStorage(ZarrPackStorage):
             for task in tasks.values():  # an error or an abandoned generator: stop what still streams
                 task.cancel()
 
-    async def _stream_span(self, pack: str, start: int, end: int, ranges: list[tuple[int, int, int]],
+    async def _stream_span(self, pack: str, start: int, end: int, ranges: list[tuple[int, int, int, Sequence[int]]],
                            hand: Any) -> None:
         """One streamed GET of ``[start, end)`` of ``pack``'s data object; each of ``ranges``
-        (``(i, offset, length)``, sorted, disjoint, inside it) is copied into a buffer of its own
-        and handed over as ``hand(i, view)`` once complete; a failure as ``hand(-1, exc)``."""
+        (``(i, offset, length, cuts)``, sorted, disjoint, inside it) is handed over in pieces
+        ending at its cuts or its end, ``hand(i, start, view, last)``, each as soon as it is
+        complete: a view of the received chunk where the piece lies in one, else a buffer of its
+        own filled from several; a failure as ``hand(-1, 0, exc, True)``."""
+        import bisect
+
         import numpy as np
         import obstore
 
         k = 0
-
-        def skip_empty() -> int:
-            j = k
-            while j < len(ranges) and ranges[j][2] == 0:
-                hand(ranges[j][0], memoryview(b""))
-                j += 1
-            return j
+        done = 0  # bytes of range k handed over (absolute pack offset)
+        carry: Optional[np.ndarray] = None  # a piece over a chunk boundary, being filled
+        carry_at = 0  # its pack offset
 
         try:
-            k = skip_empty()
+            while k < len(ranges) and ranges[k][2] == 0:
+                hand(ranges[k][0], 0, memoryview(b""), True)
+                k += 1
             if k == len(ranges):
                 return
+            done = ranges[k][1]
             try:
                 got = await _settled(obstore.get_async(self._s3, f"packs/{pack}/c/0", options={"range": (start, end)}))
             except FileNotFoundError:  # what obstore raises for a 404 (as ``iter_ranges`` reports it)
                 raise PackNotFoundError(f"{self.url}/packs/{pack}/c/0") from None
-            buf = np.empty(ranges[k][2], np.uint8)
             pos = start
             async for chunk in _settled_stream(got.stream(min_chunk_size=_STREAM_CHUNK)):
                 data = memoryview(chunk).cast("B")  # obstore's Bytes: a buffer
                 top = pos + len(data)
-                if top > end:  # checked before a byte is copied: never more than was asked for
+                if top > end:  # checked before a byte is used: never more than was asked for
                     raise CorruptDataError(f"pack {pack} in {self.url}: asked for bytes {start}-{end}, the server "
                                            f"sent at least {top - start}")
                 while k < len(ranges):
-                    i, off, n = ranges[k]
+                    i, off, n, cuts = ranges[k]
+                    rend = off + n
                     if off >= top:
                         break
-                    lo, hi = max(off, pos), min(off + n, top)
-                    if hi > lo:
-                        buf[lo - off:hi - off] = np.frombuffer(data[lo - pos:hi - pos], np.uint8)
-                    if off + n > top:
-                        break
-                    hand(i, memoryview(buf))
-                    k += 1
-                    k = skip_empty()
-                    if k < len(ranges):
-                        buf = np.empty(ranges[k][2], np.uint8)
+                    done = max(done, off)
+                    if carry is not None:  # complete the piece begun in an earlier chunk
+                        cend = carry_at + len(carry)
+                        take = min(cend, top)
+                        if take > done:
+                            carry[done - carry_at:take - carry_at] = np.frombuffer(data[done - pos:take - pos],
+                                                                                   np.uint8)
+                            done = take
+                        if take < cend:
+                            break  # this chunk is used up
+                        hand(i, carry_at - off, memoryview(carry), cend == rend)
+                        carry = None
+                    # the longest piece this chunk completes: up to the last cut it holds, or the end
+                    lim = min(rend, top)
+                    cut = rend if lim == rend else (cuts[bisect.bisect_right(cuts, lim) - 1]
+                                                    if cuts and cuts[0] <= lim else done)
+                    if cut > done:
+                        hand(i, done - off, data[done - pos:cut - pos], cut == rend)  # a view: no copy
+                        done = cut
+                    if done >= rend:
+                        k += 1
+                        while k < len(ranges) and ranges[k][2] == 0:
+                            hand(ranges[k][0], 0, memoryview(b""), True)
+                            k += 1
+                        continue
+                    # the bytes past the last cut in this chunk begin a piece up to the next cut
+                    j = bisect.bisect_right(cuts, done)
+                    nxt = cuts[j] if j < len(cuts) and cuts[j] < rend else rend
+                    carry, carry_at = np.empty(nxt - done, np.uint8), done
+                    if top > done:
+                        carry[:top - done] = np.frombuffer(data[done - pos:top - pos], np.uint8)
+                        done = top
+                    break
                 pos = top
             if k < len(ranges):
                 raise CorruptDataError(f"short read of pack {pack} in {self.url}: {pos - start} of {end - start} "
@@ -538,7 +587,7 @@ class ObjectPackStorage(ZarrPackStorage):
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            hand(-1, exc)
+            hand(-1, 0, exc, True)
             raise
 
     def read_indexes(self, pack_ids: Iterable[str]) -> dict[str, bytes]:
