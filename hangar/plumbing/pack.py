@@ -300,9 +300,12 @@ def write_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
 
 
 def stage_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
-               blocks: Sequence[BlobBlock | ObjectBlock] = ()) -> StagedPack | None:
+               blocks: Sequence[BlobBlock | ObjectBlock] = (), sync_with: Sequence[int] = ()) -> StagedPack | None:
     """The first half of :func:`write_pack`: the pack and its index written and fsynced under
     temporary names git and libgit2 never load; None when there is nothing to write.
+    ``sync_with``: descriptors of the caller's (written, unrenamed) files fsynced in the same
+    call as the pack's (one journal commit for all; :func:`~hangar.plumbing.durable.fsync_many`),
+    also when there is no pack to write.
 
     A commit stages its records pack while its data pack is still being fsynced and publishes
     it (:func:`publish_pack`) once the data is durable: records still become visible only over
@@ -310,6 +313,7 @@ def stage_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
     """
     blocks = [b for b in blocks if len(b.oids)]
     if not objects and not blocks:
+        fsync_many(sync_with)
         return None
     oids = list(objects)
     n_obj = len(oids)
@@ -398,6 +402,7 @@ def stage_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
     name = "pack-" + pack_digest.hex()
     final_idx = os.path.join(pack_dir, name + ".idx")
     if os.path.exists(final_idx):
+        fsync_many(sync_with)
         return StagedPack(pack_dir, name, None, None)
     # temporary names must not end in .idx/.pack: git and libgit2 would load a half-written one
     tmp_pack = os.path.join(pack_dir, f"tmp_{name}_{os.getpid()}_pack")
@@ -406,7 +411,7 @@ def stage_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
     fds = [write_open(tmp_pack, chunks, mode=0o444)]
     try:
         fds.append(write_open(tmp_idx, [idx], mode=0o444))
-        fsync_many(fds)
+        fsync_many([*fds, *sync_with])
     except BaseException:
         for fd in fds:
             os.close(fd)

@@ -16,8 +16,9 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequ
 
 import numpy as np
 
+from hangar._faults import crash_point
 from hangar.errors import SampleIndexError
-from hangar.plumbing.durable import replace_file_durably
+from hangar.plumbing.durable import TMP_SUFFIX, replace_file_durably, write_open
 from hangar.plumbing.gitrepo import GitRepo
 from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, StagedPack, blob_block
 from hangar.plumbing.paths import STAGING_FILE
@@ -64,10 +65,51 @@ class StagingState:
             return self.tree in (None, empty_tree_id(ObjectBatch()).hex())
         return self.tree == git.commit_tree_id(self.base)
 
+    def _encoded(self) -> bytes:
+        return json.dumps({"branch": self.branch, "base": self.base, "tree": self.tree}).encode()
+
     def save(self, hangar_dir: str) -> None:
         path = os.path.join(hangar_dir, STAGING_FILE)
-        state = json.dumps({"branch": self.branch, "base": self.base, "tree": self.tree}).encode()
-        replace_file_durably(path, [state], fault="staging.before_replace")
+        replace_file_durably(path, [self._encoded()], fault="staging.before_replace")
+
+    def write_next(self, hangar_dir: str) -> int:
+        """Write this state to a file of its own beside ``staging.json`` and return its open
+        descriptor, unsynced: the caller fsyncs it (with the commit's records pack: the same
+        journal commit) and closes it; :meth:`publish_next` renames it into place.
+
+        What a commit saves once its branch has moved (base: the new commit, tree: its tree).
+        Written before the branch moves, it is never read until renamed."""
+        return write_open(_next_path(hangar_dir), [self._encoded()])
+
+    @staticmethod
+    def publish_next(hangar_dir: str) -> None:
+        """Rename the state of :meth:`write_next` (fsynced by the caller) over ``staging.json``.
+
+        The directory is not fsynced, on purpose: a commit publishes it right after moving its
+        branch, and every state the rename may lose to a crash leads to the same staging area.
+        The state it replaces is the one saved before the commit (clean: equal to its base; or
+        with staged changes, then saved with the new tree as the commit's last step before the
+        branch moved, see ``WriterStage.commit_records``) or an earlier commit's (clean): a writer
+        opened after the crash finds such a state clean, or its tree on the branch's head, and
+        bases it on the head (``RepositoryCore.writer_state``), as with this state. Saved
+        durably, it cost two journal commits in a row (the file's fsync and its directory's)
+        after the branch moved; the file's fsync now rides on the records pack's.
+        """
+        crash_point("staging.before_next")
+        os.replace(_next_path(hangar_dir), os.path.join(hangar_dir, STAGING_FILE))
+
+    @staticmethod
+    def discard_next(hangar_dir: str) -> None:
+        """Remove the state of :meth:`write_next` when the commit failed before :meth:`publish_next`."""
+        try:
+            os.unlink(_next_path(hangar_dir))
+        except FileNotFoundError:
+            pass
+
+
+def _next_path(hangar_dir: str) -> str:
+    """The file :meth:`StagingState.write_next` writes (the ``.tmp`` suffix of every temporary file)."""
+    return os.path.join(hangar_dir, STAGING_FILE + ".next" + TMP_SUFFIX)
 
 
 class StagedStack(NamedTuple):
@@ -486,15 +528,18 @@ class StagingArea:
         self._rebase_keep_objects(tree)
         return tree
 
-    def stage_commit(self, commit_data: Callable[[str], bytes]) -> tuple[str, str, Optional[StagedPack]]:
+    def stage_commit(self, commit_data: Callable[[str], bytes],
+                     sync_with: Optional[Callable[[str, str], Sequence[int]]] = None
+                     ) -> tuple[str, str, Optional[StagedPack]]:
         """:meth:`flush` with a commit object (``commit_data(tree id)``, its bytes; ``GitRepo.commit_data``)
         in the same pack, up to that pack's durable temporary files: returns the tree and commit
         ids and the staged pack; :meth:`finish_commit` publishes it. Nothing is visible (nor the
         staging area changed) before that. One pack for trees and commit: a loose commit object
-        cost 2 of a 1%-update commit's ~16 fsyncs."""
+        cost 2 of a 1%-update commit's ~16 fsyncs. ``sync_with(tree id, commit id)``: descriptors
+        of files the caller wrote, fsynced together with the pack (``GitRepo.stage_batch``)."""
         tree, batch = self.build()
         commit = batch.add(OBJ_COMMIT, commit_data(tree)).hex()
-        staged = self.git.stage_batch(batch)
+        staged = self.git.stage_batch(batch, sync_with(tree, commit) if sync_with is not None else ())
         self._built = None  # the batch was handed over (and cleared)
         return tree, commit, staged
 
