@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
 
+import hangar.plumbing.gitrepo as gitrepo_mod
 import hangar.plumbing.pack as pack_mod
 from hangar import Repository
 from hangar.core import RepositoryCore
@@ -166,3 +168,73 @@ def test_a_failed_ref_move_leaves_the_state_and_no_next_state_file(repo, monkeyp
     assert not os.path.exists(_state_path(repo) + ".next.tmp")
     assert git_of(repo).branch_head("master") == c0
     co.close()
+
+
+# ------------------------------------------------------ the records pack written as it is built
+def _pack_files(repo) -> list[str]:
+    return sorted(os.listdir(os.path.join(repo.path, ".hangar", "objects", "pack")))
+
+
+def _fsck(repo) -> None:
+    out = subprocess.run(["git", "--git-dir", os.path.join(repo.path, ".hangar"), "fsck", "--strict", "--full"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "error" not in out.stderr.lower(), out.stderr
+
+
+def _staged_spills(monkeypatch) -> list[tuple[int, int]]:
+    """(bytes spilled, blocks spilled) of each records pack a commit stages."""
+    seen: list[tuple[int, int]] = []
+    real = gitrepo_mod.stage_pack
+
+    def recording(pack_dir, objects, blocks=(), sync_with=(), spill=None):
+        seen.append((spill.pos, len(spill.blocks)) if spill is not None else (0, 0))
+        return real(pack_dir, objects, blocks, sync_with, spill)
+
+    monkeypatch.setattr(gitrepo_mod, "stage_pack", recording)
+    return seen
+
+
+@pytest.mark.parametrize("repeats", [False, True])
+def test_a_commit_writes_its_records_pack_as_it_builds_it(repo, monkeypatch, repeats) -> None:
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("x", shape=(4,), dtype=np.uint8)
+    n = 3000
+    data = np.random.default_rng(5).integers(0, 256, (n, 4), dtype=np.uint8)
+    if repeats:  # equal samples: equal pointer blobs, a repeated id among the spilled rows
+        data[n // 2:] = data[: n - n // 2]
+    co["x", list(range(n))] = data
+    seen = _staged_spills(monkeypatch)
+    taken: list[str] = []
+    real_take = pack_mod.PackSpill.take
+    monkeypatch.setattr(pack_mod.PackSpill, "take", lambda spill: (taken.append(spill.path), real_take(spill))[1])
+    c1 = co.commit("c1")
+    monkeypatch.undo()
+    # the spill becomes the pack, or (a repeated id among its rows) the pack is written anew
+    assert len(taken) == (0 if repeats else 1)
+    assert len(seen) == 1 and seen[0][1] >= 1 and seen[0][0] > 12 + n * 80, seen  # pointer blobs spilled
+    assert not [f for f in _pack_files(repo) if f.startswith("tmp_")]
+    _fsck(repo)
+    co.close()
+    reader = repo.checkout(commit=c1)
+    assert np.array_equal(reader["x", n - 1], data[n - 1]) and len(reader.arraysets["x"]) == n
+    reader.close()
+
+
+def test_a_commit_that_stops_leaves_no_spilled_pack(repo) -> None:
+    _first_commit(repo)
+    co = repo.checkout(write=True)
+    co["x", list(range(10, 510))] = np.ones((500, 4), dtype=np.uint8)
+    other = RepositoryCore(repo.path).git
+    head = other.branch_head("master")
+    before = _pack_files(repo)
+    # the branch moved under the checkout (as a push would): the commit refuses after building
+    co2_commit = git_of(repo).commit_data(git_of(repo).commit_tree_id(head), [head], "a", "a@b.c", "moved")
+    batch = pack_mod.ObjectBatch()
+    moved = batch.add(pack_mod.OBJ_COMMIT, co2_commit)
+    pack_mod.write_pack(os.path.join(repo.path, ".hangar", "objects", "pack"), batch.objects, batch.blocks)
+    other.set_branch("master", moved.hex())
+    with pytest.raises(RuntimeError, match="moved"):
+        co.commit("refused")
+    new = [f for f in _pack_files(repo) if f not in before]
+    assert not [f for f in new if f.startswith("tmp_")], new
+    co.reset_staging_area()

@@ -132,7 +132,7 @@ class GitRepo:
         """:meth:`write_batch` up to the pack's durable temporary files (:func:`~hangar.plumbing.pack.stage_pack`):
         nothing is visible until :meth:`publish`; None when the batch is empty. ``sync_with``:
         descriptors fsynced together with the pack (also when there is none)."""
-        staged = stage_pack(self.pack_dir, batch.objects, batch.blocks, sync_with)
+        staged = stage_pack(self.pack_dir, batch.objects, batch.blocks, sync_with, batch.spill)
         batch.clear()
         return staged
 

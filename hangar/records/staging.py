@@ -20,7 +20,7 @@ from hangar._faults import crash_point
 from hangar.errors import SampleIndexError
 from hangar.plumbing.durable import TMP_SUFFIX, replace_file_durably, write_open
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, StagedPack, blob_block
+from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, PackSpill, StagedPack, blob_block
 from hangar.plumbing.paths import STAGING_FILE
 from hangar.plumbing.regular import MAX_STATE_BYTES, read_regular
 from hangar.plumbing.trees import (
@@ -475,8 +475,12 @@ class StagingArea:
         self._tick[0] += 1
 
     # ----------------------------------------------------------------- build
-    def build(self) -> tuple[str, ObjectBatch]:
-        """Tree id of the staged state, and the batch of new objects it needs (cached)."""
+    def build(self, spill: bool = False) -> tuple[str, ObjectBatch]:
+        """Tree id of the staged state, and the batch of new objects it needs (cached).
+
+        ``spill``: a build not cached yet writes the batch's blocks to the records pack's file as
+        they are built (:class:`~hangar.plumbing.pack.PackSpill`; what a commit asks for, which
+        then stages that pack: :meth:`stage_commit`, or :meth:`drop_spill` when it stops)."""
         if self._built is not None and self._built[0] == self._tick[0]:
             return self._built[1], self._built[2]
         # building allocates a few objects per leaf tree and none in cycles, but the cyclic
@@ -484,16 +488,26 @@ class StagingArea:
         # ~14% of the CPU time of a 200,000-sample commit: paused, the previous state restored
         was_enabled = gc.isenabled()
         gc.disable()
+        batch: Optional[ObjectBatch] = None
         try:
-            tree, batch = self._build()
+            batch = ObjectBatch(PackSpill(self.git.pack_dir) if spill else None)
+            tree = self._build(batch)
+        except BaseException:
+            if batch is not None:
+                batch.drop_spill()
+            raise
         finally:
             if was_enabled:
                 gc.enable()
         self._built = (self._tick[0], tree, batch)
         return tree, batch
 
-    def _build(self) -> tuple[str, ObjectBatch]:
-        batch = ObjectBatch()
+    def drop_spill(self) -> None:
+        """Remove the records pack file a ``build(spill=True)`` started, when no commit stages it."""
+        if self._built is not None:
+            self._built[2].drop_spill()
+
+    def _build(self, batch: ObjectBatch) -> str:
         aset_edits: dict[str, Any] = {name: None for name in self.removed}
         for name, st in self.asets.items():
             if not st.replaced and not st.has_edits():
@@ -511,11 +525,11 @@ class StagingArea:
             root_edits[layout.METADATA] = self.metadata.nested_edits(
                 layout.METADATA_FANOUT_DEPTH, lambda v: v.encode("ascii"), batch)
         if not root_edits and self.snapshot.tree_id is not None:
-            return self.snapshot.tree_id, batch
+            return self.snapshot.tree_id
         root = apply_edits(self.git.repo, self.snapshot.root, root_edits, batch)
         if root is None:
             root = empty_tree_id(batch)
-        return root.hex(), batch
+        return root.hex()
 
     def has_edits(self) -> bool:
         return bool(self.removed or self.metadata.has_edits() or any(
