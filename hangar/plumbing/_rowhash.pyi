@@ -1,5 +1,5 @@
 # Type stub of the optional C extension hangar/plumbing/_rowhash.c (see hangar/plumbing/rowhash.py).
-from typing import Literal, overload
+from typing import Literal, Sequence, overload
 
 import numpy as np
 
@@ -47,6 +47,7 @@ def gather_rows_checked(src: object, offsets: object, out: object, width: int, c
 def file_size(fd: int) -> int: ...
 def copy_checked_guarded(src: object, out: object, check: int) -> int: ...
 def start_writeback(fd: int, offset: int, length: int) -> bool: ...  # i14d
+def fsync_all(fds: Sequence[int]) -> None: ...  # i14c
 def fan_entries(names: list[str], ids: object, depth: int, mode: bytes,
                 live: object) -> tuple[bytes, bytes, bytes, bytes] | None: ...
 def leaf_merge(base: bytes, entries: bytes, deleted: list[bytes]) -> bytes | None: ...
