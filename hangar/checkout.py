@@ -359,12 +359,21 @@ class WriterCheckout(_CheckoutBase):
         written = stage.commit_records(commit_data, base_unmoved, after_data=tables.prepare)
         if written is None:
             raise NothingToCommitError("nothing to commit: the staging area has no changes")
-        _, commit = written
-        crash_point("commit.before_ref")
-        git.set_branch(self._state.branch, commit)
-        crash_point("commit.after_ref")
-        self._state.base = commit
-        self._core.save_staging_state(self._state)
+        tree, commit = written
+        try:
+            crash_point("commit.before_ref")
+            try:
+                git.set_branch(self._state.branch, commit)
+            except BaseException:
+                self._core.discard_next_staging_state()
+                raise
+            crash_point("commit.after_ref")
+            # the state (base: commit, tree) was written and fsynced with the records pack:
+            # renamed into place now, without a directory fsync (StagingState.publish_next)
+            self._state.base, self._state.tree = commit, tree
+            self._core.publish_next_staging_state()
+        finally:
+            tables.prepare()  # built in the data flush's thread: waited for before the store is used again
         # issue 14: the read cache of the new commit's arraysets (one call; a cache, never an error:
         # the branch already moved, so a failure here (a table build's error, no thread left to
         # save one) must not report a durable commit as failed; readers build what is missing)

@@ -10,6 +10,7 @@ it in the store's cache. The table is a cache: a commit that cannot write it los
 
 from __future__ import annotations
 
+import threading
 from operator import itemgetter
 from typing import Any
 
@@ -54,11 +55,18 @@ class CommitTables:
         self.captured = capture(staging)
         self.prepared: dict[str, LocationTable] | None = None
         self._error: BaseException | None = None
+        # held while building: a second call (keep(), in the commit's thread) waits for a build
+        # running in the data flush's thread instead of building the tables a second time
+        self._building = threading.Lock()
 
     def prepare(self) -> None:
-        """Build the tables (once); safe to call from another thread than the commit's."""
-        if self.prepared is not None:
-            return
+        """Build the tables (once); safe to call from another thread than the commit's, and
+        from two at once (the second waits for the first's build)."""
+        with self._building:
+            if self.prepared is None:
+                self._prepare()
+
+    def _prepare(self) -> None:
         tables: dict[str, LocationTable] = {}
         try:
             for name, base, edits, replaced, schema, cols in self.captured:

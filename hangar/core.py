@@ -183,6 +183,20 @@ class RepositoryCore:
         """Save ``state`` durably as the staging state."""
         state.save(self.hangar_dir)
 
+    def write_next_staging_state(self, state: StagingState) -> int:
+        """Write ``state`` as the staging state a commit publishes once its branch has moved
+        (:meth:`StagingState.write_next`): returns its open descriptor, for the caller to fsync
+        and close."""
+        return state.write_next(self.hangar_dir)
+
+    def publish_next_staging_state(self) -> None:
+        """Make the state of :meth:`write_next_staging_state` the staging state (:meth:`StagingState.publish_next`)."""
+        StagingState.publish_next(self.hangar_dir)
+
+    def discard_next_staging_state(self) -> None:
+        """Remove an unpublished state of :meth:`write_next_staging_state`."""
+        StagingState.discard_next(self.hangar_dir)
+
     def base_staging_on(self, branch: str, commit: Optional[str]) -> StagingState:
         """Save (and return) a clean staging state based on ``commit`` of ``branch``."""
         state = StagingState(branch, commit, self.git.commit_tree_id(commit) if commit else None)

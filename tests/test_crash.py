@@ -32,9 +32,11 @@ STEPS = 24
 INT_KEYS = 40
 FAULT_POINTS = {  # point -> hits to try (each a separate run)
     "datapack.before_index": (1, 4),
+    "gitpack.spilled": (1, 4),  # a records pack's blocks written as built, before the rest (PackSpill)
     "gitpack.tmp_written": (2, 5),
     "gitpack.pack_renamed": (1, 6),
     "staging.before_replace": (2, 7),
+    "staging.before_next": (1, 4),  # a commit's state after its ref: renamed without a directory fsync
     "commit.before_ref": (1, 3),
     "commit.after_ref": (1, 4),
     "merge.after_ref": (1, 2),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -156,3 +157,27 @@ def test_fsync_dir_of_a_fifo_fails_at_once_instead_of_waiting_for_a_writer(tmp_p
             "    else:\n        sys.exit('no error')\n")
     done = subprocess.run([sys.executable, "-c", code, str(fifo)], timeout=60, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("in_c", [True, False])
+def test_fsync_many_in_c_threads_and_in_python_threads_alike(tmp_path, monkeypatch, in_c):
+    """i14c: fsync_many runs its fsyncs on POSIX threads in C (rowhash.fsync_all) where the
+    extension is built, else on Python threads: the same result, 64 descriptors a C call."""
+    from hangar.plumbing import rowhash
+    from hangar.plumbing.durable import fsync_many, write_open
+
+    if in_c and not rowhash.available:
+        pytest.skip("the C extension is not built")
+    monkeypatch.setattr(rowhash, "available", in_c)
+    assert rowhash.fsync_all([]) is in_c
+    fds = [write_open(str(tmp_path / f"f{i}"), [b"%d" % i]) for i in range(70)]
+    r, w = os.pipe()
+    try:
+        fsync_many(fds)
+        with pytest.raises(OSError) as failed:  # the pipe's EINVAL, after all the files' fsyncs
+            fsync_many([*fds[:66], r, *fds[66:]])
+        assert failed.value.errno == errno.EINVAL
+    finally:
+        for fd in (*fds, r, w):
+            os.close(fd)
+    assert [(tmp_path / f"f{i}").read_bytes() for i in range(70)] == [b"%d" % i for i in range(70)]

@@ -162,11 +162,18 @@ def fsync_many(fds: Sequence[int]) -> None:
     60,000-sample commit: 26 + 1 + 18 ms here), together for about the largest. Only what may
     be durable in any order goes in one call; what must follow waits for it to return.
 
+    In C where the extension is built (:func:`~hangar.plumbing.rowhash.fsync_all`: a POSIX thread
+    per descriptor, no GIL): a Python thread per fsync waited in ``Thread.start()`` for the thread
+    to be scheduled and took the GIL twice, a few ms each on the loaded 2-core box while another
+    thread ran Python code (a commit's location tables beside its fsyncs).
+
     Raises
     ------
     OSError
         The first fsync that failed, once all have returned.
     """
+    if len(fds) > 1 and rowhash.fsync_all(fds):
+        return
     errors: list[OSError] = []
 
     def sync(fd: int) -> None:

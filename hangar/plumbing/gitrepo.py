@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterator, Optional, cast
+from typing import Iterator, Optional, Sequence, cast
 
 import pygit2
 
@@ -128,10 +128,11 @@ class GitRepo:
             write_pack(self.pack_dir, batch.objects, batch.blocks)
         batch.clear()
 
-    def stage_batch(self, batch: ObjectBatch) -> Optional[StagedPack]:
+    def stage_batch(self, batch: ObjectBatch, sync_with: Sequence[int] = ()) -> Optional[StagedPack]:
         """:meth:`write_batch` up to the pack's durable temporary files (:func:`~hangar.plumbing.pack.stage_pack`):
-        nothing is visible until :meth:`publish`; None when the batch is empty."""
-        staged = stage_pack(self.pack_dir, batch.objects, batch.blocks) if batch.objects or batch.blocks else None
+        nothing is visible until :meth:`publish`; None when the batch is empty. ``sync_with``:
+        descriptors fsynced together with the pack (also when there is none)."""
+        staged = stage_pack(self.pack_dir, batch.objects, batch.blocks, sync_with, batch.spill)
         batch.clear()
         return staged
 

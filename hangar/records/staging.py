@@ -16,10 +16,11 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequ
 
 import numpy as np
 
+from hangar._faults import crash_point
 from hangar.errors import SampleIndexError
-from hangar.plumbing.durable import replace_file_durably
+from hangar.plumbing.durable import TMP_SUFFIX, replace_file_durably, write_open
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, StagedPack, blob_block
+from hangar.plumbing.pack import OBJ_BLOB, OBJ_COMMIT, ObjectBatch, PackSpill, StagedPack, blob_block
 from hangar.plumbing.paths import STAGING_FILE
 from hangar.plumbing.regular import MAX_STATE_BYTES, read_regular
 from hangar.plumbing.trees import (
@@ -64,10 +65,51 @@ class StagingState:
             return self.tree in (None, empty_tree_id(ObjectBatch()).hex())
         return self.tree == git.commit_tree_id(self.base)
 
+    def _encoded(self) -> bytes:
+        return json.dumps({"branch": self.branch, "base": self.base, "tree": self.tree}).encode()
+
     def save(self, hangar_dir: str) -> None:
         path = os.path.join(hangar_dir, STAGING_FILE)
-        state = json.dumps({"branch": self.branch, "base": self.base, "tree": self.tree}).encode()
-        replace_file_durably(path, [state], fault="staging.before_replace")
+        replace_file_durably(path, [self._encoded()], fault="staging.before_replace")
+
+    def write_next(self, hangar_dir: str) -> int:
+        """Write this state to a file of its own beside ``staging.json`` and return its open
+        descriptor, unsynced: the caller fsyncs it (with the commit's records pack: the same
+        journal commit) and closes it; :meth:`publish_next` renames it into place.
+
+        What a commit saves once its branch has moved (base: the new commit, tree: its tree).
+        Written before the branch moves, it is never read until renamed."""
+        return write_open(_next_path(hangar_dir), [self._encoded()])
+
+    @staticmethod
+    def publish_next(hangar_dir: str) -> None:
+        """Rename the state of :meth:`write_next` (fsynced by the caller) over ``staging.json``.
+
+        The directory is not fsynced, on purpose: a commit publishes it right after moving its
+        branch, and every state the rename may lose to a crash leads to the same staging area.
+        The state it replaces is the one saved before the commit (clean: equal to its base; or
+        with staged changes, then saved with the new tree as the commit's last step before the
+        branch moved, see ``WriterStage.commit_records``) or an earlier commit's (clean): a writer
+        opened after the crash finds such a state clean, or its tree on the branch's head, and
+        bases it on the head (``RepositoryCore.writer_state``), as with this state. Saved
+        durably, it cost two journal commits in a row (the file's fsync and its directory's)
+        after the branch moved; the file's fsync now rides on the records pack's.
+        """
+        crash_point("staging.before_next")
+        os.replace(_next_path(hangar_dir), os.path.join(hangar_dir, STAGING_FILE))
+
+    @staticmethod
+    def discard_next(hangar_dir: str) -> None:
+        """Remove the state of :meth:`write_next` when the commit failed before :meth:`publish_next`."""
+        try:
+            os.unlink(_next_path(hangar_dir))
+        except FileNotFoundError:
+            pass
+
+
+def _next_path(hangar_dir: str) -> str:
+    """The file :meth:`StagingState.write_next` writes (the ``.tmp`` suffix of every temporary file)."""
+    return os.path.join(hangar_dir, STAGING_FILE + ".next" + TMP_SUFFIX)
 
 
 class StagedStack(NamedTuple):
@@ -433,8 +475,12 @@ class StagingArea:
         self._tick[0] += 1
 
     # ----------------------------------------------------------------- build
-    def build(self) -> tuple[str, ObjectBatch]:
-        """Tree id of the staged state, and the batch of new objects it needs (cached)."""
+    def build(self, spill: bool = False) -> tuple[str, ObjectBatch]:
+        """Tree id of the staged state, and the batch of new objects it needs (cached).
+
+        ``spill``: a build not cached yet writes the batch's blocks to the records pack's file as
+        they are built (:class:`~hangar.plumbing.pack.PackSpill`; what a commit asks for, which
+        then stages that pack: :meth:`stage_commit`, or :meth:`drop_spill` when it stops)."""
         if self._built is not None and self._built[0] == self._tick[0]:
             return self._built[1], self._built[2]
         # building allocates a few objects per leaf tree and none in cycles, but the cyclic
@@ -442,16 +488,26 @@ class StagingArea:
         # ~14% of the CPU time of a 200,000-sample commit: paused, the previous state restored
         was_enabled = gc.isenabled()
         gc.disable()
+        batch: Optional[ObjectBatch] = None
         try:
-            tree, batch = self._build()
+            batch = ObjectBatch(PackSpill(self.git.pack_dir) if spill else None)
+            tree = self._build(batch)
+        except BaseException:
+            if batch is not None:
+                batch.drop_spill()
+            raise
         finally:
             if was_enabled:
                 gc.enable()
         self._built = (self._tick[0], tree, batch)
         return tree, batch
 
-    def _build(self) -> tuple[str, ObjectBatch]:
-        batch = ObjectBatch()
+    def drop_spill(self) -> None:
+        """Remove the records pack file a ``build(spill=True)`` started, when no commit stages it."""
+        if self._built is not None:
+            self._built[2].drop_spill()
+
+    def _build(self, batch: ObjectBatch) -> str:
         aset_edits: dict[str, Any] = {name: None for name in self.removed}
         for name, st in self.asets.items():
             if not st.replaced and not st.has_edits():
@@ -469,11 +525,11 @@ class StagingArea:
             root_edits[layout.METADATA] = self.metadata.nested_edits(
                 layout.METADATA_FANOUT_DEPTH, lambda v: v.encode("ascii"), batch)
         if not root_edits and self.snapshot.tree_id is not None:
-            return self.snapshot.tree_id, batch
+            return self.snapshot.tree_id
         root = apply_edits(self.git.repo, self.snapshot.root, root_edits, batch)
         if root is None:
             root = empty_tree_id(batch)
-        return root.hex(), batch
+        return root.hex()
 
     def has_edits(self) -> bool:
         return bool(self.removed or self.metadata.has_edits() or any(
@@ -486,15 +542,18 @@ class StagingArea:
         self._rebase_keep_objects(tree)
         return tree
 
-    def stage_commit(self, commit_data: Callable[[str], bytes]) -> tuple[str, str, Optional[StagedPack]]:
+    def stage_commit(self, commit_data: Callable[[str], bytes],
+                     sync_with: Optional[Callable[[str, str], Sequence[int]]] = None
+                     ) -> tuple[str, str, Optional[StagedPack]]:
         """:meth:`flush` with a commit object (``commit_data(tree id)``, its bytes; ``GitRepo.commit_data``)
         in the same pack, up to that pack's durable temporary files: returns the tree and commit
         ids and the staged pack; :meth:`finish_commit` publishes it. Nothing is visible (nor the
         staging area changed) before that. One pack for trees and commit: a loose commit object
-        cost 2 of a 1%-update commit's ~16 fsyncs."""
+        cost 2 of a 1%-update commit's ~16 fsyncs. ``sync_with(tree id, commit id)``: descriptors
+        of files the caller wrote, fsynced together with the pack (``GitRepo.stage_batch``)."""
         tree, batch = self.build()
         commit = batch.add(OBJ_COMMIT, commit_data(tree)).hex()
-        staged = self.git.stage_batch(batch)
+        staged = self.git.stage_batch(batch, sync_with(tree, commit) if sync_with is not None else ())
         self._built = None  # the batch was handed over (and cleared)
         return tree, commit, staged
 
