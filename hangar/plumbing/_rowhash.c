@@ -534,6 +534,28 @@ static uint64_t stored_check_of(const void *p, size_t n)
     return h ? h : 1;
 }
 
+/* ---- i12r: the rows ahead of a check loop, prefetched ----
+ * Checking many short rows (W1: 784 B) that come from DRAM (a mapped pack, 47 MB) ran at ~10 GB/s
+ * on one core: xxh3 prefetches only within the row it hashes, and the hardware prefetcher alone
+ * kept the loop waiting on memory. Prefetching the row about 4 KiB ahead of the one hashed took
+ * 47 MB of 784-byte rows from 4.8 to 3.7 ms (min of 12 passes over rows last touched ~500 MB
+ * earlier, C, AVX-512 build; 1 KiB ahead: no gain, 2 KiB: 4.0-4.3 ms, 8 KiB: 3.8-3.9 ms). Rows of
+ * 4 KiB and more are left to xxh3's own prefetch. */
+#define CHECK_AHEAD_BYTES 4096
+
+/* how many rows of width bytes lie CHECK_AHEAD_BYTES ahead (0: rows too long to bother) */
+static inline int64_t check_ahead_rows(Py_ssize_t width)
+{
+    return width <= 0 || width >= CHECK_AHEAD_BYTES ? 0 : (CHECK_AHEAD_BYTES + width - 1) / width;
+}
+
+static inline void check_prefetch(const unsigned char *p, size_t n)
+{
+    for (size_t o = 0; o < n; o += 64)
+        __builtin_prefetch(p + o);
+}
+/* ---- end i12r ---- */
+
 /* ------------------------------------------------------------------ Python entry points */
 
 static int rows_of(Py_buffer *buf, Py_ssize_t width, Py_ssize_t *n)
@@ -1310,7 +1332,11 @@ static PyObject *check_spans(PyObject *self, PyObject *args)
         } else {
             const unsigned char *p = buf.buf;
             Py_BEGIN_ALLOW_THREADS
+            /* spans of one length (rows): the one CHECK_AHEAD_BYTES ahead is prefetched (i12r) */
+            int64_t ahead = m > 1 && l[0] == l[m - 1] ? check_ahead_rows((Py_ssize_t)l[0]) : 0;
             for (k = 0; k < m; k++) {
+                if (ahead && k + ahead < m)
+                    check_prefetch(p + o[k + ahead], (size_t)l[k + ahead]);
                 if (c[k] && stored_check_of(p + o[k], (size_t)l[k]) != c[k]) {
                     bad = k;
                     break;
@@ -1697,6 +1723,7 @@ struct beside_job {
     int64_t cursor;     /* atomic: next position to claim */
     int64_t bad;        /* atomic: first mismatching position found, m: none */
     int users;          /* helper threads inside the job (under beside_mu) */
+    int64_t ahead;      /* rows prefetched ahead of the one checked (check_ahead_rows) */
 };
 
 static pthread_mutex_t beside_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -1721,6 +1748,12 @@ static void beside_run(struct beside_job *j)
             uint64_t ck;
             if (j->w)
                 memcpy(&r, j->w + k, 8);
+            if (j->ahead && k + j->ahead < j->m) {  /* the row ~4 KiB ahead, on its way from memory */
+                int64_t ra = k + j->ahead;
+                if (j->w)
+                    memcpy(&ra, j->w + ra, 8);
+                check_prefetch(j->p + ra * j->width, (size_t)j->width);
+            }
             memcpy(&ck, j->c + k, 8);
             if (ck && stored_check_of(j->p + r * j->width, (size_t)j->width) != ck) {
                 int64_t cur = __atomic_load_n(&j->bad, __ATOMIC_RELAXED);
@@ -1827,7 +1860,7 @@ static PyObject *check_rows_beside(PyObject *self, PyObject *args)
     } else {
         int64_t chunk = (int64_t)(BESIDE_CHUNK_BYTES / width);
         struct beside_job job = {flat.buf, width, have_which ? w : NULL, checks.buf, m, chunk < 1 ? 1 : chunk, 0, m,
-                                 0};
+                                 0, check_ahead_rows(width)};
         int posted = 0;
         if (m) {
             pthread_mutex_lock(&beside_mu);
