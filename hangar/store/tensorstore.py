@@ -1287,19 +1287,26 @@ class TensorStore:
         # (each fancy-indexed column of 60,000 rows cost ~0.1-0.3 ms a call)
         if int(rows[-1]) - r0 == n - 1 and bool((rows[1:] - rows[:-1] == 1).all()):
             sel: slice | np.ndarray = slice(r0, r0 + n)
+            # one lookup in the table's running count, not four column compares (~0.3 ms at 60,000)
+            if not table.back_to_back(r0, r0 + n, size, codecs.RAW):
+                return None
+            p = table.pack_col.item(r0)
+            lo = table.offsets.item(r0)
+            if lo % dtype.alignment:
+                return None
         else:
             sel = rows
-        pc = table.pack_col[sel]
-        p = int(pc[0])
-        if p < 0 or not bool((pc == p).all()):
-            return None
-        offs = table.offsets[sel]
-        lo = int(offs[0])
-        if lo % dtype.alignment or int(offs[-1]) != lo + (n - 1) * size \
-                or not bool((offs[1:] - offs[:-1] == size).all()):
-            return None
-        if not bool((table.codecs[sel] == codecs.RAW).all()) or not bool((table.rawlens[sel] == size).all()):
-            return None
+            pc = table.pack_col[sel]
+            p = int(pc[0])
+            if p < 0 or not bool((pc == p).all()):
+                return None
+            offs = table.offsets[sel]
+            lo = int(offs[0])
+            if lo % dtype.alignment or int(offs[-1]) != lo + (n - 1) * size \
+                    or not bool((offs[1:] - offs[:-1] == size).all()):
+                return None
+            if not bool((table.codecs[sel] == codecs.RAW).all()) or not bool((table.rawlens[sel] == size).all()):
+                return None
         flat = self.storage.map_range(table.packs[p], lo, n * size)
         if flat is None:
             return None
