@@ -1239,7 +1239,6 @@ class TensorStore:
             raise CorruptDataError(f"sample digest {table.digests[row].tobytes().hex()[:16]}... holds {raw} bytes, "
                                    f"pointer says {dtype.itemsize * prod(shape)} ({dtype} {shape})")
         out = np.empty(shape, dtype=dtype)
-        buf = byte_view(out)
         # ``sum_`` is not ``check``: that names the re-hash asked for (verify_reads), a different check
         pack = table.packs[p]
         # the copy survives a pack truncated under its mapping (SIGBUS) where the extension is built;
@@ -1248,14 +1247,19 @@ class TensorStore:
         if whole is not None and offset + raw <= len(whole):
             # copied from the mapped pack, no syscall (~2 us a read less), and checked in the same
             # pass (check_stored, on a table row): a 150 KB sample cost 0-0.8 us more than the copy,
-            # not ~4 us for a copy then a hash (the bytes checked are the bytes copied into ``out``)
-            got = rowhash.copy_checked_guarded(whole[offset:offset + raw], buf, sum_)
+            # not ~4 us for a copy then a hash (the bytes checked are the bytes copied into ``out``);
+            # from the offset into ``out`` itself: no slice, no byte view (~0.3 us of a ~3 us read)
+            got = rowhash.copy_checked_at(whole, offset, out, sum_)
             if got < 0:
                 raise CorruptDataError(f"pack {pack} could not be read at {offset} ({raw} bytes): truncated or "
                                        "unreadable since it was mapped; run `hangar fsck`")
             if not got:
                 raise damaged_sample(table.digests[row].tobytes(), pack, offset)
-        elif codec == codecs.RAW:  # read and checked in one call (check_stored, on a table row)
+            if check or (check is None and self.verify_reads):
+                self.check_sample(table.digests[row].tobytes(), byte_view(out), out.dtype.str, shape, pack, check)
+            return out
+        buf = byte_view(out)
+        if codec == codecs.RAW:  # read and checked in one call (check_stored, on a table row)
             if not self.storage.readinto_checked(pack, offset, buf, sum_):
                 raise damaged_sample(table.digests[row].tobytes(), pack, offset)
         else:
