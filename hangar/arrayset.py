@@ -405,8 +405,8 @@ class ArraysetDataReader(CheckoutHandle, LoaderSource):
                 raise InvalidArgumentError("out= needs a list of names, not a single sample name")
             # without out=, get returns the list this method returns
             return self.get(names)  # type: ignore[arg-type,return-value]
-        if not isinstance(names, np.ndarray):
-            names = list(names)
+        if type(names) is not list and not isinstance(names, np.ndarray):  # a list is read as given (a
+            names = list(names)  # copy of W1's 60,000 keys cost ~0.2 ms of a ~13 ms sequential batch)
         if out is not None:
             out = self._check_out(out, len(names))
         if n_cpus is None or n_cpus == 1:

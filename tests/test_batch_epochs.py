@@ -247,3 +247,35 @@ def test_table_extents_are_the_end_of_the_last_range_read_in_each_pack(n_packs):
     want = {f"p{i}": max([int(offsets[r] + lengths[r]) for r in range(n) if pack_col[r] == i], default=0)
             for i in range(n_packs)}
     assert table.extents() == want
+
+
+def test_back_to_back_answers_what_comparing_the_columns_answers():
+    """``LocationTable.back_to_back`` (map_samples' test of a consecutive batch, from a running
+    count) against the column compares it replaced, for every range of a table with runs broken
+    by another pack, a gap, a compressed row, a wrong length and a row not stored here."""
+    from hangar.store.readtable import LocationTable
+
+    size, n = 16, 40
+    pack_col = np.zeros(n, dtype=np.int32)
+    offsets = np.arange(n, dtype=np.uint64) * size
+    rawlens = np.full(n, size, dtype=np.uint64)
+    codec_col = np.zeros(n, dtype=np.uint8)
+    pack_col[10:15] = 1  # another pack (its offsets continue: only the pack breaks the run)
+    offsets[20:] += 8  # a gap before row 20
+    codec_col[25] = 1  # compressed
+    rawlens[30] = size + 1  # another length
+    pack_col[35] = -1  # not stored here
+    table = LocationTable(np.arange(n, dtype=np.int64), [], np.zeros((n, 32), dtype=np.uint8),
+                          np.ones((n, 1), dtype=np.int64), ["p0", "p1"], pack_col, offsets, rawlens.copy(), rawlens,
+                          codec_col, np.zeros(n, dtype=np.uint64))
+
+    def compared(a: int, b: int) -> bool:
+        pc, offs = pack_col[a:b], offsets[a:b]
+        return bool(pc[0] >= 0 and (pc == pc[0]).all() and (np.diff(offs.astype(np.int64)) == size).all()
+                    and (codec_col[a:b] == 0).all() and (rawlens[a:b] == size).all())
+
+    got = {(a, b): table.back_to_back(a, b, size, 0) for a in range(n) for b in range(a + 1, n + 1)}
+    assert got == {(a, b): compared(a, b) for a in range(n) for b in range(a + 1, n + 1)}
+    assert got[0, 10] and got[10, 15] and got[15, 20] and not got[9, 11] and not got[19, 21]
+    assert not table.back_to_back(0, 10, size + 1, 0)  # another size: the count is rebuilt for it
+    assert table.back_to_back(30, 31, size + 1, 0)

@@ -224,3 +224,23 @@ def test_checks_and_rows_at_odd_addresses_are_read(path):
         assert rowhash.check_rows_beside(flat, w, c, lambda: 7) == (7, 123)
         c[123] ^= 1
         assert rowhash.check_rows_beside(flat, None, checks[::-1].copy(), lambda: 0)[1] != -1
+
+
+# rows under 4 KiB are prefetched ~4 KiB ahead of the one checked (check_spans and the helper's
+# loop): the prefetch must never change what is found, least of all near the end, where the row
+# ahead is past the last one (and, through which, a row named anywhere in flat)
+@pytest.mark.parametrize("width", [1, 64, 784, 4095, 4096])
+def test_a_flip_in_the_last_rows_is_found_with_rows_prefetched_ahead(path, width):
+    n = 300
+    flat, checks = _rows(n, width, seed=width)
+    which = np.random.default_rng(width).permutation(n)
+    for at in (n - 1, n - 2, n - 7, 0):
+        flat[at, width // 2] ^= 0x40
+        assert rowhash.check_rows(flat, np.arange(n), checks) == at
+        assert rowhash.check_rows_beside(flat, None, checks, list)[1] == at
+        pos = int(np.flatnonzero(which == at)[0])
+        assert rowhash.check_rows(flat, which, checks[which]) == pos
+        assert rowhash.check_rows_beside(flat, which, checks[which], list)[1] == pos
+        flat[at, width // 2] ^= 0x40
+    assert rowhash.check_rows(flat, which, checks[which]) == -1
+    assert rowhash.check_rows_beside(flat, which, checks[which], list)[1] == -1

@@ -213,3 +213,23 @@ def test_sequential_reads_from_the_mapped_pack_catch_a_flip_in_any_row(path, rep
                 aset.get_batch(list(range(len(data))))
             flip_stored_byte(repo, data[key], at, 0x40)
             np.testing.assert_array_equal(np.stack(list(aset.values())), data)
+
+
+# single reads copy from the pack's mapping at an offset into the caller's array of any dtype
+# (rowhash.copy_checked_at: no slice, no byte view)
+@pytest.mark.parametrize("dtype,shape", [("uint8", (28, 28)), ("float32", (7, 3)), ("<M8[s]", (5,)),
+                                         ("complex128", (224, 3)), ("uint8", (0,))])
+def test_copy_checked_at_copies_and_checks_the_range_into_any_array(path, dtype, shape):
+    out = np.empty(shape, dtype=dtype)
+    src = np.random.default_rng(3).integers(0, 256, out.nbytes * 3 + 5, dtype=np.uint8)
+    for offset in (0, 5, out.nbytes + 1, len(src) - out.nbytes):
+        want = src[offset:offset + out.nbytes].copy()
+        check = stored_check(want)
+        assert rowhash.copy_checked_at(src, offset, out, check) == 1
+        assert out.reshape(-1).view(np.uint8).tobytes() == want.tobytes()
+        assert rowhash.copy_checked_at(src, offset, out, 0) == 1  # none recorded: copied only
+        if out.nbytes:
+            assert rowhash.copy_checked_at(src, offset, out, check ^ 1) == 0
+    for offset in (-1, len(src) - out.nbytes + 1):
+        with pytest.raises(InvalidArgumentError, match="outside"):
+            rowhash.copy_checked_at(src, offset, out, 0)

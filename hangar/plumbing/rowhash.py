@@ -646,6 +646,23 @@ def copy_checked_guarded(src: object, out: object, check: int) -> int:
     return int(copy_checked(src, out, check))
 
 
+def copy_checked_at(src: np.ndarray, offset: int, out: np.ndarray, check: int) -> int:
+    """:func:`copy_checked_guarded` of ``src[offset:offset + out.nbytes]`` (a 1-d uint8 array: a
+    pack's mapping) into ``out`` (a C-contiguous array of any dtype), without making the slice or
+    a byte view of ``out`` (~0.3-0.4 us of a ~3 us single read)."""
+    if _ext is not None and available:
+        try:
+            got: int = _ext.copy_checked_at(src, offset, out, check)
+            return got
+        except ValueError as e:  # outside the source, or overlapping it
+            raise InvalidArgumentError(f"{e}; give an offset and a destination inside the source") from None
+    n = out.nbytes
+    if offset < 0 or offset + n > len(src):
+        raise InvalidArgumentError(f"copy_checked_at: {n} bytes at {offset} of a source of {len(src)} bytes is "
+                                   "outside the source; give an offset and a destination inside it")
+    return int(copy_checked(src[offset:offset + n], out.reshape(-1).view(np.uint8), check))
+
+
 
 T = TypeVar("T")
 

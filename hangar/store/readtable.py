@@ -78,6 +78,8 @@ class LocationTable:
         self.stamps: dict[str, list[int]] = {}
         self._loc: Optional[np.ndarray] = None  # row_location's row-major columns
         self._shape: tuple[int, ...] | bool | None = None  # uniform_shape (False: several, or no rows)
+        #: back_to_back's (size, running count of rows that break a run) for the size last asked
+        self._runs: Optional[tuple[int, np.ndarray]] = None
 
     def __len__(self) -> int:
         return len(self.pack_col)
@@ -100,6 +102,31 @@ class LocationTable:
         if out[0] >= 1 << 63:  # -1 as uint64
             out[0] = _NO_PACK
         return out
+
+    def back_to_back(self, a: int, b: int, size: int, raw_codec: int) -> bool:
+        """Whether rows ``a .. b - 1`` (``0 <= a < b <= len(self)``) are stored here in one pack,
+        back to back in row order, each ``size`` bytes of codec ``raw_codec`` (uncompressed).
+
+        One lookup in a running count built on first use for ``size`` (~1 ms at 60,000 rows):
+        a sequential ``get_batch`` of W1 compared four sliced columns of 60,000 rows per call
+        for this (~0.3 ms of a ~13 ms epoch)."""
+        runs = self._runs
+        if runs is None or runs[0] != size:
+            pc = self.pack_col
+            brk = (pc < 0) | (self.codecs != raw_codec) | (self.rawlens != size)
+            # row i breaks the run from row i - 1: another pack, or not right after its bytes
+            brk[1:] |= (pc[1:] != pc[:-1]) | (self.offsets[1:] != self.offsets[:-1] + np.uint64(size))
+            count = np.zeros(len(pc) + 1, dtype=np.int64)
+            np.cumsum(brk, out=count[1:])
+            runs = self._runs = (size, count)
+        count = runs[1]
+        bad_first = int(count[a + 1] - count[a])  # row a itself only: its pack, codec and length
+        if bad_first:
+            first_ok = self.pack_col.item(a) >= 0 and self.codecs.item(a) == raw_codec and \
+                self.rawlens.item(a) == size
+            if not first_ok:
+                return False
+        return int(count[b] - count[a + 1]) == 0
 
     def shape_of(self, row: int) -> tuple[int, ...]:
         """Shape of the sample of ``row``."""

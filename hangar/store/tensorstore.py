@@ -1248,7 +1248,6 @@ class TensorStore:
             raise CorruptDataError(f"sample digest {table.digests[row].tobytes().hex()[:16]}... holds {raw} bytes, "
                                    f"pointer says {dtype.itemsize * prod(shape)} ({dtype} {shape})")
         out = np.empty(shape, dtype=dtype)
-        buf = byte_view(out)
         # ``sum_`` is not ``check``: that names the re-hash asked for (verify_reads), a different check
         pack = table.packs[p]
         # the copy survives a pack truncated under its mapping (SIGBUS) where the extension is built;
@@ -1257,14 +1256,19 @@ class TensorStore:
         if whole is not None and offset + raw <= len(whole):
             # copied from the mapped pack, no syscall (~2 us a read less), and checked in the same
             # pass (check_stored, on a table row): a 150 KB sample cost 0-0.8 us more than the copy,
-            # not ~4 us for a copy then a hash (the bytes checked are the bytes copied into ``out``)
-            got = rowhash.copy_checked_guarded(whole[offset:offset + raw], buf, sum_)
+            # not ~4 us for a copy then a hash (the bytes checked are the bytes copied into ``out``);
+            # from the offset into ``out`` itself: no slice, no byte view (~0.3 us of a ~3 us read)
+            got = rowhash.copy_checked_at(whole, offset, out, sum_)
             if got < 0:
                 raise CorruptDataError(f"pack {pack} could not be read at {offset} ({raw} bytes): truncated or "
                                        "unreadable since it was mapped; run `hangar fsck`")
             if not got:
                 raise damaged_sample(table.digests[row].tobytes(), pack, offset)
-        elif codec == codecs.RAW:  # read and checked in one call (check_stored, on a table row)
+            if check or (check is None and self.verify_reads):
+                self.check_sample(table.digests[row].tobytes(), byte_view(out), out.dtype.str, shape, pack, check)
+            return out
+        buf = byte_view(out)
+        if codec == codecs.RAW:  # read and checked in one call (check_stored, on a table row)
             if not self.storage.readinto_checked(pack, offset, buf, sum_):
                 raise damaged_sample(table.digests[row].tobytes(), pack, offset)
         else:
@@ -1296,19 +1300,26 @@ class TensorStore:
         # (each fancy-indexed column of 60,000 rows cost ~0.1-0.3 ms a call)
         if int(rows[-1]) - r0 == n - 1 and bool((rows[1:] - rows[:-1] == 1).all()):
             sel: slice | np.ndarray = slice(r0, r0 + n)
+            # one lookup in the table's running count, not four column compares (~0.3 ms at 60,000)
+            if not table.back_to_back(r0, r0 + n, size, codecs.RAW):
+                return None
+            p = table.pack_col.item(r0)
+            lo = table.offsets.item(r0)
+            if lo % dtype.alignment:
+                return None
         else:
             sel = rows
-        pc = table.pack_col[sel]
-        p = int(pc[0])
-        if p < 0 or not bool((pc == p).all()):
-            return None
-        offs = table.offsets[sel]
-        lo = int(offs[0])
-        if lo % dtype.alignment or int(offs[-1]) != lo + (n - 1) * size \
-                or not bool((offs[1:] - offs[:-1] == size).all()):
-            return None
-        if not bool((table.codecs[sel] == codecs.RAW).all()) or not bool((table.rawlens[sel] == size).all()):
-            return None
+            pc = table.pack_col[sel]
+            p = int(pc[0])
+            if p < 0 or not bool((pc == p).all()):
+                return None
+            offs = table.offsets[sel]
+            lo = int(offs[0])
+            if lo % dtype.alignment or int(offs[-1]) != lo + (n - 1) * size \
+                    or not bool((offs[1:] - offs[:-1] == size).all()):
+                return None
+            if not bool((table.codecs[sel] == codecs.RAW).all()) or not bool((table.rawlens[sel] == size).all()):
+                return None
         flat = self.storage.map_range(table.packs[p], lo, n * size)
         if flat is None:
             return None
