@@ -624,20 +624,26 @@ _guard_under_faulthandler: Optional[bool] = None
 _faulthandler_on = faulthandler.is_enabled
 
 
+def _keep_bus_guard() -> None:
+    """Before a guarded copy: note whether faulthandler was on when the guard was installed (by
+    the first guarded copy), and re-install the guard if faulthandler was turned off since."""
+    global _guard_under_faulthandler
+    if _guard_under_faulthandler is None:  # the guard is installed by this first call
+        _guard_under_faulthandler = _faulthandler_on()
+    elif _guard_under_faulthandler and not _faulthandler_on():
+        # installed while faulthandler was on, which was turned off since: its disable() put
+        # back the handler it had found, removing the guard's; re-installed (one sigaction;
+        # faulthandler turned on after the guard needs nothing: it passes faults on to it)
+        _ext.bus_rearm()
+        _guard_under_faulthandler = False
+
+
 def copy_checked_guarded(src: object, out: object, check: int) -> int:
     """:func:`copy_checked` from a memory mapping that someone else may have truncated: 1 copied and
     matching, 0 not matching, -1 a page of ``src`` could not be read (SIGBUS caught in C; the
     process goes on). Without the extension nothing is caught (check the file's size first)."""
     if _ext is not None and available:
-        global _guard_under_faulthandler
-        if _guard_under_faulthandler is None:  # the guard is installed by this first call
-            _guard_under_faulthandler = _faulthandler_on()
-        elif _guard_under_faulthandler and not _faulthandler_on():
-            # installed while faulthandler was on, which was turned off since: its disable() put
-            # back the handler it had found, removing the guard's; re-installed (one sigaction;
-            # faulthandler turned on after the guard needs nothing: it passes faults on to it)
-            _ext.bus_rearm()
-            _guard_under_faulthandler = False
+        _keep_bus_guard()
         try:
             got: int = _ext.copy_checked_guarded(src, out, check)
             return got
@@ -651,6 +657,7 @@ def copy_checked_at(src: np.ndarray, offset: int, out: np.ndarray, check: int) -
     pack's mapping) into ``out`` (a C-contiguous array of any dtype), without making the slice or
     a byte view of ``out`` (~0.3-0.4 us of a ~3 us single read)."""
     if _ext is not None and available:
+        _keep_bus_guard()  # the same guard as copy_checked_guarded's (this is its offset form)
         try:
             got: int = _ext.copy_checked_at(src, offset, out, check)
             return got
