@@ -21,7 +21,7 @@ from hangar.errors import (
     MergeConflictError,
 )
 from hangar.plumbing.gitrepo import GitRepo
-from hangar.records.treediff import STRATEGIES, TreeReader, three_way, write_merge_commit
+from hangar.records.treediff import STRATEGIES, TreeReader, diff_trees, three_way, write_merge_commit
 from hangar.writer_stage import WriterStage
 
 _CLASS_TEXT = {
@@ -100,17 +100,22 @@ def merge_commits(git: GitRepo, message: str, master: Optional[str], dev: str, u
     # the other, it is the one best common ancestor (two ``descendant_of`` calls besides the
     # search cost ~0.3 ms of CPU, a tenth of a merge at 1,000,000 samples)
     base = git.merge_base(master, dev)
-    if base == master:
-        return dev
     if base == dev:
         return master
 
     def tree(commit: Optional[str]) -> Optional[bytes]:
         return bytes.fromhex(git.commit_tree_id(commit)) if commit else None
 
-    m_tree, d_tree = tree(master), tree(dev)
+    m_tree, d_tree, b_tree = tree(master), tree(dev), tree(base)
     reader = TreeReader(git)
-    plan = three_way(reader, tree(base), m_tree, d_tree, strategy)
+    # dev's changes since the base, opened before any enters master: the merge takes a subtree
+    # changed on dev only by its id, unopened, so it carried a samples-tree entry of a mode
+    # hangar never writes (a directory, link, gitlink) into master; the diff refuses it
+    # (InvalidRecordError, C and Python alike), and its change record is kept for later diffs
+    diff_trees(reader, b_tree, d_tree)
+    if base == master:
+        return dev
+    plan = three_way(reader, b_tree, m_tree, d_tree, strategy)
     if plan.conflicts:
         conflicts = conflicts_from_merge(plan.conflicts, reader, m_tree, d_tree)
         raise MergeConflictError(conflict_message(conflicts, *names))

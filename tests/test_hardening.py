@@ -518,3 +518,36 @@ def test_a_process_exiting_while_a_bucket_request_runs_ends_normally(tmp_path):
     finally:
         bucket.close()
 
+
+# the directory and the gitlink: the entries the C walks and libgit2 treat most differently (every
+# mode goes through the same diff, tested mode by mode in the diff test above)
+@pytest.mark.parametrize("mode", [0o40000, 0o160000])
+@pytest.mark.parametrize("path", ["c", "python"])
+@pytest.mark.parametrize("kind", ["fast-forward", "three-way"])
+def test_a_merge_refuses_a_samples_tree_entry_of_a_mode_hangar_never_writes(tmp_path, monkeypatch, path, mode,
+                                                                           kind):
+    """A merge bringing in a crafted samples-tree entry changed on dev only (its leaf untouched on
+    master, so the merge took it by id, unopened) raises InvalidRecordError naming the entry and
+    its mode, with and without the C extension, and moves no branch. Before: the fast-forward
+    and the merge commit carried the entry into master."""
+    import numpy as np
+
+    from hangar.errors import InvalidRecordError
+    from hangar.plumbing import rowhash
+    from tests.repo_parts import git_of
+
+    if path == "c" and not rowhash.available:
+        pytest.skip("the _rowhash extension is not built")
+    if path == "python":
+        monkeypatch.setattr(rowhash, "available", False)
+    r = _crafted_leaf_entry(tmp_path, mode)
+    if kind == "three-way":  # master changes another arrayset: arrayset a is dev's alone
+        co = r.checkout(write=True, branch="master")
+        co.arraysets.init_arrayset("b", shape=(2,), dtype=np.uint8)[0] = np.zeros(2, np.uint8)
+        co.commit("m")
+        co.close()
+    git = git_of(r)
+    before = git.branch_head("master")
+    with pytest.raises(InvalidRecordError, match="'i:9' of mode"):
+        r.merge("merge dev", "master", "dev")
+    assert git.branch_head("master") == before
