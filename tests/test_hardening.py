@@ -519,7 +519,9 @@ def test_a_process_exiting_while_a_bucket_request_runs_ends_normally(tmp_path):
         bucket.close()
 
 
-@pytest.mark.parametrize("mode", [0o40000, 0o120000, 0o160000, 0o100755])
+# the directory and the gitlink: the entries the C walks and libgit2 treat most differently (every
+# mode goes through the same diff, tested mode by mode in the diff test above)
+@pytest.mark.parametrize("mode", [0o40000, 0o160000])
 @pytest.mark.parametrize("path", ["c", "python"])
 @pytest.mark.parametrize("kind", ["fast-forward", "three-way"])
 def test_a_merge_refuses_a_samples_tree_entry_of_a_mode_hangar_never_writes(tmp_path, monkeypatch, path, mode,
