@@ -854,7 +854,7 @@ class ArraysetDataWriter(rowhash.WriterSlot, ArraysetDataReader):
 #: through CPython's generic slot (this class's Python __setitem__ calling the same C add), of
 #: which ~110 ns are the caller's loop and ~100 ns the row's copy out of memory
 rowhash.install_add_slot(ArraysetDataWriter)
-#: ``x.add(data, name)`` tries the same C add before the Python method (~450 -> ~310 ns a sample)
+#: ``x.add(data, name)`` tries the same C add before the Python method (~450 -> ~360 ns a sample)
 ArraysetDataWriter.add = rowhash.fast_add(ArraysetDataWriter.add)  # type: ignore[method-assign]
 
 

@@ -328,7 +328,7 @@ def fast_add(func: F) -> F:
 
 
 def install_add_slot(cls: type) -> bool:
-    """Make ``cls[k] = v`` on instances of ``cls`` (a subclass of :class:`WriterSlot` defining
+    """Make ``x[k] = v`` on instances ``x`` of ``cls`` (a subclass of :class:`WriterSlot` defining
     ``__setitem__`` and ``__delitem__`` in Python) run the C add of ``_add_held`` first and its
     Python ``__setitem__`` only when that leaves it, with no Python call for the common case
     (i14l); ``del x[k]`` calls its ``__delitem__``. False (nothing done) where the extension
