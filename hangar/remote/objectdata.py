@@ -646,7 +646,7 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
     written: list[str] = []
     ranges = _ranges(locs)  # type: ignore[arg-type]
     is_new = [loc is None for loc in store.locations([d for d, _, _ in items])]
-    # three stages overlap: ranges download on the transfer thread, this thread verifies them
+    # three stages overlap: pieces of ranges download on the transfer thread, this thread verifies them
     # (xxh3 and blake3, both without the GIL), one writer thread stores them (pwrite) and makes
     # each batch durable (fsync, index). Writing 301 MB into local packs took 1.28 of 3.2 s of a
     # fetch_data here (disk shared with other jobs) while the same thread hashed; a batch's flush
@@ -662,7 +662,7 @@ def fetch_samples(hangar_dir: str, storage: ObjectPackStorage, index: BucketInde
     def stop() -> None:
         # before the store is discarded the writer must be idle; what it was handed is verified, so
         # it runs to its end: a failure keeps every batch queued for a flush before it (at most
-        # _WRITE_AHEAD + 1 ranges and their flushes)
+        # _WRITE_AHEAD + 1 pieces and their flushes)
         writer.shutdown(wait=True)
 
     blobs = storage.stream_pieces([(p, o, n, _cuts(locs, o, n, members)) for p, o, n, members in ranges],  # type: ignore[arg-type]
