@@ -7,6 +7,8 @@ deal in hex ids and small wrappers, and library errors are translated in one pla
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from typing import Iterator, Optional, Sequence, cast
 
@@ -145,6 +147,44 @@ class GitRepo:
         """Remove a pack of :meth:`stage_batch` that will not be published."""
         if staged is not None:
             discard_pack(staged)
+
+    def fetch_with_git_binary(self, url: str, refspecs: Sequence[str], protocol: str,
+                              options: Sequence[str] = ()) -> bool:
+        """Fetch ``refspecs`` from ``url`` with the ``git`` binary over ``protocol`` only ("file",
+        "http"); False when there is no ``git`` or it failed (callers then fetch through libgit2,
+        which reports the error). ``options`` are extra ``git fetch`` options.
+
+        Objects and refs are fsynced (``core.fsync=committed``, as libgit2 does here). Nothing the
+        repository's own config or hooks name is run - a repository may come from a tarball, and
+        libgit2 runs none of these: no hooks (reference-transaction ran on every fetch), no
+        ``core.alternateRefsCommand``, no askpass or credential helper, no proxy, no submodules, one
+        transport (an include libgit2 does not read could rewrite a path to ``ssh://`` with a
+        ``core.sshCommand``); command-line ``-c`` outranks the repository's config. No auto gc or
+        maintenance: with over 50 packs (hangar merges its own only at 64) git repacked the
+        directory behind hangar and dropped unreachable objects two weeks old, the staging area's
+        trees among them (tests/test_local_git_fetch.py).
+        """
+        exe = shutil.which("git")
+        if exe is None:
+            return False
+        env = {k: v for k, v in os.environ.items()  # no GIT_DIR & co. from outside, no proxy
+               if not k.startswith("GIT_") and k not in ("SSH_ASKPASS", "http_proxy", "https_proxy", "HTTP_PROXY",
+                                                         "HTTPS_PROXY", "all_proxy", "ALL_PROXY")}
+        env["GIT_TERMINAL_PROMPT"] = "0"
+        config = ["core.fsync=committed", "core.fsyncMethod=fsync", "gc.auto=0", "maintenance.auto=false",
+                  "core.hooksPath=/dev/null", "core.alternateRefsCommand=", "core.askPass=", "credential.helper=",
+                  "protocol.allow=never", f"protocol.{protocol}.allow=always", "http.proxy=", "fetch.prune=false",
+                  "fetch.recurseSubmodules=false"]
+        cmd = [exe, "--git-dir", self.git_dir]
+        for c in config:
+            cmd += ["-c", c]
+        cmd += ["fetch", "--quiet", "--no-write-fetch-head", "--no-recurse-submodules", "--no-auto-maintenance",
+                *options, url, *refspecs]
+        try:
+            done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return done.returncode == 0
 
     def consolidate_packs(self, max_packs: int = 64) -> bool:
         """Merge the small packs into one when there are more than ``max_packs``.

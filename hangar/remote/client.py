@@ -12,12 +12,9 @@ import base64
 import functools
 import http.client
 import json
-import os
 import re
-import shutil
 import socket
 import ssl
-import subprocess
 import time
 from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Optional, TypeVar, cast
@@ -417,32 +414,12 @@ def fetch_with_git(git: GitRepo, address: str, refspecs: list[str]) -> bool:
     60,000 samples is ~64,400 objects: ``git fetch`` took 1.0-1.2 s against 1.9-2.6 s through
     pygit2 here (load 8 on 2 cores, scripts/bench_remotes.py's MNIST-like repository).
 
-    Nothing the repository's config or hooks name is run (as ``objectdata``'s local fetch: no
-    hooks, no alternate-refs command, no askpass or credential helper, only the HTTP transport,
-    no proxy - libgit2 used none); git's auto gc is off (it would repack hangar's objects and
-    drop unreachable ones, the staging area's trees among them); objects and refs are fsynced.
+    Nothing the repository's config or hooks name is run, only the HTTP transport, no auto gc,
+    objects and refs fsynced: :meth:`GitRepo.fetch_with_git_binary`.
     """
-    exe = shutil.which("git")
-    if exe is None or uses_tls(address):  # libgit2 trusts the CAs Python's ssl does; git's curl may not
+    if uses_tls(address):  # libgit2 trusts the CAs Python's ssl does; git's curl may not
         return False
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("GIT_") and k not in ("SSH_ASKPASS", "http_proxy", "https_proxy", "HTTP_PROXY",
-                                                     "HTTPS_PROXY", "all_proxy", "ALL_PROXY")}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    config = ["core.fsync=committed", "core.fsyncMethod=fsync", "gc.auto=0", "maintenance.auto=false",
-              "core.hooksPath=/dev/null", "core.alternateRefsCommand=", "core.askPass=", "credential.helper=",
-              "protocol.allow=never", "protocol.http.allow=always", "http.proxy=", "fetch.prune=false",
-              "fetch.recurseSubmodules=false"]
-    cmd = [exe, "--git-dir", git.git_dir]
-    for c in config:
-        cmd += ["-c", c]
-    cmd += ["fetch", "--quiet", "--no-write-fetch-head", "--no-tags", "--no-auto-maintenance",
-            address_url(address), *refspecs]
-    try:
-        done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    return git.fetch_with_git_binary(address_url(address), refspecs, "http", ["--no-tags"])
 
 
 def fetch_branches(git: GitRepo, name: str, address: str, branches: Optional[list[str]] = None) -> None:

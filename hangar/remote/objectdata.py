@@ -22,8 +22,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator, Optional, Sequence
@@ -240,30 +238,9 @@ def _fetch_local(git: GitRepo, remote: str, refspecs: list[str]) -> bool:
     (upload-pack reuses the source's packs) 0.04-0.06 s with fsync. That was a quarter of
     clone + fetch_data of 301 MB against a bucket (scripts/bench_s3.py)."""
     path = _local_repository(git.repo.remotes[remote].url or "")
-    exe = shutil.which("git") if path is not None else None
-    if path is None or exe is None:
+    if path is None:
         return False
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # no GIT_DIR & co. from outside
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    # no `git gc --auto` after the fetch (git's default: with over 50 packs, hangar merging its
-    # own only at 64, it repacked this directory behind hangar and dropped unreachable objects
-    # two weeks old, the staging area's trees among them: tests/test_local_git_fetch.py)
-    quiet = ["-c", "gc.auto=0", "-c", "maintenance.auto=false"]
-    # nothing the repository's own config or hooks name is run (a repository may come from a
-    # tarball; libgit2 runs none of these): no hooks (reference-transaction ran on every fetch),
-    # no core.alternateRefsCommand, only the file transport (an include libgit2 does not read
-    # could rewrite the path to ssh:// with a core.sshCommand), the stock upload-pack, no
-    # submodules (command-line -c outranks the repository's config)
-    quiet += ["-c", "core.hooksPath=/dev/null", "-c", "core.alternateRefsCommand=", "-c", "protocol.allow=never",
-              "-c", "protocol.file.allow=always"]
-    try:
-        done = subprocess.run([exe, "--git-dir", git.git_dir, "-c", "core.fsync=committed", "-c",
-                               "core.fsyncMethod=fsync", *quiet, "fetch", "--quiet", "--no-write-fetch-head",
-                               "--no-recurse-submodules", "--upload-pack=git-upload-pack", path, *refspecs],
-                              env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    return git.fetch_with_git_binary(path, refspecs, "file", ["--upload-pack=git-upload-pack"])
 
 
 def fetch_location(git: GitRepo, remote: str, branches: Sequence[str] = ()) -> Optional[tuple[str, Optional[str]]]:
