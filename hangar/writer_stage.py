@@ -100,13 +100,13 @@ class WriterStage:
         the records pack (the trees and the commit object ``commit_data(tree id)``) under
         temporary names. The pack is renamed into place only once the data is durable, so
         records are still never visible over data that is not (a failed data flush discards the
-        pack). The pack's file is written as the trees are built (``StagingArea.build`` with
-        ``spill=True``), so most of it is on disk when it is fsynced. At 60,000 samples the
-        records pack's write and fsync (~25-30 ms) ran after the
-        data fsync (~26 ms, idle); now they overlap. The rename waits for the data flush only,
-        not for ``after_data`` (a 1%-update commit waited ~5 ms for its table): when ``after_data``
-        is still running on return, the caller waits for it (it is safe to call twice, as
-        ``CommitTables.prepare`` is) before it touches the store again.
+        pack). At 60,000 samples the records pack's write and fsync (~25-30 ms) ran after the
+        data fsync (~26 ms, idle); now they overlap, and the pack's file is written as the trees
+        are built (``StagingArea.build`` with ``spill=True``), so most of it is on disk when it is
+        fsynced. The rename waits for the data flush only, not for ``after_data`` (a 1%-update
+        commit waited ~5 ms for its table): when ``after_data`` is still running on return, the
+        caller waits for it (it is safe to call twice, as ``CommitTables.prepare`` is) before it
+        touches the store again.
 
         The staging state is saved here (the new tree, before the branch moves) only when the
         saved one holds staged changes (a :meth:`flush` wrote a tree other than its base's): a
