@@ -243,9 +243,8 @@ class RepositoryCore:
         state = self.staging_state()
         if state is not None and (state.branch != branch or state.base != head):
             clean = state.is_clean(git)
-            if not clean:  # a commit that moved its branch but died before saving the staging state
-                moved = git.branch_head(state.branch)
-                clean = moved is not None and state.tree == git.commit_tree_id(moved)
+            if not clean:  # commits that moved their branch but died before saving the staging state
+                clean = _tree_committed_since(git, state, git.branch_head(state.branch))
             if not clean and state.branch == branch:
                 moved = git.branch_head(branch)
                 raise StagingBaseMovedError(
@@ -288,3 +287,24 @@ class RepositoryCore:
         others = [h for prefix in ("refs/heads/", "refs/remotes/")
                   for b, h in git.refs(prefix).items() if prefix + b != ref]
         return any(git.is_ancestor(head, h) for h in others)
+
+
+def _tree_committed_since(git: GitRepo, state: StagingState, head: Optional[str]) -> bool:
+    """Whether ``state``'s tree is the tree of ``head`` or of a commit between it and
+    ``state.base`` (first parents; ``head`` descends from the base): then nothing staged is
+    uncommitted, and the staging area is re-based on ``head``.
+
+    A commit saves its state after the branch moved by a rename without a directory fsync
+    (``StagingState.publish_next``): a crash can lose several such renames in a row, leaving
+    the state an earlier commit saved before its own ref moved (its base, and its tree, which
+    a later commit of the same writer moved past), not just the last commit's.
+    """
+    if head is None or state.tree is None or (state.base is not None and not git.is_ancestor(state.base, head)):
+        return False
+    commit: Optional[str] = head
+    while commit is not None and commit != state.base:
+        info = git.commit_info(commit)
+        if info.tree == state.tree:
+            return True
+        commit = info.parents[0] if info.parents else None
+    return False

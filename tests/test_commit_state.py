@@ -238,3 +238,26 @@ def test_a_commit_that_stops_leaves_no_spilled_pack(repo) -> None:
     new = [f for f in _pack_files(repo) if f not in before]
     assert not [f for f in new if f.startswith("tmp_")], new
     co.reset_staging_area()
+
+
+def test_two_commits_after_a_flushed_state_recover_when_their_unsynced_state_renames_are_lost(repo) -> None:
+    # found by review: the state a commit publishes after the ref is renamed without a directory
+    # fsync, so what the disk durably holds can be the state the *first* of two commits saved
+    # before its ref (base c0, tree of c1: a flush had left staged changes), while the branch is
+    # at the second commit, whose tree differs. That tree is committed (c1), nothing is staged:
+    # a writer opened after such a crash must start clean on the head, not refuse the checkout
+    c0 = _first_commit(repo)
+    co = repo.checkout(write=True)
+    co["x", 2] = np.ones(4, dtype=np.uint8)
+    co.close()  # flushed: the saved state holds a tree other than its base's
+    co = repo.checkout(write=True)
+    co["x", 3] = np.ones(4, dtype=np.uint8)
+    c1 = co.commit("c1")  # from the flushed state: (c0, tree of c1) saved durably before the ref
+    co["x", 4] = np.ones(4, dtype=np.uint8)
+    c2 = co.commit("c2")  # from a clean state: nothing saved before the ref
+    co.close()
+    tree1 = git_of(repo).commit_tree_id(c1)
+    assert tree1 != git_of(repo).commit_tree_id(c2)
+    # on disk after a crash that lost both renames after the refs (no fsync of their directory)
+    _write_state(repo, json.dumps({"branch": "master", "base": c0, "tree": tree1}).encode())
+    _reopened_writer_sees(repo.path, c2, [0, 1, 2, 3, 4])

@@ -89,9 +89,11 @@ class StagingState:
         branch, and every state the rename may lose to a crash leads to the same staging area.
         The state it replaces is the one saved before the commit (clean: equal to its base; or
         with staged changes, then saved with the new tree as the commit's last step before the
-        branch moved, see ``WriterStage.commit_records``) or an earlier commit's (clean): a writer
-        opened after the crash finds such a state clean, or its tree on the branch's head, and
-        bases it on the head (``RepositoryCore.writer_state``), as with this state. Saved
+        branch moved, see ``WriterStage.commit_records``) or an earlier commit's (clean, or the one
+        an earlier commit saved before its ref when several renames in a row were lost): a writer
+        opened after the crash finds such a state clean, or its tree on a commit between its base
+        and the branch's head, and bases it on the head (``RepositoryCore.writer_state``), as with
+        this state. Saved
         durably, it cost two journal commits in a row (the file's fsync and its directory's)
         after the branch moved; the file's fsync now rides on the records pack's.
         """
