@@ -261,3 +261,35 @@ def test_two_commits_after_a_flushed_state_recover_when_their_unsynced_state_ren
     # on disk after a crash that lost both renames after the refs (no fsync of their directory)
     _write_state(repo, json.dumps({"branch": "master", "base": c0, "tree": tree1}).encode())
     _reopened_writer_sees(repo.path, c2, [0, 1, 2, 3, 4])
+
+
+def test_a_spill_stopped_by_a_failed_write_back_leaves_no_bytes_past_the_pack(repo, monkeypatch) -> None:
+    # found by review: a spilled block whose write-back start failed was written all the same
+    # (pwrite, then sync_file_range raising); the pack, completed from the last good block on,
+    # is shorter than those bytes when the rest of the blocks hold repeats (equal pointer blobs
+    # of equal samples), so the file kept stale bytes past the pack's trailing checksum: the
+    # published pack was unreadable and the commit failed at the ref ("target OID ... doesn't exist")
+    co = repo.checkout(write=True)
+    n = 3000
+    data = np.random.default_rng(7).integers(0, 256, (n, 4), dtype=np.uint8)
+    for name, values in (("a", data), ("b", np.zeros_like(data))):  # b: 3000 equal pointer blobs
+        co.arraysets.init_arrayset(name, shape=(4,), dtype=np.uint8)
+        co[name, list(range(n))] = values
+    sizes: list[int] = []
+    real = pack_mod.start_writeback
+
+    def failing_on_b(fd, offset, length):
+        sizes.append(length)
+        if len(sizes) > 1 and length == sizes[0]:  # b's pointer blobs: as many as a's, as long
+            raise OSError(5, "Input/output error (test)")
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(pack_mod, "start_writeback", failing_on_b)
+    c1 = co.commit("c1")
+    monkeypatch.undo()
+    co.close()
+    assert sizes.count(sizes[0]) == 2, sizes  # the failure happened, on b's block
+    _fsck(repo)
+    reader = repo.checkout(commit=c1)
+    assert np.array_equal(reader["a", n - 1], data[n - 1]) and np.array_equal(reader["b", 5], np.zeros(4, np.uint8))
+    reader.close()

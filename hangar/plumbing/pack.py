@@ -524,6 +524,9 @@ def stage_pack(pack_dir: str, objects: dict[bytes, tuple[int, bytes]],
             for c in chunks:
                 pwrite_all(fds[0], c, at_pos)
                 at_pos += memoryview(c).nbytes
+            # the file may run past the pack: a block whose spill failed after (part of) its
+            # write (PackSpill.add) is rewritten above without the rows it repeats
+            os.ftruncate(fds[0], at_pos)
             pwrite_all(fds[0], header, 0)
         else:
             if spill is not None:
