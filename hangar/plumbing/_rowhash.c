@@ -3308,6 +3308,8 @@ static void *i14c_fsync_one(void *arg)
 static PyObject *fsync_all(PyObject *self, PyObject *arg)
 {
     PyObject *seq = PySequence_Fast(arg, "fsync_all: a sequence of file descriptors");
+    if (seq != NULL && PyList_CheckExact(seq))  /* rC: a list is read as a copy of itself: an item's */
+        Py_SETREF(seq, PyList_AsTuple(seq));     /* __index__ (below) may change it (freed memory read) */
     if (seq == NULL)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
