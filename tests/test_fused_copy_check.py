@@ -233,3 +233,17 @@ def test_copy_checked_at_copies_and_checks_the_range_into_any_array(path, dtype,
     for offset in (-1, len(src) - out.nbytes + 1):
         with pytest.raises(InvalidArgumentError, match="outside"):
             rowhash.copy_checked_at(src, offset, out, 0)
+
+
+def test_copy_checked_at_refuses_a_destination_not_c_contiguous(path):
+    """rC: without the extension a Fortran-ordered ``out`` was reshaped into a C-ordered copy,
+    which was filled instead: 1 (copied and checked) came back with ``out`` untouched. Both
+    paths refuse it (the C path cannot take its bytes as one buffer)."""
+    src = np.arange(40, dtype=np.uint8)
+    for out in (np.zeros((4, 5), np.uint8, order="F"), np.zeros((4, 10), np.uint8)[:, ::2]):
+        with pytest.raises(TypeError):
+            rowhash.copy_checked_at(src, 3, out, 0)
+        assert not out.any()
+    out = np.zeros((4, 5), np.uint8)
+    assert rowhash.copy_checked_at(src, 3, out, stored_check(src[3:23])) == 1
+    assert out.tobytes() == src[3:23].tobytes()
