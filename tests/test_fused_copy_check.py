@@ -247,3 +247,13 @@ def test_copy_checked_at_refuses_a_destination_not_c_contiguous(path):
     out = np.zeros((4, 5), np.uint8)
     assert rowhash.copy_checked_at(src, 3, out, stored_check(src[3:23])) == 1
     assert out.tobytes() == src[3:23].tobytes()
+
+
+def test_copy_checked_at_refuses_offsets_past_int64_as_outside(path):
+    """rC: an offset past the C path's Py_ssize_t (``2**63`` and up, or below ``-2**63``) was an
+    OverflowError there, InvalidArgumentError on the Python path: both say it is outside."""
+    src, out = np.arange(40, dtype=np.uint8), np.zeros(4, np.uint8)
+    for offset in (2**63, 2**64 + 3, -2**63 - 1, 2**63 - 1):
+        with pytest.raises(InvalidArgumentError, match="outside"):
+            rowhash.copy_checked_at(src, offset, out, 0)
+    assert not out.any()

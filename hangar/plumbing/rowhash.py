@@ -663,6 +663,9 @@ def copy_checked_at(src: np.ndarray, offset: int, out: np.ndarray, check: int) -
             return got
         except ValueError as e:  # outside the source, or overlapping it
             raise InvalidArgumentError(f"{e}; give an offset and a destination inside the source") from None
+        except OverflowError:  # an offset past Py_ssize_t (rC: as the Python path says)
+            raise InvalidArgumentError(f"copy_checked_at: offset {offset} is outside the source of {len(src)} "
+                                       "bytes; give an offset and a destination inside the source") from None
     if not out.flags.c_contiguous:  # (a reshape would fill a copy: rC) as the C path, which cannot take it
         raise ArgumentTypeError(f"copy_checked_at: out of shape {out.shape} and strides {out.strides} is not "
                                 "C-contiguous; give a C-contiguous array (np.empty(shape, dtype))")
