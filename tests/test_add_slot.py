@@ -282,3 +282,43 @@ co.close()
     co_b.close()
     loop_tree = run_git(Repository(tmp_path / "loop"), "rev-parse", f"{commit}^{{tree}}").stdout.strip()
     assert loop_tree and loop_tree == run_git(repo_b, "rev-parse", f"{stacked}^{{tree}}").stdout.strip()
+
+
+_DROPPED_HOLD = """
+import numpy as np
+from hangar.plumbing import rowhash
+
+class W(rowhash.WriterSlot):
+    def __setitem__(self, key, value):
+        return key
+
+    def __delitem__(self, key):
+        return key
+
+    def flush_pending(self):
+        pass
+
+class Session:
+    @property
+    def closed(self):  # code run while the C add reads ``closed``: it drops the armed hold
+        w._fast_hold = None
+        return False
+
+rowhash.install_add_slot(W)
+w, keys = W(), []
+w._fast_rows = 4
+w._fast_hold = rowhash.row_holder(np.zeros((4, 2), np.uint8), keys, np.dtype(np.uint8), (2,), (1,))
+w._session = Session()
+w[0] = np.zeros(2, np.uint8)  # the hold is gone once ``closed`` was read: the Python method
+assert w._add_held(1, np.zeros(2, np.uint8)) is False and keys == []
+print("ok")
+"""
+
+
+@needs_ext
+def test_the_c_add_reads_its_hold_after_the_session_state():
+    """rC: the C add read ``_fast_hold`` before ``_session.closed`` and used it after: code run by
+    that read (a property) that dropped the hold left it a freed or NULL RowHold (a segfault,
+    found under -fsanitize=undefined). In a child process: the failure is a crash."""
+    got = subprocess.run([sys.executable, "-c", _DROPPED_HOLD], capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0 and got.stdout.strip() == "ok", (got.returncode, got.stderr[-2000:])

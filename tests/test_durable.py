@@ -181,3 +181,35 @@ def test_fsync_many_in_c_threads_and_in_python_threads_alike(tmp_path, monkeypat
         for fd in (*fds, r, w):
             os.close(fd)
     assert [(tmp_path / f"f{i}").read_bytes() for i in range(70)] == [b"%d" % i for i in range(70)]
+
+
+_MUTATED_FDS = """
+import os, sys
+from hangar.plumbing import rowhash
+
+fds = [os.open(sys.argv[1], os.O_RDONLY) for _ in range(4)]
+listed = []
+
+class Clears:  # its __index__ empties the list fsync_all reads
+    def __index__(self):
+        listed.clear()
+        return fds[0]
+
+listed[:] = [Clears(), *fds[1:]]
+rowhash._ext.fsync_all(listed)  # the items as they were when called, or an error: never freed memory
+print("ok")
+"""
+
+
+def test_fsync_all_reads_a_list_changed_by_an_items_index(tmp_path):
+    """rC: fsync_all read its items from the caller's list while converting them; an item's
+    __index__ that emptied the list left it reading freed memory (a segfault; AddressSanitizer:
+    SEGV in fsync_all). In a child process: the failure is a crash."""
+    from hangar.plumbing import rowhash
+
+    if rowhash._ext is None or not hasattr(rowhash._ext, "fsync_all"):
+        pytest.skip("the C extension is not built")
+    (tmp_path / "f").write_bytes(b"x")
+    got = subprocess.run([sys.executable, "-c", _MUTATED_FDS, str(tmp_path / "f")], capture_output=True, text=True,
+                         timeout=60)
+    assert got.returncode == 0 and got.stdout.strip() == "ok", (got.returncode, got.stderr[-2000:])

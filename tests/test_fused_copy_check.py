@@ -233,3 +233,27 @@ def test_copy_checked_at_copies_and_checks_the_range_into_any_array(path, dtype,
     for offset in (-1, len(src) - out.nbytes + 1):
         with pytest.raises(InvalidArgumentError, match="outside"):
             rowhash.copy_checked_at(src, offset, out, 0)
+
+
+def test_copy_checked_at_refuses_a_destination_not_c_contiguous(path):
+    """rC: without the extension a Fortran-ordered ``out`` was reshaped into a C-ordered copy,
+    which was filled instead: 1 (copied and checked) came back with ``out`` untouched. Both
+    paths refuse it (the C path cannot take its bytes as one buffer)."""
+    src = np.arange(40, dtype=np.uint8)
+    for out in (np.zeros((4, 5), np.uint8, order="F"), np.zeros((4, 10), np.uint8)[:, ::2]):
+        with pytest.raises(TypeError):
+            rowhash.copy_checked_at(src, 3, out, 0)
+        assert not out.any()
+    out = np.zeros((4, 5), np.uint8)
+    assert rowhash.copy_checked_at(src, 3, out, stored_check(src[3:23])) == 1
+    assert out.tobytes() == src[3:23].tobytes()
+
+
+def test_copy_checked_at_refuses_offsets_past_int64_as_outside(path):
+    """rC: an offset past the C path's Py_ssize_t (``2**63`` and up, or below ``-2**63``) was an
+    OverflowError there, InvalidArgumentError on the Python path: both say it is outside."""
+    src, out = np.arange(40, dtype=np.uint8), np.zeros(4, np.uint8)
+    for offset in (2**63, 2**64 + 3, -2**63 - 1, 2**63 - 1):
+        with pytest.raises(InvalidArgumentError, match="outside"):
+            rowhash.copy_checked_at(src, offset, out, 0)
+    assert not out.any()

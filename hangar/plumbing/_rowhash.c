@@ -3308,6 +3308,8 @@ static void *i14c_fsync_one(void *arg)
 static PyObject *fsync_all(PyObject *self, PyObject *arg)
 {
     PyObject *seq = PySequence_Fast(arg, "fsync_all: a sequence of file descriptors");
+    if (seq != NULL && PyList_CheckExact(seq))  /* rC: a list is read as a copy of itself: an item's */
+        Py_SETREF(seq, PyList_AsTuple(seq));     /* __index__ (below) may change it (freed memory read) */
     if (seq == NULL)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -4086,13 +4088,20 @@ static int writerslot_add(WriterSlotObject *self, PyObject *key, PyObject *value
 {
     if (self->hold == NULL || self->detached || self->session == NULL)
         return 0;
-    PyObject *closed = PyObject_GetAttr(self->session, str_closed);
+    /* rC: the session and the hold held by this call, the hold read after ``closed``: reading
+     * ``closed`` may run code (a property) that drops either (the hold read before it was used
+     * freed or NULL: a segfault, found under -fsanitize=undefined) */
+    PyObject *session = Py_NewRef(self->session);
+    PyObject *closed = PyObject_GetAttr(session, str_closed);
+    Py_DECREF(session);
     if (closed == NULL)
         return -1;
     Py_DECREF(closed);  /* only compared with False */
-    if (closed != Py_False)
+    if (closed != Py_False || self->hold == NULL || self->detached)
         return 0;
-    Py_ssize_t n = rowhold_take(self->hold, key, value);
+    RowHoldObject *hold = (RowHoldObject *)Py_NewRef((PyObject *)self->hold);
+    Py_ssize_t n = rowhold_take(hold, key, value);
+    Py_DECREF(hold);
     if (n < 0)
         return n == -1 ? 0 : -1;
     if (n >= self->rows) {

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn, Optional, Sequence, TypeVa
 import numpy as np
 from xxhash import xxh3_64_intdigest as _xxh3
 
-from hangar.errors import InvalidArgumentError, MissingDependencyError
+from hangar.errors import ArgumentTypeError, InvalidArgumentError, MissingDependencyError
 
 try:  # the C module's one importer: this module is its public face (as _faults is for crash points)
     import hangar.plumbing._rowhash as _ext
@@ -663,6 +663,12 @@ def copy_checked_at(src: np.ndarray, offset: int, out: np.ndarray, check: int) -
             return got
         except ValueError as e:  # outside the source, or overlapping it
             raise InvalidArgumentError(f"{e}; give an offset and a destination inside the source") from None
+        except OverflowError:  # an offset past Py_ssize_t (rC: as the Python path says)
+            raise InvalidArgumentError(f"copy_checked_at: offset {offset} is outside the source of {len(src)} "
+                                       "bytes; give an offset and a destination inside the source") from None
+    if not out.flags.c_contiguous:  # (a reshape would fill a copy: rC) as the C path, which cannot take it
+        raise ArgumentTypeError(f"copy_checked_at: out of shape {out.shape} and strides {out.strides} is not "
+                                "C-contiguous; give a C-contiguous array (np.empty(shape, dtype))")
     n = out.nbytes
     if offset < 0 or offset + n > len(src):
         raise InvalidArgumentError(f"copy_checked_at: {n} bytes at {offset} of a source of {len(src)} bytes is "
