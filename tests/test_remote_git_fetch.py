@@ -132,3 +132,64 @@ def test_fetch_from_a_stopped_server_still_raises_server_unreachable(tmp_path, s
     assert not remote_client.fetch_with_git(git_of(r), srv.address, ["+refs/heads/master:refs/remotes/origin/m"])
     with pytest.raises(ServerUnreachableError, match=srv.address):
         remote_client.fetch_branches(git_of(r), "origin", srv.address, ["master"])
+
+
+def test_fetch_with_git_writes_no_cookie_file_and_uses_no_proxy_the_repository_names(tmp_path):
+    """A repository's own config (it may come from a tarball) named a cookie jar for the server's
+    URL: ``git fetch`` wrote the server's cookies to that path, anywhere outside the repository
+    (``http.<url>.*`` outranked the command line's plain ``http.*``); a proxy for the URL
+    diverted the fetch. Found in review: a server setting a cookie and a repository naming
+    ``http.<url>.cookieFile`` / ``saveCookies`` / ``proxy``."""
+    import http.server
+    import socket
+    import threading
+
+    class Cookies(http.server.BaseHTTPRequestHandler):  # a server answering an empty ref list, setting a cookie
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Set-Cookie", "planted=by-the-server; Path=/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Cookies)
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(4)
+    proxied: list[int] = []
+
+    def refuse() -> None:  # a proxy that records each connection and closes it
+        while True:
+            try:
+                conn, _ = proxy.accept()
+            except OSError:
+                return
+            proxied.append(1)
+            conn.close()
+
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=refuse, daemon=True).start()
+    try:
+        os.makedirs(tmp_path / "dst")
+        r = Repository(tmp_path / "dst", exists=False)
+        r.init(*USER)
+        git = git_of(r)
+        address = f"127.0.0.1:{server.server_port}"
+        url = remote_client.address_url(address)
+        outside = tmp_path / "outside.txt"
+        config = git.repo.config
+        config[f"http.{url}.cookieFile"] = str(outside)
+        config[f"http.{url}.saveCookies"] = "true"
+        remote_client.fetch_with_git(git, address, ["+refs/heads/*:refs/remotes/origin/*"])
+        assert not outside.exists()
+        config[f"http.{url}.proxy"] = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+        remote_client.fetch_with_git(git, address, ["+refs/heads/*:refs/remotes/origin/*"])
+        assert proxied == []
+        assert not outside.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+        proxy.close()

@@ -157,8 +157,8 @@ class GitRepo:
         Objects and refs are fsynced (``core.fsync=committed``, as libgit2 does here). Nothing the
         repository's own config or hooks name is run - a repository may come from a tarball, and
         libgit2 runs none of these: no hooks (reference-transaction ran on every fetch), no
-        ``core.alternateRefsCommand``, no askpass or credential helper, no proxy, no submodules, one
-        transport (an include libgit2 does not read could rewrite a path to ``ssh://`` with a
+        ``core.alternateRefsCommand``, no askpass or credential helper, no proxy or cookie jar, no
+        submodules, one transport (an include libgit2 does not read could rewrite a path to ``ssh://`` with a
         ``core.sshCommand``); command-line ``-c`` outranks the repository's config. No auto gc or
         maintenance: with over 50 packs (hangar merges its own only at 64) git repacked the
         directory behind hangar and dropped unreachable objects two weeks old, the staging area's
@@ -173,8 +173,14 @@ class GitRepo:
         env["GIT_TERMINAL_PROMPT"] = "0"
         config = ["core.fsync=committed", "core.fsyncMethod=fsync", "gc.auto=0", "maintenance.auto=false",
                   "core.hooksPath=/dev/null", "core.alternateRefsCommand=", "core.askPass=", "credential.helper=",
-                  "protocol.allow=never", f"protocol.{protocol}.allow=always", "http.proxy=", "fetch.prune=false",
+                  "protocol.allow=never", f"protocol.{protocol}.allow=always", "fetch.prune=false",
                   "fetch.recurseSubmodules=false"]
+        if protocol == "http":
+            # no cookie jar the repository names (``http.saveCookies`` wrote the server's cookies to
+            # any path) and no proxy: an ``http.<url>.*`` key outranks a plain ``http.*`` one
+            # whatever its source, so each is also given for ``url`` (a tie goes to the command line)
+            for key, value in (("cookieFile", ""), ("saveCookies", "false"), ("proxy", "")):
+                config += [f"http.{key}={value}", f"http.{url}.{key}={value}"]
         cmd = [exe, "--git-dir", self.git_dir]
         for c in config:
             cmd += ["-c", c]
