@@ -193,3 +193,28 @@ def test_fetch_with_git_writes_no_cookie_file_and_uses_no_proxy_the_repository_n
         server.shutdown()
         server.server_close()
         proxy.close()
+
+
+def test_a_git_too_old_to_fsync_is_not_used(tmp_path, served, monkeypatch):
+    """``core.fsync`` came with git 2.36; an older git ignores it (unknown keys are no error) and
+    fetched without fsyncing objects or refs: after a crash a ref could name objects that never
+    reached the disk. Such a git is not used (libgit2 fetches, fsynced). Found in review; the
+    real git stands behind a script that reports 2.35 (no older git is installed here)."""
+    srv, src = served
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = tmp_path / "old-git"
+    bin_dir.mkdir()
+    script = bin_dir / "git"
+    script.write_text(f'#!/bin/sh\nif [ "$1" = "version" ] || [ "$1" = "--version" ]; then\n'
+                      f'  echo "git version 2.35.8"; exit 0\nfi\nexec {real} "$@"\n')
+    script.chmod(0o755)
+    os.makedirs(tmp_path / "dst")
+    r = Repository(tmp_path / "dst", exists=False)
+    r.init(*USER)
+    r.remote.add("origin", srv.address)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert shutil.which("git") == str(script)
+    assert not remote_client.fetch_with_git(git_of(r), srv.address, ["+refs/heads/master:refs/remotes/origin/master"])
+    remote_client.fetch_branches(git_of(r), "origin", srv.address, ["master"])  # through libgit2
+    assert git_of(r).remote_branch_head("origin/master") == git_of(src).branch_head("master")

@@ -62,6 +62,27 @@ class CommitInfo:
         self.tree = str(c.tree_id)
 
 
+#: ``git`` executables checked by :func:`_git_fsyncs`: path -> whether it is new enough
+_GIT_FSYNCS: dict[str, bool] = {}
+
+
+def _git_fsyncs(exe: str) -> bool:
+    """Whether the ``git`` at ``exe`` knows ``core.fsync`` (git 2.36 on): an older one ignores
+    the key (unknown keys are no error) and writes objects and refs without fsync, so a crash
+    could leave a ref naming objects that never reached the disk. Asked once per process."""
+    if exe not in _GIT_FSYNCS:
+        import re
+
+        try:
+            out = subprocess.run([exe, "version"], stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                                 env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")}).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = b""
+        m = re.match(rb"git version (\d+)\.(\d+)", out)
+        _GIT_FSYNCS[exe] = m is not None and (int(m[1]), int(m[2])) >= (2, 36)
+    return _GIT_FSYNCS[exe]
+
+
 class GitRepo:
     """Bare git directory with bulk object writing."""
 
@@ -165,7 +186,7 @@ class GitRepo:
         trees among them (tests/test_local_git_fetch.py).
         """
         exe = shutil.which("git")
-        if exe is None:
+        if exe is None or not _git_fsyncs(exe):
             return False
         env = {k: v for k, v in os.environ.items()  # no GIT_DIR & co. from outside, no proxy
                if not k.startswith("GIT_") and k not in ("SSH_ASKPASS", "http_proxy", "https_proxy", "HTTP_PROXY",
