@@ -218,3 +218,33 @@ def test_a_git_too_old_to_fsync_is_not_used(tmp_path, served, monkeypatch):
     assert not remote_client.fetch_with_git(git_of(r), srv.address, ["+refs/heads/master:refs/remotes/origin/master"])
     remote_client.fetch_branches(git_of(r), "origin", srv.address, ["master"])  # through libgit2
     assert git_of(r).remote_branch_head("origin/master") == git_of(src).branch_head("master")
+
+
+def test_a_url_rewrite_of_the_repository_runs_no_command(tmp_path):
+    """``protocol.allow=never`` on the command line did not hold: a repository's own
+    ``protocol.<name>.allow=always`` outranks it, so its config (it may come from a tarball)
+    could rewrite the server's URL (``url.<base>.insteadOf``) to ``ext::`` (a command of its
+    choosing) or a local path to ``ssh://`` with a ``core.sshCommand``: both ran. Found in review;
+    ``GIT_ALLOW_PROTOCOL`` overrides any configuration."""
+    import pygit2
+
+    os.makedirs(tmp_path / "dst")
+    r = Repository(tmp_path / "dst", exists=False)
+    r.init(*USER)
+    git = git_of(r)
+    source = pygit2.init_repository(str(tmp_path / "source.git"), bare=True)
+    sig = pygit2.Signature(*USER)
+    source.create_commit("refs/heads/master", sig, sig, "x", source.TreeBuilder().write(), [])
+    http_url = remote_client.address_url("127.0.0.1:9")
+    ext_mark, ssh_mark = tmp_path / "ext-ran", tmp_path / "ssh-ran"
+    config = git.repo.config
+    config["protocol.ext.allow"] = "always"
+    config[f"url.ext::sh -c touch% {ext_mark}.insteadOf"] = http_url
+    config["protocol.ssh.allow"] = "always"
+    config["url.ssh://example.invalid/x.insteadOf"] = str(tmp_path / "source.git")
+    config["core.sshCommand"] = f"touch {ssh_mark}; false"
+    git.fetch_with_git_binary(http_url, ["+refs/heads/*:refs/remotes/origin/*"], "http", ["--no-tags"])
+    git.fetch_with_git_binary(str(tmp_path / "source.git"), ["+refs/heads/*:refs/remotes/origin/*"], "file",
+                              ["--upload-pack=git-upload-pack"])
+    assert not ext_mark.exists()
+    assert not ssh_mark.exists()

@@ -179,8 +179,9 @@ class GitRepo:
         repository's own config or hooks name is run - a repository may come from a tarball, and
         libgit2 runs none of these: no hooks (reference-transaction ran on every fetch), no
         ``core.alternateRefsCommand``, no askpass or credential helper, no proxy or cookie jar, no
-        submodules, one transport (an include libgit2 does not read could rewrite a path to ``ssh://`` with a
-        ``core.sshCommand``); command-line ``-c`` outranks the repository's config. No auto gc or
+        submodules, one transport (``GIT_ALLOW_PROTOCOL``: the repository's config could rewrite the
+        URL to ``ext::`` or to ``ssh://`` with a ``core.sshCommand``); command-line ``-c`` outranks the
+        repository's config (``http.<url>.*`` keys only when given for the URL too). No auto gc or
         maintenance: with over 50 packs (hangar merges its own only at 64) git repacked the
         directory behind hangar and dropped unreachable objects two weeks old, the staging area's
         trees among them (tests/test_local_git_fetch.py).
@@ -192,6 +193,10 @@ class GitRepo:
                if not k.startswith("GIT_") and k not in ("SSH_ASKPASS", "http_proxy", "https_proxy", "HTTP_PROXY",
                                                          "HTTPS_PROXY", "all_proxy", "ALL_PROXY")}
         env["GIT_TERMINAL_PROMPT"] = "0"
+        # the one transport, overriding any configuration: the repository's own
+        # protocol.<name>.allow outranks the command line's protocol.allow=never, and with a
+        # url.<base>.insteadOf rewrote the URL to ext:: (a command) or ssh:// (core.sshCommand)
+        env["GIT_ALLOW_PROTOCOL"] = protocol
         config = ["core.fsync=committed", "core.fsyncMethod=fsync", "gc.auto=0", "maintenance.auto=false",
                   "core.hooksPath=/dev/null", "core.alternateRefsCommand=", "core.askPass=", "credential.helper=",
                   "protocol.allow=never", f"protocol.{protocol}.allow=always", "fetch.prune=false",
