@@ -109,3 +109,46 @@ def test_pieces_end_only_at_cuts_cover_each_range_once_and_are_mostly_not_copied
         assert all(off + at in cs for at in ats[1:])  # a piece begins only at a cut
     assert len(pieces[0]) > 3  # handed over in pieces, not whole
     assert copied < total / 2
+
+
+def test_samples_overlapping_in_a_bucket_pack_are_fetched_verified(s3_env, tmp_path, monkeypatch):  # noqa: F811
+    """A bucket pack whose index lets one sample lie inside another (every byte still checks):
+    fetch_samples cut the range at both samples' ends, handed the inner sample's piece the outer
+    one too, and check_spans refused it with a ValueError ("span ... outside the buffer"). Found in
+    review; a range whose samples overlap is now handed over whole, as before pieces."""
+    import numpy as np
+
+    from hangar import Repository
+    from hangar.remote import objectdata
+    from hangar.store.packs import INDEX_DTYPE, encode_index
+    from tests.repo_parts import hangar_dir_of, store_of
+
+    monkeypatch.setattr(objectstore, "_STREAM_CHUNK", 64 << 10)
+    outer = np.frombuffer(os.urandom(512 << 10), np.uint8)
+    os.makedirs(tmp_path / "src")
+    src = Repository(tmp_path / "src", exists=False)
+    src.init("a", "a@example.com")
+    co = src.checkout(write=True)
+    co.arraysets.init_arrayset("a", shape=outer.shape, dtype=np.uint8)["outer"] = outer
+    co.arraysets.init_arrayset("b", shape=(200 << 10,), dtype=np.uint8)["inner"] = outer[100 << 10:300 << 10]
+    co.commit("two")
+    co.close()
+    store = store_of(src)
+    digests = sorted(store.digests(), key=lambda d: -store.locations([d])[0].length)  # outer first
+    locs = store.locations(digests)
+    assert [loc.codec for loc in locs] == [0, 0]  # stored as they are: the inner bytes lie inside the outer
+    recs = np.zeros(2, dtype=INDEX_DTYPE)
+    recs["digest"] = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)
+    recs["offset"], recs["length"] = [0, 100 << 10], [loc.length for loc in locs]
+    recs["rawlen"], recs["codec"], recs["check"] = [loc.rawlen for loc in locs], 0, [loc.check for loc in locs]
+    storage = ObjectPackStorage(s3_env.new_location(), s3_env.endpoint)
+    storage.put_packs([(outer.tobytes(), encode_index(recs))])
+    index = objectdata.BucketIndex(storage, None)
+    index.refresh()
+    os.makedirs(tmp_path / "dst")
+    dst = Repository(tmp_path / "dst", exists=False)
+    dst.init("a", "a@example.com")
+    items = [(digests[0], "uint8", outer.shape), (digests[1], "uint8", (200 << 10,))]
+    assert objectdata.fetch_samples(hangar_dir_of(dst), storage, index, items, "origin")
+    got = store_of(dst)
+    assert [loc is not None for loc in got.locations(digests)] == [True, True]

@@ -132,3 +132,119 @@ def test_fetch_from_a_stopped_server_still_raises_server_unreachable(tmp_path, s
     assert not remote_client.fetch_with_git(git_of(r), srv.address, ["+refs/heads/master:refs/remotes/origin/m"])
     with pytest.raises(ServerUnreachableError, match=srv.address):
         remote_client.fetch_branches(git_of(r), "origin", srv.address, ["master"])
+
+
+def test_fetch_with_git_writes_no_cookie_file_and_uses_no_proxy_the_repository_names(tmp_path):
+    """A repository's own config (it may come from a tarball) named a cookie jar for the server's
+    URL: ``git fetch`` wrote the server's cookies to that path, anywhere outside the repository
+    (``http.<url>.*`` outranked the command line's plain ``http.*``); a proxy for the URL
+    diverted the fetch. Found in review: a server setting a cookie and a repository naming
+    ``http.<url>.cookieFile`` / ``saveCookies`` / ``proxy``."""
+    import http.server
+    import socket
+    import threading
+
+    class Cookies(http.server.BaseHTTPRequestHandler):  # a server answering an empty ref list, setting a cookie
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Set-Cookie", "planted=by-the-server; Path=/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Cookies)
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(4)
+    proxied: list[int] = []
+
+    def refuse() -> None:  # a proxy that records each connection and closes it
+        while True:
+            try:
+                conn, _ = proxy.accept()
+            except OSError:
+                return
+            proxied.append(1)
+            conn.close()
+
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=refuse, daemon=True).start()
+    try:
+        os.makedirs(tmp_path / "dst")
+        r = Repository(tmp_path / "dst", exists=False)
+        r.init(*USER)
+        git = git_of(r)
+        address = f"127.0.0.1:{server.server_port}"
+        url = remote_client.address_url(address)
+        outside = tmp_path / "outside.txt"
+        config = git.repo.config
+        config[f"http.{url}.cookieFile"] = str(outside)
+        config[f"http.{url}.saveCookies"] = "true"
+        remote_client.fetch_with_git(git, address, ["+refs/heads/*:refs/remotes/origin/*"])
+        assert not outside.exists()
+        config[f"http.{url}.proxy"] = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+        remote_client.fetch_with_git(git, address, ["+refs/heads/*:refs/remotes/origin/*"])
+        assert proxied == []
+        assert not outside.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+        proxy.close()
+
+
+def test_a_git_too_old_to_fsync_is_not_used(tmp_path, served, monkeypatch):
+    """``core.fsync`` came with git 2.36; an older git ignores it (unknown keys are no error) and
+    fetched without fsyncing objects or refs: after a crash a ref could name objects that never
+    reached the disk. Such a git is not used (libgit2 fetches, fsynced). Found in review; the
+    real git stands behind a script that reports 2.35 (no older git is installed here)."""
+    srv, src = served
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = tmp_path / "old-git"
+    bin_dir.mkdir()
+    script = bin_dir / "git"
+    script.write_text(f'#!/bin/sh\nif [ "$1" = "version" ] || [ "$1" = "--version" ]; then\n'
+                      f'  echo "git version 2.35.8"; exit 0\nfi\nexec {real} "$@"\n')
+    script.chmod(0o755)
+    os.makedirs(tmp_path / "dst")
+    r = Repository(tmp_path / "dst", exists=False)
+    r.init(*USER)
+    r.remote.add("origin", srv.address)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert shutil.which("git") == str(script)
+    assert not remote_client.fetch_with_git(git_of(r), srv.address, ["+refs/heads/master:refs/remotes/origin/master"])
+    remote_client.fetch_branches(git_of(r), "origin", srv.address, ["master"])  # through libgit2
+    assert git_of(r).remote_branch_head("origin/master") == git_of(src).branch_head("master")
+
+
+def test_a_url_rewrite_of_the_repository_runs_no_command(tmp_path):
+    """``protocol.allow=never`` on the command line did not hold: a repository's own
+    ``protocol.<name>.allow=always`` outranks it, so its config (it may come from a tarball)
+    could rewrite the server's URL (``url.<base>.insteadOf``) to ``ext::`` (a command of its
+    choosing) or a local path to ``ssh://`` with a ``core.sshCommand``: both ran. Found in review;
+    ``GIT_ALLOW_PROTOCOL`` overrides any configuration."""
+    import pygit2
+
+    os.makedirs(tmp_path / "dst")
+    r = Repository(tmp_path / "dst", exists=False)
+    r.init(*USER)
+    git = git_of(r)
+    source = pygit2.init_repository(str(tmp_path / "source.git"), bare=True)
+    sig = pygit2.Signature(*USER)
+    source.create_commit("refs/heads/master", sig, sig, "x", source.TreeBuilder().write(), [])
+    http_url = remote_client.address_url("127.0.0.1:9")
+    ext_mark, ssh_mark = tmp_path / "ext-ran", tmp_path / "ssh-ran"
+    config = git.repo.config
+    config["protocol.ext.allow"] = "always"
+    config[f"url.ext::sh -c touch% {ext_mark}.insteadOf"] = http_url
+    config["protocol.ssh.allow"] = "always"
+    config["url.ssh://example.invalid/x.insteadOf"] = str(tmp_path / "source.git")
+    config["core.sshCommand"] = f"touch {ssh_mark}; false"
+    git.fetch_with_git_binary(http_url, ["+refs/heads/*:refs/remotes/origin/*"], "http", ["--no-tags"])
+    git.fetch_with_git_binary(str(tmp_path / "source.git"), ["+refs/heads/*:refs/remotes/origin/*"], "file",
+                              ["--upload-pack=git-upload-pack"])
+    assert not ext_mark.exists()
+    assert not ssh_mark.exists()

@@ -62,6 +62,27 @@ class CommitInfo:
         self.tree = str(c.tree_id)
 
 
+#: ``git`` executables checked by :func:`_git_fsyncs`: path -> whether it is new enough
+_GIT_FSYNCS: dict[str, bool] = {}
+
+
+def _git_fsyncs(exe: str) -> bool:
+    """Whether the ``git`` at ``exe`` knows ``core.fsync`` (git 2.36 on): an older one ignores
+    the key (unknown keys are no error) and writes objects and refs without fsync, so a crash
+    could leave a ref naming objects that never reached the disk. Asked once per process."""
+    if exe not in _GIT_FSYNCS:
+        import re
+
+        try:
+            out = subprocess.run([exe, "version"], stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                                 env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")}).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = b""
+        m = re.match(rb"git version (\d+)\.(\d+)", out)
+        _GIT_FSYNCS[exe] = m is not None and (int(m[1]), int(m[2])) >= (2, 36)
+    return _GIT_FSYNCS[exe]
+
+
 class GitRepo:
     """Bare git directory with bulk object writing."""
 
@@ -157,24 +178,35 @@ class GitRepo:
         Objects and refs are fsynced (``core.fsync=committed``, as libgit2 does here). Nothing the
         repository's own config or hooks name is run - a repository may come from a tarball, and
         libgit2 runs none of these: no hooks (reference-transaction ran on every fetch), no
-        ``core.alternateRefsCommand``, no askpass or credential helper, no proxy, no submodules, one
-        transport (an include libgit2 does not read could rewrite a path to ``ssh://`` with a
-        ``core.sshCommand``); command-line ``-c`` outranks the repository's config. No auto gc or
+        ``core.alternateRefsCommand``, no askpass or credential helper, no proxy or cookie jar, no
+        submodules, one transport (``GIT_ALLOW_PROTOCOL``: the repository's config could rewrite the
+        URL to ``ext::`` or to ``ssh://`` with a ``core.sshCommand``); command-line ``-c`` outranks the
+        repository's config (``http.<url>.*`` keys only when given for the URL too). No auto gc or
         maintenance: with over 50 packs (hangar merges its own only at 64) git repacked the
         directory behind hangar and dropped unreachable objects two weeks old, the staging area's
         trees among them (tests/test_local_git_fetch.py).
         """
         exe = shutil.which("git")
-        if exe is None:
+        if exe is None or not _git_fsyncs(exe):
             return False
         env = {k: v for k, v in os.environ.items()  # no GIT_DIR & co. from outside, no proxy
                if not k.startswith("GIT_") and k not in ("SSH_ASKPASS", "http_proxy", "https_proxy", "HTTP_PROXY",
                                                          "HTTPS_PROXY", "all_proxy", "ALL_PROXY")}
         env["GIT_TERMINAL_PROMPT"] = "0"
+        # the one transport, overriding any configuration: the repository's own
+        # protocol.<name>.allow outranks the command line's protocol.allow=never, and with a
+        # url.<base>.insteadOf rewrote the URL to ext:: (a command) or ssh:// (core.sshCommand)
+        env["GIT_ALLOW_PROTOCOL"] = protocol
         config = ["core.fsync=committed", "core.fsyncMethod=fsync", "gc.auto=0", "maintenance.auto=false",
                   "core.hooksPath=/dev/null", "core.alternateRefsCommand=", "core.askPass=", "credential.helper=",
-                  "protocol.allow=never", f"protocol.{protocol}.allow=always", "http.proxy=", "fetch.prune=false",
+                  "protocol.allow=never", f"protocol.{protocol}.allow=always", "fetch.prune=false",
                   "fetch.recurseSubmodules=false"]
+        if protocol == "http":
+            # no cookie jar the repository names (``http.saveCookies`` wrote the server's cookies to
+            # any path) and no proxy: an ``http.<url>.*`` key outranks a plain ``http.*`` one
+            # whatever its source, so each is also given for ``url`` (a tie goes to the command line)
+            for key, value in (("cookieFile", ""), ("saveCookies", "false"), ("proxy", "")):
+                config += [f"http.{key}={value}", f"http.{url}.{key}={value}"]
         cmd = [exe, "--git-dir", self.git_dir]
         for c in config:
             cmd += ["-c", c]
