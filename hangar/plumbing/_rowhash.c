@@ -2787,7 +2787,8 @@ static PyObject *m3_block_tuple(m3_block *k, Py_buffer *out)
     for (int i = 0; t != NULL && i < 6; i++) {
         PyObject *b;
         if (into) {
-            memcpy((char *)out->buf + at, parts[i]->buf, (size_t)parts[i]->len);
+            if (parts[i]->len)  /* an empty part's buffer may be NULL: memcpy(dst, NULL, 0) is undefined */
+                memcpy((char *)out->buf + at, parts[i]->buf, (size_t)parts[i]->len);
             b = Py_BuildValue("(nn)", at, parts[i]->len);
             at += (parts[i]->len + 7) & ~(Py_ssize_t)7;
         } else {
@@ -3226,6 +3227,26 @@ static int guarded_copy(void *out, const void *src, size_t n, unsigned long long
     return ok;
 }
 
+/* The end both guarded copies share: n bytes from s (inside src) into out with the guard installed,
+ * the GIL released from a page up; both buffers released; 1 / 0 / -1 as guarded_copy. */
+static PyObject *guarded_copy_release(Py_buffer *src, Py_buffer *out, const char *s, size_t n,
+                                      unsigned long long check)
+{
+    int r = -2;
+    if (bus_install() == 0) {
+        if (n >= 4096) {
+            Py_BEGIN_ALLOW_THREADS
+            r = guarded_copy(out->buf, s, n, check);
+            Py_END_ALLOW_THREADS
+        } else {
+            r = guarded_copy(out->buf, s, n, check);
+        }
+    }
+    PyBuffer_Release(src);
+    PyBuffer_Release(out);
+    return r == -2 ? NULL : PyLong_FromLong(r);
+}
+
 static PyObject *copy_checked_guarded(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -3241,23 +3262,7 @@ static PyObject *copy_checked_guarded(PyObject *self, PyObject *args)
         PyBuffer_Release(&out);
         return NULL;
     }
-    if (bus_install() < 0) {
-        PyBuffer_Release(&src);
-        PyBuffer_Release(&out);
-        return NULL;
-    }
-    int r;
-    size_t n = (size_t)src.len;
-    if (n >= 4096) {
-        Py_BEGIN_ALLOW_THREADS
-        r = guarded_copy(out.buf, src.buf, n, check);
-        Py_END_ALLOW_THREADS
-    } else {
-        r = guarded_copy(out.buf, src.buf, n, check);
-    }
-    PyBuffer_Release(&src);
-    PyBuffer_Release(&out);
-    return PyLong_FromLong(r);
+    return guarded_copy_release(&src, &out, src.buf, (size_t)src.len, check);
 }
 
 /* bus_rearm() -> bool: put the SIGBUS guard's handler back when someone replaced it (True: it was
@@ -3301,7 +3306,11 @@ struct i14c_job { int fd; int err; pthread_t thread; int started; };
 static void *i14c_fsync_one(void *arg)
 {
     struct i14c_job *j = arg;
-    j->err = fsync(j->fd) == 0 ? 0 : errno;
+    int r;
+    do  /* as os.fsync: an fsync interrupted by a signal (NFS, FUSE) is retried, not an error */
+        r = fsync(j->fd);
+    while (r != 0 && errno == EINTR);
+    j->err = r == 0 ? 0 : errno;
     return NULL;
 }
 
@@ -3383,23 +3392,7 @@ static PyObject *copy_checked_at(PyObject *self, PyObject *args)
         PyBuffer_Release(&out);
         return NULL;
     }
-    if (bus_install() < 0) {
-        PyBuffer_Release(&src);
-        PyBuffer_Release(&out);
-        return NULL;
-    }
-    int r;
-    size_t n = (size_t)out.len;
-    if (n >= 4096) {
-        Py_BEGIN_ALLOW_THREADS
-        r = guarded_copy(out.buf, s, n, check);
-        Py_END_ALLOW_THREADS
-    } else {
-        r = guarded_copy(out.buf, s, n, check);
-    }
-    PyBuffer_Release(&src);
-    PyBuffer_Release(&out);
-    return PyLong_FromLong(r);
+    return guarded_copy_release(&src, &out, s, (size_t)out.len, check);
 }
 /* ---- end i12r ---- */
 /* ---- i14d: early writeback ----

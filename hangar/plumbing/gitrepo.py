@@ -213,7 +213,9 @@ class GitRepo:
         cmd += ["fetch", "--quiet", "--no-write-fetch-head", "--no-recurse-submodules", "--no-auto-maintenance",
                 *options, url, *refspecs]
         try:
-            done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+            # git's output is not read: a server's progress messages (stderr) are not kept in memory
+            done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=600)
         except (OSError, subprocess.TimeoutExpired):
             return False
         return done.returncode == 0
