@@ -104,19 +104,25 @@ def child(tmp: str) -> dict:
     return out
 
 
-def run_child(pythonpath: str, tmp_parent: str | None) -> dict:
-    tmp = tempfile.mkdtemp(prefix="bench-ingest-", dir=tmp_parent)
+def run_json_child(pythonpath: str, tmp_parent: str | None, module: str, call: str) -> dict:
+    """``module.<call>`` (``{tmp}`` in ``call``: a fresh directory) in a child process importing hangar
+    from ``pythonpath``, under CHILD_AS_LIMIT of address space; the dict it prints as JSON."""
+    tmp = tempfile.mkdtemp(prefix=f"{module.replace('_', '-')}-", dir=tmp_parent)
     try:
         env = {**os.environ, "PYTHONPATH": pythonpath}
         code = ("import resource, sys, json; resource.setrlimit(resource.RLIMIT_AS, "
-                f"({CHILD_AS_LIMIT}, {CHILD_AS_LIMIT})); sys.path.insert(0, {HERE!r}); import bench_ingest; "
-                f"print(json.dumps(bench_ingest.child({tmp!r})))")
+                f"({CHILD_AS_LIMIT}, {CHILD_AS_LIMIT})); sys.path.insert(0, {HERE!r}); import {module}; "
+                f"print(json.dumps({module}.{call.format(tmp=repr(tmp))}))")
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp)
         if proc.returncode != 0:
             raise RuntimeError(f"child for {pythonpath} failed: {proc.stderr[-2000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_child(pythonpath: str, tmp_parent: str | None) -> dict:
+    return run_json_child(pythonpath, tmp_parent, "bench_ingest", "child({tmp})")
 
 
 def profile(tmp_parent: str | None) -> None:

@@ -23,21 +23,18 @@ figures less the floor (hangar's own part). The machine is shared: compare ratio
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_ingest import run_json_child  # noqa: E402  (a script beside this one)
+
 ROOT = os.path.dirname(HERE)
 N, SHAPE = 60_000, (28, 28)
 FORMS = ("floor", "with", "loop", "add")
-#: address-space limit of a measuring child (W1 is 47 MB, the held stack as much)
-CHILD_AS_LIMIT = 4 << 30
 
 
 def child(tmp: str, passes: int) -> dict:
@@ -101,18 +98,8 @@ def child(tmp: str, passes: int) -> dict:
 
 
 def run_child(pythonpath: str, tmp_parent: str | None, passes: int) -> dict:
-    tmp = tempfile.mkdtemp(prefix="bench-loop-add-", dir=tmp_parent)
-    try:
-        env = {**os.environ, "PYTHONPATH": pythonpath}
-        code = ("import resource, sys, json; resource.setrlimit(resource.RLIMIT_AS, "
-                f"({CHILD_AS_LIMIT}, {CHILD_AS_LIMIT})); sys.path.insert(0, {HERE!r}); import bench_loop_add; "
-                f"print(json.dumps(bench_loop_add.child({os.path.join(tmp, 'repo')!r}, {passes})))")
-        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp)
-        if proc.returncode != 0:
-            raise RuntimeError(f"child for {pythonpath} failed: {proc.stderr[-2000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # the same child harness as bench_ingest's (its 4 GiB address-space limit too)
+    return run_json_child(pythonpath, tmp_parent, "bench_loop_add", f"child({{tmp}} + '/repo', {passes})")
 
 
 def main() -> int:
