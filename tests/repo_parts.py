@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from typing import Any, Callable, Optional
 
 import pytest
@@ -17,6 +18,7 @@ from hangar import Repository
 from hangar.core import RepositoryCore
 from hangar.plumbing import paths, rowhash
 from hangar.plumbing.gitrepo import GitRepo
+from hangar.records.staging import StagingState
 from hangar.store import TensorStore
 
 
@@ -33,6 +35,25 @@ def store_of(repo: Repository) -> TensorStore:
 def hangar_dir_of(repo: Repository) -> str:
     """The repository's ``.hangar`` directory."""
     return paths.hangar_dir(repo.path)
+
+
+def staged_tree_as_auto_gc_bait(repo: Repository) -> tuple[GitRepo, str, str, list[str]]:
+    """Make ``repo``'s git directory one that ``git gc --auto`` would repack: its packs dated 30
+    days back, ``gc.autoPackLimit`` 1, no detaching. Returns the git repository, the staging area's
+    tree (kept by ``staging.json``, not by a ref: what a repack would drop), the pack directory and
+    its pack files - for tests that a fetch with the ``git`` binary runs no auto gc."""
+    hangar_dir = hangar_dir_of(repo)
+    tree = StagingState.load(hangar_dir).tree
+    git = git_of(repo)
+    assert tree is not None and git.has_object(tree)
+    old = time.time() - 30 * 86400
+    pack_dir = os.path.join(hangar_dir, "objects", "pack")
+    packs = sorted(os.listdir(pack_dir))
+    for name in packs:
+        os.utime(os.path.join(pack_dir, name), (old, old))
+    git.repo.config["gc.autoPackLimit"] = "1"
+    git.repo.config["gc.autoDetach"] = "false"
+    return git, tree, pack_dir, packs
 
 
 def flip_stored_byte(repo: Repository, sample, at: int | None = None, mask: int = 0x10) -> str:

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import numpy as np
 
 from hangar import Repository
 from hangar.errors import ServerUnreachableError
-from hangar.records.staging import StagingState
 from hangar.remote import objectdata
-from tests.repo_parts import git_of, hangar_dir_of
+from tests.repo_parts import git_of, hangar_dir_of, staged_tree_as_auto_gc_bait
 from tests.test_data_remotes import bare_git, make_repo
 
 
@@ -71,18 +69,7 @@ def test_fetching_starts_no_git_gc_that_drops_the_staging_area(tmp_path):
     co = r.checkout(write=True)
     co.arraysets["img"]["staged"] = np.full((8, 8), 7, np.uint8)
     co.close()
-    hangar_dir = hangar_dir_of(r)
-    tree = StagingState.load(hangar_dir).tree
-    git = git_of(r)
-    assert tree is not None and git.has_object(tree)
-    old = time.time() - 30 * 86400
-    pack_dir = os.path.join(hangar_dir, "objects", "pack")
-    packs = sorted(os.listdir(pack_dir))
-    for name in packs:
-        os.utime(os.path.join(pack_dir, name), (old, old))
-    config = git.repo.config
-    config["gc.autoPackLimit"] = "1"
-    config["gc.autoDetach"] = "false"
+    git, tree, pack_dir, packs = staged_tree_as_auto_gc_bait(r)
     objectdata.fetch_branches(git, "origin", ["master"])
     assert sorted(os.listdir(pack_dir)) == packs
     assert git_of(r).has_object(tree)

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
 import numpy as np
 import pytest
 
 from hangar import Repository
 from hangar.errors import ServerUnreachableError
-from hangar.records.staging import StagingState
 from hangar.remote import client as remote_client
 from tests import remote_fixtures
-from tests.repo_parts import git_of, hangar_dir_of
+from tests.repo_parts import git_of, hangar_dir_of, staged_tree_as_auto_gc_bait
 
 start_server = remote_fixtures.start_server
 USER = ("tester", "tester@example.com")
@@ -88,17 +86,7 @@ def test_fetch_with_git_starts_no_git_gc_that_drops_the_staging_area(tmp_path, s
     co.arraysets.init_arrayset("img", shape=(8, 8), dtype=np.uint8)["staged"] = np.full((8, 8), 7, np.uint8)
     co.close()
     r.remote.add("origin", srv.address)
-    hangar_dir = hangar_dir_of(r)
-    tree = StagingState.load(hangar_dir).tree
-    git = git_of(r)
-    assert tree is not None and git.has_object(tree)
-    old = time.time() - 30 * 86400
-    pack_dir = os.path.join(hangar_dir, "objects", "pack")
-    packs = sorted(os.listdir(pack_dir))
-    for name in packs:
-        os.utime(os.path.join(pack_dir, name), (old, old))
-    git.repo.config["gc.autoPackLimit"] = "1"
-    git.repo.config["gc.autoDetach"] = "false"
+    git, tree, pack_dir, packs = staged_tree_as_auto_gc_bait(r)
     assert remote_client.fetch_with_git(git, srv.address, ["+refs/heads/master:refs/remotes/origin/master"])
     assert set(packs) <= set(os.listdir(pack_dir))
     assert git_of(r).has_object(tree)
