@@ -46,9 +46,9 @@ def _new(tmp_path, name: str = "r"):
     return repo, co, co.arraysets.init_arrayset("x", shape=SHAPE, dtype=np.uint8)
 
 
-def _python_setitem_calls(fn) -> int:
-    """How many times ``fn()`` entered ArraysetDataWriter's Python ``__setitem__``."""
-    code = ArraysetDataWriter.__setitem__.__code__
+def _python_calls(method, fn) -> int:
+    """How many times ``fn()`` entered the Python function ``method`` (read from the class)."""
+    code = method.__code__
     calls = 0
 
     def prof(frame, event, arg):
@@ -73,7 +73,7 @@ def test_a_held_loop_enters_python_only_to_arm_the_c_add(tmp_path, built):
             for i in range(200):
                 x[i] = data[i]
 
-    calls = _python_setitem_calls(loop)
+    calls = _python_calls(ArraysetDataWriter.__setitem__, loop)
     assert calls == (1 if built else 200)  # C: the first add arms the held stack, the rest are C adds
     assert x.__setitem__(200, data[0]) == 200  # an explicit call is the Python method: the spec's return
     assert x.add(data[1], 201) == 201
@@ -84,20 +84,14 @@ def test_a_held_loop_enters_python_only_to_arm_the_c_add(tmp_path, built):
 def test_add_enters_its_python_method_only_to_arm_the_c_add(tmp_path, built):
     data = _data(300)
     repo, co, x = _new(tmp_path)
-    code = ArraysetDataWriter.add.__code__  # read from the class: the Python method (the spec's signature)
-    calls = 0
+    got: list = []
 
-    def prof(frame, event, arg):
-        nonlocal calls
-        if event == "call" and frame.f_code is code:
-            calls += 1
-
-    sys.setprofile(prof)
-    try:
+    def adds() -> None:
         with x:
-            got = [x.add(data[i], i) for i in range(100)] + [x.add(data[i], name=i) for i in range(100, 200)]
-    finally:
-        sys.setprofile(None)
+            got.extend([x.add(data[i], i) for i in range(100)] + [x.add(data[i], name=i) for i in range(100, 200)])
+
+    # ArraysetDataWriter.add read from the class: the Python method (the spec's signature)
+    calls = _python_calls(ArraysetDataWriter.add, adds)
     assert calls == (1 if built else 200) and got == list(range(200))
     bound = x.add  # bound without a call: the Python method bound
     assert bound(data[200], 200) == 200 and x.add(data[201], 201) == 201
