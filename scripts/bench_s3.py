@@ -122,7 +122,8 @@ def _store_timings(name: str, st, proto, data: bytes, objects: int, mb: int) -> 
           f"range reads {2000 / trng:7.0f} /s")
 
 
-def _s3(endpoint: str, bucket: str, prefix: str):
+def obstore_s3(endpoint: str, bucket: str, prefix: str):
+    """obstore's S3 store of ``bucket``/``prefix`` on the S3 server at ``endpoint`` (plain HTTP)."""
     from obstore.store import S3Store
 
     return S3Store(bucket, prefix=prefix, config={"endpoint": endpoint, "allow_http": True,
@@ -134,7 +135,7 @@ def raw_ceiling(server: S3Server, total: int, nobj: int, tag: str) -> tuple[floa
     as the push does; all at once for the get)."""
     import obstore
 
-    st = _s3(server.endpoint, _bucket(server), f"raw-{tag}")
+    st = obstore_s3(server.endpoint, _bucket(server), f"raw-{tag}")
     size = -(-total // nobj)
     blobs = [os.urandom(min(size, total - i * size)) for i in range(nobj)]
 
@@ -162,7 +163,7 @@ def raw_get_packs(endpoint: str, bucket: str, prefix: str) -> float:
     get of objects just written was served from memory: 0.35 s vs 0.95 s a minute later)."""
     import obstore
 
-    st = _s3(endpoint, bucket, prefix)
+    st = obstore_s3(endpoint, bucket, prefix)
     keys = [o["path"] for batch in obstore.list(st, "packs/") for o in batch if o["path"].endswith("/c/0")]
 
     async def get() -> None:
@@ -189,7 +190,7 @@ def raw_get_write(endpoint: str, bucket: str, prefix: str, out_dir: str) -> floa
     besides hashing, for comparison (not the goal's ceiling)."""
     import obstore
 
-    st = _s3(endpoint, bucket, prefix)
+    st = obstore_s3(endpoint, bucket, prefix)
     keys = [o["path"] for batch in obstore.list(st, "packs/") for o in batch if o["path"].endswith("/c/0")]
     os.makedirs(out_dir)
     fds = []

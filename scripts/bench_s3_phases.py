@@ -86,35 +86,13 @@ class Phases:
         return timed
 
 
-def _s3(endpoint: str, bucket: str, prefix: str):
-    from obstore.store import S3Store
-
-    return S3Store(bucket, prefix=prefix, config={"endpoint": endpoint, "allow_http": True,
-                                                  "virtual_hosted_style_request": False, "region": "us-east-1"})
-
-
-def raw_get(endpoint: str, bucket: str, prefix: str) -> float:
-    import obstore
-
-    st = _s3(endpoint, bucket, prefix)
-    keys = [o["path"] for batch in obstore.list(st, "packs/") for o in batch if o["path"].endswith("/c/0")]
-
-    async def get() -> None:
-        async def one(k: str) -> bytes:
-            return await (await obstore.get_async(st, k)).bytes_async()
-        await asyncio.gather(*[one(k) for k in keys])
-
-    t = time.perf_counter()
-    asyncio.run(get())
-    return time.perf_counter() - t
-
-
 def raw_put(endpoint: str, bucket: str, prefix: str, total: int, nobj: int) -> tuple[float, float]:
     """Seconds and client CPU seconds to put ``total`` random bytes as ``nobj`` objects, 4 at once
     (as a push uploads)."""
     import obstore
+    from bench_s3 import obstore_s3  # (imports hangar: only once a run's constants are set)
 
-    st = _s3(endpoint, bucket, prefix)
+    st = obstore_s3(endpoint, bucket, prefix)
     size = -(-total // nobj)
     blobs = [os.urandom(min(size, total - i * size)) for i in range(nobj)]
 
@@ -166,6 +144,8 @@ def push_child(endpoint: str, server_pid: int, src: str, location: str, work: st
 
 def child(endpoint: str, server_pid: int, url: str, location: str, work: str) -> dict:
     """One raw get and one clone + fetch_data, timed by phase (this process's hangar)."""
+    from bench_s3 import raw_get_packs  # the same raw get as bench_s3's ceiling
+
     from hangar import Repository, datastore
     from hangar.remote import client, objectdata
     from hangar.store import tensorstore
@@ -173,7 +153,7 @@ def child(endpoint: str, server_pid: int, url: str, location: str, work: str) ->
     bucket, _, prefix = location[len("s3://"):].partition("/")
     s0, t0 = _proc_cpu(server_pid), time.perf_counter()
     c0 = resource.getrusage(resource.RUSAGE_SELF)
-    traw = raw_get(endpoint, bucket, prefix)
+    traw = raw_get_packs(endpoint, bucket, prefix)
     c1 = resource.getrusage(resource.RUSAGE_SELF)
     raw = {"wall": traw, "server_cpu": _proc_cpu(server_pid) - s0,
            "client_cpu": c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime}
