@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import numpy as np
 from hangar.remote import guard, protocol
 from hangar.store import sample_digest
 from tests import remote_fixtures
-from tests.test_hostile_network import ping_latency, request, upload_body
+from tests.test_hostile_network import ping_latency, request, stalled_download, upload_body
 
 
 def main() -> None:
@@ -45,12 +44,7 @@ def main() -> None:
         for n in (0, guard.THREADS, 2 * guard.THREADS + 4):
             stalled = []
             for _ in range(n):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                s.connect(("127.0.0.1", srv.port))
-                s.sendall(f"POST {protocol.DOWNLOAD} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(wanted)}\r\n\r\n"
-                          .encode() + wanted)
-                stalled.append(s)  # never read
+                stalled.append(stalled_download(srv.port, wanted))
             time.sleep(0.5)  # the server starts answering all of them
             took = []
             for _ in range(args.repeat):

@@ -59,6 +59,17 @@ def ping_latency(srv: remote_fixtures.ServerProcess, timeout: float = 5.0) -> fl
     return time.monotonic() - t0 if ok else timeout + 1
 
 
+def stalled_download(port: int, wanted: bytes) -> socket.socket:
+    """A client that asks for the samples ``wanted`` (their digests) and never reads the answer:
+    a 4 KiB receive buffer, the socket returned open."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"POST {protocol.DOWNLOAD} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(wanted)}\r\n\r\n"
+              .encode() + wanted)
+    return s
+
+
 def upload_body(arrays: list[np.ndarray]) -> bytes:
     parts = []
     for arr in arrays:
@@ -107,12 +118,7 @@ def test_clients_that_never_read_their_answers_hold_no_worker_and_little_memory(
     stalled = []
     try:
         for _ in range(2 * guard.THREADS + 4):  # more than every worker thread
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.connect(("127.0.0.1", srv.port))
-            s.sendall(f"POST {protocol.DOWNLOAD} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(wanted)}\r\n\r\n"
-                      .encode() + wanted)
-            stalled.append(s)  # never read
+            stalled.append(stalled_download(srv.port, wanted))
         time.sleep(0.5)  # let the server start answering all of them
         # before: eight such clients blocked every worker (ping timed out) and held 64 MiB each
         latencies = [ping_latency(srv) for _ in range(3)]
