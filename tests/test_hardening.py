@@ -417,7 +417,8 @@ def test_stale_temporaries_are_never_removed_through_a_planted_cache_link(tmp_pa
 
 class _SlowSiblingBucket:
     """A hostile S3 endpoint on a loopback socket: ``.../big/index`` announces 80 MiB at once (refused
-    by its size), ``.../slow/index`` answers after ``delay`` s; ``done`` is set once that answer is sent."""
+    by its size), ``.../slow/index`` answers after ``delay`` s; ``done`` is set just before that answer is
+    sent, so a call that returns before it did not wait for the slow GET."""
 
     def __init__(self, delay: float = 0.6) -> None:
         import http.server
@@ -436,6 +437,9 @@ class _SlowSiblingBucket:
                 slow = "/slow/" in self.path
                 if slow:
                     owner.done.wait(delay)  # the slow sibling: its head comes late
+                    # set before the answer goes out: set after it, the client could have its answer
+                    # (and the call return) before this thread ran again (failed CI once under load)
+                    owner.done.set()
                 ranged = self.headers.get("Range") is not None  # a pack's data: 16 bytes at 0
                 self.send_response(206 if ranged else 200)
                 if ranged:
@@ -449,8 +453,6 @@ class _SlowSiblingBucket:
                     self.wfile.flush()
                 except OSError:
                     pass
-                if slow:
-                    owner.done.set()
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
